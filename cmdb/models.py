@@ -1,0 +1,267 @@
+"""The CMDB: institutions, systems, servers, credentials, owners and health criteria.
+
+Table names follow the seed (TB_INSTITUTION, TB_SERVER_INFO, TB_SYSTEM_OWNER, ...), so a
+DBA reading the planning document finds the tables it names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from . import vault
+
+CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+FINGERPRINT_RE = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
+
+
+def validate_code(value: str) -> None:
+    if not CODE_RE.match(value or ""):
+        raise ValidationError(_("letters, digits, '-', '_' or '.', at most 64 characters"))
+
+
+def validate_abs_path(value: str) -> None:
+    if value and (not value.startswith("/") or "\x00" in value or "\n" in value):
+        raise ValidationError(_("must be an absolute path"))
+
+
+class Tier(models.IntegerChoices):
+    MISSION_CRITICAL = 1, _("Tier 1 (mission-critical)")
+    STANDARD = 2, _("Tier 2 (standard)")
+    TEST = 3, _("Tier 3 (test/dev)")
+
+
+class InstitutionQuerySet(models.QuerySet):
+    def matching(self, text: str) -> InstitutionQuerySet:
+        """Institutions whose code, name or one of whose aliases equals text."""
+        text = text.strip()
+        return self.filter(Q(code__iexact=text) | Q(name=text) | Q(aliases__icontains=f"|{text}|"))
+
+
+class Institution(models.Model):
+    code = models.CharField(max_length=64, unique=True, validators=[validate_code])
+    name = models.CharField(_("name"), max_length=200, unique=True)
+    # Stored as "|alias1|alias2|" so one contains-lookup finds an exact alias.
+    aliases = models.CharField(_("aliases"), max_length=500, blank=True, help_text=_("comma separated, e.g. 기재부"))
+    pm = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="pm_institutions"
+    )
+    contact = models.CharField(max_length=200, blank=True)
+    tier = models.PositiveSmallIntegerField(choices=Tier.choices, default=Tier.STANDARD)
+
+    objects = InstitutionQuerySet.as_manager()
+
+    class Meta:
+        db_table = "TB_INSTITUTION"
+        ordering = ["code"]
+        verbose_name = _("institution (TB_INSTITUTION)")
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def alias_list(self) -> list[str]:
+        return [a for a in self.aliases.split("|") if a]
+
+    def set_aliases(self, values) -> None:
+        cleaned = [v.strip() for v in values if v and v.strip()]
+        self.aliases = ("|" + "|".join(cleaned) + "|") if cleaned else ""
+
+
+class System(models.Model):
+    code = models.CharField(max_length=64, unique=True, validators=[validate_code])
+    name = models.CharField(_("name"), max_length=200)
+    institution = models.ForeignKey(Institution, on_delete=models.PROTECT, related_name="systems")
+    sensitive = models.BooleanField(_("sensitive (always human approval)"), default=False)
+    # Deploy window in local time; start == end means "any time".
+    window_start = models.TimeField(default=dt.time(0, 0))
+    window_end = models.TimeField(default=dt.time(0, 0))
+    expire_unanswered = models.BooleanField(
+        _("expire as rejected when the supervisor stays silent"),
+        default=False,
+        help_text=_("Otherwise the supervisor keeps being paged. A timeout never approves."),
+    )
+
+    class Meta:
+        db_table = "TB_SYSTEM"
+        ordering = ["code"]
+        verbose_name = _("system (TB_SYSTEM)")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+    @property
+    def tier(self) -> int:
+        return self.institution.tier
+
+    def in_window(self, when: dt.datetime | None = None) -> bool:
+        if self.window_start == self.window_end:
+            return True
+        local = timezone.localtime(when or timezone.now()).time()
+        if self.window_start < self.window_end:
+            return self.window_start <= local < self.window_end
+        return local >= self.window_start or local < self.window_end  # window spans midnight
+
+
+class Credential(models.Model):
+    class Kind(models.TextChoices):
+        PASSWORD = "password", _("password")
+        PRIVATE_KEY = "private_key", _("private key")
+
+    name = models.CharField(max_length=100, unique=True)
+    username = models.CharField(max_length=64)
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.PRIVATE_KEY)
+    # Ciphertext only (see cmdb/vault.py); the secret is write-only in every UI and API.
+    secret_encrypted = models.TextField(editable=False, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "TB_CREDENTIAL"
+        ordering = ["name"]
+        verbose_name = _("credential (TB_CREDENTIAL)")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def vault_context(self) -> str:
+        # Bound to the name, not the pk, so the secret can be set before the first save.
+        return f"credential:{self.name}"
+
+    def set_secret(self, plaintext: str) -> None:
+        if not plaintext:
+            raise ValidationError({"secret": _("a secret is required")})
+        self.secret_encrypted = vault.encrypt(plaintext, self.vault_context())
+
+    def reveal(self) -> str:
+        """Decrypt the secret. Call only where a connection is made (the SSH transport)."""
+        return vault.decrypt(self.secret_encrypted, self.vault_context())
+
+    @property
+    def has_secret(self) -> bool:
+        return bool(self.secret_encrypted)
+
+
+class ServerQuerySet(models.QuerySet):
+    def with_related(self) -> ServerQuerySet:
+        return self.select_related("system__institution", "credential")
+
+
+class Server(models.Model):
+    class OsType(models.TextChoices):
+        LINUX = "linux", "Linux"
+        AIX = "aix", "AIX"
+        HPUX = "hpux", "HP-UX"
+        SOLARIS = "solaris", "Solaris"
+
+    server_id = models.CharField(max_length=64, unique=True, validators=[validate_code])
+    system = models.ForeignKey(System, on_delete=models.PROTECT, related_name="servers")
+    hostname = models.CharField(max_length=255)
+    ip = models.GenericIPAddressField()
+    os_type = models.CharField(max_length=16, choices=OsType.choices, default=OsType.LINUX)
+    ssh_port = models.PositiveIntegerField(default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    ssh_user = models.CharField(max_length=64, blank=True, help_text=_("defaults to the credential's user"))
+    credential = models.ForeignKey(Credential, null=True, blank=True, on_delete=models.PROTECT, related_name="servers")
+    host_key_fingerprint = models.CharField(
+        max_length=80, blank=True, help_text=_("pinned SHA256 fingerprint; connections with another key are refused")
+    )
+    app_path = models.CharField(max_length=255, blank=True, validators=[validate_abs_path])
+    deploy_path = models.CharField(max_length=255, blank=True, validators=[validate_abs_path])
+    backup_path = models.CharField(max_length=255, blank=True, validators=[validate_abs_path])
+    script_path = models.CharField(max_length=255, blank=True, validators=[validate_abs_path])
+    log_path = models.CharField(max_length=255, blank=True, validators=[validate_abs_path])
+    service_port = models.PositiveIntegerField(null=True, blank=True, validators=[MaxValueValidator(65535)])
+    health_url = models.CharField(max_length=500, blank=True)
+    rolling_group = models.PositiveSmallIntegerField(default=1)
+    canary = models.BooleanField(default=False)
+    active = models.BooleanField(default=True)
+
+    objects = ServerQuerySet.as_manager()
+
+    class Meta:
+        db_table = "TB_SERVER_INFO"
+        ordering = ["server_id"]
+        verbose_name = _("server (TB_SERVER_INFO)")
+        indexes = [models.Index(fields=["system", "rolling_group"])]
+
+    def __str__(self) -> str:
+        return self.server_id
+
+    @property
+    def login_user(self) -> str:
+        return self.ssh_user or (self.credential.username if self.credential else "")
+
+    def clean(self) -> None:
+        if self.host_key_fingerprint and not FINGERPRINT_RE.match(self.host_key_fingerprint):
+            raise ValidationError({"host_key_fingerprint": _("expected 'SHA256:' and 43 base64 characters")})
+        if self.health_url and not self.health_url.startswith(("http://", "https://")):
+            raise ValidationError({"health_url": _("must start with http:// or https://")})
+
+
+class SystemOwner(models.Model):
+    class AuthLevel(models.IntegerChoices):
+        READ_ONLY = 1, _("inspection only")
+        STANDARD = 2, _("standard changes")
+        FULL = 3, _("all changes")
+
+    system = models.OneToOneField(System, on_delete=models.CASCADE, related_name="ownership")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_systems")
+    deputy = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="deputy_systems"
+    )
+    supervisor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="supervised_systems"
+    )
+    owner_is_active = models.BooleanField(_("owner present (not away)"), default=True)
+    sla_minutes = models.PositiveIntegerField(default=10, validators=[MinValueValidator(1)])
+    auth_level = models.PositiveSmallIntegerField(choices=AuthLevel.choices, default=AuthLevel.FULL)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "TB_SYSTEM_OWNER"
+        verbose_name = _("system owner (TB_SYSTEM_OWNER)")
+
+    def __str__(self) -> str:
+        return f"{self.system.code}: {self.owner}"
+
+    def clean(self) -> None:
+        if self.deputy_id and self.deputy_id == self.owner_id:
+            raise ValidationError({"deputy": _("the deputy must be someone other than the owner")})
+        if self.supervisor_id and self.supervisor_id == self.owner_id:
+            raise ValidationError({"supervisor": _("the supervisor must be someone other than the owner")})
+
+
+class HealthCriteria(models.Model):
+    """EnvProfile: what "healthy" means for a system's servers after a change."""
+
+    system = models.OneToOneField(System, on_delete=models.CASCADE, related_name="health")
+    service_port = models.PositiveIntegerField(null=True, blank=True)
+    process_name = models.CharField(max_length=100, blank=True)
+    log_path = models.CharField(max_length=255, blank=True, validators=[validate_abs_path])
+    error_pattern = models.CharField(max_length=200, default="ERROR|Exception")
+    max_latency_ms = models.PositiveIntegerField(default=3000)
+    expected_status = models.PositiveSmallIntegerField(default=200)
+    min_free_disk_mb = models.PositiveIntegerField(default=512)
+    port_wait_seconds = models.PositiveIntegerField(default=30)
+
+    class Meta:
+        db_table = "TB_HEALTH_CRITERIA"
+        verbose_name = _("health criteria (TB_HEALTH_CRITERIA)")
+        verbose_name_plural = _("health criteria (TB_HEALTH_CRITERIA)")
+
+    def __str__(self) -> str:
+        return f"health: {self.system.code}"
+
+    def clean(self) -> None:
+        if self.error_pattern:
+            try:
+                re.compile(self.error_pattern)
+            except re.error as exc:
+                raise ValidationError({"error_pattern": str(exc)}) from exc

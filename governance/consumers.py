@@ -1,0 +1,41 @@
+"""Thin consumers: authenticate, check the user may see the object, forward events."""
+
+from __future__ import annotations
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from . import events
+from .models import OpsTask
+
+
+class LiveConsumer(AsyncJsonWebsocketConsumer):
+    """ws/live/ (own inbox + console) and ws/tasks/<task_id>/ (one task's timeline)."""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        task_id = self.scope["url_route"]["kwargs"].get("task_id")
+        if task_id:
+            if not await self.can_see(user, task_id):
+                await self.close(code=4403)
+                return
+            self.groups_joined = [events.task_group(task_id)]
+        else:
+            self.groups_joined = [events.user_group(user.pk), events.CONSOLE_GROUP]
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def live_event(self, message: dict) -> None:
+        await self.send_json(message["event"])
+
+    @database_sync_to_async
+    def can_see(self, user, task_id: str) -> bool:
+        return OpsTask.objects.visible_to(user).filter(task_id=task_id).exists()

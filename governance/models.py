@@ -1,0 +1,326 @@
+"""The ticket (OpsTask, TB_OPS_TASK), its approval steps (TB_APPROVAL_FLOW), the in-app
+inbox and the kill switch.
+
+Transition methods only change ``self``; governance/services.py locks the row, calls the
+transition, saves, audits and schedules follow-up work in one transaction.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+
+from cmdb.models import Server, System
+
+
+class Status(models.TextChoices):
+    RECEIVED = "RECEIVED", _("접수")  # filed, not yet parsed
+    PARSED = "PARSED", _("분석 완료")  # intent, targets and parameters known
+    PENDING_APPROVAL = "PENDING_APPROVAL", _("승인 대기")  # an approval step is open
+    APPROVED = "APPROVED", _("승인 완료")  # every step approved; execution queued
+    EXECUTING = "EXECUTING", _("실행 중")  # the engine is working on the servers
+    PENDING_PM_VALIDATION = "PENDING_PM_VALIDATION", _("PM 검증 대기")  # result package awaits the PM
+    COMPLETED = "COMPLETED", _("완료")  # PM accepted; requester told
+    REJECTED = "REJECTED", _("반려")  # an approver said no (or the chain expired)
+    CANCELLED = "CANCELLED", _("취소")  # withdrawn by the requester before execution
+    ABORTED = "ABORTED", _("중단")  # kill switch
+    FAILED_ROLLED_BACK = "FAILED_ROLLED_BACK", _("실패(롤백 완료)")  # failed and restored
+    MANUAL_INTERVENTION_REQUIRED = "MANUAL_INTERVENTION_REQUIRED", _("수동 조치 필요")  # rollback failed / PM took over
+    STATE_UNCERTAIN = "STATE_UNCERTAIN", _("상태 불확실")  # lost contact mid-step
+
+
+# The seed's short codes (REC/PEN/APP/EXE/COM/ERR).
+SEED_CODE = {
+    Status.RECEIVED: "REC",
+    Status.PARSED: "REC",
+    Status.PENDING_APPROVAL: "PEN",
+    Status.APPROVED: "APP",
+    Status.EXECUTING: "EXE",
+    Status.PENDING_PM_VALIDATION: "EXE",
+    Status.COMPLETED: "COM",
+}
+
+ACTIVE_STATES = [Status.RECEIVED, Status.PARSED, Status.PENDING_APPROVAL, Status.APPROVED, Status.EXECUTING]
+FINAL_STATES = [
+    Status.COMPLETED,
+    Status.REJECTED,
+    Status.CANCELLED,
+    Status.ABORTED,
+    Status.FAILED_ROLLED_BACK,
+]
+STOPPABLE = [Status.PARSED, Status.PENDING_APPROVAL, Status.APPROVED, Status.EXECUTING]
+
+
+class Category(models.TextChoices):
+    DEPLOY = "DEPLOY", _("배포")
+    INFRA_CONTROL = "INFRA_CONTROL", _("인프라 제어")
+    DATA = "DATA", _("데이터")
+    INSPECTION = "INSPECTION", _("점검")
+    CODE_CHANGE = "CODE_CHANGE", _("코드 수정")
+
+
+class SubType(models.TextChoices):
+    APP_DEPLOY = "APP_DEPLOY", _("애플리케이션 배포")
+    STATIC_SYNC = "STATIC_SYNC", _("정적 파일 동기화")
+    SERVICE_RESTART = "SERVICE_RESTART", _("서비스 재시작")
+    SSL_REPLACE = "SSL_REPLACE", _("SSL 인증서 교체")
+    DATA_CLEANUP = "DATA_CLEANUP", _("데이터 정리")
+    LOG_MINING = "LOG_MINING", _("로그 분석")
+    LOG_CLEANUP = "LOG_CLEANUP", _("로그 정리")
+    LOGROTATE = "LOGROTATE", _("로그 로테이트")
+    MEMORY_CHECK = "MEMORY_CHECK", _("메모리 점검")
+    CRON_MANAGE = "CRON_MANAGE", _("크론 관리")
+    RAW_COMMAND = "RAW_COMMAND", _("직접 명령")
+    CODE_FIX = "CODE_FIX", _("코드 수정")
+
+
+class Risk(models.TextChoices):
+    LOW = "LOW", _("낮음")  # read-only inspection
+    MEDIUM = "MEDIUM", _("보통")  # service restart
+    HIGH = "HIGH", _("높음")  # deploy / data change
+    CRITICAL = "CRITICAL", _("치명")  # infrastructure / security / raw command
+
+
+class Channel(models.TextChoices):
+    WEB = "WEB", _("웹 콘솔")
+    PWA = "PWA", _("모바일")
+    API = "API", "API"
+    MESSENGER = "MESSENGER", _("메신저")
+    SCHEDULE = "SCHEDULE", _("정기 점검")
+
+
+class OpsTaskQuerySet(models.QuerySet):
+    def visible_to(self, user) -> OpsTaskQuerySet:
+        """Tasks a user may see: own requests, systems they own/deputise/supervise,
+        institutions they are PM of; PMs, security officers and auditors see all."""
+        if user.is_superuser or user.groups.filter(name__in=["pm", "security_officer", "auditor", "admin"]).exists():
+            return self
+        return self.filter(
+            Q(requester=user)
+            | Q(system__ownership__owner=user)
+            | Q(system__ownership__deputy=user)
+            | Q(system__ownership__supervisor=user)
+            | Q(steps__assigned_to=user)
+        ).distinct()
+
+
+class OpsTask(ConcurrentTransitionMixin, models.Model):
+    task_id = models.CharField(max_length=32, unique=True, editable=False)
+    category = models.CharField(max_length=16, choices=Category.choices)
+    sub_type = models.CharField(max_length=24, choices=SubType.choices)
+    title = models.CharField(max_length=200)
+    raw_request = models.TextField(blank=True)
+    sr_number = models.CharField(_("SR number"), max_length=64, blank=True, db_index=True)
+    parsed = models.JSONField(default=dict, blank=True)
+    system = models.ForeignKey(System, on_delete=models.PROTECT, related_name="tasks")
+    targets = models.ManyToManyField(Server, related_name="tasks", blank=True)
+    parameters = models.JSONField(default=dict, blank=True)
+    requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="requested_tasks")
+    channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.WEB)
+    risk = models.CharField(max_length=8, choices=Risk.choices)
+    emergency = models.BooleanField(default=False)
+    urgent = models.BooleanField(default=False)
+    playbook = models.CharField(max_length=32, blank=True)
+    playbook_version = models.CharField(max_length=16, blank=True)
+    status = FSMField(default=Status.RECEIVED, choices=Status.choices, protected=True, db_index=True)
+    current_approver = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    stop_requested = models.BooleanField(default=False)
+    stop_reason = models.CharField(max_length=300, blank=True)
+    failure_reason = models.TextField(blank=True)
+    result_package = models.JSONField(default=dict, blank=True)
+    rework_round = models.PositiveSmallIntegerField(default=0)
+    pm_instructions = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    approved_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OpsTaskQuerySet.as_manager()
+
+    class Meta:
+        db_table = "TB_OPS_TASK"
+        ordering = ["-created_at"]
+        verbose_name = _("task (TB_OPS_TASK)")
+        permissions = [
+            ("submit_task", "Can submit a request"),
+            ("decide_step", "Can decide approval steps"),
+            ("validate_result", "Can validate results (PM)"),
+            ("use_kill_switch", "Can stop tasks and the whole system"),
+        ]
+
+    def __str__(self) -> str:
+        return self.task_id
+
+    @property
+    def seed_code(self) -> str:
+        return SEED_CODE.get(self.status, "ERR")
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATES
+
+    # --- lifecycle; bodies only change self ----------------------------------------
+    @transition(field=status, source=Status.RECEIVED, target=Status.PARSED)
+    def mark_parsed(self, parsed: dict) -> None:
+        self.parsed = parsed
+
+    @transition(field=status, source=Status.PARSED, target=Status.PENDING_APPROVAL)
+    def request_approval(self) -> None:
+        pass
+
+    @transition(field=status, source=[Status.PARSED, Status.PENDING_APPROVAL], target=Status.APPROVED,
+                conditions=[lambda task: not task.stop_requested])
+    def approve(self) -> None:
+        self.approved_at = timezone.now()
+        self.current_approver = None
+
+    @transition(field=status, source=Status.PENDING_APPROVAL, target=Status.REJECTED)
+    def reject(self) -> None:
+        self.current_approver = None
+        self.finished_at = timezone.now()
+
+    @transition(field=status, source=[Status.RECEIVED, Status.PARSED, Status.PENDING_APPROVAL], target=Status.CANCELLED)
+    def cancel(self) -> None:
+        self.finished_at = timezone.now()
+
+    @transition(field=status, source=Status.APPROVED, target=Status.EXECUTING,
+                conditions=[lambda task: not task.stop_requested])
+    def start_execution(self) -> None:
+        pass
+
+    @transition(field=status, source=Status.EXECUTING, target=Status.PENDING_PM_VALIDATION)
+    def finish_execution(self, package: dict) -> None:
+        self.result_package = package
+
+    @transition(field=status, source=Status.EXECUTING, target=Status.FAILED_ROLLED_BACK)
+    def fail_rolled_back(self, reason: str) -> None:
+        self.failure_reason = reason
+        self.finished_at = timezone.now()
+
+    @transition(field=status, source=[Status.EXECUTING, Status.PENDING_PM_VALIDATION, Status.STATE_UNCERTAIN],
+                target=Status.MANUAL_INTERVENTION_REQUIRED)
+    def require_manual(self, reason: str) -> None:
+        self.failure_reason = reason
+
+    @transition(field=status, source=Status.EXECUTING, target=Status.STATE_UNCERTAIN)
+    def lose_contact(self, reason: str) -> None:
+        self.failure_reason = reason
+
+    @transition(field=status, source=STOPPABLE + [Status.RECEIVED], target=Status.ABORTED)
+    def abort(self, reason: str) -> None:
+        self.stop_reason = reason
+        self.finished_at = timezone.now()
+
+    @transition(field=status, source=Status.PENDING_PM_VALIDATION, target=Status.COMPLETED)
+    def complete(self) -> None:
+        self.finished_at = timezone.now()
+
+    @transition(field=status, source=Status.PENDING_PM_VALIDATION, target=Status.APPROVED)
+    def send_back(self, instructions: str) -> None:
+        """PM rejects the result package: rework with instructions, round counted."""
+        self.pm_instructions = instructions
+        self.rework_round += 1
+
+
+class StepStatus(models.TextChoices):
+    PENDING = "P", _("대기")
+    APPROVED = "A", _("승인")
+    REJECTED = "R", _("반려")
+    SKIPPED = "S", _("생략")  # the task ended before this step was reached
+
+
+class Routing(models.TextChoices):
+    DIRECT = "DIRECT", _("직접")
+    DELEGATED = "DELEGATED", _("대리")
+    ESCALATED = "ESCALATED", _("상향")
+    AUTO = "AUTO", _("자동 승인")
+
+
+class ApprovalStepQuerySet(models.QuerySet):
+    def open(self) -> ApprovalStepQuerySet:
+        return self.filter(status=StepStatus.PENDING, activated_at__isnull=False)
+
+
+class ApprovalStep(models.Model):
+    task = models.ForeignKey(OpsTask, on_delete=models.CASCADE, related_name="steps")
+    step_order = models.PositiveSmallIntegerField()
+    role = models.CharField(max_length=24)  # owner / pm / security_officer / emergency
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="assigned_steps"
+    )
+    original_owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actual_approver = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    routing = models.CharField(max_length=10, choices=Routing.choices, default=Routing.DIRECT)
+    escalation_level = models.PositiveSmallIntegerField(default=0)  # 0 owner, 1 deputy, 2 supervisor
+    status = models.CharField(max_length=1, choices=StepStatus.choices, default=StepStatus.PENDING, db_index=True)
+    comments = models.TextField(blank=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    sla_deadline = models.DateTimeField(null=True, blank=True, db_index=True)
+    reminded_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApprovalStepQuerySet.as_manager()
+
+    class Meta:
+        db_table = "TB_APPROVAL_FLOW"
+        ordering = ["task", "step_order"]
+        constraints = [models.UniqueConstraint(fields=["task", "step_order"], name="one_step_per_order")]
+        indexes = [models.Index(fields=["status", "sla_deadline"])]
+
+    def __str__(self) -> str:
+        return f"{self.task.task_id} step {self.step_order} ({self.role})"
+
+
+class Notification(models.Model):
+    """The in-app inbox: every notification, whatever adapter also carried it."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    task = models.ForeignKey(OpsTask, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications")
+    kind = models.CharField(max_length=32, default="info")
+    message = models.TextField()
+    actions = models.JSONField(default=list, blank=True)
+    link = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "TB_NOTIFICATION"
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "read_at"])]
+
+    def __str__(self) -> str:
+        return f"to {self.user}: {self.message[:40]}"
+
+
+class GlobalStop(models.Model):
+    """The global kill switch: one row. While engaged no execution starts."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    engaged = models.BooleanField(default=False)
+    reason = models.CharField(max_length=300, blank=True)
+    engaged_by = models.CharField(max_length=150, blank=True)
+    engaged_at = models.DateTimeField(null=True, blank=True)
+    requires_ack = models.BooleanField(default=False)  # set by an audit-chain break
+
+    class Meta:
+        db_table = "TB_GLOBAL_STOP"
+
+
+class TaskSequence(models.Model):
+    """Per-day counter behind task ids like OPS-20260523-001 (row locked while issuing)."""
+
+    day = models.DateField(primary_key=True)
+    last = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        db_table = "TB_TASK_SEQUENCE"

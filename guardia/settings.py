@@ -1,0 +1,293 @@
+"""GUARDiA settings: one file, every value read from the environment.
+
+Embedded defaults let a fresh checkout run with nothing but what the README's run
+command installs: SQLite, the django-q2 ORM broker and a loopback Redis for Channels.
+Production switches by environment variables only (see README "Production").
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+INSECURE_DEFAULT_SECRET = "guardia-insecure-development-key-do-not-use-in-production"
+
+
+def envbool(name: str, default: str) -> bool:
+    value = os.getenv(name, default).strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ImproperlyConfigured(f"{name}: expected a boolean (true/false), got {value!r}")
+
+
+def envint(name: str, default: int) -> int:
+    raw = os.getenv(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: expected an integer, got {raw!r}") from exc
+
+
+def envlist(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.getenv(name, default).split(",") if item.strip()]
+
+
+def envpath(name: str, default: Path) -> Path:
+    return Path(os.getenv(name) or default)
+
+
+# Production mode turns the guard rails into hard failures: the process refuses to
+# start rather than run a government system with a debug page or a guessable key.
+PRODUCTION = envbool("GUARDIA_PRODUCTION", "false")
+DEBUG = envbool("GUARDIA_DEBUG", "false" if PRODUCTION else "true")
+SECRET_KEY = os.getenv("GUARDIA_SECRET_KEY", INSECURE_DEFAULT_SECRET)
+DATA_DIR = envpath("GUARDIA_DATA_DIR", BASE_DIR / "var")
+
+# The vault key lives outside the database: an env variable (base64 of 32 bytes) or a
+# key file readable only by the service account. See cmdb/vault.py.
+VAULT_KEY = os.getenv("GUARDIA_VAULT_KEY", "")
+VAULT_KEY_FILE = os.getenv("GUARDIA_VAULT_KEY_FILE", "")
+if not VAULT_KEY and not VAULT_KEY_FILE and not PRODUCTION:
+    VAULT_KEY_FILE = str(DATA_DIR / "keys" / "vault.key")
+
+if PRODUCTION:
+    problems = []
+    if DEBUG:
+        problems.append("GUARDIA_DEBUG is on (set GUARDIA_DEBUG=false)")
+    if SECRET_KEY == INSECURE_DEFAULT_SECRET or len(SECRET_KEY) < 50:
+        problems.append("GUARDIA_SECRET_KEY is the default or shorter than 50 characters")
+    if not VAULT_KEY and not VAULT_KEY_FILE:
+        problems.append("no vault key: set GUARDIA_VAULT_KEY or GUARDIA_VAULT_KEY_FILE")
+    if problems:
+        raise ImproperlyConfigured("GUARDiA refuses to start in production mode: " + "; ".join(problems))
+
+ALLOWED_HOSTS = envlist("GUARDIA_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+CSRF_TRUSTED_ORIGINS = envlist("GUARDIA_CSRF_TRUSTED_ORIGINS")
+# Client networks (bastion ranges) allowed to reach the app; empty means no restriction.
+CLIENT_ALLOWLIST = envlist("GUARDIA_CLIENT_ALLOWLIST")
+BASE_URL = os.getenv("GUARDIA_BASE_URL", "http://127.0.0.1:8000")
+
+INSTALLED_APPS = [
+    "daphne",  # must come first so runserver and the ASGI stack are Channels-aware
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_filters",
+    "django_q",
+    "axes",
+    "audit",
+    "cmdb",
+    "governance",
+    "execution",
+    "intake",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "guardia.middleware.ClientAllowlistMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
+]
+
+ROOT_URLCONF = "guardia.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
+                "governance.context_processors.guardia",
+            ],
+        },
+    },
+]
+WSGI_APPLICATION = "guardia.wsgi.application"
+ASGI_APPLICATION = "guardia.asgi.application"
+
+# SQLite is the default because a closed-network pilot must run from a checkout with no
+# database server. The web tier, the django-q2 ORM broker and Channels all write at once,
+# so it runs in WAL mode with IMMEDIATE transactions: a deferred transaction that later
+# writes fails at once with "database is locked", whatever the timeout (FIELD-NOTES).
+SQLITE_OPTIONS = {
+    "init_command": "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;",
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+}
+DATABASE_URL = os.getenv("GUARDIA_DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        DATABASES["default"]["OPTIONS"] = SQLITE_OPTIONS
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "guardia.sqlite3",
+            "OPTIONS": SQLITE_OPTIONS,
+            "TEST": {"NAME": DATA_DIR / "test-guardia.sqlite3"},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/console/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+# Login throttling (django-axes): lock a username+address pair after repeated failures.
+AXES_FAILURE_LIMIT = envint("GUARDIA_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = envint("GUARDIA_LOGIN_COOLOFF_MINUTES", 15) / 60
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLED = envbool("GUARDIA_LOGIN_THROTTLE", "true")
+
+LANGUAGE_CODE = "ko-kr"
+LANGUAGES = [("ko", _("Korean")), ("en", _("English"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = os.getenv("GUARDIA_TIME_ZONE", "Asia/Seoul")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = envpath("GUARDIA_STATIC_ROOT", DATA_DIR / "static")
+MEDIA_ROOT = envpath("GUARDIA_MEDIA_ROOT", DATA_DIR / "media")
+MEDIA_URL = "/media/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "guardia.api.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "GUARDiA API",
+    "DESCRIPTION": "Governed, agentless operations for public-sector infrastructure.",
+    "VERSION": "1.0.0",
+    # Closed network: the Swagger UI is served from drf-spectacular-sidecar's local files.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# Channels: Redis carries events from the qcluster worker to browsers on Daphne. The
+# in-memory layer is process-local and serves unit tests only (GUARDIA_CHANNEL_LAYER=memory).
+REDIS_URL = os.getenv("GUARDIA_REDIS_URL", "redis://127.0.0.1:6379/0")
+if os.getenv("GUARDIA_CHANNEL_LAYER", "redis") == "memory":
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+
+# django-q2: the ORM broker by default (no extra service); GUARDIA_Q_BROKER=redis moves
+# the queue to the Redis at GUARDIA_REDIS_URL for multi-node clusters.
+Q_CLUSTER = {
+    "name": os.getenv("GUARDIA_Q_NAME", "guardia"),
+    "workers": envint("GUARDIA_Q_WORKERS", 2),
+    "timeout": envint("GUARDIA_Q_TIMEOUT", 3600),
+    "retry": envint("GUARDIA_Q_TIMEOUT", 3600) + 60,
+    "max_attempts": 1,
+    "catch_up": False,
+    "poll": 0.05,
+    "save_limit": 1000,
+    "label": "Task queue",
+}
+if os.getenv("GUARDIA_Q_BROKER", "orm") == "redis":
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+Q_SYNC = envbool("GUARDIA_Q_SYNC", "false")
+if Q_SYNC:
+    Q_CLUSTER["sync"] = True
+
+# Audit: the JSON Lines mirror and the Ed25519 checkpoint key live outside the database.
+AUDIT_MIRROR_DIR = envpath("GUARDIA_AUDIT_MIRROR_DIR", DATA_DIR / "audit")
+AUDIT_SIGNING_KEY_FILE = envpath("GUARDIA_AUDIT_SIGNING_KEY_FILE", DATA_DIR / "keys" / "audit_ed25519.pem")
+AUDIT_CHECKPOINT_EVERY = envint("GUARDIA_AUDIT_CHECKPOINT_EVERY", 1000)
+
+# Notification adapters: dotted paths called by governance.notify (the in-app inbox is
+# the embedded default; the messenger adapters plug in here without governance
+# importing intake).
+NOTIFY_ADAPTERS = envlist("GUARDIA_NOTIFY_ADAPTERS", "governance.notify.InboxAdapter")
+
+# SSH: host keys are pinned in the CMDB; tests may relax nothing here.
+SSH_CONNECT_TIMEOUT = envint("GUARDIA_SSH_CONNECT_TIMEOUT", 10)
+SSH_COMMAND_TIMEOUT = envint("GUARDIA_SSH_COMMAND_TIMEOUT", 300)
+TESTBED_DIR = envpath("GUARDIA_TESTBED_DIR", DATA_DIR / "testbed")
+
+if PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = envbool("GUARDIA_SSL_REDIRECT", "true")
+    SECURE_HSTS_SECONDS = envint("GUARDIA_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact_secrets": {"()": "cmdb.vault.RedactSecretsFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_secrets"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": os.getenv("GUARDIA_LOG_LEVEL", "INFO")},
+    "loggers": {
+        "paramiko": {"level": "WARNING"},
+        "django.db.backends": {"level": "INFO"},
+    },
+}

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# One command: install, migrate, seed the demo CMDB and users, start the sshd testbed,
+# a loopback Redis, Daphne and the django-q2 worker; print the URL and logins.
+# Ctrl-C stops everything it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+export GUARDIA_DATA_DIR=${GUARDIA_DATA_DIR:-$PWD/var}
+PORT=${GUARDIA_PORT:-8000}
+REDIS_PORT=${GUARDIA_REDIS_PORT:-6379}
+export GUARDIA_REDIS_URL=${GUARDIA_REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}
+export GUARDIA_BASE_URL=${GUARDIA_BASE_URL:-http://127.0.0.1:$PORT}
+RUN=$GUARDIA_DATA_DIR/run
+mkdir -p "$RUN" "$GUARDIA_DATA_DIR/log"
+PY=.venv/bin/python
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+cleanup() {
+  echo "== stopping"
+  for name in qcluster daphne; do
+    [ -f "$RUN/$name.pid" ] && kill "$(cat "$RUN/$name.pid")" 2>/dev/null || true
+    rm -f "$RUN/$name.pid"
+  done
+  $PY manage.py testbed down >/dev/null 2>&1 || true
+  [ -f "$RUN/redis.pid" ] && kill "$(cat "$RUN/redis.pid")" 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+$PY manage.py migrate --noinput -v 0
+$PY manage.py collectstatic --noinput -v 0
+$PY manage.py compilemessages -v 0 >/dev/null 2>&1 || true
+
+if port_busy "$REDIS_PORT"; then
+  echo "== redis: something already listens on $REDIS_PORT; using it"
+else
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --daemonize yes --pidfile "$RUN/redis.pid" --logfile "$GUARDIA_DATA_DIR/log/redis.log"
+fi
+
+$PY manage.py testbed up --servers "${GUARDIA_TESTBED_SERVERS:-20}"
+$PY manage.py seed_demo --testbed
+
+if port_busy "$PORT"; then
+  echo "port $PORT is busy (a stale Daphne?); set GUARDIA_PORT" >&2
+  exit 1
+fi
+$PY -m daphne -b 127.0.0.1 -p "$PORT" guardia.asgi:application >"$GUARDIA_DATA_DIR/log/daphne.log" 2>&1 &
+echo $! >"$RUN/daphne.pid"
+$PY manage.py qcluster >"$GUARDIA_DATA_DIR/log/qcluster.log" 2>&1 &
+echo $! >"$RUN/qcluster.pid"
+
+for _ in $(seq 50); do port_busy "$PORT" && break; sleep 0.2; done
+cat <<MSG
+
+GUARDiA is running: $GUARDIA_BASE_URL/
+  console  $GUARDIA_BASE_URL/console/     CMDB admin  $GUARDIA_BASE_URL/admin/
+  mobile   $GUARDIA_BASE_URL/app/         API docs    $GUARDIA_BASE_URL/api/v1/docs/
+Demo logins (password for all: $($PY manage.py seed_demo --print-password)):
+$($PY manage.py seed_demo --print-logins)
+Logs in $GUARDIA_DATA_DIR/log/. Press Ctrl-C to stop.
+MSG
+wait

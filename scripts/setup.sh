@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install everything GUARDiA needs on a fresh Debian box (root) and prepare the database.
+# Idempotent: re-running only installs what is missing. Used by demo.sh and test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(redis-server openssh-server openssh-client postgresql chromium fonts-nanum
+              tesseract-ocr tesseract-ocr-kor poppler-utils python3-venv)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== apt: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "== python: creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+if ! cmp -s requirements.txt .venv/.requirements.installed; then
+  echo "== pip: installing requirements.txt"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r requirements.txt
+  cp requirements.txt .venv/.requirements.installed
+fi
