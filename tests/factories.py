@@ -1,0 +1,78 @@
+"""factory_boy factories for the CMDB and users. Add app-specific ones in tests/<app>/factories.py."""
+
+from __future__ import annotations
+
+import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from cmdb.models import Credential, Institution, Server, System, SystemOwner
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    password = factory.PostGenerationMethodCall("set_password", "pw-Guardia-1")
+
+    @factory.post_generation
+    def role(self, create, extracted, **kwargs):
+        """UserFactory(role="team_lead") puts the user in that group."""
+        if extracted:
+            group, _ = Group.objects.get_or_create(name=extracted)
+            self.groups.add(group)
+
+
+class InstitutionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Institution
+
+    code = factory.Sequence(lambda n: f"INST{n:03d}")
+    name = factory.Sequence(lambda n: f"기관{n}")
+    tier = 2
+
+
+class SystemFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = System
+
+    code = factory.Sequence(lambda n: f"SYS{n:03d}")
+    name = factory.Sequence(lambda n: f"시스템{n}")
+    institution = factory.SubFactory(InstitutionFactory)
+
+
+class CredentialFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Credential
+
+    name = factory.Sequence(lambda n: f"cred{n}")
+    username = "deploy"
+    kind = Credential.Kind.PASSWORD
+
+    @factory.post_generation
+    def secret(self, create, extracted, **kwargs):
+        self.set_secret(extracted or "s3cret-Pa55word!")
+        if create:
+            self.save()
+
+
+class ServerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Server
+
+    server_id = factory.Sequence(lambda n: f"srv-{n:04d}")
+    system = factory.SubFactory(SystemFactory)
+    hostname = factory.LazyAttribute(lambda o: f"{o.server_id}.local")
+    ip = factory.Sequence(lambda n: f"10.0.{n // 250}.{n % 250 + 1}")
+
+
+class SystemOwnerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SystemOwner
+
+    system = factory.SubFactory(SystemFactory)
+    owner = factory.SubFactory(UserFactory, role="team_lead")
+    deputy = factory.SubFactory(UserFactory, role="team_lead")
+    supervisor = factory.SubFactory(UserFactory, role="supervisor")
