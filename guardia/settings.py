@@ -102,6 +102,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "guardia.middleware.ClientAllowlistMiddleware",
+    # Daphne serves no static files itself; WhiteNoise serves them locally (closed network, no CDN),
+    # after the allowlist so outside networks get nothing at all.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
