@@ -1,3 +1,118 @@
+"""Governance REST API (DRF): the seed's approval and history endpoints plus task search.
+
+Views only translate HTTP to services and service errors to 400/403/404/409.
+"""
+
 from __future__ import annotations
 
-urlpatterns: list = []
+import django_filters
+from django.urls import include, path
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import action, api_view
+from rest_framework.response import Response
+from rest_framework.routers import SimpleRouter
+
+from . import services
+from .errors import GovernanceError, NotFound
+from .models import OpsTask
+from .queries import search_tasks
+from .reports import task_timeline
+from .serializers import (
+    ApprovalDecisionSerializer,
+    DecisionResultSerializer,
+    StepSerializer,
+    StopSerializer,
+    TaskHistorySerializer,
+    TaskSerializer,
+    ValidationSerializer,
+)
+
+
+def error_response(exc: GovernanceError) -> Response:
+    return Response(exc.as_dict(), status=exc.status_code)
+
+
+@extend_schema(request=ApprovalDecisionSerializer, responses={200: DecisionResultSerializer},
+               summary="Approve or reject an approval step (seed POST /approval/process)")
+@api_view(["POST"])
+def approval_process(request):
+    form = ApprovalDecisionSerializer(data=request.data)
+    form.is_valid(raise_exception=True)
+    try:
+        decision = services.decide_step(request.user, form.validated_data["step_id"],
+                                        form.validated_data["decision"], form.validated_data["comments"])
+    except GovernanceError as exc:
+        return error_response(exc)
+    body = {"result": decision.result, "task_id": decision.task.task_id, "task_status": decision.task.status,
+            "next_step": StepSerializer(decision.next_step).data if decision.next_step else None}
+    return Response(body)
+
+
+@extend_schema(responses={200: TaskHistorySerializer}, summary="A task's full timeline (seed GET /task/history)")
+@api_view(["GET"])
+def task_history(request, task_id: str):
+    task = OpsTask.objects.visible_to(request.user).filter(task_id=task_id).select_related(
+        "system__institution", "requester").first()
+    if task is None:
+        return error_response(NotFound(f"task {task_id} not found"))
+    return Response({"task": TaskSerializer(task).data, "steps": StepSerializer(task.steps.all(), many=True).data,
+                     "timeline": task_timeline(task)})
+
+
+class TaskFilter(django_filters.FilterSet):
+    status = django_filters.MultipleChoiceFilter(choices=OpsTask._meta.get_field("status").choices)
+    institution = django_filters.CharFilter(field_name="system__institution__code")
+    system = django_filters.CharFilter(field_name="system__code")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = OpsTask
+        fields = ["status", "category", "sub_type", "risk", "institution", "system", "urgent"]
+
+
+class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Tasks the caller may see; `q` searches task id / SR number / title, `person` any participant."""
+
+    serializer_class = TaskSerializer
+    filterset_class = TaskFilter
+    lookup_field = "task_id"
+
+    def get_queryset(self):
+        params = self.request.query_params
+        return search_tasks(self.request.user, q=params.get("q", ""), person=params.get("person", "")).prefetch_related(
+            "targets")
+
+    @extend_schema(request=StopSerializer, responses={200: TaskSerializer})
+    @action(detail=True, methods=["post"])
+    def stop(self, request, task_id=None):
+        form = StopSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            task = services.stop_task(request.user, task_id, form.validated_data["reason"])
+        except GovernanceError as exc:
+            return error_response(exc)
+        return Response(TaskSerializer(task).data)
+
+    @extend_schema(request=ValidationSerializer, responses={200: TaskSerializer})
+    @action(detail=True, methods=["post"])
+    def validate(self, request, task_id=None):
+        form = ValidationSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            task = services.validate_result(request.user, task_id, form.validated_data["verdict"],
+                                            form.validated_data["comments"])
+        except GovernanceError as exc:
+            return error_response(exc)
+        return Response(TaskSerializer(task).data)
+
+
+router = SimpleRouter()
+router.register("tasks", TaskViewSet, basename="task")
+
+urlpatterns = [
+    path("approval/process", approval_process, name="approval-process"),
+    path("task/history/<str:task_id>", task_history, name="task-history"),
+    path("", include(router.urls)),
+]

@@ -1,6 +1,29 @@
+from __future__ import annotations
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def ensure_schedules(sender, **kwargs) -> None:
+    """The SLA sweep runs every minute as a django-q2 Schedule (idempotent)."""
+    from django_q.models import Schedule
+
+    Schedule.objects.update_or_create(
+        name="governance.sweep_escalations",
+        defaults={"func": "governance.tasks.sweep_escalations", "schedule_type": Schedule.MINUTES, "minutes": 1,
+                  "repeats": -1},
+    )
 
 
 class GovernanceConfig(AppConfig):
-    default_auto_field = 'django.db.models.BigAutoField'
-    name = 'governance'
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "governance"
+    verbose_name = "거버넌스 (TB_OPS_TASK)"
+
+    def ready(self) -> None:
+        from audit import signals as audit_signals
+
+        from . import receivers
+
+        post_migrate.connect(ensure_schedules, sender=self)
+        audit_signals.chain_broken.connect(receivers.on_chain_broken, dispatch_uid="governance-chain-broken")

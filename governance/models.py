@@ -175,7 +175,7 @@ class OpsTask(ConcurrentTransitionMixin, models.Model):
         pass
 
     @transition(field=status, source=[Status.PARSED, Status.PENDING_APPROVAL], target=Status.APPROVED,
-                conditions=[lambda task: not task.stop_requested])
+                conditions=[lambda task: not task.stop_requested], permission="governance.decide_step")
     def approve(self) -> None:
         self.approved_at = timezone.now()
         self.current_approver = None
@@ -185,7 +185,8 @@ class OpsTask(ConcurrentTransitionMixin, models.Model):
         self.current_approver = None
         self.finished_at = timezone.now()
 
-    @transition(field=status, source=[Status.RECEIVED, Status.PARSED, Status.PENDING_APPROVAL], target=Status.CANCELLED)
+    @transition(field=status, source=[Status.RECEIVED, Status.PARSED, Status.PENDING_APPROVAL], target=Status.CANCELLED,
+                permission=lambda task, user: user.pk == task.requester_id or user.is_superuser)
     def cancel(self) -> None:
         self.finished_at = timezone.now()
 
@@ -204,7 +205,7 @@ class OpsTask(ConcurrentTransitionMixin, models.Model):
         self.finished_at = timezone.now()
 
     @transition(field=status, source=[Status.EXECUTING, Status.PENDING_PM_VALIDATION, Status.STATE_UNCERTAIN],
-                target=Status.MANUAL_INTERVENTION_REQUIRED)
+                target=Status.MANUAL_INTERVENTION_REQUIRED, permission="governance.validate_result")
     def require_manual(self, reason: str) -> None:
         self.failure_reason = reason
 
@@ -212,16 +213,19 @@ class OpsTask(ConcurrentTransitionMixin, models.Model):
     def lose_contact(self, reason: str) -> None:
         self.failure_reason = reason
 
-    @transition(field=status, source=STOPPABLE + [Status.RECEIVED], target=Status.ABORTED)
+    @transition(field=status, source=STOPPABLE + [Status.RECEIVED], target=Status.ABORTED,
+                permission="governance.use_kill_switch")
     def abort(self, reason: str) -> None:
         self.stop_reason = reason
         self.finished_at = timezone.now()
 
-    @transition(field=status, source=Status.PENDING_PM_VALIDATION, target=Status.COMPLETED)
+    @transition(field=status, source=Status.PENDING_PM_VALIDATION, target=Status.COMPLETED,
+                permission="governance.validate_result")
     def complete(self) -> None:
         self.finished_at = timezone.now()
 
-    @transition(field=status, source=Status.PENDING_PM_VALIDATION, target=Status.APPROVED)
+    @transition(field=status, source=Status.PENDING_PM_VALIDATION, target=Status.APPROVED,
+                permission="governance.validate_result")
     def send_back(self, instructions: str) -> None:
         """PM rejects the result package: rework with instructions, round counted."""
         self.pm_instructions = instructions

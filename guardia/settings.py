@@ -51,6 +51,7 @@ PRODUCTION = envbool("GUARDIA_PRODUCTION", "false")
 DEBUG = envbool("GUARDIA_DEBUG", "false" if PRODUCTION else "true")
 SECRET_KEY = os.getenv("GUARDIA_SECRET_KEY", INSECURE_DEFAULT_SECRET)
 DATA_DIR = envpath("GUARDIA_DATA_DIR", BASE_DIR / "var")
+DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 # The vault key lives outside the database: an env variable (base64 of 32 bytes) or a
 # key file readable only by the service account. See cmdb/vault.py.

@@ -1,0 +1,68 @@
+"""SLA escalation: the sweep a django-q2 schedule runs every minute (TS-01)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import transaction
+from django.utils import timezone
+
+from . import routing
+from .models import ApprovalStep, Status, StepStatus
+from .notify import Action, Message, notify
+from .services import _assign, _audit_task, _link, _locked, _sla, _transition, describe
+
+
+def escalate_overdue_steps(now: dt.datetime | None = None) -> dict[str, int]:
+    """Remind at half the SLA; past it climb owner -> deputy -> supervisor, mark URGENT.
+
+    At the last rung the system's setting decides: page the supervisor again, or expire
+    the request as rejected. A timeout never approves anything.
+    """
+    now = now or timezone.now()
+    counts = {"reminded": 0, "escalated": 0, "repaged": 0, "expired": 0, "skipped": 0}
+    open_steps = ApprovalStep.objects.open().filter(task__status=Status.PENDING_APPROVAL)
+    for step in open_steps.filter(reminded_at__isnull=True, sla_deadline__gt=now).select_related("task", "assigned_to"):
+        half = step.activated_at + (step.sla_deadline - step.activated_at) / 2
+        if half <= now and step.assigned_to:
+            notify(step.assigned_to, Message(f"승인 기한 절반 경과: {step.task.task_id} ({step.task.title})",
+                                             kind="reminder", task=step.task, link=_link(step.task)))
+            ApprovalStep.objects.filter(pk=step.pk).update(reminded_at=now)
+            counts["reminded"] += 1
+    overdue = list(open_steps.filter(sla_deadline__lte=now).values_list("pk", flat=True))
+    for chunk_start in range(0, len(overdue), 200):
+        with transaction.atomic():
+            for step_pk in overdue[chunk_start:chunk_start + 200]:
+                counts[_escalate_one(step_pk, now)] += 1
+    return counts
+
+
+def _escalate_one(step_pk: int, now: dt.datetime) -> str:
+    step = ApprovalStep.objects.select_for_update().select_related("assigned_to").get(pk=step_pk)
+    task = _locked(pk=step.task_id)
+    if step.status != StepStatus.PENDING or task.status != Status.PENDING_APPROVAL or step.sla_deadline > now:
+        return "skipped"  # decided or already escalated while we waited for the lock
+    previous = step.assigned_to
+    assignment = routing.assign(task, step.role, min_level=step.escalation_level + 1)
+    task.urgent = True
+    if assignment.user is not None and assignment.user != previous:
+        _assign(task, step, assignment, now, escalated_from=previous)
+        return "escalated"
+    if task.system.expire_unanswered:
+        step.status, step.comments, step.decided_at = StepStatus.REJECTED, "expired: no answer within SLA", now
+        step.save()
+        task.steps.filter(status=StepStatus.PENDING).update(status=StepStatus.SKIPPED)
+        _audit_task("system", "approval.expired", task, step=step.step_order, last_assignee=str(previous or ""))
+        _transition("system", task, "reject", reason="expired: nobody answered within the SLA")
+        notify(task.requester, Message(f"승인 기한 만료로 반려: {task.task_id}", kind="rejected", task=task,
+                                       link=_link(task)))
+        return "expired"
+    step.sla_deadline = now + _sla(task)
+    step.save(update_fields=["sla_deadline"])
+    task.save(update_fields=["urgent", "updated_at"])
+    _audit_task("system", "approval.repaged", task, step=step.step_order, assigned_to=str(previous or ""))
+    if previous:
+        notify(previous, Message(f"[긴급] 재요청: {describe(task)}", kind="approval", task=task, link=_link(task),
+                                 actions=[Action("승인", "approve", step.pk), Action("반려", "reject", step.pk)]))
+    return "repaged"
+

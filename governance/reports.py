@@ -1,0 +1,109 @@
+"""Read models for the console and the API: timeline, dashboard tiles, statistics."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+
+from django.db.models import Count
+from django.db.models.functions import TruncMonth
+
+from audit.models import AuditEntry
+
+from .models import ApprovalStep, Notification, OpsTask, Routing, Status
+
+WAITING = [Status.RECEIVED, Status.PARSED, Status.PENDING_APPROVAL]
+IN_PROGRESS = [Status.APPROVED, Status.EXECUTING, Status.PENDING_PM_VALIDATION]
+DONE = [Status.COMPLETED]
+FAILED = [Status.REJECTED, Status.CANCELLED, Status.ABORTED, Status.FAILED_ROLLED_BACK,
+          Status.MANUAL_INTERVENTION_REQUIRED, Status.STATE_UNCERTAIN]
+EXECUTION_FAILED = [Status.FAILED_ROLLED_BACK, Status.MANUAL_INTERVENTION_REQUIRED, Status.STATE_UNCERTAIN]
+
+AUDIT_TEXT = {
+    "task.submitted": "요청 접수",
+    "task.transition": "상태 변경",
+    "approval.assigned": "승인자 지정",
+    "approval.escalated": "승인 상향(에스컬레이션)",
+    "approval.decided": "승인 결정",
+    "approval.repaged": "승인 재요청",
+    "approval.expired": "승인 기한 만료",
+    "killswitch.task": "작업 정지 요청",
+    "validation.decided": "PM 검증",
+}
+
+
+def _audit_text(entry: AuditEntry) -> str:
+    p = entry.payload or {}
+    label = AUDIT_TEXT.get(entry.action, entry.action)
+    if entry.action == "task.transition":
+        return f"{label}: {p.get('source')} → {p.get('target')}" + (f" ({p['reason']})" if p.get("reason") else "")
+    if entry.action in ("approval.assigned", "approval.escalated"):
+        via = f" ← {p['escalated_from']}" if p.get("escalated_from") else ""
+        who = p.get("assigned_to") or "없음"
+        return f"{label}: {p.get('step')}단계 {p.get('role')} → {who}{via} [{p.get('routing')}]"
+    if entry.action == "approval.decided":
+        return f"{label}: {p.get('step')}단계 {p.get('decision')} — {p.get('comments', '')}".rstrip(" —")
+    if entry.action.startswith("execution."):
+        return f"{entry.target}: {p.get('step', entry.command[:80])} → {entry.result_code}"
+    return label + (f": {p.get('reason')}" if p.get("reason") else "")
+
+
+def task_timeline(task: OpsTask) -> list[dict]:
+    """Transitions, approvals, escalations, commands (from the audit chain) and notifications."""
+    items = [
+        {"time": e.created_at, "kind": e.action, "actor": e.actor, "text": _audit_text(e), "data": e.payload}
+        for e in AuditEntry.objects.filter(task=task.task_id).order_by("seq")
+    ]
+    items += [
+        {"time": n.created_at, "kind": "notification", "actor": "system", "text": f"알림 → {n.user}: {n.message[:120]}",
+         "data": {"to": n.user.get_username()}}
+        for n in Notification.objects.filter(task=task).select_related("user")
+    ]
+    return sorted(items, key=lambda item: item["time"])
+
+
+def dashboard_counts(user) -> dict[str, int]:
+    counts = Counter(dict(OpsTask.objects.visible_to(user).values_list("status").annotate(n=Count("pk"))))
+    return {
+        "waiting": sum(counts[s] for s in WAITING),
+        "in_progress": sum(counts[s] for s in IN_PROGRESS),
+        "done": sum(counts[s] for s in DONE),
+        "failed": sum(counts[s] for s in FAILED),
+    }
+
+
+def _percentile(values: list[float], share: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    index = min(len(values) - 1, max(0, round(share * (len(values) - 1))))
+    return values[index]
+
+
+def statistics(user) -> dict:
+    tasks = OpsTask.objects.visible_to(user)
+    per_institution = list(tasks.values("system__institution__name").annotate(n=Count("pk")).order_by("-n"))
+    per_category = list(tasks.values("category").annotate(n=Count("pk")).order_by("category"))
+    per_month = [
+        {"month": row["month"].strftime("%Y-%m"), "n": row["n"]}
+        for row in tasks.annotate(month=TruncMonth("created_at")).values("month").annotate(n=Count("pk")).order_by(
+            "month")
+    ]
+    lead_minutes = [
+        (approved - created) / dt.timedelta(minutes=1)
+        for created, approved in tasks.exclude(approved_at=None).values_list("created_at", "approved_at")
+    ]
+    with_steps = ApprovalStep.objects.filter(task__in=tasks).values("task").distinct().count()
+    escalated = ApprovalStep.objects.filter(task__in=tasks, routing=Routing.ESCALATED).values("task").distinct().count()
+    succeeded = tasks.filter(status__in=[Status.PENDING_PM_VALIDATION, Status.COMPLETED]).count()
+    failed = tasks.filter(status__in=EXECUTION_FAILED).count()
+    return {
+        "per_institution": [{"label": r["system__institution__name"], "n": r["n"]} for r in per_institution],
+        "per_category": [{"label": r["category"], "n": r["n"]} for r in per_category],
+        "per_month": per_month,
+        "lead_time_p50_min": _percentile(lead_minutes, 0.5),
+        "lead_time_p90_min": _percentile(lead_minutes, 0.9),
+        "escalation_rate": escalated / with_steps if with_steps else None,
+        "execution_success_rate": succeeded / (succeeded + failed) if succeeded + failed else None,
+        "total": tasks.count(),
+    }

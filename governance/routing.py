@@ -1,0 +1,79 @@
+"""Who should decide a step (seed "option B", distributed owners).
+
+Owner steps climb the ladder owner -> deputy -> supervisor: the owner if present, the
+deputy if the owner is away, the supervisor if neither can act. PM and security-officer
+steps go to the institution's PM or a member of the role's group, then the supervisor.
+Nobody on the ladder may be the requester (four-eyes) or have decided an earlier step of
+the same task (different steps, different approvers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+
+from cmdb.models import SystemOwner
+
+from .models import OpsTask, Routing
+
+User = get_user_model()
+
+OWNER, DEPUTY, SUPERVISOR = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Assignment:
+    user: object | None
+    level: int
+    routing: str
+    original_owner: object | None
+
+
+def excluded_users(task: OpsTask) -> set[int]:
+    taken = set(task.steps.exclude(actual_approver=None).values_list("actual_approver_id", flat=True))
+    return taken | {task.requester_id}
+
+
+def ladder(task: OpsTask, role: str) -> list[tuple[int, object | None]]:
+    """Candidates for a role in order, each with its escalation level."""
+    ownership = SystemOwner.objects.select_related("owner", "deputy", "supervisor").filter(system=task.system).first()
+    supervisor = ownership.supervisor if ownership else None
+    if role == "owner":
+        if ownership is None:
+            return []
+        rungs = []
+        if ownership.owner_is_active:
+            rungs.append((OWNER, ownership.owner))
+        if ownership.deputy:
+            rungs.append((DEPUTY, ownership.deputy))
+        rungs.append((SUPERVISOR, supervisor))
+        return rungs
+    if role == "supervisor":
+        return [(SUPERVISOR, supervisor)]
+    first = None
+    if role == "pm" and task.system.institution.pm_id:
+        first = task.system.institution.pm
+    group_members = list(User.objects.filter(groups__name=role, is_active=True).order_by("pk"))
+    rungs = [(OWNER, first)] if first else []
+    rungs += [(OWNER, member) for member in group_members if member != first]
+    rungs.append((SUPERVISOR, supervisor))
+    return rungs
+
+
+def assign(task: OpsTask, role: str, *, min_level: int = 0) -> Assignment:
+    """The first eligible candidate at or above min_level; user None when nobody can act."""
+    ownership = SystemOwner.objects.filter(system=task.system).first()
+    original = ownership.owner if (ownership and role == "owner") else None
+    excluded = excluded_users(task)
+    for level, user in ladder(task, role):
+        if level < min_level or user is None or not user.is_active or user.pk in excluded:
+            continue
+        if role == "owner":
+            routing = {OWNER: Routing.DIRECT, DEPUTY: Routing.DELEGATED}.get(level, Routing.ESCALATED)
+        else:
+            routing = Routing.DIRECT if level == OWNER else Routing.ESCALATED
+        if min_level > 0:
+            routing = Routing.ESCALATED
+        return Assignment(user, level, routing, original)
+    return Assignment(None, SUPERVISOR, Routing.ESCALATED, original)
