@@ -1,3 +1,24 @@
+"""Team-lead web console, mounted at /console/ by guardia/urls.py."""
+
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path
+
+from . import views
+
+app_name = "console"
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("stop/", views.global_stop, name="global_stop"),
+    path("search/", views.search, name="search"),
+    path("approvals/", views.approvals, name="approvals"),
+    path("approvals/<int:step_id>/decide/", views.decide, name="decide"),
+    path("tasks/<str:task_id>/", views.task_detail, name="task"),
+    path("tasks/<str:task_id>/stop/", views.task_stop, name="task_stop"),
+    path("tasks/<str:task_id>/validate/", views.validate, name="validate"),
+    path("owner/", views.owner_settings, name="owner_settings"),
+    path("statistics/", views.statistics, name="statistics"),
+    path("inbox/", views.inbox, name="inbox"),
+    path("inbox/read/", views.inbox_read, name="inbox_read"),
+]

@@ -1,2 +1,232 @@
+"""Team-lead web console. Thin function views: they check who may see what through the
+querysets, hand every state change to governance/services.py and turn its errors into
+messages. No rule about who may approve/stop/validate is decided here."""
 
-# Create your views here.
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from cmdb.models import SystemOwner
+
+from . import queries, services
+from .errors import GovernanceError
+from .forms import DecisionForm, GlobalStopForm, OwnerPresenceForm, SearchForm, StopForm, ValidationForm
+from .models import STOPPABLE, Category, Notification, OpsTask, Status
+
+RECENT_TASKS = 15
+
+
+def _status_labels() -> dict[str, str]:
+    return {value: str(label) for value, label in Status.choices}
+
+
+def _visible_task(request: HttpRequest, task_id: str) -> OpsTask:
+    # 404 rather than 403 for a task the user may not see: its id is not confirmed either.
+    tasks = OpsTask.objects.visible_to(request.user).select_related("system__institution", "requester")
+    return get_object_or_404(tasks, task_id=task_id)
+
+
+def _form_errors(request: HttpRequest, form) -> None:
+    for field, errors in form.errors.items():
+        label = form.fields[field].label if field in form.fields else ""
+        for error in errors:
+            messages.error(request, f"{label}: {error}" if label else error)
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    recent = (OpsTask.objects.visible_to(request.user)
+              .select_related("system__institution", "requester").order_by("-created_at")[:RECENT_TASKS])
+    return render(request, "console/dashboard.html", {
+        "counts": services.dashboard_counts(request.user),
+        "recent": recent,
+        "stop_form": GlobalStopForm(),
+        "status_labels": _status_labels(),
+        "open_approvals": services.my_approvals(request.user).count(),
+    })
+
+
+@login_required
+@require_POST
+def global_stop(request: HttpRequest) -> HttpResponse:
+    if not request.user.has_perm("governance.use_kill_switch"):
+        raise PermissionDenied
+    form = GlobalStopForm(request.POST)
+    if not form.is_valid():
+        _form_errors(request, form)
+        return redirect("console:dashboard")
+    try:
+        if form.cleaned_data["action"] == "engage":
+            services.engage_global_stop(request.user, form.cleaned_data["reason"])
+            messages.warning(request, _("전체 정지를 걸었습니다. 새 실행이 시작되지 않습니다."))
+        else:
+            services.release_global_stop(request.user)
+            messages.success(request, _("전체 정지를 해제했습니다."))
+    except GovernanceError as exc:
+        messages.error(request, exc.detail)
+    return redirect("console:dashboard")
+
+
+@login_required
+def search(request: HttpRequest) -> HttpResponse:
+    form = SearchForm(request.GET or None)
+    page = None
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        results = queries.search_tasks(request.user, q=data["q"], institution=data["institution"],
+                                       person=data["person"])
+        page = Paginator(results, 50).get_page(request.GET.get("page"))
+    return render(request, "console/search.html", {"form": form, "page": page})
+
+
+@login_required
+def approvals(request: HttpRequest) -> HttpResponse:
+    steps = services.my_approvals(request.user)
+    return render(request, "console/approvals.html", {"steps": steps, "form": DecisionForm()})
+
+
+@login_required
+@require_POST
+def decide(request: HttpRequest, step_id: int) -> HttpResponse:
+    form = DecisionForm(request.POST)
+    if not form.is_valid():
+        _form_errors(request, form)
+        return redirect("console:approvals")
+    try:
+        result = services.decide_step(request.user, step_id, form.cleaned_data["decision"],
+                                      form.cleaned_data["comments"])
+    except GovernanceError as exc:
+        messages.error(request, exc.detail)
+        return redirect("console:approvals")
+    texts = {
+        "APPROVED": _("%(task)s 승인 완료: 실행 대기열에 넣었습니다."),
+        "REJECTED": _("%(task)s 반려했습니다."),
+        "NEXT_STEP": _("%(task)s 승인했습니다. 다음 승인 단계로 넘어갑니다."),
+    }
+    messages.success(request, texts.get(result.result, "%(task)s") % {"task": result.task.task_id})
+    return redirect("console:approvals")
+
+
+@login_required
+def task_detail(request: HttpRequest, task_id: str) -> HttpResponse:
+    task = _visible_task(request, task_id)
+    steps = task.steps.select_related("assigned_to", "original_owner", "actual_approver").order_by("step_order")
+    return render(request, "console/task_detail.html", {
+        "task": task,
+        "steps": steps,
+        "targets": task.targets.all(),
+        "timeline": services.task_timeline(task),
+        "status_labels": _status_labels(),
+        "stop_form": StopForm(),
+        "stoppable": task.status in STOPPABLE and not task.stop_requested,
+        "can_validate": (task.status == Status.PENDING_PM_VALIDATION
+                         and request.user.has_perm("governance.validate_result")),
+        "my_step": services.my_approvals(request.user).filter(task=task).first(),
+        "decision_form": DecisionForm(),
+    })
+
+
+@login_required
+@require_POST
+def task_stop(request: HttpRequest, task_id: str) -> HttpResponse:
+    task = _visible_task(request, task_id)
+    form = StopForm(request.POST)
+    if not form.is_valid():
+        _form_errors(request, form)
+    else:
+        try:
+            services.stop_task(request.user, task.task_id, form.cleaned_data["reason"])
+            messages.warning(request, _("%(task)s 중지를 요청했습니다.") % {"task": task.task_id})
+        except GovernanceError as exc:
+            messages.error(request, exc.detail)
+    return redirect("console:task", task_id=task.task_id)
+
+
+@login_required
+@permission_required("governance.validate_result", raise_exception=True)
+def validate(request: HttpRequest, task_id: str) -> HttpResponse:
+    task = _visible_task(request, task_id)
+    form = ValidationForm(request.POST or None)
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                services.validate_result(request.user, task.task_id, form.cleaned_data["verdict"],
+                                         form.cleaned_data["comments"])
+            except GovernanceError as exc:
+                messages.error(request, exc.detail)
+            else:
+                messages.success(request, _("검증 결과를 기록했습니다."))
+                return redirect("console:task", task_id=task.task_id)
+        else:
+            _form_errors(request, form)
+    return render(request, "console/validate.html", {
+        "task": task,
+        "package": queries.package_view(task.result_package),
+        "form": form,
+        "waiting": task.status == Status.PENDING_PM_VALIDATION,
+    })
+
+
+@login_required
+def owner_settings(request: HttpRequest) -> HttpResponse:
+    owned = SystemOwner.objects.filter(owner=request.user).select_related("system__institution", "deputy")
+    if request.method == "POST":
+        ownership = get_object_or_404(owned, system_id=request.POST.get("system"))
+        form = OwnerPresenceForm(request.POST, owner=request.user)
+        if form.is_valid():
+            try:
+                services.set_owner_presence(request.user, ownership.system, deputy=form.cleaned_data["deputy"],
+                                            owner_is_active=not form.cleaned_data["away"])
+            except GovernanceError as exc:
+                messages.error(request, exc.detail)
+            else:
+                messages.success(request, _("%(system)s 담당 설정을 저장했습니다.") % {"system": ownership.system.name})
+                return redirect("console:owner_settings")
+        else:
+            _form_errors(request, form)
+    rows = [(ownership, OwnerPresenceForm(owner=request.user, initial={
+        "deputy": ownership.deputy_id, "away": not ownership.owner_is_active})) for ownership in owned]
+    return render(request, "console/owner_settings.html", {"rows": rows})
+
+
+@login_required
+def statistics(request: HttpRequest) -> HttpResponse:
+    stats = services.statistics(request.user)
+    categories = dict(Category.choices)
+    charts = {
+        "institution": {"labels": [row["label"] for row in stats["per_institution"]],
+                        "values": [row["n"] for row in stats["per_institution"]]},
+        "category": {"labels": [str(categories.get(row["label"], row["label"])) for row in stats["per_category"]],
+                     "values": [row["n"] for row in stats["per_category"]]},
+        "month": {"labels": [row["month"] for row in stats["per_month"]],
+                  "values": [row["n"] for row in stats["per_month"]]},
+        "lead_time": {"labels": ["p50", "p90"],
+                      "values": [stats["lead_time_p50_min"], stats["lead_time_p90_min"]]},
+        "series_label": _("요청 수"),
+        "lead_label": _("승인 소요 시간(분)"),
+    }
+    return render(request, "console/statistics.html", {"stats": stats, "charts": charts})
+
+
+@login_required
+def inbox(request: HttpRequest) -> HttpResponse:
+    notes = Notification.objects.filter(user=request.user).select_related("task").order_by("-created_at")
+    page = Paginator(notes, 50).get_page(request.GET.get("page"))
+    return render(request, "console/inbox.html", {"page": page})
+
+
+@login_required
+@require_POST
+def inbox_read(request: HttpRequest) -> HttpResponse:
+    raw = request.POST.get("id", "")
+    ids = None if not raw else ([int(raw)] if raw.isdigit() else [])
+    count = services.mark_read(request.user, ids)
+    messages.info(request, _("%(count)d건을 읽음으로 표시했습니다.") % {"count": count})
+    return redirect("console:inbox")

@@ -1,0 +1,135 @@
+"""Console tests: a small world for the page tests, and for the browser test a real stack
+(redis-server, a migrated file database, Daphne) started as child processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests.factories import InstitutionFactory, ServerFactory, SystemFactory, SystemOwnerFactory, UserFactory
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture
+def console_world(db):
+    """Tier-2 institution with a PM; one system with owner/deputy/supervisor; other roles."""
+    pm = UserFactory(username="pm", role="pm")
+    inst = InstitutionFactory(code="MOEF", name="기획재정부", tier=2, pm=pm)
+    system = SystemFactory(code="BUDGET", name="예산시스템", institution=inst)
+    ownership = SystemOwnerFactory(
+        system=system,
+        owner=UserFactory(username="lead", role="team_lead"),
+        deputy=UserFactory(username="deputy", role="team_lead"),
+        supervisor=UserFactory(username="supervisor", role="supervisor"),
+    )
+    return SimpleNamespace(
+        inst=inst, system=system, ownership=ownership, pm=pm, lead=ownership.owner, deputy=ownership.deputy,
+        requester=UserFactory(username="field", role="site_manager"),
+        outsider=UserFactory(username="otherlead", role="team_lead"),
+        servers=[ServerFactory(system=system, server_id=f"was-{i}") for i in (1, 2)],
+    )
+
+
+# --- the cross-process stack for the browser test -------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[:3]} exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {port} after {timeout} s")
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Stop a child we started, by its own PID; escalate if it ignores SIGTERM."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture
+def live_stack(tmp_path):
+    """redis-server + migrated SQLite file + seeded data + Daphne, each a child process of this test.
+
+    The test talks to it only over HTTP/WebSocket, so pytest-django's test database is not used.
+    """
+    redis_port, http_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "guardia.settings",
+        "GUARDIA_DATA_DIR": str(tmp_path / "data"),
+        "GUARDIA_DATABASE_URL": f"sqlite:///{tmp_path / 'live.sqlite3'}",
+        "GUARDIA_CHANNEL_LAYER": "redis",
+        "GUARDIA_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "GUARDIA_BASE_URL": f"http://127.0.0.1:{http_port}",
+        "GUARDIA_DEBUG": "true",  # WhiteNoise then serves static files straight from the finders
+        "GUARDIA_LOG_LEVEL": "WARNING",
+    }
+    children: list[subprocess.Popen] = []
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    try:
+        redis = subprocess.Popen(
+            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=open(logs / "redis.log", "wb"), stderr=subprocess.STDOUT,
+        )
+        children.append(redis)
+        wait_for_port(redis_port, redis)
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=env,
+                       check=True, timeout=180)
+        seeded = subprocess.run([sys.executable, str(Path(__file__).with_name("seed_live.py"))], cwd=REPO, env=env,
+                                check=True, timeout=60, capture_output=True, text=True)
+        task_id, step_id = seeded.stdout.strip().splitlines()[-1].split()
+        daphne = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(http_port), "guardia.asgi:application"],
+            cwd=REPO, env=env, stdout=open(logs / "daphne.log", "wb"), stderr=subprocess.STDOUT,
+        )
+        children.append(daphne)
+        wait_for_port(http_port, daphne)
+        yield SimpleNamespace(base_url=f"http://127.0.0.1:{http_port}", task_id=task_id, step_id=int(step_id),
+                              password=SEED_PASSWORD, logs=logs, daphne=daphne)
+    finally:
+        for proc in reversed(children):
+            stop_process(proc)
+
+
+SEED_PASSWORD = "Live-Test-pw-2026"
+
+
+@pytest.fixture
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

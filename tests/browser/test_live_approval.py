@@ -1,0 +1,62 @@
+"""Must-show: a team lead approves in one browser while a second browser on the task page
+sees the status change live (Daphne + Channels over a real Redis, Debian chromium)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+
+def login(context, base_url: str, username: str, password: str):
+    page = context.new_page()
+    page.goto(f"{base_url}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/console/$"))
+    return page
+
+
+def test_approval_in_one_browser_updates_task_page_in_another_live(live_stack, browser):
+    from playwright.sync_api import expect
+
+    base = live_stack.base_url
+    watcher_context, lead_context = browser.new_context(), browser.new_context()
+    try:
+        # B: the requester watches the task page.
+        watcher = login(watcher_context, base, "field", live_stack.password)
+        watcher.goto(f"{base}/console/tasks/{live_stack.task_id}/")
+        status = watcher.locator("#task-status")
+        expect(status).to_have_text("승인 대기")
+        # The socket must be open before the decision, or there is nothing to observe.
+        expect(watcher.locator("#live-state.on").first).to_be_visible(timeout=10_000)
+        watcher.evaluate("window.__loadedOnce = 'still-the-same-document'")
+        timeline_before = watcher.locator("#timeline li").count()
+
+        # A: the team lead approves on "내 승인".
+        lead = login(lead_context, base, "lead", live_stack.password)
+        lead.goto(f"{base}/console/approvals/")
+        step = lead.locator(f"#step-{live_stack.step_id}")
+        expect(step).to_contain_text(live_stack.task_id)
+        step.locator("textarea[name=comments]").fill("확인했습니다")
+        step.locator("button[value=APPROVED]").click()
+        expect(lead.locator(".messages")).to_contain_text(live_stack.task_id)
+        expect(lead.locator("#no-approvals")).to_be_visible()
+
+        # B sees it without reloading: same document, new badge, new timeline entries.
+        expect(status).to_have_text("승인 완료", timeout=10_000)
+        expect(status).to_have_class(re.compile(r"\bs-APPROVED\b"))
+        assert watcher.evaluate("window.__loadedOnce") == "still-the-same-document"
+        assert watcher.locator("#timeline li.live").count() >= 1
+        assert watcher.locator("#timeline li").count() > timeline_before
+
+        # And the server agrees after a reload: the step was really decided.
+        watcher.reload()
+        expect(watcher.locator("#task-status")).to_have_text("승인 완료")
+        expect(watcher.locator("#timeline")).to_contain_text("확인했습니다")
+    finally:
+        watcher_context.close()
+        lead_context.close()
