@@ -13,9 +13,10 @@ class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
+        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
-    password = factory.PostGenerationMethodCall("set_password", "pw-Guardia-1")
+    password = factory.django.Password("pw-Guardia-1")
 
     @factory.post_generation
     def role(self, create, extracted, **kwargs):

@@ -1,0 +1,70 @@
+"""Permission matrix: every role × every governance action, through the services every
+entry point (console, API, messenger) calls."""
+
+from __future__ import annotations
+
+import pytest
+
+from governance import services
+from governance.errors import Forbidden
+from governance.models import Status
+
+ROLES = ["requester", "owner", "outsider", "deputy", "pm", "security", "supervisor", "auditor", "admin"]
+
+ALLOWED = {
+    "submit": {"requester", "owner", "outsider", "deputy", "pm"},
+    "approve": {"owner"},
+    "reject": {"owner"},
+    "validate": {"pm"},
+    "stop": {"pm", "supervisor", "admin"},
+    "edit_owner_table": {"owner"},
+}
+
+
+def perform(action, user, world, submit):
+    if action == "submit":
+        return services.submit_task(user, system=world.system, sub_type="SERVICE_RESTART", title="재시작",
+                                    targets=world.servers)
+    task = submit("SERVICE_RESTART")
+    step = task.steps.get()
+    if action in ("approve", "reject"):
+        return services.decide_step(user, step.pk, "APPROVED" if action == "approve" else "REJECTED")
+    if action == "validate":
+        services.decide_step(world.owner, step.pk, "APPROVED")
+        services.execution_started(task.pk)
+        services.execution_finished(task.pk, {"log": "ok"})
+        return services.validate_result(user, task.task_id, "approve")
+    if action == "stop":
+        return services.stop_task(user, task.task_id, "matrix")
+    if action == "edit_owner_table":
+        return services.set_owner_presence(user, world.system, owner_is_active=False)
+    raise AssertionError(action)
+
+
+@pytest.mark.parametrize("action", list(ALLOWED))
+@pytest.mark.parametrize("role", ROLES)
+def test_permission_matrix(role, action, world, submit):
+    user = getattr(world, role)
+    if role in ALLOWED[action]:
+        assert perform(action, user, world, submit) is not None
+    else:
+        with pytest.raises(Forbidden):
+            perform(action, user, world, submit)
+
+
+def test_nobody_approves_their_own_request(world, submit):
+    """The owner files a request: it routes past them, and they cannot decide it anyway."""
+    task = submit("SERVICE_RESTART", requester=world.owner)
+    step = task.steps.get()
+    step.assigned_to = world.owner  # even if an admin mis-assigned it by hand
+    step.save()
+    with pytest.raises(Forbidden, match="four-eyes"):
+        services.decide_step(world.owner, step.pk, "APPROVED")
+    task.refresh_from_db()
+    assert task.status == Status.PENDING_APPROVAL
+
+
+def test_lead_cannot_approve_a_system_they_do_not_own(world, submit):
+    task = submit("SERVICE_RESTART")
+    with pytest.raises(Forbidden, match="assigned to someone else"):
+        services.decide_step(world.outsider, task.steps.get().pk, "APPROVED")
