@@ -1,2 +1,400 @@
+"""The Django admin is the CMDB console (SPEC §2): list, search and filter the inventory,
+import servers from CSV, pin SSH host keys, keep the owner table and the credentials.
 
-# Register your models here.
+Every change goes through cmdb.services so it is validated and audited the same way
+whichever screen made it; this module only wires screens to those services.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count
+from django.http import HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from . import csv_import, services
+from .forms import CredentialForm, InstitutionForm, ServerImportForm
+from .models import Credential, HealthCriteria, Institution, Server, System, SystemOwner, Tier, sees_all_systems
+
+# --- list filters ---------------------------------------------------------------------------
+
+
+class _LookupFilter(admin.SimpleListFilter):
+    """Filter on a related row; one query for the choices however long the list is."""
+
+    field_path = ""
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        return queryset.filter(**{self.field_path: value}) if value else queryset
+
+
+class InstitutionFilter(_LookupFilter):
+    title = _("institution")
+    parameter_name = "institution"
+    field_path = "system__institution__id"
+
+    def lookups(self, request, model_admin):
+        return [(str(pk), name) for pk, name in Institution.objects.values_list("pk", "name")]
+
+
+class SystemFilter(_LookupFilter):
+    title = _("system")
+    parameter_name = "system"
+    field_path = "system__id"
+
+    def lookups(self, request, model_admin):
+        systems = System.objects.for_user(request.user).values_list("pk", "code", "name")
+        return [(str(pk), f"{name} ({code})") for pk, code, name in systems]
+
+
+class TierFilter(_LookupFilter):
+    title = _("tier")
+    parameter_name = "tier"
+    field_path = "system__institution__tier"
+
+    def lookups(self, request, model_admin):
+        return [(str(value), label) for value, label in Tier.choices]
+
+
+class OsFilter(_LookupFilter):
+    title = _("OS")
+    parameter_name = "os"
+    field_path = "os_type"
+
+    def lookups(self, request, model_admin):
+        return Server.OsType.choices
+
+
+class SystemInstitutionFilter(InstitutionFilter):
+    field_path = "institution__id"
+
+
+class SystemTierFilter(TierFilter):
+    field_path = "institution__tier"
+
+
+class AuditedAdmin(admin.ModelAdmin):
+    """Saves and deletes go through the audited service functions."""
+
+    def save_model(self, request, obj, form, change):
+        services.save_with_audit(request.user, obj, list(form.changed_data), created=not change)
+
+    def delete_model(self, request, obj):
+        services.delete_with_audit(request.user, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            services.delete_with_audit(request.user, obj)
+
+
+def tier_badge(tier: int):
+    colours = {1: "#b00020", 2: "#1d5fa8", 3: "#5a7d2a"}
+    return format_html('<b style="color:{}">T{}</b>', colours.get(tier, "#333"), tier)
+
+
+# --- institutions and systems -------------------------------------------------------------------
+
+
+@admin.register(Institution)
+class InstitutionAdmin(AuditedAdmin):
+    form = InstitutionForm
+    list_display = ["code", "name", "alias_display", "tier_display", "pm", "contact", "system_count"]
+    list_select_related = ["pm"]
+    list_filter = ["tier"]
+    search_fields = ["code", "name", "aliases", "contact"]
+    filter_horizontal = ["site_managers"]
+    raw_id_fields = ["pm"]
+    fieldsets = [
+        (None, {"fields": ["code", "name", "aliases", "tier"]}),
+        (_("people"), {"fields": ["pm", "contact", "site_managers"]}),
+    ]
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request).annotate(n_systems=Count("systems", distinct=True))
+        return qs if sees_all_systems(request.user) else qs.filter(pk__in=Institution.objects.for_user(request.user))
+
+    @admin.display(description=_("aliases"))
+    def alias_display(self, obj):
+        return ", ".join(obj.alias_list)
+
+    @admin.display(description=_("tier"), ordering="tier")
+    def tier_display(self, obj):
+        return tier_badge(obj.tier)
+
+    @admin.display(description=_("systems"), ordering="n_systems")
+    def system_count(self, obj):
+        return obj.n_systems
+
+
+class HealthCriteriaInline(admin.StackedInline):
+    model = HealthCriteria
+    extra = 0
+    max_num = 1
+
+
+@admin.register(System)
+class SystemAdmin(AuditedAdmin):
+    list_display = ["code", "name", "institution", "tier_display", "sensitive", "window", "owner", "server_count"]
+    list_select_related = ["institution", "ownership__owner"]
+    list_filter = [SystemInstitutionFilter, SystemTierFilter, "sensitive"]
+    search_fields = ["code", "name", "institution__name", "institution__aliases"]
+    autocomplete_fields = ["institution"]
+    inlines = [HealthCriteriaInline]
+    fieldsets = [
+        (None, {"fields": ["code", "name", "institution", "sensitive"]}),
+        (_("deploy window (local time; start = end means any time)"), {"fields": ["window_start", "window_end"]}),
+        (_("escalation"), {"fields": ["expire_unanswered"]}),
+    ]
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request).annotate(n_servers=Count("servers", distinct=True))
+        return qs if sees_all_systems(request.user) else qs.filter(pk__in=System.objects.for_user(request.user))
+
+    @admin.display(description=_("tier"), ordering="institution__tier")
+    def tier_display(self, obj):
+        return tier_badge(obj.institution.tier)
+
+    @admin.display(description=_("deploy window"))
+    def window(self, obj):
+        if obj.window_start == obj.window_end:
+            return _("any time")
+        return f"{obj.window_start:%H:%M}–{obj.window_end:%H:%M}"
+
+    @admin.display(description=_("owner"))
+    def owner(self, obj):
+        ownership = getattr(obj, "ownership", None)
+        return ownership.owner if ownership else "—"
+
+    @admin.display(description=_("servers"), ordering="n_servers")
+    def server_count(self, obj):
+        url = reverse("admin:cmdb_server_changelist") + f"?system={obj.pk}"
+        return format_html('<a href="{}">{}</a>', url, obj.n_servers)
+
+    def save_formset(self, request, form, formset, change):
+        for obj in formset.save(commit=False):
+            services.save_with_audit(request.user, obj, ["health"], created=obj.pk is None)
+        for obj in formset.deleted_objects:
+            services.delete_with_audit(request.user, obj)
+
+
+# --- servers --------------------------------------------------------------------------------
+
+
+@admin.register(Server)
+class ServerAdmin(AuditedAdmin):
+    list_display = [
+        "server_id",
+        "hostname",
+        "ip",
+        "os_type",
+        "system_link",
+        "institution_name",
+        "tier_display",
+        "rolling_group",
+        "canary",
+        "fingerprint_short",
+        "active",
+    ]
+    list_select_related = ["system__institution"]
+    list_filter = [InstitutionFilter, SystemFilter, TierFilter, OsFilter, "canary", "active"]
+    search_fields = ["server_id", "hostname", "ip", "system__code", "system__name", "system__institution__name"]
+    autocomplete_fields = ["system", "credential"]
+    list_per_page = 100
+    # A second COUNT over the whole table on every filtered page buys nothing at 10,000 rows.
+    show_full_result_count = False
+    actions = ["scan_host_key"]
+    fieldsets = [
+        (None, {"fields": ["server_id", "system", "hostname", "ip", "os_type", "active"]}),
+        (_("SSH"), {"fields": ["ssh_port", "ssh_user", "credential", "host_key_fingerprint"]}),
+        (_("paths"), {"fields": ["app_path", "deploy_path", "backup_path", "script_path", "log_path"]}),
+        (_("health and rollout"), {"fields": ["service_port", "health_url", "rolling_group", "canary"]}),
+    ]
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        return qs if sees_all_systems(request.user) else qs.filter(system__in=System.objects.for_user(request.user))
+
+    @admin.display(description=_("system"), ordering="system__code")
+    def system_link(self, obj):
+        url = reverse("admin:cmdb_system_change", args=[obj.system_id])
+        return format_html('<a href="{}">{}</a>', url, obj.system.code)
+
+    @admin.display(description=_("institution"), ordering="system__institution__name")
+    def institution_name(self, obj):
+        return obj.system.institution.name
+
+    @admin.display(description=_("tier"), ordering="system__institution__tier")
+    def tier_display(self, obj):
+        return tier_badge(obj.system.institution.tier)
+
+    @admin.display(description=_("host key"))
+    def fingerprint_short(self, obj):
+        if not obj.host_key_fingerprint:
+            return format_html('<span style="color:#b00020">{}</span>', _("not pinned"))
+        return format_html('<code title="{}">{}…</code>', obj.host_key_fingerprint, obj.host_key_fingerprint[:18])
+
+    @admin.action(description=_("Scan host key and pin its fingerprint"), permissions=["change"])
+    def scan_host_key(self, request, queryset):
+        for server in queryset[:50]:  # each scan is a network round trip; keep the request bounded
+            try:
+                old, new = services.scan_host_key(request.user, server)
+            except Exception as exc:  # an unreachable server is reported, the others still run
+                self.message_user(request, f"{server.server_id}: scan failed: {exc}", messages.ERROR)
+                continue
+            if old and old != new:
+                self.message_user(request, f"{server.server_id}: host key CHANGED {old} -> {new}", messages.WARNING)
+            else:
+                self.message_user(request, f"{server.server_id}: {new}", messages.SUCCESS)
+
+    def get_urls(self):
+        extra = [
+            path("import/", self.admin_site.admin_view(self.import_view), name="cmdb_server_import"),
+            path("import/template.csv", self.admin_site.admin_view(self.import_template), name="cmdb_server_template"),
+        ]
+        return extra + super().get_urls()
+
+    def import_view(self, request):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        result = None
+        form = ServerImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            result = csv_import.import_servers(request.user, upload.read(), filename=upload.name)
+            if result.ok:
+                self.message_user(request, _("%(n)d servers imported.") % {"n": result.created}, messages.SUCCESS)
+                return redirect("admin:cmdb_server_changelist")
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": _("Import servers from CSV"),
+            "form": form,
+            "result": result,
+            "columns": csv_import.COLUMNS,
+            "required": csv_import.REQUIRED,
+        }
+        return TemplateResponse(request, "admin/cmdb/server/import.html", context)
+
+    def import_template(self, request):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        response = HttpResponse(csv_import.template_csv(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="servers-template.csv"'
+        return response
+
+
+# --- owner table (TB_SYSTEM_OWNER) ------------------------------------------------------------
+
+
+@admin.register(SystemOwner)
+class SystemOwnerAdmin(admin.ModelAdmin):
+    list_display = ["system", "institution_name", "owner", "deputy", "supervisor", "owner_is_active", "sla_minutes"]
+    list_select_related = ["system__institution", "owner", "deputy", "supervisor"]
+    list_filter = [InstitutionFilter, "owner_is_active", "auth_level"]
+    search_fields = ["system__code", "system__name", "owner__username", "deputy__username", "supervisor__username"]
+    fieldsets = [
+        (None, {"fields": ["system", "owner", "deputy", "supervisor"]}),
+        (_("routing"), {"fields": ["owner_is_active", "sla_minutes", "auth_level"]}),
+    ]
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        if request.user.is_superuser or request.user.has_perm("cmdb.change_any_systemowner"):
+            return qs
+        return qs.filter(system__in=System.objects.for_user(request.user))
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and services.may_edit_owner_row(request.user, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and request.user.has_perm("cmdb.change_any_systemowner")
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["system"] if obj is not None else []
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # A row that exists but lies outside the user's systems is a 403, not the
+        # admin's "perhaps it was deleted" redirect: the refusal must be unambiguous.
+        if object_id and self.get_object(request, object_id) is None:
+            if SystemOwner.objects.filter(pk=object_id).exists():
+                raise PermissionDenied
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "system" and not request.user.has_perm("cmdb.change_any_systemowner"):
+            kwargs["queryset"] = System.objects.supervised_by(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    @admin.display(description=_("institution"), ordering="system__institution__name")
+    def institution_name(self, obj):
+        return obj.system.institution.name
+
+    def save_model(self, request, obj, form, change):
+        services.save_system_owner(request.user, obj, list(form.changed_data))
+
+    def delete_model(self, request, obj):
+        services.delete_with_audit(request.user, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            services.delete_with_audit(request.user, obj)
+
+
+# --- credentials ------------------------------------------------------------------------------
+
+
+@admin.register(Credential)
+class CredentialAdmin(admin.ModelAdmin):
+    """Write-only secrets: the list and the form show whether a secret is set, nothing more."""
+
+    form = CredentialForm
+    list_display = ["name", "username", "kind", "secret_set", "server_count", "updated_at"]
+    search_fields = ["name", "username"]
+    fieldsets = [
+        (None, {"fields": ["name", "username", "kind"]}),
+        (_("secret (write-only)"), {"fields": ["secret_status", "new_password", "new_private_key"]}),
+    ]
+    readonly_fields = ["secret_status"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(n_servers=Count("servers"))
+
+    def get_readonly_fields(self, request, obj=None):
+        # The name is bound into the ciphertext (vault AAD), so it is fixed once a secret exists.
+        return ["secret_status", "name"] if obj is not None and obj.has_secret else ["secret_status"]
+
+    @admin.display(description=_("secret set"), boolean=True)
+    def secret_set(self, obj):
+        return obj.has_secret
+
+    @admin.display(description=_("secret"))
+    def secret_status(self, obj):
+        return _("set: yes") if obj and obj.has_secret else _("set: no")
+
+    @admin.display(description=_("servers"), ordering="n_servers")
+    def server_count(self, obj):
+        return obj.n_servers
+
+    def save_model(self, request, obj, form, change):
+        services.save_credential(request.user, obj, list(form.changed_data), form.new_secret)
+
+    def delete_model(self, request, obj):
+        services.delete_credential(request.user, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            services.delete_credential(request.user, obj)
+
+
+@admin.register(HealthCriteria)
+class HealthCriteriaAdmin(AuditedAdmin):
+    list_display = ["system", "service_port", "process_name", "expected_status", "max_latency_ms", "min_free_disk_mb"]
+    list_select_related = ["system"]
+    search_fields = ["system__code", "system__name", "process_name"]
+    autocomplete_fields = ["system"]

@@ -1,6 +1,26 @@
-from django.apps import AppConfig
+from __future__ import annotations
+
+from django.apps import AppConfig, apps
+from django.db.models.signals import post_migrate
+
+
+def _sync_roles(sender, using="default", **kwargs) -> None:
+    # post_migrate is sent once per app, in INSTALLED_APPS order, and each app's
+    # permissions are created by its own sending. Sync after the last one, when the
+    # permissions of governance and audit exist too.
+    last = [config for config in apps.get_app_configs() if config.models_module is not None][-1]
+    if sender.label != last.label:
+        return
+    from .roles import ensure_roles
+
+    ensure_roles(verbose=True)
 
 
 class CmdbConfig(AppConfig):
-    default_auto_field = 'django.db.models.BigAutoField'
-    name = 'cmdb'
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "cmdb"
+    verbose_name = "CMDB"
+
+    def ready(self) -> None:
+        post_migrate.connect(_sync_roles, dispatch_uid="cmdb.roles.sync")
+        from . import checks  # noqa: F401  (registers the vault key check)

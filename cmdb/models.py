@@ -39,7 +39,31 @@ class Tier(models.IntegerChoices):
     TEST = 3, _("Tier 3 (test/dev)")
 
 
+def _assignment_q(user, prefix: str = "") -> Q:
+    """Systems a user is tied to: owner, deputy, supervisor, institution PM or site manager."""
+    return (
+        Q(**{f"{prefix}ownership__owner": user})
+        | Q(**{f"{prefix}ownership__deputy": user})
+        | Q(**{f"{prefix}ownership__supervisor": user})
+        | Q(**{f"{prefix}institution__pm": user})
+        | Q(**{f"{prefix}institution__site_managers": user})
+    )
+
+
+def sees_all_systems(user) -> bool:
+    return bool(user and user.is_active and (user.is_superuser or user.has_perm("cmdb.view_all_systems")))
+
+
 class InstitutionQuerySet(models.QuerySet):
+    def for_user(self, user) -> InstitutionQuerySet:
+        """Institutions with at least one system the user may see (or that they manage/PM)."""
+        if sees_all_systems(user):
+            return self.all()
+        if not (user and user.is_authenticated and user.is_active):
+            return self.none()
+        ids = System.objects.for_user(user).values("institution_id")
+        return self.filter(Q(pk__in=ids) | Q(pm=user) | Q(site_managers=user)).distinct()
+
     def matching(self, text: str) -> InstitutionQuerySet:
         """Institutions whose code, name or one of whose aliases equals text."""
         text = text.strip()
@@ -56,6 +80,11 @@ class Institution(models.Model):
     )
     contact = models.CharField(max_length=200, blank=True)
     tier = models.PositiveSmallIntegerField(choices=Tier.choices, default=Tier.STANDARD)
+    # Field staff who file requests for this site; their pickers and API reads are
+    # limited to the institution's systems (System.objects.for_user).
+    site_managers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="managed_institutions", verbose_name=_("site managers")
+    )
 
     objects = InstitutionQuerySet.as_manager()
 
@@ -63,6 +92,7 @@ class Institution(models.Model):
         db_table = "TB_INSTITUTION"
         ordering = ["code"]
         verbose_name = _("institution (TB_INSTITUTION)")
+        verbose_name_plural = _("institutions (TB_INSTITUTION)")
 
     def __str__(self) -> str:
         return self.name
@@ -74,6 +104,19 @@ class Institution(models.Model):
     def set_aliases(self, values) -> None:
         cleaned = [v.strip() for v in values if v and v.strip()]
         self.aliases = ("|" + "|".join(cleaned) + "|") if cleaned else ""
+
+
+class SystemQuerySet(models.QuerySet):
+    def for_user(self, user) -> SystemQuerySet:
+        """RBAC scope (SPEC §9): every read of the CMDB on behalf of a user goes through this."""
+        if sees_all_systems(user):
+            return self.all()
+        if not (user and user.is_authenticated and user.is_active):
+            return self.none()
+        return self.filter(pk__in=System.objects.filter(_assignment_q(user)).values("pk"))
+
+    def supervised_by(self, user) -> SystemQuerySet:
+        return self.filter(ownership__supervisor=user)
 
 
 class System(models.Model):
@@ -90,10 +133,14 @@ class System(models.Model):
         help_text=_("Otherwise the supervisor keeps being paged. A timeout never approves."),
     )
 
+    objects = SystemQuerySet.as_manager()
+
     class Meta:
         db_table = "TB_SYSTEM"
         ordering = ["code"]
         verbose_name = _("system (TB_SYSTEM)")
+        verbose_name_plural = _("systems (TB_SYSTEM)")
+        permissions = [("view_all_systems", "Can see every system, not only those assigned")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.code})"
@@ -127,6 +174,7 @@ class Credential(models.Model):
         db_table = "TB_CREDENTIAL"
         ordering = ["name"]
         verbose_name = _("credential (TB_CREDENTIAL)")
+        verbose_name_plural = _("credentials (TB_CREDENTIAL)")
 
     def __str__(self) -> str:
         return self.name
@@ -152,6 +200,11 @@ class Credential(models.Model):
 class ServerQuerySet(models.QuerySet):
     def with_related(self) -> ServerQuerySet:
         return self.select_related("system__institution", "credential")
+
+    def for_user(self, user) -> ServerQuerySet:
+        if sees_all_systems(user):
+            return self.all()
+        return self.filter(system__in=System.objects.for_user(user))
 
 
 class Server(models.Model):
@@ -189,6 +242,7 @@ class Server(models.Model):
         db_table = "TB_SERVER_INFO"
         ordering = ["server_id"]
         verbose_name = _("server (TB_SERVER_INFO)")
+        verbose_name_plural = _("servers (TB_SERVER_INFO)")
         indexes = [models.Index(fields=["system", "rolling_group"])]
 
     def __str__(self) -> str:
@@ -227,6 +281,10 @@ class SystemOwner(models.Model):
     class Meta:
         db_table = "TB_SYSTEM_OWNER"
         verbose_name = _("system owner (TB_SYSTEM_OWNER)")
+        verbose_name_plural = _("system owners (TB_SYSTEM_OWNER)")
+        # Supervisors hold change_systemowner but edit only rows of systems they supervise;
+        # this permission lifts that limit (admin role).
+        permissions = [("change_any_systemowner", "Can edit the owner table of every system")]
 
     def __str__(self) -> str:
         return f"{self.system.code}: {self.owner}"

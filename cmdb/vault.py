@@ -2,8 +2,9 @@
 
 Stored form: ``v1:<key id>:<base64(nonce || ciphertext+tag)>``. The key id is the first
 8 hex characters of SHA-256(key), so a wrong key is named as such instead of surfacing
-as an opaque InvalidTag. The credential's primary key is bound as associated data, so a
-ciphertext copied onto another credential row does not decrypt.
+as an opaque InvalidTag. The credential's name is bound as associated data, so a
+ciphertext copied onto another credential row does not decrypt (and the name is
+read-only once a secret is stored).
 """
 
 from __future__ import annotations

@@ -1,0 +1,86 @@
+"""Admin forms. The credential form is the only way a secret enters the system by hand,
+so it never renders one back: no initial value, no placeholder, no length hint."""
+
+from __future__ import annotations
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from .models import Credential, Institution
+
+
+class SecretTextarea(forms.Textarea):
+    """A textarea that never renders a value, even after a failed submit."""
+
+    def format_value(self, value):
+        return None
+
+
+class CredentialForm(forms.ModelForm):
+    new_password = forms.CharField(
+        label=_("new password"),
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=_("Write-only. Leave empty to keep the stored secret."),
+    )
+    new_private_key = forms.CharField(
+        label=_("new private key (PEM)"),
+        required=False,
+        strip=False,
+        widget=SecretTextarea(attrs={"autocomplete": "off", "spellcheck": "false", "rows": 6}),
+        help_text=_("Write-only. Leave empty to keep the stored secret."),
+    )
+
+    class Meta:
+        model = Credential
+        fields = ["name", "username", "kind"]
+
+    def clean(self) -> dict:
+        data = super().clean()
+        kind = data.get("kind")
+        password, key = data.get("new_password") or "", data.get("new_private_key") or ""
+        if password and key:
+            raise forms.ValidationError(_("give either a password or a private key, not both"))
+        if kind == Credential.Kind.PASSWORD and key:
+            self.add_error("new_private_key", _("this credential is a password; use the password field"))
+        if kind == Credential.Kind.PRIVATE_KEY and password:
+            self.add_error("new_password", _("this credential is a private key; use the private key field"))
+        if key and "PRIVATE KEY-----" not in key:
+            self.add_error("new_private_key", _("expected a PEM private key (-----BEGIN ... PRIVATE KEY-----)"))
+        if not self.instance.has_secret and not (password or key):
+            raise forms.ValidationError(_("a new credential needs its secret"))
+        return data
+
+    @property
+    def new_secret(self) -> str:
+        return self.cleaned_data.get("new_password") or self.cleaned_data.get("new_private_key") or ""
+
+
+class ServerImportForm(forms.Form):
+    file = forms.FileField(label=_("CSV file"), help_text=_("UTF-8 or CP949, header row first"))
+
+
+class InstitutionForm(forms.ModelForm):
+    """Aliases are typed comma-separated and stored as "|a|b|" (see Institution.aliases)."""
+
+    aliases = forms.CharField(
+        label=_("aliases"), required=False, max_length=480, help_text=_("comma separated, e.g. 기재부, 재정부")
+    )
+
+    class Meta:
+        model = Institution
+        fields = ["code", "name", "aliases", "tier", "pm", "contact", "site_managers"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["aliases"] = ", ".join(self.instance.alias_list)
+
+    def clean_aliases(self) -> str:
+        values = [v.strip() for v in self.cleaned_data.get("aliases", "").split(",") if v.strip()]
+        if any("|" in v for v in values):
+            raise forms.ValidationError(_("an alias cannot contain '|'"))
+        probe = Institution()
+        probe.set_aliases(values)
+        return probe.aliases

@@ -1,0 +1,103 @@
+"""Roles are Django groups; this table is the single place that says what each may do.
+
+Permissions are named as "app_label.codename" strings and looked up by codename, so cmdb
+never imports governance or audit to grant their permissions (CONVENTIONS §1a).
+The groups are brought in line with this table after every migrate (apps.py), so a
+permission removed here is removed from the group too.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db.models import Q
+
+log = logging.getLogger(__name__)
+
+CMDB_READ = [
+    "cmdb.view_institution",
+    "cmdb.view_system",
+    "cmdb.view_server",
+    "cmdb.view_systemowner",
+    "cmdb.view_healthcriteria",
+]
+CMDB_MODELS = ["institution", "system", "server", "credential", "systemowner", "healthcriteria"]
+CMDB_ALL = [f"cmdb.{action}_{model}" for model in CMDB_MODELS for action in ("add", "change", "delete", "view")] + [
+    "cmdb.view_all_systems",
+    "cmdb.change_any_systemowner",
+]
+
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    # Field staff: file requests and follow them for their own sites.
+    "site_manager": ["governance.submit_task", *CMDB_READ],
+    # System owner (and deputy): decide approval steps on the systems they own.
+    "team_lead": ["governance.submit_task", "governance.decide_step", *CMDB_READ],
+    # Second approver for high-risk work, validates result packages, may pull the kill switch.
+    "pm": [
+        "governance.submit_task",
+        "governance.decide_step",
+        "governance.validate_result",
+        "governance.use_kill_switch",
+        *CMDB_READ,
+    ],
+    # Third approver for infrastructure/security changes across every system.
+    "security_officer": ["governance.decide_step", "cmdb.view_all_systems", *CMDB_READ, "audit.view_auditentry"],
+    # Escalation target; edits TB_SYSTEM_OWNER rows of the systems they supervise (admin).
+    "supervisor": [
+        "governance.decide_step",
+        "governance.use_kill_switch",
+        *CMDB_READ,
+        "cmdb.change_systemowner",
+    ],
+    # Read-only everywhere: the audit trail and the whole CMDB, but never a credential.
+    "auditor": ["audit.view_auditentry", "cmdb.view_all_systems", *CMDB_READ],
+    # CMDB, credentials and users.
+    "admin": [
+        *CMDB_ALL,
+        "governance.use_kill_switch",
+        "audit.view_auditentry",
+        "auth.add_user",
+        "auth.change_user",
+        "auth.view_user",
+        "auth.view_group",
+        "authtoken.add_token",
+        "authtoken.view_token",
+        "authtoken.delete_token",
+    ],
+}
+ROLES = list(ROLE_PERMISSIONS)
+
+# Roles whose people work in the Django admin (the CMDB console) and so need is_staff.
+STAFF_ROLES = {"supervisor", "admin"}
+
+
+def ensure_roles(verbose: bool = False) -> dict[str, list[str]]:
+    """Create the groups and set their permissions exactly to the table. Idempotent.
+
+    Returns {role: [missing permission strings]} for permissions not (yet) in the database.
+    """
+    from django.contrib.auth.models import Group, Permission
+
+    wanted = {perm for perms in ROLE_PERMISSIONS.values() for perm in perms}
+    query = Q(pk__in=[])
+    for perm in wanted:
+        app_label, codename = perm.split(".", 1)
+        query |= Q(content_type__app_label=app_label, codename=codename)
+    found = {
+        f"{p.content_type.app_label}.{p.codename}": p
+        for p in Permission.objects.filter(query).select_related("content_type")
+    }
+    missing: dict[str, list[str]] = {}
+    for role, perms in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        group.permissions.set([found[p] for p in perms if p in found])
+        absent = [p for p in perms if p not in found]
+        if absent:
+            missing[role] = absent
+    if missing and verbose:
+        log.warning("role permissions not in the database (app not migrated?): %s", missing)
+    return missing
+
+
+def user_roles(user) -> list[str]:
+    return sorted(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
