@@ -1,24 +1,86 @@
+"""The audit record: the hash-chained entries, the chain head and the signed checkpoints.
+
+Entries are append-only. The application refuses updates and deletes here (model and
+queryset), the admin is read-only, and on PostgreSQL a trigger rejects UPDATE, DELETE
+and TRUNCATE (migration 0002). What a database superuser can still do, and how the
+signed checkpoints catch it, is in docs/audit.md.
+"""
+
 from __future__ import annotations
+
+import json
 
 from django.db import models
 
 
-class AuditEntry(models.Model):
-    """One link of the hash chain (TB_AUDIT_LOG). Never updated or deleted."""
+class AppendOnlyError(Exception):
+    """Raised when code tries to change or remove an audit entry or checkpoint."""
+
+
+class CanonicalJSONEncoder(json.JSONEncoder):
+    """Store payloads exactly as their canonical text (sorted keys, compact, raw UTF-8).
+
+    On SQLite the stored column text then equals the payload part of the canonical
+    bytes, so the verifier compares it without parsing JSON (docs/audit.md).
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.update(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        super().__init__(**kwargs)
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AppendOnlyError("audit records are append-only: update() is refused")
+
+    def delete(self):
+        raise AppendOnlyError("audit records are append-only: delete() is refused")
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise AppendOnlyError("audit records are append-only: bulk_update() is refused")
+
+
+class AppendOnlyModel(models.Model):
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AppendOnlyError(f"{self._meta.object_name} rows are append-only: update refused")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError(f"{self._meta.object_name} rows are append-only: delete refused")
+
+
+class AuditEntry(AppendOnlyModel):
+    """One link of the hash chain (TB_AUDIT_LOG).
+
+    `canonical` holds the exact bytes that were hashed (audit.canonical); the other
+    columns are the readable copy that people query and filter on. Verification proves
+    both: the bytes against the chain, and the columns against the bytes.
+    """
 
     seq = models.BigIntegerField(unique=True)
-    created_at = models.DateTimeField()
+    created_at = models.DateTimeField(db_index=True)
     actor = models.CharField(max_length=150)
     actor_id = models.BigIntegerField(null=True, blank=True)
-    action = models.CharField(max_length=64, db_index=True)
-    task = models.CharField(max_length=32, blank=True, db_index=True)
-    target = models.CharField(max_length=255, blank=True)
+    action = models.CharField(max_length=100, db_index=True)
+    # The institution code, taken from payload["institution"]: audit cannot import cmdb,
+    # so the recorder passes the code and the export filter reads this column.
+    institution = models.CharField(max_length=64, blank=True, db_index=True)
+    task = models.CharField(max_length=64, blank=True, db_index=True)
+    target = models.TextField(blank=True)
     command = models.TextField(blank=True)
     result_code = models.CharField(max_length=32, blank=True)
     result_hash = models.CharField(max_length=64, blank=True)
-    payload = models.JSONField(default=dict, blank=True)
+    payload = models.JSONField(default=dict, blank=True, encoder=CanonicalJSONEncoder)
     prev_hash = models.CharField(max_length=64)
     entry_hash = models.CharField(max_length=64, unique=True)
+    canonical = models.TextField()
 
     class Meta:
         db_table = "TB_AUDIT_LOG"
@@ -28,6 +90,12 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} by {self.actor}"
+
+    @property
+    def server_group(self) -> str:
+        """The report table's "server group": payload["server_group"] when the recorder gave one."""
+        value = self.payload.get("server_group", "") if isinstance(self.payload, dict) else ""
+        return str(value)
 
 
 class ChainHead(models.Model):
@@ -39,3 +107,26 @@ class ChainHead(models.Model):
 
     class Meta:
         db_table = "TB_AUDIT_HEAD"
+
+
+class AuditCheckpoint(AppendOnlyModel):
+    """An Ed25519 signature over (seq, entry_hash, time) of the chain head at one moment.
+
+    Kept apart from the entries (and mirrored to the JSON Lines files) so that truncating
+    the tail or recomputing the whole chain with database access is still detected: the
+    attacker does not hold the private key, which lives outside the database.
+    """
+
+    seq = models.BigIntegerField(db_index=True)
+    entry_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    key_id = models.CharField(max_length=16)
+    signature = models.CharField(max_length=128)  # base64 of the 64-byte signature
+    reason = models.CharField(max_length=16, default="interval")  # interval | hourly | manual
+
+    class Meta:
+        db_table = "TB_AUDIT_CHECKPOINT"
+        ordering = ["seq", "id"]
+
+    def __str__(self) -> str:
+        return f"checkpoint @{self.seq}"

@@ -1,20 +1,31 @@
-"""Append to and read the hash chain. (Minimal contract; hardened by the audit issue.)"""
+"""Append to the hash chain, sign checkpoints, and run verification with its side effects."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
+from functools import partial
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Max
 from django.utils import timezone
 
-from .models import AuditEntry, ChainHead
+from . import canonical as canon
+from . import lines, mirror, signing
+from .models import AuditCheckpoint, AuditEntry, ChainHead
+from .scrub import scrub_payload, scrub_text
 
-GENESIS = "0" * 64
+GENESIS = canon.GENESIS
+_HEAD_TABLE = '"TB_AUDIT_HEAD"'
+_INSERT_SQL: dict[str, str] = {}
+_LIMITS = {"actor": 150, "action": 100, "institution": 64, "task": 64, "result_code": 32}
 
 
 def actor_fields(actor: Any) -> tuple[str, int | None]:
+    """(name, user id) for a User, a plain string, or None (the system itself)."""
     if actor is None:
         return "system", None
     if isinstance(actor, str):
@@ -23,45 +34,186 @@ def actor_fields(actor: Any) -> tuple[str, int | None]:
     return (name() if callable(name) else str(actor)), getattr(actor, "pk", None)
 
 
-def canonical(entry: AuditEntry) -> bytes:
-    body = {
-        "seq": entry.seq,
-        "time": entry.created_at.astimezone(timezone.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "actor": entry.actor,
-        "actor_id": entry.actor_id,
-        "action": entry.action,
-        "task": entry.task,
-        "target": entry.target,
-        "command": entry.command,
-        "result_code": entry.result_code,
-        "result_hash": entry.result_hash,
-        "payload": entry.payload,
-    }
-    return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+def _text(value: Any, field: str) -> str:
+    """A storable string: no NUL (PostgreSQL refuses it), no lone surrogates (not UTF-8)."""
+    text = "" if value is None else str(value)
+    text = text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    limit = _LIMITS.get(field)
+    if limit and len(text) > limit:
+        # A clear error rather than a silently cut record: these are short codes.
+        raise ValueError(f"audit.record: {field} is longer than {limit} characters: {text[:40]!r}...")
+    return text
 
 
-def record(actor, action, *, task=None, target=None, command=None, result_code=None, output=None, payload=None):
+def output_hash(output: str | bytes | None) -> str:
+    if output is None:
+        return ""
+    data = output if isinstance(output, bytes) else str(output).encode("utf-8", "surrogateescape")
+    return hashlib.sha256(data).hexdigest()
+
+
+def _locked_head() -> tuple[int, str]:
+    """(seq, entry_hash) of the chain head, its row locked until the transaction ends.
+
+    On PostgreSQL FOR UPDATE makes concurrent writers queue on this row; on SQLite the
+    IMMEDIATE transaction mode (settings) already holds the database write lock. Raw SQL
+    because this is the hot path of every append. If the row is missing (first append,
+    or someone deleted it) it is rebuilt from the last entry so seq continues instead of
+    colliding.
+    """
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT seq, entry_hash FROM {_HEAD_TABLE} WHERE id = 1{lock}")
+        row = cursor.fetchone()
+        if row is not None:
+            return row
+    last = AuditEntry.objects.order_by("-seq").values_list("seq", "entry_hash").first()
+    try:
+        with transaction.atomic():
+            ChainHead.objects.create(id=1, seq=last[0] if last else 0, entry_hash=last[1] if last else GENESIS)
+    except IntegrityError:
+        pass  # a concurrent writer created it first
+    head = ChainHead.objects.select_for_update().get(id=1)
+    return head.seq, head.entry_hash
+
+
+def _insert(entry: AuditEntry) -> None:
+    """INSERT without the ORM's per-call query building (half the cost of an append)."""
+    ops = connection.ops
+    columns = [f for f in AuditEntry._meta.concrete_fields if f.name != "id"]
+    values = [f.get_db_prep_save(getattr(entry, f.attname), connection) for f in columns]
+    sql = _INSERT_SQL.get(connection.vendor)
+    if sql is None:
+        names = ", ".join(ops.quote_name(f.column) for f in columns)
+        marks = ", ".join(["%s"] * len(columns))
+        sql = f"INSERT INTO {ops.quote_name(AuditEntry._meta.db_table)} ({names}) VALUES ({marks})"
+        _INSERT_SQL[connection.vendor] = sql
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+    entry._state.adding, entry._state.db = False, connection.alias
+
+
+def record(
+    actor: Any,
+    action: str,
+    *,
+    task: Any = None,
+    target: Any = None,
+    command: str | None = None,
+    result_code: Any = None,
+    output: str | bytes | None = None,
+    payload: dict | None = None,
+) -> AuditEntry:
+    """Append one entry to the chain and return it.
+
+    output is hashed (result_hash) and never stored. payload keys that look like secrets
+    are redacted, and `password=...` in the command too. payload["institution"] (a code)
+    fills the institution column used by the export filter; payload["server_group"] is
+    the report's server group.
+    """
     name, actor_id = actor_fields(actor)
+    if payload is not None and not isinstance(payload, dict):
+        raise TypeError(f"audit.record: payload must be a dict, got {type(payload).__name__}")
+    ptext = canon.payload_text(scrub_payload(payload or {}))
+    clean_payload = json.loads(ptext)
+    ptext = canon.payload_text(clean_payload)  # default=str may have changed types once
+    fields = {
+        "actor": _text(name, "actor"),
+        "action": _text(action, "action"),
+        "institution": _text(clean_payload.get("institution", ""), "institution"),
+        "task": _text(task, "task"),
+        "target": _text(target, "target"),
+        "command": scrub_text(_text(command, "command")),
+        "result_code": _text(result_code, "result_code"),
+        "result_hash": output_hash(output),
+    }
+    if not fields["action"]:
+        raise ValueError("audit.record: action is required")
+    every = max(int(getattr(settings, "AUDIT_CHECKPOINT_EVERY", 1000)), 1)
     with transaction.atomic():
-        head, _ = ChainHead.objects.select_for_update().get_or_create(id=1)
+        head_seq, head_hash = _locked_head()
+        seq = head_seq + 1
+        now = timezone.now()
+        text = canon.build(
+            seq, canon.time_text(now), fields["actor"], actor_id, fields["action"], fields["institution"],
+            fields["task"], fields["target"], fields["command"], fields["result_code"], fields["result_hash"], ptext,
+        )  # fmt: skip
+        digest = canon.chain_hash(text.encode("utf-8"), head_hash)
         entry = AuditEntry(
-            seq=head.seq + 1,
-            created_at=timezone.now(),
-            actor=name,
-            actor_id=actor_id,
-            action=action,
-            task=str(task or ""),
-            target=str(target or ""),
-            command=command or "",
-            result_code="" if result_code is None else str(result_code),
-            result_hash=hashlib.sha256(output.encode() if isinstance(output, str) else output).hexdigest()
-            if output is not None
-            else "",
-            payload=payload or {},
-            prev_hash=head.entry_hash,
-        )
-        entry.entry_hash = hashlib.sha256(canonical(entry) + head.entry_hash.encode()).hexdigest()
-        entry.save()
-        head.seq, head.entry_hash = entry.seq, entry.entry_hash
-        head.save(update_fields=["seq", "entry_hash"])
+            seq=seq, created_at=now, actor_id=actor_id, payload=clean_payload,
+            prev_hash=head_hash, entry_hash=digest, canonical=text, **fields,
+        )  # fmt: skip
+        _insert(entry)
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {_HEAD_TABLE} SET seq = %s, entry_hash = %s WHERE id = 1", [seq, digest])
+        mirror_text = lines.entry_line(text, entry.prev_hash, digest)
+        if seq % every == 0:
+            checkpoint = _sign_checkpoint(seq, digest, "interval")
+            mirror_text += _checkpoint_line(checkpoint)
+        transaction.on_commit(partial(mirror.append, now.astimezone(canon._UTC).date(), mirror_text))
     return entry
+
+
+def _sign_checkpoint(seq: int, entry_hash: str, reason: str) -> AuditCheckpoint:
+    now = timezone.now()
+    kid, signature = signing.sign(signing.checkpoint_message(seq, entry_hash, canon.time_text(now)))
+    checkpoint = AuditCheckpoint(
+        seq=seq, entry_hash=entry_hash, created_at=now, key_id=kid, signature=signature, reason=reason
+    )
+    checkpoint.save()
+    return checkpoint
+
+
+def _checkpoint_line(cp: AuditCheckpoint) -> str:
+    return lines.checkpoint_line(cp.seq, cp.entry_hash, canon.time_text(cp.created_at), cp.key_id, cp.signature,
+                                 cp.reason)  # fmt: skip
+
+
+def create_checkpoint(reason: str = "manual") -> AuditCheckpoint | None:
+    """Sign the current chain head now (None while the chain is empty)."""
+    with transaction.atomic():
+        head_seq, head_hash = _locked_head()
+        if head_seq == 0:
+            return None
+        checkpoint = _sign_checkpoint(head_seq, head_hash, reason)
+        transaction.on_commit(
+            partial(mirror.append, checkpoint.created_at.astimezone(canon._UTC).date(), _checkpoint_line(checkpoint))
+        )
+    return checkpoint
+
+
+def hourly_checkpoint() -> AuditCheckpoint | None:
+    """The scheduled checkpoint: sign the head unless one was signed in the last hour."""
+    recent = AuditCheckpoint.objects.filter(created_at__gte=timezone.now() - timedelta(minutes=59))
+    head_seq = ChainHead.objects.filter(id=1).values_list("seq", flat=True).first() or 0
+    latest = AuditCheckpoint.objects.aggregate(m=Max("seq"))["m"] or 0
+    if recent.exists() and latest >= head_seq:
+        return None
+    return create_checkpoint("hourly")
+
+
+def latest_checkpoint(at_or_after: int = 0) -> AuditCheckpoint | None:
+    """The earliest checkpoint covering seq `at_or_after` (or the latest one if none is later)."""
+    covering = AuditCheckpoint.objects.filter(seq__gte=at_or_after).order_by("seq", "id").first()
+    return covering or AuditCheckpoint.objects.order_by("-seq", "-id").first()
+
+
+def run_verification(actor: Any = None, *, source: str = "console"):
+    """Verify the whole chain, audit the run, and raise the alarm on a break.
+
+    A break sends audit.signals.chain_broken(sender=run_verification, report=...);
+    governance connects it to the global stop (audit imports no other app).
+    """
+    from .signals import chain_broken
+    from .verify import verify_chain
+
+    report = verify_chain()
+    record(
+        actor,
+        "audit.verify",
+        result_code="ok" if report.ok else f"broken:{report.kind}",
+        payload={"source": source, **report.summary()},
+    )
+    if not report.ok:
+        chain_broken.send(sender=run_verification, report=report)
+    return report

@@ -1,8 +1,13 @@
-"""Signals the audit layer sends; other layers connect receivers (audit imports none of them)."""
+"""Signals the audit app sends; other apps connect to them (audit imports no other app).
+
+chain_broken(sender, report): verification found a break. `report` is an
+audit.verify.VerifyReport (report.first_broken_seq, report.kind, report.detail). The
+governance app engages the global stop (admin acknowledgement required) and alerts
+admins and PMs.
+"""
 
 from __future__ import annotations
 
-from django.dispatch import Signal
+import django.dispatch
 
-# Sent with report=<verification report> when verification finds a break.
-chain_broken = Signal()
+chain_broken = django.dispatch.Signal()

@@ -1,0 +1,68 @@
+"""The JSON Lines form of an entry, shared by the mirror files and the exports.
+
+An entry line is compact JSON with a fixed layout so a verifier can slice it instead of
+parsing it (that is what makes verifying an export run near the raw hashing rate):
+
+    {"type":"entry","prev_hash":"<64 hex>","entry_hash":"<64 hex>","integrity":"ok","entry":<canonical>}
+
+The "integrity" member is present in exports (ok | broken | unverified) and absent in the
+mirror. "entry" is the canonical object itself, byte for byte, so what a reader sees is
+exactly what was hashed. Pure Python: used offline.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_P1 = b'{"type":"entry","prev_hash":"'
+_P2 = b'","entry_hash":"'
+_P3_MIRROR = b'","entry":'
+_P3_EXPORT = {
+    b'","integrity":"ok","entry":': "ok",
+    b'","integrity":"broken","entry":': "broken",
+    b'","integrity":"unverified","entry":': "unverified",
+}
+_HEX = frozenset(b"0123456789abcdef")
+
+
+def entry_line(canonical: str, prev_hash: str, entry_hash: str, integrity: str | None = None) -> str:
+    middle = '","entry":' if integrity is None else f'","integrity":"{integrity}","entry":'
+    return f'{{"type":"entry","prev_hash":"{prev_hash}","entry_hash":"{entry_hash}{middle}{canonical}}}\n'
+
+
+def parse_entry_line(line: bytes) -> tuple[bytes, bytes, str | None, bytes]:
+    """(prev_hash, entry_hash, integrity, canonical) from one entry line; ValueError says what is wrong."""
+    if line.endswith(b"\n"):
+        line = line[:-1]
+    if not line.startswith(_P1) or line[93:109] != _P2:
+        raise ValueError("not an entry line (layout differs)")
+    prev, digest = line[29:93], line[109:173]
+    if not (_HEX.issuperset(prev) and _HEX.issuperset(digest)):
+        raise ValueError("hash fields are not 64 lowercase hex characters")
+    rest = line[173:]
+    if rest.startswith(_P3_MIRROR):
+        integrity, canonical = None, rest[len(_P3_MIRROR) :]
+    else:
+        for prefix, state in _P3_EXPORT.items():
+            if rest.startswith(prefix):
+                integrity, canonical = state, rest[len(prefix) :]
+                break
+        else:
+            raise ValueError("integrity member missing or not ok/broken/unverified")
+    if not canonical.endswith(b"}}"):
+        raise ValueError("line is not closed after the entry")
+    return prev, digest, integrity, canonical[:-1]
+
+
+def checkpoint_line(seq: int, entry_hash: str, time: str, key_id: str, signature: str, reason: str) -> str:
+    body: dict[str, Any] = {
+        "type": "checkpoint",
+        "seq": seq,
+        "entry_hash": entry_hash,
+        "time": time,
+        "key_id": key_id,
+        "signature": signature,
+        "reason": reason,
+    }
+    return json.dumps(body, separators=(",", ":")) + "\n"

@@ -1,0 +1,203 @@
+"""Streaming verification of the chain in the database.
+
+One pass over the rows in seq order, fetched in batches (constant memory). Per row:
+1. the stored canonical bytes hash, with the stored prev_hash, to the stored entry_hash;
+2. the readable columns rebuild exactly those canonical bytes (an edit to a column alone
+   would otherwise pass unseen);
+3. seq follows the previous seq and prev_hash is the previous entry_hash;
+4. where a signed checkpoint exists for this seq, the entry_hash matches it.
+Every checkpoint signature is checked first. The first failure is reported with its seq
+and the kind of break; see docs/audit.md for how each kind is told apart.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from hashlib import sha256
+from json.encoder import encode_basestring as enc
+from typing import Any
+
+from django.db import connection
+
+from . import canonical as canon
+from . import signing
+from .models import AuditCheckpoint, AuditEntry, ChainHead
+
+LOOKAHEAD = 1000
+_COLUMNS = (
+    "seq, {created}, actor, actor_id, action, institution, task, target, command, "
+    "result_code, result_hash, payload, prev_hash, entry_hash, canonical"
+)
+
+
+@dataclass
+class VerifyReport:
+    ok: bool = True
+    entries: int = 0
+    checkpoints: int = 0
+    head_seq: int = 0
+    last_checkpoint_seq: int | None = None
+    first_broken_seq: int | None = None
+    kind: str = ""  # modified | deleted | inserted | reordered | truncated | rewritten | checkpoint_forged
+    detail: str = ""
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.entries / self.seconds if self.seconds else 0.0
+
+    def broken(self, seq: int | None, kind: str, detail: str) -> VerifyReport:
+        self.ok, self.first_broken_seq, self.kind, self.detail = False, seq, kind, detail
+        return self
+
+    def summary(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+    def message(self) -> str:
+        if self.ok:
+            return (
+                f"OK: {self.entries} entries, {self.checkpoints} signed checkpoints verified (head seq {self.head_seq})"
+            )
+        return f"BROKEN at seq {self.first_broken_seq}: {self.kind} - {self.detail}"
+
+
+def _rows(batch: int, limit: int) -> Iterator[tuple]:
+    table = connection.ops.quote_name(AuditEntry._meta.db_table)
+    # chunked_cursor is a server-side cursor on PostgreSQL, so rows stream instead of
+    # being loaded whole; SQLite steps its cursor lazily anyway.
+    # SQLite would parse each timestamp into a datetime; its stored text is canonical enough.
+    created = "CAST(created_at AS TEXT)" if connection.vendor == "sqlite" else "created_at"
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(f"SELECT {_COLUMNS.format(created=created)} FROM {table} WHERE seq <= %s ORDER BY seq", [limit])
+        while chunk := cursor.fetchmany(batch):
+            yield from chunk
+
+
+def _columns_text(row: tuple, payload: str) -> str:
+    (seq, created, actor, actor_id, action, inst, task, target, command, rc, rh) = row[:11]
+    return canon._TEMPLATE % (
+        seq, canon.time_text(created), enc(actor), "null" if actor_id is None else actor_id, enc(action),
+        enc(inst), enc(task), enc(target), enc(command), enc(rc), enc(rh), payload,
+    )  # fmt: skip
+
+
+def _payload_canonical(value: Any) -> str:
+    if isinstance(value, str):
+        value = json.loads(value)
+    return canon.payload_text(value)
+
+
+def verify_chain(*, public_key=None, batch: int = 5000) -> VerifyReport:
+    started = time.perf_counter()
+    report = VerifyReport()
+    try:
+        return _walk(report, public_key or signing.own_public_key(), batch)
+    finally:
+        report.seconds = time.perf_counter() - started
+
+
+def _walk(report: VerifyReport, public_key, batch: int) -> VerifyReport:
+    head = ChainHead.objects.filter(id=1).values_list("seq", "entry_hash").first() or (0, canon.GENESIS)
+    report.head_seq = head[0]
+    checkpoints = list(
+        AuditCheckpoint.objects.order_by("seq", "id").values_list("seq", "entry_hash", "created_at", "signature")
+    )
+    for seq, digest, created, signature in checkpoints:
+        message = signing.checkpoint_message(seq, digest, canon.time_text(created))
+        if not signing.verify(public_key, signature, message):
+            return report.broken(seq, "checkpoint_forged", f"checkpoint at seq {seq} has an invalid signature")
+    report.checkpoints = len(checkpoints)
+    report.last_checkpoint_seq = checkpoints[-1][0] if checkpoints else None
+    limit = max([head[0]] + [c[0] for c in checkpoints[-1:]])
+    cps = iter(checkpoints)
+    cp = next(cps, None)
+    last_good_cp = 0
+    prev_seq, prev_hash = 0, canon.GENESIS
+    template, time_text, count = canon._TEMPLATE, canon.time_text, 0
+    rows = _rows(batch, limit)
+    for row in rows:
+        (seq, created, actor, actor_id, action, inst, task, target, command, rc, rh, payload, prev_col, eh, text) = row
+        raw = text.encode()
+        if sha256(raw + prev_col.encode()).hexdigest() != eh:
+            return report.broken(seq, "modified", f"entry {seq}: stored bytes do not hash to its entry_hash")
+        rebuilt = template % (
+            seq, time_text(created), enc(actor), "null" if actor_id is None else actor_id, enc(action),
+            enc(inst), enc(task), enc(target), enc(command), enc(rc), enc(rh), payload,
+        )  # fmt: skip
+        if rebuilt != text and _columns_text(row, _payload_canonical(payload)) != text:
+            return _column_break(report, row, rows)
+        if seq != prev_seq + 1 or prev_col != prev_hash:
+            return _link_break(report, seq, prev_seq, prev_hash, prev_col)
+        while cp is not None and cp[0] <= seq:
+            if cp[0] == seq and cp[1] != eh:
+                return report.broken(
+                    last_good_cp + 1,
+                    "rewritten",
+                    f"entry {seq} no longer matches the signed checkpoint at seq {seq}: the chain after seq "
+                    f"{last_good_cp} was recomputed",
+                )
+            last_good_cp = cp[0]
+            cp = next(cps, None)
+        prev_seq, prev_hash = seq, eh
+        count += 1
+    report.entries = count
+    if cp is not None:
+        return report.broken(
+            prev_seq + 1, "truncated", f"the chain ends at seq {prev_seq} but a signed checkpoint covers seq {cp[0]}"
+        )
+    if head[0] > prev_seq:
+        return report.broken(prev_seq + 1, "truncated", f"the chain ends at seq {prev_seq} but its head is {head[0]}")
+    if head[0] == prev_seq and head[1] != prev_hash:
+        return report.broken(prev_seq, "rewritten", f"entry {prev_seq} differs from the recorded chain head")
+    return report
+
+
+def _column_break(report: VerifyReport, row: tuple, rows: Iterator[tuple]) -> VerifyReport:
+    """The canonical bytes are intact but the readable columns differ from them."""
+    seq, text = row[0], row[14]
+    try:
+        signed = canon.parse(text)
+    except ValueError:
+        return report.broken(seq, "modified", f"entry {seq}: stored canonical bytes are not a valid entry")
+    columns = json.loads(_columns_text(row, _payload_canonical(row[11])))
+    changed = [name for name in canon.FIELDS if columns[name] != signed[name]]
+    if changed != ["seq"]:
+        detail = f"entry {seq}: column(s) {', '.join(changed)} differ from the hashed entry"
+        return report.broken(seq, "modified", detail)
+    original = signed["seq"]
+    # Only the position moved. A swap shows the entry that belongs here a little later.
+    for ahead, later in enumerate(rows, start=1):
+        if canon.seq_of(later[14].encode()) == seq:
+            return report.broken(
+                seq, "reordered", f"entries at seq {seq} and {later[0]} were swapped (hashed as {original} and {seq})"
+            )
+        if ahead >= LOOKAHEAD:
+            break
+    if original > seq:
+        return report.broken(
+            seq, "deleted", f"entry hashed as seq {original} sits at seq {seq}: entries were deleted and renumbered"
+        )
+    return report.broken(
+        seq, "inserted", f"entry hashed as seq {original} sits at seq {seq}: entries were inserted before it"
+    )
+
+
+def _link_break(report: VerifyReport, seq: int, prev_seq: int, prev_hash: str, prev_col: str) -> VerifyReport:
+    if seq > prev_seq + 1:
+        missing = f"{prev_seq + 1}" if seq == prev_seq + 2 else f"{prev_seq + 1}..{seq - 1}"
+        detail = f"entry {missing} is missing (chain jumps from {prev_seq} to {seq})"
+        return report.broken(prev_seq + 1, "deleted", detail)
+    if seq <= prev_seq:
+        return report.broken(seq, "inserted", f"seq {seq} appears again after {prev_seq}")
+    # Contiguous seq, self-consistent entry, but it was chained to a different predecessor:
+    # the entry before it is not the original (replaced or inserted with a recomputed hash).
+    return report.broken(
+        prev_seq,
+        "inserted",
+        f"entry {prev_seq} is not the entry that {seq} was chained to (replaced or inserted with a recomputed hash)",
+    )
