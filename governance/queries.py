@@ -58,9 +58,14 @@ def package_view(package: dict) -> dict:
     if isinstance(health, dict):
         health = [{"server": key, **(value if isinstance(value, dict) else {"detail": value})}
                   for key, value in health.items()]
+    rows = []
+    for row in health or []:
+        row = row if isinstance(row, dict) else {"detail": row}
+        rows.append({"server": row.get("server", ""), "ok": bool(row.get("ok")),
+                     "detail": row.get("detail") or row.get("message") or row.get("error") or ""})
     return {
         "diff": diff_lines(package.pop("diff", "")),
         "log": str(log or ""),
-        "health": health or [],
+        "health": rows,
         "extra": package,
     }

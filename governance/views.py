@@ -125,7 +125,9 @@ def task_detail(request: HttpRequest, task_id: str) -> HttpResponse:
         "timeline": services.task_timeline(task),
         "status_labels": _status_labels(),
         "stop_form": StopForm(),
-        "stoppable": task.status in STOPPABLE and not task.stop_requested,
+        # The button is offered to kill-switch holders only; stop_task enforces the same rule.
+        "stoppable": (task.status in STOPPABLE and not task.stop_requested
+                      and request.user.has_perm("governance.use_kill_switch")),
         "can_validate": (task.status == Status.PENDING_PM_VALIDATION
                          and request.user.has_perm("governance.validate_result")),
         "my_step": services.my_approvals(request.user).filter(task=task).first(),
