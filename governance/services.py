@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
-from django_fsm import TransitionNotAllowed, has_transition_perm
+from django_fsm import TransitionNotAllowed, can_proceed, has_transition_perm
 from django_q.tasks import async_task
 
 import audit
@@ -65,6 +65,8 @@ def _publish(task: OpsTask, kind: str, message: str = "", **data) -> None:
 def _transition(actor, task: OpsTask, method: str, *args, reason: str = "") -> None:
     source = task.status
     bound = getattr(task, method)
+    if not can_proceed(bound, check_conditions=False):
+        raise Conflict(f"task {task.task_id} is {source}; cannot {method}")
     # People pass the transition's own permission too; the system (a string actor) does not need one.
     if hasattr(actor, "has_perm") and not has_transition_perm(bound, actor):
         raise Forbidden(f"you may not {method} task {task.task_id}")
@@ -306,6 +308,17 @@ def _reroute_open_owner_steps(system: System, away_owner) -> None:
     for step in steps.select_related("task"):
         task = _locked(pk=step.task_id)
         _assign(task, step, routing.assign(task, "owner"), timezone.now(), escalated_from=away_owner)
+
+
+def cancel_task(user, task_id: str, reason: str = "") -> OpsTask:
+    """The requester withdraws a request that has not been approved yet."""
+    with transaction.atomic():
+        task = _locked(task_id=task_id)
+        task.steps.filter(status=StepStatus.PENDING).update(status=StepStatus.SKIPPED)
+        _transition(user, task, "cancel", reason=reason or "withdrawn by the requester")
+        for step in task.steps.exclude(assigned_to=None).select_related("assigned_to"):
+            notify(step.assigned_to, Message(f"요청 취소: {task.task_id}", kind="info", task=task, link=_link(task)))
+    return task
 
 
 # --- kill switch --------------------------------------------------------------------

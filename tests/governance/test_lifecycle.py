@@ -128,3 +128,15 @@ def test_execution_failure_outcomes(world, submit):
     assert task.status == Status.FAILED_ROLLED_BACK and "srv-07" in task.failure_reason
     with pytest.raises(ValueError):
         services.execution_failed(task.pk, "EXPLODED", "x")
+
+
+def test_requester_cancels_before_approval_only(world, submit):
+    task = submit("APP_DEPLOY")
+    with pytest.raises(Forbidden):
+        services.cancel_task(world.owner, task.task_id)
+    services.cancel_task(world.requester, task.task_id, "잘못 접수")
+    task.refresh_from_db()
+    assert task.status == Status.CANCELLED
+    assert not task.steps.filter(status=StepStatus.PENDING).exists()
+    with pytest.raises(Conflict):
+        services.cancel_task(world.requester, task.task_id)

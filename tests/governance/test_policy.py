@@ -52,3 +52,9 @@ def test_every_subtype_has_a_risk_and_category():
 def test_unknown_subtype_is_an_error():
     with pytest.raises(ValueError, match="unknown sub_type"):
         policy.plan_for(sub_type="FORMAT_DISK", tier=3, sensitive=False, in_window=True, emergency=False)
+
+
+def test_lifecycle_diagram_is_generated_from_the_code():
+    from django.core.management import call_command
+
+    call_command("lifecycle_diagram", "--check")

@@ -1,0 +1,39 @@
+"""Production mode refuses unsafe configuration and passes `check --deploy`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GOOD_SECRET = "x" * 20 + "-production-secret-" + "y" * 20
+
+
+def run_manage(tmp_path, *args, **env_overrides):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDIA_")}
+    env.update({"GUARDIA_DATA_DIR": str(tmp_path), "GUARDIA_PRODUCTION": "true", **env_overrides})
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_production_refuses_debug_default_secret_and_missing_vault_key(tmp_path):
+    result = run_manage(tmp_path, "check", GUARDIA_DEBUG="true")
+    assert result.returncode != 0
+    for problem in ("GUARDIA_DEBUG is on", "GUARDIA_SECRET_KEY is the default", "no vault key"):
+        assert problem in result.stderr
+
+
+def test_production_check_deploy_is_clean(tmp_path):
+    key = tmp_path / "vault.key"
+    key.write_text("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n")
+    result = run_manage(tmp_path, "check", "--deploy", "--fail-level", "WARNING", GUARDIA_SECRET_KEY=GOOD_SECRET,
+                        GUARDIA_VAULT_KEY_FILE=str(key), GUARDIA_ALLOWED_HOSTS="guardia.example.go.kr")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_bad_environment_value_names_the_variable(tmp_path):
+    result = run_manage(tmp_path, "check", GUARDIA_PRODUCTION="maybe")
+    assert result.returncode != 0 and "GUARDIA_PRODUCTION" in result.stderr
