@@ -28,9 +28,11 @@
     });
   }
 
-  draw("institution", "bar", data.series_label, { indexAxis: "y" });
+  // Counts are whole numbers: start at zero and never show 0.5 requests.
+  var counts = { beginAtZero: true, ticks: { precision: 0 } };
+  draw("institution", "bar", data.series_label, { indexAxis: "y", scales: { x: counts } });
   draw("category", "doughnut", data.series_label);
-  draw("month", "line", data.series_label);
-  draw("lead_time", "bar", data.lead_label);
+  draw("month", "line", data.series_label, { scales: { y: counts } });
+  draw("lead_time", "bar", data.lead_label, { scales: { y: { beginAtZero: true } } });
   window.guardiaCharts = charts;  // lets the browser test check the charts were drawn
 })();

@@ -24,7 +24,8 @@ def test_approval_in_one_browser_updates_task_page_in_another_live(live_stack, b
     from playwright.sync_api import expect
 
     base = live_stack.base_url
-    watcher_context, lead_context = browser.new_context(), browser.new_context()
+    # Korean browsers, as in the field; the assertions below read the Korean labels.
+    watcher_context, lead_context = browser.new_context(locale="ko-KR"), browser.new_context(locale="ko-KR")
     try:
         # B: the requester watches the task page.
         watcher = login(watcher_context, base, "field", live_stack.password)
