@@ -15,6 +15,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+CSV_COLUMNS = [
+    "seq", "time", "task", "institution", "server_group", "actor", "action", "result",
+    "prev_hash", "entry_hash", "integrity", "canonical",
+]  # fmt: skip
 _P1 = b'{"type":"entry","prev_hash":"'
 _P2 = b'","entry_hash":"'
 _P3_MIRROR = b'","entry":'

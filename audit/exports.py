@@ -1,0 +1,197 @@
+"""Auditor exports: the seed's report table as CSV, JSON Lines and PDF.
+
+Every export is rendered from the canonical bytes (what was hashed), carries the signed
+checkpoint that covers its last entry, and is itself signed (Ed25519) so
+``manage.py audit_verify_export`` can check it with only the public key. Formats are
+described in docs/audit.md "Exports"; the offline checker is audit/offline.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any
+
+from django.utils import timezone
+
+from . import canonical as canon
+from . import lines, services, signing
+from .models import AuditEntry
+
+FORMAT = "guardia-audit-export/1"
+FORMATS = ("csv", "jsonl", "pdf")
+CSV_COLUMNS = lines.CSV_COLUMNS
+CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson", "pdf": "application/pdf"}
+
+
+@dataclass
+class ExportFilter:
+    since: datetime | None = None
+    until: datetime | None = None
+    institution: str = ""
+    task: str = ""
+
+    def queryset(self):
+        qs = AuditEntry.objects.all()
+        if self.since:
+            qs = qs.filter(created_at__gte=self.since)
+        if self.until:
+            qs = qs.filter(created_at__lt=self.until)
+        if self.institution:
+            qs = qs.filter(institution=self.institution)
+        if self.task:
+            qs = qs.filter(task=self.task)
+        return qs.order_by("seq")
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "since": canon.time_text(self.since) if self.since else "",
+            "until": canon.time_text(self.until) if self.until else "",
+            "institution": self.institution,
+            "task": self.task,
+        }
+
+
+@dataclass
+class ExportResult:
+    format: str
+    count: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    trailer: dict[str, Any] = field(default_factory=dict)
+
+
+class _HashingWriter:
+    """Writes through to the target while hashing what it wrote (the signed body)."""
+
+    def __init__(self, target: IO[bytes]):
+        self.target, self.digest = target, hashlib.sha256()
+
+    def write(self, data: bytes) -> None:
+        self.digest.update(data)
+        self.target.write(data)
+
+
+def _rows(flt: ExportFilter, first_broken: int | None) -> Iterator[tuple[int, str, str, str, str]]:
+    """(seq, prev_hash, entry_hash, canonical, integrity) in seq order, streamed."""
+    values = flt.queryset().values_list("seq", "prev_hash", "entry_hash", "canonical")
+    for seq, prev, digest, text in values.iterator(chunk_size=5000):
+        integrity = "ok" if first_broken is None or seq < first_broken else "broken"
+        yield seq, prev, digest, text, integrity
+
+
+def _prepare(flt: ExportFilter) -> tuple[Any, dict[str, Any]]:
+    """Verify the chain (for the integrity column) and find or sign the covering checkpoint."""
+    from .verify import verify_chain
+
+    report = verify_chain()
+    last = flt.queryset().values_list("seq", flat=True).last() or 0
+    checkpoint = services.latest_checkpoint(last)
+    if checkpoint is None or checkpoint.seq < last:
+        checkpoint = services.create_checkpoint("export")
+    cp = None
+    if checkpoint is not None:
+        cp = {
+            "seq": checkpoint.seq,
+            "entry_hash": checkpoint.entry_hash,
+            "time": canon.time_text(checkpoint.created_at),
+            "key_id": checkpoint.key_id,
+            "signature": checkpoint.signature,
+        }
+    chain = {"ok": report.ok, "kind": report.kind, "first_broken_seq": report.first_broken_seq}
+    return report, {"checkpoint": cp, "chain": chain}
+
+
+def _trailer(result: ExportResult, flt: ExportFilter, meta: dict, digest_name: str, digest: str) -> dict:
+    cp_signature = meta["checkpoint"]["signature"] if meta["checkpoint"] else ""
+    kid, signature = signing.sign(signing.export_message(digest, cp_signature))
+    return {
+        "type": "trailer",
+        "format": FORMAT,
+        "generated_at": canon.time_text(timezone.now()),
+        "filters": flt.as_dict(),
+        "count": result.count,
+        "first_seq": result.first_seq,
+        "last_seq": result.last_seq,
+        **meta,
+        digest_name: digest,
+        "key_id": kid,
+        "signature": signature,
+    }
+
+
+def _header(flt: ExportFilter, fmt: str) -> dict[str, Any]:
+    return {"type": "header", "format": FORMAT, "export": fmt, "filters": flt.as_dict()}
+
+
+def write_jsonl(flt: ExportFilter, target: IO[bytes]) -> ExportResult:
+    report, meta = _prepare(flt)
+    out, result = _HashingWriter(target), ExportResult("jsonl")
+    out.write((json.dumps(_header(flt, "jsonl"), separators=(",", ":")) + "\n").encode())
+    rows_digest = hashlib.sha256()
+    for seq, prev, digest, text, integrity in _rows(flt, report.first_broken_seq):
+        line = lines.entry_line(text, prev, digest, integrity).encode("utf-8")
+        rows_digest.update(line)
+        out.write(line)
+        result.count += 1
+        result.first_seq = result.first_seq or seq
+        result.last_seq = seq
+    meta = {**meta, "rows_sha256": rows_digest.hexdigest()}
+    result.trailer = _trailer(result, flt, meta, "body_sha256", out.digest.hexdigest())
+    target.write((json.dumps(result.trailer, separators=(",", ":")) + "\n").encode())
+    return result
+
+
+def report_row(text: str, prev: str, digest: str, integrity: str) -> list[str]:
+    """One row of the seed's report table, read from the canonical bytes."""
+    entry = canon.parse(text)
+    payload = entry["payload"]
+    return [
+        str(entry["seq"]), entry["time"], entry["task"], entry["institution"],
+        str(payload.get("server_group", "")), entry["actor"], entry["action"], entry["result_code"],
+        prev, digest, integrity, text,
+    ]  # fmt: skip
+
+
+def write_csv(flt: ExportFilter, target: IO[bytes]) -> ExportResult:
+    report, meta = _prepare(flt)
+    out, result = _HashingWriter(target), ExportResult("csv")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+
+    def flush() -> None:
+        out.write(buffer.getvalue().encode("utf-8"))
+        buffer.seek(0)
+        buffer.truncate()
+
+    buffer.write("\ufeff")  # Excel opens UTF-8 Korean text correctly only with a BOM
+    writer.writerow(CSV_COLUMNS)
+    for seq, prev, digest, text, integrity in _rows(flt, report.first_broken_seq):
+        writer.writerow(report_row(text, prev, digest, integrity))
+        result.count += 1
+        result.first_seq = result.first_seq or seq
+        result.last_seq = seq
+        if result.count % 2000 == 0:
+            flush()
+    flush()
+    result.trailer = _trailer(result, flt, meta, "body_sha256", out.digest.hexdigest())
+    writer.writerow(["#trailer", json.dumps(result.trailer, separators=(",", ":"))])
+    target.write(buffer.getvalue().encode("utf-8"))
+    return result
+
+
+def write(fmt: str, flt: ExportFilter, target: IO[bytes]) -> ExportResult:
+    if fmt == "jsonl":
+        return write_jsonl(flt, target)
+    if fmt == "csv":
+        return write_csv(flt, target)
+    if fmt == "pdf":
+        from .pdf import write_pdf
+
+        return write_pdf(flt, target)
+    raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
