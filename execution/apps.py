@@ -1,6 +1,20 @@
+from __future__ import annotations
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _ensure_inspection_schedule(sender, **kwargs) -> None:
+    from .inspections import ensure_schedule
+
+    ensure_schedule()
 
 
 class ExecutionConfig(AppConfig):
-    default_auto_field = 'django.db.models.BigAutoField'
-    name = 'execution'
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "execution"
+    verbose_name = "Execution"
+
+    def ready(self) -> None:
+        # The recurring inspection runner is a django-q2 Schedule, created once after migrate.
+        post_migrate.connect(_ensure_inspection_schedule, sender=self, dispatch_uid="execution-inspection-schedule")

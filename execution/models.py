@@ -1,2 +1,187 @@
+"""What the engine did: one Execution per run of a task, one ServerRun per server
+(TB_DEPLOY_HISTORY, the seed's deploy history), one StepResult per remote command.
 
-# Create your models here.
+Rows are written by the engine's orchestrating thread only (the SSH worker threads
+hand their results over a queue), so a run never contends with itself for SQLite's
+write lock. Plus InspectionSchedule: recurring read-only playbooks (issue 5 item 7).
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from cmdb.models import Server, System
+
+
+class Outcome(models.TextChoices):
+    RUNNING = "RUNNING", _("실행 중")
+    SUCCEEDED = "SUCCEEDED", _("성공")  # every server done and healthy; PM validation next
+    FAILED_ROLLED_BACK = "FAILED_ROLLED_BACK", _("실패(롤백 완료)")
+    MANUAL_INTERVENTION_REQUIRED = "MANUAL_INTERVENTION_REQUIRED", _("수동 조치 필요")  # a rollback failed
+    STATE_UNCERTAIN = "STATE_UNCERTAIN", _("상태 불확실")  # lost contact mid-step
+    ABORTED = "ABORTED", _("중단")  # kill switch; current group restored
+
+
+class Execution(models.Model):
+    """One run of a playbook over a task's targets (or of an inspection schedule)."""
+
+    task = models.ForeignKey(
+        "governance.OpsTask", null=True, blank=True, on_delete=models.CASCADE, related_name="executions"
+    )
+    inspection = models.ForeignKey(
+        "InspectionSchedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="executions"
+    )
+    # The task id as text too, so the history survives a deleted task row.
+    task_ref = models.CharField(max_length=32, blank=True, db_index=True)
+    playbook = models.CharField(max_length=32)
+    playbook_version = models.CharField(max_length=16)
+    outcome = models.CharField(max_length=32, choices=Outcome.choices, default=Outcome.RUNNING, db_index=True)
+    reason = models.TextField(blank=True)
+    # The rollout strategy actually used (see execution.rolling.RolloutStrategy).
+    canary_share = models.FloatField(default=0.01, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    batch_size = models.PositiveIntegerField(default=50, validators=[MinValueValidator(1)])
+    max_parallel = models.PositiveIntegerField(default=16, validators=[MinValueValidator(1), MaxValueValidator(256)])
+    failures_allowed = models.PositiveIntegerField(default=0)
+    safety_gate = models.BooleanField(default=True)
+    rollback_all = models.BooleanField(_("on failure roll back every group done so far"), default=False)
+    plan = models.JSONField(default=list, blank=True)  # [[server_id, ...], ...] per group
+    summary = models.JSONField(default=dict, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "TB_EXECUTION"
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.task_ref or 'inspection'} {self.playbook} v{self.playbook_version} ({self.outcome})"
+
+    def clean(self) -> None:
+        if not self.task_id and not self.inspection_id:
+            raise ValidationError({"task": _("an execution belongs to a task or an inspection schedule")})
+
+
+class RunState(models.TextChoices):
+    PENDING = "PENDING", _("대기")
+    RUNNING = "RUNNING", _("실행 중")
+    SUCCEEDED = "SUCCEEDED", _("성공")
+    FAILED = "FAILED", _("실패")  # forward steps failed (rollback follows)
+    ROLLED_BACK = "ROLLED_BACK", _("롤백 완료")  # restored and healthy on the old version
+    ROLLBACK_FAILED = "ROLLBACK_FAILED", _("롤백 실패")
+    UNCERTAIN = "UNCERTAIN", _("상태 불확실")
+    ABORTED = "ABORTED", _("중단")
+    REFUSED = "REFUSED", _("거부")  # host key, sanitizer, pre-check: nothing was changed
+
+
+class ServerRun(models.Model):
+    """TB_DEPLOY_HISTORY: what happened on one server in one execution."""
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="server_runs")
+    server = models.ForeignKey(Server, null=True, on_delete=models.SET_NULL, related_name="runs")
+    server_ref = models.CharField(max_length=64)  # survives deletion of the CMDB row
+    group_index = models.PositiveIntegerField(default=0)
+    tier = models.CharField(max_length=16, default="batch")  # canary / batch
+    playbook_version = models.CharField(max_length=16)
+    state = models.CharField(max_length=16, choices=RunState.choices, default=RunState.PENDING, db_index=True)
+    message = models.TextField(blank=True)
+    health = models.JSONField(default=dict, blank=True)
+    log_tail = models.TextField(blank=True)  # catalina.out tail dumped after a failure
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "TB_DEPLOY_HISTORY"
+        ordering = ["execution", "group_index", "server_ref"]
+        constraints = [models.UniqueConstraint(fields=["execution", "server_ref"], name="one_run_per_server")]
+
+    def __str__(self) -> str:
+        return f"{self.server_ref}: {self.state}"
+
+
+class StepResult(models.Model):
+    class Phase(models.TextChoices):
+        FORWARD = "forward", _("적용")
+        ROLLBACK = "rollback", _("롤백")
+        CHECK = "check", _("점검")
+        HOOK = "hook", _("드레인")
+
+    class State(models.TextChoices):
+        OK = "OK", "OK"
+        FAILED = "FAILED", _("실패")
+        TIMEOUT = "TIMEOUT", _("시간 초과")
+        BLOCKED = "BLOCKED", _("차단")  # refused by the sanitizer, never sent
+        LOST = "LOST", _("연결 끊김")
+        KILLED = "KILLED", _("중지됨")  # kill switch killed the remote process group
+
+    server_run = models.ForeignKey(ServerRun, on_delete=models.CASCADE, related_name="steps")
+    seq = models.PositiveIntegerField()
+    name = models.CharField(max_length=64)
+    phase = models.CharField(max_length=10, choices=Phase.choices, default=Phase.FORWARD)
+    command = models.TextField(blank=True)  # redacted
+    exit_code = models.IntegerField(null=True, blank=True)
+    output_excerpt = models.TextField(blank=True)
+    output_sha256 = models.CharField(max_length=64, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.OK)
+    started_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "TB_STEP_RESULT"
+        ordering = ["server_run", "seq"]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.state}"
+
+
+class InspectionKind(models.TextChoices):
+    MEMORY_CHECK = "MEMORY_CHECK", _("메모리 점검")
+    DISK_CHECK = "DISK_CHECK", _("디스크 점검")
+    ERROR_COUNT = "ERROR_COUNT", _("오류 로그 건수")
+
+
+class InspectionSchedule(models.Model):
+    """A recurring read-only check: a pre-approved standard change, every run audited.
+
+    thresholds: MEMORY_CHECK {"max_used_percent": 90}; DISK_CHECK {"min_free_mb": 1024};
+    ERROR_COUNT {"max_errors": 10} (matches of the system's error pattern in the log tail).
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    system = models.ForeignKey(System, on_delete=models.CASCADE, related_name="inspections")
+    servers = models.ManyToManyField(Server, blank=True, help_text=_("empty = every active server of the system"))
+    kind = models.CharField(max_length=16, choices=InspectionKind.choices)
+    thresholds = models.JSONField(default=dict)
+    interval_minutes = models.PositiveIntegerField(default=60, validators=[MinValueValidator(1)])
+    enabled = models.BooleanField(default=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    next_run_at = models.DateTimeField(default=timezone.now, db_index=True)
+    last_result = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        db_table = "TB_INSPECTION_SCHEDULE"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    REQUIRED_THRESHOLD = {
+        InspectionKind.MEMORY_CHECK: "max_used_percent",
+        InspectionKind.DISK_CHECK: "min_free_mb",
+        InspectionKind.ERROR_COUNT: "max_errors",
+    }
+
+    def clean(self) -> None:
+        key = self.REQUIRED_THRESHOLD.get(self.kind)
+        value = (self.thresholds or {}).get(key) if key else None
+        if key and not isinstance(value, int | float):
+            raise ValidationError({"thresholds": _("a number for '%(key)s' is required") % {"key": key}})
+
+    def target_servers(self):
+        chosen = self.servers.filter(active=True)
+        if chosen.exists():
+            return chosen.with_related()
+        return Server.objects.filter(system=self.system, active=True).with_related()

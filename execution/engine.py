@@ -1,0 +1,402 @@
+"""The rolling engine: group by group, bounded parallelism, safety gate, rollback, kill switch.
+
+Threads: the orchestrating thread (the one calling Engine.run) plans, waits, polls the
+kill switch, and is the only one writing to the database (execution.recorder). A thread
+pool of at most ``max_parallel`` workers runs the servers of the current group, each over
+its own single SSH connection, kept open until the group is finished so a rollback reuses it.
+
+Failure policy (SPEC §6): the first failure halts the group at the next step boundary
+and the whole group is restored, including servers that had already succeeded (TS-02);
+optionally every earlier group too. A failed rollback is stop-the-world:
+MANUAL_INTERVENTION_REQUIRED. A dropped connection is STATE_UNCERTAIN. The kill switch
+kills the remote process group of running steps and restores the current group: ABORTED.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from django.utils import timezone
+
+import audit
+from governance import events
+
+from .healthcheck import Health
+from .models import Execution, Outcome, ServerRun
+from .playbooks.base import ParameterError, Playbook, Refused, StepFailed, q
+from .recorder import Recorder
+from .rolling import Aborted, Group, Lost, Record, RolloutStrategy, ServerContext, plan_groups
+
+log = logging.getLogger(__name__)
+STOP_POLL_SECONDS = 0.1
+LOG_TAIL_LINES = 60
+
+
+@dataclass
+class Failure:
+    kind: str  # failed / refused / lost / aborted / not_started
+    reason: str
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class EngineResult:
+    outcome: str
+    reason: str
+    execution: Execution
+    package: dict
+
+
+class Engine:
+    def __init__(self, *, playbook: Playbook, servers: list, strategy: RolloutStrategy, artifacts, task=None,
+                 inspection=None, actor="system", stop_check=None, health_overrides: dict | None = None,
+                 criteria_by_system: dict | None = None):
+        self.playbook = playbook
+        self.servers = servers
+        self.strategy = strategy
+        self.artifacts = artifacts
+        self.task = task
+        self.inspection = inspection
+        self.actor = actor
+        self.stop_check = stop_check or (lambda: None)
+        self.health_overrides = dict(health_overrides or {})
+        self.criteria = criteria_by_system or {}
+        self.task_ref = task.task_id if task else f"INSP-{inspection.pk if inspection else 0}"
+        self.live_group = events.task_group(task.task_id) if task else ""
+        system = task.system if task else (inspection.system if inspection else None)
+        self.institution_code = system.institution.code if system else ""
+        self.records: queue.SimpleQueue[Record] = queue.SimpleQueue()
+        self.halt = threading.Event()
+        self.halt_reason = ""
+        self.stopping = False  # the kill switch (not just a failure elsewhere in the group)
+        self.active: list[ServerContext] = []
+        self.first_failure: tuple[ServerContext, Failure] | None = None
+        self._last_poll = 0.0
+        self._fail_count = 0
+        self._lock = threading.Lock()
+
+    # --- entry point ------------------------------------------------------------------
+    def run(self) -> EngineResult:
+        s = self.strategy
+        self.execution = Execution.objects.create(
+            task=self.task, inspection=self.inspection, task_ref=self.task_ref, playbook=self.playbook.NAME,
+            playbook_version=self.playbook.VERSION, canary_share=s.canary_share if s.canary_share is not None else 0.01,
+            batch_size=s.batch_size, max_parallel=s.max_parallel, failures_allowed=s.failures_allowed,
+            safety_gate=s.safety_gate, rollback_all=s.rollback_all)
+        groups = plan_groups(self.servers, s, rolling=self.playbook.ROLLING)
+        runs = ServerRun.objects.bulk_create([
+            ServerRun(execution=self.execution, server=srv, server_ref=srv.server_id, group_index=g.index,
+                      tier=g.tier, playbook_version=self.playbook.VERSION)
+            for g in groups for srv in g.servers])
+        self.recorder = Recorder(self, {r.server_ref: r for r in runs})
+        self.execution.plan = [[srv.server_id for srv in g.servers] for g in groups]
+        self.contexts: dict[str, ServerContext] = {}
+        try:
+            self.playbook.prepare(self.artifacts)
+        except (Refused, ParameterError) as exc:
+            return self._finish(Outcome.FAILED_ROLLED_BACK, f"refused before any server was touched: {exc}", [])
+        except Exception as exc:  # the sanitizer's SecurityViolation among others
+            if type(exc).__name__ != "SecurityViolation":
+                raise
+            audit.record(self.actor, "security.violation", task=self.task_ref,
+                         payload={"institution": self.institution_code, "reason": str(exc)[:500]})
+            return self._finish(Outcome.FAILED_ROLLED_BACK,
+                                f"blocked by the command sanitizer before any server was touched: {exc}", [])
+        done: list[ServerContext] = []
+        for group in groups:
+            reason = self.poll_stop(force=True)
+            if reason:
+                return self._finish(Outcome.ABORTED, f"stopped before {group.label}: {reason}", done)
+            outcome = self.run_group(group, done)
+            if outcome is not None:
+                return self._finish(outcome[0], outcome[1], done)
+        return self._finish(Outcome.SUCCEEDED, "", done)
+
+    # --- one group --------------------------------------------------------------------
+    def run_group(self, group: Group, done: list[ServerContext]) -> tuple[str, str] | None:
+        self._event("group", "RUNNING", f"{group.label}: {len(group.servers)} server(s)",
+                    index=group.index, servers=[srv.server_id for srv in group.servers])
+        contexts = [self._context(srv) for srv in group.servers]
+        self.active = contexts
+        self.halt.clear()
+        self.first_failure = None
+        self._fail_count = 0
+        results = self.parallel(contexts, self._forward_one)
+        failures = {ctx: f for ctx, f in results.items() if f is not None and f.kind != "not_started"}
+        if not failures and self.strategy.safety_gate and self.playbook.ROLLING:
+            gate = self.safety_gate(done + contexts)
+            if gate:
+                ctx, reason = gate
+                self._server(ctx, "FAILED", reason)
+                failures[ctx] = Failure("failed", f"safety gate: {reason}")
+                self.first_failure = (ctx, failures[ctx])
+        real = {c: f for c, f in failures.items() if f.kind in ("failed", "refused")}
+        tolerated = (not self.stopping and len(real) == len(failures) and len(real) <= self.strategy.failures_allowed
+                     and self.playbook.ROLLING)
+        if not failures or tolerated:
+            if failures:
+                bad = self.parallel(list(failures), self._rollback_one)
+                if any(bad.values()):
+                    return self._manual(bad)
+            self.parallel([c for c in contexts if c not in failures], self._undrain)
+            self._close(contexts)
+            done.extend(c for c in contexts if c not in failures)
+            self._event("group", "SUCCEEDED", f"{group.label} done", index=group.index)
+            return None
+        return self._stop_group(group, contexts, failures, done)
+
+    def _stop_group(self, group, contexts, failures, done) -> tuple[str, str]:
+        first = self.first_failure[1] if self.first_failure else next(iter(failures.values()))
+        if self.stopping:
+            outcome, reason = Outcome.ABORTED, f"stopped during {group.label}: {self.halt_reason}"
+        elif any(f.kind == "lost" for f in failures.values()):
+            lost = next(f for f in failures.values() if f.kind == "lost")
+            outcome, reason = Outcome.STATE_UNCERTAIN, lost.reason
+        elif not self.playbook.ROLLING:
+            outcome, reason = Outcome.FAILED_ROLLED_BACK, f"{first.reason} ({len(failures)} server(s) failed; " \
+                                                          f"nothing to roll back)"
+        else:
+            outcome, reason = Outcome.FAILED_ROLLED_BACK, first.reason
+        # Restore every server of the group that was touched, succeeded ones included (TS-02).
+        restore = [c for c in contexts if c.state and failures.get(c, Failure("", "")).kind != "lost"]
+        for ctx in contexts:
+            if not ctx.state and ctx not in failures:
+                self._server(ctx, "ABORTED", "not started: the rollout stopped")
+        if self.playbook.ROLLING:
+            bad = self.parallel(restore, lambda c: self._rollback_one(c, failed=c in failures))
+            if any(bad.values()):
+                self._close(contexts)
+                return self._manual(bad, after=reason)
+            if self.strategy.rollback_all and done:
+                earlier = list(done)
+                bad = self.parallel(earlier, self._rollback_one)
+                self._close(earlier)
+                if any(bad.values()):
+                    self._close(contexts)
+                    return self._manual(bad, after=reason)
+                done.clear()
+        self._close(contexts)
+        self._event("group", outcome, reason, index=group.index)
+        return outcome, reason
+
+    def _manual(self, bad: dict, after: str = "") -> tuple[str, str]:
+        ctx, failure = next((c, f) for c, f in bad.items() if f)
+        reason = f"rollback failed on {ctx.server.server_id}: {failure.reason}"
+        if after:
+            reason += f" (after: {after})"
+        return Outcome.MANUAL_INTERVENTION_REQUIRED, reason
+
+    # --- per server -------------------------------------------------------------------
+    def _context(self, server) -> ServerContext:
+        criteria = self.criteria.get(server.system_id)
+        health = Health.for_server(server, criteria, self.health_overrides)
+        ctx = ServerContext(self, server, health, self.playbook)
+        self.contexts[server.server_id] = ctx
+        return ctx
+
+    def _forward_one(self, ctx: ServerContext) -> Failure | None:
+        if self.halt.is_set():
+            return Failure("not_started", "not started")
+        self._server(ctx, "RUNNING", "")
+        failure: Failure | None = None
+        try:
+            if self.strategy.drain_flag:
+                ctx.state["drained"] = True
+                ctx.run("drain", f"touch {q(ctx.root_path(self.strategy.drain_flag))}", timeout=15)
+            self.playbook.forward(ctx)
+        except Aborted as exc:
+            failure = Failure("aborted", f"stopped at {ctx.current_step or 'start'}: {exc}")
+        except Lost as exc:
+            reachable = self._probe(ctx.server)
+            failure = Failure("lost", f"{exc}; probe: {'reachable' if reachable else 'not reachable'}, "
+                                      f"state of the step unknown")
+        except StepFailed as exc:
+            failure = Failure("failed", exc.reason)
+        except Refused as exc:
+            failure = Failure("refused", str(exc))
+        except Exception as exc:  # transport errors at connect (host key, auth) and the unexpected
+            failure = self._classify(ctx, exc)
+        if failure is None:
+            self._server(ctx, "SUCCEEDED", "", health=ctx.data.get("health", {}))
+            return None
+        state = {"aborted": "ABORTED", "lost": "UNCERTAIN", "refused": "REFUSED"}.get(failure.kind, "FAILED")
+        self._server(ctx, state, failure.reason, health=ctx.data.get("health", {}))
+        if failure.kind in ("failed", "refused", "lost"):
+            with self._lock:
+                self._fail_count += 1
+                if self.first_failure is None:
+                    self.first_failure = (ctx, failure)
+                over = self._fail_count > self.strategy.failures_allowed or failure.kind == "lost"
+            if over and self.playbook.ROLLING:
+                self.halt_reason = self.halt_reason or f"failure on {ctx.server.server_id}"
+                self.halt.set()
+        return failure
+
+    def _classify(self, ctx: ServerContext, exc: Exception) -> Failure:
+        from . import transport
+
+        sid = ctx.server.server_id
+        if isinstance(exc, transport.HostKeyMismatch):
+            return Failure("refused", f"host key of {sid} does not match the pinned fingerprint: connection refused")
+        if isinstance(exc, transport.ConnectionLost):
+            return Failure("lost", f"connection to {sid} lost: {exc}")
+        if isinstance(exc, transport.TransportError):
+            return Failure("refused", f"cannot connect to {sid}: {exc}")
+        log.exception("unexpected error on %s", sid)
+        return Failure("failed", f"unexpected error on {sid}: {exc!r}")
+
+    def _probe(self, server) -> bool:
+        from .transport import SSHTransport
+
+        try:
+            return bool(SSHTransport(server).probe())
+        except Exception:
+            return False
+
+    def _rollback_one(self, ctx: ServerContext, failed: bool = False) -> Failure | None:
+        ctx.phase = "rollback"
+        ctx.quiet = False
+        self._server(ctx, "RUNNING", "rolling back")
+        tail = ""
+        try:
+            if failed:
+                tail = self._log_tail(ctx)
+            self.playbook.rollback(ctx)
+            if ctx.state.get("drained"):
+                ctx.run("undrain", f"rm -f -- {q(ctx.root_path(self.strategy.drain_flag))}", timeout=15)
+        except Exception as exc:
+            reason = exc.reason if isinstance(exc, StepFailed) else str(exc) or type(exc).__name__
+            if not tail:
+                try:
+                    tail = self._log_tail(ctx)
+                except Exception:
+                    tail = ""
+            self._server(ctx, "ROLLBACK_FAILED", reason, log_tail=tail)
+            return Failure("failed", reason)
+        self._server(ctx, "ROLLED_BACK", "restored", log_tail=tail)
+        return None
+
+    def _log_tail(self, ctx: ServerContext) -> str:
+        if not ctx.health.log_path:
+            return ""
+        result = ctx.run("log-tail", f"tail -n {LOG_TAIL_LINES} {q(ctx.health.log_path)}", timeout=15,
+                         ok_codes=tuple(range(256)))
+        return result.stdout[-8000:]
+
+    def _undrain(self, ctx: ServerContext) -> Failure | None:
+        if ctx.state.get("drained"):
+            ctx.phase = "hook"
+            try:
+                ctx.run("undrain", f"rm -f -- {q(ctx.root_path(self.strategy.drain_flag))}", timeout=15)
+            except Exception as exc:
+                return Failure("failed", str(exc))
+        return None
+
+    def safety_gate(self, contexts: list[ServerContext]) -> tuple[ServerContext, str] | None:
+        def check(ctx: ServerContext) -> Failure | None:
+            ctx.phase, ctx.quiet = "check", True
+            try:
+                self.playbook.verify(ctx)
+            except StepFailed as exc:
+                return Failure("failed", exc.reason)
+            except Exception as exc:
+                return Failure("failed", f"{ctx.server.server_id}: {exc}")
+            finally:
+                ctx.phase, ctx.quiet = "forward", False
+            return None
+
+        results = self.parallel(contexts, check)
+        bad = [(c, f.reason) for c, f in results.items() if f]
+        self._event("group", "GATE", "safety gate passed" if not bad else f"safety gate failed: {bad[0][1]}",
+                    checked=len(contexts))
+        return bad[0] if bad else None
+
+    # --- plumbing ---------------------------------------------------------------------
+    def parallel(self, contexts: list[ServerContext], fn) -> dict:
+        results: dict = {}
+        if not contexts:
+            return results
+        with ThreadPoolExecutor(max_workers=min(self.strategy.max_parallel, len(contexts)),
+                                thread_name_prefix="guardia-ssh") as pool:
+            futures = {pool.submit(fn, ctx): ctx for ctx in contexts}
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, timeout=0.05, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    results[futures[future]] = future.result()
+                self.recorder.drain()
+                self.poll_stop()
+        self.recorder.drain()
+        return results
+
+    def poll_stop(self, force: bool = False) -> str | None:
+        now = time.monotonic()
+        if self.stopping:
+            return self.halt_reason
+        if not force and now - self._last_poll < STOP_POLL_SECONDS:
+            return None
+        self._last_poll = now
+        reason = self.stop_check()
+        if reason:
+            self.stopping = True
+            self.halt_reason = reason
+            self.halt.set()
+            # A local thread giving up is not a stop: kill what runs on the servers.
+            for ctx in self.active:
+                ctx.kill_running()
+            audit.record(self.actor, "execution.kill_switch", task=self.task_ref,
+                         payload={"institution": self.institution_code, "reason": reason,
+                                  "running": [c.server.server_id for c in self.active if c.current_step]})
+        return reason
+
+    def _server(self, ctx: ServerContext, state: str, message: str, **extra) -> None:
+        self.records.put(Record("server", ctx.server.server_id, {"state": state, "message": message, **extra}))
+
+    def _event(self, kind: str, status: str, message: str, **data) -> None:
+        if self.live_group:
+            events.send(self.live_group, events.LiveEvent(kind=kind, task_id=self.task_ref, status=status,
+                                                          message=message, data=data))
+
+    def _close(self, contexts: list[ServerContext]) -> None:
+        for ctx in contexts:
+            ctx.close()
+
+    def _finish(self, outcome: str, reason: str, done: list[ServerContext]) -> EngineResult:
+        self.recorder.drain()
+        self._close(list(self.contexts.values()))
+        execution = self.execution
+        execution.outcome = outcome
+        execution.reason = reason
+        execution.finished_at = timezone.now()
+        execution.summary = self._summary()
+        execution.save(update_fields=["outcome", "reason", "finished_at", "summary", "plan"])
+        self._event("execution", outcome, reason or "finished", execution=execution.pk)
+        return EngineResult(outcome, reason, execution, self._package(execution))
+
+    def _summary(self) -> dict:
+        counts: dict[str, int] = {}
+        for run in self.recorder.runs.values():
+            counts[run.state] = counts.get(run.state, 0) + 1
+        findings = {sid: ctx.data for sid, ctx in self.contexts.items() if ctx.data}
+        return {"states": counts, "servers": len(self.recorder.runs), "groups": len(self.execution.plan),
+                "findings": findings}
+
+    def _package(self, execution: Execution) -> dict:
+        """The result package the PM validates: summary, per-server health and a log excerpt."""
+        runs = list(self.recorder.runs.values())
+        return {
+            "execution": execution.pk,
+            "playbook": execution.playbook,
+            "playbook_version": execution.playbook_version,
+            "summary": execution.summary["states"],
+            "servers": [{"server": r.server_ref, "state": r.state, "group": r.group_index, "message": r.message,
+                         "health": r.health} for r in runs],
+            "findings": execution.summary["findings"],
+            "log_excerpt": [{"server": r.server_ref, "tail": r.log_tail[-2000:]} for r in runs if r.log_tail],
+            "reason": execution.reason,
+        }

@@ -1,0 +1,179 @@
+"""Health checks seen from the worker: port wait, HTTP status, and the shared WAS restart.
+
+The port and the health URL are probed from the worker, like a load balancer would: no
+agent, no remote tool assumed on the server. Reasons are written for people
+("port 18080 not answering within 30 s on srv-07").
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .playbooks.base import StepFailed, q
+
+
+@dataclass
+class Health:
+    """HealthCriteria (TB_HEALTH_CRITERIA) resolved for one server."""
+
+    host: str
+    port: int | None
+    url: str
+    expected_status: int = 200
+    error_pattern: str = "ERROR|Exception"
+    min_free_disk_mb: int = 512
+    port_wait_seconds: float = 30
+    max_latency_ms: int = 3000
+    log_path: str = ""
+
+    @classmethod
+    def for_server(cls, server, criteria=None, overrides: dict | None = None) -> Health:
+        url = server.health_url or ""
+        parts = urlsplit(url) if url else None
+        port = (criteria.service_port if criteria and criteria.service_port else None) or server.service_port
+        if not port and parts and parts.port:
+            port = parts.port
+        host = (parts.hostname if parts and parts.hostname else None) or server.ip
+        health = cls(host=host, port=port, url=url, log_path=server.log_path)
+        if criteria is not None:
+            health.expected_status = criteria.expected_status
+            health.error_pattern = criteria.error_pattern
+            health.min_free_disk_mb = criteria.min_free_disk_mb
+            health.port_wait_seconds = criteria.port_wait_seconds
+            health.max_latency_ms = criteria.max_latency_ms
+            health.log_path = criteria.log_path or server.log_path
+        for key, value in (overrides or {}).items():
+            if hasattr(health, key):
+                setattr(health, key, type(getattr(health, key))(value) if getattr(health, key) is not None else value)
+        return health
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_port(ctx, name: str = "post-port") -> None:
+    health = ctx.health
+    if not health.port:
+        return
+
+    def probe():
+        deadline = time.monotonic() + health.port_wait_seconds
+        while True:
+            if port_open(health.host, health.port):
+                return f"port {health.port} answering"
+            if time.monotonic() >= deadline:
+                raise StepFailed(name, f"port {health.port} not answering within {health.port_wait_seconds:g} s "
+                                       f"on {ctx.server.server_id}")
+            ctx.sleep(0.05)
+
+    ctx.check(name, probe)
+
+
+def http_get(url: str, timeout: float) -> tuple[int, str, int]:
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - URL from the CMDB
+            body = response.read(4096).decode("utf-8", "replace")
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read(4096).decode("utf-8", "replace") if exc.fp else ""
+    except (urllib.error.URLError, OSError) as exc:
+        raise ConnectionError(str(getattr(exc, "reason", exc))) from exc
+    return status, body, int((time.monotonic() - started) * 1000)
+
+
+def check_http(ctx, name: str = "post-http", *, expect_version: str = "") -> None:
+    health = ctx.health
+    if not health.url:
+        return
+
+    def probe():
+        try:
+            status, body, latency = http_get(health.url, timeout=max(1.0, health.max_latency_ms / 1000))
+        except ConnectionError as exc:
+            raise StepFailed(name, f"{health.url} not reachable on {ctx.server.server_id}: {exc}") from exc
+        ctx.data.setdefault("health", {})[name] = {"status": status, "latency_ms": latency, "body": body[:200]}
+        if status != health.expected_status:
+            raise StepFailed(name, f"HTTP {status} from {health.url} on {ctx.server.server_id} "
+                                   f"(expected {health.expected_status})")
+        if latency > health.max_latency_ms:
+            raise StepFailed(name, f"health answered in {latency} ms on {ctx.server.server_id} "
+                                   f"(limit {health.max_latency_ms} ms)")
+        if expect_version and f"version={expect_version}" not in body:
+            raise StepFailed(name, f"{ctx.server.server_id} serves {served_version(body) or 'no version'}, "
+                                   f"expected {expect_version}")
+        return f"HTTP {status} in {latency} ms: {body.strip()[:80]}"
+
+    ctx.check(name, probe)
+
+
+def served_version(body: str) -> str:
+    match = re.search(r"version=(\S+)", body or "")
+    return match.group(1) if match else ""
+
+
+def read_pid(ctx, name: str, pid_file: str) -> str:
+    result = ctx.run(name, f"cat {q(pid_file)} 2>/dev/null || true", timeout=15)
+    return result.stdout.strip()
+
+
+def log_offset(ctx, name: str = "log-offset") -> int:
+    log_path = ctx.health.log_path
+    if not log_path:
+        return 0
+    result = ctx.run(name, f"wc -c < {q(log_path)} 2>/dev/null || echo 0", timeout=15)
+    try:
+        return int(result.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return 0
+
+
+def check_log_since(ctx, offset: int, name: str = "post-log") -> None:
+    """No ERROR pattern in the log since the restart (bytes after ``offset``)."""
+    health = ctx.health
+    if not health.log_path or not health.error_pattern:
+        return
+    command = f"tail -c +{int(offset) + 1} {q(health.log_path)} | grep -E -c -- {q(health.error_pattern)}"
+    result = ctx.run(name, command, timeout=30, ok_codes=(0, 1))
+    try:
+        count = int(result.stdout.strip() or 0)
+    except ValueError:
+        count = 0
+    if count:
+        raise StepFailed(name, f"{count} line(s) matching /{health.error_pattern}/ in {health.log_path} "
+                               f"since the restart on {ctx.server.server_id}")
+
+
+def restart_was(ctx, paths: dict, *, phase_prefix: str = "", script_timeout: float = 120,
+                tolerate_shutdown_failure: bool = False, before_start=None, expect_version: str = "") -> None:
+    """shutdown.sh → (swap) → startup.sh → new PID, port, HTTP, log. Shared by every restart."""
+    p = phase_prefix
+    old_pid = read_pid(ctx, f"{p}pid-before", paths["pid"]) if paths.get("pid") else ""
+    offset = log_offset(ctx, f"{p}log-offset")
+    ok = tuple(range(256)) if tolerate_shutdown_failure else (0,)
+    ctx.run(f"{p}shutdown", f"sh {q(paths['scripts'] + '/shutdown.sh')}", timeout=script_timeout, ok_codes=ok)
+    ctx.state["stopped"] = True
+    if before_start is not None:
+        before_start()
+    ctx.run(f"{p}startup", f"sh {q(paths['scripts'] + '/startup.sh')}", timeout=script_timeout)
+    ctx.state["started"] = True
+    # The port first: startup.sh may return before the WAS has written its PID file.
+    wait_port(ctx, f"{p}port")
+    if paths.get("pid"):
+        new_pid = read_pid(ctx, f"{p}pid-after", paths["pid"])
+        if not new_pid or new_pid == old_pid:
+            raise StepFailed(f"{p}pid-after", f"no new process after startup.sh on {ctx.server.server_id} "
+                                              f"(pid before {old_pid or '-'}, after {new_pid or '-'})")
+    check_http(ctx, f"{p}http", expect_version=expect_version)
+    check_log_since(ctx, offset, f"{p}log")

@@ -1,0 +1,98 @@
+"""Scheduled inspections (issue 5 item 7): recurring read-only playbooks run as pre-approved
+standard changes. No approval per run; every command is audited like any other; a crossed
+threshold opens a ticket for the system's owner through governance.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+import audit
+from governance import services as governance
+
+from . import playbooks
+from .engine import Engine
+from .models import InspectionKind, InspectionSchedule
+from .rolling import RolloutStrategy
+
+log = logging.getLogger(__name__)
+SCHEDULE_NAME = "execution.run_inspections"
+
+
+def ensure_schedule() -> None:
+    """One django-q2 Schedule, every minute, that runs whatever inspection is due."""
+    from django_q.models import Schedule
+
+    Schedule.objects.get_or_create(
+        name=SCHEDULE_NAME,
+        defaults={"func": "execution.tasks.run_inspections", "schedule_type": Schedule.MINUTES, "minutes": 1,
+                  "repeats": -1},
+    )
+
+
+def run_due(now: dt.datetime | None = None) -> int:
+    now = now or timezone.now()
+    if not governance.execution_allowed():
+        log.info("global stop engaged: inspections skipped")
+        return 0
+    ran = 0
+    for schedule_id in InspectionSchedule.objects.filter(enabled=True, next_run_at__lte=now).values_list("pk",
+                                                                                                         flat=True):
+        with transaction.atomic():
+            # Claim the run so two workers never run the same schedule twice.
+            claimed = InspectionSchedule.objects.filter(pk=schedule_id, next_run_at__lte=now).update(
+                next_run_at=now + dt.timedelta(minutes=1), last_run_at=now)
+        if claimed:
+            run_inspection(InspectionSchedule.objects.select_related("system__institution").get(pk=schedule_id))
+            ran += 1
+    return ran
+
+
+def breaches(kind: str, thresholds: dict, findings: dict) -> dict:
+    """Per server, what crossed the threshold (empty dict: all fine)."""
+    crossed = {}
+    for server_id, data in findings.items():
+        if kind == InspectionKind.MEMORY_CHECK and data.get("used_percent", 0) > thresholds["max_used_percent"]:
+            crossed[server_id] = f"memory {data['used_percent']} % used (limit {thresholds['max_used_percent']} %)"
+        elif kind == InspectionKind.DISK_CHECK and data.get("free_mb", 1 << 60) < thresholds["min_free_mb"]:
+            crossed[server_id] = f"{data['free_mb']} MB free in {data['path']} (minimum {thresholds['min_free_mb']} MB)"
+        elif kind == InspectionKind.ERROR_COUNT and data.get("errors", 0) > thresholds["max_errors"]:
+            crossed[server_id] = f"{data['errors']} error lines in the log (limit {thresholds['max_errors']})"
+    return crossed
+
+
+def run_inspection(schedule: InspectionSchedule):
+    servers = list(schedule.target_servers())
+    playbook = playbooks.build(schedule.kind, {})
+    from .services import ArtifactStore, criteria_for
+
+    engine = Engine(playbook=playbook, servers=servers, strategy=RolloutStrategy(canary_share=0, safety_gate=False),
+                    artifacts=ArtifactStore(), inspection=schedule, actor="inspection",
+                    stop_check=lambda: None if governance.execution_allowed() else "global stop",
+                    criteria_by_system=criteria_for({schedule.system_id}))
+    result = engine.run()
+    findings = result.execution.summary.get("findings", {})
+    crossed = breaches(schedule.kind, schedule.thresholds, findings)
+    failed = {r["server"]: r["message"] for r in result.package["servers"] if r["state"] != "SUCCEEDED"}
+    now = timezone.now()
+    schedule.last_result = {"outcome": result.outcome, "crossed": crossed, "unreachable": failed,
+                            "execution": result.execution.pk}
+    schedule.next_run_at = now + dt.timedelta(minutes=schedule.interval_minutes)
+    schedule.save(update_fields=["last_result", "next_run_at"])
+    audit.record("inspection", "inspection.run", target=schedule.system.code,
+                 payload={"institution": schedule.system.institution.code, "schedule": schedule.name,
+                          "kind": schedule.kind, "servers": len(servers), "crossed": crossed,
+                          "execution": result.execution.pk})
+    ticket = None
+    if crossed or failed:
+        problems = {**crossed, **{sid: f"inspection failed: {msg}" for sid, msg in failed.items()}}
+        title = f"정기 점검 '{schedule.name}': {len(problems)} server(s) need attention"
+        ticket = governance.open_inspection_ticket(
+            schedule.system, [s for s in servers if s.server_id in problems], title,
+            {"schedule": schedule.name, "kind": schedule.kind, "thresholds": schedule.thresholds,
+             "servers": problems, "execution": result.execution.pk})
+    return result, ticket

@@ -1,0 +1,39 @@
+"""The playbook registry: OpsTask.sub_type (or an inspection kind) → playbook class."""
+
+from __future__ import annotations
+
+from .base import Param, ParameterError, Playbook, Refused, StepFailed, q
+from .deploy import AppDeploy, StaticSync
+from .ops import (
+    CronManage,
+    DataCleanup,
+    DiskCheck,
+    ErrorCount,
+    LogCleanup,
+    LogMining,
+    Logrotate,
+    MemoryCheck,
+    RawCommand,
+)
+from .service import ServiceRestart, SslReplace
+
+PLAYBOOKS: dict[str, type[Playbook]] = {
+    cls.NAME: cls
+    for cls in (AppDeploy, StaticSync, ServiceRestart, SslReplace, LogMining, LogCleanup, Logrotate, MemoryCheck,
+                DataCleanup, CronManage, RawCommand, DiskCheck, ErrorCount)
+}
+
+
+def get(name: str) -> type[Playbook]:
+    try:
+        return PLAYBOOKS[name]
+    except KeyError:
+        raise ParameterError({"playbook": f"no playbook named {name!r}"}) from None
+
+
+def build(name: str, parameters: dict | None) -> Playbook:
+    """Validate parameters for a playbook; raises ParameterError naming each bad field."""
+    return get(name)(raw=dict(parameters or {}))
+
+
+__all__ = ["PLAYBOOKS", "Param", "ParameterError", "Playbook", "Refused", "StepFailed", "build", "get", "q"]

@@ -1,0 +1,141 @@
+"""APP_DEPLOY (WAR/JAR) and STATIC_SYNC (HTML/JS/images): the seed's 3.2 / 6.1 sequence."""
+
+from __future__ import annotations
+
+import posixpath
+
+from execution import healthcheck
+
+from .base import Param, Playbook, Refused, StepFailed, q
+
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+
+
+def backup_dir(paths: dict, task_ref: str) -> str:
+    return posixpath.join(paths["backup"], task_ref or "manual")
+
+
+class AppDeploy(Playbook):
+    """pre-check (disk, port, checksum) → upload to staging (SHA-256 verified on the server) →
+    backup → shutdown.sh → swap → startup.sh → post-check (new PID, port, HTTP, log)."""
+
+    NAME = "APP_DEPLOY"
+    VERSION = "1.2.0"
+    PARAMS = {
+        "artifact_sha256": Param("sha256", required=True, help="SHA-256 of the stored artifact"),
+        "artifact_name": Param("str", default="app.war", pattern=NAME_PATTERN),
+        "version": Param("version", default="", help="version the health URL must report afterwards"),
+        "script_timeout": Param("int", default=120, min=1, max=3600),
+    }
+
+    def expected_version(self) -> str:
+        return self.params["version"]
+
+    def prepare(self, artifacts) -> None:
+        artifacts.verify(self.params["artifact_sha256"])
+
+    def _paths(self, ctx) -> dict:
+        paths = self.server_paths(ctx.server)
+        for key, what in (("app", "app_path"), ("deploy", "deploy_path"), ("backup", "backup_path"),
+                          ("scripts", "script_path")):
+            self.require(paths[key], what, ctx.server)
+        name = self.params["artifact_name"]
+        paths["live"] = posixpath.join(paths["app"], name)
+        paths["staging"] = posixpath.join(paths["deploy"], f"{name}.{self.params['artifact_sha256'][:12]}")
+        paths["saved"] = posixpath.join(backup_dir(paths, ctx.task_ref), name)
+        return paths
+
+    def precheck(self, ctx, paths: dict) -> None:
+        result = ctx.run("pre-disk", f"df -Pk {q(paths['deploy'])} | awk 'NR==2 {{print $4}}'", timeout=15)
+        try:
+            free_mb = int(result.stdout.strip()) // 1024
+        except ValueError:
+            raise StepFailed("pre-disk", f"cannot read free disk space on {ctx.server.server_id}") from None
+        ctx.data["free_disk_mb"] = free_mb
+        if free_mb < ctx.health.min_free_disk_mb:
+            raise StepFailed("pre-disk", f"only {free_mb} MB free in {paths['deploy']} on {ctx.server.server_id} "
+                                         f"(need {ctx.health.min_free_disk_mb} MB)")
+        if ctx.health.port:
+            # The running version's health, so a rollback knows what "restored" looks like.
+            running = healthcheck.port_open(ctx.health.host, ctx.health.port)
+            ctx.data["port_before"] = running
+            if running and ctx.health.url:
+                try:
+                    _status, body, _ms = healthcheck.http_get(ctx.health.url, timeout=5)
+                    ctx.state["old_version"] = healthcheck.served_version(body)
+                except ConnectionError:
+                    pass
+
+    def forward(self, ctx) -> None:
+        paths = self._paths(ctx)
+        self.precheck(ctx, paths)
+        sha = self.params["artifact_sha256"]
+        ctx.put("upload", ctx.artifact_path(sha), paths["staging"])  # the transport checks SHA-256 remotely
+        ctx.state["staged"] = True
+        ctx.run("backup", f"mkdir -p {q(posixpath.dirname(paths['saved']))} && cp -p {q(paths['live'])} "
+                          f"{q(paths['saved'])}", timeout=120)
+        ctx.state["backed_up"] = True
+
+        def swap():
+            ctx.run("swap", f"mv -f {q(paths['staging'])} {q(paths['live'])}", timeout=60)
+            ctx.state["swapped"] = True
+            ctx.state["staged"] = False
+
+        healthcheck.restart_was(ctx, paths, script_timeout=self.params["script_timeout"], before_start=swap,
+                                expect_version=self.params["version"])
+
+    def rollback(self, ctx) -> None:
+        paths = self._paths(ctx)
+        if ctx.state.get("staged"):
+            ctx.run("rb-clean-staging", f"rm -f -- {q(paths['staging'])}", timeout=30)
+        if not ctx.state.get("stopped"):
+            return  # nothing on the live side changed yet
+
+        def restore():
+            if ctx.state.get("backed_up"):
+                ctx.run("rb-restore", f"cp -p {q(paths['saved'])} {q(paths['live'])}", timeout=120)
+
+        healthcheck.restart_was(ctx, paths, phase_prefix="rb-", script_timeout=self.params["script_timeout"],
+                                tolerate_shutdown_failure=True, before_start=restore,
+                                expect_version=ctx.state.get("old_version", ""))
+
+
+class StaticSync(Playbook):
+    """Replace a static directory with the contents of an uploaded .tar.gz; the old tree is kept."""
+
+    NAME = "STATIC_SYNC"
+    VERSION = "1.0.0"
+    PARAMS = {
+        "artifact_sha256": Param("sha256", required=True),
+        "target_path": Param("path", required=True, help="the static directory on the server"),
+    }
+
+    def prepare(self, artifacts) -> None:
+        artifacts.verify(self.params["artifact_sha256"])
+
+    def verify(self, ctx) -> None:
+        ctx.run("gate-exists", f"test -d {q(self.params['target_path'])}", timeout=15)
+
+    def _paths(self, ctx) -> dict:
+        target = self.params["target_path"]
+        deploy = self.require(ctx.server.deploy_path, "deploy_path", ctx.server)
+        tag = ctx.task_ref or "manual"
+        return {"target": target, "staging": posixpath.join(deploy, f"static-{tag}.tar.gz"),
+                "new": f"{target}.guardia-new-{tag}", "old": f"{target}.guardia-old-{tag}"}
+
+    def forward(self, ctx) -> None:
+        p = self._paths(ctx)
+        ctx.put("upload", ctx.artifact_path(self.params["artifact_sha256"]), p["staging"])
+        ctx.run("unpack", f"mkdir -p {q(p['new'])} && tar -xzf {q(p['staging'])} -C {q(p['new'])}", timeout=300)
+        ctx.run("swap", f"mv {q(p['target'])} {q(p['old'])} && mv {q(p['new'])} {q(p['target'])}", timeout=60)
+        ctx.state["swapped"] = True
+        ctx.run("verify", f"test -d {q(p['target'])} && ls {q(p['target'])} | head -n 20", timeout=15)
+
+    def rollback(self, ctx) -> None:
+        p = self._paths(ctx)
+        if ctx.state.get("swapped"):
+            ctx.run("rb-swap", f"mv {q(p['target'])} {q(p['new'])}.failed && mv {q(p['old'])} {q(p['target'])}",
+                    timeout=60)
+
+
+__all__ = ["AppDeploy", "StaticSync", "Refused"]

@@ -1,0 +1,275 @@
+"""Logs, memory, data, cron and raw commands.
+
+Read-only playbooks (LOG_MINING, MEMORY_CHECK and the inspection checks) are not rolled
+out in groups: they run everywhere at once and change nothing, so there is nothing to undo.
+"""
+
+from __future__ import annotations
+
+import collections
+import posixpath
+import re
+
+from .base import Param, ParameterError, Playbook, StepFailed, q
+from .deploy import backup_dir
+
+TIME_RES = [
+    re.compile(r"(\d{4}-\d{2}-\d{2})[ T](\d{2}):\d{2}:\d{2}(?:[.,]\d+)?"),  # 2026-05-23 14:02:11,000
+    re.compile(r"(\d{2}-[A-Za-z]{3}-\d{4}) (\d{2}):\d{2}:\d{2}(?:[.,]\d+)?"),  # 23-May-2026 14:02:11.123
+]
+NOISE_RE = re.compile(r"\d+")
+
+
+class ReadOnly(Playbook):
+    READ_ONLY = True
+    ROLLING = False
+
+    def verify(self, ctx) -> None:
+        """Read-only work needs no safety gate."""
+
+
+class LogMining(ReadOnly):
+    """Exception/Error timeline per hour and the top messages of a log."""
+
+    NAME = "LOG_MINING"
+    VERSION = "1.0.0"
+    PARAMS = {
+        "log_path": Param("path", default=""),
+        "pattern": Param("str", default="ERROR|Exception", max_length=200),
+        "max_lines": Param("int", default=20000, min=1, max=200000),
+        "top": Param("int", default=10, min=1, max=100),
+    }
+
+    def validate(self) -> None:
+        try:
+            re.compile(self.params["pattern"])
+        except re.error as exc:
+            raise ParameterError({"pattern": str(exc)}) from exc
+
+    def forward(self, ctx) -> None:
+        log_path = self.params["log_path"] or self.require(ctx.health.log_path, "log_path", ctx.server)
+        command = (f"tail -n {self.params['max_lines']} {q(log_path)} | "
+                   f"grep -E -- {q(self.params['pattern'])} | tail -n 5000")
+        result = ctx.run("grep-log", command, timeout=120, ok_codes=(0, 1), max_output=2 * 1024 * 1024)
+        ctx.data.update(mine(result.stdout, self.params["top"]))
+
+
+def mine(text: str, top: int = 10) -> dict:
+    per_hour: collections.Counter[str] = collections.Counter()
+    messages: collections.Counter[str] = collections.Counter()
+    for line in text.splitlines():
+        for time_re in TIME_RES:
+            match = time_re.search(line)
+            if match:
+                per_hour[f"{match.group(1)} {match.group(2)}:00"] += 1
+                line = line[match.end():]
+                break
+        messages[NOISE_RE.sub("#", line.strip())[:160]] += 1
+    return {"matches": sum(messages.values()), "timeline": dict(sorted(per_hour.items())),
+            "top_messages": messages.most_common(top)}
+
+
+class MemoryCheck(ReadOnly):
+    NAME = "MEMORY_CHECK"
+    VERSION = "1.0.0"
+    PARAMS = {"top": Param("int", default=5, min=1, max=50)}
+
+    def forward(self, ctx) -> None:
+        result = ctx.run("free", "free -m | awk 'NR==2 {print $2, $3, $7}'", timeout=15)
+        try:
+            total, used, available = (int(x) for x in result.stdout.split()[:3])
+        except ValueError:
+            raise StepFailed("free", f"cannot read memory figures on {ctx.server.server_id}") from None
+        procs = ctx.run("top-rss", f"ps -eo pid,rss,comm --sort=-rss | head -n {self.params['top'] + 1}", timeout=15)
+        ctx.data.update({"total_mb": total, "used_mb": used, "available_mb": available,
+                         "used_percent": round(100 * (total - available) / total, 1) if total else 0.0,
+                         "top_processes": procs.stdout.strip().splitlines()[1:]})
+
+
+class DiskCheck(ReadOnly):
+    NAME = "DISK_CHECK"
+    VERSION = "1.0.0"
+    PARAMS = {"path": Param("path", default="")}
+
+    def forward(self, ctx) -> None:
+        path = self.params["path"] or self.server_paths(ctx.server)["root"] or "/tmp"
+        result = ctx.run("df", f"df -Pk {q(path)} | awk 'NR==2 {{print $2, $4}}'", timeout=15)
+        try:
+            total_kb, free_kb = (int(x) for x in result.stdout.split()[:2])
+        except ValueError:
+            raise StepFailed("df", f"cannot read disk figures on {ctx.server.server_id}") from None
+        ctx.data.update({"path": path, "total_mb": total_kb // 1024, "free_mb": free_kb // 1024})
+
+
+class ErrorCount(ReadOnly):
+    NAME = "ERROR_COUNT"
+    VERSION = "1.0.0"
+    PARAMS = {"lines": Param("int", default=5000, min=1, max=200000)}
+
+    def forward(self, ctx) -> None:
+        log_path = self.require(ctx.health.log_path, "log_path", ctx.server)
+        command = (f"tail -n {self.params['lines']} {q(log_path)} | "
+                   f"grep -E -c -- {q(ctx.health.error_pattern or 'ERROR')}")
+        result = ctx.run("count-errors", command, timeout=60, ok_codes=(0, 1))
+        ctx.data["errors"] = int(result.stdout.strip() or 0)
+
+
+class LogCleanup(Playbook):
+    """Delete old files matching a name pattern in one directory; dry run (list only) by default."""
+
+    NAME = "LOG_CLEANUP"
+    VERSION = "1.0.0"
+    ROLLING = False
+    PARAMS = {
+        "directory": Param("path", required=True),
+        "name_pattern": Param("str", default="*.log.*", pattern=r"[A-Za-z0-9*?._\-\[\]]{1,100}"),
+        "older_than_days": Param("int", default=30, min=1, max=3650),
+        "dry_run": Param("bool", default=True),
+    }
+
+    def verify(self, ctx) -> None:
+        """Nothing to gate: the change is a deletion of expired files."""
+
+    def forward(self, ctx) -> None:
+        find = (f"find {q(self.params['directory'])} -maxdepth 1 -type f -name {q(self.params['name_pattern'])} "
+                f"-mtime +{self.params['older_than_days']}")
+        listed = ctx.run("list", f"{find} -print", timeout=120)
+        ctx.data["files"] = listed.stdout.split()
+        if not self.params["dry_run"]:
+            ctx.run("delete", f"{find} -print -delete", timeout=300)
+            ctx.data["deleted"] = True
+
+
+class Logrotate(Playbook):
+    """Copy-and-truncate rotation of one log, compressed, keeping the newest N rotations."""
+
+    NAME = "LOGROTATE"
+    VERSION = "1.0.0"
+    ROLLING = False
+    PARAMS = {"log_path": Param("path", default=""), "keep": Param("int", default=7, min=1, max=365)}
+
+    def verify(self, ctx) -> None:
+        """Rotation keeps the service running; nothing to gate."""
+
+    def forward(self, ctx) -> None:
+        log = q(self.params["log_path"] or self.require(ctx.health.log_path, "log_path", ctx.server))
+        ctx.run("rotate", f"ts=$(date +%Y%m%d%H%M%S) && cp -p {log} {log}.$ts && truncate -s 0 {log} && "
+                          f"gzip -f {log}.$ts", timeout=300)
+        ctx.run("prune", f"ls -1t {log}.*.gz 2>/dev/null | tail -n +{self.params['keep'] + 1} | "
+                         f"while read -r old; do rm -f -- \"$old\"; done", timeout=120)
+
+
+class DataCleanup(Playbook):
+    """A pre-registered script on the server (<scripts>/data/<name>.sh) with bound arguments:
+    ``backup <dir>`` first, then ``run <args...>``; rollback calls ``restore <dir>``."""
+
+    NAME = "DATA_CLEANUP"
+    VERSION = "1.0.0"
+    PARAMS = {
+        "script": Param("str", required=True, pattern=r"[a-z0-9][a-z0-9_-]{0,63}"),
+        "args": Param("list", default=[]),
+        "timeout": Param("int", default=600, min=1, max=7200),
+    }
+
+    def validate(self) -> None:
+        for value in self.params["args"]:
+            if not isinstance(value, str | int) or "\x00" in str(value) or len(str(value)) > 200:
+                raise ParameterError({"args": "each argument is text or a number of at most 200 characters"})
+
+    def verify(self, ctx) -> None:
+        """Data scripts are checked by their own exit codes."""
+
+    def _script(self, ctx) -> str:
+        scripts = self.require(ctx.server.script_path, "script_path", ctx.server)
+        return posixpath.join(scripts, "data", f"{self.params['script']}.sh")
+
+    def _backup(self, ctx) -> str:
+        base = self.require(ctx.server.backup_path, "backup_path", ctx.server)
+        return posixpath.join(backup_dir({"backup": base}, ctx.task_ref), "data")
+
+    def forward(self, ctx) -> None:
+        script = q(self._script(ctx))
+        ctx.run("backup", f"mkdir -p {q(self._backup(ctx))} && sh {script} backup {q(self._backup(ctx))}",
+                timeout=self.params["timeout"])
+        ctx.state["backed_up"] = True
+        args = " ".join(q(a) for a in self.params["args"])
+        ctx.run("run", f"sh {script} run {args}".rstrip(), timeout=self.params["timeout"])
+
+    def rollback(self, ctx) -> None:
+        if ctx.state.get("backed_up"):
+            ctx.run("rb-restore", f"sh {q(self._script(ctx))} restore {q(self._backup(ctx))}",
+                    timeout=self.params["timeout"])
+
+
+CRON_FIELD = r"(\*|[0-9,*/-]{1,40})"
+CRON_RE = re.compile(rf"^{CRON_FIELD}( {CRON_FIELD}){{4}}$")
+
+
+class CronManage(Playbook):
+    """Replace the GUARDiA-managed block of the login user's crontab (other lines untouched)."""
+
+    NAME = "CRON_MANAGE"
+    VERSION = "1.0.0"
+    PARAMS = {"entries": Param("list", default=[])}
+    BEGIN, END = "# BEGIN GUARDIA MANAGED", "# END GUARDIA MANAGED"
+
+    def validate(self) -> None:
+        from execution import sanitizer
+
+        for i, entry in enumerate(self.params["entries"]):
+            if not isinstance(entry, dict) or not CRON_RE.match(str(entry.get("schedule", ""))):
+                raise ParameterError({"entries": f"entry {i + 1}: schedule must be five cron fields"})
+            command = str(entry.get("command", ""))
+            if not command or "\n" in command or len(command) > 500:
+                raise ParameterError({"entries": f"entry {i + 1}: one command line of at most 500 characters"})
+            try:
+                sanitizer.check(command)  # cron runs it later in a shell: same rules as now
+            except sanitizer.SecurityViolation as exc:
+                raise ParameterError({"entries": f"entry {i + 1}: {exc}"}) from exc
+
+    def verify(self, ctx) -> None:
+        result = ctx.run("gate-crontab", "crontab -l", timeout=15, ok_codes=(0, 1))
+        if self.params["entries"] and self.BEGIN not in result.stdout:
+            raise StepFailed("gate-crontab", f"managed cron block missing on {ctx.server.server_id}")
+
+    def _saved(self, ctx) -> str:
+        base = self.require(ctx.server.backup_path, "backup_path", ctx.server)
+        return posixpath.join(backup_dir({"backup": base}, ctx.task_ref), "crontab")
+
+    def forward(self, ctx) -> None:
+        saved = q(self._saved(ctx))
+        ctx.run("backup", f"mkdir -p {q(posixpath.dirname(self._saved(ctx)))} && "
+                          f"(crontab -l 2>/dev/null || true) > {saved}", timeout=15)
+        ctx.state["backed_up"] = True
+        lines = [self.BEGIN] + [f"{e['schedule']} {e['command']}" for e in self.params["entries"]] + [self.END]
+        block = " ".join(q(line) for line in lines)
+        ctx.run("install", f"(sed {q('/^' + self.BEGIN + '$/,/^' + self.END + '$/d')} {saved}; "
+                           f"printf '%s\\n' {block}) | crontab -", timeout=15)
+
+    def rollback(self, ctx) -> None:
+        if ctx.state.get("backed_up"):
+            ctx.run("rb-restore", f"crontab {q(self._saved(ctx))}", timeout=15)
+
+
+class RawCommand(Playbook):
+    """An operator's command as written (critical risk, three approvals); still sanitized."""
+
+    NAME = "RAW_COMMAND"
+    VERSION = "1.0.0"
+    ROLLING = False
+    PARAMS = {
+        "command": Param("str", required=True, max_length=2000),
+        "timeout": Param("int", default=120, min=1, max=3600),
+    }
+
+    def verify(self, ctx) -> None:
+        """A raw command has no known health contract."""
+
+    def prepare(self, artifacts) -> None:
+        from execution import sanitizer
+
+        sanitizer.check(self.params["command"])  # refuse before a single connection is opened
+
+    def forward(self, ctx) -> None:
+        result = ctx.run("command", self.params["command"], timeout=self.params["timeout"])
+        ctx.data["exit_code"] = result.exit_code

@@ -1,0 +1,96 @@
+"""Writes what the workers report: StepResult rows, audit entries, ServerRun states, live events.
+
+Only the engine's orchestrating thread calls ``drain()``; the SSH worker threads just put
+Records on a queue. One writer means one SQLite connection doing the writing for a run,
+in batches of one transaction, and workers that never wait for the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import queue
+
+from django.db import transaction
+from django.utils import timezone
+
+import audit
+from governance import events
+
+from .models import ServerRun, StepResult
+from .rolling import EXCERPT, Record, output_digest
+
+
+class Recorder:
+    def __init__(self, engine, runs: dict[str, ServerRun]):
+        self.engine = engine
+        self.runs = runs
+        self.institution = engine.institution_code
+
+    def drain(self) -> int:
+        items: list[Record] = []
+        while True:
+            try:
+                items.append(self.engine.records.get_nowait())
+            except queue.Empty:
+                break
+        if not items:
+            return 0
+        live: list[events.LiveEvent] = []
+        steps: list[StepResult] = []
+        with transaction.atomic():
+            for item in items:
+                if item.kind == "step":
+                    steps.append(self._step(item, live))
+                elif item.kind == "server":
+                    self._server(item, live)
+            StepResult.objects.bulk_create(steps)
+        group = self.engine.live_group
+        if group:
+            for event in live:
+                events.send(group, event)
+        return len(items)
+
+    def _step(self, item: Record, live: list) -> StepResult:
+        data = item.data
+        output = data.get("output") or ""
+        run = self.runs[item.server_id]
+        started = dt.datetime.fromtimestamp(data.get("started") or timezone.now().timestamp(), tz=dt.UTC)
+        duration_ms = int((data.get("duration") or 0) * 1000)
+        sha = data.get("sha256") or (output_digest(output) if output else "")
+        step = StepResult(server_run=run, seq=data["seq"], name=data["name"][:64], phase=data["phase"],
+                          command=data.get("command", ""), exit_code=data.get("exit_code"),
+                          output_excerpt=output[-EXCERPT:], output_sha256=sha, duration_ms=duration_ms,
+                          state=data["state"], started_at=started)
+        if data.get("audit"):
+            audit.record(self.engine.actor, "execution.step", task=self.engine.task_ref, target=item.server_id,
+                         command=step.command, result_code=step.exit_code, output=output,
+                         payload={"institution": self.institution, "step": step.name, "phase": step.phase,
+                                  "state": step.state, "duration_ms": duration_ms,
+                                  "execution": self.engine.execution.pk})
+        if data.get("violation"):
+            audit.record(self.engine.actor, "security.violation", task=self.engine.task_ref, target=item.server_id,
+                         command=step.command, payload={"institution": self.institution, "reason": output[:500]})
+        live.append(events.LiveEvent(kind="step", task_id=self.engine.task_ref, status=step.state,
+                                     message=f"{item.server_id} {step.name}",
+                                     data={"server": item.server_id, "step": step.name, "phase": step.phase,
+                                           "exit_code": step.exit_code, "duration_ms": duration_ms}))
+        return step
+
+    def _server(self, item: Record, live: list) -> None:
+        data = item.data
+        run = self.runs[item.server_id]
+        fields = {"state": data["state"]}
+        now = timezone.now()
+        if data["state"] == "RUNNING" and run.started_at is None:
+            fields["started_at"] = run.started_at = now
+        elif data["state"] != "RUNNING":
+            fields["finished_at"] = run.finished_at = now
+        for key in ("message", "log_tail", "health"):
+            if key in data:
+                fields[key] = data[key]
+        for key, value in fields.items():
+            setattr(run, key, value)
+        ServerRun.objects.filter(pk=run.pk).update(**fields)
+        live.append(events.LiveEvent(kind="server", task_id=self.engine.task_ref, status=data["state"],
+                                     message=data.get("message", "")[:300],
+                                     data={"server": item.server_id, "group": run.group_index}))

@@ -1,0 +1,294 @@
+"""The rollout strategy, the plan of groups and tiers, and the per-server context.
+
+A plan is a list of groups; a group is the unit of parallel work, of the safety gate and
+of rollback. Canary servers go first (their own group), then each CMDB rolling group
+(N/2 for redundant WAS pairs) in batches.
+
+The ServerContext is what a playbook sees for one server. It runs in a worker thread and
+never touches the database: every step result goes onto the engine's queue, and the
+engine's orchestrating thread writes rows, audit entries and live events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import posixpath
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from cmdb import vault
+
+from .playbooks.base import StepFailed
+
+EXCERPT = 4000
+
+
+class Aborted(Exception):
+    """The kill switch (or a failure elsewhere in the group) stopped this server at a step boundary."""
+
+
+class Lost(Exception):
+    """The connection dropped mid-step: whether the step took effect is unknown."""
+
+
+@dataclass
+class RolloutStrategy:
+    canary_share: float | None = None  # None: flagged canary servers, else 1 % of 100+ servers
+    batch_size: int = 50
+    batch_percent: float | None = None  # e.g. 0.1 = batches of 10 % of all servers
+    max_parallel: int = 16
+    failures_allowed: int = 0
+    safety_gate: bool = True
+    rollback_all: bool = False
+    drain_flag: str = ""  # a maintenance flag file; relative paths are under the server root
+
+    @classmethod
+    def from_parameters(cls, rollout: dict | None, tier: int = 2) -> RolloutStrategy:
+        rollout = dict(rollout or {})
+        strategy = cls()
+        errors = {}
+        for name, kind in (("canary_share", float), ("batch_size", int), ("batch_percent", float),
+                           ("max_parallel", int), ("failures_allowed", int), ("safety_gate", bool),
+                           ("rollback_all", bool), ("drain_flag", str)):
+            if name in rollout and rollout[name] is not None:
+                value = rollout[name]
+                if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+                    value = float(value)
+                if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                    errors[name] = f"expected {kind.__name__}"
+                    continue
+                setattr(strategy, name, value)
+        if strategy.canary_share is not None and not 0 <= strategy.canary_share <= 1:
+            errors["canary_share"] = "between 0 and 1"
+        if strategy.batch_percent is not None and not 0 < strategy.batch_percent <= 1:
+            errors["batch_percent"] = "between 0 (exclusive) and 1"
+        if strategy.batch_size < 1:
+            errors["batch_size"] = "at least 1"
+        if not 1 <= strategy.max_parallel <= 256:
+            errors["max_parallel"] = "between 1 and 256"
+        if strategy.drain_flag and ("\x00" in strategy.drain_flag or ".." in strategy.drain_flag.split("/")):
+            errors["drain_flag"] = "a plain path"
+        if errors:
+            from .playbooks.base import ParameterError
+
+            raise ParameterError({f"rollout.{k}": v for k, v in errors.items()})
+        if tier == 1 and "batch_size" not in rollout and strategy.batch_percent is None:
+            strategy.batch_size = 10  # mission-critical sites roll out slowly unless told otherwise
+        return strategy
+
+
+@dataclass
+class Group:
+    index: int
+    tier: str  # "canary" / "batch" / "all"
+    rolling_group: int | None
+    servers: list
+
+    @property
+    def label(self) -> str:
+        if self.tier == "canary":
+            return "canary"
+        if self.tier == "all":
+            return "all servers"
+        return f"group {self.rolling_group}, batch {self.index}"
+
+
+def plan_groups(servers: list, strategy: RolloutStrategy, rolling: bool = True) -> list[Group]:
+    servers = sorted(servers, key=lambda s: (s.rolling_group, s.server_id))
+    if not rolling:
+        return [Group(0, "all", None, servers)] if servers else []
+    total = len(servers)
+    if strategy.canary_share is None:
+        canaries = [s for s in servers if s.canary]
+        if not canaries and total >= 100:
+            canaries = servers[: total // 100]
+    elif strategy.canary_share > 0:
+        count = max(1, round(total * strategy.canary_share))
+        flagged = [s for s in servers if s.canary]
+        canaries = (flagged + [s for s in servers if not s.canary])[:count]
+    else:
+        canaries = []
+    groups: list[Group] = []
+    if canaries and len(canaries) < total:
+        groups.append(Group(0, "canary", None, canaries))
+    else:
+        canaries = []
+    chosen = {s.pk for s in canaries}
+    rest = [s for s in servers if s.pk not in chosen]
+    size = strategy.batch_size
+    if strategy.batch_percent is not None:
+        size = max(1, math.ceil(total * strategy.batch_percent))
+    by_group: dict[int, list] = {}
+    for server in rest:
+        by_group.setdefault(server.rolling_group, []).append(server)
+    for rolling_group, members in sorted(by_group.items()):
+        for start in range(0, len(members), size):
+            groups.append(Group(len(groups), "batch", rolling_group, members[start:start + size]))
+    return groups
+
+
+@dataclass
+class Record:
+    """One message from a worker to the orchestrating thread."""
+
+    kind: str  # "step" / "server"
+    server_id: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class ServerContext:
+    """One server in one execution: its single SSH connection and what was done so far."""
+
+    def __init__(self, engine, server, health, playbook):
+        self.engine = engine
+        self.server = server
+        self.health = health
+        self.playbook = playbook
+        self.task_ref = engine.task_ref
+        self.state: dict = {}  # how far forward() got: read by rollback()
+        self.data: dict = {}  # findings for the result package
+        self.phase = "forward"
+        self.seq = 0
+        self.transport = None
+        self.current_step = ""
+        self.quiet = False  # safety-gate checks record failures only
+        self._lock = threading.Lock()
+
+    # --- connection -------------------------------------------------------------------
+    def connect(self):
+        if self.transport is None:
+            from .transport import SSHTransport
+
+            transport = SSHTransport(self.server)
+            transport.connect()
+            self.transport = transport
+        return self.transport
+
+    def close(self) -> None:
+        transport, self.transport = self.transport, None
+        if transport is not None:
+            try:
+                transport.close()
+            except Exception:  # closing a dead connection must not hide the real outcome
+                pass
+
+    def kill_running(self) -> None:
+        transport = self.transport
+        if transport is not None:
+            try:
+                transport.kill_running()
+            except Exception:
+                pass
+
+    # --- steps ------------------------------------------------------------------------
+    def _guard(self) -> None:
+        # Rollback ignores the stop: stopping means "restore the current group".
+        if self.phase == "forward" and self.engine.halt.is_set():
+            raise Aborted(self.engine.halt_reason or "stopped")
+
+    def sleep(self, seconds: float) -> None:
+        if self.phase == "forward":
+            if self.engine.halt.wait(seconds):
+                raise Aborted(self.engine.halt_reason or "stopped")
+        else:
+            time.sleep(seconds)
+
+    def _emit(self, name: str, **data) -> None:
+        self.seq += 1
+        data.update(seq=self.seq, name=name, phase=self.phase)
+        self.engine.records.put(Record("step", self.server.server_id, data))
+
+    def run(self, name: str, command: str, *, timeout: float = 60, ok_codes: tuple[int, ...] = (0,),
+            max_output: int = 65536):
+        from .sanitizer import SecurityViolation
+        from .transport import CommandTimeout, ConnectionLost
+
+        self._guard()
+        self.current_step = name
+        transport = self.connect()
+        started = time.time()
+        redacted = vault.redact(command)
+        try:
+            result = transport.run(command, timeout=timeout, max_output=max_output)
+        except SecurityViolation as exc:
+            self._emit(name, command=redacted, state="BLOCKED", output=str(exc), started=started, audit=True,
+                       duration=time.time() - started, violation=True)
+            raise StepFailed(name, f"blocked by the command sanitizer on {self.server.server_id}: {exc}") from exc
+        except CommandTimeout as exc:
+            self._emit(name, command=redacted, state="TIMEOUT", output=str(exc), started=started, audit=True,
+                       duration=time.time() - started)
+            raise StepFailed(name, f"{name} timed out after {timeout:g} s on {self.server.server_id}") from exc
+        except ConnectionLost as exc:
+            self._emit(name, command=redacted, state="LOST", output=str(exc), started=started, audit=True,
+                       duration=time.time() - started)
+            raise Lost(f"connection to {self.server.server_id} lost during {name}: {exc}") from exc
+        output = (result.stdout or "") + (result.stderr or "")
+        killed = self.phase == "forward" and self.engine.halt.is_set() and self.engine.stopping
+        state = "OK"
+        if killed and result.exit_code not in ok_codes:
+            state = "KILLED"
+        elif result.timed_out:
+            state = "TIMEOUT"
+        elif result.exit_code not in ok_codes:
+            state = "FAILED"
+        self._emit(name, command=redacted, exit_code=result.exit_code, output=output, state=state, audit=True,
+                   sha256=result.output_sha256, duration=result.duration, started=started)
+        if state == "KILLED":
+            raise Aborted(self.engine.halt_reason or "stopped")
+        if state == "TIMEOUT":
+            raise StepFailed(name, f"{name} timed out after {timeout:g} s on {self.server.server_id}")
+        if state == "FAILED":
+            detail = (result.stderr or result.stdout or "").strip().splitlines()[-1:] or [""]
+            raise StepFailed(name, f"{name} exited {result.exit_code} on {self.server.server_id}"
+                                   + (f": {detail[0][:200]}" if detail[0] else ""))
+        return result
+
+    def put(self, name: str, local, remote: str) -> None:
+        from .transport import ConnectionLost, TransportError
+
+        self._guard()
+        self.current_step = name
+        transport = self.connect()
+        started = time.time()
+        try:
+            transport.put(str(local) if not isinstance(local, bytes) else local, remote)
+        except ConnectionLost as exc:
+            self._emit(name, command=f"sftp put {remote}", state="LOST", output=str(exc), started=started,
+                       audit=True, duration=time.time() - started)
+            raise Lost(f"connection to {self.server.server_id} lost during {name}: {exc}") from exc
+        except TransportError as exc:
+            self._emit(name, command=f"sftp put {remote}", state="FAILED", output=str(exc), started=started,
+                       audit=True, duration=time.time() - started)
+            raise StepFailed(name, f"upload to {self.server.server_id} failed: {exc}") from exc
+        self._emit(name, command=f"sftp put {remote} (SHA-256 verified on the server)", exit_code=0, state="OK",
+                   output=remote, started=started, audit=True, duration=time.time() - started)
+
+    def check(self, name: str, fn):
+        """A check made from the worker (port, HTTP, served certificate): recorded like a step."""
+        self._guard()
+        self.current_step = name
+        started = time.time()
+        try:
+            message = fn()
+        except StepFailed as exc:
+            self._emit(name, state="FAILED", output=exc.reason, started=started, duration=time.time() - started)
+            raise
+        if not self.quiet:
+            self._emit(name, state="OK", output=str(message or ""), started=started, duration=time.time() - started)
+        return message
+
+    def artifact_path(self, sha256: str):
+        return self.engine.artifacts.path(sha256)
+
+    def root_path(self, path: str) -> str:
+        if path.startswith("/"):
+            return path
+        root = posixpath.dirname(self.server.app_path.rstrip("/")) if self.server.app_path else ""
+        return posixpath.join(root or "/tmp", path)
+
+
+def output_digest(output: str) -> str:
+    return hashlib.sha256(output.encode("utf-8", "replace")).hexdigest()
