@@ -1,3 +1,59 @@
+"""REST: GET audit/verify and GET audit/export?format=csv|jsonl|pdf (auditors and admins)."""
+
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import services
+from .access import IsAuditor
+from .forms import ExportForm
+
+
+class IgnoreFormatParameter(DefaultContentNegotiation):
+    """`?format=` names the export format here, not a DRF renderer."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class VerifyView(APIView):
+    permission_classes = [IsAuditor]
+
+    @extend_schema(summary="Verify the audit chain now (the run itself is audited)")
+    def get(self, request):
+        report = services.run_verification(request.user, source="api")
+        return Response({**report.summary(), "message": report.message()})
+
+
+class ExportView(APIView):
+    permission_classes = [IsAuditor]
+    content_negotiation_class = IgnoreFormatParameter
+
+    @extend_schema(
+        summary="Export audit entries with the covering signed checkpoint",
+        parameters=[
+            OpenApiParameter("format", str, enum=["csv", "jsonl", "pdf"], required=True),
+            OpenApiParameter("since", str, description="YYYY-MM-DD (local day, inclusive)"),
+            OpenApiParameter("until", str, description="YYYY-MM-DD (local day, inclusive)"),
+            OpenApiParameter("institution", str),
+            OpenApiParameter("task", str),
+        ],
+        responses={(200, "application/octet-stream"): bytes},
+    )
+    def get(self, request):
+        from .views import export_response
+
+        form = ExportForm(request.query_params)
+        if not form.is_valid():
+            return Response({k: [str(e) for e in v] for k, v in form.errors.items()}, status=400)
+        return export_response(form.cleaned_data["format"], form.export_filter(), request.user)
+
+
+urlpatterns = [
+    path("audit/verify", VerifyView.as_view(), name="audit-verify"),
+    path("audit/export", ExportView.as_view(), name="audit-export"),
+]

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+from django import forms
+from django.utils import timezone
+
+from .exports import FORMATS, ExportFilter
+
+
+class ExportForm(forms.Form):
+    format = forms.ChoiceField(label="형식", choices=[(f, f.upper()) for f in FORMATS], initial="csv")
+    since = forms.DateField(label="시작일", required=False)
+    until = forms.DateField(label="종료일 (포함)", required=False)
+    institution = forms.CharField(label="기관 코드", max_length=64, required=False)
+    task = forms.CharField(label="작업 번호", max_length=64, required=False)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            raise forms.ValidationError({"until": "종료일이 시작일보다 빠릅니다."})
+        return data
+
+    def export_filter(self) -> ExportFilter:
+        """Days are local (settings.TIME_ZONE); until is inclusive of its whole day."""
+        data = self.cleaned_data
+
+        def start(day) -> datetime:
+            return timezone.make_aware(datetime.combine(day, time(0, 0)))
+
+        return ExportFilter(
+            since=start(data["since"]) if data.get("since") else None,
+            until=start(data["until"] + timedelta(days=1)) if data.get("until") else None,
+            institution=data.get("institution", "").strip(),
+            task=data.get("task", "").strip(),
+        )
