@@ -195,3 +195,13 @@ def test_no_template_or_stylesheet_loads_remote_assets():
     assert any(f.name == "base.html" for f in files)
     offenders = [f"{f.relative_to(REPO)}: {m.group(0)}" for f in files for m in REMOTE_ASSET.finditer(f.read_text())]
     assert offenders == []
+
+
+def test_language_switch_to_english_and_back(client, console_world, task):
+    login(client, console_world.lead)
+    assert "내 승인" in client.get(reverse("console:dashboard")).content.decode()
+    client.post("/i18n/setlang/", {"language": "en", "next": "/console/"})
+    page = client.get(reverse("console:task", args=[task.task_id])).content.decode()
+    assert 'lang="en"' in page and "My approvals" in page and "Pending approval" in page
+    client.post("/i18n/setlang/", {"language": "ko", "next": "/console/"})
+    assert "내 승인" in client.get(reverse("console:dashboard")).content.decode()
