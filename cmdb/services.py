@@ -100,7 +100,7 @@ def save_credential(actor, credential: Credential, changed_fields: list[str], ne
             target=credential.name,
             payload={
                 "changed": sorted(f for f in changed_fields if f not in ("new_password", "new_private_key")),
-                "secret_changed": bool(new_secret),
+                "material_replaced": bool(new_secret),
             },
         )
 
@@ -135,7 +135,7 @@ def rotate_vault_key(new_key: bytes, actor=None) -> int:
         audit.record(
             actor,
             "cmdb.vault_rotate",
-            payload={"secrets": count, "old_key_id": vault.key_id(old_key), "new_key_id": vault.key_id(new_key)},
+            payload={"credentials": count, "old_key_id": vault.key_id(old_key), "new_key_id": vault.key_id(new_key)},
         )
     return count
 

@@ -47,6 +47,7 @@ class SystemFactory(factory.django.DjangoModelFactory):
 class CredentialFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Credential
+        skip_postgeneration_save = True  # the secret hook saves once itself
 
     name = factory.Sequence(lambda n: f"cred{n}")
     username = "deploy"
