@@ -205,3 +205,12 @@ def test_language_switch_to_english_and_back(client, console_world, task):
     assert 'lang="en"' in page and "My approvals" in page and "Pending approval" in page
     client.post("/i18n/setlang/", {"language": "ko", "next": "/console/"})
     assert "내 승인" in client.get(reverse("console:dashboard")).content.decode()
+
+
+def test_audit_link_only_for_audit_readers(client, console_world):
+    from tests.factories import UserFactory
+
+    login(client, console_world.lead)
+    assert "/audit/" not in client.get(reverse("console:dashboard")).content.decode()
+    login(client, UserFactory(username="auditor", role="auditor"))
+    assert 'href="/audit/"' in client.get(reverse("console:dashboard")).content.decode()
