@@ -10,6 +10,7 @@ app_name = "console"
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("tiles/", views.dashboard_tiles, name="tiles"),
     path("stop/", views.global_stop, name="global_stop"),
     path("search/", views.search, name="search"),
     path("approvals/", views.approvals, name="approvals"),

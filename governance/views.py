@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
@@ -51,6 +51,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "status_labels": _status_labels(),
         "open_approvals": services.my_approvals(request.user).count(),
     })
+
+
+@login_required
+def dashboard_tiles(request: HttpRequest) -> JsonResponse:
+    """The four tile counts, re-read by live.js when a transition event arrives."""
+    return JsonResponse(services.dashboard_counts(request.user))
 
 
 @login_required

@@ -103,9 +103,29 @@
     });
   }
 
+  // Dashboard tiles: re-read the (permission-scoped) counts, at most once a second.
+  var tilesTimer = null;
+  function refreshTiles() {
+    if (!document.getElementById("tile-waiting") || tilesTimer) { return; }
+    tilesTimer = window.setTimeout(function () {
+      tilesTimer = null;
+      fetch("/console/tiles/", { credentials: "same-origin", headers: { "Accept": "application/json" } })
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (counts) {
+          if (!counts) { return; }
+          Object.keys(counts).forEach(function (key) {
+            var tile = document.getElementById("tile-" + key);
+            if (tile) { tile.textContent = String(counts[key]); }
+          });
+        })
+        .catch(function () { /* the next event retries */ });
+    }, 1000);
+  }
+
   if (document.body.hasAttribute("data-live-user")) {
     connect("/ws/live/", function (event) {
       updateRows(event);
+      if (event.kind === "transition") { refreshTiles(); }
       if (event.kind === "notification") {
         var counter = document.getElementById("unread-count");
         if (counter) {

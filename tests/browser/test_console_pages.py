@@ -48,6 +48,13 @@ def test_every_page_answers_the_lead_and_redirects_anonymous(client, console_wor
         assert b'lang="ko' in response.content  # Korean UI by default
 
 
+def test_tiles_endpoint_counts_only_visible_tasks(client, console_world, task):
+    login(client, console_world.lead)
+    assert client.get(reverse("console:tiles")).json() == {"waiting": 1, "in_progress": 0, "done": 0, "failed": 0}
+    login(client, console_world.outsider)
+    assert client.get(reverse("console:tiles")).json()["waiting"] == 0
+
+
 def test_outsiders_get_404_for_a_task_and_403_for_pm_pages(client, console_world, task):
     login(client, console_world.outsider)
     assert client.get(reverse("console:task", args=[task.task_id])).status_code == 404

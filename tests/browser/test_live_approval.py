@@ -39,6 +39,10 @@ def test_approval_in_one_browser_updates_task_page_in_another_live(live_stack, b
 
         # A: the team lead approves on "내 승인".
         lead = login(lead_context, base, "lead", live_stack.password)
+        dashboard = lead_context.new_page()  # the lead's dashboard stays open in another tab
+        dashboard.goto(f"{base}/console/")
+        expect(dashboard.locator("#tile-waiting")).to_have_text("1")
+        expect(dashboard.locator("#live-state.on")).to_be_visible(timeout=10_000)
         lead.goto(f"{base}/console/approvals/")
         step = lead.locator(f"#step-{live_stack.step_id}")
         expect(step).to_contain_text(live_stack.task_id)
@@ -53,6 +57,10 @@ def test_approval_in_one_browser_updates_task_page_in_another_live(live_stack, b
         assert watcher.evaluate("window.__loadedOnce") == "still-the-same-document"
         assert watcher.locator("#timeline li.live").count() >= 1
         assert watcher.locator("#timeline li").count() > timeline_before
+
+        # The dashboard tiles follow too (waiting -> in progress), also without a reload.
+        expect(dashboard.locator("#tile-in_progress")).to_have_text("1", timeout=10_000)
+        expect(dashboard.locator("#tile-waiting")).to_have_text("0")
 
         # And the server agrees after a reload: the step was really decided.
         watcher.reload()
