@@ -26,7 +26,7 @@ class VerifyView(APIView):
     @extend_schema(summary="Verify the audit chain now (the run itself is audited)")
     def get(self, request):
         report = services.run_verification(request.user, source="api")
-        return Response({**report.summary(), "message": report.message()})
+        return Response({**report.as_dict(), "message": report.message()})
 
 
 class ExportView(APIView):

@@ -87,9 +87,15 @@ def _insert(entry: AuditEntry) -> None:
         names = ", ".join(ops.quote_name(f.column) for f in columns)
         marks = ", ".join(["%s"] * len(columns))
         sql = f"INSERT INTO {ops.quote_name(AuditEntry._meta.db_table)} ({names}) VALUES ({marks})"
+        if connection.features.can_return_columns_from_insert:
+            sql += " RETURNING id"
         _INSERT_SQL[connection.vendor] = sql
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
+        if connection.features.can_return_columns_from_insert:
+            entry.pk = cursor.fetchone()[0]
+        else:
+            entry.pk = ops.last_insert_id(cursor, AuditEntry._meta.db_table, "id")
     entry._state.adding, entry._state.db = False, connection.alias
 
 
@@ -212,7 +218,7 @@ def run_verification(actor: Any = None, *, source: str = "console"):
         actor,
         "audit.verify",
         result_code="ok" if report.ok else f"broken:{report.kind}",
-        payload={"source": source, **report.summary()},
+        payload={"source": source, **report.as_dict()},
     )
     if not report.ok:
         chain_broken.send(sender=run_verification, report=report)

@@ -7,7 +7,7 @@ from . import services
 
 def verify_chain_scheduled() -> dict:
     """Daily at 00:00: verify the chain; a break raises the alarm (services.run_verification)."""
-    return services.run_verification(None, source="schedule").summary()
+    return services.run_verification(None, source="schedule").as_dict()
 
 
 def hourly_checkpoint() -> int | None:

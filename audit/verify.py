@@ -53,7 +53,12 @@ class VerifyReport:
         self.ok, self.first_broken_seq, self.kind, self.detail = False, seq, kind, detail
         return self
 
-    def summary(self) -> dict[str, Any]:
+    @property
+    def summary(self) -> str:
+        """One line for people (alerts, the global-stop reason)."""
+        return self.message()
+
+    def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["seconds"] = round(self.seconds, 3)
         return data
@@ -148,7 +153,8 @@ def _walk(report: VerifyReport, public_key, batch: int) -> VerifyReport:
     report.entries = count
     if cp is not None:
         return report.broken(
-            prev_seq + 1, "truncated", f"the chain ends at seq {prev_seq} but a signed checkpoint covers seq {cp[0]}"
+            prev_seq + 1, "truncated", f"the chain ends at seq {prev_seq} but a signed checkpoint covers seq "
+            f"{report.last_checkpoint_seq}"
         )
     if head[0] > prev_seq:
         return report.broken(prev_seq + 1, "truncated", f"the chain ends at seq {prev_seq} but its head is {head[0]}")
@@ -170,20 +176,23 @@ def _column_break(report: VerifyReport, row: tuple, rows: Iterator[tuple]) -> Ve
         detail = f"entry {seq}: column(s) {', '.join(changed)} differ from the hashed entry"
         return report.broken(seq, "modified", detail)
     original = signed["seq"]
-    # Only the position moved. A swap shows the entry that belongs here a little later.
+    if original < seq:
+        # Everything from here on moved up: rows were inserted before this entry.
+        return report.broken(
+            original, "inserted", f"entry hashed as seq {original} sits at seq {seq}: {seq - original} row(s) "
+            f"inserted at seq {original}"
+        )
+    # The entry that belongs here sits later: a swap/move if it is found, else a deletion.
     for ahead, later in enumerate(rows, start=1):
         if canon.seq_of(later[14].encode()) == seq:
             return report.broken(
-                seq, "reordered", f"entries at seq {seq} and {later[0]} were swapped (hashed as {original} and {seq})"
+                seq, "reordered", f"entries at seq {seq} and {later[0]} are out of order "
+                f"(hashed as {original} and {seq})"
             )
         if ahead >= LOOKAHEAD:
             break
-    if original > seq:
-        return report.broken(
-            seq, "deleted", f"entry hashed as seq {original} sits at seq {seq}: entries were deleted and renumbered"
-        )
     return report.broken(
-        seq, "inserted", f"entry hashed as seq {original} sits at seq {seq}: entries were inserted before it"
+        seq, "deleted", f"entry hashed as seq {original} sits at seq {seq}: entries were deleted and renumbered"
     )
 
 

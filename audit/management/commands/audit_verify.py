@@ -18,7 +18,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         report = services.run_verification("manage.py audit_verify", source="command")
         if options["json"]:
-            self.stdout.write(json.dumps(report.summary(), ensure_ascii=False))
+            self.stdout.write(json.dumps(report.as_dict(), ensure_ascii=False))
         else:
             self.stdout.write(f"{report.message()} ({report.entries} entries in {report.seconds:.2f} s)")
         if not report.ok:
