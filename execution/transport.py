@@ -1,0 +1,437 @@
+"""SSH/SFTP transport: the only module that imports paramiko.
+
+One SSHTransport is one authenticated connection to one CMDB server, reused for every
+step on that server within a run. What it guarantees:
+
+- the host key is checked against the fingerprint pinned in the CMDB *before* the
+  credential is used; a missing or different pin refuses the connection and is audited
+  (there is no auto-accept anywhere: the only unauthenticated look at a key is the
+  explicit onboarding scan, scan_host_key);
+- the vault credential is decrypted in connect() and nowhere else, and never reaches a
+  command line, a log line or an audit entry;
+- every command passes the sanitizer first (a block is audited and never sent), runs in
+  its own process group on the server (setsid) whose id is recorded, so a timeout or a
+  kill switch kills the remote work itself, not only our wait for it;
+- the exit code decides; output is captured up to a bound, its SHA-256 over the whole stream;
+- uploads are verified on the server with sha256sum before they are moved into place.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+import logging
+import os
+import re
+import select
+import shlex
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import paramiko
+from django.conf import settings
+
+import audit
+from cmdb import vault
+
+from . import sanitizer
+
+log = logging.getLogger(__name__)
+KiB = 1024
+PGID_RE = re.compile(rb"^GUARDIA_PGID=(\d+)\n")
+KILL_GRACE_SECONDS = 2.0
+
+
+class TransportError(Exception):
+    """The SSH layer could not do what was asked; the message names the server."""
+
+
+class ConnectionLost(TransportError):
+    """The connection dropped while a command or transfer was under way: state unknown."""
+
+
+class HostKeyMismatch(TransportError):
+    """The server presented a host key other than the pinned one (or none is pinned)."""
+
+    def __init__(self, message: str, *, expected: str, presented: str):
+        super().__init__(message)
+        self.expected, self.presented = expected, presented
+
+
+class CommandTimeout(TransportError):
+    """Raised by run(..., raise_on_timeout=True); by default run() returns timed_out=True."""
+
+    def __init__(self, message: str, result: CommandResult):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class CommandResult:
+    exit_code: int | None  # None when timed out or killed without an exit status
+    stdout: str
+    stderr: str
+    duration: float
+    output_sha256: str  # SHA-256 of the complete stdout stream (also beyond max_output)
+    timed_out: bool = False
+    killed: bool = False  # kill_running() stopped it
+    truncated: bool = False
+    pgid: int | None = None  # the remote process group the command ran in
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH's format: SHA256: + unpadded base64 of SHA-256 of the public key blob."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+
+
+def _open_socket(host: str, port: int, timeout: float) -> socket.socket:
+    sock = socket.create_connection((host, port), timeout=timeout)
+    # Without it every request/response round waits on Nagle + delayed ACK (~40 ms).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def scan_host_key(host: str, port: int, timeout: float = 10) -> str:
+    """Onboarding only: fetch a server's host-key fingerprint without authenticating.
+
+    Called by the CMDB admin's explicit "scan host key" action, which pins the result
+    and audits it. Nothing else may use it to decide whether to trust a server.
+    """
+    try:
+        sock = _open_socket(host, port, timeout)
+    except OSError as exc:
+        raise TransportError(f"cannot reach {host}:{port}: {exc}") from exc
+    transport = paramiko.Transport(sock)
+    try:
+        transport.banner_timeout = timeout
+        transport.start_client(timeout=timeout)
+        return fingerprint(transport.get_remote_server_key())
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        raise TransportError(f"SSH handshake with {host}:{port} failed: {exc}") from exc
+    finally:
+        transport.close()
+
+
+def _load_private_key(text: str) -> paramiko.PKey:
+    errors = []
+    for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return cls.from_private_key(io.StringIO(text))
+        except (paramiko.SSHException, ValueError) as exc:
+            errors.append(cls.__name__)
+            del exc  # the message may quote key material
+    raise TransportError(f"credential is not a usable private key (tried {', '.join(errors)})")
+
+
+class SSHTransport:
+    def __init__(self, server: Any, *, connect_timeout: float | None = None, task: str | None = None):
+        self.server = server
+        self.connect_timeout = connect_timeout or settings.SSH_CONNECT_TIMEOUT
+        self.task = task  # task id for the audit entries this class writes itself
+        self._transport: paramiko.Transport | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+        self._lock = threading.Lock()
+        self._running_pgid: int | None = None
+        self._kill_requested = False
+        self.remote_shell = "/bin/bash" if getattr(server, "os_type", "linux") == "linux" else "/bin/sh"
+
+    @property
+    def label(self) -> str:
+        return f"{self.server.server_id} ({self.server.ip}:{self.server.ssh_port})"
+
+    # -- connection ------------------------------------------------------------------------
+    def __enter__(self) -> SSHTransport:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._transport is not None and self._transport.is_active()
+
+    def connect(self) -> SSHTransport:
+        if self.connected:
+            return self
+        server = self.server
+        credential = server.credential
+        if credential is None or not credential.has_secret:
+            raise TransportError(f"{server.server_id} has no credential in the vault")
+        try:
+            sock = _open_socket(server.ip, server.ssh_port, self.connect_timeout)
+        except OSError as exc:
+            raise TransportError(f"cannot reach {self.label}: {exc}") from exc
+        transport = paramiko.Transport(sock)
+        try:
+            transport.banner_timeout = self.connect_timeout
+            transport.auth_timeout = self.connect_timeout
+            transport.start_client(timeout=self.connect_timeout)
+            self._verify_host_key(transport)
+            self._authenticate(transport, credential)
+        except HostKeyMismatch:
+            transport.close()
+            raise
+        except paramiko.AuthenticationException as exc:
+            transport.close()
+            audit.record(None, "ssh.auth_failed", task=self.task, target=server.server_id,
+                         payload={"user": server.login_user, "kind": credential.kind})
+            raise TransportError(f"authentication as {server.login_user!r} failed on {self.label}") from exc
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            transport.close()
+            raise TransportError(f"SSH handshake with {self.label} failed: {exc}") from exc
+        transport.set_keepalive(5)  # a silent network loss surfaces as ConnectionLost
+        self._transport = transport
+        return self
+
+    def _verify_host_key(self, transport: paramiko.Transport) -> None:
+        presented = fingerprint(transport.get_remote_server_key())
+        expected = (self.server.host_key_fingerprint or "").strip()
+        if expected and hmac.compare_digest(presented.encode(), expected.encode()):
+            return
+        reason = "no host key is pinned" if not expected else "host key changed"
+        audit.record(None, "ssh.host_key_refused", task=self.task, target=self.server.server_id,
+                     payload={"reason": reason, "expected": expected, "presented": presented,
+                              "address": f"{self.server.ip}:{self.server.ssh_port}"})
+        log.warning("refused %s: %s (pinned %s, presented %s)", self.label, reason, expected or "-", presented)
+        raise HostKeyMismatch(
+            f"{reason} for {self.label}: presented {presented}"
+            + (f", pinned {expected}" if expected else "; scan and pin it in the CMDB first"),
+            expected=expected, presented=presented,
+        )
+
+    def _authenticate(self, transport: paramiko.Transport, credential: Any) -> None:
+        username = self.server.login_user
+        secret = credential.reveal()  # the one place a credential is decrypted
+        try:
+            if credential.kind == credential.Kind.PRIVATE_KEY:
+                transport.auth_publickey(username, _load_private_key(secret))
+            else:
+                transport.auth_password(username, secret)
+        finally:
+            del secret
+        if not transport.is_authenticated():
+            raise paramiko.AuthenticationException("not authenticated")
+
+    def close(self) -> None:
+        sftp, self._sftp = self._sftp, None
+        transport, self._transport = self._transport, None
+        if sftp is not None:
+            try:
+                sftp.close()
+            except Exception:  # a dead connection cannot be closed politely
+                pass
+        if transport is not None:
+            transport.close()
+
+    def probe(self) -> bool:
+        """Can we reach the server's sshd right now? (TCP + SSH banner, no login.)"""
+        try:
+            with _open_socket(self.server.ip, self.server.ssh_port, min(self.connect_timeout, 3)) as sock:
+                sock.settimeout(min(self.connect_timeout, 3))
+                return sock.recv(64).startswith(b"SSH-")
+        except OSError:
+            return False
+
+    def _require(self) -> paramiko.Transport:
+        if not self.connected:
+            if self._transport is not None:
+                raise ConnectionLost(f"connection to {self.label} is gone")
+            self.connect()
+        assert self._transport is not None
+        return self._transport
+
+    # -- commands --------------------------------------------------------------------------
+    def run(self, command: str, *, timeout: float, max_output: int = 64 * KiB, check_sanitizer: bool = True,
+            raise_on_timeout: bool = False) -> CommandResult:
+        if check_sanitizer:
+            try:
+                sanitizer.check(command)
+            except sanitizer.SecurityViolation as exc:
+                audit.record(None, "sanitizer.blocked", task=self.task, target=self.server.server_id,
+                             command=vault.redact(command)[:2000],
+                             payload={"reason": exc.reason, "pattern": exc.pattern})
+                raise
+        transport = self._require()
+        # The command runs as the leader of a new process group; its first stderr line
+        # tells us the group id, so a stop can kill the whole remote tree.
+        inner = 'echo "GUARDIA_PGID=$$" >&2; ' + command
+        wrapped = f"exec setsid -w {self.remote_shell} -c {shlex.quote(inner)}"
+        started = time.monotonic()
+        try:
+            channel = transport.open_session(timeout=self.connect_timeout)
+            channel.exec_command(wrapped)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise self._lost_or_error(f"could not start a command on {self.label}", exc) from exc
+        with self._lock:
+            self._kill_requested = False
+        try:
+            return self._collect(channel, started, timeout, max_output, raise_on_timeout)
+        finally:
+            with self._lock:
+                self._running_pgid = None
+            channel.close()
+
+    def _collect(self, channel: paramiko.Channel, started: float, timeout: float, max_output: int,
+                 raise_on_timeout: bool) -> CommandResult:
+        out, err = bytearray(), bytearray()
+        digest = hashlib.sha256()
+        truncated = timed_out = False
+        pgid: int | None = None
+        looking_for_pgid = True
+        deadline = started + timeout
+        while True:
+            while channel.recv_ready():
+                chunk = channel.recv(65536)
+                digest.update(chunk)
+                room = max_output - len(out)
+                truncated |= len(chunk) > room
+                out += chunk[:room]
+            while channel.recv_stderr_ready():
+                chunk = channel.recv_stderr(65536)
+                if looking_for_pgid:
+                    err += chunk
+                    match = PGID_RE.match(bytes(err))
+                    if match:
+                        pgid = int(match.group(1))
+                        del err[: match.end()]
+                        with self._lock:
+                            self._running_pgid = pgid
+                    # No marker on the first line (no setsid there?): keep stderr as it came.
+                    looking_for_pgid = match is None and b"\n" not in err and len(err) < 64
+                    continue
+                room = max_output - len(err)
+                truncated |= len(chunk) > room
+                err += chunk[:room]
+            if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                break
+            if not self.connected:
+                raise ConnectionLost(f"connection to {self.label} lost while a command ran (pgid {pgid})")
+            now = time.monotonic()
+            if now >= deadline and not timed_out:
+                timed_out = True
+                self._kill_group(pgid)
+                deadline = now + KILL_GRACE_SECONDS + 3  # wait for the channel to report the end
+            elif now >= deadline:
+                break  # killed, but the channel never closed: give up waiting
+            select.select([channel], [], [], min(0.5, max(0.0, deadline - now)))
+        status = channel.recv_exit_status() if channel.exit_status_ready() else -1
+        if status == -1 and not self.connected:
+            raise ConnectionLost(f"connection to {self.label} lost while a command ran (pgid {pgid})")
+        with self._lock:
+            killed = self._kill_requested
+        result = CommandResult(
+            exit_code=None if timed_out or status == -1 else status,
+            stdout=out.decode(errors="replace"), stderr=err.decode(errors="replace"),
+            duration=time.monotonic() - started, output_sha256=digest.hexdigest(),
+            timed_out=timed_out, killed=killed, truncated=truncated, pgid=pgid,
+        )
+        if timed_out and raise_on_timeout:
+            raise CommandTimeout(f"command timed out on {self.label}; process group {pgid} killed", result)
+        return result
+
+    def _kill_group(self, pgid: int | None) -> bool:
+        """TERM the remote process group, KILL it after a grace period. Returns False if we could not."""
+        if not pgid or not self.connected:
+            return False
+        script = (
+            f"kill -TERM -- -{pgid} 2>/dev/null || exit 0; "
+            f"for i in $(seq 1 {int(KILL_GRACE_SECONDS * 10)}); do kill -0 -- -{pgid} 2>/dev/null || exit 0; "
+            f"sleep 0.1; done; kill -KILL -- -{pgid} 2>/dev/null; exit 0"
+        )
+        try:
+            channel = self._transport.open_session(timeout=self.connect_timeout)
+            channel.exec_command(script)
+            channel.recv_exit_status()
+            channel.close()
+        except (paramiko.SSHException, EOFError, OSError):
+            return False
+        return True
+
+    def kill_running(self) -> bool:
+        """Kill the remote process group of the command now running (kill switch)."""
+        with self._lock:
+            pgid = self._running_pgid
+            self._kill_requested = pgid is not None
+        return self._kill_group(pgid)
+
+    # -- files -----------------------------------------------------------------------------
+    def _sftp_client(self) -> paramiko.SFTPClient:
+        transport = self._require()
+        if self._sftp is None:
+            try:
+                self._sftp = paramiko.SFTPClient.from_transport(transport)
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                raise self._lost_or_error(f"SFTP to {self.label} failed", exc) from exc
+        return self._sftp
+
+    def put(self, local: str | os.PathLike | bytes, remote_path: str) -> str:
+        """Upload, verify SHA-256 on the server, then move into place. Returns the hex digest."""
+        sftp = self._sftp_client()
+        partial = remote_path + ".guardia-part"
+        digest = hashlib.sha256()
+        try:
+            source = io.BytesIO(local) if isinstance(local, bytes) else open(local, "rb")  # noqa: SIM115
+        except OSError as exc:
+            raise TransportError(f"cannot read {local}: {exc}") from exc
+        try:
+            with source, sftp.open(partial, "wb") as remote:
+                remote.set_pipelined(True)
+                while chunk := source.read(256 * KiB):
+                    digest.update(chunk)
+                    remote.write(chunk)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            self._remove_quietly(partial)
+            raise self._lost_or_error(f"upload of {remote_path} to {self.label} failed", exc) from exc
+        expected = digest.hexdigest()
+        try:
+            self.verify_remote_sha256(partial, expected)
+        except TransportError:
+            self._remove_quietly(partial)
+            raise
+        try:
+            sftp.posix_rename(partial, remote_path)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise self._lost_or_error(f"could not move {partial} into place on {self.label}", exc) from exc
+        return expected
+
+    def verify_remote_sha256(self, remote_path: str, expected: str) -> None:
+        """Hash the file on the server (sha256sum) and compare; raise TransportError if it differs."""
+        check = self.run(f"sha256sum -- {shlex.quote(remote_path)}", timeout=120)
+        found = check.stdout.split()[0] if check.exit_code == 0 and check.stdout.split() else ""
+        if not hmac.compare_digest(found, expected):
+            raise TransportError(f"SHA-256 mismatch on {self.label}:{remote_path}: "
+                                 f"expected {expected}, server has {found or check.stderr.strip()[:200]}")
+
+    def get(self, remote_path: str, *, max_bytes: int = 64 * 1024 * KiB) -> bytes:
+        sftp = self._sftp_client()
+        try:
+            with sftp.open(remote_path, "rb") as remote:
+                remote.prefetch()
+                data = remote.read(max_bytes + 1)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise self._lost_or_error(f"download of {remote_path} from {self.label} failed", exc) from exc
+        if len(data) > max_bytes:
+            raise TransportError(f"{remote_path} on {self.label} is larger than {max_bytes} bytes")
+        return data
+
+    def _remove_quietly(self, path: str) -> None:
+        try:
+            if self._sftp is not None and self.connected:
+                self._sftp.remove(path)
+        except (paramiko.SSHException, EOFError, OSError):
+            pass
+
+    def _lost_or_error(self, what: str, exc: BaseException) -> TransportError:
+        if not self.connected:
+            return ConnectionLost(f"{what}: connection lost ({exc})")
+        return TransportError(f"{what}: {exc}")

@@ -1,0 +1,31 @@
+"""Testbed fixtures: one real-sshd testbed per test session, reset between tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from execution.testbed import Testbed
+
+
+@pytest.fixture(scope="session")
+def testbed(tmp_path_factory):
+    """Ten real sshd servers on loopback (groups 1 and 2 of five), started once per session."""
+    tb = Testbed(tmp_path_factory.mktemp("testbed"))
+    tb.up(10)
+    yield tb
+    tb.down()
+
+
+@pytest.fixture
+def clean_testbed(testbed):
+    """The session testbed with every fault off and every server back on 1.0.0."""
+    testbed.reset()
+    return testbed
+
+
+@pytest.fixture
+def testbed_cmdb(db, clean_testbed):
+    """The testbed's servers registered in the CMDB (vault credential, pinned host keys)."""
+    from execution.testbed.register import register_testbed
+
+    return register_testbed(clean_testbed.manifest)
