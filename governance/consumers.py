@@ -6,7 +6,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from . import events
-from .models import OpsTask
+from .models import OpsTask, sees_all_tasks
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
@@ -24,7 +24,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 return
             self.groups_joined = [events.task_group(task_id)]
         else:
-            self.groups_joined = [events.user_group(user.pk), events.CONSOLE_GROUP]
+            self.groups_joined = [events.user_group(user.pk), events.BROADCAST_GROUP]
+            if await self.sees_everything(user):
+                self.groups_joined.append(events.CONSOLE_GROUP)
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
@@ -35,6 +37,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def live_event(self, message: dict) -> None:
         await self.send_json(message["event"])
+
+    @database_sync_to_async
+    def sees_everything(self, user) -> bool:
+        # The same rule as OpsTask.objects.visible_to: a site manager must not receive
+        # other institutions' task events on the shared console group.
+        return sees_all_tasks(user)
 
     @database_sync_to_async
     def can_see(self, user, task_id: str) -> bool:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from . import routing
-from .models import ApprovalStep, Status, StepStatus
+from .models import ApprovalStep, OpsTask, Status, StepStatus
 from .notify import Action, Message, notify
-from .services import _assign, _audit_task, _link, _locked, _sla, _transition, describe
+from .notify import batched as notify_batched
+from .services import TASK_RELATED, _assign, _audit_task, _link, _sla, _transition, describe
 
 
 def escalate_overdue_steps(now: dt.datetime | None = None) -> dict[str, int]:
@@ -30,20 +32,48 @@ def escalate_overdue_steps(now: dt.datetime | None = None) -> dict[str, int]:
             ApprovalStep.objects.filter(pk=step.pk).update(reminded_at=now)
             counts["reminded"] += 1
     overdue = list(open_steps.filter(sla_deadline__lte=now).values_list("pk", flat=True))
-    for chunk_start in range(0, len(overdue), 200):
-        with transaction.atomic():
-            for step_pk in overdue[chunk_start:chunk_start + 200]:
-                counts[_escalate_one(step_pk, now)] += 1
+    for chunk_start in range(0, len(overdue), CHUNK):
+        with transaction.atomic(), notify_batched():
+            for outcome in _escalate_chunk(overdue[chunk_start:chunk_start + CHUNK], now):
+                counts[outcome] += 1
     return counts
 
 
-def _escalate_one(step_pk: int, now: dt.datetime) -> str:
-    step = ApprovalStep.objects.select_for_update().select_related("assigned_to").get(pk=step_pk)
-    task = _locked(pk=step.task_id)
-    if step.status != StepStatus.PENDING or task.status != Status.PENDING_APPROVAL or step.sla_deadline > now:
-        return "skipped"  # decided or already escalated while we waited for the lock
+CHUNK = 200
+
+
+def _escalate_chunk(step_pks: list[int], now: dt.datetime):
+    """Lock a chunk of overdue steps and their tasks, load what routing needs in a few
+    queries, then escalate each. Steps another transaction holds (an approver deciding
+    right now) are skipped on PostgreSQL and picked up by the next sweep if still open."""
+    skip = connection.features.has_select_for_update_skip_locked
+    of = ("self",) if connection.features.has_select_for_update_of else ()
+    steps = list(
+        ApprovalStep.objects.select_for_update(skip_locked=skip, of=of)
+        .filter(pk__in=step_pks, status=StepStatus.PENDING, sla_deadline__lte=now,
+                task__status=Status.PENDING_APPROVAL)
+        .select_related("assigned_to", "original_owner", *(f"task__{name}" for name in TASK_RELATED))
+        .prefetch_related("task__targets")
+    )
+    task_ids = [step.task_id for step in steps]
+    locked = set(OpsTask.objects.select_for_update(skip_locked=skip).filter(pk__in=task_ids)
+                 .values_list("pk", flat=True))
+    excluded: dict[int, set[int]] = defaultdict(set)
+    for task_id, approver in (ApprovalStep.objects.filter(task_id__in=task_ids).exclude(actual_approver=None)
+                              .values_list("task_id", "actual_approver_id")):
+        excluded[task_id].add(approver)
+    yield from ("skipped" for _ in range(len(step_pks) - len(steps)))
+    for step in steps:
+        if step.task_id not in locked:
+            yield "skipped"
+            continue
+        yield _escalate_one(step, now, excluded[step.task_id] | {step.task.requester_id})
+
+
+def _escalate_one(step: ApprovalStep, now: dt.datetime, excluded: set[int]) -> str:
+    task = step.task
     previous = step.assigned_to
-    assignment = routing.assign(task, step.role, min_level=step.escalation_level + 1)
+    assignment = routing.assign(task, step.role, min_level=step.escalation_level + 1, excluded=excluded)
     task.urgent = True
     if assignment.user is not None and assignment.user != previous:
         _assign(task, step, assignment, now, escalated_from=previous)

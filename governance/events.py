@@ -8,11 +8,13 @@ reach browsers connected to Daphne in another process.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.db import transaction
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +36,54 @@ def user_group(user_id: int) -> str:
     return f"user.{user_id}"
 
 
+# Every task's transitions: only for people who may see every task (see consumers.py).
 CONSOLE_GROUP = "console"
+# Kill-switch banner changes: every signed-in user.
+BROADCAST_GROUP = "broadcast"
 
 
 def send(group: str, event: LiveEvent) -> None:
-    """Best effort: a live update that cannot be delivered never fails the operation."""
+    send_many([(group, event)])
+
+
+def send_many(items: list[tuple[str, LiveEvent]]) -> None:
+    """Best effort: a live update that cannot be delivered never fails the operation.
+
+    All events go out in one event-loop hop; each async_to_sync call costs about a
+    millisecond of thread hand-off, which a sweep of a thousand steps would feel."""
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or not items:
         return
+
+    async def deliver() -> None:
+        for group, event in items:
+            await layer.group_send(group, {"type": "live.event", "event": asdict(event)})
+
     try:
-        async_to_sync(layer.group_send)(group, {"type": "live.event", "event": asdict(event)})
+        async_to_sync(deliver)()
     except Exception:  # Redis down must not break approvals or executions
-        log.warning("live event to %s not delivered", group, exc_info=True)
+        log.warning("%d live events not delivered", len(items), exc_info=True)
+
+
+_outbox = threading.local()
+
+
+def send_on_commit(group: str, event: LiveEvent) -> None:
+    """Queue an event for after the current transaction commits (at once outside one).
+
+    Events of one transaction are flushed together by a single on_commit hook; after a
+    rollback Django drops that hook, so the box is re-armed when the hook is missing."""
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        send(group, event)
+        return
+    armed = any(func is _flush for _, func, _ in connection.run_on_commit)
+    if not armed:
+        _outbox.items = []
+        transaction.on_commit(_flush)
+    _outbox.items.append((group, event))
+
+
+def _flush() -> None:
+    items, _outbox.items = getattr(_outbox, "items", None) or [], []
+    send_many(items)

@@ -93,11 +93,18 @@ class Channel(models.TextChoices):
     SCHEDULE = "SCHEDULE", _("정기 점검")
 
 
+SEES_ALL_TASKS = ["pm", "security_officer", "auditor", "admin"]
+
+
+def sees_all_tasks(user) -> bool:
+    return user.is_superuser or user.groups.filter(name__in=SEES_ALL_TASKS).exists()
+
+
 class OpsTaskQuerySet(models.QuerySet):
     def visible_to(self, user) -> OpsTaskQuerySet:
-        """Tasks a user may see: own requests, systems they own/deputise/supervise,
-        institutions they are PM of; PMs, security officers and auditors see all."""
-        if user.is_superuser or user.groups.filter(name__in=["pm", "security_officer", "auditor", "admin"]).exists():
+        """Tasks a user may see: own requests, systems they own/deputise/supervise, steps
+        assigned to them; PMs, security officers, auditors and admins see all."""
+        if sees_all_tasks(user):
             return self
         return self.filter(
             Q(requester=user)

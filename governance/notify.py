@@ -8,11 +8,12 @@ settings.NOTIFY_ADAPTERS by dotted path, so governance never imports intake.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cache
 
 from django.conf import settings
-from django.db import transaction
 from django.utils.module_loading import import_string
 
 from . import events
@@ -43,11 +44,16 @@ class Message:
     actions: list[Action] = field(default_factory=list)
 
 
+# Inside `batched()`, inbox rows are collected and written with one bulk insert at the
+# end (the SLA sweep notifies a thousand people in one run).
+_pending: ContextVar[list | None] = ContextVar("guardia_notify_pending", default=None)
+
+
 class InboxAdapter:
     """Store in TB_NOTIFICATION and push to the user's live channel after commit."""
 
     def deliver(self, user, message: Message) -> Notification:
-        note = Notification.objects.create(
+        note = Notification(
             user=user,
             task=message.task,
             kind=message.kind,
@@ -55,14 +61,33 @@ class InboxAdapter:
             link=message.link,
             actions=[a.as_dict() for a in message.actions],
         )
-        event = events.LiveEvent(
-            kind="notification",
-            task_id=message.task.task_id if message.task else "",
-            message=message.text,
-            data={"id": note.pk, "link": message.link, "kind": message.kind},
-        )
-        transaction.on_commit(lambda: events.send(events.user_group(user.pk), event))
+        pending = _pending.get()
+        if pending is not None:
+            pending.append(note)
+            return note
+        note.save()
+        _push([note])
         return note
+
+
+def _push(notes: list[Notification]) -> None:
+    for note in notes:
+        events.send_on_commit(events.user_group(note.user_id), events.LiveEvent(
+            kind="notification", task_id=note.task.task_id if note.task else "", message=note.message,
+            data={"id": note.pk, "link": note.link, "kind": note.kind},
+        ))
+
+
+@contextmanager
+def batched():
+    token = _pending.set([])
+    try:
+        yield
+        notes = _pending.get()
+    finally:
+        _pending.reset(token)
+    Notification.objects.bulk_create(notes)
+    _push(notes)
 
 
 @cache

@@ -35,9 +35,18 @@ def excluded_users(task: OpsTask) -> set[int]:
     return taken | {task.requester_id}
 
 
+def ownership_of(task: OpsTask) -> SystemOwner | None:
+    """The system's owner row; callers select_related it (see services._locked) so a
+    sweep over a thousand steps does not query it a thousand times."""
+    try:
+        return task.system.ownership
+    except SystemOwner.DoesNotExist:
+        return None
+
+
 def ladder(task: OpsTask, role: str) -> list[tuple[int, object | None]]:
     """Candidates for a role in order, each with its escalation level."""
-    ownership = SystemOwner.objects.select_related("owner", "deputy", "supervisor").filter(system=task.system).first()
+    ownership = ownership_of(task)
     supervisor = ownership.supervisor if ownership else None
     if role == "owner":
         if ownership is None:
@@ -61,11 +70,16 @@ def ladder(task: OpsTask, role: str) -> list[tuple[int, object | None]]:
     return rungs
 
 
-def assign(task: OpsTask, role: str, *, min_level: int = 0) -> Assignment:
-    """The first eligible candidate at or above min_level; user None when nobody can act."""
-    ownership = SystemOwner.objects.filter(system=task.system).first()
+def assign(task: OpsTask, role: str, *, min_level: int = 0, excluded: set[int] | None = None) -> Assignment:
+    """The first eligible candidate at or above min_level; user None when nobody can act.
+
+    `excluded` (requester and earlier approvers) may be passed in by a sweep that loaded it
+    for many tasks in one query.
+    """
+    ownership = ownership_of(task)
     original = ownership.owner if (ownership and role == "owner") else None
-    excluded = excluded_users(task)
+    if excluded is None:
+        excluded = excluded_users(task)
     for level, user in ladder(task, role):
         if level < min_level or user is None or not user.is_active or user.pk in excluded:
             continue

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_fsm import TransitionNotAllowed, can_proceed, has_transition_perm
@@ -55,11 +55,15 @@ def _publish(task: OpsTask, kind: str, message: str = "", **data) -> None:
     event = events.LiveEvent(kind=kind, task_id=task.task_id, status=task.status, message=message,
                              data={"status_label": task.get_status_display(), **data})
 
-    def send() -> None:
-        events.send(events.task_group(task.task_id), event)
-        events.send(events.CONSOLE_GROUP, event)
-
-    transaction.on_commit(send)
+    events.send_on_commit(events.task_group(task.task_id), event)
+    events.send_on_commit(events.CONSOLE_GROUP, event)
+    # Participants' own channels, so their dashboards follow tasks they are part of.
+    ownership = routing.ownership_of(task)
+    people = {task.requester_id, task.current_approver_id}
+    if ownership is not None:
+        people |= {ownership.owner_id, ownership.deputy_id, ownership.supervisor_id}
+    for user_id in people - {None}:
+        events.send_on_commit(events.user_group(user_id), event)
 
 
 def _transition(actor, task: OpsTask, method: str, *args, reason: str = "") -> None:
@@ -79,8 +83,15 @@ def _transition(actor, task: OpsTask, method: str, *args, reason: str = "") -> N
     _publish(task, "transition", reason or task.get_status_display())
 
 
+TASK_RELATED = ("system__institution__pm", "requester", "system__ownership__owner", "system__ownership__deputy",
+                "system__ownership__supervisor")
+
+
 def _locked(task_id: str | None = None, pk: int | None = None) -> OpsTask:
-    query = OpsTask.objects.select_for_update().select_related("system__institution", "requester")
+    # Lock only the task row: PostgreSQL refuses FOR UPDATE on the nullable side of the
+    # outer joins that bring the owner table along.
+    of = ("self",) if connection.features.has_select_for_update_of else ()
+    query = OpsTask.objects.select_for_update(of=of).select_related(*TASK_RELATED)
     try:
         return query.get(task_id=task_id) if task_id is not None else query.get(pk=pk)
     except OpsTask.DoesNotExist as exc:
@@ -144,6 +155,7 @@ def submit_task(requester, *, system: System, sub_type: str, title: str, targets
             playbook=sub_type,
         )
         task.targets.set(targets)
+        task = _locked(pk=task.pk)  # fresh owner row: the caller's System may carry a stale cached one
         _audit_task(requester, "task.submitted", task, sub_type=sub_type, risk=plan.risk, channel=channel,
                     targets=[s.server_id for s in targets], emergency=emergency)
         _transition(requester, task, "mark_parsed", parsed or {"sub_type": sub_type, "targets": len(targets)})
@@ -172,20 +184,22 @@ def _activate_next_step(task: OpsTask, now: dt.datetime | None = None) -> Approv
 
 
 def _sla(task: OpsTask) -> dt.timedelta:
-    ownership = SystemOwner.objects.filter(system=task.system).only("sla_minutes").first()
+    ownership = routing.ownership_of(task)
     return dt.timedelta(minutes=ownership.sla_minutes if ownership else 10)
 
 
 def _assign(task: OpsTask, step: ApprovalStep, assignment: routing.Assignment, now: dt.datetime,
             escalated_from=None) -> None:
     step.assigned_to = assignment.user
-    step.original_owner = step.original_owner or assignment.original_owner
+    if not step.original_owner_id:
+        step.original_owner = assignment.original_owner
     step.routing = assignment.routing
     step.escalation_level = assignment.level
     step.activated_at = step.activated_at or now
     step.sla_deadline = now + _sla(task)
     step.reminded_at = None
-    step.save()
+    step.save(update_fields=["assigned_to", "original_owner", "routing", "escalation_level", "activated_at",
+                             "sla_deadline", "reminded_at"])
     task.current_approver = assignment.user
     task.save(update_fields=["current_approver", "urgent", "updated_at"])
     action = "approval.escalated" if escalated_from else "approval.assigned"
@@ -369,8 +383,7 @@ def engage_global_stop(actor, reason: str, requires_ack: bool = False) -> Global
         audit.record(actor, "killswitch.global_on", payload={"reason": reason, "requires_ack": stop.requires_ack})
         for person in _users_in("pm", "admin"):
             notify(person, Message(f"[전체 정지] {reason}", kind="alert", link=f"{settings.BASE_URL}/console/"))
-        event = events.LiveEvent(kind="stop", status="ENGAGED", message=reason)
-        transaction.on_commit(lambda: events.send(events.CONSOLE_GROUP, event))
+        events.send_on_commit(events.BROADCAST_GROUP, events.LiveEvent(kind="stop", status="ENGAGED", message=reason))
     return stop
 
 
@@ -386,8 +399,7 @@ def release_global_stop(user, comment: str = "") -> GlobalStop:
         audit.record(user, action, payload={"reason": stop.reason, "comment": comment})
         stop.engaged, stop.requires_ack = False, False
         stop.save()
-        event = events.LiveEvent(kind="stop", status="RELEASED", message=comment)
-        transaction.on_commit(lambda: events.send(events.CONSOLE_GROUP, event))
+        events.send_on_commit(events.BROADCAST_GROUP, events.LiveEvent(kind="stop", status="RELEASED", message=comment))
         # Work approved while the stop was on waits in APPROVED; start it now.
         for task in OpsTask.objects.filter(status=Status.APPROVED, stop_requested=False):
             _enqueue_execution(task)
