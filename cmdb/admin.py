@@ -222,8 +222,11 @@ class ServerAdmin(AuditedAdmin):
 
     @admin.display(description=_("system"), ordering="system__code")
     def system_link(self, obj):
-        url = reverse("admin:cmdb_system_change", args=[obj.system_id])
-        return format_html('<a href="{}">{}</a>', url, obj.system.code)
+        # One reverse() per page instead of one per row: URL resolving was a third of the
+        # render time of a 100-row page.
+        if not hasattr(self, "_system_url"):
+            self._system_url = reverse("admin:cmdb_system_change", args=[0]).replace("/0/", "/{}/")
+        return format_html('<a href="{}">{}</a>', self._system_url.format(obj.system_id), obj.system.code)
 
     @admin.display(description=_("institution"), ordering="system__institution__name")
     def institution_name(self, obj):
