@@ -1,0 +1,161 @@
+"""Certificate checks for SSL_REPLACE: before anything is uploaded, and after, what is served.
+
+check_certificate_bundle() refuses a certificate whose key does not match, that is expired
+or not yet valid, that does not chain to the CA given, or that does not name the host. The
+chain is walked by hand (issuer name + signature + validity at every hop) rather than with
+cryptography's Web-PKI verifier, because site CAs on closed networks rarely carry the
+extensions that profile insists on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import socket
+import ssl
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtensionOID, NameOID
+
+MAX_CHAIN = 8
+
+
+class CertificateProblem(ValueError):
+    """The bundle must not be installed; the message says why, for a person."""
+
+
+@dataclass
+class CertReport:
+    subject: str
+    issuer: str
+    not_before: dt.datetime
+    not_after: dt.datetime
+    fingerprint_sha256: str  # hex of SHA-256 over the DER certificate
+    dns_names: list[str] = field(default_factory=list)
+    chain: list[str] = field(default_factory=list)  # subjects from the leaf up to the trusted CA
+
+    @property
+    def days_left(self) -> int:
+        return (self.not_after - dt.datetime.now(dt.UTC)).days
+
+
+def _load_certs(pem: bytes | str, what: str) -> list[x509.Certificate]:
+    data = pem.encode() if isinstance(pem, str) else pem
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise CertificateProblem(f"{what} is not a PEM certificate: {exc}") from exc
+    if not certs:
+        raise CertificateProblem(f"{what} contains no certificate")
+    return certs
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def _spki(public_key) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _check_time(cert: x509.Certificate, now: dt.datetime, label: str) -> None:
+    if now < cert.not_valid_before_utc:
+        start = cert.not_valid_before_utc
+        raise CertificateProblem(f"{label} is not valid yet (valid from {start:%Y-%m-%d %H:%M} UTC)")
+    if now > cert.not_valid_after_utc:
+        raise CertificateProblem(f"{label} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
+
+
+def _names(cert: x509.Certificate) -> list[str]:
+    try:
+        san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+    except x509.ExtensionNotFound:
+        common = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return [str(common[0].value)] if common else []
+    return [*san.get_values_for_type(x509.DNSName), *(str(ip) for ip in san.get_values_for_type(x509.IPAddress))]
+
+
+def _host_matches(hostname: str, names: list[str]) -> bool:
+    hostname = hostname.lower().rstrip(".")
+    try:
+        return str(ipaddress.ip_address(hostname)) in names
+    except ValueError:
+        pass
+    for name in (n.lower().rstrip(".") for n in names):
+        if name == hostname:
+            return True
+        if name.startswith("*.") and "." in hostname and hostname.split(".", 1)[1] == name[2:]:
+            return True
+    return False
+
+
+def check_certificate_bundle(cert_pem: bytes | str, key_pem: bytes | str, chain_pem: bytes | str | None = None, *,
+                             hostname: str | None = None, now: dt.datetime | None = None) -> CertReport:
+    """Validate a certificate/key pair (and its chain to the CA in chain_pem) before installing it."""
+    now = now or dt.datetime.now(dt.UTC)
+    leaf = _load_certs(cert_pem, "the certificate")[0]
+    try:
+        key = serialization.load_pem_private_key(key_pem.encode() if isinstance(key_pem, str) else key_pem, None)
+    except (ValueError, TypeError) as exc:
+        raise CertificateProblem("the private key cannot be read (not PEM, or protected by a passphrase)") from exc
+    if _spki(key.public_key()) != _spki(leaf.public_key()):
+        raise CertificateProblem("the private key does not belong to the certificate")
+    _check_time(leaf, now, "the certificate")
+    names = _names(leaf)
+    if hostname and not _host_matches(hostname, names):
+        raise CertificateProblem(f"the certificate is for {', '.join(names) or 'no name'}, not {hostname}")
+    path = [leaf.subject.rfc4514_string()]
+    if chain_pem:
+        pool = _load_certs(chain_pem, "the CA chain")
+        current = leaf
+        for _ in range(MAX_CHAIN):
+            issuer = next((c for c in pool if c.subject == current.issuer and _signed_by(current, c)), None)
+            if issuer is None:
+                raise CertificateProblem(
+                    f"the chain does not lead to the given CA: nothing in it signed {current.subject.rfc4514_string()}")
+            _check_time(issuer, now, f"CA certificate {issuer.subject.rfc4514_string()}")
+            if issuer is not current:
+                path.append(issuer.subject.rfc4514_string())
+            if issuer.subject == issuer.issuer:  # reached a self-signed CA from the bundle we were given
+                break
+            current = issuer
+        else:
+            raise CertificateProblem("the CA chain is longer than 8 certificates or loops")
+    return CertReport(
+        subject=leaf.subject.rfc4514_string(), issuer=leaf.issuer.rfc4514_string(),
+        not_before=leaf.not_valid_before_utc, not_after=leaf.not_valid_after_utc,
+        fingerprint_sha256=fingerprint(leaf), dns_names=names, chain=path,
+    )
+
+
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def served_certificate_fingerprint(host: str, port: int, *, server_name: str | None = None,
+                                   timeout: float = 5.0) -> str:
+    """SHA-256 (hex) of the certificate a TLS server actually presents right now.
+
+    Verification is off on purpose: we compare the fingerprint with the one we installed,
+    which is a stricter test than trusting whatever chain the server sends.
+    """
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock, context.wrap_socket(
+                sock, server_hostname=server_name or host) as tls:
+            der = tls.getpeercert(binary_form=True)
+    except (OSError, ssl.SSLError) as exc:
+        raise CertificateProblem(f"no TLS certificate served on {host}:{port}: {exc}") from exc
+    if not der:
+        raise CertificateProblem(f"{host}:{port} presented no certificate")
+    return hashlib.sha256(der).hexdigest()
