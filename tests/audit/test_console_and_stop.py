@@ -103,10 +103,9 @@ def test_break_sends_chain_broken_signal(chain):
 
 
 def test_global_stop_after_a_break_blocks_new_execution_until_an_admin_acknowledges(chain, roles):
+    from audit import services
     from governance import services as governance
     from governance.services import Forbidden
-
-    from audit import services
 
     assert governance.execution_allowed()
     _break_entry(12)
