@@ -91,8 +91,14 @@ def run_inspection(schedule: InspectionSchedule):
     if crossed or failed:
         problems = {**crossed, **{sid: f"inspection failed: {msg}" for sid, msg in failed.items()}}
         title = f"정기 점검 '{schedule.name}': {len(problems)} server(s) need attention"
-        ticket = governance.open_inspection_ticket(
-            schedule.system, [s for s in servers if s.server_id in problems], title,
-            {"schedule": schedule.name, "kind": schedule.kind, "thresholds": schedule.thresholds,
-             "servers": problems, "execution": result.execution.pk})
+        findings = {"schedule": schedule.name, "kind": schedule.kind, "thresholds": schedule.thresholds,
+                    "servers": problems, "execution": result.execution.pk}
+        try:
+            ticket = governance.open_inspection_ticket(
+                schedule.system, [s for s in servers if s.server_id in problems], title, findings)
+        except Exception as exc:  # no owner/PM to file it for: keep the finding on record, loudly
+            log.exception("inspection %s crossed a threshold but no ticket could be opened", schedule.name)
+            audit.record("inspection", "inspection.ticket_failed", target=schedule.system.code,
+                         payload={"institution": schedule.system.institution.code, "error": str(exc)[:300],
+                                  **findings})
     return result, ticket

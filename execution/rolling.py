@@ -162,7 +162,7 @@ class ServerContext:
         if self.transport is None:
             from .transport import SSHTransport
 
-            transport = SSHTransport(self.server)
+            transport = SSHTransport(self.server, task=self.task_ref)
             transport.connect()
             self.transport = transport
         return self.transport
@@ -226,9 +226,10 @@ class ServerContext:
                        duration=time.time() - started)
             raise Lost(f"connection to {self.server.server_id} lost during {name}: {exc}") from exc
         output = (result.stdout or "") + (result.stderr or "")
-        killed = self.phase == "forward" and self.engine.halt.is_set() and self.engine.stopping
+        killed = getattr(result, "killed", False) or (
+            self.phase == "forward" and self.engine.stopping and result.exit_code not in ok_codes)
         state = "OK"
-        if killed and result.exit_code not in ok_codes:
+        if killed:
             state = "KILLED"
         elif result.timed_out:
             state = "TIMEOUT"

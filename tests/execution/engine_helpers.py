@@ -1,0 +1,68 @@
+"""Helpers for the engine tests: approved tasks, artifacts, what a server really serves."""
+
+from __future__ import annotations
+
+import itertools
+import urllib.request
+from pathlib import Path
+
+from cmdb.models import HealthCriteria
+from execution.services import store_artifact
+from governance.models import OpsTask, Status
+from tests.factories import UserFactory
+
+_numbers = itertools.count(1)
+CATEGORY = {"APP_DEPLOY": "DEPLOY", "SSL_REPLACE": "INFRA_CONTROL", "RAW_COMMAND": "INFRA_CONTROL",
+            "SERVICE_RESTART": "INFRA_CONTROL", "MEMORY_CHECK": "INSPECTION"}
+
+
+def approved_task(servers, sub_type: str = "APP_DEPLOY", parameters: dict | None = None) -> OpsTask:
+    """An APPROVED task created directly (the FSM field is protected: update() in test setup only)."""
+    task = OpsTask.objects.create(
+        task_id=f"OPS-TEST-{next(_numbers):04d}", category=CATEGORY.get(sub_type, "DEPLOY"), sub_type=sub_type,
+        title=f"{sub_type} test", system=servers[0].system, requester=UserFactory(), risk="HIGH",
+        parameters=parameters or {}, playbook=sub_type)
+    task.targets.set(servers)
+    OpsTask.objects.filter(pk=task.pk).update(status=Status.APPROVED)
+    return task
+
+
+def war(version: str, size: int = 4096) -> dict:
+    body = f"version={version}\n".encode()
+    return store_artifact(body + b"#" * max(0, size - len(body)), "app.war")
+
+
+def deploy_parameters(version: str, **rollout) -> dict:
+    artifact = war(version)
+    return {"artifact_sha256": artifact["sha256"], "version": version,
+            "rollout": {"canary_share": 0, "max_parallel": 8, **rollout}}
+
+
+def served(server) -> tuple[int | None, str]:
+    try:
+        with urllib.request.urlopen(server.health_url, timeout=2) as response:
+            return response.status, response.read().decode()
+    except OSError as exc:
+        code = getattr(exc, "code", None)
+        return code, ""
+
+
+def version_of(server) -> str:
+    _code, body = served(server)
+    return body.rsplit("version=", 1)[1].strip() if "version=" in body else ""
+
+
+def backup_of(server, task) -> str:
+    path = Path(server.backup_path) / task.task_id / "app.war"
+    return path.read_text().splitlines()[0] if path.exists() else ""
+
+
+def fast_port_wait(servers, seconds: int = 3) -> None:
+    """The port wait is HealthCriteria.port_wait_seconds (30 s by default); tests need less."""
+    HealthCriteria.objects.filter(system=servers[0].system).update(port_wait_seconds=seconds)
+
+
+def commands_received(testbed, server_id: str) -> str:
+    srv = testbed.server(server_id)
+    path = Path(srv["command_log"])
+    return path.read_text() if path.exists() else ""
