@@ -147,15 +147,27 @@ SQLITE_OPTIONS = {
 }
 DATABASE_URL = os.getenv("GUARDIA_DATABASE_URL", "")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         DATABASES["default"]["OPTIONS"] = SQLITE_OPTIONS
+    elif DATABASE_URL.startswith("mssql://"):
+        # mssql-django's engine is "mssql"; it connects through pyodbc and Microsoft's
+        # "ODBC Driver 18 for SQL Server" unless GUARDIA_MSSQL_DRIVER=mssql-python selects
+        # the bundled driver (no system ODBC install).
+        DATABASES["default"]["ENGINE"] = "mssql"
+        driver = os.getenv("GUARDIA_MSSQL_ODBC_DRIVER", "ODBC Driver 18 for SQL Server")
+        DATABASES["default"]["OPTIONS"] = {"driver": driver}
+        if os.getenv("GUARDIA_MSSQL_DRIVER", "pyodbc") == "mssql-python":
+            DATABASES["default"]["OPTIONS"]["python_driver"] = "mssql_python"
 else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "guardia.sqlite3",
             "OPTIONS": SQLITE_OPTIONS,
+            # Reuse the connection: opening one runs the WAL pragmas, a cost per request.
+            "CONN_MAX_AGE": envint("GUARDIA_DB_CONN_MAX_AGE", 600),
+            "CONN_HEALTH_CHECKS": True,
             "TEST": {"NAME": DATA_DIR / "test-guardia.sqlite3"},
         }
     }

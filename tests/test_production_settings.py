@@ -37,3 +37,17 @@ def test_production_check_deploy_is_clean(tmp_path):
 def test_bad_environment_value_names_the_variable(tmp_path):
     result = run_manage(tmp_path, "check", GUARDIA_PRODUCTION="maybe")
     assert result.returncode != 0 and "GUARDIA_PRODUCTION" in result.stderr
+
+
+def test_sql_server_url_selects_mssql_django(tmp_path):
+    """The SQL Server path resolves to mssql-django's engine and its backend loads (no server
+    runs here, so nothing connects)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDIA_")}
+    env.update({"GUARDIA_DATA_DIR": str(tmp_path), "GUARDIA_DATABASE_URL": "mssql://u:p@sql.internal:1433/guardia",
+                "GUARDIA_MSSQL_DRIVER": "mssql-python", "DJANGO_SETTINGS_MODULE": "guardia.settings"})
+    code = ("import django; django.setup(); from django.db import connection; "
+            "print(connection.settings_dict['ENGINE'], connection.vendor, connection.settings_dict['OPTIONS'])")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "mssql microsoft" in result.stdout and "mssql_python" in result.stdout

@@ -1,0 +1,117 @@
+"""POST /api/v1/approval/process under 20 concurrent clients against a real Daphne.
+
+Each client has its own keep-alive HTTP connection and token and approves distinct steps,
+so every request does the full work: lock, decide, audit, notify, enqueue execution.
+Prints p50/p95/p99 latency and requests/s (target p95 < 100 ms on SQLite).
+
+Run: .venv/bin/python bench/governance_approval_api.py [--clients 20 --requests 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import sys
+import threading
+import time
+
+import benchenv
+from django.contrib.auth.models import Group, User
+from django.db import transaction
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from cmdb.models import Institution, System, SystemOwner
+from governance.models import ApprovalStep, OpsTask, Status
+
+sys.path.insert(0, str(benchenv.ROOT))
+from tests.live import daphne, redis_server, service_env  # noqa: E402
+
+
+def populate(clients: int, per_client: int) -> list[tuple[str, list[int]]]:
+    lead, sup, field = (Group.objects.get(name=n) for n in ("team_lead", "supervisor", "site_manager"))
+    requester = User.objects.create_user("req", password="x")
+    requester.groups.add(field)
+    supervisor = User.objects.create_user("sup", password="x")
+    supervisor.groups.add(sup)
+    inst = Institution.objects.create(code="BENCH", name="벤치기관", tier=2)
+    work = []
+    now = timezone.now()
+    with transaction.atomic():
+        for c in range(clients):
+            owner = User.objects.create_user(f"owner{c}", password="x")
+            owner.groups.add(lead)
+            system = System.objects.create(code=f"SYS{c}", name=f"시스템{c}", institution=inst)
+            SystemOwner.objects.create(system=system, owner=owner, supervisor=supervisor)
+            tasks = OpsTask.objects.bulk_create(
+                OpsTask(task_id=f"OPS-B{c:02d}-{i:05d}", category="INFRA_CONTROL", sub_type="SERVICE_RESTART",
+                        title="bench", system=system, requester=requester, risk="MEDIUM",
+                        status=Status.PENDING_APPROVAL)
+                for i in range(per_client)
+            )
+            steps = ApprovalStep.objects.bulk_create(
+                ApprovalStep(task=t, step_order=1, role="owner", assigned_to=owner, original_owner=owner,
+                             activated_at=now, sla_deadline=now + timezone.timedelta(hours=1))
+                for t in tasks
+            )
+            work.append((Token.objects.create(user=owner).key, [s.pk for s in steps]))
+    return work
+
+
+def client(address: str, token: str, step_ids: list[int], latencies: list[float], errors: list[str]) -> None:
+    host, port = address.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+    for step_id in step_ids:
+        body = json.dumps({"step_id": step_id, "decision": "APPROVED", "comments": "bench"})
+        start = time.perf_counter()
+        conn.request("POST", "/api/v1/approval/process", body, headers)
+        response = conn.getresponse()
+        payload = response.read()
+        latencies.append(time.perf_counter() - start)
+        if response.status != 200:
+            errors.append(f"{response.status} {payload[:200]!r}")
+    conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=1000, help="total requests")
+    args = parser.parse_args()
+    per_client = args.requests // args.clients
+    work = populate(args.clients, per_client)
+    from django.conf import settings
+
+    db_url = f"sqlite:///{settings.DATABASES['default']['NAME']}"
+    with redis_server() as redis_url:
+        env = service_env(db_url, redis_url, GUARDIA_LOG_LEVEL="WARNING")
+        with daphne(env, benchenv.DATA_DIR / "daphne.log") as address:
+            # Warm-up: one request per client so imports and connections are not measured.
+            warm: list[float] = []
+            errors: list[str] = []
+            for token, steps in work:
+                client(address, token, steps[:1], warm, errors)
+            latencies: list[float] = []
+            threads = [threading.Thread(target=client, args=(address, token, steps[1:], latencies, errors))
+                       for token, steps in work]
+            start = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            wall = time.perf_counter() - start
+    done = OpsTask.objects.filter(status=Status.APPROVED).count()
+    ms = [x * 1000 for x in latencies]
+    print(f"database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, server: daphne (1 process)")
+    print(f"clients: {args.clients}, requests: {len(ms)}, errors: {len(errors)}, tasks approved: {done}")
+    print(f"latency ms: p50 {benchenv.percentile(ms, .5):.1f}  p95 {benchenv.percentile(ms, .95):.1f}  "
+          f"p99 {benchenv.percentile(ms, .99):.1f}  max {max(ms):.1f}")
+    print(f"throughput: {len(ms) / wall:.0f} requests/s over {wall:.1f} s (target p95 < 100 ms)")
+    if errors:
+        print("first errors:", errors[:3])
+
+
+if __name__ == "__main__":
+    main()
