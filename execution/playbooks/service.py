@@ -103,7 +103,11 @@ class SslReplace(Playbook):
         from execution import certs
 
         def probe():
-            served = certs.served_certificate_fingerprint(ctx.health.host, self.params["https_port"])
+            try:
+                served = certs.served_certificate_fingerprint(ctx.health.host, self.params["https_port"],
+                                                              server_name=self.params["hostname"] or None)
+            except certs.CertificateProblem as exc:
+                raise StepFailed(name, f"{exc} ({ctx.server.server_id})") from exc
             served = served.replace(":", "").lower().removeprefix("sha256")
             ctx.data["served_fingerprint"] = served
             if served != expected:
