@@ -126,6 +126,8 @@ def submit_task(requester, *, system: System, sub_type: str, title: str, targets
                 parsed: dict | None = None) -> OpsTask:
     if not requester.has_perm("governance.submit_task"):
         raise Forbidden("you may not submit requests")
+    if not System.objects.for_user(requester).filter(pk=system.pk).exists():
+        raise Forbidden(f"you may not file requests for system {system.code}")
     if sub_type not in SubType.values:
         raise Invalid(f"unknown sub_type {sub_type!r}", field="sub_type")
     if not title.strip():

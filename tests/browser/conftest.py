@@ -35,9 +35,11 @@ def console_world(db):
         deputy=UserFactory(username="deputy", role="team_lead"),
         supervisor=UserFactory(username="supervisor", role="supervisor"),
     )
+    requester = UserFactory(username="field", role="site_manager")
+    inst.site_managers.add(requester)  # site managers file requests for their own institutions
     return SimpleNamespace(
         inst=inst, system=system, ownership=ownership, pm=pm, lead=ownership.owner, deputy=ownership.deputy,
-        requester=UserFactory(username="field", role="site_manager"),
+        requester=requester,
         outsider=UserFactory(username="otherlead", role="team_lead"),
         servers=[ServerFactory(system=system, server_id=f"was-{i}") for i in (1, 2)],
     )

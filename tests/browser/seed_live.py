@@ -32,6 +32,7 @@ def user(username: str, role: str):
 
 lead, requester = user("lead", "team_lead"), user("field", "site_manager")
 inst = Institution.objects.create(code="MOEF", name="기획재정부", tier=2, pm=user("pm", "pm"))
+inst.site_managers.add(requester)
 system = System.objects.create(code="BUDGET", name="예산시스템", institution=inst)
 SystemOwner.objects.create(system=system, owner=lead, deputy=user("deputy", "team_lead"),
                            supervisor=user("supervisor", "supervisor"))

@@ -20,10 +20,12 @@ def world(db):
         deputy=UserFactory(username="deputy", role="team_lead"),
         supervisor=UserFactory(username="supervisor", role="supervisor"),
     )
+    requester = UserFactory(username="field", role="site_manager")
+    inst.site_managers.add(requester)
     return SimpleNamespace(
         inst=inst, system=system, ownership=ownership, pm=pm,
         owner=ownership.owner, deputy=ownership.deputy, supervisor=ownership.supervisor,
-        requester=UserFactory(username="field", role="site_manager"),
+        requester=requester,
         security=UserFactory(username="secoff", role="security_officer"),
         auditor=UserFactory(username="auditor", role="auditor"),
         admin=UserFactory(username="admin", role="admin"),

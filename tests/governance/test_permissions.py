@@ -12,7 +12,8 @@ from governance.models import Status
 ROLES = ["requester", "owner", "outsider", "deputy", "pm", "security", "supervisor", "auditor", "admin"]
 
 ALLOWED = {
-    "submit": {"requester", "owner", "outsider", "deputy", "pm"},
+    # the outsider leads another system: they may file requests, but not for this one
+    "submit": {"requester", "owner", "deputy", "pm"},
     "approve": {"owner"},
     "reject": {"owner"},
     "validate": {"pm"},
