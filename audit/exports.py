@@ -129,22 +129,33 @@ def _header(flt: ExportFilter, fmt: str) -> dict[str, Any]:
     return {"type": "header", "format": FORMAT, "export": fmt, "filters": flt.as_dict()}
 
 
+def rows_line(entry_hash: str, integrity: str) -> bytes:
+    """What rows_sha256 covers per entry: every other byte of a JSON Lines entry line is
+    bound to its entry_hash by the fixed layout and the chain hash (audit/lines.py)."""
+    return f"{entry_hash} {integrity}\n".encode("ascii")
+
+
 def write_jsonl(flt: ExportFilter, target: IO[bytes]) -> ExportResult:
     report, meta = _prepare(flt)
-    out, result = _HashingWriter(target), ExportResult("jsonl")
-    out.write((json.dumps(_header(flt, "jsonl"), separators=(",", ":")) + "\n").encode())
+    result = ExportResult("jsonl")
+    header = (json.dumps(_header(flt, "jsonl"), separators=(",", ":")) + "\n").encode()
+    target.write(header)
     rows_digest = hashlib.sha256()
     for seq, prev, digest, text, integrity in _rows(flt, report.first_broken_seq):
-        line = lines.entry_line(text, prev, digest, integrity).encode("utf-8")
-        rows_digest.update(line)
-        out.write(line)
+        target.write(lines.entry_line(text, prev, digest, integrity).encode("utf-8"))
+        rows_digest.update(rows_line(digest, integrity))
         result.count += 1
         result.first_seq = result.first_seq or seq
         result.last_seq = seq
-    meta = {**meta, "rows_sha256": rows_digest.hexdigest()}
-    result.trailer = _trailer(result, flt, meta, "body_sha256", out.digest.hexdigest())
+    header_sha, rows_sha = hashlib.sha256(header).hexdigest(), rows_digest.hexdigest()
+    meta = {**meta, "header_sha256": header_sha, "rows_sha256": rows_sha}
+    result.trailer = _trailer(result, flt, meta, "manifest_sha256", manifest(header_sha, rows_sha))
     target.write((json.dumps(result.trailer, separators=(",", ":")) + "\n").encode())
     return result
+
+
+def manifest(header_sha256: str, rows_sha256: str) -> str:
+    return hashlib.sha256(f"{header_sha256}\n{rows_sha256}".encode("ascii")).hexdigest()
 
 
 def report_row(text: str, prev: str, digest: str, integrity: str) -> list[str]:

@@ -4,8 +4,8 @@ FIELD-NOTES: one reportlab LongTable of 100,000 rows did not finish in 6.5 minut
 chunked platypus tables took ~22 s and 380 MB, while drawing on the canvas took ~12 s;
 so rows are drawn directly, page by page, in constant memory. Korean text uses the
 NanumGothic TTF (embedded as a subset). The last page carries the covering checkpoint
-and an Ed25519 signature over rows_sha256, the digest of the same rows as JSON Lines
-entry lines, so the PDF can be matched with its JSON Lines twin (docs/audit.md).
+and an Ed25519 signature over rows_sha256 (entry hashes and integrity states of its rows),
+the same value the JSON Lines export of the same filter carries (docs/audit.md).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas
 
 from . import canonical as canon
-from . import lines, signing
-from .exports import ExportFilter, ExportResult, _prepare, _rows
+from . import signing
+from .exports import ExportFilter, ExportResult, _prepare, _rows, rows_line
 
 FONT_DIR = "/usr/share/fonts/truetype/nanum/"
 FONT, FONT_BOLD = "NanumGothic", "NanumGothicBold"
@@ -73,7 +73,7 @@ def write_pdf(flt: ExportFilter, target: IO[bytes]) -> ExportResult:
     rows_digest = hashlib.sha256()
     y = new_page()
     for seq, prev, digest, text, integrity in _rows(flt, report.first_broken_seq):
-        rows_digest.update(lines.entry_line(text, prev, digest, integrity).encode("utf-8"))
+        rows_digest.update(rows_line(digest, integrity))
         entry = canon.parse(text)
         cells = [
             str(seq), entry["time"], entry["task"], entry["institution"],
@@ -104,7 +104,7 @@ def write_pdf(flt: ExportFilter, target: IO[bytes]) -> ExportResult:
         f"체크포인트 seq: {cp.get('seq', '-')}   시각: {cp.get('time', '-')}   키 ID: {cp.get('key_id', '-')}",
         f"체크포인트 해시: {cp.get('entry_hash', '-')}",
         f"체크포인트 서명: {cp.get('signature', '-')}",
-        f"rows_sha256 (같은 조건의 JSON Lines 항목 줄): {rows_digest.hexdigest()}",
+        f"rows_sha256 (같은 조건의 JSON Lines 내보내기와 동일): {rows_digest.hexdigest()}",
         f"보고서 서명 (Ed25519, 키 ID {kid}): {signature}",
     ]
     for line in facts:

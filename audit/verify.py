@@ -27,6 +27,13 @@ from . import signing
 from .models import AuditCheckpoint, AuditEntry, ChainHead
 
 LOOKAHEAD = 1000
+# The canonical time text computed by the database, so the hot loop does no date work.
+# SQLite stores Django datetimes as naive UTC text and drops a zero fraction.
+_TIME_SQL = {
+    "sqlite": "(substr(created_at, 1, 10) || 'T' || substr(created_at, 12, 8) || '.' || "
+    "CASE WHEN length(created_at) > 19 THEN substr(created_at, 21, 6) ELSE '000000' END || 'Z')",
+    "postgresql": "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+}
 _COLUMNS = (
     "seq, {created}, actor, actor_id, action, institution, task, target, command, "
     "result_code, result_hash, payload, prev_hash, entry_hash, canonical"
@@ -75,18 +82,20 @@ def _rows(batch: int, limit: int) -> Iterator[tuple]:
     table = connection.ops.quote_name(AuditEntry._meta.db_table)
     # chunked_cursor is a server-side cursor on PostgreSQL, so rows stream instead of
     # being loaded whole; SQLite steps its cursor lazily anyway.
-    # SQLite would parse each timestamp into a datetime; its stored text is canonical enough.
-    created = "CAST(created_at AS TEXT)" if connection.vendor == "sqlite" else "created_at"
+    created = _TIME_SQL.get(connection.vendor, "created_at")
     with connection.chunked_cursor() as cursor:
         cursor.execute(f"SELECT {_COLUMNS.format(created=created)} FROM {table} WHERE seq <= %s ORDER BY seq", [limit])
         while chunk := cursor.fetchmany(batch):
-            yield from chunk
+            if connection.vendor in _TIME_SQL:
+                yield from chunk
+            else:  # other backends hand back datetimes
+                yield from ((r[0], canon.time_text(r[1]), *r[2:]) for r in chunk)
 
 
 def _columns_text(row: tuple, payload: str) -> str:
     (seq, created, actor, actor_id, action, inst, task, target, command, rc, rh) = row[:11]
     return canon._TEMPLATE % (
-        seq, canon.time_text(created), enc(actor), "null" if actor_id is None else actor_id, enc(action),
+        seq, created, enc(actor), "null" if actor_id is None else actor_id, enc(action),
         enc(inst), enc(task), enc(target), enc(command), enc(rc), enc(rh), payload,
     )  # fmt: skip
 
@@ -123,15 +132,14 @@ def _walk(report: VerifyReport, public_key, batch: int) -> VerifyReport:
     cp = next(cps, None)
     last_good_cp = 0
     prev_seq, prev_hash = 0, canon.GENESIS
-    template, time_text, count = canon._TEMPLATE, canon.time_text, 0
+    template, count = canon._TEMPLATE, 0
     rows = _rows(batch, limit)
     for row in rows:
         (seq, created, actor, actor_id, action, inst, task, target, command, rc, rh, payload, prev_col, eh, text) = row
-        raw = text.encode()
-        if sha256(raw + prev_col.encode()).hexdigest() != eh:
+        if sha256((text + prev_col).encode()).hexdigest() != eh:
             return report.broken(seq, "modified", f"entry {seq}: stored bytes do not hash to its entry_hash")
         rebuilt = template % (
-            seq, time_text(created), enc(actor), "null" if actor_id is None else actor_id, enc(action),
+            seq, created, enc(actor), "null" if actor_id is None else actor_id, enc(action),
             enc(inst), enc(task), enc(target), enc(command), enc(rc), enc(rh), payload,
         )  # fmt: skip
         if rebuilt != text and _columns_text(row, _payload_canonical(payload)) != text:
