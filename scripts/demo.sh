@@ -17,7 +17,10 @@ PY=.venv/bin/python
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+stopped=
 cleanup() {
+  [ -n "$stopped" ] && return
+  stopped=1
   echo "== stopping"
   for name in qcluster daphne; do
     [ -f "$RUN/$name.pid" ] && kill "$(cat "$RUN/$name.pid")" 2>/dev/null || true
@@ -56,7 +59,7 @@ cat <<MSG
 
 GUARDiA is running: $GUARDIA_BASE_URL/
   console  $GUARDIA_BASE_URL/console/     CMDB admin  $GUARDIA_BASE_URL/admin/
-  mobile   $GUARDIA_BASE_URL/app/         API docs    $GUARDIA_BASE_URL/api/v1/docs/
+  audit    $GUARDIA_BASE_URL/audit/       API docs    $GUARDIA_BASE_URL/api/v1/docs/
 Demo logins (password for all: $($PY manage.py seed_demo --print-password)):
 $($PY manage.py seed_demo --print-logins)
 Logs in $GUARDIA_DATA_DIR/log/. Press Ctrl-C to stop.
