@@ -4,7 +4,9 @@ signed checkpoints as audit.record) straight into the table."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -12,7 +14,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("GUARDIA_DATA_DIR", tempfile.mkdtemp(prefix="guardia-bench-audit-"))
+if "GUARDIA_DATA_DIR" not in os.environ:
+    os.environ["GUARDIA_DATA_DIR"] = tempfile.mkdtemp(prefix="guardia-bench-audit-")
+    atexit.register(shutil.rmtree, os.environ["GUARDIA_DATA_DIR"], True)
 os.environ.setdefault("GUARDIA_CHANNEL_LAYER", "memory")
 os.environ.setdefault("GUARDIA_LOG_LEVEL", "WARNING")
 os.environ["GUARDIA_DEBUG"] = "false"  # DEBUG's query log would be measured too
