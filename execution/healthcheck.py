@@ -128,52 +128,62 @@ def read_pid(ctx, name: str, pid_file: str) -> str:
     return result.stdout.strip()
 
 
-def log_offset(ctx, name: str = "log-offset") -> int:
-    log_path = ctx.health.log_path
-    if not log_path:
-        return 0
-    result = ctx.run(name, f"wc -c < {q(log_path)} 2>/dev/null || echo 0", timeout=15)
+def offset_command(ctx) -> str:
+    """Prints the log size in bytes as the last line: where "since the restart" begins."""
+    if not ctx.health.log_path:
+        return "echo 0"
+    return f"(wc -c < {q(ctx.health.log_path)} 2>/dev/null || echo 0)"
+
+
+def last_int(text: str) -> int:
     try:
-        return int(result.stdout.strip().splitlines()[-1])
+        return int(text.strip().splitlines()[-1])
     except (ValueError, IndexError):
         return 0
 
 
-def check_log_since(ctx, offset: int, name: str = "post-log") -> None:
-    """No ERROR pattern in the log since the restart (bytes after ``offset``)."""
+def post_check(ctx, name: str, pid_file: str, old_pid: str, offset: int) -> None:
+    """One command for the new PID and the log since the restart (no ERROR pattern)."""
     health = ctx.health
-    if not health.log_path or not health.error_pattern:
+    parts = [f"printf 'pid=%s\\n' \"$(cat {q(pid_file)} 2>/dev/null)\""] if pid_file else []
+    if health.log_path and health.error_pattern:
+        parts.append(f"printf 'errors=%s\\n' \"$(tail -c +{int(offset) + 1} {q(health.log_path)} | "
+                     f"grep -E -c -- {q(health.error_pattern)})\"")
+    if not parts:
         return
-    command = f"tail -c +{int(offset) + 1} {q(health.log_path)} | grep -E -c -- {q(health.error_pattern)}"
-    result = ctx.run(name, command, timeout=30, ok_codes=(0, 1))
-    try:
-        count = int(result.stdout.strip() or 0)
-    except ValueError:
-        count = 0
-    if count:
-        raise StepFailed(name, f"{count} line(s) matching /{health.error_pattern}/ in {health.log_path} "
+    result = ctx.run(name, "; ".join(parts), timeout=30)
+    found = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    new_pid = found.get("pid", "").strip()
+    if pid_file and (not new_pid or new_pid == old_pid):
+        raise StepFailed(name, f"no new process after startup.sh on {ctx.server.server_id} "
+                               f"(pid before {old_pid or '-'}, after {new_pid or '-'})")
+    errors = last_int(found.get("errors", "0") or "0")
+    if errors:
+        raise StepFailed(name, f"{errors} line(s) matching /{health.error_pattern}/ in {health.log_path} "
                                f"since the restart on {ctx.server.server_id}")
 
 
 def restart_was(ctx, paths: dict, *, phase_prefix: str = "", script_timeout: float = 120,
-                tolerate_shutdown_failure: bool = False, before_start=None, expect_version: str = "") -> None:
-    """shutdown.sh → (swap) → startup.sh → new PID, port, HTTP, log. Shared by every restart."""
+                tolerate_shutdown_failure: bool = False, before_start=None, expect_version: str = "",
+                old_pid: str | None = None) -> None:
+    """shutdown.sh → (swap) → startup.sh → port, new PID, log, HTTP. Shared by every restart.
+
+    ``before_start()`` may return (step name, command): it runs just before startup.sh,
+    together with the log-size read, so a deploy's swap costs no extra round trip.
+    """
     p = phase_prefix
-    old_pid = read_pid(ctx, f"{p}pid-before", paths["pid"]) if paths.get("pid") else ""
-    offset = log_offset(ctx, f"{p}log-offset")
+    if old_pid is None and paths.get("pid"):
+        old_pid = read_pid(ctx, f"{p}pid-before", paths["pid"])
     ok = tuple(range(256)) if tolerate_shutdown_failure else (0,)
     ctx.run(f"{p}shutdown", f"sh {q(paths['scripts'] + '/shutdown.sh')}", timeout=script_timeout, ok_codes=ok)
     ctx.state["stopped"] = True
-    if before_start is not None:
-        before_start()
+    step = before_start() if before_start is not None else None
+    name, command = step if step else (f"{p}log-offset", "true")
+    offset = last_int(ctx.run(name, f"{command} && {offset_command(ctx)}", timeout=120).stdout)
+    ctx.state["offset_step_done"] = True
     ctx.run(f"{p}startup", f"sh {q(paths['scripts'] + '/startup.sh')}", timeout=script_timeout)
     ctx.state["started"] = True
     # The port first: startup.sh may return before the WAS has written its PID file.
     wait_port(ctx, f"{p}port")
-    if paths.get("pid"):
-        new_pid = read_pid(ctx, f"{p}pid-after", paths["pid"])
-        if not new_pid or new_pid == old_pid:
-            raise StepFailed(f"{p}pid-after", f"no new process after startup.sh on {ctx.server.server_id} "
-                                              f"(pid before {old_pid or '-'}, after {new_pid or '-'})")
+    post_check(ctx, f"{p}post-check", paths.get("pid", ""), old_pid or "", offset)
     check_http(ctx, f"{p}http", expect_version=expect_version)
-    check_log_since(ctx, offset, f"{p}log")

@@ -46,15 +46,19 @@ class AppDeploy(Playbook):
         return paths
 
     def precheck(self, ctx, paths: dict) -> None:
-        result = ctx.run("pre-disk", f"df -Pk {q(paths['deploy'])} | awk 'NR==2 {{print $4}}'", timeout=15)
+        command = (f"printf 'free=%s\\npid=%s\\n' \"$(df -Pk {q(paths['deploy'])} | awk 'NR==2 {{print $4}}')\" "
+                   f"\"$(cat {q(paths['pid'])} 2>/dev/null)\"")
+        result = ctx.run("pre-check", command, timeout=15)
+        found = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
         try:
-            free_mb = int(result.stdout.strip()) // 1024
+            free_mb = int(found.get("free", "")) // 1024
         except ValueError:
-            raise StepFailed("pre-disk", f"cannot read free disk space on {ctx.server.server_id}") from None
+            raise StepFailed("pre-check", f"cannot read free disk space on {ctx.server.server_id}") from None
+        ctx.state["old_pid"] = found.get("pid", "").strip()
         ctx.data["free_disk_mb"] = free_mb
         if free_mb < ctx.health.min_free_disk_mb:
-            raise StepFailed("pre-disk", f"only {free_mb} MB free in {paths['deploy']} on {ctx.server.server_id} "
-                                         f"(need {ctx.health.min_free_disk_mb} MB)")
+            raise StepFailed("pre-check", f"only {free_mb} MB free in {paths['deploy']} on {ctx.server.server_id} "
+                                          f"(need {ctx.health.min_free_disk_mb} MB)")
         if ctx.health.port:
             # The running version's health, so a rollback knows what "restored" looks like.
             running = healthcheck.port_open(ctx.health.host, ctx.health.port)
@@ -77,12 +81,12 @@ class AppDeploy(Playbook):
         ctx.state["backed_up"] = True
 
         def swap():
-            ctx.run("swap", f"mv -f {q(paths['staging'])} {q(paths['live'])}", timeout=60)
-            ctx.state["swapped"] = True
+            ctx.state["swapped"] = True  # rollback restores from the backup whether or not mv finished
             ctx.state["staged"] = False
+            return "swap", f"mv -f {q(paths['staging'])} {q(paths['live'])}"
 
         healthcheck.restart_was(ctx, paths, script_timeout=self.params["script_timeout"], before_start=swap,
-                                expect_version=self.params["version"])
+                                expect_version=self.params["version"], old_pid=ctx.state["old_pid"])
 
     def rollback(self, ctx) -> None:
         paths = self._paths(ctx)
@@ -93,7 +97,8 @@ class AppDeploy(Playbook):
 
         def restore():
             if ctx.state.get("backed_up"):
-                ctx.run("rb-restore", f"cp -p {q(paths['saved'])} {q(paths['live'])}", timeout=120)
+                return "rb-restore", f"cp -p {q(paths['saved'])} {q(paths['live'])}"
+            return None
 
         healthcheck.restart_was(ctx, paths, phase_prefix="rb-", script_timeout=self.params["script_timeout"],
                                 tolerate_shutdown_failure=True, before_start=restore,

@@ -93,8 +93,8 @@ class SslReplace(Playbook):
         def install():
             for kind, remote, sha in self._files(ctx):
                 ctx.put(f"upload-{kind}", ctx.artifact_path(sha), remote)
-            ctx.run("chmod-key", f"chmod 600 {q(self.params['key_path'])}", timeout=15)
             ctx.state["installed"] = True
+            return "chmod-key", f"chmod 600 {q(self.params['key_path'])}"
 
         healthcheck.restart_was(ctx, paths, script_timeout=self.params["script_timeout"], before_start=install)
         self.check_served(ctx, "served-cert", self.fingerprint)
@@ -123,10 +123,9 @@ class SslReplace(Playbook):
         paths = self.server_paths(ctx.server)
 
         def restore():
-            for kind, remote, _sha in self._files(ctx):
-                saved = self._backup(ctx, remote)
-                ctx.run(f"rb-restore-{kind}", f"if [ -e {q(saved)} ]; then cp -p {q(saved)} {q(remote)}; fi",
-                        timeout=30)
+            copies = [f"if [ -e {q(self._backup(ctx, remote))} ]; then cp -p {q(self._backup(ctx, remote))} "
+                      f"{q(remote)}; fi" for _kind, remote, _sha in self._files(ctx)]
+            return "rb-restore", "; ".join(copies)
 
         healthcheck.restart_was(ctx, paths, phase_prefix="rb-", script_timeout=self.params["script_timeout"],
                                 tolerate_shutdown_failure=True, before_start=restore)

@@ -53,11 +53,13 @@ def test_rolling_deploy_to_two_groups(testbed_cmdb):
     assert set(ServerRun.objects.filter(execution=execution).values_list("state", flat=True)) == {"SUCCEEDED"}
     # Every remote step stored (redacted command, exit code, SHA-256, duration) and audited.
     steps = StepResult.objects.filter(server_run__execution=execution).exclude(command="")
-    assert steps.count() >= 10 * 8
+    assert steps.count() >= 10 * 7
     assert not steps.exclude(state="OK").exists()
     assert all(len(s.output_sha256) == 64 for s in steps)
     names = set(steps.values_list("name", flat=True))
-    assert {"pre-disk", "upload", "backup", "shutdown", "swap", "startup", "pid-after", "log"} <= names
+    assert {"pre-check", "upload", "backup", "shutdown", "swap", "startup", "post-check"} <= names
+    checks = StepResult.objects.filter(server_run__execution=execution, command="")
+    assert set(checks.values_list("name", flat=True)) == {"port", "http"}  # probed from the worker
     audited = AuditEntry.objects.filter(action="execution.step", task=task.task_id)
     assert audited.count() == steps.count()
     assert audited.first().payload["institution"] == servers[0].system.institution.code

@@ -149,3 +149,13 @@ def test_failures_allowed_tolerates_one_bad_server(testbed, testbed_cmdb):
     assert run_task(task.pk) == "SUCCEEDED"
     assert version_of(servers[0]) == "1.0.0"
     assert [version_of(s) for s in servers[1:]] == ["2.0.0"] * 3
+
+
+def test_full_disk_fails_the_pre_check_before_anything_changes(testbed, testbed_cmdb):
+    servers = testbed_cmdb[:3]
+    testbed.fault(servers[2].server_id, "disk_full")
+    task = approved_task(servers, parameters=deploy_parameters("2.0.0"))
+    assert run_task(task.pk) == "FAILED_ROLLED_BACK"
+    task.refresh_from_db()
+    assert task.failure_reason.startswith("only 0 MB free in") and servers[2].server_id in task.failure_reason
+    assert all(version_of(s) == "1.0.0" for s in servers)

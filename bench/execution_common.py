@@ -1,0 +1,63 @@
+"""Shared set-up for the execution benchmarks: a testbed registered in a throwaway CMDB,
+approved tasks, 1 MiB artifacts, and a check of what every server serves."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import os
+import resource
+import tempfile
+import urllib.request
+
+import benchenv  # noqa: F401  (Django set up and migrated)
+from django.contrib.auth.models import User
+
+from execution.services import store_artifact
+from execution.testbed import Testbed
+from execution.testbed.register import register_testbed
+from governance.models import OpsTask, Status
+
+_numbers = itertools.count(1)
+
+
+def start_testbed(n: int, sshd: int | None = None) -> tuple[Testbed, list]:
+    base = tempfile.mkdtemp(prefix="guardia-bench-tb-", dir=os.environ.get("GUARDIA_BENCH_TMP", "/tmp"))
+    testbed = Testbed(base)
+    testbed.up(n, sshd)
+    return testbed, register_testbed(testbed.manifest)
+
+
+def artifact(version: str, size: int = 1 << 20) -> tuple[bytes, dict]:
+    head = f"version={version}\n".encode()
+    body = head + os.urandom(size - len(head))
+    return body, store_artifact(body, "app.war")
+
+
+def approved_task(servers, sub_type: str, parameters: dict) -> OpsTask:
+    requester, _ = User.objects.get_or_create(username="bench-requester")
+    task = OpsTask.objects.create(
+        task_id=f"OPS-BENCH-{next(_numbers):04d}", category="DEPLOY", sub_type=sub_type, title=f"bench {sub_type}",
+        system=servers[0].system, requester=requester, risk="HIGH", parameters=parameters, playbook=sub_type)
+    task.targets.set(servers)
+    OpsTask.objects.filter(pk=task.pk).update(status=Status.APPROVED)
+    return task
+
+
+def served_versions(urls: list[str]) -> dict[str, int]:
+    def one(url: str) -> str:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.read().decode().rsplit("version=", 1)[-1].strip()
+        except OSError:
+            return "down"
+
+    counts: dict[str, int] = {}
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        for version in pool.map(one, urls):
+            counts[version] = counts.get(version, 0) + 1
+    return counts
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

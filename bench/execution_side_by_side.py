@@ -1,0 +1,186 @@
+"""APP_DEPLOY of a 1 MiB artifact on the same 100 testbed servers, one run each, side by side:
+
+(a) ansible-core, tuned: forks 16, pipelining, a control connection per host, no facts;
+(b) a bare paramiko reference: 16 threads, one connection per host, TCP_NODELAY;
+(c) GUARDiA: run_task() through the real engine (database, audit, events, safety gate).
+
+Each run deploys its own version; the script checks every server serves it afterwards.
+ansible-core is NOT a project dependency: install it into a separate venv
+(python3 -m venv /tmp/ansible-venv && /tmp/ansible-venv/bin/pip install ansible-core).
+
+The bare reference is the one place outside execution/transport.py that imports paramiko:
+it is the yardstick the issue asks for, not product code.
+
+Run: .venv/bin/python bench/execution_side_by_side.py [--servers 100] [--ansible /tmp/ansible-venv/bin]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import execution_common as common
+
+from execution.services import run_task
+
+
+def ansible_run(testbed, servers, body: bytes, sha: str, version: str, ansible_bin: str) -> float:
+    work = Path(tempfile.mkdtemp(prefix="guardia-ansible-"))
+    (work / "cp").mkdir()
+    src = work / "app.war"
+    src.write_bytes(body)
+    key = testbed.manifest["credential"]["private_key_path"]
+    hosts = {s.server_id: {"ansible_host": s.ip, "ansible_port": s.ssh_port, "ansible_user": "root",
+                           "ansible_ssh_private_key_file": key, "app": s.app_path, "deploy": s.deploy_path,
+                           "backup": s.backup_path, "scripts": s.script_path, "http_port": s.service_port,
+                           "health": s.health_url} for s in servers}
+    (work / "inventory.json").write_text(json.dumps({"all": {"hosts": hosts}}))
+    (work / "ansible.cfg").write_text(f"""[defaults]
+forks = 16
+gathering = explicit
+host_key_checking = False
+interpreter_python = /usr/bin/python3
+retry_files_enabled = False
+[ssh_connection]
+pipelining = True
+control_path_dir = {work}/cp
+control_path = %(directory)s/%%C
+ssh_args = -o ControlMaster=auto -o ControlPersist=120s -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no
+""")
+    (work / "deploy.yml").write_text(f"""- hosts: all
+  gather_facts: false
+  tasks:
+    - copy: {{src: "{src}", dest: "{{{{ deploy }}}}/app.war.new"}}
+    - stat: {{path: "{{{{ deploy }}}}/app.war.new", checksum_algorithm: sha256}}
+      register: staged
+    - assert: {{that: ["staged.stat.checksum == '{sha}'"]}}
+    - command: cp -p {{{{ app }}}}/app.war {{{{ backup }}}}/app.war.ansible
+    - command: sh {{{{ scripts }}}}/shutdown.sh
+    - command: mv -f {{{{ deploy }}}}/app.war.new {{{{ app }}}}/app.war
+    - command: sh {{{{ scripts }}}}/startup.sh
+    - wait_for: {{host: 127.0.0.1, port: "{{{{ http_port }}}}", timeout: 30}}
+    - uri: {{url: "{{{{ health }}}}", return_content: true}}
+      register: page
+      failed_when: "'version={version}' not in page.content"
+""")
+    env = {**os.environ, "ANSIBLE_CONFIG": str(work / "ansible.cfg"), "PATH": f"{ansible_bin}:{os.environ['PATH']}"}
+    started = time.monotonic()
+    result = subprocess.run([f"{ansible_bin}/ansible-playbook", "-i", str(work / "inventory.json"),
+                             str(work / "deploy.yml")], env=env, capture_output=True, text=True)
+    elapsed = time.monotonic() - started
+    if result.returncode:
+        print(result.stdout[-3000:], result.stderr[-2000:], file=sys.stderr)
+    subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={work}/cp/%C", "x"], capture_output=True)
+    return elapsed
+
+
+def bare_run(testbed, servers, body: bytes, sha: str, version: str) -> float:
+    import paramiko
+
+    key = paramiko.Ed25519Key.from_private_key_file(testbed.manifest["credential"]["private_key_path"])
+
+    def deploy(s) -> None:
+        sock = socket.create_connection((s.ip, s.ssh_port), timeout=10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport = paramiko.Transport(sock)
+        transport.start_client(timeout=10)
+        presented = transport.get_remote_server_key()
+        import base64
+
+        fp = "SHA256:" + base64.b64encode(hashlib.sha256(presented.asbytes()).digest()).decode().rstrip("=")
+        assert fp == s.host_key_fingerprint, "host key"
+        transport.auth_publickey("root", key)
+
+        def run(command: str) -> str:
+            channel = transport.open_session()
+            channel.exec_command(command)
+            out = channel.makefile("rb").read().decode()
+            code = channel.recv_exit_status()
+            assert code == 0, f"{command} -> {code}"
+            return out
+
+        staging = f"{s.deploy_path}/app.war.bare"
+        sftp = paramiko.SFTPClient.from_transport(transport)
+        sftp.putfo(io.BytesIO(body), staging)
+        assert run(f"sha256sum {staging}").split()[0] == sha
+        run(f"cp -p {s.app_path}/app.war {s.backup_path}/app.war.bare")
+        run(f"sh {s.script_path}/shutdown.sh")
+        run(f"mv -f {staging} {s.app_path}/app.war")
+        run(f"sh {s.script_path}/startup.sh")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", s.service_port), timeout=0.5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "port"
+                time.sleep(0.05)
+        with urllib.request.urlopen(s.health_url, timeout=5) as response:
+            assert f"version={version}" in response.read().decode()
+        sftp.close()
+        transport.close()
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(deploy, servers))
+    return time.monotonic() - started
+
+
+def guardia_run(servers, sha: str, version: str) -> float:
+    task = common.approved_task(servers, "APP_DEPLOY", {
+        "artifact_sha256": sha, "version": version, "rollout": {"max_parallel": 16, "canary_share": 0}})
+    started = time.monotonic()
+    outcome = run_task(task.pk)
+    elapsed = time.monotonic() - started
+    task.refresh_from_db()
+    assert outcome == "SUCCEEDED", task.failure_reason
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--servers", type=int, default=100)
+    parser.add_argument("--ansible", default="/tmp/ansible-venv/bin")
+    parser.add_argument("--skip-ansible", action="store_true")
+    args = parser.parse_args()
+    testbed, servers = common.start_testbed(args.servers)
+    urls = [s.health_url for s in servers]
+    times: dict[str, float] = {}
+    try:
+        runs = [("bare paramiko", "3.0.0"), ("GUARDiA engine", "4.0.0")]
+        if not args.skip_ansible:
+            runs.insert(0, ("ansible-core", "2.0.0"))
+        for name, version in runs:
+            body, info = common.artifact(version)
+            if name == "ansible-core":
+                times[name] = ansible_run(testbed, servers, body, info["sha256"], version, args.ansible)
+            elif name == "bare paramiko":
+                times[name] = bare_run(testbed, servers, body, info["sha256"], version)
+            else:
+                times[name] = guardia_run(servers, info["sha256"], version)
+            served = common.served_versions(urls)
+            print(f"{name:16s} {times[name]:8.2f} s   served afterwards: {served}", flush=True)
+    finally:
+        testbed.down()
+    bare = times["bare paramiko"]
+    print(f"\nAPP_DEPLOY, 1 MiB artifact, {args.servers} servers, 16 in parallel")
+    for name, seconds in times.items():
+        print(f"  {name:16s} {seconds:8.2f} s   {seconds / bare:6.2f}x bare")
+    if "ansible-core" in times:
+        print(f"  GUARDiA is {times['ansible-core'] / times['GUARDiA engine']:.1f}x faster than ansible-core")
+    print(f"  target GUARDiA <= 1.5x bare: {'met' if times['GUARDiA engine'] <= 1.5 * bare else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
