@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 KiB = 1024
 PGID_RE = re.compile(rb"^GUARDIA_PGID=(\d+)\n")
 KILL_GRACE_SECONDS = 2.0
+EOF_GRACE_SECONDS = 2.0
 
 
 class TransportError(Exception):
@@ -288,6 +289,7 @@ class SSHTransport:
         truncated = timed_out = False
         pgid: int | None = None
         looking_for_pgid = True
+        exit_seen = 0.0
         deadline = started + timeout
         while True:
             while channel.recv_ready():
@@ -313,7 +315,11 @@ class SSHTransport:
                 truncated |= len(chunk) > room
                 err += chunk[:room]
             if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
-                break
+                # sshd may send the exit status before the last output: wait for EOF too, but
+                # not forever (a background child holding stdout open would never give one).
+                if channel.eof_received or exit_seen and time.monotonic() - exit_seen > EOF_GRACE_SECONDS:
+                    break
+                exit_seen = exit_seen or time.monotonic()
             if not self.connected:
                 raise ConnectionLost(f"connection to {self.label} lost while a command ran (pgid {pgid})")
             now = time.monotonic()
@@ -323,7 +329,13 @@ class SSHTransport:
                 deadline = now + KILL_GRACE_SECONDS + 3  # wait for the channel to report the end
             elif now >= deadline:
                 break  # killed, but the channel never closed: give up waiting
-            select.select([channel], [], [], min(0.5, max(0.0, deadline - now)))
+            wait = min(0.5, max(0.0, deadline - now))
+            if channel.eof_received or channel.closed:
+                # All output is in (the pipe stays readable from now on, so select would
+                # spin): only the exit status is missing.
+                channel.status_event.wait(wait)
+            else:
+                select.select([channel], [], [], wait)
         status = channel.recv_exit_status() if channel.exit_status_ready() else -1
         if status == -1 and not self.connected:
             raise ConnectionLost(f"connection to {self.label} lost while a command ran (pgid {pgid})")
@@ -343,10 +355,11 @@ class SSHTransport:
         """TERM the remote process group, KILL it after a grace period. Returns False if we could not."""
         if not pgid or not self.connected:
             return False
+        # POSIX spelling (kill -s SIG -- -PGID): the login shell may be dash or ksh, not bash.
         script = (
-            f"kill -TERM -- -{pgid} 2>/dev/null || exit 0; "
-            f"for i in $(seq 1 {int(KILL_GRACE_SECONDS * 10)}); do kill -0 -- -{pgid} 2>/dev/null || exit 0; "
-            f"sleep 0.1; done; kill -KILL -- -{pgid} 2>/dev/null; exit 0"
+            f"kill -s TERM -- -{pgid} 2>/dev/null || exit 0; "
+            f"for i in $(seq 1 {int(KILL_GRACE_SECONDS * 10)}); do kill -s 0 -- -{pgid} 2>/dev/null || exit 0; "
+            f"sleep 0.1; done; kill -s KILL -- -{pgid} 2>/dev/null; exit 0"
         )
         try:
             channel = self._transport.open_session(timeout=self.connect_timeout)

@@ -35,8 +35,12 @@ SCRIPT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 class TestbedError(Exception):
     """The testbed cannot do what was asked; the message says why."""
 
+    __test__ = False  # not a pytest test class
+
 
 class Testbed:
+    __test__ = False  # not a pytest test class
+
     def __init__(self, base_dir: str | os.PathLike | None = None):
         if base_dir is None:
             from django.conf import settings
