@@ -21,6 +21,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from django.db import connections
 from django.utils import timezone
 
 import audit
@@ -35,6 +36,14 @@ from .rolling import Aborted, Group, Lost, Record, RolloutStrategy, ServerContex
 log = logging.getLogger(__name__)
 STOP_POLL_SECONDS = 0.1
 LOG_TAIL_LINES = 60
+
+
+def _in_worker(fn, ctx):
+    try:
+        return fn(ctx)
+    finally:
+        # The transport audits refusals from this thread: close that thread's connection.
+        connections.close_all()
 
 
 @dataclass
@@ -323,7 +332,7 @@ class Engine:
             return results
         with ThreadPoolExecutor(max_workers=min(self.strategy.max_parallel, len(contexts)),
                                 thread_name_prefix="guardia-ssh") as pool:
-            futures = {pool.submit(fn, ctx): ctx for ctx in contexts}
+            futures = {pool.submit(_in_worker, fn, ctx): ctx for ctx in contexts}
             pending = set(futures)
             while pending:
                 finished, pending = wait(pending, timeout=0.05, return_when=FIRST_COMPLETED)
