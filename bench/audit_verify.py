@@ -48,7 +48,7 @@ check = offline.verify_export(path, key)
 elapsed = time.perf_counter() - started
 assert check.ok, check.message()
 print(f"export verify:  {check.entries / elapsed:>10,.0f} entries/s  ({check.entries} in {elapsed:.2f} s, JSON Lines "
-      f"{path.stat().st_size / 1e6:.0f} MB, incl. body digest and both signatures)")  # fmt: skip
+      f"{path.stat().st_size / 1e6:.0f} MB, incl. manifest digest and both signatures)")  # fmt: skip
 csv_path = data_dir / "bench-export.csv"
 with open(csv_path, "wb") as fh:
     exports.write("csv", exports.ExportFilter(), fh)
