@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.urls import path
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,7 +23,8 @@ class IgnoreFormatParameter(DefaultContentNegotiation):
 class VerifyView(APIView):
     permission_classes = [IsAuditor]
 
-    @extend_schema(summary="Verify the audit chain now (the run itself is audited)")
+    @extend_schema(summary="Verify the audit chain now (the run itself is audited)",
+                   responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         report = services.run_verification(request.user, source="api")
         return Response({**report.as_dict(), "message": report.message()})
