@@ -230,6 +230,8 @@ class Engine:
             failure = Failure("refused", str(exc))
         except Exception as exc:  # transport errors at connect (host key, auth) and the unexpected
             failure = self._classify(ctx, exc)
+        if not self.playbook.ROLLING:
+            ctx.close()  # nothing to roll back: free the connection (1,000 open sockets exhaust select())
         if failure is None:
             self._server(ctx, "SUCCEEDED", "", health=ctx.data.get("health", {}))
             return None

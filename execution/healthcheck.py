@@ -175,13 +175,14 @@ def restart_was(ctx, paths: dict, *, phase_prefix: str = "", script_timeout: flo
     if old_pid is None and paths.get("pid"):
         old_pid = read_pid(ctx, f"{p}pid-before", paths["pid"])
     ok = tuple(range(256)) if tolerate_shutdown_failure else (0,)
-    ctx.run(f"{p}shutdown", f"sh {q(paths['scripts'] + '/shutdown.sh')}", timeout=script_timeout, ok_codes=ok)
+    # Scripts run by path so their own shebang picks the shell (the site's bash scripts stay bash).
+    ctx.run(f"{p}shutdown", q(paths["scripts"] + "/shutdown.sh"), timeout=script_timeout, ok_codes=ok)
     ctx.state["stopped"] = True
     step = before_start() if before_start is not None else None
     name, command = step if step else (f"{p}log-offset", "true")
     offset = last_int(ctx.run(name, f"{command} && {offset_command(ctx)}", timeout=120).stdout)
     ctx.state["offset_step_done"] = True
-    ctx.run(f"{p}startup", f"sh {q(paths['scripts'] + '/startup.sh')}", timeout=script_timeout)
+    ctx.run(f"{p}startup", q(paths["scripts"] + "/startup.sh"), timeout=script_timeout)
     ctx.state["started"] = True
     # The port first: startup.sh may return before the WAS has written its PID file.
     wait_port(ctx, f"{p}port")
