@@ -28,3 +28,12 @@ DATA_DIR = Path(os.environ["GUARDIA_DATA_DIR"])
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * (len(ordered) - 1) + 0.5))]
+
+
+def machine_line() -> str:
+    """Printed with every figure: the date, the cores and how loaded they were."""
+    import datetime
+    import os as _os
+
+    load = ", ".join(f"{x:.1f}" for x in _os.getloadavg())
+    return f"{datetime.date.today()} · {_os.cpu_count()} cores · load average {load}"

@@ -15,6 +15,7 @@ import json
 import sys
 import threading
 import time
+from contextlib import ExitStack
 
 import benchenv
 from django.contrib.auth.models import Group, User
@@ -79,32 +80,36 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--requests", type=int, default=1000, help="total requests")
+    parser.add_argument("--servers", type=int, default=1, help="Daphne processes (clients spread round-robin)")
     args = parser.parse_args()
     per_client = args.requests // args.clients
     work = populate(args.clients, per_client)
     from django.conf import settings
 
     db_url = f"sqlite:///{settings.DATABASES['default']['NAME']}"
-    with redis_server() as redis_url:
+    with redis_server() as redis_url, ExitStack() as stack:
         env = service_env(db_url, redis_url, GUARDIA_LOG_LEVEL="WARNING")
-        with daphne(env, benchenv.DATA_DIR / "daphne.log") as address:
-            # Warm-up: one request per client so imports and connections are not measured.
-            warm: list[float] = []
-            errors: list[str] = []
-            for token, steps in work:
-                client(address, token, steps[:1], warm, errors)
-            latencies: list[float] = []
-            threads = [threading.Thread(target=client, args=(address, token, steps[1:], latencies, errors))
-                       for token, steps in work]
-            start = time.perf_counter()
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            wall = time.perf_counter() - start
+        addresses = [stack.enter_context(daphne(env, benchenv.DATA_DIR / f"daphne{i}.log"))
+                     for i in range(args.servers)]
+        # Warm-up: one request per client so imports and connections are not measured.
+        warm: list[float] = []
+        errors: list[str] = []
+        for i, (token, steps) in enumerate(work):
+            client(addresses[i % len(addresses)], token, steps[:1], warm, errors)
+        latencies: list[float] = []
+        threads = [threading.Thread(target=client, args=(addresses[i % len(addresses)], token, steps[1:], latencies,
+                                                         errors))
+                   for i, (token, steps) in enumerate(work)]
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - start
     done = OpsTask.objects.filter(status=Status.APPROVED).count()
     ms = [x * 1000 for x in latencies]
-    print(f"database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, server: daphne (1 process)")
+    print(benchenv.machine_line())
+    print(f"database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, server: daphne × {args.servers}")
     print(f"clients: {args.clients}, requests: {len(ms)}, errors: {len(errors)}, tasks approved: {done}")
     print(f"latency ms: p50 {benchenv.percentile(ms, .5):.1f}  p95 {benchenv.percentile(ms, .95):.1f}  "
           f"p99 {benchenv.percentile(ms, .99):.1f}  max {max(ms):.1f}")

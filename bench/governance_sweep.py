@@ -9,7 +9,7 @@ import argparse
 import datetime as dt
 import time
 
-import benchenv  # noqa: F401  (sets up Django)
+import benchenv  # sets up Django
 from django.contrib.auth.models import Group, User
 from django.db import connection, transaction
 from django.utils import timezone
@@ -55,6 +55,7 @@ def main() -> None:
     start = time.perf_counter()
     counts = escalate_overdue_steps()
     elapsed = time.perf_counter() - start
+    print(benchenv.machine_line())
     print(f"database: {connection.vendor}")
     print(f"pending steps: {args.pending}, overdue: {args.overdue}")
     print(f"sweep result: {counts}")
