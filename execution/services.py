@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 from django.conf import settings
 
 from cmdb.models import HealthCriteria, Server
 from governance import services as governance
+from governance.attachments import store_attachment
 
 from . import playbooks
 from .engine import Engine, EngineResult
@@ -56,31 +55,11 @@ class ArtifactStore:
 
 
 def store_artifact(fileobj_or_bytes, name: str) -> dict:
-    """Store an uploaded file; returns {sha256, path, size, name} to put into task parameters."""
-    store = ArtifactStore()
-    store.root.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    size = 0
-    fd, tmp = tempfile.mkstemp(dir=store.root, prefix=".upload-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            if isinstance(fileobj_or_bytes, bytes | bytearray):
-                chunks = [bytes(fileobj_or_bytes)]
-            else:
-                chunks = iter(lambda: fileobj_or_bytes.read(CHUNK), b"")
-            for chunk in chunks:
-                digest.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
-        sha = digest.hexdigest()
-        final = store.root / sha
-        os.replace(tmp, final)  # same content, same name: re-uploading is harmless
-        os.chmod(final, 0o440)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return {"sha256": sha, "path": str(final), "size": size, "name": os.path.basename(name or "artifact")}
+    """Store an uploaded file; returns {sha256, path, size, name} to put into task parameters.
+
+    Attachments belong to the ticket, so the one implementation lives in governance.
+    """
+    return store_attachment(fileobj_or_bytes, name)
 
 
 def validate_parameters(sub_type: str, parameters: dict) -> dict:

@@ -23,10 +23,13 @@ from .serializers import (
     DecisionResultSerializer,
     StepSerializer,
     StopSerializer,
+    TaskDetailSerializer,
     TaskHistorySerializer,
     TaskSerializer,
+    TaskSubmitSerializer,
     ValidationSerializer,
 )
+from .submission import file_request
 
 
 def error_response(exc: GovernanceError) -> Response:
@@ -73,7 +76,8 @@ class TaskFilter(django_filters.FilterSet):
 
 
 class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Tasks the caller may see; `q` searches task id / SR number / title, `person` any participant."""
+    """Tasks the caller may see; `q` searches task id / SR number / title, `person` any participant.
+    POST files a new request."""
 
     serializer_class = TaskSerializer
     filterset_class = TaskFilter
@@ -85,6 +89,28 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         params = self.request.query_params
         return search_tasks(self.request.user, q=params.get("q", ""), person=params.get("person", "")).prefetch_related(
             "targets")
+
+    @extend_schema(
+        request={"multipart/form-data": TaskSubmitSerializer, "application/json": TaskSubmitSerializer},
+        responses={201: TaskDetailSerializer},
+        summary="File a request (the governance-side submission that intake, the console and clients use)",
+        description="400 names the field (system, sub_type, title, targets, parameters, emergency, artifact...); "
+                    "403 no permission or not your system; 409 on a state conflict.",
+    )
+    def create(self, request):
+        form = TaskSubmitSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        uploads = {field: data[field] for field in ("artifact", "cert_file", "key_file", "chain_file") if field in data}
+        try:
+            task = file_request(request.user, system=data["system"], sub_type=data["sub_type"], title=data["title"],
+                                targets=data["targets"], parameters=data["parameters"], uploads=uploads,
+                                emergency=data["emergency"], sr_number=data["sr_number"],
+                                raw_request=data["raw_request"], channel="API")
+        except GovernanceError as exc:
+            return error_response(exc)
+        task = OpsTask.objects.select_related("system__institution", "requester").get(pk=task.pk)
+        return Response(TaskDetailSerializer(task).data, status=201)
 
     @extend_schema(request=StopSerializer, responses={200: TaskSerializer})
     @action(detail=True, methods=["post"])

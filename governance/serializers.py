@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from .models import ApprovalStep, OpsTask
+from .models import ApprovalStep, OpsTask, SubType
 
 
 class ApprovalDecisionSerializer(serializers.Serializer):
@@ -65,3 +65,36 @@ class StopSerializer(serializers.Serializer):
 class ValidationSerializer(serializers.Serializer):
     verdict = serializers.ChoiceField(choices=["approve", "rework", "takeover"])
     comments = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
+
+
+class TaskSubmitSerializer(serializers.Serializer):
+    """A new request (multipart with optional files, or JSON). Shape only: every rule is in
+    governance.services.submit_task."""
+
+    system = serializers.CharField(max_length=64, help_text="system code, e.g. BUDGET")
+    sub_type = serializers.ChoiceField(choices=SubType.choices)
+    title = serializers.CharField(max_length=200)
+    targets = serializers.ListField(child=serializers.CharField(max_length=64), required=False, default=list,
+                                    help_text="server ids of the system")
+    parameters = serializers.JSONField(required=False, default=dict,
+                                       help_text="playbook parameters (a JSON object; a JSON string in multipart)")
+    emergency = serializers.BooleanField(required=False, default=False)
+    sr_number = serializers.CharField(required=False, allow_blank=True, default="", max_length=64)
+    raw_request = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
+    artifact = serializers.FileField(required=False, help_text="WAR/JAR/archive → parameters.artifact_sha256")
+    cert_file = serializers.FileField(required=False, help_text="PEM certificate → parameters.cert_sha256")
+    key_file = serializers.FileField(required=False, help_text="PEM private key → parameters.key_sha256")
+    chain_file = serializers.FileField(required=False, help_text="PEM chain → parameters.chain_sha256")
+
+    def validate_parameters(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("expected a JSON object")
+        return value
+
+
+class TaskDetailSerializer(TaskSerializer):
+    parameters = serializers.JSONField(read_only=True)
+    steps = StepSerializer(many=True, read_only=True)
+
+    class Meta(TaskSerializer.Meta):
+        fields = [*TaskSerializer.Meta.fields, "parameters", "steps"]

@@ -23,7 +23,7 @@ from django_q.tasks import async_task
 import audit
 from cmdb.models import Server, System, SystemOwner
 
-from . import events, policy, routing
+from . import attachments, events, policy, routing
 from .errors import Conflict, Forbidden, Invalid, NotFound
 from .models import (
     ApprovalStep,
@@ -143,6 +143,10 @@ def submit_task(requester, *, system: System, sub_type: str, title: str, targets
             parameters = import_string(validator)(sub_type, parameters)
         except (ValueError, TypeError) as exc:
             raise Invalid(str(exc), field="parameters") from exc
+    missing = attachments.missing_attachments(parameters)
+    if missing:
+        raise Invalid(f"no stored attachment for {', '.join(missing)}: upload the file with the request",
+                      field="parameters")
     plan = policy.plan_for(sub_type=sub_type, tier=system.institution.tier, sensitive=system.sensitive,
                            in_window=system.in_window(), emergency=emergency)
     if plan.refused:

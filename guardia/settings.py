@@ -273,6 +273,12 @@ AUDIT_CHECKPOINT_EVERY = envint("GUARDIA_AUDIT_CHECKPOINT_EVERY", 1000)
 # importing intake).
 NOTIFY_ADAPTERS = envlist("GUARDIA_NOTIFY_ADAPTERS", "governance.notify.InboxAdapter")
 
+# Submission: governance refuses bad playbook parameters before anyone is asked to approve
+# them, through the execution layer's validator (a dotted path keeps governance from
+# importing execution). Attachments (artifacts, certificates) are capped in size.
+PLAYBOOK_VALIDATOR = "execution.services.validate_parameters"
+GUARDIA_MAX_ATTACHMENT_MB = envint("GUARDIA_MAX_ATTACHMENT_MB", 512)
+
 # SSH: host keys are pinned in the CMDB; tests may relax nothing here.
 SSH_CONNECT_TIMEOUT = envint("GUARDIA_SSH_CONNECT_TIMEOUT", 10)
 SSH_COMMAND_TIMEOUT = envint("GUARDIA_SSH_COMMAND_TIMEOUT", 300)

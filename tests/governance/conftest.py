@@ -6,6 +6,7 @@ import pytest
 
 from governance import services
 from tests.factories import InstitutionFactory, ServerFactory, SystemFactory, SystemOwnerFactory, UserFactory
+from tests.task_parameters import valid_parameters
 
 
 @pytest.fixture
@@ -41,6 +42,7 @@ def submit(world, django_capture_on_commit_callbacks):
     def _submit(sub_type="APP_DEPLOY", **kwargs):
         kwargs.setdefault("title", "예산시스템 WAS 배포")
         kwargs.setdefault("targets", world.servers)
+        kwargs.setdefault("parameters", valid_parameters(sub_type))
         requester = kwargs.pop("requester", world.requester)
         with django_capture_on_commit_callbacks(execute=False):
             return services.submit_task(requester, system=kwargs.pop("system", world.system), sub_type=sub_type,

@@ -1,0 +1,36 @@
+"""Filing a request from the console, the REST API and (later) intake: resolve the system
+and targets the caller named, store the attached files, then hand everything to
+``services.submit_task``, which holds every rule (permission, four-eyes, policy, window,
+parameter validation)."""
+
+from __future__ import annotations
+
+from cmdb.models import System
+
+from . import attachments, services
+from .errors import Forbidden, Invalid
+from .models import OpsTask
+
+
+def file_request(requester, *, system: System | str, sub_type: str, title: str, targets=(), parameters=None,
+                 uploads: dict | None = None, emergency: bool = False, sr_number: str = "", raw_request: str = "",
+                 channel: str = "WEB") -> OpsTask:
+    """``system`` is a System or its code; ``targets`` server ids; ``uploads`` maps
+    artifact / cert_file / key_file / chain_file to file objects (or bytes)."""
+    if not requester.has_perm("governance.submit_task"):
+        raise Forbidden("you may not submit requests")
+    if isinstance(system, str):
+        found = System.objects.select_related("institution").filter(code=system).first()
+        if found is None:
+            raise Invalid(f"unknown system {system!r}", field="system")
+        system = found
+    # Checked before any file is stored: a caller who may not file for the system leaves nothing behind.
+    if not System.objects.for_user(requester).filter(pk=system.pk).exists():
+        raise Forbidden(f"you may not file requests for system {system.code}")
+    if parameters is not None and not isinstance(parameters, dict):
+        raise Invalid("parameters must be a JSON object", field="parameters")
+    servers = services.targets_in(system, list(targets)) if targets else []
+    parameters = attachments.attach_uploads(parameters or {}, uploads or {})
+    return services.submit_task(requester, system=system, sub_type=sub_type, title=title, targets=servers,
+                                parameters=parameters, raw_request=raw_request, channel=channel,
+                                emergency=emergency, sr_number=sr_number)
