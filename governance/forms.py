@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.contrib.auth import get_user_model
 from django.utils.translation import gettext_lazy as _
 
-from cmdb.models import Institution
+from cmdb.models import Institution, Server, System
+
+from .models import SubType
 
 
 class DecisionForm(forms.Form):
@@ -55,3 +59,102 @@ class SearchForm(forms.Form):
     institution = forms.ModelChoiceField(label=_("기관"), queryset=Institution.objects.order_by("name"),
                                          required=False)
     person = forms.CharField(label=_("사람 (요청자·승인자)"), required=False, max_length=150)
+
+
+# Typed fields per template (SPEC §7); anything else goes through the JSON textarea.
+TEMPLATE_FIELDS = {
+    SubType.APP_DEPLOY: ("artifact", "version"),
+    SubType.STATIC_SYNC: ("artifact",),
+    SubType.SERVICE_RESTART: (),
+    SubType.SSL_REPLACE: ("cert_file", "key_file", "chain_file", "cert_path", "key_path", "https_port"),
+    SubType.DATA_CLEANUP: ("script", "table", "condition"),
+}
+# Playbook parameter named in a validation error → the typed field that feeds it.
+PARAMETER_FIELD = {"artifact_sha256": "artifact", "artifact": "artifact", "version": "version",
+                   "cert_sha256": "cert_file", "key_sha256": "key_file", "chain_sha256": "chain_file",
+                   "cert_path": "cert_path", "key_path": "key_path", "https_port": "https_port", "script": "script",
+                   "args": "table"}
+
+
+class NewRequestForm(forms.Form):
+    """"새 요청": shape only. The system picker offers System.objects.for_user(user); the targets
+    are the chosen system's servers; governance.services.submit_task decides the rest."""
+
+    system = forms.ModelChoiceField(label=_("시스템"), queryset=System.objects.none())
+    sub_type = forms.ChoiceField(label=_("작업 유형"), choices=SubType.choices)
+    title = forms.CharField(label=_("제목"), max_length=200)
+    targets = forms.ModelMultipleChoiceField(label=_("대상 서버"), queryset=Server.objects.none(), required=False,
+                                             widget=forms.CheckboxSelectMultiple)
+    sr_number = forms.CharField(label=_("SR 번호"), max_length=64, required=False)
+    emergency = forms.BooleanField(label=_("긴급 (배포 시간 외, 추가 승인)"), required=False)
+    raw_request = forms.CharField(label=_("요청 내용"), required=False, max_length=10000,
+                                  widget=forms.Textarea(attrs={"rows": 2}))
+    artifact = forms.FileField(label=_("배포 파일 (WAR/JAR/압축)"), required=False)
+    version = forms.CharField(label=_("버전"), max_length=64, required=False)
+    cert_file = forms.FileField(label=_("인증서 (PEM)"), required=False)
+    key_file = forms.FileField(label=_("개인 키 (PEM)"), required=False)
+    chain_file = forms.FileField(label=_("체인 인증서 (선택)"), required=False)
+    cert_path = forms.CharField(label=_("서버의 인증서 경로"), max_length=500, required=False)
+    key_path = forms.CharField(label=_("서버의 키 경로"), max_length=500, required=False)
+    https_port = forms.IntegerField(label=_("HTTPS 포트"), min_value=1, max_value=65535, required=False)
+    script = forms.CharField(label=_("등록된 정리 스크립트"), max_length=64, required=False)
+    table = forms.CharField(label=_("테이블"), max_length=200, required=False)
+    condition = forms.CharField(label=_("조건"), max_length=200, required=False)
+    parameters_json = forms.CharField(label=_("기타 파라미터 (JSON)"), required=False, max_length=20000,
+                                      widget=forms.Textarea(attrs={"rows": 3, "placeholder": '{"rollout": {...}}'}))
+
+    def __init__(self, *args, user=None, system: System | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["system"].queryset = System.objects.for_user(user).select_related("institution").order_by(
+            "institution__name", "name")
+        if system is not None:
+            self.fields["targets"].queryset = Server.objects.filter(system=system, active=True).order_by("server_id")
+
+    def clean_parameters_json(self) -> dict:
+        raw = self.cleaned_data["parameters_json"].strip()
+        if not raw:
+            return {}
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:
+            raise forms.ValidationError(_("JSON 형식이 아닙니다: %(error)s") % {"error": exc}) from exc
+        if not isinstance(value, dict):
+            raise forms.ValidationError(_("JSON 객체({...})여야 합니다."))
+        return value
+
+    def parameters(self) -> dict:
+        """The JSON textarea, then the typed fields of the chosen template on top."""
+        data = self.cleaned_data
+        parameters = dict(data.get("parameters_json") or {})
+        sub_type = data["sub_type"]
+        if sub_type == SubType.APP_DEPLOY and data["version"]:
+            parameters["version"] = data["version"]
+        if sub_type == SubType.SSL_REPLACE:
+            for name in ("cert_path", "key_path", "https_port"):
+                if data[name] not in (None, ""):
+                    parameters[name] = data[name]
+        if sub_type == SubType.DATA_CLEANUP:
+            if data["script"]:
+                parameters["script"] = data["script"]
+            if data["table"]:
+                parameters["args"] = [data["table"], *([data["condition"]] if data["condition"] else [])]
+        return parameters
+
+    def uploads(self) -> dict:
+        allowed = TEMPLATE_FIELDS.get(self.cleaned_data["sub_type"], ())
+        return {name: self.cleaned_data[name] for name in ("artifact", "cert_file", "key_file", "chain_file")
+                if self.cleaned_data.get(name) and name in allowed}
+
+    def add_service_error(self, field: str | None, detail: str) -> None:
+        """Show an Invalid from the service next to the field it names; playbook errors
+        ("artifact_sha256: required; version: ...") next to the typed field that feeds them."""
+        if field == "parameters":
+            for part in detail.split("; "):
+                name, _sep, message = part.partition(": ")
+                target = PARAMETER_FIELD.get(name) if message else None
+                if target and target in TEMPLATE_FIELDS.get(self.cleaned_data.get("sub_type"), ()):
+                    self.add_error(target, message)
+                else:
+                    self.add_error("parameters_json", part)
+            return
+        self.add_error(field if field in self.fields else None, detail)

@@ -13,11 +13,20 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from cmdb.models import SystemOwner
+from cmdb.models import System, SystemOwner
 
-from . import queries, services
+from . import queries, services, submission
 from .errors import GovernanceError
-from .forms import DecisionForm, GlobalStopForm, OwnerPresenceForm, SearchForm, StopForm, ValidationForm
+from .forms import (
+    TEMPLATE_FIELDS,
+    DecisionForm,
+    GlobalStopForm,
+    NewRequestForm,
+    OwnerPresenceForm,
+    SearchForm,
+    StopForm,
+    ValidationForm,
+)
 from .models import STOPPABLE, Category, Notification, OpsTask, Status
 
 RECENT_TASKS = 15
@@ -90,6 +99,38 @@ def search(request: HttpRequest) -> HttpResponse:
                                        person=data["person"])
         page = Paginator(results, 50).get_page(request.GET.get("page"))
     return render(request, "console/search.html", {"form": form, "page": page})
+
+
+@login_required
+@permission_required("governance.submit_task", raise_exception=True)
+def new_request(request: HttpRequest) -> HttpResponse:
+    """"새 요청": the console's way to file a request (the API's POST /api/v1/tasks/ does the same)."""
+    systems = System.objects.for_user(request.user)
+    chosen = request.POST.get("system") or request.GET.get("system") or ""
+    system = systems.filter(pk=chosen).first() if chosen.isdigit() else None
+    if request.method == "POST":
+        form = NewRequestForm(request.POST, request.FILES, user=request.user, system=system)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                task = submission.file_request(
+                    request.user, system=data["system"], sub_type=data["sub_type"], title=data["title"],
+                    targets=[s.server_id for s in data["targets"]], parameters=form.parameters(),
+                    uploads=form.uploads(), emergency=data["emergency"], sr_number=data["sr_number"],
+                    raw_request=data["raw_request"], channel="WEB")
+            except GovernanceError as exc:
+                form.add_service_error(exc.field, exc.detail)
+            else:
+                messages.success(request, _("%(task)s 요청을 접수했습니다.") % {"task": task.task_id})
+                return redirect("console:task", task_id=task.task_id)
+    else:
+        form = NewRequestForm(user=request.user, system=system,
+                              initial={"system": system, "sub_type": request.GET.get("sub_type", "APP_DEPLOY")})
+    return render(request, "console/new_request.html", {
+        "form": form, "system": system,
+        # Which typed fields belong to which template; the page shows only the chosen one's.
+        "template_fields": {str(k): list(v) for k, v in TEMPLATE_FIELDS.items()},
+    })
 
 
 @login_required
