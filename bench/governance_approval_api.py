@@ -4,7 +4,8 @@ Each client has its own keep-alive HTTP connection and token and approves distin
 so every request does the full work: lock, decide, audit, notify, enqueue execution.
 Prints p50/p95/p99 latency and requests/s (target p95 < 100 ms on SQLite).
 
-Run: .venv/bin/python bench/governance_approval_api.py [--clients 20 --requests 1000]
+Run: .venv/bin/python bench/governance_approval_api.py [--clients 20 --requests 1000 --servers 1 --postgres]
+(--postgres starts a throwaway PostgreSQL 15 cluster, synchronous commit on, and runs against it.)
 """
 
 from __future__ import annotations
@@ -12,12 +13,27 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import sys
 import threading
 import time
 from contextlib import ExitStack
+from pathlib import Path
 
-import benchenv
+PARSER = argparse.ArgumentParser()
+PARSER.add_argument("--clients", type=int, default=20)
+PARSER.add_argument("--requests", type=int, default=1000, help="total requests")
+PARSER.add_argument("--servers", type=int, default=1, help="Daphne processes (clients spread round-robin)")
+PARSER.add_argument("--postgres", action="store_true", help="run against a throwaway PostgreSQL cluster")
+ARGS = PARSER.parse_args()
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if ARGS.postgres:
+    from tests.pg import PostgresCluster
+
+    CLUSTER = PostgresCluster().start()
+    os.environ["GUARDIA_DATABASE_URL"] = CLUSTER.url
+
+import benchenv  # noqa: E402  (needs the database chosen above)
 from django.contrib.auth.models import Group, User
 from django.db import transaction
 from django.utils import timezone
@@ -25,8 +41,6 @@ from rest_framework.authtoken.models import Token
 
 from cmdb.models import Institution, System, SystemOwner
 from governance.models import ApprovalStep, OpsTask, Status
-
-sys.path.insert(0, str(benchenv.ROOT))
 from tests.live import daphne, redis_server, service_env  # noqa: E402
 
 
@@ -77,16 +91,12 @@ def client(address: str, token: str, step_ids: list[int], latencies: list[float]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--clients", type=int, default=20)
-    parser.add_argument("--requests", type=int, default=1000, help="total requests")
-    parser.add_argument("--servers", type=int, default=1, help="Daphne processes (clients spread round-robin)")
-    args = parser.parse_args()
+    args = ARGS
     per_client = args.requests // args.clients
     work = populate(args.clients, per_client)
     from django.conf import settings
 
-    db_url = f"sqlite:///{settings.DATABASES['default']['NAME']}"
+    db_url = os.environ.get("GUARDIA_DATABASE_URL") or f"sqlite:///{settings.DATABASES['default']['NAME']}"
     with redis_server() as redis_url, ExitStack() as stack:
         env = service_env(db_url, redis_url, GUARDIA_LOG_LEVEL="WARNING")
         addresses = [stack.enter_context(daphne(env, benchenv.DATA_DIR / f"daphne{i}.log"))
@@ -119,4 +129,11 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        if ARGS.postgres:
+            from django.db import connections
+
+            connections.close_all()
+            CLUSTER.stop()

@@ -147,9 +147,15 @@ SQLITE_OPTIONS = {
 }
 DATABASE_URL = os.getenv("GUARDIA_DATABASE_URL", "")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         DATABASES["default"]["OPTIONS"] = SQLITE_OPTIONS
+    elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Under ASGI every request runs in its own thread, so persistent per-thread
+        # connections pile up until PostgreSQL refuses clients; a psycopg pool bounds them.
+        DATABASES["default"]["OPTIONS"] = {
+            "pool": {"min_size": 2, "max_size": envint("GUARDIA_DB_POOL_SIZE", 20), "timeout": 30}
+        }
     elif DATABASE_URL.startswith("mssql://"):
         # mssql-django's engine is "mssql"; it connects through pyodbc and Microsoft's
         # "ODBC Driver 18 for SQL Server" unless GUARDIA_MSSQL_DRIVER=mssql-python selects
@@ -165,9 +171,6 @@ else:
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "guardia.sqlite3",
             "OPTIONS": SQLITE_OPTIONS,
-            # Reuse the connection: opening one runs the WAL pragmas, a cost per request.
-            "CONN_MAX_AGE": envint("GUARDIA_DB_CONN_MAX_AGE", 600),
-            "CONN_HEALTH_CHECKS": True,
             "TEST": {"NAME": DATA_DIR / "test-guardia.sqlite3"},
         }
     }
