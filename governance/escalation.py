@@ -12,7 +12,7 @@ from . import routing
 from .models import ApprovalStep, OpsTask, Status, StepStatus
 from .notify import Action, Message, notify
 from .notify import batched as notify_batched
-from .services import TASK_RELATED, _assign, _audit_task, _link, _sla, _transition, describe
+from .services import TASK_RELATED, apply_transition, assign_step, audit_task, describe, sla_for, task_link
 
 
 def escalate_overdue_steps(now: dt.datetime | None = None) -> dict[str, int]:
@@ -28,7 +28,7 @@ def escalate_overdue_steps(now: dt.datetime | None = None) -> dict[str, int]:
         half = step.activated_at + (step.sla_deadline - step.activated_at) / 2
         if half <= now and step.assigned_to:
             notify(step.assigned_to, Message(f"승인 기한 절반 경과: {step.task.task_id} ({step.task.title})",
-                                             kind="reminder", task=step.task, link=_link(step.task)))
+                                             kind="reminder", task=step.task, link=task_link(step.task)))
             ApprovalStep.objects.filter(pk=step.pk).update(reminded_at=now)
             counts["reminded"] += 1
     overdue = list(open_steps.filter(sla_deadline__lte=now).values_list("pk", flat=True))
@@ -76,23 +76,23 @@ def _escalate_one(step: ApprovalStep, now: dt.datetime, excluded: set[int]) -> s
     assignment = routing.assign(task, step.role, min_level=step.escalation_level + 1, excluded=excluded)
     task.urgent = True
     if assignment.user is not None and assignment.user != previous:
-        _assign(task, step, assignment, now, escalated_from=previous)
+        assign_step(task, step, assignment, now, escalated_from=previous)
         return "escalated"
     if task.system.expire_unanswered:
         step.status, step.comments, step.decided_at = StepStatus.REJECTED, "expired: no answer within SLA", now
         step.save()
         task.steps.filter(status=StepStatus.PENDING).update(status=StepStatus.SKIPPED)
-        _audit_task("system", "approval.expired", task, step=step.step_order, last_assignee=str(previous or ""))
-        _transition("system", task, "reject", reason="expired: nobody answered within the SLA")
+        audit_task("system", "approval.expired", task, step=step.step_order, last_assignee=str(previous or ""))
+        apply_transition("system", task, "reject", reason="expired: nobody answered within the SLA")
         notify(task.requester, Message(f"승인 기한 만료로 반려: {task.task_id}", kind="rejected", task=task,
-                                       link=_link(task)))
+                                       link=task_link(task)))
         return "expired"
-    step.sla_deadline = now + _sla(task)
+    step.sla_deadline = now + sla_for(task)
     step.save(update_fields=["sla_deadline"])
     task.save(update_fields=["urgent", "updated_at"])
-    _audit_task("system", "approval.repaged", task, step=step.step_order, assigned_to=str(previous or ""))
+    audit_task("system", "approval.repaged", task, step=step.step_order, assigned_to=str(previous or ""))
     if previous:
-        notify(previous, Message(f"[긴급] 재요청: {describe(task)}", kind="approval", task=task, link=_link(task),
+        notify(previous, Message(f"[긴급] 재요청: {describe(task)}", kind="approval", task=task, link=task_link(task),
                                  actions=[Action("승인", "approve", step.pk), Action("반려", "reject", step.pk)]))
     return "repaged"
 

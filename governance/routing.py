@@ -36,7 +36,7 @@ def excluded_users(task: OpsTask) -> set[int]:
 
 
 def ownership_of(task: OpsTask) -> SystemOwner | None:
-    """The system's owner row; callers select_related it (see services._locked) so a
+    """The system's owner row; callers select_related it (see services.lock_task) so a
     sweep over a thousand steps does not query it a thousand times."""
     try:
         return task.system.ownership

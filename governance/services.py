@@ -41,11 +41,11 @@ ROLE_LABEL = {"owner": "시스템 담당자", "pm": "PM", "security_officer": "�
 
 
 # --- helpers ------------------------------------------------------------------------
-def _link(task: OpsTask) -> str:
+def task_link(task: OpsTask) -> str:
     return f"{settings.BASE_URL}/console/tasks/{task.task_id}/"
 
 
-def _audit_task(actor, action: str, task: OpsTask, **payload) -> None:
+def audit_task(actor, action: str, task: OpsTask, **payload) -> None:
     payload.setdefault("institution", task.system.institution.code)
     payload.setdefault("status", task.status)
     audit.record(actor, action, task=task.task_id, target=task.system.code, payload=payload)
@@ -66,7 +66,7 @@ def _publish(task: OpsTask, kind: str, message: str = "", **data) -> None:
         events.send_on_commit(events.user_group(user_id), event)
 
 
-def _transition(actor, task: OpsTask, method: str, *args, reason: str = "") -> None:
+def apply_transition(actor, task: OpsTask, method: str, *args, reason: str = "") -> None:
     source = task.status
     bound = getattr(task, method)
     if not can_proceed(bound, check_conditions=False):
@@ -79,7 +79,7 @@ def _transition(actor, task: OpsTask, method: str, *args, reason: str = "") -> N
     except TransitionNotAllowed as exc:
         raise Conflict(f"task {task.task_id} is {source}; cannot {method}") from exc
     task.save()
-    _audit_task(actor, "task.transition", task, source=source, target=task.status, reason=reason)
+    audit_task(actor, "task.transition", task, source=source, target=task.status, reason=reason)
     _publish(task, "transition", reason or task.get_status_display())
 
 
@@ -87,7 +87,7 @@ TASK_RELATED = ("system__institution__pm", "requester", "system__ownership__owne
                 "system__ownership__supervisor")
 
 
-def _locked(task_id: str | None = None, pk: int | None = None) -> OpsTask:
+def lock_task(task_id: str | None = None, pk: int | None = None) -> OpsTask:
     # Lock only the task row: PostgreSQL refuses FOR UPDATE on the nullable side of the
     # outer joins that bring the owner table along.
     of = ("self",) if connection.features.has_select_for_update_of else ()
@@ -161,17 +161,18 @@ def submit_task(requester, *, system: System, sub_type: str, title: str, targets
             playbook=sub_type,
         )
         task.targets.set(targets)
-        task = _locked(pk=task.pk)  # fresh owner row: the caller's System may carry a stale cached one
-        _audit_task(requester, "task.submitted", task, sub_type=sub_type, risk=plan.risk, channel=channel,
+        task = lock_task(pk=task.pk)  # fresh owner row: the caller's System may carry a stale cached one
+        audit_task(requester, "task.submitted", task, sub_type=sub_type, risk=plan.risk, channel=channel,
                     targets=[s.server_id for s in targets], emergency=emergency)
-        _transition(requester, task, "mark_parsed", parsed or {"sub_type": sub_type, "targets": len(targets)})
+        apply_transition(requester, task, "mark_parsed", parsed or {"sub_type": sub_type, "targets": len(targets)})
         for order, role in enumerate(plan.roles, start=1):
             ApprovalStep.objects.create(task=task, step_order=order, role=role)
         if plan.auto_approve:
-            _transition("policy", task, "approve", reason=f"auto-approved: tier {system.institution.tier}, {plan.risk}")
+            apply_transition("policy", task, "approve",
+                             reason=f"auto-approved: tier {system.institution.tier}, {plan.risk}")
             _enqueue_execution(task)
         else:
-            _transition(requester, task, "request_approval")
+            apply_transition(requester, task, "request_approval")
             _activate_next_step(task)
     return task
 
@@ -185,16 +186,16 @@ def _activate_next_step(task: OpsTask, now: dt.datetime | None = None) -> Approv
     step = task.steps.filter(status=StepStatus.PENDING, activated_at__isnull=True).order_by("step_order").first()
     if step is None:
         return None
-    _assign(task, step, routing.assign(task, step.role), now or timezone.now())
+    assign_step(task, step, routing.assign(task, step.role), now or timezone.now())
     return step
 
 
-def _sla(task: OpsTask) -> dt.timedelta:
+def sla_for(task: OpsTask) -> dt.timedelta:
     ownership = routing.ownership_of(task)
     return dt.timedelta(minutes=ownership.sla_minutes if ownership else 10)
 
 
-def _assign(task: OpsTask, step: ApprovalStep, assignment: routing.Assignment, now: dt.datetime,
+def assign_step(task: OpsTask, step: ApprovalStep, assignment: routing.Assignment, now: dt.datetime,
             escalated_from=None) -> None:
     step.assigned_to = assignment.user
     if not step.original_owner_id:
@@ -202,27 +203,27 @@ def _assign(task: OpsTask, step: ApprovalStep, assignment: routing.Assignment, n
     step.routing = assignment.routing
     step.escalation_level = assignment.level
     step.activated_at = step.activated_at or now
-    step.sla_deadline = now + _sla(task)
+    step.sla_deadline = now + sla_for(task)
     step.reminded_at = None
     step.save(update_fields=["assigned_to", "original_owner", "routing", "escalation_level", "activated_at",
                              "sla_deadline", "reminded_at"])
     task.current_approver = assignment.user
     task.save(update_fields=["current_approver", "urgent", "updated_at"])
     action = "approval.escalated" if escalated_from else "approval.assigned"
-    _audit_task("system", action, task, step=step.step_order, role=step.role, routing=step.routing,
+    audit_task("system", action, task, step=step.step_order, role=step.role, routing=step.routing,
                 original_owner=str(step.original_owner or ""), assigned_to=str(assignment.user or ""),
                 escalated_from=str(escalated_from or ""))
     if assignment.user is None:
         for pm in _users_in("pm", "admin"):
             notify(pm, Message(f"승인자를 찾을 수 없습니다: {task.task_id} ({ROLE_LABEL.get(step.role)})",
-                               kind="alert", task=task, link=_link(task)))
+                               kind="alert", task=task, link=task_link(task)))
         return
     prefix = "[긴급] " if task.urgent else ""
     notify(assignment.user, Message(
         f"{prefix}승인 요청 ({ROLE_LABEL.get(step.role, step.role)}, {step.get_routing_display()})\n{describe(task)}",
-        kind="approval", task=task, link=_link(task),
+        kind="approval", task=task, link=task_link(task),
         actions=[Action("승인", "approve", step.pk), Action("반려", "reject", step.pk),
-                 Action("열기", "open", url=_link(task))],
+                 Action("열기", "open", url=task_link(task))],
     ))
     _publish(task, "step", f"step {step.step_order} → {assignment.user}", step=step.pk)
 
@@ -248,7 +249,7 @@ def decide_step(user, step_id, decision: str, comments: str = "") -> Decision:
             step = ApprovalStep.objects.select_for_update().get(pk=step_id)
         except (ApprovalStep.DoesNotExist, ValueError, TypeError) as exc:
             raise NotFound(f"approval step {step_id} not found") from exc
-        task = _locked(pk=step.task_id)
+        task = lock_task(pk=step.task_id)
         if task.stop_requested or task.status == Status.ABORTED:
             raise Conflict(f"task {task.task_id} was stopped by the kill switch: {task.stop_reason or 'stopped'}")
         if step.status != StepStatus.PENDING:
@@ -264,23 +265,23 @@ def decide_step(user, step_id, decision: str, comments: str = "") -> Decision:
         step.status = StepStatus.APPROVED if decision == "APPROVED" else StepStatus.REJECTED
         step.actual_approver, step.comments, step.decided_at = user, comments, timezone.now()
         step.save()
-        _audit_task(user, "approval.decided", task, step=step.step_order, role=step.role, decision=decision,
+        audit_task(user, "approval.decided", task, step=step.step_order, role=step.role, decision=decision,
                     comments=comments, routing=step.routing, original_owner=str(step.original_owner or ""),
                     actual_approver=user.get_username())
         if decision == "REJECTED":
             task.steps.filter(status=StepStatus.PENDING).update(status=StepStatus.SKIPPED)
-            _transition(user, task, "reject", reason=comments or "rejected")
+            apply_transition(user, task, "reject", reason=comments or "rejected")
             notify(task.requester, Message(f"반려되었습니다: {task.task_id} — {comments}", kind="rejected",
-                                           task=task, link=_link(task)))
+                                           task=task, link=task_link(task)))
             return Decision("REJECTED", task, None)
         next_step = _activate_next_step(task)
         if next_step is not None:
             return Decision("NEXT_STEP", task, next_step)
         if not execution_allowed():
             raise Conflict(f"global stop is on: {global_stop_state().reason}")
-        _transition(user, task, "approve", reason="all approval steps approved")
+        apply_transition(user, task, "approve", reason="all approval steps approved")
         notify(task.requester, Message(f"승인 완료, 실행 대기: {task.task_id}", kind="approved", task=task,
-                                       link=_link(task)))
+                                       link=task_link(task)))
         _enqueue_execution(task)
         return Decision("APPROVED", task, None)
 
@@ -326,18 +327,19 @@ def _reroute_open_owner_steps(system: System, away_owner) -> None:
     steps = ApprovalStep.objects.open().filter(task__system=system, role="owner", assigned_to=away_owner,
                                                task__status=Status.PENDING_APPROVAL)
     for step in steps.select_related("task"):
-        task = _locked(pk=step.task_id)
-        _assign(task, step, routing.assign(task, "owner"), timezone.now(), escalated_from=away_owner)
+        task = lock_task(pk=step.task_id)
+        assign_step(task, step, routing.assign(task, "owner"), timezone.now(), escalated_from=away_owner)
 
 
 def cancel_task(user, task_id: str, reason: str = "") -> OpsTask:
     """The requester withdraws a request that has not been approved yet."""
     with transaction.atomic():
-        task = _locked(task_id=task_id)
+        task = lock_task(task_id=task_id)
         task.steps.filter(status=StepStatus.PENDING).update(status=StepStatus.SKIPPED)
-        _transition(user, task, "cancel", reason=reason or "withdrawn by the requester")
+        apply_transition(user, task, "cancel", reason=reason or "withdrawn by the requester")
         for step in task.steps.exclude(assigned_to=None).select_related("assigned_to"):
-            notify(step.assigned_to, Message(f"요청 취소: {task.task_id}", kind="info", task=task, link=_link(task)))
+            notify(step.assigned_to, Message(f"요청 취소: {task.task_id}", kind="info", task=task,
+                                             link=task_link(task)))
     return task
 
 
@@ -361,7 +363,7 @@ def stop_task(user, task_id: str, reason: str) -> OpsTask:
     _require_kill_switch(user)
     reason = reason.strip() or "stopped by operator"
     with transaction.atomic():
-        task = _locked(task_id=task_id)
+        task = lock_task(task_id=task_id)
         if task.status not in (Status.PARSED, Status.PENDING_APPROVAL, Status.APPROVED, Status.EXECUTING,
                                Status.RECEIVED):
             raise Conflict(f"task {task_id} is {task.status}; nothing to stop")
@@ -371,7 +373,7 @@ def stop_task(user, task_id: str, reason: str) -> OpsTask:
                      payload={"reason": reason, "status": task.status, "institution": task.system.institution.code})
         if task.status != Status.EXECUTING:
             task.steps.filter(status=StepStatus.PENDING).update(status=StepStatus.SKIPPED)
-            _transition(user, task, "abort", reason, reason=f"kill switch: {reason}")
+            apply_transition(user, task, "abort", reason, reason=f"kill switch: {reason}")
         else:
             _publish(task, "stop", f"stop requested: {reason}")
     return task
@@ -431,23 +433,23 @@ def execution_started(task_pk: int) -> OpsTask | None:
         if task is None or task.status != Status.APPROVED:
             return None
         if task.stop_requested:
-            _transition("system", task, "abort", task.stop_reason, reason=f"kill switch: {task.stop_reason}")
+            apply_transition("system", task, "abort", task.stop_reason, reason=f"kill switch: {task.stop_reason}")
             return None
         if not execution_allowed():
             audit.record("system", "execution.blocked", task=task.task_id,
                          payload={"reason": f"global stop: {global_stop_state().reason}"})
             return None
-        _transition("system", task, "start_execution")
+        apply_transition("system", task, "start_execution")
     return task
 
 
 def execution_finished(task_pk: int, package: dict) -> OpsTask:
     with transaction.atomic():
-        task = _locked(pk=task_pk)
-        _transition("system", task, "finish_execution", package, reason="execution finished; PM validation")
+        task = lock_task(pk=task_pk)
+        apply_transition("system", task, "finish_execution", package, reason="execution finished; PM validation")
         for pm in _validators_for(task):
             notify(pm, Message(f"결과 검증 요청\n{describe(task)}", kind="validation", task=task,
-                               link=f"{_link(task)}validate/"))
+                               link=f"{task_link(task)}validate/"))
     return task
 
 
@@ -463,14 +465,14 @@ def execution_failed(task_pk: int, outcome: str, reason: str) -> OpsTask:
     if outcome not in FAILURE_METHODS:
         raise ValueError(f"unknown outcome {outcome!r}")
     with transaction.atomic():
-        task = _locked(pk=task_pk)
-        _transition("system", task, FAILURE_METHODS[outcome], reason, reason=reason)
+        task = lock_task(pk=task_pk)
+        apply_transition("system", task, FAILURE_METHODS[outcome], reason, reason=reason)
         people = {task.requester, *_validators_for(task)}
         if outcome != Status.FAILED_ROLLED_BACK:
             people |= set(_users_in("admin"))
         for person in people:
             notify(person, Message(f"[{task.get_status_display()}] {task.task_id}: {reason}", kind="alert",
-                                   task=task, link=_link(task)))
+                                   task=task, link=task_link(task)))
     return task
 
 
@@ -492,10 +494,10 @@ def open_inspection_ticket(system: System, servers, title: str, findings: dict) 
             risk=policy.RISK_BY_SUBTYPE[SubType.MEMORY_CHECK], result_package={"findings": findings}, urgent=True,
         )
         task.targets.set(servers)
-        _audit_task("system", "inspection.ticket", task, findings=findings)
+        audit_task("system", "inspection.ticket", task, findings=findings)
         if ownership:
             notify(ownership.owner, Message(f"정기 점검 임계치 초과\n{describe(task)}", kind="alert", task=task,
-                                            link=_link(task)))
+                                            link=task_link(task)))
     return task
 
 
@@ -508,7 +510,7 @@ def validate_result(user, task_id: str, verdict: str, comments: str = "") -> Ops
     if verdict == "rework" and not comments.strip():
         raise Invalid("instructions are required to send work back", field="comments")
     with transaction.atomic():
-        task = _locked(task_id=task_id)
+        task = lock_task(task_id=task_id)
         if task.status != Status.PENDING_PM_VALIDATION:
             raise Conflict(f"task {task_id} is {task.status}, not waiting for validation")
         if user.pk == task.requester_id:
@@ -517,17 +519,18 @@ def validate_result(user, task_id: str, verdict: str, comments: str = "") -> Ops
                      payload={"verdict": verdict, "comments": comments, "round": task.rework_round,
                               "institution": task.system.institution.code})
         if verdict == "approve":
-            _transition(user, task, "complete", reason="PM validated the result")
+            apply_transition(user, task, "complete", reason="PM validated the result")
             notify(task.requester, Message(f"완료되었습니다: {task.task_id} {task.title}", kind="completed",
-                                           task=task, link=_link(task)))
+                                           task=task, link=task_link(task)))
         elif verdict == "rework":
-            _transition(user, task, "send_back", comments, reason=f"rework round {task.rework_round + 1}: {comments}")
+            apply_transition(user, task, "send_back", comments,
+                             reason=f"rework round {task.rework_round + 1}: {comments}")
             notify(task.requester, Message(f"재작업 요청 ({task.task_id}): {comments}", kind="rework", task=task,
-                                           link=_link(task)))
+                                           link=task_link(task)))
             if task.category == "CODE_CHANGE":
                 _enqueue_execution(task)  # the work agent reworks from the instructions
         else:
-            _transition(user, task, "require_manual", f"taken over by {user}: {comments}",
+            apply_transition(user, task, "require_manual", f"taken over by {user}: {comments}",
                         reason=f"PM took over: {comments}")
     return task
 
@@ -535,7 +538,7 @@ def validate_result(user, task_id: str, verdict: str, comments: str = "") -> Ops
 def resume_execution(user, task_id: str) -> OpsTask:
     """Run an APPROVED task again (after rework or once the global stop was released)."""
     with transaction.atomic():
-        task = _locked(task_id=task_id)
+        task = lock_task(task_id=task_id)
         if task.status != Status.APPROVED:
             raise Conflict(f"task {task_id} is {task.status}, not APPROVED")
         if user.pk != task.requester_id and not user.has_perm("governance.use_kill_switch"):

@@ -33,7 +33,7 @@ def test_approval_in_one_browser_updates_task_page_in_another_live(live_stack, b
         status = watcher.locator("#task-status")
         expect(status).to_have_text("승인 대기")
         # The socket must be open before the decision, or there is nothing to observe.
-        expect(watcher.locator("#live-state.on").first).to_be_visible(timeout=10_000)
+        expect(watcher.locator("#live-state.on").first).to_be_visible(timeout=30_000)
         watcher.evaluate("window.__loadedOnce = 'still-the-same-document'")
         timeline_before = watcher.locator("#timeline li").count()
 
@@ -42,7 +42,7 @@ def test_approval_in_one_browser_updates_task_page_in_another_live(live_stack, b
         dashboard = lead_context.new_page()  # the lead's dashboard stays open in another tab
         dashboard.goto(f"{base}/console/")
         expect(dashboard.locator("#tile-waiting")).to_have_text("1")
-        expect(dashboard.locator("#live-state.on")).to_be_visible(timeout=10_000)
+        expect(dashboard.locator("#live-state.on")).to_be_visible(timeout=30_000)
         lead.goto(f"{base}/console/approvals/")
         step = lead.locator(f"#step-{live_stack.step_id}")
         expect(step).to_contain_text(live_stack.task_id)
@@ -52,14 +52,14 @@ def test_approval_in_one_browser_updates_task_page_in_another_live(live_stack, b
         expect(lead.locator("#no-approvals")).to_be_visible()
 
         # B sees it without reloading: same document, new badge, new timeline entries.
-        expect(status).to_have_text("승인 완료", timeout=10_000)
+        expect(status).to_have_text("승인 완료", timeout=30_000)
         expect(status).to_have_class(re.compile(r"\bs-APPROVED\b"))
         assert watcher.evaluate("window.__loadedOnce") == "still-the-same-document"
         assert watcher.locator("#timeline li.live").count() >= 1
         assert watcher.locator("#timeline li").count() > timeline_before
 
         # The dashboard tiles follow too (waiting -> in progress), also without a reload.
-        expect(dashboard.locator("#tile-in_progress")).to_have_text("1", timeout=10_000)
+        expect(dashboard.locator("#tile-in_progress")).to_have_text("1", timeout=30_000)
         expect(dashboard.locator("#tile-waiting")).to_have_text("0")
 
         # And the server agrees after a reload: the step was really decided.
