@@ -36,7 +36,8 @@ class Health:
     def for_server(cls, server, criteria=None, overrides: dict | None = None) -> Health:
         url = server.health_url or ""
         parts = urlsplit(url) if url else None
-        port = (criteria.service_port if criteria and criteria.service_port else None) or server.service_port
+        # The server's own row is the more specific fact; the system's criteria are defaults.
+        port = server.service_port or (criteria.service_port if criteria and criteria.service_port else None)
         if not port and parts and parts.port:
             port = parts.port
         host = (parts.hostname if parts and parts.hostname else None) or server.ip
@@ -47,7 +48,7 @@ class Health:
             health.min_free_disk_mb = criteria.min_free_disk_mb
             health.port_wait_seconds = criteria.port_wait_seconds
             health.max_latency_ms = criteria.max_latency_ms
-            health.log_path = criteria.log_path or server.log_path
+            health.log_path = server.log_path or criteria.log_path
         for key, value in (overrides or {}).items():
             if hasattr(health, key):
                 setattr(health, key, type(getattr(health, key))(value) if getattr(health, key) is not None else value)

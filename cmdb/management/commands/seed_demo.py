@@ -131,7 +131,7 @@ class Command(BaseCommand):
             inst.full_clean()
             inst.save()
             institutions[code] = inst
-        for code in ("MOEF", "MOIS"):
+        for code in ("MOEF", "MOIS", "NIA"):  # NIA runs the testbed the walk-through deploys to
             institutions[code].site_managers.add(users["sitemgr"])
 
         credential, _ = Credential.objects.get_or_create(
