@@ -221,3 +221,13 @@ def test_audit_link_only_for_audit_readers(client, console_world):
     assert "/audit/" not in client.get(reverse("console:dashboard")).content.decode()
     login(client, UserFactory(username="auditor", role="auditor"))
     assert 'href="/audit/"' in client.get(reverse("console:dashboard")).content.decode()
+
+
+def test_korean_by_default_even_for_an_english_browser(client, console_world):
+    login(client, console_world.lead)
+    page = client.get(reverse("console:dashboard"), HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9")
+    assert "내 승인" in page.content.decode() and page["Content-Language"].startswith("ko")
+    client.post("/i18n/setlang/", {"language": "en", "next": "/console/"})
+    assert "My approvals" in client.get(reverse("console:dashboard")).content.decode()
+    client.cookies["django_language"] = "xx"  # an unknown choice falls back to Korean
+    assert "내 승인" in client.get(reverse("console:dashboard")).content.decode()
