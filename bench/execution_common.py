@@ -10,7 +10,11 @@ import resource
 import tempfile
 import urllib.request
 
-import benchenv  # noqa: F401  (Django set up and migrated)
+# Production settings for what matters here: DEBUG's cursor wrapper formats every query's
+# parameters for connection.queries, which is not what a production worker pays.
+os.environ.setdefault("GUARDIA_DEBUG", "false")
+
+import benchenv  # noqa: E402, F401  (Django set up and migrated)
 from django.contrib.auth.models import User
 
 from execution.services import store_artifact

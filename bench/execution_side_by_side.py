@@ -66,9 +66,9 @@ ssh_args = -o ControlMaster=auto -o ControlPersist=120s -o UserKnownHostsFile=/d
       register: staged
     - assert: {{that: ["staged.stat.checksum == '{sha}'"]}}
     - command: cp -p {{{{ app }}}}/app.war {{{{ backup }}}}/app.war.ansible
-    - command: sh {{{{ scripts }}}}/shutdown.sh
+    - command: "{{{{ scripts }}}}/shutdown.sh"
     - command: mv -f {{{{ deploy }}}}/app.war.new {{{{ app }}}}/app.war
-    - command: sh {{{{ scripts }}}}/startup.sh
+    - command: "{{{{ scripts }}}}/startup.sh"
     - wait_for: {{host: 127.0.0.1, port: "{{{{ http_port }}}}", timeout: 30}}
     - uri: {{url: "{{{{ health }}}}", return_content: true}}
       register: page
@@ -115,9 +115,9 @@ def bare_run(testbed, servers, body: bytes, sha: str, version: str) -> float:
         sftp.putfo(io.BytesIO(body), staging)
         assert run(f"sha256sum {staging}").split()[0] == sha
         run(f"cp -p {s.app_path}/app.war {s.backup_path}/app.war.bare")
-        run(f"sh {s.script_path}/shutdown.sh")
+        run(f"{s.script_path}/shutdown.sh")
         run(f"mv -f {staging} {s.app_path}/app.war")
-        run(f"sh {s.script_path}/startup.sh")
+        run(f"{s.script_path}/startup.sh")
         deadline = time.monotonic() + 30
         while True:
             try:

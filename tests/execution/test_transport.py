@@ -201,3 +201,35 @@ def test_wrong_key_is_an_audited_auth_failure_without_the_secret(testbed_cmdb, t
     assert entry.target == server.server_id
     blob = str(list(AuditEntry.objects.values_list("command", "payload", "target")))
     assert "PRIVATE KEY" not in blob and secret.splitlines()[1] not in blob
+
+
+def test_commands_work_when_descriptors_pass_1024(testbed_cmdb, clean_testbed):
+    """select() refuses descriptors >= FD_SETSIZE ("filedescriptor out of range"): a worker
+    holding 1,000 connections passes that. The transport must keep working above it."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 1400 if hard == resource.RLIM_INFINITY else min(hard, 1400)
+    assert wanted > 1200, f"the hard open-files limit ({hard}) is too low for this test"
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    held = [open("/dev/null", "rb") for _ in range(1100)]  # noqa: SIM115
+    try:
+        assert max(f.fileno() for f in held) > 1024
+        server = testbed_cmdb[3]
+        with SSHTransport(server) as ssh:
+            # The connection's socket and the channel's wake-up pipe both land above 1024.
+            assert ssh._transport.sock.fileno() > 1024
+            # Output arriving after a pause: the loop really waits on the channel's descriptor.
+            result = ssh.run("sleep 0.3; echo late; echo err >&2; exit 4", timeout=10)
+            assert (result.exit_code, result.stdout, result.stderr) == (4, "late\n", "err\n")
+            assert result.pgid
+            timed = ssh.run("sleep 30", timeout=0.5)  # the timeout path waits on it too
+            assert timed.timed_out and timed.exit_code is None
+            assert ssh.put(b"version=9.9.9\n", server.deploy_path + "/fd-test.war")
+            assert ssh.run(f"cat {server.deploy_path}/fd-test.war", timeout=10).stdout == "version=9.9.9\n"
+    finally:
+        for handle in held:
+            handle.close()
+        if soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
