@@ -1,0 +1,237 @@
+"""Kill switch, the execution worker's hooks, and the PM's validation of results (HITL).
+
+The execution layer calls execution_started / should_stop / execution_finished /
+execution_failed / open_inspection_ticket (re-exported by services.py); governance never
+imports execution.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+import audit
+from cmdb.models import System, SystemOwner
+
+from . import events, policy
+from .errors import Conflict, Forbidden, Invalid
+from .models import GlobalStop, OpsTask, Status, StepStatus, SubType
+from .notify import Message, notify
+from .transitions import (
+    apply_transition,
+    audit_task,
+    describe,
+    enqueue_execution,
+    in_group,
+    lock_task,
+    next_task_id,
+    publish,
+    task_link,
+    users_in,
+)
+
+
+# --- kill switch --------------------------------------------------------------------
+def global_stop_state() -> GlobalStop | None:
+    return GlobalStop.objects.filter(id=1, engaged=True).first()
+
+
+def execution_allowed() -> bool:
+    return not GlobalStop.objects.filter(id=1, engaged=True).exists()
+
+
+def _require_kill_switch(user) -> None:
+    if not user.has_perm("governance.use_kill_switch"):
+        raise Forbidden("only PMs and admins use the kill switch")
+
+
+def stop_task(user, task_id: str, reason: str) -> OpsTask:
+    """Per-task stop: a task not yet running is aborted at once; a running one stops at
+    the engine's next step boundary and its current group rolls back."""
+    _require_kill_switch(user)
+    reason = reason.strip() or "stopped by operator"
+    with transaction.atomic():
+        task = lock_task(task_id=task_id)
+        if task.status not in (Status.PARSED, Status.PENDING_APPROVAL, Status.APPROVED, Status.EXECUTING,
+                               Status.RECEIVED):
+            raise Conflict(f"task {task_id} is {task.status}; nothing to stop")
+        task.stop_requested, task.stop_reason = True, reason
+        task.save(update_fields=["stop_requested", "stop_reason", "updated_at"])
+        audit.record(user, "killswitch.task", task=task.task_id, target=task.system.code,
+                     payload={"reason": reason, "status": task.status, "institution": task.system.institution.code})
+        if task.status != Status.EXECUTING:
+            task.steps.filter(status=StepStatus.PENDING).update(status=StepStatus.SKIPPED)
+            apply_transition(user, task, "abort", reason, reason=f"kill switch: {reason}")
+        else:
+            publish(task, "stop", f"stop requested: {reason}")
+    return task
+
+
+def engage_global_stop(actor, reason: str, requires_ack: bool = False) -> GlobalStop:
+    with transaction.atomic():
+        stop, _ = GlobalStop.objects.select_for_update().get_or_create(id=1)
+        if hasattr(actor, "has_perm"):
+            _require_kill_switch(actor)
+        stop.engaged, stop.reason, stop.engaged_at = True, reason[:300], timezone.now()
+        stop.engaged_by = actor.get_username() if hasattr(actor, "get_username") else str(actor or "system")
+        stop.requires_ack = stop.requires_ack or requires_ack
+        stop.save()
+        audit.record(actor, "killswitch.global_on", payload={"reason": reason, "requires_ack": stop.requires_ack})
+        for person in users_in("pm", "admin"):
+            notify(person, Message(f"[전체 정지] {reason}", kind="alert", link=f"{settings.BASE_URL}/console/"))
+        events.send_on_commit(events.BROADCAST_GROUP, events.LiveEvent(kind="stop", status="ENGAGED", message=reason))
+    return stop
+
+
+def release_global_stop(user, comment: str = "") -> GlobalStop:
+    _require_kill_switch(user)
+    with transaction.atomic():
+        stop, _ = GlobalStop.objects.select_for_update().get_or_create(id=1)
+        if not stop.engaged:
+            raise Conflict("the global stop is not engaged")
+        if stop.requires_ack and not in_group(user, "admin"):
+            raise Forbidden("an audit-chain break must be acknowledged by an admin")
+        action = "killswitch.break_acknowledged" if stop.requires_ack else "killswitch.global_off"
+        audit.record(user, action, payload={"reason": stop.reason, "comment": comment})
+        stop.engaged, stop.requires_ack = False, False
+        stop.save()
+        events.send_on_commit(events.BROADCAST_GROUP, events.LiveEvent(kind="stop", status="RELEASED", message=comment))
+        # Work approved while the stop was on waits in APPROVED; start it now.
+        for task in OpsTask.objects.filter(status=Status.APPROVED, stop_requested=False):
+            enqueue_execution(task)
+    return stop
+
+
+def should_stop(task_pk: int) -> str | None:
+    """Checked by the engine before every step and between servers."""
+    row = OpsTask.objects.filter(pk=task_pk).values("stop_requested", "stop_reason").first()
+    if row is None:
+        return "task deleted"
+    if row["stop_requested"]:
+        return row["stop_reason"] or "stopped by operator"
+    stop = global_stop_state()
+    return f"global stop: {stop.reason}" if stop else None
+
+
+# --- execution hooks (called by the execution worker) ---------------------------------
+def execution_started(task_pk: int) -> OpsTask | None:
+    """APPROVED -> EXECUTING, or None when the task must not run (gone, moved on, stopped)."""
+    with transaction.atomic():
+        task = OpsTask.objects.select_for_update().select_related("system__institution").filter(pk=task_pk).first()
+        if task is None or task.status != Status.APPROVED:
+            return None
+        if task.stop_requested:
+            apply_transition("system", task, "abort", task.stop_reason, reason=f"kill switch: {task.stop_reason}")
+            return None
+        if not execution_allowed():
+            audit.record("system", "execution.blocked", task=task.task_id,
+                         payload={"reason": f"global stop: {global_stop_state().reason}"})
+            return None
+        apply_transition("system", task, "start_execution")
+    return task
+
+
+def execution_finished(task_pk: int, package: dict) -> OpsTask:
+    with transaction.atomic():
+        task = lock_task(pk=task_pk)
+        apply_transition("system", task, "finish_execution", package, reason="execution finished; PM validation")
+        for pm in _validators_for(task):
+            notify(pm, Message(f"결과 검증 요청\n{describe(task)}", kind="validation", task=task,
+                               link=f"{task_link(task)}validate/"))
+    return task
+
+
+FAILURE_METHODS = {
+    Status.FAILED_ROLLED_BACK: "fail_rolled_back",
+    Status.MANUAL_INTERVENTION_REQUIRED: "require_manual",
+    Status.STATE_UNCERTAIN: "lose_contact",
+    Status.ABORTED: "abort",
+}
+
+
+def execution_failed(task_pk: int, outcome: str, reason: str) -> OpsTask:
+    if outcome not in FAILURE_METHODS:
+        raise ValueError(f"unknown outcome {outcome!r}")
+    with transaction.atomic():
+        task = lock_task(pk=task_pk)
+        apply_transition("system", task, FAILURE_METHODS[outcome], reason, reason=reason)
+        people = {task.requester, *_validators_for(task)}
+        if outcome != Status.FAILED_ROLLED_BACK:
+            people |= set(users_in("admin"))
+        for person in people:
+            notify(person, Message(f"[{task.get_status_display()}] {task.task_id}: {reason}", kind="alert",
+                                   task=task, link=task_link(task)))
+    return task
+
+
+def _validators_for(task: OpsTask) -> list:
+    pm = task.system.institution.pm
+    if pm and pm.is_active and pm.pk != task.requester_id:
+        return [pm]
+    return [u for u in users_in("pm") if u.pk != task.requester_id][:1]
+
+
+def open_inspection_ticket(system: System, servers, title: str, findings: dict) -> OpsTask:
+    """A scheduled inspection crossed a threshold: open a ticket for the owner to act on."""
+    ownership = SystemOwner.objects.select_related("owner").filter(system=system).first()
+    with transaction.atomic():
+        task = OpsTask.objects.create(
+            task_id=next_task_id(), category=policy.CATEGORY_BY_SUBTYPE[SubType.MEMORY_CHECK],
+            sub_type=SubType.MEMORY_CHECK, title=title[:200], system=system, parameters={"findings": findings},
+            requester=ownership.supervisor if ownership else system.institution.pm, channel="SCHEDULE",
+            risk=policy.RISK_BY_SUBTYPE[SubType.MEMORY_CHECK], result_package={"findings": findings}, urgent=True,
+        )
+        task.targets.set(servers)
+        audit_task("system", "inspection.ticket", task, findings=findings)
+        if ownership:
+            notify(ownership.owner, Message(f"정기 점검 임계치 초과\n{describe(task)}", kind="alert", task=task,
+                                            link=task_link(task)))
+    return task
+
+
+# --- HITL validation ----------------------------------------------------------------
+def validate_result(user, task_id: str, verdict: str, comments: str = "") -> OpsTask:
+    if verdict not in ("approve", "rework", "takeover"):
+        raise Invalid("verdict must be approve, rework or takeover", field="verdict")
+    if not user.has_perm("governance.validate_result"):
+        raise Forbidden("only a PM validates results")
+    if verdict == "rework" and not comments.strip():
+        raise Invalid("instructions are required to send work back", field="comments")
+    with transaction.atomic():
+        task = lock_task(task_id=task_id)
+        if task.status != Status.PENDING_PM_VALIDATION:
+            raise Conflict(f"task {task_id} is {task.status}, not waiting for validation")
+        if user.pk == task.requester_id:
+            raise Forbidden("nobody validates their own request (four-eyes rule)")
+        audit.record(user, "validation.decided", task=task.task_id,
+                     payload={"verdict": verdict, "comments": comments, "round": task.rework_round,
+                              "institution": task.system.institution.code})
+        if verdict == "approve":
+            apply_transition(user, task, "complete", reason="PM validated the result")
+            notify(task.requester, Message(f"완료되었습니다: {task.task_id} {task.title}", kind="completed",
+                                           task=task, link=task_link(task)))
+        elif verdict == "rework":
+            apply_transition(user, task, "send_back", comments,
+                             reason=f"rework round {task.rework_round + 1}: {comments}")
+            notify(task.requester, Message(f"재작업 요청 ({task.task_id}): {comments}", kind="rework", task=task,
+                                           link=task_link(task)))
+            if task.category == "CODE_CHANGE":
+                enqueue_execution(task)  # the work agent reworks from the instructions
+        else:
+            apply_transition(user, task, "require_manual", f"taken over by {user}: {comments}",
+                        reason=f"PM took over: {comments}")
+    return task
+
+
+def resume_execution(user, task_id: str) -> OpsTask:
+    """Run an APPROVED task again (after rework or once the global stop was released)."""
+    with transaction.atomic():
+        task = lock_task(task_id=task_id)
+        if task.status != Status.APPROVED:
+            raise Conflict(f"task {task_id} is {task.status}, not APPROVED")
+        if user.pk != task.requester_id and not user.has_perm("governance.use_kill_switch"):
+            raise Forbidden("only the requester or a PM resumes a task")
+        audit.record(user, "task.resumed", task=task.task_id, payload={"institution": task.system.institution.code})
+        enqueue_execution(task)
+    return task

@@ -1,0 +1,111 @@
+"""Shared pieces of every governance state change: lock, transition, audit, publish.
+
+services.py (requests, approvals, owners) and control.py (kill switch, execution hooks,
+PM validation) both build on these, so the transaction shape of CONVENTIONS §4 is
+written once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import partial
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+from django.utils import timezone
+from django_fsm import TransitionNotAllowed, can_proceed, has_transition_perm
+from django_q.tasks import async_task
+
+import audit
+
+from . import events, routing
+from .errors import Conflict, Forbidden, NotFound
+from .models import OpsTask, TaskSequence
+
+
+def task_link(task: OpsTask) -> str:
+    return f"{settings.BASE_URL}/console/tasks/{task.task_id}/"
+
+
+def audit_task(actor, action: str, task: OpsTask, **payload) -> None:
+    payload.setdefault("institution", task.system.institution.code)
+    payload.setdefault("status", task.status)
+    audit.record(actor, action, task=task.task_id, target=task.system.code, payload=payload)
+
+
+def publish(task: OpsTask, kind: str, message: str = "", **data) -> None:
+    event = events.LiveEvent(kind=kind, task_id=task.task_id, status=task.status, message=message,
+                             data={"status_label": task.get_status_display(), **data})
+
+    events.send_on_commit(events.task_group(task.task_id), event)
+    events.send_on_commit(events.CONSOLE_GROUP, event)
+    # Participants' own channels, so their dashboards follow tasks they are part of.
+    ownership = routing.ownership_of(task)
+    people = {task.requester_id, task.current_approver_id}
+    if ownership is not None:
+        people |= {ownership.owner_id, ownership.deputy_id, ownership.supervisor_id}
+    for user_id in people - {None}:
+        events.send_on_commit(events.user_group(user_id), event)
+
+
+def apply_transition(actor, task: OpsTask, method: str, *args, reason: str = "") -> None:
+    source = task.status
+    bound = getattr(task, method)
+    if not can_proceed(bound, check_conditions=False):
+        raise Conflict(f"task {task.task_id} is {source}; cannot {method}")
+    # People pass the transition's own permission too; the system (a string actor) does not need one.
+    if hasattr(actor, "has_perm") and not has_transition_perm(bound, actor):
+        raise Forbidden(f"you may not {method} task {task.task_id}")
+    try:
+        bound(*args)
+    except TransitionNotAllowed as exc:
+        raise Conflict(f"task {task.task_id} is {source}; cannot {method}") from exc
+    task.save()
+    audit_task(actor, "task.transition", task, source=source, target=task.status, reason=reason)
+    publish(task, "transition", reason or task.get_status_display())
+
+
+TASK_RELATED = ("system__institution__pm", "requester", "system__ownership__owner", "system__ownership__deputy",
+                "system__ownership__supervisor")
+
+
+def lock_task(task_id: str | None = None, pk: int | None = None) -> OpsTask:
+    # Lock only the task row: PostgreSQL refuses FOR UPDATE on the nullable side of the
+    # outer joins that bring the owner table along.
+    of = ("self",) if connection.features.has_select_for_update_of else ()
+    query = OpsTask.objects.select_for_update(of=of).select_related(*TASK_RELATED)
+    try:
+        return query.get(task_id=task_id) if task_id is not None else query.get(pk=pk)
+    except OpsTask.DoesNotExist as exc:
+        raise NotFound(f"task {task_id or pk} not found") from exc
+
+
+def in_group(user, *names: str) -> bool:
+    return user.is_superuser or user.groups.filter(name__in=names).exists()
+
+
+def next_task_id(today: dt.date | None = None) -> str:
+    today = today or timezone.localdate()
+    seq, _ = TaskSequence.objects.select_for_update().get_or_create(day=today)
+    seq.last += 1
+    seq.save(update_fields=["last"])
+    return f"OPS-{today:%Y%m%d}-{seq.last:03d}"
+
+
+def describe(task: OpsTask) -> str:
+    """Enough to decide from a phone: what, where, risk, requester, targets."""
+    targets = ", ".join(s.server_id for s in task.targets.all()[:10]) or "-"
+    return (
+        f"[{task.task_id}] {task.title}\n{task.get_sub_type_display()} · 위험도 {task.get_risk_display()}"
+        f"{' · 긴급' if task.urgent or task.emergency else ''}\n"
+        f"{task.system.institution.name} / {task.system.name} · 대상 {targets}\n요청자 {task.requester}"
+    )
+
+
+def enqueue_execution(task: OpsTask) -> None:
+    transaction.on_commit(partial(async_task, "execution.tasks.run_task", task.pk, task_name=f"run-{task.task_id}"))
+
+
+def users_in(*groups: str):
+    return get_user_model().objects.filter(groups__name__in=groups, is_active=True).distinct()
