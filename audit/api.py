@@ -1,4 +1,4 @@
-"""REST: GET audit/verify and GET audit/export?format=csv|jsonl|pdf (auditors and admins)."""
+"""REST: GET audit/verify, GET audit/export?format=csv|jsonl|pdf and GET audit/proof/<task> (auditors and admins)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,22 @@ class ExportView(APIView):
         return export_response(form.cleaned_data["format"], form.export_filter(), request.user)
 
 
+class ProofView(APIView):
+    permission_classes = [IsAuditor]
+
+    @extend_schema(summary="Inclusion proof for one task's entries (verify with manage.py audit_verify_proof)",
+                   responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
+    def get(self, request, task_id: str):
+        from . import proofs
+
+        try:
+            return Response(proofs.prove(request.user, task_id))
+        except proofs.ProofError as exc:
+            return Response({"detail": str(exc)}, status=404)
+
+
 urlpatterns = [
     path("audit/verify", VerifyView.as_view(), name="audit-verify"),
     path("audit/export", ExportView.as_view(), name="audit-export"),
+    path("audit/proof/<str:task_id>", ProofView.as_view(), name="audit-proof"),
 ]

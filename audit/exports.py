@@ -103,6 +103,8 @@ def _prepare(flt: ExportFilter) -> tuple[Any, dict[str, Any]]:
             "key_id": checkpoint.key_id,
             "signature": checkpoint.signature,
         }
+        if checkpoint.merkle_root:  # version 2: the root is part of the signed message
+            cp["merkle_root"] = checkpoint.merkle_root
     chain = {"ok": report.ok, "kind": report.kind, "first_broken_seq": report.first_broken_seq}
     return report, {"checkpoint": cp, "chain": chain}
 

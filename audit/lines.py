@@ -59,7 +59,9 @@ def parse_entry_line(line: bytes) -> tuple[bytes, bytes, str | None, bytes]:
     return prev, digest, integrity, canonical[:-1]
 
 
-def checkpoint_line(seq: int, entry_hash: str, time: str, key_id: str, signature: str, reason: str) -> str:
+def checkpoint_line(
+    seq: int, entry_hash: str, time: str, key_id: str, signature: str, reason: str, merkle_root: str = ""
+) -> str:
     body: dict[str, Any] = {
         "type": "checkpoint",
         "seq": seq,
@@ -69,4 +71,6 @@ def checkpoint_line(seq: int, entry_hash: str, time: str, key_id: str, signature
         "signature": signature,
         "reason": reason,
     }
+    if merkle_root:  # version 2 checkpoints (audit.merkle); version 1 lines stay as they were
+        body["merkle_root"] = merkle_root
     return json.dumps(body, separators=(",", ":")) + "\n"

@@ -122,7 +122,13 @@ class AuditCheckpoint(AppendOnlyModel):
     created_at = models.DateTimeField()
     key_id = models.CharField(max_length=16)
     signature = models.CharField(max_length=128)  # base64 of the 64-byte signature
-    reason = models.CharField(max_length=16, default="interval")  # interval | hourly | manual
+    reason = models.CharField(max_length=16, default="interval")  # interval | hourly | manual | export | proof
+    # Version 2 (audit.merkle): the Merkle root over the sorted institution sub-chain heads,
+    # signed with (seq, entry_hash, time), and the leaves it was built from as JSON
+    # [[institution, count, head], ...] so verification can name the institution that
+    # diverged. Empty on version 1 checkpoints, which sign (seq, entry_hash, time) only.
+    merkle_root = models.CharField(max_length=64, blank=True, default="")
+    leaves = models.TextField(blank=True, default="")
 
     class Meta:
         db_table = "TB_AUDIT_CHECKPOINT"

@@ -277,7 +277,9 @@ def _check_trailer(file: Path, trailer_at: int, trailer: dict[str, Any], public_
     if not cp:
         check.fail(number, "export carries no checkpoint")
         return
-    message = signing.checkpoint_message(int(cp["seq"]), str(cp["entry_hash"]), str(cp["time"]))
+    message = signing.checkpoint_message(
+        int(cp["seq"]), str(cp["entry_hash"]), str(cp["time"]), str(cp.get("merkle_root") or "")
+    )
     if not signing.verify(public_key, cp.get("signature", ""), message):
         check.fail(number, "checkpoint signature does not verify with this public key")
         return
@@ -293,14 +295,23 @@ def _check_trailer(file: Path, trailer_at: int, trailer: dict[str, Any], public_
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m audit.offline FILE --public-key KEY`: the same check without Django at all."""
+    """`python -m audit.offline FILE --public-key KEY`: the same check without Django at all.
+
+    FILE is an export (CSV / JSON Lines) or an inclusion proof (audit.proof_check), told
+    apart by its first bytes."""
     import argparse
+
+    from . import proof_check
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("file")
     parser.add_argument("--public-key", required=True)
     args = parser.parse_args(argv)
-    check = verify_export(args.file, signing.load_public_key(args.public_key))
+    key = signing.load_public_key(args.public_key)
+    if proof_check.is_proof_file(args.file):
+        check = proof_check.check_proof_file(args.file, key)
+    else:
+        check = verify_export(args.file, key)
     print(check.message())
     return 0 if check.ok else 1
 

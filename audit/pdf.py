@@ -104,6 +104,7 @@ def write_pdf(flt: ExportFilter, target: IO[bytes]) -> ExportResult:
         f"체크포인트 seq: {cp.get('seq', '-')}   시각: {cp.get('time', '-')}   키 ID: {cp.get('key_id', '-')}",
         f"체크포인트 해시: {cp.get('entry_hash', '-')}",
         f"체크포인트 서명: {cp.get('signature', '-')}",
+        *([f"기관별 하위 체인 머클 루트 (서명에 포함): {cp['merkle_root']}"] if cp.get("merkle_root") else []),
         f"rows_sha256 (같은 조건의 JSON Lines 내보내기와 동일): {rows_digest.hexdigest()}",
         f"보고서 서명 (Ed25519, 키 ID {kid}): {signature}",
     ]

@@ -14,7 +14,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from . import canonical as canon
-from . import lines, mirror, signing
+from . import lines, merkle, mirror, signing, subchains
 from .models import AuditCheckpoint, AuditEntry, ChainHead
 from .scrub import scrub_payload, scrub_text
 
@@ -161,18 +161,25 @@ def record(
 
 
 def _sign_checkpoint(seq: int, entry_hash: str, reason: str) -> AuditCheckpoint:
+    """Sign (seq, entry_hash, time, Merkle root over the institution sub-chain heads): version 2.
+
+    Called with the chain head locked, so the heads cover exactly the entries up to seq.
+    """
     now = timezone.now()
-    kid, signature = signing.sign(signing.checkpoint_message(seq, entry_hash, canon.time_text(now)))
+    leaves = subchains.leaves_at(seq)
+    root = merkle.root(leaves)
+    kid, signature = signing.sign(signing.checkpoint_message(seq, entry_hash, canon.time_text(now), root))
     checkpoint = AuditCheckpoint(
-        seq=seq, entry_hash=entry_hash, created_at=now, key_id=kid, signature=signature, reason=reason
-    )
+        seq=seq, entry_hash=entry_hash, created_at=now, key_id=kid, signature=signature, reason=reason,
+        merkle_root=root, leaves=merkle.leaves_text(leaves),
+    )  # fmt: skip
     checkpoint.save()
     return checkpoint
 
 
 def _checkpoint_line(cp: AuditCheckpoint) -> str:
     return lines.checkpoint_line(cp.seq, cp.entry_hash, canon.time_text(cp.created_at), cp.key_id, cp.signature,
-                                 cp.reason)  # fmt: skip
+                                 cp.reason, cp.merkle_root)  # fmt: skip
 
 
 def create_checkpoint(reason: str = "manual") -> AuditCheckpoint | None:

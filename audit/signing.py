@@ -22,10 +22,18 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 CHECKPOINT_DOMAIN = b"GUARDIA-AUDIT-CHECKPOINT/1"
+# Version 2 also signs the Merkle root over the institution sub-chain heads (audit.merkle).
+# A checkpoint without a root keeps the version 1 message, so old checkpoints still verify,
+# and stripping the root from a version 2 checkpoint breaks its signature.
+CHECKPOINT_DOMAIN_V2 = b"GUARDIA-AUDIT-CHECKPOINT/2"
 EXPORT_DOMAIN = b"GUARDIA-AUDIT-EXPORT/1"
 
 
-def checkpoint_message(seq: int, entry_hash: str, time: str) -> bytes:
+def checkpoint_message(seq: int, entry_hash: str, time: str, merkle_root: str = "") -> bytes:
+    if merkle_root:
+        return b"%s\n%d\n%s\n%s\n%s" % (
+            CHECKPOINT_DOMAIN_V2, seq, entry_hash.encode("ascii"), time.encode("ascii"), merkle_root.encode("ascii")
+        )
     return b"%s\n%d\n%s\n%s" % (CHECKPOINT_DOMAIN, seq, entry_hash.encode("ascii"), time.encode("ascii"))
 
 

@@ -5,8 +5,11 @@ One pass over the rows in seq order, fetched in batches (constant memory). Per r
 2. the readable columns rebuild exactly those canonical bytes (an edit to a column alone
    would otherwise pass unseen);
 3. seq follows the previous seq and prev_hash is the previous entry_hash;
-4. where a signed checkpoint exists for this seq, the entry_hash matches it.
-Every checkpoint signature is checked first. The first failure is reported with its seq
+4. where a signed checkpoint exists for this seq, the entry_hash matches it, and where it
+   carries a Merkle root (version 2), the institution sub-chain heads recomputed from the
+   entries equal its signed leaves (audit.merkle), naming the institution that diverged.
+Every checkpoint signature (and every version 2 checkpoint's leaves against its root) is
+checked first. The first failure is reported with its seq
 and the kind of break; see docs/audit.md for how each kind is told apart.
 """
 
@@ -23,7 +26,7 @@ from typing import Any
 from django.db import connection
 
 from . import canonical as canon
-from . import signing
+from . import merkle, signing, subchains
 from .models import AuditCheckpoint, AuditEntry, ChainHead
 
 LOOKAHEAD = 1000
@@ -48,8 +51,11 @@ class VerifyReport:
     head_seq: int = 0
     last_checkpoint_seq: int | None = None
     first_broken_seq: int | None = None
-    kind: str = ""  # modified | deleted | inserted | reordered | truncated | rewritten | checkpoint_forged
+    # modified | deleted | inserted | reordered | truncated | rewritten | checkpoint_forged | subchain_diverged
+    kind: str = ""
     detail: str = ""
+    # The institution sub-chain(s) the break lies in ("" is the sub-chain of entries without one).
+    institutions: list[str] | None = None
     seconds: float = 0.0
 
     @property
@@ -75,7 +81,10 @@ class VerifyReport:
             return (
                 f"OK: {self.entries} entries, {self.checkpoints} signed checkpoints verified (head seq {self.head_seq})"
             )
-        return f"BROKEN at seq {self.first_broken_seq}: {self.kind} - {self.detail}"
+        names = ""
+        if self.institutions:
+            names = "; sub-chain of institution " + ", ".join(repr(n) for n in self.institutions)
+        return f"BROKEN at seq {self.first_broken_seq}: {self.kind} - {self.detail}{names}"
 
 
 def _rows(batch: int, limit: int) -> Iterator[tuple]:
@@ -110,7 +119,10 @@ def verify_chain(*, public_key=None, batch: int = 5000) -> VerifyReport:
     started = time.perf_counter()
     report = VerifyReport()
     try:
-        return _walk(report, public_key or signing.own_public_key(), batch)
+        _walk(report, public_key or signing.own_public_key(), batch)
+        if not report.ok and report.institutions is None and report.kind != "checkpoint_forged":
+            report.institutions = _institutions_of_break(report.first_broken_seq)
+        return report
     finally:
         report.seconds = time.perf_counter() - started
 
@@ -119,17 +131,34 @@ def _walk(report: VerifyReport, public_key, batch: int) -> VerifyReport:
     head = ChainHead.objects.filter(id=1).values_list("seq", "entry_hash").first() or (0, canon.GENESIS)
     report.head_seq = head[0]
     checkpoints = list(
-        AuditCheckpoint.objects.order_by("seq", "id").values_list("seq", "entry_hash", "created_at", "signature")
+        AuditCheckpoint.objects.order_by("seq", "id").values_list(
+            "seq", "entry_hash", "created_at", "signature", "merkle_root", "leaves"
+        )
     )
-    for seq, digest, created, signature in checkpoints:
-        message = signing.checkpoint_message(seq, digest, canon.time_text(created))
+    signed_leaves: dict[int, list] = {}  # position in checkpoints -> leaves (version 2 only)
+    for position, (seq, digest, created, signature, root, leaves_text) in enumerate(checkpoints):
+        message = signing.checkpoint_message(seq, digest, canon.time_text(created), root)
         if not signing.verify(public_key, signature, message):
             return report.broken(seq, "checkpoint_forged", f"checkpoint at seq {seq} has an invalid signature")
+        if root:
+            try:
+                leaves = merkle.parse_leaves(leaves_text)
+            except ValueError as exc:
+                return report.broken(seq, "checkpoint_forged", f"checkpoint at seq {seq}: stored leaves unreadable "
+                                     f"({exc})")  # fmt: skip
+            if merkle.root(leaves) != root:
+                return report.broken(seq, "checkpoint_forged", f"checkpoint at seq {seq}: stored leaves do not hash "
+                                     "to its signed Merkle root")  # fmt: skip
+            signed_leaves[position] = leaves
     report.checkpoints = len(checkpoints)
     report.last_checkpoint_seq = checkpoints[-1][0] if checkpoints else None
     limit = max([head[0]] + [c[0] for c in checkpoints[-1:]])
-    cps = iter(checkpoints)
-    cp = next(cps, None)
+    cps = iter(enumerate(checkpoints))
+    position, cp = next(cps, (None, None))
+    # Sub-chain heads, advanced per entry only when some checkpoint carries a root.
+    sub_heads: dict[str, str] | None = {} if signed_leaves else None
+    sub_counts: dict[str, int] = {}
+    genesis = canon.GENESIS
     last_good_cp = 0
     prev_seq, prev_hash = 0, canon.GENESIS
     template, count = canon._TEMPLATE, 0
@@ -146,6 +175,9 @@ def _walk(report: VerifyReport, public_key, batch: int) -> VerifyReport:
             return _column_break(report, row, rows)
         if seq != prev_seq + 1 or prev_col != prev_hash:
             return _link_break(report, seq, prev_seq, prev_hash, prev_col)
+        if sub_heads is not None:
+            sub_heads[inst] = sha256((eh + sub_heads.get(inst, genesis)).encode()).hexdigest()
+            sub_counts[inst] = sub_counts.get(inst, 0) + 1
         while cp is not None and cp[0] <= seq:
             if cp[0] == seq and cp[1] != eh:
                 return report.broken(
@@ -154,8 +186,16 @@ def _walk(report: VerifyReport, public_key, batch: int) -> VerifyReport:
                     f"entry {seq} no longer matches the signed checkpoint at seq {seq}: the chain after seq "
                     f"{last_good_cp} was recomputed",
                 )
+            if cp[0] == seq and position in signed_leaves:
+                names = _diverged(signed_leaves[position], sub_heads, sub_counts)
+                if names:
+                    report.institutions = names
+                    return report.broken(
+                        seq, "subchain_diverged", f"the institution sub-chain heads at seq {seq} differ from the "
+                        "signed leaves of its checkpoint"
+                    )
             last_good_cp = cp[0]
-            cp = next(cps, None)
+            position, cp = next(cps, (None, None))
         prev_seq, prev_hash = seq, eh
         count += 1
     report.entries = count
@@ -169,6 +209,27 @@ def _walk(report: VerifyReport, public_key, batch: int) -> VerifyReport:
     if head[0] == prev_seq and head[1] != prev_hash:
         return report.broken(prev_seq, "rewritten", f"entry {prev_seq} differs from the recorded chain head")
     return report
+
+
+def _diverged(signed: list, heads: dict[str, str], counts: dict[str, int]) -> list[str]:
+    return merkle.diverged(signed, [(name, counts[name], heads[name]) for name in sorted(heads)])
+
+
+def _institutions_of_break(seq: int | None) -> list[str]:
+    """Which sub-chain a break lies in: those that no longer reach the next signed leaves,
+    else the broken entry's own institution (read from its hashed bytes when they parse)."""
+    if seq is None:
+        return []
+    names = subchains.attribute(seq)
+    if names:
+        return names
+    row = AuditEntry.objects.filter(seq=seq).values_list("institution", "canonical").first()
+    if row is None:
+        return []
+    try:
+        return [canon.parse(row[1])["institution"]]
+    except ValueError:
+        return [row[0]]
 
 
 def _column_break(report: VerifyReport, row: tuple, rows: Iterator[tuple]) -> VerifyReport:
