@@ -170,7 +170,8 @@ def main() -> None:
             else:
                 times[name] = guardia_run(servers, info["sha256"], version)
             served = common.served_versions(urls)
-            print(f"{name:16s} {times[name]:8.2f} s   served afterwards: {served}", flush=True)
+            print(f"{name:16s} {times[name]:8.2f} s   load %.1f %.1f %.1f   served afterwards: {served}"
+                  % os.getloadavg(), flush=True)
     finally:
         testbed.down()
     bare = times["bare paramiko"]
