@@ -33,7 +33,7 @@ def setup() -> Path:
     return Path(os.environ["GUARDIA_DATA_DIR"])
 
 
-def seed(n: int, every: int = 1000, batch: int = 20000) -> float:
+def seed(n: int, every: int = 1000, batch: int = 20000, institutions: int = 4) -> float:
     """Append n realistic entries (~330-byte canonical form); returns seconds taken."""
     import datetime as dt
 
@@ -49,13 +49,14 @@ def seed(n: int, every: int = 1000, batch: int = 20000) -> float:
     columns = ("seq, created_at, actor, actor_id, action, institution, task, target, command, result_code, "
                "result_hash, payload, prev_hash, entry_hash, canonical")  # fmt: skip
     sql = f'INSERT INTO "TB_AUDIT_LOG" ({columns}) VALUES ({", ".join(["%s"] * 15)})'
-    insts = ["MOEF", "MOIS", "MOLIT", "KOSTAT"]
+    insts = ["MOEF", "MOIS", "MOLIT", "KOSTAT"] if institutions == 4 else [f"I{i:03d}" for i in range(institutions)]
+    count = len(insts)
     while seq < n:
         rows, checkpoints = [], []
         for _ in range(min(batch, n - seq)):
             seq += 1
             when = base + dt.timedelta(milliseconds=seq * 10)
-            inst, group = insts[seq % 4], f"G{seq % 3 + 1}"
+            inst, group = insts[seq % count], f"G{seq % 3 + 1}"
             payload = canon.payload_text({"institution": inst, "server_group": group, "step": "post-check"})
             fields = (f"user{seq % 50}", seq % 50 + 1, "execution.step", inst, f"OPS-20260523-{seq % 999 + 1:03d}",
                       f"was-{seq % 20:02d}", "systemctl restart tomcat", "0",
