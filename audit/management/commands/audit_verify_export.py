@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from audit import offline
+from audit.offline_command import OfflineCheckCommand
 
-from audit import offline, signing
 
-
-class Command(BaseCommand):
+class Command(OfflineCheckCommand):
     help = "Verify a CSV or JSON Lines audit export against the Ed25519 public key (no database used)."
-    requires_system_checks: list = []
-    requires_migrations_checks = False
+    file_help = "the export (.csv or .jsonl)"
 
-    def add_arguments(self, parser):
-        parser.add_argument("file", help="the export (.csv or .jsonl)")
-        parser.add_argument("--public-key", required=True, help="PEM file (or base64 of the 32 raw bytes)")
+    def check_file(self, path, key):
+        return offline.verify_export(path, key)
 
-    def handle(self, *args, **options):
-        try:
-            key = signing.load_public_key(options["public_key"])
-        except (OSError, ValueError) as exc:
-            raise CommandError(f"cannot read the public key: {exc}") from exc
-        check = offline.verify_export(options["file"], key)
-        if not check.ok:
-            raise CommandError(check.message())
-        self.stdout.write(f"{check.message()} [{check.format}, {check.seconds:.2f} s]")
+    def success_line(self, check) -> str:
+        return f"{check.message()} [{check.format}, {check.seconds:.2f} s]"

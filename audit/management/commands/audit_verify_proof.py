@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from audit import proof_check
+from audit.offline_command import OfflineCheckCommand
 
-from audit import proof_check, signing
 
-
-class Command(BaseCommand):
+class Command(OfflineCheckCommand):
     help = "Verify a task inclusion proof against the Ed25519 public key (no database used)."
-    requires_system_checks: list = []
-    requires_migrations_checks = False
+    file_help = "the proof (JSON, from audit_prove or GET /api/v1/audit/proof/<task>)"
 
-    def add_arguments(self, parser):
-        parser.add_argument("file", help="the proof (JSON, from audit_prove or GET /api/v1/audit/proof/<task>)")
-        parser.add_argument("--public-key", required=True, help="PEM file (or base64 of the 32 raw bytes)")
-
-    def handle(self, *args, **options):
-        try:
-            key = signing.load_public_key(options["public_key"])
-        except (OSError, ValueError) as exc:
-            raise CommandError(f"cannot read the public key: {exc}") from exc
-        check = proof_check.check_proof_file(options["file"], key)
-        if not check.ok:
-            raise CommandError(check.message())
-        self.stdout.write(check.message())
+    def check_file(self, path, key):
+        return proof_check.check_proof_file(path, key)
