@@ -230,6 +230,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Several models have a "status" field; name each choice set after what it is.
+    "ENUM_NAME_OVERRIDES": {
+        "TaskStatusEnum": "governance.models.Status",
+        "StepStatusEnum": "governance.models.StepStatus",
+    },
 }
 
 # Channels: Redis carries events from the qcluster worker to browsers on Daphne. The
