@@ -12,16 +12,7 @@ from . import routing
 from .models import ApprovalStep, OpsTask, Status, StepStatus
 from .notify import Action, Message, notify
 from .notify import batched as notify_batched
-from .services import (
-    STEP_ASSIGN_FIELDS,
-    TASK_RELATED,
-    apply_transition,
-    assign_step,
-    audit_task,
-    describe,
-    sla_for,
-    task_link,
-)
+from .services import TASK_RELATED, apply_transition, assign_step, audit_task, describe, sla_for, task_link
 
 
 def escalate_overdue_steps(now: dt.datetime | None = None) -> dict[str, int]:
@@ -72,21 +63,11 @@ def _escalate_chunk(step_pks: list[int], now: dt.datetime):
                               .values_list("task_id", "actual_approver_id")):
         excluded[task_id].add(approver)
     yield from ("skipped" for _ in range(len(step_pks) - len(steps)))
-    moved: list[ApprovalStep] = []
     for step in steps:
         if step.task_id not in locked:
             yield "skipped"
             continue
-        outcome = _escalate_one(step, now, excluded[step.task_id] | {step.task.requester_id})
-        if outcome == "escalated":
-            moved.append(step)
-        yield outcome
-    # The rows are locked for this transaction, so one bulk write per chunk is as safe as
-    # a save per step, and a third of the statements.
-    ApprovalStep.objects.bulk_update(moved, STEP_ASSIGN_FIELDS)
-    for step in moved:
-        step.task.updated_at = now
-    OpsTask.objects.bulk_update([step.task for step in moved], ["current_approver", "urgent", "updated_at"])
+        yield _escalate_one(step, now, excluded[step.task_id] | {step.task.requester_id})
 
 
 def _escalate_one(step: ApprovalStep, now: dt.datetime, excluded: set[int]) -> str:
@@ -95,7 +76,7 @@ def _escalate_one(step: ApprovalStep, now: dt.datetime, excluded: set[int]) -> s
     assignment = routing.assign(task, step.role, min_level=step.escalation_level + 1, excluded=excluded)
     task.urgent = True
     if assignment.user is not None and assignment.user != previous:
-        assign_step(task, step, assignment, now, escalated_from=previous, save=False)
+        assign_step(task, step, assignment, now, escalated_from=previous)
         return "escalated"
     if task.system.expire_unanswered:
         step.status, step.comments, step.decided_at = StepStatus.REJECTED, "expired: no answer within SLA", now

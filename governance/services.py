@@ -131,14 +131,8 @@ def sla_for(task: OpsTask) -> dt.timedelta:
     return dt.timedelta(minutes=ownership.sla_minutes if ownership else 10)
 
 
-STEP_ASSIGN_FIELDS = ["assigned_to", "original_owner", "routing", "escalation_level", "activated_at", "sla_deadline",
-                      "reminded_at"]
-
-
 def assign_step(task: OpsTask, step: ApprovalStep, assignment: routing.Assignment, now: dt.datetime,
-                escalated_from=None, save: bool = True) -> None:
-    """Give a step to its (new) assignee, audit and notify. `save=False` leaves writing the
-    step and task rows to a caller that bulk-updates a locked chunk (the SLA sweep)."""
+            escalated_from=None) -> None:
     step.assigned_to = assignment.user
     if not step.original_owner_id:
         step.original_owner = assignment.original_owner
@@ -147,10 +141,10 @@ def assign_step(task: OpsTask, step: ApprovalStep, assignment: routing.Assignmen
     step.activated_at = step.activated_at or now
     step.sla_deadline = now + sla_for(task)
     step.reminded_at = None
+    step.save(update_fields=["assigned_to", "original_owner", "routing", "escalation_level", "activated_at",
+                             "sla_deadline", "reminded_at"])
     task.current_approver = assignment.user
-    if save:
-        step.save(update_fields=STEP_ASSIGN_FIELDS)
-        task.save(update_fields=["current_approver", "urgent", "updated_at"])
+    task.save(update_fields=["current_approver", "urgent", "updated_at"])
     action = "approval.escalated" if escalated_from else "approval.assigned"
     audit_task("system", action, task, step=step.step_order, role=step.role, routing=step.routing,
                 original_owner=str(step.original_owner or ""), assigned_to=str(assignment.user or ""),
