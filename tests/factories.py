@@ -78,3 +78,32 @@ class SystemOwnerFactory(factory.django.DjangoModelFactory):
     owner = factory.SubFactory(UserFactory, role="team_lead")
     deputy = factory.SubFactory(UserFactory, role="team_lead")
     supervisor = factory.SubFactory(UserFactory, role="supervisor")
+
+
+def governance_world(owner_username: str = "owner"):
+    """One tier-2 institution with a PM and a site manager, one system with owner, deputy and
+    supervisor, two servers, and one user of every other role (shared by the governance and
+    console tests)."""
+    from types import SimpleNamespace
+
+    pm = UserFactory(username="pm", role="pm")
+    inst = InstitutionFactory(code="MOEF", name="기획재정부", tier=2, pm=pm)
+    system = SystemFactory(code="BUDGET", name="예산시스템", institution=inst)
+    ownership = SystemOwnerFactory(
+        system=system,
+        owner=UserFactory(username=owner_username, role="team_lead"),
+        deputy=UserFactory(username="deputy", role="team_lead"),
+        supervisor=UserFactory(username="supervisor", role="supervisor"),
+    )
+    requester = UserFactory(username="field", role="site_manager")
+    inst.site_managers.add(requester)  # site managers file requests for their own institutions
+    return SimpleNamespace(
+        inst=inst, system=system, ownership=ownership, pm=pm,
+        owner=ownership.owner, deputy=ownership.deputy, supervisor=ownership.supervisor,
+        requester=requester,
+        security=UserFactory(username="secoff", role="security_officer"),
+        auditor=UserFactory(username="auditor", role="auditor"),
+        admin=UserFactory(username="admin", role="admin"),
+        outsider=UserFactory(username="otherlead", role="team_lead"),
+        servers=[ServerFactory(system=system, server_id=f"was-{i}") for i in (1, 2)],
+    )

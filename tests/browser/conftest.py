@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.factories import InstitutionFactory, ServerFactory, SystemFactory, SystemOwnerFactory, UserFactory
+from tests.factories import governance_world
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -25,24 +25,10 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture
 def console_world(db):
-    """Tier-2 institution with a PM; one system with owner/deputy/supervisor; other roles."""
-    pm = UserFactory(username="pm", role="pm")
-    inst = InstitutionFactory(code="MOEF", name="기획재정부", tier=2, pm=pm)
-    system = SystemFactory(code="BUDGET", name="예산시스템", institution=inst)
-    ownership = SystemOwnerFactory(
-        system=system,
-        owner=UserFactory(username="lead", role="team_lead"),
-        deputy=UserFactory(username="deputy", role="team_lead"),
-        supervisor=UserFactory(username="supervisor", role="supervisor"),
-    )
-    requester = UserFactory(username="field", role="site_manager")
-    inst.site_managers.add(requester)  # site managers file requests for their own institutions
-    return SimpleNamespace(
-        inst=inst, system=system, ownership=ownership, pm=pm, lead=ownership.owner, deputy=ownership.deputy,
-        requester=requester,
-        outsider=UserFactory(username="otherlead", role="team_lead"),
-        servers=[ServerFactory(system=system, server_id=f"was-{i}") for i in (1, 2)],
-    )
+    """The governance world with the owner called "lead" (the console's main user)."""
+    world = governance_world(owner_username="lead")
+    world.lead = world.owner
+    return world
 
 
 # --- the cross-process stack for the browser test -------------------------------------
