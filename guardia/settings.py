@@ -285,6 +285,8 @@ NOTIFY_ADAPTERS = envlist("GUARDIA_NOTIFY_ADAPTERS", "governance.notify.InboxAda
 # them, through the execution layer's validator (a dotted path keeps governance from
 # importing execution). Attachments (artifacts, certificates) are capped in size.
 PLAYBOOK_VALIDATOR = "execution.services.validate_parameters"
+# The plan an approver sees (governance.plans): rendered by the execution layer, by name.
+PLAN_RENDERER = "execution.plan.render_plan"
 GUARDIA_MAX_ATTACHMENT_MB = envint("GUARDIA_MAX_ATTACHMENT_MB", 512)
 
 # SSH: host keys are pinned in the CMDB; tests may relax nothing here.
