@@ -29,10 +29,11 @@ def plan_sha256(plan: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(plan)).hexdigest()
 
 
-def render_plan(sub_type: str, parameters: dict, system, targets: list) -> dict[str, Any]:
-    """The plan for these (already validated) parameters on these CMDB servers.
+def render_plan(sub_type: str, parameters: dict, system, targets: list, task_ref: str = "") -> dict[str, Any]:
+    """The plan for these (already validated) parameters on these CMDB servers, for the task
+    ``task_ref`` (names derived from it, such as a backup directory, are part of the plan).
 
     Raises ValueError (the execution layer's ParameterError) when the parameters cannot
     produce a plan on these servers, e.g. a path outside a server's CMDB roots.
     """
-    return import_string(settings.PLAN_RENDERER)(sub_type, parameters, system, list(targets))
+    return import_string(settings.PLAN_RENDERER)(sub_type, parameters, system, list(targets), task_ref=task_ref)
