@@ -7,10 +7,11 @@ whichever screen made it; this module only wires screens to those services.
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -18,6 +19,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from . import csv_import, services
+from .deciders import deciders_for
 from .forms import CredentialForm, InstitutionForm, ServerImportForm
 from .models import Credential, HealthCriteria, Institution, Server, System, SystemOwner, Tier, sees_all_systems
 
@@ -295,8 +297,51 @@ class ServerAdmin(AuditedAdmin):
 # --- owner table (TB_SYSTEM_OWNER) ------------------------------------------------------------
 
 
+class SystemOwnerForm(forms.ModelForm):
+    """Owner and deputy must be able to decide the system's steps (cmdb.deciders); the
+    pickers offer only them and clean() refuses anyone else, whatever was posted.
+
+    Admins (change_any_systemowner) set up new institutions, where nobody is in scope
+    yet, so for them the decide permission alone qualifies; supervisors stay in scope.
+    """
+
+    editor = None  # the requesting user, set by SystemOwnerAdmin.get_form
+
+    class Meta:
+        model = SystemOwner
+        fields = ["system", "owner", "deputy", "supervisor", "owner_is_active", "sla_minutes", "auth_level"]
+
+    def _scope_system(self, system):
+        if self.editor is not None and self.editor.has_perm("cmdb.change_any_systemowner"):
+            return None
+        return system
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        system = self.instance.system if self.instance.system_id else None
+        for name in ("owner", "deputy"):
+            if name in self.fields:
+                self.fields[name].queryset = deciders_for(self._scope_system(system))
+
+    def clean(self) -> dict:
+        data = super().clean()
+        system = data.get("system") or (self.instance.system if self.instance.system_id else None)
+        allowed = deciders_for(self._scope_system(system)) if system is not None else None
+        for name in ("owner", "deputy"):
+            person = data.get(name)
+            if allowed is not None and person is not None and not allowed.filter(pk=person.pk).exists():
+                self.add_error(name, _("%(user)s 님은 이 시스템의 요청을 승인할 수 없습니다.") % {"user": person})
+        return data
+
+
 @admin.register(SystemOwner)
 class SystemOwnerAdmin(admin.ModelAdmin):
+    form = SystemOwnerForm
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        form.editor = request.user
+        return form
     list_display = ["system", "institution_name", "owner", "deputy", "supervisor", "owner_is_active", "sla_minutes"]
     list_select_related = ["system__institution", "owner", "deputy", "supervisor"]
     list_filter = [InstitutionFilter, "owner_is_active", "auth_level"]
@@ -322,11 +367,10 @@ class SystemOwnerAdmin(admin.ModelAdmin):
         return ["system"] if obj is not None else []
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        # A row that exists but lies outside the user's systems is a 403, not the
-        # admin's "perhaps it was deleted" redirect: the refusal must be unambiguous.
+        # A row outside the user's systems is 404, exactly like a row that does not exist:
+        # the refusal is unambiguous and confirms nothing about other institutions' rows.
         if object_id and self.get_object(request, object_id) is None:
-            if SystemOwner.objects.filter(pk=object_id).exists():
-                raise PermissionDenied
+            raise Http404("no such owner row")
         return super().changeform_view(request, object_id, form_url, extra_context)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
@@ -401,3 +445,7 @@ class HealthCriteriaAdmin(AuditedAdmin):
     list_select_related = ["system"]
     search_fields = ["system__code", "system__name", "process_name"]
     autocomplete_fields = ["system"]
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        return qs if sees_all_systems(request.user) else qs.filter(system__in=System.objects.for_user(request.user))

@@ -8,6 +8,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.utils.translation import gettext_lazy as _
 
+from cmdb.deciders import deciders_for
 from cmdb.models import Institution, Server, System
 
 from .models import SubType
@@ -46,12 +47,18 @@ class OwnerPresenceForm(forms.Form):
     deputy = forms.ModelChoiceField(label=_("대리 승인자"), queryset=get_user_model().objects.none(), required=False)
     away = forms.BooleanField(label=_("부재 중"), required=False)
 
-    def __init__(self, *args, owner=None, **kwargs) -> None:
+    def __init__(self, *args, owner=None, system: System | None = None, **kwargs) -> None:
+        # One form per owned system on the page: ids carry the system so none repeats.
+        if system is not None:
+            kwargs.setdefault("auto_id", f"id_%s_{system.pk}")
         super().__init__(*args, **kwargs)
-        users = get_user_model().objects.filter(is_active=True).order_by("username")
+        # Only people who can decide this system's steps; anyone else is an invalid choice.
+        users = deciders_for(system) if system is not None else get_user_model().objects.none()
         if owner is not None:
             users = users.exclude(pk=owner.pk)  # an owner cannot deputise for themselves
         self.fields["deputy"].queryset = users
+        self.fields["deputy"].error_messages["invalid_choice"] = _(
+            "이 시스템의 요청을 승인할 수 있는 사람만 대리 승인자로 지정할 수 있습니다.")
 
 
 class SearchForm(forms.Form):

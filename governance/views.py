@@ -38,7 +38,7 @@ def _status_labels() -> dict[str, str]:
 
 def _visible_task(request: HttpRequest, task_id: str) -> OpsTask:
     # 404 rather than 403 for a task the user may not see: its id is not confirmed either.
-    tasks = OpsTask.objects.visible_to(request.user).select_related("system__institution", "requester")
+    tasks = queries.visible_tasks(request.user).select_related("system__institution", "requester")
     return get_object_or_404(tasks, task_id=task_id)
 
 
@@ -51,7 +51,7 @@ def _form_errors(request: HttpRequest, form) -> None:
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    recent = (OpsTask.objects.visible_to(request.user)
+    recent = (queries.visible_tasks(request.user)
               .select_related("system__institution", "requester").order_by("-created_at")[:RECENT_TASKS])
     return render(request, "console/dashboard.html", {
         "counts": services.dashboard_counts(request.user),
@@ -146,8 +146,11 @@ def decide(request: HttpRequest, step_id: int) -> HttpResponse:
     if not form.is_valid():
         _form_errors(request, form)
         return redirect("console:approvals")
+    # The step is looked up through its task's scope first: a foreign step is 404, and no
+    # message about its task's state is ever shown.
+    step = get_object_or_404(queries.visible_steps(request.user), pk=step_id)
     try:
-        result = services.decide_step(request.user, step_id, form.cleaned_data["decision"],
+        result = services.decide_step(request.user, step.pk, form.cleaned_data["decision"],
                                       form.cleaned_data["comments"])
     except GovernanceError as exc:
         messages.error(request, exc.detail)
@@ -228,7 +231,7 @@ def owner_settings(request: HttpRequest) -> HttpResponse:
     owned = SystemOwner.objects.filter(owner=request.user).select_related("system__institution", "deputy")
     if request.method == "POST":
         ownership = get_object_or_404(owned, system_id=request.POST.get("system"))
-        form = OwnerPresenceForm(request.POST, owner=request.user)
+        form = OwnerPresenceForm(request.POST, owner=request.user, system=ownership.system)
         if form.is_valid():
             try:
                 services.set_owner_presence(request.user, ownership.system, deputy=form.cleaned_data["deputy"],
@@ -240,7 +243,7 @@ def owner_settings(request: HttpRequest) -> HttpResponse:
                 return redirect("console:owner_settings")
         else:
             _form_errors(request, form)
-    rows = [(ownership, OwnerPresenceForm(owner=request.user, initial={
+    rows = [(ownership, OwnerPresenceForm(owner=request.user, system=ownership.system, initial={
         "deputy": ownership.deputy_id, "away": not ownership.owner_is_active})) for ownership in owned]
     return render(request, "console/owner_settings.html", {"rows": rows})
 

@@ -27,6 +27,8 @@ def test_supervisor_edits_own_row_and_the_change_is_audited_field_by_field(clien
     supervisor = UserFactory(username="sup1", role="supervisor", is_staff=True)
     mine = SystemOwnerFactory(supervisor=supervisor, system__code="MINE", sla_minutes=10)
     new_deputy = UserFactory(username="new-deputy", role="team_lead")
+    # a deputy must be able to decide for the system: a team lead already owning a system of its institution
+    SystemOwnerFactory(owner=new_deputy, system__institution=mine.system.institution)
     client.force_login(supervisor)
 
     url = reverse("admin:cmdb_systemowner_change", args=[mine.pk])
@@ -53,10 +55,12 @@ def test_supervisor_cannot_edit_an_owner_row_outside_their_systems(client):
     listing = client.get(reverse("admin:cmdb_systemowner_changelist"))
     assert [r.system.code for r in listing.context["cl"].result_list] == ["OWN"]
 
+    # Another institution's row is "not found", exactly like a row that does not exist.
     url = reverse("admin:cmdb_systemowner_change", args=[foreign.pk])
-    assert client.get(url).status_code == 403
+    assert client.get(url).status_code == 404
     response = client.post(url, owner_form(foreign, supervisor=supervisor.pk, sla_minutes=99))
-    assert response.status_code == 403
+    assert response.status_code == 404
+    assert client.get(reverse("admin:cmdb_systemowner_change", args=[999999])).status_code == 404
 
     foreign.refresh_from_db()
     assert (foreign.owner_id, foreign.deputy_id, foreign.supervisor_id, foreign.sla_minutes) == before
