@@ -1,9 +1,12 @@
 """Auditor exports: the seed's report table as CSV, JSON Lines and PDF.
 
 Every export is rendered from the canonical bytes (what was hashed), carries the signed
-checkpoint that covers its last entry, and is itself signed (Ed25519) so
-``manage.py audit_verify_export`` can check it with only the public key. Formats are
-described in docs/audit.md "Exports"; the offline checker is audit/offline.py.
+checkpoint that covers its last entry and the verdict of a chain verification run just
+before, and ends in a trailer signed as a whole (Ed25519 over every trailer field, see
+signing.trailer_message) so ``manage.py audit_verify_export`` can check it with only the
+public key. Readable times are KST with their offset (+09:00); the hashed canonical text
+keeps UTC. Formats are described in docs/audit.md "Exports"; the offline checker is
+audit/offline.py.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
+from django.db.models import Max, Min
 from django.utils import timezone
 
 from . import canonical as canon
 from . import lines, services, signing
 from .models import AuditEntry
 
-FORMAT = "guardia-audit-export/1"
+FORMAT = "guardia-audit-export/2"
 FORMATS = ("csv", "jsonl", "pdf")
 CSV_COLUMNS = lines.CSV_COLUMNS
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson", "pdf": "application/pdf"}
@@ -36,12 +40,29 @@ class ExportFilter:
     institution: str = ""
     task: str = ""
 
+    @property
+    def contiguous(self) -> bool:
+        """Without an institution or task filter an export is one unbroken run of seqs,
+        which the offline verifier holds it to (a missing seq is then a gap in the chain)."""
+        return not (self.institution or self.task)
+
     def queryset(self):
         qs = AuditEntry.objects.all()
-        if self.since:
-            qs = qs.filter(created_at__gte=self.since)
-        if self.until:
-            qs = qs.filter(created_at__lt=self.until)
+        if self.since or self.until:
+            period = qs
+            if self.since:
+                period = period.filter(created_at__gte=self.since)
+            if self.until:
+                period = period.filter(created_at__lt=self.until)
+            if self.contiguous:
+                # The period becomes the seq range it spans, so a clock step backwards
+                # between two appends cannot leave a hole in a period export.
+                bounds = period.aggregate(first=Min("seq"), last=Max("seq"))
+                if bounds["first"] is None:
+                    return qs.none()
+                qs = qs.filter(seq__gte=bounds["first"], seq__lte=bounds["last"])
+            else:
+                qs = period
         if self.institution:
             qs = qs.filter(institution=self.institution)
         if self.task:
@@ -50,8 +71,8 @@ class ExportFilter:
 
     def as_dict(self) -> dict[str, str]:
         return {
-            "since": canon.time_text(self.since) if self.since else "",
-            "until": canon.time_text(self.until) if self.until else "",
+            "since": lines.kst_text(self.since) if self.since else "",
+            "until": lines.kst_text(self.until) if self.until else "",
             "institution": self.institution,
             "task": self.task,
         }
@@ -105,26 +126,36 @@ def _prepare(flt: ExportFilter) -> tuple[Any, dict[str, Any]]:
         }
         if checkpoint.merkle_root:  # version 2: the root is part of the signed message
             cp["merkle_root"] = checkpoint.merkle_root
-    chain = {"ok": report.ok, "kind": report.kind, "first_broken_seq": report.first_broken_seq}
+    chain = {
+        "ok": report.ok,
+        "kind": report.kind,
+        "first_broken_seq": report.first_broken_seq,
+        "detail": report.detail,
+    }
     return report, {"checkpoint": cp, "chain": chain}
 
 
 def _trailer(result: ExportResult, flt: ExportFilter, meta: dict, digest_name: str, digest: str) -> dict:
-    cp_signature = meta["checkpoint"]["signature"] if meta["checkpoint"] else ""
-    kid, signature = signing.sign(signing.export_message(digest, cp_signature))
-    return {
+    """The trailer, signed as a whole: every field below is in the signed message."""
+    trailer: dict[str, Any] = {
         "type": "trailer",
         "format": FORMAT,
-        "generated_at": canon.time_text(timezone.now()),
+        "export": result.format,
+        "generated_at": lines.kst_text(timezone.now()),
         "filters": flt.as_dict(),
+        "contiguous": flt.contiguous,
         "count": result.count,
         "first_seq": result.first_seq,
         "last_seq": result.last_seq,
         **meta,
         digest_name: digest,
-        "key_id": kid,
-        "signature": signature,
+        "key_id": signing.key_id(signing.own_public_key()),
     }
+    kid, signature = signing.sign(signing.trailer_message(trailer))
+    if kid != trailer["key_id"]:  # the key cannot change between two reads of one file
+        raise RuntimeError("audit signing key changed while the export was written")
+    trailer["signature"] = signature
+    return trailer
 
 
 def _header(flt: ExportFilter, fmt: str) -> dict[str, Any]:
@@ -165,7 +196,7 @@ def report_row(text: str, prev: str, digest: str, integrity: str) -> list[str]:
     entry = canon.parse(text)
     payload = entry["payload"]
     return [
-        str(entry["seq"]), entry["time"], entry["task"], entry["institution"],
+        str(entry["seq"]), lines.kst_text(entry["time"]), entry["task"], entry["institution"],
         str(payload.get("server_group", "")), entry["actor"], entry["action"], entry["result_code"],
         prev, digest, integrity, text,
     ]  # fmt: skip

@@ -12,8 +12,22 @@ exactly what was hashed. Pure Python: used offline.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
+
+# Readable times in exports are Korea Standard Time with the offset written out, as the
+# console shows them. KST has no daylight saving, so a fixed offset is exact and the
+# offline verifier needs no time-zone database. The hashed canonical text keeps UTC (`Z`).
+KST = dt.timezone(dt.timedelta(hours=9), "KST")
+
+
+def kst_text(value: str | dt.datetime) -> str:
+    """`2026-11-30T00:00:00.000000Z` (canonical UTC text) or an aware datetime as
+    `2026-11-30T09:00:00.000000+09:00`."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value.astimezone(KST).isoformat(timespec="microseconds")
 
 CSV_COLUMNS = [
     "seq", "time", "task", "institution", "server_group", "actor", "action", "result",

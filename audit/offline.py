@@ -2,8 +2,14 @@
 
 JSON Lines and CSV exports are checked line by line (each entry hashes to its
 entry_hash, links to the previous one where seq is contiguous, and — in CSV — the
-readable columns match the hashed bytes), then the body digest, the export signature
-and the covering checkpoint signature. The first problem is reported with its line.
+readable columns match the hashed bytes), then the trailer's signature (it covers every
+trailer field), the digests it states, the covering checkpoint signature, and finally
+the chain itself: a gap in an export that must be contiguous, an entry the export
+marks broken, or a trailer stating the chain was broken when exported all fail. The
+first problem is reported with its line; the exit status is non-zero.
+
+Exports of format version 1 (their trailer signed only the body digest) are refused
+with a message saying so.
 """
 
 from __future__ import annotations
@@ -21,7 +27,14 @@ from typing import Any
 from . import canonical as canon
 from . import lines, signing
 
-FORMAT = "guardia-audit-export/1"
+GENESIS = canon.GENESIS.encode("ascii")
+
+FORMAT = "guardia-audit-export/2"
+LEGACY_FORMATS = ("guardia-audit-export/1",)
+LEGACY_MESSAGE = (
+    "export format {fmt} is refused: its trailer (the chain verdict, counts and filters) was not signed, "
+    "so it cannot be trusted; export the period again with this version of GUARDiA"
+)
 
 
 def manifest(header_sha256: str, rows_sha256: str) -> str:
@@ -49,8 +62,7 @@ class ExportCheck:
         if not self.ok:
             where = f"line {self.line}: " if self.line else ""
             return f"FAILED {where}{self.problem}"
-        note = "" if self.chain_ok_at_export else " (the export itself states the chain was BROKEN when exported)"
-        return f"OK: {self.entries} entries verified against checkpoint seq {self.checkpoint_seq}{note}"
+        return f"OK: {self.entries} entries verified against checkpoint seq {self.checkpoint_seq}; chain intact"
 
 
 def _split_trailer(path: Path) -> tuple[int, bytes]:
@@ -78,16 +90,28 @@ def _body_digest(path: Path, length: int) -> str:
 
 
 class _Chain:
-    """Links consecutive entries: contiguous seqs must chain, gaps (filters) may not."""
+    """Links consecutive entries: contiguous seqs must chain. Gaps are noted here and
+    judged once the signed trailer says whether this export may have them (filters)."""
 
     def __init__(self) -> None:
         self.last_seq, self.last_hash = 0, b""
+        self.first_seq: int | None = None
+        self.gap: tuple[int, int, int] | None = None  # (line, seq, previous seq)
+        self.broken: tuple[int, int] | None = None  # (line, seq) of the first entry marked broken
 
-    def add(self, seq: int, prev: bytes, digest: bytes) -> str | None:
+    def add(self, seq: int, prev: bytes, digest: bytes, number: int = 0, integrity: str = "ok") -> str | None:
         if seq <= self.last_seq:
             return f"seq {seq} does not increase (previous {self.last_seq})"
+        if seq == 1 and prev != GENESIS:
+            return "entry 1 does not start from the genesis hash"
         if seq == self.last_seq + 1 and self.last_hash and prev != self.last_hash:
             return f"entry {seq} does not chain to entry {self.last_seq}"
+        if self.first_seq is None:
+            self.first_seq = seq
+        elif seq != self.last_seq + 1 and self.gap is None:
+            self.gap = (number, seq, self.last_seq)
+        if integrity != "ok" and self.broken is None:
+            self.broken = (number, seq)
         self.last_seq, self.last_hash = seq, digest
         return None
 
@@ -112,17 +136,21 @@ def verify_export(path: str | Path, public_key) -> ExportCheck:
     return check
 
 
-def _jsonl_entries(file: Path, trailer_at: int, trailer_bytes: bytes, check: ExportCheck) -> dict | None:
+def _jsonl_entries(file: Path, trailer_at: int, trailer_bytes: bytes, check: ExportCheck) -> _Trailer | None:
     """The hot loop of offline verification: slices each line (fixed layout) instead of parsing JSON."""
     rows_digest = hashlib.sha256()
     last_seq, last_hash, count = 0, b"", 0
     with file.open("rb") as fh:
         header = fh.readline()
         try:
-            if json.loads(header).get("format") != FORMAT:
-                return check.fail(1, "header line is not a GUARDiA export header") and None
-        except ValueError:
+            fmt = json.loads(header).get("format")
+        except (ValueError, AttributeError):
             return check.fail(1, "header line is not valid JSON") and None
+        if fmt in LEGACY_FORMATS:
+            return check.fail(1, LEGACY_MESSAGE.format(fmt=fmt)) and None
+        if fmt != FORMAT:
+            return check.fail(1, "header line is not a GUARDiA export header") and None
+        chain = _Chain()
         position, number = len(header), 1
         parse, update = lines.parse_entry_line, rows_digest.update
         p1, p2, ok, ok_len = lines._P1, lines._P2, lines.OK_MIDDLE, 173 + len(lines.OK_MIDDLE)
@@ -147,26 +175,28 @@ def _jsonl_entries(file: Path, trailer_at: int, trailer_bytes: bytes, check: Exp
                 return check.fail(number, "entry line has no integrity state") and None
             if sha256(text + prev).hexdigest().encode() != digest:
                 return check.fail(number, "entry does not hash to its entry_hash (content changed)") and None
-            if seq <= last_seq:
-                return check.fail(number, f"seq {seq} does not increase (previous {last_seq})") and None
             if seq == last_seq + 1 and last_hash and prev != last_hash:
                 return check.fail(number, f"entry {seq} does not chain to entry {last_seq}") and None
+            if seq != last_seq + 1 or integrity != "ok" or seq == 1:  # the rare cases: gaps, breaks, genesis
+                problem = chain.add(seq, prev, digest, number, integrity)
+                if problem:
+                    return check.fail(number, problem) and None
+            else:
+                chain.last_seq, chain.last_hash = seq, digest
             last_seq, last_hash = seq, digest
             update(b"%s %s\n" % (digest, integrity.encode()))
             count += 1
     check.entries = count
-    chain = _Chain()
-    chain.last_seq, chain.last_hash = last_seq, last_hash
     trailer = _parse_trailer(trailer_bytes, number, chain, check)
     if trailer is not None:
-        trailer["_computed"] = {
+        trailer.computed = {
             "header_sha256": hashlib.sha256(header).hexdigest(),
             "rows_sha256": rows_digest.hexdigest(),
         }
     return trailer
 
 
-def _csv_entries(file: Path, trailer_at: int, trailer_bytes: bytes, check: ExportCheck) -> dict | None:
+def _csv_entries(file: Path, trailer_at: int, trailer_bytes: bytes, check: ExportCheck) -> _Trailer | None:
     chain, count = _Chain(), 0
     with file.open("rb") as raw:
         body = io.TextIOWrapper(io.BufferedReader(_Limited(raw, trailer_at)), encoding="utf-8-sig", newline="")
@@ -178,7 +208,7 @@ def _csv_entries(file: Path, trailer_at: int, trailer_bytes: bytes, check: Expor
             number = reader.line_num
             problem = _csv_row_problem(row)
             if problem is None:
-                problem = chain.add(int(row[0]), row[8].encode(), row[9].encode())
+                problem = chain.add(int(row[0]), row[8].encode(), row[9].encode(), number, row[10])
             if problem:
                 return check.fail(number, problem) and None
             count += 1
@@ -205,7 +235,7 @@ def _csv_row_problem(row: list[str]) -> str | None:
         return f"canonical column is not an entry ({exc})"
     payload = entry["payload"]
     shown = [
-        str(entry["seq"]), entry["time"], entry["task"], entry["institution"],
+        str(entry["seq"]), lines.kst_text(entry["time"]), entry["task"], entry["institution"],
         str(payload.get("server_group", "")), entry["actor"], entry["action"], entry["result_code"],
     ]  # fmt: skip
     for name, value, expected in zip(
@@ -236,44 +266,64 @@ class _Limited(io.RawIOBase):
         return len(data)
 
 
-def _parse_trailer(trailer_bytes: bytes, number: int, chain: _Chain, check: ExportCheck) -> dict | None:
+@dataclass
+class _Trailer:
+    fields: dict[str, Any]  # exactly as read: what the signature covers
+    line: int
+    chain: _Chain
+    computed: dict[str, str] | None = None  # JSON Lines: digests recomputed from the file
+
+
+def _parse_trailer(trailer_bytes: bytes, number: int, chain: _Chain, check: ExportCheck) -> _Trailer | None:
     try:
-        trailer = json.loads(trailer_bytes)
+        fields = json.loads(trailer_bytes)
     except ValueError:
         return check.fail(number, "trailer is not valid JSON") and None
-    if not isinstance(trailer, dict) or trailer.get("type") != "trailer" or trailer.get("format") != FORMAT:
+    if not isinstance(fields, dict) or fields.get("type") != "trailer":
         return check.fail(number, "trailer missing or not a GUARDiA export trailer") and None
-    if trailer.get("count") != check.entries:
-        return check.fail(number, f"trailer says {trailer.get('count')} entries, the file has {check.entries}") and None
-    trailer["_line"], trailer["_last_seq"], trailer["_last_hash"] = number, chain.last_seq, chain.last_hash
-    return trailer
+    if fields.get("format") in LEGACY_FORMATS:
+        return check.fail(number, LEGACY_MESSAGE.format(fmt=fields["format"])) and None
+    if fields.get("format") != FORMAT:
+        return check.fail(number, "trailer missing or not a GUARDiA export trailer") and None
+    return _Trailer(fields, number, chain)
 
 
-def _check_trailer(file: Path, trailer_at: int, trailer: dict[str, Any], public_key, check: ExportCheck) -> None:
-    number = trailer["_line"]
-    computed = trailer.get("_computed")
+def _check_trailer(file: Path, trailer_at: int, trailer: _Trailer, public_key, check: ExportCheck) -> None:
+    fields, number, chain = trailer.fields, trailer.line, trailer.chain
+    # 1. The signature covers every trailer field, so everything read from it below is authentic.
+    if not signing.verify(public_key, str(fields.get("signature", "")), signing.trailer_message(fields)):
+        check.fail(number, "trailer signature does not verify with this public key "
+                   "(a trailer field was changed, or another key signed it)")  # fmt: skip
+        return
+    # 2. The file holds what the signed trailer describes.
+    if fields.get("contiguous", True) and chain.gap:
+        line, seq, previous = chain.gap
+        check.fail(line, f"seq {seq} follows seq {previous}: {seq - previous - 1} entries of the chain are missing")
+        return
+    if fields.get("count") != check.entries:
+        check.fail(number, f"trailer says {fields.get('count')} entries, the file has {check.entries}")
+        return
+    if check.entries and (fields.get("first_seq"), fields.get("last_seq")) != (chain.first_seq, chain.last_seq):
+        check.fail(number, f"trailer says seq {fields.get('first_seq')}..{fields.get('last_seq')}, "
+                   f"the file has {chain.first_seq}..{chain.last_seq}")  # fmt: skip
+        return
+    computed = trailer.computed
     if computed:  # JSON Lines: every entry line was checked byte for byte; the manifest binds the rest
-        if computed["header_sha256"] != trailer.get("header_sha256"):
+        if computed["header_sha256"] != fields.get("header_sha256"):
             check.fail(1, "header line differs from the signed export")
             return
-        if computed["rows_sha256"] != trailer.get("rows_sha256"):
+        if computed["rows_sha256"] != fields.get("rows_sha256"):
             check.fail(None, "the entries' hashes or integrity states differ from the signed export")
             return
-        signed_digest = manifest(computed["header_sha256"], computed["rows_sha256"])
-        if signed_digest != trailer.get("manifest_sha256"):
+        if manifest(computed["header_sha256"], computed["rows_sha256"]) != fields.get("manifest_sha256"):
             check.fail(number, "manifest digest in the trailer is wrong")
             return
-    else:
-        signed_digest = _body_digest(file, trailer_at)
-        if signed_digest != trailer.get("body_sha256"):
-            # Every row checked out, so what changed is the column header or the row structure.
-            check.fail(1, "body digest differs from the signed trailer: the header row or line structure changed")
-            return
-    cp = trailer.get("checkpoint") or {}
-    if not signing.verify(public_key, trailer.get("signature", ""), signing.export_message(
-            signed_digest, cp.get("signature", ""))):  # fmt: skip
-        check.fail(number, "export signature does not verify with this public key")
+    elif _body_digest(file, trailer_at) != fields.get("body_sha256"):
+        # Every row checked out, so what changed is the column header or the row structure.
+        check.fail(1, "body digest differs from the signed trailer: the header row or line structure changed")
         return
+    # 3. The checkpoint that anchors the last entry.
+    cp = fields.get("checkpoint") or {}
     if not cp:
         check.fail(number, "export carries no checkpoint")
         return
@@ -283,15 +333,25 @@ def _check_trailer(file: Path, trailer_at: int, trailer: dict[str, Any], public_
     if not signing.verify(public_key, cp.get("signature", ""), message):
         check.fail(number, "checkpoint signature does not verify with this public key")
         return
-    last_seq, last_hash = trailer["_last_seq"], trailer["_last_hash"]
-    if cp["seq"] < last_seq:
-        check.fail(number, f"checkpoint seq {cp['seq']} does not cover the last entry {last_seq}")
+    if cp["seq"] < chain.last_seq:
+        check.fail(number, f"checkpoint seq {cp['seq']} does not cover the last entry {chain.last_seq}")
         return
-    if cp["seq"] == last_seq and cp["entry_hash"].encode() != last_hash:
-        check.fail(number, f"entry {last_seq} differs from the signed checkpoint")
+    if cp["seq"] == chain.last_seq and cp["entry_hash"].encode() != chain.last_hash:
+        check.fail(number, f"entry {chain.last_seq} differs from the signed checkpoint")
+        return
+    # 4. The chain itself: an authentic export of a broken chain is still a failed verification.
+    verdict = fields.get("chain") or {}
+    why = f"the chain was broken at seq {verdict.get('first_broken_seq')} ({verdict.get('kind') or 'unknown'}"
+    why += f": {verdict['detail']})" if verdict.get("detail") else ")"
+    if chain.broken:
+        line, seq = chain.broken
+        check.fail(line, f"entry {seq} is marked broken: {why} when this export was made")
+        return
+    if verdict.get("ok") is not True:
+        check.fail(number, f"the signed trailer states {why} when this export was made")
         return
     check.checkpoint_seq = cp["seq"]
-    check.chain_ok_at_export = bool((trailer.get("chain") or {}).get("ok"))
+    check.chain_ok_at_export = True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,9 +3,10 @@
 FIELD-NOTES: one reportlab LongTable of 100,000 rows did not finish in 6.5 minutes and
 chunked platypus tables took ~22 s and 380 MB, while drawing on the canvas took ~12 s;
 so rows are drawn directly, page by page, in constant memory. Korean text uses the
-NanumGothic TTF (embedded as a subset). The last page carries the covering checkpoint
-and an Ed25519 signature over rows_sha256 (entry hashes and integrity states of its rows),
-the same value the JSON Lines export of the same filter carries (docs/audit.md).
+NanumGothic TTF (embedded as a subset). Times are KST (+09:00), as in the console. The last
+page carries the covering checkpoint, the chain verdict at export time, rows_sha256 (entry
+hashes and integrity states of its rows, the same value the JSON Lines export of the same
+filter carries) and the Ed25519 signature over the whole trailer (docs/audit.md).
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen import canvas
 
 from . import canonical as canon
-from . import signing
-from .exports import ExportFilter, ExportResult, _prepare, _rows, rows_line
+from . import lines
+from .exports import ExportFilter, ExportResult, _prepare, _rows, _trailer, rows_line
 
 FONT_DIR = "/usr/share/fonts/truetype/nanum/"
 FONT, FONT_BOLD = "NanumGothic", "NanumGothicBold"
 # (title, x offset in points, max characters)
 COLUMNS = [
-    ("seq", 0, 10), ("시각 (UTC)", 52, 27), ("작업", 172, 20), ("기관", 262, 12), ("서버 그룹", 318, 12),
+    ("seq", 0, 10), ("시각 (KST, UTC+9)", 52, 27), ("작업", 172, 20), ("기관", 262, 12), ("서버 그룹", 318, 12),
     ("행위", 374, 26), ("결과", 494, 12), ("이전 해시 → 해시", 548, 40), ("무결성", 738, 10),
 ]  # fmt: skip
 ROW_HEIGHT, FONT_SIZE, MARGIN = 11, 7, 28
@@ -37,6 +38,12 @@ def _register_fonts() -> None:
     if FONT not in pdfmetrics.getRegisteredFontNames():
         pdfmetrics.registerFont(TTFont(FONT, FONT_DIR + "NanumGothic.ttf"))
         pdfmetrics.registerFont(TTFont(FONT_BOLD, FONT_DIR + "NanumGothicBold.ttf"))
+
+
+def _kst_cell(utc_text: str) -> str:
+    """`2026-11-30 09:00:00 +09:00`: the table column is narrow, so seconds precision."""
+    text = lines.kst_text(utc_text)
+    return f"{text[:10]} {text[11:19]} {text[-6:]}"
 
 
 def _cut(value: str, width: int) -> str:
@@ -76,7 +83,7 @@ def write_pdf(flt: ExportFilter, target: IO[bytes]) -> ExportResult:
         rows_digest.update(rows_line(digest, integrity))
         entry = canon.parse(text)
         cells = [
-            str(seq), entry["time"], entry["task"], entry["institution"],
+            str(seq), _kst_cell(entry["time"]), entry["task"], entry["institution"],
             str(entry["payload"].get("server_group", "")), entry["action"], entry["result_code"],
             f"{prev[:16]}… → {digest[:16]}…", INTEGRITY_KO.get(integrity, integrity),
         ]  # fmt: skip
@@ -89,8 +96,8 @@ def write_pdf(flt: ExportFilter, target: IO[bytes]) -> ExportResult:
         result.first_seq = result.first_seq or seq
         result.last_seq = seq
     cp = meta["checkpoint"] or {}
-    kid, signature = signing.sign(signing.export_message(rows_digest.hexdigest(), cp.get("signature", "")))
-    result.trailer = {**meta, "rows_sha256": rows_digest.hexdigest(), "key_id": kid, "signature": signature}
+    result.trailer = _trailer(result, flt, meta, "rows_sha256", rows_digest.hexdigest())
+    kid, signature = result.trailer["key_id"], result.trailer["signature"]
     pdf.showPage()
     pdf.setFont(FONT_BOLD, 11)
     y = height - MARGIN
@@ -99,14 +106,16 @@ def write_pdf(flt: ExportFilter, target: IO[bytes]) -> ExportResult:
     chain = meta["chain"]
     state = "정상" if chain["ok"] else f"손상 — seq {chain['first_broken_seq']} ({chain['kind']})"
     facts = [
+        f"생성 시각: {result.trailer['generated_at']}",
         f"항목 수: {result.count}  (seq {result.first_seq} ~ {result.last_seq})",
         f"체인 검증 결과(내보내기 시점): {state}",
-        f"체크포인트 seq: {cp.get('seq', '-')}   시각: {cp.get('time', '-')}   키 ID: {cp.get('key_id', '-')}",
+        f"체크포인트 seq: {cp.get('seq', '-')}   시각(UTC, 서명된 값): {cp.get('time', '-')}",
+        f"체크포인트 키 ID: {cp.get('key_id', '-')}",
         f"체크포인트 해시: {cp.get('entry_hash', '-')}",
         f"체크포인트 서명: {cp.get('signature', '-')}",
         *([f"기관별 하위 체인 머클 루트 (서명에 포함): {cp['merkle_root']}"] if cp.get("merkle_root") else []),
         f"rows_sha256 (같은 조건의 JSON Lines 내보내기와 동일): {rows_digest.hexdigest()}",
-        f"보고서 서명 (Ed25519, 키 ID {kid}): {signature}",
+        f"보고서 서명 (Ed25519, 키 ID {kid}, 트레일러 전체에 대한 서명): {signature}",
     ]
     for line in facts:
         y -= 14

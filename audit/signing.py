@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -26,7 +27,11 @@ CHECKPOINT_DOMAIN = b"GUARDIA-AUDIT-CHECKPOINT/1"
 # A checkpoint without a root keeps the version 1 message, so old checkpoints still verify,
 # and stripping the root from a version 2 checkpoint breaks its signature.
 CHECKPOINT_DOMAIN_V2 = b"GUARDIA-AUDIT-CHECKPOINT/2"
-EXPORT_DOMAIN = b"GUARDIA-AUDIT-EXPORT/1"
+# Version 2 of the export signature covers every trailer field (the chain verdict, the
+# filters, counts, digests and the checkpoint), not only the body digest. Version 1
+# exports signed the digest alone, so their `chain` block could be edited unseen; the
+# offline verifier refuses them (docs/audit.md "Exports").
+EXPORT_DOMAIN = b"GUARDIA-AUDIT-EXPORT/2"
 
 
 def checkpoint_message(seq: int, entry_hash: str, time: str, merkle_root: str = "") -> bytes:
@@ -37,8 +42,15 @@ def checkpoint_message(seq: int, entry_hash: str, time: str, merkle_root: str = 
     return b"%s\n%d\n%s\n%s" % (CHECKPOINT_DOMAIN, seq, entry_hash.encode("ascii"), time.encode("ascii"))
 
 
-def export_message(body_sha256: str, checkpoint_signature: str) -> bytes:
-    return b"%s\n%s\n%s" % (EXPORT_DOMAIN, body_sha256.encode("ascii"), checkpoint_signature.encode("ascii"))
+def trailer_message(trailer: dict) -> bytes:
+    """What an export's signature covers: every trailer field except the signature itself,
+    as canonical JSON (keys sorted at every level, no spaces, raw UTF-8), after the domain.
+
+    Adding, removing or changing any field (``chain.ok``, ``count``, a digest, the
+    checkpoint, ``key_id``) changes these bytes, so the signature no longer verifies."""
+    fields = {k: v for k, v in trailer.items() if k != "signature"}
+    body = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return EXPORT_DOMAIN + b"\n" + body.encode("utf-8")
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
