@@ -8,9 +8,12 @@ from collections import Counter
 from django.db.models import Count
 from django.db.models.functions import TruncMonth
 
+from audit.labels import action_label
 from audit.models import AuditEntry
 
+from .labels import decision_label, role_label, routing_label, status_label, timeline_kind_label
 from .models import ApprovalStep, Notification, OpsTask, Routing, Status
+from .notify import shorten
 
 WAITING = [Status.RECEIVED, Status.PARSED, Status.PENDING_APPROVAL]
 IN_PROGRESS = [Status.APPROVED, Status.EXECUTING, Status.PENDING_PM_VALIDATION]
@@ -34,15 +37,18 @@ AUDIT_TEXT = {
 
 def _audit_text(entry: AuditEntry) -> str:
     p = entry.payload or {}
-    label = AUDIT_TEXT.get(entry.action, entry.action)
+    label = AUDIT_TEXT.get(entry.action) or action_label(entry.action)
     if entry.action == "task.transition":
-        return f"{label}: {p.get('source')} → {p.get('target')}" + (f" ({p['reason']})" if p.get("reason") else "")
+        return (f"{label}: {status_label(p.get('source', ''))} → {status_label(p.get('target', ''))}"
+                + (f" ({p['reason']})" if p.get("reason") else ""))
     if entry.action in ("approval.assigned", "approval.escalated"):
         via = f" ← {p['escalated_from']}" if p.get("escalated_from") else ""
         who = p.get("assigned_to") or "없음"
-        return f"{label}: {p.get('step')}단계 {p.get('role')} → {who}{via} [{p.get('routing')}]"
+        return (f"{label}: {p.get('step')}단계 {role_label(p.get('role', ''))} → {who}{via} "
+                f"[{routing_label(p.get('routing', ''))}]")
     if entry.action == "approval.decided":
-        return f"{label}: {p.get('step')}단계 {p.get('decision')} — {p.get('comments', '')}".rstrip(" —")
+        return (f"{label}: {p.get('step')}단계 {decision_label(p.get('decision', ''))} — "
+                f"{p.get('comments', '')}").rstrip(" —")
     if entry.action.startswith("execution."):
         return f"{entry.target}: {p.get('step', entry.command[:80])} → {entry.result_code}"
     return label + (f": {p.get('reason')}" if p.get("reason") else "")
@@ -51,11 +57,14 @@ def _audit_text(entry: AuditEntry) -> str:
 def task_timeline(task: OpsTask) -> list[dict]:
     """Transitions, approvals, escalations, commands (from the audit chain) and notifications."""
     items = [
-        {"time": e.created_at, "kind": e.action, "actor": e.actor, "text": _audit_text(e), "data": e.payload}
+        {"time": e.created_at, "kind": e.action, "kind_label": timeline_kind_label(e.action), "actor": e.actor,
+         "text": _audit_text(e), "data": e.payload}
         for e in AuditEntry.objects.filter(task=task.task_id).order_by("seq")
     ]
     items += [
-        {"time": n.created_at, "kind": "notification", "actor": "system", "text": f"알림 → {n.user}: {n.message[:120]}",
+        {"time": n.created_at, "kind": "notification", "kind_label": timeline_kind_label("notification"),
+         "actor": "system",
+         "text": f"알림 → {n.user}: {shorten(n.message, 120)}",
          "data": {"to": n.user.get_username()}}
         for n in Notification.objects.filter(task=task).select_related("user")
     ]

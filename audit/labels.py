@@ -1,0 +1,107 @@
+"""Korean labels for what the audit record stores as machine names.
+
+The chain keeps action names and result codes exactly as written (they are hashed), so
+the pages translate them at display time. The actions are plain strings written by every
+app; listing them here needs no import of those apps.
+"""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+
+ACTION_LABELS = {
+    "auth.login": _("로그인"),
+    "auth.login_failed": _("로그인 실패"),
+    "task.submitted": _("요청 접수"),
+    "task.refused": _("요청 거부"),
+    "task.transition": _("상태 변경"),
+    "task.resumed": _("작업 재개"),
+    "approval.assigned": _("승인자 지정"),
+    "approval.escalated": _("승인 상향(에스컬레이션)"),
+    "approval.decided": _("승인 결정"),
+    "approval.repaged": _("승인 재요청"),
+    "approval.expired": _("승인 기한 만료"),
+    "validation.decided": _("PM 검증"),
+    "owner.presence": _("담당 설정 변경"),
+    "killswitch.task": _("작업 정지 요청"),
+    "killswitch.global_on": _("전체 정지"),
+    "killswitch.global_off": _("전체 정지 해제"),
+    "killswitch.break_acknowledged": _("체인 손상 확인 후 정지 해제"),
+    "execution.step": _("원격 명령 실행"),
+    "execution.blocked": _("실행 차단"),
+    "execution.kill_switch": _("실행 중 정지"),
+    "security.violation": _("보안 위반"),
+    "sanitizer.blocked": _("위험 명령 차단"),
+    "ssh.auth_failed": _("SSH 인증 실패"),
+    "ssh.host_key_refused": _("SSH 호스트 키 불일치"),
+    "inspection.run": _("정기 점검 실행"),
+    "inspection.ticket": _("정기 점검 요청 생성"),
+    "inspection.ticket_failed": _("정기 점검 요청 생성 실패"),
+    "audit.verify": _("무결성 검증"),
+    "audit.export": _("감사 보고서 내보내기"),
+    "audit.proof": _("포함 증명 발급"),
+    "cmdb.owner_create": _("담당자 표 추가"),
+    "cmdb.owner_change": _("담당자 표 변경"),
+    "cmdb.credential_create": _("자격 증명 추가"),
+    "cmdb.credential_change": _("자격 증명 변경"),
+    "cmdb.credential_delete": _("자격 증명 삭제"),
+    "cmdb.vault_rotate": _("암호화 키 교체"),
+    "cmdb.server_import": _("서버 CSV 가져오기"),
+    "cmdb.host_key_scan": _("호스트 키 고정"),
+    "cmdb.testbed_registered": _("테스트베드 등록"),
+    "cmdb.seed_demo": _("데모 데이터 생성"),
+}
+
+# "cmdb.<model>_create/_change/_delete" for the rest of the inventory.
+_SUFFIX_LABELS = {"_create": _("추가"), "_change": _("변경"), "_delete": _("삭제")}
+_CMDB_MODEL_LABELS = {
+    "institution": _("기관"),
+    "system": _("시스템"),
+    "server": _("서버"),
+    "healthcriteria": _("헬스 체크 기준"),
+    "systemowner": _("담당자 표"),
+    "credential": _("자격 증명"),
+}
+
+RESULT_LABELS = {
+    "ok": _("정상"),
+    "csv": "CSV",
+    "jsonl": "JSON Lines",
+    "pdf": "PDF",
+}
+
+BREAK_LABELS = {
+    "modified": _("변조"),
+    "deleted": _("삭제"),
+    "inserted": _("삽입"),
+    "reordered": _("순서 변경"),
+    "truncated": _("끝부분 삭제"),
+    "rewritten": _("전체 재작성"),
+    "checkpoint_forged": _("체크포인트 위조"),
+    "subchain_diverged": _("기관 하위 체인 불일치"),
+}
+
+
+def action_label(action: str) -> str:
+    """A Korean label for an action name; the raw name for one not listed here."""
+    if action in ACTION_LABELS:
+        return str(ACTION_LABELS[action])
+    if action.startswith("cmdb."):
+        for suffix, verb in _SUFFIX_LABELS.items():
+            if action.endswith(suffix):
+                model = action[5:-len(suffix)]
+                return f"CMDB {_CMDB_MODEL_LABELS.get(model, model)} {verb}"
+    return action
+
+
+def result_label(code: str) -> str:
+    if code in RESULT_LABELS:
+        return str(RESULT_LABELS[code])
+    if code.startswith("broken:"):
+        kind = code.split(":", 1)[1]
+        return f"{_('손상')}: {BREAK_LABELS[kind] if kind in BREAK_LABELS else kind}"
+    return code
+
+
+def break_label(kind: str) -> str:
+    return str(BREAK_LABELS.get(kind, kind))
