@@ -22,13 +22,15 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from django.db import connections
+from django.db.models import Q
 from django.utils import timezone
 
 import audit
 from governance import events
+from governance.results import LOG_EXCERPT_CHARS, HealthCheck, ResultPackage, ServerResult, version_in
 
 from .healthcheck import Health
-from .models import Execution, Outcome, ServerRun
+from .models import Execution, Outcome, ServerRun, StepResult
 from .playbooks.base import ParameterError, Playbook, Refused, StepFailed, q
 from .recorder import Recorder
 from .rolling import Aborted, Group, Lost, Record, RolloutStrategy, ServerContext, gate_sample, plan_groups
@@ -413,16 +415,47 @@ class Engine:
                 "findings": findings}
 
     def _package(self, execution: Execution) -> dict:
-        """The result package the PM validates: summary, per-server health and a log excerpt."""
-        runs = list(self.recorder.runs.values())
-        return {
-            "execution": execution.pk,
-            "playbook": execution.playbook,
-            "playbook_version": execution.playbook_version,
-            "summary": execution.summary["states"],
-            "servers": [{"server": r.server_ref, "state": r.state, "group": r.group_index, "message": r.message,
-                         "health": r.health} for r in runs],
-            "findings": execution.summary["findings"],
-            "log_excerpt": [{"server": r.server_ref, "tail": r.log_tail[-2000:]} for r in runs if r.log_tail],
-            "reason": execution.reason,
-        }
+        """The result package the PM validates (governance.results): per server the state, the
+        versions served before and after, every health check with its status and latency,
+        findings and the log tail; the summary counts are computed by the contract itself."""
+        checks: dict[str, list[HealthCheck]] = {}
+        rows = (StepResult.objects.filter(server_run__execution=execution)
+                .filter(Q(command="") | Q(name__endswith="post-check"))
+                .order_by("server_run_id", "seq")
+                .values_list("server_run__server_ref", "name", "phase", "state", "duration_ms", "output_excerpt"))
+        for server_ref, name, phase, state, duration_ms, output in rows:
+            ctx = self.contexts.get(server_ref)
+            http = (ctx.data.get("health", {}) if ctx else {}).get(name) or {}
+            checks.setdefault(server_ref, []).append(HealthCheck(
+                name=name, kind=_check_kind(name), ok=state == "OK",
+                phase="rollback" if phase == "rollback" else "check" if phase == "check" else "forward",
+                status=http.get("status"), latency_ms=http.get("latency_ms", duration_ms),
+                detail=(output or "").strip()[:300]))
+        servers = []
+        for run in self.recorder.runs.values():
+            ctx = self.contexts.get(run.server_ref)
+            data = ctx.data if ctx else {}
+            answers = [v for v in (data.get("health") or {}).values() if isinstance(v, dict) and "body" in v]
+            servers.append(ServerResult(
+                server=run.server_ref, state=run.state, group=run.group_index, message=run.message,
+                version_before=(ctx.state.get("old_version", "") if ctx else ""),
+                version_after=version_in(answers[-1]["body"]) if answers else "",
+                health=checks.get(run.server_ref, []),
+                findings={k: v for k, v in data.items() if k != "health"},
+                log_excerpt=(run.log_tail or "")[-LOG_EXCERPT_CHARS:]))
+        expected = getattr(self.playbook, "expected_version", None)
+        package = ResultPackage(
+            playbook=execution.playbook, playbook_version=execution.playbook_version, outcome=execution.outcome,
+            reason=execution.reason, expected_version=expected() if callable(expected) else "",
+            execution=execution.pk, servers=servers, diff=getattr(self.playbook, "diff", "") or "")
+        return package.to_json()
+
+
+def _check_kind(name: str) -> str:
+    if name.endswith("port"):
+        return "port"
+    if name.endswith("http"):
+        return "http"
+    if name.endswith("post-check"):
+        return "process"
+    return "check"

@@ -14,6 +14,7 @@ urlpatterns = [
     path("stop/", views.global_stop, name="global_stop"),
     path("search/", views.search, name="search"),
     path("requests/new/", views.new_request, name="new_request"),
+    path("demo-artifact/", views.demo_artifact, name="demo_artifact"),
     path("approvals/", views.approvals, name="approvals"),
     path("approvals/<int:step_id>/decide/", views.decide, name="decide"),
     path("tasks/<str:task_id>/", views.task_detail, name="task"),

@@ -8,13 +8,14 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from cmdb.models import System, SystemOwner
 
+from . import demo_artifact as demo
 from . import queries, services, submission
 from .errors import GovernanceError
 from .forms import (
@@ -28,6 +29,7 @@ from .forms import (
     ValidationForm,
 )
 from .models import STOPPABLE, Category, Notification, OpsTask, Status
+from .results import ResultPackage
 
 RECENT_TASKS = 15
 
@@ -220,10 +222,33 @@ def validate(request: HttpRequest, task_id: str) -> HttpResponse:
             _form_errors(request, form)
     return render(request, "console/validate.html", {
         "task": task,
-        "package": queries.package_view(task.result_package),
+        **_package_context(task.result_package),
         "form": form,
         "waiting": task.status == Status.PENDING_PM_VALIDATION,
     })
+
+
+@login_required
+@permission_required("governance.submit_task", raise_exception=True)
+@require_GET
+def demo_artifact(request: HttpRequest) -> HttpResponse:
+    """The demo's sample WAR for ?version=X (the walk-through's artifact). Offered to anyone
+    who may file requests: it is a few hundred bytes of public sample content, built from
+    the version alone, and the version is confined to a pattern before it reaches a header."""
+    version = request.GET.get("version", "")
+    if not demo.valid_version(version):
+        message = _("version: 영문자, 숫자, '.', '_', '+', '-'로 된 버전을 입력하세요 (최대 64자).")
+        return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(demo.build_war(version), content_type="application/java-archive")
+    response["Content-Disposition"] = f'attachment; filename="{demo.file_name(version)}"'
+    return response
+
+
+def _package_context(data: dict) -> dict:
+    """The result package as the PM page shows it: failures and version problems first."""
+    package = ResultPackage.from_json(data)
+    return {"package": package, "rows": [(row, package.problem(row)) for row in package.ordered()],
+            "diff": queries.diff_lines(package.diff)}
 
 
 @login_required

@@ -11,8 +11,11 @@ startup.sh, so it never imports Django or the project. Two modes:
             and tells the host over a loopback control port to open that server's port;
             the host closes the port when told to stop or when the token process dies.
 
-The version served is read once at start from app/app.war (the first ``version=X`` in its
-bytes), like a real WAS that loads its WAR when it starts and not afterwards.
+The version served is read once at start from app/app.war, like a real WAS that loads its
+WAR when it starts and not afterwards: ``Implementation-Version`` from the WAR's
+META-INF/MANIFEST.MF when it is a zip archive (a real WAR, e.g. ``manage.py demo_artifact``),
+otherwise the first ``version=X`` in its bytes (the plain-text stand-ins tests use). A WAR
+with neither serves ``version=unknown``.
 
 Modes per start (chosen by startup.sh from the fault flags):
 ``ok``        listen, GET /health -> 200 "OK version=X"
@@ -31,16 +34,31 @@ import re
 import signal
 import sys
 import time
+import zipfile
 
 VERSION_RE = re.compile(rb"version=([A-Za-z0-9._+-]+)")
+MANIFEST_VERSION_RE = re.compile(r"^Implementation-Version:[ \t]*([A-Za-z0-9._+-]+)[ \t]*\r?$", re.MULTILINE)
 
 
 def read_version(root: str) -> str:
+    """The version of app/app.war: a real WAR's META-INF/MANIFEST.MF Implementation-Version,
+    else the first ``version=X`` in its bytes (the testbed's plain-text stand-in WARs)."""
+    path = os.path.join(root, "app", "app.war")
     try:
-        with open(os.path.join(root, "app", "app.war"), "rb") as handle:
-            match = VERSION_RE.search(handle.read(1 << 20))
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 20)
     except OSError:
         return "missing"
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                manifest = archive.read("META-INF/MANIFEST.MF")[: 1 << 16].decode("utf-8", "replace")
+            found = MANIFEST_VERSION_RE.search(manifest)
+            if found:
+                return found.group(1)
+        except (KeyError, zipfile.BadZipFile, OSError, RuntimeError):
+            pass  # no manifest or a damaged archive: fall back to the bytes
+    match = VERSION_RE.search(head)
     return match.group(1).decode() if match else "unknown"
 
 

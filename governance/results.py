@@ -1,0 +1,244 @@
+"""The result package: what the PM validates after an execution, one typed contract.
+
+The execution engine writes it (``ResultPackage.to_json()`` into ``OpsTask.result_package``)
+and the console reads it (``ResultPackage.from_json()``), so both sides share these
+dataclasses instead of each guessing the other's keys. ``from_json`` is tolerant: packages
+stored before this contract existed (the engine's first shape with ``servers`` /
+``log_excerpt`` / ``findings`` dicts, hand-made ones with ``diff`` / ``log`` / ``health``,
+an inspection ticket's bare ``findings``) still render, mapped onto the same fields.
+
+A served version is compared with the version the request expected. "unknown" (the WAS
+found no version in what it loaded) and a mismatch are failures of the deploy's purpose
+even when every health check answered 200, so the console lists them first and says so
+in words.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+
+PACKAGE_VERSION = 2
+
+# Server states written by the engine (execution.models.RunState values).
+SUCCEEDED = "SUCCEEDED"
+UNKNOWN_VERSION = "unknown"
+LOG_EXCERPT_CHARS = 2000
+_VERSION_IN_TEXT = re.compile(r"version=(\S+)")
+
+STATE_LABELS = {
+    "PENDING": _("대기"), "RUNNING": _("실행 중"), "SUCCEEDED": _("성공"), "FAILED": _("실패"),
+    "ROLLED_BACK": _("롤백 완료"), "ROLLBACK_FAILED": _("롤백 실패"), "UNCERTAIN": _("상태 불확실"),
+    "ABORTED": _("중단"), "REFUSED": _("거부"),
+}
+CHECK_LABELS = {"port": _("포트"), "http": _("HTTP 응답"), "process": _("프로세스·로그"), "check": _("점검")}
+
+
+def version_in(text: str) -> str:
+    """The version a health answer reports ("OK version=1.1.0" -> "1.1.0"), or ""."""
+    match = _VERSION_IN_TEXT.search(text or "")
+    return match.group(1) if match else ""
+
+
+@dataclass
+class HealthCheck:
+    """One check of one server: a port, the HTTP health URL, the process/log check."""
+
+    name: str  # the step name ("port", "http", "post-check", "rb-http", ...)
+    kind: str  # "port" / "http" / "process" / "check"
+    ok: bool
+    phase: str = "forward"  # "forward" or "rollback"
+    status: int | None = None  # HTTP status, when the check is HTTP
+    latency_ms: int | None = None
+    detail: str = ""
+
+    @property
+    def kind_label(self) -> str:
+        return str(CHECK_LABELS.get(self.kind, self.kind))
+
+    @classmethod
+    def from_json(cls, data: Any) -> HealthCheck:
+        if not isinstance(data, dict):
+            return cls(name="", kind="check", ok=False, detail=str(data))
+        return cls(name=str(data.get("name") or data.get("server") or ""), kind=str(data.get("kind") or "check"),
+                   ok=bool(data.get("ok")), phase=str(data.get("phase") or "forward"),
+                   status=_int_or_none(data.get("status")), latency_ms=_int_or_none(data.get("latency_ms")),
+                   detail=str(data.get("detail") or data.get("message") or data.get("error") or ""))
+
+
+@dataclass
+class ServerResult:
+    server: str
+    state: str
+    group: int = 0
+    message: str = ""
+    version_before: str = ""  # served before the change ("" = not read)
+    version_after: str = ""  # served when the execution ended ("" = not checked)
+    health: list[HealthCheck] = field(default_factory=list)
+    findings: dict[str, Any] = field(default_factory=dict)
+    log_excerpt: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.state != SUCCEEDED
+
+    @property
+    def state_label(self) -> str:
+        return str(STATE_LABELS.get(self.state, self.state or "-"))
+
+    def version_problem(self, expected: str) -> str:
+        """"" when the served version is fine, else why not: "unknown" or "mismatch"."""
+        if self.version_after == UNKNOWN_VERSION:
+            return "unknown"
+        if expected and self.version_after and self.version_after != expected:
+            return "mismatch"
+        if expected and not self.version_after and not self.failed:
+            return "unchecked"
+        return ""
+
+    @classmethod
+    def from_json(cls, data: Any) -> ServerResult:
+        if not isinstance(data, dict):
+            return cls(server=str(data), state="")
+        health = data.get("health")
+        if isinstance(health, dict):  # the engine's first shape: {step name: {status, latency_ms, body}}
+            checks = [_legacy_http_check(name, value) for name, value in health.items()]
+        else:
+            checks = [HealthCheck.from_json(item) for item in health or []]
+        after = str(data.get("version_after") or "")
+        if not after and isinstance(health, dict):
+            after = next((version_in(str(v.get("body", ""))) for k, v in reversed(list(health.items()))
+                          if isinstance(v, dict) and version_in(str(v.get("body", "")))), "")
+        return cls(server=str(data.get("server") or ""), state=str(data.get("state") or ""),
+                   group=_int_or_none(data.get("group")) or 0, message=str(data.get("message") or ""),
+                   version_before=str(data.get("version_before") or ""), version_after=after,
+                   health=checks, findings=dict(data.get("findings") or {}),
+                   log_excerpt=str(data.get("log_excerpt") or "")[-LOG_EXCERPT_CHARS:])
+
+
+@dataclass
+class Summary:
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    version_problems: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ResultPackage:
+    playbook: str = ""
+    playbook_version: str = ""
+    outcome: str = ""
+    reason: str = ""
+    expected_version: str = ""  # what the request said the servers must serve afterwards
+    execution: int | None = None
+    servers: list[ServerResult] = field(default_factory=list)
+    diff: str = ""  # unified diff of a code change
+    findings: dict[str, Any] = field(default_factory=dict)  # task-level findings (inspections)
+    log: str = ""  # a task-level execution log, when there is one
+    summary: Summary = field(default_factory=Summary)
+    version: int = PACKAGE_VERSION
+
+    def __post_init__(self) -> None:
+        self.summary = self.count()
+
+    # --- reading ------------------------------------------------------------------------
+    def count(self) -> Summary:
+        states: dict[str, int] = {}
+        for row in self.servers:
+            states[row.state] = states.get(row.state, 0) + 1
+        return Summary(total=len(self.servers), succeeded=states.get(SUCCEEDED, 0),
+                       failed=sum(1 for row in self.servers if row.failed),
+                       version_problems=sum(1 for row in self.servers if row.version_problem(self.expected_version)),
+                       states=states)
+
+    def problem(self, row: ServerResult) -> str:
+        return row.version_problem(self.expected_version)
+
+    def ordered(self) -> list[ServerResult]:
+        """Failures first, then version problems, then the rest; by group and name within each."""
+        def rank(row: ServerResult) -> tuple:
+            return (0 if row.failed else 1 if self.problem(row) else 2, row.group, row.server)
+
+        return sorted(self.servers, key=rank)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.servers or self.diff or self.findings or self.log)
+
+    # --- JSON ---------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        self.summary = self.count()
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> ResultPackage:
+        data = dict(data or {}) if isinstance(data, dict) else {}
+        if data.get("version") == PACKAGE_VERSION:
+            return cls(playbook=str(data.get("playbook") or ""),
+                       playbook_version=str(data.get("playbook_version") or ""),
+                       outcome=str(data.get("outcome") or ""), reason=str(data.get("reason") or ""),
+                       expected_version=str(data.get("expected_version") or ""),
+                       execution=_int_or_none(data.get("execution")),
+                       servers=[ServerResult.from_json(row) for row in data.get("servers") or []],
+                       diff=str(data.get("diff") or ""), findings=dict(data.get("findings") or {}),
+                       log=str(data.get("log") or ""))
+        return cls._from_legacy(data)
+
+    @classmethod
+    def _from_legacy(cls, data: dict) -> ResultPackage:
+        rows: dict[str, ServerResult] = {}
+        for item in data.get("servers") or []:
+            row = ServerResult.from_json(item)
+            rows[row.server] = row
+        findings = data.get("findings") if isinstance(data.get("findings"), dict) else {}
+        task_findings: dict[str, Any] = {}
+        for key, value in (findings or {}).items():
+            if key in rows and isinstance(value, dict):  # the engine's per-server findings
+                rows[key].findings = {k: v for k, v in value.items() if k != "health"}
+            else:
+                task_findings[key] = value
+        for item in data.get("log_excerpt") or []:
+            if isinstance(item, dict) and item.get("server") in rows:
+                rows[item["server"]].log_excerpt = str(item.get("tail") or "")[-LOG_EXCERPT_CHARS:]
+        health = data.get("health")
+        if isinstance(health, dict):
+            health = [{"server": key, **(value if isinstance(value, dict) else {"detail": value})}
+                      for key, value in health.items()]
+        for item in health or []:  # hand-made packages: [{"server", "ok", "detail"}]
+            item = item if isinstance(item, dict) else {"detail": item}
+            server = str(item.get("server") or "")
+            row = rows.setdefault(server, ServerResult(server=server or "-", state=SUCCEEDED if item.get("ok")
+                                                       else "FAILED"))
+            row.health.append(HealthCheck(name="health", kind="check", ok=bool(item.get("ok")),
+                                          detail=str(item.get("detail") or item.get("message") or "")))
+        log = data.get("log") or ""
+        if isinstance(log, list):
+            log = "\n".join(line if isinstance(line, str) else repr(line) for line in log)
+        known = {"servers", "findings", "log_excerpt", "health", "log", "diff", "summary", "execution", "playbook",
+                 "playbook_version", "reason", "outcome", "expected_version"}
+        task_findings.update({k: v for k, v in data.items() if k not in known})
+        return cls(playbook=str(data.get("playbook") or ""), playbook_version=str(data.get("playbook_version") or ""),
+                   outcome=str(data.get("outcome") or ""), reason=str(data.get("reason") or ""),
+                   expected_version=str(data.get("expected_version") or ""),
+                   execution=_int_or_none(data.get("execution")), servers=list(rows.values()),
+                   diff=str(data.get("diff") or ""), findings=task_findings, log=str(log))
+
+
+def _legacy_http_check(name: str, value: Any) -> HealthCheck:
+    value = value if isinstance(value, dict) else {"body": str(value)}
+    return HealthCheck(name=str(name), kind="http" if "http" in str(name) else "check",
+                       ok=value.get("status") == 200, phase="rollback" if str(name).startswith("rb-") else "forward",
+                       status=_int_or_none(value.get("status")), latency_ms=_int_or_none(value.get("latency_ms")),
+                       detail=str(value.get("body") or "")[:200])
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None and value != "" else None
+    except (TypeError, ValueError):
+        return None
