@@ -21,7 +21,17 @@ from django.utils.translation import gettext_lazy as _
 from . import csv_import, services
 from .deciders import deciders_for
 from .forms import CredentialForm, InstitutionForm, ServerImportForm
-from .models import Credential, HealthCriteria, Institution, Server, System, SystemOwner, Tier, sees_all_systems
+from .models import (
+    CommandRule,
+    Credential,
+    HealthCriteria,
+    Institution,
+    Server,
+    System,
+    SystemOwner,
+    Tier,
+    sees_all_systems,
+)
 
 # --- list filters ---------------------------------------------------------------------------
 
@@ -449,3 +459,53 @@ class HealthCriteriaAdmin(AuditedAdmin):
     def get_queryset(self, request):
         qs = super().get_queryset(request)
         return qs if sees_all_systems(request.user) else qs.filter(system__in=System.objects.for_user(request.user))
+
+
+# --- command catalogue (RAW_COMMAND / CRON_MANAGE allow-list) -------------------------------------
+
+
+class CatalogueScopeFilter(admin.SimpleListFilter):
+    title = _("scope")
+    parameter_name = "scope"
+
+    def lookups(self, request, model_admin):
+        return [("default", _("default set (every system)")), ("system", _("per-system additions"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "default":
+            return queryset.filter(system__isnull=True)
+        if self.value() == "system":
+            return queryset.filter(system__isnull=False)
+        return queryset
+
+
+@admin.register(CommandRule)
+class CommandRuleAdmin(admin.ModelAdmin):
+    """Security officers keep the catalogue; every save and delete is an audited service call.
+    Other roles may at most read it (the model permissions decide, so the admin role gets 403)."""
+
+    list_display = ["program", "scope", "description", "is_filter", "runs_programs", "path_roots", "enabled",
+                    "updated_at"]
+    list_select_related = ["system"]
+    list_filter = [CatalogueScopeFilter, "is_filter", "runs_programs", "enabled"]
+    search_fields = ["program", "description", "system__code", "system__name"]
+    autocomplete_fields = ["system"]
+    fieldsets = [
+        (None, {"fields": ["system", "program", "description", "enabled"]}),
+        (_("arguments"), {"fields": ["option_pattern", "operand_pattern", "argv_pattern", "path_roots", "max_args"]}),
+        (_("pipes and wrappers"), {"fields": ["is_filter", "runs_programs"]}),
+    ]
+
+    @admin.display(description=_("scope"), ordering="system__code")
+    def scope(self, obj):
+        return obj.system.code if obj.system_id else _("default set")
+
+    def save_model(self, request, obj, form, change):
+        services.save_command_rule(request.user, obj)
+
+    def delete_model(self, request, obj):
+        services.delete_command_rule(request.user, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            services.delete_command_rule(request.user, obj)

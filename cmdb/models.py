@@ -323,3 +323,124 @@ class HealthCriteria(models.Model):
                 re.compile(self.error_pattern)
             except re.error as exc:
                 raise ValidationError({"error_pattern": str(exc)}) from exc
+
+
+# --- the command catalogue (RAW_COMMAND and CRON_MANAGE run only what it allows) -------------
+
+PROGRAM_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+PROGRAM_PATH_RE = re.compile(r"^(/[A-Za-z0-9._+-]+)+$")
+# Programs that run other programs or arbitrary code. A rule for one of them is refused
+# unless ``runs_programs`` is ticked on purpose, and none of them can be a pipe filter:
+# ``awk 'BEGIN{system("…")}'``, ``sed 'e …'`` and ``find -exec`` run commands too.
+PROGRAMS_THAT_RUN_PROGRAMS = frozenset({
+    "busybox", "toybox", "env", "sudo", "doas", "su", "runuser", "pkexec", "nohup", "timeout", "xargs", "nice",
+    "ionice", "setsid", "stdbuf", "unbuffer", "chroot", "nsenter", "unshare", "exec", "eval", "command", "builtin",
+    "time", "watch", "strace", "ltrace", "gdb", "script", "flock", "chrt", "taskset", "systemd-run", "at", "batch",
+    "sh", "bash", "dash", "zsh", "ksh", "csh", "tcsh", "fish", "ash", "python", "python2", "python3", "perl",
+    "ruby", "node", "nodejs", "php", "lua", "tclsh", "wish", "expect", "rscript", "jrunscript", "jshell",
+    "groovy", "awk", "gawk", "mawk", "nawk", "sed", "find", "vi", "vim", "less", "more", "man", "ssh", "scp",
+    "rsync", "tar", "zip", "git", "make", "crontab", "openssl", "socat", "nc", "ncat", "netcat", "telnet",
+})
+CATALOGUE_ROOTS = ("app", "deploy", "backup", "scripts", "log")
+
+
+def program_basename(program: str) -> str:
+    name = program.rsplit("/", 1)[-1].lower()
+    return re.sub(r"[\d.]+$", "", name) if name.startswith(("python", "perl", "ruby", "php", "lua")) else name
+
+
+def validate_program(value: str) -> None:
+    if PROGRAM_NAME_RE.match(value or ""):
+        return
+    if PROGRAM_PATH_RE.match(value or "") and "/../" not in value + "/" and "/./" not in value + "/":
+        return
+    raise ValidationError(_("a bare program name (looked up in the server's PATH) or an absolute path"))
+
+
+def validate_pattern(value: str) -> None:
+    if not value:
+        return
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValidationError(_("not a regular expression: %(error)s"), params={"error": exc}) from exc
+
+
+def validate_roots(value: str) -> None:
+    unknown = [v for v in split_roots(value) if v not in CATALOGUE_ROOTS]
+    if unknown:
+        raise ValidationError(_("unknown root %(roots)s (allowed: %(allowed)s)"),
+                              params={"roots": ", ".join(unknown), "allowed": ", ".join(CATALOGUE_ROOTS)})
+
+
+def split_roots(value: str) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+class CommandRuleQuerySet(models.QuerySet):
+    def for_system(self, system) -> CommandRuleQuerySet:
+        """The rules a system's commands are checked against: the global set plus its own."""
+        system_id = getattr(system, "pk", system)
+        return self.filter(Q(system__isnull=True) | Q(system_id=system_id), enabled=True)
+
+
+class CommandRule(models.Model):
+    """One allowed program and the shape of its arguments.
+
+    An argument starting with ``-`` must match ``option_pattern``; an argument containing
+    ``/`` is a path and must be absolute, normalised and under one of ``path_roots`` (the
+    server's CMDB directories) on every target server; any other argument must match
+    ``operand_pattern``. ``argv_pattern``, when set, must match the whole argument list
+    joined by single spaces. An empty pattern allows no such argument.
+    """
+
+    system = models.ForeignKey(
+        System, null=True, blank=True, on_delete=models.CASCADE, related_name="command_rules",
+        help_text=_("empty: part of the default set every system gets"),
+    )
+    program = models.CharField(_("program"), max_length=255, validators=[validate_program])
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    option_pattern = models.CharField(_("option pattern"), max_length=300, blank=True,
+                                      validators=[validate_pattern])
+    operand_pattern = models.CharField(_("operand pattern"), max_length=300, blank=True,
+                                       validators=[validate_pattern])
+    argv_pattern = models.CharField(_("argument list pattern"), max_length=500, blank=True,
+                                    validators=[validate_pattern])
+    path_roots = models.CharField(
+        _("path roots"), max_length=100, blank=True, validators=[validate_roots],
+        help_text=_("comma separated: app, deploy, backup, scripts, log; empty: no path arguments"),
+    )
+    max_args = models.PositiveSmallIntegerField(_("maximum arguments"), default=12,
+                                                validators=[MaxValueValidator(64)])
+    is_filter = models.BooleanField(_("pipe filter"), default=False,
+                                    help_text=_("may read another catalogue command's output through |"))
+    runs_programs = models.BooleanField(
+        _("runs other programs"), default=False,
+        help_text=_("required for wrappers and interpreters (sudo, env, busybox, sh, awk, find ...)"),
+    )
+    enabled = models.BooleanField(_("enabled"), default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = CommandRuleQuerySet.as_manager()
+
+    class Meta:
+        db_table = "TB_COMMAND_CATALOGUE"
+        ordering = ["system_id", "program", "pk"]
+        verbose_name = _("command rule (TB_COMMAND_CATALOGUE)")
+        verbose_name_plural = _("command catalogue (TB_COMMAND_CATALOGUE)")
+
+    def __str__(self) -> str:
+        scope = self.system.code if self.system_id else "*"
+        return f"{scope}: {self.program}"
+
+    @property
+    def roots(self) -> list[str]:
+        return split_roots(self.path_roots)
+
+    def clean(self) -> None:
+        runs = program_basename(self.program or "") in PROGRAMS_THAT_RUN_PROGRAMS
+        if runs and not self.runs_programs:
+            raise ValidationError({"runs_programs": _("%(program)s can run other programs: tick this on purpose")
+                                   % {"program": self.program}})
+        if self.is_filter and (runs or self.runs_programs):
+            raise ValidationError({"is_filter": _("a program that can run other programs is never a pipe filter")})

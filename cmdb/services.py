@@ -15,7 +15,7 @@ from django.utils.module_loading import import_string
 import audit
 
 from . import vault
-from .models import Credential, Server, SystemOwner
+from .models import CommandRule, Credential, Server, SystemOwner
 
 log = logging.getLogger(__name__)
 
@@ -190,3 +190,43 @@ def delete_with_audit(actor, obj: models.Model) -> None:
     with transaction.atomic():
         obj.delete()
         audit.record(actor, f"cmdb.{label}_delete", target=target)
+
+
+# --- the command catalogue ------------------------------------------------------------------
+
+CATALOGUE_FIELDS = ["system", "program", "description", "option_pattern", "operand_pattern", "argv_pattern",
+                    "path_roots", "max_args", "is_filter", "runs_programs", "enabled"]
+
+
+def may_edit_catalogue(user, action: str = "change") -> bool:
+    return bool(user and user.is_active and user.has_perm(f"cmdb.{action}_commandrule"))
+
+
+def _rule_values(rule: CommandRule | None) -> dict[str, Any]:
+    return {name: _plain(getattr(rule, name)) for name in CATALOGUE_FIELDS} if rule is not None else {}
+
+
+def save_command_rule(actor, rule: CommandRule) -> dict[str, list[Any]]:
+    """Create or change a catalogue rule (security officers only); the audit entry keeps
+    every changed field old -> new, read back from the locked row rather than the form."""
+    creating = rule.pk is None
+    if not may_edit_catalogue(actor, "add" if creating else "change"):
+        raise PermissionDenied("only a security officer may change the command catalogue")
+    with transaction.atomic():
+        before = None if creating else CommandRule.objects.select_for_update().filter(pk=rule.pk).first()
+        rule.full_clean()
+        rule.save()
+        old, new = _rule_values(before), _rule_values(rule)
+        changed = {k: [old.get(k), v] for k, v in new.items() if old.get(k) != v}
+        audit.record(actor, "cmdb.command_rule_create" if creating else "cmdb.command_rule_change",
+                     target=str(rule), payload={"rule": rule.pk, "changed": changed})
+    return changed
+
+
+def delete_command_rule(actor, rule: CommandRule) -> None:
+    if not may_edit_catalogue(actor, "delete"):
+        raise PermissionDenied("only a security officer may change the command catalogue")
+    with transaction.atomic():
+        values, label, pk = _rule_values(rule), str(rule), rule.pk
+        rule.delete()
+        audit.record(actor, "cmdb.command_rule_delete", target=label, payload={"rule": pk, "removed": values})
