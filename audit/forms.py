@@ -4,21 +4,34 @@ from datetime import datetime, time, timedelta
 
 from django import forms
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from .exports import FORMATS, ExportFilter
 
+FORMAT_LABELS = {"csv": "CSV", "jsonl": "JSON Lines", "pdf": "PDF"}
+
+
+class DateInput(forms.DateInput):
+    """The browser's date picker; the value travels as ISO YYYY-MM-DD."""
+
+    input_type = "date"
+
+    def __init__(self, attrs=None) -> None:
+        super().__init__(attrs, format="%Y-%m-%d")
+
 
 class ExportForm(forms.Form):
-    format = forms.ChoiceField(label="형식", choices=[(f, f.upper()) for f in FORMATS], initial="csv")
-    since = forms.DateField(label="시작일", required=False)
-    until = forms.DateField(label="종료일 (포함)", required=False)
-    institution = forms.CharField(label="기관 코드", max_length=64, required=False)
-    task = forms.CharField(label="작업 번호", max_length=64, required=False)
+    format = forms.ChoiceField(label=_("형식"), choices=[(f, FORMAT_LABELS.get(f, f.upper())) for f in FORMATS],
+                               initial="csv")
+    since = forms.DateField(label=_("시작일"), required=False, widget=DateInput())
+    until = forms.DateField(label=_("종료일 (포함)"), required=False, widget=DateInput())
+    institution = forms.CharField(label=_("기관 코드"), max_length=64, required=False)
+    task = forms.CharField(label=_("작업 번호"), max_length=64, required=False)
 
     def clean(self):
         data = super().clean()
         if data.get("since") and data.get("until") and data["since"] > data["until"]:
-            raise forms.ValidationError({"until": "종료일이 시작일보다 빠릅니다."})
+            raise forms.ValidationError({"until": _("종료일이 시작일보다 빠릅니다.")})
         return data
 
     def export_filter(self) -> ExportFilter:
