@@ -26,7 +26,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 import audit
-from governance import events
+from governance import events, reports
 from governance.results import LOG_EXCERPT_CHARS, HealthCheck, ResultPackage, ServerResult, version_in
 
 from .healthcheck import Health
@@ -124,8 +124,8 @@ class Engine:
         except Exception as exc:  # the sanitizer's SecurityViolation among others
             if type(exc).__name__ != "SecurityViolation":
                 raise
-            audit.record(self.actor, "security.violation", task=self.task_ref,
-                         payload={"institution": self.institution_code, "reason": str(exc)[:500]})
+            self._line(audit.record(self.actor, "security.violation", task=self.task_ref,
+                                    payload={"institution": self.institution_code, "reason": str(exc)[:500]}))
             return self._finish(Outcome.FAILED_ROLLED_BACK,
                                 f"blocked by the command sanitizer before any server was touched: {exc}", [])
         done: list[ServerContext] = []
@@ -377,9 +377,10 @@ class Engine:
             # A local thread giving up is not a stop: kill what runs on the servers.
             for ctx in self.active:
                 ctx.kill_running()
-            audit.record(self.actor, "execution.kill_switch", task=self.task_ref,
-                         payload={"institution": self.institution_code, "reason": reason,
-                                  "running": [c.server.server_id for c in self.active if c.current_step]})
+            entry = audit.record(self.actor, "execution.kill_switch", task=self.task_ref,
+                                 payload={"institution": self.institution_code, "reason": reason,
+                                          "running": [c.server.server_id for c in self.active if c.current_step]})
+            self._line(entry)
         return reason
 
     def _server(self, ctx: ServerContext, state: str, message: str, **extra) -> None:
@@ -389,6 +390,14 @@ class Engine:
         if self.live_group:
             events.send(self.live_group, events.LiveEvent(kind=kind, task_id=self.task_ref, status=status,
                                                           message=message, data=data))
+
+    def _line(self, entry) -> None:
+        """An audit entry of this run as a live timeline line (the task page renders it like a reload)."""
+        if self.live_group:
+            line = reports.audit_line(entry)
+            events.send(self.live_group, events.LiveEvent(kind="timeline", task_id=self.task_ref, message=line["text"],
+                                                          data={"action": entry.action,
+                                                                "line": reports.line_payload(line)}))
 
     def _close(self, contexts: list[ServerContext]) -> None:
         for ctx in contexts:

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 import audit
 from governance import events
+from governance.reports import audit_line, line_payload
 
 from .models import ServerRun, StepResult
 from .rolling import EXCERPT, Record, output_digest
@@ -62,19 +63,23 @@ class Recorder:
                           command=data.get("command", ""), exit_code=data.get("exit_code"),
                           output_excerpt=output[-EXCERPT:], output_sha256=sha, duration_ms=duration_ms,
                           state=data["state"], started_at=started)
+        entry = None
         if data.get("audit"):
-            audit.record(self.engine.actor, "execution.step", task=self.engine.task_ref, target=item.server_id,
-                         command=step.command, result_code=step.exit_code, output=output,
-                         payload={"institution": self.institution, "step": step.name, "phase": step.phase,
-                                  "state": step.state, "duration_ms": duration_ms,
-                                  "execution": self.engine.execution.pk})
+            entry = audit.record(self.engine.actor, "execution.step", task=self.engine.task_ref,
+                                 target=item.server_id, command=step.command, result_code=step.exit_code,
+                                 output=output,
+                                 payload={"institution": self.institution, "step": step.name, "phase": step.phase,
+                                          "state": step.state, "duration_ms": duration_ms,
+                                          "execution": self.engine.execution.pk})
         if data.get("violation"):
             audit.record(self.engine.actor, "security.violation", task=self.engine.task_ref, target=item.server_id,
                          command=step.command, payload={"institution": self.institution, "reason": output[:500]})
         live.append(events.LiveEvent(kind="step", task_id=self.engine.task_ref, status=step.state,
                                      message=f"{item.server_id} {step.name}",
                                      data={"server": item.server_id, "step": step.name, "phase": step.phase,
-                                           "exit_code": step.exit_code, "duration_ms": duration_ms}))
+                                           "exit_code": step.exit_code, "duration_ms": duration_ms,
+                                           # the task page's timeline line, as a reload renders it
+                                           **({"line": line_payload(audit_line(entry))} if entry else {})}))
         return step
 
     def _server(self, item: Record, live: list) -> None:

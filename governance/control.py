@@ -27,6 +27,7 @@ from .transitions import (
     lock_task,
     next_task_id,
     publish,
+    publish_line,
     task_link,
     users_in,
 )
@@ -204,9 +205,10 @@ def validate_result(user, task_id: str, verdict: str, comments: str = "") -> Ops
             raise Conflict(f"task {task_id} is {task.status}, not waiting for validation")
         if user.pk == task.requester_id:
             raise Forbidden("nobody validates their own request (four-eyes rule)")
-        audit.record(user, "validation.decided", task=task.task_id,
+        decided = audit.record(user, "validation.decided", task=task.task_id,
                      payload={"verdict": verdict, "comments": comments, "round": task.rework_round,
                               "institution": task.system.institution.code})
+        publish_line(task.task_id, decided)
         if verdict == "approve":
             apply_transition(user, task, "complete", reason="PM validated the result")
             notify(task.requester, Message(f"완료되었습니다: {task.task_id} {task.title}", kind="completed",

@@ -91,6 +91,14 @@ def _push(notes: list[Notification]) -> None:
             kind="notification", task_id=note.task.task_id if note.task else "", message=note.message,
             data={"id": note.pk, "link": note.link, "kind": note.kind},
         ))
+        if note.task is not None:
+            # The task page's timeline shows notifications too: the same line live as after a reload.
+            from .reports import line_payload, notification_line  # reports imports this module
+
+            line = notification_line(note)
+            events.send_on_commit(events.task_group(note.task.task_id), events.LiveEvent(
+                kind="timeline", task_id=note.task.task_id, message=line["text"],
+                data={"action": "notification", "line": line_payload(line)}))
 
 
 @contextmanager

@@ -7,6 +7,7 @@ from collections import Counter
 
 from django.db.models import Count
 from django.db.models.functions import TruncMonth
+from django.utils import timezone
 
 from audit.labels import action_label
 from audit.models import AuditEntry
@@ -54,20 +55,34 @@ def _audit_text(entry: AuditEntry) -> str:
     return label + (f": {p.get('reason')}" if p.get("reason") else "")
 
 
+def audit_line(entry: AuditEntry) -> dict:
+    """One timeline line from an audit entry: the task page and its live updates both use it."""
+    return {"time": entry.created_at, "when": local_time(entry.created_at), "kind": entry.action,
+            "kind_label": timeline_kind_label(entry.action), "actor": entry.actor, "text": _audit_text(entry),
+            "data": entry.payload}
+
+
+def notification_line(note: Notification) -> dict:
+    return {"time": note.created_at, "when": local_time(note.created_at), "kind": "notification",
+            "kind_label": timeline_kind_label("notification"), "actor": "system",
+            "text": f"알림 → {note.user}: {shorten(note.message, 120)}", "data": {"to": note.user.get_username()}}
+
+
+def local_time(moment: dt.datetime) -> str:
+    """The time as the server's zone (TIME_ZONE, Asia/Seoul by default) writes it, never the browser's."""
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def line_payload(line: dict) -> dict:
+    """A timeline line for a live event: the fields the page renders, already formatted."""
+    return {"when": line["when"], "iso": timezone.localtime(line["time"]).isoformat(), "kind": line["kind"],
+            "kind_label": str(line["kind_label"]), "actor": line["actor"], "text": line["text"]}
+
+
 def task_timeline(task: OpsTask) -> list[dict]:
     """Transitions, approvals, escalations, commands (from the audit chain) and notifications."""
-    items = [
-        {"time": e.created_at, "kind": e.action, "kind_label": timeline_kind_label(e.action), "actor": e.actor,
-         "text": _audit_text(e), "data": e.payload}
-        for e in AuditEntry.objects.filter(task=task.task_id).order_by("seq")
-    ]
-    items += [
-        {"time": n.created_at, "kind": "notification", "kind_label": timeline_kind_label("notification"),
-         "actor": "system",
-         "text": f"알림 → {n.user}: {shorten(n.message, 120)}",
-         "data": {"to": n.user.get_username()}}
-        for n in Notification.objects.filter(task=task).select_related("user")
-    ]
+    items = [audit_line(e) for e in AuditEntry.objects.filter(task=task.task_id).order_by("seq")]
+    items += [notification_line(n) for n in Notification.objects.filter(task=task).select_related("user")]
     return sorted(items, key=lambda item: item["time"])
 
 

@@ -19,7 +19,7 @@ from django_q.tasks import async_task
 
 import audit
 
-from . import events, routing
+from . import events, reports, routing
 from .errors import Conflict, Forbidden, NotFound
 from .models import OpsTask, TaskSequence
 
@@ -28,10 +28,21 @@ def task_link(task: OpsTask) -> str:
     return f"{settings.BASE_URL}/console/tasks/{task.task_id}/"
 
 
-def audit_task(actor, action: str, task: OpsTask, **payload) -> None:
+def audit_task(actor, action: str, task: OpsTask, **payload):
     payload.setdefault("institution", task.system.institution.code)
     payload.setdefault("status", task.status)
-    audit.record(actor, action, task=task.task_id, target=task.system.code, payload=payload)
+    entry = audit.record(actor, action, task=task.task_id, target=task.system.code, payload=payload)
+    publish_line(task.task_id, entry)
+    return entry
+
+
+def publish_line(task_id: str, entry) -> None:
+    """The task page's timeline gets the new line live, rendered by the same function as
+    after a reload (reports.audit_line), so both read the same Korean text and KST time."""
+    line = reports.audit_line(entry)
+    events.send_on_commit(events.task_group(task_id), events.LiveEvent(
+        kind="timeline", task_id=task_id, message=line["text"],
+        data={"action": entry.action, "line": reports.line_payload(line)}))
 
 
 def publish(task: OpsTask, kind: str, message: str = "", **data) -> None:

@@ -61,6 +61,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "stop_form": GlobalStopForm(),
         "status_labels": _status_labels(),
         "open_approvals": services.my_approvals(request.user).count(),
+        # The PM's prompt: result packages waiting for validation among the tasks they see.
+        "awaiting_validation": (
+            OpsTask.objects.visible_to(request.user).filter(status=Status.PENDING_PM_VALIDATION).count()
+            if request.user.has_perm("governance.validate_result") else 0),
     })
 
 

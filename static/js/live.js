@@ -2,12 +2,18 @@
    place (no reload). Events arrive as JSON {kind, task_id, status, message, data}.
 
    Wiring is by data attributes so templates need no inline script:
-     <body data-live-user>                 -> /ws/live/ (own inbox + console group)
+     <body data-live-user>                 -> /ws/live/ (own inbox, participants' tasks, console)
      <section data-live-task="OPS-...">    -> /ws/tasks/<task_id>/
      #task-status                          -> status badge, text from #status-labels
-     #timeline                             -> <ol> that receives new entries
+     #timeline                             -> <ol> that receives new lines (event.data.line)
      [data-task-row="OPS-..."] .badge      -> status badges in task lists
      #unread-count                         -> inbox counter
+     [data-live-region] (with an id)       -> re-read from the server and replaced
+     [data-live-list] (children with ids)  -> re-read and merged: new children appear, gone
+                                              ones leave, children being edited stay as they are
+
+   Text from events is written with textContent only. Regions are re-read from the same
+   page on this server (the HTML a reload would give), never built from event text.
 */
 (function () {
   "use strict";
@@ -17,6 +23,8 @@
   if (labelNode) {
     try { labels = JSON.parse(labelNode.textContent); } catch (e) { labels = {}; }
   }
+  var leaving = false;
+  window.addEventListener("beforeunload", function () { leaving = true; });
 
   function wsUrl(path) {
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
@@ -59,26 +67,29 @@
     node.dataset.status = status;
   }
 
-  function two(n) { return (n < 10 ? "0" : "") + n; }
-
+  /* The same markup the task page renders for a saved line (templates/console/task_detail.html);
+     the server formats the line (text, Korean kind, time in its own zone), the browser only places it. */
   function appendTimeline(event) {
     var list = document.getElementById("timeline");
-    if (!list || !event.message) { return; }
+    var line = event.data && event.data.line;
+    if (!list || !line) { return; }
     var item = document.createElement("li");
-    item.className = "live k-" + (event.kind || "event");
+    item.className = "live k-" + String(line.kind || "event").toLowerCase().replace(/[^a-z0-9_-]/g, "");
     var time = document.createElement("time");
-    var now = event.data && event.data.time ? new Date(event.data.time) : new Date();
-    time.dateTime = now.toISOString();
-    time.textContent = now.getFullYear() + "-" + two(now.getMonth() + 1) + "-" + two(now.getDate()) + " " +
-      two(now.getHours()) + ":" + two(now.getMinutes()) + ":" + two(now.getSeconds());
+    time.dateTime = line.iso || "";
+    time.textContent = line.when || "";
     var kind = document.createElement("span");
     kind.className = "kind";
-    kind.textContent = event.kind || "";
-    var text = document.createElement("span");
-    text.textContent = event.message;  // textContent: event text is never parsed as HTML
+    kind.textContent = line.kind_label || line.kind || "";
     item.appendChild(time);
     item.appendChild(kind);
-    item.appendChild(text);
+    if (line.actor) {
+      var actor = document.createElement("strong");
+      actor.textContent = line.actor;
+      item.appendChild(actor);
+      item.appendChild(document.createTextNode(" · "));
+    }
+    item.appendChild(document.createTextNode(line.text || ""));
     list.appendChild(item);
     var empty = document.getElementById("timeline-empty");
     if (empty) { empty.remove(); }
@@ -86,9 +97,85 @@
 
   function updateRows(event) {
     if (!event.task_id || !event.status) { return; }
-    var rows = document.querySelectorAll('[data-task-row="' + CSS.escape(event.task_id) + '"] .badge');
+    var rows = document.querySelectorAll('[data-task-row="' + CSS.escape(event.task_id) + '"] .badge[class*="s-"]');
     var label = event.data && event.data.status_label;
     for (var i = 0; i < rows.length; i++) { setBadge(rows[i], event.status, label); }
+  }
+
+  /* A region someone is typing into is left alone this time; the next event retries. */
+  function beingEdited(node) {
+    var active = document.activeElement;
+    if (active && active !== document.body && node.contains(active) && /^(INPUT|TEXTAREA|SELECT)$/.test(active.tagName)) {
+      return true;
+    }
+    var fields = node.querySelectorAll("textarea, input[type=text]");
+    for (var i = 0; i < fields.length; i++) {
+      if (fields[i].value !== fields[i].defaultValue) { return true; }
+    }
+    return false;
+  }
+
+  function mergeList(current, fresh) {
+    var wanted = {};
+    var freshChildren = Array.prototype.slice.call(fresh.children);
+    freshChildren.forEach(function (child) { if (child.id) { wanted[child.id] = true; } });
+    Array.prototype.slice.call(current.children).forEach(function (child) {
+      if (!child.id || !wanted[child.id]) { child.remove(); }
+    });
+    freshChildren.forEach(function (child, index) {
+      if (!child.id || document.getElementById(child.id)) { return; }
+      var node = document.importNode(child, true);
+      node.classList.add("live-new");
+      current.insertBefore(node, current.children[index] || null);
+    });
+  }
+
+  var refreshTimer = null;
+  var refreshing = false;
+  var again = false;
+  function scheduleRefresh() {
+    if (!document.querySelector("[data-live-region], [data-live-list]")) { return; }
+    if (refreshing) { again = true; return; }
+    if (refreshTimer) { return; }
+    refreshTimer = window.setTimeout(refresh, 400);
+  }
+
+  function refresh() {
+    refreshTimer = null;
+    if (leaving) { return; }
+    refreshing = true;
+    fetch(window.location.href, { credentials: "same-origin", headers: { "X-Live-Refresh": "1" } })
+      .then(function (response) { return response.ok ? response.text() : null; })
+      .then(function (html) {
+        if (!html || leaving) { return; }
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        document.querySelectorAll("[data-live-region]").forEach(function (node) {
+          var fresh = node.id && doc.getElementById(node.id);
+          if (fresh && !beingEdited(node)) { node.replaceWith(document.importNode(fresh, true)); }
+        });
+        document.querySelectorAll("[data-live-list]").forEach(function (node) {
+          var fresh = node.id && doc.getElementById(node.id);
+          if (fresh) { mergeList(node, fresh); }
+        });
+        document.dispatchEvent(new CustomEvent("guardia:refreshed"));
+      })
+      .catch(function () { /* the next event retries */ })
+      .then(function () {
+        refreshing = false;
+        if (again) { again = false; scheduleRefresh(); }
+      });
+  }
+
+  // Events that change what the approval tables, lists, tiles and prompts show. Execution
+  // steps (one per command on every server) do not: they only add timeline lines.
+  function changesRegions(event) {
+    if (event.kind === "transition" || event.kind === "notification") { return true; }
+    if (event.kind === "step") { return !(event.data && event.data.server); }
+    if (event.kind === "timeline") {
+      var action = (event.data && event.data.action) || "";
+      return action !== "execution.step" && action !== "notification";
+    }
+    return false;
   }
 
   var taskNode = document.querySelector("[data-live-task]");
@@ -96,36 +183,18 @@
     var taskId = taskNode.dataset.liveTask;
     connect("/ws/tasks/" + encodeURIComponent(taskId) + "/", function (event) {
       if (event.task_id && event.task_id !== taskId) { return; }
-      if (event.status) {
+      if (event.status && event.kind === "transition") {
         setBadge(document.getElementById("task-status"), event.status, event.data && event.data.status_label);
       }
       appendTimeline(event);
+      if (changesRegions(event)) { scheduleRefresh(); }
     });
-  }
-
-  // Dashboard tiles: re-read the (permission-scoped) counts, at most once a second.
-  var tilesTimer = null;
-  function refreshTiles() {
-    if (!document.getElementById("tile-waiting") || tilesTimer) { return; }
-    tilesTimer = window.setTimeout(function () {
-      tilesTimer = null;
-      fetch("/console/tiles/", { credentials: "same-origin", headers: { "Accept": "application/json" } })
-        .then(function (response) { return response.ok ? response.json() : null; })
-        .then(function (counts) {
-          if (!counts) { return; }
-          Object.keys(counts).forEach(function (key) {
-            var tile = document.getElementById("tile-" + key);
-            if (tile) { tile.textContent = String(counts[key]); }
-          });
-        })
-        .catch(function () { /* the next event retries */ });
-    }, 1000);
   }
 
   if (document.body.hasAttribute("data-live-user")) {
     connect("/ws/live/", function (event) {
       updateRows(event);
-      if (event.kind === "transition") { refreshTiles(); }
+      if (changesRegions(event)) { scheduleRefresh(); }
       if (event.kind === "notification") {
         var counter = document.getElementById("unread-count");
         if (counter) {
@@ -149,4 +218,19 @@
       }
     });
   }
+
+  // The new-request page's sample WAR follows the version typed next to it.
+  document.querySelectorAll("[data-demo-artifact]").forEach(function (link) {
+    var field = document.getElementById(link.dataset.demoArtifact);
+    if (!field) { return; }
+    var base = link.href.split("?")[0];
+    function follow() {
+      var version = field.value.trim();
+      if (!/^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$/.test(version)) { return; }
+      link.href = base + "?version=" + encodeURIComponent(version);
+      link.textContent = "guardia-demo-" + version + ".war";
+    }
+    field.addEventListener("input", follow);
+    follow();
+  });
 })();
