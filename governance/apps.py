@@ -5,13 +5,18 @@ from django.db.models.signals import post_migrate
 
 
 def ensure_schedules(sender, **kwargs) -> None:
-    """The SLA sweep runs every minute as a django-q2 Schedule (idempotent)."""
+    """The SLA sweep runs every minute and the attachment sweep daily, as django-q2 Schedules (idempotent)."""
     from django_q.models import Schedule
 
     Schedule.objects.update_or_create(
         name="governance.sweep_escalations",
         defaults={"func": "governance.tasks.sweep_escalations", "schedule_type": Schedule.MINUTES, "minutes": 1,
                   "repeats": -1},
+    )
+    # Unreferenced uploads (refused or abandoned filings) are removed once a day.
+    Schedule.objects.update_or_create(
+        name="governance.sweep_attachments",
+        defaults={"func": "governance.tasks.sweep_attachments", "schedule_type": Schedule.DAILY, "repeats": -1},
     )
 
 

@@ -1,7 +1,8 @@
 """Filing a request from the console, the REST API and (later) intake: resolve the system
 and targets the caller named, store the attached files, then hand everything to
 ``services.submit_task``, which holds every rule (permission, four-eyes, policy, window,
-parameter validation)."""
+parameter validation). Uploads are validated before they are kept and removed again when
+the filing is refused (governance.attachments.received_uploads)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,10 @@ def file_request(requester, *, system: System | str, sub_type: str, title: str, 
     if parameters is not None and not isinstance(parameters, dict):
         raise Invalid("parameters must be a JSON object", field="parameters")
     servers = services.targets_in(system, list(targets)) if targets else []
-    parameters = attachments.attach_uploads(parameters or {}, uploads or {})
-    return services.submit_task(requester, system=system, sub_type=sub_type, title=title, targets=servers,
-                                parameters=parameters, raw_request=raw_request, channel=channel,
-                                emergency=emergency, sr_number=sr_number)
+    # Every upload is validated before any is kept, and a refusal raised later by the
+    # filing itself (a bad target, a refused parameter, the deploy window) removes them again.
+    with attachments.received_uploads(uploads, sub_type=sub_type) as batch:
+        parameters = batch.attach(parameters or {})
+        return services.submit_task(requester, system=system, sub_type=sub_type, title=title, targets=servers,
+                                    parameters=parameters, raw_request=raw_request, channel=channel,
+                                    emergency=emergency, sr_number=sr_number)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from . import events
+import audit
+
+from . import attachments, events
 from .escalation import escalate_overdue_steps
 
 
@@ -14,3 +16,11 @@ def announce(group: str, message: str) -> str:
 
 def sweep_escalations() -> dict[str, int]:
     return escalate_overdue_steps()
+
+
+def sweep_attachments() -> dict:
+    """Remove stored attachments no task refers to once their grace period is over; the
+    audit entry lists every file removed (name = SHA-256, size, age)."""
+    result = attachments.sweep_unreferenced()
+    audit.record("system", "attachments.swept", result_code=str(len(result["removed"])), payload=result)
+    return result

@@ -68,6 +68,13 @@ class ServerFactory(factory.django.DjangoModelFactory):
     system = factory.SubFactory(SystemFactory)
     hostname = factory.LazyAttribute(lambda o: f"{o.server_id}.local")
     ip = factory.Sequence(lambda n: f"10.0.{n // 250}.{n % 250 + 1}")
+    # CMDB roots, so every playbook can render its plan (paths are confined under them).
+    app_path = "/opt/was/app"
+    deploy_path = "/opt/was/deploy"
+    backup_path = "/opt/was/backup"
+    script_path = "/opt/was/bin"
+    log_path = "/opt/was/logs/catalina.out"
+    service_port = 8080
 
 
 class SystemOwnerFactory(factory.django.DjangoModelFactory):
@@ -107,3 +114,25 @@ def governance_world(owner_username: str = "owner"):
         outsider=UserFactory(username="otherlead", role="team_lead"),
         servers=[ServerFactory(system=system, server_id=f"was-{i}") for i in (1, 2)],
     )
+
+
+def war_bytes(version: str = "2.0.0", padding: int = 0) -> bytes:
+    """A small real WAR (zip with META-INF/MANIFEST.MF) for upload tests. ``version=X`` is
+    stored uncompressed so the testbed's WAS stand-in, which greps the bytes, serves X;
+    ``padding`` adds an incompressible-looking entry of that many bytes."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        stamp = (2026, 1, 1, 0, 0, 0)
+        for name, data, method in [
+            ("META-INF/MANIFEST.MF", f"Manifest-Version: 1.0\r\nImplementation-Version: {version}\r\n\r\n".encode(),
+             zipfile.ZIP_DEFLATED),
+            ("WEB-INF/classes/version.properties", f"version={version}\n".encode(), zipfile.ZIP_STORED),
+            ("padding.bin", b"#" * padding, zipfile.ZIP_STORED),
+        ]:
+            info = zipfile.ZipInfo(name, date_time=stamp)
+            info.compress_type = method
+            archive.writestr(info, data)
+    return buffer.getvalue()

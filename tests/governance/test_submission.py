@@ -15,6 +15,8 @@ from audit.models import AuditEntry
 from execution.services import store_artifact
 from governance.attachments import AttachmentTooLarge, attachment_root, store_attachment
 from governance.models import OpsTask, Status
+from tests.execution import certgen
+from tests.factories import war_bytes
 from tests.task_parameters import war
 
 URL = "/api/v1/tasks/"
@@ -60,7 +62,7 @@ def test_json_request_opens_the_first_approval(world, post):
 
 
 def test_multipart_deploy_stores_the_artifact_on_the_ticket(world, post):
-    content = b"version=2.0.0\n" + b"#" * 4096
+    content = war_bytes("2.0.0", padding=4096)
     response = post({"system": "BUDGET", "sub_type": "APP_DEPLOY", "title": "배포 2.0.0", "targets": ["was-1", "was-2"],
                      "parameters": json.dumps({"version": "2.0.0"}), "artifact": upload(content)}, fmt="multipart")
     assert response.status_code == 201, response.json()
@@ -76,13 +78,16 @@ def test_multipart_deploy_stores_the_artifact_on_the_ticket(world, post):
 
 def test_ssl_cert_and_key_uploads_fill_their_parameters(world, post):
     params = {"cert_path": "/etc/ssl/site.crt", "key_path": "/etc/ssl/site.key", "https_port": 8443}
+    ca, ca_key = certgen.make_ca()
+    leaf, leaf_key = certgen.make_leaf(ca, ca_key)
+    cert, key = certgen.cert_pem(leaf), certgen.key_pem(leaf_key)
     response = post({"system": "BUDGET", "sub_type": "SSL_REPLACE", "title": "인증서 교체", "targets": ["was-1"],
-                     "parameters": json.dumps(params), "cert_file": upload(b"CERT", "site.crt"),
-                     "key_file": upload(b"KEY", "site.key")}, fmt="multipart")
+                     "parameters": json.dumps(params), "cert_file": upload(cert, "site.crt"),
+                     "key_file": upload(key, "site.key")}, fmt="multipart")
     assert response.status_code == 201, response.json()
     parameters = response.json()["parameters"]
-    assert parameters["cert_sha256"] == hashlib.sha256(b"CERT").hexdigest()
-    assert parameters["key_sha256"] == hashlib.sha256(b"KEY").hexdigest()
+    assert parameters["cert_sha256"] == hashlib.sha256(cert).hexdigest()
+    assert parameters["key_sha256"] == hashlib.sha256(key).hexdigest()
     assert [s["role"] for s in response.json()["steps"]] == ["owner", "pm", "security_officer"]
 
 
