@@ -13,6 +13,7 @@ from pathlib import Path
 from django.conf import settings
 
 from cmdb.models import HealthCriteria, Server
+from governance import attachments
 from governance import services as governance
 from governance.attachments import store_attachment
 
@@ -27,31 +28,54 @@ CHUNK = 1 << 20
 
 
 class ArtifactStore:
-    """Uploaded files under MEDIA_ROOT/artifacts/<sha256>: content-addressed, write-once."""
+    """Uploaded files under MEDIA_ROOT/artifacts/<sha256>: content-addressed, write-once.
+
+    SSL private keys are stored sealed with the vault (governance.attachments); they are
+    opened here, in the worker, only when a playbook reads or uploads them."""
 
     def __init__(self, root: Path | None = None):
         self.root = Path(root or Path(settings.MEDIA_ROOT) / "artifacts")
 
-    def path(self, sha256: str) -> Path:
+    def file(self, sha256: str) -> Path:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
             raise Refused(f"not a SHA-256: {sha256!r}")
         return self.root / sha256
 
+    def path(self, sha256: str) -> Path | bytes:
+        """What the engine uploads: the stored file, or for a sealed key its opened bytes,
+        so the key is never written to the worker's disk in clear."""
+        file = self.file(sha256)
+        if file.is_file() and attachments.is_sealed(file):
+            return self.read(sha256)
+        return file
+
+    def _opened(self, sha256: str, file: Path) -> bytes:
+        from cmdb.vault import VaultError
+
+        try:
+            return attachments.unseal(file.read_bytes(), sha256)
+        except VaultError as exc:
+            raise Refused(f"artifact {sha256[:12]}… cannot be opened: {exc}") from exc
+
     def verify(self, sha256: str) -> Path:
         """The pre-check 'artifact checksum': the stored bytes still hash to what was approved."""
-        path = self.path(sha256)
+        path = self.file(sha256)
         if not path.is_file():
             raise Refused(f"artifact {sha256[:12]}… is not in the artifact store")
         digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            while chunk := handle.read(CHUNK):
-                digest.update(chunk)
+        if attachments.is_sealed(path):
+            digest.update(self._opened(sha256, path))
+        else:
+            with path.open("rb") as handle:
+                while chunk := handle.read(CHUNK):
+                    digest.update(chunk)
         if digest.hexdigest() != sha256:
             raise Refused(f"artifact {sha256[:12]}… is corrupted: its content hashes to {digest.hexdigest()[:12]}…")
         return path
 
     def read(self, sha256: str) -> bytes:
-        return self.verify(sha256).read_bytes()
+        path = self.verify(sha256)
+        return self._opened(sha256, path) if attachments.is_sealed(path) else path.read_bytes()
 
 
 def store_artifact(fileobj_or_bytes, name: str) -> dict:
