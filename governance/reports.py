@@ -5,15 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
-from django.db.models import Count
-from django.db.models.functions import TruncMonth
+from django.db.models import Count, Max, Min
+from django.db.models.functions import TruncDate, TruncMonth
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from audit.labels import action_label
 from audit.models import AuditEntry
 
 from .labels import decision_label, role_label, routing_label, status_label, timeline_kind_label
-from .models import ApprovalStep, Notification, OpsTask, Routing, Status
+from .models import ApprovalStep, Category, Notification, OpsTask, Routing, Status
 from .notify import shorten
 
 WAITING = [Status.RECEIVED, Status.PARSED, Status.PENDING_APPROVAL]
@@ -104,15 +105,46 @@ def _percentile(values: list[float], share: float) -> float | None:
     return values[index]
 
 
+# Up to about two months of requests the trend is drawn per day; beyond that per month.
+DAILY_UP_TO_DAYS = 62
+# Lead times are shown in minutes until the slower (p90) one passes two hours.
+HOURS_FROM_MINUTES = 120
+
+
+def _month_after(day: dt.date) -> dt.date:
+    return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def _as_date(value) -> dt.date:
+    return timezone.localtime(value).date() if isinstance(value, dt.datetime) else value
+
+
+def _per_period(tasks) -> dict:
+    """Requests per day (short ranges) or per month, every period in the range listed,
+    empty ones as 0, so a quiet week reads as quiet rather than as a line between points."""
+    span = tasks.aggregate(first=Min("created_at"), last=Max("created_at"))
+    if span["first"] is None:
+        return {"granularity": "day", "rows": []}
+    first, last = timezone.localdate(span["first"]), timezone.localdate(span["last"])
+    if (last - first).days <= DAILY_UP_TO_DAYS:
+        counts = {row["day"]: row["n"] for row in
+                  tasks.annotate(day=TruncDate("created_at")).values("day").annotate(n=Count("pk"))}
+        days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+        return {"granularity": "day", "rows": [{"label": d.isoformat(), "n": counts.get(d, 0)} for d in days]}
+    counts = {_as_date(row["month"]): row["n"]
+              for row in tasks.annotate(month=TruncMonth("created_at")).values("month").annotate(n=Count("pk"))}
+    months, cursor = [], first.replace(day=1)
+    while cursor <= last:
+        months.append(cursor)
+        cursor = _month_after(cursor)
+    return {"granularity": "month", "rows": [{"label": m.strftime("%Y-%m"), "n": counts.get(m, 0)} for m in months]}
+
+
 def statistics(user) -> dict:
     tasks = OpsTask.objects.visible_to(user)
     per_institution = list(tasks.values("system__institution__name").annotate(n=Count("pk")).order_by("-n"))
     per_category = list(tasks.values("category").annotate(n=Count("pk")).order_by("category"))
-    per_month = [
-        {"month": row["month"].strftime("%Y-%m"), "n": row["n"]}
-        for row in tasks.annotate(month=TruncMonth("created_at")).values("month").annotate(n=Count("pk")).order_by(
-            "month")
-    ]
+    period = _per_period(tasks)
     lead_minutes = [
         (approved - created) / dt.timedelta(minutes=1)
         for created, approved in tasks.exclude(approved_at=None).values_list("created_at", "approved_at")
@@ -121,13 +153,55 @@ def statistics(user) -> dict:
     escalated = ApprovalStep.objects.filter(task__in=tasks, routing=Routing.ESCALATED).values("task").distinct().count()
     succeeded = tasks.filter(status__in=[Status.PENDING_PM_VALIDATION, Status.COMPLETED]).count()
     failed = tasks.filter(status__in=EXECUTION_FAILED).count()
+    p50, p90 = _percentile(lead_minutes, 0.5), _percentile(lead_minutes, 0.9)
+    in_hours = p90 is not None and p90 >= HOURS_FROM_MINUTES
+    scale = 60 if in_hours else 1
     return {
         "per_institution": [{"label": r["system__institution__name"], "n": r["n"]} for r in per_institution],
         "per_category": [{"label": r["category"], "n": r["n"]} for r in per_category],
-        "per_month": per_month,
-        "lead_time_p50_min": _percentile(lead_minutes, 0.5),
-        "lead_time_p90_min": _percentile(lead_minutes, 0.9),
+        "per_period": period["rows"],
+        "granularity": period["granularity"],
+        "per_month": period["rows"] if period["granularity"] == "month" else [],
+        "lead_time_p50_min": p50,
+        "lead_time_p90_min": p90,
+        "lead_time_unit": "hour" if in_hours else "minute",
+        "lead_time_p50": None if p50 is None else round(p50 / scale, 1),
+        "lead_time_p90": None if p90 is None else round(p90 / scale, 1),
+        "lead_time_samples": len(lead_minutes),
         "escalation_rate": escalated / with_steps if with_steps else None,
         "execution_success_rate": succeeded / (succeeded + failed) if succeeded + failed else None,
         "total": tasks.count(),
+    }
+
+
+def _series(labels: list[str], values: list, kind: str) -> dict:
+    """One chart: its numbers (also shown as a table under it) and a chart type that
+    reads with few points: fewer than three points in time are bars, not a line."""
+    if kind == "line" and len(values) < 3:
+        kind = "bar"
+    if kind == "doughnut" and len(values) < 2:
+        kind = "bar"
+    return {"labels": labels, "values": values, "type": kind, "rows": list(zip(labels, values, strict=True))}
+
+
+def statistics_charts(stats: dict) -> dict:
+    """The statistics page's charts, with units and Korean labels, from statistics()."""
+    categories = dict(Category.choices)
+    unit = _("시간") if stats["lead_time_unit"] == "hour" else _("분")
+    daily = stats["granularity"] == "day"
+    return {
+        "institution": _series([r["label"] for r in stats["per_institution"]],
+                               [r["n"] for r in stats["per_institution"]], "bar"),
+        "category": _series([str(categories.get(r["label"], r["label"])) for r in stats["per_category"]],
+                            [r["n"] for r in stats["per_category"]], "doughnut"),
+        "period": {**_series([r["label"] for r in stats["per_period"]], [r["n"] for r in stats["per_period"]], "line"),
+                   "granularity": stats["granularity"]},
+        "lead_time": _series([str(_("중앙값 (p50)")), str(_("90% (p90)"))],
+                             [stats["lead_time_p50"], stats["lead_time_p90"]], "bar"),
+        "series_label": str(_("요청 수")),
+        "count_axis": str(_("요청 수 (건)")),
+        "period_axis": str(_("날짜") if daily else _("월")),
+        "period_title": str(_("일별 요청") if daily else _("월별 요청")),
+        "lead_unit": str(unit),
+        "lead_label": str(_("승인 소요 시간 (%(unit)s)") % {"unit": unit}),
     }
