@@ -42,11 +42,14 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "governance.decide_step",
         "governance.validate_result",
         "governance.use_kill_switch",
+        "governance.view_opstask",
         *CMDB_READ,
     ],
     # Third approver for infrastructure/security changes across every system.
+    # Reads every task and the audit trail (security review), like the auditor.
     "security_officer": [
         "governance.decide_step",
+        "governance.view_opstask",
         "cmdb.view_all_systems",
         *CMDB_READ,
         "audit.view_auditentry",
@@ -60,11 +63,14 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "cmdb.change_systemowner",
     ],
     # Read-only everywhere: the audit trail and the whole CMDB, but never a credential.
-    "auditor": ["audit.view_auditentry", "cmdb.view_all_systems", *CMDB_READ],
+    "auditor": ["audit.view_auditentry", "governance.view_opstask", "cmdb.view_all_systems", *CMDB_READ],
     # CMDB, credentials and users.
     "admin": [
         *CMDB_ALL,
         "governance.use_kill_switch",
+        # Releasing a global stop raised by an audit-chain break is an admin's acknowledgement.
+        "governance.change_globalstop",
+        "governance.view_opstask",
         "audit.view_auditentry",
         "auth.add_user",
         "auth.change_user",

@@ -63,7 +63,7 @@ class ServerRunViewSet(viewsets.ReadOnlyModelViewSet):
         return queryset.filter(execution_id=execution) if execution and execution.isdigit() else queryset
 
 
-router = routers.DefaultRouter()
+router = routers.SimpleRouter()
 router.register("executions", ExecutionViewSet, basename="execution")
 router.register("server-runs", ServerRunViewSet, basename="server-run")
 

@@ -14,9 +14,9 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
 from . import services
-from .errors import GovernanceError, NotFound
+from .errors import GovernanceError
 from .models import OpsTask
-from .queries import search_tasks
+from .queries import search_tasks, visible_step, visible_task
 from .reports import task_timeline
 from .serializers import (
     ApprovalDecisionSerializer,
@@ -43,7 +43,9 @@ def approval_process(request):
     form = ApprovalDecisionSerializer(data=request.data)
     form.is_valid(raise_exception=True)
     try:
-        decision = services.decide_step(request.user, form.validated_data["step_id"],
+        # A step of a task the caller may not see is 404 before anything about its state is said.
+        step = visible_step(request.user, form.validated_data["step_id"])
+        decision = services.decide_step(request.user, step.pk,
                                         form.validated_data["decision"], form.validated_data["comments"])
     except GovernanceError as exc:
         return error_response(exc)
@@ -55,10 +57,10 @@ def approval_process(request):
 @extend_schema(responses={200: TaskHistorySerializer}, summary="A task's full timeline (seed GET /task/history)")
 @api_view(["GET"])
 def task_history(request, task_id: str):
-    task = OpsTask.objects.visible_to(request.user).filter(task_id=task_id).select_related(
-        "system__institution", "requester").first()
-    if task is None:
-        return error_response(NotFound(f"task {task_id} not found"))
+    try:
+        task = visible_task(request.user, task_id)
+    except GovernanceError as exc:
+        return error_response(exc)
     return Response({"task": TaskSerializer(task).data, "steps": StepSerializer(task.steps.all(), many=True).data,
                      "timeline": task_timeline(task)})
 

@@ -18,12 +18,12 @@ from . import events, policy
 from .errors import Conflict, Forbidden, Invalid
 from .models import GlobalStop, OpsTask, Status, StepStatus, SubType
 from .notify import Message, notify
+from .queries import visible_task
 from .transitions import (
     apply_transition,
     audit_task,
     describe,
     enqueue_execution,
-    in_group,
     lock_task,
     next_task_id,
     publish,
@@ -49,10 +49,14 @@ def _require_kill_switch(user) -> None:
 
 def stop_task(user, task_id: str, reason: str) -> OpsTask:
     """Per-task stop: a task not yet running is aborted at once; a running one stops at
-    the engine's next step boundary and its current group rolls back."""
-    _require_kill_switch(user)
+    the engine's next step boundary and its current group rolls back.
+
+    Order matters: a task the user may not see is NotFound before the permission and the
+    state are looked at, so neither its existence nor its state or stop reason leaks."""
     reason = reason.strip() or "stopped by operator"
     with transaction.atomic():
+        visible_task(user, task_id)
+        _require_kill_switch(user)
         task = lock_task(task_id=task_id)
         if task.status not in (Status.PARSED, Status.PENDING_APPROVAL, Status.APPROVED, Status.EXECUTING,
                                Status.RECEIVED):
@@ -91,7 +95,7 @@ def release_global_stop(user, comment: str = "") -> GlobalStop:
         stop, _ = GlobalStop.objects.select_for_update().get_or_create(id=1)
         if not stop.engaged:
             raise Conflict("the global stop is not engaged")
-        if stop.requires_ack and not in_group(user, "admin"):
+        if stop.requires_ack and not user.has_perm("governance.change_globalstop"):
             raise Forbidden("an audit-chain break must be acknowledged by an admin")
         action = "killswitch.break_acknowledged" if stop.requires_ack else "killswitch.global_off"
         audit.record(user, action, payload={"reason": stop.reason, "comment": comment})
@@ -195,11 +199,12 @@ def open_inspection_ticket(system: System, servers, title: str, findings: dict) 
 def validate_result(user, task_id: str, verdict: str, comments: str = "") -> OpsTask:
     if verdict not in ("approve", "rework", "takeover"):
         raise Invalid("verdict must be approve, rework or takeover", field="verdict")
-    if not user.has_perm("governance.validate_result"):
-        raise Forbidden("only a PM validates results")
     if verdict == "rework" and not comments.strip():
         raise Invalid("instructions are required to send work back", field="comments")
     with transaction.atomic():
+        visible_task(user, task_id)  # 404 before the permission and any state check
+        if not user.has_perm("governance.validate_result"):
+            raise Forbidden("only a PM validates results")
         task = lock_task(task_id=task_id)
         if task.status != Status.PENDING_PM_VALIDATION:
             raise Conflict(f"task {task_id} is {task.status}, not waiting for validation")
@@ -229,11 +234,12 @@ def validate_result(user, task_id: str, verdict: str, comments: str = "") -> Ops
 def resume_execution(user, task_id: str) -> OpsTask:
     """Run an APPROVED task again (after rework or once the global stop was released)."""
     with transaction.atomic():
+        visible_task(user, task_id)
         task = lock_task(task_id=task_id)
-        if task.status != Status.APPROVED:
-            raise Conflict(f"task {task_id} is {task.status}, not APPROVED")
         if user.pk != task.requester_id and not user.has_perm("governance.use_kill_switch"):
             raise Forbidden("only the requester or a PM resumes a task")
+        if task.status != Status.APPROVED:
+            raise Conflict(f"task {task_id} is {task.status}, not APPROVED")
         audit.record(user, "task.resumed", task=task.task_id, payload={"institution": task.system.institution.code})
         enqueue_execution(task)
     return task

@@ -93,11 +93,10 @@ class Channel(models.TextChoices):
     SCHEDULE = "SCHEDULE", _("정기 점검")
 
 
-SEES_ALL_TASKS = ["pm", "security_officer", "auditor", "admin"]
-
-
 def sees_all_tasks(user) -> bool:
-    return user.is_superuser or user.groups.filter(name__in=SEES_ALL_TASKS).exists()
+    """PMs, security officers, auditors and admins read every task: the model's view
+    permission says so (granted per role in cmdb/roles.py), never a group name."""
+    return bool(user and user.is_active and user.has_perm("governance.view_opstask"))
 
 
 class OpsTaskQuerySet(models.QuerySet):

@@ -1,10 +1,48 @@
-"""Read-only query helpers for the console (no state changes here; those are in services.py)."""
+"""Read-only query helpers: the scoped lookups every entry point uses, and console helpers.
+
+Every console view, REST endpoint, consumer and control service finds a task or an
+approval step through ``visible_task`` / ``visible_steps`` here, so "may this user see
+it" is answered in one place and before any state is looked at: a task the user may not
+see is "not found" (404) whatever its state, and no conflict text about it leaks.
+(No state changes here; those are in services.py.)
+"""
 
 from __future__ import annotations
 
 from django.db.models import Q, QuerySet
 
-from .models import OpsTask
+from .errors import NotFound
+from .models import ApprovalStep, OpsTask
+
+
+def visible_tasks(user) -> QuerySet[OpsTask]:
+    if not getattr(user, "is_authenticated", False):
+        return OpsTask.objects.none()
+    return OpsTask.objects.visible_to(user)
+
+
+def visible_task(user, task_id: str) -> OpsTask:
+    """The task if the user may see it; NotFound (404) otherwise, with nothing about its state."""
+    task = visible_tasks(user).filter(task_id=str(task_id)).select_related("system__institution", "requester").first()
+    if task is None:
+        raise NotFound(f"task {task_id} not found")
+    return task
+
+
+def visible_steps(user) -> QuerySet[ApprovalStep]:
+    """Approval steps of tasks the user may see (a step is read through its task)."""
+    return ApprovalStep.objects.filter(task__in=visible_tasks(user).values("pk"))
+
+
+def visible_step(user, step_id) -> ApprovalStep:
+    try:
+        pk = int(step_id)
+    except (TypeError, ValueError) as exc:
+        raise NotFound(f"approval step {step_id} not found") from exc
+    step = visible_steps(user).filter(pk=pk).first()
+    if step is None:
+        raise NotFound(f"approval step {step_id} not found")
+    return step
 
 
 def search_tasks(user, *, q: str = "", institution=None, person: str = "") -> QuerySet[OpsTask]:
@@ -13,7 +51,7 @@ def search_tasks(user, *, q: str = "", institution=None, person: str = "") -> Qu
     "Person" matches the requester or anyone who was assigned or decided a step, by
     username or name, because a lead remembers "the one Kim approved", not a user id.
     """
-    tasks = OpsTask.objects.visible_to(user).select_related("system__institution", "requester")
+    tasks = visible_tasks(user).select_related("system__institution", "requester")
     q = q.strip()
     if q:
         tasks = tasks.filter(Q(task_id__icontains=q) | Q(sr_number__icontains=q) | Q(title__icontains=q))

@@ -20,6 +20,7 @@ urlpatterns = [
     path("tasks/<str:task_id>/", views.task_detail, name="task"),
     path("tasks/<str:task_id>/stop/", views.task_stop, name="task_stop"),
     path("tasks/<str:task_id>/validate/", views.validate, name="validate"),
+    path("validations/", views.validation_queue, name="validations"),
     path("owner/", views.owner_settings, name="owner_settings"),
     path("statistics/", views.statistics, name="statistics"),
     path("inbox/", views.inbox, name="inbox"),

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from cmdb.models import System, SystemOwner
 
 from . import demo_artifact as demo
-from . import queries, reports, services, submission
+from . import queries, services, submission
 from .errors import GovernanceError
 from .forms import (
     TEMPLATE_FIELDS,
@@ -28,7 +28,7 @@ from .forms import (
     StopForm,
     ValidationForm,
 )
-from .models import STOPPABLE, Notification, OpsTask, Status
+from .models import STOPPABLE, Category, Notification, OpsTask, Status
 from .results import ResultPackage
 
 RECENT_TASKS = 15
@@ -140,6 +140,7 @@ def new_request(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@permission_required("governance.decide_step", raise_exception=True)
 def approvals(request: HttpRequest) -> HttpResponse:
     steps = services.my_approvals(request.user)
     return render(request, "console/approvals.html", {"steps": steps, "form": DecisionForm()})
@@ -256,6 +257,15 @@ def _package_context(data: dict) -> dict:
 
 
 @login_required
+@permission_required("governance.validate_result", raise_exception=True)
+def validation_queue(request: HttpRequest) -> HttpResponse:
+    """Result packages waiting for a PM's validation, oldest first, among tasks the PM may see."""
+    tasks = (queries.visible_tasks(request.user).filter(status=Status.PENDING_PM_VALIDATION)
+             .select_related("system__institution", "requester").order_by("updated_at"))
+    return render(request, "console/validations.html", {"tasks": tasks})
+
+
+@login_required
 def owner_settings(request: HttpRequest) -> HttpResponse:
     owned = SystemOwner.objects.filter(owner=request.user).select_related("system__institution", "deputy")
     if request.method == "POST":
@@ -280,7 +290,19 @@ def owner_settings(request: HttpRequest) -> HttpResponse:
 @login_required
 def statistics(request: HttpRequest) -> HttpResponse:
     stats = services.statistics(request.user)
-    charts = reports.statistics_charts(stats)
+    categories = dict(Category.choices)
+    charts = {
+        "institution": {"labels": [row["label"] for row in stats["per_institution"]],
+                        "values": [row["n"] for row in stats["per_institution"]]},
+        "category": {"labels": [str(categories.get(row["label"], row["label"])) for row in stats["per_category"]],
+                     "values": [row["n"] for row in stats["per_category"]]},
+        "month": {"labels": [row["month"] for row in stats["per_month"]],
+                  "values": [row["n"] for row in stats["per_month"]]},
+        "lead_time": {"labels": ["p50", "p90"],
+                      "values": [stats["lead_time_p50_min"], stats["lead_time_p90_min"]]},
+        "series_label": _("요청 수"),
+        "lead_label": _("승인 소요 시간(분)"),
+    }
     return render(request, "console/statistics.html", {"stats": stats, "charts": charts})
 
 

@@ -13,11 +13,16 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app regi
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from guardia.middleware import ClientAllowlistASGIMiddleware  # noqa: E402
 from guardia.routing import websocket_urlpatterns  # noqa: E402
 
+# HTTP requests meet the allowlist in Django's middleware; WebSockets never pass through
+# it, so the same check guards the handshake here, outermost, before origin and session.
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": ClientAllowlistASGIMiddleware(
+            AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+        ),
     }
 )

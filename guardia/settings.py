@@ -73,8 +73,12 @@ if PRODUCTION:
 
 ALLOWED_HOSTS = envlist("GUARDIA_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = envlist("GUARDIA_CSRF_TRUSTED_ORIGINS")
-# Client networks (bastion ranges) allowed to reach the app; empty means no restriction.
+# Client networks (bastion ranges) allowed to reach the app over HTTP and WebSocket; empty
+# means no restriction.
 CLIENT_ALLOWLIST = envlist("GUARDIA_CLIENT_ALLOWLIST")
+# Reverse proxies (addresses or networks) whose X-Forwarded-For is believed, for the
+# allowlist and login throttling alike; nobody else's forwarded header is (guardia/middleware.py).
+TRUSTED_PROXIES = envlist("GUARDIA_TRUSTED_PROXIES")
 BASE_URL = os.getenv("GUARDIA_BASE_URL", "http://127.0.0.1:8000")
 
 INSTALLED_APPS = [
@@ -189,10 +193,15 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/console/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
-# Login throttling (django-axes): lock a username+address pair after repeated failures.
+# Login throttling (django-axes): lock a username+address pair after repeated failures,
+# and a whole address that fails too often across usernames (guessing accounts). The
+# address is the one the allowlist sees: X-Forwarded-For only from GUARDIA_TRUSTED_PROXIES.
 AXES_FAILURE_LIMIT = envint("GUARDIA_LOGIN_FAILURE_LIMIT", 5)
+AXES_ADDRESS_FAILURE_LIMIT = envint("GUARDIA_LOGIN_ADDRESS_FAILURE_LIMIT", 20)
 AXES_COOLOFF_TIME = envint("GUARDIA_LOGIN_COOLOFF_MINUTES", 15) / 60
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_HANDLER = "guardia.throttle.AddressAwareAxesHandler"
+AXES_CLIENT_IP_CALLABLE = "guardia.middleware.client_ip"
 AXES_RESET_ON_SUCCESS = True
 AXES_ENABLED = envbool("GUARDIA_LOGIN_THROTTLE", "true")
 
@@ -230,6 +239,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema maps every endpoint and parameter: callers must log in (token or session).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     # Several models have a "status" field; name each choice set after what it is.
     "ENUM_NAME_OVERRIDES": {
         "TaskStatusEnum": "governance.models.Status",

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -17,10 +18,16 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The schema answers 401 to an anonymous caller (SPECTACULAR_SETTINGS SERVE_PERMISSIONS);
+    # the docs page sends a browser to the login page first.
+    path("api/v1/docs/", login_required(SpectacularSwaggerView.as_view(url_name="schema")), name="api-docs"),
     path("api/v1/", include("guardia.api_urls")),
     path("console/", include("governance.urls")),
     path("audit/", include("audit.urls")),
     path("execution/", include("execution.urls")),
     path("app/", include("intake.urls")),
 ]
+
+handler403 = "guardia.errors.permission_denied"
+handler404 = "guardia.errors.page_not_found"
+handler500 = "guardia.errors.server_error"

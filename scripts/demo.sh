@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 export GUARDIA_DATA_DIR=${GUARDIA_DATA_DIR:-$PWD/var}
+# The demo runs as a site would: no debug pages (a 404 never lists the URL map); WhiteNoise
+# serves the collected static files and the console shows its own Korean error pages.
+export GUARDIA_DEBUG=${GUARDIA_DEBUG:-false}
 PORT=${GUARDIA_PORT:-8000}
 REDIS_PORT=${GUARDIA_REDIS_PORT:-6379}
 export GUARDIA_REDIS_URL=${GUARDIA_REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}
