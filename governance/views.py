@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from cmdb.models import System, SystemOwner
 
 from . import demo_artifact as demo
-from . import queries, services, submission
+from . import queries, reports, services, submission
 from .errors import GovernanceError
 from .forms import (
     TEMPLATE_FIELDS,
@@ -28,7 +28,7 @@ from .forms import (
     StopForm,
     ValidationForm,
 )
-from .models import STOPPABLE, Category, Notification, OpsTask, Status
+from .models import STOPPABLE, Notification, OpsTask, Status
 from .results import ResultPackage
 
 RECENT_TASKS = 15
@@ -290,19 +290,7 @@ def owner_settings(request: HttpRequest) -> HttpResponse:
 @login_required
 def statistics(request: HttpRequest) -> HttpResponse:
     stats = services.statistics(request.user)
-    categories = dict(Category.choices)
-    charts = {
-        "institution": {"labels": [row["label"] for row in stats["per_institution"]],
-                        "values": [row["n"] for row in stats["per_institution"]]},
-        "category": {"labels": [str(categories.get(row["label"], row["label"])) for row in stats["per_category"]],
-                     "values": [row["n"] for row in stats["per_category"]]},
-        "month": {"labels": [row["month"] for row in stats["per_month"]],
-                  "values": [row["n"] for row in stats["per_month"]]},
-        "lead_time": {"labels": ["p50", "p90"],
-                      "values": [stats["lead_time_p50_min"], stats["lead_time_p90_min"]]},
-        "series_label": _("요청 수"),
-        "lead_label": _("승인 소요 시간(분)"),
-    }
+    charts = reports.statistics_charts(stats)
     return render(request, "console/statistics.html", {"stats": stats, "charts": charts})
 
 
