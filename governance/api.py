@@ -46,7 +46,8 @@ def approval_process(request):
         # A step of a task the caller may not see is 404 before anything about its state is said.
         step = visible_step(request.user, form.validated_data["step_id"])
         decision = services.decide_step(request.user, step.pk,
-                                        form.validated_data["decision"], form.validated_data["comments"])
+                                        form.validated_data["decision"], form.validated_data["comments"],
+                                        plan_sha256=form.validated_data["plan_sha256"])
     except GovernanceError as exc:
         return error_response(exc)
     body = {"result": decision.result, "task_id": decision.task.task_id, "task_status": decision.task.status,
@@ -61,7 +62,8 @@ def task_history(request, task_id: str):
         task = visible_task(request.user, task_id)
     except GovernanceError as exc:
         return error_response(exc)
-    return Response({"task": TaskSerializer(task).data, "steps": StepSerializer(task.steps.all(), many=True).data,
+    return Response({"task": TaskDetailSerializer(task).data,
+                     "steps": StepSerializer(task.steps.all(), many=True).data,
                      "timeline": task_timeline(task)})
 
 
@@ -84,6 +86,10 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     serializer_class = TaskSerializer
     filterset_class = TaskFilter
     lookup_field = "task_id"
+
+    def get_serializer_class(self):
+        # One task carries its plan, parameters, artifact and targets; the list stays light.
+        return TaskDetailSerializer if self.action == "retrieve" else TaskSerializer
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no user
@@ -132,7 +138,8 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         form.is_valid(raise_exception=True)
         try:
             task = services.validate_result(request.user, task_id, form.validated_data["verdict"],
-                                            form.validated_data["comments"])
+                                            form.validated_data["comments"],
+                                            plan_sha256=form.validated_data["plan_sha256"])
         except GovernanceError as exc:
             return error_response(exc)
         return Response(TaskSerializer(task).data)

@@ -14,7 +14,7 @@ from django.utils import timezone
 import audit
 from cmdb.models import System, SystemOwner
 
-from . import events, policy
+from . import events, plans, policy
 from .errors import Conflict, Forbidden, Invalid
 from .models import GlobalStop, OpsTask, Status, StepStatus, SubType
 from .notify import Message, notify
@@ -196,7 +196,7 @@ def open_inspection_ticket(system: System, servers, title: str, findings: dict) 
 
 
 # --- HITL validation ----------------------------------------------------------------
-def validate_result(user, task_id: str, verdict: str, comments: str = "") -> OpsTask:
+def validate_result(user, task_id: str, verdict: str, comments: str = "", plan_sha256: str = "") -> OpsTask:
     if verdict not in ("approve", "rework", "takeover"):
         raise Invalid("verdict must be approve, rework or takeover", field="verdict")
     if verdict == "rework" and not comments.strip():
@@ -210,9 +210,11 @@ def validate_result(user, task_id: str, verdict: str, comments: str = "") -> Ops
             raise Conflict(f"task {task_id} is {task.status}, not waiting for validation")
         if user.pk == task.requester_id:
             raise Forbidden("nobody validates their own request (four-eyes rule)")
+        plans.check_plan(task, plan_sha256)
         decided = audit.record(user, "validation.decided", task=task.task_id,
                      payload={"verdict": verdict, "comments": comments, "round": task.rework_round,
-                              "institution": task.system.institution.code})
+                              "institution": task.system.institution.code, "plan_sha256": task.plan_sha256,
+                              "playbook_version": task.playbook_version})
         publish_line(task.task_id, decided)
         if verdict == "approve":
             apply_transition(user, task, "complete", reason="PM validated the result")

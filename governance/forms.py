@@ -14,10 +14,25 @@ from cmdb.models import Institution, Server, System
 from .models import SubType
 
 
+def plan_sha256_field() -> forms.RegexField:
+    """The hidden hash of the plan a decision page showed."""
+    return forms.RegexField(regex=r"^[0-9a-fA-F]{64}$", required=False, widget=forms.HiddenInput)
+
+
 class DecisionForm(forms.Form):
+    """Approve or reject one step. ``plan_sha256`` is the hash of the plan the page showed:
+    the service refuses the decision (409) if the task's plan is no longer that one."""
+
     decision = forms.ChoiceField(choices=[("APPROVED", _("승인")), ("REJECTED", _("반려"))])
     comments = forms.CharField(label=_("의견"), required=False, max_length=2000,
                                widget=forms.Textarea(attrs={"rows": 2}))
+    plan_sha256 = plan_sha256_field()
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("decision") == "REJECTED" and not (data.get("comments") or "").strip():
+            self.add_error("comments", _("반려하려면 사유(의견)를 입력하세요."))
+        return data
 
 
 class StopForm(forms.Form):
@@ -41,6 +56,7 @@ class ValidationForm(forms.Form):
                                          ("takeover", _("직접 인수"))])
     comments = forms.CharField(label=_("지시 사항 / 의견"), required=False, max_length=4000,
                                widget=forms.Textarea(attrs={"rows": 3}))
+    plan_sha256 = plan_sha256_field()
 
 
 class OwnerPresenceForm(forms.Form):
@@ -152,9 +168,22 @@ class NewRequestForm(forms.Form):
         return {name: self.cleaned_data[name] for name in ("artifact", "cert_file", "key_file", "chain_file")
                 if self.cleaned_data.get(name) and name in allowed}
 
-    def add_service_error(self, field: str | None, detail: str) -> None:
+    def add_service_error(self, field: str | None, detail: str, errors: dict | None = None) -> None:
         """Show an Invalid from the service next to the field it names; playbook errors
-        ("artifact_sha256: required; version: ...") next to the typed field that feeds them."""
+        ({"parameters.artifact_sha256": "required", ...}, or the older "name: message; ..."
+        text) next to the typed field that feeds them, the rest under the JSON parameters."""
+        if errors:
+            for name, message in errors.items():
+                top, _dot, parameter = str(name).partition(".")
+                if top != "parameters" or not parameter:
+                    self.add_error(top if top in self.fields else None, message)
+                    continue
+                target = PARAMETER_FIELD.get(parameter.split(".", 1)[0])
+                if target and target in TEMPLATE_FIELDS.get(self.cleaned_data.get("sub_type"), ()):
+                    self.add_error(target, message)
+                else:
+                    self.add_error("parameters_json", f"{parameter}: {message}")
+            return
         if field == "parameters":
             for part in detail.split("; "):
                 name, _sep, message = part.partition(": ")

@@ -7,6 +7,9 @@ transition, saves, audits and schedules follow-up work in one transaction.
 
 from __future__ import annotations
 
+import json
+import re
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -99,6 +102,23 @@ def sees_all_tasks(user) -> bool:
     return bool(user and user.is_active and user.has_perm("governance.view_opstask"))
 
 
+# Parameter names whose values are secrets: shown as "****" on every page and API answer.
+SECRET_NAME = re.compile(r"pass(word|wd|phrase)|secret|token|credential|private_?key|api_?key|authori[sz]ation",
+                         re.IGNORECASE)
+MASK = "****"
+
+
+def masked(value, name: str = ""):
+    """A copy of parameters with the values of secret-named keys replaced by ****."""
+    if name and SECRET_NAME.search(name) and value not in (None, ""):
+        return MASK
+    if isinstance(value, dict):
+        return {key: masked(item, str(key)) for key, item in value.items()}
+    if isinstance(value, list):
+        return [masked(item) for item in value]
+    return value
+
+
 class OpsTaskQuerySet(models.QuerySet):
     def visible_to(self, user) -> OpsTaskQuerySet:
         """Tasks a user may see: own requests, systems they own/deputise/supervise, steps
@@ -132,6 +152,10 @@ class OpsTask(ConcurrentTransitionMixin, models.Model):
     urgent = models.BooleanField(default=False)
     playbook = models.CharField(max_length=32, blank=True)
     playbook_version = models.CharField(max_length=16, blank=True)
+    # The rendered execution plan (governance.plans): what every approver is shown, and
+    # its SHA-256, which every decision records and the engine checks before running.
+    plan = models.JSONField(default=dict, blank=True)
+    plan_sha256 = models.CharField(max_length=64, blank=True)
     status = FSMField(default=Status.RECEIVED, choices=Status.choices, protected=True, db_index=True)
     current_approver = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -170,6 +194,30 @@ class OpsTask(ConcurrentTransitionMixin, models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATES
+
+    @property
+    def masked_parameters(self) -> dict:
+        return masked(self.parameters or {})
+
+    @property
+    def parameters_display(self) -> str:
+        """The parameters as readable JSON for decision pages (secrets masked; the
+        attachment bookkeeping is shown as the artifact and the plan's uploads)."""
+        shown = {key: value for key, value in self.masked_parameters.items() if key != "_meta"}
+        return json.dumps(shown, ensure_ascii=False, indent=2, sort_keys=True) if shown else ""
+
+    @property
+    def artifact(self) -> dict | None:
+        """The file this task deploys (name, size, SHA-256, version), or None."""
+        parameters = self.parameters or {}
+        record = parameters.get("artifact") if isinstance(parameters.get("artifact"), dict) else {}
+        sha256 = str(record.get("sha256") or parameters.get("artifact_sha256") or "")
+        if not sha256:
+            return None
+        upload = next((u for u in (self.plan or {}).get("uploads", []) if u.get("sha256") == sha256), {})
+        return {"name": str(record.get("name") or upload.get("name") or ""),
+                "size": record.get("size", upload.get("size")), "sha256": sha256,
+                "version": str(parameters.get("version") or "")}
 
     # --- lifecycle; bodies only change self ----------------------------------------
     @transition(field=status, source=Status.RECEIVED, target=Status.PARSED)

@@ -1,14 +1,68 @@
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from cmdb.models import Server
+
 from .models import ApprovalStep, OpsTask, SubType
+
+PLAN_SHA256_HELP = ("SHA-256 of the execution plan the decider was shown; if it differs from the task's "
+                    "current plan the decision is refused with 409 and nothing changes")
 
 
 class ApprovalDecisionSerializer(serializers.Serializer):
     step_id = serializers.IntegerField(min_value=1)
     decision = serializers.ChoiceField(choices=["APPROVED", "REJECTED"])
-    comments = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+    comments = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000,
+                                     help_text="required when rejecting")
+    plan_sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}$", required=False, allow_blank=True, default="",
+                                         help_text=PLAN_SHA256_HELP)
+
+
+_COMMAND = {"type": "object", "properties": {"name": {"type": "string"}, "command": {"type": "string"}}}
+_UPLOAD = {"type": "object", "properties": {"name": {"type": "string"}, "size": {"type": "integer"},
+                                            "sha256": {"type": "string"}, "remote": {"type": "string"}}}
+PLAN_SCHEMA = {
+    "type": "object",
+    "description": "The execution plan approvers are shown (empty for tasks filed before plans existed): "
+                   "rollout, uploads, per set of servers the exact command lines (secrets masked as ****), "
+                   "health checks and rollback commands, and warnings.",
+    "properties": {
+        "playbook": {"type": "string"},
+        "playbook_version": {"type": "string"},
+        "read_only": {"type": "boolean"},
+        "rollout": {"type": "object", "additionalProperties": True, "properties": {
+            "groups": {"type": "array", "items": {"type": "object", "properties": {
+                "label": {"type": "string"}, "servers": {"type": "array", "items": {"type": "string"}}}}}}},
+        "uploads": {"type": "array", "items": _UPLOAD},
+        "step_sets": {"type": "array", "items": {"type": "object", "properties": {
+            "servers": {"type": "array", "items": {"type": "string"}},
+            "steps": {"type": "array", "items": {"type": "object", "additionalProperties": True}},
+            "health": {"type": "array", "items": {"type": "object", "additionalProperties": True}},
+            "rollback": {"type": "array", "items": _COMMAND}}}},
+        "warnings": {"type": "array", "items": {"type": "string"}},
+    },
+    "additionalProperties": True,
+}
+
+
+@extend_schema_field(PLAN_SCHEMA)
+class PlanField(serializers.JSONField):
+    pass
+
+
+class ArtifactSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    size = serializers.IntegerField(allow_null=True)
+    sha256 = serializers.CharField()
+    version = serializers.CharField(allow_blank=True)
+
+
+class ServerTargetSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Server
+        fields = ["server_id", "hostname", "ip", "rolling_group", "canary"]
 
 
 class StepSerializer(serializers.ModelSerializer):
@@ -52,8 +106,27 @@ class TimelineItemSerializer(serializers.Serializer):
     data = serializers.DictField(required=False)
 
 
+class TaskDetailSerializer(TaskSerializer):
+    """One task with everything a decider needs: the plan and its hash, the playbook version,
+    the parameters (secrets masked), the artifact and the target servers."""
+
+    parameters = serializers.JSONField(source="masked_parameters", read_only=True,
+                                       help_text="playbook parameters; secret values are shown as ****")
+    plan = PlanField(read_only=True)
+    plan_sha256 = serializers.CharField(read_only=True, help_text="SHA-256 of the canonical JSON of `plan`")
+    playbook_version = serializers.CharField(read_only=True,
+                                             help_text="the plan's playbook version; pinned at final approval")
+    artifact = ArtifactSerializer(read_only=True, allow_null=True)
+    target_servers = ServerTargetSerializer(source="targets", many=True, read_only=True)
+    steps = StepSerializer(many=True, read_only=True)
+
+    class Meta(TaskSerializer.Meta):
+        fields = [*TaskSerializer.Meta.fields, "playbook", "playbook_version", "plan", "plan_sha256", "parameters",
+                  "artifact", "target_servers", "steps"]
+
+
 class TaskHistorySerializer(serializers.Serializer):
-    task = TaskSerializer()
+    task = TaskDetailSerializer()
     steps = StepSerializer(many=True)
     timeline = TimelineItemSerializer(many=True)
 
@@ -65,6 +138,8 @@ class StopSerializer(serializers.Serializer):
 class ValidationSerializer(serializers.Serializer):
     verdict = serializers.ChoiceField(choices=["approve", "rework", "takeover"])
     comments = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
+    plan_sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}$", required=False, allow_blank=True, default="",
+                                         help_text=PLAN_SHA256_HELP)
 
 
 class TaskSubmitSerializer(serializers.Serializer):
@@ -90,11 +165,3 @@ class TaskSubmitSerializer(serializers.Serializer):
         if not isinstance(value, dict):
             raise serializers.ValidationError("expected a JSON object")
         return value
-
-
-class TaskDetailSerializer(TaskSerializer):
-    parameters = serializers.JSONField(read_only=True)
-    steps = StepSerializer(many=True, read_only=True)
-
-    class Meta(TaskSerializer.Meta):
-        fields = [*TaskSerializer.Meta.fields, "parameters", "steps"]

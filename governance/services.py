@@ -24,7 +24,7 @@ from django.utils.module_loading import import_string
 import audit
 from cmdb.models import Server, System, SystemOwner
 
-from . import attachments, policy, routing
+from . import attachments, plans, policy, routing
 from .control import (  # noqa: F401  (re-exported entry points)
     FAILURE_METHODS,
     engage_global_stop,
@@ -82,7 +82,7 @@ def submit_task(requester, *, system: System, sub_type: str, title: str, targets
         try:
             parameters = import_string(validator)(sub_type, parameters)
         except (ValueError, TypeError) as exc:
-            raise Invalid(str(exc), field="parameters") from exc
+            raise _parameter_error(exc) from exc
     missing = attachments.missing_attachments(parameters)
     if missing:
         raise Invalid(f"no stored attachment for {', '.join(missing)}: upload the file with the request",
@@ -94,16 +94,22 @@ def submit_task(requester, *, system: System, sub_type: str, title: str, targets
                      payload={"reason": plan.refused, "sub_type": sub_type, "institution": system.institution.code})
         raise Invalid(f"{plan.refused}; mark it as an emergency to request an extra approval", field="emergency")
     with transaction.atomic():
+        task_id = next_task_id()
+        # The plan is rendered before anyone is asked: what the approvers see is what runs.
+        # A refusal rolls the whole transaction back, task number included.
+        execution_plan = _render_plan(sub_type, parameters, system, targets, task_id)
         task = OpsTask.objects.create(
-            task_id=next_task_id(), category=policy.CATEGORY_BY_SUBTYPE[sub_type], sub_type=sub_type,
+            task_id=task_id, category=policy.CATEGORY_BY_SUBTYPE[sub_type], sub_type=sub_type,
             title=title.strip()[:200], raw_request=raw_request, sr_number=sr_number, system=system,
             parameters=parameters, requester=requester, channel=channel, risk=plan.risk, emergency=emergency,
-            playbook=sub_type,
+            playbook=sub_type, plan=execution_plan, plan_sha256=plans.plan_sha256(execution_plan),
+            playbook_version=str(execution_plan.get("playbook_version") or "")[:16],
         )
         task.targets.set(targets)
         task = lock_task(pk=task.pk)  # fresh owner row: the caller's System may carry a stale cached one
         audit_task(requester, "task.submitted", task, sub_type=sub_type, risk=plan.risk, channel=channel,
-                    targets=[s.server_id for s in targets], emergency=emergency)
+                    targets=[s.server_id for s in targets], emergency=emergency, plan_sha256=task.plan_sha256,
+                    playbook_version=task.playbook_version)
         apply_transition(requester, task, "mark_parsed", parsed or {"sub_type": sub_type, "targets": len(targets)})
         for order, role in enumerate(plan.roles, start=1):
             ApprovalStep.objects.create(task=task, step_order=order, role=role)
@@ -115,6 +121,40 @@ def submit_task(requester, *, system: System, sub_type: str, title: str, targets
             apply_transition(requester, task, "request_approval")
             _activate_next_step(task)
     return task
+
+
+# Fields a parameter error may name as they are; anything else is a playbook parameter.
+SUBMISSION_FIELDS = {"system", "sub_type", "title", "targets", "emergency", "parameters"}
+
+
+def _parameter_error(exc: Exception) -> Invalid:
+    """A playbook's ParameterError ({field: message}) as one Invalid naming every field,
+    e.g. ``parameters.log_path``; any other ValueError names ``parameters``."""
+    errors = getattr(exc, "errors", None)
+    if not isinstance(errors, dict) or not errors:
+        return Invalid(str(exc), field="parameters")
+    named: dict[str, str] = {}
+    for name, message in errors.items():
+        name = str(name)
+        if name == "playbook":
+            name = "sub_type"
+        elif name.split(".", 1)[0] not in SUBMISSION_FIELDS:
+            name = f"parameters.{name}"
+        named[name] = str(message)
+    return Invalid.from_fields(named)
+
+
+def _render_plan(sub_type: str, parameters: dict, system: System, targets: list, task_id: str) -> dict:
+    try:
+        rendered = plans.render_plan(sub_type, parameters, system, targets, task_ref=task_id)
+    except (ValueError, TypeError) as exc:
+        raise _parameter_error(exc) from exc
+    if not isinstance(rendered, dict) or not rendered.get("step_sets"):
+        # Nothing would run (no active target): such a request can only fail after its approvals.
+        reason = "; ".join(rendered.get("warnings") or []) if isinstance(rendered, dict) else ""
+        raise Invalid(reason or f"no execution plan can be rendered for {sub_type} on these servers",
+                      field="targets")
+    return rendered
 
 
 # --- approvals ----------------------------------------------------------------------
@@ -171,15 +211,25 @@ class Decision:
     next_step: ApprovalStep | None
 
 
-def decide_step(user, step_id, decision: str, comments: str = "") -> Decision:
+def decide_step(user, step_id, decision: str, comments: str = "", plan_sha256: str = "") -> Decision:
     if decision not in ("APPROVED", "REJECTED"):
         raise Invalid("decision must be APPROVED or REJECTED", field="decision")
+    comments = (comments or "").strip()
+    if decision == "REJECTED" and not comments:
+        raise Invalid("반려 사유(의견)를 입력하세요.", field="comments")
     with transaction.atomic():
+        # Authorisation first: a step on a task the user may not see is "not found", before
+        # any state (decided, stopped, ...) could be told about it.
+        visible = OpsTask.objects.visible_to(user).values("pk")
         try:
-            step = ApprovalStep.objects.select_for_update().get(pk=step_id)
+            step = ApprovalStep.objects.select_for_update().get(pk=step_id, task__in=visible)
         except (ApprovalStep.DoesNotExist, ValueError, TypeError) as exc:
             raise NotFound(f"approval step {step_id} not found") from exc
         task = lock_task(pk=step.task_id)
+        if user.pk == task.requester_id:
+            raise Forbidden("nobody approves their own request (four-eyes rule)")
+        if user.pk != step.assigned_to_id or not user.has_perm("governance.decide_step"):
+            raise Forbidden(f"step {step.pk} is assigned to someone else")
         if task.stop_requested or task.status == Status.ABORTED:
             raise Conflict(f"task {task.task_id} was stopped by the kill switch: {task.stop_reason or 'stopped'}")
         if step.status != StepStatus.PENDING:
@@ -188,19 +238,18 @@ def decide_step(user, step_id, decision: str, comments: str = "") -> Decision:
             raise Conflict(f"task {task.task_id} is {task.status}, not waiting for approval")
         if step.activated_at is None:
             raise Conflict(f"step {step.pk} is not open yet")
-        if user.pk == task.requester_id:
-            raise Forbidden("nobody approves their own request (four-eyes rule)")
-        if user.pk != step.assigned_to_id or not user.has_perm("governance.decide_step"):
-            raise Forbidden(f"step {step.pk} is assigned to someone else")
+        plans.check_plan(task, plan_sha256)
+        playbook_version = str(task.plan.get("playbook_version") or task.playbook_version)
         step.status = StepStatus.APPROVED if decision == "APPROVED" else StepStatus.REJECTED
         step.actual_approver, step.comments, step.decided_at = user, comments, timezone.now()
         step.save()
         audit_task(user, "approval.decided", task, step=step.step_order, role=step.role, decision=decision,
                     comments=comments, routing=step.routing, original_owner=str(step.original_owner or ""),
-                    actual_approver=user.get_username())
+                    actual_approver=user.get_username(), plan_sha256=task.plan_sha256,
+                    playbook_version=playbook_version)
         if decision == "REJECTED":
             task.steps.filter(status=StepStatus.PENDING).update(status=StepStatus.SKIPPED)
-            apply_transition(user, task, "reject", reason=comments or "rejected")
+            apply_transition(user, task, "reject", reason=comments)
             notify(task.requester, Message(f"반려되었습니다: {task.task_id} — {comments}", kind="rejected",
                                            task=task, link=task_link(task)))
             return Decision("REJECTED", task, None)
@@ -209,7 +258,10 @@ def decide_step(user, step_id, decision: str, comments: str = "") -> Decision:
             return Decision("NEXT_STEP", task, next_step)
         if not execution_allowed():
             raise Conflict(f"global stop is on: {global_stop_state().reason}")
-        apply_transition(user, task, "approve", reason="all approval steps approved")
+        # The approved playbook version is the one that must run: the engine refuses another.
+        task.playbook_version = playbook_version[:16]
+        apply_transition(user, task, "approve", reason=f"all approval steps approved (plan {task.plan_sha256[:12]}, "
+                                                       f"playbook {task.playbook} v{task.playbook_version})")
         notify(task.requester, Message(f"승인 완료, 실행 대기: {task.task_id}", kind="approved", task=task,
                                        link=task_link(task)))
         enqueue_execution(task)

@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
@@ -17,7 +17,7 @@ from cmdb.models import System, SystemOwner
 
 from . import demo_artifact as demo
 from . import queries, reports, services, submission
-from .errors import GovernanceError
+from .errors import GovernanceError, NotFound
 from .forms import (
     TEMPLATE_FIELDS,
     DecisionForm,
@@ -125,7 +125,7 @@ def new_request(request: HttpRequest) -> HttpResponse:
                     uploads=form.uploads(), emergency=data["emergency"], sr_number=data["sr_number"],
                     raw_request=data["raw_request"], channel="WEB")
             except GovernanceError as exc:
-                form.add_service_error(exc.field, exc.detail)
+                form.add_service_error(exc.field, exc.detail, exc.errors)
             else:
                 messages.success(request, _("%(task)s 요청을 접수했습니다.") % {"task": task.task_id})
                 return redirect("console:task", task_id=task.task_id)
@@ -142,7 +142,8 @@ def new_request(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("governance.decide_step", raise_exception=True)
 def approvals(request: HttpRequest) -> HttpResponse:
-    steps = services.my_approvals(request.user)
+    # Each card shows the plan, parameters, artifact and targets the decision is about.
+    steps = services.my_approvals(request.user).prefetch_related("task__targets")
     return render(request, "console/approvals.html", {"steps": steps, "form": DecisionForm()})
 
 
@@ -158,7 +159,9 @@ def decide(request: HttpRequest, step_id: int) -> HttpResponse:
     step = get_object_or_404(queries.visible_steps(request.user), pk=step_id)
     try:
         result = services.decide_step(request.user, step.pk, form.cleaned_data["decision"],
-                                      form.cleaned_data["comments"])
+                                      form.cleaned_data["comments"], plan_sha256=form.cleaned_data["plan_sha256"])
+    except NotFound as exc:
+        raise Http404(exc.detail) from exc  # nothing about a step the user may not see
     except GovernanceError as exc:
         messages.error(request, exc.detail)
         return redirect("console:approvals")
@@ -189,6 +192,8 @@ def task_detail(request: HttpRequest, task_id: str) -> HttpResponse:
                          and request.user.has_perm("governance.validate_result")),
         "my_step": services.my_approvals(request.user).filter(task=task).first(),
         "decision_form": DecisionForm(),
+        "plan": task.plan,
+        "plan_sha256": task.plan_sha256,
     })
 
 

@@ -42,7 +42,9 @@ def test_bad_input(world, submit):
     no_id = owner.post(URL, {"decision": "APPROVED"}, format="json")
     assert no_id.status_code == 400 and "step_id" in no_id.json()
     other = client_for(world.outsider).post(URL, {"step_id": step.pk, "decision": "APPROVED"}, format="json")
-    assert other.status_code == 403
+    assert other.status_code == 404  # another system's step: not even its existence is confirmed
+    deputy = client_for(world.deputy).post(URL, {"step_id": step.pk, "decision": "APPROVED"}, format="json")
+    assert deputy.status_code == 403  # sees the task, but the step is the owner's
     assert APIClient().post(URL, {"step_id": step.pk, "decision": "APPROVED"}, format="json").status_code == 401
     step.refresh_from_db()
     assert step.status == "P"  # nothing was lost or changed by the bad requests
@@ -62,7 +64,7 @@ def test_second_decision_is_409(world, submit):
     step = task.steps.get()
     owner = client_for(world.owner)
     assert owner.post(URL, {"step_id": step.pk, "decision": "APPROVED"}, format="json").status_code == 200
-    again = owner.post(URL, {"step_id": step.pk, "decision": "REJECTED"}, format="json")
+    again = owner.post(URL, {"step_id": step.pk, "decision": "REJECTED", "comments": "too late"}, format="json")
     assert again.status_code == 409 and "already decided" in again.json()["detail"]
 
 

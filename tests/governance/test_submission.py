@@ -77,7 +77,7 @@ def test_multipart_deploy_stores_the_artifact_on_the_ticket(world, post):
 
 
 def test_ssl_cert_and_key_uploads_fill_their_parameters(world, post):
-    params = {"cert_path": "/etc/ssl/site.crt", "key_path": "/etc/ssl/site.key", "https_port": 8443}
+    params = {"cert_path": "/opt/was/app/conf/site.crt", "key_path": "/opt/was/app/conf/site.key", "https_port": 8443}
     ca, ca_key = certgen.make_ca()
     leaf, leaf_key = certgen.make_leaf(ca, ca_key)
     cert, key = certgen.cert_pem(leaf), certgen.key_pem(leaf_key)
@@ -92,10 +92,10 @@ def test_ssl_cert_and_key_uploads_fill_their_parameters(world, post):
 
 
 @pytest.mark.parametrize(("body", "field", "text"), [
-    ({"sub_type": "APP_DEPLOY", "title": "x", "targets": ["was-1"]}, "parameters", "artifact_sha256: required"),
+    ({"sub_type": "APP_DEPLOY", "title": "x", "targets": ["was-1"]}, "parameters.artifact_sha256", "필수"),
     ({"sub_type": "APP_DEPLOY", "title": "x", "parameters": {"artifact_sha256": "a" * 64}}, "parameters",
      "no stored attachment for artifact_sha256"),
-    ({"sub_type": "SERVICE_RESTART", "title": "x", "parameters": {"rm": "-rf"}}, "parameters", "rm: unknown"),
+    ({"sub_type": "SERVICE_RESTART", "title": "x", "parameters": {"rm": "-rf"}}, "parameters.rm", "unknown"),
     ({"sub_type": "SERVICE_RESTART", "title": "x", "parameters": ["not", "an", "object"]}, "parameters", "object"),
     ({"sub_type": "SERVICE_RESTART", "title": "x", "targets": ["was-9"]}, "targets", "was-9"),
     ({"sub_type": "REBOOT_ALL", "title": "x"}, "sub_type", "REBOOT_ALL"),
