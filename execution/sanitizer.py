@@ -14,10 +14,19 @@ this order (docs/testbed.md has the table):
 7. whitespace collapsed (tabs, runs of spaces), newlines become ``;``;
 8. base64 payloads fed to ``base64 -d`` decoded and appended, so their content is checked.
 
-The text is then split into simple commands at ; & | && || $( ( ) ` { }, wrappers
-(sudo, env, nohup, timeout, xargs, bash -c, ...) are peeled off, and each command is judged
-by the rules for its name; a few rules look at the whole text (pipes into a shell, fork
-bombs, device writes, SQL). When in doubt it blocks: a blocked operator can use a playbook.
+9. ``>|`` becomes ``>``; repeated slashes collapse and ``/./`` and ``/x/../`` resolve in
+   paths (``of=//dev/sda``, ``/etc//shadow``, ``/etc/x/../passwd``);
+10. for the SQL rules only, comments are removed (``drop/**/table``, ``drop -- x`` + newline)
+    and MySQL's executable comments ``/*!…*/`` opened.
+
+The text is then split into simple commands at ; & | && || $( ( ) ` { } <<<, wrappers
+(sudo, env, nohup, timeout, xargs, busybox, bash -c, ...) are peeled off — and since a
+wrapper's options may take values, every later word is judged as a possible command
+name too — and each command is judged by the rules for its name; a few rules look at the
+whole text (pipes and here-strings into a shell, substituted downloads, fork bombs, device
+and account-file writes, SQL). When in doubt it blocks: a blocked operator can use a
+playbook. This is the second layer: RAW_COMMAND and CRON_MANAGE first go through the
+command catalogue (execution/commands.py), which allows rather than denies.
 """
 
 from __future__ import annotations
@@ -41,39 +50,96 @@ TOP_DIRS = {"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/l
             "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var",
             "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64", "/usr/local", "/usr/share", "/var/lib",
             "/var/log", "/var/spool", "/etc/ssh", "/etc/init.d", "/boot/grub"}
+# Trees no operator command deletes from or writes into.
+SYSTEM_TREES = ("/etc", "/boot", "/dev", "/proc", "/sys", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+                "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64", "/root", "/var/spool/cron", "/var/lib/rpm",
+                "/var/lib/dpkg")
 CRITICAL_FILES = re.compile(r"^/etc/(passwd|shadow|group|gshadow|sudoers|fstab)$|^/boot/vmlinuz")
-SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "csh", "tcsh", "fish", "ash", "busybox"}
+# Files and devices whose overwrite takes the server or its accounts: account and sudo files,
+# cron, the loader's preload list, PAM, sshd, authorized keys, the boot tree, block devices.
+PROTECTED_PATH = re.compile(
+    r"^/etc/(?:passwd|shadow|group|gshadow|sudoers|fstab|crontab|ld\.so\.preload|ld\.so\.conf|profile|bashrc|"
+    r"environment|rc\.local|hosts\.equiv|securetty|login\.defs)(?:-|\+)?$"
+    r"|^/etc/(?:sudoers\.d|cron\.(?:d|hourly|daily|weekly|monthly)|pam\.d|security|profile\.d|ld\.so\.conf\.d|"
+    r"systemd/system|init\.d|ssh)(?:/|$)"
+    r"|^/var/spool/cron(?:/|$)|^/boot(?:/|$)|^/root/\.ssh(?:/|$)|(?:^|/)\.ssh/authorized_keys2?$"
+    r"|^/dev/(?:sd|hd|vd|xvd|nvme|mmcblk|dm-|md\d|disk/|mapper/|mem$|kmem$|port$|loop|sr\d)")
+SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "csh", "tcsh", "fish", "ash", "rbash", "mksh"}
 WRAPPERS = {"sudo", "doas", "exec", "eval", "nohup", "env", "command", "builtin", "time", "nice", "ionice",
             "then", "do", "else", "elif", "if", "while", "until", "!", "xargs", "timeout", "watch", "stdbuf",
-            "setsid", "unbuffer", "su", "chroot", "nsenter", "runuser"}
-SEPARATORS = re.compile(r"&&|\|\||\$\(|[;&|()`{}]")
+            "setsid", "unbuffer", "su", "chroot", "nsenter", "runuser", "busybox", "toybox", "pkexec", "unshare",
+            "chrt", "taskset", "flock", "strace", "ltrace", "valgrind", "catchsegv", "script", "sudoedit",
+            "systemd-run", "firejail", "proot"}
+INTERPRETERS = re.compile(r"^(?:python[\d.]*|pypy[\d.]*|perl[\d.]*|ruby[\d.]*|node(?:js)?|php[\d.]*|lua[\d.]*|"
+                          r"luajit|tclsh[\d.]*|wish|rscript|jrunscript|jshell|groovy|osascript|pwsh|powershell|"
+                          r"expect|gdb)$", re.I)
+INLINE_FLAGS = {"python": "c", "pypy": "c", "perl": "eE", "ruby": "e", "node": "ep", "nodejs": "ep", "php": "rBRE",
+                "lua": "e", "luajit": "e", "jrunscript": "e", "groovy": "e", "osascript": "e", "expect": "c",
+                "gdb": "x", "tclsh": "", "rscript": "e", "pwsh": "cC", "powershell": "cC"}
+DOWNLOADERS = r"(?:curl|wget|fetch|lwp-download|lwp-request|GET|aria2c|tftp|ftp|nc|ncat|netcat|socat)"
+SEPARATORS = re.compile(r"&&|\|\||\$\(|<<<|[;&|()`{}]")
+SHELL_WORD = r"(?:\S*/)?(?:(?:ba|da|z|k|tc|c|fi|a|rba|mk)?sh|busybox\s+(?:ba|a)?sh|toybox\s+sh)\b(?!\.)"
+INTERP_WORD = r"(?:\S*/)?(?:python|pypy|perl|ruby|php|node|lua)[\d.]*"
 
 TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
     ("fork bomb", re.compile(r"([\w:.]+)\s*\(\s*\)\s*\{\s*\1\s*\|\s*\1\s*&")),
     ("fork bomb", re.compile(
         r"\bfork\s+while\s+fork\b|\bwhile\s*\(?\s*(?:1|true)\s*\)?\s*;?\s*do\s+\S+\s*&\s*;?\s*done")),
     ("piping text into a shell hides what runs",
-     re.compile(r"\|\s*(?:(?:sudo|exec|env|nohup)\s+)*(?:\S*/)?(?:ba|da|z|k|tc|c|fi|a)?sh\b(?!\.)")),
+     re.compile(r"\|\s*(?:(?:sudo|doas|exec|env|nohup|timeout|xargs|nice|ionice|setsid|command|stdbuf|su|runuser|"
+                r"chroot)(?:\s+(?:-[ugCnsIkcpL]\s+\S+|-\S+|\d\S*|\w+=\S*))*\s+)*" + SHELL_WORD)),
     ("piping into an interpreter hides what runs",
-     re.compile(r"\|\s*(?:sudo\s+)?(?:\S*/)?(?:python|perl|ruby|php|node)[\d.]*\s*(?:-\s*)?(?:;|$)")),
+     re.compile(r"\|\s*(?:sudo\s+)?" + INTERP_WORD + r"\s*(?:-\s*)?(?:;|$|\|)")),
+    ("a shell or interpreter reading a here-string or here-document hides what runs",
+     re.compile(r"(?:^|[\s;&|(])" + r"(?:" + SHELL_WORD + r"|" + INTERP_WORD + r"|source|\.)(?:\s+-\S+)*\s*<<")),
+    ("a shell reading its commands from standard input or a pipe",
+     re.compile(r"(?:\b(?:ba|da|z|k)?sh|\bsource|(?:^|\s)\.)\s+(?:-\S+\s+)*/dev/(?:stdin|fd/\d|tcp|udp)")),
     ("shell reading a process substitution", re.compile(r"(?:\b(?:ba|da|z|k)?sh|\bsource|(?:^|\s)\.)\s+<\(")),
-    ("network shell", re.compile(r"/dev/(?:tcp|udp)/|\b(?:nc|ncat|netcat)\b[^;|]*\s-[ec]\b|\bsocat\b[^;|]*exec:")),
+    ("running the output of a download", re.compile(r"(?:\$\(|`|<\(|>\()\s*(?:\S*/)?" + DOWNLOADERS + r"\b")),
+    ("running generated text as a command",
+     re.compile(r"(?:^|[;&|]|&&|\|\|)\s*(?:(?:sudo|exec|env|nohup|command)\s+)*(?:\$\(|`)")),
+    ("network shell", re.compile(r"/dev/(?:tcp|udp)/|\bsocat\b[^;|]*\b(?:exec|system):", re.I)),
+    ("reverse shell through a named pipe", re.compile(r"\bmkfifo\b.*\b(?:nc|ncat|netcat|telnet|openssl)\b")),
     ("writing to a block or memory device",
-     re.compile(r">\s*/dev/(?:sd|hd|vd|xvd|nvme|mmcblk|dm-|md\d|disk/|mapper/|mem\b|kmem\b|port\b)")),
+     re.compile(r">\s*/dev/(?:sd|hd|vd|xvd|nvme|mmcblk|dm-|md\d|disk/|mapper/|mem\b|kmem\b|port\b|loop)")),
     ("dd to a device", re.compile(r"\bdd\b[^;|]*\bof=/dev/(?!null\b|zero\b|stdout\b|stderr\b|fd/)")),
-    ("kernel trigger", re.compile(r"/proc/sysrq-trigger|\bsysctl\b[^;|]*kernel\.panic")),
-    ("overwriting an account or boot file",
-     re.compile(r"(?:>|\btee\b(?:\s+-a)?)\s*/etc/(?:passwd|shadow|group|gshadow|sudoers|fstab)\b")),
+    ("kernel trigger", re.compile(r"/proc/sysrq-trigger|\bsysctl\b[^;|]*kernel\.panic|>\s*/proc/sys/")),
+    ("overwriting an account, sudo, cron, login or boot file",
+     re.compile(r"(?:>|\btee\b(?:\s+-\S+)*)\s*(?:/etc/(?:passwd|shadow|group|gshadow|sudoers|fstab|crontab|"
+                r"ld\.so\.preload|profile|bashrc|environment|rc\.local)\b|/etc/(?:sudoers\.d|cron\.\w+|pam\.d|"
+                r"profile\.d|ssh|security|systemd/system)/|/var/spool/cron|/boot/|/root/\.ssh|\S*\.ssh/authorized_keys)")),
     ("erasing shell history",
      re.compile(r"\bhistory\s+-[cwd]|\bHISTFILE\b|\bHIST(?:FILE)?SIZE\s*=\s*0|\.bash_history|set\s+\+o\s+history")),
     ("tampering with system logs",
      re.compile(r"(?:>|\brm\b[^;|]*|\bshred\b[^;|]*|\btruncate\b[^;|]*)\s*/var/log/"
                 r"(?:wtmp|btmp|lastlog|auth\.log|secure|messages|syslog|audit)\b")),
     ("--no-preserve-root", re.compile(r"--no-preserve-root")),
+    ("loading code into every process or changing how the shell reads commands",
+     re.compile(r"(?:^|[\s;&|(])(?:export\s+)?(?:LD_PRELOAD|LD_LIBRARY_PATH|LD_AUDIT|BASH_ENV|ENV|PROMPT_COMMAND|"
+                r"IFS|PS4|SHELLOPTS|BASHOPTS|GCONV_PATH|PYTHONSTARTUP|PERL5OPT|NODE_OPTIONS)=")),
+    ("parameter expansion that rewrites text (indirection, case or pattern substitution)",
+     re.compile(r"\$\{!\w|\$\{\w+(?:\^\^?|,,?|//?[^}]*|:-?\d+(?::\d+)?|@[QEPAaKkUuL])\}")),
+    ("awk running a command (system(), getline from a command, |&)",
+     re.compile(r"\b[gmn]?awk\b.*(?:\bsystem\s*\(|\bgetline\b|\|&)")),
+    ("crontab fed from a pipe, standard input or a here-string",
+     re.compile(r"\|\s*(?:(?:sudo|env|command)\s+)*(?:\S*/)?crontab\b|\bcrontab\b(?:\s+-u\s+\S+)?\s+-(?:\s|$)|"
+                r"\bcrontab\b[^;|&]*<")),
+]
+
+SQL_RULES: list[tuple[str, re.Pattern[str]]] = [
     ("SQL DROP", re.compile(r"\bdrop\s+(?:table|database|schema|user|tablespace|index|view|procedure|function|"
-                            r"trigger)\b|\balter\s+table\s+\S+\s+drop\b", re.I)),
+                            r"trigger|role|owned|materialized|sequence|extension)\b|\balter\s+table\s+\S+\s+drop\b",
+                            re.I)),
     ("SQL TRUNCATE", re.compile(r"\btruncate\s+table\b|\btruncate\s+(?![-/])[A-Za-z_][\w.]*\s*(?:;|$)", re.I)),
     ("SQL DELETE without WHERE", re.compile(r"\bdelete\s+from\s+[\w.]+\s*(?:;|$)", re.I)),
+    ("SQL DELETE or UPDATE whose WHERE is always true",
+     re.compile(r"\b(?:delete\s+from|update)\s+[\w.]+\b.*?\bwhere\s+(?:1\s*=\s*1|true|1|(\w+)\s*=\s*\1|"
+                r"(\d+)\s*=\s*\2|1\s*<>\s*0)\s*(?:;|$)", re.I)),
+    ("SQL UPDATE without WHERE", re.compile(r"\bupdate\s+[\w.]+\s+set\s+(?:(?!\bwhere\b)[^;])*(?:;|$)", re.I)),
+    ("dynamic SQL hides what runs",
+     re.compile(r"\bexecute\s+immediate\b|\bexec(?:ute)?\s*\(\s*@?\w*\s*[+|]|\bprepare\s+\w+\s+from\b|"
+                r"\bxp_cmdshell\b|\bsys_exec\b|\binto\s+(?:out|dump)file\b|\bcopy\s+\S+\s+(?:from|to)\s+program\b",
+                re.I)),
 ]
 
 
@@ -113,6 +179,26 @@ def _base64_payloads(text: str) -> list[str]:
     return decoded
 
 
+def _paths(text: str) -> str:
+    """Collapse '//' (not in URLs), drop '/./' and resolve '/x/../' so a path is judged once."""
+    text = re.sub(r"(?<![:/])/{2,}", "/", text)
+    text = re.sub(r"^/{2,}", "/", text)
+    previous = None
+    while previous != text:
+        previous = text
+        text = re.sub(r"/\.(?=/|\s|$)", "", text)
+        text = re.sub(r"/(?!\.\.(?:/|\s|$))[^/\s;&|]+/\.\.(?=/|\s|$)", "", text)
+    return text
+
+
+def sql_view(text: str) -> str:
+    """The text as a SQL parser sees it: comments gone, executable comments opened."""
+    text = re.sub(r"/\*!\d*(.*?)\*/", r" \1 ", text, flags=re.S)
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    text = re.sub(r"(?:--|#)[^\n]*\n", " ", text)  # only a comment a newline ends: "--force" is an option
+    return re.sub(r"\s+", " ", text.replace("'", "").replace('"', "").replace("`", ""))
+
+
 def normalise(command: str, _depth: int = 0) -> str:
     text = command.replace("\\\n", "").replace("\r", "")
     text = re.sub(r"\$'((?:[^'\\]|\\.)*)'", lambda m: _decode_escapes(m.group(1)), text)
@@ -124,40 +210,60 @@ def normalise(command: str, _depth: int = 0) -> str:
     text = text.replace("'", "").replace('"', "").replace("\\", "")
     text = _assignments(text)
     text = _expand_braces(text)
+    text = text.replace(">|", ">")
     text = re.sub(r"[ \t\f\v]+", " ", text)
     text = re.sub(r"\s*\n\s*", " ; ", text).strip()
-    if _depth < 3:
-        for decoded in _base64_payloads(text):
-            text += " ; " + normalise(decoded, _depth + 1)
+    payloads = _base64_payloads(text) if _depth < 3 else []  # before '//' collapses inside base64
+    text = _paths(text)
+    for decoded in payloads:
+        text += " ; " + normalise(decoded, _depth + 1)
     return text
 
 
 # -- rules per command -----------------------------------------------------------------------
-def _peel(tokens: list[str]) -> tuple[str, list[str], set[str]]:
-    """Strip wrappers (sudo, env X=1, timeout 5, bash -c ...); return the command word, args, wrappers seen."""
+def _is_option(word: str) -> bool:
+    return word.startswith("-") or bool(re.fullmatch(r"\d+(?:\.\d+)?[smhd]?", word))
+
+
+def _peel(tokens: list[str]) -> list[tuple[str, list[str], set[str]]]:
+    """Strip wrappers (sudo, env X=1, timeout 5, busybox, bash -c ...) and return every
+    (command word, args, wrappers seen) the words could run: a wrapper's option may take a
+    value (``sudo -u root rm``), so after one every later non-option word is a candidate."""
     seen: set[str] = set()
     while tokens:
         word = tokens[0]
         base = posixpath.basename(word)
         if re.match(r"^[A-Za-z_]\w*=", word):
             tokens = tokens[1:]
-        elif base in WRAPPERS:
-            seen.add(base)
+        elif base in WRAPPERS or base in SHELLS and len(tokens) > 1 and tokens[1].startswith("-"):
+            seen.add("shell -c" if base in SHELLS else base)
             tokens = tokens[1:]
-            while tokens and (tokens[0].startswith("-") or re.fullmatch(r"\d+(?:\.\d+)?[smhd]?", tokens[0])):
+            while tokens and _is_option(tokens[0]):
                 tokens = tokens[1:]
-        elif base in SHELLS and len(tokens) > 1 and tokens[1].startswith("-") and "c" in tokens[1]:
-            seen.add("shell -c")
-            tokens = tokens[2:]
         else:
             break
     if not tokens:
-        return "", [], seen
-    return tokens[0], tokens[1:], seen
+        return []
+    found = [(tokens[0], tokens[1:], seen)]
+    if seen:
+        found += [(tokens[i], tokens[i + 1:], seen) for i in range(1, len(tokens)) if not _is_option(tokens[i])]
+    return found
 
 
 def _flags(args: list[str]) -> str:
     return "".join(a[1:] for a in args if a.startswith("-") and not a.startswith("--"))
+
+
+def _norm(arg: str) -> str:
+    value = arg.split("=", 1)[1] if re.match(r"^(?:of|if|--?[\w-]+)=", arg) else arg
+    if not value.startswith("/"):
+        return value
+    return posixpath.normpath(re.sub(r"/+", "/", value))
+
+
+def _in_system_tree(arg: str) -> bool:
+    path = _norm(arg)
+    return path.startswith("/") and any(path == t or path.startswith(t + "/") for t in SYSTEM_TREES)
 
 
 def _dangerous_target(arg: str) -> bool:
@@ -166,10 +272,76 @@ def _dangerous_target(arg: str) -> bool:
     if not arg.startswith(("/", "~")):
         return False
     path = re.sub(r"(/\*|/\.\*|/)+$", "", arg) or "/"
+    path = re.sub(r"/+", "/", path)
     return posixpath.normpath(path) in TOP_DIRS or path.startswith("~") and path in {"~", "~/*"}
 
 
-def _judge(word: str, args: list[str], wrappers: set[str], segment: str) -> tuple[str, str] | None:
+def _setuid_mode(mode: str) -> bool:
+    if re.fullmatch(r"[0-7]{3,5}", mode):
+        return bool(int(mode, 8) & 0o6000)
+    return any(re.fullmatch(r"[ugoa]*[+=][rwxXst]*s[rwxXst]*", clause) for clause in mode.split(","))
+
+
+FIND_FILTERS = {"-name", "-iname", "-mtime", "-mmin", "-newer", "-size", "-path", "-ipath", "-regex", "-iregex",
+                "-atime", "-ctime", "-amin", "-cmin", "-user", "-group"}
+FIND_EXEC = {"-exec", "-execdir", "-ok", "-okdir"}
+DESTRUCTIVE = {"rm", "shred", "unlink", "truncate", "dd", "wipefs", "mv", "chmod", "chown", "sh", "bash", "perl",
+               "python", "python3", "srm", "cp", "tee", "ln"}
+WRITERS = {"tee", "cp", "mv", "install", "ln", "rsync", "truncate", "dd", "shred", "chattr", "scp", "link",
+           "sponge", "touch", "split", "csplit"}
+
+
+def _judge_find(args: list[str], segment: str) -> tuple[str, str] | None:
+    start = [a for a in args[:next((i for i, a in enumerate(args) if a.startswith(("-", "(", "!"))), len(args))]]
+    deletes = "-delete" in args
+    runs = [args[i + 1] for i, a in enumerate(args[:-1]) if a in FIND_EXEC]
+    if any(posixpath.basename(r) in {"shred", "wipefs", "dd", "srm", "sh", "bash", "dash", "zsh", "perl", "python",
+                                     "python3", "busybox", "xargs", "env", "sudo"} for r in runs):
+        return "find running a shell or shredding files (-exec)", segment
+    if any(a in {"-fprint", "-fprintf", "-fls", "-fprint0"} for a in args):
+        return "find writing a file (-fprint/-fls)", segment
+    destructive = deletes or any(posixpath.basename(r) in DESTRUCTIVE for r in runs)
+    if not destructive:
+        return None
+    if any(_dangerous_target(t) or _in_system_tree(t) for t in start) or not start:
+        return "find deleting from /, the current directory or a system directory", segment
+    if not FIND_FILTERS & set(args):
+        return "find deleting everything under a directory (no -name/-mtime/... filter)", segment
+    return None
+
+
+def _judge_interpreter(name: str, args: list[str], segment: str) -> tuple[str, str] | None:
+    key = re.sub(r"[\d.]+$", "", name.lower())
+    flags = _flags(args)
+    inline = INLINE_FLAGS.get(key, "")
+    if any(f in flags for f in inline) or {"--eval", "--print", "--command", "--exec"} & set(args):
+        return f"{name} running inline code", segment
+    informational = {"-v", "-V", "--version", "-h", "--help", "-VV"}
+    if "-" in args or not [a for a in args if not a.startswith("-")] and not informational & set(args):
+        return f"{name} reading its program from standard input", segment
+    if key in {"python", "pypy"} and "-m" in args:
+        module = args[args.index("-m") + 1] if args.index("-m") + 1 < len(args) else ""
+        if module not in {"json.tool"}:
+            return f"{name} -m {module} runs code from the command line", segment
+    return None
+
+
+def _judge_sed(args: list[str], segment: str) -> tuple[str, str] | None:
+    scripts = [args[i + 1] for i, a in enumerate(args[:-1]) if a in {"-e", "--expression"}]
+    operands = [a for a in args if not a.startswith("-")]
+    if not scripts and operands:
+        scripts = operands[:1]
+    for script in scripts:
+        if re.search(r"(?:^|[;{}\s])(?:\d+|\$|/[^/]*/)?\s*e(?:\s|$)", script) or re.search(
+                r"(?:^|[;{}\s])s(.).*\1.*\1[gpiImM\dw]*e", script):
+            return "sed executing a command (the e command or flag)", segment
+    if any(PROTECTED_PATH.search(_norm(a)) for a in operands) and ("i" in _flags(args) or "--in-place" in args
+                                                                  or re.search(r"\bw\s*/", " ".join(scripts))):
+        return "sed editing an account, sudo, cron or boot file", segment
+    return None
+
+
+def _judge(word: str, args: list[str], wrappers: set[str], segment: str) -> tuple[str, str] | None:  # noqa: C901
     name = posixpath.basename(word)
     flags = _flags(args)
     long = {a for a in args if a.startswith("--")}
@@ -178,18 +350,42 @@ def _judge(word: str, args: list[str], wrappers: set[str], segment: str) -> tupl
     if name == "rm":
         if recursive and ("f" in flags or "--force" in long):
             return "recursive forced delete (rm -rf): use a cleanup playbook with a dry-run", segment
-        if recursive and ("xargs" in wrappers or any(_dangerous_target(t) for t in targets)):
+        if recursive and ("xargs" in wrappers or any(_dangerous_target(t) or _in_system_tree(t) for t in targets)):
             return "recursive delete of a system directory, / or a wildcard", segment
-        if any(CRITICAL_FILES.match(t) for t in targets):
-            return "deleting an account or boot file", segment
+        if any(CRITICAL_FILES.match(_norm(t)) or PROTECTED_PATH.search(_norm(t)) for t in targets):
+            return "deleting an account, sudo, cron or boot file", segment
     if name in {"chmod", "chown", "chgrp"}:
         if any(_dangerous_target(t) for t in targets[1:] if t) and (recursive or "/" in targets[1:]):
             return f"{name} on / or a system directory", segment
-        if name == "chmod" and targets and re.fullmatch(r"[ugoa]*\+[rwx]*s[rwx]*|[2467][0-7]{3}", targets[0]):
+        if name == "chmod" and targets and _setuid_mode(targets[0]):
             return "setting a setuid/setgid bit", segment
-    if name == "find" and targets and _dangerous_target(targets[0]) and (
-            "-delete" in args or any(a in {"-exec", "-execdir", "-ok"} for a in args) and "rm" in args):
-        return "find deleting from / or a system directory", segment
+    if name == "install" and any(_setuid_mode(args[i + 1]) for i, a in enumerate(args[:-1]) if a in {"-m", "--mode"}):
+        return "installing a setuid/setgid file", segment
+    if name in WRITERS and any(PROTECTED_PATH.search(_norm(t)) for t in targets + [a for a in args if "=" in a]):
+        return f"{name} writing onto an account, sudo, cron, ssh or boot file or a disk device", segment
+    if name == "find":
+        found = _judge_find(args, segment)
+        if found:
+            return found
+    if INTERPRETERS.match(name):
+        found = _judge_interpreter(name, args, segment)
+        if found:
+            return found
+    if name == "sed":
+        found = _judge_sed(args, segment)
+        if found:
+            return found
+    if name in {"nc", "ncat", "netcat"} and (set(flags) & {"e", "c"} or {"--exec", "--sh-exec", "--lua-exec"} & long):
+        return "network shell (nc -e)", segment
+    if name == "socat" and any(re.match(r"^(?:exec|system):", a, re.I) for a in args):
+        return "network shell (socat EXEC:)", segment
+    if name == "tar" and any(a.startswith(("--checkpoint-action", "--to-command", "--use-compress-program",
+                                           "--info-script", "--new-volume-script", "--rsh-command")) for a in args):
+        return "tar running a command", segment
+    if name in {"rsync", "scp", "ssh", "git"} and (
+            {"-e", "--rsh"} & set(args) or any(re.search(r"(?i)proxycommand|localcommand|core\.\w+=|"
+                                                         r"--upload-pack|--receive-pack|--exec", a) for a in args)):
+        return f"{name} running a command through its options", segment
     if name.startswith(("mkfs", "mke2fs", "mkswap", "wipefs", "fdisk", "sfdisk", "parted", "blkdiscard")):
         return "formatting or partitioning a disk", segment
     if name == "format":
@@ -217,8 +413,19 @@ def _judge(word: str, args: list[str], wrappers: set[str], segment: str) -> tupl
         return "flushing or disabling the firewall", segment
     if name == "setenforce" and targets[:1] == ["0"]:
         return "disabling SELinux", segment
-    if name == "crontab" and "r" in flags:
-        return "removing every cron job (crontab -r)", segment
+    if name == "crontab" and ("r" in flags or "-" in args):
+        return "replacing or removing every cron job (crontab -r, crontab -)", segment
+    if name in {"useradd", "adduser", "usermod", "userdel", "deluser", "groupadd", "groupmod", "gpasswd", "chpasswd",
+                "visudo", "vipw", "vigr", "newusers", "chage"}:
+        return "changing accounts, groups or sudo rights", segment
+    if name in {"insmod", "rmmod", "modprobe", "kmod"}:
+        return "loading or removing kernel modules", segment
+    if name == "setcap":
+        return "granting file capabilities", segment
+    if name in {"at", "batch"}:
+        return "scheduling a command outside GUARDiA (at/batch)", segment
+    if name in {"umount", "swapoff"} and ("a" in flags or "/" in targets):
+        return "unmounting every file system or swap", segment
     if name == "mv" and (targets[-1:] == ["/dev/null"] or any(_dangerous_target(t) for t in targets[:-1])):
         return "moving a system directory away or into /dev/null", segment
     if name == "shred" and any(t.startswith("/dev/") or _dangerous_target(t) for t in targets):
@@ -245,13 +452,16 @@ def check(command: str) -> None:
         match = pattern.search(text)
         if match:
             raise SecurityViolation(reason, match.group(0).strip())
+    for view in (text, sql_view(command), sql_view(text)):
+        for reason, pattern in SQL_RULES:
+            match = pattern.search(view)
+            if match:
+                raise SecurityViolation(reason, match.group(0).strip())
     for segment in SEPARATORS.split(text):
         tokens = segment.split()
         if not tokens:
             continue
-        name, args, wrappers = _peel(tokens)
-        if not name:
-            continue
-        verdict = _judge(name, args, wrappers, segment.strip())
-        if verdict:
-            raise SecurityViolation(*verdict)
+        for name, args, wrappers in _peel(tokens):
+            verdict = _judge(name, args, wrappers, segment.strip())
+            if verdict:
+                raise SecurityViolation(*verdict)

