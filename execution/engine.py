@@ -26,6 +26,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 import audit
+from cmdb import vault
 from governance import events, reports
 from governance.results import LOG_EXCERPT_CHARS, HealthCheck, ResultPackage, ServerResult, version_in
 
@@ -457,7 +458,8 @@ class Engine:
             playbook=execution.playbook, playbook_version=execution.playbook_version, outcome=execution.outcome,
             reason=execution.reason, expected_version=expected() if callable(expected) else "",
             execution=execution.pk, servers=servers, diff=getattr(self.playbook, "diff", "") or "")
-        return package.to_json()
+        # Findings, diffs and reasons quote what servers printed: redacted like step output.
+        return vault.redact_structure(package.to_json())
 
 
 def _check_kind(name: str) -> str:
