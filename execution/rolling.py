@@ -247,6 +247,9 @@ class ServerContext:
             self._emit(name, command=redacted, state="LOST", output=str(exc), started=started, audit=True,
                        duration=time.time() - started)
             raise Lost(f"connection to {self.server.server_id} lost during {name}: {exc}") from exc
+        # What a server printed is redacted before anything reads, stores or shows it: the
+        # playbook's parsing (findings), the step record and a failure reason alike.
+        result.stdout, result.stderr = vault.redact(result.stdout or ""), vault.redact(result.stderr or "")
         output = (result.stdout or "") + (result.stderr or "")
         killed = getattr(result, "killed", False) or (
             self.phase == "forward" and self.engine.stopping and result.exit_code not in ok_codes)
