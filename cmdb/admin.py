@@ -18,7 +18,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from . import csv_import, services
+from . import admin_accounts, csv_import, services  # noqa: F401  (admin_accounts: the account screens)
 from .deciders import deciders_for
 from .forms import CredentialForm, InstitutionForm, ServerImportForm
 from .models import (

@@ -23,4 +23,6 @@ class CmdbConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(_sync_roles, dispatch_uid="cmdb.roles.sync")
-        from . import checks  # noqa: F401  (registers the vault key check)
+        from . import account_audit, checks  # noqa: F401  (checks registers the vault key check)
+
+        account_audit.connect()  # account changes made outside the services reach the audit

@@ -31,6 +31,10 @@ CMDB_ALL = [f"cmdb.{action}_{model}" for model in CMDB_MODELS for action in ("ad
     "cmdb.change_any_systemowner",
 ]
 
+# Permissions no model declares, created by ensure_roles on the user model.
+PRIVILEGED_PERMISSION = "auth.manage_privileged_accounts"
+EXTRA_PERMISSIONS = {PRIVILEGED_PERMISSION: "Can grant privileged roles and manage privileged accounts"}
+
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     # Field staff: file requests and follow them for their own sites.
     "site_manager": ["governance.submit_task", *CMDB_READ],
@@ -54,6 +58,11 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         *CMDB_READ,
         "audit.view_auditentry",
         *CATALOGUE_EDIT,
+        # Grants and revokes the privileged roles and looks after privileged accounts.
+        "auth.view_user",
+        PRIVILEGED_PERMISSION,
+        "authtoken.add_token",
+        "authtoken.delete_token",
     ],
     # Escalation target; edits TB_SYSTEM_OWNER rows of the systems they supervise (admin).
     "supervisor": [
@@ -64,7 +73,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     ],
     # Read-only everywhere: the audit trail and the whole CMDB, but never a credential.
     "auditor": ["audit.view_auditentry", "governance.view_opstask", "cmdb.view_all_systems", *CMDB_READ],
-    # CMDB, credentials and users.
+    # CMDB, credentials and ordinary accounts (cmdb.accounts says which).
     "admin": [
         *CMDB_ALL,
         "governance.use_kill_switch",
@@ -77,11 +86,16 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "auth.view_user",
         "auth.view_group",
         "authtoken.add_token",
-        "authtoken.view_token",
         "authtoken.delete_token",
     ],
 }
 ROLES = list(ROLE_PERMISSIONS)
+
+# Roles only a holder of PRIVILEGED_PERMISSION grants, revokes or manages the accounts of
+# (cmdb.accounts): the people who approve security changes, who review everyone, and who
+# run the console. An admin who could grant these could approve their own changes or
+# silence their reviewers.
+PRIVILEGED_ROLES = {"security_officer", "auditor", "admin"}
 
 # Roles whose people work in the Django admin (the CMDB console) and so need is_staff.
 STAFF_ROLES = {"supervisor", "admin", "security_officer"}  # the officer keeps the command catalogue
@@ -92,8 +106,16 @@ def ensure_roles(verbose: bool = False) -> dict[str, list[str]]:
 
     Returns {role: [missing permission strings]} for permissions not (yet) in the database.
     """
+    from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group, Permission
+    from django.contrib.contenttypes.models import ContentType
 
+    from .account_audit import perm_names, quiet, record_group_permissions
+
+    user_type = ContentType.objects.get_for_model(get_user_model())
+    for perm, name in EXTRA_PERMISSIONS.items():
+        codename = perm.split(".", 1)[1]
+        Permission.objects.get_or_create(content_type=user_type, codename=codename, defaults={"name": name})
     wanted = {perm for perms in ROLE_PERMISSIONS.values() for perm in perms}
     query = Q(pk__in=[])
     for perm in wanted:
@@ -105,8 +127,17 @@ def ensure_roles(verbose: bool = False) -> dict[str, list[str]]:
     }
     missing: dict[str, list[str]] = {}
     for role, perms in ROLE_PERMISSIONS.items():
-        group, _ = Group.objects.get_or_create(name=role)
-        group.permissions.set([found[p] for p in perms if p in found])
+        with quiet():
+            group, created = Group.objects.get_or_create(name=role)
+            before = set() if created else set(group.permissions.select_related("content_type"))
+            group.permissions.set([found[p] for p in perms if p in found])
+        if not created:
+            # A group made just now gets the table as it is; what the audit must show is an
+            # existing role's permissions moving (a new release, or drift repaired).
+            after = set(group.permissions.select_related("content_type"))
+            source = {"source": "role table"}
+            record_group_permissions(None, role, perm_names(after - before), True, source)
+            record_group_permissions(None, role, perm_names(before - after), False, source)
         absent = [p for p in perms if p not in found]
         if absent:
             missing[role] = absent

@@ -14,7 +14,9 @@ from audit.models import AppendOnlyError, AuditCheckpoint, AuditEntry, ChainHead
 
 
 def test_entry_hash_is_sha256_of_documented_canonical_plus_prev_hash(db, django_user_model):
-    user = django_user_model.objects.create_user("kim", password="pw-Guardia-1")
+    # An unsaved user: the entry takes the name and id only, and creating a user would be
+    # an audit entry of its own (seq 1) ahead of the one this test documents.
+    user = django_user_model(username="kim", pk=41)
     first = audit.record(user, "task.approve", task="OPS-20260523-001", target="WAS1", command="ls -l",
                          result_code=0, output="total 0\n", payload={"b": 1, "a": {"z": 2, "y": "값"},
                                                                      "institution": "MOEF"})  # fmt: skip

@@ -42,7 +42,7 @@ def test_seed_demo_is_idempotent_and_complete(settings, tmp_path):
     for role in ROLES:
         assert User.objects.filter(groups__name=role).exists(), role
     admin = User.objects.get(username="admin")
-    assert admin.is_superuser and admin.is_staff
+    assert admin.is_staff and not admin.is_superuser  # separation of duties: no superuser in the demo
     assert User.objects.get(username="supervisor").is_staff
     assert not User.objects.get(username="teamlead").is_staff
     assert User.objects.get(username="teamlead").first_name == "이팀장"

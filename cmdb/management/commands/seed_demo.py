@@ -113,7 +113,7 @@ class Command(BaseCommand):
             user.first_name = first_name
             user.email = f"{username}@guardia.local"
             user.is_staff = role in STAFF_ROLES
-            user.is_superuser = role == "admin"
+            user.is_superuser = False  # the admin role is not a superuser: see cmdb.accounts
             user.is_active = True
             user.set_password(password)
             user.save()
