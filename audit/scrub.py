@@ -1,26 +1,63 @@
-"""Keep secrets out of the audit record.
+"""Keep secrets out of everything GUARDiA stores or shows: the one home of redaction.
 
-audit imports no other app, so this is its own small key-name scrub (cmdb.vault has the
-log filter). A payload key that looks like it holds a secret has its value replaced; the
-key stays, so the entry still says *that* a password was changed, never *what* it is.
+audit imports no other app, so this module knows nothing of credentials; callers that do
+(cmdb.vault's log filter and ``vault.redact``, which the execution engine uses for command
+output) pass the secrets they know in ``known``.
+
+- ``scrub_payload``: a payload key that looks like it holds a secret has its value
+  replaced; the key stays, so an entry still says *that* a password was changed, never
+  *what* it is.
+- ``redact_text``: free text (a command line, a command's stdout/stderr, a log line):
+  private-key blocks (also a block cut by an excerpt), ``password=…``-style assignments
+  and ``--password …`` flags, Authorization/Cookie headers, bearer tokens, credentials in
+  URLs, AWS-style access keys, and any known secret verbatim.
+- ``redact_structure``: both at once over nested dicts/lists (health answers, findings).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 REDACTED = "[REDACTED]"
+REDACTED_KEY = "[REDACTED PRIVATE KEY]"
 
 # Matched against lower-cased key names anywhere in the payload (nested too).
 _SECRET_KEY = re.compile(
     r"pass(word|wd|phrase)?$|^pw$|^pwd$|secret|token|private[_-]?key|api[_-]?key|apikey|^otp$|"
     r"^authorization$|^cookie$|^session(id|_id|_key)?$|^csrf|^key_material$|^ssh_key$"
 )
-# In free text (commands): password=..., --password ..., token: ... and similar.
-_SECRET_ASSIGNMENT = re.compile(
-    r"(?i)(\b(?:password|passwd|pwd|secret|token|api[_-]?key)\b\s*(?:=|:|\s)\s*)(\"[^\"]*\"|'[^']*'|\S+)"
+
+_SECRET_WORD = (
+    r"[\w.-]*(?:password|passwd|pwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key)"
 )
+_VALUE = r"(\"[^\"\n]*\"|'[^'\n]*'|[^\s,;&\"']+)"
+# PEM private-key blocks, whole; a block whose END an excerpt cut off (to the end of the
+# text); and a block whose BEGIN was cut off (from the start of the text).
+_PEM_BLOCK = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?-----END [A-Z0-9 ]*PRIVATE KEY-----", re.S)
+_PEM_OPEN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*\Z", re.S)
+_PEM_TAIL = re.compile(r"\A.*?-----END [A-Z0-9 ]*PRIVATE KEY-----", re.S)
+_RULES: list[tuple[re.Pattern, str]] = [
+    # Authorization: Bearer x / Basic x, Proxy-Authorization, Cookie, Set-Cookie, X-Api-Key headers.
+    (re.compile(r"(?im)^(\s*[\"']?(?:proxy-)?authorization[\"']?\s*[:=]\s*)(.+)$"), r"\1" + REDACTED),
+    (re.compile(r"(?im)^(\s*(?:set-)?cookie\s*:\s*)(.+)$"), r"\1" + REDACTED),
+    (re.compile(r"(?im)^(\s*x-(?:api|auth)-(?:key|token)\s*:\s*)(.+)$"), r"\1" + REDACTED),
+    (re.compile(r"(?i)(\b(?:bearer|basic)[ \t]+)([A-Za-z0-9._~+/=-]{8,})"), r"\1" + REDACTED),
+    # key=value, key: value, "key": "value" (JSON), key => value.
+    (re.compile(rf"(?i)((?<![\w-]){_SECRET_WORD}[\w.-]*[\"']?[ \t]*(?:=>|=|:)[ \t]*){_VALUE}"), r"\1" + REDACTED),
+    # --password value, -token value (command-line flags with a space).
+    (re.compile(rf"(?i)((?<!\S)--?{_SECRET_WORD}[\w.-]*[ \t]+){_VALUE}"), r"\1" + REDACTED),
+    # sshpass -p secret, mysql/mysqldump -psecret
+    (re.compile(r"(\bsshpass[ \t]+-p[ \t]*)(\S+)"), r"\1" + REDACTED),
+    (re.compile(r"(\bmysql(?:dump|admin)?\b[^\n]*?[ \t]-p)([^\s-]\S*)"), r"\1" + REDACTED),
+    # scheme://user:password@host
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]+:)([^\s@/]+)(@)"), r"\1" + REDACTED + r"\3"),
+    # AWS access key ids and a 40-character secret next to an AWS word.
+    (re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[0-9A-Z]{16}\b"), REDACTED),
+    (re.compile(r"(?i)(aws[\w.-]*[ \t]*(?:=|:)[ \t]*)([A-Za-z0-9/+=]{40})\b"), r"\1" + REDACTED),
+]
+MIN_KNOWN = 4  # shorter known secrets would redact ordinary words
 
 
 def is_secret_key(name: str) -> bool:
@@ -36,6 +73,35 @@ def scrub_payload(value: Any) -> Any:
     return value
 
 
+def redact_text(text: str, known: Iterable[str] = ()) -> str:
+    """``text`` with secrets replaced by [REDACTED] (private keys by [REDACTED PRIVATE KEY])."""
+    if not text:
+        return text
+    text = str(text)
+    if "PRIVATE KEY-----" in text:
+        text = _PEM_BLOCK.sub(REDACTED_KEY, text)
+        text = _PEM_OPEN.sub(REDACTED_KEY, text)
+        text = _PEM_TAIL.sub(REDACTED_KEY, text)
+    for pattern, replacement in _RULES:
+        text = pattern.sub(replacement, text)
+    for secret in sorted({s for s in known if s and len(s) >= MIN_KNOWN}, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
 def scrub_text(text: str) -> str:
-    """Redact `password=...`-style assignments in free text such as a command line."""
-    return _SECRET_ASSIGNMENT.sub(lambda m: m.group(1) + REDACTED, text)
+    """Redact a command line for the audit record (no known secrets: audit knows none)."""
+    return redact_text(text)
+
+
+def redact_structure(value: Any, known: Iterable[str] = ()) -> Any:
+    """Nested dicts/lists: secret-looking keys' values replaced, every string redacted."""
+    known = tuple(known)
+    if isinstance(value, dict):
+        return {k: (REDACTED if is_secret_key(k) else redact_structure(v, known)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_structure(v, known) for v in value]
+    if isinstance(value, str):
+        return redact_text(value, known)
+    return value

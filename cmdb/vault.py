@@ -13,13 +13,14 @@ import base64
 import hashlib
 import logging
 import os
-import re
 import threading
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
+
+from audit import scrub
 
 NONCE_BYTES = 12
 PREFIX = "v1"
@@ -97,13 +98,10 @@ def decrypt(stored: str, context: str, key: bytes | None = None) -> str:
     return plaintext.decode()
 
 
-# Every secret the process has decrypted or been given is redacted from log records.
+# Every secret the process has decrypted or been given is redacted from log records and
+# from command output (the rules themselves live in audit.scrub, the one home of redaction).
 _known_secrets: set[str] = set()
 _known_lock = threading.Lock()
-_SECRETISH = re.compile(
-    r"(?i)(password|passwd|secret|token|private[_ ]key|passphrase)(\s*[=:]\s*)(\S+)"
-)
-_PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S)
 
 
 def register_secret(secret: str) -> None:
@@ -112,15 +110,18 @@ def register_secret(secret: str) -> None:
             _known_secrets.add(secret)
 
 
-def redact(text: str) -> str:
-    text = _PEM.sub("[REDACTED PRIVATE KEY]", text)
-    text = _SECRETISH.sub(r"\1\2[REDACTED]", text)
+def known_secrets() -> tuple[str, ...]:
     with _known_lock:
-        secrets = sorted(_known_secrets, key=len, reverse=True)
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, "[REDACTED]")
-    return text
+        return tuple(_known_secrets)
+
+
+def redact(text: str) -> str:
+    """audit.scrub.redact_text with every secret this process knows."""
+    return scrub.redact_text(text, known_secrets())
+
+
+def redact_structure(value):
+    return scrub.redact_structure(value, known_secrets())
 
 
 class RedactSecretsFilter(logging.Filter):

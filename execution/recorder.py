@@ -3,6 +3,14 @@
 Only the engine's orchestrating thread calls ``drain()``; the SSH worker threads just put
 Records on a queue. One writer means one SQLite connection doing the writing for a run,
 in batches of one transaction, and workers that never wait for the database.
+
+Everything a server said passes through one redaction (cmdb.vault.redact, i.e.
+audit.scrub with the secrets this worker decrypted) here, before it is stored, audited or
+sent live: the step's command and output, the server's message, log tail and health
+answers. Whatever is built later from these rows (the result package the PM validates,
+the console's timeline) is therefore redacted too. When redaction changed an output, its
+stored SHA-256 is that of the redacted text, so a short secret cannot be recovered by
+hashing guesses.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import audit
+from cmdb import vault
 from governance import events
 from governance.reports import audit_line, line_payload
 
@@ -54,13 +63,17 @@ class Recorder:
 
     def _step(self, item: Record, live: list) -> StepResult:
         data = item.data
-        output = data.get("output") or ""
+        raw = str(data.get("output") or "")
+        output = vault.redact(raw)  # the whole output, before any excerpt could cut a key block in two
         run = self.runs[item.server_id]
         started = dt.datetime.fromtimestamp(data.get("started") or timezone.now().timestamp(), tz=dt.UTC)
         duration_ms = int((data.get("duration") or 0) * 1000)
-        sha = data.get("sha256") or (output_digest(output) if output else "")
+        if output != raw:
+            sha = output_digest(output)
+        else:
+            sha = data.get("sha256") or (output_digest(output) if output else "")
         step = StepResult(server_run=run, seq=data["seq"], name=data["name"][:64], phase=data["phase"],
-                          command=data.get("command", ""), exit_code=data.get("exit_code"),
+                          command=vault.redact(str(data.get("command", ""))), exit_code=data.get("exit_code"),
                           output_excerpt=output[-EXCERPT:], output_sha256=sha, duration_ms=duration_ms,
                           state=data["state"], started_at=started)
         entry = None
@@ -93,10 +106,10 @@ class Recorder:
             fields["finished_at"] = run.finished_at = now
         for key in ("message", "log_tail", "health"):
             if key in data:
-                fields[key] = data[key]
+                fields[key] = vault.redact_structure(data[key])
         for key, value in fields.items():
             setattr(run, key, value)
         ServerRun.objects.filter(pk=run.pk).update(**fields)
         live.append(events.LiveEvent(kind="server", task_id=self.engine.task_ref, status=data["state"],
-                                     message=data.get("message", "")[:300],
+                                     message=str(fields.get("message", ""))[:300],
                                      data={"server": item.server_id, "group": run.group_index}))
