@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class AppendOnlyError(Exception):
@@ -64,29 +65,29 @@ class AuditEntry(AppendOnlyModel):
     both: the bytes against the chain, and the columns against the bytes.
     """
 
-    seq = models.BigIntegerField(unique=True)
-    created_at = models.DateTimeField(db_index=True)
-    actor = models.CharField(max_length=150)
-    actor_id = models.BigIntegerField(null=True, blank=True)
-    action = models.CharField(max_length=100, db_index=True)
+    seq = models.BigIntegerField(_("순번"), unique=True)
+    created_at = models.DateTimeField(_("시각"), db_index=True)
+    actor = models.CharField(_("행위자"), max_length=150)
+    actor_id = models.BigIntegerField(_("행위자 ID"), null=True, blank=True)
+    action = models.CharField(_("행위"), max_length=100, db_index=True)
     # The institution code, taken from payload["institution"]: audit cannot import cmdb,
     # so the recorder passes the code and the export filter reads this column.
-    institution = models.CharField(max_length=64, blank=True, db_index=True)
-    task = models.CharField(max_length=64, blank=True, db_index=True)
-    target = models.TextField(blank=True)
-    command = models.TextField(blank=True)
-    result_code = models.CharField(max_length=32, blank=True)
-    result_hash = models.CharField(max_length=64, blank=True)
-    payload = models.JSONField(default=dict, blank=True, encoder=CanonicalJSONEncoder)
-    prev_hash = models.CharField(max_length=64)
-    entry_hash = models.CharField(max_length=64, unique=True)
-    canonical = models.TextField()
+    institution = models.CharField(_("기관"), max_length=64, blank=True, db_index=True)
+    task = models.CharField(_("작업"), max_length=64, blank=True, db_index=True)
+    target = models.TextField(_("대상"), blank=True)
+    command = models.TextField(_("명령"), blank=True)
+    result_code = models.CharField(_("결과 코드"), max_length=32, blank=True)
+    result_hash = models.CharField(_("결과 해시"), max_length=64, blank=True)
+    payload = models.JSONField(_("내용"), default=dict, blank=True, encoder=CanonicalJSONEncoder)
+    prev_hash = models.CharField(_("이전 해시"), max_length=64)
+    entry_hash = models.CharField(_("항목 해시"), max_length=64, unique=True)
+    canonical = models.TextField(_("정규화 바이트"))
 
     class Meta:
         db_table = "TB_AUDIT_LOG"
         ordering = ["seq"]
-        verbose_name = "audit entry (TB_AUDIT_LOG)"
-        verbose_name_plural = "audit entries (TB_AUDIT_LOG)"
+        verbose_name = _("감사 항목 (TB_AUDIT_LOG)")
+        verbose_name_plural = _("감사 로그 (TB_AUDIT_LOG)")
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} by {self.actor}"
@@ -101,11 +102,13 @@ class AuditEntry(AppendOnlyModel):
 class ChainHead(models.Model):
     """A single row locked for update so concurrent writers append one after another."""
 
-    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
-    seq = models.BigIntegerField(default=0)
-    entry_hash = models.CharField(max_length=64, default="0" * 64)
+    id = models.PositiveSmallIntegerField(_("ID"), primary_key=True, default=1)
+    seq = models.BigIntegerField(_("순번"), default=0)
+    entry_hash = models.CharField(_("항목 해시"), max_length=64, default="0" * 64)
 
     class Meta:
+        verbose_name = _("체인 헤드")
+        verbose_name_plural = _("체인 헤드")
         db_table = "TB_AUDIT_HEAD"
 
 
@@ -117,20 +120,26 @@ class AuditCheckpoint(AppendOnlyModel):
     attacker does not hold the private key, which lives outside the database.
     """
 
-    seq = models.BigIntegerField(db_index=True)
-    entry_hash = models.CharField(max_length=64)
-    created_at = models.DateTimeField()
-    key_id = models.CharField(max_length=16)
-    signature = models.CharField(max_length=128)  # base64 of the 64-byte signature
-    reason = models.CharField(max_length=16, default="interval")  # interval | hourly | manual | export | proof
+    seq = models.BigIntegerField(_("순번"), db_index=True)
+    entry_hash = models.CharField(_("항목 해시"), max_length=64)
+    created_at = models.DateTimeField(_("시각"))
+    key_id = models.CharField(_("키 ID"), max_length=16)
+    signature = models.CharField(_("서명"), max_length=128)  # base64 of the 64-byte signature
+    reason = models.CharField(
+        _("사유"),
+        max_length=16,
+        default="interval",
+    )  # interval | hourly | manual | export | proof
     # Version 2 (audit.merkle): the Merkle root over the sorted institution sub-chain heads,
     # signed with (seq, entry_hash, time), and the leaves it was built from as JSON
     # [[institution, count, head], ...] so verification can name the institution that
     # diverged. Empty on version 1 checkpoints, which sign (seq, entry_hash, time) only.
-    merkle_root = models.CharField(max_length=64, blank=True, default="")
-    leaves = models.TextField(blank=True, default="")
+    merkle_root = models.CharField(_("머클 루트"), max_length=64, blank=True, default="")
+    leaves = models.TextField(_("잎 수"), blank=True, default="")
 
     class Meta:
+        verbose_name = _("서명된 체크포인트")
+        verbose_name_plural = _("서명된 체크포인트")
         db_table = "TB_AUDIT_CHECKPOINT"
         ordering = ["seq", "id"]
 

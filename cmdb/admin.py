@@ -47,7 +47,7 @@ class _LookupFilter(admin.SimpleListFilter):
 
 
 class InstitutionFilter(_LookupFilter):
-    title = _("institution")
+    title = _("기관")
     parameter_name = "institution"
     field_path = "system__institution__id"
 
@@ -56,7 +56,7 @@ class InstitutionFilter(_LookupFilter):
 
 
 class SystemFilter(_LookupFilter):
-    title = _("system")
+    title = _("시스템")
     parameter_name = "system"
     field_path = "system__id"
 
@@ -66,7 +66,7 @@ class SystemFilter(_LookupFilter):
 
 
 class TierFilter(_LookupFilter):
-    title = _("tier")
+    title = _("등급")
     parameter_name = "tier"
     field_path = "system__institution__tier"
 
@@ -124,22 +124,22 @@ class InstitutionAdmin(AuditedAdmin):
     raw_id_fields = ["pm"]
     fieldsets = [
         (None, {"fields": ["code", "name", "aliases", "tier"]}),
-        (_("people"), {"fields": ["pm", "contact", "site_managers"]}),
+        (_("사람"), {"fields": ["pm", "contact", "site_managers"]}),
     ]
 
     def get_queryset(self, request):
         qs = super().get_queryset(request).annotate(n_systems=Count("systems", distinct=True))
         return qs if sees_all_systems(request.user) else qs.filter(pk__in=Institution.objects.for_user(request.user))
 
-    @admin.display(description=_("aliases"))
+    @admin.display(description=_("별칭"))
     def alias_display(self, obj):
         return ", ".join(obj.alias_list)
 
-    @admin.display(description=_("tier"), ordering="tier")
+    @admin.display(description=_("등급"), ordering="tier")
     def tier_display(self, obj):
         return tier_badge(obj.tier)
 
-    @admin.display(description=_("systems"), ordering="n_systems")
+    @admin.display(description=_("시스템 수"), ordering="n_systems")
     def system_count(self, obj):
         return obj.n_systems
 
@@ -160,30 +160,30 @@ class SystemAdmin(AuditedAdmin):
     inlines = [HealthCriteriaInline]
     fieldsets = [
         (None, {"fields": ["code", "name", "institution", "sensitive"]}),
-        (_("deploy window (local time; start = end means any time)"), {"fields": ["window_start", "window_end"]}),
-        (_("escalation"), {"fields": ["expire_unanswered"]}),
+        (_("배포 가능 시간 (현지 시각; 시작 = 종료이면 언제나)"), {"fields": ["window_start", "window_end"]}),
+        (_("에스컬레이션"), {"fields": ["expire_unanswered"]}),
     ]
 
     def get_queryset(self, request):
         qs = super().get_queryset(request).annotate(n_servers=Count("servers", distinct=True))
         return qs if sees_all_systems(request.user) else qs.filter(pk__in=System.objects.for_user(request.user))
 
-    @admin.display(description=_("tier"), ordering="institution__tier")
+    @admin.display(description=_("등급"), ordering="institution__tier")
     def tier_display(self, obj):
         return tier_badge(obj.institution.tier)
 
-    @admin.display(description=_("deploy window"))
+    @admin.display(description=_("배포 가능 시간"))
     def window(self, obj):
         if obj.window_start == obj.window_end:
-            return _("any time")
+            return _("언제나")
         return f"{obj.window_start:%H:%M}–{obj.window_end:%H:%M}"
 
-    @admin.display(description=_("owner"))
+    @admin.display(description=_("담당자"))
     def owner(self, obj):
         ownership = getattr(obj, "ownership", None)
         return ownership.owner if ownership else "—"
 
-    @admin.display(description=_("servers"), ordering="n_servers")
+    @admin.display(description=_("서버 수"), ordering="n_servers")
     def server_count(self, obj):
         url = reverse("admin:cmdb_server_changelist") + f"?system={obj.pk}"
         return format_html('<a href="{}">{}</a>', url, obj.n_servers)
@@ -224,15 +224,15 @@ class ServerAdmin(AuditedAdmin):
     fieldsets = [
         (None, {"fields": ["server_id", "system", "hostname", "ip", "os_type", "active"]}),
         (_("SSH"), {"fields": ["ssh_port", "ssh_user", "credential", "host_key_fingerprint"]}),
-        (_("paths"), {"fields": ["app_path", "deploy_path", "backup_path", "script_path", "log_path"]}),
-        (_("health and rollout"), {"fields": ["service_port", "health_url", "rolling_group", "canary"]}),
+        (_("경로"), {"fields": ["app_path", "deploy_path", "backup_path", "script_path", "log_path"]}),
+        (_("헬스 체크와 롤아웃"), {"fields": ["service_port", "health_url", "rolling_group", "canary"]}),
     ]
 
     def get_queryset(self, request):
         qs = super().get_queryset(request)
         return qs if sees_all_systems(request.user) else qs.filter(system__in=System.objects.for_user(request.user))
 
-    @admin.display(description=_("system"), ordering="system__code")
+    @admin.display(description=_("시스템"), ordering="system__code")
     def system_link(self, obj):
         # One reverse() per page instead of one per row: URL resolving was a third of the
         # render time of a 100-row page.
@@ -240,21 +240,21 @@ class ServerAdmin(AuditedAdmin):
             self._system_url = reverse("admin:cmdb_system_change", args=[0]).replace("/0/", "/{}/")
         return format_html('<a href="{}">{}</a>', self._system_url.format(obj.system_id), obj.system.code)
 
-    @admin.display(description=_("institution"), ordering="system__institution__name")
+    @admin.display(description=_("기관"), ordering="system__institution__name")
     def institution_name(self, obj):
         return obj.system.institution.name
 
-    @admin.display(description=_("tier"), ordering="system__institution__tier")
+    @admin.display(description=_("등급"), ordering="system__institution__tier")
     def tier_display(self, obj):
         return tier_badge(obj.system.institution.tier)
 
-    @admin.display(description=_("host key"))
+    @admin.display(description=_("호스트 키"))
     def fingerprint_short(self, obj):
         if not obj.host_key_fingerprint:
-            return format_html('<span style="color:#b00020">{}</span>', _("not pinned"))
+            return format_html('<span style="color:#b00020">{}</span>', _("고정되지 않음"))
         return format_html('<code title="{}">{}…</code>', obj.host_key_fingerprint, obj.host_key_fingerprint[:18])
 
-    @admin.action(description=_("Scan host key and pin its fingerprint"), permissions=["change"])
+    @admin.action(description=_("호스트 키를 스캔해 지문 고정"), permissions=["change"])
     def scan_host_key(self, request, queryset):
         for server in queryset[:50]:  # each scan is a network round trip; keep the request bounded
             try:
@@ -283,12 +283,12 @@ class ServerAdmin(AuditedAdmin):
             upload = form.cleaned_data["file"]
             result = csv_import.import_servers(request.user, upload.read(), filename=upload.name)
             if result.ok:
-                self.message_user(request, _("%(n)d servers imported.") % {"n": result.created}, messages.SUCCESS)
+                self.message_user(request, _("서버 %(n)d대를 가져왔습니다.") % {"n": result.created}, messages.SUCCESS)
                 return redirect("admin:cmdb_server_changelist")
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
-            "title": _("Import servers from CSV"),
+            "title": _("CSV에서 서버 가져오기"),
             "form": form,
             "result": result,
             "columns": csv_import.COLUMNS,
@@ -358,7 +358,7 @@ class SystemOwnerAdmin(admin.ModelAdmin):
     search_fields = ["system__code", "system__name", "owner__username", "deputy__username", "supervisor__username"]
     fieldsets = [
         (None, {"fields": ["system", "owner", "deputy", "supervisor"]}),
-        (_("routing"), {"fields": ["owner_is_active", "sla_minutes", "auth_level"]}),
+        (_("승인 경로"), {"fields": ["owner_is_active", "sla_minutes", "auth_level"]}),
     ]
 
     def get_queryset(self, request):
@@ -388,7 +388,7 @@ class SystemOwnerAdmin(admin.ModelAdmin):
             kwargs["queryset"] = System.objects.supervised_by(request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
-    @admin.display(description=_("institution"), ordering="system__institution__name")
+    @admin.display(description=_("기관"), ordering="system__institution__name")
     def institution_name(self, obj):
         return obj.system.institution.name
 
@@ -415,7 +415,7 @@ class CredentialAdmin(admin.ModelAdmin):
     search_fields = ["name", "username"]
     fieldsets = [
         (None, {"fields": ["name", "username", "kind"]}),
-        (_("secret (write-only)"), {"fields": ["secret_status", "new_password", "new_private_key"]}),
+        (_("비밀값 (쓰기 전용)"), {"fields": ["secret_status", "new_password", "new_private_key"]}),
     ]
     readonly_fields = ["secret_status"]
 
@@ -426,15 +426,15 @@ class CredentialAdmin(admin.ModelAdmin):
         # The name is bound into the ciphertext (vault AAD), so it is fixed once a secret exists.
         return ["secret_status", "name"] if obj is not None and obj.has_secret else ["secret_status"]
 
-    @admin.display(description=_("secret set"), boolean=True)
+    @admin.display(description=_("비밀값 설정됨"), boolean=True)
     def secret_set(self, obj):
         return obj.has_secret
 
-    @admin.display(description=_("secret"))
+    @admin.display(description=_("비밀값"))
     def secret_status(self, obj):
-        return _("set: yes") if obj and obj.has_secret else _("set: no")
+        return _("설정됨: 예") if obj and obj.has_secret else _("설정됨: 아니요")
 
-    @admin.display(description=_("servers"), ordering="n_servers")
+    @admin.display(description=_("서버 수"), ordering="n_servers")
     def server_count(self, obj):
         return obj.n_servers
 
@@ -465,11 +465,11 @@ class HealthCriteriaAdmin(AuditedAdmin):
 
 
 class CatalogueScopeFilter(admin.SimpleListFilter):
-    title = _("scope")
+    title = _("적용 범위")
     parameter_name = "scope"
 
     def lookups(self, request, model_admin):
-        return [("default", _("default set (every system)")), ("system", _("per-system additions"))]
+        return [("default", _("기본 목록 (모든 시스템)")), ("system", _("시스템별 추가"))]
 
     def queryset(self, request, queryset):
         if self.value() == "default":
@@ -492,13 +492,13 @@ class CommandRuleAdmin(admin.ModelAdmin):
     autocomplete_fields = ["system"]
     fieldsets = [
         (None, {"fields": ["system", "program", "description", "enabled"]}),
-        (_("arguments"), {"fields": ["option_pattern", "operand_pattern", "argv_pattern", "path_roots", "max_args"]}),
-        (_("pipes and wrappers"), {"fields": ["is_filter", "runs_programs"]}),
+        (_("인자"), {"fields": ["option_pattern", "operand_pattern", "argv_pattern", "path_roots", "max_args"]}),
+        (_("파이프와 래퍼"), {"fields": ["is_filter", "runs_programs"]}),
     ]
 
-    @admin.display(description=_("scope"), ordering="system__code")
+    @admin.display(description=_("적용 범위"), ordering="system__code")
     def scope(self, obj):
-        return obj.system.code if obj.system_id else _("default set")
+        return obj.system.code if obj.system_id else _("기본 목록")
 
     def save_model(self, request, obj, form, change):
         services.save_command_rule(request.user, obj)

@@ -25,18 +25,18 @@ FINGERPRINT_RE = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
 
 def validate_code(value: str) -> None:
     if not CODE_RE.match(value or ""):
-        raise ValidationError(_("letters, digits, '-', '_' or '.', at most 64 characters"))
+        raise ValidationError(_("영문자, 숫자, '-', '_', '.'만 64자까지"))
 
 
 def validate_abs_path(value: str) -> None:
     if value and (not value.startswith("/") or "\x00" in value or "\n" in value):
-        raise ValidationError(_("must be an absolute path"))
+        raise ValidationError(_("절대 경로여야 합니다"))
 
 
 class Tier(models.IntegerChoices):
-    MISSION_CRITICAL = 1, _("Tier 1 (mission-critical)")
-    STANDARD = 2, _("Tier 2 (standard)")
-    TEST = 3, _("Tier 3 (test/dev)")
+    MISSION_CRITICAL = 1, _("1등급 (핵심 업무)")
+    STANDARD = 2, _("2등급 (일반)")
+    TEST = 3, _("3등급 (테스트/개발)")
 
 
 def _assignment_q(user, prefix: str = "") -> Q:
@@ -71,19 +71,24 @@ class InstitutionQuerySet(models.QuerySet):
 
 
 class Institution(models.Model):
-    code = models.CharField(max_length=64, unique=True, validators=[validate_code])
-    name = models.CharField(_("name"), max_length=200, unique=True)
+    code = models.CharField(_("기관 코드"), max_length=64, unique=True, validators=[validate_code])
+    name = models.CharField(_("기관명"), max_length=200, unique=True)
     # Stored as "|alias1|alias2|" so one contains-lookup finds an exact alias.
-    aliases = models.CharField(_("aliases"), max_length=500, blank=True, help_text=_("comma separated, e.g. 기재부"))
+    aliases = models.CharField(_("별칭"), max_length=500, blank=True, help_text=_("comma separated, e.g. 기재부"))
     pm = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="pm_institutions"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("PM"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="pm_institutions",
     )
-    contact = models.CharField(max_length=200, blank=True)
-    tier = models.PositiveSmallIntegerField(choices=Tier.choices, default=Tier.STANDARD)
+    contact = models.CharField(_("연락처"), max_length=200, blank=True)
+    tier = models.PositiveSmallIntegerField(_("등급"), choices=Tier.choices, default=Tier.STANDARD)
     # Field staff who file requests for this site; their pickers and API reads are
     # limited to the institution's systems (System.objects.for_user).
     site_managers = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, blank=True, related_name="managed_institutions", verbose_name=_("site managers")
+        settings.AUTH_USER_MODEL, blank=True, related_name="managed_institutions", verbose_name=_("현장 담당자")
     )
 
     objects = InstitutionQuerySet.as_manager()
@@ -91,8 +96,8 @@ class Institution(models.Model):
     class Meta:
         db_table = "TB_INSTITUTION"
         ordering = ["code"]
-        verbose_name = _("institution (TB_INSTITUTION)")
-        verbose_name_plural = _("institutions (TB_INSTITUTION)")
+        verbose_name = _("기관 (TB_INSTITUTION)")
+        verbose_name_plural = _("기관 (TB_INSTITUTION)")
 
     def __str__(self) -> str:
         return self.name
@@ -120,17 +125,22 @@ class SystemQuerySet(models.QuerySet):
 
 
 class System(models.Model):
-    code = models.CharField(max_length=64, unique=True, validators=[validate_code])
-    name = models.CharField(_("name"), max_length=200)
-    institution = models.ForeignKey(Institution, on_delete=models.PROTECT, related_name="systems")
-    sensitive = models.BooleanField(_("sensitive (always human approval)"), default=False)
+    code = models.CharField(_("시스템 코드"), max_length=64, unique=True, validators=[validate_code])
+    name = models.CharField(_("시스템명"), max_length=200)
+    institution = models.ForeignKey(
+        Institution,
+        verbose_name=_("기관"),
+        on_delete=models.PROTECT,
+        related_name="systems",
+    )
+    sensitive = models.BooleanField(_("민감 (항상 사람이 승인)"), default=False)
     # Deploy window in local time; start == end means "any time".
-    window_start = models.TimeField(default=dt.time(0, 0))
-    window_end = models.TimeField(default=dt.time(0, 0))
+    window_start = models.TimeField(_("배포 가능 시작 시각"), default=dt.time(0, 0))
+    window_end = models.TimeField(_("배포 가능 종료 시각"), default=dt.time(0, 0))
     expire_unanswered = models.BooleanField(
-        _("expire as rejected when the supervisor stays silent"),
+        _("상급자가 응답하지 않으면 반려로 만료"),
         default=False,
-        help_text=_("Otherwise the supervisor keeps being paged. A timeout never approves."),
+        help_text=_("그렇지 않으면 상급자에게 계속 알림이 갑니다. 시간 초과가 승인이 되는 일은 없습니다."),
     )
 
     objects = SystemQuerySet.as_manager()
@@ -138,8 +148,8 @@ class System(models.Model):
     class Meta:
         db_table = "TB_SYSTEM"
         ordering = ["code"]
-        verbose_name = _("system (TB_SYSTEM)")
-        verbose_name_plural = _("systems (TB_SYSTEM)")
+        verbose_name = _("시스템 (TB_SYSTEM)")
+        verbose_name_plural = _("시스템 (TB_SYSTEM)")
         permissions = [("view_all_systems", "Can see every system, not only those assigned")]
 
     def __str__(self) -> str:
@@ -160,21 +170,21 @@ class System(models.Model):
 
 class Credential(models.Model):
     class Kind(models.TextChoices):
-        PASSWORD = "password", _("password")
-        PRIVATE_KEY = "private_key", _("private key")
+        PASSWORD = "password", _("비밀번호")
+        PRIVATE_KEY = "private_key", _("개인 키")
 
-    name = models.CharField(max_length=100, unique=True)
-    username = models.CharField(max_length=64)
-    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.PRIVATE_KEY)
+    name = models.CharField(_("이름"), max_length=100, unique=True)
+    username = models.CharField(_("접속 계정"), max_length=64)
+    kind = models.CharField(_("종류"), max_length=16, choices=Kind.choices, default=Kind.PRIVATE_KEY)
     # Ciphertext only (see cmdb/vault.py); the secret is write-only in every UI and API.
-    secret_encrypted = models.TextField(editable=False, default="")
-    updated_at = models.DateTimeField(auto_now=True)
+    secret_encrypted = models.TextField(_("암호화된 비밀값"), editable=False, default="")
+    updated_at = models.DateTimeField(_("수정 시각"), auto_now=True)
 
     class Meta:
         db_table = "TB_CREDENTIAL"
         ordering = ["name"]
-        verbose_name = _("credential (TB_CREDENTIAL)")
-        verbose_name_plural = _("credentials (TB_CREDENTIAL)")
+        verbose_name = _("자격 증명 (TB_CREDENTIAL)")
+        verbose_name_plural = _("자격 증명 (TB_CREDENTIAL)")
 
     def __str__(self) -> str:
         return self.name
@@ -185,7 +195,7 @@ class Credential(models.Model):
 
     def set_secret(self, plaintext: str) -> None:
         if not plaintext:
-            raise ValidationError({"secret": _("a secret is required")})
+            raise ValidationError({"secret": _("비밀값이 필요합니다")})
         self.secret_encrypted = vault.encrypt(plaintext, self.vault_context())
 
     def reveal(self) -> str:
@@ -214,35 +224,43 @@ class Server(models.Model):
         HPUX = "hpux", "HP-UX"
         SOLARIS = "solaris", "Solaris"
 
-    server_id = models.CharField(max_length=64, unique=True, validators=[validate_code])
-    system = models.ForeignKey(System, on_delete=models.PROTECT, related_name="servers")
-    hostname = models.CharField(max_length=255)
-    ip = models.GenericIPAddressField()
-    os_type = models.CharField(max_length=16, choices=OsType.choices, default=OsType.LINUX)
-    ssh_port = models.PositiveIntegerField(default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)])
-    ssh_user = models.CharField(max_length=64, blank=True, help_text=_("defaults to the credential's user"))
-    credential = models.ForeignKey(Credential, null=True, blank=True, on_delete=models.PROTECT, related_name="servers")
-    host_key_fingerprint = models.CharField(
-        max_length=80, blank=True, help_text=_("pinned SHA256 fingerprint; connections with another key are refused")
+    server_id = models.CharField(_("서버 ID"), max_length=64, unique=True, validators=[validate_code])
+    system = models.ForeignKey(System, verbose_name=_("시스템"), on_delete=models.PROTECT, related_name="servers")
+    hostname = models.CharField(_("호스트명"), max_length=255)
+    ip = models.GenericIPAddressField(_("IP 주소"))
+    os_type = models.CharField(_("운영체제"), max_length=16, choices=OsType.choices, default=OsType.LINUX)
+    ssh_port = models.PositiveIntegerField(
+        _("SSH 포트"), default=22, validators=[MinValueValidator(1), MaxValueValidator(65535)]
     )
-    app_path = models.CharField(max_length=255, blank=True, validators=[validate_abs_path])
-    deploy_path = models.CharField(max_length=255, blank=True, validators=[validate_abs_path])
-    backup_path = models.CharField(max_length=255, blank=True, validators=[validate_abs_path])
-    script_path = models.CharField(max_length=255, blank=True, validators=[validate_abs_path])
-    log_path = models.CharField(max_length=255, blank=True, validators=[validate_abs_path])
-    service_port = models.PositiveIntegerField(null=True, blank=True, validators=[MaxValueValidator(65535)])
-    health_url = models.CharField(max_length=500, blank=True)
-    rolling_group = models.PositiveSmallIntegerField(default=1)
-    canary = models.BooleanField(default=False)
-    active = models.BooleanField(default=True)
+    ssh_user = models.CharField(
+        _("SSH 계정"), max_length=64, blank=True, help_text=_("비우면 자격 증명의 계정을 씁니다")
+    )
+    credential = models.ForeignKey(
+        Credential, verbose_name=_("자격 증명"), null=True, blank=True, on_delete=models.PROTECT, related_name="servers"
+    )
+    host_key_fingerprint = models.CharField(_("호스트 키 지문"),
+        max_length=80, blank=True, help_text=_("고정된 SHA256 지문; 다른 키의 접속은 거부됩니다")
+    )
+    app_path = models.CharField(_("애플리케이션 경로"), max_length=255, blank=True, validators=[validate_abs_path])
+    deploy_path = models.CharField(_("배포 경로"), max_length=255, blank=True, validators=[validate_abs_path])
+    backup_path = models.CharField(_("백업 경로"), max_length=255, blank=True, validators=[validate_abs_path])
+    script_path = models.CharField(_("스크립트 경로"), max_length=255, blank=True, validators=[validate_abs_path])
+    log_path = models.CharField(_("로그 경로"), max_length=255, blank=True, validators=[validate_abs_path])
+    service_port = models.PositiveIntegerField(
+        _("서비스 포트"), null=True, blank=True, validators=[MaxValueValidator(65535)]
+    )
+    health_url = models.CharField(_("헬스 체크 URL"), max_length=500, blank=True)
+    rolling_group = models.PositiveSmallIntegerField(_("롤링 그룹"), default=1)
+    canary = models.BooleanField(_("카나리"), default=False)
+    active = models.BooleanField(_("사용 중"), default=True)
 
     objects = ServerQuerySet.as_manager()
 
     class Meta:
         db_table = "TB_SERVER_INFO"
         ordering = ["server_id"]
-        verbose_name = _("server (TB_SERVER_INFO)")
-        verbose_name_plural = _("servers (TB_SERVER_INFO)")
+        verbose_name = _("서버 (TB_SERVER_INFO)")
+        verbose_name_plural = _("서버 (TB_SERVER_INFO)")
         indexes = [models.Index(fields=["system", "rolling_group"])]
 
     def __str__(self) -> str:
@@ -254,34 +272,45 @@ class Server(models.Model):
 
     def clean(self) -> None:
         if self.host_key_fingerprint and not FINGERPRINT_RE.match(self.host_key_fingerprint):
-            raise ValidationError({"host_key_fingerprint": _("expected 'SHA256:' and 43 base64 characters")})
+            raise ValidationError({"host_key_fingerprint": _("'SHA256:'과 base64 43자가 필요합니다")})
         if self.health_url and not self.health_url.startswith(("http://", "https://")):
-            raise ValidationError({"health_url": _("must start with http:// or https://")})
+            raise ValidationError({"health_url": _("http:// 또는 https://로 시작해야 합니다")})
 
 
 class SystemOwner(models.Model):
     class AuthLevel(models.IntegerChoices):
-        READ_ONLY = 1, _("inspection only")
-        STANDARD = 2, _("standard changes")
-        FULL = 3, _("all changes")
+        READ_ONLY = 1, _("점검만")
+        STANDARD = 2, _("일반 변경")
+        FULL = 3, _("모든 변경")
 
-    system = models.OneToOneField(System, on_delete=models.CASCADE, related_name="ownership")
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_systems")
+    system = models.OneToOneField(System, verbose_name=_("시스템"), on_delete=models.CASCADE, related_name="ownership")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("담당자"), on_delete=models.PROTECT, related_name="owned_systems"
+    )
     deputy = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="deputy_systems"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("대리 승인자"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="deputy_systems",
     )
     supervisor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="supervised_systems"
+        settings.AUTH_USER_MODEL, verbose_name=_("상급자"), on_delete=models.PROTECT, related_name="supervised_systems"
     )
-    owner_is_active = models.BooleanField(_("owner present (not away)"), default=True)
-    sla_minutes = models.PositiveIntegerField(default=10, validators=[MinValueValidator(1)])
-    auth_level = models.PositiveSmallIntegerField(choices=AuthLevel.choices, default=AuthLevel.FULL)
-    updated_at = models.DateTimeField(auto_now=True)
+    owner_is_active = models.BooleanField(_("담당자 재석 (부재 아님)"), default=True)
+    sla_minutes = models.PositiveIntegerField(_("응답 기한(분)"), default=10, validators=[MinValueValidator(1)])
+    auth_level = models.PositiveSmallIntegerField(
+        _("승인 권한 수준"),
+        choices=AuthLevel.choices,
+        default=AuthLevel.FULL,
+    )
+    updated_at = models.DateTimeField(_("수정 시각"), auto_now=True)
 
     class Meta:
         db_table = "TB_SYSTEM_OWNER"
-        verbose_name = _("system owner (TB_SYSTEM_OWNER)")
-        verbose_name_plural = _("system owners (TB_SYSTEM_OWNER)")
+        verbose_name = _("시스템 담당자 (TB_SYSTEM_OWNER)")
+        verbose_name_plural = _("시스템 담당자 (TB_SYSTEM_OWNER)")
         # Supervisors hold change_systemowner but edit only rows of systems they supervise;
         # this permission lifts that limit (admin role).
         permissions = [("change_any_systemowner", "Can edit the owner table of every system")]
@@ -291,28 +320,28 @@ class SystemOwner(models.Model):
 
     def clean(self) -> None:
         if self.deputy_id and self.deputy_id == self.owner_id:
-            raise ValidationError({"deputy": _("the deputy must be someone other than the owner")})
+            raise ValidationError({"deputy": _("대리 승인자는 담당자와 다른 사람이어야 합니다")})
         if self.supervisor_id and self.supervisor_id == self.owner_id:
-            raise ValidationError({"supervisor": _("the supervisor must be someone other than the owner")})
+            raise ValidationError({"supervisor": _("상급자는 담당자와 다른 사람이어야 합니다")})
 
 
 class HealthCriteria(models.Model):
     """EnvProfile: what "healthy" means for a system's servers after a change."""
 
-    system = models.OneToOneField(System, on_delete=models.CASCADE, related_name="health")
-    service_port = models.PositiveIntegerField(null=True, blank=True)
-    process_name = models.CharField(max_length=100, blank=True)
-    log_path = models.CharField(max_length=255, blank=True, validators=[validate_abs_path])
-    error_pattern = models.CharField(max_length=200, default="ERROR|Exception")
-    max_latency_ms = models.PositiveIntegerField(default=3000)
-    expected_status = models.PositiveSmallIntegerField(default=200)
-    min_free_disk_mb = models.PositiveIntegerField(default=512)
-    port_wait_seconds = models.PositiveIntegerField(default=30)
+    system = models.OneToOneField(System, verbose_name=_("시스템"), on_delete=models.CASCADE, related_name="health")
+    service_port = models.PositiveIntegerField(_("서비스 포트"), null=True, blank=True)
+    process_name = models.CharField(_("프로세스명"), max_length=100, blank=True)
+    log_path = models.CharField(_("로그 경로"), max_length=255, blank=True, validators=[validate_abs_path])
+    error_pattern = models.CharField(_("오류 패턴"), max_length=200, default="ERROR|Exception")
+    max_latency_ms = models.PositiveIntegerField(_("최대 응답 시간(ms)"), default=3000)
+    expected_status = models.PositiveSmallIntegerField(_("기대 HTTP 상태"), default=200)
+    min_free_disk_mb = models.PositiveIntegerField(_("최소 여유 디스크(MB)"), default=512)
+    port_wait_seconds = models.PositiveIntegerField(_("포트 대기 시간(초)"), default=30)
 
     class Meta:
         db_table = "TB_HEALTH_CRITERIA"
-        verbose_name = _("health criteria (TB_HEALTH_CRITERIA)")
-        verbose_name_plural = _("health criteria (TB_HEALTH_CRITERIA)")
+        verbose_name = _("헬스 체크 기준 (TB_HEALTH_CRITERIA)")
+        verbose_name_plural = _("헬스 체크 기준 (TB_HEALTH_CRITERIA)")
 
     def __str__(self) -> str:
         return f"health: {self.system.code}"
@@ -354,7 +383,7 @@ def validate_program(value: str) -> None:
         return
     if PROGRAM_PATH_RE.match(value or "") and "/../" not in value + "/" and "/./" not in value + "/":
         return
-    raise ValidationError(_("a bare program name (looked up in the server's PATH) or an absolute path"))
+    raise ValidationError(_("프로그램 이름(서버의 PATH에서 찾음) 또는 절대 경로"))
 
 
 def validate_pattern(value: str) -> None:
@@ -363,13 +392,13 @@ def validate_pattern(value: str) -> None:
     try:
         re.compile(value)
     except re.error as exc:
-        raise ValidationError(_("not a regular expression: %(error)s"), params={"error": exc}) from exc
+        raise ValidationError(_("정규식이 아닙니다: %(error)s"), params={"error": exc}) from exc
 
 
 def validate_roots(value: str) -> None:
     unknown = [v for v in split_roots(value) if v not in CATALOGUE_ROOTS]
     if unknown:
-        raise ValidationError(_("unknown root %(roots)s (allowed: %(allowed)s)"),
+        raise ValidationError(_("알 수 없는 루트 %(roots)s (허용: %(allowed)s)"),
                               params={"roots": ", ".join(unknown), "allowed": ", ".join(CATALOGUE_ROOTS)})
 
 
@@ -395,39 +424,39 @@ class CommandRule(models.Model):
     """
 
     system = models.ForeignKey(
-        System, null=True, blank=True, on_delete=models.CASCADE, related_name="command_rules",
-        help_text=_("empty: part of the default set every system gets"),
+        System, verbose_name=_("시스템"), null=True, blank=True, on_delete=models.CASCADE, related_name="command_rules",
+        help_text=_("비우면 모든 시스템에 적용되는 기본 목록에 포함"),
     )
-    program = models.CharField(_("program"), max_length=255, validators=[validate_program])
-    description = models.CharField(_("description"), max_length=200, blank=True)
-    option_pattern = models.CharField(_("option pattern"), max_length=300, blank=True,
+    program = models.CharField(_("프로그램"), max_length=255, validators=[validate_program])
+    description = models.CharField(_("설명"), max_length=200, blank=True)
+    option_pattern = models.CharField(_("옵션 패턴"), max_length=300, blank=True,
                                       validators=[validate_pattern])
-    operand_pattern = models.CharField(_("operand pattern"), max_length=300, blank=True,
+    operand_pattern = models.CharField(_("피연산자 패턴"), max_length=300, blank=True,
                                        validators=[validate_pattern])
-    argv_pattern = models.CharField(_("argument list pattern"), max_length=500, blank=True,
+    argv_pattern = models.CharField(_("인자 목록 패턴"), max_length=500, blank=True,
                                     validators=[validate_pattern])
     path_roots = models.CharField(
-        _("path roots"), max_length=100, blank=True, validators=[validate_roots],
-        help_text=_("comma separated: app, deploy, backup, scripts, log; empty: no path arguments"),
+        _("경로 루트"), max_length=100, blank=True, validators=[validate_roots],
+        help_text=_("쉼표로 구분: app, deploy, backup, scripts, log; 비우면 경로 인자 없음"),
     )
-    max_args = models.PositiveSmallIntegerField(_("maximum arguments"), default=12,
+    max_args = models.PositiveSmallIntegerField(_("최대 인자 수"), default=12,
                                                 validators=[MaxValueValidator(64)])
-    is_filter = models.BooleanField(_("pipe filter"), default=False,
-                                    help_text=_("may read another catalogue command's output through |"))
+    is_filter = models.BooleanField(_("파이프 필터"), default=False,
+                                    help_text=_("다른 목록 명령의 출력을 |로 받을 수 있음"))
     runs_programs = models.BooleanField(
-        _("runs other programs"), default=False,
-        help_text=_("required for wrappers and interpreters (sudo, env, busybox, sh, awk, find ...)"),
+        _("다른 프로그램 실행"), default=False,
+        help_text=_("래퍼와 인터프리터(sudo, env, busybox, sh, awk, find ...)에 필요"),
     )
-    enabled = models.BooleanField(_("enabled"), default=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    enabled = models.BooleanField(_("사용"), default=True)
+    updated_at = models.DateTimeField(_("수정 시각"), auto_now=True)
 
     objects = CommandRuleQuerySet.as_manager()
 
     class Meta:
         db_table = "TB_COMMAND_CATALOGUE"
         ordering = ["system_id", "program", "pk"]
-        verbose_name = _("command rule (TB_COMMAND_CATALOGUE)")
-        verbose_name_plural = _("command catalogue (TB_COMMAND_CATALOGUE)")
+        verbose_name = _("명령 규칙 (TB_COMMAND_CATALOGUE)")
+        verbose_name_plural = _("명령 목록 (TB_COMMAND_CATALOGUE)")
 
     def __str__(self) -> str:
         scope = self.system.code if self.system_id else "*"
@@ -440,7 +469,7 @@ class CommandRule(models.Model):
     def clean(self) -> None:
         runs = program_basename(self.program or "") in PROGRAMS_THAT_RUN_PROGRAMS
         if runs and not self.runs_programs:
-            raise ValidationError({"runs_programs": _("%(program)s can run other programs: tick this on purpose")
+            raise ValidationError({"runs_programs": _("%(program)s은(는) 다른 프로그램을 실행합니다: 알고 선택하십시오")
                                    % {"program": self.program}})
         if self.is_filter and (runs or self.runs_programs):
-            raise ValidationError({"is_filter": _("a program that can run other programs is never a pipe filter")})
+            raise ValidationError({"is_filter": _("다른 프로그램을 실행하는 프로그램은 필터가 될 수 없습니다")})

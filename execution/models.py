@@ -30,30 +30,52 @@ class Execution(models.Model):
     """One run of a playbook over a task's targets (or of an inspection schedule)."""
 
     task = models.ForeignKey(
-        "governance.OpsTask", null=True, blank=True, on_delete=models.CASCADE, related_name="executions"
+        "governance.OpsTask",
+        verbose_name=_("작업"),
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="executions",
     )
     inspection = models.ForeignKey(
-        "InspectionSchedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="executions"
+        "InspectionSchedule",
+        verbose_name=_("정기 점검"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="executions",
     )
     # The task id as text too, so the history survives a deleted task row.
-    task_ref = models.CharField(max_length=32, blank=True, db_index=True)
-    playbook = models.CharField(max_length=32)
-    playbook_version = models.CharField(max_length=16)
-    outcome = models.CharField(max_length=32, choices=Outcome.choices, default=Outcome.RUNNING, db_index=True)
-    reason = models.TextField(blank=True)
+    task_ref = models.CharField(_("작업 ID"), max_length=32, blank=True, db_index=True)
+    playbook = models.CharField(_("플레이북"), max_length=32)
+    playbook_version = models.CharField(_("플레이북 버전"), max_length=16)
+    outcome = models.CharField(
+        _("결과"),
+        max_length=32,
+        choices=Outcome.choices,
+        default=Outcome.RUNNING,
+        db_index=True,
+    )
+    reason = models.TextField(_("사유"), blank=True)
     # The rollout strategy actually used (see execution.rolling.RolloutStrategy).
-    canary_share = models.FloatField(default=0.01, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
-    batch_size = models.PositiveIntegerField(default=50, validators=[MinValueValidator(1)])
-    max_parallel = models.PositiveIntegerField(default=16, validators=[MinValueValidator(1), MaxValueValidator(256)])
-    failures_allowed = models.PositiveIntegerField(default=0)
-    safety_gate = models.BooleanField(default=True)
-    rollback_all = models.BooleanField(_("on failure roll back every group done so far"), default=False)
-    plan = models.JSONField(default=list, blank=True)  # [[server_id, ...], ...] per group
-    summary = models.JSONField(default=dict, blank=True)
-    started_at = models.DateTimeField(default=timezone.now)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    canary_share = models.FloatField(
+        _("카나리 비율"), default=0.01, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    batch_size = models.PositiveIntegerField(_("배치 크기"), default=50, validators=[MinValueValidator(1)])
+    max_parallel = models.PositiveIntegerField(
+        _("최대 동시 실행"), default=16, validators=[MinValueValidator(1), MaxValueValidator(256)]
+    )
+    failures_allowed = models.PositiveIntegerField(_("허용 실패 수"), default=0)
+    safety_gate = models.BooleanField(_("그룹 간 안전 확인"), default=True)
+    rollback_all = models.BooleanField(_("실패 시 완료된 모든 그룹 롤백"), default=False)
+    plan = models.JSONField(_("실행 계획"), default=list, blank=True)  # [[server_id, ...], ...] per group
+    summary = models.JSONField(_("요약"), default=dict, blank=True)
+    started_at = models.DateTimeField(_("시작 시각"), default=timezone.now)
+    finished_at = models.DateTimeField(_("종료 시각"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("실행 (TB_DEPLOY_HISTORY)")
+        verbose_name_plural = _("실행 이력 (TB_DEPLOY_HISTORY)")
         db_table = "TB_EXECUTION"
         ordering = ["-started_at"]
 
@@ -62,7 +84,7 @@ class Execution(models.Model):
 
     def clean(self) -> None:
         if not self.task_id and not self.inspection_id:
-            raise ValidationError({"task": _("an execution belongs to a task or an inspection schedule")})
+            raise ValidationError({"task": _("실행은 작업 또는 정기 점검 일정에 속해야 합니다")})
 
 
 class RunState(models.TextChoices):
@@ -80,20 +102,39 @@ class RunState(models.TextChoices):
 class ServerRun(models.Model):
     """TB_DEPLOY_HISTORY: what happened on one server in one execution."""
 
-    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="server_runs")
-    server = models.ForeignKey(Server, null=True, on_delete=models.SET_NULL, related_name="runs")
-    server_ref = models.CharField(max_length=64)  # survives deletion of the CMDB row
-    group_index = models.PositiveIntegerField(default=0)
-    tier = models.CharField(max_length=16, default="batch")  # canary / batch
-    playbook_version = models.CharField(max_length=16)
-    state = models.CharField(max_length=16, choices=RunState.choices, default=RunState.PENDING, db_index=True)
-    message = models.TextField(blank=True)
-    health = models.JSONField(default=dict, blank=True)
-    log_tail = models.TextField(blank=True)  # catalina.out tail dumped after a failure
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    execution = models.ForeignKey(
+        Execution,
+        verbose_name=_("실행"),
+        on_delete=models.CASCADE,
+        related_name="server_runs",
+    )
+    server = models.ForeignKey(
+        Server,
+        verbose_name=_("서버"),
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+    )
+    server_ref = models.CharField(_("서버 ID"), max_length=64)  # survives deletion of the CMDB row
+    group_index = models.PositiveIntegerField(_("그룹"), default=0)
+    tier = models.CharField(_("단계(티어)"), max_length=16, default="batch")  # canary / batch
+    playbook_version = models.CharField(_("플레이북 버전"), max_length=16)
+    state = models.CharField(
+        _("상태"),
+        max_length=16,
+        choices=RunState.choices,
+        default=RunState.PENDING,
+        db_index=True,
+    )
+    message = models.TextField(_("메시지"), blank=True)
+    health = models.JSONField(_("헬스 체크"), default=dict, blank=True)
+    log_tail = models.TextField(_("로그 끝부분"), blank=True)  # catalina.out tail dumped after a failure
+    started_at = models.DateTimeField(_("시작 시각"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("종료 시각"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("서버별 실행")
+        verbose_name_plural = _("서버별 실행")
         db_table = "TB_DEPLOY_HISTORY"
         ordering = ["execution", "group_index", "server_ref"]
         constraints = [models.UniqueConstraint(fields=["execution", "server_ref"], name="one_run_per_server")]
@@ -117,19 +158,26 @@ class StepResult(models.Model):
         LOST = "LOST", _("연결 끊김")
         KILLED = "KILLED", _("중지됨")  # kill switch killed the remote process group
 
-    server_run = models.ForeignKey(ServerRun, on_delete=models.CASCADE, related_name="steps")
-    seq = models.PositiveIntegerField()
-    name = models.CharField(max_length=64)
-    phase = models.CharField(max_length=10, choices=Phase.choices, default=Phase.FORWARD)
-    command = models.TextField(blank=True)  # redacted
-    exit_code = models.IntegerField(null=True, blank=True)
-    output_excerpt = models.TextField(blank=True)
-    output_sha256 = models.CharField(max_length=64, blank=True)
-    duration_ms = models.PositiveIntegerField(default=0)
-    state = models.CharField(max_length=8, choices=State.choices, default=State.OK)
-    started_at = models.DateTimeField(default=timezone.now)
+    server_run = models.ForeignKey(
+        ServerRun,
+        verbose_name=_("서버 실행"),
+        on_delete=models.CASCADE,
+        related_name="steps",
+    )
+    seq = models.PositiveIntegerField(_("순번"))
+    name = models.CharField(_("단계명"), max_length=64)
+    phase = models.CharField(_("국면"), max_length=10, choices=Phase.choices, default=Phase.FORWARD)
+    command = models.TextField(_("명령"), blank=True)  # redacted
+    exit_code = models.IntegerField(_("종료 코드"), null=True, blank=True)
+    output_excerpt = models.TextField(_("출력 발췌"), blank=True)
+    output_sha256 = models.CharField(_("출력 해시 (SHA-256)"), max_length=64, blank=True)
+    duration_ms = models.PositiveIntegerField(_("소요 시간(ms)"), default=0)
+    state = models.CharField(_("상태"), max_length=8, choices=State.choices, default=State.OK)
+    started_at = models.DateTimeField(_("시작 시각"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("단계 결과")
+        verbose_name_plural = _("단계 결과")
         db_table = "TB_STEP_RESULT"
         ordering = ["server_run", "seq"]
 
@@ -150,18 +198,22 @@ class InspectionSchedule(models.Model):
     ERROR_COUNT {"max_errors": 10} (matches of the system's error pattern in the log tail).
     """
 
-    name = models.CharField(max_length=100, unique=True)
-    system = models.ForeignKey(System, on_delete=models.CASCADE, related_name="inspections")
-    servers = models.ManyToManyField(Server, blank=True, help_text=_("empty = every active server of the system"))
-    kind = models.CharField(max_length=16, choices=InspectionKind.choices)
-    thresholds = models.JSONField(default=dict)
-    interval_minutes = models.PositiveIntegerField(default=60, validators=[MinValueValidator(1)])
-    enabled = models.BooleanField(default=True)
-    last_run_at = models.DateTimeField(null=True, blank=True)
-    next_run_at = models.DateTimeField(default=timezone.now, db_index=True)
-    last_result = models.JSONField(default=dict, blank=True)
+    name = models.CharField(_("이름"), max_length=100, unique=True)
+    system = models.ForeignKey(System, verbose_name=_("시스템"), on_delete=models.CASCADE, related_name="inspections")
+    servers = models.ManyToManyField(
+        Server, verbose_name=_("서버"), blank=True, help_text=_("비우면 시스템의 사용 중인 모든 서버")
+    )
+    kind = models.CharField(_("점검 종류"), max_length=16, choices=InspectionKind.choices)
+    thresholds = models.JSONField(_("임계치"), default=dict)
+    interval_minutes = models.PositiveIntegerField(_("주기(분)"), default=60, validators=[MinValueValidator(1)])
+    enabled = models.BooleanField(_("사용"), default=True)
+    last_run_at = models.DateTimeField(_("마지막 실행"), null=True, blank=True)
+    next_run_at = models.DateTimeField(_("다음 실행"), default=timezone.now, db_index=True)
+    last_result = models.JSONField(_("마지막 결과"), default=dict, blank=True)
 
     class Meta:
+        verbose_name = _("정기 점검 일정")
+        verbose_name_plural = _("정기 점검 일정")
         db_table = "TB_INSPECTION_SCHEDULE"
         ordering = ["name"]
 
@@ -178,7 +230,7 @@ class InspectionSchedule(models.Model):
         key = self.REQUIRED_THRESHOLD.get(self.kind)
         value = (self.thresholds or {}).get(key) if key else None
         if key and not isinstance(value, int | float):
-            raise ValidationError({"thresholds": _("a number for '%(key)s' is required") % {"key": key}})
+            raise ValidationError({"thresholds": _("'%(key)s'에 숫자가 필요합니다") % {"key": key}})
 
     def target_servers(self):
         chosen = self.servers.filter(active=True)

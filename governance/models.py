@@ -135,48 +135,56 @@ class OpsTaskQuerySet(models.QuerySet):
 
 
 class OpsTask(ConcurrentTransitionMixin, models.Model):
-    task_id = models.CharField(max_length=32, unique=True, editable=False)
-    category = models.CharField(max_length=16, choices=Category.choices)
-    sub_type = models.CharField(max_length=24, choices=SubType.choices)
-    title = models.CharField(max_length=200)
-    raw_request = models.TextField(blank=True)
-    sr_number = models.CharField(_("SR number"), max_length=64, blank=True, db_index=True)
-    parsed = models.JSONField(default=dict, blank=True)
-    system = models.ForeignKey(System, on_delete=models.PROTECT, related_name="tasks")
-    targets = models.ManyToManyField(Server, related_name="tasks", blank=True)
-    parameters = models.JSONField(default=dict, blank=True)
-    requester = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="requested_tasks")
-    channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.WEB)
-    risk = models.CharField(max_length=8, choices=Risk.choices)
-    emergency = models.BooleanField(default=False)
-    urgent = models.BooleanField(default=False)
-    playbook = models.CharField(max_length=32, blank=True)
-    playbook_version = models.CharField(max_length=16, blank=True)
+    task_id = models.CharField(_("작업 ID"), max_length=32, unique=True, editable=False)
+    category = models.CharField(_("분류"), max_length=16, choices=Category.choices)
+    sub_type = models.CharField(_("작업 유형"), max_length=24, choices=SubType.choices)
+    title = models.CharField(_("제목"), max_length=200)
+    raw_request = models.TextField(_("요청 원문"), blank=True)
+    sr_number = models.CharField(_("SR 번호"), max_length=64, blank=True, db_index=True)
+    parsed = models.JSONField(_("분석 결과"), default=dict, blank=True)
+    system = models.ForeignKey(System, verbose_name=_("시스템"), on_delete=models.PROTECT, related_name="tasks")
+    targets = models.ManyToManyField(Server, verbose_name=_("대상 서버"), related_name="tasks", blank=True)
+    parameters = models.JSONField(_("파라미터"), default=dict, blank=True)
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("요청자"), on_delete=models.PROTECT, related_name="requested_tasks"
+    )
+    channel = models.CharField(_("접수 경로"), max_length=16, choices=Channel.choices, default=Channel.WEB)
+    risk = models.CharField(_("위험도"), max_length=8, choices=Risk.choices)
+    emergency = models.BooleanField(_("긴급"), default=False)
+    urgent = models.BooleanField(_("독촉(에스컬레이션됨)"), default=False)
+    playbook = models.CharField(_("플레이북"), max_length=32, blank=True)
+    playbook_version = models.CharField(_("플레이북 버전"), max_length=16, blank=True)
     # The rendered execution plan (governance.plans): what every approver is shown, and
     # its SHA-256, which every decision records and the engine checks before running.
-    plan = models.JSONField(default=dict, blank=True)
-    plan_sha256 = models.CharField(max_length=64, blank=True)
-    status = FSMField(default=Status.RECEIVED, choices=Status.choices, protected=True, db_index=True)
+    plan = models.JSONField(_("실행 계획"), default=dict, blank=True)
+    plan_sha256 = models.CharField(_("계획 해시 (SHA-256)"), max_length=64, blank=True)
+    status = FSMField(_("상태"), default=Status.RECEIVED, choices=Status.choices, protected=True, db_index=True)
     current_approver = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("현재 승인자"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
-    stop_requested = models.BooleanField(default=False)
-    stop_reason = models.CharField(max_length=300, blank=True)
-    failure_reason = models.TextField(blank=True)
-    result_package = models.JSONField(default=dict, blank=True)
-    rework_round = models.PositiveSmallIntegerField(default=0)
-    pm_instructions = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    approved_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    stop_requested = models.BooleanField(_("중지 요청됨"), default=False)
+    stop_reason = models.CharField(_("중지 사유"), max_length=300, blank=True)
+    failure_reason = models.TextField(_("실패 사유"), blank=True)
+    result_package = models.JSONField(_("결과 패키지"), default=dict, blank=True)
+    rework_round = models.PositiveSmallIntegerField(_("재작업 회차"), default=0)
+    pm_instructions = models.TextField(_("PM 지시 사항"), blank=True)
+    created_at = models.DateTimeField(_("접수 시각"), default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(_("수정 시각"), auto_now=True)
+    approved_at = models.DateTimeField(_("승인 시각"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("종료 시각"), null=True, blank=True)
 
     objects = OpsTaskQuerySet.as_manager()
 
     class Meta:
+        verbose_name_plural = _("작업 (TB_OPS_TASK)")
         db_table = "TB_OPS_TASK"
         ordering = ["-created_at"]
-        verbose_name = _("task (TB_OPS_TASK)")
+        verbose_name = _("작업 (TB_OPS_TASK)")
         permissions = [
             ("submit_task", "Can submit a request"),
             ("decide_step", "Can decide approval steps"),
@@ -306,30 +314,49 @@ class ApprovalStepQuerySet(models.QuerySet):
 
 
 class ApprovalStep(models.Model):
-    task = models.ForeignKey(OpsTask, on_delete=models.CASCADE, related_name="steps")
-    step_order = models.PositiveSmallIntegerField()
-    role = models.CharField(max_length=24)  # owner / pm / security_officer / emergency
+    task = models.ForeignKey(OpsTask, verbose_name=_("작업"), on_delete=models.CASCADE, related_name="steps")
+    step_order = models.PositiveSmallIntegerField(_("단계"))
+    role = models.CharField(_("역할"), max_length=24)  # owner / pm / security_officer / emergency
     assigned_to = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="assigned_steps"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("배정된 승인자"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="assigned_steps",
     )
     original_owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("원 담당자"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
     )
     actual_approver = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("실제 승인자"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
     )
-    routing = models.CharField(max_length=10, choices=Routing.choices, default=Routing.DIRECT)
-    escalation_level = models.PositiveSmallIntegerField(default=0)  # 0 owner, 1 deputy, 2 supervisor
-    status = models.CharField(max_length=1, choices=StepStatus.choices, default=StepStatus.PENDING, db_index=True)
-    comments = models.TextField(blank=True)
-    activated_at = models.DateTimeField(null=True, blank=True)
-    sla_deadline = models.DateTimeField(null=True, blank=True, db_index=True)
-    reminded_at = models.DateTimeField(null=True, blank=True)
-    decided_at = models.DateTimeField(null=True, blank=True)
+    routing = models.CharField(_("배정 경로"), max_length=10, choices=Routing.choices, default=Routing.DIRECT)
+    escalation_level = models.PositiveSmallIntegerField(_("상향 단계"), default=0)  # 0 owner, 1 deputy, 2 supervisor
+    status = models.CharField(
+        _("상태"), max_length=1, choices=StepStatus.choices, default=StepStatus.PENDING, db_index=True
+    )
+    comments = models.TextField(_("의견"), blank=True)
+    activated_at = models.DateTimeField(_("시작 시각"), null=True, blank=True)
+    sla_deadline = models.DateTimeField(_("응답 기한"), null=True, blank=True, db_index=True)
+    reminded_at = models.DateTimeField(_("독촉 시각"), null=True, blank=True)
+    decided_at = models.DateTimeField(_("결정 시각"), null=True, blank=True)
 
     objects = ApprovalStepQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("승인 단계 (TB_APPROVAL_FLOW)")
+        verbose_name_plural = _("승인 단계 (TB_APPROVAL_FLOW)")
         db_table = "TB_APPROVAL_FLOW"
         ordering = ["task", "step_order"]
         constraints = [models.UniqueConstraint(fields=["task", "step_order"], name="one_step_per_order")]
@@ -347,16 +374,22 @@ class ApprovalStep(models.Model):
 class Notification(models.Model):
     """The in-app inbox: every notification, whatever adapter also carried it."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
-    task = models.ForeignKey(OpsTask, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications")
-    kind = models.CharField(max_length=32, default="info")
-    message = models.TextField()
-    actions = models.JSONField(default=list, blank=True)
-    link = models.CharField(max_length=300, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    read_at = models.DateTimeField(null=True, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("받는 사람"), on_delete=models.CASCADE, related_name="notifications"
+    )
+    task = models.ForeignKey(
+        OpsTask, verbose_name=_("작업"), null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
+    )
+    kind = models.CharField(_("종류"), max_length=32, default="info")
+    message = models.TextField(_("내용"))
+    actions = models.JSONField(_("버튼"), default=list, blank=True)
+    link = models.CharField(_("링크"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("시각"), default=timezone.now, db_index=True)
+    read_at = models.DateTimeField(_("읽은 시각"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("알림 (TB_NOTIFICATION)")
+        verbose_name_plural = _("알림 (TB_NOTIFICATION)")
         db_table = "TB_NOTIFICATION"
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["user", "read_at"])]
@@ -375,22 +408,26 @@ class Notification(models.Model):
 class GlobalStop(models.Model):
     """The global kill switch: one row. While engaged no execution starts."""
 
-    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
-    engaged = models.BooleanField(default=False)
-    reason = models.CharField(max_length=300, blank=True)
-    engaged_by = models.CharField(max_length=150, blank=True)
-    engaged_at = models.DateTimeField(null=True, blank=True)
-    requires_ack = models.BooleanField(default=False)  # set by an audit-chain break
+    id = models.PositiveSmallIntegerField(_("ID"), primary_key=True, default=1)
+    engaged = models.BooleanField(_("정지 중"), default=False)
+    reason = models.CharField(_("사유"), max_length=300, blank=True)
+    engaged_by = models.CharField(_("정지한 사람"), max_length=150, blank=True)
+    engaged_at = models.DateTimeField(_("정지 시각"), null=True, blank=True)
+    requires_ack = models.BooleanField(_("관리자 확인 필요"), default=False)  # set by an audit-chain break
 
     class Meta:
+        verbose_name = _("전체 정지")
+        verbose_name_plural = _("전체 정지")
         db_table = "TB_GLOBAL_STOP"
 
 
 class TaskSequence(models.Model):
     """Per-day counter behind task ids like OPS-20260523-001 (row locked while issuing)."""
 
-    day = models.DateField(primary_key=True)
-    last = models.PositiveIntegerField(default=0)
+    day = models.DateField(_("날짜"), primary_key=True)
+    last = models.PositiveIntegerField(_("마지막 번호"), default=0)
 
     class Meta:
+        verbose_name = _("작업 번호 순서")
+        verbose_name_plural = _("작업 번호 순서")
         db_table = "TB_TASK_SEQUENCE"

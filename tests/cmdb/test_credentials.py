@@ -52,7 +52,7 @@ def test_secret_is_write_only_and_its_change_audited_without_it(admin_client, cm
         assert SECRET not in body
         assert cred.secret_encrypted not in body and cred.secret_encrypted.split(":")[2][:16] not in body
     change = admin_client.get(reverse("admin:cmdb_credential_change", args=[cred.pk])).content.decode()
-    assert 'name="new_password"' in change and "set: yes" in change
+    assert 'name="new_password"' in change and "설정됨: 예" in change
     password_input = change.split('name="new_password"')[1].split(">")[0]
     assert "value=" not in password_input  # not even a masked value that would give away the length
 
