@@ -72,7 +72,8 @@ def alert_plan_changed(task, approved_sha256: str, current_sha256: str) -> None:
                           "current_sha256": current_sha256, "playbook": task.playbook,
                           "playbook_version": task.playbook_version})
     # The PMs are whoever may validate results (the role's permission, not a group name).
-    pms = get_user_model().objects.with_perm("governance.validate_result", include_superusers=False)
+    pms = get_user_model().objects.with_perm("governance.validate_result", include_superusers=False,
+                                             backend="django.contrib.auth.backends.ModelBackend")
     people = {user.pk: user for user in pms.filter(is_active=True)}
     if task.system.institution.pm_id:
         people.setdefault(task.system.institution.pm_id, task.system.institution.pm)

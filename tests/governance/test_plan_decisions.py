@@ -31,7 +31,7 @@ def api(user) -> APIClient:
 
 def console(user) -> Client:
     client = Client()
-    client.force_login(user)
+    client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
     return client
 
 
@@ -83,6 +83,17 @@ def test_bad_parameters_are_400_naming_every_field_before_anyone_is_asked(world)
     assert "parameters.artifact_sha256" in body and "parameters.version" in body, body
     assert not OpsTask.objects.exists()
     assert not Notification.objects.exists()  # no approver was asked
+
+
+def test_the_console_form_shows_each_parameter_error_next_to_its_field(world):
+    page = console(world.requester).post("/console/requests/new/", {
+        "system": world.system.pk, "sub_type": "APP_DEPLOY", "title": "배포", "targets": [world.servers[0].pk],
+        "version": "1.0 ; rm -rf /", "parameters_json": '{"rollout": {"drain_flag": "/etc/passwd"}}'})
+    assert page.status_code == 200
+    errors = page.context["form"].errors
+    assert "artifact" in errors and "version" in errors, errors  # the typed fields that feed the parameters
+    assert "rollout" in str(errors.get("parameters_json", "")), errors
+    assert not OpsTask.objects.exists()
 
 
 def test_a_request_that_can_render_no_plan_is_refused(world):
