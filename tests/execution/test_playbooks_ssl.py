@@ -22,6 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from execution.certs import served_certificate_fingerprint
 from execution.services import run_task, store_artifact
+from governance.attachments import attachment_root, store_attachment
 
 from .engine_helpers import approved_task, commands_received, fast_port_wait
 
@@ -103,7 +104,7 @@ class TlsFront:
 @pytest.fixture
 def tls_server(testbed_cmdb, pki):
     server = testbed_cmdb[0]
-    conf = Path(server.app_path).parent / "conf"
+    conf = Path(server.app_path) / "conf"  # certificate paths are confined under the server's app root
     conf.mkdir(exist_ok=True)
     old_key = _key()
     (conf / "server.crt").write_bytes(_pem(_cert("old", old_key, old_key, names=[HOST])))
@@ -115,7 +116,8 @@ def tls_server(testbed_cmdb, pki):
 
 def ssl_parameters(pki, conf: Path, port: int, cert: x509.Certificate, key: bytes) -> dict:
     return {"cert_sha256": store_artifact(_pem(cert), "server.crt")["sha256"],
-            "key_sha256": store_artifact(key, "server.key")["sha256"],
+            # The key goes in as an upload does: sealed with the vault in the attachment store.
+            "key_sha256": store_attachment(key, "server.key", field="key_file", kind="private_key")["sha256"],
             "chain_sha256": store_artifact(pki["ca"], "ca.crt")["sha256"], "hostname": HOST,
             "cert_path": str(conf / "server.crt"), "key_path": str(conf / "server.key"), "https_port": port}
 
@@ -134,6 +136,9 @@ def test_good_certificate_is_installed_and_served(testbed, tls_server, pki):
     expected = pki["good"].fingerprint(hashes.SHA256()).hex()
     assert served_certificate_fingerprint("127.0.0.1", front.port) == expected != old
     assert (conf / "server.key").stat().st_mode & 0o777 == 0o600
+    # Sealed at rest in the store, opened only for the upload: the server got the plaintext key.
+    stored = (attachment_root() / task.parameters["key_sha256"]).read_bytes()
+    assert b"PRIVATE KEY" not in stored and (conf / "server.key").read_bytes() == pki["key"]
     backup = Path(server.backup_path) / task.task_id / "ssl" / "server.crt"
     assert backup.exists() and b"BEGIN CERTIFICATE" in backup.read_bytes()
 
