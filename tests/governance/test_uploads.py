@@ -38,6 +38,12 @@ def store_listing() -> set[str]:
     return {p.name for p in root.iterdir()} if root.exists() else set()
 
 
+@pytest.fixture(autouse=True)
+def _own_store(settings, tmp_path):
+    """A store of this test's own: the sweep counts every file in it."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
 @pytest.fixture
 def post(world, django_capture_on_commit_callbacks):
     """Multipart POST as the site manager of the world's institution (the field user)."""
