@@ -12,7 +12,7 @@ from django.test import Client
 from audit.models import AuditEntry
 from governance.attachments import attachment_root
 from governance.models import OpsTask, Status
-from tests.factories import ServerFactory, SystemFactory, UserFactory
+from tests.factories import ServerFactory, SystemFactory, UserFactory, war_bytes
 
 URL = "/console/requests/new/"
 
@@ -50,7 +50,7 @@ def test_pickers_offer_only_the_users_systems_and_that_systems_servers(field, co
 
 
 def test_deploy_with_upload_redirects_to_the_new_task(post, console_world):
-    content = b"version=2.0.0\n" + b"#" * 2048
+    content = war_bytes("2.0.0", padding=2048)
     response = post({"sub_type": "APP_DEPLOY", "version": "2.0.0", "sr_number": "SR-7",
                      "targets": [s.pk for s in console_world.servers],
                      "parameters_json": '{"rollout": {"canary_share": 0}}'},
