@@ -280,6 +280,8 @@ def store_attachment(fileobj_or_bytes, name: str, *, field: str = "artifact", ki
     vault. Returns ``{sha256, path, size, name}``. A file over the size limit raises
     AttachmentTooLarge (a 400 naming ``field``); any refusal leaves nothing behind.
     """
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"unknown attachment kind {kind!r}; one of {', '.join(KINDS)}")
     tmp, sha, size = _stream_to_temp(fileobj_or_bytes, field, _limit_for(kind))
     staged = _Staged(field, kind, os.path.basename(name or "artifact"), tmp, sha, size)
     try:
