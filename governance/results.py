@@ -34,6 +34,15 @@ STATE_LABELS = {
     "ROLLED_BACK": _("롤백 완료"), "ROLLBACK_FAILED": _("롤백 실패"), "UNCERTAIN": _("상태 불확실"),
     "ABORTED": _("중단"), "REFUSED": _("거부"),
 }
+# Findings the playbooks record, in the PM's words; unknown keys are shown as they are.
+FINDING_LABELS = {
+    "free_disk_mb": _("배포 경로 여유 공간(MB)"), "port_before": _("변경 전 서비스 포트 응답"),
+    "served_fingerprint": _("서비스 중인 인증서 지문"), "total_mb": _("전체 메모리(MB)"),
+    "used_mb": _("사용 메모리(MB)"),
+    "available_mb": _("가용 메모리(MB)"), "used_percent": _("메모리 사용률(%)"), "path": _("경로"),
+    "free_mb": _("여유 공간(MB)"), "errors": _("오류 줄 수"), "files": _("대상 파일"), "deleted": _("삭제 여부"),
+    "exit_code": _("종료 코드"),
+}
 CHECK_LABELS = {"port": _("포트"), "http": _("HTTP 응답"), "process": _("프로세스·로그"), "check": _("점검")}
 
 
@@ -84,6 +93,10 @@ class ServerResult:
     @property
     def failed(self) -> bool:
         return self.state != SUCCEEDED
+
+    @property
+    def findings_display(self) -> list[tuple[str, str]]:
+        return [(str(FINDING_LABELS.get(key, key)), _display(value)) for key, value in self.findings.items()]
 
     @property
     def state_label(self) -> str:
@@ -235,6 +248,16 @@ def _legacy_http_check(name: str, value: Any) -> HealthCheck:
                        ok=value.get("status") == 200, phase="rollback" if str(name).startswith("rb-") else "forward",
                        status=_int_or_none(value.get("status")), latency_ms=_int_or_none(value.get("latency_ms")),
                        detail=str(value.get("body") or "")[:200])
+
+
+def _display(value: Any) -> str:
+    if value is True:
+        return str(_("예"))
+    if value is False:
+        return str(_("아니오"))
+    if isinstance(value, list | tuple):
+        return ", ".join(str(item) for item in value)
+    return str(value)
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -108,7 +108,7 @@ def test_pm_page_still_renders_an_old_package(client, waiting_task):
         "findings": {"srv-09": {"free_disk_mb": 800}}, "log_excerpt": [], "reason": ""})
     client.force_login(waiting_task.pm)
     page = client.get(reverse("console:validate", args=[waiting_task.task.task_id])).content.decode()
-    assert 'id="server-srv-09"' in page and "2.0.0" in page and "free_disk_mb" in page
+    assert 'id="server-srv-09"' in page and "2.0.0" in page and "배포 경로 여유 공간(MB)" in page
 
 
 def test_sample_war_is_a_real_zip_with_manifest_and_stored_version():

@@ -1,0 +1,113 @@
+"""The demo as scripts/demo.sh runs it, for browser tests: a loopback Redis, a migrated SQLite
+file, the real-sshd testbed, ``seed_demo --testbed`` (the README's demo users), Daphne and
+the django-q2 worker, each a child process stopped by its own PID afterwards.
+
+Also the page helpers the walk-through and live-update tests share (log in, viewports,
+screenshots into docs/screenshots/).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+
+from tests.live import daphne, qcluster, redis_server
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "docs" / "screenshots"
+PASSWORD = "Walkthrough-pw-2026"
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 390, "height": 844}
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def manage(env: dict, *args: str, timeout: float = 180) -> str:
+    done = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, check=True, timeout=timeout,
+                          capture_output=True, text=True)
+    return done.stdout
+
+
+@contextmanager
+def demo_stack(base: Path, servers: int = 4):
+    """Yields base_url, env and the demo's API tokens; everything stops on exit."""
+    data = base / "data"
+    with ExitStack() as stack:
+        redis_url = stack.enter_context(redis_server())
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "guardia.settings",
+            "GUARDIA_DATA_DIR": str(data),
+            "GUARDIA_DATABASE_URL": f"sqlite:///{base / 'demo.sqlite3'}",
+            "GUARDIA_CHANNEL_LAYER": "redis",
+            "GUARDIA_REDIS_URL": redis_url,
+            "GUARDIA_DEBUG": "true",  # WhiteNoise serves static files straight from the finders
+            "GUARDIA_LOG_LEVEL": "WARNING",
+            "GUARDIA_DEMO_PASSWORD": PASSWORD,
+            "PYTHONUNBUFFERED": "1",
+        }
+        manage(env, "migrate", "--noinput", "-v", "0")
+        manage(env, "testbed", "up", "--servers", str(servers))
+        stack.callback(lambda: subprocess.run([sys.executable, "manage.py", "testbed", "down"], cwd=REPO, env=env,
+                                              timeout=120, capture_output=True))
+        manage(env, "seed_demo", "--testbed")
+        tokens = {}
+        for line in manage(env, "seed_demo", "--print-logins", "--with-tokens").splitlines():
+            parts = line.split()
+            if len(parts) == 3:
+                tokens[parts[0]] = parts[2]
+        address = stack.enter_context(daphne(env, base / "daphne.log"))
+        env["GUARDIA_BASE_URL"] = f"http://{address}"
+        stack.enter_context(qcluster(env, base / "qcluster.log"))
+        yield SimpleNamespace(base_url=f"http://{address}", env=env, tokens=tokens, logs=base, password=PASSWORD)
+
+
+def launch_chromium(playwright):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def new_context(browser, viewport: dict):
+    phone = viewport["width"] < 500
+    return browser.new_context(locale="ko-KR", timezone_id="America/New_York", viewport=viewport,
+                               device_scale_factor=1, is_mobile=phone, has_touch=phone, accept_downloads=True)
+
+
+def login(context, base_url: str, username: str):
+    page = context.new_page()
+    page.goto(f"{base_url}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/console/$"))
+    return page
+
+
+def wait_live(page) -> None:
+    """The page's socket is open: events sent from now on reach it."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("#live-state.on").first).to_be_visible(timeout=30_000)
+
+
+def mark_document(page) -> None:
+    page.evaluate("window.__sameDocument = 'not reloaded'")
+
+
+def same_document(page) -> bool:
+    return page.evaluate("window.__sameDocument") == "not reloaded"
+
+
+def screenshot(page, name: str) -> Path:
+    """A viewport-sized PNG (kept small) of a main page, for the README's screenshot list."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=False, animations="disabled")
+    return path
