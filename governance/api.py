@@ -28,6 +28,7 @@ from .serializers import (
     TaskSerializer,
     TaskSubmitSerializer,
     ValidationSerializer,
+    error_responses,
 )
 from .submission import file_request
 
@@ -36,7 +37,8 @@ def error_response(exc: GovernanceError) -> Response:
     return Response(exc.as_dict(), status=exc.status_code)
 
 
-@extend_schema(request=ApprovalDecisionSerializer, responses={200: DecisionResultSerializer},
+@extend_schema(request=ApprovalDecisionSerializer,
+               responses={200: DecisionResultSerializer, **error_responses(400, 401, 403, 404, 409)},
                summary="Approve or reject an approval step (seed POST /approval/process)")
 @api_view(["POST"])
 def approval_process(request):
@@ -55,7 +57,8 @@ def approval_process(request):
     return Response(body)
 
 
-@extend_schema(responses={200: TaskHistorySerializer}, summary="A task's full timeline (seed GET /task/history)")
+@extend_schema(responses={200: TaskHistorySerializer, **error_responses(401, 404)},
+               summary="A task's full timeline (seed GET /task/history)")
 @api_view(["GET"])
 def task_history(request, task_id: str):
     try:
@@ -86,6 +89,11 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     serializer_class = TaskSerializer
     filterset_class = TaskFilter
     lookup_field = "task_id"
+
+    @extend_schema(responses={200: TaskDetailSerializer, **error_responses(401, 404)},
+                   summary="One task with its plan, parameters (secrets masked), artifact and targets")
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)
 
     def get_serializer_class(self):
         # One task carries its plan, parameters, artifact and targets; the list stays light.
@@ -131,7 +139,8 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             return error_response(exc)
         return Response(TaskSerializer(task).data)
 
-    @extend_schema(request=ValidationSerializer, responses={200: TaskSerializer})
+    @extend_schema(request=ValidationSerializer,
+                   responses={200: TaskSerializer, **error_responses(400, 401, 403, 404, 409)})
     @action(detail=True, methods=["post"])
     def validate(self, request, task_id=None):
         form = ValidationSerializer(data=request.data)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
 from cmdb.models import Server
@@ -21,7 +22,7 @@ class ApprovalDecisionSerializer(serializers.Serializer):
 
 
 _COMMAND = {"type": "object", "properties": {"name": {"type": "string"}, "command": {"type": "string"}}}
-_UPLOAD = {"type": "object", "properties": {"name": {"type": "string"}, "size": {"type": "integer"},
+_UPLOAD = {"type": "object", "properties": {"name": {"type": "string"}, "size": {"type": "integer", "nullable": True},
                                             "sha256": {"type": "string"}, "remote": {"type": "string"}}}
 PLAN_SCHEMA = {
     "type": "object",
@@ -52,6 +53,14 @@ class PlanField(serializers.JSONField):
     pass
 
 
+def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
+    """The error answers of governance endpoints: {"detail": "..."} or {"<field>": ["..."]}."""
+    meaning = {400: "bad input; the body names each field", 401: "not logged in",
+               403: "not allowed", 404: "not found, or not visible to the caller",
+               409: "the state does not allow it (already decided, stopped, plan changed)"}
+    return {code: OpenApiResponse(OpenApiTypes.OBJECT, description=meaning[code]) for code in codes}
+
+
 class ArtifactSerializer(serializers.Serializer):
     name = serializers.CharField()
     size = serializers.IntegerField(allow_null=True)
@@ -66,9 +75,10 @@ class ServerTargetSerializer(serializers.ModelSerializer):
 
 
 class StepSerializer(serializers.ModelSerializer):
-    assigned_to = serializers.StringRelatedField()
-    original_owner = serializers.StringRelatedField()
-    actual_approver = serializers.StringRelatedField()
+    # null until someone is assigned / has decided (the schema says so: allow_null)
+    assigned_to = serializers.StringRelatedField(allow_null=True)
+    original_owner = serializers.StringRelatedField(allow_null=True)
+    actual_approver = serializers.StringRelatedField(allow_null=True)
 
     class Meta:
         model = ApprovalStep
@@ -87,7 +97,7 @@ class TaskSerializer(serializers.ModelSerializer):
     system = serializers.SlugRelatedField(slug_field="code", read_only=True)
     institution = serializers.CharField(source="system.institution.code", read_only=True)
     requester = serializers.StringRelatedField()
-    current_approver = serializers.StringRelatedField()
+    current_approver = serializers.StringRelatedField(allow_null=True)
     targets = serializers.SlugRelatedField(slug_field="server_id", many=True, read_only=True)
     seed_code = serializers.CharField(read_only=True)
 
