@@ -43,7 +43,12 @@ class ExportView(APIView):
             OpenApiParameter("institution", str),
             OpenApiParameter("task", str),
         ],
-        responses={(200, "application/octet-stream"): bytes},
+        # The file in the format asked for (audit.exports.CONTENT_TYPES).
+        responses={
+            (200, "text/csv"): OpenApiTypes.BINARY,
+            (200, "application/x-ndjson"): OpenApiTypes.BINARY,
+            (200, "application/pdf"): OpenApiTypes.BINARY,
+        },
     )
     def get(self, request):
         from .views import export_response

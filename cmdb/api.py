@@ -8,6 +8,7 @@ a server shows only whether it has one.
 from __future__ import annotations
 
 from django.urls import include, path
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers, viewsets
 from rest_framework.routers import SimpleRouter
 
@@ -22,9 +23,18 @@ class InstitutionSerializer(serializers.ModelSerializer):
         fields = ["id", "code", "name", "aliases", "tier", "contact"]
 
 
+@extend_schema_field({"type": "string", "pattern": r"^\d{2}:\d{2}(:\d{2}(\.\d+)?)?$", "example": "22:00:00",
+                      "description": "local wall-clock time (HH:MM:SS), no UTC offset"})  # fmt: skip
+class LocalTimeField(serializers.TimeField):
+    """A deploy-window bound: a time of day at the site, not an instant, so it carries no
+    offset (OpenAPI's `format: time` would demand one)."""
+
+
 class SystemSerializer(serializers.ModelSerializer):
     institution = serializers.SlugRelatedField(slug_field="code", read_only=True)
     tier = serializers.IntegerField(source="institution.tier", read_only=True)
+    window_start = LocalTimeField(read_only=True)
+    window_end = LocalTimeField(read_only=True)
 
     class Meta:
         model = System

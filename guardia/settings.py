@@ -246,6 +246,11 @@ SPECTACULAR_SETTINGS = {
         "TaskStatusEnum": "governance.models.Status",
         "StepStatusEnum": "governance.models.StepStatus",
     },
+    # The 400/401/403/404/409 answers shared by every endpoint (guardia/openapi.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "guardia.openapi.document_error_responses",
+    ],
 }
 
 # Channels: Redis carries events from the qcluster worker to browsers on Daphne. The
