@@ -3,11 +3,13 @@ kinds of timeline lines. Stored values stay as they are; pages translate them he
 
 from __future__ import annotations
 
+import re
+
 from django.utils.translation import gettext_lazy as _
 
 from audit.labels import action_label
 
-from .models import Routing, Status, StepStatus
+from .models import Risk, Routing, Status, StepStatus
 
 ROLE_LABELS = {
     # approval step roles
@@ -52,6 +54,43 @@ DECISION_LABELS = {
     "rework": _("재작업 지시"),
     "takeover": _("직접 인수"),
 }
+
+
+# Transition reasons the services write in English (they are hashed into the audit chain
+# as written); the pages show them in Korean. Anything else (an approver's comment, an
+# engine failure text) is shown as it was written.
+REASON_PATTERNS = [
+    (re.compile(r"^all approval steps approved \(plan (?P<plan>\w*), playbook (?P<playbook>.*)\)$"),
+     _("모든 승인 단계 승인 (계획 %(plan)s, 플레이북 %(playbook)s)")),
+    (re.compile(r"^all approval steps approved$"), _("모든 승인 단계 승인")),
+    (re.compile(r"^auto-approved: tier (?P<tier>\d), (?P<risk>\w+)$"), _("자동 승인: %(tier)s등급, 위험도 %(risk)s")),
+    (re.compile(r"^withdrawn by the requester$"), _("요청자가 취소함")),
+    (re.compile(r"^expired: nobody answered within the SLA$"), _("기한 만료: 응답 기한 안에 아무도 응답하지 않음")),
+    (re.compile(r"^kill switch: (?P<reason>.*)$", re.S), _("킬 스위치: %(reason)s")),
+    (re.compile(r"^execution finished; PM validation$"), _("실행 완료, PM 검증 대기")),
+    (re.compile(r"^PM validated the result$"), _("PM이 결과를 검증함")),
+    (re.compile(r"^rework round (?P<round>\d+): (?P<comments>.*)$", re.S), _("재작업 %(round)s회차: %(comments)s")),
+    (re.compile(r"^taken over by (?P<user>[^:]+): (?P<comments>.*)$", re.S),
+     _("%(user)s 님이 직접 인수: %(comments)s")),
+]
+
+
+def _choice_label(choices, value: str) -> str:
+    try:
+        return str(choices(value).label)
+    except ValueError:
+        return value
+
+
+def reason_label(reason: str) -> str:
+    for pattern, text in REASON_PATTERNS:
+        match = pattern.match(reason or "")
+        if match:
+            values = match.groupdict()
+            if "risk" in values:
+                values["risk"] = _choice_label(Risk, values["risk"])
+            return str(text) % values
+    return reason
 
 
 def role_label(role: str) -> str:

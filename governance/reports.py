@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from audit.labels import action_label
 from audit.models import AuditEntry
 
-from .labels import decision_label, role_label, routing_label, status_label, timeline_kind_label
+from .labels import decision_label, reason_label, role_label, routing_label, status_label, timeline_kind_label
 from .models import ApprovalStep, Category, Notification, OpsTask, Routing, Status
 from .notify import shorten
 
@@ -42,7 +42,7 @@ def _audit_text(entry: AuditEntry) -> str:
     label = AUDIT_TEXT.get(entry.action) or action_label(entry.action)
     if entry.action == "task.transition":
         return (f"{label}: {status_label(p.get('source', ''))} → {status_label(p.get('target', ''))}"
-                + (f" ({p['reason']})" if p.get("reason") else ""))
+                + (f" ({reason_label(p['reason'])})" if p.get("reason") else ""))
     if entry.action in ("approval.assigned", "approval.escalated"):
         via = f" ← {p['escalated_from']}" if p.get("escalated_from") else ""
         who = p.get("assigned_to") or "없음"
@@ -53,7 +53,7 @@ def _audit_text(entry: AuditEntry) -> str:
                 f"{p.get('comments', '')}").rstrip(" —")
     if entry.action.startswith("execution."):
         return f"{entry.target}: {p.get('step', entry.command[:80])} → {entry.result_code}"
-    return label + (f": {p.get('reason')}" if p.get("reason") else "")
+    return label + (f": {reason_label(p['reason'])}" if p.get("reason") else "")
 
 
 def audit_line(entry: AuditEntry) -> dict:
@@ -196,7 +196,7 @@ def statistics_charts(stats: dict) -> dict:
                             [r["n"] for r in stats["per_category"]], "doughnut"),
         "period": {**_series([r["label"] for r in stats["per_period"]], [r["n"] for r in stats["per_period"]], "line"),
                    "granularity": stats["granularity"]},
-        "lead_time": _series([str(_("중앙값 (p50)")), str(_("90% (p90)"))],
+        "lead_time": _series([str(_("중앙값 (p50)")), str(_("90번째 백분위 (p90)"))],
                              [stats["lead_time_p50"], stats["lead_time_p90"]], "bar"),
         "series_label": str(_("요청 수")),
         "count_axis": str(_("요청 수 (건)")),

@@ -206,8 +206,10 @@ AXES_RESET_ON_SUCCESS = True
 AXES_ENABLED = envbool("GUARDIA_LOGIN_THROTTLE", "true")
 
 LANGUAGE_CODE = "ko-kr"
-LANGUAGES = [("ko", _("Korean")), ("en", _("English"))]
-LOCALE_PATHS = [BASE_DIR / "locale"]
+LANGUAGES = [("ko", _("한국어")), ("en", _("영어"))]
+# One catalogue for every app and template (Korean msgids, English translations), so
+# `manage.py makemessages -l en` run from the project root writes everything there.
+LOCALE_PATHS = [BASE_DIR / "governance" / "locale"]
 TIME_ZONE = os.getenv("GUARDIA_TIME_ZONE", "Asia/Seoul")
 USE_I18N = True
 USE_TZ = True

@@ -48,7 +48,7 @@ def test_bad_ip_duplicate_id_and_unknown_system_are_all_reported_and_nothing_is_
     assert by_row[5].field == "server_id" and "row 2" in by_row[5].message
     assert by_row[6].field == "system" and "NO-SUCH" in by_row[6].message
     body = response.content.decode()
-    assert "nothing was imported" in body and 'class="row-number">6<' in body
+    assert "아무것도 가져오지 않았습니다" in body and 'class="row-number">6<' in body
     assert set(Server.objects.values_list("server_id", flat=True)) == {"existing-1"}
     assert not AuditEntry.objects.filter(action="cmdb.server_import").exists()
 
