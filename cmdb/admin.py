@@ -10,7 +10,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -495,6 +495,14 @@ class CommandRuleAdmin(admin.ModelAdmin):
         (_("인자"), {"fields": ["option_pattern", "operand_pattern", "argv_pattern", "path_roots", "max_args"]}),
         (_("파이프와 래퍼"), {"fields": ["is_filter", "runs_programs"]}),
     ]
+
+    def get_queryset(self, request):
+        # The default list (no system) is everyone's; a system's own rules only within the
+        # user's systems, like every other CMDB list.
+        qs = super().get_queryset(request)
+        if sees_all_systems(request.user):
+            return qs
+        return qs.filter(Q(system__isnull=True) | Q(system__in=System.objects.for_user(request.user)))
 
     @admin.display(description=_("적용 범위"), ordering="system__code")
     def scope(self, obj):

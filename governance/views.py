@@ -148,6 +148,7 @@ def approvals(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@permission_required("governance.decide_step", raise_exception=True)
 @require_POST
 def decide(request: HttpRequest, step_id: int) -> HttpResponse:
     form = DecisionForm(request.POST)
@@ -198,6 +199,7 @@ def task_detail(request: HttpRequest, task_id: str) -> HttpResponse:
 
 
 @login_required
+@permission_required("governance.use_kill_switch", raise_exception=True)
 @require_POST
 def task_stop(request: HttpRequest, task_id: str) -> HttpResponse:
     task = _visible_task(request, task_id)
