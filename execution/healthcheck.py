@@ -3,19 +3,28 @@
 The port and the health URL are probed from the worker, like a load balancer would: no
 agent, no remote tool assumed on the server. Reasons are written for people
 ("port 18080 not answering within 30 s on srv-07").
+
+Where a check goes comes from the CMDB only (the server's address, service port and health
+URL); a request may tighten thresholds, nothing else. The HTTP client speaks http(s) to the
+target server's own address and nothing else: no redirects, no other scheme (urllib's
+generic opener would read file:// and ftp:// URLs), and a bounded body.
 """
 
 from __future__ import annotations
 
+import http.client
+import ipaddress
 import re
 import socket
+import ssl
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .playbooks.base import StepFailed, q
+from .playbooks.base import HEALTH_LIMITS, ParameterError, StepFailed, clean_health_limits, q, tighter
+
+MAX_BODY = 64 * 1024
+LOG_OFFSET_PLACEHOLDER = "<log-size-before-startup+1>"
 
 # The commands built here are POSIX; /bin/sh starts in half the time of bash (see transport).
 SH = "/bin/sh"
@@ -37,13 +46,23 @@ class Health:
 
     @classmethod
     def for_server(cls, server, criteria=None, overrides: dict | None = None) -> Health:
+        """The server's CMDB row, then its system's criteria, then the request's tighter limits.
+
+        ``overrides`` (a request's ``parameters.health``) may only lower max_latency_ms and
+        port_wait_seconds or raise min_free_disk_mb; any other key, or a looser value, is
+        ignored here (the plan refuses it at filing, naming the field)."""
         url = server.health_url or ""
         parts = urlsplit(url) if url else None
         # The server's own row is the more specific fact; the system's criteria are defaults.
         port = server.service_port or (criteria.service_port if criteria and criteria.service_port else None)
-        if not port and parts and parts.port:
-            port = parts.port
-        host = (parts.hostname if parts and parts.hostname else None) or server.ip
+        if not port and parts:
+            try:
+                port = parts.port
+            except ValueError:
+                port = None
+        # Port probes go where the health URL points when that is the server's own host (a name
+        # or address of it), else to its CMDB address: never to a host named elsewhere.
+        host = parts.hostname if parts and parts.hostname and not url_problem(url, server) else server.ip
         health = cls(host=host, port=port, url=url, log_path=server.log_path)
         if criteria is not None:
             health.expected_status = criteria.expected_status
@@ -52,10 +71,54 @@ class Health:
             health.port_wait_seconds = criteria.port_wait_seconds
             health.max_latency_ms = criteria.max_latency_ms
             health.log_path = server.log_path or criteria.log_path
-        for key, value in (overrides or {}).items():
-            if hasattr(health, key):
-                setattr(health, key, type(getattr(health, key))(value) if getattr(health, key) is not None else value)
+        try:
+            limits = clean_health_limits(overrides)
+        except ParameterError:
+            limits = {key: value for key, value in (overrides or {}).items()
+                      if key in HEALTH_LIMITS and isinstance(value, int) and not isinstance(value, bool)
+                      and value >= 0}
+        for key, value in limits.items():
+            if tighter(key, value, getattr(health, key)):
+                setattr(health, key, value)
         return health
+
+
+def own_hosts(server) -> set[str]:
+    return {h.lower() for h in (str(server.ip or ""), str(server.hostname or "")) if h}
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_own_host(host: str, server) -> bool:
+    """``host`` names ``server`` itself: its CMDB address or host name. A server whose CMDB
+    address is a loopback address is this machine, and so is every other loopback address
+    (the testbed's sshd listens on 127.0.0.x, its WAS on 127.0.0.1)."""
+    host = (host or "").lower()
+    if not host:
+        return False
+    return host in own_hosts(server) or (_loopback(host) and _loopback(str(server.ip or "")))
+
+
+def url_problem(url: str, server) -> str:
+    """Why ``url`` may not be fetched as ``server``'s health check ("" when it may)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return f"health URL of {server.server_id} is malformed"
+    if parts.scheme not in ("http", "https"):
+        return f"health URL of {server.server_id} must be http or https, not {parts.scheme or 'none'}"
+    if parts.username or parts.password:
+        return f"health URL of {server.server_id} must not carry credentials"
+    if not is_own_host(parts.hostname or "", server):
+        return (f"health URL of {server.server_id} names host {parts.hostname or '-'}, "
+                f"not the server's own address ({server.ip})")
+    return ""
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -81,19 +144,36 @@ def wait_port(ctx, name: str = "post-port") -> None:
                                        f"on {ctx.server.server_id}")
             ctx.sleep(0.05)
 
-    ctx.check(name, probe)
+    ctx.check(name, probe, plan={"kind": "port", "host": health.host, "port": health.port,
+                                 "wait_seconds": health.port_wait_seconds})
 
 
-def http_get(url: str, timeout: float) -> tuple[int, str, int]:
+def http_get(url: str, timeout: float, *, server) -> tuple[int, str, int]:
+    """GET ``url`` on ``server``'s own address: (status, body, latency ms).
+
+    http.client, not urllib: it follows no redirect (a 3xx is just a status that is not the
+    expected one) and knows no scheme but the one asked for. At most MAX_BODY bytes are read.
+    """
+    problem = url_problem(url, server)
+    if problem:
+        raise ConnectionError(problem)
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if parts.scheme == "https":
+        connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+            parts.hostname, parts.port, timeout=timeout, context=ssl.create_default_context())
+    else:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     started = time.monotonic()
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - URL from the CMDB
-            body = response.read(4096).decode("utf-8", "replace")
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        status, body = exc.code, exc.read(4096).decode("utf-8", "replace") if exc.fp else ""
-    except (urllib.error.URLError, OSError) as exc:
-        raise ConnectionError(str(getattr(exc, "reason", exc))) from exc
+        connection.request("GET", target, headers={"User-Agent": "GUARDiA-health", "Connection": "close"})
+        response = connection.getresponse()
+        status = response.status
+        body = response.read(MAX_BODY).decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException) as exc:
+        raise ConnectionError(str(exc) or type(exc).__name__) from exc
+    finally:
+        connection.close()
     return status, body, int((time.monotonic() - started) * 1000)
 
 
@@ -104,7 +184,8 @@ def check_http(ctx, name: str = "post-http", *, expect_version: str = "") -> Non
 
     def probe():
         try:
-            status, body, latency = http_get(health.url, timeout=max(1.0, health.max_latency_ms / 1000))
+            status, body, latency = http_get(health.url, timeout=max(1.0, health.max_latency_ms / 1000),
+                                             server=ctx.server)
         except ConnectionError as exc:
             raise StepFailed(name, f"{health.url} not reachable on {ctx.server.server_id}: {exc}") from exc
         ctx.data.setdefault("health", {})[name] = {"status": status, "latency_ms": latency, "body": body[:200]}
@@ -119,7 +200,8 @@ def check_http(ctx, name: str = "post-http", *, expect_version: str = "") -> Non
                                    f"expected {expect_version}")
         return f"HTTP {status} in {latency} ms: {body.strip()[:80]}"
 
-    ctx.check(name, probe)
+    ctx.check(name, probe, plan={"kind": "http", "url": health.url, "expect_status": health.expected_status,
+                                 "max_latency_ms": health.max_latency_ms, "expect_version": expect_version})
 
 
 def served_version(body: str) -> str:
@@ -147,15 +229,26 @@ def last_int(text: str) -> int:
 
 
 def post_check(ctx, name: str, pid_file: str, old_pid: str, offset: int) -> None:
-    """One command for the new PID and the log since the restart (no ERROR pattern)."""
+    """One command for the new PID and the log since the restart (no ERROR pattern).
+
+    Where the log stood before startup is only known when the offset step has run: the plan
+    shows that one number as LOG_OFFSET_PLACEHOLDER (a plain integer when it runs)."""
     health = ctx.health
     parts = [f"printf 'pid=%s\\n' \"$(cat {q(pid_file)} 2>/dev/null)\""] if pid_file else []
     if health.log_path and health.error_pattern:
-        parts.append(f"printf 'errors=%s\\n' \"$(tail -c +{int(offset) + 1} {q(health.log_path)} | "
+        start = LOG_OFFSET_PLACEHOLDER if ctx.planning else str(int(offset) + 1)
+        parts.append(f"printf 'errors=%s\\n' \"$(tail -c +{start} {q(health.log_path)} | "
                      f"grep -E -c -- {q(health.error_pattern)})\"")
     if not parts:
         return
     result = ctx.run(name, "; ".join(parts), timeout=30, shell=SH)
+    if ctx.planning:
+        if pid_file:
+            ctx.expect({"kind": "process", "pid_file": pid_file, "expect": "new pid"})
+        if health.log_path and health.error_pattern:
+            ctx.expect({"kind": "log", "path": health.log_path, "error_pattern": health.error_pattern,
+                        "since": "restart"})
+        return
     found = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
     new_pid = found.get("pid", "").strip()
     if pid_file and (not new_pid or new_pid == old_pid):

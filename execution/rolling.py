@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import posixpath
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,9 +20,23 @@ from typing import Any
 
 from cmdb import vault
 
-from .playbooks.base import StepFailed
+from .playbooks.base import Param, ParameterError, StepFailed, server_roots
 
 EXCERPT = 4000
+# The maintenance flag a load balancer reads: a file below the server's app_path, named like a
+# flag, so neither touch nor the rm that follows can reach a file outside the app or its artifact.
+DRAIN_FLAG = Param("path", roots=("app",), strictly_below=True, suffixes=(".flag", ".down"), max_length=255)
+STRATEGY_FIELDS = (("canary_share", float), ("batch_size", int), ("batch_percent", float), ("max_parallel", int),
+                   ("failures_allowed", int), ("safety_gate", bool), ("gate_sample", int), ("rollback_all", bool),
+                   ("drain_flag", str))
+
+TYPE_MESSAGE = {float: "숫자여야 합니다", int: "정수여야 합니다", bool: "true 또는 false여야 합니다",
+                str: "문자열이어야 합니다"}
+
+
+def drain_flag_path(server, flag: str) -> str:
+    """The drain flag's absolute path on this server, confined below its app_path."""
+    return DRAIN_FLAG.confine("rollout.drain_flag", flag, server_roots(server), server.server_id)
 
 
 class Aborted(Exception):
@@ -44,39 +57,43 @@ class RolloutStrategy:
     safety_gate: bool = True
     gate_sample: int = 16  # earlier servers re-checked at each gate besides the batch just done (-1: all)
     rollback_all: bool = False
-    drain_flag: str = ""  # a maintenance flag file; relative paths are under the server root
+    drain_flag: str = ""  # a maintenance flag file below the server's app_path (DRAIN_FLAG)
 
     @classmethod
     def from_parameters(cls, rollout: dict | None, tier: int = 2) -> RolloutStrategy:
+        if rollout is not None and not isinstance(rollout, dict):
+            raise ParameterError({"rollout": "객체(JSON)여야 합니다"})
         rollout = dict(rollout or {})
         strategy = cls()
-        errors = {}
-        for name, kind in (("canary_share", float), ("batch_size", int), ("batch_percent", float),
-                           ("max_parallel", int), ("failures_allowed", int), ("safety_gate", bool),
-                           ("gate_sample", int), ("rollback_all", bool), ("drain_flag", str)):
+        known = {name for name, _kind in STRATEGY_FIELDS}
+        errors = {name: "알 수 없는 롤아웃 항목입니다" for name in sorted(set(rollout) - known)}
+        for name, kind in STRATEGY_FIELDS:
             if name in rollout and rollout[name] is not None:
                 value = rollout[name]
                 if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
                     value = float(value)
                 if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                    errors[name] = f"expected {kind.__name__}"
+                    errors[name] = TYPE_MESSAGE[kind]
                     continue
                 setattr(strategy, name, value)
         if strategy.canary_share is not None and not 0 <= strategy.canary_share <= 1:
-            errors["canary_share"] = "between 0 and 1"
+            errors["canary_share"] = "0과 1 사이여야 합니다"
         if strategy.batch_percent is not None and not 0 < strategy.batch_percent <= 1:
-            errors["batch_percent"] = "between 0 (exclusive) and 1"
-        if strategy.batch_size < 1:
-            errors["batch_size"] = "at least 1"
-        if strategy.gate_sample < -1:
-            errors["gate_sample"] = "-1 (all) or more"
+            errors["batch_percent"] = "0보다 크고 1 이하여야 합니다"
+        if not 1 <= strategy.batch_size <= 100_000:
+            errors["batch_size"] = "1 이상이어야 합니다"
+        if not -1 <= strategy.gate_sample <= 100_000:
+            errors["gate_sample"] = "-1(전체) 이상이어야 합니다"
+        if not 0 <= strategy.failures_allowed <= 100_000:
+            errors["failures_allowed"] = "0 이상이어야 합니다"
         if not 1 <= strategy.max_parallel <= 256:
-            errors["max_parallel"] = "between 1 and 256"
-        if strategy.drain_flag and ("\x00" in strategy.drain_flag or ".." in strategy.drain_flag.split("/")):
-            errors["drain_flag"] = "a plain path"
+            errors["max_parallel"] = "1에서 256 사이여야 합니다"
+        if strategy.drain_flag and "drain_flag" not in errors:
+            try:
+                strategy.drain_flag = DRAIN_FLAG.clean("drain_flag", strategy.drain_flag)
+            except ParameterError as exc:
+                errors.update(exc.errors)
         if errors:
-            from .playbooks.base import ParameterError
-
             raise ParameterError({f"rollout.{k}": v for k, v in errors.items()})
         if tier == 1 and "batch_size" not in rollout and strategy.batch_percent is None:
             strategy.batch_size = 10  # mission-critical sites roll out slowly unless told otherwise
@@ -163,6 +180,8 @@ class Record:
 
 class ServerContext:
     """One server in one execution: its single SSH connection and what was done so far."""
+
+    planning = False  # see execution.plan.PlanContext
 
     def __init__(self, engine, server, health, playbook):
         self.engine = engine
@@ -292,8 +311,9 @@ class ServerContext:
         self._emit(name, command=f"sftp put {remote} (SHA-256 verified on the server)", exit_code=0, state="OK",
                    output=remote, started=started, audit=True, duration=time.time() - started)
 
-    def check(self, name: str, fn):
-        """A check made from the worker (port, HTTP, served certificate): recorded like a step."""
+    def check(self, name: str, fn, plan: dict | None = None):
+        """A check made from the worker (port, HTTP, served certificate): recorded like a step.
+        ``plan`` describes it for the rendered plan only."""
         self._guard()
         self.current_step = name
         started = time.time()
@@ -310,10 +330,8 @@ class ServerContext:
         return self.engine.artifacts.path(sha256)
 
     def root_path(self, path: str) -> str:
-        if path.startswith("/"):
-            return path
-        root = posixpath.dirname(self.server.app_path.rstrip("/")) if self.server.app_path else ""
-        return posixpath.join(root or "/tmp", path)
+        """The drain flag on this server: below its app_path or a ParameterError, never elsewhere."""
+        return drain_flag_path(self.server, path)
 
 
 def output_digest(output: str) -> str:

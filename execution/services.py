@@ -13,13 +13,14 @@ from pathlib import Path
 from django.conf import settings
 
 from cmdb.models import HealthCriteria, Server
-from governance import attachments
+from governance import attachments, plans
 from governance import services as governance
 from governance.attachments import store_attachment
 
 from . import playbooks
 from .engine import Engine, EngineResult
 from .models import Outcome
+from .plan import normalise_parameters
 from .playbooks.base import ParameterError, Refused
 from .rolling import RolloutStrategy
 
@@ -87,13 +88,24 @@ def store_artifact(fileobj_or_bytes, name: str) -> dict:
 
 
 def validate_parameters(sub_type: str, parameters: dict) -> dict:
-    """PLAYBOOK_VALIDATOR for governance.submit_task: raises ParameterError (a ValueError)."""
-    parameters = dict(parameters or {})
-    artifact = parameters.get("artifact")
-    if isinstance(artifact, dict) and artifact.get("sha256") and "artifact_sha256" in playbooks.get(sub_type).PARAMS:
-        parameters.setdefault("artifact_sha256", artifact["sha256"])
-    playbooks.build(sub_type, parameters)
-    RolloutStrategy.from_parameters(parameters.get("rollout"))
+    """PLAYBOOK_VALIDATOR for governance.submit_task: raises ParameterError (a ValueError) whose
+    ``errors`` name each field (``log_path``, ``rollout.drain_flag``, ``health.url``).
+
+    This checks what needs no server: types, ranges, patterns, path syntax, which health
+    thresholds a request may set. Whether a path lies under a server's CMDB roots is decided
+    per target when the plan is rendered (execution.plan), also before anyone approves."""
+    if not isinstance(parameters, dict | None):
+        raise ParameterError({"parameters": "객체(JSON)여야 합니다"})
+    parameters = normalise_parameters(sub_type, parameters)
+    errors: dict[str, str] = {}
+    for check in (lambda: playbooks.build(sub_type, parameters),
+                  lambda: RolloutStrategy.from_parameters(parameters.get("rollout"))):
+        try:
+            check()
+        except ParameterError as exc:
+            errors.update(exc.errors)
+    if errors:
+        raise ParameterError(errors)
     return parameters
 
 
@@ -121,20 +133,36 @@ def run_task(task_pk: int) -> str | None:
 
 
 def execute_task(task) -> EngineResult | _Refusal:
+    """Run an approved task, after checking that what runs is what was approved: the playbook
+    version pinned at approval is the installed one, and the plan rendered now from the stored
+    parameters, the targets and the current CMDB hashes to the approved plan's SHA-256.
+    Any difference refuses before a connection is opened (and alerts the owner and the PMs)."""
+    name = task.playbook or task.sub_type
     try:
-        parameters = validate_parameters(task.playbook or task.sub_type, task.parameters)
-        playbook = playbooks.build(task.playbook or task.sub_type, parameters)
+        parameters = validate_parameters(name, task.parameters)
+        playbook = playbooks.build(name, parameters)
         strategy = RolloutStrategy.from_parameters(parameters.get("rollout"), tier=task.system.tier)
     except ParameterError as exc:
         return refuse_parameters(exc)
-    if task.playbook_version and task.playbook_version != playbook.VERSION:
-        return _Refusal(f"approved for {playbook.NAME} v{task.playbook_version}, installed v{playbook.VERSION}; "
+    if task.playbook_version != playbook.VERSION:
+        approved = f"v{task.playbook_version}" if task.playbook_version else "no pinned version"
+        return _Refusal(f"approved for {playbook.NAME} {approved}, installed v{playbook.VERSION}; "
                         f"nothing was changed")
-    servers = list(task.targets.with_related().filter(active=True))
+    targets = list(task.targets.with_related())
+    servers = [s for s in targets if s.active]
     if not servers:
         return _Refusal("no active target servers; nothing was changed")
+    try:
+        current = plans.plan_sha256(plans.render_plan(name, parameters, task.system, targets, task_ref=task.task_id))
+    except ParameterError as exc:
+        return refuse_parameters(exc)
+    approved_sha = getattr(task, "plan_sha256", "") or ""
+    if current != approved_sha:
+        plans.alert_plan_changed(task, approved_sha, current)
+        return _Refusal(f"실행 계획이 승인된 것과 다릅니다 (plan changed after approval: approved "
+                        f"{approved_sha[:12] or 'none'}, now {current[:12]}); nothing was changed")
     engine = Engine(playbook=playbook, servers=servers, strategy=strategy, artifacts=ArtifactStore(), task=task,
-                    stop_check=lambda: governance.should_stop(task.pk), health_overrides=parameters.get("health"),
+                    stop_check=lambda: governance.should_stop(task.pk), health_overrides=playbook.health_limits,
                     criteria_by_system=criteria_for({s.system_id for s in servers}))
     return engine.run()
 

@@ -49,6 +49,14 @@ class AppDeploy(Playbook):
         command = (f"printf 'free=%s\\npid=%s\\n' \"$(df -Pk {q(paths['deploy'])} | awk 'NR==2 {{print $4}}')\" "
                    f"\"$(cat {q(paths['pid'])} 2>/dev/null)\"")
         result = ctx.run("pre-check", command, timeout=15)
+        if ctx.planning:
+            ctx.state["old_pid"] = ""  # read from this step's output when it runs
+            ctx.check("pre-disk", None, plan={"kind": "disk", "path": paths["deploy"],
+                                              "min_free_mb": ctx.health.min_free_disk_mb})
+            if ctx.health.port and ctx.health.url:
+                ctx.check("pre-version", None, plan={"kind": "http", "url": ctx.health.url,
+                                                     "purpose": "version_before"})
+            return
         found = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
         try:
             free_mb = int(found.get("free", "")) // 1024
@@ -65,7 +73,7 @@ class AppDeploy(Playbook):
             ctx.data["port_before"] = running
             if running and ctx.health.url:
                 try:
-                    _status, body, _ms = healthcheck.http_get(ctx.health.url, timeout=5)
+                    _status, body, _ms = healthcheck.http_get(ctx.health.url, timeout=5, server=ctx.server)
                     ctx.state["old_version"] = healthcheck.served_version(body)
                 except ConnectionError:
                     pass
@@ -109,20 +117,21 @@ class StaticSync(Playbook):
     """Replace a static directory with the contents of an uploaded .tar.gz; the old tree is kept."""
 
     NAME = "STATIC_SYNC"
-    VERSION = "1.0.0"
+    VERSION = "1.1.0"
     PARAMS = {
         "artifact_sha256": Param("sha256", required=True),
-        "target_path": Param("path", required=True, help="the static directory on the server"),
+        "target_path": Param("path", required=True, roots=("app",), strictly_below=True,
+                             help="the static directory, under the server's app_path (relative or absolute)"),
     }
 
     def prepare(self, artifacts) -> None:
         artifacts.verify(self.params["artifact_sha256"])
 
     def verify(self, ctx) -> None:
-        ctx.run("gate-exists", f"test -d {q(self.params['target_path'])}", timeout=15)
+        ctx.run("gate-exists", f"test -d {q(self.path(ctx, 'target_path'))}", timeout=15)
 
     def _paths(self, ctx) -> dict:
-        target = self.params["target_path"]
+        target = self.path(ctx, "target_path")
         deploy = self.require(ctx.server.deploy_path, "deploy_path", ctx.server)
         tag = ctx.task_ref or "manual"
         return {"target": target, "staging": posixpath.join(deploy, f"static-{tag}.tar.gz"),

@@ -20,6 +20,16 @@ TIME_RES = [
 NOISE_RE = re.compile(r"\d+")
 
 
+def regular_file(ctx, path: str) -> None:
+    """Refuse a path that is not a regular file or is a symbolic link: a link planted in the
+    log directory must not lead a read or a truncation to a file outside it."""
+    try:
+        ctx.run("guard-file", f"test -f {q(path)} && test ! -h {q(path)}", timeout=15)
+    except StepFailed as exc:
+        raise StepFailed("guard-file", f"{path} on {ctx.server.server_id} is not a regular file "
+                                       f"(or is a symbolic link): refused") from exc
+
+
 class ReadOnly(Playbook):
     READ_ONLY = True
     ROLLING = False
@@ -32,9 +42,10 @@ class LogMining(ReadOnly):
     """Exception/Error timeline per hour and the top messages of a log."""
 
     NAME = "LOG_MINING"
-    VERSION = "1.0.0"
+    VERSION = "1.1.0"
     PARAMS = {
-        "log_path": Param("path", default=""),
+        # A log file in the server's log directory (CMDB log_path's directory); default: the main log.
+        "log_path": Param("path", default="", roots=("log",), strictly_below=True),
         "pattern": Param("str", default="ERROR|Exception", max_length=200),
         "max_lines": Param("int", default=20000, min=1, max=200000),
         "top": Param("int", default=10, min=1, max=100),
@@ -47,10 +58,17 @@ class LogMining(ReadOnly):
             raise ParameterError({"pattern": str(exc)}) from exc
 
     def forward(self, ctx) -> None:
-        log_path = self.params["log_path"] or self.require(ctx.health.log_path, "log_path", ctx.server)
+        if self.params["log_path"]:
+            log_path = self.path(ctx, "log_path")
+        else:
+            log_path = self.require(ctx.health.log_path, "log_path", ctx.server)
+        regular_file(ctx, log_path)
         command = (f"tail -n {self.params['max_lines']} {q(log_path)} | "
                    f"grep -E -- {q(self.params['pattern'])} | tail -n 5000")
         result = ctx.run("grep-log", command, timeout=120, ok_codes=(0, 1), max_output=2 * 1024 * 1024)
+        if ctx.planning:
+            ctx.check("timeline", None, plan={"kind": "report", "top": self.params["top"]})
+            return
         ctx.data.update(mine(result.stdout, self.params["top"]))
 
 
@@ -76,6 +94,9 @@ class MemoryCheck(ReadOnly):
 
     def forward(self, ctx) -> None:
         result = ctx.run("free", "free -m | awk 'NR==2 {print $2, $3, $7}'", timeout=15)
+        if ctx.planning:
+            ctx.run("top-rss", f"ps -eo pid,rss,comm --sort=-rss | head -n {self.params['top'] + 1}", timeout=15)
+            return
         try:
             total, used, available = (int(x) for x in result.stdout.split()[:3])
         except ValueError:
@@ -88,12 +109,18 @@ class MemoryCheck(ReadOnly):
 
 class DiskCheck(ReadOnly):
     NAME = "DISK_CHECK"
-    VERSION = "1.0.0"
-    PARAMS = {"path": Param("path", default="")}
+    VERSION = "1.1.0"
+    PARAMS = {"path": Param("path", default="", roots=("app", "deploy", "backup", "log", "scripts"))}
 
     def forward(self, ctx) -> None:
-        path = self.params["path"] or self.server_paths(ctx.server)["root"] or "/tmp"
+        if self.params["path"]:
+            path = self.path(ctx, "path")
+        else:
+            root = self.server_paths(ctx.server)["root"]
+            path = root if root and root != "/" else "/tmp"
         result = ctx.run("df", f"df -Pk {q(path)} | awk 'NR==2 {{print $2, $4}}'", timeout=15)
+        if ctx.planning:
+            return
         try:
             total_kb, free_kb = (int(x) for x in result.stdout.split()[:2])
         except ValueError:
@@ -115,13 +142,17 @@ class ErrorCount(ReadOnly):
 
 
 class LogCleanup(Playbook):
-    """Delete old files matching a name pattern in one directory; dry run (list only) by default."""
+    """Delete old files matching a name pattern in one directory under the server's log (or
+    deploy staging) directory; dry run (list only) by default. ``find -type f`` never follows
+    or deletes a symbolic link."""
 
     NAME = "LOG_CLEANUP"
-    VERSION = "1.0.0"
+    VERSION = "1.1.0"
     ROLLING = False
     PARAMS = {
-        "directory": Param("path", required=True),
+        # Relative to the log directory (default: the log directory itself) or absolute below it
+        # or below deploy_path (staging leftovers).
+        "directory": Param("path", default="", roots=("log", "deploy")),
         "name_pattern": Param("str", default="*.log.*", pattern=r"[A-Za-z0-9*?._\-\[\]]{1,100}"),
         "older_than_days": Param("int", default=30, min=1, max=3650),
         "dry_run": Param("bool", default=True),
@@ -131,7 +162,7 @@ class LogCleanup(Playbook):
         """Nothing to gate: the change is a deletion of expired files."""
 
     def forward(self, ctx) -> None:
-        find = (f"find {q(self.params['directory'])} -maxdepth 1 -type f -name {q(self.params['name_pattern'])} "
+        find = (f"find {q(self.path(ctx, 'directory'))} -maxdepth 1 -type f -name {q(self.params['name_pattern'])} "
                 f"-mtime +{self.params['older_than_days']}")
         listed = ctx.run("list", f"{find} -print", timeout=120)
         ctx.data["files"] = listed.stdout.split()
@@ -141,20 +172,26 @@ class LogCleanup(Playbook):
 
 
 class Logrotate(Playbook):
-    """Copy-and-truncate rotation of one log, compressed, keeping the newest N rotations."""
+    """Copy-and-truncate rotation of one log in the server's log directory, compressed, keeping
+    the newest N rotations. The rotated copy is named after the task, so the plan shows it."""
 
     NAME = "LOGROTATE"
-    VERSION = "1.0.0"
+    VERSION = "1.1.0"
     ROLLING = False
-    PARAMS = {"log_path": Param("path", default=""), "keep": Param("int", default=7, min=1, max=365)}
+    PARAMS = {"log_path": Param("path", default="", roots=("log",), strictly_below=True),
+              "keep": Param("int", default=7, min=1, max=365)}
 
     def verify(self, ctx) -> None:
         """Rotation keeps the service running; nothing to gate."""
 
     def forward(self, ctx) -> None:
-        log = q(self.params["log_path"] or self.require(ctx.health.log_path, "log_path", ctx.server))
-        ctx.run("rotate", f"ts=$(date +%Y%m%d%H%M%S) && cp -p {log} {log}.$ts && truncate -s 0 {log} && "
-                          f"gzip -f {log}.$ts", timeout=300)
+        if self.params["log_path"]:
+            path = self.path(ctx, "log_path")
+        else:
+            path = self.require(ctx.health.log_path, "log_path", ctx.server)
+        log, rotated = q(path), q(f"{path}.{ctx.task_ref or 'manual'}")
+        regular_file(ctx, path)
+        ctx.run("rotate", f"cp -p {log} {rotated} && truncate -s 0 {log} && gzip -f {rotated}", timeout=300)
         ctx.run("prune", f"ls -1t {log}.*.gz 2>/dev/null | tail -n +{self.params['keep'] + 1} | "
                          f"while read -r old; do rm -f -- \"$old\"; done", timeout=120)
 

@@ -10,6 +10,9 @@ from execution import healthcheck
 from .base import Param, Playbook, Refused, StepFailed, q
 from .deploy import backup_dir
 
+CERT_SUFFIXES = (".crt", ".pem", ".cer")
+KEY_SUFFIXES = (".key", ".pem")
+
 
 class ServiceRestart(Playbook):
     NAME = "SERVICE_RESTART"
@@ -43,15 +46,16 @@ class SslReplace(Playbook):
     files, upload, restart, and verify the certificate actually served."""
 
     NAME = "SSL_REPLACE"
-    VERSION = "1.0.0"
+    VERSION = "1.1.0"
     PARAMS = {
         "cert_sha256": Param("sha256", required=True),
         "key_sha256": Param("sha256", required=True),
         "chain_sha256": Param("sha256", default=""),
         "hostname": Param("str", default="", pattern=r"[A-Za-z0-9*][A-Za-z0-9.*-]{0,252}"),
-        "cert_path": Param("path", required=True),
-        "key_path": Param("path", required=True),
-        "chain_path": Param("path", default=""),
+        # Under the server's app_path (e.g. "conf/server.crt"), with a certificate or key name.
+        "cert_path": Param("path", required=True, roots=("app",), strictly_below=True, suffixes=CERT_SUFFIXES),
+        "key_path": Param("path", required=True, roots=("app",), strictly_below=True, suffixes=KEY_SUFFIXES),
+        "chain_path": Param("path", default="", roots=("app",), strictly_below=True, suffixes=CERT_SUFFIXES),
         "https_port": Param("int", required=True, min=1, max=65535),
         "script_timeout": Param("int", default=120, min=1, max=3600),
     }
@@ -70,10 +74,10 @@ class SslReplace(Playbook):
 
     def _files(self, ctx) -> list[tuple[str, str, str]]:
         """(kind, remote path, artifact sha) for each file replaced."""
-        files = [("cert", self.params["cert_path"], self.params["cert_sha256"]),
-                 ("key", self.params["key_path"], self.params["key_sha256"])]
+        files = [("cert", self.path(ctx, "cert_path"), self.params["cert_sha256"]),
+                 ("key", self.path(ctx, "key_path"), self.params["key_sha256"])]
         if self.params["chain_path"] and self.params["chain_sha256"]:
-            files.append(("chain", self.params["chain_path"], self.params["chain_sha256"]))
+            files.append(("chain", self.path(ctx, "chain_path"), self.params["chain_sha256"]))
         return files
 
     def _backup(self, ctx, path: str) -> str:
@@ -94,10 +98,10 @@ class SslReplace(Playbook):
             for kind, remote, sha in self._files(ctx):
                 ctx.put(f"upload-{kind}", ctx.artifact_path(sha), remote)
             ctx.state["installed"] = True
-            return "chmod-key", f"chmod 600 {q(self.params['key_path'])}"
+            return "chmod-key", f"chmod 600 {q(self.path(ctx, 'key_path'))}"
 
         healthcheck.restart_was(ctx, paths, script_timeout=self.params["script_timeout"], before_start=install)
-        self.check_served(ctx, "served-cert", self.fingerprint)
+        self.check_served(ctx, "served-cert", getattr(self, "fingerprint", ""))  # set by prepare()
 
     def check_served(self, ctx, name: str, expected: str) -> None:
         from execution import certs
@@ -115,7 +119,9 @@ class SslReplace(Playbook):
                                        f"expected {expected[:16]}…")
             return f"served certificate {served[:16]}… matches"
 
-        ctx.check(name, probe)
+        ctx.check(name, probe, plan={"kind": "tls", "host": ctx.health.host, "port": self.params["https_port"],
+                                     "server_name": self.params["hostname"],
+                                     "certificate_sha256": self.params["cert_sha256"]})
 
     def rollback(self, ctx) -> None:
         if not ctx.state.get("stopped"):

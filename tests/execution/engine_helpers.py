@@ -7,7 +7,9 @@ import urllib.request
 from pathlib import Path
 
 from cmdb.models import HealthCriteria
+from execution import playbooks
 from execution.services import store_artifact
+from governance import plans
 from governance.models import OpsTask, Status
 from tests.factories import UserFactory
 
@@ -17,11 +19,20 @@ CATEGORY = {"APP_DEPLOY": "DEPLOY", "SSL_REPLACE": "INFRA_CONTROL", "RAW_COMMAND
 
 
 def approved_task(servers, sub_type: str = "APP_DEPLOY", parameters: dict | None = None) -> OpsTask:
-    """An APPROVED task created directly (the FSM field is protected: update() in test setup only)."""
+    """An APPROVED task created directly (the FSM field is protected: update() in test setup only),
+    carrying the plan and playbook version an approval pins, as filing and approval would.
+    Parameters that cannot render a plan are stored anyway (no plan): execution refuses them."""
+    task_id = f"OPS-TEST-{next(_numbers):04d}"
+    try:
+        plan = plans.render_plan(sub_type, parameters or {}, servers[0].system, servers, task_ref=task_id)
+    except ValueError:
+        plan = {}
     task = OpsTask.objects.create(
-        task_id=f"OPS-TEST-{next(_numbers):04d}", category=CATEGORY.get(sub_type, "DEPLOY"), sub_type=sub_type,
+        task_id=task_id, category=CATEGORY.get(sub_type, "DEPLOY"), sub_type=sub_type,
         title=f"{sub_type} test", system=servers[0].system, requester=UserFactory(), risk="HIGH",
-        parameters=parameters or {}, playbook=sub_type)
+        parameters=parameters or {}, playbook=sub_type, plan=plan,
+        plan_sha256=plans.plan_sha256(plan) if plan else "",
+        playbook_version=plan.get("playbook_version", "") if plan else playbooks.get(sub_type).VERSION)
     task.targets.set(servers)
     OpsTask.objects.filter(pk=task.pk).update(status=Status.APPROVED)
     return task
@@ -32,10 +43,14 @@ def war(version: str, size: int = 4096) -> dict:
     return store_artifact(body + b"#" * max(0, size - len(body)), "app.war")
 
 
-def deploy_parameters(version: str, **rollout) -> dict:
+def deploy_parameters(version: str, script_timeout: int | None = None, **rollout) -> dict:
+    """APP_DEPLOY parameters; keyword arguments other than script_timeout are rollout settings."""
     artifact = war(version)
-    return {"artifact_sha256": artifact["sha256"], "version": version,
-            "rollout": {"canary_share": 0, "max_parallel": 8, **rollout}}
+    parameters = {"artifact_sha256": artifact["sha256"], "version": version,
+                  "rollout": {"canary_share": 0, "max_parallel": 8, **rollout}}
+    if script_timeout is not None:
+        parameters["script_timeout"] = script_timeout
+    return parameters
 
 
 def served(server) -> tuple[int | None, str]:

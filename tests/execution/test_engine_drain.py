@@ -19,7 +19,7 @@ FLAG = "maintenance.flag"
 
 
 def flag_path(server) -> Path:
-    return Path(server.app_path).parent / FLAG  # a relative drain_flag lives under the server root
+    return Path(server.app_path) / FLAG  # a relative drain_flag lives below the server's app_path
 
 
 class Sampler(threading.Thread):
