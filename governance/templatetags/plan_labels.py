@@ -54,7 +54,7 @@ STEP_LABELS = {
 
 CHECK_LABELS = {
     "disk": _("디스크"),
-    "http": _("HTTP"),
+    "http": "HTTP",
     "log": _("로그 오류 패턴"),
     "port": _("포트"),
     "process": _("프로세스"),
