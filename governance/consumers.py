@@ -6,7 +6,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from . import events
-from .models import OpsTask, sees_all_tasks
+from .models import sees_all_tasks
+from .queries import visible_tasks
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
@@ -46,4 +47,4 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def can_see(self, user, task_id: str) -> bool:
-        return OpsTask.objects.visible_to(user).filter(task_id=task_id).exists()
+        return visible_tasks(user).filter(task_id=task_id).exists()

@@ -287,3 +287,50 @@ def test_menus_follow_permissions_and_every_link_answers(db):
             url = NAV[link].split('"')[1]
             assert client.get(url).status_code == 200, (name, url)
     assert django_settings.LOGIN_URL == LOGIN
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_demo_settings_serve_static_files_and_korean_error_pages_with_debug_off(tmp_path):
+    """What scripts/demo.sh runs: DEBUG off, static files collected and served by WhiteNoise
+    from Daphne, and a 404 that is the console's Korean page, not Django's URL list."""
+    import os
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    from tests.live import ROOT, daphne
+
+    env = dict(os.environ, GUARDIA_DEBUG="false", GUARDIA_STATIC_ROOT=str(tmp_path / "static"),
+               GUARDIA_DATABASE_URL=f"sqlite:///{django_settings.DATABASES['default']['NAME']}",
+               GUARDIA_CHANNEL_LAYER="memory", PYTHONUNBUFFERED="1")
+    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, env=env,
+                   check=True)
+
+    def fetch(url: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return response.status, response.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode("utf-8", "replace")
+
+    with daphne(env, tmp_path / "daphne.log") as address:
+        css = fetch(f"http://{address}/static/css/guardia.css")
+        missing = fetch(f"http://{address}/no/such/page/")
+        schema = fetch(f"http://{address}/api/v1/schema/")
+    assert css[0] == 200 and "--brand" in css[1]
+    assert missing[0] == 404 and "페이지를 찾을 수 없습니다" in missing[1]
+    assert "Using the URLconf" not in missing[1] and "api/v1/" not in missing[1]
+    assert schema[0] == 401
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_socket_of_another_institution_is_refused(django_capture_on_commit_callbacks):
+    from tests.test_allowlist import session_cookie, ws_connect
+
+    a, b = governance_world(), second_institution()
+    with django_capture_on_commit_callbacks(execute=False):
+        task_a = file_restart(a)
+    assert ws_connect(f"/ws/tasks/{task_a.task_id}/", peer="127.0.0.1", session=session_cookie(a.owner))[0]
+    refused = ws_connect(f"/ws/tasks/{task_a.task_id}/", peer="127.0.0.1", session=session_cookie(b.supervisor))
+    assert refused == (False, 4403)
