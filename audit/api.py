@@ -1,4 +1,5 @@
-"""REST: GET audit/verify, GET audit/export?format=csv|jsonl|pdf and GET audit/proof/<task> (auditors and admins)."""
+"""REST: GET audit/verify, GET audit/export?format=csv|jsonl|pdf and GET audit/proof/<task>, for holders of
+the audit view permission (auditors, security officers, admins)."""
 
 from __future__ import annotations
 
