@@ -37,12 +37,14 @@ import codecs
 import posixpath
 import re
 
+BLOCK_PREFIX = "blocked by the command sanitizer"
+
 
 class SecurityViolation(Exception):
     """A command was refused before it reached any server."""
 
     def __init__(self, reason: str, pattern: str):
-        super().__init__(f"blocked by the command sanitizer: {reason} [{pattern}]")
+        super().__init__(f"{BLOCK_PREFIX}: {reason} [{pattern}]")
         self.reason, self.pattern = reason, pattern
 
 

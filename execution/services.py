@@ -12,6 +12,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+import audit
 from cmdb.models import HealthCriteria, Server
 from governance import attachments, plans
 from governance import services as governance
@@ -23,6 +24,7 @@ from .models import Outcome
 from .plan import normalise_parameters
 from .playbooks.base import ParameterError, Refused
 from .rolling import RolloutStrategy
+from .sanitizer import BLOCK_PREFIX as SANITIZER_BLOCK
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
@@ -143,7 +145,7 @@ def execute_task(task) -> EngineResult | _Refusal:
         playbook = playbooks.build(name, parameters)
         strategy = RolloutStrategy.from_parameters(parameters.get("rollout"), tier=task.system.tier)
     except ParameterError as exc:
-        return refuse_parameters(exc)
+        return refuse_parameters(exc, task)
     if task.playbook_version != playbook.VERSION:
         approved = f"v{task.playbook_version}" if task.playbook_version else "no pinned version"
         return _Refusal(f"approved for {playbook.NAME} {approved}, installed v{playbook.VERSION}; "
@@ -155,7 +157,7 @@ def execute_task(task) -> EngineResult | _Refusal:
     try:
         current = plans.plan_sha256(plans.render_plan(name, parameters, task.system, targets, task_ref=task.task_id))
     except ParameterError as exc:
-        return refuse_parameters(exc)
+        return refuse_parameters(exc, task)
     approved_sha = getattr(task, "plan_sha256", "") or ""
     if current != approved_sha:
         plans.alert_plan_changed(task, approved_sha, current)
@@ -176,7 +178,12 @@ class _Refusal:
         self.package = {}
 
 
-def refuse_parameters(exc: ParameterError) -> _Refusal:
+def refuse_parameters(exc: ParameterError, task=None) -> _Refusal:
+    blocked = [str(m) for m in exc.errors.values() if SANITIZER_BLOCK in str(m)]
+    if blocked and task is not None:
+        # A command the sanitizer refuses is a security event wherever it is caught.
+        audit.record(None, "security.violation", task=task.task_id, target=task.system.code,
+                     payload={"institution": task.system.institution.code, "reason": blocked[0][:500]})
     return _Refusal(f"parameters refused, nothing was changed: {exc}")
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from .base import Param, ParameterError, Playbook, Refused, StepFailed, q
+from .commands import CronManage, RawCommand
 from .deploy import AppDeploy, StaticSync
 from .ops import (
-    CronManage,
     DataCleanup,
     DiskCheck,
     ErrorCount,
@@ -13,7 +13,6 @@ from .ops import (
     LogMining,
     Logrotate,
     MemoryCheck,
-    RawCommand,
 )
 from .service import ServiceRestart, SslReplace
 

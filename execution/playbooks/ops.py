@@ -1,4 +1,4 @@
-"""Logs, memory, data, cron and raw commands.
+"""Logs, memory and data (cron and raw commands: playbooks/commands.py).
 
 Read-only playbooks (LOG_MINING, MEMORY_CHECK and the inspection checks) are not rolled
 out in groups: they run everywhere at once and change nothing, so there is nothing to undo.
@@ -236,77 +236,3 @@ class DataCleanup(Playbook):
         if ctx.state.get("backed_up"):
             ctx.run("rb-restore", f"sh {q(self._script(ctx))} restore {q(self._backup(ctx))}",
                     timeout=self.params["timeout"])
-
-
-CRON_FIELD = r"(\*|[0-9,*/-]{1,40})"
-CRON_RE = re.compile(rf"^{CRON_FIELD}( {CRON_FIELD}){{4}}$")
-
-
-class CronManage(Playbook):
-    """Replace the GUARDiA-managed block of the login user's crontab (other lines untouched)."""
-
-    NAME = "CRON_MANAGE"
-    VERSION = "1.0.0"
-    PARAMS = {"entries": Param("list", default=[])}
-    BEGIN, END = "# BEGIN GUARDIA MANAGED", "# END GUARDIA MANAGED"
-
-    def validate(self) -> None:
-        from execution import sanitizer
-
-        for i, entry in enumerate(self.params["entries"]):
-            if not isinstance(entry, dict) or not CRON_RE.match(str(entry.get("schedule", ""))):
-                raise ParameterError({"entries": f"entry {i + 1}: schedule must be five cron fields"})
-            command = str(entry.get("command", ""))
-            if not command or "\n" in command or len(command) > 500:
-                raise ParameterError({"entries": f"entry {i + 1}: one command line of at most 500 characters"})
-            try:
-                sanitizer.check(command)  # cron runs it later in a shell: same rules as now
-            except sanitizer.SecurityViolation as exc:
-                raise ParameterError({"entries": f"entry {i + 1}: {exc}"}) from exc
-
-    def verify(self, ctx) -> None:
-        result = ctx.run("gate-crontab", "crontab -l", timeout=15, ok_codes=(0, 1))
-        if self.params["entries"] and self.BEGIN not in result.stdout:
-            raise StepFailed("gate-crontab", f"managed cron block missing on {ctx.server.server_id}")
-
-    def _saved(self, ctx) -> str:
-        base = self.require(ctx.server.backup_path, "backup_path", ctx.server)
-        return posixpath.join(backup_dir({"backup": base}, ctx.task_ref), "crontab")
-
-    def forward(self, ctx) -> None:
-        saved = q(self._saved(ctx))
-        ctx.run("backup", f"mkdir -p {q(posixpath.dirname(self._saved(ctx)))} && "
-                          f"(crontab -l 2>/dev/null || true) > {saved}", timeout=15)
-        ctx.state["backed_up"] = True
-        lines = [self.BEGIN] + [f"{e['schedule']} {e['command']}" for e in self.params["entries"]] + [self.END]
-        block = " ".join(q(line) for line in lines)
-        ctx.run("install", f"(sed {q('/^' + self.BEGIN + '$/,/^' + self.END + '$/d')} {saved}; "
-                           f"printf '%s\\n' {block}) | crontab -", timeout=15)
-
-    def rollback(self, ctx) -> None:
-        if ctx.state.get("backed_up"):
-            ctx.run("rb-restore", f"crontab {q(self._saved(ctx))}", timeout=15)
-
-
-class RawCommand(Playbook):
-    """An operator's command as written (critical risk, three approvals); still sanitized."""
-
-    NAME = "RAW_COMMAND"
-    VERSION = "1.0.0"
-    ROLLING = False
-    PARAMS = {
-        "command": Param("str", required=True, max_length=2000),
-        "timeout": Param("int", default=120, min=1, max=3600),
-    }
-
-    def verify(self, ctx) -> None:
-        """A raw command has no known health contract."""
-
-    def prepare(self, artifacts) -> None:
-        from execution import sanitizer
-
-        sanitizer.check(self.params["command"])  # refuse before a single connection is opened
-
-    def forward(self, ctx) -> None:
-        result = ctx.run("command", self.params["command"], timeout=self.params["timeout"])
-        ctx.data["exit_code"] = result.exit_code
