@@ -4,9 +4,11 @@ rule of its own.
 
 The rules, as a public-sector deployment expects them:
 
-* Two kinds of account. A *privileged* account is a superuser or holds a privileged role
-  (cmdb.roles.PRIVILEGED_ROLES: security officer, auditor, admin). Every other account is
-  ordinary.
+* Two kinds of account. A *privileged* account is a superuser, holds a privileged role
+  (cmdb.roles.PRIVILEGED_ROLES: security officer, auditor, admin), or has permissions
+  granted to it directly (only possible from the shell, so outside the role model). Every
+  other account is ordinary. The acting user is always judged by permissions; the role
+  table only classifies the account being changed.
 * The admin role (`auth.change_user`) manages ordinary accounts: creates them, edits
   names and e-mail, activates and deactivates them, sets passwords, issues and revokes
   API tokens, and grants or revokes the ordinary roles.
@@ -64,7 +66,7 @@ def roles_of(user) -> set[str]:
 
 
 def is_privileged(user) -> bool:
-    return bool(user.is_superuser or roles_of(user) & PRIVILEGED_ROLES)
+    return bool(user.is_superuser or roles_of(user) & PRIVILEGED_ROLES or user.user_permissions.exists())
 
 
 def _acting(actor) -> bool:

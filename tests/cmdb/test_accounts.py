@@ -325,3 +325,24 @@ def test_seed_demo_role_grants_are_audited(settings, tmp_path, roles):
     assert grant.actor == "system" and grant.payload["role"] == "security_officer"
     assert not User.objects.filter(is_superuser=True).exists()
     assert verify_chain().ok
+
+
+def test_role_table_repairs_are_audited(roles):
+    from cmdb.roles import ensure_roles
+
+    Group.objects.get(name="pm").permissions.clear()  # drift, made in a shell
+    ensure_roles()
+    revoked = entries("auth.group_permission_revoke", "pm").get()
+    granted = entries("auth.group_permission_grant", "pm").get()
+    assert revoked.actor == granted.actor == "system" and granted.payload["source"] == "role table"
+    assert granted.payload["permissions"] == revoked.payload["permissions"]
+    assert "governance.validate_result" in granted.payload["permissions"]
+
+
+def test_an_account_with_hand_granted_permissions_is_the_security_officers(client, people):
+    lead = people["lead"]
+    lead.user_permissions.add(Permission.objects.get(codename="view_credential"))  # from a shell
+    as_user(client, people["admin"])
+    assert client.get(f"/admin/auth/user/{lead.pk}/password/").status_code == 403
+    as_user(client, people["secoff"])
+    assert client.get(f"/admin/auth/user/{lead.pk}/password/").status_code == 200
