@@ -130,6 +130,8 @@ def check(site, text):
     ("free -m", "free -m"),
     ("date +%F", "date +%F"),
     ("id -un", "id -un"),
+    ("ps -ef | cut -d ' ' -f 1,2 | sort | uniq -c", "ps -ef | cut -d ' ' -f 1,2 | sort | uniq -c"),
+    ("ps -ef | grep -v grep | grep -c java", "ps -ef | grep -v grep | grep -c java"),
 ])
 def test_catalogue_commands_are_rebuilt_quoted(site, text, line):
     assert check(site, text)[1] == line
@@ -173,6 +175,11 @@ def test_catalogue_commands_are_rebuilt_quoted(site, text, line):
     ("systemctl stop tomcat", "인자 조합"),
     ("systemctl restart sshd", "인자 조합"),
     ("ps -ef | grep x | grep y | grep z | grep w | wc -l", "파이프"),
+    # A bare word may be a file in the SSH account's home directory.
+    ("grep -r x .", "옵션 -r"),
+    ("grep x .bash_history", "인자 '.bash_history'"),
+    ("grep -e x -e y ~", "'~'"),
+    ("ps -ef | cut -d: -f1 secrets", "인자 'secrets'"),
 ])
 def test_anything_else_is_refused_with_the_reason(site, text, reason):
     with pytest.raises(commands.CommandRefused) as info:
