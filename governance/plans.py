@@ -50,6 +50,17 @@ def render_plan(sub_type: str, parameters: dict, system, targets: list, task_ref
 PLAN_CHANGED = "계획이 바뀌었습니다"
 
 
+def summary(plan: dict[str, Any], sha256: str) -> str:
+    """One line for channels that cannot show the whole plan (inbox, messenger)."""
+    if not plan:
+        return ""
+    sets = plan.get("step_sets") or []
+    servers = sum(len(s.get("servers") or []) for s in sets)
+    commands = sum(1 for s in sets for step in s.get("steps") or [] if step.get("command"))
+    return (f"실행 계획 {sha256[:12]} · {plan.get('playbook', '')} v{plan.get('playbook_version', '')} · "
+            f"서버 {servers}대 · 명령 {commands}개 (단계 묶음 {len(sets)}개)")
+
+
 def check_plan(task, shown_sha256: str = "") -> None:
     """Before a decision: the decider saw the plan whose hash they post back (channels that
     show no plan post none), and the stored plan still hashes to what was filed. Raises

@@ -195,8 +195,10 @@ def assign_step(task: OpsTask, step: ApprovalStep, assignment: routing.Assignmen
                                kind="alert", task=task, link=task_link(task)))
         return
     prefix = "[긴급] " if task.urgent else ""
+    plan_line = plans.summary(task.plan, task.plan_sha256)
     notify(assignment.user, Message(
-        f"{prefix}승인 요청 ({ROLE_LABEL.get(step.role, step.role)}, {step.get_routing_display()})\n{describe(task)}",
+        f"{prefix}승인 요청 ({ROLE_LABEL.get(step.role, step.role)}, {step.get_routing_display()})\n{describe(task)}"
+        + (f"\n{plan_line}" if plan_line else ""),
         kind="approval", task=task, link=task_link(task),
         actions=[Action("승인", "approve", step.pk), Action("반려", "reject", step.pk),
                  Action("열기", "open", url=task_link(task))],

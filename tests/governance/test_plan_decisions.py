@@ -60,6 +60,9 @@ def test_filing_stores_the_rendered_plan_and_its_hash(world, submit):
     servers = {s for step_set in task.plan["step_sets"] for s in step_set["servers"]}
     assert servers == {"was-1", "was-2"}
     assert commands_of(task.plan), "a deploy plan shows the command lines it will run"
+    # The approver's notification (inbox and messenger) names the plan it asks about.
+    asked = Notification.objects.get(user=world.owner, task=task, kind="approval")
+    assert task.plan_sha256[:12] in asked.message and "명령" in asked.message
     filed = AuditEntry.objects.get(action="task.submitted", task=task.task_id)
     assert filed.payload["plan_sha256"] == task.plan_sha256
     assert filed.payload["playbook_version"] == task.playbook_version
