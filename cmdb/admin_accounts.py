@@ -64,7 +64,7 @@ class _AccountForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.instance.pk:
+        if self.instance.pk and "roles" in self.fields:  # not a field when shown read-only
             self.fields["roles"].initial = sorted(accounts.roles_of(self.instance))
 
     def clean(self):

@@ -346,3 +346,17 @@ def test_an_account_with_hand_granted_permissions_is_the_security_officers(clien
     assert client.get(f"/admin/auth/user/{lead.pk}/password/").status_code == 403
     as_user(client, people["secoff"])
     assert client.get(f"/admin/auth/user/{lead.pk}/password/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("viewer", "editable"),
+    [("admin", {"lead"}), ("secoff", {"adm", "aud", "lead"})],  # the officer: only roles on "lead"
+)
+def test_each_account_page_offers_only_what_the_viewer_may_change(client, people, viewer, editable):
+    as_user(client, people[viewer])
+    for user in people.values():
+        page = client.get(f"/admin/auth/user/{user.pk}/change/")
+        assert page.status_code == 200
+        assert ('name="roles"' in page.content.decode()) == (user.username in editable), user.username
+    own = client.get(f"/admin/auth/user/{people[viewer].pk}/change/").content.decode()
+    assert 'name="roles"' not in own and 'name="is_active"' not in own
