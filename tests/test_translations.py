@@ -88,8 +88,8 @@ def test_every_msgid_in_code_and_templates_has_an_english_translation(fresh_cata
     assert len(fresh_catalogue) > 300  # the extraction found the project's strings
     missing = [e["msgid"] for e in fresh_catalogue if not all(s.strip() for s in e["msgstr"])]
     fuzzy = [e["msgid"] for e in fresh_catalogue if "fuzzy" in e["flags"]]
-    assert not missing, "no English translation (run makemessages -l en, translate, compilemessages):\n" + "\n".join(
-        missing)
+    hint = "no English translation (scripts/makemessages.sh, translate in the .po, run it again):\n"
+    assert not missing, hint + "\n".join(missing)
     assert not fuzzy, "fuzzy entries:\n" + "\n".join(fuzzy)
 
 
