@@ -21,7 +21,9 @@ def file_request(requester, *, system: System | str, sub_type: str, title: str, 
     if not requester.has_perm("governance.submit_task"):
         raise Forbidden("you may not submit requests")
     if isinstance(system, str):
-        found = System.objects.select_related("institution").filter(code=system).first()
+        # Looked up among the caller's systems: another institution's code is as unknown as a
+        # code that does not exist, so the answer confirms nothing about it.
+        found = System.objects.for_user(requester).select_related("institution").filter(code=system).first()
         if found is None:
             raise Invalid(f"unknown system {system!r}", field="system")
         system = found

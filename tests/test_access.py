@@ -334,3 +334,15 @@ def test_a_task_socket_of_another_institution_is_refused(django_capture_on_commi
     assert ws_connect(f"/ws/tasks/{task_a.task_id}/", peer="127.0.0.1", session=session_cookie(a.owner))[0]
     refused = ws_connect(f"/ws/tasks/{task_a.task_id}/", peer="127.0.0.1", session=session_cookie(b.supervisor))
     assert refused == (False, 4403)
+
+
+def test_filing_for_another_institutions_system_is_answered_like_an_unknown_system(db):
+    a, b = governance_world(), second_institution()
+    client = api_as(a.requester)
+    body = {"sub_type": "SERVICE_RESTART", "title": "재시작", "targets": ["res-1"]}
+    foreign = client.post("/api/v1/tasks/", {**body, "system": b.system.code}, format="json")
+    missing = client.post("/api/v1/tasks/", {**body, "system": "NO-SUCH"}, format="json")
+    assert foreign.status_code == missing.status_code == 400
+    assert foreign.json() == {"system": [f"unknown system {b.system.code!r}"]}
+    assert missing.json() == {"system": ["unknown system 'NO-SUCH'"]}
+    assert not OpsTask.objects.exists()
