@@ -20,7 +20,7 @@ from typing import Any
 
 from cmdb import vault
 
-from .playbooks.base import Param, ParameterError, StepFailed, server_roots
+from .playbooks.base import Param, ParameterError, Refused, StepFailed, server_roots
 
 EXCERPT = 4000
 # The maintenance flag a load balancer reads: a file below the server's app_path, named like a
@@ -330,8 +330,11 @@ class ServerContext:
         return self.engine.artifacts.path(sha256)
 
     def root_path(self, path: str) -> str:
-        """The drain flag on this server: below its app_path or a ParameterError, never elsewhere."""
-        return drain_flag_path(self.server, path)
+        """The drain flag on this server: below its app_path, never elsewhere (refused otherwise)."""
+        try:
+            return drain_flag_path(self.server, path)
+        except ParameterError as exc:
+            raise Refused(f"parameter refused: {exc}") from exc
 
 
 def output_digest(output: str) -> str:

@@ -340,7 +340,13 @@ class Playbook:
         to the parameter's first root."""
         spec = self.PARAMS[name]
         roots = server_roots(ctx.server, getattr(ctx.health, "log_path", ""))
-        return spec.confine(name, self.params.get(name) or default, roots, ctx.server.server_id)
+        try:
+            return spec.confine(name, self.params.get(name) or default, roots, ctx.server.server_id)
+        except ParameterError as exc:
+            if getattr(ctx, "planning", False):
+                raise
+            # At run time (the plan check in front was bypassed): refuse this server, run nothing.
+            raise Refused(f"parameter refused: {exc}") from exc
 
     @staticmethod
     def require(value: str, what: str, server) -> str:

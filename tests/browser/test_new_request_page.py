@@ -80,13 +80,13 @@ def test_data_cleanup_and_restart_templates(post, console_world):
 def test_service_errors_show_next_to_their_fields_and_nothing_is_filed(post, console_world):
     missing = post({"sub_type": "APP_DEPLOY", "version": "2.0.0", "targets": [console_world.servers[0].pk]})
     assert missing.status_code == 200
-    assert "required" in str(missing.context["form"].errors["artifact"])
+    assert "필수 항목" in str(missing.context["form"].errors["artifact"])
     bad_json = post({"sub_type": "SERVICE_RESTART", "parameters_json": "{not json"})
     assert "parameters_json" in bad_json.context["form"].errors
     unknown = post({"sub_type": "SERVICE_RESTART", "parameters_json": '{"rm": "-rf /"}'})
-    assert "rm: unknown parameter" in str(unknown.context["form"].errors["parameters_json"])
+    assert "rm: 알 수 없는 파라미터" in str(unknown.context["form"].errors["parameters_json"])
     page = unknown.content.decode()
-    assert "rm: unknown parameter" in page and "-rf /" in page  # the user's input is kept
+    assert "rm: 알 수 없는 파라미터" in page and "-rf /" in page  # the user's input is kept
     foreign = SystemFactory(code="OTHER")
     refused = post({"system": foreign.pk, "sub_type": "SERVICE_RESTART"})
     assert "system" in refused.context["form"].errors
