@@ -157,3 +157,22 @@ def test_console_pages_fit_a_phone(phone_world, live_server, sessions, browser):
     assert checked >= 20
     assert not problems, "\n".join(problems)
 
+
+
+def test_console_pages_fit_a_desktop_too(phone_world, live_server, sessions, browser):
+    """The phone rules (16 px fields, 44 px targets) must not push a desktop page sideways."""
+    problems = []
+    for role in ("owner", "auditor"):
+        context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="ko-KR")
+        try:
+            context.add_cookies([sessions[role]])
+            page = context.new_page()
+            for url in pages_for(phone_world)[role]:
+                page.goto(live_server.url + url)
+                result = page.evaluate(MEASURE)
+                if result["scrollWidth"] > result["innerWidth"]:
+                    problems.append(f"{role} {url}: {result['scrollWidth']} > {result['innerWidth']} {result['wide']}")
+                problems += [f"{role} {url}: field text under 16 px {item}" for item in result["tinyText"]]
+        finally:
+            context.close()
+    assert not problems, "\n".join(problems)
