@@ -224,6 +224,8 @@ def _check_args(rule: Rule, args: list[str], servers: Sequence) -> None:
         if arg.startswith("-") and arg != "-":
             if not _full(rule.option_pattern, arg):
                 raise CommandRefused(f"{name}: 옵션 {arg}는 허용 목록에 없습니다")
+            if "/" in arg:  # a path inside an option (--file=/x, -f/x) is confined like any other
+                _check_path(arg[arg.index("/"):], rule, servers)
         elif "/" in arg:
             _check_path(arg, rule, servers)
         elif not _full(rule.operand_pattern, arg):

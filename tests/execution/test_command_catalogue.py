@@ -212,6 +212,15 @@ def test_a_wrapper_runs_only_when_the_catalogue_ticks_it_on_purpose(site):
         check(site, "busybox uptime")
 
 
+def test_a_path_inside_an_option_is_confined_too(site):
+    system, _ = site
+    CommandRule.objects.create(system=system, program="lsof", option_pattern="-.*", path_roots="log")
+    assert check(site, "lsof --dir=/opt/was/logs")[1] == "lsof --dir=/opt/was/logs"
+    for text in ["lsof --dir=/etc", "lsof -d/etc/ssh", "lsof --dir=/opt/was/logs/../../../etc"]:
+        with pytest.raises(commands.CommandRefused):
+            check(site, text)
+
+
 def test_paths_must_lie_under_the_roots_of_every_target_server(site):
     system, servers = site
     ServerFactory(system=system, server_id="cat-odd", log_path="/var/log/odd/odd.log")
