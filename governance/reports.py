@@ -88,7 +88,10 @@ def task_timeline(task: OpsTask) -> list[dict]:
 
 
 def dashboard_counts(user) -> dict[str, int]:
-    counts = Counter(dict(OpsTask.objects.visible_to(user).values_list("status").annotate(n=Count("pk"))))
+    # order_by(): the model's default ordering would join the GROUP BY (a count per task);
+    # distinct: visible_to joins the approval steps, one row per step of a task.
+    visible = OpsTask.objects.visible_to(user).order_by()
+    counts = Counter(dict(visible.values_list("status").annotate(n=Count("pk", distinct=True))))
     return {
         "waiting": sum(counts[s] for s in WAITING),
         "in_progress": sum(counts[s] for s in IN_PROGRESS),

@@ -36,6 +36,8 @@
     var delay = 500;
     var indicator = document.getElementById("live-state");
     function setState(on) {
+      // Also on <html>, for pages without an indicator (and for the browser tests).
+      document.documentElement.dataset.live = on ? "on" : "off";
       if (!indicator) { return; }
       indicator.className = "live-state " + (on ? "on" : "off");
       indicator.textContent = on ? indicator.dataset.on || "live" : indicator.dataset.off || "offline";

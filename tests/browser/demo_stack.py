@@ -94,7 +94,7 @@ def wait_live(page) -> None:
     """The page's socket is open: events sent from now on reach it."""
     from playwright.sync_api import expect
 
-    expect(page.locator("#live-state.on").first).to_be_visible(timeout=30_000)
+    expect(page.locator("html[data-live=on]")).to_have_count(1, timeout=30_000)
 
 
 def mark_document(page) -> None:
@@ -111,3 +111,58 @@ def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=False, animations="disabled")
     return path
+
+
+# --- the REST API as another actor uses it (a script, a PWA) ---------------------------
+def api(stack, user: str, path: str, payload: dict | None = None) -> dict:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{stack.base_url}/api/v1{path}", method="POST" if payload is not None else "GET",
+        data=json.dumps(payload).encode() if payload is not None else None,
+        headers={"Authorization": f"Token {stack.tokens[user]}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def file_deploy(stack, user: str, *, title: str, targets: list[str], version: str, artifact: bytes) -> dict:
+    """POST /api/v1/tasks/ (multipart with the artifact), as the requester."""
+    import json
+    import urllib.request
+
+    boundary = "----guardia-browser-test"
+    fields = {"system": "NIA-TESTBED", "sub_type": "APP_DEPLOY", "title": title, "targets": targets,
+              "parameters": json.dumps({"version": version})}
+    parts = []
+    for name, value in fields.items():
+        for item in value if isinstance(value, list) else [value]:
+            parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{item}\r\n'.encode())
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="artifact"; filename="app.war"\r\n'
+                 f"Content-Type: application/java-archive\r\n\r\n".encode() + artifact + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    request = urllib.request.Request(f"{stack.base_url}/api/v1/tasks/", data=b"".join(parts), method="POST",
+                                     headers={"Authorization": f"Token {stack.tokens[user]}",
+                                              "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def approve(stack, user: str, task_id: str, comments: str = "ok") -> dict:
+    """Decide the user's open step of the task over REST, with the plan hash the task shows."""
+    task = api(stack, user, f"/tasks/{task_id}/")
+    step = next(s for s in task["steps"] if s["status"] == "P" and s["assigned_to"] == user)
+    return api(stack, user, "/approval/process", {"step_id": step["id"], "decision": "APPROVED",
+                                                   "comments": comments, "plan_sha256": task.get("plan_sha256", "")})
+
+
+def wait_settled(stack, task_id: str, timeout: float = 90) -> dict:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        task = api(stack, "pm", f"/tasks/{task_id}/")
+        if task["status"] not in ("APPROVED", "EXECUTING", "PENDING_APPROVAL"):
+            return task
+        time.sleep(0.5)
+    raise AssertionError(f"{task_id} did not settle in {timeout} s")

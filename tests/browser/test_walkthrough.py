@@ -12,7 +12,6 @@ to docs/screenshots/.
 from __future__ import annotations
 
 import re
-import urllib.request
 import zipfile
 
 import pytest
@@ -20,7 +19,9 @@ import pytest
 from tests.browser.demo_stack import (
     DESKTOP,
     PHONE,
+    approve,
     demo_stack,
+    file_deploy,
     launch_chromium,
     login,
     mark_document,
@@ -28,6 +29,7 @@ from tests.browser.demo_stack import (
     same_document,
     screenshot,
     wait_live,
+    wait_settled,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.testbed]
@@ -175,66 +177,15 @@ def test_readme_walkthrough(demo, chromium, viewport, tmp_path):
 
 def test_a_wrong_version_rolls_back_and_the_pm_page_would_say_why(demo):
     """The version check the README explains: an artifact whose MANIFEST says 9.9.9 filed as
-    1.1.0 is refused by the health check on the first server and rolled back."""
-    import json
-
+    1.1.0 is refused by the health check on the server and rolled back."""
     from governance.demo_artifact import build_war
 
-    token = demo.tokens["sitemgr"]
-    boundary_body = build_war("9.9.9")
-    request = _multipart(f"{demo.base_url}/api/v1/tasks/", token, {
-        "system": "NIA-TESTBED", "sub_type": "APP_DEPLOY", "title": "버전 불일치 확인",
-        "targets": "srv-04", "parameters": json.dumps({"version": VERSION}),
-    }, ("artifact", "app.war", boundary_body))
-    with urllib.request.urlopen(request, timeout=30) as response:
-        task = json.loads(response.read())
+    task = file_deploy(demo, "sitemgr", title="버전 불일치 확인", targets=["srv-04"], version=VERSION,
+                       artifact=build_war("9.9.9"))
     assert task["status"] == "PENDING_APPROVAL", task
-    _decide_all(demo, task)
-    final = _wait_settled(demo, task["task_id"])
+    approve(demo, "teamlead2", task["task_id"])
+    approve(demo, "pm", task["task_id"])
+    final = wait_settled(demo, task["task_id"])
     assert final["status"] == "FAILED_ROLLED_BACK", final
-    assert "serves 9.9.9, expected 1.1.0" in final.get("failure_reason", ""), final
+    assert "serves 9.9.9, expected 1.1.0" in final["failure_reason"], final
     assert served_versions(demo)["srv-04"] != "9.9.9"
-
-
-def _multipart(url: str, token: str, fields: dict, upload: tuple[str, str, bytes]):
-    boundary = "----guardia-walkthrough"
-    parts = []
-    for name, value in fields.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
-    field, filename, data = upload
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
-                 f"Content-Type: application/java-archive\r\n\r\n".encode() + data + b"\r\n")
-    parts.append(f"--{boundary}--\r\n".encode())
-    return urllib.request.Request(url, data=b"".join(parts), method="POST", headers={
-        "Authorization": f"Token {token}", "Content-Type": f"multipart/form-data; boundary={boundary}"})
-
-
-def _api(demo, user: str, path: str, payload: dict | None = None) -> dict:
-    import json
-
-    request = urllib.request.Request(
-        f"{demo.base_url}/api/v1{path}", method="POST" if payload is not None else "GET",
-        data=json.dumps(payload).encode() if payload is not None else None,
-        headers={"Authorization": f"Token {demo.tokens[user]}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
-def _decide_all(demo, task: dict) -> None:
-    step = task["steps"][0]
-    for user in ("teamlead2", "pm"):
-        decided = _api(demo, user, "/approval/process", {"step_id": step["id"], "decision": "APPROVED",
-                                                         "comments": "ok", "plan_sha256": task.get("plan_sha256", "")})
-        step = decided.get("next_step") or step
-
-
-def _wait_settled(demo, task_id: str, timeout: float = 90) -> dict:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        task = _api(demo, "pm", f"/tasks/{task_id}/")
-        if task["status"] not in ("APPROVED", "EXECUTING", "PENDING_APPROVAL"):
-            return task
-        time.sleep(0.5)
-    raise AssertionError(f"{task_id} did not settle in {timeout} s")
