@@ -22,9 +22,11 @@ if [ ! -x .venv/bin/python ]; then
   echo "== python: creating .venv"
   "$PYTHON" -m venv .venv
 fi
-if ! cmp -s requirements.txt .venv/.requirements.installed; then
-  echo "== pip: installing requirements.txt"
+# Runtime and development requirements (requirements-dev.txt includes requirements.txt):
+# reinstall when either file changed since the last install.
+if ! cat requirements.txt requirements-dev.txt | cmp -s - .venv/.requirements.installed; then
+  echo "== pip: installing requirements.txt and requirements-dev.txt"
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -r requirements.txt
-  cp requirements.txt .venv/.requirements.installed
+  .venv/bin/pip install -q -r requirements-dev.txt
+  cat requirements.txt requirements-dev.txt > .venv/.requirements.installed
 fi
