@@ -92,10 +92,6 @@ def lock_task(task_id: str | None = None, pk: int | None = None) -> OpsTask:
         raise NotFound(f"task {task_id or pk} not found") from exc
 
 
-def in_group(user, *names: str) -> bool:
-    return user.is_superuser or user.groups.filter(name__in=names).exists()
-
-
 def next_task_id(today: dt.date | None = None) -> str:
     today = today or timezone.localdate()
     seq, _ = TaskSequence.objects.select_for_update().get_or_create(day=today)
