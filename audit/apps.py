@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
+from django.utils.translation import gettext_lazy as _
 
 
 class AuditConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "audit"
-    verbose_name = "Audit (hash chain)"
+    verbose_name = _("감사 (해시 체인)")
 
     def ready(self) -> None:
         # Logins are audited through Django's own auth signals (not another app's code).

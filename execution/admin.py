@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
 from audit.admin import ReadOnlyAdmin
 
@@ -28,7 +29,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
     raw_id_fields = ("task", "inspection")
     inlines = [ServerRunInline]
 
-    @admin.display(description="outcome", ordering="outcome")
+    @admin.display(description=_("결과"), ordering="outcome")
     def outcome_badge(self, obj: Execution):
         color = {"SUCCEEDED": "green", "RUNNING": "blue"}.get(obj.outcome, "crimson")
         return format_html('<b style="color:{}">{}</b>', color, obj.get_outcome_display())

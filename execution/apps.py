@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
+from django.utils.translation import gettext_lazy as _
 
 
 def _ensure_inspection_schedule(sender, **kwargs) -> None:
@@ -13,7 +14,7 @@ def _ensure_inspection_schedule(sender, **kwargs) -> None:
 class ExecutionConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "execution"
-    verbose_name = "Execution"
+    verbose_name = _("실행")
 
     def ready(self) -> None:
         # The recurring inspection runner is a django-q2 Schedule, created once after migrate.

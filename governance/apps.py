@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
+from django.utils.translation import gettext_lazy as _
 
 
 def ensure_schedules(sender, **kwargs) -> None:
@@ -23,7 +24,7 @@ def ensure_schedules(sender, **kwargs) -> None:
 class GovernanceConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "governance"
-    verbose_name = "거버넌스 (TB_OPS_TASK)"
+    verbose_name = _("거버넌스 (TB_OPS_TASK)")
 
     def ready(self) -> None:
         from audit import signals as audit_signals
