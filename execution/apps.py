@@ -11,6 +11,12 @@ def _ensure_inspection_schedule(sender, **kwargs) -> None:
     ensure_schedule()
 
 
+def _ensure_reaper_schedule(sender, **kwargs) -> None:
+    from .reaper import ensure_schedule
+
+    ensure_schedule()
+
+
 class ExecutionConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "execution"
@@ -19,3 +25,5 @@ class ExecutionConfig(AppConfig):
     def ready(self) -> None:
         # The recurring inspection runner is a django-q2 Schedule, created once after migrate.
         post_migrate.connect(_ensure_inspection_schedule, sender=self, dispatch_uid="execution-inspection-schedule")
+        # The reaper sweeps every minute for tasks whose worker is gone.
+        post_migrate.connect(_ensure_reaper_schedule, sender=self, dispatch_uid="execution-reaper-schedule")

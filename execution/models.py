@@ -237,3 +237,79 @@ class InspectionSchedule(models.Model):
         if chosen.exists():
             return chosen.with_related()
         return Server.objects.filter(system=self.system, active=True).with_related()
+
+
+class ExecutionLeaseQuerySet(models.QuerySet):
+    def expired(self, now=None):
+        return self.filter(expires_at__lt=now or timezone.now())
+
+
+class ExecutionLease(models.Model):
+    """A task's claim to run, held by one worker and renewed by its heartbeat.
+
+    Created before the task leaves APPROVED and deleted only after governance has been told
+    how the run ended, so a task that is EXECUTING always has either a live holder or an
+    expired lease the reaper recovers. Its ServerLease rows are the servers it may change."""
+
+    task = models.OneToOneField(
+        "governance.OpsTask", verbose_name=_("작업"), on_delete=models.CASCADE, related_name="execution_lease"
+    )
+    task_ref = models.CharField(_("작업 ID"), max_length=32)
+    holder = models.CharField(_("보유 워커"), max_length=128)  # host:pid of the worker (or the reaper)
+    acquired_at = models.DateTimeField(_("획득 시각"), default=timezone.now)
+    renewed_at = models.DateTimeField(_("갱신 시각"), default=timezone.now)
+    expires_at = models.DateTimeField(_("만료 시각"), db_index=True)
+    recoveries = models.PositiveIntegerField(_("복구 시도 횟수"), default=0)
+
+    objects = ExecutionLeaseQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("실행 임대")
+        verbose_name_plural = _("실행 임대")
+        db_table = "TB_EXECUTION_LEASE"
+
+    def __str__(self) -> str:
+        return f"{self.task_ref} @ {self.holder} (until {self.expires_at:%H:%M:%S})"
+
+
+class ServerLease(models.Model):
+    """One change per server at a time: the unique server column makes a second holder
+    impossible in the database itself, whichever worker or gateway asks."""
+
+    server = models.OneToOneField(Server, verbose_name=_("서버"), on_delete=models.CASCADE, related_name="lease")
+    server_ref = models.CharField(_("서버 ID"), max_length=64)
+    lease = models.ForeignKey(ExecutionLease, verbose_name=_("실행 임대"), on_delete=models.CASCADE,
+                              related_name="servers")
+    acquired_at = models.DateTimeField(_("획득 시각"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("서버 임대")
+        verbose_name_plural = _("서버 임대")
+        db_table = "TB_SERVER_LEASE"
+
+    def __str__(self) -> str:
+        return f"{self.server_ref} → {self.lease.task_ref}"
+
+
+class ExecutionWait(models.Model):
+    """An approved task waiting for servers another task holds; served in approval order."""
+
+    task = models.OneToOneField(
+        "governance.OpsTask", verbose_name=_("작업"), on_delete=models.CASCADE, related_name="execution_wait"
+    )
+    task_ref = models.CharField(_("작업 ID"), max_length=32)
+    queued_at = models.DateTimeField(_("승인 시각"), db_index=True)  # the order key: first approved, first served
+    servers = models.JSONField(_("대상 서버"), default=list)
+    blocked_server = models.CharField(_("사용 중인 서버"), max_length=64, blank=True)
+    blocked_by = models.CharField(_("사용 중인 작업"), max_length=32, blank=True)
+    since = models.DateTimeField(_("대기 시작"), default=timezone.now)
+    dispatched_at = models.DateTimeField(_("재시도 요청 시각"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("실행 대기")
+        verbose_name_plural = _("실행 대기")
+        db_table = "TB_EXECUTION_WAIT"
+        ordering = ["queued_at", "task_id"]
+
+    def __str__(self) -> str:
+        return f"{self.task_ref} waits for {self.blocked_server} ({self.blocked_by})"

@@ -1,13 +1,15 @@
-"""django-q2 entry points: thin wrappers around execution.services and execution.inspections."""
+"""django-q2 entry points: thin wrappers around execution.services, leases, reaper and inspections."""
 
 from __future__ import annotations
 
 
 def run_task(task_pk: int) -> str | None:
-    """Enqueued by governance after commit when a task becomes APPROVED."""
+    """Enqueued by governance after commit when a task becomes APPROVED (and again when the
+    servers it waited for are free). Runs holding the task's claim and servers, or waits."""
+    from .leases import run_leased
     from .services import run_task as run
 
-    return run(task_pk)
+    return run_leased(task_pk, run)
 
 
 def run_inspections() -> int:
@@ -15,3 +17,10 @@ def run_inspections() -> int:
     from .inspections import run_due
 
     return run_due()
+
+
+def reap_executions() -> int:
+    """The recurring django-q2 Schedule: recover tasks whose worker is gone."""
+    from .reaper import sweep
+
+    return len(sweep())
