@@ -107,6 +107,14 @@ BREAK_LABELS = {
 }
 
 
+# Actors that are not people: the product itself, the approval policy, the scheduled inspections.
+MACHINE_ACTORS = {"system": _("시스템"), "policy": _("정책(자동)"), "inspection": _("정기 점검"), "": _("시스템")}
+
+
+def actor_label(actor: str) -> str:
+    return str(MACHINE_ACTORS[actor]) if actor in MACHINE_ACTORS else actor
+
+
 def action_label(action: str) -> str:
     """A Korean label for an action name; the raw name for one not listed here."""
     if action in ACTION_LABELS:

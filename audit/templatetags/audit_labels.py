@@ -15,6 +15,11 @@ def action_label(action: str) -> str:
 
 
 @register.filter
+def actor_label(actor) -> str:
+    return labels.actor_label(actor or "")
+
+
+@register.filter
 def result_label(code) -> str:
     return labels.result_label("" if code is None else str(code))
 
