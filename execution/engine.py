@@ -172,6 +172,7 @@ class Engine:
             self._close(contexts)
             done.extend(c for c in contexts if c not in failures)
             self._event("group", "SUCCEEDED", f"{group.label} done", index=group.index)
+            self._release(contexts)
             return None
         return self._stop_group(group, contexts, failures, done)
 
@@ -399,6 +400,16 @@ class Engine:
             events.send(self.live_group, events.LiveEvent(kind="timeline", task_id=self.task_ref, message=line["text"],
                                                           data={"action": entry.action,
                                                                 "line": reports.line_payload(line)}))
+
+    def _release(self, contexts: list[ServerContext]) -> None:
+        """Done with these servers for good: another task may change them now (execution.leases).
+        Not while a later failure could still roll them back or a safety gate re-check them."""
+        s = self.strategy
+        if self.task is None or s.rollback_all or (s.safety_gate and s.gate_sample != 0 and self.playbook.ROLLING):
+            return
+        from .leases import release_servers
+
+        release_servers(self.task.pk, [c.server.server_id for c in contexts])
 
     def _close(self, contexts: list[ServerContext]) -> None:
         for ctx in contexts:

@@ -51,6 +51,8 @@ def _audit_text(entry: AuditEntry) -> str:
     if entry.action == "approval.decided":
         return (f"{label}: {p.get('step')}단계 {decision_label(p.get('decision', ''))} — "
                 f"{p.get('comments', '')}").rstrip(" —")
+    if entry.action.startswith("execution.") and p.get("text"):
+        return str(p["text"])  # written in Korean by the execution layer (a wait, a recovery)
     if entry.action.startswith("execution."):
         return f"{entry.target}: {p.get('step', entry.command[:80])} → {entry.result_code}"
     return label + (f": {reason_label(p['reason'])}" if p.get("reason") else "")
