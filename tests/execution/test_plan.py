@@ -142,6 +142,40 @@ def test_app_deploy_plan_lists_the_exact_commands_upload_health_and_rollback(ser
         ("group 1, batch 0", ["was-01", "was-03"]), ("group 2, batch 1", ["was-02", "was-04"])]
 
 
+def commands(plan) -> dict[str, str]:
+    return {s["name"]: s["command"] for s in plan["step_sets"][0]["steps"] if "command" in s}
+
+
+def test_log_file_and_static_playbooks_list_their_exact_commands(servers, artifact):
+    system, sha = servers[0].system, artifact["sha256"]
+    cleanup = render_plan("LOG_CLEANUP", {"dry_run": False, "older_than_days": 14}, system, servers, task_ref=REF)
+    find = "find /app/logs -maxdepth 1 -type f -name '*.log.*' -mtime +14"
+    assert commands(cleanup) == {"list": f"{find} -print", "delete": f"{find} -print -delete"}
+    assert list(commands(render_plan("LOG_CLEANUP", {}, system, servers, task_ref=REF))) == ["list"]  # dry run
+
+    rotate = render_plan("LOGROTATE", {"keep": 3}, system, servers, task_ref=REF)
+    log, rotated = "/app/logs/catalina.out", f"/app/logs/catalina.out.{REF}"
+    assert commands(rotate) == {
+        "guard-file": f"test -f {log} && test ! -h {log}",
+        "rotate": f"cp -p {log} {rotated} && truncate -s 0 {log} && gzip -f {rotated}",
+        "prune": f"ls -1t {log}.*.gz 2>/dev/null | tail -n +4 | while read -r old; do rm -f -- \"$old\"; done"}
+
+    static = render_plan("STATIC_SYNC", {"artifact_sha256": sha, "target_path": "static"}, system, servers,
+                         task_ref=REF)
+    new, old = f"/app/was/static.guardia-new-{REF}", f"/app/was/static.guardia-old-{REF}"
+    assert static["uploads"] == [{"name": f"static-{REF}.tar.gz", "size": 2014, "sha256": sha,
+                                  "remote": f"/app/deploy/static-{REF}.tar.gz"}]
+    assert commands(static)["swap"] == f"mv /app/was/static {old} && mv {new} /app/was/static"
+    rollback = static["step_sets"][0]["rollback"][-1]["command"]
+    assert rollback == f"mv /app/was/static {new}.failed && mv {old} /app/was/static"
+
+    ssl = render_plan("SSL_REPLACE", PLAYBOOK_PARAMETERS["SSL_REPLACE"](artifact), system, servers, task_ref=REF)
+    assert [u["remote"] for u in ssl["uploads"]] == ["/app/was/conf/site.crt", "/app/was/conf/site.key"]
+    assert commands(ssl)["chmod-key"].startswith("chmod 600 /app/was/conf/site.key && ")
+    served = next(s["check"] for s in ssl["step_sets"][0]["steps"] if s["name"] == "served-cert")
+    assert served == {"kind": "tls", "host": "{ip}", "port": 8443, "server_name": "", "certificate_sha256": sha}
+
+
 def test_canary_batches_and_parallelism_are_in_the_plan(system, artifact):
     servers = [cmdb_server(system, n, rolling_group=1, canary=(n == 3)) for n in range(1, 8)]
     plan = render_plan("SERVICE_RESTART", {"rollout": {"canary_share": 0.1, "batch_size": 3, "max_parallel": 2}},
