@@ -228,7 +228,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "guardia.api.Pagination",  # LimitOffsetPagination with bounds
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "guardia.api.exception_handler",
 }
@@ -287,9 +287,6 @@ if os.getenv("GUARDIA_Q_BROKER", "orm") == "redis":
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
-# A running execution's claim on its task and servers lives this long without a heartbeat
-# (its worker renews it every sixth of it); the reaper recovers a task once it expired.
-EXECUTION_LEASE_SECONDS = envint("GUARDIA_EXECUTION_LEASE_SECONDS", 60)
 Q_SYNC = envbool("GUARDIA_Q_SYNC", "false")
 if Q_SYNC:
     Q_CLUSTER["sync"] = True
