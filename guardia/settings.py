@@ -287,6 +287,9 @@ if os.getenv("GUARDIA_Q_BROKER", "orm") == "redis":
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+# A running execution's claim on its task and servers lives this long without a heartbeat
+# (its worker renews it every sixth of it); the reaper recovers a task once it expired.
+EXECUTION_LEASE_SECONDS = envint("GUARDIA_EXECUTION_LEASE_SECONDS", 60)
 Q_SYNC = envbool("GUARDIA_Q_SYNC", "false")
 if Q_SYNC:
     Q_CLUSTER["sync"] = True
