@@ -74,7 +74,11 @@ class CatalogueCommands(Playbook):
         is the catalogue read by prepare(), and a refusal stops this server before anything runs."""
         server = ctx.server
         if getattr(ctx, "planning", False):
-            return self._resolve(commands.rules_for(server.system_id), [server], "")
+            # One query per system, not per server: a plan may cover a thousand servers.
+            cache = self.__dict__.setdefault("_plan_rules", {})
+            if server.system_id not in cache:
+                cache[server.system_id] = commands.rules_for(server.system_id)
+            return self._resolve(cache[server.system_id], [server], "")
         if self._catalogue is None:
             raise Refused("명령 카탈로그를 읽지 못해 실행하지 않았습니다")
         rules = self._catalogue.get(None, []) + self._catalogue.get(server.system_id, [])
