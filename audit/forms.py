@@ -29,7 +29,8 @@ class ExportForm(forms.Form):
     task = forms.CharField(label=_("작업 번호"), max_length=64, required=False)
 
     def clean(self):
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("since") and data.get("until") and data["since"] > data["until"]:
             raise forms.ValidationError({"until": _("종료일이 시작일보다 빠릅니다.")})
         return data

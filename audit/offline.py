@@ -38,8 +38,16 @@ LEGACY_MESSAGE = (
 
 
 def manifest(header_sha256: str, rows_sha256: str) -> str:
-    """The digest a JSON Lines export signs (the same definition as audit.exports.manifest)."""
+    """The digest a JSON Lines export signs: its header and its rows together (audit.exports uses this one)."""
     return hashlib.sha256(f"{header_sha256}\n{rows_sha256}".encode("ascii")).hexdigest()
+
+
+class _Rejected(Exception):
+    """The first problem found in an export: where it is, and what it is."""
+
+    def __init__(self, line: int | None, problem: str):
+        super().__init__(problem)
+        self.line, self.problem = line, problem
 
 
 @dataclass
@@ -128,15 +136,16 @@ def verify_export(path: str | Path, public_key) -> ExportCheck:
             trailer = _csv_entries(file, trailer_at, trailer_bytes, check)
         else:
             trailer = _jsonl_entries(file, trailer_at, trailer_bytes, check)
-        if check.ok and trailer is not None:
-            _check_trailer(file, trailer_at, trailer, public_key, check)
+        _check_trailer(file, trailer_at, trailer, public_key, check)
+    except _Rejected as rejected:
+        check.fail(rejected.line, rejected.problem)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         check.fail(None, f"unreadable export: {exc}")
     check.seconds = time.perf_counter() - started
     return check
 
 
-def _jsonl_entries(file: Path, trailer_at: int, trailer_bytes: bytes, check: ExportCheck) -> _Trailer | None:
+def _jsonl_entries(file: Path, trailer_at: int, trailer_bytes: bytes, check: ExportCheck) -> _Trailer:
     """The hot loop of offline verification: slices each line (fixed layout) instead of parsing JSON."""
     rows_digest = hashlib.sha256()
     last_seq, last_hash, count = 0, b"", 0
@@ -145,15 +154,16 @@ def _jsonl_entries(file: Path, trailer_at: int, trailer_bytes: bytes, check: Exp
         try:
             fmt = json.loads(header).get("format")
         except (ValueError, AttributeError):
-            return check.fail(1, "header line is not valid JSON") and None
+            raise _Rejected(1, "header line is not valid JSON") from None
         if fmt in LEGACY_FORMATS:
-            return check.fail(1, LEGACY_MESSAGE.format(fmt=fmt)) and None
+            raise _Rejected(1, LEGACY_MESSAGE.format(fmt=fmt))
         if fmt != FORMAT:
-            return check.fail(1, "header line is not a GUARDiA export header") and None
+            raise _Rejected(1, "header line is not a GUARDiA export header")
         chain = _Chain()
         position, number = len(header), 1
         parse, update = lines.parse_entry_line, rows_digest.update
         p1, p2, ok, ok_len = lines._P1, lines._P2, lines.OK_MIDDLE, 173 + len(lines.OK_MIDDLE)
+        integrity: str | None
         for line in fh:
             number += 1
             if position >= trailer_at:
@@ -166,28 +176,28 @@ def _jsonl_entries(file: Path, trailer_at: int, trailer_bytes: bytes, check: Exp
                 try:
                     prev, digest, integrity, text = parse(line)
                 except ValueError as exc:
-                    return check.fail(number, f"malformed entry line ({exc})") and None
+                    raise _Rejected(number, f"malformed entry line ({exc})") from None
             try:
                 seq = int(text[7 : text.index(b",", 7)]) if text.startswith(b'{"seq":') else -1
             except ValueError:
-                return check.fail(number, "entry does not start with its seq") and None
+                raise _Rejected(number, "entry does not start with its seq") from None
             if integrity is None:
-                return check.fail(number, "entry line has no integrity state") and None
+                raise _Rejected(number, "entry line has no integrity state")
             if sha256(text + prev).hexdigest().encode() != digest:
-                return check.fail(number, "entry does not hash to its entry_hash (content changed)") and None
+                raise _Rejected(number, "entry does not hash to its entry_hash (content changed)")
             if seq == last_seq + 1 and last_hash and prev != last_hash:
-                return check.fail(number, f"entry {seq} does not chain to entry {last_seq}") and None
+                raise _Rejected(number, f"entry {seq} does not chain to entry {last_seq}")
             if seq != last_seq + 1 or integrity != "ok" or seq == 1:  # the rare cases: gaps, breaks, genesis
                 problem = chain.add(seq, prev, digest, number, integrity)
                 if problem:
-                    return check.fail(number, problem) and None
+                    raise _Rejected(number, problem)
             else:
                 chain.last_seq, chain.last_hash = seq, digest
             last_seq, last_hash = seq, digest
             update(b"%s %s\n" % (digest, integrity.encode()))
             count += 1
     check.entries = count
-    trailer = _parse_trailer(trailer_bytes, number, chain, check)
+    trailer = _parse_trailer(trailer_bytes, number, chain)
     if trailer is not None:
         trailer.computed = {
             "header_sha256": hashlib.sha256(header).hexdigest(),
@@ -196,21 +206,21 @@ def _jsonl_entries(file: Path, trailer_at: int, trailer_bytes: bytes, check: Exp
     return trailer
 
 
-def _csv_entries(file: Path, trailer_at: int, trailer_bytes: bytes, check: ExportCheck) -> _Trailer | None:
+def _csv_entries(file: Path, trailer_at: int, trailer_bytes: bytes, check: ExportCheck) -> _Trailer:
     chain, count = _Chain(), 0
     with file.open("rb") as raw:
         body = io.TextIOWrapper(io.BufferedReader(_Limited(raw, trailer_at)), encoding="utf-8-sig", newline="")
         reader = csv.reader(body)
         columns = next(reader, None)
         if columns != lines.CSV_COLUMNS:
-            return check.fail(1, "column header row differs from the export format") and None
+            raise _Rejected(1, "column header row differs from the export format")
         for row in reader:
             number = reader.line_num
             problem = _csv_row_problem(row)
             if problem is None:
                 problem = chain.add(int(row[0]), row[8].encode(), row[9].encode(), number, row[10])
             if problem:
-                return check.fail(number, problem) and None
+                raise _Rejected(number, problem)
             count += 1
     check.entries = count
     number = (reader.line_num if count else 1) + 1
@@ -219,8 +229,8 @@ def _csv_entries(file: Path, trailer_at: int, trailer_bytes: bytes, check: Expor
     except (StopIteration, csv.Error):
         cells = []
     if len(cells) != 2 or cells[0] != "#trailer":
-        return check.fail(number, "trailer row missing or malformed") and None
-    return _parse_trailer(cells[1].encode(), number, chain, check)
+        raise _Rejected(number, "trailer row missing or malformed")
+    return _parse_trailer(cells[1].encode(), number, chain)
 
 
 def _csv_row_problem(row: list[str]) -> str | None:
@@ -274,17 +284,17 @@ class _Trailer:
     computed: dict[str, str] | None = None  # JSON Lines: digests recomputed from the file
 
 
-def _parse_trailer(trailer_bytes: bytes, number: int, chain: _Chain, check: ExportCheck) -> _Trailer | None:
+def _parse_trailer(trailer_bytes: bytes, number: int, chain: _Chain) -> _Trailer:
     try:
         fields = json.loads(trailer_bytes)
     except ValueError:
-        return check.fail(number, "trailer is not valid JSON") and None
+        raise _Rejected(number, "trailer is not valid JSON") from None
     if not isinstance(fields, dict) or fields.get("type") != "trailer":
-        return check.fail(number, "trailer missing or not a GUARDiA export trailer") and None
+        raise _Rejected(number, "trailer missing or not a GUARDiA export trailer")
     if fields.get("format") in LEGACY_FORMATS:
-        return check.fail(number, LEGACY_MESSAGE.format(fmt=fields["format"])) and None
+        raise _Rejected(number, LEGACY_MESSAGE.format(fmt=fields["format"]))
     if fields.get("format") != FORMAT:
-        return check.fail(number, "trailer missing or not a GUARDiA export trailer") and None
+        raise _Rejected(number, "trailer missing or not a GUARDiA export trailer")
     return _Trailer(fields, number, chain)
 
 
@@ -292,64 +302,51 @@ def _check_trailer(file: Path, trailer_at: int, trailer: _Trailer, public_key, c
     fields, number, chain = trailer.fields, trailer.line, trailer.chain
     # 1. The signature covers every trailer field, so everything read from it below is authentic.
     if not signing.verify(public_key, str(fields.get("signature", "")), signing.trailer_message(fields)):
-        check.fail(number, "trailer signature does not verify with this public key "
-                   "(a trailer field was changed, or another key signed it)")  # fmt: skip
-        return
+        raise _Rejected(number, "trailer signature does not verify with this public key "
+                        "(a trailer field was changed, or another key signed it)")  # fmt: skip
     # 2. The file holds what the signed trailer describes.
     if fields.get("contiguous", True) and chain.gap:
         line, seq, previous = chain.gap
-        check.fail(line, f"seq {seq} follows seq {previous}: {seq - previous - 1} entries of the chain are missing")
-        return
+        missing = seq - previous - 1
+        raise _Rejected(line, f"seq {seq} follows seq {previous}: {missing} entries of the chain are missing")
     if fields.get("count") != check.entries:
-        check.fail(number, f"trailer says {fields.get('count')} entries, the file has {check.entries}")
-        return
+        raise _Rejected(number, f"trailer says {fields.get('count')} entries, the file has {check.entries}")
     if check.entries and (fields.get("first_seq"), fields.get("last_seq")) != (chain.first_seq, chain.last_seq):
-        check.fail(number, f"trailer says seq {fields.get('first_seq')}..{fields.get('last_seq')}, "
-                   f"the file has {chain.first_seq}..{chain.last_seq}")  # fmt: skip
-        return
+        raise _Rejected(number, f"trailer says seq {fields.get('first_seq')}..{fields.get('last_seq')}, "
+                        f"the file has {chain.first_seq}..{chain.last_seq}")  # fmt: skip
     computed = trailer.computed
     if computed:  # JSON Lines: every entry line was checked byte for byte; the manifest binds the rest
         if computed["header_sha256"] != fields.get("header_sha256"):
-            check.fail(1, "header line differs from the signed export")
-            return
+            raise _Rejected(1, "header line differs from the signed export")
         if computed["rows_sha256"] != fields.get("rows_sha256"):
-            check.fail(None, "the entries' hashes or integrity states differ from the signed export")
-            return
+            raise _Rejected(None, "the entries' hashes or integrity states differ from the signed export")
         if manifest(computed["header_sha256"], computed["rows_sha256"]) != fields.get("manifest_sha256"):
-            check.fail(number, "manifest digest in the trailer is wrong")
-            return
+            raise _Rejected(number, "manifest digest in the trailer is wrong")
     elif _body_digest(file, trailer_at) != fields.get("body_sha256"):
         # Every row checked out, so what changed is the column header or the row structure.
-        check.fail(1, "body digest differs from the signed trailer: the header row or line structure changed")
-        return
+        raise _Rejected(1, "body digest differs from the signed trailer: the header row or line structure changed")
     # 3. The checkpoint that anchors the last entry.
     cp = fields.get("checkpoint") or {}
     if not cp:
-        check.fail(number, "export carries no checkpoint")
-        return
+        raise _Rejected(number, "export carries no checkpoint")
     message = signing.checkpoint_message(
         int(cp["seq"]), str(cp["entry_hash"]), str(cp["time"]), str(cp.get("merkle_root") or "")
     )
     if not signing.verify(public_key, cp.get("signature", ""), message):
-        check.fail(number, "checkpoint signature does not verify with this public key")
-        return
+        raise _Rejected(number, "checkpoint signature does not verify with this public key")
     if cp["seq"] < chain.last_seq:
-        check.fail(number, f"checkpoint seq {cp['seq']} does not cover the last entry {chain.last_seq}")
-        return
+        raise _Rejected(number, f"checkpoint seq {cp['seq']} does not cover the last entry {chain.last_seq}")
     if cp["seq"] == chain.last_seq and cp["entry_hash"].encode() != chain.last_hash:
-        check.fail(number, f"entry {chain.last_seq} differs from the signed checkpoint")
-        return
+        raise _Rejected(number, f"entry {chain.last_seq} differs from the signed checkpoint")
     # 4. The chain itself: an authentic export of a broken chain is still a failed verification.
     verdict = fields.get("chain") or {}
     why = f"the chain was broken at seq {verdict.get('first_broken_seq')} ({verdict.get('kind') or 'unknown'}"
     why += f": {verdict['detail']})" if verdict.get("detail") else ")"
     if chain.broken:
         line, seq = chain.broken
-        check.fail(line, f"entry {seq} is marked broken: {why} when this export was made")
-        return
+        raise _Rejected(line, f"entry {seq} is marked broken: {why} when this export was made")
     if verdict.get("ok") is not True:
-        check.fail(number, f"the signed trailer states {why} when this export was made")
-        return
+        raise _Rejected(number, f"the signed trailer states {why} when this export was made")
     check.checkpoint_seq = cp["seq"]
     check.chain_ok_at_export = True
 
@@ -368,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--public-key", required=True)
     args = parser.parse_args(argv)
     key = signing.load_public_key(args.public_key)
+    check: ExportCheck | proof_check.ProofCheck
     if proof_check.is_proof_file(args.file):
         check = proof_check.check_proof_file(args.file, key)
     else:

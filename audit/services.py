@@ -84,7 +84,7 @@ def _insert(entry: AuditEntry) -> None:
     values = [f.get_db_prep_save(getattr(entry, f.attname), connection) for f in columns]
     sql = _INSERT_SQL.get(connection.vendor)
     if sql is None:
-        names = ", ".join(ops.quote_name(f.column) for f in columns)
+        names = ", ".join(ops.quote_name(f.column) for f in columns)  # type: ignore[arg-type]  # concrete: has a column
         marks = ", ".join(["%s"] * len(columns))
         sql = f"INSERT INTO {ops.quote_name(AuditEntry._meta.db_table)} ({names}) VALUES ({marks})"
         if connection.features.can_return_columns_from_insert:

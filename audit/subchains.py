@@ -57,7 +57,7 @@ def leaves_at(seq: int) -> list[merkle.Leaf]:
             "audit checkpoint %s: stored leaves do not match its signed root; rebuilding sub-chains", base.pk
         )
     state = merkle.SubChains(leaves or ())
-    advance(state, base.seq if leaves is not None else 0, seq)
+    advance(state, base.seq if base is not None and leaves is not None else 0, seq)
     return state.leaves()
 
 

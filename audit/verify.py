@@ -154,7 +154,7 @@ def _walk(report: VerifyReport, public_key, batch: int) -> VerifyReport:
     report.last_checkpoint_seq = checkpoints[-1][0] if checkpoints else None
     limit = max([head[0]] + [c[0] for c in checkpoints[-1:]])
     cps = iter(enumerate(checkpoints))
-    position, cp = next(cps, (None, None))
+    position, cp = next(cps, (-1, None))
     # Sub-chain heads, advanced per entry only when some checkpoint carries a root.
     sub_heads: dict[str, str] | None = {} if signed_leaves else None
     sub_counts: dict[str, int] = {}
@@ -186,7 +186,7 @@ def _walk(report: VerifyReport, public_key, batch: int) -> VerifyReport:
                     f"entry {seq} no longer matches the signed checkpoint at seq {seq}: the chain after seq "
                     f"{last_good_cp} was recomputed",
                 )
-            if cp[0] == seq and position in signed_leaves:
+            if cp[0] == seq and position in signed_leaves and sub_heads is not None:
                 names = _diverged(signed_leaves[position], sub_heads, sub_counts)
                 if names:
                     report.institutions = names
@@ -195,7 +195,7 @@ def _walk(report: VerifyReport, public_key, batch: int) -> VerifyReport:
                         "signed leaves of its checkpoint"
                     )
             last_good_cp = cp[0]
-            position, cp = next(cps, (None, None))
+            position, cp = next(cps, (-1, None))
         prev_seq, prev_hash = seq, eh
         count += 1
     report.entries = count

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import IO
 
-from .base import CONTENT_TYPES, FORMAT, FORMATS, Exporter, ExportFilter, ExportResult, manifest
+from ..offline import manifest
+from .base import CONTENT_TYPES, FORMAT, FORMATS, Exporter, ExportFilter, ExportResult
 from .jsonl import JsonLinesExporter
 from .pdf import PdfExporter
 from .spreadsheet import CsvExporter

@@ -8,7 +8,6 @@ over the digest the format names (the body, the rows, or a manifest of both).
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -102,11 +101,6 @@ def rows_line(entry_hash: str, integrity: str) -> bytes:
     """What rows_sha256 covers per entry: every other byte of a JSON Lines entry line is
     bound to its entry_hash by the fixed layout and the chain hash (audit/lines.py)."""
     return f"{entry_hash} {integrity}\n".encode("ascii")
-
-
-def manifest(header_sha256: str, rows_sha256: str) -> str:
-    """The digest a JSON Lines export signs: its header and its rows together."""
-    return hashlib.sha256(f"{header_sha256}\n{rows_sha256}".encode("ascii")).hexdigest()
 
 
 class Exporter(ABC):

@@ -8,7 +8,8 @@ import json
 from typing import Any
 
 from .. import lines
-from .base import Exporter, ExportResult, Row, manifest, rows_line
+from ..offline import manifest  # one definition, shared with the offline verifier
+from .base import Exporter, ExportResult, Row, rows_line
 
 
 class JsonLinesExporter(Exporter):
