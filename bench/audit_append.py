@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.pg import PostgresCluster, django_env  # noqa: E402
+from tests.pg import PostgresCluster, django_env
 
 
 def run(env: dict, writers: int, per_writer: int) -> dict:

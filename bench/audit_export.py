@@ -14,7 +14,7 @@ from audit_common import seed, setup
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
 data_dir = setup()
 
-from audit import exports  # noqa: E402
+from audit import exports
 
 print(f"seeding {N} entries ... {seed(N):.1f} s")
 for fmt in ("csv", "jsonl", "pdf"):

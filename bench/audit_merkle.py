@@ -22,11 +22,11 @@ N = int(args[0]) if args else 1_000_000
 INSTITUTIONS = int(args[1]) if len(args) > 1 else 100
 setup()
 
-from django.conf import settings  # noqa: E402
+from django.conf import settings
 
-import audit  # noqa: E402
-from audit import proof_check, proofs, services, signing, subchains  # noqa: E402
-from audit.verify import verify_chain  # noqa: E402
+import audit
+from audit import proof_check, proofs, services, signing, subchains
+from audit.verify import verify_chain
 
 print(f"{platform.node()}: {platform.python_implementation()} {platform.python_version()}, SQLite WAL; "
       "2-core Debian VM, shared with other test runs")  # fmt: skip

@@ -16,9 +16,9 @@ from audit_common import raw_chain_rate, seed, setup
 N = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 200_000
 data_dir = setup()
 
-from audit import exports, offline, signing  # noqa: E402
-from audit.models import AuditEntry  # noqa: E402
-from audit.verify import verify_chain  # noqa: E402
+from audit import exports, offline, signing
+from audit.models import AuditEntry
+from audit.verify import verify_chain
 
 print(f"seeding {N} entries ... {seed(N):.1f} s")
 if "--memory" in sys.argv:

@@ -15,11 +15,11 @@ os.environ.setdefault("GUARDIA_CHANNEL_LAYER", "memory")
 os.environ.setdefault("GUARDIA_LOG_LEVEL", "WARNING")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "guardia.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-from django.core.management import call_command  # noqa: E402
+from django.core.management import call_command
 
 call_command("migrate", verbosity=0)
 DATA_DIR = Path(os.environ["GUARDIA_DATA_DIR"])

@@ -14,13 +14,13 @@ import time
 
 os.environ.setdefault("GUARDIA_DEBUG", "false")
 
-import benchenv  # noqa: E402
-from django.contrib.auth.models import Group, User  # noqa: E402
-from django.db import connection, transaction  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.test.utils import CaptureQueriesContext  # noqa: E402
+import benchenv
+from django.contrib.auth.models import Group, User
+from django.db import connection, transaction
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
-from cmdb.models import Institution, Server, System  # noqa: E402
+from cmdb.models import Institution, Server, System
 
 PAGES = {
     "first page": "",

@@ -14,7 +14,7 @@ import urllib.request
 # parameters for connection.queries, which is not what a production worker pays.
 os.environ.setdefault("GUARDIA_DEBUG", "false")
 
-import benchenv  # noqa: E402, F401  (Django set up and migrated)
+import benchenv  # noqa: F401  (Django set up and migrated)
 from django.contrib.auth.models import User
 
 from execution.services import store_artifact

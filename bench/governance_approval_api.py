@@ -33,7 +33,7 @@ if ARGS.postgres:
     CLUSTER = PostgresCluster().start()
     os.environ["GUARDIA_DATABASE_URL"] = CLUSTER.url
 
-import benchenv  # noqa: E402  (needs the database chosen above)
+import benchenv
 from django.contrib.auth.models import Group, User
 from django.db import transaction
 from django.utils import timezone
@@ -41,7 +41,7 @@ from rest_framework.authtoken.models import Token
 
 from cmdb.models import Institution, System, SystemOwner
 from governance.models import ApprovalStep, OpsTask, Status
-from tests.live import daphne, redis_server, service_env  # noqa: E402
+from tests.live import daphne, redis_server, service_env
 
 
 def populate(clients: int, per_client: int) -> list[tuple[str, list[int]]]:

@@ -413,7 +413,7 @@ class SSHTransport:
         partial = remote_path + ".guardia-part"
         digest = hashlib.sha256()
         try:
-            source = io.BytesIO(local) if isinstance(local, bytes) else open(local, "rb")  # noqa: SIM115
+            source = io.BytesIO(local) if isinstance(local, bytes) else open(local, "rb")
         except OSError as exc:
             raise TransportError(f"cannot read {local}: {exc}") from exc
         try:

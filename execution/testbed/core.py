@@ -218,7 +218,7 @@ class Testbed:
         }
 
     def _start_sshd(self, entry: dict[str, Any]) -> None:
-        log = open(Path(entry["dir"]) / "sshd.log", "a")  # noqa: SIM115 - handed to the child
+        log = open(Path(entry["dir"]) / "sshd.log", "a")  # handed to the child, which keeps it open
         # -r: no re-exec of sshd per connection. The re-exec exists for ASLR on real hosts;
         # here it only costs CPU the engine under test needs (53 -> 88 connections/s).
         proc = subprocess.Popen(
@@ -239,7 +239,7 @@ class Testbed:
         if host:
             proc = subprocess.Popen(
                 ["python3", str(self.base / "bin" / "was.py"), "host", "--ctl-port", str(host["ctl_port"])],
-                stdin=subprocess.DEVNULL, stdout=open(self.base / "was-host.log", "a"),  # noqa: SIM115
+                stdin=subprocess.DEVNULL, stdout=open(self.base / "was-host.log", "a"),
                 stderr=subprocess.STDOUT, start_new_session=True, env=self._env(),
             )
             self._procs[proc.pid] = proc
@@ -421,7 +421,7 @@ def _comm(pid: int) -> str:
 
 def _http_get(url: str, timeout: float = 1.0) -> tuple[int | None, str]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback testbed
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # a loopback testbed URL
             return response.status, response.read().decode(errors="replace")
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace")

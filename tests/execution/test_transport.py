@@ -213,7 +213,7 @@ def test_commands_work_when_descriptors_pass_1024(testbed_cmdb, clean_testbed):
     assert wanted > 1200, f"the hard open-files limit ({hard}) is too low for this test"
     if soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    held = [open("/dev/null", "rb") for _ in range(1100)]  # noqa: SIM115
+    held = [open("/dev/null", "rb") for _ in range(1100)]
     try:
         assert max(f.fileno() for f in held) > 1024
         server = testbed_cmdb[3]
