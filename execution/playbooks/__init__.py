@@ -27,7 +27,7 @@ def get(name: str) -> type[Playbook]:
     try:
         return PLAYBOOKS[name]
     except KeyError:
-        raise ParameterError({"playbook": f"no playbook named {name!r}"}) from None
+        raise ParameterError({"playbook": f"{name!r} 플레이북이 없습니다"}) from None
 
 
 def build(name: str, parameters: dict | None) -> Playbook:

@@ -55,7 +55,7 @@ class LogMining(ReadOnly):
         try:
             re.compile(self.params["pattern"])
         except re.error as exc:
-            raise ParameterError({"pattern": str(exc)}) from exc
+            raise ParameterError({"pattern": f"정규식이 올바르지 않습니다 ({exc})"}) from exc
 
     def forward(self, ctx) -> None:
         if self.params["log_path"]:
@@ -211,7 +211,7 @@ class DataCleanup(Playbook):
     def validate(self) -> None:
         for value in self.params["args"]:
             if not isinstance(value, str | int) or "\x00" in str(value) or len(str(value)) > 200:
-                raise ParameterError({"args": "each argument is text or a number of at most 200 characters"})
+                raise ParameterError({"args": "인자는 각각 200자 이내의 문자열이나 숫자여야 합니다"})
 
     def verify(self, ctx) -> None:
         """Data scripts are checked by their own exit codes."""
