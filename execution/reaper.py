@@ -57,10 +57,15 @@ def reaper_holder() -> str:
     return f"reaper:{leases.holder_id()}"
 
 
-def orphaned_leases(now=None):
+def orphaned_leases(now=None) -> list[ExecutionLease]:
+    """Expired claims, and claims of stopped tasks whose holder missed two heartbeats and a half.
+    A claim's heartbeat is a sixth of its lifetime as its holder set it (expires - renewed), so a
+    worker configured with another lease length is judged by its own."""
     now = now or timezone.now()
-    missed = now - timedelta(seconds=2.5 * leases.heartbeat_seconds())
-    return ExecutionLease.objects.filter(Q(expires_at__lt=now) | Q(task__stop_requested=True, renewed_at__lt=missed))
+    found = list(ExecutionLease.objects.filter(Q(expires_at__lt=now) | Q(task__stop_requested=True))
+                 .select_related("task"))
+    return [lease for lease in found if lease.expires_at < now
+            or lease.renewed_at < now - 2.5 * (lease.expires_at - lease.renewed_at) / 6]
 
 
 def claim(lease: ExecutionLease, holder: str) -> bool:
@@ -75,7 +80,7 @@ def sweep() -> list[dict]:
     """One pass: recover every orphaned task, then queue waiters nobody queued."""
     holder = reaper_holder()
     results: list[dict] = []
-    for lease in list(orphaned_leases().select_related("task")):
+    for lease in orphaned_leases():
         if claim(lease, holder):
             results.append(_recover_claimed(lease.task_id, holder, lease))
     # EXECUTING with no claim at all: started before claims existed, or the claim was dropped

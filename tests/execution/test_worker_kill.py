@@ -1,0 +1,257 @@
+"""Real workers killed mid-rollout, and real workers competing for the same servers.
+
+Processes: the sshd testbed, `manage.py qcluster` (django-q2 ORM broker) sharing the
+pytest-django transactional test database (a SQLite file), and the reaper's sweep run from
+the test process exactly as `manage.py reap_executions` runs it. The servers' own command
+logs (every command sshd received) prove there was no interleaving and no double application.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+from django_q.tasks import async_task
+from rest_framework.test import APIClient
+
+from audit.models import AuditEntry
+from audit.verify import verify_chain
+from cmdb.models import Institution
+from execution import reaper
+from execution.models import Execution, ExecutionLease, RunState, ServerLease, StepResult
+from execution.testbed.register import register_testbed
+from governance.models import OpsTask, Status
+from tests.execution.engine_helpers import (
+    approved_task,
+    commands_received,
+    deploy_parameters,
+    fast_port_wait,
+    version_of,
+)
+from tests.factories import UserFactory
+
+pytestmark = [pytest.mark.testbed, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+SETTLED = {Status.PENDING_PM_VALIDATION, Status.FAILED_ROLLED_BACK, Status.MANUAL_INTERVENTION_REQUIRED,
+           Status.STATE_UNCERTAIN, Status.ABORTED}
+STEP_KINDS = ["pre-check", "upload", "backup", "shutdown", "swap", "startup", "port", "post-check", "http"]
+TRIALS = int(os.getenv("GUARDIA_KILL_TRIALS", "20"))
+
+
+def worker_env(lease_seconds: int, workers: int = 2) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"GUARDIA_DATABASE_URL": f"sqlite:///{settings.DATABASES['default']['NAME']}",
+                "GUARDIA_CHANNEL_LAYER": "memory", "GUARDIA_EXECUTION_LEASE_SECONDS": str(lease_seconds),
+                "GUARDIA_Q_WORKERS": str(workers), "PYTHONUNBUFFERED": "1"})
+    return env
+
+
+@contextmanager
+def qcluster(env: dict[str, str], log_path: Path):
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        sigkill(proc)
+
+
+def sigkill(proc: subprocess.Popen) -> None:
+    """The cluster, its sentinel and every worker at once, as a dying host would."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(10)
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def step_recorded(task: OpsTask, server_id: str, name: str) -> bool:
+    return StepResult.objects.filter(server_run__execution__task=task, server_run__server_ref=server_id,
+                                     phase="forward", name=name).exists()
+
+
+def applied(log: str, pattern: str) -> int:
+    return len(re.findall(pattern, log))
+
+
+def assert_never_applied_twice(task: OpsTask, servers, logs_before: dict[str, int], testbed) -> None:
+    """Per server, in the commands sshd received during this trial: the backup, the swap and the
+    restore ran at most once each, and the WAS was started at most once per phase."""
+    for srv in servers:
+        log = commands_received(testbed, srv.server_id)[logs_before[srv.server_id]:]
+        mine = "\n".join(line for line in log.splitlines() if f"/{srv.server_id}/" in line)
+        backup = rf"cp -p \S*{srv.server_id}/app/app.war \S*/backup/{task.task_id}/app.war"
+        restore = rf"cp -p \S*/backup/{task.task_id}/app.war \S*{srv.server_id}/app/app.war"
+        assert applied(mine, backup) <= 1, mine
+        assert applied(mine, r"mv -f \S*/deploy/app\.war\.\w+ \S*/app/app\.war") <= 1, mine
+        assert applied(mine, restore) <= 1, mine
+        assert applied(mine, r"scripts/startup\.sh") <= 2, mine  # forward, and the rollback's once
+
+
+def assert_servers_match_task(task: OpsTask, servers, new_version: str) -> None:
+    """Each server serves what the task's record says it has: the new version only where the run
+    succeeded and the task reports success, the old one everywhere else."""
+    runs = {r.server_ref: r for r in Execution.objects.filter(task=task).latest("started_at").server_runs.all()}
+    for srv in servers:
+        run = runs.get(srv.server_id)
+        expected = new_version if task.status == Status.PENDING_PM_VALIDATION else "1.0.0"
+        if run is not None and task.status == Status.PENDING_PM_VALIDATION:
+            assert run.state == RunState.SUCCEEDED
+        assert version_of(srv) == expected, (srv.server_id, run.state if run else None, task.status, task.reason
+                                             if hasattr(task, "reason") else "")
+
+
+@pytest.fixture
+def fleet(clean_testbed):
+    servers = sorted(register_testbed(clean_testbed.manifest), key=lambda s: s.server_id)
+    fast_port_wait(servers, 5)
+    return servers
+
+
+def kill_trial(trial: int, targets, testbed, env: dict, lease: int, log_path: Path, rng: random.Random):
+    """One deploy, its worker SIGKILLed inside the step after ``kind`` on ``victim``, one sweep."""
+    testbed.reset()
+    new_version = f"2.0.{trial}"
+    kind = STEP_KINDS[trial % len(STEP_KINDS)]
+    victim = targets[trial % 2]  # the first server, or the second after the first succeeded
+    task = approved_task(targets, "APP_DEPLOY", deploy_parameters(new_version, max_parallel=1))
+    logs_before = {s.server_id: len(commands_received(testbed, s.server_id)) for s in targets}
+    with qcluster(env, log_path) as cluster:
+        async_task("execution.tasks.run_task", task.pk, task_name=f"run-{task.task_id}")
+        wait_for(lambda: step_recorded(task, victim.server_id, kind), 60, 0.01, f"{kind} on {victim.server_id}")
+        time.sleep(rng.uniform(0, 0.25))  # somewhere inside the next step
+        sigkill(cluster)
+    killed_at = time.monotonic()
+    task.refresh_from_db()
+    last = StepResult.objects.filter(server_run__execution__task=task).order_by("-pk").first()
+    if task.status == Status.EXECUTING:
+        wait_for(lambda: not ExecutionLease.objects.filter(task=task, expires_at__gte=timezone.now()).exists(),
+                 lease + 2, what="the lease to expire")
+        results = reaper.sweep()  # one sweep
+        assert [r["task"] for r in results] == [task.task_id]
+    task.refresh_from_db()
+    assert task.status in SETTLED, (trial, kind, task.status)
+    assert time.monotonic() - killed_at <= lease + 60
+    assert not ExecutionLease.objects.filter(task=task).exists()
+    assert not ServerLease.objects.exists()
+    assert_never_applied_twice(task, targets, logs_before, testbed)
+    assert_servers_match_task(task, targets, new_version)
+    return kind, f"{last.server_run.server_ref} {last.name}" if last else "", task.status
+
+
+def test_worker_sigkilled_at_every_step_kind_is_recovered_within_lease_plus_one_sweep(fleet, clean_testbed,
+                                                                                        tmp_path, settings):
+    lease = settings.EXECUTION_LEASE_SECONDS = 3
+    env = worker_env(lease)
+    rng = random.Random(19)
+    outcomes = [kill_trial(n, fleet[:3], clean_testbed, env, lease, tmp_path / "qcluster.log", rng)
+                for n in range(TRIALS)]
+    kinds_hit = {kind for kind, _last, status in outcomes if status != Status.PENDING_PM_VALIDATION}
+    assert kinds_hit == set(STEP_KINDS[:TRIALS]), outcomes
+    recovered = AuditEntry.objects.filter(action="execution.recovered")
+    assert recovered.count() == sum(1 for _k, _l, s in outcomes if s != Status.PENDING_PM_VALIDATION)
+    assert verify_chain().ok
+
+
+def test_kill_switch_on_a_task_whose_worker_is_gone_ends_it_within_one_sweep(fleet, clean_testbed, tmp_path,
+                                                                               settings):
+    lease = settings.EXECUTION_LEASE_SECONDS = 30  # long: the stop must not wait for the lease to run out
+    env = worker_env(lease)
+    targets = fleet[:2]
+    task = approved_task(targets, "APP_DEPLOY", deploy_parameters("3.0.0", max_parallel=1))
+    pm = UserFactory(username="kill-pm", role="pm")
+    Institution.objects.filter(pk=task.system.institution_id).update(pm=pm)
+    with qcluster(env, tmp_path / "qcluster.log") as cluster:
+        async_task("execution.tasks.run_task", task.pk, task_name=f"run-{task.task_id}")
+        wait_for(lambda: step_recorded(task, targets[0].server_id, "shutdown"), 60, 0.01, "shutdown on the first")
+        sigkill(cluster)
+    api = APIClient()
+    api.force_authenticate(pm)
+    response = api.post(f"/api/v1/tasks/{task.task_id}/stop/", {"reason": "작업자 유실 — 정지"}, format="json")
+    assert response.status_code == 200, response.content
+    task.refresh_from_db()
+    assert task.status == Status.EXECUTING and task.stop_requested
+    beat = lease / 6
+    wait_for(lambda: ExecutionLease.objects.filter(task=task, renewed_at__lt=timezone.now() - dt.timedelta(
+        seconds=2.5 * beat)).exists(), 3 * beat + 2, what="two missed heartbeats")
+    assert ExecutionLease.objects.get(task=task).expires_at > timezone.now()  # the lease itself has not run out
+    results = reaper.sweep()
+    task.refresh_from_db()
+    assert [r["task"] for r in results] == [task.task_id]
+    assert task.status == Status.ABORTED
+    for srv in targets:
+        assert version_of(srv) == "1.0.0"  # the first was restored; the second never touched
+    runs = {r.server_ref: r.state for r in Execution.objects.get(task=task).server_runs.all()}
+    assert runs == {targets[0].server_id: RunState.ROLLED_BACK, targets[1].server_id: RunState.ABORTED}
+    lost = AuditEntry.objects.get(action="execution.worker_lost", task=task.task_id)
+    assert lost.payload["stop_requested"] is True
+    assert AuditEntry.objects.filter(action="execution.recovered", task=task.task_id,
+                                     payload__outcome="ABORTED").exists()
+    assert verify_chain().ok
+
+
+def test_ten_changes_for_the_same_servers_run_one_at_a_time_in_approval_order(fleet, clean_testbed, tmp_path):
+    targets = fleet[:2]
+    env = worker_env(30, workers=4)
+    tasks = [approved_task(targets, "SERVICE_RESTART", {"rollout": {"canary_share": 0, "max_parallel": 2}})
+             for _ in range(10)]
+    now = timezone.now()
+    for n, task in enumerate(tasks):  # approved within a quarter of a second of each other
+        OpsTask.objects.filter(pk=task.pk).update(approved_at=now + dt.timedelta(milliseconds=25 * n))
+    logs_before = {s.server_id: len(commands_received(clean_testbed, s.server_id)) for s in targets}
+    with qcluster(env, tmp_path / "qcluster.log"):
+        for task in tasks:
+            async_task("execution.tasks.run_task", task.pk, task_name=f"run-{task.task_id}")
+        wait_for(lambda: OpsTask.objects.filter(pk__in=[t.pk for t in tasks], status__in=SETTLED).count() == 10,
+                 240, 0.2, "all ten tasks to end")
+    statuses = dict(OpsTask.objects.filter(pk__in=[t.pk for t in tasks]).values_list("task_id", "status"))
+    assert set(statuses.values()) == {Status.PENDING_PM_VALIDATION}, statuses
+    for srv in targets:
+        log = commands_received(clean_testbed, srv.server_id)[logs_before[srv.server_id]:]
+        scripts = re.findall(rf"{srv.server_id}/scripts/(shutdown|startup)\.sh", log)
+        # No interleaving: every shutdown is followed by its own startup before the next shutdown.
+        assert scripts == ["shutdown", "startup"] * 10, scripts
+    # The journal agrees: on each server, no two tasks' steps overlap in time.
+    for srv in targets:
+        spans = []
+        for execution in Execution.objects.filter(task__in=tasks):
+            steps = StepResult.objects.filter(server_run__execution=execution, server_run__server_ref=srv.server_id)
+            first, last = steps.order_by("started_at").first(), steps.order_by("-started_at").first()
+            spans.append((first.started_at, last.started_at + dt.timedelta(milliseconds=last.duration_ms)))
+        spans.sort()
+        for (_s1, end), (start, _e2) in zip(spans, spans[1:], strict=False):
+            assert end <= start
+    waits = AuditEntry.objects.filter(action="execution.waiting")
+    assert waits.exists()
+    for entry in waits:
+        assert re.fullmatch(r"대기: srv-0[12] (사용 중|선행 작업 대기 중) \(OPS-TEST-\d+\)", entry.payload["text"])
+    waited = {e.task for e in waits}
+    starts = {e.task.task_id: e.started_at for e in Execution.objects.filter(task__in=tasks).select_related("task")}
+    order = [t.task_id for t in tasks if t.task_id in waited]
+    assert order == sorted(order, key=lambda ref: starts[ref]), "waiters start in approval order"
+    assert not ServerLease.objects.exists()
+    assert verify_chain().ok
