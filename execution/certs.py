@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import NameOID
 
 MAX_CHAIN = 8
 
@@ -72,7 +72,7 @@ def _check_time(cert: x509.Certificate, now: dt.datetime, label: str) -> None:
 
 def _names(cert: x509.Certificate) -> list[str]:
     try:
-        san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         common = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         return [str(common[0].value)] if common else []

@@ -373,7 +373,8 @@ class SSHTransport:
 
     def _kill_group(self, pgid: int | None) -> bool:
         """TERM the remote process group, KILL it after a grace period. Returns False if we could not."""
-        if not pgid or not self.connected:
+        transport = self._transport
+        if not pgid or transport is None or not self.connected:
             return False
         # POSIX spelling (kill -s SIG -- -PGID): the login shell may be dash or ksh, not bash.
         script = (
@@ -382,7 +383,7 @@ class SSHTransport:
             f"sleep 0.1; done; kill -s KILL -- -{pgid} 2>/dev/null; exit 0"
         )
         try:
-            channel = self._transport.open_session(timeout=self.connect_timeout)
+            channel = transport.open_session(timeout=self.connect_timeout)
             channel.exec_command(script)
             channel.recv_exit_status()
             channel.close()
@@ -403,6 +404,8 @@ class SSHTransport:
         if self._sftp is None:
             try:
                 self._sftp = paramiko.SFTPClient.from_transport(transport)
+                if self._sftp is None:  # paramiko could not open the session channel
+                    raise paramiko.SSHException("no SFTP channel")
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 raise self._lost_or_error(f"SFTP to {self.label} failed", exc) from exc
         return self._sftp
@@ -415,7 +418,7 @@ class SSHTransport:
         try:
             source = io.BytesIO(local) if isinstance(local, bytes) else open(local, "rb")
         except OSError as exc:
-            raise TransportError(f"cannot read {local}: {exc}") from exc
+            raise TransportError(f"cannot read {os.fsdecode(local)}: {exc}") from exc
         try:
             with source, sftp.open(partial, "wb") as remote:
                 remote.set_pipelined(True)

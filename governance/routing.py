@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 
 from cmdb.models import SystemOwner
 
@@ -44,14 +45,14 @@ def ownership_of(task: OpsTask) -> SystemOwner | None:
         return None
 
 
-def ladder(task: OpsTask, role: str) -> list[tuple[int, object | None]]:
+def ladder(task: OpsTask, role: str) -> list[tuple[int, AbstractBaseUser | None]]:
     """Candidates for a role in order, each with its escalation level."""
     ownership = ownership_of(task)
     supervisor = ownership.supervisor if ownership else None
     if role == "owner":
         if ownership is None:
             return []
-        rungs = []
+        rungs: list[tuple[int, AbstractBaseUser | None]] = []
         if ownership.owner_is_active:
             rungs.append((OWNER, ownership.owner))
         if ownership.deputy:
