@@ -269,6 +269,44 @@ def test_file_deletion_written_into_the_database_is_refused_at_execution(testbed
     _untouched(testbed, [server], before)
 
 
+@pytest.mark.usefixtures("clean_testbed")
+@pytest.mark.testbed
+@pytest.mark.django_db(transaction=True)
+def test_auto_approved_request_tampered_in_the_database_deletes_nothing(testbed, testbed_cmdb, victim,
+                                                                        django_capture_on_commit_callbacks):
+    """The reported path: a low-risk request on a tier-3 site is approved by policy at once. Filed
+    through REST as a site manager (valid), its drain flag then rewritten in the database to a
+    file outside the app, the worker's run refuses and the file is still there."""
+    server = testbed_cmdb[0]
+    institution = server.system.institution
+    institution.tier = 3
+    institution.save()
+    SystemOwner.objects.update_or_create(system=server.system, defaults={
+        "owner": UserFactory(role="team_lead"), "deputy": UserFactory(role="team_lead"),
+        "supervisor": UserFactory(role="supervisor")})
+    field_user = UserFactory(role="site_manager")
+    institution.site_managers.add(field_user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=field_user)[0].key}")
+    with django_capture_on_commit_callbacks(execute=False):  # the worker is called by hand below
+        response = client.post(URL, {"system": server.system.code, "sub_type": "MEMORY_CHECK", "title": "메모리 점검",
+                                     "targets": [server.server_id],
+                                     "parameters": {"rollout": {"drain_flag": "maintenance.flag"}}}, format="json")
+    assert response.status_code == 201, response.content
+    task = OpsTask.objects.get(task_id=response.json()["task_id"])
+    assert task.status == "APPROVED" and task.plan_sha256  # approved by policy, plan pinned
+    before = {server.server_id: commands_received(testbed, server.server_id)}
+    flag = victim.parent / "victim.flag"
+    _tamper(task, rollout={"drain_flag": str(flag)})
+
+    assert run_task(task.pk) == "FAILED_ROLLED_BACK"
+
+    task.refresh_from_db()
+    assert "rollout.drain_flag" in task.failure_reason and "nothing was changed" in task.failure_reason
+    assert flag.read_text() == "VICTIM-SECRET-CONTENT\n"
+    _untouched(testbed, [server], before)
+
+
 @pytest.mark.parametrize("attack", ["log_path", "health-url"])
 @pytest.mark.usefixtures("clean_testbed")
 @pytest.mark.testbed
