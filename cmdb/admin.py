@@ -484,8 +484,8 @@ class CommandRuleAdmin(admin.ModelAdmin):
     """Security officers keep the catalogue; every save and delete is an audited service call.
     Other roles may at most read it (the model permissions decide, so the admin role gets 403)."""
 
-    list_display = ["program", "scope", "description", "is_filter", "runs_programs", "path_roots", "enabled",
-                    "updated_at"]
+    list_display = ["program", "scope", "description", "is_filter", "runs_programs", "run_as", "path_roots",
+                    "enabled", "updated_at"]
     list_select_related = ["system"]
     list_filter = [CatalogueScopeFilter, "is_filter", "runs_programs", "enabled"]
     search_fields = ["program", "description", "system__code", "system__name"]
@@ -493,7 +493,7 @@ class CommandRuleAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["system", "program", "description", "enabled"]}),
         (_("인자"), {"fields": ["option_pattern", "operand_pattern", "argv_pattern", "path_roots", "max_args"]}),
-        (_("파이프와 래퍼"), {"fields": ["is_filter", "runs_programs"]}),
+        (_("파이프와 래퍼"), {"fields": ["is_filter", "runs_programs", "run_as"]}),
     ]
 
     def get_queryset(self, request):

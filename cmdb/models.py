@@ -386,6 +386,11 @@ def validate_program(value: str) -> None:
     raise ValidationError(_("프로그램 이름(서버의 PATH에서 찾음) 또는 절대 경로"))
 
 
+def validate_account(value: str) -> None:
+    if value and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value):
+        raise ValidationError(_("계정 이름: 영문 소문자, 숫자, '_', '-'"))
+
+
 def validate_pattern(value: str) -> None:
     if not value:
         return
@@ -447,6 +452,11 @@ class CommandRule(models.Model):
         _("다른 프로그램 실행"), default=False,
         help_text=_("래퍼와 인터프리터(sudo, env, busybox, sh, awk, find ...)에 필요"),
     )
+    run_as = models.CharField(
+        _("실행 계정 (sudo)"), max_length=32, blank=True, validators=[validate_account],
+        help_text=_("비우면 SSH 계정 그대로 실행; 지정하면 sudo -n -u 계정으로 실행하며, 허용 규칙은 이 목록에서 "
+                    "생성한 sudoers 파일(manage.py catalogue_sudoers)이 정합니다"),
+    )
     enabled = models.BooleanField(_("사용"), default=True)
     updated_at = models.DateTimeField(_("수정 시각"), auto_now=True)
 
@@ -473,3 +483,12 @@ class CommandRule(models.Model):
                                    % {"program": self.program}})
         if self.is_filter and (runs or self.runs_programs):
             raise ValidationError({"is_filter": _("다른 프로그램을 실행하는 프로그램은 필터가 될 수 없습니다")})
+        if self.run_as:
+            # sudoers pins the program by its full path and the arguments by argv_pattern.
+            if runs or self.runs_programs:
+                raise ValidationError({"run_as": _("다른 프로그램을 실행하는 프로그램은 sudo로 실행할 수 없습니다")})
+            if not (self.program or "").startswith("/"):
+                raise ValidationError({"program": _("sudo로 실행하는 규칙은 프로그램을 절대 경로로 적어야 합니다")})
+            if not self.argv_pattern:
+                raise ValidationError({"argv_pattern": _("sudo로 실행하는 규칙은 인자 목록 패턴으로 인자를 고정해야 "
+                                                         "합니다 (sudoers 규칙이 됩니다)")})

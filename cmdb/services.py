@@ -195,7 +195,7 @@ def delete_with_audit(actor, obj: models.Model) -> None:
 # --- the command catalogue ------------------------------------------------------------------
 
 CATALOGUE_FIELDS = ["system", "program", "description", "option_pattern", "operand_pattern", "argv_pattern",
-                    "path_roots", "max_args", "is_filter", "runs_programs", "enabled"]
+                    "path_roots", "max_args", "is_filter", "runs_programs", "run_as", "enabled"]
 
 
 def may_edit_catalogue(user, action: str = "change") -> bool:

@@ -166,12 +166,14 @@ class Rule:
     max_args: int = 12
     is_filter: bool = False
     runs_programs: bool = False
+    run_as: str = ""
 
     @classmethod
     def of(cls, row: CommandRule) -> Rule:
         return cls(pk=row.pk, system_id=row.system_id, program=row.program, option_pattern=row.option_pattern,
                    operand_pattern=row.operand_pattern, argv_pattern=row.argv_pattern, roots=tuple(row.roots),
-                   max_args=row.max_args, is_filter=row.is_filter, runs_programs=row.runs_programs)
+                   max_args=row.max_args, is_filter=row.is_filter, runs_programs=row.runs_programs,
+                   run_as=row.run_as)
 
 
 def rules_for(system) -> list[Rule]:
@@ -272,7 +274,10 @@ def resolve(pipeline: Pipeline, rules: Sequence[Rule], servers: Sequence, system
             except CommandRefused as exc:
                 first_error = first_error or exc
                 continue
-            resolved.append([rule.program, *args])
+            # A rule with a run-as user goes through sudo, which the generated sudoers file
+            # allows for exactly this program and argument list (cmdb.sudoers).
+            prefix = ["sudo", "-n", "-u", rule.run_as, "--"] if rule.run_as else []
+            resolved.append([*prefix, rule.program, *args])
             break
         else:
             assert first_error is not None
