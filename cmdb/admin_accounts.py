@@ -68,7 +68,8 @@ class _AccountForm(forms.ModelForm):
             self.fields["roles"].initial = sorted(accounts.roles_of(self.instance))
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         stray = sorted(FORBIDDEN_KEYS & set(self.data))
         if stray:
             raise forms.ValidationError(
@@ -123,7 +124,8 @@ class PasswordResetForm(forms.Form):
         self.user = user
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         if cleaned.get("password1") != cleaned.get("password2"):
             self.add_error("password2", gettext("두 비밀번호가 다릅니다."))
         elif cleaned.get("password1"):
@@ -311,8 +313,8 @@ class RoleAdmin(admin.ModelAdmin):
     """Roles as the role table defines them: who holds each and what it may do. Read-only."""
 
     list_display = ["name", "label", "member_count", "permission_count"]
-    fields = ["name", "label", "permission_list", "members"]
-    readonly_fields = fields
+    readonly_fields = ("name", "label", "permission_list", "members")
+    fields = readonly_fields
     ordering = ["name"]
 
     def has_add_permission(self, request) -> bool:
@@ -355,4 +357,5 @@ def _password_change_as_self(request, extra_context=None):
         return _stock_password_change(request, extra_context)
 
 
-admin.site.password_change = _password_change_as_self
+# The default admin site keeps its own page; only the attribution is added.
+admin.site.password_change = _password_change_as_self  # type: ignore[method-assign]

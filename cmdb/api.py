@@ -31,7 +31,9 @@ class LocalTimeField(serializers.TimeField):
 
 
 class SystemSerializer(serializers.ModelSerializer):
-    institution = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    institution: serializers.SlugRelatedField[Institution] = serializers.SlugRelatedField(
+        slug_field="code", read_only=True
+    )
     tier = serializers.IntegerField(source="institution.tier", read_only=True)
     window_start = LocalTimeField(read_only=True)
     window_end = LocalTimeField(read_only=True)
@@ -42,7 +44,7 @@ class SystemSerializer(serializers.ModelSerializer):
 
 
 class ServerSerializer(serializers.ModelSerializer):
-    system = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    system: serializers.SlugRelatedField[System] = serializers.SlugRelatedField(slug_field="code", read_only=True)
     has_credential = serializers.SerializerMethodField()
 
     class Meta:

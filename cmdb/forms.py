@@ -37,7 +37,8 @@ class CredentialForm(forms.ModelForm):
         fields = ["name", "username", "kind"]
 
     def clean(self) -> dict:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         kind = data.get("kind")
         password, key = data.get("new_password") or "", data.get("new_private_key") or ""
         if password and key:

@@ -141,12 +141,12 @@ class Command(BaseCommand):
             credential.set_secret(secrets.token_urlsafe(18))
             credential.save()
 
-        for code, name, inst, sensitive, (start, end), n_servers, owner, deputy, supervisor in SYSTEMS:
+        for code, name, inst_code, sensitive, (start, end), n_servers, owner, deputy, supervisor in SYSTEMS:
             system, _ = System.objects.update_or_create(
                 code=code,
                 defaults={
                     "name": name,
-                    "institution": institutions[inst],
+                    "institution": institutions[inst_code],
                     "sensitive": sensitive,
                     "window_start": dt.time(start, 0),
                     "window_end": dt.time(end, 0),
@@ -175,7 +175,7 @@ class Command(BaseCommand):
                     server_id=server_id,
                     defaults={
                         "system": system,
-                        "hostname": f"{server_id}.{inst.lower()}.go.kr",
+                        "hostname": f"{server_id}.{inst_code.lower()}.go.kr",
                         "ip": f"10.{subnet}.0.{10 + number}",
                         "os_type": Server.OsType.AIX if code == "MOE-NEIS" else Server.OsType.LINUX,
                         "ssh_user": "deploy",
