@@ -19,7 +19,7 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from cmdb.models import PROGRAMS_THAT_RUN_PROGRAMS, CommandRule, program_basename
@@ -33,6 +33,8 @@ ROOT_LABEL = {"app": "app_path", "deploy": "deploy_path", "backup": "backup_path
               "log": "log_path 디렉터리"}
 
 Pipeline = list[list[str]]
+# A server's CMDB roots by kind ("app", "log", ...), normalised: execution.playbooks.base.server_roots.
+RootsOf = Callable[[object], dict[str, str]]
 
 
 class CommandRefused(ValueError):
@@ -195,9 +197,7 @@ def _full(pattern: str, value: str) -> bool:
         return False
 
 
-def _check_path(arg: str, rule: Rule, servers: Sequence) -> None:
-    from .playbooks.base import server_roots  # the playbooks package imports this module
-
+def _check_path(arg: str, rule: Rule, servers: Sequence, roots_of: RootsOf) -> None:
     name = rule.program
     if not rule.roots:
         raise CommandRefused(f"{name}: 경로 인자를 쓸 수 없습니다 ({arg})")
@@ -211,14 +211,14 @@ def _check_path(arg: str, rule: Rule, servers: Sequence) -> None:
         raise CommandRefused(f"{name}: 대상 서버가 없어 경로({arg})를 확인할 수 없습니다")
     path = posixpath.normpath(arg)
     for server in servers:
-        roots = server_roots(server)
+        roots = roots_of(server)
         allowed = [roots[key] for key in rule.roots if roots.get(key)]
         if not any(path == root or path.startswith(root + "/") for root in allowed):
             where = ", ".join(f"{root}/" for root in allowed) or ", ".join(ROOT_LABEL.get(k, k) for k in rule.roots)
             raise CommandRefused(f"{name}: {arg}는 {server.server_id}의 허용 경로({where}) 밖입니다")
 
 
-def _check_args(rule: Rule, args: list[str], servers: Sequence) -> None:
+def _check_args(rule: Rule, args: list[str], servers: Sequence, roots_of: RootsOf) -> None:
     name = rule.program
     if len(args) > rule.max_args:
         raise CommandRefused(f"{name}: 인자는 {rule.max_args}개까지입니다")
@@ -227,9 +227,9 @@ def _check_args(rule: Rule, args: list[str], servers: Sequence) -> None:
             if not _full(rule.option_pattern, arg):
                 raise CommandRefused(f"{name}: 옵션 {arg}는 허용 목록에 없습니다")
             if "/" in arg:  # a path inside an option (--file=/x, -f/x) is confined like any other
-                _check_path(arg[arg.index("/"):], rule, servers)
+                _check_path(arg[arg.index("/"):], rule, servers, roots_of)
         elif "/" in arg:
-            _check_path(arg, rule, servers)
+            _check_path(arg, rule, servers, roots_of)
         elif not _full(rule.operand_pattern, arg):
             raise CommandRefused(f"{name}: 인자 {arg!r}는 허용 목록에 없습니다")
     if rule.argv_pattern and not _full(rule.argv_pattern, " ".join(args)):
@@ -243,7 +243,8 @@ def _candidates(word: str, rules: Iterable[Rule]) -> list[Rule]:
     return [r for r in rules if r.program in (word, f"/{word}") or r.program.endswith(f"/{word}")]
 
 
-def resolve(pipeline: Pipeline, rules: Sequence[Rule], servers: Sequence, system_label: str = "") -> Pipeline:
+def resolve(pipeline: Pipeline, rules: Sequence[Rule], servers: Sequence, system_label: str = "", *,
+            roots_of: RootsOf) -> Pipeline:
     """Match every stage against the rules; returns the pipeline with each program replaced
     by the catalogue's own spelling of it. Raises CommandRefused."""
     where = f"시스템 {system_label}의 " if system_label else ""
@@ -270,7 +271,7 @@ def resolve(pipeline: Pipeline, rules: Sequence[Rule], servers: Sequence, system
         first_error: CommandRefused | None = None
         for rule in candidates:
             try:
-                _check_args(rule, args, servers)
+                _check_args(rule, args, servers, roots_of)
             except CommandRefused as exc:
                 first_error = first_error or exc
                 continue
@@ -285,9 +286,11 @@ def resolve(pipeline: Pipeline, rules: Sequence[Rule], servers: Sequence, system
     return resolved
 
 
-def check(text: str, rules: Sequence[Rule], servers: Sequence, system_label: str = "") -> tuple[Pipeline, str]:
-    """Parse, match against the catalogue and rebuild: (argv pipeline, quoted command line)."""
-    pipeline = resolve(parse(text), rules, servers, system_label)
+def check(text: str, rules: Sequence[Rule], servers: Sequence, system_label: str = "", *,
+          roots_of: RootsOf) -> tuple[Pipeline, str]:
+    """Parse, match against the catalogue and rebuild: (argv pipeline, quoted command line).
+    ``roots_of(server)`` gives the server's CMDB roots that path arguments are confined under."""
+    pipeline = resolve(parse(text), rules, servers, system_label, roots_of=roots_of)
     line = command_line(pipeline)
     try:
         sanitizer.check(line)  # the second layer sees exactly what will run

@@ -14,7 +14,7 @@ import re
 
 from execution import commands
 
-from .base import Param, ParameterError, Playbook, Refused, StepFailed, q
+from .base import Param, ParameterError, Playbook, Refused, StepFailed, q, server_roots
 from .deploy import backup_dir
 
 CRON_FIELD = r"(\*|[0-9,*/-]{1,40})"
@@ -50,7 +50,7 @@ class CatalogueCommands(Playbook):
         lines = []
         for index, text in enumerate(self.texts()):
             try:
-                lines.append(commands.check(text, rules, servers, system_label)[1])
+                lines.append(commands.check(text, rules, servers, system_label, roots_of=server_roots)[1])
             except commands.CommandRefused as exc:
                 raise ParameterError({self.FIELD: f"{self._label(index)}{exc}"}) from exc
         return lines

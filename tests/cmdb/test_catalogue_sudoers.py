@@ -15,6 +15,7 @@ from django.core.management import CommandError, call_command
 from cmdb.models import CommandRule
 from cmdb.sudoers import SudoersError, posix_regex, sudoers_for
 from execution import commands
+from execution.playbooks.base import server_roots
 from tests.factories import ServerFactory, SystemFactory
 
 pytestmark = pytest.mark.django_db
@@ -138,7 +139,8 @@ def test_rules_run_through_sudo_are_pinned_or_refused(fields, field):
 
 def test_a_sudo_rule_runs_through_sudo_n_with_exactly_its_program(system):
     server = ServerFactory(system=system)
-    _, line = commands.check("systemctl restart tomcat.service", commands.rules_for(system), [server])
+    rules = commands.rules_for(system)
+    _, line = commands.check("systemctl restart tomcat.service", rules, [server], roots_of=server_roots)
     assert line == "sudo -n -u root -- /usr/bin/systemctl restart tomcat.service"
     with pytest.raises(commands.CommandRefused):
-        commands.check("systemctl stop tomcat.service", commands.rules_for(system), [server])
+        commands.check("systemctl stop tomcat.service", commands.rules_for(system), [server], roots_of=server_roots)

@@ -16,6 +16,7 @@ from cmdb.models import CommandRule
 from execution import commands, playbooks
 from execution.models import StepResult
 from execution.playbooks import ParameterError
+from execution.playbooks.base import server_roots
 from execution.services import run_task
 from governance.models import OpsTask
 from tests.execution.engine_helpers import approved_task, commands_received
@@ -112,7 +113,7 @@ def site(db):
 
 def check(site, text):
     system, servers = site
-    return commands.check(text, commands.rules_for(system), servers, system.code)
+    return commands.check(text, commands.rules_for(system), servers, system.code, roots_of=server_roots)
 
 
 @pytest.mark.parametrize(("text", "line"), [
@@ -196,7 +197,7 @@ def test_an_absolute_catalogue_path_is_what_runs_for_its_bare_name(site):
         check(site, "/tmp/opt/was/bin/report.sh daily")
     other = SystemFactory(code="CAT-OTHER")
     with pytest.raises(commands.CommandRefused):  # another system's additions do not apply
-        commands.check("report.sh daily", commands.rules_for(other), servers, other.code)
+        commands.check("report.sh daily", commands.rules_for(other), servers, other.code, roots_of=server_roots)
 
 
 def test_a_wrapper_runs_only_when_the_catalogue_ticks_it_on_purpose(site):
@@ -226,7 +227,8 @@ def test_paths_must_lie_under_the_roots_of_every_target_server(site):
     ServerFactory(system=system, server_id="cat-odd", log_path="/var/log/odd/odd.log")
     targets = [*servers, system.servers.get(server_id="cat-odd")]
     with pytest.raises(commands.CommandRefused) as info:
-        commands.check("tail -n 5 /opt/was/logs/catalina.out", commands.rules_for(system), targets, system.code)
+        commands.check("tail -n 5 /opt/was/logs/catalina.out", commands.rules_for(system), targets, system.code,
+                       roots_of=server_roots)
     assert "cat-odd" in str(info.value)
 
 
