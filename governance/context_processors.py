@@ -6,7 +6,7 @@ from django.conf import settings
 def guardia(request):
     """Values every page needs: the global stop banner, the unread inbox count, and whether
     the user owns a system (the owner settings page is about owned systems, not a role)."""
-    context = {"guardia_production": settings.PRODUCTION}
+    context: dict[str, object] = {"guardia_production": settings.PRODUCTION}
     from cmdb.models import SystemOwner
     from governance.services import global_stop_state, unread_count
 

@@ -130,8 +130,9 @@ def execution_started(task_pk: int) -> OpsTask | None:
             apply_transition("system", task, "abort", task.stop_reason, reason=f"kill switch: {task.stop_reason}")
             return None
         if not execution_allowed():
+            stop = global_stop_state()
             audit.record("system", "execution.blocked", task=task.task_id,
-                         payload={"reason": f"global stop: {global_stop_state().reason}"})
+                         payload={"reason": f"global stop: {stop.reason if stop else ''}"})
             return None
         apply_transition("system", task, "start_execution")
     return task
@@ -147,7 +148,7 @@ def execution_finished(task_pk: int, package: dict) -> OpsTask:
     return task
 
 
-FAILURE_METHODS = {
+FAILURE_METHODS: dict[str, str] = {
     Status.FAILED_ROLLED_BACK: "fail_rolled_back",
     Status.MANUAL_INTERVENTION_REQUIRED: "require_manual",
     Status.STATE_UNCERTAIN: "lose_contact",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import cast
 
 from django import forms
 from django.contrib.auth import get_user_model
@@ -29,7 +30,8 @@ class DecisionForm(forms.Form):
     plan_sha256 = plan_sha256_field()
 
     def clean(self) -> dict:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("decision") == "REJECTED" and not (data.get("comments") or "").strip():
             self.add_error("comments", _("반려하려면 사유(의견)를 입력하세요."))
         return data
@@ -44,7 +46,8 @@ class GlobalStopForm(forms.Form):
     reason = forms.CharField(label=_("사유"), max_length=300, required=False)
 
     def clean(self) -> dict:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         # An engaged stop without a reason tells the next operator nothing.
         if data.get("action") == "engage" and not (data.get("reason") or "").strip():
             self.add_error("reason", _("전체 정지에는 사유가 필요합니다."))
@@ -72,7 +75,7 @@ class OwnerPresenceForm(forms.Form):
         users = deciders_for(system) if system is not None else get_user_model().objects.none()
         if owner is not None:
             users = users.exclude(pk=owner.pk)  # an owner cannot deputise for themselves
-        self.fields["deputy"].queryset = users
+        cast(forms.ModelChoiceField, self.fields["deputy"]).queryset = users
         self.fields["deputy"].error_messages["invalid_choice"] = _(
             "이 시스템의 요청을 승인할 수 있는 사람만 대리 승인자로 지정할 수 있습니다.")
 
@@ -84,8 +87,8 @@ class SearchForm(forms.Form):
     person = forms.CharField(label=_("사람 (요청자·승인자)"), required=False, max_length=150)
 
 
-# Typed fields per template (SPEC §7); anything else goes through the JSON textarea.
-TEMPLATE_FIELDS = {
+# Typed fields per template; anything else goes through the JSON textarea.
+TEMPLATE_FIELDS: dict[str, tuple[str, ...]] = {
     SubType.APP_DEPLOY: ("artifact", "version"),
     SubType.STATIC_SYNC: ("artifact",),
     SubType.SERVICE_RESTART: (),
@@ -128,10 +131,11 @@ class NewRequestForm(forms.Form):
 
     def __init__(self, *args, user=None, system: System | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["system"].queryset = System.objects.for_user(user).select_related("institution").order_by(
-            "institution__name", "name")
+        systems = System.objects.for_user(user).select_related("institution").order_by("institution__name", "name")
+        cast(forms.ModelChoiceField, self.fields["system"]).queryset = systems
         if system is not None:
-            self.fields["targets"].queryset = Server.objects.filter(system=system, active=True).order_by("server_id")
+            targets = Server.objects.filter(system=system, active=True).order_by("server_id")
+            cast(forms.ModelChoiceField, self.fields["targets"]).queryset = targets
 
     def clean_parameters_json(self) -> dict:
         raw = self.cleaned_data["parameters_json"].strip()
@@ -164,9 +168,13 @@ class NewRequestForm(forms.Form):
         return parameters
 
     def uploads(self) -> dict:
-        allowed = TEMPLATE_FIELDS.get(self.cleaned_data["sub_type"], ())
+        allowed = self._template_fields()
         return {name: self.cleaned_data[name] for name in ("artifact", "cert_file", "key_file", "chain_file")
                 if self.cleaned_data.get(name) and name in allowed}
+
+    def _template_fields(self) -> tuple[str, ...]:
+        """The typed fields of the chosen template (none before a template is chosen)."""
+        return TEMPLATE_FIELDS.get(self.cleaned_data.get("sub_type") or "", ())
 
     def add_service_error(self, field: str | None, detail: str, errors: dict | None = None) -> None:
         """Show an Invalid from the service next to the field it names; playbook errors
@@ -179,7 +187,7 @@ class NewRequestForm(forms.Form):
                     self.add_error(top if top in self.fields else None, message)
                     continue
                 target = PARAMETER_FIELD.get(parameter.split(".", 1)[0])
-                if target and target in TEMPLATE_FIELDS.get(self.cleaned_data.get("sub_type"), ()):
+                if target and target in self._template_fields():
                     self.add_error(target, message)
                 else:
                     self.add_error("parameters_json", f"{parameter}: {message}")
@@ -188,7 +196,7 @@ class NewRequestForm(forms.Form):
             for part in detail.split("; "):
                 name, _sep, message = part.partition(": ")
                 target = PARAMETER_FIELD.get(name) if message else None
-                if target and target in TEMPLATE_FIELDS.get(self.cleaned_data.get("sub_type"), ()):
+                if target and target in self._template_fields():
                     self.add_error(target, message)
                 else:
                     self.add_error("parameters_json", part)

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+from django.contrib.auth.models import User
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
-from cmdb.models import Server
+from cmdb.models import Server, System
 
 from .models import ApprovalStep, OpsTask, SubType
 
@@ -76,9 +77,9 @@ class ServerTargetSerializer(serializers.ModelSerializer):
 
 class StepSerializer(serializers.ModelSerializer):
     # null until someone is assigned / has decided (the schema says so: allow_null)
-    assigned_to = serializers.StringRelatedField(allow_null=True)
-    original_owner = serializers.StringRelatedField(allow_null=True)
-    actual_approver = serializers.StringRelatedField(allow_null=True)
+    assigned_to: serializers.StringRelatedField[User] = serializers.StringRelatedField(allow_null=True)
+    original_owner: serializers.StringRelatedField[User] = serializers.StringRelatedField(allow_null=True)
+    actual_approver: serializers.StringRelatedField[User] = serializers.StringRelatedField(allow_null=True)
 
     class Meta:
         model = ApprovalStep
@@ -94,11 +95,13 @@ class DecisionResultSerializer(serializers.Serializer):
 
 
 class TaskSerializer(serializers.ModelSerializer):
-    system = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    system: serializers.SlugRelatedField[System] = serializers.SlugRelatedField(slug_field="code", read_only=True)
     institution = serializers.CharField(source="system.institution.code", read_only=True)
-    requester = serializers.StringRelatedField()
-    current_approver = serializers.StringRelatedField(allow_null=True)
-    targets = serializers.SlugRelatedField(slug_field="server_id", many=True, read_only=True)
+    requester: serializers.StringRelatedField[User] = serializers.StringRelatedField()
+    current_approver: serializers.StringRelatedField[User] = serializers.StringRelatedField(allow_null=True)
+    targets: serializers.SlugRelatedField[Server] = serializers.SlugRelatedField(
+        slug_field="server_id", many=True, read_only=True
+    )
     seed_code = serializers.CharField(read_only=True)
 
     class Meta:
@@ -113,7 +116,9 @@ class TimelineItemSerializer(serializers.Serializer):
     kind = serializers.CharField()
     actor = serializers.CharField()
     text = serializers.CharField()
-    data = serializers.DictField(required=False)
+    # A field named "data": DRF's serializer metaclass moves declared fields off the class,
+    # so Serializer.data is not shadowed at run time.
+    data = serializers.DictField(required=False)  # type: ignore[assignment]
 
 
 class TaskDetailSerializer(TaskSerializer):

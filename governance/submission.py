@@ -23,7 +23,9 @@ def file_request(requester, *, system: System | str, sub_type: str, title: str, 
     if isinstance(system, str):
         # Looked up among the caller's systems: another institution's code is as unknown as a
         # code that does not exist, so the answer confirms nothing about it.
-        found = System.objects.for_user(requester).select_related("institution").filter(code=system).first()
+        found: System | None = (
+            System.objects.for_user(requester).select_related("institution").filter(code=system).first()
+        )
         if found is None:
             raise Invalid(f"unknown system {system!r}", field="system")
         system = found
