@@ -112,7 +112,8 @@ def test_every_live_update_without_reload(demo, chromium, viewport):
         steps = task_page.locator("#approval-steps tbody tr")
         expect(steps.nth(0)).to_contain_text("대기")
         assert same_document(approvals)  # both cards arrived without a reload
-        card.locator("textarea[name=comments]").fill("배포 승인합니다")
+        # The comment travels in the live line; markup in it must stay text.
+        card.locator("textarea[name=comments]").fill("배포 승인합니다 <img src=x onerror=window.__xss=1>")
         card.locator("button[value=APPROVED]").click()
         expect(approvals.locator(".messages")).to_contain_text(first)
 
@@ -123,6 +124,8 @@ def test_every_live_update_without_reload(demo, chromium, viewport):
         decided = task_page.locator("#timeline li.live", has_text="배포 승인합니다")
         expect(decided).to_have_count(1)
         expect(decided).to_contain_text("승인 결정")
+        expect(decided).to_contain_text("<img src=x onerror=window.__xss=1>")
+        assert decided.locator("img").count() == 0 and task_page.evaluate("window.__xss") is None
         assert TIME.match(decided.locator("time").inner_text())
 
         # 4. The PM approves over REST: the worker deploys; the page follows to PM validation.
