@@ -469,7 +469,7 @@ class CommandRule(models.Model):
         verbose_name_plural = _("명령 목록 (TB_COMMAND_CATALOGUE)")
 
     def __str__(self) -> str:
-        scope = self.system.code if self.system_id else "*"
+        scope = self.system.code if self.system is not None else "*"
         return f"{scope}: {self.program}"
 
     @property

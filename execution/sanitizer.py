@@ -161,7 +161,7 @@ def _inline_printf(match: re.Match[str]) -> str:
 def _assignments(text: str) -> str:
     values = dict(re.findall(r"(?:^|[;&|\s])([A-Za-z_]\w*)=([^\s;&|]*)", text))
     for name, value in values.items():
-        text = re.sub(r"\$\{" + name + r"\}|\$" + name + r"\b", lambda _m, v=value: v, text)
+        text = re.sub(r"\$\{" + name + r"\}|\$" + name + r"\b", value.replace("\\", r"\\"), text)
     return text
 
 
