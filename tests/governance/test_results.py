@@ -133,3 +133,52 @@ def test_sample_war_download_for_requesters_only(client, waiting_task):
     assert bad.status_code == 400 and "version" in bad.content.decode() and "Set-Cookie" not in bad
     client.force_login(waiting_task.auditor)  # may not file requests
     assert client.get(url, {"version": "1.1.0"}).status_code == 403
+
+
+# --- after a real deploy on the sshd testbed ---------------------------------------------
+from tests.execution.conftest import clean_testbed, testbed, testbed_cmdb  # noqa: E402,F401 - session testbed
+
+
+@pytest.mark.testbed
+def test_pm_page_after_real_deploys_on_the_testbed(client, testbed_cmdb):  # noqa: F811
+    """Two real runs over SSH: the sample WAR for 1.1.0 with the version checked, then a file
+    with no version and the check left empty: the page says every server serves "unknown"."""
+    from execution.services import run_task, store_artifact
+    from tests.execution.engine_helpers import approved_task
+    from tests.factories import UserFactory
+
+    servers = sorted(testbed_cmdb, key=lambda s: s.server_id)[:2]
+    pm = UserFactory(username="result-pm", role="pm")
+    client.force_login(pm)
+
+    def deploy(data: bytes, version: str) -> OpsTask:
+        artifact = store_artifact(data, "app.war")
+        task = approved_task(servers, parameters={"artifact_sha256": artifact["sha256"], "version": version,
+                                                  "rollout": {"canary_share": 0}})
+        assert run_task(task.pk) == "SUCCEEDED"
+        task.refresh_from_db()
+        assert task.status == Status.PENDING_PM_VALIDATION
+        return task
+
+    task = deploy(build_war("1.1.0"), "1.1.0")
+    package = ResultPackage.from_json(task.result_package)
+    assert package.expected_version == "1.1.0" and package.summary.succeeded == 2
+    for row in package.servers:
+        assert (row.version_before, row.version_after, package.problem(row)) == ("1.0.0", "1.1.0", "")
+        http = next(check for check in row.health if check.kind == "http")
+        assert http.ok and http.status == 200 and http.latency_ms is not None
+        assert {"port", "process", "http"} <= {check.kind for check in row.health}
+    page = client.get(reverse("console:validate", args=[task.task_id])).content.decode()
+    assert "대상 2대 · 성공 2대 · 실패 0대" in page and "버전 문제 없음" in page
+    for server in servers:
+        assert f'id="server-{server.server_id}"' in page
+    assert page.count("HTTP 200") >= 2 and "배포 경로 여유 공간(MB)" in page
+
+    # Any file, no version typed: it deploys, and the PM sees that nobody knows what runs.
+    task = deploy(b"PK-not-really-a-war " + b"#" * 512, "")
+    package = ResultPackage.from_json(task.result_package)
+    assert [(row.version_before, row.version_after) for row in package.servers] == [("1.1.0", "unknown")] * 2
+    assert package.summary.version_problems == 2
+    page = client.get(reverse("console:validate", args=[task.task_id])).content.decode()
+    assert page.count("버전 확인 불가") == 2 and 'data-version-problem="unknown"' in page
+    assert "버전 문제 2대" in page
