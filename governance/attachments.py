@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
@@ -200,7 +201,7 @@ class _Staged:
     temp: Path
     sha256: str
     size: int
-    parsed: object = None  # the certificate list or private key, for the pair check
+    parsed: Any = None  # the certificate list or private key, for the pair check
 
 
 def _stream_to_temp(fileobj_or_bytes, field: str, limit: int) -> tuple[Path, str, int]:

@@ -134,6 +134,11 @@ class OpsTaskQuerySet(models.QuerySet):
         ).distinct()
 
 
+def not_stopping(task: models.Model) -> bool:
+    """Transition condition: nobody has pulled the task's kill switch."""
+    return isinstance(task, OpsTask) and not task.stop_requested
+
+
 class OpsTask(ConcurrentTransitionMixin, models.Model):
     task_id = models.CharField(_("작업 ID"), max_length=32, unique=True, editable=False)
     category = models.CharField(_("분류"), max_length=16, choices=Category.choices)
@@ -218,11 +223,13 @@ class OpsTask(ConcurrentTransitionMixin, models.Model):
     def artifact(self) -> dict | None:
         """The file this task deploys (name, size, SHA-256, version), or None."""
         parameters = self.parameters or {}
-        record = parameters.get("artifact") if isinstance(parameters.get("artifact"), dict) else {}
+        record = parameters.get("artifact")
+        if not isinstance(record, dict):
+            record = {}
         sha256 = str(record.get("sha256") or parameters.get("artifact_sha256") or "")
         if not sha256:
             return None
-        upload = next((u for u in (self.plan or {}).get("uploads", []) if u.get("sha256") == sha256), {})
+        upload: dict = next((u for u in (self.plan or {}).get("uploads", []) if u.get("sha256") == sha256), {})
         return {"name": str(record.get("name") or upload.get("name") or ""),
                 "size": record.get("size", upload.get("size")), "sha256": sha256,
                 "version": str(parameters.get("version") or "")}
@@ -237,7 +244,7 @@ class OpsTask(ConcurrentTransitionMixin, models.Model):
         pass
 
     @transition(field=status, source=[Status.PARSED, Status.PENDING_APPROVAL], target=Status.APPROVED,
-                conditions=[lambda task: not task.stop_requested], permission="governance.decide_step")
+                conditions=[not_stopping], permission="governance.decide_step")
     def approve(self) -> None:
         self.approved_at = timezone.now()
         self.current_approver = None
@@ -253,7 +260,7 @@ class OpsTask(ConcurrentTransitionMixin, models.Model):
         self.finished_at = timezone.now()
 
     @transition(field=status, source=Status.APPROVED, target=Status.EXECUTING,
-                conditions=[lambda task: not task.stop_requested])
+                conditions=[not_stopping])
     def start_execution(self) -> None:
         pass
 

@@ -103,10 +103,10 @@ def _push(notes: list[Notification]) -> None:
 
 @contextmanager
 def batched():
-    token = _pending.set([])
+    notes: list[Notification] = []
+    token = _pending.set(notes)
     try:
         yield
-        notes = _pending.get()
     finally:
         _pending.reset(token)
     Notification.objects.bulk_create(notes)

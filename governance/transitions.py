@@ -56,8 +56,9 @@ def publish(task: OpsTask, kind: str, message: str = "", **data) -> None:
     people = {task.requester_id, task.current_approver_id}
     if ownership is not None:
         people |= {ownership.owner_id, ownership.deputy_id, ownership.supervisor_id}
-    for user_id in people - {None}:
-        events.send_on_commit(events.user_group(user_id), event)
+    for user_id in people:
+        if user_id is not None:
+            events.send_on_commit(events.user_group(user_id), event)
 
 
 def apply_transition(actor, task: OpsTask, method: str, *args, reason: str = "") -> None:
