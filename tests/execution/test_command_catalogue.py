@@ -315,13 +315,22 @@ def test_rest_filing_of_a_command_outside_the_catalogue_is_refused_naming_the_fi
     assert not OpsTask.objects.exists()
 
 
-def test_rest_filing_of_ps_grep_is_accepted_and_its_plan_shows_the_quoted_argv(world):
-    response = file_raw(world, "ps -ef | grep 'java -jar'", title="자바 프로세스 확인")
+@pytest.mark.parametrize(("command", "line"), [
+    ("ps -ef | grep java", "ps -ef | grep java"),
+    ('ps -ef | grep "java -jar"', "ps -ef | grep 'java -jar'"),
+    ("ps -ef | grep -i Out\\ Of\\ Memory", "ps -ef | grep -i 'Out Of Memory'"),
+])
+def test_rest_filing_of_ps_grep_is_accepted_and_its_plan_shows_the_quoted_argv(world, command, line):
+    response = file_raw(world, command, title="자바 프로세스 확인")
     assert response.status_code == 201, response.content
     task = OpsTask.objects.get(task_id=response.json()["task_id"])
     lines = [step.get("command") for step_set in task.plan["step_sets"] for step in step_set["steps"]]
-    assert "ps -ef | grep 'java -jar'" in lines
-    assert task.plan["playbook"] == "RAW_COMMAND"
+    assert lines == [line]
+    assert task.plan["playbook"] == "RAW_COMMAND" and task.plan_sha256
+    detail = APIClient()
+    detail.force_authenticate(world.owner)
+    shown = detail.get(f"/api/v1/tasks/{task.task_id}/").json()["plan"]
+    assert [step["command"] for step_set in shown["step_sets"] for step in step_set["steps"]] == [line]
 
 
 # --- against the real sshd testbed ------------------------------------------------------------------
