@@ -85,25 +85,3 @@ def diff_lines(diff: str) -> list[tuple[str, str]]:
         lines.append((css, line))
     return lines
 
-
-def package_view(package: dict) -> dict:
-    """Normalise a result package for display: diff lines, log text, health rows, the rest."""
-    package = dict(package or {})
-    log = package.pop("log", "")
-    if isinstance(log, list):
-        log = "\n".join(item if isinstance(item, str) else repr(item) for item in log)
-    health = package.pop("health", None)
-    if isinstance(health, dict):
-        health = [{"server": key, **(value if isinstance(value, dict) else {"detail": value})}
-                  for key, value in health.items()]
-    rows = []
-    for row in health or []:
-        row = row if isinstance(row, dict) else {"detail": row}
-        rows.append({"server": row.get("server", ""), "ok": bool(row.get("ok")),
-                     "detail": row.get("detail") or row.get("message") or row.get("error") or ""})
-    return {
-        "diff": diff_lines(package.pop("diff", "")),
-        "log": str(log or ""),
-        "health": rows,
-        "extra": package,
-    }
