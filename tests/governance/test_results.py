@@ -123,6 +123,25 @@ def test_sample_war_is_a_real_zip_with_manifest_and_stored_version():
         build_war("1.0; rm -rf /")
 
 
+def test_testbed_was_reads_the_manifest_then_the_plain_text(tmp_path):
+    from execution.testbed.was import read_version
+
+    (tmp_path / "app").mkdir()
+    war = tmp_path / "app" / "app.war"
+    war.write_bytes(build_war("1.1.0"))
+    assert read_version(str(tmp_path)) == "1.1.0"
+    with zipfile.ZipFile(war, "w") as archive:  # a WAR whose manifest names another version wins
+        archive.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\r\nImplementation-Version: 2.0.0\r\n")
+        archive.writestr("WEB-INF/version.properties", "version=1.9.9\n", compress_type=zipfile.ZIP_STORED)
+    assert read_version(str(tmp_path)) == "2.0.0"
+    war.write_bytes(b"version=1.0.0\n")  # the testbed's plain-text stand-in
+    assert read_version(str(tmp_path)) == "1.0.0"
+    war.write_bytes(b"any file at all")
+    assert read_version(str(tmp_path)) == "unknown"
+    war.unlink()
+    assert read_version(str(tmp_path)) == "missing"
+
+
 def test_sample_war_download_for_requesters_only(client, waiting_task):
     url = reverse("console:demo_artifact")
     client.force_login(waiting_task.requester)
