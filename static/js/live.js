@@ -24,7 +24,12 @@
     try { labels = JSON.parse(labelNode.textContent); } catch (e) { labels = {}; }
   }
   var leaving = false;
-  window.addEventListener("beforeunload", function () { leaving = true; });
+  // A refresh racing a navigation could take the next page's flash messages; a page still
+  // here a few seconds later did not navigate (a download, a cancelled unload).
+  window.addEventListener("beforeunload", function () {
+    leaving = true;
+    window.setTimeout(function () { leaving = false; }, 5000);
+  });
 
   function wsUrl(path) {
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
