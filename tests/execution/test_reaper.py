@@ -1,0 +1,174 @@
+"""The reaper's decisions, one situation a dead worker can leave behind at a time.
+
+The rows a worker leaves are written as the worker writes them (a claim, an execution, a
+server run) and the servers are the real sshd testbed; the reaper runs one sweep. Real
+workers killed by SIGKILL: test_worker_kill.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+from django_q.models import Schedule
+
+from audit.models import AuditEntry
+from cmdb.models import Institution, SystemOwner
+from execution import leases, reaper
+from execution.models import Execution, ExecutionLease, Outcome, RunState, ServerLease, ServerRun
+from execution.services import execute_task
+from governance import control
+from governance.models import Notification, OpsTask, Status
+from tests.execution.engine_helpers import (
+    approved_task,
+    commands_received,
+    deploy_parameters,
+    fast_port_wait,
+    version_of,
+)
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def started_with_claim(task: OpsTask, servers, *, holder: str = "dead-host:4242", age: float = 120) -> ExecutionLease:
+    """What a worker leaves when it dies: the claim it took (now expired) and a task it started."""
+    assert leases.acquire(task, servers, holder) is None
+    assert control.execution_started(task.pk) is not None
+    past = timezone.now() - dt.timedelta(seconds=age)
+    ExecutionLease.objects.filter(task=task).update(acquired_at=past, renewed_at=past,
+                                                    expires_at=past + dt.timedelta(seconds=60))
+    return ExecutionLease.objects.get(task=task)
+
+
+def running_execution(task: OpsTask, servers, in_flight) -> Execution:
+    execution = Execution.objects.create(task=task, task_ref=task.task_id, playbook=task.playbook,
+                                         playbook_version=task.playbook_version,
+                                         started_at=timezone.now() - dt.timedelta(seconds=100))
+    for srv in servers:
+        ServerRun.objects.create(execution=execution, server=srv, server_ref=srv.server_id,
+                                 playbook_version=task.playbook_version,
+                                 state=RunState.RUNNING if srv in in_flight else RunState.PENDING)
+    return execution
+
+
+@pytest.fixture
+def people(testbed_cmdb):
+    system = testbed_cmdb[0].system
+    pm = UserFactory(username="reaper-pm", role="pm")
+    Institution.objects.filter(pk=system.institution_id).update(pm=pm)
+    owner = UserFactory(username="reaper-owner", role="team_lead")
+    SystemOwner.objects.create(system=system, owner=owner, supervisor=UserFactory(role="supervisor"))
+    fast_port_wait(testbed_cmdb, 5)
+    return owner, pm
+
+
+def test_a_live_claim_is_left_alone(testbed_cmdb):
+    task = approved_task(testbed_cmdb[:1], "SERVICE_RESTART")
+    assert leases.acquire(task, testbed_cmdb[:1], "alive:1") is None
+    assert control.execution_started(task.pk) is not None
+    assert reaper.sweep() == []
+    task.refresh_from_db()
+    assert task.status == Status.EXECUTING
+    assert ServerLease.objects.filter(lease__task=task).count() == 1
+
+
+def test_worker_lost_before_any_server_fails_the_task_and_alerts_owner_and_pm(testbed_cmdb, people):
+    owner, pm = people
+    task = approved_task(testbed_cmdb[:2], "APP_DEPLOY", deploy_parameters("2.1.0"))
+    started_with_claim(task, testbed_cmdb[:2])
+    results = reaper.sweep()
+    task.refresh_from_db()
+    assert [r["task"] for r in results] == [task.task_id]
+    assert task.status == Status.FAILED_ROLLED_BACK
+    assert "nothing was changed" in results[0]["reason"]
+    assert not ExecutionLease.objects.exists() and not ServerLease.objects.exists()
+    assert Notification.objects.filter(user=owner, task=task, kind="alert").exists()
+    assert Notification.objects.filter(user=pm, task=task).exists()
+    lost = AuditEntry.objects.get(action="execution.worker_lost", task=task.task_id)
+    assert lost.payload["holder"] == "dead-host:4242" and lost.payload["text"].startswith("워커 유실")
+    assert AuditEntry.objects.filter(action="execution.recovered", task=task.task_id,
+                                     payload__outcome=Outcome.FAILED_ROLLED_BACK).exists()
+
+
+def test_in_flight_server_is_re_verified_not_repeated(testbed_cmdb, clean_testbed, people):
+    """Died right after taking the server, before its first step: the probe finds the old
+    version running and nothing staged, so nothing is restarted."""
+    srv = testbed_cmdb[0]
+    task = approved_task([srv], "APP_DEPLOY", deploy_parameters("2.2.0"))
+    started_with_claim(task, [srv])
+    execution = running_execution(task, [srv], in_flight=[srv])
+    before = len(commands_received(clean_testbed, srv.server_id))
+    reaper.sweep()
+    task.refresh_from_db()
+    assert task.status == Status.FAILED_ROLLED_BACK
+    run = ServerRun.objects.get(execution=execution)
+    assert run.state == RunState.ROLLED_BACK and "nothing to undo" in run.message
+    received = commands_received(clean_testbed, srv.server_id)[before:]
+    assert "sha256sum" in received and "shutdown.sh" not in received and "startup.sh" not in received
+    assert version_of(srv) == "1.0.0"
+    execution.refresh_from_db()
+    assert execution.outcome == Outcome.FAILED_ROLLED_BACK and execution.finished_at is not None
+
+
+def test_unreachable_server_ends_state_uncertain(testbed_cmdb, clean_testbed, people):
+    srv = testbed_cmdb[1]
+    task = approved_task([srv], "SERVICE_RESTART")
+    started_with_claim(task, [srv])
+    execution = running_execution(task, [srv], in_flight=[srv])
+    clean_testbed.fault(srv.server_id, "sshd_down")
+    try:
+        reaper.sweep()
+    finally:
+        clean_testbed.fault(srv.server_id, "sshd_down", on=False)
+    task.refresh_from_db()
+    assert task.status == Status.STATE_UNCERTAIN
+    assert ServerRun.objects.get(execution=execution).state == RunState.UNCERTAIN
+    assert not ExecutionLease.objects.exists()
+
+
+def test_finished_run_whose_worker_died_before_reporting_is_reported_after_verification(testbed_cmdb, people):
+    targets = testbed_cmdb[:2]
+    task = approved_task(targets, "APP_DEPLOY", deploy_parameters("2.3.0"))
+    started_with_claim(task, targets)
+    ExecutionLease.objects.filter(task=task).update(acquired_at=timezone.now() - dt.timedelta(seconds=5))
+    result = execute_task(OpsTask.objects.select_related("system__institution").get(pk=task.pk))
+    assert result.outcome == Outcome.SUCCEEDED  # ...and then the worker died before telling governance
+    ExecutionLease.objects.filter(task=task).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    reaper.sweep()
+    task.refresh_from_db()
+    assert task.status == Status.PENDING_PM_VALIDATION
+    assert {s["server"]: s["version_after"] for s in task.result_package["servers"]} == {
+        s.server_id: "2.3.0" for s in targets}
+    assert all(version_of(s) == "2.3.0" for s in targets)
+
+
+def test_a_claim_is_recovered_by_one_sweep_only(testbed_cmdb):
+    task = approved_task(testbed_cmdb[:1], "SERVICE_RESTART")
+    lease = started_with_claim(task, testbed_cmdb[:1])
+    assert reaper.claim(lease, "reaper:a")
+    assert not reaper.claim(lease, "reaper:b")  # the row changed under the second sweep
+    assert ExecutionLease.objects.get(pk=lease.pk).holder == "reaper:a"
+
+
+def test_an_executing_task_without_any_claim_is_recovered_after_the_lease(testbed_cmdb, settings):
+    """A task left EXECUTING by a worker that died before claims existed (the stuck task)."""
+    settings.EXECUTION_LEASE_SECONDS = 5
+    task = approved_task(testbed_cmdb[:1], "SERVICE_RESTART")
+    assert control.execution_started(task.pk) is not None
+    assert reaper.sweep() == []  # too fresh: a worker may still be starting
+    OpsTask.objects.filter(pk=task.pk).update(updated_at=timezone.now() - dt.timedelta(seconds=6))
+    results = reaper.sweep()
+    task.refresh_from_db()
+    assert [r["task"] for r in results] == [task.task_id] and task.status == Status.FAILED_ROLLED_BACK
+
+
+def test_schedule_and_command(db, capsys):
+    reaper.ensure_schedule()
+    schedule = Schedule.objects.get(name=reaper.SCHEDULE_NAME)
+    assert (schedule.func, schedule.schedule_type, schedule.minutes) == ("execution.tasks.reap_executions",
+                                                                         Schedule.MINUTES, 1)
+    call_command("reap_executions")
+    assert "no orphaned execution" in capsys.readouterr().out
