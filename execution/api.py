@@ -18,7 +18,7 @@ class StepResultSerializer(serializers.ModelSerializer):
 
 
 class ServerRunSerializer(serializers.ModelSerializer):
-    execution = serializers.PrimaryKeyRelatedField(read_only=True)
+    execution: serializers.PrimaryKeyRelatedField[Execution] = serializers.PrimaryKeyRelatedField(read_only=True)
     steps = StepResultSerializer(many=True, read_only=True)
 
     class Meta:

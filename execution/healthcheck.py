@@ -155,15 +155,16 @@ def http_get(url: str, timeout: float, *, server) -> tuple[int, str, int]:
     expected one) and knows no scheme but the one asked for. At most MAX_BODY bytes are read.
     """
     problem = url_problem(url, server)
-    if problem:
-        raise ConnectionError(problem)
     parts = urlsplit(url)
+    host = parts.hostname
+    if problem or not host:
+        raise ConnectionError(problem or f"no host in {url!r}")
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if parts.scheme == "https":
         connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-            parts.hostname, parts.port, timeout=timeout, context=ssl.create_default_context())
+            host, parts.port, timeout=timeout, context=ssl.create_default_context())
     else:
-        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        connection = http.client.HTTPConnection(host, parts.port, timeout=timeout)
     started = time.monotonic()
     try:
         connection.request("GET", target, headers={"User-Agent": "GUARDiA-health", "Connection": "close"})

@@ -8,6 +8,8 @@ write lock. Plus InspectionSchedule: recurring read-only playbooks (issue 5 item
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -220,7 +222,7 @@ class InspectionSchedule(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    REQUIRED_THRESHOLD = {
+    REQUIRED_THRESHOLD: ClassVar[dict[str, str]] = {
         InspectionKind.MEMORY_CHECK: "max_used_percent",
         InspectionKind.DISK_CHECK: "min_free_mb",
         InspectionKind.ERROR_COUNT: "max_errors",
