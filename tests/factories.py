@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from cmdb.models import Credential, Institution, Server, System, SystemOwner
+from cmdb.roles import ROLES
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -20,8 +21,11 @@ class UserFactory(factory.django.DjangoModelFactory):
 
     @factory.post_generation
     def role(self, create, extracted, **kwargs):
-        """UserFactory(role="team_lead") puts the user in that group."""
+        """UserFactory(role="team_lead") puts the user in that role's group; a name that is not
+        a role (cmdb.roles.ROLES) is refused rather than made into a group of that name."""
         if extracted:
+            if extracted not in ROLES:
+                raise ValueError(f"unknown role {extracted!r}; roles are {', '.join(ROLES)}")
             group, _ = Group.objects.get_or_create(name=extracted)
             self.groups.add(group)
 

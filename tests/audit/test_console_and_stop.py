@@ -24,7 +24,7 @@ def auditor(roles):
 def test_console_pages_are_for_auditors_admins_and_superusers_only(client, chain, auditor, roles):
     for url in ("/audit/", "/audit/verify/", "/audit/export/"):
         assert client.get(url).status_code == 302  # to the login page
-    client.force_login(UserFactory(username="req1", role="requester"))
+    client.force_login(UserFactory(username="req1", role="site_manager"))
     assert client.get("/audit/").status_code == 403
     assert client.post("/audit/verify/").status_code == 403
     client.force_login(UserFactory(username="adm1", role="admin"))
@@ -70,7 +70,7 @@ def test_rest_verify_and_export_with_token(client, chain, auditor):
     assert len(b"".join(response.streaming_content).splitlines()) == 1 + 12 + 1
     error = client.get("/api/v1/audit/export", {"format": "zip"}, **headers)
     assert error.status_code == 400 and "format" in error.json()
-    other = Token.objects.create(user=UserFactory(username="dev1", role="requester"))
+    other = Token.objects.create(user=UserFactory(username="dev1", role="site_manager"))
     denied = client.get("/api/v1/audit/verify", HTTP_AUTHORIZATION=f"Token {other.key}")
     assert denied.status_code == 403 and "detail" in denied.json()
 

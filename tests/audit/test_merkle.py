@@ -260,7 +260,7 @@ def test_rest_proof_for_auditors(client, chain, roles, public_key_file):
     assert check.ok and check.entries == list(range(2, 25, 2)), check.message()
     missing = client.get("/api/v1/audit/proof/OPS-NONE", **headers)
     assert missing.status_code == 404 and "no audit entries" in missing.json()["detail"]
-    other = Token.objects.create(user=UserFactory(username="dev1", role="requester"))
+    other = Token.objects.create(user=UserFactory(username="dev1", role="site_manager"))
     assert client.get(f"/api/v1/audit/proof/{TASK}", HTTP_AUTHORIZATION=f"Token {other.key}").status_code == 403
 
 
