@@ -137,3 +137,36 @@ class KoreanFirstLocaleMiddleware:
         response = self.get_response(request)
         response.headers.setdefault("Content-Language", translation.get_language())
         return response
+
+
+class DatabaseBusyMiddleware:
+    """A request that could not get the database's write lock in time answers 503 with
+    Retry-After instead of a 500.
+
+    SQLite admits one writer at a time: writers wait up to the busy timeout (OPTIONS
+    "timeout") and then fail with "database is locked". That write ran inside the service's
+    transaction.atomic(), which is rolled back, so nothing of the change was kept and the
+    client may simply send the request again.
+    """
+
+    RETRY_AFTER_SECONDS = 2
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        from django.db import OperationalError
+        from django.http import JsonResponse
+
+        if not isinstance(exception, OperationalError) or "locked" not in str(exception).lower():
+            return None
+        message = "데이터베이스가 잠시 사용 중입니다. 잠시 후 다시 시도하세요. (변경된 내용은 없습니다)"
+        if request.path.startswith("/api/"):
+            response: HttpResponse = JsonResponse({"detail": message}, status=503)
+        else:
+            response = HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
+        response["Retry-After"] = str(self.RETRY_AFTER_SECONDS)
+        return response

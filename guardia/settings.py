@@ -118,6 +118,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
+    # Last, so a view's "database is locked" becomes a 503 with Retry-After, not a 500.
+    "guardia.middleware.DatabaseBusyMiddleware",
 ]
 
 ROOT_URLCONF = "guardia.urls"
