@@ -11,6 +11,32 @@
 
   function axisTitle(text) { return { display: true, text: text }; }
 
+  /* Each category gets a colour and a pattern (stripes, dots, grid...), so the slices and
+     their legend swatches are told apart without colour too. */
+  var marks = ["solid", "diagonal", "dots", "horizontal", "cross", "vertical", "zigzag", "rings"];
+  function pattern(colour, index) {
+    var mark = marks[index % marks.length];
+    if (mark === "solid") { return colour; }
+    var tile = document.createElement("canvas");
+    tile.width = tile.height = 12;
+    var g = tile.getContext("2d");
+    g.fillStyle = colour;
+    g.fillRect(0, 0, 12, 12);
+    g.strokeStyle = g.fillStyle = "rgba(255,255,255,.85)";
+    g.lineWidth = 2;
+    g.beginPath();
+    if (mark === "diagonal") { g.moveTo(0, 12); g.lineTo(12, 0); }
+    if (mark === "horizontal") { g.moveTo(0, 6); g.lineTo(12, 6); }
+    if (mark === "vertical") { g.moveTo(6, 0); g.lineTo(6, 12); }
+    if (mark === "cross") { g.moveTo(0, 6); g.lineTo(12, 6); g.moveTo(6, 0); g.lineTo(6, 12); }
+    if (mark === "zigzag") { g.moveTo(0, 8); g.lineTo(4, 4); g.lineTo(8, 8); g.lineTo(12, 4); }
+    if (mark === "rings") { g.arc(6, 6, 3, 0, 2 * Math.PI); }
+    g.stroke();
+    if (mark === "dots") { g.beginPath(); g.arc(6, 6, 2, 0, 2 * Math.PI); g.fill(); }
+    return g.createPattern(tile, "repeat");
+  }
+  var patterned = palette.map(pattern);
+
   function draw(key, label, options) {
     var canvas = document.getElementById("chart-" + key);
     var series = data[key];
@@ -23,7 +49,7 @@
         datasets: [{
           label: label,
           data: series.values,
-          backgroundColor: type === "line" ? "rgba(27,79,156,.15)" : (key === "period" ? "#1b4f9c" : palette),
+          backgroundColor: type === "line" ? "rgba(27,79,156,.15)" : (key === "period" ? "#1b4f9c" : patterned),
           borderColor: type === "line" ? "#1b4f9c" : (key === "period" ? "#1b4f9c" : palette),
           fill: type === "line",
           tension: 0.2,

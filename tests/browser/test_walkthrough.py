@@ -84,6 +84,7 @@ def test_readme_walkthrough(demo, chromium, viewport, tmp_path):
         field.goto(f"{base}/console/requests/new/")
         field.select_option("#pick-system", field.locator("#pick-system option", has_text="NIA-TESTBED")
                             .get_attribute("value"))
+        field.click("#system-picker button[type=submit]")  # a select changes nothing until confirmed
         field.wait_for_selector("#new-request-form")
         field.fill("#id_version", VERSION)
         link = field.locator("#demo-artifact-link")
