@@ -30,3 +30,16 @@ if ! cat requirements.txt requirements-dev.txt | cmp -s - .venv/.requirements.in
   .venv/bin/pip install -q -r requirements-dev.txt
   cat requirements.txt requirements-dev.txt > .venv/.requirements.installed
 fi
+
+# axe-core for the browser accessibility tests, pinned in package-lock.json and read from
+# node_modules by the tests (no CDN). Debian's nodejs/npm only when no npm is present: a
+# NodeSource nodejs already ships npm and conflicts with Debian's npm package.
+if ! command -v npm >/dev/null; then
+  echo "== apt: installing nodejs npm"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+if ! cmp -s package-lock.json node_modules/.package-lock.installed; then
+  echo "== npm: installing package-lock.json (axe-core)"
+  npm ci --no-audit --no-fund --silent
+  cp package-lock.json node_modules/.package-lock.installed
+fi
