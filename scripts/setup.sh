@@ -36,7 +36,9 @@ fi
 # NodeSource nodejs already ships npm and conflicts with Debian's npm package.
 if ! command -v npm >/dev/null; then
   echo "== apt: installing nodejs npm"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 if ! cmp -s package-lock.json node_modules/.package-lock.installed; then
   echo "== npm: installing package-lock.json (axe-core)"
