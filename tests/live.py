@@ -1,40 +1,21 @@
 """Real processes for cross-process tests: Redis, Daphne and the django-q2 cluster.
 
 Each helper records the server's own PID (not a wrapper shell's), checks the port is
-free first, and the fixtures stop what they started (FIELD-NOTES: a stale Daphne keeps
-the port).
+free first, and the fixtures stop what they started (a stale Daphne keeps the port).
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.waiting import free_port, wait_for_port
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before port {port} opened")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"port {port} did not open within {timeout} s")
 
 
 def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
@@ -60,7 +41,7 @@ def redis_server():
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:
-        wait_port(port, proc=proc)
+        wait_for_port(port, proc, timeout=20)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         stop(proc)
@@ -87,7 +68,7 @@ def daphne(env: dict[str, str], log_path: Path):
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
-        wait_port(port, timeout=30, proc=proc)
+        wait_for_port(port, proc, timeout=30)
         yield f"127.0.0.1:{port}"
     finally:
         stop(proc)

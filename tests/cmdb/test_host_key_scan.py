@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from django.urls import reverse
 from audit.models import AuditEntry
 from cmdb.models import Credential, Server
 from tests.factories import ServerFactory
+from tests.waiting import free_port, wait_for_port
 
 pytestmark = pytest.mark.django_db
 
@@ -29,12 +28,6 @@ AuthorizedKeysFile none
 UseDNS no
 LogLevel ERROR
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -55,15 +48,11 @@ def sshd(tmp_path):
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"sshd did not start: {proc.stderr.read().decode()}") from None
-                time.sleep(0.05)
+        try:
+            wait_for_port(port, proc, timeout=10)
+        except (RuntimeError, AssertionError):
+            proc.terminate()
+            raise RuntimeError(f"sshd did not start: {proc.communicate(timeout=10)[1].decode()}") from None
         yield port, expected, tmp_path
     finally:
         proc.terminate()

@@ -5,7 +5,6 @@ other half of the redundant pair keeps serving. Real testbed, nothing mocked."""
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -36,7 +35,7 @@ class Sampler(threading.Thread):
             flagged = {s.server_id for g in self.groups.values() for s in g if flag_path(s).exists()}
             serving = {k: all(served(s)[0] == 200 for s in g) for k, g in self.groups.items()}
             self.samples.append((flagged, serving))
-            time.sleep(0.02)
+            self.done.wait(0.02)
 
 
 def test_drain_flag_is_on_during_the_group_deploy_and_the_other_group_keeps_serving(testbed, testbed_cmdb):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from execution.models import ServerRun
 from execution.playbooks.base import ParameterError
 from execution.rolling import RolloutStrategy, gate_sample
 from execution.services import run_task
+from tests.waiting import wait_until
 
 from .engine_helpers import approved_task, commands_received, deploy_parameters, fast_port_wait, version_of
 
@@ -47,13 +47,10 @@ def test_gate_catches_an_earlier_server_that_went_down_during_a_later_group(test
     killed: list[int] = []
 
     def crash_during_group_two():
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not killed:
-            if "startup.sh" in commands_received(testbed, second[0].server_id)[logged:]:
-                pid = int(Path(victim.app_path).parent.joinpath("run", "was.pid").read_text())
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-            time.sleep(0.02)
+        wait_until(lambda: "startup.sh" in commands_received(testbed, second[0].server_id)[logged:], 60, 0.02)
+        pid = int(Path(victim.app_path).parent.joinpath("run", "was.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
 
     thread = threading.Thread(target=crash_during_group_two)
     thread.start()

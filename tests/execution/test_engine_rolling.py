@@ -15,6 +15,7 @@ from execution.models import Execution, ServerRun, StepResult
 from execution.services import run_task
 from governance import events
 from governance.models import OpsTask, Status
+from tests.waiting import wait_until
 
 from .engine_helpers import (
     approved_task,
@@ -111,17 +112,15 @@ def test_kill_switch_mid_rollout_kills_the_running_step_and_restores_the_group(t
     seen = len(commands_received(testbed, hung.server_id))
 
     def operator():
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if "startup.sh" in commands_received(testbed, hung.server_id)[seen:]:
-                time.sleep(0.3)
-                stopped_at.append(time.time())
-                OpsTask.objects.filter(pk=task.pk).update(stop_requested=True, stop_reason="operator pressed stop")
-                break
-            time.sleep(0.05)
         from django.db import connection
 
-        connection.close()
+        try:
+            wait_until(lambda: "startup.sh" in commands_received(testbed, hung.server_id)[seen:], timeout=60)
+            time.sleep(0.3)  # the stop arrives while the hung script runs, not before it starts
+            stopped_at.append(time.time())
+            OpsTask.objects.filter(pk=task.pk).update(stop_requested=True, stop_reason="operator pressed stop")
+        finally:
+            connection.close()
 
     thread = threading.Thread(target=operator)
     thread.start()

@@ -16,6 +16,7 @@ from execution.playbooks.base import Playbook
 from execution.rolling import RolloutStrategy
 from execution.services import ArtifactStore, run_task
 from governance.models import Notification, OpsTask, Status
+from tests.waiting import wait_until
 
 from .engine_helpers import approved_task, commands_received, deploy_parameters, fast_port_wait, version_of
 
@@ -30,13 +31,9 @@ def test_sshd_killed_mid_step_is_state_uncertain_with_an_alert(testbed, testbed_
     seen = len(commands_received(testbed, victim.server_id))
 
     def pull_the_plug():
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if "startup.sh" in commands_received(testbed, victim.server_id)[seen:]:
-                time.sleep(0.3)
-                testbed.fault(victim.server_id, "sshd_down")
-                return
-            time.sleep(0.05)
+        wait_until(lambda: "startup.sh" in commands_received(testbed, victim.server_id)[seen:], timeout=60)
+        time.sleep(0.3)  # the server dies while the hung script runs, not before it starts
+        testbed.fault(victim.server_id, "sshd_down")
 
     thread = threading.Thread(target=pull_the_plug)
     thread.start()

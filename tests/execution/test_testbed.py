@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,6 +16,7 @@ from django.core.management import call_command
 from audit.models import AuditEntry
 from execution.testbed import FAULTS, Testbed, TestbedError, procs
 from execution.transport import scan_host_key
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.testbed
 
@@ -39,12 +39,9 @@ def deploy_locally(tb: Testbed, srv, version: str):
 
 
 def wait_health(srv, want: int | None, timeout: float = 20.0) -> tuple[int | None, str]:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = health(srv)
-        if got[0] == want or time.monotonic() > deadline:
-            return got
-        time.sleep(0.05)
+    """The health answer once its status is ``want`` (None: nothing answers)."""
+    wait_until(lambda: health(srv)[0] == want, timeout, message=f"health of {srv['server_id']} never became {want}")
+    return health(srv)
 
 
 def test_lifecycle_up_status_down(tmp_path):
@@ -89,10 +86,8 @@ def test_health_fail_spares_the_old_version(clean_testbed):
     assert result.returncode == 0  # the script starts it; the port never comes up
     new_pid = procs.read_pid(Path(srv["pid_file"]))
     assert new_pid != old_pid
-    deadline = time.monotonic() + 20
-    while procs.alive(new_pid) and time.monotonic() < deadline:  # the stand-in gives up and exits
-        time.sleep(0.05)
-    assert not procs.alive(new_pid)
+    # The stand-in gives up and exits.
+    wait_until(lambda: not procs.alive(new_pid), timeout=20, message=f"pid {new_pid} still running")
     assert not procs.port_listening("127.0.0.1", srv["http_port"])
     assert "SEVERE: Failed to initialize connector" in Path(srv["log_path"]).read_text()
     deploy_locally(clean_testbed, srv, "1.0.0")  # the rollback target still works

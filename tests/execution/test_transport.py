@@ -20,6 +20,7 @@ from execution.transport import (
     TransportError,
     scan_host_key,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.testbed
 
@@ -35,15 +36,6 @@ def _group_alive(pgid: int) -> list[int]:
             if int(fields[2]) == pgid and fields[0] != "Z":
                 alive.append(int(entry.name))
     return alive
-
-
-def _wait_gone(pids, timeout=5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(procs.alive(p) for p in pids):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_exit_code_decides_and_output_is_hashed(testbed_cmdb):
@@ -75,7 +67,7 @@ def test_timeout_kills_the_remote_process_group(testbed_cmdb, clean_testbed):
         # The server's own view: the background child recorded in the pid file is gone, and
         # nothing is left in the command's process group.
         child = int(pidfile.read_text())
-        assert _wait_gone([child]), "remote child survived the timeout"
+        wait_until(lambda: not procs.alive(child), timeout=5, message="remote child survived the timeout")
         assert _group_alive(result.pgid) == []
         assert ssh.run("echo still usable", timeout=5).stdout == "still usable\n"
 
@@ -86,10 +78,7 @@ def test_kill_running_stops_the_remote_command(testbed_cmdb):
     results = {}
     worker = threading.Thread(target=lambda: results.setdefault("r", ssh.run("sleep 120", timeout=60)))
     worker.start()
-    deadline = time.monotonic() + 5
-    while ssh._running_pgid is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    pgid = ssh._running_pgid
+    pgid = wait_until(lambda: ssh._running_pgid, timeout=5, interval=0.02)
     assert pgid and _group_alive(pgid)
     assert ssh.kill_running() is True
     worker.join(10)
@@ -175,7 +164,7 @@ def test_lost_connection_mid_command_and_probe(testbed_cmdb, clean_testbed):
 
     worker = threading.Thread(target=run)
     worker.start()
-    time.sleep(0.5)
+    wait_until(lambda: ssh._running_pgid, timeout=5, message="the command never started")
     clean_testbed.fault(server.server_id, "sshd_down")
     worker.join(20)
     assert errors and not ssh.probe()
