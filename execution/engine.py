@@ -396,10 +396,9 @@ class Engine:
     def _line(self, entry) -> None:
         """An audit entry of this run as a live timeline line (the task page renders it like a reload)."""
         if self.live_group:
-            line = reports.audit_line(entry)
+            line = reports.live_line(entry)
             events.send(self.live_group, events.LiveEvent(kind="timeline", task_id=self.task_ref, message=line["text"],
-                                                          data={"action": entry.action,
-                                                                "line": reports.line_payload(line)}))
+                                                          data={"action": entry.action, "line": line}))
 
     def _release(self, contexts: list[ServerContext]) -> None:
         """Done with these servers for good: another task may change them now (execution.leases).

@@ -24,7 +24,7 @@ from django.utils import timezone
 import audit
 from cmdb import vault
 from governance import events
-from governance.reports import audit_line, line_payload
+from governance.reports import live_line
 
 from .models import ServerRun, StepResult
 from .rolling import EXCERPT, Record, output_digest
@@ -92,7 +92,7 @@ class Recorder:
                                      data={"server": item.server_id, "step": step.name, "phase": step.phase,
                                            "exit_code": step.exit_code, "duration_ms": duration_ms,
                                            # the task page's timeline line, as a reload renders it
-                                           **({"line": line_payload(audit_line(entry))} if entry else {})}))
+                                           **({"line": live_line(entry)} if entry else {})}))
         return step
 
     def _server(self, item: Record, live: list) -> None:

@@ -93,12 +93,12 @@ def _push(notes: list[Notification]) -> None:
         ))
         if note.task is not None:
             # The task page's timeline shows notifications too: the same line live as after a reload.
-            from .reports import line_payload, notification_line  # reports imports this module
+            from .reports import live_line  # reports imports this module
 
-            line = notification_line(note)
+            line = live_line(note)
             events.send_on_commit(events.task_group(note.task.task_id), events.LiveEvent(
                 kind="timeline", task_id=note.task.task_id, message=line["text"],
-                data={"action": "notification", "line": line_payload(line)}))
+                data={"action": "notification", "line": line}))
 
 
 @contextmanager

@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
+from django.conf import settings
 from django.db.models import Count, Max, Min
 from django.db.models.functions import TruncDate, TruncMonth
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from audit.labels import action_label
@@ -80,6 +81,14 @@ def line_payload(line: dict) -> dict:
     """A timeline line for a live event: the fields the page renders, already formatted."""
     return {"when": line["when"], "iso": timezone.localtime(line["time"]).isoformat(), "kind": line["kind"],
             "kind_label": str(line["kind_label"]), "actor": line["actor"], "text": line["text"]}
+
+
+def live_line(source) -> dict:
+    """The live event's line for an audit entry or a notification, in the site's language:
+    one event reaches every viewer, whatever language the person who caused it browses in."""
+    with translation.override(settings.LANGUAGE_CODE):
+        line = notification_line(source) if isinstance(source, Notification) else audit_line(source)
+        return line_payload(line)
 
 
 def task_timeline(task: OpsTask) -> list[dict]:

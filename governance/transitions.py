@@ -39,10 +39,9 @@ def audit_task(actor, action: str, task: OpsTask, **payload):
 def publish_line(task_id: str, entry) -> None:
     """The task page's timeline gets the new line live, rendered by the same function as
     after a reload (reports.audit_line), so both read the same Korean text and KST time."""
-    line = reports.audit_line(entry)
+    line = reports.live_line(entry)
     events.send_on_commit(events.task_group(task_id), events.LiveEvent(
-        kind="timeline", task_id=task_id, message=line["text"],
-        data={"action": entry.action, "line": reports.line_payload(line)}))
+        kind="timeline", task_id=task_id, message=line["text"], data={"action": entry.action, "line": line}))
 
 
 def publish(task: OpsTask, kind: str, message: str = "", **data) -> None:

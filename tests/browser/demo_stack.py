@@ -85,7 +85,7 @@ def login(context, base_url: str, username: str):
     page.goto(f"{base_url}/accounts/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    page.click("form[action='/accounts/login/'] button[type=submit]")
     page.wait_for_url(re.compile(r".*/console/$"))
     return page
 
