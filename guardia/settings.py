@@ -146,6 +146,10 @@ ASGI_APPLICATION = "guardia.asgi.application"
 # database server. The web tier, the django-q2 ORM broker and Channels all write at once,
 # so it runs in WAL mode with IMMEDIATE transactions: a deferred transaction that later
 # writes fails at once with "database is locked", whatever the timeout (FIELD-NOTES).
+# Writers take turns in arrival order (guardia.db_sqlite) rather than in SQLite's busy-sleep
+# lottery; GUARDIA_SQLITE_WRITE_QUEUE=false falls back to Django's plain backend.
+SQLITE_ENGINE = ("guardia.db_sqlite" if envbool("GUARDIA_SQLITE_WRITE_QUEUE", "true")
+                 else "django.db.backends.sqlite3")
 SQLITE_OPTIONS = {
     "init_command": "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;",
     "transaction_mode": "IMMEDIATE",
@@ -155,6 +159,7 @@ DATABASE_URL = os.getenv("GUARDIA_DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        DATABASES["default"]["ENGINE"] = SQLITE_ENGINE
         DATABASES["default"]["OPTIONS"] = SQLITE_OPTIONS
     elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # Under ASGI every request runs in its own thread, so persistent per-thread
@@ -174,7 +179,7 @@ if DATABASE_URL:
 else:
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.sqlite3",
+            "ENGINE": SQLITE_ENGINE,
             "NAME": DATA_DIR / "guardia.sqlite3",
             "OPTIONS": SQLITE_OPTIONS,
             "TEST": {"NAME": DATA_DIR / "test-guardia.sqlite3"},
