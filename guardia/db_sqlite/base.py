@@ -8,9 +8,11 @@ with "database is locked", while later arrivals get through.
 Here every write transaction (BEGIN IMMEDIATE, and a write statement outside a transaction)
 first takes an exclusive flock on ``<database>.writelock``. A waiter blocks in the kernel
 and is woken the moment the holder releases, in the kernel's queue order, so waits are bounded
-by the work queued ahead, not by luck. The wait is bounded by the connection's ``timeout``
-option; past it the request fails with "database is locked" before anything was written
-(the web tier answers 503 with Retry-After, guardia.middleware.DatabaseBusyMiddleware).
+by the work queued ahead, not by luck. (A writer arriving exactly as the lock is released
+may take it first: a window of microseconds, not a lottery round of up to 100 ms.)
+The wait is bounded by the connection's ``timeout`` option; past it the request fails with
+"database is locked" before anything was written (the web tier answers 503 with
+Retry-After, guardia.middleware.DatabaseBusyMiddleware).
 Processes that do not use this backend still meet SQLite's own lock: nothing is weaker.
 An in-memory database (one process) has no file to queue on and is used as is.
 """
@@ -35,6 +37,14 @@ class WriteQueue:
 
     def acquire(self, timeout: float) -> int:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: no thread, no wait
+            return fd
+        except BlockingIOError:
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
         got = threading.Event()
         guard = threading.Lock()
         state = {"abandoned": False}
