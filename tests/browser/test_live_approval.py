@@ -15,7 +15,7 @@ def login(context, base_url: str, username: str, password: str):
     page.goto(f"{base_url}/accounts/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", password)
-    page.click("button[type=submit]")
+    page.click("form[action='/accounts/login/'] button[type=submit]")  # not the header's language button
     page.wait_for_url(re.compile(r".*/console/$"))
     return page
 
