@@ -163,6 +163,7 @@ def kill_trial(trial: int, targets, testbed, env: dict, lease: int, log_path: Pa
     return kind, f"{last.server_run.server_ref} {last.name}" if last else "", task.status
 
 
+@pytest.mark.timeout(1200)  # twenty real deploys, kills and recoveries
 def test_worker_sigkilled_at_every_step_kind_is_recovered_within_lease_plus_one_sweep(fleet, clean_testbed,
                                                                                         tmp_path, settings):
     lease = settings.EXECUTION_LEASE_SECONDS = 3
