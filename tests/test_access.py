@@ -290,6 +290,7 @@ def test_menus_follow_permissions_and_every_link_answers(db):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_the_demo_settings_serve_static_files_and_korean_error_pages_with_debug_off(tmp_path):
     """What scripts/demo.sh runs: DEBUG off, static files collected and served by WhiteNoise
     from Daphne, and a 404 that is the console's Korean page, not Django's URL list."""

@@ -114,6 +114,7 @@ def test_websocket_from_outside_the_bastion_range_is_refused(settings):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_websocket_allowlist_in_a_real_daphne(tmp_path):
     """Daphne serving guardia.asgi: a browser socket from 127.0.0.1 is refused when loopback is
     not a bastion range, and let through when a trusted proxy on loopback vouches for a bastion address."""

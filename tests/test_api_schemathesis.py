@@ -129,6 +129,7 @@ def exercise(operation, strategy, tokens: dict[str, str], seen: dict, failures: 
         pass
 
 
+@pytest.mark.slow
 def test_every_documented_operation_conforms_for_every_role(world, in_process_app):
     tokens = world["tokens"]
     schema = load_schema(in_process_app, tokens["admin"])

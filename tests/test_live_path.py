@@ -17,6 +17,7 @@ from tests.live import daphne, qcluster, redis_server, service_env
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_worker_event_reaches_browser_socket(tmp_path):
     user = UserFactory(username="watcher", role="team_lead")
     client = Client()

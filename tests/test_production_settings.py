@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 GOOD_SECRET = "x" * 20 + "-production-secret-" + "y" * 20
 
@@ -25,6 +27,7 @@ def test_production_refuses_debug_default_secret_and_missing_vault_key(tmp_path)
         assert problem in result.stderr
 
 
+@pytest.mark.slow
 def test_production_check_deploy_is_clean(tmp_path):
     key = tmp_path / "vault.key"
     key.write_text("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n")

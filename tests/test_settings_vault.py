@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from django.conf import settings
 
 from tests.test_production_settings import GOOD_SECRET, run_manage
 
 
+@pytest.mark.slow
 def test_missing_or_malformed_vault_key_file_fails_the_deploy_check(tmp_path):
     env = {"GUARDIA_SECRET_KEY": GOOD_SECRET, "GUARDIA_ALLOWED_HOSTS": "guardia.example.go.kr"}
     missing = run_manage(tmp_path, "check", "--deploy", GUARDIA_VAULT_KEY_FILE=str(tmp_path / "nope.key"), **env)

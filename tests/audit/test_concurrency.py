@@ -25,6 +25,7 @@ def _assert_linear(result: dict) -> None:
     assert result["forks"] == 0
 
 
+@pytest.mark.slow
 def test_sqlite_8_threads_x_500_appends_make_one_chain(transactional_db):
     result = hammer(8, 500)
     _assert_linear(result)
