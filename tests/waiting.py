@@ -42,8 +42,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 30.0,
-                  host: str = "127.0.0.1") -> None:
+def wait_for_port(
+    port: int, proc: subprocess.Popen | None = None, timeout: float = 30.0, host: str = "127.0.0.1"
+) -> None:
     """Wait until something listens on ``host:port``; fail at once if ``proc`` (the child
     that should open it) has exited."""
 
