@@ -1,4 +1,4 @@
-"""Sub-chains and the Merkle root (issue 3, item 7): what a checkpoint with a root costs.
+"""Sub-chains and the Merkle root: what a checkpoint with a root costs.
 
     python bench/audit_merkle.py [N] [INSTITUTIONS]      # default 1,000,000 entries, 100 institutions
 

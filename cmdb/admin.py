@@ -1,4 +1,4 @@
-"""The Django admin is the CMDB console (SPEC §2): list, search and filter the inventory,
+"""The Django admin is the CMDB console: list, search and filter the inventory,
 import servers from CSV, pin SSH host keys, keep the owner table and the credentials.
 
 Every change goes through cmdb.services so it is validated and audited the same way

@@ -113,7 +113,7 @@ class Institution(models.Model):
 
 class SystemQuerySet(models.QuerySet):
     def for_user(self, user) -> SystemQuerySet:
-        """RBAC scope (SPEC §9): every read of the CMDB on behalf of a user goes through this."""
+        """RBAC scope: every read of the CMDB on behalf of a user goes through this."""
         if sees_all_systems(user):
             return self.all()
         if not (user and user.is_authenticated and user.is_active):

@@ -1,7 +1,7 @@
 """Roles are Django groups; this table is the single place that says what each may do.
 
 Permissions are named as "app_label.codename" strings and looked up by codename, so cmdb
-never imports governance or audit to grant their permissions (CONVENTIONS §1a).
+never imports governance or audit to grant their permissions (the app layering, pyproject.toml).
 The groups are brought in line with this table after every migrate (apps.py), so a
 permission removed here is removed from the group too.
 """

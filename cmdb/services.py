@@ -19,7 +19,7 @@ from .models import CommandRule, Credential, Server, SystemOwner
 
 log = logging.getLogger(__name__)
 
-# cmdb never imports execution (CONVENTIONS §1a); the scanner is found by name.
+# cmdb never imports execution (the app layering, pyproject.toml); the scanner is found by name.
 HOST_KEY_SCANNER = "execution.transport.scan_host_key"
 
 

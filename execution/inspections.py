@@ -1,4 +1,4 @@
-"""Scheduled inspections (issue 5 item 7): recurring read-only playbooks run as pre-approved
+"""Scheduled inspections: recurring read-only playbooks run as pre-approved
 standard changes. No approval per run; every command is audited like any other; a crossed
 threshold opens a ticket for the system's owner through governance.
 """

@@ -1,9 +1,9 @@
 """What the engine did: one Execution per run of a task, one ServerRun per server
-(TB_DEPLOY_HISTORY, the seed's deploy history), one StepResult per remote command.
+(TB_DEPLOY_HISTORY, the deploy history), one StepResult per remote command.
 
 Rows are written by the engine's orchestrating thread only (the SSH worker threads
 hand their results over a queue), so a run never contends with itself for SQLite's
-write lock. Plus InspectionSchedule: recurring read-only playbooks (issue 5 item 7).
+write lock. Plus InspectionSchedule: recurring read-only playbooks.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Ticket attachments (SPEC §3 "attachments (with SHA-256)"): artifacts, certificates, keys.
+"""Ticket attachments, each kept with its SHA-256: artifacts, certificates, keys.
 
 Stored content-addressed under MEDIA_ROOT/artifacts/<sha256>, write-once, so the bytes an
 approver approved are the bytes the worker uploads: the task's parameters carry only the

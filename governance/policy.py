@@ -1,4 +1,4 @@
-"""Approval policy: one table, read by submit_task (SPEC §5, seed 4.2.2).
+"""Approval policy: one table, read by submit_task.
 
 risk (by sub-type)  -> approval roles
 site tier           -> Tier 3 auto-approves LOW and MEDIUM, never on sensitive systems

@@ -1,8 +1,8 @@
 """Shared pieces of every governance state change: lock, transition, audit, publish.
 
 services.py (requests, approvals, owners) and control.py (kill switch, execution hooks,
-PM validation) both build on these, so the transaction shape of CONVENTIONS §4 is
-written once.
+PM validation) both build on these, so the transaction shape (lock the row, call the
+transition, save, audit, publish after commit) is written once.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The whole chain across real processes (SPEC §4–§8): a requester files an APP_DEPLOY with an
+"""The whole chain across real processes: a requester files an APP_DEPLOY with an
 artifact over REST, the owner and the PM approve over REST, a qcluster worker deploys it over
 SSH to real sshd servers, a browser-side WebSocket on Daphne sees the worker's live events,
 the PM validates, and the audit chain verifies.
