@@ -51,8 +51,6 @@ ROLES_BY_RISK: dict[str, tuple[str, ...]] = {
     Risk.HIGH: ("owner", "pm"),
     Risk.CRITICAL: ("owner", "pm", "security_officer"),
 }
-# Automated pre-execution security checks (sanitizer dry run, target scope) for these.
-SECURITY_CHECKS = {Risk.MEDIUM, Risk.HIGH, Risk.CRITICAL}
 AUTO_APPROVE_TIERS = {3}
 AUTO_APPROVE_RISKS = {Risk.LOW, Risk.MEDIUM}
 EMERGENCY_ROLE = "supervisor"
@@ -63,7 +61,6 @@ class ApprovalPlan:
     risk: str
     roles: tuple[str, ...]
     auto_approve: bool
-    security_checks: bool
     refused: str = ""  # non-empty: the request may not be filed as it stands
 
 
@@ -73,10 +70,9 @@ def plan_for(*, sub_type: str, tier: int, sensitive: bool, in_window: bool, emer
     risk = RISK_BY_SUBTYPE[sub_type]
     roles = ROLES_BY_RISK[risk]
     is_change = risk != Risk.LOW
-    checks = risk in SECURITY_CHECKS
     if is_change and not in_window:
         if not emergency:
-            return ApprovalPlan(risk, roles, False, checks, refused="outside the system's deploy window")
-        return ApprovalPlan(risk, roles + (EMERGENCY_ROLE,), False, checks)
+            return ApprovalPlan(risk, roles, False, refused="outside the system's deploy window")
+        return ApprovalPlan(risk, roles + (EMERGENCY_ROLE,), False)
     auto = tier in AUTO_APPROVE_TIERS and risk in AUTO_APPROVE_RISKS and not sensitive and not emergency
-    return ApprovalPlan(risk, () if auto else roles, auto, checks)
+    return ApprovalPlan(risk, () if auto else roles, auto)
