@@ -144,7 +144,3 @@ def ensure_roles(verbose: bool = False) -> dict[str, list[str]]:
     if missing and verbose:
         log.warning("role permissions not in the database (app not migrated?): %s", missing)
     return missing
-
-
-def user_roles(user) -> list[str]:
-    return sorted(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
