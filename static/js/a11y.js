@@ -38,7 +38,7 @@
     window.setTimeout(function () { region.textContent = text; }, 50);
   }
 
-  var pending = { statuses: [], lines: 0, lastLine: "", unread: false };
+  var pending = { statuses: [], lines: 0, lastLine: "", unread: false, tiles: "" };
   var timer = null;
   function flush() {
     timer = null;
@@ -58,7 +58,8 @@
       var counter = document.getElementById("unread-count");
       if (counter) { parts.push(words.unread + " " + (counter.hidden ? "0" : counter.textContent) + words.countUnit); }
     }
-    pending = { statuses: [], lines: 0, lastLine: "", unread: false };
+    if (pending.tiles) { parts.push(words.tiles + ": " + pending.tiles); }
+    pending = { statuses: [], lines: 0, lastLine: "", unread: false, tiles: "" };
     say(polite, parts.join(". "));
   }
   function later() {
@@ -98,7 +99,7 @@
     }
   });
 
-  // Dashboard tiles are re-read from the server; say the new counts once, if they changed.
+  // Dashboard tiles are re-read from the server; their new counts join the next summary.
   function tileText() {
     var tiles = document.getElementById("tiles");
     if (!tiles) { return ""; }
@@ -111,7 +112,7 @@
   var tilesBefore = tileText();
   document.addEventListener("guardia:refreshed", function () {
     var now = tileText();
-    if (now && now !== tilesBefore) { say(polite, words.tiles + ": " + now); }
+    if (now && now !== tilesBefore) { pending.tiles = now; later(); }
     tilesBefore = now;
   });
 })();
