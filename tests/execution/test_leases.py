@@ -164,3 +164,15 @@ def test_heartbeat_renews_and_notices_a_takeover(servers, settings):
     assert lease.expires_at > timezone.now() + dt.timedelta(seconds=25)
     ExecutionLease.objects.filter(task=task).update(holder="reaper:elsewhere")
     assert not beat.renew()
+
+
+def test_the_task_page_shows_why_it_waits(servers, client, django_capture_on_commit_callbacks):
+    holder = approved_task(servers[:1], "SERVICE_RESTART")
+    waiter = approved_task(servers[:1], "SERVICE_RESTART")
+    assert leases.acquire(holder, servers[:1], "host-a:1") is None
+    with django_capture_on_commit_callbacks(execute=True):
+        leases.run_leased(waiter.pk, lambda pk: pytest.fail("busy"))
+    client.force_login(waiter.requester)
+    page = client.get(f"/console/tasks/{waiter.task_id}/")
+    assert page.status_code == 200
+    assert f"대기: srv-01 사용 중 ({holder.task_id})" in page.content.decode()
