@@ -21,7 +21,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LiveEvent:
-    kind: str  # "transition", "step", "server", "notification", "stop", "ping"
+    # "transition", "step", "server", "group", "execution", "notification", "stop", "ping", and
+    # "timeline": data.line is a task-page timeline line rendered by governance.reports.live_line
+    kind: str
     task_id: str = ""
     status: str = ""
     message: str = ""
