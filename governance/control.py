@@ -44,7 +44,7 @@ def execution_allowed() -> bool:
 
 def _require_kill_switch(user) -> None:
     if not user.has_perm("governance.use_kill_switch"):
-        raise Forbidden("only PMs and admins use the kill switch")
+        raise Forbidden("you may not use the kill switch")  # who may: cmdb/roles.py
 
 
 def stop_task(user, task_id: str, reason: str) -> OpsTask:

@@ -37,7 +37,7 @@ def excluded_users(task: OpsTask) -> set[int]:
 
 
 def ownership_of(task: OpsTask) -> SystemOwner | None:
-    """The system's owner row; callers select_related it (see services.lock_task) so a
+    """The system's owner row; callers select_related it (see transitions.lock_task) so a
     sweep over a thousand steps does not query it a thousand times."""
     try:
         return task.system.ownership
