@@ -31,6 +31,8 @@
   if (!polite) { return; }
   var words = polite.dataset;
 
+  function count(template, n) { return template.replace("{n}", String(n)); }
+
   function say(region, text) {
     if (!region || !text) { return; }
     // Emptied first so the same sentence twice is announced twice.
@@ -46,17 +48,16 @@
     if (pending.statuses.length === 1) {
       parts.push(pending.statuses[0]);
     } else if (pending.statuses.length > 1) {
-      parts.push(words.several + " (" + pending.statuses.length + words.countUnit + "). " +
-                 pending.statuses[pending.statuses.length - 1]);
+      parts.push(count(words.several, pending.statuses.length) + ". " + pending.statuses[pending.statuses.length - 1]);
     }
     if (pending.lines === 1) {
       parts.push(pending.lastLine);
     } else if (pending.lines > 1) {
-      parts.push(words.lines + " " + pending.lines + words.countUnit);
+      parts.push(count(words.lines, pending.lines));
     }
     if (pending.unread) {
       var counter = document.getElementById("unread-count");
-      if (counter) { parts.push(words.unread + " " + (counter.hidden ? "0" : counter.textContent) + words.countUnit); }
+      if (counter) { parts.push(count(words.unread, counter.hidden ? 0 : counter.textContent.trim())); }
     }
     if (pending.tiles) { parts.push(words.tiles + ": " + pending.tiles); }
     pending = { statuses: [], lines: 0, lastLine: "", unread: false, tiles: "" };
