@@ -16,7 +16,7 @@ from cmdb.models import System, SystemOwner
 
 from . import events, plans, policy
 from .errors import Conflict, Forbidden, Invalid
-from .models import GlobalStop, OpsTask, Status, StepStatus, SubType
+from .models import STOPPABLE, GlobalStop, OpsTask, Status, StepStatus, SubType
 from .notify import Message, notify
 from .queries import visible_task
 from .transitions import (
@@ -58,8 +58,7 @@ def stop_task(user, task_id: str, reason: str) -> OpsTask:
         visible_task(user, task_id)
         _require_kill_switch(user)
         task = lock_task(task_id=task_id)
-        if task.status not in (Status.PARSED, Status.PENDING_APPROVAL, Status.APPROVED, Status.EXECUTING,
-                               Status.RECEIVED):
+        if task.status not in STOPPABLE:
             raise Conflict(f"task {task_id} is {task.status}; nothing to stop")
         task.stop_requested, task.stop_reason = True, reason
         task.save(update_fields=["stop_requested", "stop_reason", "updated_at"])

@@ -55,7 +55,9 @@ FINAL_STATES = [
     Status.ABORTED,
     Status.FAILED_ROLLED_BACK,
 ]
-STOPPABLE = [Status.PARSED, Status.PENDING_APPROVAL, Status.APPROVED, Status.EXECUTING]
+# The states a task's kill switch applies to (every active one): before execution the task is
+# aborted at once; while executing, the engine stops at the next step boundary.
+STOPPABLE = ACTIVE_STATES
 
 
 class Category(models.TextChoices):
@@ -282,7 +284,7 @@ class OpsTask(ConcurrentTransitionMixin, models.Model):
     def lose_contact(self, reason: str) -> None:
         self.failure_reason = reason
 
-    @transition(field=status, source=STOPPABLE + [Status.RECEIVED], target=Status.ABORTED,
+    @transition(field=status, source=STOPPABLE, target=Status.ABORTED,
                 permission="governance.use_kill_switch")
     def abort(self, reason: str) -> None:
         self.stop_reason = reason
