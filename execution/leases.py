@@ -175,12 +175,20 @@ def dispatch_waiters(resend_after: float | None = None) -> list[str]:
     return queued
 
 
-class Heartbeat:
-    """Renews the claim from a thread of the running worker; it stops when the process dies."""
+LOST_CLAIM_EXIT = 75  # the worker process's exit status when it stopped because its claim was taken
 
-    def __init__(self, task_pk: int, holder: str):
+
+class Heartbeat:
+    """Renews the claim from a thread of the running worker; it stops when the process dies.
+
+    ``fence``: a worker that finds its claim gone (it stalled past the lease and the reaper took
+    the task over) ends its own process at once, so it never touches a server the reaper is
+    restoring. The reaper's own heartbeat does not fence (it runs inside the sweep)."""
+
+    def __init__(self, task_pk: int, holder: str, fence: bool = False):
         self.task_pk = task_pk
         self.holder = holder
+        self.fence = fence
         self.lost = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"lease-{task_pk}", daemon=True)
@@ -204,9 +212,13 @@ class Heartbeat:
             while not self._stop.wait(heartbeat_seconds()):
                 try:
                     close_old_connections()
-                    if not self.renew() and not self.lost:
+                    if not self.renew() and not self.lost and not self._stop.is_set():
                         self.lost = True
-                        log.error("lease of task %s is no longer held by %s", self.task_pk, self.holder)
+                        log.critical("claim of task %s is no longer held by %s%s", self.task_pk, self.holder,
+                                     ": stopping this worker" if self.fence else "")
+                        if self.fence:
+                            logging.shutdown()
+                            os._exit(LOST_CLAIM_EXIT)
                 except Exception:  # a locked database for a moment: try again at the next beat
                     log.warning("lease renewal of task %s failed", self.task_pk, exc_info=True)
         finally:
@@ -234,7 +246,7 @@ def run_leased(task_pk: int, run) -> str | None:
         log.info("%s waits: %s", task.task_id, blocked.text())
         return "WAITING"
     try:
-        with Heartbeat(task.pk, holder):
+        with Heartbeat(task.pk, holder, fence=True):
             return run(task_pk)
     finally:
         release(task.pk, holder)

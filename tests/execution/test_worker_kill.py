@@ -256,3 +256,29 @@ def test_ten_changes_for_the_same_servers_run_one_at_a_time_in_approval_order(fl
     assert order == sorted(order, key=lambda ref: starts[ref]), "waiters start in approval order"
     assert not ServerLease.objects.exists()
     assert verify_chain().ok
+
+
+def test_a_worker_whose_claim_was_taken_over_stops_at_once(tmp_path):
+    """A worker that stalled past its lease (the reaper took the task over) must not touch a
+    server again: its heartbeat finds the claim gone and ends the process."""
+    from execution.leases import LOST_CLAIM_EXIT
+    from tests.factories import ServerFactory
+
+    task = approved_task([ServerFactory(server_id="srv-fence")], "SERVICE_RESTART")
+    code = ("import os, time, django; django.setup(); from execution import leases; "
+            f"print(leases.run_leased({task.pk}, lambda pk: time.sleep(30) or 'RAN TO THE END'))")
+    env = worker_env(3) | {"DJANGO_SETTINGS_MODULE": "guardia.settings"}
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: ExecutionLease.objects.filter(task=task).exists(), 30, what="the worker's claim")
+        ExecutionLease.objects.filter(task=task).update(holder="reaper:elsewhere")
+        taken = time.monotonic()
+        returncode = proc.wait(10)
+        output = proc.stdout.read().decode()
+    finally:
+        sigkill(proc)
+    assert returncode == LOST_CLAIM_EXIT, output
+    assert time.monotonic() - taken < 3  # within a heartbeat or two (0.5 s each)
+    assert "RAN TO THE END" not in output
+    assert ExecutionLease.objects.get(task=task).holder == "reaper:elsewhere"  # the new holder's claim is intact
