@@ -302,3 +302,14 @@ def test_every_page_reflows_at_320_px(a11y_world, sessions, live_server, browser
         finally:
             context.close()
     assert not problems, "\n".join(problems)
+
+
+def test_admin_lists_read_as_name_and_list_in_korean(a11y_world, client):
+    """Django's Korean "Select %s to view" reads "보기위한 1… 를(을) 선택"; the lists say "<name> 목록"."""
+    client.force_login(a11y_world.admin)
+    for url, name in ((reverse("admin:cmdb_server_changelist"), "서버 (TB_SERVER_INFO)"),
+                      (reverse("admin:audit_auditentry_changelist"), "감사 항목 (TB_AUDIT_LOG)")):
+        html = client.get(url).content.decode()
+        assert re.search(rf"<title>{re.escape(name)} 목록 \| GUARDiA</title>", html), url
+        assert f"<h1>{name} 목록</h1>" in html, url
+        assert "보기위한" not in html and "를(을)" not in html
