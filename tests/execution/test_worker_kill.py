@@ -282,3 +282,30 @@ def test_a_worker_whose_claim_was_taken_over_stops_at_once(tmp_path):
     assert time.monotonic() - taken < 3  # within a heartbeat or two (0.5 s each)
     assert "RAN TO THE END" not in output
     assert ExecutionLease.objects.get(task=task).holder == "reaper:elsewhere"  # the new holder's claim is intact
+
+
+@pytest.mark.timeout(600)
+def test_restarted_cluster_recovers_the_task_by_its_own_schedule(fleet, clean_testbed, tmp_path, settings):
+    """The operator's story: the cluster is killed mid-rollout and started again; without anyone
+    running a command, the reaper's schedule ends the task within the lease plus one sweep."""
+    lease = settings.EXECUTION_LEASE_SECONDS = 3
+    env = worker_env(lease)
+    targets = fleet[:2]
+    task = approved_task(targets, "APP_DEPLOY", deploy_parameters("4.0.0", max_parallel=1))
+    reaper.ensure_schedule()
+    with qcluster(env, tmp_path / "qcluster.log") as cluster:
+        async_task("execution.tasks.run_task", task.pk, task_name=f"run-{task.task_id}")
+        wait_for(lambda: step_recorded(task, targets[0].server_id, "startup"), 60, 0.01, "startup on the first")
+        sigkill(cluster)
+    killed = time.monotonic()
+    task.refresh_from_db()
+    assert task.status == Status.EXECUTING
+    with qcluster(env, tmp_path / "qcluster-restarted.log"):
+        wait_for(lambda: OpsTask.objects.filter(pk=task.pk, status__in=SETTLED).exists(), lease + 90, 0.5,
+                 "the scheduled sweep to end the task")
+    took = time.monotonic() - killed
+    task.refresh_from_db()
+    assert task.status == Status.FAILED_ROLLED_BACK
+    assert took <= lease + 60 + 30  # the lease, one sweep interval, and the rollback itself
+    assert [version_of(s) for s in targets] == ["1.0.0", "1.0.0"]
+    assert AuditEntry.objects.filter(action="execution.recovered", task=task.task_id).count() == 1
