@@ -87,14 +87,28 @@ def sweep() -> list[dict]:
     # after the run crashed while telling governance. Give a live run the lease time first.
     stale = timezone.now() - timedelta(seconds=leases.lease_seconds())
     for task in OpsTask.objects.filter(status=Status.EXECUTING, execution_lease__isnull=True, updated_at__lt=stale):
-        now = timezone.now()
-        lease, created = ExecutionLease.objects.get_or_create(task=task, defaults={
-            "task_ref": task.task_id, "holder": holder, "acquired_at": task.updated_at, "renewed_at": now,
-            "expires_at": now + timedelta(seconds=leases.lease_seconds()), "recoveries": 1})
-        if created:
+        lease = _adopt(task, holder)
+        if lease is not None:
             results.append(_recover_claimed(task.pk, holder, lease))
     leases.dispatch_waiters(resend_after=leases.lease_seconds())
     return results
+
+
+def _adopt(task: OpsTask, holder: str) -> ExecutionLease | None:
+    """Claim a task that runs without any claim, and whichever of its last run's servers no
+    other task holds now (those the reaper may re-verify and restore)."""
+    now = timezone.now()
+    lease, created = ExecutionLease.objects.get_or_create(task=task, defaults={
+        "task_ref": task.task_id, "holder": holder, "acquired_at": task.approved_at or task.created_at,
+        "renewed_at": now, "expires_at": now + timedelta(seconds=leases.lease_seconds()), "recoveries": 1})
+    if not created:
+        return None
+    execution = Execution.objects.filter(task=task).order_by("-started_at", "-pk").first()
+    if execution is not None:
+        runs = execution.server_runs.exclude(server=None).exclude(server__lease__isnull=False)
+        ServerLease.objects.bulk_create([ServerLease(server_id=r.server_id, server_ref=r.server_ref, lease=lease)
+                                         for r in runs], ignore_conflicts=True)
+    return lease
 
 
 def _recover_claimed(task_pk: int, holder: str, lease: ExecutionLease) -> dict:

@@ -172,3 +172,24 @@ def test_schedule_and_command(db, capsys):
                                                                          Schedule.MINUTES, 1)
     call_command("reap_executions")
     assert "no orphaned execution" in capsys.readouterr().out
+
+
+def test_a_stuck_task_without_a_claim_has_its_servers_re_verified(testbed_cmdb, clean_testbed, settings):
+    """The stuck task of old: EXECUTING, no claim, a server left RUNNING; a stop was even asked
+    for later. The reaper adopts the task and its free servers, re-verifies, and aborts it."""
+    settings.EXECUTION_LEASE_SECONDS = 5
+    srv = testbed_cmdb[2]
+    task = approved_task([srv], "SERVICE_RESTART")
+    OpsTask.objects.filter(pk=task.pk).update(approved_at=timezone.now() - dt.timedelta(seconds=200))
+    assert control.execution_started(task.pk) is not None
+    execution = running_execution(task, [srv], in_flight=[srv])
+    clean_testbed.run_script(clean_testbed.server(srv.server_id), "shutdown.sh")  # it died mid-restart
+    OpsTask.objects.filter(pk=task.pk).update(stop_requested=True, stop_reason="정지",
+                                              updated_at=timezone.now() - dt.timedelta(seconds=6))
+    results = reaper.sweep()
+    task.refresh_from_db()
+    assert [r["task"] for r in results] == [task.task_id]
+    assert task.status == Status.ABORTED
+    assert ServerRun.objects.get(execution=execution).state == RunState.ROLLED_BACK
+    assert version_of(srv) == "1.0.0"  # started again and healthy
+    assert not ExecutionLease.objects.exists() and not ServerLease.objects.exists()
