@@ -69,6 +69,7 @@ def client(address: str, token: str, requests: list[tuple[str, str, dict]], answ
     conn.close()
 
 
+@pytest.mark.slow
 def test_burst_over_two_web_processes_has_no_5xx_and_every_accepted_request_once(tmp_path):
     world = governance_world()
     ServerFactory(system=world.system, server_id="was-3")
