@@ -38,6 +38,12 @@ def global_stop_state() -> GlobalStop | None:
     return GlobalStop.objects.filter(id=1, engaged=True).first()
 
 
+def global_stop_reason() -> str:
+    """Why the global stop is on ("" once it has been released meanwhile)."""
+    stop = global_stop_state()
+    return stop.reason if stop else ""
+
+
 def execution_allowed() -> bool:
     return not GlobalStop.objects.filter(id=1, engaged=True).exists()
 
@@ -129,9 +135,8 @@ def execution_started(task_pk: int) -> OpsTask | None:
             apply_transition("system", task, "abort", task.stop_reason, reason=f"kill switch: {task.stop_reason}")
             return None
         if not execution_allowed():
-            stop = global_stop_state()
             audit.record("system", "execution.blocked", task=task.task_id,
-                         payload={"reason": f"global stop: {stop.reason if stop else ''}"})
+                         payload={"reason": f"global stop: {global_stop_reason()}"})
             return None
         apply_transition("system", task, "start_execution")
     return task

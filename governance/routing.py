@@ -10,25 +10,27 @@ the same task (different steps, different approvers).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
 
 from cmdb.models import SystemOwner
 
 from .models import OpsTask, Routing
 
 User = get_user_model()
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User as AuthUser
 
 OWNER, DEPUTY, SUPERVISOR = 0, 1, 2
 
 
 @dataclass(frozen=True)
 class Assignment:
-    user: object | None
+    user: AuthUser | None
     level: int
     routing: str
-    original_owner: object | None
+    original_owner: AuthUser | None
 
 
 def excluded_users(task: OpsTask) -> set[int]:
@@ -45,14 +47,14 @@ def ownership_of(task: OpsTask) -> SystemOwner | None:
         return None
 
 
-def ladder(task: OpsTask, role: str) -> list[tuple[int, AbstractBaseUser | None]]:
+def ladder(task: OpsTask, role: str) -> list[tuple[int, AuthUser | None]]:
     """Candidates for a role in order, each with its escalation level."""
     ownership = ownership_of(task)
     supervisor = ownership.supervisor if ownership else None
     if role == "owner":
         if ownership is None:
             return []
-        rungs: list[tuple[int, AbstractBaseUser | None]] = []
+        rungs: list[tuple[int, AuthUser | None]] = []
         if ownership.owner_is_active:
             rungs.append((OWNER, ownership.owner))
         if ownership.deputy:

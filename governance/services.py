@@ -32,6 +32,7 @@ from .control import (  # noqa: F401  (re-exported entry points)
     execution_failed,
     execution_finished,
     execution_started,
+    global_stop_reason,
     global_stop_state,
     open_inspection_ticket,
     release_global_stop,
@@ -259,7 +260,7 @@ def decide_step(user, step_id, decision: str, comments: str = "", plan_sha256: s
         if next_step is not None:
             return Decision("NEXT_STEP", task, next_step)
         if not execution_allowed():
-            raise Conflict(f"global stop is on: {global_stop_state().reason}")
+            raise Conflict(f"global stop is on: {global_stop_reason()}")
         # The approved playbook version is the one that must run: the engine refuses another.
         task.playbook_version = playbook_version[:16]
         apply_transition(user, task, "approve", reason=f"all approval steps approved (plan {task.plan_sha256[:12]}, "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
@@ -272,8 +273,14 @@ def validation_queue(request: HttpRequest) -> HttpResponse:
     return render(request, "console/validations.html", {"tasks": tasks})
 
 
+class AuthenticatedHttpRequest(HttpRequest):
+    """A request past @login_required: its user is a real account."""
+
+    user: User
+
+
 @login_required
-def owner_settings(request: HttpRequest) -> HttpResponse:
+def owner_settings(request: AuthenticatedHttpRequest) -> HttpResponse:
     owned = SystemOwner.objects.filter(owner=request.user).select_related("system__institution", "deputy")
     if request.method == "POST":
         ownership = get_object_or_404(owned, system_id=request.POST.get("system"))
@@ -302,7 +309,7 @@ def statistics(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def inbox(request: HttpRequest) -> HttpResponse:
+def inbox(request: AuthenticatedHttpRequest) -> HttpResponse:
     notes = Notification.objects.filter(user=request.user).select_related("task").order_by("-created_at")
     page = Paginator(notes, 50).get_page(request.GET.get("page"))
     return render(request, "console/inbox.html", {"page": page})
