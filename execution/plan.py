@@ -29,7 +29,7 @@ from governance.attachments import attachment_root, is_sealed
 
 from . import playbooks
 from .healthcheck import Health, url_problem
-from .playbooks.base import HEALTH_LIMITS, ParameterError, Playbook, Refused, StepFailed, q, tighter
+from .playbooks.base import HEALTH_LIMITS, HealthSpec, ParameterError, Playbook, Refused, StepFailed, q, tighter
 from .rolling import RolloutStrategy, drain_flag_path, plan_groups
 
 MASK = "****"
@@ -123,7 +123,7 @@ class PlanContext:
 
     def __init__(self, server, health: Health, task_ref: str, uploads: Uploads):
         self.server = server
-        self.health = health
+        self.health: HealthSpec = health  # what Context promises the playbooks
         self.task_ref = task_ref
         self.uploads = uploads
         self.state: dict = {}

@@ -175,7 +175,7 @@ class _Refusal:
     def __init__(self, reason: str):
         self.outcome = Outcome.FAILED_ROLLED_BACK
         self.reason = reason
-        self.package = {}
+        self.package: dict = {}
 
 
 def refuse_parameters(exc: ParameterError, task=None) -> _Refusal:
