@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('cmdb', '0006_server_leases_and_waits'),
         ('execution', '0001_initial'),
-        ('governance', '0003_server_leases_and_waits'),
+        ('governance', '0002_task_plan'),
     ]
 
     operations = [
