@@ -40,27 +40,30 @@
     window.setTimeout(function () { region.textContent = text; }, 50);
   }
 
-  var pending = { statuses: [], lines: 0, lastLine: "", unread: false, tiles: "" };
+  // Keyed, because a task page hears the same event on its task socket and on the user's.
+  function empty() { return { statuses: {}, order: [], lines: {}, lineCount: 0, lastLine: "", unread: false, tiles: "" }; }
+  var pending = empty();
   var timer = null;
   function flush() {
     timer = null;
     var parts = [];
-    if (pending.statuses.length === 1) {
-      parts.push(pending.statuses[0]);
-    } else if (pending.statuses.length > 1) {
-      parts.push(count(words.several, pending.statuses.length) + ". " + pending.statuses[pending.statuses.length - 1]);
+    var statuses = pending.order.map(function (key) { return pending.statuses[key]; });
+    if (statuses.length === 1) {
+      parts.push(statuses[0]);
+    } else if (statuses.length > 1) {
+      parts.push(count(words.several, statuses.length) + ". " + statuses[statuses.length - 1]);
     }
-    if (pending.lines === 1) {
+    if (pending.lineCount === 1) {
       parts.push(pending.lastLine);
-    } else if (pending.lines > 1) {
-      parts.push(count(words.lines, pending.lines));
+    } else if (pending.lineCount > 1) {
+      parts.push(count(words.lines, pending.lineCount));
     }
     if (pending.unread) {
       var counter = document.getElementById("unread-count");
       if (counter) { parts.push(count(words.unread, counter.hidden ? 0 : counter.textContent.trim())); }
     }
     if (pending.tiles) { parts.push(words.tiles + ": " + pending.tiles); }
-    pending = { statuses: [], lines: 0, lastLine: "", unread: false, tiles: "" };
+    pending = empty();
     say(polite, parts.join(". "));
   }
   function later() {
@@ -85,14 +88,24 @@
     }
     if (event.kind === "transition" && event.status && (!ownTask || event.task_id === ownTask)) {
       var label = data.status_label || event.status;
-      pending.statuses.push((event.task_id ? event.task_id + " " : "") + words.status + ": " + label);
+      var key = (event.task_id || "") + "|" + event.status;
+      if (!pending.statuses[key]) { pending.order.push(key); }
+      // A task that moves twice in one burst is told once, in its latest state.
+      pending.order = pending.order.filter(function (k) {
+        return k === key || k.split("|")[0] !== (event.task_id || "");
+      });
+      pending.statuses[key] = (event.task_id ? event.task_id + " " : "") + words.status + ": " + label;
       later();
     }
     if (ownTask && data.line && (!event.task_id || event.task_id === ownTask)) {
-      pending.lines += 1;
-      pending.lastLine = [data.line.kind_label || "", data.line.actor || "", data.line.text || ""]
-        .filter(Boolean).join(" · ");
-      later();
+      var text = [data.line.kind_label || "", data.line.actor || "", data.line.text || ""].filter(Boolean).join(" · ");
+      var lineKey = (data.line.iso || "") + "|" + text;
+      if (!pending.lines[lineKey]) {
+        pending.lines[lineKey] = true;
+        pending.lineCount += 1;
+        pending.lastLine = text;
+        later();
+      }
     }
     if (event.kind === "notification") {
       pending.unread = true;
