@@ -313,3 +313,44 @@ def test_admin_lists_read_as_name_and_list_in_korean(a11y_world, client):
         assert re.search(rf"<title>{re.escape(name)} 목록 \| GUARDiA</title>", html), url
         assert f"<h1>{name} 목록</h1>" in html, url
         assert "보기위한" not in html and "를(을)" not in html
+
+
+CONTRAST = """
+() => {
+  const rgb = s => s.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const channel = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  const lum = c => { const [r, g, b] = c.map(channel); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const ratio = (a, b) => { const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p); return (x + 0.05) / (y + 0.05); };
+  const background = el => {
+    for (let node = el.parentElement; node; node = node.parentElement) {
+      const c = getComputedStyle(node).backgroundColor;
+      if (!c.startsWith("rgba(0, 0, 0, 0)") && c !== "transparent") return rgb(c);
+    }
+    return [255, 255, 255];
+  };
+  const out = [];
+  for (const el of document.querySelectorAll("input:not([type=hidden]):not([type=checkbox]), select, textarea")) {
+    if (!el.getClientRects().length) continue;
+    const style = getComputedStyle(el);
+    const value = ratio(rgb(style.borderTopColor), background(el));
+    out.push([el.name || el.id, Math.round(value * 100) / 100]);
+  }
+  return out;
+}
+"""
+
+
+def test_field_borders_have_three_to_one_contrast(a11y_world, sessions, live_server, browser):
+    """A field's border is what shows where to type: at least 3:1 against what surrounds it."""
+    context = new_context(browser, sessions["requester"])
+    try:
+        page = context.new_page()
+        measured = []
+        for url in (f"{reverse('console:new_request')}?system={a11y_world.system.pk}", reverse("console:search")):
+            page.goto(live_server.url + url)
+            measured += page.evaluate(CONTRAST)
+        assert len(measured) >= 6, measured
+        low = [item for item in measured if item[1] < 3]
+        assert not low, low
+    finally:
+        context.close()
