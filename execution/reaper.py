@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from django.db import transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
 
@@ -159,19 +160,25 @@ def recover(task_pk: int, lease: ExecutionLease) -> dict:
 
 
 def _report(task, outcome: str, reason: str, lease, servers: dict, package: dict | None = None) -> dict:
-    if outcome == Outcome.SUCCEEDED:
-        governance.execution_finished(task.pk, package or {})
-    else:
-        governance.execution_failed(task.pk, outcome, reason)
-    task.refresh_from_db()
+    # One transaction: the task's end and the chain's account of the recovery land together.
+    with transaction.atomic():
+        if outcome == Outcome.SUCCEEDED:
+            governance.execution_finished(task.pk, package or {})
+        else:
+            governance.execution_failed(task.pk, outcome, reason)
+        task.refresh_from_db()
+        _record_recovery(task, outcome, reason, lease, servers)
+        _alert_owner(task, f"[작업자 유실 복구] {task.task_id}: {task.get_status_display()} — {reason}"[:900])
+    return {"task": task.task_id, "outcome": outcome, "status": task.status, "reason": reason}
+
+
+def _record_recovery(task, outcome: str, reason: str, lease, servers: dict) -> None:
     entry = audit.record("system", "execution.recovered", task=task.task_id, target=task.system.code,
                          payload={"institution": task.system.institution.code, "outcome": outcome,
                                   "status": task.status, "reason": reason[:1000], "holder": lease.holder,
                                   "servers": servers,
                                   "text": f"워커 유실 복구 완료: {task.get_status_display()} — {reason[:200]}"})
     publish_line(task.task_id, entry)
-    _alert_owner(task, f"[작업자 유실 복구] {task.task_id}: {task.get_status_display()} — {reason}"[:900])
-    return {"task": task.task_id, "outcome": outcome, "status": task.status, "reason": reason}
 
 
 def _alert_owner(task, text: str) -> None:

@@ -301,8 +301,8 @@ def test_restarted_cluster_recovers_the_task_by_its_own_schedule(fleet, clean_te
     task.refresh_from_db()
     assert task.status == Status.EXECUTING
     with qcluster(env, tmp_path / "qcluster-restarted.log"):
-        wait_for(lambda: OpsTask.objects.filter(pk=task.pk, status__in=SETTLED).exists(), lease + 90, 0.5,
-                 "the scheduled sweep to end the task")
+        wait_for(lambda: AuditEntry.objects.filter(action="execution.recovered", task=task.task_id).exists(),
+                 lease + 90, 0.5, "the scheduled sweep to end the task")
     took = time.monotonic() - killed
     task.refresh_from_db()
     assert task.status == Status.FAILED_ROLLED_BACK
