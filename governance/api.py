@@ -1,6 +1,7 @@
 """Governance REST API (DRF): the seed's approval and history endpoints plus task search.
 
-Views only translate HTTP to services and service errors to 400/403/404/409.
+Views only translate HTTP to services; a service's GovernanceError becomes its 400/403/404/409
+answer in one place, the API's exception handler (guardia.api.exception_handler).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
 from . import services
-from .errors import GovernanceError
 from .models import OpsTask
 from .queries import search_tasks, visible_step, visible_task
 from .reports import task_timeline
@@ -33,10 +33,6 @@ from .serializers import (
 from .submission import file_request
 
 
-def error_response(exc: GovernanceError) -> Response:
-    return Response(exc.as_dict(), status=exc.status_code)
-
-
 @extend_schema(request=ApprovalDecisionSerializer,
                responses={200: DecisionResultSerializer, **error_responses(400, 401, 403, 404, 409)},
                summary="Approve or reject an approval step (seed POST /approval/process)")
@@ -44,14 +40,11 @@ def error_response(exc: GovernanceError) -> Response:
 def approval_process(request):
     form = ApprovalDecisionSerializer(data=request.data)
     form.is_valid(raise_exception=True)
-    try:
-        # A step of a task the caller may not see is 404 before anything about its state is said.
-        step = visible_step(request.user, form.validated_data["step_id"])
-        decision = services.decide_step(request.user, step.pk,
-                                        form.validated_data["decision"], form.validated_data["comments"],
-                                        plan_sha256=form.validated_data["plan_sha256"])
-    except GovernanceError as exc:
-        return error_response(exc)
+    # A step of a task the caller may not see is 404 before anything about its state is said.
+    step = visible_step(request.user, form.validated_data["step_id"])
+    decision = services.decide_step(request.user, step.pk,
+                                    form.validated_data["decision"], form.validated_data["comments"],
+                                    plan_sha256=form.validated_data["plan_sha256"])
     body = {"result": decision.result, "task_id": decision.task.task_id, "task_status": decision.task.status,
             "next_step": StepSerializer(decision.next_step).data if decision.next_step else None}
     return Response(body)
@@ -61,10 +54,7 @@ def approval_process(request):
                summary="A task's full timeline (seed GET /task/history)")
 @api_view(["GET"])
 def task_history(request, task_id: str):
-    try:
-        task = visible_task(request.user, task_id)
-    except GovernanceError as exc:
-        return error_response(exc)
+    task = visible_task(request.user, task_id)
     return Response({"task": TaskDetailSerializer(task).data,
                      "steps": StepSerializer(task.steps.all(), many=True).data,
                      "timeline": task_timeline(task)})
@@ -118,13 +108,10 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         form.is_valid(raise_exception=True)
         data = form.validated_data
         uploads = {field: data[field] for field in ("artifact", "cert_file", "key_file", "chain_file") if field in data}
-        try:
-            task = file_request(request.user, system=data["system"], sub_type=data["sub_type"], title=data["title"],
-                                targets=data["targets"], parameters=data["parameters"], uploads=uploads,
-                                emergency=data["emergency"], sr_number=data["sr_number"],
-                                raw_request=data["raw_request"], channel="API")
-        except GovernanceError as exc:
-            return error_response(exc)
+        task = file_request(request.user, system=data["system"], sub_type=data["sub_type"], title=data["title"],
+                            targets=data["targets"], parameters=data["parameters"], uploads=uploads,
+                            emergency=data["emergency"], sr_number=data["sr_number"],
+                            raw_request=data["raw_request"], channel="API")
         task = OpsTask.objects.select_related("system__institution", "requester").get(pk=task.pk)
         return Response(TaskDetailSerializer(task).data, status=201)
 
@@ -133,10 +120,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def stop(self, request, task_id=None):
         form = StopSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        try:
-            task = services.stop_task(request.user, task_id, form.validated_data["reason"])
-        except GovernanceError as exc:
-            return error_response(exc)
+        task = services.stop_task(request.user, task_id, form.validated_data["reason"])
         return Response(TaskSerializer(task).data)
 
     @extend_schema(request=ValidationSerializer,
@@ -145,12 +129,9 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def validate(self, request, task_id=None):
         form = ValidationSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        try:
-            task = services.validate_result(request.user, task_id, form.validated_data["verdict"],
-                                            form.validated_data["comments"],
-                                            plan_sha256=form.validated_data["plan_sha256"])
-        except GovernanceError as exc:
-            return error_response(exc)
+        task = services.validate_result(request.user, task_id, form.validated_data["verdict"],
+                                        form.validated_data["comments"],
+                                        plan_sha256=form.validated_data["plan_sha256"])
         return Response(TaskSerializer(task).data)
 
 

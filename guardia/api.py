@@ -9,8 +9,12 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from governance.errors import GovernanceError
+
 
 def exception_handler(exc, context):
+    if isinstance(exc, GovernanceError):  # a service refused: its status and the fields it names
+        return Response(exc.as_dict(), status=exc.status_code)
     if isinstance(exc, ValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         return Response(detail, status=status.HTTP_400_BAD_REQUEST)
