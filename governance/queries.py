@@ -59,13 +59,16 @@ def search_tasks(user, *, q: str = "", institution=None, person: str = "") -> Qu
         tasks = tasks.filter(system__institution=institution)
     person = person.strip()
     if person:
-        who = Q()
-        for prefix in ("requester", "steps__assigned_to", "steps__actual_approver"):
-            who |= (Q(**{f"{prefix}__username__icontains": person})
+        # The steps are matched in a subquery of task ids: a join would list a task once
+        # per matching step and need a DISTINCT over every column.
+        def named(prefix: str) -> Q:
+            return (Q(**{f"{prefix}__username__icontains": person})
                     | Q(**{f"{prefix}__first_name__icontains": person})
                     | Q(**{f"{prefix}__last_name__icontains": person}))
-        tasks = tasks.filter(who)
-    return tasks.distinct().order_by("-created_at")
+
+        deciders = ApprovalStep.objects.filter(named("assigned_to") | named("actual_approver")).values("task_id")
+        tasks = tasks.filter(named("requester") | Q(pk__in=deciders))
+    return tasks.order_by("-created_at", "-pk")
 
 
 def diff_lines(diff: str) -> list[tuple[str, str]]:
