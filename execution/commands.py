@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from cmdb.models import PROGRAMS_THAT_RUN_PROGRAMS, CommandRule, program_basename
 
 from . import sanitizer
+from .errors import CommandRefused, SecurityViolation
 
 MAX_LENGTH = 2000
 MAX_STAGES = 5
@@ -35,10 +36,6 @@ ROOT_LABEL = {"app": "app_path", "deploy": "deploy_path", "backup": "backup_path
 Pipeline = list[list[str]]
 # A server's CMDB roots by kind ("app", "log", ...), normalised: execution.playbooks.base.server_roots.
 RootsOf = Callable[[object], dict[str, str]]
-
-
-class CommandRefused(ValueError):
-    """The command cannot run: the reason says why, in the operator's words."""
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -294,6 +291,6 @@ def check(text: str, rules: Sequence[Rule], servers: Sequence, system_label: str
     line = command_line(pipeline)
     try:
         sanitizer.check(line)  # the second layer sees exactly what will run
-    except sanitizer.SecurityViolation as exc:
+    except SecurityViolation as exc:
         raise CommandRefused(str(exc)) from exc
     return pipeline, line

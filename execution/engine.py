@@ -30,9 +30,10 @@ from cmdb import vault
 from governance import events, reports
 from governance.results import LOG_EXCERPT_CHARS, HealthCheck, ResultPackage, ServerResult, version_in
 
+from .errors import ParameterError, Refused, SecurityViolation, StepFailed
 from .healthcheck import Health
 from .models import Execution, Outcome, ServerRun, StepResult
-from .playbooks.base import ParameterError, Playbook, Refused, StepFailed, q
+from .playbooks.base import Playbook, q
 from .recorder import Recorder
 from .rolling import Aborted, Group, Lost, Record, RolloutStrategy, ServerContext, gate_sample, plan_groups
 
@@ -122,9 +123,7 @@ class Engine:
             self.playbook.prepare(self.artifacts)
         except (Refused, ParameterError) as exc:
             return self._finish(Outcome.FAILED_ROLLED_BACK, f"refused before any server was touched: {exc}", [])
-        except Exception as exc:  # the sanitizer's SecurityViolation among others
-            if type(exc).__name__ != "SecurityViolation":
-                raise
+        except SecurityViolation as exc:
             self._line(audit.record(self.actor, "security.violation", task=self.task_ref,
                                     payload={"institution": self.institution_code, "reason": str(exc)[:500]}))
             return self._finish(Outcome.FAILED_ROLLED_BACK,

@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .playbooks.base import HEALTH_LIMITS, ParameterError, StepFailed, clean_health_limits, q, tighter
+from .errors import ParameterError, StepFailed
+from .playbooks.base import HEALTH_LIMITS, clean_health_limits, q, tighter
 
 MAX_BODY = 64 * 1024
 LOG_OFFSET_PLACEHOLDER = "<log-size-before-startup+1>"

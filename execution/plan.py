@@ -28,8 +28,9 @@ from cmdb.models import HealthCriteria
 from governance.attachments import attachment_root, is_sealed
 
 from . import playbooks
+from .errors import ParameterError, Refused, StepFailed
 from .healthcheck import Health, url_problem
-from .playbooks.base import HEALTH_LIMITS, HealthSpec, ParameterError, Playbook, Refused, StepFailed, q, tighter
+from .playbooks.base import HEALTH_LIMITS, HealthSpec, Playbook, q, tighter
 from .rolling import RolloutStrategy, drain_flag_path, plan_groups
 
 MASK = "****"

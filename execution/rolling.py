@@ -20,7 +20,8 @@ from typing import Any
 
 from cmdb import vault
 
-from .playbooks.base import Param, ParameterError, Refused, StepFailed, server_roots
+from .errors import ParameterError, Refused, SecurityViolation, StepFailed
+from .playbooks.base import Param, server_roots
 
 EXCERPT = 4000
 # The maintenance flag a load balancer reads: a file below the server's app_path, named like a
@@ -244,7 +245,6 @@ class ServerContext:
 
     def run(self, name: str, command: str, *, timeout: float = 60, ok_codes: tuple[int, ...] = (0,),
             max_output: int = 65536, shell: str | None = None):
-        from .sanitizer import SecurityViolation
         from .transport import CommandTimeout, ConnectionLost
 
         self._guard()

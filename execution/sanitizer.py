@@ -37,16 +37,7 @@ import codecs
 import posixpath
 import re
 
-BLOCK_PREFIX = "blocked by the command sanitizer"
-
-
-class SecurityViolation(Exception):
-    """A command was refused before it reached any server."""
-
-    def __init__(self, reason: str, pattern: str):
-        super().__init__(f"{BLOCK_PREFIX}: {reason} [{pattern}]")
-        self.reason, self.pattern = reason, pattern
-
+from .errors import SecurityViolation
 
 TOP_DIRS = {"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media",
             "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var",

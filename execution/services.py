@@ -20,11 +20,11 @@ from governance.attachments import store_attachment
 
 from . import playbooks
 from .engine import Engine, EngineResult
+from .errors import BLOCK_PREFIX as SANITIZER_BLOCK
+from .errors import ParameterError, Refused
 from .models import Outcome
 from .plan import normalise_parameters
-from .playbooks.base import ParameterError, Refused
 from .rolling import RolloutStrategy
-from .sanitizer import BLOCK_PREFIX as SANITIZER_BLOCK
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20

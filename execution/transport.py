@@ -40,6 +40,7 @@ import audit
 from cmdb import vault
 
 from . import sanitizer
+from .errors import SecurityViolation
 
 log = logging.getLogger(__name__)
 KiB = 1024
@@ -269,7 +270,7 @@ class SSHTransport:
         if check_sanitizer:
             try:
                 sanitizer.check(command)
-            except sanitizer.SecurityViolation as exc:
+            except SecurityViolation as exc:
                 audit.record(None, "sanitizer.blocked", task=self.task, target=self.server.server_id,
                              command=vault.redact(command)[:2000],
                              payload={"reason": exc.reason, "pattern": exc.pattern})

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .base import Param, ParameterError, Playbook, Refused, StepFailed, q
+from ..errors import ParameterError, Refused, StepFailed
+from .base import Param, Playbook, q
 from .commands import CronManage, RawCommand
 from .deploy import AppDeploy, StaticSync
 from .ops import (

@@ -15,28 +15,9 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+from ..errors import ParameterError, Refused
+
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-
-
-class ParameterError(ValueError):
-    """Bad playbook parameters: names the field, raised before any server is touched."""
-
-    def __init__(self, errors: dict[str, str]):
-        self.errors = errors
-        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-
-
-class StepFailed(Exception):
-    """A step ran and its result decides failure (exit code, timeout, failed check)."""
-
-    def __init__(self, step: str, reason: str):
-        self.step = step
-        self.reason = reason
-        super().__init__(reason)
-
-
-class Refused(Exception):
-    """The playbook refuses to run at all (bad certificate, missing artifact): nothing touched."""
 
 
 def q(value: Any) -> str:

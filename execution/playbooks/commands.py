@@ -14,7 +14,8 @@ import re
 
 from execution import commands
 
-from .base import Param, ParameterError, Playbook, Refused, StepFailed, q, server_roots
+from ..errors import CommandRefused, ParameterError, Refused, SecurityViolation, StepFailed
+from .base import Param, Playbook, q, server_roots
 from .deploy import backup_dir
 
 CRON_FIELD = r"(\*|[0-9,*/-]{1,40})"
@@ -28,9 +29,9 @@ def _syntax(field: str, text: str, prefix: str = "") -> commands.Pipeline:
     try:
         sanitizer.check(text)
         return commands.parse(text)
-    except sanitizer.SecurityViolation as exc:
+    except SecurityViolation as exc:
         raise ParameterError({field: f"{prefix}{exc}"}) from exc
-    except commands.CommandRefused as exc:
+    except CommandRefused as exc:
         raise ParameterError({field: f"{prefix}{exc}"}) from exc
 
 
@@ -51,7 +52,7 @@ class CatalogueCommands(Playbook):
         for index, text in enumerate(self.texts()):
             try:
                 lines.append(commands.check(text, rules, servers, system_label, roots_of=server_roots)[1])
-            except commands.CommandRefused as exc:
+            except CommandRefused as exc:
                 raise ParameterError({self.FIELD: f"{self._label(index)}{exc}"}) from exc
         return lines
 

@@ -6,7 +6,8 @@ import posixpath
 
 from execution import healthcheck
 
-from .base import Param, Playbook, Refused, StepFailed, q
+from ..errors import Refused, StepFailed
+from .base import Param, Playbook, q
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 

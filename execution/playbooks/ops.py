@@ -10,7 +10,8 @@ import collections
 import posixpath
 import re
 
-from .base import Param, ParameterError, Playbook, StepFailed, q
+from ..errors import ParameterError, StepFailed
+from .base import Param, Playbook, q
 from .deploy import backup_dir
 
 TIME_RES = [

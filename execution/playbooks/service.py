@@ -7,7 +7,8 @@ import posixpath
 
 from execution import healthcheck
 
-from .base import Param, Playbook, Refused, StepFailed, q
+from ..errors import Refused, StepFailed
+from .base import Param, Playbook, q
 from .deploy import backup_dir
 
 CERT_SUFFIXES = (".crt", ".pem", ".cer")

@@ -14,7 +14,7 @@ from django.core.management import CommandError, call_command
 
 from cmdb.models import CommandRule
 from cmdb.sudoers import SudoersError, posix_regex, sudoers_for
-from execution import commands
+from execution import commands, errors
 from execution.playbooks.base import server_roots
 from tests.factories import ServerFactory, SystemFactory
 
@@ -142,5 +142,5 @@ def test_a_sudo_rule_runs_through_sudo_n_with_exactly_its_program(system):
     rules = commands.rules_for(system)
     _, line = commands.check("systemctl restart tomcat.service", rules, [server], roots_of=server_roots)
     assert line == "sudo -n -u root -- /usr/bin/systemctl restart tomcat.service"
-    with pytest.raises(commands.CommandRefused):
+    with pytest.raises(errors.CommandRefused):
         commands.check("systemctl stop tomcat.service", commands.rules_for(system), [server], roots_of=server_roots)

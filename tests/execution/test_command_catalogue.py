@@ -13,9 +13,9 @@ from rest_framework.test import APIClient
 from audit.models import AuditEntry
 from cmdb import services as cmdb_services
 from cmdb.models import CommandRule
-from execution import commands, playbooks
+from execution import commands, errors, playbooks
+from execution.errors import ParameterError
 from execution.models import StepResult
-from execution.playbooks import ParameterError
 from execution.playbooks.base import server_roots
 from execution.services import run_task
 from governance.models import OpsTask
@@ -63,7 +63,7 @@ REFUSED_SYNTAX = {
 
 @pytest.mark.parametrize(("text", "reason"), list(REFUSED_SYNTAX.items()))
 def test_shell_syntax_is_refused_not_passed_on(text, reason):
-    with pytest.raises(commands.CommandRefused) as info:
+    with pytest.raises(errors.CommandRefused) as info:
         commands.parse(text)
     assert reason in str(info.value)
 
@@ -183,7 +183,7 @@ def test_catalogue_commands_are_rebuilt_quoted(site, text, line):
     ("ps -ef | cut -d: -f1 secrets", "인자 'secrets'"),
 ])
 def test_anything_else_is_refused_with_the_reason(site, text, reason):
-    with pytest.raises(commands.CommandRefused) as info:
+    with pytest.raises(errors.CommandRefused) as info:
         check(site, text)
     assert reason in str(info.value)
 
@@ -193,23 +193,23 @@ def test_an_absolute_catalogue_path_is_what_runs_for_its_bare_name(site):
     CommandRule.objects.create(system=system, program="/opt/was/bin/report.sh", operand_pattern=r"daily|weekly")
     assert check(site, "report.sh daily")[1] == "/opt/was/bin/report.sh daily"
     assert check(site, "/opt/was/bin/report.sh weekly")[1] == "/opt/was/bin/report.sh weekly"
-    with pytest.raises(commands.CommandRefused):
+    with pytest.raises(errors.CommandRefused):
         check(site, "/tmp/opt/was/bin/report.sh daily")
     other = SystemFactory(code="CAT-OTHER")
-    with pytest.raises(commands.CommandRefused):  # another system's additions do not apply
+    with pytest.raises(errors.CommandRefused):  # another system's additions do not apply
         commands.check("report.sh daily", commands.rules_for(other), servers, other.code, roots_of=server_roots)
 
 
 def test_a_wrapper_runs_only_when_the_catalogue_ticks_it_on_purpose(site):
     system, _ = site
-    with pytest.raises(commands.CommandRefused):
+    with pytest.raises(errors.CommandRefused):
         check(site, "timeout 5 uptime")
     CommandRule.objects.create(system=system, program="/usr/bin/timeout", runs_programs=True,
                                operand_pattern=r"\d{1,3}|uptime")
     assert check(site, "timeout 5 uptime")[1] == "/usr/bin/timeout 5 uptime"
     # Rows written around the model's clean() (a migration, a shell) are still refused here.
     CommandRule.objects.create(system=system, program="busybox", operand_pattern=".*")
-    with pytest.raises(commands.CommandRefused):
+    with pytest.raises(errors.CommandRefused):
         check(site, "busybox uptime")
 
 
@@ -218,7 +218,7 @@ def test_a_path_inside_an_option_is_confined_too(site):
     CommandRule.objects.create(system=system, program="lsof", option_pattern="-.*", path_roots="log")
     assert check(site, "lsof --dir=/opt/was/logs")[1] == "lsof --dir=/opt/was/logs"
     for text in ["lsof --dir=/etc", "lsof -d/etc/ssh", "lsof --dir=/opt/was/logs/../../../etc"]:
-        with pytest.raises(commands.CommandRefused):
+        with pytest.raises(errors.CommandRefused):
             check(site, text)
 
 
@@ -226,7 +226,7 @@ def test_paths_must_lie_under_the_roots_of_every_target_server(site):
     system, servers = site
     ServerFactory(system=system, server_id="cat-odd", log_path="/var/log/odd/odd.log")
     targets = [*servers, system.servers.get(server_id="cat-odd")]
-    with pytest.raises(commands.CommandRefused) as info:
+    with pytest.raises(errors.CommandRefused) as info:
         commands.check("tail -n 5 /opt/was/logs/catalina.out", commands.rules_for(system), targets, system.code,
                        roots_of=server_roots)
     assert "cat-odd" in str(info.value)
@@ -236,7 +236,7 @@ def test_the_sanitizer_still_judges_the_rebuilt_line(site):
     system, _ = site
     CommandRule.objects.create(system=system, program="grep", is_filter=True, operand_pattern=".*",
                                option_pattern="-.*", path_roots="log")
-    with pytest.raises(commands.CommandRefused) as info:
+    with pytest.raises(errors.CommandRefused) as info:
         check(site, "grep -r x /opt/was/logs | grep 'curl x | sh'")
     assert "sanitizer" in str(info.value)
 

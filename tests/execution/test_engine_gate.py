@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from execution.errors import ParameterError
 from execution.models import ServerRun
-from execution.playbooks.base import ParameterError
 from execution.rolling import RolloutStrategy, gate_sample
 from execution.services import run_task
 from tests.waiting import wait_until

@@ -24,9 +24,9 @@ from audit.models import AuditEntry
 from cmdb.models import HealthCriteria, Server, SystemOwner
 from execution import healthcheck, playbooks
 from execution.engine import Engine
+from execution.errors import ParameterError
 from execution.models import Execution, ServerRun, StepResult
 from execution.plan import render_plan
-from execution.playbooks.base import ParameterError
 from execution.rolling import RolloutStrategy
 from execution.services import ArtifactStore, run_task, validate_parameters
 from governance.models import Notification, OpsTask

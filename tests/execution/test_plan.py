@@ -16,10 +16,10 @@ import pytest
 
 from cmdb.models import HealthCriteria, Server
 from execution import playbooks
+from execution.errors import ParameterError
 from execution.healthcheck import LOG_OFFSET_PLACEHOLDER
 from execution.models import StepResult
 from execution.plan import render_plan
-from execution.playbooks.base import ParameterError
 from execution.services import store_artifact
 from governance import plans
 from tests.factories import ServerFactory, SystemFactory

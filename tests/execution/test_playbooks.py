@@ -8,7 +8,7 @@ import io
 import pytest
 
 from execution import playbooks
-from execution.playbooks.base import ParameterError, Refused
+from execution.errors import ParameterError, Refused
 from execution.playbooks.ops import mine
 from execution.rolling import RolloutStrategy, plan_groups
 from execution.services import ArtifactStore, store_artifact, validate_parameters

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from execution import sanitizer
+from execution import errors, sanitizer
 
 ATTACKS = [
     "rm -rf /",
@@ -329,7 +329,7 @@ LEGITIMATE = [
 
 @pytest.mark.parametrize("command", ATTACKS)
 def test_attack_is_blocked(command):
-    with pytest.raises(sanitizer.SecurityViolation) as info:
+    with pytest.raises(errors.SecurityViolation) as info:
         sanitizer.check(command)
     assert info.value.reason and info.value.pattern
 
@@ -364,7 +364,7 @@ def test_normalise(raw, normal):
 
 
 def test_violation_names_reason_and_pattern():
-    with pytest.raises(sanitizer.SecurityViolation) as info:
+    with pytest.raises(errors.SecurityViolation) as info:
         sanitizer.check("ls /app && shutdown -r now")
     assert "shutting down" in info.value.reason
     assert "shutdown" in info.value.pattern
@@ -377,7 +377,7 @@ def test_sql_view_removes_comments_and_opens_executable_ones():
 
 
 def test_non_text_and_nul_are_refused():
-    with pytest.raises(sanitizer.SecurityViolation):
+    with pytest.raises(errors.SecurityViolation):
         sanitizer.check(b"rm -rf /")  # type: ignore[arg-type]
-    with pytest.raises(sanitizer.SecurityViolation):
+    with pytest.raises(errors.SecurityViolation):
         sanitizer.check("ls\x00rm -rf /")

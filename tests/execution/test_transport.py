@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from audit.models import AuditEntry
-from execution import sanitizer
+from execution import errors
 from execution.testbed import procs
 from execution.transport import (
     ConnectionLost,
@@ -143,7 +143,7 @@ def test_sanitizer_block_never_reaches_the_server(testbed_cmdb, testbed):
     log = Path(testbed.server(server.server_id)["command_log"])
     with SSHTransport(server) as ssh:
         ssh.run("echo marker-before", timeout=5)
-        with pytest.raises(sanitizer.SecurityViolation):
+        with pytest.raises(errors.SecurityViolation):
             ssh.run("ls /app; rm -rf /", timeout=5)
     assert "marker-before" in log.read_text() and "rm -rf" not in log.read_text()
     entry = AuditEntry.objects.filter(action="sanitizer.blocked").latest("seq")
