@@ -23,7 +23,8 @@ def visible_tasks(user) -> QuerySet[OpsTask]:
 
 def visible_task(user, task_id: str) -> OpsTask:
     """The task if the user may see it; NotFound (404) otherwise, with nothing about its state."""
-    task = visible_tasks(user).filter(task_id=str(task_id)).select_related("system__institution", "requester").first()
+    task = (visible_tasks(user).filter(task_id=str(task_id))
+            .select_related("system__institution", "requester", "current_approver").first())
     if task is None:
         raise NotFound(f"task {task_id} not found")
     return task

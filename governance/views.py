@@ -33,6 +33,7 @@ from .models import STOPPABLE, Notification, OpsTask, Status
 from .results import ResultPackage
 
 RECENT_TASKS = 15
+APPROVALS_PER_PAGE = 20
 
 
 def _status_labels() -> dict[str, str]:
@@ -145,7 +146,9 @@ def new_request(request: HttpRequest) -> HttpResponse:
 def approvals(request: HttpRequest) -> HttpResponse:
     # Each card shows the plan, parameters, artifact and targets the decision is about.
     steps = services.my_approvals(request.user).prefetch_related("task__targets")
-    return render(request, "console/approvals.html", {"steps": steps, "form": DecisionForm()})
+    # A bounded page: each card carries a whole plan, and an away owner's list can grow long.
+    page = Paginator(steps, APPROVALS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "console/approvals.html", {"steps": page.object_list, "page": page, "form": DecisionForm()})
 
 
 @login_required

@@ -1,0 +1,102 @@
+"""A page's number of queries does not grow with the data.
+
+Every page a person pages through is read with a few data and again with several times
+more: the query count must be the same. A serializer field or template attribute that is
+read without select_related/prefetch_related (an N+1) makes the second count larger.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.authtoken.models import Token
+
+from governance import services
+from governance.models import ApprovalStep, Notification, OpsTask, Routing
+from tests.factories import UserFactory, governance_world
+
+pytestmark = pytest.mark.django_db
+
+
+def _file(world, count: int, django_capture_on_commit_callbacks) -> None:
+    """Tasks filed through the product, each with a second, escalated step decided by the
+    deputy (so every step user field is filled) and a notification to the owner."""
+    for i in range(count):
+        with django_capture_on_commit_callbacks(execute=False):
+            task = services.submit_task(world.requester, system=world.system, sub_type="MEMORY_CHECK",
+                                        title=f"메모리 점검 {i}", targets=world.servers)
+        ApprovalStep.objects.create(task=task, step_order=task.steps.count() + 1, role="owner", status="A",
+                                    routing=Routing.ESCALATED, assigned_to=world.owner, original_owner=world.owner,
+                                    actual_approver=world.deputy)
+        OpsTask.objects.filter(pk=task.pk).update(current_approver=world.owner)
+        Notification.objects.create(user=world.owner, task=task, message=f"알림 {i}")
+
+
+def _pages(world) -> list[tuple[str, str]]:
+    task = OpsTask.objects.order_by("pk").first().task_id
+    return [
+        ("owner", "/console/"),
+        ("owner", "/console/tiles/"),
+        ("owner", "/console/search/?q=점검"),
+        ("owner", "/console/search/?person=deputy"),
+        ("owner", "/console/approvals/"),
+        ("owner", "/console/inbox/"),
+        ("owner", "/console/statistics/"),
+        ("owner", f"/console/tasks/{task}/"),
+        ("requester", "/console/"),
+        ("requester", "/console/search/?q=점검"),
+        ("pm", "/console/"),
+        ("pm", "/console/statistics/"),
+        ("auditor", "/audit/"),
+        ("auditor", "/audit/?action=task.submitted"),
+        ("auditor", f"/audit/?task={task}"),
+        ("owner", "/api/v1/tasks/"),
+        ("owner", "/api/v1/tasks/?person=deputy"),
+        ("requester", "/api/v1/tasks/"),
+        ("pm", "/api/v1/tasks/"),
+        ("owner", f"/api/v1/tasks/{task}/"),
+        ("owner", f"/api/v1/task/history/{task}"),
+    ]
+
+
+def _count(client, world, role: str, url: str) -> int:
+    user = getattr(world, role)
+    headers = {}
+    if url.startswith("/api/"):
+        headers["HTTP_AUTHORIZATION"] = f"Token {Token.objects.get_or_create(user=user)[0].key}"
+    else:
+        client.force_login(user)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url, **headers)
+    assert response.status_code == 200, (role, url, response.status_code)
+    return len(queries)
+
+
+def test_no_page_makes_more_queries_with_more_data(client, django_capture_on_commit_callbacks):
+    world = governance_world()
+    _file(world, 2, django_capture_on_commit_callbacks)
+    small = {(role, url): _count(client, world, role, url) for role, url in _pages(world)}
+    _file(world, 10, django_capture_on_commit_callbacks)
+    large = {(role, url): _count(client, world, role, url) for role, url in _pages(world)}
+    grown = {page: (small[page], large[page]) for page in small if large[page] > small[page]}
+    assert not grown, f"query count grows with the data (2 tasks -> 12 tasks): {grown}"
+
+
+def test_approvals_page_is_bounded(client, django_capture_on_commit_callbacks):
+    """The approvals list is paged: the first page holds at most one page of cards."""
+    from governance import views
+
+    world = governance_world()
+    _file(world, views.APPROVALS_PER_PAGE + 3, django_capture_on_commit_callbacks)
+    client.force_login(world.owner)
+    open_steps = services.my_approvals(world.owner).count()
+    assert open_steps > views.APPROVALS_PER_PAGE
+    first = client.get("/console/approvals/")
+    assert len(first.context["steps"]) == views.APPROVALS_PER_PAGE
+    last = client.get(f"/console/approvals/?page={first.context['page'].paginator.num_pages}")
+    assert len(first.context["steps"]) + len(last.context["steps"]) == open_steps
+    assert "page=2" in first.content.decode()
+    other = UserFactory(username="lead9", role="team_lead")
+    client.force_login(other)
+    assert len(client.get("/console/approvals/").context["steps"]) == 0
