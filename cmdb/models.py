@@ -492,3 +492,24 @@ class CommandRule(models.Model):
             if not self.argv_pattern:
                 raise ValidationError({"argv_pattern": _("sudo로 실행하는 규칙은 인자 목록 패턴으로 인자를 고정해야 "
                                                          "합니다 (sudoers 규칙이 됩니다)")})
+
+
+class DirectoryAccount(models.Model):
+    """A user whose password and roles come from the site's directory (LDAP / AD).
+
+    Only accounts linked here are updated by a directory login; every other account is
+    local (break-glass administrators) and the directory can never take one over, even
+    when a directory entry carries the same name.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, verbose_name=_("사용자"), on_delete=models.CASCADE,
+                                related_name="directory_account")
+    dn = models.CharField(_("디렉터리 DN"), max_length=500)
+    synced_at = models.DateTimeField(_("마지막 동기화"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("디렉터리 계정")
+        verbose_name_plural = _("디렉터리 계정 목록")
+
+    def __str__(self) -> str:
+        return self.dn

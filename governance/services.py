@@ -316,6 +316,20 @@ def _reroute_open_owner_steps(system: System, away_owner) -> None:
         assign_step(task, step, routing.assign(task, "owner"), timezone.now(), escalated_from=away_owner)
 
 
+def reroute_steps_of_inactive_user(user) -> int:
+    """An account that may no longer act (disabled in the directory): each open step
+    waiting on it goes to the next person on its ladder, as for an away owner. Returns
+    how many steps moved."""
+    moved = 0
+    with transaction.atomic():
+        steps = ApprovalStep.objects.open().filter(assigned_to=user, task__status=Status.PENDING_APPROVAL)
+        for step in steps.select_related("task"):
+            task = lock_task(pk=step.task_id)
+            assign_step(task, step, routing.assign(task, step.role), timezone.now(), escalated_from=user)
+            moved += 1
+    return moved
+
+
 def cancel_task(user, task_id: str, reason: str = "") -> OpsTask:
     """The requester withdraws a request that has not been approved yet."""
     with transaction.atomic():

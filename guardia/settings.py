@@ -196,6 +196,68 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+if envbool("GUARDIA_LDAP_ENABLED", "false"):
+    AUTHENTICATION_BACKENDS.insert(1, "cmdb.ldap.DirectoryBackend")
+
+# Directory login (LDAP / Active Directory), off by default: accounts are local. When on,
+# the directory is asked first and local accounts stay for break-glass administrators
+# (cmdb/ldap.py). Either a service bind (GUARDIA_LDAP_BIND_DN + _PASSWORD) searches for
+# the user, or the user's own credentials do (AD: GUARDIA_LDAP_BIND_DN=%(user)s@corp.example
+# with no password), or GUARDIA_LDAP_USER_DN_TEMPLATE binds directly. TLS is verified
+# against the site's CA (GUARDIA_LDAP_CA_FILE) for ldaps:// and StartTLS alike.
+LDAP_ENABLED = envbool("GUARDIA_LDAP_ENABLED", "false")
+GUARDIA_LDAP_DISABLED_FILTER = os.getenv("GUARDIA_LDAP_DISABLED_FILTER", "")
+# "role=group DN;role=group DN" (a role may appear more than once).
+GUARDIA_LDAP_ROLE_GROUPS: dict[str, list[str]] = {}
+for _pair in filter(None, (p.strip() for p in os.getenv("GUARDIA_LDAP_ROLE_GROUPS", "").split(";"))):
+    _role, _sep, _dn = _pair.partition("=")
+    if not _sep or not _dn.strip():
+        raise ImproperlyConfigured(f"GUARDIA_LDAP_ROLE_GROUPS: expected role=group DN, got {_pair!r}")
+    GUARDIA_LDAP_ROLE_GROUPS.setdefault(_role.strip(), []).append(_dn.strip())
+# Called with a user the directory disabled: their open approval steps move on.
+ACCOUNT_DISABLED_HOOKS = ["governance.services.reroute_steps_of_inactive_user"]
+if LDAP_ENABLED:
+    import ldap  # type: ignore[import-untyped]
+    from django_auth_ldap.config import (  # type: ignore[import-untyped]
+        ActiveDirectoryGroupType,
+        GroupOfNamesType,
+        LDAPSearch,
+        NestedActiveDirectoryGroupType,
+        PosixGroupType,
+    )
+
+    AUTH_LDAP_SERVER_URI = os.getenv("GUARDIA_LDAP_SERVER_URI", "")
+    if not AUTH_LDAP_SERVER_URI:
+        raise ImproperlyConfigured("GUARDIA_LDAP_ENABLED: set GUARDIA_LDAP_SERVER_URI (ldap:// or ldaps://)")
+    AUTH_LDAP_START_TLS = envbool("GUARDIA_LDAP_START_TLS", "false")
+    AUTH_LDAP_BIND_DN = os.getenv("GUARDIA_LDAP_BIND_DN", "")
+    AUTH_LDAP_BIND_PASSWORD = os.getenv("GUARDIA_LDAP_BIND_PASSWORD", "")
+    AUTH_LDAP_BIND_AS_AUTHENTICATING_USER = envbool(
+        "GUARDIA_LDAP_BIND_AS_USER", "false" if AUTH_LDAP_BIND_PASSWORD else "true")
+    AUTH_LDAP_CONNECTION_OPTIONS = {ldap.OPT_NETWORK_TIMEOUT: envint("GUARDIA_LDAP_TIMEOUT", 5),
+                                    ldap.OPT_TIMEOUT: envint("GUARDIA_LDAP_TIMEOUT", 5),
+                                    ldap.OPT_REFERRALS: 0}
+    if os.getenv("GUARDIA_LDAP_CA_FILE"):
+        AUTH_LDAP_CONNECTION_OPTIONS.update({ldap.OPT_X_TLS_CACERTFILE: os.environ["GUARDIA_LDAP_CA_FILE"],
+                                             ldap.OPT_X_TLS_REQUIRE_CERT: ldap.OPT_X_TLS_DEMAND,
+                                             ldap.OPT_X_TLS_NEWCTX: 0})  # last: applies the two above
+    if os.getenv("GUARDIA_LDAP_USER_DN_TEMPLATE"):
+        AUTH_LDAP_USER_DN_TEMPLATE = os.environ["GUARDIA_LDAP_USER_DN_TEMPLATE"]
+    else:
+        AUTH_LDAP_USER_SEARCH = LDAPSearch(os.getenv("GUARDIA_LDAP_USER_SEARCH_BASE", ""), ldap.SCOPE_SUBTREE,
+                                           os.getenv("GUARDIA_LDAP_USER_FILTER", "(uid=%(user)s)"))
+    _group_types = {"groupofnames": GroupOfNamesType, "posix": PosixGroupType,
+                    "activedirectory": ActiveDirectoryGroupType,
+                    "nested_activedirectory": NestedActiveDirectoryGroupType}
+    _group_type = os.getenv("GUARDIA_LDAP_GROUP_TYPE", "groupofnames").lower()
+    if _group_type not in _group_types:
+        raise ImproperlyConfigured(f"GUARDIA_LDAP_GROUP_TYPE: one of {', '.join(_group_types)}, got {_group_type!r}")
+    AUTH_LDAP_GROUP_TYPE = _group_types[_group_type]()
+    AUTH_LDAP_GROUP_SEARCH = LDAPSearch(os.getenv("GUARDIA_LDAP_GROUP_SEARCH_BASE", ""), ldap.SCOPE_SUBTREE,
+                                        "(objectClass=*)")
+    AUTH_LDAP_USER_ATTR_MAP = {"first_name": "givenName", "last_name": "sn", "email": "mail"}
+    AUTH_LDAP_ALWAYS_UPDATE_USER = True
+
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/console/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -317,6 +379,11 @@ NOTIFY_ADAPTERS = envlist("GUARDIA_NOTIFY_ADAPTERS", "governance.notify.InboxAda
 PLAYBOOK_VALIDATOR = "execution.services.validate_parameters"
 # The plan an approver sees (governance.plans): rendered by the execution layer, by name.
 PLAN_RENDERER = "execution.plan.render_plan"
+# Intake refuses destructive requests with the same sanitizer that guards remote commands,
+# reached by name (intake never imports execution). Request bodies and photos are capped.
+INTAKE_COMMAND_SANITIZER = "execution.sanitizer.check"
+INTAKE_MAX_BODY_MB = envint("GUARDIA_INTAKE_MAX_BODY_MB", 16)
+INTAKE_MAX_PHOTO_MB = envint("GUARDIA_INTAKE_MAX_PHOTO_MB", 10)
 GUARDIA_MAX_ATTACHMENT_MB = envint("GUARDIA_MAX_ATTACHMENT_MB", 512)
 
 # SSH: host keys are pinned in the CMDB; tests may relax nothing here.

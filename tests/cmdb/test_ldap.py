@@ -1,0 +1,175 @@
+"""Directory login against a real OpenLDAP slapd on loopback (tests/slapd.py): the password
+is the directory's, roles come from directory groups at every login, a disabled account is
+refused and its open approval steps move on, local accounts are never taken over, and TLS
+(ldaps:// and StartTLS) is verified against the site's generated CA."""
+
+from __future__ import annotations
+
+import ldap
+import pytest
+from django.contrib.auth import get_user_model
+from django_auth_ldap.config import GroupOfNamesType, LDAPSearch
+
+from audit.models import AuditEntry
+from cmdb.ldap import sync_directory_accounts
+from cmdb.models import DirectoryAccount
+from governance import services
+from governance.models import StepStatus
+from tests.factories import UserFactory, governance_world
+from tests.slapd import GROUPS, PEOPLE, ROOT_DN, ROOT_PASSWORD, start_directory
+from tests.task_parameters import valid_parameters
+
+User = get_user_model()
+LOGIN = "/accounts/login/"
+PEOPLE_PASSWORDS = {"kim": "kim-directory-pw-1", "lee": "lee-directory-pw-1", "breakglass": "directory-side-pw"}
+
+
+@pytest.fixture(scope="module")
+def directory(tmp_path_factory):
+    d = start_directory(tmp_path_factory.mktemp("slapd"), PEOPLE_PASSWORDS,
+                        {"guardia-leads": ["kim", "lee"], "guardia-security": ["lee"]})
+    yield d
+    d.stop()
+
+
+def configure(settings, directory, *, uri=None, start_tls=False, ca=True, service_bind=False):
+    settings.AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "cmdb.ldap.DirectoryBackend",
+                                        "django.contrib.auth.backends.ModelBackend"]
+    settings.AUTH_LDAP_SERVER_URI = uri or directory.ldap_uri
+    settings.AUTH_LDAP_START_TLS = start_tls
+    options = {ldap.OPT_NETWORK_TIMEOUT: 5, ldap.OPT_TIMEOUT: 5, ldap.OPT_REFERRALS: 0,
+               ldap.OPT_X_TLS_REQUIRE_CERT: ldap.OPT_X_TLS_DEMAND}
+    if ca:
+        options[ldap.OPT_X_TLS_CACERTFILE] = str(directory.ca_file)
+    options[ldap.OPT_X_TLS_NEWCTX] = 0
+    settings.AUTH_LDAP_CONNECTION_OPTIONS = options
+    settings.AUTH_LDAP_BIND_DN = ROOT_DN if service_bind else ""
+    settings.AUTH_LDAP_BIND_PASSWORD = ROOT_PASSWORD if service_bind else ""
+    settings.AUTH_LDAP_BIND_AS_AUTHENTICATING_USER = not service_bind
+    if service_bind:
+        settings.AUTH_LDAP_USER_SEARCH = LDAPSearch(PEOPLE, ldap.SCOPE_SUBTREE, "(uid=%(user)s)")
+    else:
+        settings.AUTH_LDAP_USER_DN_TEMPLATE = f"uid=%(user)s,{PEOPLE}"
+    settings.AUTH_LDAP_GROUP_SEARCH = LDAPSearch(GROUPS, ldap.SCOPE_SUBTREE, "(objectClass=groupOfNames)")
+    settings.AUTH_LDAP_GROUP_TYPE = GroupOfNamesType()
+    settings.AUTH_LDAP_USER_ATTR_MAP = {"first_name": "givenName", "last_name": "sn", "email": "mail"}
+    settings.AUTH_LDAP_ALWAYS_UPDATE_USER = True
+    settings.GUARDIA_LDAP_ROLE_GROUPS = {"team_lead": [directory.group_dn("guardia-leads")],
+                                         "security_officer": [directory.group_dn("guardia-security")]}
+    settings.GUARDIA_LDAP_DISABLED_FILTER = "(employeeType=disabled)"
+
+
+def login(client, username, password):
+    response = client.post(LOGIN, {"username": username, "password": password})
+    return response.status_code == 302, response
+
+
+def roles(username):
+    return set(User.objects.get(username=username).groups.values_list("name", flat=True))
+
+
+@pytest.fixture
+def ldap_settings(settings, directory, db):
+    configure(settings, directory)
+    yield settings
+    for uid in ("kim", "lee"):  # the module's directory is shared: undo a test's edits
+        directory.set_attribute(uid, "employeeType", "staff")
+        for group in ("guardia-leads",):
+            try:
+                directory.add_member(group, uid)
+            except ldap.TYPE_OR_VALUE_EXISTS:
+                pass
+
+
+def test_directory_password_logs_in_with_role_from_group(client, ldap_settings):
+    ok, response = login(client, "kim", "wrong-password")
+    assert not ok and not User.objects.filter(username="kim").exists()
+
+    ok, response = login(client, "kim", PEOPLE_PASSWORDS["kim"])
+    assert ok, response.content.decode()[:500]
+    kim = User.objects.get(username="kim")
+    assert roles("kim") == {"team_lead"}
+    assert kim.email == "kim@guardia.test" and not kim.has_usable_password() and not kim.is_superuser
+    assert DirectoryAccount.objects.get(user=kim).dn == f"uid=kim,{PEOPLE}"
+    assert client.get("/console/").status_code == 200
+    created = AuditEntry.objects.get(action="auth.user_create", target="kim")
+    assert created.payload["source"] == "directory"
+    assert AuditEntry.objects.get(action="auth.role_grant", target="kim").payload["role"] == "team_lead"
+    # A privileged role comes from its own group, and is audited the same way.
+    assert login(client, "lee", PEOPLE_PASSWORDS["lee"])[0]
+    assert roles("lee") == {"team_lead", "security_officer"}
+    assert User.objects.get(username="lee").is_staff
+
+
+def test_removed_from_group_loses_role_at_next_login(client, ldap_settings, directory):
+    assert login(client, "kim", PEOPLE_PASSWORDS["kim"])[0]
+    assert roles("kim") == {"team_lead"}
+    directory.remove_member("guardia-leads", "kim")
+    assert roles("kim") == {"team_lead"}  # nothing changes until the directory is asked again
+    client.logout()
+    assert login(client, "kim", PEOPLE_PASSWORDS["kim"])[0]
+    assert roles("kim") == set()
+    assert not User.objects.get(username="kim").has_perm("governance.decide_step")
+    revoked = AuditEntry.objects.get(action="auth.role_revoke", target="kim")
+    assert revoked.payload == {"role": "team_lead", "source": "directory"}
+
+
+def test_disabled_account_refused_and_its_steps_move_on(client, ldap_settings, directory,
+                                                        django_capture_on_commit_callbacks):
+    assert login(client, "kim", PEOPLE_PASSWORDS["kim"])[0]
+    client.logout()
+    kim = User.objects.get(username="kim")
+    world = governance_world()
+    world.ownership.owner = kim
+    world.ownership.save()
+    with django_capture_on_commit_callbacks(execute=False):
+        task = services.submit_task(world.requester, system=world.system, sub_type="SERVICE_RESTART",
+                                    title="재시작", targets=world.servers,
+                                    parameters=valid_parameters("SERVICE_RESTART"))
+    step = task.steps.get(status=StepStatus.PENDING, activated_at__isnull=False)
+    assert step.assigned_to == kim
+
+    directory.set_attribute("kim", "employeeType", "disabled")
+    with django_capture_on_commit_callbacks(execute=False):
+        ok, response = login(client, "kim", PEOPLE_PASSWORDS["kim"])
+    assert not ok and "_auth_user_id" not in client.session
+    kim.refresh_from_db()
+    assert not kim.is_active and not kim.has_perm("governance.decide_step")
+    step.refresh_from_db()
+    assert step.assigned_to == world.deputy  # as for an away owner
+    assert AuditEntry.objects.filter(action="auth.user_deactivate", target="kim",
+                                     payload__source="directory").exists()
+    assert AuditEntry.objects.filter(action="approval.escalated", payload__escalated_from="kim").exists()
+    # Enabled again in the directory: the next login brings the account back.
+    directory.set_attribute("kim", "employeeType", "staff")
+    assert login(client, "kim", PEOPLE_PASSWORDS["kim"])[0]
+    assert User.objects.get(username="kim").is_active
+
+
+def test_sync_deactivates_disabled_account_without_a_login(client, settings, directory, db):
+    configure(settings, directory, service_bind=True)
+    assert login(client, "lee", PEOPLE_PASSWORDS["lee"])[0]
+    directory.set_attribute("lee", "employeeType", "disabled")
+    try:
+        assert sync_directory_accounts() == {"checked": 1, "deactivated": 1}
+    finally:
+        directory.set_attribute("lee", "employeeType", "staff")
+    assert not User.objects.get(username="lee").is_active
+
+
+def test_local_break_glass_account_is_never_taken_over(client, ldap_settings):
+    UserFactory(username="breakglass", password="local-break-glass-pw-1", role="admin")
+    ok, _ = login(client, "breakglass", PEOPLE_PASSWORDS["breakglass"])  # the directory's password
+    assert not ok
+    assert not DirectoryAccount.objects.exists() and roles("breakglass") == {"admin"}
+    assert login(client, "breakglass", "local-break-glass-pw-1")[0]
+
+
+@pytest.mark.parametrize("mode", ["ldaps", "starttls"])
+def test_tls_verified_against_the_sites_ca(client, settings, directory, db, mode):
+    uri = directory.ldaps_uri if mode == "ldaps" else directory.ldap_uri
+    configure(settings, directory, uri=uri, start_tls=mode == "starttls", ca=False)
+    assert not login(client, "kim", PEOPLE_PASSWORDS["kim"])[0]  # an unknown CA is refused
+    configure(settings, directory, uri=uri, start_tls=mode == "starttls", ca=True)
+    assert login(client, "kim", PEOPLE_PASSWORDS["kim"])[0]
+    assert roles("kim") == {"team_lead"}
