@@ -7,6 +7,8 @@ whichever screen made it; this module only wires screens to those services.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -315,7 +317,7 @@ class SystemOwnerForm(forms.ModelForm):
     yet, so for them the decide permission alone qualifies; supervisors stay in scope.
     """
 
-    editor = None  # the requesting user, set by SystemOwnerAdmin.get_form
+    editor: Any = None  # the requesting user, set by SystemOwnerAdmin.get_form
 
     class Meta:
         model = SystemOwner
@@ -331,10 +333,11 @@ class SystemOwnerForm(forms.ModelForm):
         system = self.instance.system if self.instance.system_id else None
         for name in ("owner", "deputy"):
             if name in self.fields:
-                self.fields[name].queryset = deciders_for(self._scope_system(system))
+                cast(forms.ModelChoiceField, self.fields[name]).queryset = deciders_for(self._scope_system(system))
 
     def clean(self) -> dict:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         system = data.get("system") or (self.instance.system if self.instance.system_id else None)
         allowed = deciders_for(self._scope_system(system)) if system is not None else None
         for name in ("owner", "deputy"):
@@ -349,7 +352,7 @@ class SystemOwnerAdmin(admin.ModelAdmin):
     form = SystemOwnerForm
 
     def get_form(self, request, obj=None, change=False, **kwargs):
-        form = super().get_form(request, obj, change, **kwargs)
+        form = cast(type[SystemOwnerForm], super().get_form(request, obj, change, **kwargs))
         form.editor = request.user
         return form
     list_display = ["system", "institution_name", "owner", "deputy", "supervisor", "owner_is_active", "sla_minutes"]
