@@ -86,6 +86,16 @@ class AuditEntry(AppendOnlyModel):
     class Meta:
         db_table = "TB_AUDIT_LOG"
         ordering = ["seq"]
+        # The console filters by one column and pages newest first: (column, seq) reads a
+        # page straight off the index, where the single-column index needs a sort of every
+        # matching row. (The single-column indexes stay: dropping them on SQLite would
+        # rebuild the table, and with it its append-only triggers.)
+        indexes = [
+            models.Index(fields=["action", "seq"], name="audit_action_seq"),
+            models.Index(fields=["institution", "seq"], name="audit_institution_seq"),
+            models.Index(fields=["actor", "seq"], name="audit_actor_seq"),
+            models.Index(fields=["task", "seq"], name="audit_task_seq"),
+        ]
         verbose_name = _("감사 항목 (TB_AUDIT_LOG)")
         verbose_name_plural = _("감사 로그 (TB_AUDIT_LOG)")
 

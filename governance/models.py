@@ -368,7 +368,11 @@ class ApprovalStep(models.Model):
         db_table = "TB_APPROVAL_FLOW"
         ordering = ["task", "step_order"]
         constraints = [models.UniqueConstraint(fields=["task", "step_order"], name="one_step_per_order")]
-        indexes = [models.Index(fields=["status", "sla_deadline"])]
+        indexes = [
+            models.Index(fields=["status", "sla_deadline"]),
+            # visible_to's subquery "tasks with a step assigned to this user", read from the index alone
+            models.Index(fields=["assigned_to", "task"], name="step_assignee_task"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.task.task_id} step {self.step_order} ({self.role})"

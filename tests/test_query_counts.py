@@ -100,3 +100,18 @@ def test_approvals_page_is_bounded(client, django_capture_on_commit_callbacks):
     other = UserFactory(username="lead9", role="team_lead")
     client.force_login(other)
     assert len(client.get("/console/approvals/").context["steps"]) == 0
+
+
+@pytest.mark.parametrize("column", ["action", "institution", "actor", "task"])
+def test_audit_console_filters_page_off_an_index_without_sorting(column):
+    """A filtered audit page, newest first, deep in the list: read from the (column, seq)
+    index, with no sort of every matching row."""
+    from audit.models import AuditEntry
+
+    if connection.vendor != "sqlite":
+        pytest.skip("EXPLAIN QUERY PLAN wording is SQLite's")
+    sql, params = AuditEntry.objects.filter(**{column: "x"}).order_by("-seq")[50_000:50_050].query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+        plan = " / ".join(row[-1] for row in cursor.fetchall())
+    assert f"USING INDEX audit_{column}_seq" in plan and "TEMP B-TREE" not in plan, plan
