@@ -5,9 +5,12 @@ refused and its open approval steps move on, local accounts are never taken over
 
 from __future__ import annotations
 
+import io
+
 import ldap
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
 from django_auth_ldap.config import GroupOfNamesType, LDAPSearch
 
 from audit.models import AuditEntry
@@ -150,11 +153,27 @@ def test_sync_deactivates_disabled_account_without_a_login(client, settings, dir
     configure(settings, directory, service_bind=True)
     assert login(client, "lee", PEOPLE_PASSWORDS["lee"])[0]
     directory.set_attribute("lee", "employeeType", "disabled")
+    settings.LDAP_ENABLED = True
+    out = io.StringIO()
     try:
-        assert sync_directory_accounts() == {"checked": 1, "deactivated": 1}
+        call_command("sync_directory", stdout=out)
     finally:
         directory.set_attribute("lee", "employeeType", "staff")
+    assert out.getvalue().strip() == "checked 1, deactivated 1"
     assert not User.objects.get(username="lee").is_active
+    assert AuditEntry.objects.get(action="auth.user_deactivate", target="lee").payload == {
+        "source": "directory", "reason": "disabled in the directory"}
+    assert sync_directory_accounts() == {"checked": 0, "deactivated": 0}  # inactive accounts are left alone
+
+
+def test_sync_changes_nothing_when_the_directory_is_unreachable(settings, directory, db):
+    configure(settings, directory, service_bind=True, uri="ldap://127.0.0.1:1")
+    settings.LDAP_ENABLED = True
+    user = UserFactory(username="park", role="team_lead")
+    DirectoryAccount.objects.create(user=user, dn=directory.person_dn("park"))
+    with pytest.raises(CommandError, match="nothing changed"):
+        call_command("sync_directory")
+    assert User.objects.get(username="park").is_active
 
 
 def test_local_break_glass_account_is_never_taken_over(client, ldap_settings):
