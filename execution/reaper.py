@@ -88,9 +88,9 @@ def sweep() -> list[dict]:
     # after the run crashed while telling governance. Give a live run the lease time first.
     stale = timezone.now() - timedelta(seconds=leases.lease_seconds())
     for task in OpsTask.objects.filter(status=Status.EXECUTING, execution_lease__isnull=True, updated_at__lt=stale):
-        lease = _adopt(task, holder)
-        if lease is not None:
-            results.append(_recover_claimed(task.pk, holder, lease))
+        adopted = _adopt(task, holder)
+        if adopted is not None:
+            results.append(_recover_claimed(task.pk, holder, adopted))
     leases.dispatch_waiters(resend_after=leases.lease_seconds())
     return results
 
@@ -108,7 +108,7 @@ def _adopt(task: OpsTask, holder: str) -> ExecutionLease | None:
     if execution is not None:
         runs = execution.server_runs.exclude(server=None).exclude(server__lease__isnull=False)
         ServerLease.objects.bulk_create([ServerLease(server_id=r.server_id, server_ref=r.server_ref, lease=lease)
-                                         for r in runs], ignore_conflicts=True)
+                                         for r in runs if r.server_id is not None], ignore_conflicts=True)
     return lease
 
 
