@@ -27,7 +27,7 @@ class SudoersError(ValueError):
     """A catalogue rule cannot be expressed in sudoers without changing its meaning."""
 
 
-def posix_regex(pattern: str) -> str:  # noqa: C901 - one small translator loop
+def posix_regex(pattern: str) -> str:
     out: list[str] = []
     i, n = 0, len(pattern)
     while i < n:

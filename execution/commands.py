@@ -59,7 +59,7 @@ def _refuse_redirection(text: str, i: int) -> None:
     raise CommandRefused("리디렉션('<', '>', '>>', '>|')은 쓸 수 없습니다: 파일을 쓰거나 읽게 바꿀 수 있습니다")
 
 
-def parse(text: str) -> Pipeline:  # noqa: C901 - a small hand-written lexer reads best as one loop
+def parse(text: str) -> Pipeline:
     """Split ``text`` into a pipeline of argv lists, or raise CommandRefused."""
     if not isinstance(text, str) or not text.strip():
         raise CommandRefused("명령이 비어 있습니다")

@@ -334,7 +334,7 @@ def _judge_sed(args: list[str], segment: str) -> tuple[str, str] | None:
     return None
 
 
-def _judge(word: str, args: list[str], wrappers: set[str], segment: str) -> tuple[str, str] | None:  # noqa: C901
+def _judge(word: str, args: list[str], wrappers: set[str], segment: str) -> tuple[str, str] | None:
     name = posixpath.basename(word)
     flags = _flags(args)
     long = {a for a in args if a.startswith("--")}

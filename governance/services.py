@@ -41,7 +41,7 @@ from .control import (  # noqa: F401  (re-exported entry points)
     stop_task,
     validate_result,
 )
-from .errors import Conflict, Forbidden, Invalid, NotFound  # noqa: F401  (callers catch them from here)
+from .errors import Conflict, Forbidden, Invalid, NotFound
 from .models import ApprovalStep, Notification, OpsTask, Status, StepStatus, SubType
 from .notify import Action, Message, notify
 from .reports import dashboard_counts, statistics, task_timeline  # noqa: F401

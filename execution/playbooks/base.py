@@ -104,7 +104,7 @@ class Param:
         if self.kind == "path" and not self.roots:
             raise TypeError("a path parameter names the CMDB roots it is confined under")
 
-    def clean(self, name: str, value: Any) -> Any:  # noqa: C901 - one branch per kind reads best
+    def clean(self, name: str, value: Any) -> Any:
         if value is None or value == "":
             if self.required:
                 raise ParameterError({name: "필수 항목입니다"})

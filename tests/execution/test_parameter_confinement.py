@@ -127,7 +127,7 @@ def test_health_client_follows_no_redirect_and_bounds_the_body(db):
     import threading
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the stdlib's name
+        def do_GET(self):  # the stdlib's name
             if self.path == "/redirect":
                 self.send_response(302)
                 self.send_header("Location", "http://169.254.169.254/latest/meta-data")
