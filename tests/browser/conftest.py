@@ -1,5 +1,6 @@
-"""Console tests: a small world for the page tests, and for the browser test a real stack
-(redis-server, a migrated file database, Daphne) started as child processes."""
+"""Real-browser tests: Debian chromium through Playwright, and a real stack (redis-server, a
+migrated file database, Daphne) started as child processes. The console's test-client page
+tests are in tests/console/."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.factories import governance_world
 from tests.waiting import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,14 +20,6 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-
-
-@pytest.fixture
-def console_world(db):
-    """The governance world with the owner called "lead" (the console's main user)."""
-    world = governance_world(owner_username="lead")
-    world.lead = world.owner
-    return world
 
 
 # --- the cross-process stack for the browser test -------------------------------------
