@@ -384,6 +384,11 @@ PLAN_RENDERER = "execution.plan.render_plan"
 INTAKE_COMMAND_SANITIZER = "execution.sanitizer.check"
 INTAKE_MAX_BODY_MB = envint("GUARDIA_INTAKE_MAX_BODY_MB", 16)
 INTAKE_MAX_PHOTO_MB = envint("GUARDIA_INTAKE_MAX_PHOTO_MB", 10)
+# Intake refuses destructive requests with the same sanitizer that guards remote commands,
+# reached by name (intake never imports execution). Request bodies and photos are capped.
+INTAKE_COMMAND_SANITIZER = "execution.sanitizer.check"
+INTAKE_MAX_BODY_MB = envint("GUARDIA_INTAKE_MAX_BODY_MB", 16)
+INTAKE_MAX_PHOTO_MB = envint("GUARDIA_INTAKE_MAX_PHOTO_MB", 10)
 GUARDIA_MAX_ATTACHMENT_MB = envint("GUARDIA_MAX_ATTACHMENT_MB", 512)
 
 # SSH: host keys are pinned in the CMDB; tests may relax nothing here.

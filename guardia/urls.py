@@ -7,6 +7,8 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from intake.api import seed_urlpatterns as intake_seed_urlpatterns
+
 admin.site.site_header = "GUARDiA CMDB"
 admin.site.site_title = "GUARDiA"
 admin.site.index_title = "CMDB / 관리 콘솔"
@@ -26,6 +28,8 @@ urlpatterns = [
     path("audit/", include("audit.urls")),
     path("execution/", include("execution.urls")),
     path("app/", include("intake.urls")),
+    # The seed's intake path (the same view as /api/v1/sr/intake).
+    path("", include(intake_seed_urlpatterns)),
 ]
 
 handler403 = "guardia.errors.permission_denied"

@@ -89,6 +89,12 @@ class Case:
 
 
 API = "/api/v1"
+
+
+def INTAKE_CELLS(ok: int) -> dict:
+    return cells(403, anonymous=401, site_manager=(ok, 403), team_lead=(ok, 403), pm=(ok, 403))
+
+
 CASES: dict[str, Case] = {
     "": Case("GET", "/", cells(302)),
     "accounts/login/": Case("GET", "/accounts/login/", cells(200)),
@@ -110,6 +116,17 @@ CASES: dict[str, Case] = {
         "POST", f"{API}/approval/process",
         cells(403, anonymous=401, site_manager=(403, 404), team_lead=(200, 404), supervisor=(403, 404)),
         {"step_id": "{step}", "decision": "APPROVED", "comments": "ok", "plan_sha256": "{plan}"}, api=True),
+    # Intake: a request in words for one's own system is filed (or previewed); another
+    # institution's system is 403; roles that may not file are 403.
+    "api/v1/sr/intake": Case(
+        "POST", f"{API}/sr/intake", INTAKE_CELLS(201),
+        {"raw_request": "재시작 부탁드립니다", "system": "{system_code}", "targets": ["{server_id}"]}, api=True),
+    "sr/intake": Case(
+        "POST", "/sr/intake", INTAKE_CELLS(201),
+        {"raw_request": "재시작 부탁드립니다", "system": "{system_code}", "targets": ["{server_id}"]}, api=True),
+    "api/v1/sr/parse": Case(
+        "POST", f"{API}/sr/parse", INTAKE_CELLS(200),
+        {"raw_request": "재시작 부탁드립니다", "system": "{system_code}", "targets": ["{server_id}"]}, api=True),
     "api/v1/task/history/<str:task_id>": Case("GET", f"{API}/task/history/{{task}}", task_read(401), api=True),
     "api/v1/^tasks/$": Case("GET", f"{API}/tasks/", cells(200, anonymous=401), api=True),
     "api/v1/^tasks/(?P<task_id>[^/.]+)/$": Case("GET", f"{API}/tasks/{{task}}/", task_read(401), api=True),
