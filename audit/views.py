@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 
+from asgiref.sync import sync_to_async
 from django.core.paginator import Paginator
 from django.http import FileResponse
 from django.shortcuts import render
@@ -37,6 +38,25 @@ def verify(request):
     return render(request, "audit/verify.html", {"report": report, "last_runs": last_runs})
 
 
+class SpooledFileResponse(FileResponse):
+    """A file response that stays in bounded memory under ASGI as well as WSGI.
+
+    Django serves a streaming response's synchronous iterator under ASGI by reading it
+    whole into a list first (a 172 MB export raised Daphne's memory by as much). Here the
+    ASGI side reads the file in blocks, each read in a worker thread, so only one block is
+    held at a time; WSGI and the test client keep FileResponse's own iterator.
+    """
+
+    block_size = 64 * 1024
+
+    async def __aiter__(self):
+        source = self.file_to_stream
+        assert source is not None  # set from the file this response was built with
+        read = sync_to_async(source.read, thread_sensitive=False)
+        while chunk := await read(self.block_size):
+            yield chunk
+
+
 def export_response(fmt: str, flt: exports.ExportFilter, user) -> FileResponse:
     """Write the export to a temporary file (bounded memory) and stream it back."""
     spool = tempfile.TemporaryFile()
@@ -46,7 +66,7 @@ def export_response(fmt: str, flt: exports.ExportFilter, user) -> FileResponse:
         "format": fmt, "filters": flt.as_dict(), "count": result.count, "last_seq": result.last_seq,
     })  # fmt: skip
     name = f"guardia-audit-{timezone.localtime():%Y%m%d-%H%M%S}.{fmt}"
-    return FileResponse(spool, as_attachment=True, filename=name, content_type=exports.CONTENT_TYPES[fmt])
+    return SpooledFileResponse(spool, as_attachment=True, filename=name, content_type=exports.CONTENT_TYPES[fmt])
 
 
 @auditor_required

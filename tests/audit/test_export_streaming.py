@@ -1,0 +1,108 @@
+"""Exports leave the web process in bounded memory under ASGI (the stack Daphne serves).
+
+Django serves a synchronous streaming iterator under ASGI by reading it whole into a list
+first; the export response reads its spooled file block by block instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import tracemalloc
+import warnings
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.core import signals
+from django.db import close_old_connections
+
+from audit import offline, signing
+from audit.models import AuditEntry
+from audit.views import SpooledFileResponse
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+async def _asgi_get(path: str, query: str, cookie: str) -> tuple[int, dict, list[bytes]]:
+    from guardia.asgi import application
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+        "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"cookie", cookie.encode())],
+        "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+    }  # fmt: skip
+    sent: list[dict] = []
+    requested = False
+
+    async def receive() -> dict:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Event().wait()  # the client stays connected; Django cancels this when done
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    # As Django's own test client does: the request must not close the test's database
+    # connection (the test's transaction holds the data it reads).
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        await application(scope, receive, send)
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    headers = {k.decode().lower(): v.decode() for k, v in start["headers"]}
+    return start["status"], headers, [m.get("body", b"") for m in sent if m["type"] == "http.response.body"]
+
+
+def test_an_export_over_asgi_streams_in_blocks_and_verifies_offline(client, chain, public_key_file, roles, tmp_path):
+    auditor = UserFactory(username="auditor7", role="auditor")
+    client.force_login(auditor)
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    entries = AuditEntry.objects.count()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        status, headers, bodies = async_to_sync(_asgi_get)("/audit/export/", "format=jsonl", cookie)
+    assert status == 200 and headers["content-type"] == "application/x-ndjson"
+    assert not [w for w in caught if "consume synchronous iterators" in str(w.message)]
+    path = tmp_path / "served.jsonl"
+    path.write_bytes(b"".join(bodies))
+    check = offline.verify_export(path, signing.load_public_key(public_key_file))
+    assert check.ok, check.problem
+    assert check.entries == entries >= len(chain)
+    assert len(bodies) >= 1 and all(len(b) <= SpooledFileResponse.block_size for b in bodies)
+
+
+def test_the_asgi_side_holds_one_block_at_a_time():
+    """A 24 MB file served through the response's async iterator: the memory peak stays
+    near one block (a list of every block, Django's fallback, would hold all 24 MB)."""
+    size = 24 * 1024 * 1024
+    spool = tempfile.TemporaryFile()
+    block = bytes(range(256)) * 4096  # 1 MiB
+    for _ in range(size // len(block)):
+        spool.write(block)
+    spool.seek(0)
+    response = SpooledFileResponse(spool, content_type="application/octet-stream")
+
+    async def drain() -> tuple[int, int]:
+        total, chunks = 0, 0
+        async for chunk in response:
+            total += len(chunk)
+            chunks += 1
+        return total, chunks
+
+    tracemalloc.start()
+    try:
+        total, chunks = async_to_sync(drain)()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        response.close()
+    assert total == size and chunks == size // SpooledFileResponse.block_size
+    assert peak < 2 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB while streaming {size / 1e6:.0f} MB"
