@@ -10,13 +10,11 @@ import hashlib
 import logging
 from pathlib import Path
 
-from django.conf import settings
-
 import audit
-from cmdb.models import HealthCriteria, Server
+from cmdb.models import HealthCriteria
 from governance import attachments, plans
 from governance import services as governance
-from governance.attachments import store_attachment
+from governance.attachments import SHA256_RE, attachment_root, store_attachment
 
 from . import playbooks
 from .engine import Engine, EngineResult
@@ -37,10 +35,10 @@ class ArtifactStore:
     opened here, in the worker, only when a playbook reads or uploads them."""
 
     def __init__(self, root: Path | None = None):
-        self.root = Path(root or Path(settings.MEDIA_ROOT) / "artifacts")
+        self.root = Path(root) if root else attachment_root()
 
     def file(self, sha256: str) -> Path:
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        if not SHA256_RE.match(sha256):
             raise Refused(f"not a SHA-256: {sha256!r}")
         return self.root / sha256
 
@@ -187,5 +185,3 @@ def refuse_parameters(exc: ParameterError, task=None) -> _Refusal:
     return _Refusal(f"parameters refused, nothing was changed: {exc}")
 
 
-def servers_for(ids) -> list[Server]:
-    return list(Server.objects.with_related().filter(server_id__in=ids))

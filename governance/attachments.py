@@ -42,7 +42,11 @@ from django.conf import settings
 from .errors import Invalid
 
 CHUNK = 1 << 20
+# The SHA-256 patterns, in one place: SHA256_RE as hashlib writes it (64 lower-case hex
+# digits: stored file names, cleaned playbook parameters); SHA256_ANY_CASE_RE as people paste
+# it (the plan hash a decision posts back), lower-cased before it is compared.
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+SHA256_ANY_CASE_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 PEM_LIMIT = 64 * 1024  # a certificate chain of a few certificates is a few KB
 MAX_ARCHIVE_ENTRIES = 100_000
 INFLATION_LIMIT = 8  # an archive may unpack to at most this many times its size limit
@@ -426,7 +430,7 @@ def missing_attachments(parameters: dict) -> list[str]:
 
 
 # --- the sweep ------------------------------------------------------------------------------
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_HEX64 = re.compile(SHA256_ANY_CASE_RE.pattern.strip("^$"))  # found anywhere in a text
 
 
 def _referenced_by_a_task(sha256: str) -> bool:

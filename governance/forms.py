@@ -12,12 +12,13 @@ from django.utils.translation import gettext_lazy as _
 from cmdb.deciders import deciders_for
 from cmdb.models import Institution, Server, System
 
+from .attachments import SHA256_ANY_CASE_RE
 from .models import SubType
 
 
 def plan_sha256_field() -> forms.RegexField:
     """The hidden hash of the plan a decision page showed."""
-    return forms.RegexField(regex=r"^[0-9a-fA-F]{64}$", required=False, widget=forms.HiddenInput)
+    return forms.RegexField(regex=SHA256_ANY_CASE_RE, required=False, widget=forms.HiddenInput)
 
 
 class DecisionForm(forms.Form):

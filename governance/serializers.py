@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from cmdb.models import Server, System
 
+from .attachments import SHA256_ANY_CASE_RE
 from .models import ApprovalStep, OpsTask, SubType
 
 PLAN_SHA256_HELP = ("SHA-256 of the execution plan the decider was shown; if it differs from the task's "
@@ -18,7 +19,7 @@ class ApprovalDecisionSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(choices=["APPROVED", "REJECTED"])
     comments = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000,
                                      help_text="required when rejecting")
-    plan_sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}$", required=False, allow_blank=True, default="",
+    plan_sha256 = serializers.RegexField(SHA256_ANY_CASE_RE, required=False, allow_blank=True, default="",
                                          help_text=PLAN_SHA256_HELP)
 
 
@@ -153,7 +154,7 @@ class StopSerializer(serializers.Serializer):
 class ValidationSerializer(serializers.Serializer):
     verdict = serializers.ChoiceField(choices=["approve", "rework", "takeover"])
     comments = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
-    plan_sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}$", required=False, allow_blank=True, default="",
+    plan_sha256 = serializers.RegexField(SHA256_ANY_CASE_RE, required=False, allow_blank=True, default="",
                                          help_text=PLAN_SHA256_HELP)
 
 

@@ -15,9 +15,9 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from ..errors import ParameterError, Refused
+from governance.attachments import SHA256_RE
 
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+from ..errors import ParameterError, Refused
 
 
 def q(value: Any) -> str:
