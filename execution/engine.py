@@ -5,7 +5,7 @@ kill switch, and is the only one writing to the database (execution.recorder). A
 pool of at most ``max_parallel`` workers runs the servers of the current group, each over
 its own single SSH connection, kept open until the group is finished so a rollback reuses it.
 
-Failure policy (SPEC §6): the first failure halts the group at the next step boundary
+Failure policy: the first failure halts the group at the next step boundary
 and the whole group is restored, including servers that had already succeeded (TS-02);
 optionally every earlier group too. A failed rollback is stop-the-world:
 MANUAL_INTERVENTION_REQUIRED. A dropped connection is STATE_UNCERTAIN. The kill switch

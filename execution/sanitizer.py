@@ -1,4 +1,4 @@
-"""Command sanitizer: the last gate in front of every remote command (SPEC §6, TS-03).
+"""Command sanitizer: the last gate in front of every remote command (TS-03).
 
 ``check(command)`` raises SecurityViolation(reason, pattern) for destructive commands;
 ``normalise(command)`` shows the text the rules see. Obfuscation is undone first, in

@@ -1,6 +1,6 @@
 """Governance services: filing requests, approval steps, owner settings, the inbox.
 
-Each state change follows one shape (CONVENTIONS §4, helpers in transitions.py): in one
+Each state change follows one shape (helpers in transitions.py): in one
 transaction lock the task row, call the FSM transition, save, write the audit entry, and
 schedule notifications, live events and execution with transaction.on_commit. On SQLite
 the IMMEDIATE transaction mode serialises writers at BEGIN; on PostgreSQL select_for_update
