@@ -27,7 +27,7 @@ urlpatterns = [
     path("console/", include("governance.urls")),
     path("audit/", include("audit.urls")),
     path("execution/", include("execution.urls")),
-    path("app/", include("intake.urls")),
+    path("app/", include("intake.app_urls")),
     # The seed's intake path (the same view as /api/v1/sr/intake).
     path("", include(intake_seed_urlpatterns)),
 ]

@@ -99,6 +99,7 @@ CASES: dict[str, Case] = {
     "": Case("GET", "/", cells(302)),
     "accounts/login/": Case("GET", "/accounts/login/", cells(200)),
     "accounts/logout/": Case("GET", "/accounts/logout/", cells(405)),  # POST only (CSRF-protected)
+    "accounts/password/": Case("GET", "/accounts/password/", cells(200, anonymous=302)),  # one's own password
     "i18n/setlang/": Case("POST", "/i18n/setlang/", cells(302), {"language": "ko", "next": "/console/"}),
     "api/v1/schema/": Case("GET", f"{API}/schema/", cells(200, anonymous=401), api=True),
     "api/v1/docs/": Case("GET", f"{API}/docs/", cells(200, anonymous=302)),
@@ -181,6 +182,20 @@ CASES: dict[str, Case] = {
     "audit/": Case("GET", "/audit/", audit_only(302)),
     "audit/verify/": Case("GET", "/audit/verify/", audit_only(302)),
     "audit/export/": Case("GET", "/audit/export/", audit_only(302)),
+    # The field app (PWA): pages for anyone logged in; a preview or filing for one's own
+    # system by the roles that file requests; another institution's system is unknown (400).
+    "app/": Case("GET", "/app/", cells(200, anonymous=302)),
+    "app/new": Case("GET", "/app/new?server={server_id}", cells(200, anonymous=302)),
+    "app/preview": Case("POST", "/app/preview",
+                        cells(403, anonymous=302, site_manager=(200, 400), team_lead=(200, 400), pm=(200, 400)),
+                        {"system": "{system_code}", "sub_type": "MEMORY_CHECK", "title": "matrix",
+                         "targets": ["{server_id}"]}),
+    "app/submit": Case("POST", "/app/submit",
+                       cells(403, anonymous=302, site_manager=(201, 400), team_lead=(201, 400), pm=(201, 400)),
+                       {"system": "{system_code}", "sub_type": "MEMORY_CHECK", "title": "matrix",
+                        "targets": ["{server_id}"]}),
+    "app/manifest.webmanifest": Case("GET", "/app/manifest.webmanifest", cells(200)),
+    "app/sw.js": Case("GET", "/app/sw.js", cells(200)),
 }
 
 

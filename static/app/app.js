@@ -1,0 +1,384 @@
+/* GUARDiA field app (PWA) front end. Wired by ids and data attributes rendered by the
+   server (templates/app/); all text comes from the page and is written with textContent.
+
+   - registers the service worker (/app/sw.js, scope /app/) and offers notifications;
+   - the offline draft queue (drafts.js): filings made without a connection are kept in
+     IndexedDB and sent when the connection returns;
+   - the compose page: scope-limited pickers, per-template inputs, SHA-256 of every chosen
+     file computed here with SubtleCrypto (the server re-hashes and compares), the plan
+     preview rendered by the server before filing, and the large-key keypad that inserts
+     shell characters at the cursor. */
+(function () {
+  "use strict";
+
+  var body = document.body;
+  var csrf = (document.querySelector("meta[name=csrf-token]") || {}).content || "";
+  var submitUrl = body.dataset.submitUrl || "/app/submit";
+  var net = document.getElementById("net-state");
+
+  function text(template, values) {
+    return String(template || "").replace(/\{(\w+)\}/g, function (_m, key) {
+      return values && values[key] !== undefined ? String(values[key]) : "";
+    });
+  }
+
+  function say(message) {
+    if (!net) { return; }
+    net.textContent = message || "";
+    net.hidden = !message;
+  }
+
+  // --- service worker and notifications ---------------------------------------------------
+  var registration = null;
+  if ("serviceWorker" in navigator && body.dataset.sw) {
+    navigator.serviceWorker.register(body.dataset.sw, { scope: "/app/" }).then(function (reg) {
+      registration = reg;
+      document.documentElement.dataset.sw = "registered";
+    }).catch(function () { document.documentElement.dataset.sw = "failed"; });
+    navigator.serviceWorker.addEventListener("message", function (event) {
+      if (event.data && event.data.type === "drafts-sent") {
+        var messages = (event.data.items || []).map(function (item) { return describeResult(item.title, item); });
+        if (messages.length) { say(messages.join(" ")); refreshList(); }
+        showQueue();
+      }
+    });
+  }
+
+  var notifyButton = document.getElementById("enable-notifications");
+  if (notifyButton && "Notification" in window && Notification.permission === "default") {
+    notifyButton.hidden = false;
+    notifyButton.addEventListener("click", function () {
+      Notification.requestPermission().then(function () { notifyButton.hidden = true; });
+    });
+  }
+
+  function notify(title, message, tag) {
+    if (!("Notification" in window) || Notification.permission !== "granted" || !("serviceWorker" in navigator)) {
+      return;
+    }
+    navigator.serviceWorker.ready.then(function (reg) {
+      // Shown by the worker: it works in an installed app and when the tab is in the background.
+      return reg.showNotification(title, { body: message, tag: tag, lang: "ko",
+                                           icon: "/static/app/icons/icon-192.png", data: { url: "/app/" } });
+    }).catch(function () {});
+  }
+
+  // A status change of one of my requests (live.js relays the socket's events).
+  document.addEventListener("guardia:event", function (event) {
+    var data = event.detail || {};
+    if (data.kind !== "transition" || !data.task_id) { return; }
+    var row = document.querySelector('[data-task-row="' + CSS.escape(data.task_id) + '"]');
+    if (!row) { return; }
+    var label = (data.data && data.data.status_label) || data.status;
+    notify("GUARDiA · " + data.task_id, (row.dataset.notifyTitle || "") + " → " + label, data.task_id);
+  });
+
+  // --- the offline queue -------------------------------------------------------------------
+  var queued = document.getElementById("queued");
+  var queuedList = document.getElementById("queued-list");
+
+  function showQueue() {
+    if (!window.GuardiaDrafts) { return Promise.resolve(); }
+    return GuardiaDrafts.list().then(function (drafts) {
+      document.documentElement.dataset.queued = String(drafts.length);
+      if (queued && queuedList) {
+        queuedList.textContent = "";
+        drafts.forEach(function (draft) {
+          var item = document.createElement("li");
+          item.className = "card queued";
+          item.textContent = draft.title;
+          queuedList.appendChild(item);
+        });
+        queued.hidden = drafts.length === 0;
+      }
+      if (!navigator.onLine) {
+        say(net.dataset.offline + (drafts.length ? " " + text(net.dataset.queued, { n: drafts.length }) : ""));
+      }
+      return drafts;
+    });
+  }
+
+  function refreshList() {
+    var list = document.getElementById("my-requests");
+    if (!list) { return; }
+    fetch(window.location.pathname, { credentials: "same-origin" }).then(function (response) {
+      return response.ok ? response.text() : null;
+    }).then(function (html) {
+      if (!html) { return; }
+      var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("my-requests");
+      if (fresh) { list.replaceWith(document.importNode(fresh, true)); }
+    }).catch(function () {});
+  }
+
+  function describeResult(title, result) {
+    if (result.ok) { return text(net.dataset.sent, { id: result.body.task_id }); }
+    var errors = (result.body && result.body.errors) || {};
+    var first = Object.keys(errors)[0];
+    return text(net.dataset.failed, { title: title, error: first ? first + ": " + errors[first] : result.status });
+  }
+
+  var flushing = null;
+  function flush() {
+    if (!window.GuardiaDrafts || !navigator.onLine || flushing) { return flushing; }
+    var messages = [];
+    flushing = GuardiaDrafts.flush(submitUrl, csrf, function (draft, result) {
+      messages.push(describeResult(draft.title, result));
+      if (result.ok) { notify("GUARDiA", messages[messages.length - 1], "draft-" + draft.id); }
+    }).catch(function () {}).then(function () {
+      flushing = null;
+      if (messages.length) { say(messages.join(" ")); refreshList(); }
+      document.documentElement.dataset.flushed = String(Date.now());
+      return showQueue();
+    });
+    return flushing;
+  }
+
+  window.addEventListener("online", function () { say(""); flush(); updateOnline(); });
+  window.addEventListener("offline", function () { showQueue(); updateOnline(); });
+  showQueue().then(function () { if (navigator.onLine) { flush(); } });
+
+  // --- the compose page ----------------------------------------------------------------------
+  var form = document.getElementById("request-form");
+  var previewButton = document.getElementById("preview-button");
+  var submitButton = document.getElementById("submit-button");
+  var queueButton = document.getElementById("queue-button");
+  var preview = document.getElementById("preview");
+
+  function updateOnline() {
+    if (!form) { return; }
+    var online = navigator.onLine;
+    previewButton.hidden = !online;
+    queueButton.hidden = online;
+    if (!online) { submitButton.hidden = true; }
+  }
+
+  if (!form) { return; }
+
+  var systemSelect = document.getElementById("f-system");
+  var subTypeSelect = document.getElementById("f-sub_type");
+
+  function mode() { return (form.querySelector("input[name=mode]:checked") || {}).value || "template"; }
+
+  function invalidate() {
+    submitButton.hidden = true;
+    preview.hidden = true;
+    preview.textContent = "";
+  }
+
+  function syncVisibility() {
+    var textMode = mode() === "text";
+    form.querySelectorAll("[data-mode=template]").forEach(function (node) {
+      if (node.classList.contains("template-fields")) {
+        node.hidden = textMode || node.dataset.template !== subTypeSelect.value;
+      } else {
+        node.hidden = textMode;
+      }
+    });
+    form.querySelectorAll("#target-list [data-system]").forEach(function (label) {
+      var shown = label.dataset.system === systemSelect.value;
+      label.hidden = !shown;
+      if (!shown) { label.querySelector("input").checked = false; }
+    });
+  }
+
+  form.addEventListener("change", function (event) {
+    if (event.target.matches("input[type=file]")) { hashFile(event.target); }
+    syncVisibility();
+    invalidate();
+  });
+  form.addEventListener("input", invalidate);
+  syncVisibility();
+  updateOnline();
+
+  // SHA-256 in the browser: shown to the requester and sent with the file; the server
+  // refuses the filing when the bytes it received hash to anything else.
+  var hashes = new WeakMap();
+  function hex(buffer) {
+    return Array.prototype.map.call(new Uint8Array(buffer), function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+  function hashFile(input) {
+    var line = input.parentNode.querySelector("[data-hash-for]");
+    var file = input.files && input.files[0];
+    if (!file) { hashes.delete(input); if (line) { line.textContent = ""; } return; }
+    var promise = file.arrayBuffer().then(function (data) { return crypto.subtle.digest("SHA-256", data); }).then(hex);
+    hashes.set(input, promise);
+    promise.then(function (sha) {
+      if (line) { line.textContent = "SHA-256 " + sha + " · " + file.size.toLocaleString("ko-KR") + " B"; }
+      input.dataset.sha256 = sha;
+    });
+  }
+
+  function activeTemplate() {
+    return form.querySelector('.template-fields[data-template="' + CSS.escape(subTypeSelect.value) + '"]');
+  }
+
+  function collect() {
+    var fieldset = activeTemplate();
+    var parameters = {};
+    var uploads = [];
+    if (fieldset) {
+      fieldset.querySelectorAll("[data-param]").forEach(function (input) {
+        var value = input.value.trim();
+        if (value === "") { return; }
+        parameters[input.dataset.param] = input.type === "number" ? Number(value) : value;
+      });
+      fieldset.querySelectorAll("[data-upload]").forEach(function (input) {
+        if (input.files && input.files[0]) { uploads.push(input); }
+      });
+    }
+    if (subTypeSelect.value === "DATA_CLEANUP" && (parameters.table || parameters.condition)) {
+      parameters.args = [parameters.table, parameters.condition].filter(function (v) { return v; });
+      delete parameters.table;
+      delete parameters.condition;
+    }
+    var targets = Array.prototype.map.call(form.querySelectorAll("input[name=targets]:checked"), function (i) { return i.value; });
+    return Promise.all(uploads.map(function (input) {
+      if (!hashes.has(input)) { hashFile(input); }
+      return hashes.get(input).then(function (sha) { return { field: input.dataset.upload, file: input.files[0], sha256: sha }; });
+    })).then(function (files) {
+      return {
+        system: systemSelect.value, sub_type: subTypeSelect.value, title: document.getElementById("f-title").value.trim(),
+        raw_request: document.getElementById("f-raw_request").value, targets: targets, parameters: parameters,
+        emergency: document.getElementById("f-emergency").checked, files: files,
+      };
+    });
+  }
+
+  function clearErrors() {
+    form.querySelectorAll("[data-error-for]").forEach(function (node) { node.textContent = ""; });
+    form.querySelectorAll("[aria-invalid]").forEach(function (node) { node.removeAttribute("aria-invalid"); });
+  }
+
+  function showErrors(errors) {
+    clearErrors();
+    var first = null;
+    Object.keys(errors || {}).forEach(function (name) {
+      var message = Array.isArray(errors[name]) ? errors[name].join(" ") : String(errors[name]);
+      var key = name.replace(/^parameters\./, "").split(".")[0];
+      var scopeNode = activeTemplate();
+      var node = (scopeNode && scopeNode.querySelector('[data-error-for="' + CSS.escape(key) + '"]')) ||
+                 form.querySelector('#e-' + CSS.escape(key)) || document.getElementById("e-detail");
+      node.textContent = (node.textContent ? node.textContent + " " : "") +
+                         (node.id === "e-detail" && name !== "detail" ? name + ": " : "") + message;
+      var describedField = form.querySelector('[aria-describedby~="' + node.id + '"]');
+      if (describedField) { describedField.setAttribute("aria-invalid", "true"); }
+      first = first || describedField || node;
+    });
+    if (first) {
+      if (first.focus && first.matches && first.matches("input, select, textarea, fieldset")) { first.focus(); }
+      first.scrollIntoView({ block: "center" });
+    }
+  }
+
+  function postJson(url, payload) {
+    return fetch(url, {
+      method: "POST", credentials: "same-origin", body: JSON.stringify(payload),
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, "Accept": "application/json" },
+    }).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        return { ok: response.ok, status: response.status, body: data };
+      });
+    });
+  }
+
+  function showPreview(html) {
+    // The fragment is the server's own rendering of the plan partial (escaped by Django).
+    var doc = new DOMParser().parseFromString("<div>" + html + "</div>", "text/html");
+    preview.textContent = "";
+    Array.prototype.forEach.call(doc.body.firstChild.childNodes, function (node) {
+      preview.appendChild(document.importNode(node, true));
+    });
+    preview.hidden = false;
+    submitButton.hidden = false;
+    var title = document.getElementById("preview-title");
+    if (title) { title.focus(); }
+  }
+
+  var lastField = null;
+  form.addEventListener("focusin", function (event) {
+    if (event.target.matches("textarea, input[type=text]")) { lastField = event.target; }
+  });
+
+  previewButton.addEventListener("click", function () {
+    clearErrors();
+    collect().then(function (data) {
+      if (mode() === "text") {
+        return postJson(form.dataset.parseUrl, { raw_request: data.raw_request });
+      }
+      var files = {};
+      data.files.forEach(function (f) { files[f.field] = { name: f.file.name, size: f.file.size, sha256: f.sha256 }; });
+      return postJson(form.dataset.previewUrl, {
+        system: data.system, sub_type: data.sub_type, title: data.title, targets: data.targets,
+        parameters: data.parameters, emergency: data.emergency, raw_request: data.raw_request, files: files,
+      });
+    }).then(function (result) {
+      if (!result.ok) { showErrors(result.body.errors || result.body); return; }
+      showPreview(result.body.html || "");
+    }).catch(function () { updateOnline(); });
+  });
+
+  function draftOf(data) {
+    var files = {};
+    var shas = {};
+    data.files.forEach(function (f) { files[f.field] = f.file; shas[f.field] = f.sha256; });
+    return {
+      title: data.title, csrf: csrf, files: files, hashes: shas,
+      fields: { system: data.system, sub_type: data.sub_type, title: data.title, raw_request: data.raw_request,
+                targets: data.targets, parameters: JSON.stringify(data.parameters), emergency: data.emergency ? "on" : "" },
+    };
+  }
+
+  function queue(data) {
+    return GuardiaDrafts.add(draftOf(data)).then(function () {
+      if (registration && registration.sync) { registration.sync.register("guardia-drafts").catch(function () {}); }
+      form.reset();
+      syncVisibility();
+      invalidate();
+      return showQueue();
+    });
+  }
+
+  submitButton.addEventListener("click", function () {
+    submitButton.disabled = true;
+    collect().then(function (data) {
+      return GuardiaDrafts.post(submitUrl, draftOf(data), csrf).then(function (result) {
+        if (result.ok) {
+          window.location.assign(form.dataset.home + "#req-" + encodeURIComponent(result.body.task_id));
+          return;
+        }
+        showErrors(result.body.errors || { detail: String(result.status) });
+      }, function () {
+        // The connection dropped between preview and filing: keep it for later.
+        return queue(data);
+      });
+    }).then(function () { submitButton.disabled = false; });
+  });
+
+  queueButton.addEventListener("click", function () {
+    collect().then(function (data) {
+      var missing = {};
+      if (!data.system) { missing.system = systemSelect.options[0].textContent; }
+      if (!data.sub_type) { missing.sub_type = subTypeSelect.options[0].textContent; }
+      if (!data.title) { missing.title = document.querySelector("label[for=f-title]").textContent; }
+      if (Object.keys(missing).length) { showErrors(missing); return; }
+      return queue(data);
+    });
+  });
+
+  // The keypad: each key inserts its character at the cursor of the field last typed in
+  // (the request text when none was), and keeps the focus and cursor there.
+  var keypad = form.querySelector(".keypad");
+  keypad.addEventListener("pointerdown", function (event) {
+    if (event.target.closest(".key")) { event.preventDefault(); }  // the field keeps its focus and caret
+  });
+  keypad.addEventListener("click", function (event) {
+    var key = event.target.closest(".key");
+    if (!key) { return; }
+    var field = lastField || document.getElementById("f-raw_request");
+    var start = field.selectionStart === null ? field.value.length : field.selectionStart;
+    var end = field.selectionEnd === null ? start : field.selectionEnd;
+    field.focus();
+    field.setRangeText(key.dataset.key, start, end, "end");
+    field.dispatchEvent(new Event("input", { bubbles: true }));
+  });
+})();

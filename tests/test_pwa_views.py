@@ -1,0 +1,144 @@
+"""The field app's server side (/app/): what the phone posts is checked here like any other
+filing. A file whose bytes do not hash to the SHA-256 the browser computed is refused and
+nothing is kept; another institution's system is unknown; the preview files nothing; a deep
+link preselects only a server within the caller's scope."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from governance.attachments import attachment_root
+from governance.models import OpsTask
+from tests.factories import InstitutionFactory, ServerFactory, SystemFactory, governance_world, war_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def world(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    world = governance_world()
+    other_inst = InstitutionFactory(code="MOIS", name="행정안전부")
+    world.foreign_system = SystemFactory(code="FOREIGN", name="타기관시스템", institution=other_inst)
+    world.foreign_server = ServerFactory(system=world.foreign_system, server_id="foreign-1")
+    return world
+
+
+@pytest.fixture
+def phone(client, world):
+    client.force_login(world.requester)
+    return client
+
+
+def stored_files() -> list[str]:
+    root = attachment_root()
+    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+
+
+def deploy_form(war: bytes, claimed: str) -> dict:
+    return {"system": "BUDGET", "sub_type": "APP_DEPLOY", "title": "현장 배포", "targets": ["was-1"],
+            "parameters": json.dumps({"version": "2.0.0"}),
+            "artifact": SimpleUploadedFile("app.war", war, content_type="application/java-archive"),
+            "artifact_sha256": claimed}
+
+
+def test_a_file_that_does_not_hash_to_the_browsers_sha256_is_refused_and_nothing_is_kept(phone):
+    war = war_bytes("2.0.0")
+    response = phone.post("/app/submit", deploy_form(war, hashlib.sha256(b"something else").hexdigest()))
+    assert response.status_code == 400
+    assert "artifact" in response.json()["errors"]
+    assert "SHA-256" in response.json()["errors"]["artifact"]
+    assert OpsTask.objects.count() == 0
+    assert stored_files() == []
+
+
+def test_a_file_without_the_browsers_sha256_is_refused(phone):
+    response = phone.post("/app/submit", deploy_form(war_bytes("2.0.0"), ""))
+    assert response.status_code == 400 and "artifact" in response.json()["errors"]
+    assert OpsTask.objects.count() == 0
+
+
+def test_a_matching_file_is_filed_through_the_pwa_channel_with_that_hash(phone):
+    war = war_bytes("2.0.0")
+    sha = hashlib.sha256(war).hexdigest()
+    response = phone.post("/app/submit", deploy_form(war, sha))
+    assert response.status_code == 201, response.content
+    task = OpsTask.objects.get(task_id=response.json()["task_id"])
+    assert task.channel == "PWA" and task.status == "PENDING_APPROVAL"
+    assert task.parameters["artifact_sha256"] == sha
+    assert response.json()["plan_sha256"] == task.plan_sha256
+    assert stored_files() == [sha]
+
+
+def test_another_institutions_system_is_unknown_to_preview_and_filing(phone, world):
+    body = {"system": "FOREIGN", "sub_type": "MEMORY_CHECK", "title": "남의 시스템", "targets": ["foreign-1"]}
+    preview = phone.post("/app/preview", json.dumps(body), content_type="application/json")
+    assert preview.status_code == 400 and "system" in preview.json()["errors"]
+    filing = phone.post("/app/submit", body)
+    assert filing.status_code == 400 and "system" in filing.json()["errors"]
+    assert OpsTask.objects.count() == 0
+
+
+def test_preview_renders_the_console_plan_and_files_nothing(phone):
+    war = war_bytes("2.0.0")
+    sha = hashlib.sha256(war).hexdigest()
+    body = {"system": "BUDGET", "sub_type": "APP_DEPLOY", "title": "현장 배포", "targets": ["was-1"],
+            "parameters": {"version": "2.0.0"}, "files": {"artifact": {"name": "app.war", "size": len(war),
+                                                                          "sha256": sha}}}
+    response = phone.post("/app/preview", json.dumps(body), content_type="application/json")
+    assert response.status_code == 200, response.content
+    html = response.json()["html"]
+    assert "실행 계획" in html and sha in html and "was-1" in html
+    assert 'data-plan-sha256="' + response.json()["plan_sha256"] in html
+    assert OpsTask.objects.count() == 0 and stored_files() == []
+
+
+def test_preview_names_the_bad_parameter(phone):
+    body = {"system": "BUDGET", "sub_type": "MEMORY_CHECK", "title": "점검", "parameters": {"top": 100000}}
+    response = phone.post("/app/preview", json.dumps(body), content_type="application/json")
+    assert response.status_code == 400
+    assert any("top" in name for name in response.json()["errors"])
+
+
+def test_bad_input_names_each_field(phone):
+    response = phone.post("/app/submit", {"system": "", "sub_type": "NOPE", "title": " ", "parameters": "[1]"})
+    assert response.status_code == 400
+    assert set(response.json()["errors"]) == {"system", "sub_type", "title", "parameters"}
+    assert phone.post("/app/preview", b"{not json", content_type="application/json").status_code == 400
+    assert OpsTask.objects.count() == 0
+
+
+def test_roles_that_may_not_file_are_refused(client, world):
+    client.force_login(world.auditor)
+    response = client.post("/app/submit", {"system": "BUDGET", "sub_type": "MEMORY_CHECK", "title": "x"})
+    assert response.status_code == 403
+    assert OpsTask.objects.count() == 0
+
+
+def test_deep_link_preselects_a_server_in_scope_only(phone):
+    page = phone.get("/app/new?server=was-1").content.decode()
+    assert 'value="was-1" checked' in page and '<option value="BUDGET" selected>' in page
+    foreign = phone.get("/app/new?server=foreign-1").content.decode()
+    assert "foreign-1" not in foreign and "FOREIGN" not in foreign
+    assert "담당 범위 밖" in foreign
+
+
+def test_anonymous_is_sent_to_the_site_login_and_back(client):
+    response = client.get("/app/new?server=was-1")
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/login/?next=/app/new%3Fserver%3Dwas-1"
+
+
+def test_service_worker_is_served_for_the_app_scope_uncached(client):
+    response = client.get("/app/sw.js")
+    assert response.status_code == 200
+    assert response["Service-Worker-Allowed"] == "/app/"
+    assert response["Content-Type"].startswith("text/javascript")
+    assert "no-cache" in response["Cache-Control"]
+    manifest = client.get("/app/manifest.webmanifest")
+    assert manifest["Content-Type"] == "application/manifest+json"
+    assert manifest.json()["scope"] == "/app/"
