@@ -56,6 +56,9 @@ class VerifyReport:
     detail: str = ""
     # The institution sub-chain(s) the break lies in ("" is the sub-chain of entries without one).
     institutions: list[str] | None = None
+    # 0: the whole chain was walked. Otherwise the walk started at this signed checkpoint,
+    # which an earlier whole-chain verification had already passed (see resume_point).
+    from_seq: int = 0
     seconds: float = 0.0
 
     @property
@@ -87,13 +90,14 @@ class VerifyReport:
         return f"BROKEN at seq {self.first_broken_seq}: {self.kind} - {self.detail}{names}"
 
 
-def _rows(batch: int, limit: int) -> Iterator[tuple]:
+def _rows(batch: int, limit: int, after: int = 0) -> Iterator[tuple]:
     table = connection.ops.quote_name(AuditEntry._meta.db_table)
     # chunked_cursor is a server-side cursor on PostgreSQL, so rows stream instead of
     # being loaded whole; SQLite steps its cursor lazily anyway.
     created = _TIME_SQL.get(connection.vendor, "created_at")
     with connection.chunked_cursor() as cursor:
-        cursor.execute(f"SELECT {_COLUMNS.format(created=created)} FROM {table} WHERE seq <= %s ORDER BY seq", [limit])
+        cursor.execute(f"SELECT {_COLUMNS.format(created=created)} FROM {table} WHERE seq > %s AND seq <= %s "
+                       "ORDER BY seq", [after, limit])
         while chunk := cursor.fetchmany(batch):
             if connection.vendor in _TIME_SQL:
                 yield from chunk
@@ -115,11 +119,39 @@ def _payload_canonical(value: Any) -> str:
     return canon.payload_text(value)
 
 
-def verify_chain(*, public_key=None, batch: int = 5000) -> VerifyReport:
+def resume_point() -> int:
+    """The latest signed checkpoint at or below the head that the last passing whole-chain
+    verification (an ``audit.verify`` entry) reached; 0 when there is none.
+
+    Resuming there re-checks that checkpoint's signature and its entry's hash, so the walk
+    is anchored to signed bytes; what it skips is the part before, which that verification
+    passed and the scheduled whole-chain run checks again.
+    """
+    runs = AuditEntry.objects.filter(action="audit.verify").order_by("-seq")
+    for code, payload in runs.values_list("result_code", "payload")[:20]:
+        if not isinstance(payload, dict) or payload.get("from_seq"):
+            continue  # not a whole-chain run
+        if code != "ok" or not isinstance(payload.get("head_seq"), int):
+            return 0  # the latest whole-chain run found a break: nothing is vouched for
+        seq = AuditCheckpoint.objects.filter(seq__lte=payload["head_seq"]).order_by("-seq").values_list(
+            "seq", flat=True).first()
+        return seq or 0
+    return 0
+
+
+def verify_chain(*, public_key=None, batch: int = 5000, resume: bool = False) -> VerifyReport:
+    """Walk the chain. ``resume=True`` (exports) starts at ``resume_point()`` instead of seq 1:
+    the same checks from there on, and the report says where it started (``from_seq``)."""
     started = time.perf_counter()
     report = VerifyReport()
     try:
-        _walk(report, public_key or signing.own_public_key(), batch)
+        key = public_key or signing.own_public_key()
+        start = resume_point() if resume else 0
+        resumed = _walk(report, key, batch, start=start) if start else None
+        if resumed is None or not resumed.ok:
+            # No anchor to resume from, or a break: walk from seq 1 so a break is placed exactly.
+            report = VerifyReport()
+            _walk(report, key, batch)
         if not report.ok and report.institutions is None and report.kind != "checkpoint_forged":
             report.institutions = _institutions_of_break(report.first_broken_seq)
         return report
@@ -127,14 +159,25 @@ def verify_chain(*, public_key=None, batch: int = 5000) -> VerifyReport:
         report.seconds = time.perf_counter() - started
 
 
-def _walk(report: VerifyReport, public_key, batch: int) -> VerifyReport:
+def _walk(report: VerifyReport, public_key, batch: int, start: int = 0) -> VerifyReport | None:
+    """One pass from seq 1, or from the signed checkpoint at ``start``; None when ``start``
+    cannot anchor the walk (no such checkpoint, its entry no longer matches it, or it has no
+    Merkle leaves to seed the sub-chain heads while a later checkpoint has a root)."""
     head = ChainHead.objects.filter(id=1).values_list("seq", "entry_hash").first() or (0, canon.GENESIS)
     report.head_seq = head[0]
     checkpoints = list(
-        AuditCheckpoint.objects.order_by("seq", "id").values_list(
+        AuditCheckpoint.objects.filter(seq__gte=start).order_by("seq", "id").values_list(
             "seq", "entry_hash", "created_at", "signature", "merkle_root", "leaves"
         )
     )
+    anchor = None
+    if start:
+        if not checkpoints or checkpoints[0][0] != start:
+            return None
+        anchor = checkpoints[0]
+        stored = AuditEntry.objects.filter(seq=start).values_list("entry_hash", flat=True).first()
+        if stored != anchor[1] or (any(c[4] for c in checkpoints) and not anchor[4]):
+            return None
     signed_leaves: dict[int, list] = {}  # position in checkpoints -> leaves (version 2 only)
     for position, (seq, digest, created, signature, root, leaves_text) in enumerate(checkpoints):
         message = signing.checkpoint_message(seq, digest, canon.time_text(created), root)
@@ -161,8 +204,17 @@ def _walk(report: VerifyReport, public_key, batch: int) -> VerifyReport:
     genesis = canon.GENESIS
     last_good_cp = 0
     prev_seq, prev_hash = 0, canon.GENESIS
+    if anchor is not None:
+        # The anchor's own entry was checked against it above: start after it, with the
+        # sub-chain heads its signed leaves give.
+        prev_seq, prev_hash, last_good_cp = anchor[0], anchor[1], anchor[0]
+        if sub_heads is not None:
+            for name, leaf_count, leaf_head in signed_leaves[0]:
+                sub_heads[name], sub_counts[name] = leaf_head, leaf_count
+        position, cp = next(cps, (-1, None))
+        report.from_seq = anchor[0]
     template, count = canon._TEMPLATE, 0
-    rows = _rows(batch, limit)
+    rows = _rows(batch, limit, after=prev_seq)
     for row in rows:
         (seq, created, actor, actor_id, action, inst, task, target, command, rc, rh, payload, prev_col, eh, text) = row
         if sha256((text + prev_col).encode()).hexdigest() != eh:

@@ -114,7 +114,9 @@ class Exporter(ABC):
         self.meta: dict[str, Any] = {}
 
     def write(self) -> ExportResult:
-        report = verify_chain()
+        # Resumed from the last checkpoint a whole-chain verification passed: an export's
+        # cost follows what was appended since, not the chain's length (chain.from_seq says so).
+        report = verify_chain(resume=True)
         self.meta = {"checkpoint": self._checkpoint(), "chain": self._chain(report)}
         result = ExportResult(self.format)
         self.start()
@@ -174,6 +176,7 @@ class Exporter(ABC):
             "kind": report.kind,
             "first_broken_seq": report.first_broken_seq,
             "detail": report.detail,
+            "from_seq": report.from_seq,
         }
 
     def header(self) -> dict[str, Any]:

@@ -106,3 +106,63 @@ def test_the_asgi_side_holds_one_block_at_a_time():
         response.close()
     assert total == size and chunks == size // SpooledFileResponse.block_size
     assert peak < 2 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB while streaming {size / 1e6:.0f} MB"
+
+
+LOG = '"TB_AUDIT_LOG"'
+
+
+def _more(count: int) -> None:
+    import audit
+
+    for i in range(count):
+        audit.record("user9", "test.more", target=f"was{i}", payload={"institution": "MOEF"})
+
+
+def test_export_verification_resumes_at_the_checkpoint_a_whole_chain_run_passed(chain, public_key_file, tmp_path):
+    from audit import exports, services
+    from audit.verify import verify_chain
+
+    assert verify_chain(resume=True).from_seq == 0  # nothing verified yet: the whole chain is walked
+    assert services.run_verification("auditor", source="console").ok  # head 25; checkpoints at 10 and 20
+    _more(12)
+    head = AuditEntry.objects.count()
+    resumed, whole = verify_chain(resume=True), verify_chain()
+    assert resumed.ok and resumed.from_seq == 20 and resumed.entries == head - 20
+    assert whole.ok and whole.from_seq == 0 and whole.entries == head
+
+    path = tmp_path / "export.jsonl"
+    with open(path, "wb") as fh:
+        result = exports.write("jsonl", exports.ExportFilter(), fh)
+    assert result.trailer["chain"]["from_seq"] == 20 and result.trailer["chain"]["ok"]
+    assert offline.verify_export(path, signing.load_public_key(public_key_file)).ok
+
+
+def test_a_break_after_the_anchor_is_placed_by_a_walk_from_seq_1(chain):
+    from django.db import connection
+
+    from audit import services
+    from audit.verify import verify_chain
+
+    assert services.run_verification("auditor", source="console").ok
+    _more(12)
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {LOG} SET command = 'rm -rf /' WHERE seq = 23")
+    report = verify_chain(resume=True)
+    assert (report.ok, report.first_broken_seq, report.kind, report.from_seq) == (False, 23, "modified", 0)
+
+
+def test_a_later_whole_chain_run_is_what_catches_an_edit_before_the_anchor(chain):
+    """The limit of resuming, stated: an edit below the anchor after the last whole-chain run
+    is not re-read by an export's check (its trailer says from_seq), the scheduled run sees it."""
+    from django.db import connection
+
+    from audit import services
+    from audit.verify import verify_chain
+
+    assert services.run_verification("auditor", source="console").ok
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {LOG} SET command = 'rm -rf /' WHERE seq = 7")
+    assert verify_chain(resume=True).ok and verify_chain(resume=True).from_seq == 20
+    report = services.run_verification("auditor", source="schedule")
+    assert (report.ok, report.first_broken_seq) == (False, 7)
+    assert verify_chain(resume=True).from_seq == 0  # the last run failed: nothing to resume from
