@@ -12,6 +12,9 @@ from django.utils.translation import gettext_lazy as _
 ACTION_LABELS = {
     "auth.login": _("로그인"),
     "auth.login_failed": _("로그인 실패"),
+    "auth.session_replaced": _("다른 세션 종료 후 로그인"),
+    "auth.session_ended_elsewhere": _("다른 곳의 로그인으로 세션 종료"),
+    "auth.session_expired": _("세션 만료"),
     "task.submitted": _("요청 접수"),
     "task.refused": _("요청 거부"),
     "task.transition": _("상태 변경"),

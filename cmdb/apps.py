@@ -26,3 +26,6 @@ class CmdbConfig(AppConfig):
         from . import account_audit, checks  # noqa: F401  (checks registers the vault key check)
 
         account_audit.connect()  # account changes made outside the services reach the audit
+        from . import auth_policy
+
+        auth_policy.connect()  # password history, first-login change, login notices, one session

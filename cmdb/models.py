@@ -513,3 +513,44 @@ class DirectoryAccount(models.Model):
 
     def __str__(self) -> str:
         return self.dn
+
+
+class AccountSecurity(models.Model):
+    """Per-account state of the password and session rules (cmdb.auth_policy): when the
+    password was set and whether its holder must change it, the one session allowed, and
+    the last successful and failed logins shown after the next login."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, verbose_name=_("사용자"), on_delete=models.CASCADE,
+                                related_name="account_security")
+    password_changed_at = models.DateTimeField(_("비밀번호 변경 시각"), null=True, blank=True)
+    must_change_password = models.BooleanField(_("다음 로그인 때 비밀번호 변경"), default=False)
+    session_key = models.CharField(_("현재 세션"), max_length=64, blank=True)
+    last_login_at = models.DateTimeField(_("마지막 로그인"), null=True, blank=True)
+    last_login_ip = models.CharField(_("마지막 로그인 주소"), max_length=64, blank=True)
+    last_failed_at = models.DateTimeField(_("마지막 로그인 실패"), null=True, blank=True)
+    last_failed_ip = models.CharField(_("마지막 실패 주소"), max_length=64, blank=True)
+    failures_since_login = models.PositiveIntegerField(_("마지막 로그인 이후 실패 횟수"), default=0)
+
+    class Meta:
+        verbose_name = _("계정 보안 상태")
+        verbose_name_plural = _("계정 보안 상태 목록")
+
+    def __str__(self) -> str:
+        return str(self.user)
+
+
+class PasswordHistory(models.Model):
+    """Hashes of an account's recent passwords, so none of them is chosen again."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("사용자"), on_delete=models.CASCADE,
+                             related_name="password_history")
+    password = models.CharField(_("비밀번호 해시"), max_length=128)
+    created_at = models.DateTimeField(_("설정 시각"), default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = _("비밀번호 이력")
+        verbose_name_plural = _("비밀번호 이력 목록")
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.created_at:%Y-%m-%d}"

@@ -116,6 +116,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "cmdb.auth_policy.AccountPolicyMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
     # Last, so a view's "database is locked" becomes a 503 with Retry-After, not a 500.
@@ -187,10 +188,30 @@ else:
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Public-sector password and session rules (cmdb/auth_policy.py). The defaults follow the
+# usual agency checklist: 10+ characters of 3+ classes, the last 5 passwords not reused,
+# a 90-day expiry warned 14 days ahead, a change at the first login after someone else
+# set the password; sessions end after 30 idle minutes or 12 hours, one per account.
+# 0 turns a limit off.
+PASSWORD_MIN_LENGTH = envint("GUARDIA_PASSWORD_MIN_LENGTH", 10)
+PASSWORD_MIN_CLASSES = envint("GUARDIA_PASSWORD_MIN_CLASSES", 3)
+PASSWORD_HISTORY = envint("GUARDIA_PASSWORD_HISTORY", 5)
+PASSWORD_MAX_AGE_DAYS = envint("GUARDIA_PASSWORD_MAX_AGE_DAYS", 90)
+PASSWORD_WARN_DAYS = envint("GUARDIA_PASSWORD_WARN_DAYS", 14)
+PASSWORD_FIRST_LOGIN_CHANGE = envbool("GUARDIA_PASSWORD_FIRST_LOGIN_CHANGE", "true")
+SESSION_IDLE_MINUTES = envint("GUARDIA_SESSION_IDLE_MINUTES", 30)
+SESSION_MAX_HOURS = envint("GUARDIA_SESSION_MAX_HOURS", 12)
+SESSION_SINGLE = envbool("GUARDIA_SESSION_SINGLE", "true")
+LOGIN_NOTICE = envbool("GUARDIA_LOGIN_NOTICE", "true")
+if SESSION_MAX_HOURS:
+    SESSION_COOKIE_AGE = SESSION_MAX_HOURS * 3600
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+     "OPTIONS": {"min_length": PASSWORD_MIN_LENGTH}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "cmdb.auth_policy.CharacterClassValidator"},
+    {"NAME": "cmdb.auth_policy.PasswordHistoryValidator"},
 ]
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
@@ -379,11 +400,6 @@ NOTIFY_ADAPTERS = envlist("GUARDIA_NOTIFY_ADAPTERS", "governance.notify.InboxAda
 PLAYBOOK_VALIDATOR = "execution.services.validate_parameters"
 # The plan an approver sees (governance.plans): rendered by the execution layer, by name.
 PLAN_RENDERER = "execution.plan.render_plan"
-# Intake refuses destructive requests with the same sanitizer that guards remote commands,
-# reached by name (intake never imports execution). Request bodies and photos are capped.
-INTAKE_COMMAND_SANITIZER = "execution.sanitizer.check"
-INTAKE_MAX_BODY_MB = envint("GUARDIA_INTAKE_MAX_BODY_MB", 16)
-INTAKE_MAX_PHOTO_MB = envint("GUARDIA_INTAKE_MAX_PHOTO_MB", 10)
 # Intake refuses destructive requests with the same sanitizer that guards remote commands,
 # reached by name (intake never imports execution). Request bodies and photos are capped.
 INTAKE_COMMAND_SANITIZER = "execution.sanitizer.check"

@@ -11,3 +11,10 @@ import tempfile
 os.environ.setdefault("GUARDIA_CHANNEL_LAYER", "memory")
 os.environ.setdefault("GUARDIA_DATA_DIR", tempfile.mkdtemp(prefix="guardia-test-"))
 os.environ.setdefault("GUARDIA_LOGIN_THROTTLE", "true")
+# The session and password-age rules stay out of the way of tests that travel in time or
+# log one account in twice; tests/cmdb/test_sessions.py and test_password_policy.py turn
+# them on (the settings are read at each request).
+for _name in ("GUARDIA_SESSION_IDLE_MINUTES", "GUARDIA_SESSION_MAX_HOURS", "GUARDIA_PASSWORD_MAX_AGE_DAYS"):
+    os.environ.setdefault(_name, "0")
+for _name in ("GUARDIA_SESSION_SINGLE", "GUARDIA_PASSWORD_FIRST_LOGIN_CHANGE", "GUARDIA_LOGIN_NOTICE"):
+    os.environ.setdefault(_name, "false")
