@@ -11,6 +11,7 @@ same thing.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -39,6 +40,28 @@ _SEPARATORS = re.compile(r"[\s\-_.·/()]+")
 def compact(text: str) -> str:
     """Lower case, NFC, and no separators: the form names are compared in."""
     return _SEPARATORS.sub("", unicodedata.normalize("NFKC", text).lower())
+
+
+_INITIALS = "ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ"
+_MEDIALS = "ㅏㅐㅑㅒㅓㅔㅕㅖㅗㅘㅙㅚㅛㅜㅝㅞㅟㅠㅡㅢㅣ"
+_FINALS = " ㄱㄲㄳㄴㄵㄶㄷㄹㄺㄻㄼㄽㄾㄿㅀㅁㅂㅄㅅㅆㅇㅈㅊㅋㅌㅍㅎ"
+
+
+@functools.lru_cache(maxsize=8192)
+def jamo(text: str) -> str:
+    """Hangul syllables split into their letters: a one-letter typo ("나이쓰" for "나이스",
+    "재싲작" for "재시작") then costs one letter of similarity, not a whole syllable."""
+    out = []
+    for ch in text:
+        code = ord(ch) - 0xAC00
+        if 0 <= code < 11172:
+            out.append(_INITIALS[code // 588])
+            out.append(_MEDIALS[(code % 588) // 28])
+            if code % 28:
+                out.append(_FINALS[code % 28])
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def role_and_number(*names: str) -> tuple[str, int | None]:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
+import functools
 import re
 from dataclasses import asdict, dataclass, field
 
 from . import rules, screen
-from .catalog import Catalog, ServerRef, SystemRef, compact
+from .catalog import Catalog, ServerRef, SystemRef, compact, jamo
 
 MAX_TEXT = 4000
 
@@ -43,6 +44,7 @@ _ROLES_FOR = {
     "SERVICE_RESTART": _APP_ROLES,
     "STATIC_SYNC": {"web", "was", ""},
     "SSL_REPLACE": {"web", "was", ""},
+    "DATA_CLEANUP": {"db"},
 }
 
 
@@ -149,21 +151,37 @@ def parse(
     return result
 
 
+@functools.cache
+def _intent_keys() -> list[tuple[str, str]]:
+    keys = []
+    for sub_type, keywords in rules.INTENT_KEYWORDS.items():
+        for keyword in keywords:
+            key = jamo(keyword.replace(" ", ""))
+            if len(key) >= 5:
+                keys.append((sub_type, key))
+    return keys
+
+
 def _fuzzy_intent(text: str) -> rules.Intent:
-    """Typos in the task word ("재시잣", "로그졍리"): each Korean word is compared with the
-    keywords; only a close match (>= 0.75) counts."""
+    """Typos in the task word ("재싲작", "로그졍리"): each word is compared letter by letter
+    (Hangul split into jamo) with the keywords; only a close match (>= 0.8) counts."""
     best: tuple[float, str | None] = (0.0, None)
+    matcher = difflib.SequenceMatcher(autojunk=False)
     for word in re.findall(r"[가-힣a-zA-Z]{2,}", text):
-        word = word.lower()
-        for sub_type, keywords in rules.INTENT_KEYWORDS.items():
-            for keyword in keywords:
-                key = keyword.replace(" ", "")
-                if len(key) < 3 or abs(len(key) - len(word)) > 2:
+        word_j = jamo(word.lower())
+        for sub_type, key in _intent_keys():
+            if word_j[0] != key[0] or abs(len(word_j) - len(key)) > 6:
+                continue  # a typo rarely hits the first letter; a word far longer is another word
+            for piece in {word_j[: len(key) + 1], word_j[: len(key)], word_j[-len(key) :]}:
+                if abs(len(piece) - len(key)) > 1:
                     continue
-                ratio = difflib.SequenceMatcher(None, word[: len(key) + 1], key).ratio()
+                matcher.set_seqs(piece, key)
+                if matcher.real_quick_ratio() <= best[0] or matcher.quick_ratio() <= best[0]:
+                    continue
+                ratio = matcher.ratio()
                 if ratio > best[0]:
                     best = (ratio, sub_type)
-    if best[0] >= 0.75 and best[1]:
+    if best[0] >= 0.8 and best[1]:
         return rules.Intent(best[1], {best[1]: best[0]}, [])
     return rules.Intent(None, {}, [])
 
@@ -196,20 +214,22 @@ def _found_keys(text_compact: str, words: set[str], keys: list[str]) -> int:
 
 
 def _fuzzy_found(text_compact: str, keys: list[str], threshold: float = 0.8) -> float:
-    """Best similarity of any key with a same-length window of the text (typos, a dropped
-    or doubled syllable). Keys shorter than 3 characters are never matched fuzzily."""
+    """Best similarity of any key with a window of the text, letter by letter (Hangul split
+    into jamo): typos, a dropped or doubled letter. Short keys are never matched fuzzily."""
+    text_j = jamo(text_compact)
     best = 0.0
     for key in keys:
-        n = len(key)
-        if n < 3 or not re.search(r"[가-힣]", key) and n < 5:
+        key_j = jamo(key)
+        n = len(key_j)
+        if n < 5:
             continue
-        matcher = difflib.SequenceMatcher(None, "", key, autojunk=False)
+        matcher = difflib.SequenceMatcher(None, "", key_j, autojunk=False)
         for width in (n - 1, n, n + 1):
-            if width < 2 or width > len(text_compact):
+            if width > len(text_j):
                 continue
-            for start in range(0, len(text_compact) - width + 1):
-                window = text_compact[start : start + width]
-                if window[0] != key[0] and window[-1] != key[-1]:
+            for start in range(0, len(text_j) - width + 1):
+                window = text_j[start : start + width]
+                if window[0] != key_j[0] and window[-1] != key_j[-1]:
                     continue
                 matcher.set_seq1(window)
                 if matcher.real_quick_ratio() < threshold or matcher.quick_ratio() < threshold:
@@ -245,15 +265,16 @@ def _map_system(
 
     institutions = {code: _found_keys(text_compact, words, inst.keys) for code, inst in catalog.institutions.items()}
     institutions = {code: n for code, n in institutions.items() if n}
-    if not institutions:
-        fuzzy = {code: _fuzzy_found(text_compact, inst.keys, 0.85) for code, inst in catalog.institutions.items()}
-        institutions = {code: 1 for code, score in fuzzy.items() if score}
     systems = {code: _found_keys(text_compact, words, s.keys) for code, s in catalog.systems.items()}
     systems = {code: n for code, n in systems.items() if n}
+    # Typos are looked for only when nothing matched as written (the slow path).
     if not systems:
         fuzzy = {code: _fuzzy_found(text_compact, s.keys) for code, s in catalog.systems.items()}
         top = max(fuzzy.values(), default=0.0)
         systems = {code: 1 for code, score in fuzzy.items() if score and score >= top - 0.02}
+    if not institutions and not systems:
+        fuzzy = {code: _fuzzy_found(text_compact, inst.keys, 0.85) for code, inst in catalog.institutions.items()}
+        institutions = {code: 1 for code, score in fuzzy.items() if score}
     # A system named inside an institution's name is not a second mention ("교육부" vs "교육").
     if institutions and systems:
         narrowed = {code: n for code, n in systems.items() if catalog.systems[code].institution in institutions}
@@ -305,53 +326,58 @@ def _map_system(
     return None
 
 
+_ROLE_WORD = re.compile(r"(?<![a-z])(was|web|db|dbms|batch)(?![a-z])|웹\s*서버|웹(?=\s|\d|$)|와스|디비|배치", re.I)
+
+
+def _role_context(text: str) -> str:
+    """The one server role the text speaks of ("DB", "웹서버", "WAS"), or "" for none or several."""
+    roles = {rules._role(m.group(1) or m.group(0).replace(" ", "")) for m in _ROLE_WORD.finditer(text)}
+    roles.discard("")
+    return roles.pop() if len(roles) == 1 else ""
+
+
+def _ask_servers(result: Parsed, question: str, servers: list[ServerRef]) -> None:
+    result.clarification = result.clarification or Clarification(
+        "targets", question, [{"value": s.server_id, "label": s.server_id} for s in servers]
+    )
+
+
 def _map_servers(text: str, system: SystemRef, result: Parsed) -> None:
     if result.servers:  # named by id or host name
         return
     servers = system.active_servers()
     mentions = rules.server_mentions(text)
-    if not mentions or rules.ALL_SERVERS.search(text) and not any(m.role or len(m.numbers) > 1 for m in mentions):
-        role_said = re.search(r"\b(was|web|db)\b|와스|웹서버|디비", text, re.I)
-        if rules.ALL_SERVERS.search(text) and role_said:
-            role = rules._role(role_said.group(1) or role_said.group(0))
-            picked = [s for s in servers if s.role == role] or servers
+    context = _role_context(text)
+    preferred = _ROLES_FOR.get(result.sub_type or "")
+    if not mentions:
+        if context:
+            picked = [s for s in servers if s.role == context]
+            if not picked:
+                _ask_servers(
+                    result, f"{system.name}에는 {context.upper()} 서버가 없습니다. 서버를 골라 주세요.", servers
+                )
+                return
         else:
-            roles = _ROLES_FOR.get(result.sub_type or "")
-            picked = [s for s in servers if roles is None or s.role in roles] or servers
-        result.servers = [s.server_id for s in picked]
+            picked = [s for s in servers if preferred is None or s.role in preferred] or servers
+        result.servers = sorted(s.server_id for s in picked)
         result.all_servers = True
         if not result.servers:
-            result.clarification = result.clarification or Clarification(
-                "targets", f"{system.name}에 사용 중인 서버가 없습니다."
-            )
+            _ask_servers(result, f"{system.name}에 사용 중인 서버가 없습니다.", servers)
         return
     chosen: list[ServerRef] = []
     for mention in mentions:
+        role = mention.role or context
         for number in mention.numbers:
-            fits = [
-                s
-                for s in servers
-                if s.number == number
-                and (not mention.role or s.role == mention.role or {s.role, mention.role} <= {"was", "api"})
-            ]
-            if not mention.role and len(fits) > 1:
-                roles = _ROLES_FOR.get(result.sub_type or "", _APP_ROLES)
-                preferred = [s for s in fits if s.role in roles]
-                if len({s.role for s in fits}) > 1:
-                    result.clarification = result.clarification or Clarification(
-                        "targets",
-                        f"{number}번 서버가 여러 개입니다. 어느 서버인지 골라 주세요.",
-                        [{"value": s.server_id, "label": s.server_id} for s in fits],
-                    )
-                    return
-                fits = preferred or fits
+            fits = [s for s in servers if s.number == number and (not role or s.role == role)]
+            if not role and len({s.role for s in fits}) > 1 and preferred is not None:
+                # "행복이음 1번 배포": a deploy never targets the database server numbered 1.
+                fits = [s for s in fits if s.role in preferred] or fits
+            if len({s.role for s in fits}) > 1:
+                _ask_servers(result, f"{number}번 서버가 여러 개입니다. 어느 서버인지 골라 주세요.", fits)
+                return
             if not fits:
-                label = f"{mention.role.upper()}{number}" if mention.role else f"{number}번"
-                result.clarification = result.clarification or Clarification(
-                    "targets",
-                    f"{system.name}에는 {label} 서버가 없습니다. 서버를 골라 주세요.",
-                    [{"value": s.server_id, "label": s.server_id} for s in servers],
-                )
+                label = f"{role.upper()}{number}" if role else f"{number}번"
+                _ask_servers(result, f"{system.name}에는 {label} 서버가 없습니다. 서버를 골라 주세요.", servers)
                 return
             chosen.extend(fits)
     result.servers = sorted({s.server_id for s in chosen})

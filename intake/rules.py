@@ -8,6 +8,7 @@ Keywords are matched on the *compact* text (no spaces), so "재 시작", "재시
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass
 
@@ -91,6 +92,10 @@ INTENT_KEYWORDS: dict[str, tuple[str, ...]] = {
         "에러내역",
         "오류내역",
         "에러분석",
+        "로그좀봐",
+        "로그좀보",
+        "로그좀확인",
+        "로그에서",
         "loganalysis",
         "analyzelog",
         "analyselog",
@@ -307,7 +312,6 @@ _WORD_ONLY = {
     "rotate",
     "logrotate",
     "crontab",
-    "exception",
     "certificate",
     "javascript",
 }
@@ -352,24 +356,34 @@ class Intent:
     ambiguous: list[str]
 
 
-def _keyword_hits(text_compact: str, words: set[str], keyword: str) -> bool:
-    key = keyword.replace(" ", "")
-    if key in _WORD_ONLY:
-        return key in words
-    return key in text_compact
+@functools.cache
+def _matchers() -> list[tuple[str, re.Pattern[str] | None, frozenset[str]]]:
+    """Per sub-type: one alternation of its compact keywords (longest first) and its
+    whole-word English keywords."""
+    table = []
+    for sub_type, keywords in INTENT_KEYWORDS.items():
+        keys = {k.replace(" ", "") for k in keywords}
+        words = frozenset(k for k in keys if k in _WORD_ONLY)
+        inner = sorted(keys - words, key=len, reverse=True)
+        pattern = re.compile("|".join(re.escape(k) for k in inner)) if inner else None
+        table.append((sub_type, pattern, words))
+    return table
 
 
 def detect_intent(text: str) -> Intent:
     lowered = text.lower()
     text_compact = compact(text)
     words = set(_ENGLISH_TOKEN.findall(lowered))
-    # English keywords in camel/word form: "clean up logs" -> "cleanuplogs" is in the compact text.
+    # English keywords written apart ("clean up logs") are found in the compact text too.
     scores: dict[str, float] = {}
-    for sub_type, keywords in INTENT_KEYWORDS.items():
+    for sub_type, pattern, whole_words in _matchers():
         best = 0.0
-        for keyword in keywords:
-            if _keyword_hits(text_compact, words, keyword):
-                best = max(best, 1.0 + len(keyword.replace(" ", "")) / 10)
+        if pattern is not None:
+            longest = max((len(m.group(0)) for m in pattern.finditer(text_compact)), default=0)
+            if longest:
+                best = 1.0 + longest / 10
+        for word in whole_words & words:
+            best = max(best, 1.0 + len(word) / 10)
         if best:
             scores[sub_type] = best
     # Contextual corrections.

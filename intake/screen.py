@@ -129,7 +129,7 @@ def screen_text(text: str) -> dict | None:
     if check is None or not (_COMMAND_WORDS.search(text) or _SHELL_SYNTAX.search(text) or "`" in text):
         return None
     for fragment in _fragments(text):
-        if not _COMMAND_WORDS.search(fragment):
+        if not (_COMMAND_WORDS.search(fragment) or _SHELL_SYNTAX.search(fragment)):
             continue
         try:
             check(fragment)
