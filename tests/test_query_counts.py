@@ -115,3 +115,20 @@ def test_audit_console_filters_page_off_an_index_without_sorting(column):
         cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
         plan = " / ".join(row[-1] for row in cursor.fetchall())
     assert f"USING INDEX audit_{column}_seq" in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_admin_audit_search_matches_whole_values_off_the_indexes(client):
+    """The admin's audit search is an exact match on indexed columns: found by task id or
+    actor, not by a fragment (a fragment would read the whole log)."""
+    import audit
+    from audit.models import AuditEntry
+
+    admin_user = UserFactory(username="admin9", role="admin", is_staff=True, is_superuser=True)
+    for i in range(3):
+        audit.record(f"kim{i}", "test.step", task=f"OPS-20260101-{i:05d}", payload={"institution": "MOEF"})
+    client.force_login(admin_user)
+    found = client.get("/admin/audit/auditentry/", {"q": "OPS-20260101-00001"})
+    assert [e.task for e in found.context["cl"].result_list] == ["OPS-20260101-00001"]
+    assert list(client.get("/admin/audit/auditentry/", {"q": "kim2"}).context["cl"].result_list) == list(
+        AuditEntry.objects.filter(actor="kim2"))
+    assert not client.get("/admin/audit/auditentry/", {"q": "20260101"}).context["cl"].result_list
