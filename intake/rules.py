@@ -29,6 +29,18 @@ INTENT_KEYWORDS: dict[str, tuple[str, ...]] = {
         "로그회전",
     ),
     "LOG_CLEANUP": (
+        "디스크사용률",
+        "디스크사용량",
+        "디렉토리용량",
+        "디렉터리용량",
+        "로그용량",
+        "oldlog",
+        "clearlog",
+        "removelog",
+        "deletelog",
+        "out비워",
+        "로그비워",
+        "로그파일비워",
         "로그정리",
         "로그삭제",
         "로그지워",
@@ -69,6 +81,9 @@ INTENT_KEYWORDS: dict[str, tuple[str, ...]] = {
         "로그 정리",
     ),
     "LOG_MINING": (
+        "로그점검",
+        "로그tail",
+        "tail로그",
         "로그분석",
         "로그확인",
         "로그조회",
@@ -179,6 +194,10 @@ INTENT_KEYWORDS: dict[str, tuple[str, ...]] = {
     ),
     "SSL_REPLACE": ("ssl", "인증서", "certificate", "cert", "tls", "https인증", "보안서버인증"),
     "DATA_CLEANUP": (
+        "세션정리",
+        "세션삭제",
+        "세션데이터",
+        "테이블비워",
         "데이터정리",
         "데이터삭제",
         "데이터정비",
@@ -204,6 +223,12 @@ INTENT_KEYWORDS: dict[str, tuple[str, ...]] = {
         "임시테이블",
     ),
     "MEMORY_CHECK": (
+        "힙덤프",
+        "스레드덤프",
+        "쓰레드덤프",
+        "threaddump",
+        "heapusage",
+        "메모리사용률",
         "메모리",
         "memory",
         "힙",
@@ -266,6 +291,28 @@ INTENT_KEYWORDS: dict[str, tuple[str, ...]] = {
         "오타수정",
         "문구수정",
     ),
+}
+
+# Words that suggest a task only when nothing stronger is said ("응답이 느려요", "용량 95%").
+WEAK_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "MEMORY_CHECK": (
+        "상태확인",
+        "상태점검",
+        "프로세스확인",
+        "프로세스점검",
+        "헬스체크",
+        "healthcheck",
+        "느려",
+        "느림",
+        "응답지연",
+        "slow",
+        "스레드덤프",
+        "쓰레드덤프",
+        "threaddump",
+        "덤프",
+    ),
+    "LOG_CLEANUP": ("용량", "사용률", "비워", "clear", "꽉찼"),
+    "LOG_MINING": ("tail", "에러", "오류", "error", "장애"),
 }
 
 CATEGORY_BY_SUBTYPE = {
@@ -332,7 +379,6 @@ _PRECEDENCE = [
     ("CRON_MANAGE", "DATA_CLEANUP"),
     ("DATA_CLEANUP", "LOG_CLEANUP"),
     ("CODE_FIX", "APP_DEPLOY"),
-    ("LOG_CLEANUP", "DATA_CLEANUP"),
     ("CODE_FIX", "LOG_MINING"),
     ("SSL_REPLACE", "LOG_MINING"),
     ("CRON_MANAGE", "LOG_CLEANUP"),
@@ -340,8 +386,10 @@ _PRECEDENCE = [
     ("LOGROTATE", "MEMORY_CHECK"),
     ("CODE_FIX", "SERVICE_RESTART"),
 ]
-_BEATS = {pair for pair in _PRECEDENCE}
+_BEATS = list(_PRECEDENCE)  # applied in this order: the outcome never depends on hashing
 
+_DATA_WORDS = re.compile(r"데이터|데이타|data|테이블|table|레코드|record|세션|db|디비")
+_WEAK_WORDS = {"slow", "clear", "tail", "error"}
 _MEMORY_ACTION = re.compile(
     r"메모리(?:점검|확인|사용|상태|누수|부족|체크|봐|좀)|memory(?:check|usage|leak)|heapdump|힙덤프|"
     r"checkmemory|메모리가|메모리를"
@@ -354,6 +402,15 @@ class Intent:
     sub_type: str | None
     scores: dict[str, float]
     ambiguous: list[str]
+
+
+# Word orders a list of keywords cannot hold: "로그 전체 삭제", "로그 좀 확인해".
+PATTERN_KEYWORDS: dict[str, re.Pattern[str]] = {
+    "LOG_CLEANUP": re.compile(r"로그(?:파일)?.{0,6}?(?:삭제|지워|지우|정리|비워|청소|줄여)"),
+    "LOG_MINING": re.compile(r"로그.{0,6}?(?:확인|분석|조회|봐|보여|검색|추출|뽑|살펴|찾)"),
+    "SERVICE_RESTART": re.compile(r"(?:다시|재)(?:시작|기동|구동)|내렸다.{0,3}올|껐다.{0,3}켜|restart"),
+    "MEMORY_CHECK": re.compile(r"메모리.{0,6}?(?:확인|점검|봐|체크|조회)"),
+}
 
 
 @functools.cache
@@ -384,6 +441,9 @@ def detect_intent(text: str) -> Intent:
                 best = 1.0 + longest / 10
         for word in whole_words & words:
             best = max(best, 1.0 + len(word) / 10)
+        extra = PATTERN_KEYWORDS.get(sub_type)
+        if extra is not None and not best and extra.search(text_compact):
+            best = 1.3
         if best:
             scores[sub_type] = best
     # Contextual corrections.
@@ -391,14 +451,19 @@ def detect_intent(text: str) -> Intent:
         scores.pop("APP_DEPLOY")
     if "STATIC_SYNC" in scores and "APP_DEPLOY" in scores and not re.search(r"\b(war|jar)\b", lowered):
         scores.pop("APP_DEPLOY")
-    if "LOG_CLEANUP" in scores and "DATA_CLEANUP" in scores and "데이터" not in text_compact and "data" not in words:
-        scores.pop("DATA_CLEANUP")
+    if "LOG_CLEANUP" in scores and "DATA_CLEANUP" in scores:
+        # Rows in a database are data; files on a disk are logs.
+        scores.pop("LOG_CLEANUP" if _DATA_WORDS.search(text_compact) else "DATA_CLEANUP")
     # "OutOfMemoryError", "OOM", "heap" name a symptom; with "로그 분석" the log is what is asked for.
     if "MEMORY_CHECK" in scores and "LOG_MINING" in scores:
         if _MEMORY_ACTION.search(text_compact):
             scores.pop("LOG_MINING")
         else:
             scores.pop("MEMORY_CHECK")
+    if not scores:
+        for sub_type, keywords in WEAK_KEYWORDS.items():
+            if any(k in text_compact if k not in _WEAK_WORDS else k in words for k in keywords):
+                scores[sub_type] = 0.5
     if not scores:
         return Intent(None, {}, [])
     remaining = set(scores)
@@ -428,6 +493,7 @@ def ops_reference(text: str) -> str:
 
 # --- server ordinals ----------------------------------------------------------------------------------------
 _ROLE_WORDS = "|".join(sorted(ROLE_ALIASES, key=len, reverse=True))
+_SERVER_WORD = r"\s*(?:서버|servers?|nodes?|instances?)?\s*"
 _ROLE_KO = {"웹": "web", "와스": "was", "디비": "db", "배치": "batch"}
 _ROLE = rf"(?P<role>{_ROLE_WORDS}|웹서버|웹|와스|디비|배치)"
 _NUM = r"(?P<a>\d{1,3})"
@@ -455,20 +521,21 @@ _ENGLISH_ORDINAL = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5
 
 # role + range:  WAS 1~3번, was1-3, WEB#1~2
 _ROLE_RANGE = re.compile(
-    _ROLE + r"\s*(?:서버)?\s*#?\s*(?P<a>\d{1,3})" + _RANGE_SEP + r"#?(?P<b>\d{1,3})(?!\d)\s*(?:번|호기|호)?",
+    _ROLE + _SERVER_WORD + r"#?\s*(?P<a>\d{1,3})" + _RANGE_SEP + r"#?(?P<b>\d{1,3})(?!\d)\s*(?:번|호기|호)?",
     re.IGNORECASE,
 )
 # role + list: WAS1,2번 / was 1 and 2 / WAS1번, 2번
 _ROLE_LIST = re.compile(
     _ROLE
-    + r"\s*(?:서버)?\s*#?\s*(?P<list>\d{1,3}(?:\s*(?:번|호기)?"
+    + _SERVER_WORD
+    + r"#?\s*(?P<list>\d{1,3}(?:\s*(?:번|호기)?"
     + _LIST_SEP
     + r"#?\d{1,3}(?!\d))+)\s*(?:번|호기|호)?",
     re.IGNORECASE,
 )
 # role + one: WAS1번, was #2, WAS 02, web-1, 웹1
 _ROLE_ONE = re.compile(
-    _ROLE + r"\s*(?:서버)?\s*[#-]?\s*0*(?P<a>\d{1,3})(?![\d.:시분일])\s*(?:번|호기|호)?", re.IGNORECASE
+    _ROLE + _SERVER_WORD + r"[#-]?\s*0*(?P<a>\d{1,3})(?![\d.:시분일])\s*(?:번|호기|호)?", re.IGNORECASE
 )
 # range without role: 1~3번 서버 / 1-3번 / servers 1-3
 _RANGE = re.compile(
@@ -563,8 +630,10 @@ def server_mentions(text: str) -> list[ServerMention]:
 
 _NOT_SERVERS = [
     re.compile(
-        r"\d{1,2}\s*(?:시|시간|분|초|일|주|개월|달|월|년|개|건|줄|라인|lines?|days?|hours?|mins?|minutes?|"
-        r"am|pm|h|mb|gb|kb|%|퍼센트|프로)(?![a-z])",
+        # A unit, not the start of another word: "1 분석", "1 시작", "1 프로세스" are not times.
+        r"\d{1,3}\s*(?:시간|시(?![스작점행키켜])|분(?![석리산류기])|초(?![기과])|일(?![괄부반정단시])|주(?![세소기요])|"
+        r"개월|달|월|년|개(?![발선편])|건|줄|라인|lines?|days?|hours?|mins?|minutes?|"
+        r"am|pm|h|mb|gb|kb|%|퍼센트|프로(?![세그젝파])|대)(?![a-z])",
         re.I,
     ),
     re.compile(r"\d{1,2}:\d{2}"),

@@ -29,7 +29,7 @@ _RM_RF = re.compile(
 _COMMAND_WORDS = re.compile(
     r"\b(?:rm|rmdir|dd|mkfs(?:\.\w+)?|fdisk|parted|wipefs|shred|shutdown|reboot|halt|poweroff|init\s+[06]|"
     r"kill(?:all)?|pkill|chmod|chown|truncate|drop|delete\s+from|format|mv|crontab\s+-r|iptables\s+-F|"
-    r"userdel|passwd|sudo|su\s+-|curl|wget|nc|bash|sh|python|perl|eval)\b",
+    r"userdel|passwd|sudo|su\s+-|curl|wget|nc|bash|sh|python|perl|eval|find|tee|rsync|mysql|sqlplus|psql)\b",
     re.I,
 )
 _SHELL_SYNTAX = re.compile(r"[|;&`$<>]|:\(\)|\b\w+=\S")
@@ -81,6 +81,34 @@ _WORD_RULES: list[tuple[str, re.Pattern[str]]] = [
     ("destructive order", re.compile(r"(?:format|wipe)(?:the)?(?:disk|drive|server|partition|volume)")),
     ("destructive order", re.compile(r"(?:shutdown|poweroff|poweroff|turnoff)(?:the)?(?:server|host|machine)")),
     ("rm -rf", re.compile(r"rm-rf|rm-fr|rm-r-f")),
+    (
+        "데이터베이스 또는 테이블 초기화",
+        re.compile(
+            r"(?:db|데이터베이스|디비|database|테이블|table|스키마|schema)(?:를|을)?(?:전체|전부|모두|다)?(?:초기화|포맷|포멧)"
+        ),
+    ),
+    (
+        "데이터 전체 삭제",
+        re.compile(r"데이터(?:를|을)?(?:전체|전부|모두|몽땅|싹|통째로?|다)(?:삭제|지워|지우|날려|날리|비워|밀어)"),
+    ),
+    (
+        "SQL TRUNCATE",
+        re.compile(r"(?:테이블|table|db|디비|데이터베이스).{0,12}truncate|truncate.{0,12}(?:테이블|table|db)"),
+    ),
+    (
+        "서버 전원 차단 또는 재부팅",
+        re.compile(
+            r"(?:전원(?:을|를)?(?:내려|꺼|끄|차단|off)|재부팅|리부팅|리부트(?!서비스)|reboot|셧다운|shutdown|poweroff|halt)"
+            r"(?!말고|아니고|없이|하지말|금지)"
+        ),
+    ),
+    ("계정 파일 변경", re.compile(r"etc(?:passwd|shadow|sudoers|group)")),
+    (
+        "디렉터리 통째 삭제",
+        re.compile(
+            r"(?:디렉터리|디렉토리|폴더|directory|folder)(?:를|을)?(?:통째로?|전체|전부|모두|다)(?:삭제|지워|지우|날려|날리|밀어)"
+        ),
+    ),
 ]
 
 REFUSAL_TEXT = (
