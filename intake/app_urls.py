@@ -13,6 +13,7 @@ urlpatterns = [
     path("new", views_app.new_request, name="new"),
     path("preview", views_app.preview, name="preview"),
     path("submit", views_app.submit, name="submit"),
+    path("parse", views_app.parse, name="parse"),
     path("manifest.webmanifest", views_app.manifest, name="manifest"),
     path("sw.js", views_app.service_worker, name="sw"),
 ]

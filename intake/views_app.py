@@ -37,6 +37,9 @@ from governance.errors import GovernanceError, Invalid
 from governance.models import OpsTask, Status, SubType
 from governance.submission import file_request
 
+from .services import IntakeInput, Refused
+from .services import preview as preview_request
+
 STATIC_APP = Path(settings.BASE_DIR) / "static" / "app"
 MY_REQUESTS = 30
 THEME_COLOR = "#1b4f9c"
@@ -284,6 +287,52 @@ def submit(request: HttpRequest) -> JsonResponse:
         return _json_error(_errors(exc), status=exc.status_code)
     return JsonResponse({"task_id": task.task_id, "status": task.status, "status_label": task.get_status_display(),
                          "plan_sha256": task.plan_sha256}, status=201)
+
+
+@login_required
+@require_POST
+def parse(request: HttpRequest) -> JsonResponse:
+    """Free text: the intake parser's reading of the request (intake.services.preview), with
+    its question when it must ask back, or the plan it would get, rendered for the phone.
+    The chosen answers come back as system / task_sub_type / targets. Nothing is filed."""
+    data: Any
+    if request.content_type == "application/json":
+        try:
+            data = json.loads(request.body or b"{}")
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            return _json_error({"detail": _("JSON 객체여야 합니다.")})
+    else:
+        data = {key: request.POST.get(key, "") for key in ("raw_request", "system", "task_sub_type")}
+        data["targets"] = request.POST.getlist("targets")
+    raw = str(data.get("raw_request") or "").strip()
+    if not raw:
+        return _json_error({"raw_request": _("요청 내용을 입력하세요.")})
+    if len(raw) > 10000:
+        return _json_error({"raw_request": _("요청 내용은 10,000자까지 쓸 수 있습니다.")})
+    targets = data.get("targets") or []
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        return _json_error({"targets": _("대상 서버 목록이 올바르지 않습니다.")})
+    wanted = IntakeInput(raw_request=raw, system=str(data.get("system") or ""), targets=targets,
+                         task_sub_type=str(data.get("task_sub_type") or ""), channel="PWA")
+    try:
+        outcome = preview_request(request.user, wanted)
+    except Refused as exc:
+        return _json_error({"raw_request": str(exc)}, status=422)
+    except GovernanceError as exc:
+        return _json_error(_errors(exc), status=exc.status_code)
+    parsed = outcome.parsed
+    plan = outcome.plan or {}
+    plan_sha = plans.plan_sha256(plan) if plan else ""
+    system = (System.objects.for_user(request.user).select_related("institution").filter(code=parsed.system).first()
+              if parsed.system else None)
+    html = render_to_string("app/_parsed.html", {
+        "parsed": parsed, "system": system, "sub_type_label": dict(SubType.choices).get(parsed.sub_type or "", ""),
+        "clarification": parsed.clarification, "plan": plan, "plan_sha256": plan_sha,
+    }, request=request)
+    return JsonResponse({"html": html, "ready": bool(plan) and parsed.clarification is None,
+                         "plan_sha256": plan_sha})
 
 
 # --- installability ------------------------------------------------------------------------------

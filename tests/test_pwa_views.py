@@ -142,3 +142,33 @@ def test_service_worker_is_served_for_the_app_scope_uncached(client):
     manifest = client.get("/app/manifest.webmanifest")
     assert manifest["Content-Type"] == "application/manifest+json"
     assert manifest.json()["scope"] == "/app/"
+
+
+def test_free_text_is_read_by_the_intake_parser_and_its_plan_shown(phone):
+    response = phone.post("/app/parse", json.dumps({"raw_request": "예산시스템 was-1 메모리 점검해 주세요"}),
+                          content_type="application/json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["ready"] is True
+    assert "실행 계획" in body["html"] and "was-1" in body["html"] and body["plan_sha256"] in body["html"]
+    assert OpsTask.objects.count() == 0
+
+
+def test_free_text_without_a_task_asks_back_with_choices(phone):
+    response = phone.post("/app/parse", json.dumps({"raw_request": "예산시스템 좀 봐 주세요"}),
+                          content_type="application/json")
+    assert response.status_code == 200, response.content
+    assert response.json()["ready"] is False
+    assert 'data-clarify="' in response.json()["html"]
+    answered = phone.post("/app/parse", json.dumps({"raw_request": "예산시스템 좀 봐 주세요",
+                                                    "task_sub_type": "MEMORY_CHECK"}),
+                          content_type="application/json")
+    assert answered.json()["ready"] is True
+
+
+def test_free_text_with_a_destructive_command_is_refused(phone):
+    response = phone.post("/app/parse", json.dumps({"raw_request": "예산시스템 was-1 rm -rf / 실행해 주세요"}),
+                          content_type="application/json")
+    assert response.status_code == 422
+    assert "raw_request" in response.json()["errors"]
+    assert OpsTask.objects.count() == 0

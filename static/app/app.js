@@ -111,7 +111,11 @@
   }
 
   function describeResult(title, result) {
-    if (result.ok) { return text(net.dataset.sent, { id: result.body.task_id }); }
+    if (result.ok && result.body.task_id) { return text(net.dataset.sent, { id: result.body.task_id }); }
+    if (result.ok && result.body.clarification) {
+      // Filed as a draft with a question (free text): answered from the compose page.
+      return text(net.dataset.failed, { title: title, error: result.body.clarification.question });
+    }
     var errors = (result.body && result.body.errors) || {};
     var first = Object.keys(errors)[0];
     return text(net.dataset.failed, { title: title, error: first ? first + ": " + errors[first] : result.status });
@@ -123,7 +127,7 @@
     var messages = [];
     flushing = GuardiaDrafts.flush(submitUrl, csrf, function (draft, result) {
       messages.push(describeResult(draft.title, result));
-      if (result.ok) { notify("GUARDiA", messages[messages.length - 1], "draft-" + draft.id); }
+      if (result.ok && result.body.task_id) { notify("GUARDiA", messages[messages.length - 1], "draft-" + draft.id); }
     }).catch(function () {}).then(function () {
       flushing = null;
       if (messages.length) { say(messages.join(" ")); refreshList(); }
@@ -181,12 +185,24 @@
     });
   }
 
+  var clarified = {};
   form.addEventListener("change", function (event) {
+    if (preview.contains(event.target)) {
+      // An answer to the parser's question: read the request again with it.
+      var field = event.target.dataset.clarify;
+      if (!field) { return; }
+      clarified[field === "sub_type" ? "task_sub_type" : field] = field === "targets" ? [event.target.value] : event.target.value;
+      previewButton.click();
+      return;
+    }
     if (event.target.matches("input[type=file]")) { hashFile(event.target); }
     syncVisibility();
     invalidate();
   });
-  form.addEventListener("input", invalidate);
+  form.addEventListener("input", function (event) {
+    if (event.target.id === "f-raw_request") { clarified = {}; }
+    invalidate();
+  });
   syncVisibility();
   updateOnline();
 
@@ -303,7 +319,7 @@
     clearErrors();
     collect().then(function (data) {
       if (mode() === "text") {
-        return postJson(form.dataset.parseUrl, { raw_request: data.raw_request });
+        return postJson(form.dataset.parseUrl, Object.assign({ raw_request: data.raw_request }, clarified));
       }
       var files = {};
       data.files.forEach(function (f) { files[f.field] = { name: f.file.name, size: f.file.size, sha256: f.sha256 }; });
@@ -314,10 +330,20 @@
     }).then(function (result) {
       if (!result.ok) { showErrors(result.body.errors || result.body); return; }
       showPreview(result.body.html || "");
+      // Free text with an open question: answer it first (the choices re-run the check).
+      submitButton.hidden = mode() === "text" && !result.body.ready;
     }).catch(function () { updateOnline(); });
   });
 
+  function textDraftOf(data) {
+    var fields = { raw_request: data.raw_request };
+    Object.keys(clarified).forEach(function (key) { fields[key] = clarified[key]; });
+    return { title: data.raw_request.slice(0, 60), csrf: csrf, url: form.dataset.intakeUrl, files: {}, hashes: {},
+             fields: fields };
+  }
+
   function draftOf(data) {
+    if (mode() === "text") { return textDraftOf(data); }
     var files = {};
     var shas = {};
     data.files.forEach(function (f) { files[f.field] = f.file; shas[f.field] = f.sha256; });
@@ -342,11 +368,15 @@
     submitButton.disabled = true;
     collect().then(function (data) {
       return GuardiaDrafts.post(submitUrl, draftOf(data), csrf).then(function (result) {
-        if (result.ok) {
+        if (result.ok && result.body.task_id) {
           window.location.assign(form.dataset.home + "#req-" + encodeURIComponent(result.body.task_id));
           return;
         }
-        showErrors(result.body.errors || { detail: String(result.status) });
+        if (result.ok && result.body.clarification) {
+          showErrors({ detail: result.body.clarification.question });
+          return;
+        }
+        showErrors(result.body.errors || (result.body.detail ? { detail: result.body.detail } : result.body));
       }, function () {
         // The connection dropped between preview and filing: keep it for later.
         return queue(data);
@@ -357,6 +387,11 @@
   queueButton.addEventListener("click", function () {
     collect().then(function (data) {
       var missing = {};
+      if (mode() === "text") {
+        if (!data.raw_request.trim()) { missing.raw_request = document.querySelector("label[for=f-raw_request]").textContent; }
+        if (Object.keys(missing).length) { showErrors(missing); return; }
+        return queue(data);
+      }
       if (!data.system) { missing.system = systemSelect.options[0].textContent; }
       if (!data.sub_type) { missing.sub_type = subTypeSelect.options[0].textContent; }
       if (!data.title) { missing.title = document.querySelector("label[for=f-title]").textContent; }

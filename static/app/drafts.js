@@ -3,7 +3,7 @@
    service worker (sw.js, through importScripts), so either can send the queue.
 
    A draft: {id, created, title, fields: {name: value | [values]}, files: {field: File},
-   hashes: {field: sha256}, csrf}. Sending posts the same multipart body the online form
+   hashes: {field: sha256}, csrf, url?} (url: a free-text draft goes to the intake API). Sending posts the same multipart body the online form
    posts to /app/submit; a draft the server refuses (4xx) leaves the queue with its error,
    a network failure keeps it for the next try. Only one sender runs at a time (Web Locks
    where available), so two tabs and the worker never file the same draft twice. */
@@ -75,7 +75,7 @@
 
   /* POST one draft; resolves {ok, status, body}. Rejects only on a network failure. */
   function post(url, draft, csrf) {
-    return fetch(url, {
+    return fetch(draft.url || url, {
       method: "POST", body: body(draft), credentials: "same-origin",
       headers: { "X-CSRFToken": csrf || draft.csrf || "", "Accept": "application/json" },
     }).then(function (response) {

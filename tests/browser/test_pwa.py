@@ -16,6 +16,7 @@ import re
 
 import pytest
 
+from tests.browser.axe import install, violations
 from tests.browser.test_phone_layout import MEASURE, TOUCH_MIN
 from tests.factories import war_bytes
 
@@ -25,8 +26,10 @@ PHONE = {"width": 390, "height": 844}
 
 
 def phone_context(browser):
-    return browser.new_context(locale="ko-KR", viewport=PHONE, device_scale_factor=1, is_mobile=True,
-                               has_touch=True)
+    context = browser.new_context(locale="ko-KR", viewport=PHONE, device_scale_factor=1, is_mobile=True,
+                                  has_touch=True)
+    install(context)  # axe-core, for the states only a script reaches (preview, question, queue)
+    return context
 
 
 def login_via_app(context, base: str, username: str, password: str):
@@ -92,6 +95,17 @@ def test_field_app_offline_queue_keypad_and_live_approval(live_stack, browser):
         expect(page.locator("#net-state")).to_contain_text(re.compile(r"OPS-\d{8}-\d{3}"))
         queued_task = re.search(r"OPS-\d{8}-\d{3}", page.locator("#net-state").inner_text()).group(0)
 
+        # Free text: the intake parser reads it and the server shows the plan it would get.
+        page.check("input[name=mode][value=text]")
+        expect(page.locator("#f-system")).to_be_hidden()
+        page.fill("#f-raw_request", "예산시스템 was-1 메모리 점검해 주세요")
+        page.click("#preview-button")
+        expect(page.locator("#preview")).to_contain_text("실행 계획")
+        expect(page.locator("#preview")).to_contain_text("메모리 점검")
+        expect(page.locator("#submit-button")).to_be_visible()
+        assert violations(page) == []
+        page.check("input[name=mode][value=template]")
+
         # The browser hashes a chosen file (SubtleCrypto) and shows it before anything is sent.
         war = war_bytes("3.1.0")
         page.select_option("#f-sub_type", "APP_DEPLOY")
@@ -121,6 +135,7 @@ def test_field_app_offline_queue_keypad_and_live_approval(live_stack, browser):
         expect(preview).to_contain_text("실행 계획")
         expect(preview).to_contain_text("free -m")
         expect(preview).to_contain_text("was-1")
+        assert violations(page) == []
         page.click("#submit-button")
         page.wait_for_url(re.compile(r"/app/#req-OPS-"))
         filed = page.url.split("#req-")[1]
@@ -128,6 +143,7 @@ def test_field_app_offline_queue_keypad_and_live_approval(live_stack, browser):
         expect(row.locator(".badge")).to_have_text("승인 대기")
         expect(page.locator(f"[data-task-row='{queued_task}'] .badge")).to_have_text("승인 대기")
         expect(page.locator("html[data-live=on]")).to_have_count(1, timeout=30_000)
+        assert violations(page) == []
         page.evaluate("window.__sameDocument = 'not reloaded'")
 
         # The team lead approves in another browser context.
