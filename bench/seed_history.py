@@ -32,7 +32,8 @@ def organisation(institutions: int):
     from tests.factories import InstitutionFactory, ServerFactory, SystemFactory, SystemOwnerFactory, UserFactory
 
     people = {role: UserFactory(username=f"{role}0", role=role)
-              for role in ("pm", "security_officer", "auditor", "admin")}
+              for role in ("pm", "security_officer", "auditor")}
+    people["admin"] = UserFactory(username="admin0", role="admin", is_staff=True)
     places = []
     for i in range(institutions):
         inst = InstitutionFactory(code=f"INST{i:03d}", name=f"기관{i:03d}", tier=1 + i % 2, pm=people["pm"])

@@ -41,7 +41,7 @@ def pages(role: str, deep_tasks: int, deep_audit: int, task_id: str, action: str
     if role == "auditor":
         urls += ["/audit/", f"/audit/?action={action}&page={deep_audit}"]
     if role == "admin":
-        urls = ["/admin/audit/auditentry/", f"/admin/audit/auditentry/?q={task_id}", "/admin/governance/opstask/"]
+        urls = ["/admin/audit/auditentry/", f"/admin/audit/auditentry/?q={task_id}"]
     return urls
 
 
