@@ -34,7 +34,7 @@ ROLE_ALIASES = {
 }
 _ROLE_IN_NAME = re.compile(r"(?:^|[^a-z])(dbms|batch|was|web|app|api|bat|ws|db|ap|mq|lb|if)[-_]?0*(\d{1,3})(?![0-9])")
 _TRAILING_NUMBER = re.compile(r"0*(\d{1,3})$")
-_SEPARATORS = re.compile(r"[\s\-_.·/()]+")
+_SEPARATORS = re.compile(r"[\s\-_.·/()\u2010-\u2015\u2212]+")  # OCR reads hyphens as dashes
 
 
 def compact(text: str) -> str:

@@ -223,6 +223,8 @@ INTENT_KEYWORDS: dict[str, tuple[str, ...]] = {
         "임시테이블",
     ),
     "MEMORY_CHECK": (
+        "memoryerror",
+        "heapspace",
         "힙덤프",
         "스레드덤프",
         "쓰레드덤프",

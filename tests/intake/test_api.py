@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 
 import pytest
+from PIL import Image
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -197,3 +200,34 @@ def test_preview_parses_and_renders_the_plan_without_filing(world):
     assert body["parsed"]["schedule"].endswith("22:00:00+09:00")
     assert len(body["plan"]["sha256"]) == 64 and body["plan"]["playbook"] == "LOG_CLEANUP"
     assert counts() == (0, 0)
+
+
+def test_a_photo_of_an_error_screen_suggests_the_server(world):
+    from tests.intake.test_ocr import screen
+
+    photo = base64.b64encode(screen(["예산시스템 was-2 서버 오류", "java.lang.OutOfMemoryError"])).decode()
+    response = post(client_for(world.requester), PARSE, {"media_data": photo})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    # Tesseract may misread a letter ("OQutOfMemoryError"): the match is never exact.
+    assert any(code.endswith("MemoryError") for code in body["ocr"]["error_codes"])
+    assert body["parsed"]["system"] == "BUDGET" and body["parsed"]["servers"] == ["was-2"]
+    assert body["parsed"]["sub_type"] == "MEMORY_CHECK"
+    assert counts() == (0, 0)
+
+
+def test_bad_photos_and_oversize_text_are_refused_and_nothing_is_stored(world, settings):
+    client = client_for(world.requester)
+    not_image = base64.b64encode(b"PK\x03\x04 a zip file, not a photo" * 10).decode()
+    response = post(client, URL, {"raw_request": "예산시스템 WAS1 재시작", "media_data": not_image})
+    assert response.status_code == 400 and "media_data" in response.json()
+    response = post(client, URL, {"raw_request": "가" * (1024 * 1024)})
+    assert response.status_code == 400 and "raw_request" in response.json()
+    big = io.BytesIO()
+    Image.new("RGB", (2600, 2600), (255, 255, 255)).save(big, "BMP")  # about 20 MB
+    photo = base64.b64encode(big.getvalue()).decode()
+    assert post(client, URL, {"raw_request": "예산시스템 WAS1 재시작", "media_data": photo}).status_code == 413
+    settings.INTAKE_MAX_BODY_MB = 64  # a body limit above the photo's own: the photo limit answers
+    assert post(client, URL, {"raw_request": "예산시스템 WAS1 재시작", "media_data": photo}).status_code == 413
+    assert counts() == (0, 0)
+    assert not AuditEntry.objects.filter(action__startswith="intake.").exists()
