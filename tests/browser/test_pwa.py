@@ -2,17 +2,19 @@
 a real stack (Redis, Daphne, a migrated SQLite file; tests/browser/conftest.py live_stack):
 
 - the web manifest and the service worker register (scope /app/);
-- offline (context.set_offline), a request is queued as a draft in IndexedDB and filed
-  when the connection returns;
+- offline (context.set_offline), a request is queued as a draft in IndexedDB, the app
+  shell opens from the worker's cache, and the draft is filed when the connection returns;
+- free text is read by the intake parser and its plan shown;
 - a site manager composes a request with the virtual keypad, sees the server's plan,
   and files it; a chosen file's SHA-256 is computed in the browser;
 - in a second context the team lead approves, and the first context shows the new state
-  without reloading (the /ws/live/ socket)."""
+  without reloading (the /ws/live/ socket), and the worker showed it as a notification."""
 
 from __future__ import annotations
 
 import hashlib
 import re
+import time
 
 import pytest
 
@@ -56,6 +58,7 @@ def test_field_app_offline_queue_keypad_and_live_approval(live_stack, browser):
     field_context = phone_context(browser)
     lead_context = browser.new_context(locale="ko-KR")
     try:
+        field_context.grant_permissions(["notifications"], origin=base)
         page = login_via_app(field_context, base, "field", password)
 
         # Installable: the manifest is linked and complete, its icons load, the worker controls /app/.
@@ -86,6 +89,12 @@ def test_field_app_offline_queue_keypad_and_live_approval(live_stack, browser):
         page.click("#queue-button")
         expect(page.locator("html[data-queued='1']")).to_have_count(1)
         expect(page.locator("#net-state")).to_contain_text("전송 대기 중인 요청 1건")
+        # The app shell opens offline, from the worker's cache.
+        shell = field_context.new_page()
+        shell.goto(f"{base}/app/")
+        expect(shell.locator("h1")).to_have_text("내 요청")
+        expect(shell.locator("#queued-list li")).to_have_text(["오프라인에서 작성한 메모리 점검"])
+        shell.close()
         stored = page.evaluate("GuardiaDrafts.list().then(d => d.map(x => x.fields.title))")
         assert stored == ["오프라인에서 작성한 메모리 점검"]
 
@@ -164,6 +173,14 @@ def test_field_app_offline_queue_keypad_and_live_approval(live_stack, browser):
         expect(row.locator(".badge")).to_have_class(re.compile(r"\bs-APPROVED\b"))
         assert page.evaluate("window.__sameDocument") == "not reloaded"
         expect(page.locator(f"[data-task-row='{queued_task}'] .badge")).to_have_text("승인 대기")
+        # The status change was also shown as a notification by the service worker.
+        shown: list[dict] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(n["tag"] == filed and "승인 완료" in n["body"] for n in shown):
+            shown = page.evaluate("navigator.serviceWorker.ready.then(r => r.getNotifications())"
+                                  ".then(list => list.map(n => ({tag: n.tag, body: n.body})))")
+            time.sleep(0.2)
+        assert any(n["tag"] == filed and "승인 완료" in n["body"] for n in shown), shown
     finally:
         field_context.close()
         lead_context.close()
