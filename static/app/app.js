@@ -14,6 +14,7 @@
   var body = document.body;
   var csrf = (document.querySelector("meta[name=csrf-token]") || {}).content || "";
   var submitUrl = body.dataset.submitUrl || "/app/submit";
+  var me = body.dataset.user || "";
   var net = document.getElementById("net-state");
 
   function text(template, values) {
@@ -43,6 +44,22 @@
       }
     });
   }
+
+  // Logging out drops the cached pages (they show this user's requests); queued drafts stay
+  // on the device until filed, by whoever logs in next as the same user.
+  document.querySelectorAll("form[action$='/logout/']").forEach(function (logout) {
+    logout.addEventListener("submit", function (event) {
+      if (!window.caches || logout.dataset.cleared) { return; }
+      event.preventDefault();
+      caches.keys().then(function (keys) {
+        return Promise.all(keys.filter(function (key) { return key.indexOf("guardia-app-") === 0; })
+          .map(function (key) { return caches.delete(key); }));
+      }).catch(function () {}).then(function () {
+        logout.dataset.cleared = "1";
+        logout.submit();
+      });
+    });
+  });
 
   var notifyButton = document.getElementById("enable-notifications");
   if (notifyButton && "Notification" in window && Notification.permission === "default") {
@@ -79,7 +96,7 @@
 
   function showQueue() {
     if (!window.GuardiaDrafts) { return Promise.resolve(); }
-    return GuardiaDrafts.list().then(function (drafts) {
+    return GuardiaDrafts.list(me).then(function (drafts) {
       document.documentElement.dataset.queued = String(drafts.length);
       if (queued && queuedList) {
         queuedList.textContent = "";
@@ -128,7 +145,7 @@
     flushing = GuardiaDrafts.flush(submitUrl, csrf, function (draft, result) {
       messages.push(describeResult(draft.title, result));
       if (result.ok && result.body.task_id) { notify("GUARDiA", messages[messages.length - 1], "draft-" + draft.id); }
-    }).catch(function () {}).then(function () {
+    }, me).catch(function () {}).then(function () {
       flushing = null;
       if (messages.length) { say(messages.join(" ")); refreshList(); }
       document.documentElement.dataset.flushed = String(Date.now());
@@ -338,7 +355,7 @@
   function textDraftOf(data) {
     var fields = { raw_request: data.raw_request };
     Object.keys(clarified).forEach(function (key) { fields[key] = clarified[key]; });
-    return { title: data.raw_request.slice(0, 60), csrf: csrf, url: form.dataset.intakeUrl, files: {}, hashes: {},
+    return { title: data.raw_request.slice(0, 60), csrf: csrf, user: me, url: form.dataset.intakeUrl, files: {}, hashes: {},
              fields: fields };
   }
 
@@ -348,7 +365,7 @@
     var shas = {};
     data.files.forEach(function (f) { files[f.field] = f.file; shas[f.field] = f.sha256; });
     return {
-      title: data.title, csrf: csrf, files: files, hashes: shas,
+      title: data.title, csrf: csrf, user: me, files: files, hashes: shas,
       fields: { system: data.system, sub_type: data.sub_type, title: data.title, raw_request: data.raw_request,
                 targets: data.targets, parameters: JSON.stringify(data.parameters), emergency: data.emergency ? "on" : "" },
     };
@@ -376,6 +393,7 @@
           showErrors({ detail: result.body.clarification.question });
           return;
         }
+        if (result.status === 0) { showErrors({ detail: form.dataset.loginNeeded }); return; }
         showErrors(result.body.errors || (result.body.detail ? { detail: result.body.detail } : result.body));
       }, function () {
         // The connection dropped between preview and filing: keep it for later.

@@ -3,7 +3,9 @@
    service worker (sw.js, through importScripts), so either can send the queue.
 
    A draft: {id, created, title, fields: {name: value | [values]}, files: {field: File},
-   hashes: {field: sha256}, csrf, url?} (url: a free-text draft goes to the intake API). Sending posts the same multipart body the online form
+   hashes: {field: sha256}, csrf, user, url?} (url: a free-text draft goes to the intake API).
+   A draft is only ever sent for the user who wrote it: on a shared phone the next person's
+   session must not file someone else's draft. Sending posts the same multipart body the online form
    posts to /app/submit; a draft the server refuses (4xx) leaves the queue with its error,
    a network failure keeps it for the next try. Only one sender runs at a time (Web Locks
    where available), so two tabs and the worker never file the same draft twice. */
@@ -49,9 +51,10 @@
     return run("readwrite", function (store) { return request(store.put(draft)); }).then(function () { return draft; });
   }
 
-  function list() {
+  function list(user) {
     return run("readonly", function (store) { return request(store.getAll()); }).then(function (items) {
-      return (items || []).sort(function (a, b) { return a.created < b.created ? -1 : 1; });
+      return (items || []).filter(function (draft) { return !user || draft.user === user; })
+        .sort(function (a, b) { return a.created < b.created ? -1 : 1; });
     });
   }
 
@@ -76,7 +79,9 @@
   /* POST one draft; resolves {ok, status, body}. Rejects only on a network failure. */
   function post(url, draft, csrf) {
     return fetch(draft.url || url, {
-      method: "POST", body: body(draft), credentials: "same-origin",
+      // A redirect is the login page (the session ended): never followed, so it is not
+      // mistaken for an answer.
+      method: "POST", body: body(draft), credentials: "same-origin", redirect: "manual",
       headers: { "X-CSRFToken": csrf || draft.csrf || "", "Accept": "application/json" },
     }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (data) {
@@ -92,16 +97,21 @@
     return work();
   }
 
-  /* Send every queued draft in order; report(draft, result) after each one the server answered. */
-  function flush(url, csrf, report) {
+  /* Send the user's queued drafts in order; report(draft, result) after each one the server
+     answered. Without a user (the worker, which cannot tell who is logged in) each draft
+     carries its own CSRF token, which Django rotates at every login, so another person's
+     session refuses it and the draft stays. */
+  function flush(url, csrf, report, user) {
     return exclusive(function () {
-      return list().then(function (drafts) {
+      return list(user).then(function (drafts) {
         var chain = Promise.resolve();
         drafts.forEach(function (draft) {
           chain = chain.then(function () {
-            return post(url, draft, csrf).then(function (result) {
+            return post(url, draft, user ? csrf : "").then(function (result) {
               // 401/403 after a logout or an expired session: kept until the user logs in again.
-              if (result.status === 401 || (result.status === 403 && !result.body.errors)) { return; }
+              if (result.status === 0 || result.status === 401 || (result.status === 403 && !result.body.errors)) {
+                return;
+              }
               if (result.status >= 500) { return; }
               return remove(draft.id).then(function () { if (report) { report(draft, result); } });
             });
