@@ -149,30 +149,31 @@ class Catalog:
     @classmethod
     def from_dict(cls, data: dict, scope: set[str] | None = None) -> Catalog:
         """``{"institutions": [{code, name, aliases}], "systems": [{code, name, institution,
-        servers: [{server_id, hostname, active?}]}]}``; ``scope`` the system codes the caller
-        may use (all when None)."""
-        institutions = {
-            i["code"]: InstitutionRef(i["code"], i["name"], list(i.get("aliases") or []))
-            for i in data.get("institutions", [])
-        }
+        servers: [{server_id, hostname?, active?}]}]}``; servers may also be listed at the top
+        level with a ``system`` each, and aliases given as a list or a "a|b" / "a,b" string.
+        ``scope`` is the system codes the caller may use (all when None)."""
+        institutions = {}
+        for row in data.get("institutions", []):
+            aliases = row.get("aliases") or []
+            if isinstance(aliases, str):
+                aliases = [a.strip() for a in re.split(r"[|,]", aliases) if a.strip()]
+            institutions[row["code"]] = InstitutionRef(row["code"], row["name"], list(aliases))
+        loose: dict[str, list[dict]] = {}
+        for row in data.get("servers", []):
+            loose.setdefault(row.get("system") or row.get("system_code", ""), []).append(row)
         systems: dict[str, SystemRef] = {}
         for s in data.get("systems", []):
+            code = s.get("code") or s["system_code"]
             servers = []
-            for row in s.get("servers", []):
+            for row in [*s.get("servers", []), *loose.get(code, [])]:
                 role, number = role_and_number(row["server_id"], row.get("hostname", ""))
                 servers.append(
                     ServerRef(
-                        row["server_id"],
-                        row.get("hostname", ""),
-                        s["code"],
-                        role,
-                        number,
-                        bool(row.get("active", True)),
+                        row["server_id"], row.get("hostname", ""), code, role, number, bool(row.get("active", True))
                     )
                 )
-            systems[s["code"]] = SystemRef(
-                s["code"], s["name"], s["institution"], servers, in_scope=scope is None or s["code"] in scope
-            )
+            institution = s.get("institution") or s.get("institution_code", "")
+            systems[code] = SystemRef(code, s["name"], institution, servers, in_scope=scope is None or code in scope)
         return cls(institutions, systems)
 
     @classmethod
