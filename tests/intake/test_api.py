@@ -231,3 +231,27 @@ def test_bad_photos_and_oversize_text_are_refused_and_nothing_is_stored(world, s
     assert post(client, URL, {"raw_request": "예산시스템 WAS1 재시작", "media_data": photo}).status_code == 413
     assert counts() == (0, 0)
     assert not AuditEntry.objects.filter(action__startswith="intake.").exists()
+
+
+def test_an_attachment_whose_hash_differs_is_refused_and_a_matching_one_files_the_deploy(world):
+    import hashlib
+
+    from tests.factories import war_bytes
+
+    client = client_for(world.requester)
+    war = war_bytes("3.1.0")
+    wrong = {"artifact": {"name": "app.war", "content": base64.b64encode(war).decode(), "sha256": "0" * 64}}
+    response = post(client, URL, {"raw_request": "예산시스템 WAS1 배포", "attachments": wrong})
+    assert response.status_code == 400 and "attachments.artifact.sha256" in response.json()
+    assert counts() == (0, 0)
+    right = {
+        "artifact": {
+            "name": "app.war",
+            "content": base64.b64encode(war).decode(),
+            "sha256": hashlib.sha256(war).hexdigest(),
+        }
+    }
+    response = post(client, URL, {"raw_request": "예산시스템 WAS1 배포 부탁드립니다", "attachments": right})
+    assert response.status_code == 201, response.content
+    task = OpsTask.objects.get(task_id=response.json()["task_id"])
+    assert task.sub_type == "APP_DEPLOY" and task.parameters["artifact_sha256"] == hashlib.sha256(war).hexdigest()
