@@ -34,7 +34,7 @@ ROOT_LABEL = {"app": "app_path", "deploy": "deploy_path", "backup": "backup_path
               "log": "log_path 디렉터리"}
 
 Pipeline = list[list[str]]
-# A server's CMDB roots by kind ("app", "log", ...), normalised: execution.playbooks.base.server_roots.
+# A server's CMDB roots by kind ("app", "log", ...), normalised: execution.parameters.server_roots.
 RootsOf = Callable[[object], dict[str, str]]
 
 

@@ -33,7 +33,8 @@ from governance.results import LOG_EXCERPT_CHARS, HealthCheck, ResultPackage, Se
 from .errors import ParameterError, Refused, SecurityViolation, StepFailed
 from .healthcheck import Health
 from .models import Execution, Outcome, ServerRun, StepResult
-from .playbooks.base import Playbook, q
+from .parameters import q
+from .playbooks.base import Playbook
 from .recorder import Recorder
 from .rolling import Aborted, Group, Lost, Record, RolloutStrategy, ServerContext, gate_sample, plan_groups
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .errors import ParameterError, StepFailed
-from .playbooks.base import HEALTH_LIMITS, clean_health_limits, q, tighter
+from .parameters import HEALTH_LIMITS, clean_health_limits, q, tighter
 
 MAX_BODY = 64 * 1024
 LOG_OFFSET_PLACEHOLDER = "<log-size-before-startup+1>"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import healthcheck
-from .playbooks.base import q
+from .parameters import q
 
 SH = healthcheck.SH
 

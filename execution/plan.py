@@ -30,7 +30,8 @@ from governance.attachments import attachment_root, is_sealed
 from . import playbooks
 from .errors import ParameterError, Refused, StepFailed
 from .healthcheck import Health, url_problem
-from .playbooks.base import HEALTH_LIMITS, HealthSpec, Playbook, q, tighter
+from .parameters import HEALTH_LIMITS, q, tighter
+from .playbooks.base import HealthSpec, Playbook
 from .rolling import RolloutStrategy, drain_flag_path, plan_groups
 
 MASK = "****"

@@ -21,7 +21,7 @@ from typing import Any
 from cmdb import vault
 
 from .errors import ParameterError, Refused, SecurityViolation, StepFailed
-from .playbooks.base import Param, server_roots
+from .parameters import Param, server_roots
 
 EXCERPT = 4000
 # The maintenance flag a load balancer reads: a file below the server's app_path, named like a

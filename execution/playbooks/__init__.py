@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..errors import ParameterError, Refused, StepFailed
-from .base import Param, Playbook, q
+from ..parameters import Param, q
+from .base import Playbook
 from .commands import CronManage, RawCommand
 from .deploy import AppDeploy, StaticSync
 from .ops import (

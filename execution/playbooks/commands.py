@@ -15,7 +15,8 @@ import re
 from execution import commands
 
 from ..errors import CommandRefused, ParameterError, Refused, SecurityViolation, StepFailed
-from .base import Param, Playbook, q, server_roots
+from ..parameters import Param, q, server_roots
+from .base import Playbook
 from .deploy import backup_dir
 
 CRON_FIELD = r"(\*|[0-9,*/-]{1,40})"

@@ -7,7 +7,8 @@ import posixpath
 from execution import healthcheck
 
 from ..errors import Refused, StepFailed
-from .base import Param, Playbook, q
+from ..parameters import Param, q
+from .base import Playbook
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 

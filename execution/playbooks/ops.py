@@ -11,7 +11,8 @@ import posixpath
 import re
 
 from ..errors import ParameterError, StepFailed
-from .base import Param, Playbook, q
+from ..parameters import Param, q
+from .base import Playbook
 from .deploy import backup_dir
 
 TIME_RES = [

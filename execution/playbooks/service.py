@@ -8,7 +8,8 @@ import posixpath
 from execution import healthcheck
 
 from ..errors import Refused, StepFailed
-from .base import Param, Playbook, q
+from ..parameters import Param, q
+from .base import Playbook
 from .deploy import backup_dir
 
 CERT_SUFFIXES = (".crt", ".pem", ".cer")

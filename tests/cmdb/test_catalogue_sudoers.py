@@ -15,7 +15,7 @@ from django.core.management import CommandError, call_command
 from cmdb.models import CommandRule
 from cmdb.sudoers import SudoersError, posix_regex, sudoers_for
 from execution import commands, errors
-from execution.playbooks.base import server_roots
+from execution.parameters import server_roots
 from tests.factories import ServerFactory, SystemFactory
 
 pytestmark = pytest.mark.django_db

@@ -16,7 +16,7 @@ from cmdb.models import CommandRule
 from execution import commands, errors, playbooks
 from execution.errors import ParameterError
 from execution.models import StepResult
-from execution.playbooks.base import server_roots
+from execution.parameters import server_roots
 from execution.services import run_task
 from governance.models import OpsTask
 from tests.execution.engine_helpers import approved_task, commands_received
