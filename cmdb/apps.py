@@ -29,3 +29,11 @@ class CmdbConfig(AppConfig):
         from . import auth_policy
 
         auth_policy.connect()  # password history, first-login change, login notices, one session
+        from django.contrib import admin
+        from django_otp.plugins.otp_static.models import StaticDevice
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        # Second-factor devices are enrolled by their holder only (cmdb.otp), never in the admin.
+        for model in (TOTPDevice, StaticDevice):
+            if admin.site.is_registered(model):
+                admin.site.unregister(model)

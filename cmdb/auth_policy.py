@@ -33,7 +33,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from . import account_audit
+from . import account_audit, otp
 from .models import AccountSecurity, PasswordHistory
 
 CLASSES = (str.islower, str.isupper, str.isdigit, lambda c: not c.isalnum())
@@ -223,6 +223,11 @@ class AccountPolicyMiddleware:
             answer = self.check(request, user)
             if answer is not None:
                 return answer
+            token = otp.remember_request(request)
+            try:
+                return self.get_response(request)
+            finally:
+                otp.forget_request(token)
         return self.get_response(request)
 
     def check(self, request, user):
@@ -247,7 +252,11 @@ class AccountPolicyMiddleware:
                                 _("같은 계정으로 다른 곳에서 로그인하여 이 세션이 종료되었습니다."))
         if not seen or now.timestamp() - seen > _SEEN_WRITE_EVERY.total_seconds():
             session["auth_policy_seen"] = now.timestamp()
-        if state is None or request.path.startswith(_OPEN_PATHS):
+        if request.path.startswith(_OPEN_PATHS):
+            return None
+        if otp.required_for(user) and not user.is_verified():
+            return redirect(f"/accounts/otp/?next={request.path}")
+        if state is None:
             return None
         if state.must_change_password and user.has_usable_password():
             messages.warning(request, _("처음 로그인했거나 다른 사람이 설정한 비밀번호입니다. 비밀번호를 바꾸세요."))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 import audit
 from cmdb.models import System, SystemOwner
@@ -94,8 +95,18 @@ def engage_global_stop(actor, reason: str, requires_ack: bool = False) -> Global
     return stop
 
 
+def require_step_up(user, action: str) -> None:
+    """A fresh second factor before the decisions that change production the most; the
+    check is named in settings (STEP_UP_CHECK, empty: none), so governance does not know
+    how the factor is entered."""
+    path = getattr(settings, "STEP_UP_CHECK", "")
+    if path and not import_string(path)(user, action):
+        raise Forbidden("이 결정에는 방금 확인한 2차 인증이 필요합니다: /accounts/otp/ 에서 인증한 뒤 다시 하세요.")
+
+
 def release_global_stop(user, comment: str = "") -> GlobalStop:
     _require_kill_switch(user)
+    require_step_up(user, "killswitch.global_off")
     with transaction.atomic():
         stop, _ = GlobalStop.objects.select_for_update().get_or_create(id=1)
         if not stop.engaged:

@@ -36,13 +36,14 @@ from .control import (  # noqa: F401  (re-exported entry points)
     global_stop_state,
     open_inspection_ticket,
     release_global_stop,
+    require_step_up,
     resume_execution,
     should_stop,
     stop_task,
     validate_result,
 )
 from .errors import Conflict, Forbidden, Invalid, NotFound
-from .models import ApprovalStep, Notification, OpsTask, Status, StepStatus, SubType
+from .models import ApprovalStep, Notification, OpsTask, Risk, Status, StepStatus, SubType
 from .notify import Action, Message, notify
 from .reports import dashboard_counts, statistics, task_timeline  # noqa: F401
 from .transitions import (  # noqa: F401  (TASK_RELATED and the helpers are used by escalation.py)
@@ -241,6 +242,8 @@ def decide_step(user, step_id, decision: str, comments: str = "", plan_sha256: s
             raise Conflict(f"task {task.task_id} is {task.status}, not waiting for approval")
         if step.activated_at is None:
             raise Conflict(f"step {step.pk} is not open yet")
+        if task.risk in (Risk.HIGH, Risk.CRITICAL):
+            require_step_up(user, "approval.decided")
         plans.check_plan(task, plan_sha256)
         playbook_version = str(task.plan.get("playbook_version") or task.playbook_version)
         step.status = StepStatus.APPROVED if decision == "APPROVED" else StepStatus.REJECTED

@@ -97,6 +97,9 @@ INSTALLED_APPS = [
     "django_filters",
     "django_q",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "audit",
     "cmdb",
     "governance",
@@ -115,6 +118,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "cmdb.auth_policy.AccountPolicyMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -203,6 +207,14 @@ SESSION_IDLE_MINUTES = envint("GUARDIA_SESSION_IDLE_MINUTES", 30)
 SESSION_MAX_HOURS = envint("GUARDIA_SESSION_MAX_HOURS", 12)
 SESSION_SINGLE = envbool("GUARDIA_SESSION_SINGLE", "true")
 LOGIN_NOTICE = envbool("GUARDIA_LOGIN_NOTICE", "true")
+# Second factor (TOTP, cmdb/otp.py): required at login for these roles (superusers too),
+# and asked again within OTP_STEP_UP_MINUTES before a high/critical-risk decision or a
+# global-stop release (governance calls STEP_UP_CHECK by name).
+OTP_ENABLED = envbool("GUARDIA_OTP_ENABLED", "true")
+OTP_REQUIRED_ROLES = envlist("GUARDIA_OTP_REQUIRED_ROLES", "admin,security_officer,supervisor")
+OTP_STEP_UP_MINUTES = envint("GUARDIA_OTP_STEP_UP_MINUTES", 5)
+OTP_TOTP_ISSUER = "GUARDiA"
+STEP_UP_CHECK = "cmdb.otp.has_fresh_second_factor" if OTP_ENABLED else ""
 if SESSION_MAX_HOURS:
     SESSION_COOKIE_AGE = SESSION_MAX_HOURS * 3600
 AUTH_PASSWORD_VALIDATORS = [

@@ -7,7 +7,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from cmdb import auth_policy
+from cmdb import auth_policy, otp
 from intake.api import seed_urlpatterns as intake_seed_urlpatterns
 
 admin.site.site_header = "GUARDiA CMDB"
@@ -20,6 +20,8 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/password/", auth_policy.PasswordChangeView.as_view(), name="password_change"),
+    path("accounts/otp/", otp.verify, name="otp_verify"),
+    path("accounts/otp/setup/", otp.setup, name="otp_setup"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The schema answers 401 to an anonymous caller (SPECTACULAR_SETTINGS SERVE_PERMISSIONS);

@@ -100,6 +100,9 @@ CASES: dict[str, Case] = {
     "accounts/login/": Case("GET", "/accounts/login/", cells(200)),
     "accounts/logout/": Case("GET", "/accounts/logout/", cells(405)),  # POST only (CSRF-protected)
     "accounts/password/": Case("GET", "/accounts/password/", cells(200, anonymous=302)),  # one's own password
+    # One's own second factor: verify sends a person without a device on to the enrolment.
+    "accounts/otp/": Case("GET", "/accounts/otp/", cells(302, anonymous=302)),
+    "accounts/otp/setup/": Case("GET", "/accounts/otp/setup/", cells(200, anonymous=302)),
     "i18n/setlang/": Case("POST", "/i18n/setlang/", cells(302), {"language": "ko", "next": "/console/"}),
     "api/v1/schema/": Case("GET", f"{API}/schema/", cells(200, anonymous=401), api=True),
     "api/v1/docs/": Case("GET", f"{API}/docs/", cells(200, anonymous=302)),

@@ -1,0 +1,145 @@
+"""Second factor (django-otp): TOTP enrolment with a QR code drawn here (SVG, no outside
+service on a closed network), single-use recovery codes, the second step of the login for
+the roles that can change production (GUARDIA_OTP_REQUIRED_ROLES), and the step-up check
+that governance asks before a high or critical-risk decision and a global-stop release
+(settings.STEP_UP_CHECK, so governance never imports this module).
+
+A second factor is "fresh" for GUARDIA_OTP_STEP_UP_MINUTES after it was entered; the
+request's freshness is set by cmdb.auth_policy.AccountPolicyMiddleware for the service
+that runs inside the request.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import io
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods
+from django_otp import login as otp_login
+from django_otp import match_token, user_has_device
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from . import account_audit
+from .roles import ROLES
+
+RECOVERY_CODES = 10
+VERIFIED_AT = "otp_verified_at"
+# (user pk, when the second factor was last entered) for the request being served.
+_FRESH: contextvars.ContextVar[tuple[int, float] | None] = contextvars.ContextVar("otp_fresh", default=None)
+
+
+def enabled() -> bool:
+    return bool(getattr(settings, "OTP_ENABLED", False))
+
+
+def required_for(user) -> bool:
+    if not enabled() or not user.is_authenticated:
+        return False
+    wanted = set(getattr(settings, "OTP_REQUIRED_ROLES", ())) & set(ROLES)
+    return bool(user.is_superuser or user.groups.filter(name__in=wanted).exists())
+
+
+def remember_request(request) -> contextvars.Token:
+    user = request.user
+    at = request.session.get(VERIFIED_AT) if user.is_authenticated else None
+    return _FRESH.set((user.pk, float(at)) if at else None)
+
+
+def forget_request(token: contextvars.Token) -> None:
+    _FRESH.reset(token)
+
+
+def has_fresh_second_factor(user, action: str = "") -> bool:
+    """STEP_UP_CHECK: was a second factor entered by this user within the step-up window?"""
+    fresh = _FRESH.get()
+    window = getattr(settings, "OTP_STEP_UP_MINUTES", 5) * 60
+    return bool(fresh and fresh[0] == user.pk and timezone.now().timestamp() - fresh[1] <= window)
+
+
+def qr_svg(text: str) -> str:
+    import qrcode
+    import qrcode.image.svg
+
+    image = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage, box_size=8)
+    buffer = io.BytesIO()
+    image.save(buffer)
+    return buffer.getvalue().decode()
+
+
+def _next(request, default: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    ok = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                         require_https=request.is_secure())
+    return target if ok else default
+
+
+def _verified(request, device, kind: str) -> None:
+    otp_login(request, device)
+    request.session[VERIFIED_AT] = timezone.now().timestamp()
+    account_audit.record(request.user, "auth.otp_verified", request.user.get_username(), {"source": "login"},
+                         kind=kind)
+
+
+def new_recovery_codes(user) -> list[str]:
+    """Replace the user's recovery codes; each works once."""
+    device, _created = StaticDevice.objects.get_or_create(user=user, name="recovery", defaults={"confirmed": True})
+    device.token_set.all().delete()
+    codes = [StaticToken.random_token() for _i in range(RECOVERY_CODES)]
+    StaticToken.objects.bulk_create([StaticToken(device=device, token=code) for code in codes])
+    return codes
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def setup(request):
+    user = request.user
+    if TOTPDevice.objects.filter(user=user, confirmed=True).exists():
+        messages.info(request, _("이미 2차 인증 기기를 등록했습니다."))
+        return redirect("otp_verify")
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name="default", confirmed=False)
+    error = ""
+    if request.method == "POST":
+        if device.verify_token((request.POST.get("token") or "").strip()):
+            with transaction.atomic():
+                device.confirmed = True
+                device.save(update_fields=["confirmed"])
+                codes = new_recovery_codes(user)
+                account_audit.record(user, "auth.otp_enrolled", user.get_username(), {"source": "login"})
+            _verified(request, device, "totp")
+            return render(request, "registration/otp_recovery_codes.html",
+                          {"codes": codes, "next": _next(request, settings.LOGIN_REDIRECT_URL)})
+        error = _("인증 코드가 맞지 않습니다. 앱에 보이는 6자리 숫자를 입력하세요.")
+    return render(request, "registration/otp_setup.html", {
+        "qr": qr_svg(device.config_url), "secret": device.key, "error": error,
+        "next": _next(request, settings.LOGIN_REDIRECT_URL),
+    }, status=400 if error else 200)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def verify(request):
+    user = request.user
+    if not user_has_device(user):
+        return redirect(f"/accounts/otp/setup/?next={_next(request, settings.LOGIN_REDIRECT_URL)}")
+    error = ""
+    if request.method == "POST":
+        device = match_token(user, (request.POST.get("token") or "").strip().replace(" ", ""))
+        if device is not None:
+            _verified(request, device, "recovery" if isinstance(device, StaticDevice) else "totp")
+            return redirect(_next(request, settings.LOGIN_REDIRECT_URL))
+        account_audit.record(user, "auth.otp_failed", user.get_username(), {"source": "login"})
+        error = _("인증 코드가 맞지 않거나 이미 쓴 복구 코드입니다.")
+    return render(request, "registration/otp_verify.html",
+                  {"error": error, "next": _next(request, settings.LOGIN_REDIRECT_URL)},
+                  status=400 if error else 200)
