@@ -181,6 +181,27 @@ def test_field_app_offline_queue_keypad_and_live_approval(live_stack, browser):
                                   ".then(list => list.map(n => ({tag: n.tag, body: n.body})))")
             time.sleep(0.2)
         assert any(n["tag"] == filed and "승인 완료" in n["body"] for n in shown), shown
+
+        # A draft someone else wrote on this phone is never sent with this session, and a
+        # draft sent after the session ended (redirect to the login page) stays queued.
+        rows_before = page.locator("#my-requests [data-task-row]").count()
+        page.evaluate("""() => GuardiaDrafts.add({title: "다른 사람의 초안", user: "-1", csrf: "", files: {},
+            hashes: {}, fields: {system: "BUDGET", sub_type: "MEMORY_CHECK", title: "다른 사람의 초안",
+                                 targets: ["was-1"], parameters: "{}"}})""")
+        flushed = page.evaluate("document.documentElement.dataset.flushed")
+        page.evaluate("window.dispatchEvent(new Event('online'))")
+        page.wait_for_function("old => document.documentElement.dataset.flushed !== old", arg=flushed)
+        assert page.evaluate("GuardiaDrafts.list().then(d => d.map(x => x.title))") == ["다른 사람의 초안"]
+        field_context.clear_cookies(name="sessionid")  # the CSRF cookie stays: the view itself redirects
+        page.evaluate("""() => GuardiaDrafts.add({title: "세션이 끝난 뒤", user: document.body.dataset.user,
+            csrf: "", files: {}, hashes: {}, fields: {system: "BUDGET", sub_type: "MEMORY_CHECK",
+            title: "세션이 끝난 뒤", targets: ["was-1"], parameters: "{}"}})""")
+        flushed = page.evaluate("document.documentElement.dataset.flushed")
+        page.evaluate("window.dispatchEvent(new Event('online'))")
+        page.wait_for_function("old => document.documentElement.dataset.flushed !== old", arg=flushed)
+        assert sorted(page.evaluate("GuardiaDrafts.list().then(d => d.map(x => x.title))")) == [
+            "다른 사람의 초안", "세션이 끝난 뒤"]
+        assert page.locator("#my-requests [data-task-row]").count() == rows_before
     finally:
         field_context.close()
         lead_context.close()
