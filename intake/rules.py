@@ -81,6 +81,14 @@ INTENT_KEYWORDS: dict[str, tuple[str, ...]] = {
         "로그 정리",
     ),
     "LOG_MINING": (
+        "로그수집",
+        "로그보내",
+        "로그받아",
+        "로그전달",
+        "로그확보",
+        "lookatthelog",
+        "lookattheerrorlog",
+        "errorlogs",
         "로그점검",
         "로그tail",
         "tail로그",
@@ -154,6 +162,10 @@ INTENT_KEYWORDS: dict[str, tuple[str, ...]] = {
         "tomcat재",
     ),
     "APP_DEPLOY": (
+        "소스올려",
+        "war올려",
+        "jar올려",
+        "신규소스",
         "배포",
         "디플로이",
         "deploy",
@@ -194,6 +206,10 @@ INTENT_KEYWORDS: dict[str, tuple[str, ...]] = {
     ),
     "SSL_REPLACE": ("ssl", "인증서", "certificate", "cert", "tls", "https인증", "보안서버인증"),
     "DATA_CLEANUP": (
+        "db정리",
+        "디비정리",
+        "데이터베이스정리",
+        "테이블데이터정리",
         "세션정리",
         "세션삭제",
         "세션데이터",
@@ -253,6 +269,11 @@ INTENT_KEYWORDS: dict[str, tuple[str, ...]] = {
         "ram",
     ),
     "CRON_MANAGE": (
+        "배치추가",
+        "배치작업추가",
+        "크론추가",
+        "스케줄변경",
+        "배치스케줄",
         "크론",
         "cron",
         "crontab",
@@ -278,6 +299,11 @@ INTENT_KEYWORDS: dict[str, tuple[str, ...]] = {
         "명령어를실행",
     ),
     "CODE_FIX": (
+        "오류수정",
+        "기능수정",
+        "화면수정",
+        "소스코드수정",
+        "프로그램오류수정",
         "코드수정",
         "소스수정",
         "버그수정",
@@ -297,7 +323,11 @@ INTENT_KEYWORDS: dict[str, tuple[str, ...]] = {
 
 # Words that suggest a task only when nothing stronger is said ("응답이 느려요", "용량 95%").
 WEAK_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "SERVICE_RESTART": ("기동", "띄워", "살려"),
     "MEMORY_CHECK": (
+        "cpu",
+        "사용률",
+        "부하",
         "상태확인",
         "상태점검",
         "프로세스확인",
@@ -313,7 +343,7 @@ WEAK_KEYWORDS: dict[str, tuple[str, ...]] = {
         "threaddump",
         "덤프",
     ),
-    "LOG_CLEANUP": ("용량", "사용률", "비워", "clear", "꽉찼"),
+    "LOG_CLEANUP": ("용량", "비워", "clear", "꽉찼", "가득"),
     "LOG_MINING": ("tail", "에러", "오류", "error", "장애"),
 }
 
@@ -391,7 +421,7 @@ _PRECEDENCE = [
 _BEATS = list(_PRECEDENCE)  # applied in this order: the outcome never depends on hashing
 
 _DATA_WORDS = re.compile(r"데이터|데이타|data|테이블|table|레코드|record|세션|db|디비")
-_WEAK_WORDS = {"slow", "clear", "tail", "error"}
+_WEAK_WORDS = {"slow", "clear", "tail", "error", "cpu"}
 _MEMORY_ACTION = re.compile(
     r"메모리(?:점검|확인|사용|상태|누수|부족|체크|봐|좀)|memory(?:check|usage|leak)|heapdump|힙덤프|"
     r"checkmemory|메모리가|메모리를"
@@ -408,7 +438,9 @@ class Intent:
 
 # Word orders a list of keywords cannot hold: "로그 전체 삭제", "로그 좀 확인해".
 PATTERN_KEYWORDS: dict[str, re.Pattern[str]] = {
-    "LOG_CLEANUP": re.compile(r"로그(?:파일)?.{0,6}?(?:삭제|지워|지우|정리|비워|청소|줄여)"),
+    "LOG_CLEANUP": re.compile(
+        r"로그(?:파일)?.{0,6}?(?:삭제|지워|지우|정리|비워|청소|줄여|꽉|가득)|logs?(?:are|is)?full"
+    ),
     "LOG_MINING": re.compile(r"로그.{0,6}?(?:확인|분석|조회|봐|보여|검색|추출|뽑|살펴|찾)"),
     "SERVICE_RESTART": re.compile(r"(?:다시|재)(?:시작|기동|구동)|내렸다.{0,3}올|껐다.{0,3}켜|restart"),
     "MEMORY_CHECK": re.compile(r"메모리.{0,6}?(?:확인|점검|봐|체크|조회)"),
@@ -541,7 +573,8 @@ _ROLE_ONE = re.compile(
 )
 # range without role: 1~3번 서버 / 1-3번 / servers 1-3
 _RANGE = re.compile(
-    r"(?<![\d:.])(?P<a>\d{1,3})\s*(?:번|호기)?" + _RANGE_SEP + r"(?P<b>\d{1,3})\s*(?:번|호기|호)(?!째)", re.IGNORECASE
+    r"(?<![\d:.])(?P<a>\d{1,3})\s*(?:번|호기)?" + _RANGE_SEP + r"(?P<b>\d{1,3})\s*(?:번|호기|호|(?=\s*서버))(?!째)",
+    re.IGNORECASE,
 )
 _EN_RANGE = re.compile(
     r"\b(?:servers?|nodes?|hosts?)\s*#?(?P<a>\d{1,3})" + _RANGE_SEP + r"#?(?P<b>\d{1,3})\b", re.IGNORECASE
@@ -684,6 +717,32 @@ class TimePhrase:
 def time_phrase(text: str, now: dt.datetime) -> TimePhrase | None:
     """ "오늘 밤 10시" -> today 22:00; "내일 새벽 2시" -> tomorrow 02:00; a time already past
     today with no day word means tomorrow. ``now`` is timezone-aware local time."""
+    match = _DATE_TIME.search(text)
+    if match:
+        hour = _hour(int(match.group("h")), match.group("part") or "")
+        minute = int(match.group("m") or (30 if match.group("half") else 0))
+        month = int(match.group("mo") or now.month)
+        try:
+            when = now.replace(
+                month=month, day=int(match.group("d")), hour=hour, minute=minute, second=0, microsecond=0
+            )
+        except ValueError:
+            when = None
+        if when is not None and minute <= 59:
+            if when < now - dt.timedelta(days=1) and not match.group("mo"):
+                when = _next_month(when)
+            return TimePhrase(when, False, match.group(0).strip())
+    match = _MIDNIGHT.search(text)
+    if match:
+        day = match.group("day") or ""
+        base = now + dt.timedelta(days=_DAY_WORDS.get(day, 0))
+        if match.group("what") == "자정":
+            when = base.replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(days=1)
+        else:
+            when = base.replace(hour=12, minute=0, second=0, microsecond=0)
+            if not day and when <= now:
+                when += dt.timedelta(days=1)
+        return TimePhrase(when, False, match.group(0).strip())
     match = _TIME_KO.search(text)
     if match:
         hour = int(match.group("h"))
@@ -718,6 +777,29 @@ def time_phrase(text: str, now: dt.datetime) -> TimePhrase | None:
     if match:
         return TimePhrase(None, True, match.group(0).strip())
     return None
+
+
+_DATE_TIME = re.compile(
+    r"(?:(?P<mo>\d{1,2})\s*월\s*)?(?P<d>\d{1,2})\s*일\s*(?:(?P<part>새벽|아침|오전|오후|저녁|밤|낮)\s*)?"
+    r"(?P<h>\d{1,2})\s*시(?:\s*(?P<m>\d{1,2})\s*분|(?P<half>반))?"
+)
+_MIDNIGHT = re.compile(r"(?P<day>오늘|내일|모레)?\s*(?P<what>자정|정오)")
+
+
+def _hour(hour: int, part: str) -> int:
+    if part in ("오후", "저녁", "밤") and hour < 12:
+        hour += 12
+    if part in ("새벽", "밤") and hour in (12, 24):
+        hour = 0
+    return hour
+
+
+def _next_month(when: dt.datetime) -> dt.datetime:
+    month = when.month % 12 + 1
+    try:
+        return when.replace(year=when.year + (when.month == 12), month=month)
+    except ValueError:
+        return when
 
 
 def _at(now: dt.datetime, day: str | None, hour: int, minute: int, part: str) -> dt.datetime:
