@@ -143,3 +143,27 @@ def verify(request):
     return render(request, "registration/otp_verify.html",
                   {"error": error, "next": _next(request, settings.LOGIN_REDIRECT_URL)},
                   status=400 if error else 200)
+
+
+class StepUpRefused(Exception):
+    """A second factor asked at the shell was missing or wrong."""
+
+
+def verify_at_shell(username: str | None, token: str | None, action: str, permission: str):
+    """The step-up for work started at the server (the vault key rotation): the named
+    person holds `permission` and gives a current code (or an unused recovery code) of
+    their own device. Returns the person, who becomes the audited actor."""
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.filter(username=username or "", is_active=True).first()
+    if user is None or not user.has_perm(permission):
+        raise StepUpRefused(f"--user: {username or '(none)'} is not an active account allowed to do this")
+    device = match_token(user, (token or "").strip()) if token else None
+    where = account_audit.outside_source()
+    source = {"source": "shell", "command": where["source"], "os_user": where["os_user"]}
+    if device is None:
+        account_audit.record(user, "auth.otp_failed", user.get_username(), source, step_up=action)
+        raise StepUpRefused("--otp: the second-factor code is missing, wrong or already used")
+    account_audit.record(user, "auth.otp_verified", user.get_username(), source, step_up=action,
+                         kind="recovery" if isinstance(device, StaticDevice) else "totp")
+    return user

@@ -147,3 +147,32 @@ def test_global_stop_release_needs_a_fresh_second_factor(client, otp_on):
     assert client.post(VERIFY, {"token": code(device), "next": CONSOLE}).status_code == 302
     client.post("/console/stop/", {"action": "release"})
     assert not GlobalStop.objects.get(id=1).engaged
+
+
+def test_vault_key_rotation_at_the_shell_needs_the_admins_second_factor(otp_on, tmp_path):
+    from django.core.management import CommandError, call_command
+
+    from cmdb import vault
+    from cmdb.models import Credential
+    from tests.factories import CredentialFactory
+
+    otp_on.VAULT_KEY, otp_on.VAULT_KEY_FILE = vault.generate_key(), ""
+    CredentialFactory(name="c1", secret="rotate-Secret-1")
+    before = Credential.objects.get(name="c1").secret_encrypted
+    admin = UserFactory(username="adm", role="admin")
+    lead = UserFactory(username="lead", role="team_lead")
+    device = TOTPDevice.objects.create(user=admin, name="default", confirmed=True)
+    TOTPDevice.objects.create(user=lead, name="default", confirmed=True)
+    new_file = tmp_path / "new.key"
+    new_file.write_text(vault.generate_key() + "\n")
+    for options, refusal in [({}, "--user"), ({"user": "lead", "otp": "123456"}, "--user"),
+                             ({"user": "adm", "otp": "000000" if code(device) != "000000" else "111111"}, "--otp")]:
+        with pytest.raises(CommandError, match=f"rotation refused, nothing changed: {refusal}"):
+            call_command("rotate_vault_key", new_key_file=new_file, **options)
+        assert Credential.objects.get(name="c1").secret_encrypted == before
+    assert not AuditEntry.objects.filter(action="cmdb.vault_rotate").exists()
+    with time_machine.travel(timezone.now() + dt.timedelta(seconds=5)):  # past the throttle after a wrong code
+        call_command("rotate_vault_key", new_key_file=new_file, user="adm", otp=code(device))
+    assert Credential.objects.get(name="c1").secret_encrypted != before
+    assert AuditEntry.objects.get(action="cmdb.vault_rotate").actor == "adm"
+    assert AuditEntry.objects.filter(action="auth.otp_verified", target="adm", payload__source="shell").exists()

@@ -6,6 +6,10 @@
 Afterwards every secret decrypts with the new key only: point GUARDIA_VAULT_KEY /
 GUARDIA_VAULT_KEY_FILE at it (or pass --install to replace the configured key file) and
 restart the web and worker processes.
+
+With the second factor on (GUARDIA_OTP_ENABLED), the rotation also needs the person doing
+it: --user NAME --otp CODE (their authenticator's current code or an unused recovery code);
+they must hold cmdb.change_credential, and they are the audited actor.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from cmdb import services, vault
+from cmdb import otp, services, vault
 
 
 class Command(BaseCommand):
@@ -29,8 +33,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--install", action="store_true", help="after the commit, replace the configured key file with the new key"
         )
+        parser.add_argument("--user", help="the administrator rotating the key (asked when the second factor is on)")
+        parser.add_argument("--otp", help="that person's current second-factor code")
 
     def handle(self, *args, **options):
+        actor: object = "manage.py rotate_vault_key"
+        if otp.enabled():
+            try:
+                actor = otp.verify_at_shell(options["user"], options["otp"], "cmdb.vault_rotate",
+                                            "cmdb.change_credential")
+            except otp.StepUpRefused as exc:
+                raise CommandError(f"rotation refused, nothing changed: {exc}") from exc
         path: Path | None = options["new_key_file"]
         if options["generate"]:
             if path is None:
@@ -47,7 +60,7 @@ class Command(BaseCommand):
                 new_key = vault.decode_key(os.environ["GUARDIA_VAULT_NEW_KEY"], "GUARDIA_VAULT_NEW_KEY")
             else:
                 raise CommandError("give the new key: --new-key-file F or GUARDIA_VAULT_NEW_KEY")
-            count = services.rotate_vault_key(new_key, actor="manage.py rotate_vault_key")
+            count = services.rotate_vault_key(new_key, actor=actor)
         except (vault.VaultError, OSError) as exc:
             raise CommandError(f"rotation aborted, nothing changed: {exc}") from exc
         self.stdout.write(f"re-encrypted {count} secret(s) with key {vault.key_id(new_key)}")
