@@ -172,3 +172,22 @@ def test_free_text_with_a_destructive_command_is_refused(phone):
     assert response.status_code == 422
     assert "raw_request" in response.json()["errors"]
     assert OpsTask.objects.count() == 0
+
+
+def test_free_text_is_filed_through_the_intake_api_with_the_session_and_its_csrf_token(world):
+    """What the app (and its offline queue) posts for free text: multipart to the intake API,
+    authenticated by the session cookie, with the page's CSRF token; without the token it is
+    refused and nothing is filed."""
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(world.requester)
+    page = client.get("/app/new").content.decode()
+    token = page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+    body = {"raw_request": "예산시스템 was-1 메모리 점검해 주세요"}
+    refused = client.post("/api/v1/sr/intake", body)
+    assert refused.status_code == 403 and OpsTask.objects.count() == 0
+    filed = client.post("/api/v1/sr/intake", body, HTTP_X_CSRFTOKEN=token)
+    assert filed.status_code == 201, filed.content
+    task = OpsTask.objects.get(task_id=filed.json()["task_id"])
+    assert task.channel == "PWA" and task.requester == world.requester and task.sub_type == "MEMORY_CHECK"
