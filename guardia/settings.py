@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -185,9 +186,9 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": SQLITE_ENGINE,
-            "NAME": DATA_DIR / "guardia.sqlite3",
+            "NAME": str(DATA_DIR / "guardia.sqlite3"),
             "OPTIONS": SQLITE_OPTIONS,
-            "TEST": {"NAME": DATA_DIR / "test-guardia.sqlite3"},
+            "TEST": {"NAME": str(DATA_DIR / "test-guardia.sqlite3")},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -247,6 +248,17 @@ for _pair in filter(None, (p.strip() for p in os.getenv("GUARDIA_LDAP_ROLE_GROUP
     if not _sep or not _dn.strip():
         raise ImproperlyConfigured(f"GUARDIA_LDAP_ROLE_GROUPS: expected role=group DN, got {_pair!r}")
     GUARDIA_LDAP_ROLE_GROUPS.setdefault(_role.strip(), []).append(_dn.strip())
+
+def _known_roles(name: str, roles) -> None:
+    from cmdb.roles import ROLES  # the role table has no model imports: safe while settings load
+
+    unknown = sorted(set(roles) - set(ROLES))
+    if unknown:
+        raise ImproperlyConfigured(f"{name}: unknown roles {', '.join(unknown)} (known: {', '.join(ROLES)})")
+
+
+_known_roles("GUARDIA_LDAP_ROLE_GROUPS", GUARDIA_LDAP_ROLE_GROUPS)
+_known_roles("GUARDIA_OTP_REQUIRED_ROLES", OTP_REQUIRED_ROLES)
 # Called with a user the directory disabled: their open approval steps move on.
 ACCOUNT_DISABLED_HOOKS = ["governance.services.reroute_steps_of_inactive_user"]
 if LDAP_ENABLED:
@@ -361,7 +373,7 @@ SPECTACULAR_SETTINGS = {
 # in-memory layer is process-local and serves unit tests only (GUARDIA_CHANNEL_LAYER=memory).
 REDIS_URL = os.getenv("GUARDIA_REDIS_URL", "redis://127.0.0.1:6379/0")
 if os.getenv("GUARDIA_CHANNEL_LAYER", "redis") == "memory":
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS: dict[str, dict[str, Any]] = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 else:
     CHANNEL_LAYERS = {
         "default": {
