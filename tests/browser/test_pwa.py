@@ -151,6 +151,8 @@ def test_field_app_offline_queue_keypad_and_live_approval(live_stack, browser):
         row = page.locator(f"[data-task-row='{filed}']")
         expect(row.locator(".badge")).to_have_text("승인 대기")
         expect(page.locator(f"[data-task-row='{queued_task}'] .badge")).to_have_text("승인 대기")
+        layout = page.evaluate(MEASURE)
+        assert layout["small"] == [] and layout["scrollWidth"] <= layout["innerWidth"], layout
         expect(page.locator("html[data-live=on]")).to_have_count(1, timeout=30_000)
         assert violations(page) == []
         page.evaluate("window.__sameDocument = 'not reloaded'")
