@@ -6,6 +6,11 @@ refused and its open approval steps move on, local accounts are never taken over
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import ldap
 import pytest
@@ -192,3 +197,35 @@ def test_tls_verified_against_the_sites_ca(client, settings, directory, db, mode
     configure(settings, directory, uri=uri, start_tls=mode == "starttls", ca=True)
     assert login(client, "kim", PEOPLE_PASSWORDS["kim"])[0]
     assert roles("kim") == {"team_lead"}
+
+
+def _settings_with(env: dict[str, str]) -> subprocess.CompletedProcess:
+    code = ("import json, guardia.settings as s; print(json.dumps([s.AUTHENTICATION_BACKENDS, "
+            "s.AUTH_LDAP_BIND_AS_AUTHENTICATING_USER, s.GUARDIA_LDAP_ROLE_GROUPS, "
+            "type(s.AUTH_LDAP_GROUP_TYPE).__name__, s.AUTH_LDAP_USER_SEARCH.filterstr]))")
+    return subprocess.run([sys.executable, "-c", code], cwd=settings_module_dir(), capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=60)
+
+
+def settings_module_dir() -> str:
+    return str(Path(__file__).resolve().parents[2])
+
+
+def test_directory_settings_from_the_environment():
+    ad = {"GUARDIA_LDAP_ENABLED": "true", "GUARDIA_LDAP_SERVER_URI": "ldaps://dc.corp.example",
+          "GUARDIA_LDAP_BIND_DN": "%(user)s@corp.example", "GUARDIA_LDAP_USER_SEARCH_BASE": "dc=corp,dc=example",
+          "GUARDIA_LDAP_USER_FILTER": "(sAMAccountName=%(user)s)", "GUARDIA_LDAP_GROUP_TYPE": "nested_activedirectory",
+          "GUARDIA_LDAP_ROLE_GROUPS": "team_lead=CN=Leads,DC=corp,DC=example;pm=CN=PM,DC=corp,DC=example"}
+    done = _settings_with(ad)
+    assert done.returncode == 0, done.stderr[-2000:]
+    backends, bind_as_user, mapping, group_type, user_filter = json.loads(done.stdout.strip().splitlines()[-1])
+    assert backends.index("cmdb.ldap.DirectoryBackend") < backends.index("django.contrib.auth.backends.ModelBackend")
+    assert bind_as_user and group_type == "NestedActiveDirectoryGroupType"
+    assert user_filter == "(sAMAccountName=%(user)s)"
+    assert mapping == {"team_lead": ["CN=Leads,DC=corp,DC=example"], "pm": ["CN=PM,DC=corp,DC=example"]}
+    for env, named in [({"GUARDIA_LDAP_ROLE_GROUPS": "teamlead=cn=x,dc=y"}, "GUARDIA_LDAP_ROLE_GROUPS: unknown roles"),
+                       ({"GUARDIA_LDAP_ROLE_GROUPS": "team_lead"}, "GUARDIA_LDAP_ROLE_GROUPS: expected role=group DN"),
+                       ({"GUARDIA_LDAP_GROUP_TYPE": "novell"}, "GUARDIA_LDAP_GROUP_TYPE: one of"),
+                       ({"GUARDIA_OTP_REQUIRED_ROLES": "admin,boss"}, "GUARDIA_OTP_REQUIRED_ROLES: unknown roles")]:
+        refused = _settings_with({**ad, **env})
+        assert refused.returncode != 0 and named in refused.stderr, named
