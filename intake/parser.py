@@ -213,6 +213,36 @@ def _found_keys(text_compact: str, words: set[str], keys: list[str]) -> int:
     return 0
 
 
+def _span(text_compact: str, keys: list[str]) -> tuple[int, int] | None:
+    for key in keys:
+        at = text_compact.find(key)
+        if at >= 0:
+            return at, at + len(key)
+    return None
+
+
+def _outside_longer_names(text_compact: str, catalog: Catalog, systems: dict[str, int]) -> dict[str, int]:
+    """A name found only inside a longer one ("예산" inside "디지털예산회계") is not a second
+    mention; two names side by side ("예산시스템과 나이스") are, and the request asks back."""
+    spans = {code: _span(text_compact, catalog.systems[code].keys) for code in systems}
+    kept = {}
+    for code, n in systems.items():
+        span = spans[code]
+        inside = span is not None and any(
+            other != code
+            and (o := spans[other]) is not None
+            and o[0] <= span[0]
+            and span[1] <= o[1]
+            and (o[1] - o[0]) > (span[1] - span[0])
+            for other in systems
+        )
+        if not inside:
+            kept[code] = n
+    if len({spans[code] for code in kept}) == 1 and len(kept) > 1:
+        return kept  # the same words name several systems: ask
+    return kept or systems
+
+
 def _fuzzy_found(text_compact: str, keys: list[str], threshold: float = 0.8) -> float:
     """Best similarity of any key with a window of the text, letter by letter (Hangul split
     into jamo): typos, a dropped or doubled letter. Short keys are never matched fuzzily."""
@@ -281,8 +311,7 @@ def _map_system(
         if narrowed:
             systems = narrowed
     if len(systems) > 1:
-        longest = max(systems.values())
-        systems = {code: n for code, n in systems.items() if n == longest}
+        systems = _outside_longer_names(text_compact, catalog, systems)
     if len(systems) == 1:
         return catalog.systems[next(iter(systems))]
     if len(systems) > 1:
