@@ -19,6 +19,8 @@ from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from cmdb.models import Server, System, SystemOwner
 
+from .text import shorten
+
 
 class Status(models.TextChoices):
     RECEIVED = "RECEIVED", _("접수")  # filed, not yet parsed
@@ -407,7 +409,6 @@ class Notification(models.Model):
         indexes = [models.Index(fields=["user", "read_at"])]
 
     def __str__(self) -> str:
-        from .notify import shorten  # notify imports this module
 
         return f"{self.user}: {shorten(self.message, 40)}"
 

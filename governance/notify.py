@@ -44,21 +44,6 @@ class Message:
     actions: list[Action] = field(default_factory=list)
 
 
-def shorten(text: str, limit: int) -> str:
-    """Text for a narrow place (a timeline line, a chat preview): the first line-broken
-    words up to `limit` characters, cut at a word boundary and marked with an ellipsis,
-    never in the middle of a word or a task id."""
-    flat = " ".join(text.split())
-    if len(flat) <= limit:
-        return flat
-    cut = flat[: limit - 1]
-    space = cut.rfind(" ")
-    # A single word longer than half the room is cut anyway rather than leaving nothing.
-    if space >= limit // 2:
-        cut = cut[:space]
-    return cut.rstrip(" ,.;:·—-") + "…"
-
-
 # Inside `batched()`, inbox rows are collected and written with one bulk insert at the
 # end (the SLA sweep notifies a thousand people in one run).
 _pending: ContextVar[list | None] = ContextVar("guardia_notify_pending", default=None)

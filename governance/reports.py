@@ -16,7 +16,7 @@ from audit.models import AuditEntry
 
 from .labels import decision_label, reason_label, role_label, routing_label, status_label, timeline_kind_label
 from .models import ApprovalStep, Category, Notification, OpsTask, Routing, Status
-from .notify import shorten
+from .text import shorten
 
 WAITING = [Status.RECEIVED, Status.PARSED, Status.PENDING_APPROVAL]
 IN_PROGRESS = [Status.APPROVED, Status.EXECUTING, Status.PENDING_PM_VALIDATION]

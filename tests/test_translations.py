@@ -25,7 +25,7 @@ from django.urls import reverse
 from audit import labels as audit_labels
 from governance import services
 from governance.models import Notification
-from governance.notify import shorten
+from governance.text import shorten
 from tests.factories import governance_world
 
 REPO = Path(__file__).resolve().parents[1]
