@@ -420,6 +420,8 @@ _PRECEDENCE = [
 ]
 _BEATS = list(_PRECEDENCE)  # applied in this order: the outcome never depends on hashing
 
+_LOOK_ONLY = re.compile(r"확인|조회|점검|알려|check|show|when")
+_SSL_CHANGE = re.compile(r"교체|갱신|적용|변경|설치|바꿔|replace|renew|update|install|swap")
 _DATA_WORDS = re.compile(r"데이터|데이타|data|테이블|table|레코드|record|세션|db|디비")
 _WEAK_WORDS = {"slow", "clear", "tail", "error", "cpu"}
 _MEMORY_ACTION = re.compile(
@@ -494,6 +496,9 @@ def detect_intent(text: str) -> Intent:
             scores.pop("LOG_MINING")
         else:
             scores.pop("MEMORY_CHECK")
+    # "인증서 만료일 확인" asks about the certificate; replacing it is a change nobody asked for.
+    if "SSL_REPLACE" in scores and _LOOK_ONLY.search(text_compact) and not _SSL_CHANGE.search(text_compact):
+        return Intent(None, scores, ["SSL_REPLACE", "LOG_MINING"])
     if not scores:
         for sub_type, keywords in WEAK_KEYWORDS.items():
             if any(k in text_compact if k not in _WEAK_WORDS else k in words for k in keywords):
@@ -551,6 +556,9 @@ _KO_ORDINALS = {
     "열": 10,
 }
 _KO_ORDINAL = re.compile(r"(첫|두|둘|세|셋|네|넷|다섯|여섯|일곱|여덟|아홉|열)\s*번\s*째")
+_DIGIT_ORDINAL = re.compile(
+    r"(?:(?P<role>was|web|db|웹|와스|디비)\s*)?(?<![\d:.])(?P<a>\d{1,2})\s*번\s*째", re.IGNORECASE
+)
 _ENGLISH_ORDINAL = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5}
 
 # role + range:  WAS 1~3번, was1-3, WEB#1~2
@@ -657,6 +665,8 @@ def server_mentions(text: str) -> list[ServerMention]:
     for match in _KO_ORDINAL.finditer(masked):
         if free(match.span()):
             add(match, "", [_KO_ORDINALS[match.group(1)]])
+    for match in _DIGIT_ORDINAL.finditer(masked):  # "2번째 WAS", "WAS 2번째"
+        add(match, _role(match.group("role")), [int(match.group("a"))])
     for word, number in _ENGLISH_ORDINAL.items():
         for match in re.finditer(rf"\b{word}\s+(?:(?P<role>was|web|db)\s+)?(?:server|node|instance)\b", masked, re.I):
             add(match, _role(match.group("role")), [number])
