@@ -111,6 +111,8 @@ def _text_of(data: IntakeInput, draft: IntakeRequest | None) -> str:
 def read_request(user, data: IntakeInput, draft: IntakeRequest | None = None, catalog: Catalog | None = None) -> Parsed:
     """Parse with what the client chose (template, pickers, an earlier answer) taking precedence."""
     catalog = catalog or Catalog.for_user(user)
+    if data.system and data.system not in catalog.systems:
+        raise Invalid(f"unknown system {data.system!r}", field="system")
     sub_type = data.task_sub_type or (draft.parsed.get("sub_type") if draft and draft.parsed.get("sub_type") else "")
     system = data.system or (draft.parsed.get("system") if draft and draft.parsed.get("system") else "")
     parsed = parse(
