@@ -33,10 +33,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 from rest_framework.authtoken.models import Token
 
@@ -198,6 +200,10 @@ def update_account(actor, user, changed_fields: Iterable[str], roles: Iterable[s
             stored.full_clean(exclude=["password"])
             stored.save(update_fields=fields)
             account_audit.record_user_saved(actor, stored, before, password_changed=False)
+            if before["is_active"] and not stored.is_active:
+                # Someone who may no longer act: the approval steps waiting on them move on now.
+                for path in getattr(settings, "ACCOUNT_DISABLED_HOOKS", []):
+                    import_string(path)(stored)
         _apply_roles(actor, stored, granted, revoked)
     return stored
 

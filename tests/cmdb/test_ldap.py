@@ -229,3 +229,20 @@ def test_directory_settings_from_the_environment():
                        ({"GUARDIA_OTP_REQUIRED_ROLES": "admin,boss"}, "GUARDIA_OTP_REQUIRED_ROLES: unknown roles")]:
         refused = _settings_with({**ad, **env})
         assert refused.returncode != 0 and named in refused.stderr, named
+
+
+def test_console_deactivation_hands_open_steps_on_too(client, db, django_capture_on_commit_callbacks):
+    from cmdb import accounts
+
+    world = governance_world()
+    with django_capture_on_commit_callbacks(execute=False):
+        task = services.submit_task(world.requester, system=world.system, sub_type="SERVICE_RESTART",
+                                    title="재시작", targets=world.servers,
+                                    parameters=valid_parameters("SERVICE_RESTART"))
+    step = task.steps.get(status=StepStatus.PENDING, activated_at__isnull=False)
+    assert step.assigned_to == world.owner
+    with django_capture_on_commit_callbacks(execute=False):
+        assert accounts.set_active(world.admin, world.owner, False)
+    step.refresh_from_db()
+    assert step.assigned_to == world.deputy
+    assert AuditEntry.objects.filter(action="approval.escalated", payload__escalated_from="owner").exists()
