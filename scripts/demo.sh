@@ -14,6 +14,11 @@ PORT=${GUARDIA_PORT:-8000}
 REDIS_PORT=${GUARDIA_REDIS_PORT:-6379}
 export GUARDIA_REDIS_URL=${GUARDIA_REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}
 export GUARDIA_BASE_URL=${GUARDIA_BASE_URL:-http://127.0.0.1:$PORT}
+# The demo's shared users keep their printed password and need no authenticator app, so
+# the walk-through works as written; every other public-sector rule (password policy,
+# idle timeout, single session) stays on. Set both to true to try the full rules.
+export GUARDIA_PASSWORD_FIRST_LOGIN_CHANGE=${GUARDIA_PASSWORD_FIRST_LOGIN_CHANGE:-false}
+export GUARDIA_OTP_ENABLED=${GUARDIA_OTP_ENABLED:-false}
 RUN=$GUARDIA_DATA_DIR/run
 mkdir -p "$RUN" "$GUARDIA_DATA_DIR/log"
 PY=.venv/bin/python
