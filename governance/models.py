@@ -379,11 +379,6 @@ class ApprovalStep(models.Model):
     def __str__(self) -> str:
         return f"{self.task.task_id} step {self.step_order} ({self.role})"
 
-    def get_role_display(self) -> str:
-        from .labels import role_label  # labels import this module
-
-        return role_label(self.role)
-
 
 class Notification(models.Model):
     """The in-app inbox: every notification, whatever adapter also carried it."""
@@ -411,11 +406,6 @@ class Notification(models.Model):
     def __str__(self) -> str:
 
         return f"{self.user}: {shorten(self.message, 40)}"
-
-    def get_kind_display(self) -> str:
-        from .labels import notification_kind_label
-
-        return notification_kind_label(self.kind)
 
 
 class GlobalStop(models.Model):
