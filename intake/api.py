@@ -72,7 +72,11 @@ class IntakeSerializer(serializers.Serializer):
 
 def _json_body(request) -> dict:
     limit = _mb("INTAKE_MAX_BODY_MB", 16)
-    raw = request._request.read(limit + 1)  # the stream, not .body: DATA_UPLOAD_MAX_MEMORY_SIZE is for forms
+    django_request = request._request
+    if hasattr(django_request, "_body"):  # something upstream already read it
+        raw = django_request._body
+    else:  # the stream, not .body: DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) is meant for forms, not photos
+        raw = django_request.read(limit + 1)
     if len(raw) > limit:
         raise _TooLarge(limit)
     if not raw.strip():
