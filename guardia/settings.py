@@ -361,6 +361,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "TaskStatusEnum": "governance.models.Status",
         "StepStatusEnum": "governance.models.StepStatus",
+        # The task serializers and the intake request name these fields differently.
+        "CategoryEnum": "governance.models.Category",
+        "SubTypeEnum": "governance.models.SubType",
     },
     # The 400/401/403/404/409 answers shared by every endpoint (guardia/openapi.py).
     "POSTPROCESSING_HOOKS": [
