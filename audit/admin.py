@@ -9,6 +9,7 @@ from .models import AuditCheckpoint, AuditEntry
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """History is not edited through the admin (the execution layer's run records use it too)."""
+
     def has_add_permission(self, request) -> bool:
         return False
 

@@ -24,8 +24,9 @@ class IgnoreFormatParameter(DefaultContentNegotiation):
 class VerifyView(APIView):
     permission_classes = [IsAuditor]
 
-    @extend_schema(summary="Verify the audit chain now (the run itself is audited)",
-                   responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(
+        summary="Verify the audit chain now (the run itself is audited)", responses={200: OpenApiTypes.OBJECT}
+    )
     def get(self, request):
         report = services.run_verification(request.user, source="api")
         return Response({**report.as_dict(), "message": report.message()})
@@ -63,8 +64,10 @@ class ExportView(APIView):
 class ProofView(APIView):
     permission_classes = [IsAuditor]
 
-    @extend_schema(summary="Inclusion proof for one task's entries (verify with manage.py audit_verify_proof)",
-                   responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT})
+    @extend_schema(
+        summary="Inclusion proof for one task's entries (verify with manage.py audit_verify_proof)",
+        responses={200: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+    )
     def get(self, request, task_id: str):
         from . import proofs
 

@@ -54,9 +54,7 @@ _UTC = dt.UTC
 
 def payload_text(payload: Any) -> str:
     """The canonical JSON text of a payload (raises ValueError on NaN/Infinity)."""
-    return json.dumps(
-        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str
-    )
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str)
 
 
 def time_text(value: Any) -> str:

@@ -21,8 +21,9 @@ class DateInput(forms.DateInput):
 
 
 class ExportForm(forms.Form):
-    format = forms.ChoiceField(label=_("형식"), choices=[(f, FORMAT_LABELS.get(f, f.upper())) for f in FORMATS],
-                               initial="csv")
+    format = forms.ChoiceField(
+        label=_("형식"), choices=[(f, FORMAT_LABELS.get(f, f.upper())) for f in FORMATS], initial="csv"
+    )
     since = forms.DateField(label=_("시작일"), required=False, widget=DateInput())
     until = forms.DateField(label=_("종료일 (포함)"), required=False, widget=DateInput())
     institution = forms.CharField(label=_("기관 코드"), max_length=64, required=False)

@@ -132,7 +132,7 @@ def action_label(action: str) -> str:
     if action.startswith("cmdb."):
         for suffix, verb in _SUFFIX_LABELS.items():
             if action.endswith(suffix):
-                model = action[5:-len(suffix)]
+                model = action[5 : -len(suffix)]
                 return f"CMDB {_CMDB_MODEL_LABELS.get(model, model)} {verb}"
     return action
 

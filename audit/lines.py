@@ -29,6 +29,7 @@ def kst_text(value: str | dt.datetime) -> str:
         value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     return value.astimezone(KST).isoformat(timespec="microseconds")
 
+
 CSV_COLUMNS = [
     "seq", "time", "task", "institution", "server_group", "actor", "action", "result",
     "prev_hash", "entry_hash", "integrity", "canonical",

@@ -37,7 +37,11 @@ EXPORT_DOMAIN = b"GUARDIA-AUDIT-EXPORT/2"
 def checkpoint_message(seq: int, entry_hash: str, time: str, merkle_root: str = "") -> bytes:
     if merkle_root:
         return b"%s\n%d\n%s\n%s\n%s" % (
-            CHECKPOINT_DOMAIN_V2, seq, entry_hash.encode("ascii"), time.encode("ascii"), merkle_root.encode("ascii")
+            CHECKPOINT_DOMAIN_V2,
+            seq,
+            entry_hash.encode("ascii"),
+            time.encode("ascii"),
+            merkle_root.encode("ascii"),
         )
     return b"%s\n%d\n%s\n%s" % (CHECKPOINT_DOMAIN, seq, entry_hash.encode("ascii"), time.encode("ascii"))
 

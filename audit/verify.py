@@ -96,8 +96,10 @@ def _rows(batch: int, limit: int, after: int = 0) -> Iterator[tuple]:
     # being loaded whole; SQLite steps its cursor lazily anyway.
     created = _TIME_SQL.get(connection.vendor, "created_at")
     with connection.chunked_cursor() as cursor:
-        cursor.execute(f"SELECT {_COLUMNS.format(created=created)} FROM {table} WHERE seq > %s AND seq <= %s "
-                       "ORDER BY seq", [after, limit])
+        cursor.execute(
+            f"SELECT {_COLUMNS.format(created=created)} FROM {table} WHERE seq > %s AND seq <= %s ORDER BY seq",
+            [after, limit],
+        )
         while chunk := cursor.fetchmany(batch):
             if connection.vendor in _TIME_SQL:
                 yield from chunk
@@ -133,8 +135,12 @@ def resume_point() -> int:
             continue  # not a whole-chain run
         if code != "ok" or not isinstance(payload.get("head_seq"), int):
             return 0  # the latest whole-chain run found a break: nothing is vouched for
-        seq = AuditCheckpoint.objects.filter(seq__lte=payload["head_seq"]).order_by("-seq").values_list(
-            "seq", flat=True).first()
+        seq = (
+            AuditCheckpoint.objects.filter(seq__lte=payload["head_seq"])
+            .order_by("-seq")
+            .values_list("seq", flat=True)
+            .first()
+        )
         return seq or 0
     return 0
 
@@ -166,9 +172,9 @@ def _walk(report: VerifyReport, public_key, batch: int, start: int = 0) -> Verif
     head = ChainHead.objects.filter(id=1).values_list("seq", "entry_hash").first() or (0, canon.GENESIS)
     report.head_seq = head[0]
     checkpoints = list(
-        AuditCheckpoint.objects.filter(seq__gte=start).order_by("seq", "id").values_list(
-            "seq", "entry_hash", "created_at", "signature", "merkle_root", "leaves"
-        )
+        AuditCheckpoint.objects.filter(seq__gte=start)
+        .order_by("seq", "id")
+        .values_list("seq", "entry_hash", "created_at", "signature", "merkle_root", "leaves")
     )
     anchor = None
     if start:
@@ -243,8 +249,9 @@ def _walk(report: VerifyReport, public_key, batch: int, start: int = 0) -> Verif
                 if names:
                     report.institutions = names
                     return report.broken(
-                        seq, "subchain_diverged", f"the institution sub-chain heads at seq {seq} differ from the "
-                        "signed leaves of its checkpoint"
+                        seq,
+                        "subchain_diverged",
+                        f"the institution sub-chain heads at seq {seq} differ from the signed leaves of its checkpoint",
                     )
             last_good_cp = cp[0]
             position, cp = next(cps, (-1, None))
@@ -253,8 +260,9 @@ def _walk(report: VerifyReport, public_key, batch: int, start: int = 0) -> Verif
     report.entries = count
     if cp is not None:
         return report.broken(
-            prev_seq + 1, "truncated", f"the chain ends at seq {prev_seq} but a signed checkpoint covers seq "
-            f"{report.last_checkpoint_seq}"
+            prev_seq + 1,
+            "truncated",
+            f"the chain ends at seq {prev_seq} but a signed checkpoint covers seq {report.last_checkpoint_seq}",
         )
     if head[0] > prev_seq:
         return report.broken(prev_seq + 1, "truncated", f"the chain ends at seq {prev_seq} but its head is {head[0]}")
@@ -300,15 +308,17 @@ def _column_break(report: VerifyReport, row: tuple, rows: Iterator[tuple]) -> Ve
     if original < seq:
         # Everything from here on moved up: rows were inserted before this entry.
         return report.broken(
-            original, "inserted", f"entry hashed as seq {original} sits at seq {seq}: {seq - original} row(s) "
-            f"inserted at seq {original}"
+            original,
+            "inserted",
+            f"entry hashed as seq {original} sits at seq {seq}: {seq - original} row(s) inserted at seq {original}",
         )
     # The entry that belongs here sits later: a swap/move if it is found, else a deletion.
     for ahead, later in enumerate(rows, start=1):
         if canon.seq_of(later[14].encode()) == seq:
             return report.broken(
-                seq, "reordered", f"entries at seq {seq} and {later[0]} are out of order "
-                f"(hashed as {original} and {seq})"
+                seq,
+                "reordered",
+                f"entries at seq {seq} and {later[0]} are out of order (hashed as {original} and {seq})",
             )
         if ahead >= LOOKAHEAD:
             break

@@ -1,6 +1,6 @@
 """Export timings for N entries (default 100,000): CSV, JSON Lines, PDF.
 
-    python bench/audit_export.py [N]
+python bench/audit_export.py [N]
 """
 
 from __future__ import annotations

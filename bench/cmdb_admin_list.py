@@ -33,15 +33,26 @@ PAGES = {
 
 def populate(n: int) -> int:
     with transaction.atomic():
-        institutions = [Institution.objects.create(code=f"I{i:02d}", name=f"기관{i:02d}", tier=i % 3 + 1)
-                        for i in range(20)]
-        systems = [System.objects.create(code=f"S{i:03d}", name=f"시스템{i:03d}", institution=institutions[i % 20])
-                   for i in range(100)]
+        institutions = [
+            Institution.objects.create(code=f"I{i:02d}", name=f"기관{i:02d}", tier=i % 3 + 1) for i in range(20)
+        ]
+        systems = [
+            System.objects.create(code=f"S{i:03d}", name=f"시스템{i:03d}", institution=institutions[i % 20])
+            for i in range(100)
+        ]
         Server.objects.bulk_create(
-            (Server(server_id=f"was-{i:05d}", system=systems[i % 100], hostname=f"was-{i:05d}.go.kr",
-                    ip=f"10.{i // 62500}.{i // 250 % 250}.{i % 250 + 1}", os_type="aix" if i % 10 == 0 else "linux",
-                    rolling_group=i % 4 + 1, canary=i % 100 == 0)
-             for i in range(n)),
+            (
+                Server(
+                    server_id=f"was-{i:05d}",
+                    system=systems[i % 100],
+                    hostname=f"was-{i:05d}.go.kr",
+                    ip=f"10.{i // 62500}.{i // 250 % 250}.{i % 250 + 1}",
+                    os_type="aix" if i % 10 == 0 else "linux",
+                    rolling_group=i % 4 + 1,
+                    canary=i % 100 == 0,
+                )
+                for i in range(n)
+            ),
             batch_size=1000,
         )
     return institutions[0].pk
@@ -72,10 +83,14 @@ def main() -> None:
             assert response.status_code == 200
         p95 = benchenv.percentile(timings, 0.95)
         worst, worst_p95 = max(worst, statistics.median(timings)), max(worst_p95, p95)
-        print(f"  {label:<20} median {statistics.median(timings):6.1f} ms  p95 {p95:6.1f} ms  "
-              f"{len(ctx.captured_queries)} queries")
-    print(f"  target < 300 ms (median of every page): {'MET' if worst < 300 else 'MISSED'} "
-          f"(worst median {worst:.1f} ms, worst p95 {worst_p95:.1f} ms; load average {os.getloadavg()[0]:.1f})")
+        print(
+            f"  {label:<20} median {statistics.median(timings):6.1f} ms  p95 {p95:6.1f} ms  "
+            f"{len(ctx.captured_queries)} queries"
+        )
+    print(
+        f"  target < 300 ms (median of every page): {'MET' if worst < 300 else 'MISSED'} "
+        f"(worst median {worst:.1f} ms, worst p95 {worst_p95:.1f} ms; load average {os.getloadavg()[0]:.1f})"
+    )
 
 
 if __name__ == "__main__":

@@ -20,16 +20,20 @@ from django.test.utils import CaptureQueriesContext
 
 from cmdb.models import Institution, Server, System
 
-HEADER = "server_id,system,hostname,ip,os_type,ssh_port,ssh_user,app_path,log_path,service_port,health_url," \
-         "rolling_group,canary\n"
+HEADER = (
+    "server_id,system,hostname,ip,os_type,ssh_port,ssh_user,app_path,log_path,service_port,health_url,"
+    "rolling_group,canary\n"
+)
 
 
 def make_csv(rows: int, run: int) -> bytes:
     lines = [HEADER]
     for i in range(rows):
         ip = f"10.{run}.{i // 250}.{i % 250 + 1}"
-        lines.append(f"bench-{run}-{i:05d},BENCH-SYS-{i % 8},was{i}.bench.go.kr,{ip},linux,22,deploy,/app/was,"
-                     f"/app/logs/catalina.out,8080,http://{ip}:8080/health,{i % 4 + 1},{'yes' if i == 0 else 'no'}\n")
+        lines.append(
+            f"bench-{run}-{i:05d},BENCH-SYS-{i % 8},was{i}.bench.go.kr,{ip},linux,22,deploy,/app/was,"
+            f"/app/logs/catalina.out,8080,http://{ip}:8080/health,{i % 4 + 1},{'yes' if i == 0 else 'no'}\n"
+        )
     return "".join(lines).encode()
 
 
@@ -61,8 +65,10 @@ def main() -> None:
         queries.append(len(ctx.captured_queries))
 
     print(f"CSV import via admin upload: {args.rows} rows, {args.runs} runs")
-    print(f"  per upload: median {statistics.median(timings):.3f} s, max {max(timings):.3f} s "
-          f"({args.rows / statistics.median(timings):.0f} rows/s), {queries[-1]} SQL queries")
+    print(
+        f"  per upload: median {statistics.median(timings):.3f} s, max {max(timings):.3f} s "
+        f"({args.rows / statistics.median(timings):.0f} rows/s), {queries[-1]} SQL queries"
+    )
     print(f"  target < 5 s: {'MET' if max(timings) < 5 else 'MISSED'}")
 
 

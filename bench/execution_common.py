@@ -41,8 +41,16 @@ def artifact(version: str, size: int = 1 << 20) -> tuple[bytes, dict]:
 def approved_task(servers, sub_type: str, parameters: dict) -> OpsTask:
     requester, _ = User.objects.get_or_create(username="bench-requester")
     task = OpsTask.objects.create(
-        task_id=f"OPS-BENCH-{next(_numbers):04d}", category="DEPLOY", sub_type=sub_type, title=f"bench {sub_type}",
-        system=servers[0].system, requester=requester, risk="HIGH", parameters=parameters, playbook=sub_type)
+        task_id=f"OPS-BENCH-{next(_numbers):04d}",
+        category="DEPLOY",
+        sub_type=sub_type,
+        title=f"bench {sub_type}",
+        system=servers[0].system,
+        requester=requester,
+        risk="HIGH",
+        parameters=parameters,
+        playbook=sub_type,
+    )
     task.targets.set(servers)
     OpsTask.objects.filter(pk=task.pk).update(status=Status.APPROVED)
     return task

@@ -37,14 +37,29 @@ def make_tasks(server, count: int) -> tuple[User, list[int]]:
     now = timezone.now()
     steps = []
     for i in range(count):
-        task = OpsTask.objects.create(task_id=f"OPS-LAT-{i:04d}", category="INSPECTION", sub_type="MEMORY_CHECK",
-                                      title="latency", system=server.system, requester=requester, risk="LOW",
-                                      playbook="MEMORY_CHECK")
+        task = OpsTask.objects.create(
+            task_id=f"OPS-LAT-{i:04d}",
+            category="INSPECTION",
+            sub_type="MEMORY_CHECK",
+            title="latency",
+            system=server.system,
+            requester=requester,
+            risk="LOW",
+            playbook="MEMORY_CHECK",
+        )
         task.targets.set([server])
         OpsTask.objects.filter(pk=task.pk).update(status=Status.PENDING_APPROVAL)
-        steps.append(ApprovalStep.objects.create(task=task, step_order=1, role="owner", assigned_to=owner,
-                                                 original_owner=owner, activated_at=now,
-                                                 sla_deadline=now + timezone.timedelta(hours=1)).pk)
+        steps.append(
+            ApprovalStep.objects.create(
+                task=task,
+                step_order=1,
+                role="owner",
+                assigned_to=owner,
+                original_owner=owner,
+                activated_at=now,
+                sla_deadline=now + timezone.timedelta(hours=1),
+            ).pk
+        )
     return owner, steps
 
 
@@ -54,8 +69,13 @@ def main() -> None:
     args = parser.parse_args()
     testbed, servers = common.start_testbed(2)
     owner, steps = make_tasks(servers[0], args.tasks)
-    worker = subprocess.Popen([sys.executable, str(benchenv.ROOT / "manage.py"), "qcluster"], env=os.environ.copy(),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    worker = subprocess.Popen(
+        [sys.executable, str(benchenv.ROOT / "manage.py"), "qcluster"],
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     latencies = []
     try:
         time.sleep(3)  # the cluster's workers start
@@ -88,8 +108,10 @@ def main() -> None:
     if latencies:
         p50, p95 = benchenv.percentile(latencies, 0.5), benchenv.percentile(latencies, 0.95)
         print(f"last approval -> first remote command, {len(latencies)} tasks, ORM broker (poll 0.05 s):")
-        print(f"  p50 {p50 * 1000:.0f} ms  p95 {p95 * 1000:.0f} ms  max {max(latencies) * 1000:.0f} ms "
-              f"(target p50 < 1 s: {'met' if p50 < 1 else 'MISSED'})")
+        print(
+            f"  p50 {p50 * 1000:.0f} ms  p95 {p95 * 1000:.0f} ms  max {max(latencies) * 1000:.0f} ms "
+            f"(target p50 < 1 s: {'met' if p50 < 1 else 'MISSED'})"
+        )
 
 
 if __name__ == "__main__":

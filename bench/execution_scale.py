@@ -46,8 +46,10 @@ def main() -> None:
     args = parser.parse_args()
     started = time.monotonic()
     testbed, servers = common.start_testbed(args.servers, args.sshd)
-    print(f"testbed: {args.servers} servers on {args.sshd} sshd up in {time.monotonic() - started:.1f} s ({load()})",
-          flush=True)
+    print(
+        f"testbed: {args.servers} servers on {args.sshd} sshd up in {time.monotonic() - started:.1f} s ({load()})",
+        flush=True,
+    )
     urls = [s.health_url for s in servers]
     results = {}
     bare = None
@@ -57,15 +59,25 @@ def main() -> None:
 
             body, info = common.artifact("1.5.0")
             bare = bare_run(testbed, servers, body, info["sha256"], "1.5.0")
-            print(f"bare paramiko reference: {bare:.1f} s ({load()}) served: {common.served_versions(urls)}",
-                  flush=True)
+            print(
+                f"bare paramiko reference: {bare:.1f} s ({load()}) served: {common.served_versions(urls)}", flush=True
+            )
         _body, info = common.artifact("2.0.0")
-        seconds, task, outcome = timed(servers, "APP_DEPLOY", {
-            "artifact_sha256": info["sha256"], "version": "2.0.0",
-            "rollout": {"batch_percent": 0.1, "max_parallel": 16}})
+        seconds, task, outcome = timed(
+            servers,
+            "APP_DEPLOY",
+            {
+                "artifact_sha256": info["sha256"],
+                "version": "2.0.0",
+                "rollout": {"batch_percent": 0.1, "max_parallel": 16},
+            },
+        )
         results["rolling deploy, 10 % batches"] = (seconds, 60, outcome)
-        print(f"rolling deploy: {seconds:.1f} s ({load()}) {outcome} {task.failure_reason} "
-              f"served: {common.served_versions(urls)}", flush=True)
+        print(
+            f"rolling deploy: {seconds:.1f} s ({load()}) {outcome} {task.failure_reason} "
+            f"served: {common.served_versions(urls)}",
+            flush=True,
+        )
 
         seconds, task, outcome = timed(servers, "RAW_COMMAND", {"command": "uptime", "rollout": {"max_parallel": 16}})
         results["one command on all"] = (seconds, 20, outcome)
@@ -75,16 +87,25 @@ def main() -> None:
         batch = [s for s in servers if s.rolling_group == 1][:100]
         testbed.fault(batch[50].server_id, "health_fail")
         _body, info = common.artifact("3.0.0")
-        seconds, task, outcome = timed(batch, "APP_DEPLOY", {
-            "artifact_sha256": info["sha256"], "version": "3.0.0",
-            "rollout": {"batch_size": 100, "max_parallel": 16, "canary_share": 0}})
+        seconds, task, outcome = timed(
+            batch,
+            "APP_DEPLOY",
+            {
+                "artifact_sha256": info["sha256"],
+                "version": "3.0.0",
+                "rollout": {"batch_size": 100, "max_parallel": 16, "canary_share": 0},
+            },
+        )
         steps = StepResult.objects.filter(server_run__execution__task=task, phase="rollback")
         first = min(s.started_at.timestamp() for s in steps)
         last = max(s.started_at.timestamp() + s.duration_ms / 1000 for s in steps)
         results["failed batch of 100 rolled back"] = (last - first, 10, outcome)
         served = common.served_versions([s.health_url for s in batch])
-        print(f"failed batch: whole run {seconds:.1f} s, rollback phase {last - first:.1f} s ({load()}), {outcome}: "
-              f"{task.failure_reason}; served: {served}", flush=True)
+        print(
+            f"failed batch: whole run {seconds:.1f} s, rollback phase {last - first:.1f} s ({load()}), {outcome}: "
+            f"{task.failure_reason}; served: {served}",
+            flush=True,
+        )
     finally:
         testbed.down()
     print(f"\nscale run, {args.servers} logical servers on {args.sshd} sshd, 16 in parallel")
@@ -93,8 +114,10 @@ def main() -> None:
         print(f"  {name:34s} {seconds:7.1f} s  (target <= {limit} s: {verdict}; outcome {outcome})")
     if bare:
         deploy = results["rolling deploy, 10 % batches"][0]
-        print(f"  {'bare paramiko reference (no batches)':34s} {bare:7.1f} s  "
-              f"(engine rolling deploy = {deploy / bare:.2f}x)")
+        print(
+            f"  {'bare paramiko reference (no batches)':34s} {bare:7.1f} s  "
+            f"(engine rolling deploy = {deploy / bare:.2f}x)"
+        )
     print(f"  {load()}")
     peak = common.peak_rss_mb()
     print(f"  {'worker peak memory':34s} {peak:7.0f} MB (target < 300 MB: {'met' if peak < 300 else 'MISSED'})")

@@ -41,10 +41,21 @@ def ansible_run(testbed, servers, body: bytes, sha: str, version: str, ansible_b
     src = work / "app.war"
     src.write_bytes(body)
     key = testbed.manifest["credential"]["private_key_path"]
-    hosts = {s.server_id: {"ansible_host": s.ip, "ansible_port": s.ssh_port, "ansible_user": "root",
-                           "ansible_ssh_private_key_file": key, "app": s.app_path, "deploy": s.deploy_path,
-                           "backup": s.backup_path, "scripts": s.script_path, "http_port": s.service_port,
-                           "health": s.health_url} for s in servers}
+    hosts = {
+        s.server_id: {
+            "ansible_host": s.ip,
+            "ansible_port": s.ssh_port,
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": key,
+            "app": s.app_path,
+            "deploy": s.deploy_path,
+            "backup": s.backup_path,
+            "scripts": s.script_path,
+            "http_port": s.service_port,
+            "health": s.health_url,
+        }
+        for s in servers
+    }
     (work / "inventory.json").write_text(json.dumps({"all": {"hosts": hosts}}))
     (work / "ansible.cfg").write_text(f"""[defaults]
 forks = 16
@@ -76,8 +87,12 @@ ssh_args = -o ControlMaster=auto -o ControlPersist=120s -o UserKnownHostsFile=/d
 """)
     env = {**os.environ, "ANSIBLE_CONFIG": str(work / "ansible.cfg"), "PATH": f"{ansible_bin}:{os.environ['PATH']}"}
     started = time.monotonic()
-    result = subprocess.run([f"{ansible_bin}/ansible-playbook", "-i", str(work / "inventory.json"),
-                             str(work / "deploy.yml")], env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [f"{ansible_bin}/ansible-playbook", "-i", str(work / "inventory.json"), str(work / "deploy.yml")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     elapsed = time.monotonic() - started
     if result.returncode:
         print(result.stdout[-3000:], result.stderr[-2000:], file=sys.stderr)
@@ -138,8 +153,11 @@ def bare_run(testbed, servers, body: bytes, sha: str, version: str) -> float:
 
 
 def guardia_run(servers, sha: str, version: str) -> float:
-    task = common.approved_task(servers, "APP_DEPLOY", {
-        "artifact_sha256": sha, "version": version, "rollout": {"max_parallel": 16, "canary_share": 0}})
+    task = common.approved_task(
+        servers,
+        "APP_DEPLOY",
+        {"artifact_sha256": sha, "version": version, "rollout": {"max_parallel": 16, "canary_share": 0}},
+    )
     started = time.monotonic()
     outcome = run_task(task.pk)
     elapsed = time.monotonic() - started
@@ -170,8 +188,11 @@ def main() -> None:
             else:
                 times[name] = guardia_run(servers, info["sha256"], version)
             served = common.served_versions(urls)
-            print(f"{name:16s} {times[name]:8.2f} s   load %.1f %.1f %.1f   served afterwards: {served}"
-                  % os.getloadavg(), flush=True)
+            print(
+                f"{name:16s} {times[name]:8.2f} s   load %.1f %.1f %.1f   served afterwards: {served}"
+                % os.getloadavg(),
+                flush=True,
+            )
     finally:
         testbed.down()
     bare = times["bare paramiko"]

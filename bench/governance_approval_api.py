@@ -60,14 +60,28 @@ def populate(clients: int, per_client: int) -> list[tuple[str, list[int]]]:
             system = System.objects.create(code=f"SYS{c}", name=f"시스템{c}", institution=inst)
             SystemOwner.objects.create(system=system, owner=owner, supervisor=supervisor)
             tasks = OpsTask.objects.bulk_create(
-                OpsTask(task_id=f"OPS-B{c:02d}-{i:05d}", category="INFRA_CONTROL", sub_type="SERVICE_RESTART",
-                        title="bench", system=system, requester=requester, risk="MEDIUM",
-                        status=Status.PENDING_APPROVAL)
+                OpsTask(
+                    task_id=f"OPS-B{c:02d}-{i:05d}",
+                    category="INFRA_CONTROL",
+                    sub_type="SERVICE_RESTART",
+                    title="bench",
+                    system=system,
+                    requester=requester,
+                    risk="MEDIUM",
+                    status=Status.PENDING_APPROVAL,
+                )
                 for i in range(per_client)
             )
             steps = ApprovalStep.objects.bulk_create(
-                ApprovalStep(task=t, step_order=1, role="owner", assigned_to=owner, original_owner=owner,
-                             activated_at=now, sla_deadline=now + timezone.timedelta(hours=1))
+                ApprovalStep(
+                    task=t,
+                    step_order=1,
+                    role="owner",
+                    assigned_to=owner,
+                    original_owner=owner,
+                    activated_at=now,
+                    sla_deadline=now + timezone.timedelta(hours=1),
+                )
                 for t in tasks
             )
             work.append((Token.objects.create(user=owner).key, [s.pk for s in steps]))
@@ -99,17 +113,19 @@ def main() -> None:
     db_url = os.environ.get("GUARDIA_DATABASE_URL") or f"sqlite:///{settings.DATABASES['default']['NAME']}"
     with redis_server() as redis_url, ExitStack() as stack:
         env = service_env(db_url, redis_url, GUARDIA_LOG_LEVEL="WARNING")
-        addresses = [stack.enter_context(daphne(env, benchenv.DATA_DIR / f"daphne{i}.log"))
-                     for i in range(args.servers)]
+        addresses = [
+            stack.enter_context(daphne(env, benchenv.DATA_DIR / f"daphne{i}.log")) for i in range(args.servers)
+        ]
         # Warm-up: one request per client so imports and connections are not measured.
         warm: list[float] = []
         errors: list[str] = []
         for i, (token, steps) in enumerate(work):
             client(addresses[i % len(addresses)], token, steps[:1], warm, errors)
         latencies: list[float] = []
-        threads = [threading.Thread(target=client, args=(addresses[i % len(addresses)], token, steps[1:], latencies,
-                                                         errors))
-                   for i, (token, steps) in enumerate(work)]
+        threads = [
+            threading.Thread(target=client, args=(addresses[i % len(addresses)], token, steps[1:], latencies, errors))
+            for i, (token, steps) in enumerate(work)
+        ]
         start = time.perf_counter()
         for thread in threads:
             thread.start()
@@ -121,8 +137,10 @@ def main() -> None:
     print(benchenv.machine_line())
     print(f"database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}, server: daphne × {args.servers}")
     print(f"clients: {args.clients}, requests: {len(ms)}, errors: {len(errors)}, tasks approved: {done}")
-    print(f"latency ms: p50 {benchenv.percentile(ms, .5):.1f}  p95 {benchenv.percentile(ms, .95):.1f}  "
-          f"p99 {benchenv.percentile(ms, .99):.1f}  max {max(ms):.1f}")
+    print(
+        f"latency ms: p50 {benchenv.percentile(ms, 0.5):.1f}  p95 {benchenv.percentile(ms, 0.95):.1f}  "
+        f"p99 {benchenv.percentile(ms, 0.99):.1f}  max {max(ms):.1f}"
+    )
     print(f"throughput: {len(ms) / wall:.0f} requests/s over {wall:.1f} s (target p95 < 100 ms)")
     if errors:
         print("first errors:", errors[:3])

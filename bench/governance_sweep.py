@@ -32,16 +32,29 @@ def populate(pending: int, overdue: int) -> None:
     now = timezone.now()
     with transaction.atomic():
         tasks = OpsTask.objects.bulk_create(
-            OpsTask(task_id=f"OPS-BENCH-{i:05d}", category="INFRA_CONTROL", sub_type="SERVICE_RESTART",
-                    title=f"bench {i}", system=system, requester=users["req"], risk="MEDIUM",
-                    status=Status.PENDING_APPROVAL)
+            OpsTask(
+                task_id=f"OPS-BENCH-{i:05d}",
+                category="INFRA_CONTROL",
+                sub_type="SERVICE_RESTART",
+                title=f"bench {i}",
+                system=system,
+                requester=users["req"],
+                risk="MEDIUM",
+                status=Status.PENDING_APPROVAL,
+            )
             for i in range(pending)
         )
         ApprovalStep.objects.bulk_create(
-            ApprovalStep(task=task, step_order=1, role="owner", assigned_to=users["owner"],
-                         original_owner=users["owner"], activated_at=now - dt.timedelta(minutes=20),
-                         reminded_at=now - dt.timedelta(minutes=15),
-                         sla_deadline=now - dt.timedelta(minutes=1) if i < overdue else now + dt.timedelta(hours=1))
+            ApprovalStep(
+                task=task,
+                step_order=1,
+                role="owner",
+                assigned_to=users["owner"],
+                original_owner=users["owner"],
+                activated_at=now - dt.timedelta(minutes=20),
+                reminded_at=now - dt.timedelta(minutes=15),
+                sla_deadline=now - dt.timedelta(minutes=1) if i < overdue else now + dt.timedelta(hours=1),
+            )
             for i, task in enumerate(tasks)
         )
 

@@ -31,8 +31,7 @@ def organisation(institutions: int):
     """Institutions, each with a PM, a site manager and two systems (owner, deputy, supervisor)."""
     from tests.factories import InstitutionFactory, ServerFactory, SystemFactory, SystemOwnerFactory, UserFactory
 
-    people = {role: UserFactory(username=f"{role}0", role=role)
-              for role in ("pm", "security_officer", "auditor")}
+    people = {role: UserFactory(username=f"{role}0", role=role) for role in ("pm", "security_officer", "auditor")}
     people["admin"] = UserFactory(username="admin0", role="admin", is_staff=True)
     places = []
     for i in range(institutions):
@@ -41,9 +40,12 @@ def organisation(institutions: int):
         inst.site_managers.add(field)
         for j in range(2):
             system = SystemFactory(code=f"SYS{i:03d}{j}", name=f"시스템{i:03d}-{j}", institution=inst)
-            SystemOwnerFactory(system=system, owner=UserFactory(username=f"lead{i}_{j}", role="team_lead"),
-                               deputy=UserFactory(username=f"deputy{i}_{j}", role="team_lead"),
-                               supervisor=UserFactory(username=f"sup{i}_{j}", role="supervisor"))
+            SystemOwnerFactory(
+                system=system,
+                owner=UserFactory(username=f"lead{i}_{j}", role="team_lead"),
+                deputy=UserFactory(username=f"deputy{i}_{j}", role="team_lead"),
+                supervisor=UserFactory(username=f"sup{i}_{j}", role="supervisor"),
+            )
             servers = [ServerFactory(system=system, server_id=f"s{i:03d}{j}-{k}") for k in range(2)]
             places.append((system, field, servers))
     return people, places
@@ -75,17 +77,28 @@ def seed(tasks: int, audit_per_task: int = 8, seed_value: int = 1) -> dict:
                 batch = transaction.atomic()
                 batch.__enter__()
             system, field, servers = places[rng.randrange(len(places))]
-            task = services.submit_task(field, system=system, sub_type=rng.choice(SUB_TYPES),
-                                        title=f"정기 점검 {n}", targets=servers[: 1 + n % 2])
+            task = services.submit_task(
+                field,
+                system=system,
+                sub_type=rng.choice(SUB_TYPES),
+                title=f"정기 점검 {n}",
+                targets=servers[: 1 + n % 2],
+            )
             for _ in range(3):  # decide the open steps, as their assignees would
-                step = ApprovalStep.objects.filter(task=task, status=StepStatus.PENDING).exclude(
-                    assigned_to=None).first()
+                step = (
+                    ApprovalStep.objects.filter(task=task, status=StepStatus.PENDING).exclude(assigned_to=None).first()
+                )
                 if step is None or rng.random() < 0.15:
                     break
                 rejected = rng.random() < 0.05
                 try:
-                    services.decide_step(step.assigned_to, step.pk, "REJECTED" if rejected else "APPROVED",
-                                         "반려: 일정 조정" if rejected else "", plan_sha256=task.plan_sha256)
+                    services.decide_step(
+                        step.assigned_to,
+                        step.pk,
+                        "REJECTED" if rejected else "APPROVED",
+                        "반려: 일정 조정" if rejected else "",
+                        plan_sha256=task.plan_sha256,
+                    )
                 except GovernanceError:
                     break
             created = now - SPAN * rng.random()
@@ -96,9 +109,16 @@ def seed(tasks: int, audit_per_task: int = 8, seed_value: int = 1) -> dict:
                 fields["status"] = rng.choice(OUTCOMES)
             OpsTask.objects.filter(pk=task.pk).update(**fields)
             for k in range(audit_per_task):
-                audit.record("system", "execution.step", task=task.task_id, target=servers[0].server_id,
-                             command=f"check {k}", result_code=0, output=f"ok {k}",
-                             payload={"institution": system.institution.code})
+                audit.record(
+                    "system",
+                    "execution.step",
+                    task=task.task_id,
+                    target=servers[0].server_id,
+                    command=f"check {k}",
+                    result_code=0,
+                    output=f"ok {k}",
+                    payload={"institution": system.institution.code},
+                )
     finally:
         batch.__exit__(None, None, None)
     return {"people": people, "places": places, "tasks": tasks, "seconds": time.perf_counter() - started}
@@ -113,9 +133,11 @@ def main() -> None:
     from governance.models import ApprovalStep, Notification, OpsTask
 
     result = seed(args.tasks, args.audit_per_task)
-    print(f"{OpsTask.objects.count()} tasks, {ApprovalStep.objects.count()} approval steps, "
-          f"{Notification.objects.count()} notifications, {AuditEntry.objects.count()} audit entries "
-          f"in {result['seconds']:.0f} s")
+    print(
+        f"{OpsTask.objects.count()} tasks, {ApprovalStep.objects.count()} approval steps, "
+        f"{Notification.objects.count()} notifications, {AuditEntry.objects.count()} audit entries "
+        f"in {result['seconds']:.0f} s"
+    )
 
 
 if __name__ == "__main__":

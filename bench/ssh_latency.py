@@ -35,8 +35,10 @@ def main() -> None:
             with SSHTransport(servers[i % len(servers)]) as ssh:
                 assert ssh.run("true", timeout=10).ok
             lat.append(time.perf_counter() - started)
-        print(f"connect+auth+exec+close: p50 {statistics.median(lat) * 1000:.1f} ms, "
-              f"p95 {sorted(lat)[int(0.95 * (len(lat) - 1))] * 1000:.1f} ms ({args.rounds} rounds)")
+        print(
+            f"connect+auth+exec+close: p50 {statistics.median(lat) * 1000:.1f} ms, "
+            f"p95 {sorted(lat)[int(0.95 * (len(lat) - 1))] * 1000:.1f} ms ({args.rounds} rounds)"
+        )
         # 2. commands on one open connection
         with SSHTransport(servers[0]) as ssh:
             n = args.rounds * 10

@@ -45,8 +45,10 @@ def main() -> None:
             results = list(pool.map(one, servers))
         took = time.perf_counter() - started
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"one command on {len(servers)} servers, {args.threads} threads: {took:.1f} s "
-              f"({len(servers) / took:.0f} servers/s), {sum(results)} ok; peak RSS {peak:.0f} MB")
+        print(
+            f"one command on {len(servers)} servers, {args.threads} threads: {took:.1f} s "
+            f"({len(servers) / took:.0f} servers/s), {sum(results)} ok; peak RSS {peak:.0f} MB"
+        )
         if took > 20:
             print("TARGET MISSED: <= 20 s")
     finally:

@@ -17,8 +17,12 @@ import time
 
 # Pages are read by accounts the seed created a moment ago: the first-login password change,
 # one-time passwords and the one-session rule would answer every request with a redirect.
-for _name in ("GUARDIA_SESSION_SINGLE", "GUARDIA_PASSWORD_FIRST_LOGIN_CHANGE", "GUARDIA_LOGIN_NOTICE",
-              "GUARDIA_OTP_ENABLED"):
+for _name in (
+    "GUARDIA_SESSION_SINGLE",
+    "GUARDIA_PASSWORD_FIRST_LOGIN_CHANGE",
+    "GUARDIA_LOGIN_NOTICE",
+    "GUARDIA_OTP_ENABLED",
+):
     os.environ.setdefault(_name, "false")
 
 import benchenv
@@ -33,9 +37,17 @@ ARGS = PARSER.parse_args()
 
 def pages(role: str, deep_tasks: int, deep_audit: int, task_id: str, action: str) -> list[str]:
     """The pages a role uses (the audit console is the auditor's; approvals the deciders')."""
-    urls = ["/console/", "/console/tiles/", "/console/statistics/", "/console/inbox/",
-            "/console/search/?q=점검", f"/console/search/?q=점검&page={deep_tasks}",
-            "/api/v1/tasks/", f"/api/v1/tasks/?page={deep_tasks}", f"/api/v1/task/history/{task_id}"]
+    urls = [
+        "/console/",
+        "/console/tiles/",
+        "/console/statistics/",
+        "/console/inbox/",
+        "/console/search/?q=점검",
+        f"/console/search/?q=점검&page={deep_tasks}",
+        "/api/v1/tasks/",
+        f"/api/v1/tasks/?page={deep_tasks}",
+        f"/api/v1/task/history/{task_id}",
+    ]
     if role in ("pm", "team_lead"):
         urls.append("/console/approvals/")
     if role == "auditor":
@@ -59,15 +71,22 @@ def main() -> None:
     people, places = built["people"], built["places"]
     system, field, _ = places[0]
     lead = system.ownership.owner
-    roles = {"pm": people["pm"], "team_lead": lead, "site_manager": field, "auditor": people["auditor"],
-             "admin": people["admin"]}
+    roles = {
+        "pm": people["pm"],
+        "team_lead": lead,
+        "site_manager": field,
+        "auditor": people["auditor"],
+        "admin": people["admin"],
+    }
     sample = OpsTask.objects.filter(system=system).order_by("pk").first()
     action = "execution.step"
     deep_audit = max(1, AuditEntry.objects.filter(action=action).count() // 50 // 2)
     print(benchenv.machine_line())
-    print(f"database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}; "
-          f"{OpsTask.objects.count()} tasks, {ApprovalStep.objects.count()} steps, "
-          f"{AuditEntry.objects.count()} audit entries (seeded in {built['seconds']:.0f} s)")
+    print(
+        f"database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}; "
+        f"{OpsTask.objects.count()} tasks, {ApprovalStep.objects.count()} steps, "
+        f"{AuditEntry.objects.count()} audit entries (seeded in {built['seconds']:.0f} s)"
+    )
     print(f"{'role':<13} {'page':<48} {'p50 ms':>7} {'p95 ms':>7} status")
     for role, user in roles.items():
         client = Client()
@@ -84,8 +103,10 @@ def main() -> None:
                 status = response.status_code if response.status_code != 302 else response["Location"][:20]
                 times.append((time.perf_counter() - start) * 1000)
             times = times[1:]  # the first read warms caches and imports
-            print(f"{role:<13} {url[:48]:<48} {benchenv.percentile(times, .5):7.1f} "
-                  f"{benchenv.percentile(times, .95):7.1f} {status}")
+            print(
+                f"{role:<13} {url[:48]:<48} {benchenv.percentile(times, 0.5):7.1f} "
+                f"{benchenv.percentile(times, 0.95):7.1f} {status}"
+            )
     print(benchenv.machine_line())
 
 

@@ -162,8 +162,10 @@ def _user_saved(sender, instance, created, raw=False, update_fields=None, **kwar
     # own re-hash on login (update_fields=["password"], _password already cleared) is not
     # a password change and is skipped.
     rehash = update_fields is not None and set(update_fields) == {"password"} and instance._password is None
-    password_changed = not created and not rehash and (
-        instance._password is not None or (before is not None and before["password"] != instance.password)
+    password_changed = (
+        not created
+        and not rehash
+        and (instance._password is not None or (before is not None and before["password"] != instance.password))
     )
     actor, source = where
     record_user_saved(actor, instance, None if created else before, password_changed, source)

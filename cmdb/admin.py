@@ -355,6 +355,7 @@ class SystemOwnerAdmin(admin.ModelAdmin):
         form = cast(type[SystemOwnerForm], super().get_form(request, obj, change, **kwargs))
         form.editor = request.user
         return form
+
     list_display = ["system", "institution_name", "owner", "deputy", "supervisor", "owner_is_active", "sla_minutes"]
     list_select_related = ["system__institution", "owner", "deputy", "supervisor"]
     list_filter = [InstitutionFilter, "owner_is_active", "auth_level"]
@@ -487,8 +488,17 @@ class CommandRuleAdmin(admin.ModelAdmin):
     """Security officers keep the catalogue; every save and delete is an audited service call.
     Other roles may at most read it (the model permissions decide, so the admin role gets 403)."""
 
-    list_display = ["program", "scope", "description", "is_filter", "runs_programs", "run_as", "path_roots",
-                    "enabled", "updated_at"]
+    list_display = [
+        "program",
+        "scope",
+        "description",
+        "is_filter",
+        "runs_programs",
+        "run_as",
+        "path_roots",
+        "enabled",
+        "updated_at",
+    ]
     list_select_related = ["system"]
     list_filter = [CatalogueScopeFilter, "is_filter", "runs_programs", "enabled"]
     search_fields = ["program", "description", "system__code", "system__name"]

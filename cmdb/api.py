@@ -50,9 +50,26 @@ class ServerSerializer(serializers.ModelSerializer):
     class Meta:
         model = Server
         fields = [
-            "id", "server_id", "system", "hostname", "ip", "os_type", "ssh_port", "ssh_user", "has_credential",
-            "host_key_fingerprint", "app_path", "deploy_path", "backup_path", "script_path", "log_path",
-            "service_port", "health_url", "rolling_group", "canary", "active",
+            "id",
+            "server_id",
+            "system",
+            "hostname",
+            "ip",
+            "os_type",
+            "ssh_port",
+            "ssh_user",
+            "has_credential",
+            "host_key_fingerprint",
+            "app_path",
+            "deploy_path",
+            "backup_path",
+            "script_path",
+            "log_path",
+            "service_port",
+            "health_url",
+            "rolling_group",
+            "canary",
+            "active",
         ]
 
     def get_has_credential(self, obj) -> bool:

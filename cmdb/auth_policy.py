@@ -82,8 +82,9 @@ class PasswordHistoryValidator:
         recent = PasswordHistory.objects.filter(user_id=user.pk).values_list("password", flat=True)[:keep]
         hashes = [current or "", *recent]
         if any(h and check_password(password, h) for h in hashes):
-            raise ValidationError(_("최근 %(n)d개 비밀번호는 다시 쓸 수 없습니다.") % {"n": keep},
-                                  code="password_reused")
+            raise ValidationError(
+                _("최근 %(n)d개 비밀번호는 다시 쓸 수 없습니다.") % {"n": keep}, code="password_reused"
+            )
 
     def get_help_text(self) -> str:
         return _("최근 %(n)d개 비밀번호와 달라야 합니다.") % {"n": _setting("PASSWORD_HISTORY", 5)}
@@ -93,8 +94,7 @@ class PasswordHistoryValidator:
 
 
 def state_of(user) -> AccountSecurity:
-    state, _created = AccountSecurity.objects.get_or_create(
-        user=user, defaults={"password_changed_at": timezone.now()})
+    state, _created = AccountSecurity.objects.get_or_create(user=user, defaults={"password_changed_at": timezone.now()})
     return state
 
 
@@ -116,10 +116,13 @@ def _user_saved(sender, instance, created, update_fields=None, **kwargs) -> None
         return
     actor = account_audit._ACTOR.get()
     by_self = _BY_SELF.get() or (actor is not None and actor.pk == instance.pk)
-    AccountSecurity.objects.update_or_create(user=instance, defaults={
-        "password_changed_at": timezone.now(),
-        "must_change_password": not by_self and _setting("PASSWORD_FIRST_LOGIN_CHANGE", True),
-    })
+    AccountSecurity.objects.update_or_create(
+        user=instance,
+        defaults={
+            "password_changed_at": timezone.now(),
+            "must_change_password": not by_self and _setting("PASSWORD_FIRST_LOGIN_CHANGE", True),
+        },
+    )
     PasswordHistory.objects.create(user=instance, password=instance.password)
     keep = max(_setting("PASSWORD_HISTORY", 5), 1)
     stale = PasswordHistory.objects.filter(user=instance).values_list("pk", flat=True)[keep:]
@@ -150,32 +153,48 @@ def _logged_in(sender, request=None, user=None, **kwargs) -> None:
     if request is not None and hasattr(request, "session"):
         if _setting("LOGIN_NOTICE", True) and hasattr(request, "_messages"):
             if state.last_login_at:
-                messages.info(request, _("마지막 로그인: %(when)s (%(ip)s)")
-                              % {"when": _when(state.last_login_at), "ip": state.last_login_ip or "-"})
+                messages.info(
+                    request,
+                    _("마지막 로그인: %(when)s (%(ip)s)")
+                    % {"when": _when(state.last_login_at), "ip": state.last_login_ip or "-"},
+                )
             else:
                 messages.info(request, _("이 계정의 첫 로그인입니다."))
             if state.failures_since_login:
-                messages.warning(request, ngettext(
-                    "마지막 로그인 이후 로그인 실패 %(n)d회 (마지막 실패: %(when)s, %(ip)s)",
-                    "마지막 로그인 이후 로그인 실패 %(n)d회 (마지막 실패: %(when)s, %(ip)s)",
-                    state.failures_since_login,
-                ) % {"n": state.failures_since_login, "when": _when(state.last_failed_at or now),
-                     "ip": state.last_failed_ip or "-"})
+                messages.warning(
+                    request,
+                    ngettext(
+                        "마지막 로그인 이후 로그인 실패 %(n)d회 (마지막 실패: %(when)s, %(ip)s)",
+                        "마지막 로그인 이후 로그인 실패 %(n)d회 (마지막 실패: %(when)s, %(ip)s)",
+                        state.failures_since_login,
+                    )
+                    % {
+                        "n": state.failures_since_login,
+                        "when": _when(state.last_failed_at or now),
+                        "ip": state.last_failed_ip or "-",
+                    },
+                )
         request.session["auth_policy_started"] = now.timestamp()
         request.session["auth_policy_seen"] = now.timestamp()
         # The session carries a token that survives Django's key rotation (password change);
         # the account keeps the token of its one current session.
         token = secrets.token_urlsafe(24)
         request.session[SESSION_TOKEN] = token
-        previous_open = bool(state.session_key) and state.last_login_at is not None and (
-            now - state.last_login_at < dt.timedelta(hours=_setting("SESSION_MAX_HOURS", 12) or 24 * 365))
+        previous_open = (
+            bool(state.session_key)
+            and state.last_login_at is not None
+            and (now - state.last_login_at < dt.timedelta(hours=_setting("SESSION_MAX_HOURS", 12) or 24 * 365))
+        )
         state.session_key = token
         if _setting("SESSION_SINGLE", True) and previous_open:
-            account_audit.record(user, "auth.session_replaced", user.get_username(), {"source": "login"},
-                                 ip=_address(request))
+            account_audit.record(
+                user, "auth.session_replaced", user.get_username(), {"source": "login"}, ip=_address(request)
+            )
             if hasattr(request, "_messages"):
-                messages.warning(request, _("이 계정으로 열려 있던 다른 세션을 종료했습니다. "
-                                            "한 계정은 한 곳에서만 로그인할 수 있습니다."))
+                messages.warning(
+                    request,
+                    _("이 계정으로 열려 있던 다른 세션을 종료했습니다. 한 계정은 한 곳에서만 로그인할 수 있습니다."),
+                )
     state.last_login_at, state.last_login_ip = now, _address(request)
     state.failures_since_login = 0
     state.save()
@@ -185,7 +204,8 @@ def _logged_out(sender, request=None, user=None, **kwargs) -> None:
     if user is not None and request is not None and hasattr(request, "session"):
         # Only the current session's logout closes it; an old one ended elsewhere does not.
         AccountSecurity.objects.filter(user=user, session_key=request.session.get(SESSION_TOKEN, "-")).update(
-            session_key="")
+            session_key=""
+        )
 
 
 def _login_failed(sender, credentials=None, request=None, **kwargs) -> None:
@@ -238,18 +258,31 @@ class AccountPolicyMiddleware:
         max_hours = _setting("SESSION_MAX_HOURS", 12)
         idle_minutes = _setting("SESSION_IDLE_MINUTES", 30)
         if max_hours and started and now.timestamp() - started > max_hours * 3600:
-            return _end_session(request, "auth.session_expired",
-                                _("로그인 후 %(h)d시간이 지나 다시 로그인해야 합니다.") % {"h": max_hours},
-                                reason="lifetime")
+            return _end_session(
+                request,
+                "auth.session_expired",
+                _("로그인 후 %(h)d시간이 지나 다시 로그인해야 합니다.") % {"h": max_hours},
+                reason="lifetime",
+            )
         if idle_minutes and seen and now.timestamp() - seen > idle_minutes * 60:
-            return _end_session(request, "auth.session_expired",
-                                _("%(m)d분 동안 사용하지 않아 로그아웃되었습니다.") % {"m": idle_minutes},
-                                reason="idle")
+            return _end_session(
+                request,
+                "auth.session_expired",
+                _("%(m)d분 동안 사용하지 않아 로그아웃되었습니다.") % {"m": idle_minutes},
+                reason="idle",
+            )
         state = AccountSecurity.objects.filter(user=user).first()
-        if (_setting("SESSION_SINGLE", True) and state is not None and state.session_key
-                and state.session_key != session.get(SESSION_TOKEN)):
-            return _end_session(request, "auth.session_ended_elsewhere",
-                                _("같은 계정으로 다른 곳에서 로그인하여 이 세션이 종료되었습니다."))
+        if (
+            _setting("SESSION_SINGLE", True)
+            and state is not None
+            and state.session_key
+            and state.session_key != session.get(SESSION_TOKEN)
+        ):
+            return _end_session(
+                request,
+                "auth.session_ended_elsewhere",
+                _("같은 계정으로 다른 곳에서 로그인하여 이 세션이 종료되었습니다."),
+            )
         if not seen or now.timestamp() - seen > _SEEN_WRITE_EVERY.total_seconds():
             session["auth_policy_seen"] = now.timestamp()
         if request.path.startswith(_OPEN_PATHS):

@@ -17,4 +17,3 @@ def vault_key_check(app_configs, **kwargs):
     except vault.VaultError as exc:
         return [Error(f"credential vault: {exc}", id="cmdb.E001")]
     return []
-

@@ -209,8 +209,26 @@ def template_csv() -> str:
     writer = csv.writer(out)
     writer.writerow(COLUMNS)
     writer.writerow(
-        ["was-01", "SYS001", "was01.example.go.kr", "10.0.0.11", "linux", "22", "deploy", "", "",
-         "/app/was", "/app/deploy", "/app/backup", "/app/bin", "/app/logs/catalina.out", "8080",
-         "http://10.0.0.11:8080/health", "1", "no", "yes"]
+        [
+            "was-01",
+            "SYS001",
+            "was01.example.go.kr",
+            "10.0.0.11",
+            "linux",
+            "22",
+            "deploy",
+            "",
+            "",
+            "/app/was",
+            "/app/deploy",
+            "/app/backup",
+            "/app/bin",
+            "/app/logs/catalina.out",
+            "8080",
+            "http://10.0.0.11:8080/health",
+            "1",
+            "no",
+            "yes",
+        ]
     )
     return out.getvalue()

@@ -77,8 +77,9 @@ def apply_directory_roles(user, roles: set[str]) -> tuple[set[str], set[str]]:
     user.groups.remove(*(groups[r] for r in revoked if r in groups))
     staff = bool(roles & STAFF_ROLES)
     if staff != user.is_staff:
-        account_audit.record(None, "auth.user_change", user.get_username(), SOURCE,
-                             changed={"is_staff": [user.is_staff, staff]})
+        account_audit.record(
+            None, "auth.user_change", user.get_username(), SOURCE, changed={"is_staff": [user.is_staff, staff]}
+        )
         user.is_staff = staff
         user.save(update_fields=["is_staff"])
     account_audit.record_role_change(None, user.get_username(), granted, True, SOURCE)
@@ -108,9 +109,7 @@ class DirectoryBackend(LDAPBackend):
             raise ldap_user.AuthenticationFailed("account disabled in the directory")
         ldap_user._guardia_roles = roles_from_groups(set(ldap_user.group_dns))
         user, built = super().get_or_build_user(username, ldap_user)
-        ldap_user._guardia_before = (
-            None if built else {f: getattr(user, f) for f in account_audit.WATCHED_FIELDS}
-        )
+        ldap_user._guardia_before = None if built else {f: getattr(user, f) for f in account_audit.WATCHED_FIELDS}
         if not built and not user.is_active:
             # Enabled in the directory again: the account comes back with its roles.
             user.is_active = True

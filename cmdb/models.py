@@ -238,8 +238,8 @@ class Server(models.Model):
     credential = models.ForeignKey(
         Credential, verbose_name=_("자격 증명"), null=True, blank=True, on_delete=models.PROTECT, related_name="servers"
     )
-    host_key_fingerprint = models.CharField(_("호스트 키 지문"),
-        max_length=80, blank=True, help_text=_("고정된 SHA256 지문; 다른 키의 접속은 거부됩니다")
+    host_key_fingerprint = models.CharField(
+        _("호스트 키 지문"), max_length=80, blank=True, help_text=_("고정된 SHA256 지문; 다른 키의 접속은 거부됩니다")
     )
     app_path = models.CharField(_("애플리케이션 경로"), max_length=255, blank=True, validators=[validate_abs_path])
     deploy_path = models.CharField(_("배포 경로"), max_length=255, blank=True, validators=[validate_abs_path])
@@ -361,15 +361,95 @@ PROGRAM_PATH_RE = re.compile(r"^(/[A-Za-z0-9._+-]+)+$")
 # Programs that run other programs or arbitrary code. A rule for one of them is refused
 # unless ``runs_programs`` is ticked on purpose, and none of them can be a pipe filter:
 # ``awk 'BEGIN{system("…")}'``, ``sed 'e …'`` and ``find -exec`` run commands too.
-PROGRAMS_THAT_RUN_PROGRAMS = frozenset({
-    "busybox", "toybox", "env", "sudo", "doas", "su", "runuser", "pkexec", "nohup", "timeout", "xargs", "nice",
-    "ionice", "setsid", "stdbuf", "unbuffer", "chroot", "nsenter", "unshare", "exec", "eval", "command", "builtin",
-    "time", "watch", "strace", "ltrace", "gdb", "script", "flock", "chrt", "taskset", "systemd-run", "at", "batch",
-    "sh", "bash", "dash", "zsh", "ksh", "csh", "tcsh", "fish", "ash", "python", "python2", "python3", "perl",
-    "ruby", "node", "nodejs", "php", "lua", "tclsh", "wish", "expect", "rscript", "jrunscript", "jshell",
-    "groovy", "awk", "gawk", "mawk", "nawk", "sed", "find", "vi", "vim", "less", "more", "man", "ssh", "scp",
-    "rsync", "tar", "zip", "git", "make", "crontab", "openssl", "socat", "nc", "ncat", "netcat", "telnet",
-})
+PROGRAMS_THAT_RUN_PROGRAMS = frozenset(
+    {
+        "busybox",
+        "toybox",
+        "env",
+        "sudo",
+        "doas",
+        "su",
+        "runuser",
+        "pkexec",
+        "nohup",
+        "timeout",
+        "xargs",
+        "nice",
+        "ionice",
+        "setsid",
+        "stdbuf",
+        "unbuffer",
+        "chroot",
+        "nsenter",
+        "unshare",
+        "exec",
+        "eval",
+        "command",
+        "builtin",
+        "time",
+        "watch",
+        "strace",
+        "ltrace",
+        "gdb",
+        "script",
+        "flock",
+        "chrt",
+        "taskset",
+        "systemd-run",
+        "at",
+        "batch",
+        "sh",
+        "bash",
+        "dash",
+        "zsh",
+        "ksh",
+        "csh",
+        "tcsh",
+        "fish",
+        "ash",
+        "python",
+        "python2",
+        "python3",
+        "perl",
+        "ruby",
+        "node",
+        "nodejs",
+        "php",
+        "lua",
+        "tclsh",
+        "wish",
+        "expect",
+        "rscript",
+        "jrunscript",
+        "jshell",
+        "groovy",
+        "awk",
+        "gawk",
+        "mawk",
+        "nawk",
+        "sed",
+        "find",
+        "vi",
+        "vim",
+        "less",
+        "more",
+        "man",
+        "ssh",
+        "scp",
+        "rsync",
+        "tar",
+        "zip",
+        "git",
+        "make",
+        "crontab",
+        "openssl",
+        "socat",
+        "nc",
+        "ncat",
+        "netcat",
+        "telnet",
+    }
+)
 CATALOGUE_ROOTS = ("app", "deploy", "backup", "scripts", "log")
 
 
@@ -403,8 +483,10 @@ def validate_pattern(value: str) -> None:
 def validate_roots(value: str) -> None:
     unknown = [v for v in split_roots(value) if v not in CATALOGUE_ROOTS]
     if unknown:
-        raise ValidationError(_("알 수 없는 루트 %(roots)s (허용: %(allowed)s)"),
-                              params={"roots": ", ".join(unknown), "allowed": ", ".join(CATALOGUE_ROOTS)})
+        raise ValidationError(
+            _("알 수 없는 루트 %(roots)s (허용: %(allowed)s)"),
+            params={"roots": ", ".join(unknown), "allowed": ", ".join(CATALOGUE_ROOTS)},
+        )
 
 
 def split_roots(value: str) -> list[str]:
@@ -429,33 +511,44 @@ class CommandRule(models.Model):
     """
 
     system = models.ForeignKey(
-        System, verbose_name=_("시스템"), null=True, blank=True, on_delete=models.CASCADE, related_name="command_rules",
+        System,
+        verbose_name=_("시스템"),
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="command_rules",
         help_text=_("비우면 모든 시스템에 적용되는 기본 목록에 포함"),
     )
     program = models.CharField(_("프로그램"), max_length=255, validators=[validate_program])
     description = models.CharField(_("설명"), max_length=200, blank=True)
-    option_pattern = models.CharField(_("옵션 패턴"), max_length=300, blank=True,
-                                      validators=[validate_pattern])
-    operand_pattern = models.CharField(_("피연산자 패턴"), max_length=300, blank=True,
-                                       validators=[validate_pattern])
-    argv_pattern = models.CharField(_("인자 목록 패턴"), max_length=500, blank=True,
-                                    validators=[validate_pattern])
+    option_pattern = models.CharField(_("옵션 패턴"), max_length=300, blank=True, validators=[validate_pattern])
+    operand_pattern = models.CharField(_("피연산자 패턴"), max_length=300, blank=True, validators=[validate_pattern])
+    argv_pattern = models.CharField(_("인자 목록 패턴"), max_length=500, blank=True, validators=[validate_pattern])
     path_roots = models.CharField(
-        _("경로 루트"), max_length=100, blank=True, validators=[validate_roots],
+        _("경로 루트"),
+        max_length=100,
+        blank=True,
+        validators=[validate_roots],
         help_text=_("쉼표로 구분: app, deploy, backup, scripts, log; 비우면 경로 인자 없음"),
     )
-    max_args = models.PositiveSmallIntegerField(_("최대 인자 수"), default=12,
-                                                validators=[MaxValueValidator(64)])
-    is_filter = models.BooleanField(_("파이프 필터"), default=False,
-                                    help_text=_("다른 목록 명령의 출력을 |로 받을 수 있음"))
+    max_args = models.PositiveSmallIntegerField(_("최대 인자 수"), default=12, validators=[MaxValueValidator(64)])
+    is_filter = models.BooleanField(
+        _("파이프 필터"), default=False, help_text=_("다른 목록 명령의 출력을 |로 받을 수 있음")
+    )
     runs_programs = models.BooleanField(
-        _("다른 프로그램 실행"), default=False,
+        _("다른 프로그램 실행"),
+        default=False,
         help_text=_("래퍼와 인터프리터(sudo, env, busybox, sh, awk, find ...)에 필요"),
     )
     run_as = models.CharField(
-        _("실행 계정 (sudo)"), max_length=32, blank=True, validators=[validate_account],
-        help_text=_("비우면 SSH 계정 그대로 실행; 지정하면 sudo -n -u 계정으로 실행하며, 허용 규칙은 이 목록에서 "
-                    "생성한 sudoers 파일(manage.py catalogue_sudoers)이 정합니다"),
+        _("실행 계정 (sudo)"),
+        max_length=32,
+        blank=True,
+        validators=[validate_account],
+        help_text=_(
+            "비우면 SSH 계정 그대로 실행; 지정하면 sudo -n -u 계정으로 실행하며, 허용 규칙은 이 목록에서 "
+            "생성한 sudoers 파일(manage.py catalogue_sudoers)이 정합니다"
+        ),
     )
     enabled = models.BooleanField(_("사용"), default=True)
     updated_at = models.DateTimeField(_("수정 시각"), auto_now=True)
@@ -479,8 +572,12 @@ class CommandRule(models.Model):
     def clean(self) -> None:
         runs = program_basename(self.program or "") in PROGRAMS_THAT_RUN_PROGRAMS
         if runs and not self.runs_programs:
-            raise ValidationError({"runs_programs": _("%(program)s은(는) 다른 프로그램을 실행합니다: 알고 선택하십시오")
-                                   % {"program": self.program}})
+            raise ValidationError(
+                {
+                    "runs_programs": _("%(program)s은(는) 다른 프로그램을 실행합니다: 알고 선택하십시오")
+                    % {"program": self.program}
+                }
+            )
         if self.is_filter and (runs or self.runs_programs):
             raise ValidationError({"is_filter": _("다른 프로그램을 실행하는 프로그램은 필터가 될 수 없습니다")})
         if self.run_as:
@@ -490,8 +587,13 @@ class CommandRule(models.Model):
             if not (self.program or "").startswith("/"):
                 raise ValidationError({"program": _("sudo로 실행하는 규칙은 프로그램을 절대 경로로 적어야 합니다")})
             if not self.argv_pattern:
-                raise ValidationError({"argv_pattern": _("sudo로 실행하는 규칙은 인자 목록 패턴으로 인자를 고정해야 "
-                                                         "합니다 (sudoers 규칙이 됩니다)")})
+                raise ValidationError(
+                    {
+                        "argv_pattern": _(
+                            "sudo로 실행하는 규칙은 인자 목록 패턴으로 인자를 고정해야 합니다 (sudoers 규칙이 됩니다)"
+                        )
+                    }
+                )
 
 
 class DirectoryAccount(models.Model):
@@ -502,8 +604,9 @@ class DirectoryAccount(models.Model):
     when a directory entry carries the same name.
     """
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, verbose_name=_("사용자"), on_delete=models.CASCADE,
-                                related_name="directory_account")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, verbose_name=_("사용자"), on_delete=models.CASCADE, related_name="directory_account"
+    )
     dn = models.CharField(_("디렉터리 DN"), max_length=500)
     synced_at = models.DateTimeField(_("마지막 동기화"), default=timezone.now)
 
@@ -520,8 +623,9 @@ class AccountSecurity(models.Model):
     password was set and whether its holder must change it, the one session allowed, and
     the last successful and failed logins shown after the next login."""
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, verbose_name=_("사용자"), on_delete=models.CASCADE,
-                                related_name="account_security")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, verbose_name=_("사용자"), on_delete=models.CASCADE, related_name="account_security"
+    )
     password_changed_at = models.DateTimeField(_("비밀번호 변경 시각"), null=True, blank=True)
     must_change_password = models.BooleanField(_("다음 로그인 때 비밀번호 변경"), default=False)
     session_key = models.CharField(_("현재 세션"), max_length=64, blank=True)
@@ -542,8 +646,9 @@ class AccountSecurity(models.Model):
 class PasswordHistory(models.Model):
     """Hashes of an account's recent passwords, so none of them is chosen again."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("사용자"), on_delete=models.CASCADE,
-                             related_name="password_history")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("사용자"), on_delete=models.CASCADE, related_name="password_history"
+    )
     password = models.CharField(_("비밀번호 해시"), max_length=128)
     created_at = models.DateTimeField(_("설정 시각"), default=timezone.now)
 

@@ -77,16 +77,14 @@ def qr_svg(text: str) -> str:
 
 def _next(request, default: str) -> str:
     target = request.POST.get("next") or request.GET.get("next") or ""
-    ok = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
-                                         require_https=request.is_secure())
+    ok = url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure())
     return target if ok else default
 
 
 def _verified(request, device, kind: str) -> None:
     otp_login(request, device)
     request.session[VERIFIED_AT] = timezone.now().timestamp()
-    account_audit.record(request.user, "auth.otp_verified", request.user.get_username(), {"source": "login"},
-                         kind=kind)
+    account_audit.record(request.user, "auth.otp_verified", request.user.get_username(), {"source": "login"}, kind=kind)
 
 
 def new_recovery_codes(user) -> list[str]:
@@ -117,13 +115,23 @@ def setup(request):
                 codes = new_recovery_codes(user)
                 account_audit.record(user, "auth.otp_enrolled", user.get_username(), {"source": "login"})
             _verified(request, device, "totp")
-            return render(request, "registration/otp_recovery_codes.html",
-                          {"codes": codes, "next": _next(request, settings.LOGIN_REDIRECT_URL)})
+            return render(
+                request,
+                "registration/otp_recovery_codes.html",
+                {"codes": codes, "next": _next(request, settings.LOGIN_REDIRECT_URL)},
+            )
         error = _("인증 코드가 맞지 않습니다. 앱에 보이는 6자리 숫자를 입력하세요.")
-    return render(request, "registration/otp_setup.html", {
-        "qr": qr_svg(device.config_url), "secret": device.key, "error": error,
-        "next": _next(request, settings.LOGIN_REDIRECT_URL),
-    }, status=400 if error else 200)
+    return render(
+        request,
+        "registration/otp_setup.html",
+        {
+            "qr": qr_svg(device.config_url),
+            "secret": device.key,
+            "error": error,
+            "next": _next(request, settings.LOGIN_REDIRECT_URL),
+        },
+        status=400 if error else 200,
+    )
 
 
 @login_required
@@ -140,9 +148,12 @@ def verify(request):
             return redirect(_next(request, settings.LOGIN_REDIRECT_URL))
         account_audit.record(user, "auth.otp_failed", user.get_username(), {"source": "login"})
         error = _("인증 코드가 맞지 않거나 이미 쓴 복구 코드입니다.")
-    return render(request, "registration/otp_verify.html",
-                  {"error": error, "next": _next(request, settings.LOGIN_REDIRECT_URL)},
-                  status=400 if error else 200)
+    return render(
+        request,
+        "registration/otp_verify.html",
+        {"error": error, "next": _next(request, settings.LOGIN_REDIRECT_URL)},
+        status=400 if error else 200,
+    )
 
 
 class StepUpRefused(Exception):
@@ -164,6 +175,12 @@ def verify_at_shell(username: str | None, token: str | None, action: str, permis
     if device is None:
         account_audit.record(user, "auth.otp_failed", user.get_username(), source, step_up=action)
         raise StepUpRefused("--otp: the second-factor code is missing, wrong or already used")
-    account_audit.record(user, "auth.otp_verified", user.get_username(), source, step_up=action,
-                         kind="recovery" if isinstance(device, StaticDevice) else "totp")
+    account_audit.record(
+        user,
+        "auth.otp_verified",
+        user.get_username(),
+        source,
+        step_up=action,
+        kind="recovery" if isinstance(device, StaticDevice) else "totp",
+    )
     return user

@@ -194,8 +194,20 @@ def delete_with_audit(actor, obj: models.Model) -> None:
 
 # --- the command catalogue ------------------------------------------------------------------
 
-CATALOGUE_FIELDS = ["system", "program", "description", "option_pattern", "operand_pattern", "argv_pattern",
-                    "path_roots", "max_args", "is_filter", "runs_programs", "run_as", "enabled"]
+CATALOGUE_FIELDS = [
+    "system",
+    "program",
+    "description",
+    "option_pattern",
+    "operand_pattern",
+    "argv_pattern",
+    "path_roots",
+    "max_args",
+    "is_filter",
+    "runs_programs",
+    "run_as",
+    "enabled",
+]
 
 
 def may_edit_catalogue(user, action: str = "change") -> bool:
@@ -218,8 +230,12 @@ def save_command_rule(actor, rule: CommandRule) -> dict[str, list[Any]]:
         rule.save()
         old, new = _rule_values(before), _rule_values(rule)
         changed = {k: [old.get(k), v] for k, v in new.items() if old.get(k) != v}
-        audit.record(actor, "cmdb.command_rule_create" if creating else "cmdb.command_rule_change",
-                     target=str(rule), payload={"rule": rule.pk, "changed": changed})
+        audit.record(
+            actor,
+            "cmdb.command_rule_create" if creating else "cmdb.command_rule_change",
+            target=str(rule),
+            payload={"rule": rule.pk, "changed": changed},
+        )
     return changed
 
 

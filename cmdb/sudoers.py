@@ -17,8 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-DEFAULTS = ("!requiretty", "env_reset", "!setenv", "noexec", "umask=0027",
-            "secure_path=/usr/sbin:/usr/bin:/sbin:/bin")
+DEFAULTS = ("!requiretty", "env_reset", "!setenv", "noexec", "umask=0027", "secure_path=/usr/sbin:/usr/bin:/sbin:/bin")
 _CLASS_SHORTHANDS = {"d": "0-9", "w": "A-Za-z0-9_"}
 _ESCAPABLE = set(".^$|()[]{}*+?\\/-")
 
@@ -33,7 +32,7 @@ def posix_regex(pattern: str) -> str:
     while i < n:
         c = pattern[i]
         if c == "\\":
-            nxt = pattern[i + 1:i + 2]
+            nxt = pattern[i + 1 : i + 2]
             if nxt in _CLASS_SHORTHANDS:
                 out.append(f"[{_CLASS_SHORTHANDS[nxt]}]")
             elif nxt and nxt in _ESCAPABLE:
@@ -48,18 +47,18 @@ def posix_regex(pattern: str) -> str:
             out.append("(")
             i += 3
             continue
-        if c in "*+?}" and pattern[i + 1:i + 2] in {"?", "+"}:
+        if c in "*+?}" and pattern[i + 1 : i + 2] in {"?", "+"}:
             raise SudoersError("lazy or possessive repetition has no POSIX equivalent")
         if c == "[":
             end = i + 1
-            if pattern[end:end + 1] == "^":
+            if pattern[end : end + 1] == "^":
                 end += 1
-            if pattern[end:end + 1] == "]":
+            if pattern[end : end + 1] == "]":
                 end += 1
             body: list[str] = []
             while end < n and pattern[end] != "]":
                 if pattern[end] == "\\":
-                    nxt = pattern[end + 1:end + 2]
+                    nxt = pattern[end + 1 : end + 2]
                     if nxt in _CLASS_SHORTHANDS:
                         body.append(_CLASS_SHORTHANDS[nxt])
                     elif nxt in {".", "/", "_", "@", ":", "+", "=", ","}:
@@ -72,7 +71,7 @@ def posix_regex(pattern: str) -> str:
                 end += 1
             if end >= n:
                 raise SudoersError("unterminated [...]")
-            start = pattern[i:i + 1] + ("^" if pattern[i + 1:i + 2] == "^" else "")
+            start = pattern[i : i + 1] + ("^" if pattern[i + 1 : i + 2] == "^" else "")
             out.append(start + "".join(body) + "]")
             i = end + 1
             continue
@@ -109,10 +108,12 @@ def sudoers_for(rules: Iterable, user: str, label: str = "") -> str:
     """The sudoers file: one line per (rule, run-as user); nothing when no rule needs sudo."""
     if not ACCOUNT_RE.fullmatch(user):
         raise SudoersError(f"not an account name: {user!r}")
-    lines = [f"# GUARDiA SSH account {user}{' for ' + label if label else ''}: generated from the command "
-             f"catalogue (manage.py catalogue_sudoers).",
-             "# Check with visudo -cf FILE and install as /etc/sudoers.d/guardia, mode 0440.",
-             f"Defaults:{user} " + ", ".join(DEFAULTS)]
+    lines = [
+        f"# GUARDiA SSH account {user}{' for ' + label if label else ''}: generated from the command "
+        f"catalogue (manage.py catalogue_sudoers).",
+        "# Check with visudo -cf FILE and install as /etc/sudoers.d/guardia, mode 0440.",
+        f"Defaults:{user} " + ", ".join(DEFAULTS),
+    ]
     needed = sorted((r for r in rules if getattr(r, "run_as", "")), key=lambda r: (r.run_as, r.program, r.pk or 0))
     for rule in needed:
         lines.append("# " + re.sub(r"[\x00-\x1f\x7f]", " ", f"{rule}: {rule.description or rule.program}"))

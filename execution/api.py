@@ -13,8 +13,18 @@ from .models import Execution, ServerRun, StepResult
 class StepResultSerializer(serializers.ModelSerializer):
     class Meta:
         model = StepResult
-        fields = ["seq", "name", "phase", "command", "exit_code", "state", "duration_ms", "output_sha256",
-                  "output_excerpt", "started_at"]
+        fields = [
+            "seq",
+            "name",
+            "phase",
+            "command",
+            "exit_code",
+            "state",
+            "duration_ms",
+            "output_sha256",
+            "output_excerpt",
+            "started_at",
+        ]
 
 
 class ServerRunSerializer(serializers.ModelSerializer):
@@ -23,16 +33,44 @@ class ServerRunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ServerRun
-        fields = ["id", "execution", "server_ref", "group_index", "tier", "playbook_version", "state", "message",
-                  "health", "log_tail", "started_at", "finished_at", "steps"]
+        fields = [
+            "id",
+            "execution",
+            "server_ref",
+            "group_index",
+            "tier",
+            "playbook_version",
+            "state",
+            "message",
+            "health",
+            "log_tail",
+            "started_at",
+            "finished_at",
+            "steps",
+        ]
 
 
 class ExecutionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Execution
-        fields = ["id", "task_ref", "playbook", "playbook_version", "outcome", "reason", "canary_share",
-                  "batch_size", "max_parallel", "failures_allowed", "safety_gate", "rollback_all", "plan",
-                  "summary", "started_at", "finished_at"]
+        fields = [
+            "id",
+            "task_ref",
+            "playbook",
+            "playbook_version",
+            "outcome",
+            "reason",
+            "canary_share",
+            "batch_size",
+            "max_parallel",
+            "failures_allowed",
+            "safety_gate",
+            "rollback_all",
+            "plan",
+            "summary",
+            "started_at",
+            "finished_at",
+        ]
 
 
 def visible_tasks(user):
@@ -58,7 +96,8 @@ class ServerRunViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         queryset = ServerRun.objects.filter(execution__task__in=visible_tasks(self.request.user)).prefetch_related(
-            "steps")
+            "steps"
+        )
         execution = self.request.query_params.get("execution")
         return queryset.filter(execution_id=execution) if execution and execution.isdigit() else queryset
 

@@ -93,8 +93,14 @@ def _host_matches(hostname: str, names: list[str]) -> bool:
     return False
 
 
-def check_certificate_bundle(cert_pem: bytes | str, key_pem: bytes | str, chain_pem: bytes | str | None = None, *,
-                             hostname: str | None = None, now: dt.datetime | None = None) -> CertReport:
+def check_certificate_bundle(
+    cert_pem: bytes | str,
+    key_pem: bytes | str,
+    chain_pem: bytes | str | None = None,
+    *,
+    hostname: str | None = None,
+    now: dt.datetime | None = None,
+) -> CertReport:
     """Validate a certificate/key pair (and its chain to the CA in chain_pem) before installing it."""
     now = now or dt.datetime.now(dt.UTC)
     leaf = _load_certs(cert_pem, "the certificate")[0]
@@ -116,7 +122,8 @@ def check_certificate_bundle(cert_pem: bytes | str, key_pem: bytes | str, chain_
             issuer = next((c for c in pool if c.subject == current.issuer and _signed_by(current, c)), None)
             if issuer is None:
                 raise CertificateProblem(
-                    f"the chain does not lead to the given CA: nothing in it signed {current.subject.rfc4514_string()}")
+                    f"the chain does not lead to the given CA: nothing in it signed {current.subject.rfc4514_string()}"
+                )
             _check_time(issuer, now, f"CA certificate {issuer.subject.rfc4514_string()}")
             if issuer is not current:
                 path.append(issuer.subject.rfc4514_string())
@@ -126,9 +133,13 @@ def check_certificate_bundle(cert_pem: bytes | str, key_pem: bytes | str, chain_
         else:
             raise CertificateProblem("the CA chain is longer than 8 certificates or loops")
     return CertReport(
-        subject=leaf.subject.rfc4514_string(), issuer=leaf.issuer.rfc4514_string(),
-        not_before=leaf.not_valid_before_utc, not_after=leaf.not_valid_after_utc,
-        fingerprint_sha256=fingerprint(leaf), dns_names=names, chain=path,
+        subject=leaf.subject.rfc4514_string(),
+        issuer=leaf.issuer.rfc4514_string(),
+        not_before=leaf.not_valid_before_utc,
+        not_after=leaf.not_valid_after_utc,
+        fingerprint_sha256=fingerprint(leaf),
+        dns_names=names,
+        chain=path,
     )
 
 
@@ -140,8 +151,9 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def served_certificate_fingerprint(host: str, port: int, *, server_name: str | None = None,
-                                   timeout: float = 5.0) -> str:
+def served_certificate_fingerprint(
+    host: str, port: int, *, server_name: str | None = None, timeout: float = 5.0
+) -> str:
     """SHA-256 (hex) of the certificate a TLS server actually presents right now.
 
     Verification is off on purpose: we compare the fingerprint with the one we installed,
@@ -151,8 +163,10 @@ def served_certificate_fingerprint(host: str, port: int, *, server_name: str | N
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock, context.wrap_socket(
-                sock, server_hostname=server_name or host) as tls:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as sock,
+            context.wrap_socket(sock, server_hostname=server_name or host) as tls,
+        ):
             der = tls.getpeercert(binary_form=True)
     except (OSError, ssl.SSLError) as exc:
         raise CertificateProblem(f"no TLS certificate served on {host}:{port}: {exc}") from exc

@@ -30,8 +30,13 @@ from .errors import CommandRefused, SecurityViolation
 MAX_LENGTH = 2000
 MAX_STAGES = 5
 GLOB_CHARS = set("*?[]")
-ROOT_LABEL = {"app": "app_path", "deploy": "deploy_path", "backup": "backup_path", "scripts": "script_path",
-              "log": "log_path 디렉터리"}
+ROOT_LABEL = {
+    "app": "app_path",
+    "deploy": "deploy_path",
+    "backup": "backup_path",
+    "scripts": "script_path",
+    "log": "log_path 디렉터리",
+}
 
 Pipeline = list[list[str]]
 # A server's CMDB roots by kind ("app", "log", ...), normalised: execution.parameters.server_roots.
@@ -49,7 +54,7 @@ _REFUSED_OPERATORS = {
 
 
 def _refuse_redirection(text: str, i: int) -> None:
-    rest = text[i:i + 3]
+    rest = text[i : i + 3]
     if rest.startswith("<<<"):
         raise CommandRefused("here-string('<<<')은 쓸 수 없습니다")
     if rest.startswith("<<"):
@@ -91,7 +96,7 @@ def parse(text: str) -> Pipeline:
             close = text.find("'", i + 1)
             if close < 0:
                 raise CommandRefused("닫히지 않은 작은따옴표가 있습니다")
-            word = (word or []) + [text[i + 1:close]]
+            word = (word or []) + [text[i + 1 : close]]
             i = close
         elif ch == '"':
             word = word or []
@@ -114,9 +119,9 @@ def parse(text: str) -> Pipeline:
             word = (word or []) + [text[i + 1]]
             i += 1
         elif ch == "|":
-            if text[i + 1:i + 2] == "|":
+            if text[i + 1 : i + 2] == "|":
                 raise CommandRefused("'||'는 쓸 수 없습니다")
-            if text[i + 1:i + 2] == "&":
+            if text[i + 1 : i + 2] == "&":
                 raise CommandRefused("'|&'는 쓸 수 없습니다")
             end_word()
             if not stages[-1]:
@@ -169,10 +174,19 @@ class Rule:
 
     @classmethod
     def of(cls, row: CommandRule) -> Rule:
-        return cls(pk=row.pk, system_id=row.system_id, program=row.program, option_pattern=row.option_pattern,
-                   operand_pattern=row.operand_pattern, argv_pattern=row.argv_pattern, roots=tuple(row.roots),
-                   max_args=row.max_args, is_filter=row.is_filter, runs_programs=row.runs_programs,
-                   run_as=row.run_as)
+        return cls(
+            pk=row.pk,
+            system_id=row.system_id,
+            program=row.program,
+            option_pattern=row.option_pattern,
+            operand_pattern=row.operand_pattern,
+            argv_pattern=row.argv_pattern,
+            roots=tuple(row.roots),
+            max_args=row.max_args,
+            is_filter=row.is_filter,
+            runs_programs=row.runs_programs,
+            run_as=row.run_as,
+        )
 
 
 def rules_for(system) -> list[Rule]:
@@ -224,7 +238,7 @@ def _check_args(rule: Rule, args: list[str], servers: Sequence, roots_of: RootsO
             if not _full(rule.option_pattern, arg):
                 raise CommandRefused(f"{name}: 옵션 {arg}는 허용 목록에 없습니다")
             if "/" in arg:  # a path inside an option (--file=/x, -f/x) is confined like any other
-                _check_path(arg[arg.index("/"):], rule, servers, roots_of)
+                _check_path(arg[arg.index("/") :], rule, servers, roots_of)
         elif "/" in arg:
             _check_path(arg, rule, servers, roots_of)
         elif not _full(rule.operand_pattern, arg):
@@ -240,8 +254,9 @@ def _candidates(word: str, rules: Iterable[Rule]) -> list[Rule]:
     return [r for r in rules if r.program in (word, f"/{word}") or r.program.endswith(f"/{word}")]
 
 
-def resolve(pipeline: Pipeline, rules: Sequence[Rule], servers: Sequence, system_label: str = "", *,
-            roots_of: RootsOf) -> Pipeline:
+def resolve(
+    pipeline: Pipeline, rules: Sequence[Rule], servers: Sequence, system_label: str = "", *, roots_of: RootsOf
+) -> Pipeline:
     """Match every stage against the rules; returns the pipeline with each program replaced
     by the catalogue's own spelling of it. Raises CommandRefused."""
     where = f"시스템 {system_label}의 " if system_label else ""
@@ -252,8 +267,10 @@ def resolve(pipeline: Pipeline, rules: Sequence[Rule], servers: Sequence, system
         candidates = _candidates(word, rules)
         if not candidates:
             if base in PROGRAMS_THAT_RUN_PROGRAMS:
-                raise CommandRefused(f"{word}: 다른 프로그램이나 코드를 실행하는 프로그램(래퍼·인터프리터)은 "
-                                     f"{where}명령 카탈로그가 명시적으로 허용할 때만 쓸 수 있습니다")
+                raise CommandRefused(
+                    f"{word}: 다른 프로그램이나 코드를 실행하는 프로그램(래퍼·인터프리터)은 "
+                    f"{where}명령 카탈로그가 명시적으로 허용할 때만 쓸 수 있습니다"
+                )
             if "/" in word:
                 raise CommandRefused(f"{word}: {where}명령 카탈로그에 이 경로의 프로그램이 없습니다")
             raise CommandRefused(f"{word}: {where}명령 카탈로그에 없는 프로그램입니다")
@@ -261,8 +278,9 @@ def resolve(pipeline: Pipeline, rules: Sequence[Rule], servers: Sequence, system
             candidates = [r for r in candidates if r.is_filter]
             if not candidates:
                 raise CommandRefused(f"{word}: 파이프('|') 뒤에는 카탈로그에서 필터로 지정된 프로그램만 올 수 있습니다")
-        candidates = [r for r in candidates if r.runs_programs or program_basename(r.program)
-                      not in PROGRAMS_THAT_RUN_PROGRAMS]
+        candidates = [
+            r for r in candidates if r.runs_programs or program_basename(r.program) not in PROGRAMS_THAT_RUN_PROGRAMS
+        ]
         if not candidates:
             raise CommandRefused(f"{word}: 다른 프로그램을 실행하는 프로그램은 카탈로그가 명시적으로 허용해야 합니다")
         first_error: CommandRefused | None = None
@@ -283,8 +301,9 @@ def resolve(pipeline: Pipeline, rules: Sequence[Rule], servers: Sequence, system
     return resolved
 
 
-def check(text: str, rules: Sequence[Rule], servers: Sequence, system_label: str = "", *,
-          roots_of: RootsOf) -> tuple[Pipeline, str]:
+def check(
+    text: str, rules: Sequence[Rule], servers: Sequence, system_label: str = "", *, roots_of: RootsOf
+) -> tuple[Pipeline, str]:
     """Parse, match against the catalogue and rebuild: (argv pipeline, quoted command line).
     ``roots_of(server)`` gives the server's CMDB roots that path arguments are confined under."""
     pipeline = resolve(parse(text), rules, servers, system_label, roots_of=roots_of)

@@ -67,9 +67,20 @@ class EngineResult:
 
 
 class Engine:
-    def __init__(self, *, playbook: Playbook, servers: list, strategy: RolloutStrategy, artifacts, task=None,
-                 inspection=None, actor="system", stop_check=None, health_overrides: dict | None = None,
-                 criteria_by_system: dict | None = None):
+    def __init__(
+        self,
+        *,
+        playbook: Playbook,
+        servers: list,
+        strategy: RolloutStrategy,
+        artifacts,
+        task=None,
+        inspection=None,
+        actor="system",
+        stop_check=None,
+        health_overrides: dict | None = None,
+        criteria_by_system: dict | None = None,
+    ):
         self.playbook = playbook
         self.servers = servers
         self.strategy = strategy
@@ -108,15 +119,33 @@ class Engine:
     def _run(self) -> EngineResult:
         s = self.strategy
         self.execution = Execution.objects.create(
-            task=self.task, inspection=self.inspection, task_ref=self.task_ref, playbook=self.playbook.NAME,
-            playbook_version=self.playbook.VERSION, canary_share=s.canary_share if s.canary_share is not None else 0.01,
-            batch_size=s.batch_size, max_parallel=s.max_parallel, failures_allowed=s.failures_allowed,
-            safety_gate=s.safety_gate, rollback_all=s.rollback_all)
+            task=self.task,
+            inspection=self.inspection,
+            task_ref=self.task_ref,
+            playbook=self.playbook.NAME,
+            playbook_version=self.playbook.VERSION,
+            canary_share=s.canary_share if s.canary_share is not None else 0.01,
+            batch_size=s.batch_size,
+            max_parallel=s.max_parallel,
+            failures_allowed=s.failures_allowed,
+            safety_gate=s.safety_gate,
+            rollback_all=s.rollback_all,
+        )
         groups = plan_groups(self.servers, s, rolling=self.playbook.ROLLING)
-        runs = ServerRun.objects.bulk_create([
-            ServerRun(execution=self.execution, server=srv, server_ref=srv.server_id, group_index=g.index,
-                      tier=g.tier, playbook_version=self.playbook.VERSION)
-            for g in groups for srv in g.servers])
+        runs = ServerRun.objects.bulk_create(
+            [
+                ServerRun(
+                    execution=self.execution,
+                    server=srv,
+                    server_ref=srv.server_id,
+                    group_index=g.index,
+                    tier=g.tier,
+                    playbook_version=self.playbook.VERSION,
+                )
+                for g in groups
+                for srv in g.servers
+            ]
+        )
         self.recorder = Recorder(self, {r.server_ref: r for r in runs})
         self.execution.plan = [[srv.server_id for srv in g.servers] for g in groups]
         self.contexts: dict[str, ServerContext] = {}
@@ -125,10 +154,17 @@ class Engine:
         except (Refused, ParameterError) as exc:
             return self._finish(Outcome.FAILED_ROLLED_BACK, f"refused before any server was touched: {exc}", [])
         except SecurityViolation as exc:
-            self._line(audit.record(self.actor, "security.violation", task=self.task_ref,
-                                    payload={"institution": self.institution_code, "reason": str(exc)[:500]}))
-            return self._finish(Outcome.FAILED_ROLLED_BACK,
-                                f"blocked by the command sanitizer before any server was touched: {exc}", [])
+            self._line(
+                audit.record(
+                    self.actor,
+                    "security.violation",
+                    task=self.task_ref,
+                    payload={"institution": self.institution_code, "reason": str(exc)[:500]},
+                )
+            )
+            return self._finish(
+                Outcome.FAILED_ROLLED_BACK, f"blocked by the command sanitizer before any server was touched: {exc}", []
+            )
         done: list[ServerContext] = []
         for group in groups:
             reason = self.poll_stop(force=True)
@@ -141,8 +177,13 @@ class Engine:
 
     # --- one group --------------------------------------------------------------------
     def run_group(self, group: Group, done: list[ServerContext]) -> tuple[str, str] | None:
-        self._event("group", "RUNNING", f"{group.label}: {len(group.servers)} server(s)",
-                    index=group.index, servers=[srv.server_id for srv in group.servers])
+        self._event(
+            "group",
+            "RUNNING",
+            f"{group.label}: {len(group.servers)} server(s)",
+            index=group.index,
+            servers=[srv.server_id for srv in group.servers],
+        )
         contexts = [self._context(srv) for srv in group.servers]
         self.active = contexts
         self.halt.clear()
@@ -161,8 +202,12 @@ class Engine:
                 failures[ctx] = Failure("failed", f"safety gate: {reason}")
                 self.first_failure = (ctx, failures[ctx])
         real = {c: f for c, f in failures.items() if f.kind in ("failed", "refused")}
-        tolerated = (not self.stopping and len(real) == len(failures) and len(real) <= self.strategy.failures_allowed
-                     and self.playbook.ROLLING)
+        tolerated = (
+            not self.stopping
+            and len(real) == len(failures)
+            and len(real) <= self.strategy.failures_allowed
+            and self.playbook.ROLLING
+        )
         if not failures or tolerated:
             if failures:
                 bad = self.parallel(list(failures), self._rollback_one)
@@ -184,8 +229,10 @@ class Engine:
             lost = next(f for f in failures.values() if f.kind == "lost")
             outcome, reason = Outcome.STATE_UNCERTAIN, lost.reason
         elif not self.playbook.ROLLING:
-            outcome, reason = Outcome.FAILED_ROLLED_BACK, f"{first.reason} ({len(failures)} server(s) failed; " \
-                                                          f"nothing to roll back)"
+            outcome, reason = (
+                Outcome.FAILED_ROLLED_BACK,
+                f"{first.reason} ({len(failures)} server(s) failed; nothing to roll back)",
+            )
         else:
             outcome, reason = Outcome.FAILED_ROLLED_BACK, first.reason
         # Restore every server of the group that was touched, succeeded ones included (TS-02).
@@ -239,8 +286,9 @@ class Engine:
             failure = Failure("aborted", f"stopped at {ctx.current_step or 'start'}: {exc}")
         except Lost as exc:
             reachable = self._probe(ctx.server)
-            failure = Failure("lost", f"{exc}; probe: {'reachable' if reachable else 'not reachable'}, "
-                                      f"state of the step unknown")
+            failure = Failure(
+                "lost", f"{exc}; probe: {'reachable' if reachable else 'not reachable'}, state of the step unknown"
+            )
         except StepFailed as exc:
             failure = Failure("failed", exc.reason)
         except Refused as exc:
@@ -312,8 +360,9 @@ class Engine:
     def _log_tail(self, ctx: ServerContext) -> str:
         if not ctx.health.log_path:
             return ""
-        result = ctx.run("log-tail", f"tail -n {LOG_TAIL_LINES} {q(ctx.health.log_path)}", timeout=15,
-                         ok_codes=tuple(range(256)))
+        result = ctx.run(
+            "log-tail", f"tail -n {LOG_TAIL_LINES} {q(ctx.health.log_path)}", timeout=15, ok_codes=tuple(range(256))
+        )
         return result.stdout[-8000:]
 
     def _undrain(self, ctx: ServerContext) -> Failure | None:
@@ -340,8 +389,12 @@ class Engine:
 
         results = self.parallel(contexts, check)
         bad = [(c, f.reason) for c, f in results.items() if f]
-        self._event("group", "GATE", "safety gate passed" if not bad else f"safety gate failed: {bad[0][1]}",
-                    checked=len(contexts))
+        self._event(
+            "group",
+            "GATE",
+            "safety gate passed" if not bad else f"safety gate failed: {bad[0][1]}",
+            checked=len(contexts),
+        )
         return bad[0] if bad else None
 
     # --- plumbing ---------------------------------------------------------------------
@@ -379,9 +432,16 @@ class Engine:
             # A local thread giving up is not a stop: kill what runs on the servers.
             for ctx in self.active:
                 ctx.kill_running()
-            entry = audit.record(self.actor, "execution.kill_switch", task=self.task_ref,
-                                 payload={"institution": self.institution_code, "reason": reason,
-                                          "running": [c.server.server_id for c in self.active if c.current_step]})
+            entry = audit.record(
+                self.actor,
+                "execution.kill_switch",
+                task=self.task_ref,
+                payload={
+                    "institution": self.institution_code,
+                    "reason": reason,
+                    "running": [c.server.server_id for c in self.active if c.current_step],
+                },
+            )
             self._line(entry)
         return reason
 
@@ -390,15 +450,24 @@ class Engine:
 
     def _event(self, kind: str, status: str, message: str, **data) -> None:
         if self.live_group:
-            events.send(self.live_group, events.LiveEvent(kind=kind, task_id=self.task_ref, status=status,
-                                                          message=message, data=data))
+            events.send(
+                self.live_group,
+                events.LiveEvent(kind=kind, task_id=self.task_ref, status=status, message=message, data=data),
+            )
 
     def _line(self, entry) -> None:
         """An audit entry of this run as a live timeline line (the task page renders it like a reload)."""
         if self.live_group:
             line = reports.live_line(entry)
-            events.send(self.live_group, events.LiveEvent(kind="timeline", task_id=self.task_ref, message=line["text"],
-                                                          data={"action": entry.action, "line": line}))
+            events.send(
+                self.live_group,
+                events.LiveEvent(
+                    kind="timeline",
+                    task_id=self.task_ref,
+                    message=line["text"],
+                    data={"action": entry.action, "line": line},
+                ),
+            )
 
     def _release(self, contexts: list[ServerContext]) -> None:
         """Done with these servers for good: another task may change them now (execution.leases).
@@ -431,43 +500,67 @@ class Engine:
         for run in self.recorder.runs.values():
             counts[run.state] = counts.get(run.state, 0) + 1
         findings = {sid: ctx.data for sid, ctx in self.contexts.items() if ctx.data}
-        return {"states": counts, "servers": len(self.recorder.runs), "groups": len(self.execution.plan),
-                "findings": findings}
+        return {
+            "states": counts,
+            "servers": len(self.recorder.runs),
+            "groups": len(self.execution.plan),
+            "findings": findings,
+        }
 
     def _package(self, execution: Execution) -> dict:
         """The result package the PM validates (governance.results): per server the state, the
         versions served before and after, every health check with its status and latency,
         findings and the log tail; the summary counts are computed by the contract itself."""
         checks: dict[str, list[HealthCheck]] = {}
-        rows = (StepResult.objects.filter(server_run__execution=execution)
-                .filter(Q(command="") | Q(name__endswith="post-check"))
-                .order_by("server_run_id", "seq")
-                .values_list("server_run__server_ref", "name", "phase", "state", "duration_ms", "output_excerpt"))
+        rows = (
+            StepResult.objects.filter(server_run__execution=execution)
+            .filter(Q(command="") | Q(name__endswith="post-check"))
+            .order_by("server_run_id", "seq")
+            .values_list("server_run__server_ref", "name", "phase", "state", "duration_ms", "output_excerpt")
+        )
         for server_ref, name, phase, state, duration_ms, output in rows:
             ctx = self.contexts.get(server_ref)
             http = (ctx.data.get("health", {}) if ctx else {}).get(name) or {}
-            checks.setdefault(server_ref, []).append(HealthCheck(
-                name=name, kind=_check_kind(name), ok=state == "OK",
-                phase="rollback" if phase == "rollback" else "check" if phase == "check" else "forward",
-                status=http.get("status"), latency_ms=http.get("latency_ms", duration_ms),
-                detail=(output or "").strip()[:300]))
+            checks.setdefault(server_ref, []).append(
+                HealthCheck(
+                    name=name,
+                    kind=_check_kind(name),
+                    ok=state == "OK",
+                    phase="rollback" if phase == "rollback" else "check" if phase == "check" else "forward",
+                    status=http.get("status"),
+                    latency_ms=http.get("latency_ms", duration_ms),
+                    detail=(output or "").strip()[:300],
+                )
+            )
         servers = []
         for run in self.recorder.runs.values():
             ctx = self.contexts.get(run.server_ref)
             data = ctx.data if ctx else {}
             answers = [v for v in (data.get("health") or {}).values() if isinstance(v, dict) and "body" in v]
-            servers.append(ServerResult(
-                server=run.server_ref, state=run.state, group=run.group_index, message=run.message,
-                version_before=(ctx.state.get("old_version", "") if ctx else ""),
-                version_after=version_in(answers[-1]["body"]) if answers else "",
-                health=checks.get(run.server_ref, []),
-                findings={k: v for k, v in data.items() if k != "health"},
-                log_excerpt=(run.log_tail or "")[-LOG_EXCERPT_CHARS:]))
+            servers.append(
+                ServerResult(
+                    server=run.server_ref,
+                    state=run.state,
+                    group=run.group_index,
+                    message=run.message,
+                    version_before=(ctx.state.get("old_version", "") if ctx else ""),
+                    version_after=version_in(answers[-1]["body"]) if answers else "",
+                    health=checks.get(run.server_ref, []),
+                    findings={k: v for k, v in data.items() if k != "health"},
+                    log_excerpt=(run.log_tail or "")[-LOG_EXCERPT_CHARS:],
+                )
+            )
         expected = getattr(self.playbook, "expected_version", None)
         package = ResultPackage(
-            playbook=execution.playbook, playbook_version=execution.playbook_version, outcome=execution.outcome,
-            reason=execution.reason, expected_version=expected() if callable(expected) else "",
-            execution=execution.pk, servers=servers, diff=getattr(self.playbook, "diff", "") or "")
+            playbook=execution.playbook,
+            playbook_version=execution.playbook_version,
+            outcome=execution.outcome,
+            reason=execution.reason,
+            expected_version=expected() if callable(expected) else "",
+            execution=execution.pk,
+            servers=servers,
+            diff=getattr(self.playbook, "diff", "") or "",
+        )
         # Findings, diffs and reasons quote what servers printed: redacted like step output.
         return vault.redact_structure(package.to_json())
 

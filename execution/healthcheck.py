@@ -75,9 +75,11 @@ class Health:
         try:
             limits = clean_health_limits(overrides)
         except ParameterError:
-            limits = {key: value for key, value in (overrides or {}).items()
-                      if key in HEALTH_LIMITS and isinstance(value, int) and not isinstance(value, bool)
-                      and value >= 0}
+            limits = {
+                key: value
+                for key, value in (overrides or {}).items()
+                if key in HEALTH_LIMITS and isinstance(value, int) and not isinstance(value, bool) and value >= 0
+            }
         for key, value in limits.items():
             if tighter(key, value, getattr(health, key)):
                 setattr(health, key, value)
@@ -117,8 +119,10 @@ def url_problem(url: str, server) -> str:
     if parts.username or parts.password:
         return f"health URL of {server.server_id} must not carry credentials"
     if not is_own_host(parts.hostname or "", server):
-        return (f"health URL of {server.server_id} names host {parts.hostname or '-'}, "
-                f"not the server's own address ({server.ip})")
+        return (
+            f"health URL of {server.server_id} names host {parts.hostname or '-'}, "
+            f"not the server's own address ({server.ip})"
+        )
     return ""
 
 
@@ -141,12 +145,17 @@ def wait_port(ctx, name: str = "post-port") -> None:
             if port_open(health.host, health.port):
                 return f"port {health.port} answering"
             if time.monotonic() >= deadline:
-                raise StepFailed(name, f"port {health.port} not answering within {health.port_wait_seconds:g} s "
-                                       f"on {ctx.server.server_id}")
+                raise StepFailed(
+                    name,
+                    f"port {health.port} not answering within {health.port_wait_seconds:g} s on {ctx.server.server_id}",
+                )
             ctx.sleep(0.05)
 
-    ctx.check(name, probe, plan={"kind": "port", "host": health.host, "port": health.port,
-                                 "wait_seconds": health.port_wait_seconds})
+    ctx.check(
+        name,
+        probe,
+        plan={"kind": "port", "host": health.host, "port": health.port, "wait_seconds": health.port_wait_seconds},
+    )
 
 
 def http_get(url: str, timeout: float, *, server) -> tuple[int, str, int]:
@@ -163,7 +172,8 @@ def http_get(url: str, timeout: float, *, server) -> tuple[int, str, int]:
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if parts.scheme == "https":
         connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-            host, parts.port, timeout=timeout, context=ssl.create_default_context())
+            host, parts.port, timeout=timeout, context=ssl.create_default_context()
+        )
     else:
         connection = http.client.HTTPConnection(host, parts.port, timeout=timeout)
     started = time.monotonic()
@@ -186,24 +196,37 @@ def check_http(ctx, name: str = "post-http", *, expect_version: str = "") -> Non
 
     def probe():
         try:
-            status, body, latency = http_get(health.url, timeout=max(1.0, health.max_latency_ms / 1000),
-                                             server=ctx.server)
+            status, body, latency = http_get(
+                health.url, timeout=max(1.0, health.max_latency_ms / 1000), server=ctx.server
+            )
         except ConnectionError as exc:
             raise StepFailed(name, f"{health.url} not reachable on {ctx.server.server_id}: {exc}") from exc
         ctx.data.setdefault("health", {})[name] = {"status": status, "latency_ms": latency, "body": body[:200]}
         if status != health.expected_status:
-            raise StepFailed(name, f"HTTP {status} from {health.url} on {ctx.server.server_id} "
-                                   f"(expected {health.expected_status})")
+            raise StepFailed(
+                name, f"HTTP {status} from {health.url} on {ctx.server.server_id} (expected {health.expected_status})"
+            )
         if latency > health.max_latency_ms:
-            raise StepFailed(name, f"health answered in {latency} ms on {ctx.server.server_id} "
-                                   f"(limit {health.max_latency_ms} ms)")
+            raise StepFailed(
+                name, f"health answered in {latency} ms on {ctx.server.server_id} (limit {health.max_latency_ms} ms)"
+            )
         if expect_version and f"version={expect_version}" not in body:
-            raise StepFailed(name, f"{ctx.server.server_id} serves {served_version(body) or 'no version'}, "
-                                   f"expected {expect_version}")
+            raise StepFailed(
+                name, f"{ctx.server.server_id} serves {served_version(body) or 'no version'}, expected {expect_version}"
+            )
         return f"HTTP {status} in {latency} ms: {body.strip()[:80]}"
 
-    ctx.check(name, probe, plan={"kind": "http", "url": health.url, "expect_status": health.expected_status,
-                                 "max_latency_ms": health.max_latency_ms, "expect_version": expect_version})
+    ctx.check(
+        name,
+        probe,
+        plan={
+            "kind": "http",
+            "url": health.url,
+            "expect_status": health.expected_status,
+            "max_latency_ms": health.max_latency_ms,
+            "expect_version": expect_version,
+        },
+    )
 
 
 def served_version(body: str) -> str:
@@ -239,8 +262,10 @@ def post_check(ctx, name: str, pid_file: str, old_pid: str, offset: int) -> None
     parts = [f"printf 'pid=%s\\n' \"$(cat {q(pid_file)} 2>/dev/null)\""] if pid_file else []
     if health.log_path and health.error_pattern:
         start = LOG_OFFSET_PLACEHOLDER if ctx.planning else str(int(offset) + 1)
-        parts.append(f"printf 'errors=%s\\n' \"$(tail -c +{start} {q(health.log_path)} | "
-                     f"grep -E -c -- {q(health.error_pattern)})\"")
+        parts.append(
+            f"printf 'errors=%s\\n' \"$(tail -c +{start} {q(health.log_path)} | "
+            f'grep -E -c -- {q(health.error_pattern)})"'
+        )
     if not parts:
         return
     result = ctx.run(name, "; ".join(parts), timeout=30, shell=SH)
@@ -248,23 +273,38 @@ def post_check(ctx, name: str, pid_file: str, old_pid: str, offset: int) -> None
         if pid_file:
             ctx.expect({"kind": "process", "pid_file": pid_file, "expect": "new pid"})
         if health.log_path and health.error_pattern:
-            ctx.expect({"kind": "log", "path": health.log_path, "error_pattern": health.error_pattern,
-                        "since": "restart"})
+            ctx.expect(
+                {"kind": "log", "path": health.log_path, "error_pattern": health.error_pattern, "since": "restart"}
+            )
         return
     found = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
     new_pid = found.get("pid", "").strip()
     if pid_file and (not new_pid or new_pid == old_pid):
-        raise StepFailed(name, f"no new process after startup.sh on {ctx.server.server_id} "
-                               f"(pid before {old_pid or '-'}, after {new_pid or '-'})")
+        raise StepFailed(
+            name,
+            f"no new process after startup.sh on {ctx.server.server_id} "
+            f"(pid before {old_pid or '-'}, after {new_pid or '-'})",
+        )
     errors = last_int(found.get("errors", "0") or "0")
     if errors:
-        raise StepFailed(name, f"{errors} line(s) matching /{health.error_pattern}/ in {health.log_path} "
-                               f"since the restart on {ctx.server.server_id}")
+        raise StepFailed(
+            name,
+            f"{errors} line(s) matching /{health.error_pattern}/ in {health.log_path} "
+            f"since the restart on {ctx.server.server_id}",
+        )
 
 
-def restart_was(ctx, paths: dict, *, phase_prefix: str = "", script_timeout: float = 120,
-                tolerate_shutdown_failure: bool = False, before_start=None, expect_version: str = "",
-                old_pid: str | None = None) -> None:
+def restart_was(
+    ctx,
+    paths: dict,
+    *,
+    phase_prefix: str = "",
+    script_timeout: float = 120,
+    tolerate_shutdown_failure: bool = False,
+    before_start=None,
+    expect_version: str = "",
+    old_pid: str | None = None,
+) -> None:
     """shutdown.sh → (swap) → startup.sh → port, new PID, log, HTTP. Shared by every restart.
 
     ``before_start()`` may return (step name, command): it runs just before startup.sh,

@@ -29,8 +29,12 @@ def ensure_schedule() -> None:
 
     Schedule.objects.get_or_create(
         name=SCHEDULE_NAME,
-        defaults={"func": "execution.tasks.run_inspections", "schedule_type": Schedule.MINUTES, "minutes": 1,
-                  "repeats": -1},
+        defaults={
+            "func": "execution.tasks.run_inspections",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+        },
     )
 
 
@@ -40,12 +44,14 @@ def run_due(now: dt.datetime | None = None) -> int:
         log.info("global stop engaged: inspections skipped")
         return 0
     ran = 0
-    for schedule_id in InspectionSchedule.objects.filter(enabled=True, next_run_at__lte=now).values_list("pk",
-                                                                                                         flat=True):
+    for schedule_id in InspectionSchedule.objects.filter(enabled=True, next_run_at__lte=now).values_list(
+        "pk", flat=True
+    ):
         with transaction.atomic():
             # Claim the run so two workers never run the same schedule twice.
             claimed = InspectionSchedule.objects.filter(pk=schedule_id, next_run_at__lte=now).update(
-                next_run_at=now + dt.timedelta(minutes=1), last_run_at=now)
+                next_run_at=now + dt.timedelta(minutes=1), last_run_at=now
+            )
         if claimed:
             run_inspection(InspectionSchedule.objects.select_related("system__institution").get(pk=schedule_id))
             ran += 1
@@ -70,35 +76,63 @@ def run_inspection(schedule: InspectionSchedule):
     playbook = playbooks.build(schedule.kind, {})
     from .services import ArtifactStore, criteria_for
 
-    engine = Engine(playbook=playbook, servers=servers, strategy=RolloutStrategy(canary_share=0, safety_gate=False),
-                    artifacts=ArtifactStore(), inspection=schedule, actor="inspection",
-                    stop_check=lambda: None if governance.execution_allowed() else "global stop",
-                    criteria_by_system=criteria_for({schedule.system_id}))
+    engine = Engine(
+        playbook=playbook,
+        servers=servers,
+        strategy=RolloutStrategy(canary_share=0, safety_gate=False),
+        artifacts=ArtifactStore(),
+        inspection=schedule,
+        actor="inspection",
+        stop_check=lambda: None if governance.execution_allowed() else "global stop",
+        criteria_by_system=criteria_for({schedule.system_id}),
+    )
     result = engine.run()
     findings = result.execution.summary.get("findings", {})
     crossed = breaches(schedule.kind, schedule.thresholds, findings)
     failed = {r["server"]: r["message"] for r in result.package["servers"] if r["state"] != "SUCCEEDED"}
     now = timezone.now()
-    schedule.last_result = {"outcome": result.outcome, "crossed": crossed, "unreachable": failed,
-                            "execution": result.execution.pk}
+    schedule.last_result = {
+        "outcome": result.outcome,
+        "crossed": crossed,
+        "unreachable": failed,
+        "execution": result.execution.pk,
+    }
     schedule.next_run_at = now + dt.timedelta(minutes=schedule.interval_minutes)
     schedule.save(update_fields=["last_result", "next_run_at"])
-    audit.record("inspection", "inspection.run", target=schedule.system.code,
-                 payload={"institution": schedule.system.institution.code, "schedule": schedule.name,
-                          "kind": schedule.kind, "servers": len(servers), "crossed": crossed,
-                          "execution": result.execution.pk})
+    audit.record(
+        "inspection",
+        "inspection.run",
+        target=schedule.system.code,
+        payload={
+            "institution": schedule.system.institution.code,
+            "schedule": schedule.name,
+            "kind": schedule.kind,
+            "servers": len(servers),
+            "crossed": crossed,
+            "execution": result.execution.pk,
+        },
+    )
     ticket = None
     if crossed or failed:
         problems = {**crossed, **{sid: f"inspection failed: {msg}" for sid, msg in failed.items()}}
         title = f"정기 점검 '{schedule.name}': {len(problems)} server(s) need attention"
-        findings = {"schedule": schedule.name, "kind": schedule.kind, "thresholds": schedule.thresholds,
-                    "servers": problems, "execution": result.execution.pk}
+        findings = {
+            "schedule": schedule.name,
+            "kind": schedule.kind,
+            "thresholds": schedule.thresholds,
+            "servers": problems,
+            "execution": result.execution.pk,
+        }
         try:
             ticket = governance.open_inspection_ticket(
-                schedule.system, [s for s in servers if s.server_id in problems], title, findings)
+                schedule.system, [s for s in servers if s.server_id in problems], title, findings
+            )
         except Exception as exc:  # no owner/PM to file it for: keep the finding on record, loudly
             log.exception("inspection %s crossed a threshold but no ticket could be opened", schedule.name)
-            audit.record("inspection", "inspection.ticket_failed", target=schedule.system.code,
-                         payload={"institution": schedule.system.institution.code, "error": str(exc)[:300],
-                                  **findings})
+            audit.record(
+                "inspection",
+                "inspection.ticket_failed",
+                target=schedule.system.code,
+                payload={"institution": schedule.system.institution.code, "error": str(exc)[:300], **findings},
+            )
     return result, ticket

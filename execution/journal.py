@@ -37,11 +37,16 @@ def _probe_http(ctx) -> tuple[int | None, str]:
 
 def _files_and_process(ctx, files: dict[str, str], pid_file: str) -> dict[str, str]:
     """One read-only command: SHA-256 (or '-') of each file, and whether the PID file's process runs."""
-    parts = [f"printf '{name}=%s\\n' \"$( (sha256sum {q(path)} 2>/dev/null || echo -) | cut -c1-64)\""
-             for name, path in files.items() if path]
+    parts = [
+        f"printf '{name}=%s\\n' \"$( (sha256sum {q(path)} 2>/dev/null || echo -) | cut -c1-64)\""
+        for name, path in files.items()
+        if path
+    ]
     if pid_file:
-        parts.append(f"pid=$(cat {q(pid_file)} 2>/dev/null); if [ -n \"$pid\" ] && kill -0 \"$pid\" 2>/dev/null; "
-                     f"then echo process=up; else echo process=down; fi")
+        parts.append(
+            f'pid=$(cat {q(pid_file)} 2>/dev/null); if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; '
+            f"then echo process=up; else echo process=down; fi"
+        )
     result = ctx.run("recover-probe", "; ".join(parts) or "true", timeout=30, shell=SH)
     return dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
 
@@ -50,8 +55,11 @@ def _drain(ctx, facts: dict) -> bool:
     flag = ctx.engine.strategy.drain_flag
     if not flag:
         return False
-    found = ctx.run("recover-drain", f"test -e {q(ctx.root_path(flag))} && echo yes || echo no", timeout=15,
-                    shell=SH).stdout.strip().endswith("yes")
+    found = (
+        ctx.run("recover-drain", f"test -e {q(ctx.root_path(flag))} && echo yes || echo no", timeout=15, shell=SH)
+        .stdout.strip()
+        .endswith("yes")
+    )
     facts["drain_flag"] = found
     return found
 
@@ -59,19 +67,31 @@ def _drain(ctx, facts: dict) -> bool:
 def observe_app_deploy(playbook, ctx, done: set[str]) -> Observation:
     paths = playbook._paths(ctx)
     new = playbook.params["artifact_sha256"]
-    found = _files_and_process(ctx, {"live": paths["live"], "staging": paths["staging"], "backup": paths["saved"]},
-                               paths.get("pid", ""))
+    found = _files_and_process(
+        ctx, {"live": paths["live"], "staging": paths["staging"], "backup": paths["saved"]}, paths.get("pid", "")
+    )
     status, version = _probe_http(ctx)
-    facts = {"live_is_new": found.get("live") == new, "staged": found.get("staging", "-") != "-",
-             "backup_present": found.get("backup", "-") != "-", "process": found.get("process", "unknown"),
-             "http_status": status, "version_served": version, "journal": sorted(done)}
+    facts = {
+        "live_is_new": found.get("live") == new,
+        "staged": found.get("staging", "-") != "-",
+        "backup_present": found.get("backup", "-") != "-",
+        "process": found.get("process", "unknown"),
+        "http_status": status,
+        "version_served": version,
+        "journal": sorted(done),
+    }
     # mv is atomic: the live file is either the old one or the new one, never half of each.
     swapped = found.get("live") == new and (found.get("backup", "-") != "-" or "swap" in done)
     up = found.get("process") == "up"
     obs = Observation(facts=facts)
-    obs.state = {"staged": facts["staged"], "swapped": swapped, "stopped": swapped or not up,
-                 "backed_up": swapped and facts["backup_present"], "drained": _drain(ctx, facts),
-                 "old_version": "" if swapped else version}
+    obs.state = {
+        "staged": facts["staged"],
+        "swapped": swapped,
+        "stopped": swapped or not up,
+        "backed_up": swapped and facts["backup_present"],
+        "drained": _drain(ctx, facts),
+        "old_version": "" if swapped else version,
+    }
     if swapped and not facts["backup_present"]:
         obs.problem = f"the new artifact is live on {ctx.server.server_id} but its backup is missing"
     obs.changed = bool(obs.state["staged"] or obs.state["stopped"] or obs.state["drained"])
@@ -84,8 +104,12 @@ def observe_restart(playbook, ctx, done: set[str]) -> Observation:
     found = _files_and_process(ctx, {}, pid_file)
     status, version = _probe_http(ctx)
     healthy = found.get("process") == "up" and (status is None or status == ctx.health.expected_status)
-    facts = {"process": found.get("process", "unknown"), "http_status": status, "version_served": version,
-             "journal": sorted(done)}
+    facts = {
+        "process": found.get("process", "unknown"),
+        "http_status": status,
+        "version_served": version,
+        "journal": sorted(done),
+    }
     obs = Observation(facts=facts)
     obs.state = {"stopped": not healthy, "drained": _drain(ctx, facts), "old_version": version if healthy else ""}
     obs.changed = bool(obs.state["stopped"] or obs.state["drained"])

@@ -93,10 +93,17 @@ def acquire(task: OpsTask, servers: list, holder: str) -> Blocked | None:
             held = ServerLease.objects.filter(server__in=servers).select_related("lease").order_by("server_ref").first()
             if held is not None:
                 return Blocked(held.server_ref, held.lease.task_ref)
-            lease = ExecutionLease.objects.create(task=task, task_ref=task.task_id, holder=holder, acquired_at=now,
-                                                  renewed_at=now, expires_at=now + timedelta(seconds=lease_seconds()))
-            ServerLease.objects.bulk_create([ServerLease(server=s, server_ref=s.server_id, lease=lease,
-                                                         acquired_at=now) for s in servers])
+            lease = ExecutionLease.objects.create(
+                task=task,
+                task_ref=task.task_id,
+                holder=holder,
+                acquired_at=now,
+                renewed_at=now,
+                expires_at=now + timedelta(seconds=lease_seconds()),
+            )
+            ServerLease.objects.bulk_create(
+                [ServerLease(server=s, server_ref=s.server_id, lease=lease, acquired_at=now) for s in servers]
+            )
             ExecutionWait.objects.filter(task_id=task.pk).delete()
     except IntegrityError:
         # Another worker took one of the servers (or this very task) between our read and write.
@@ -112,19 +119,38 @@ def wait(task: OpsTask, servers: list, blocked: Blocked) -> ExecutionWait:
     """Record (or refresh) the task's place in line; say why on its page when the reason changes."""
     with transaction.atomic():
         row, created = ExecutionWait.objects.select_for_update().get_or_create(
-            task=task, defaults={"task_ref": task.task_id, "queued_at": _order_key(task),
-                                 "servers": [s.server_id for s in servers]})
+            task=task,
+            defaults={
+                "task_ref": task.task_id,
+                "queued_at": _order_key(task),
+                "servers": [s.server_id for s in servers],
+            },
+        )
         changed = created or (row.blocked_server, row.blocked_by) != (blocked.server, blocked.holder_task)
         row.blocked_server, row.blocked_by = blocked.server, blocked.holder_task
         row.servers = [s.server_id for s in servers]
         row.save()
         if changed:
-            entry = audit.record("system", "execution.waiting", task=task.task_id, target=blocked.server,
-                                 payload={"institution": task.system.institution.code, "server": blocked.server,
-                                          "held_by": blocked.holder_task, "text": blocked.text()})
+            entry = audit.record(
+                "system",
+                "execution.waiting",
+                task=task.task_id,
+                target=blocked.server,
+                payload={
+                    "institution": task.system.institution.code,
+                    "server": blocked.server,
+                    "held_by": blocked.holder_task,
+                    "text": blocked.text(),
+                },
+            )
             publish_line(task.task_id, entry)
-            event = events.LiveEvent(kind="waiting", task_id=task.task_id, status=task.status, message=blocked.text(),
-                                     data={"server": blocked.server, "held_by": blocked.holder_task})
+            event = events.LiveEvent(
+                kind="waiting",
+                task_id=task.task_id,
+                status=task.status,
+                message=blocked.text(),
+                data={"server": blocked.server, "held_by": blocked.holder_task},
+            )
             events.send_on_commit(events.task_group(task.task_id), event)
             events.send_on_commit(events.CONSOLE_GROUP, event)
     return row
@@ -166,8 +192,7 @@ def dispatch_waiters(resend_after: float | None = None) -> list[str]:
         if row.task.status != Status.APPROVED:
             row.delete()
             continue
-        if not (wanted & (busy | claimed)) and (recent is None or not row.dispatched_at
-                                                 or row.dispatched_at < recent):
+        if not (wanted & (busy | claimed)) and (recent is None or not row.dispatched_at or row.dispatched_at < recent):
             ExecutionWait.objects.filter(pk=row.pk).update(dispatched_at=timezone.now())
             enqueue_execution(row.task)
             queued.append(row.task_ref)
@@ -204,7 +229,8 @@ class Heartbeat:
     def renew(self) -> bool:
         now = timezone.now()
         updated = ExecutionLease.objects.filter(task_id=self.task_pk, holder=self.holder).update(
-            renewed_at=now, expires_at=now + timedelta(seconds=lease_seconds()))
+            renewed_at=now, expires_at=now + timedelta(seconds=lease_seconds())
+        )
         return bool(updated)
 
     def _beat(self) -> None:
@@ -214,8 +240,12 @@ class Heartbeat:
                     close_old_connections()
                     if not self.renew() and not self.lost and not self._stop.is_set():
                         self.lost = True
-                        log.critical("claim of task %s is no longer held by %s%s", self.task_pk, self.holder,
-                                     ": stopping this worker" if self.fence else "")
+                        log.critical(
+                            "claim of task %s is no longer held by %s%s",
+                            self.task_pk,
+                            self.holder,
+                            ": stopping this worker" if self.fence else "",
+                        )
                         if self.fence:
                             logging.shutdown()
                             os._exit(LOST_CLAIM_EXIT)

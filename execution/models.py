@@ -280,8 +280,9 @@ class ServerLease(models.Model):
 
     server = models.OneToOneField(Server, verbose_name=_("서버"), on_delete=models.CASCADE, related_name="lease")
     server_ref = models.CharField(_("서버 ID"), max_length=64)
-    lease = models.ForeignKey(ExecutionLease, verbose_name=_("실행 임대"), on_delete=models.CASCADE,
-                              related_name="servers")
+    lease = models.ForeignKey(
+        ExecutionLease, verbose_name=_("실행 임대"), on_delete=models.CASCADE, related_name="servers"
+    )
     acquired_at = models.DateTimeField(_("획득 시각"), default=timezone.now)
 
     class Meta:

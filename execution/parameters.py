@@ -25,8 +25,13 @@ def q(value: Any) -> str:
 
 # Control characters never belong in a path or a name a person typed (NUL, newline, ...).
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-ROOT_LABEL = {"app": "앱(app_path)", "deploy": "배포(deploy_path)", "backup": "백업(backup_path)",
-              "scripts": "스크립트(script_path)", "log": "로그 디렉터리(log_path)"}
+ROOT_LABEL = {
+    "app": "앱(app_path)",
+    "deploy": "배포(deploy_path)",
+    "backup": "백업(backup_path)",
+    "scripts": "스크립트(script_path)",
+    "log": "로그 디렉터리(log_path)",
+}
 
 
 def normalise_path(name: str, value: str) -> str:
@@ -62,9 +67,13 @@ def server_roots(server, log_file: str = "") -> dict[str, str]:
     health criteria.
     """
     log_file = server.log_path or log_file
-    raw = {"app": server.app_path, "deploy": server.deploy_path, "backup": server.backup_path,
-           "scripts": server.script_path,
-           "log": log_file[:-1] if log_file.endswith("/") else posixpath.dirname(log_file) if log_file else ""}
+    raw = {
+        "app": server.app_path,
+        "deploy": server.deploy_path,
+        "backup": server.backup_path,
+        "scripts": server.script_path,
+        "log": log_file[:-1] if log_file.endswith("/") else posixpath.dirname(log_file) if log_file else "",
+    }
     roots: dict[str, str] = {}
     for key, value in raw.items():
         value = (value or "").strip()
@@ -184,14 +193,16 @@ def clean_health_limits(value: Any) -> dict[str, int]:
     if value in (None, ""):
         return {}
     if not isinstance(value, dict):
-        raise ParameterError({"health": "객체(JSON)여야 합니다: 예 {\"max_latency_ms\": 1000}"})
+        raise ParameterError({"health": '객체(JSON)여야 합니다: 예 {"max_latency_ms": 1000}'})
     errors: dict[str, str] = {}
     cleaned: dict[str, int] = {}
     for key, item in value.items():
         field_name = f"health.{key}"
         if key not in HEALTH_LIMITS:
-            errors[field_name] = ("요청으로 정할 수 없는 항목입니다: 헬스 체크의 주소·호스트·포트는 CMDB에서 오며, "
-                                  f"요청은 {', '.join(HEALTH_LIMITS)} 기준을 더 엄격하게만 할 수 있습니다")
+            errors[field_name] = (
+                "요청으로 정할 수 없는 항목입니다: 헬스 체크의 주소·호스트·포트는 CMDB에서 오며, "
+                f"요청은 {', '.join(HEALTH_LIMITS)} 기준을 더 엄격하게만 할 수 있습니다"
+            )
             continue
         try:
             cleaned[key] = HEALTH_LIMITS[key][0].clean(field_name, item)

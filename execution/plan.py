@@ -81,8 +81,11 @@ class Uploads:
     def __init__(self, parameters: dict):
         self.names: dict[str, str] = {}
         self.declared_sizes: dict[str, int] = {}
-        records = list((parameters.get("_meta") or {}).get("attachments") or []) \
-            if isinstance(parameters.get("_meta"), dict) else []
+        records = (
+            list((parameters.get("_meta") or {}).get("attachments") or [])
+            if isinstance(parameters.get("_meta"), dict)
+            else []
+        )
         if isinstance(parameters.get("artifact"), dict):
             records.append(parameters["artifact"])
         for record in records:
@@ -114,8 +117,12 @@ class Uploads:
 
     def describe(self, local: Any, remote: str) -> dict:
         sha = str(local)
-        return {"name": self.names.get(sha) or posixpath.basename(remote), "size": self.size(sha), "sha256": sha,
-                "remote": remote}
+        return {
+            "name": self.names.get(sha) or posixpath.basename(remote),
+            "size": self.size(sha),
+            "sha256": sha,
+            "remote": remote,
+        }
 
 
 class PlanContext:
@@ -134,8 +141,16 @@ class PlanContext:
         self.steps: list[dict] = []
         self.checks: list[dict] = []
 
-    def run(self, name: str, command: str, *, timeout: float = 60, ok_codes: tuple[int, ...] = (0,),
-            max_output: int = 65536, shell: str | None = None) -> PlannedResult:
+    def run(
+        self,
+        name: str,
+        command: str,
+        *,
+        timeout: float = 60,
+        ok_codes: tuple[int, ...] = (0,),
+        max_output: int = 65536,
+        shell: str | None = None,
+    ) -> PlannedResult:
         step: dict[str, Any] = {"name": name, "command": mask(command), "timeout": timeout}
         if tuple(ok_codes) != (0,):
             step["ok_codes"] = "any" if len(ok_codes) >= 256 else list(ok_codes)
@@ -196,8 +211,9 @@ def render_plan(sub_type: str, parameters: dict, system, targets: list, task_ref
     rendered: dict[str, dict] = {}
     for server in servers:
         try:
-            rendered[server.server_id] = render_server(playbook, strategy, server, criteria.get(server.system_id),
-                                                       task_ref, uploads)
+            rendered[server.server_id] = render_server(
+                playbook, strategy, server, criteria.get(server.system_id), task_ref, uploads
+            )
         except ParameterError as exc:
             for name, message in exc.errors.items():
                 errors.setdefault(name, message)
@@ -210,23 +226,34 @@ def render_plan(sub_type: str, parameters: dict, system, targets: list, task_ref
         "playbook_version": playbook.VERSION,
         "read_only": playbook.READ_ONLY,
         "rollout": rollout_section(playbook, strategy, servers),
-        "uploads": sorted({json.dumps(step["upload"], sort_keys=True): step["upload"]
-                           for server in rendered.values() for step in server["steps"] if "upload" in step}.values(),
-                          key=lambda u: (u["remote"], u["sha256"])),
+        "uploads": sorted(
+            {
+                json.dumps(step["upload"], sort_keys=True): step["upload"]
+                for server in rendered.values()
+                for step in server["steps"]
+                if "upload" in step
+            }.values(),
+            key=lambda u: (u["remote"], u["sha256"]),
+        ),
         "step_sets": step_sets(rendered),
         "warnings": warnings(playbook, strategy, everyone, servers, rendered),
     }
 
 
-def render_server(playbook: Playbook, strategy: RolloutStrategy, server, criteria, task_ref: str,
-                  uploads: Uploads) -> dict:
+def render_server(
+    playbook: Playbook, strategy: RolloutStrategy, server, criteria, task_ref: str, uploads: Uploads
+) -> dict:
     base = Health.for_server(server, criteria)
     for key, value in playbook.health_limits.items():
         configured = getattr(base, key)
         if not tighter(key, value, configured):
             rule = "이하" if HEALTH_LIMITS[key][1] == "lower" else "이상"
-            raise ParameterError({f"health.{key}": f"{server.server_id}: CMDB 기준({configured:g})보다 느슨하게 할 수 "
-                                                   f"없습니다 (기준 {rule}만 허용)"})
+            raise ParameterError(
+                {
+                    f"health.{key}": f"{server.server_id}: CMDB 기준({configured:g})보다 느슨하게 할 수 "
+                    f"없습니다 (기준 {rule}만 허용)"
+                }
+            )
     health = Health.for_server(server, criteria, playbook.health_limits)
     if health.url:
         problem = url_problem(health.url, server)
@@ -252,15 +279,20 @@ def render_server(playbook: Playbook, strategy: RolloutStrategy, server, criteri
         ctx.phase, ctx.steps, ctx.checks = "rollback", [], []
         if health.log_path:
             # On the server that failed, the engine first keeps the log's tail for the result package.
-            ctx.run("log-tail", f"tail -n {LOG_TAIL_LINES} {q(health.log_path)}", timeout=15,
-                    ok_codes=tuple(range(256)))
+            ctx.run(
+                "log-tail", f"tail -n {LOG_TAIL_LINES} {q(health.log_path)}", timeout=15, ok_codes=tuple(range(256))
+            )
             ctx.steps[-1]["only"] = "failed_server"
         playbook.rollback(ctx)
         if drain:
             ctx.steps.append({"name": "undrain", "command": f"rm -f -- {drain}", "timeout": 15})
         rollback = ctx.steps
-    return {"steps": steps, "health": checks, "rollback": rollback,
-            "hosts": {server.server_id: {"ip": str(server.ip), "hostname": str(server.hostname or "")}}}
+    return {
+        "steps": steps,
+        "health": checks,
+        "rollback": rollback,
+        "hosts": {server.server_id: {"ip": str(server.ip), "hostname": str(server.hostname or "")}},
+    }
 
 
 def step_sets(rendered: dict[str, dict]) -> list[dict]:
@@ -290,13 +322,22 @@ def rollout_section(playbook: Playbook, strategy: RolloutStrategy, servers: list
         "gate_sample": strategy.gate_sample,
         "rollback_all": strategy.rollback_all,
         "drain_flag": strategy.drain_flag,
-        "groups": [{"index": g.index, "label": g.label, "tier": g.tier, "rolling_group": g.rolling_group,
-                    "servers": [s.server_id for s in g.servers]} for g in groups],
+        "groups": [
+            {
+                "index": g.index,
+                "label": g.label,
+                "tier": g.tier,
+                "rolling_group": g.rolling_group,
+                "servers": [s.server_id for s in g.servers],
+            }
+            for g in groups
+        ],
     }
 
 
-def warnings(playbook: Playbook, strategy: RolloutStrategy, everyone: list, servers: list,
-             rendered: dict[str, dict]) -> list[str]:
+def warnings(
+    playbook: Playbook, strategy: RolloutStrategy, everyone: list, servers: list, rendered: dict[str, dict]
+) -> list[str]:
     notes: list[str] = []
     inactive = [s.server_id for s in everyone if not s.active]
     if inactive:
@@ -310,6 +351,8 @@ def warnings(playbook: Playbook, strategy: RolloutStrategy, everyone: list, serv
             notes.append(f"서버 {strategy.failures_allowed}대까지의 실패는 롤아웃을 멈추지 않습니다")
         unchecked = [sid for sid, r in rendered.items() if not any(c.get("kind") == "http" for c in r["health"])]
         if unchecked and playbook.NAME in RESTARTS:
-            notes.append(f"CMDB에 헬스 체크 URL이 없어 HTTP 확인을 하지 않는 서버: {', '.join(unchecked[:20])}"
-                         + (f" 외 {len(unchecked) - 20}대" if len(unchecked) > 20 else ""))
+            notes.append(
+                f"CMDB에 헬스 체크 URL이 없어 HTTP 확인을 하지 않는 서버: {', '.join(unchecked[:20])}"
+                + (f" 외 {len(unchecked) - 20}대" if len(unchecked) > 20 else "")
+            )
     return notes

@@ -49,8 +49,12 @@ def ensure_schedule() -> None:
 
     Schedule.objects.get_or_create(
         name=SCHEDULE_NAME,
-        defaults={"func": "execution.tasks.reap_executions", "schedule_type": Schedule.MINUTES, "minutes": 1,
-                  "repeats": -1},
+        defaults={
+            "func": "execution.tasks.reap_executions",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+        },
     )
 
 
@@ -63,18 +67,27 @@ def orphaned_leases(now=None) -> list[ExecutionLease]:
     A claim's heartbeat is a sixth of its lifetime as its holder set it (expires - renewed), so a
     worker configured with another lease length is judged by its own."""
     now = now or timezone.now()
-    found = list(ExecutionLease.objects.filter(Q(expires_at__lt=now) | Q(task__stop_requested=True))
-                 .select_related("task"))
-    return [lease for lease in found if lease.expires_at < now
-            or lease.renewed_at < now - 2.5 * (lease.expires_at - lease.renewed_at) / 6]
+    found = list(
+        ExecutionLease.objects.filter(Q(expires_at__lt=now) | Q(task__stop_requested=True)).select_related("task")
+    )
+    return [
+        lease
+        for lease in found
+        if lease.expires_at < now or lease.renewed_at < now - 2.5 * (lease.expires_at - lease.renewed_at) / 6
+    ]
 
 
 def claim(lease: ExecutionLease, holder: str) -> bool:
     """Take an orphaned claim over; False when its worker renewed it or another sweep took it."""
     now = timezone.now()
-    return bool(ExecutionLease.objects.filter(pk=lease.pk, holder=lease.holder, renewed_at=lease.renewed_at).update(
-        holder=holder, renewed_at=now, expires_at=now + timedelta(seconds=leases.lease_seconds()),
-        recoveries=F("recoveries") + 1))
+    return bool(
+        ExecutionLease.objects.filter(pk=lease.pk, holder=lease.holder, renewed_at=lease.renewed_at).update(
+            holder=holder,
+            renewed_at=now,
+            expires_at=now + timedelta(seconds=leases.lease_seconds()),
+            recoveries=F("recoveries") + 1,
+        )
+    )
 
 
 def sweep() -> list[dict]:
@@ -99,16 +112,30 @@ def _adopt(task: OpsTask, holder: str) -> ExecutionLease | None:
     """Claim a task that runs without any claim, and whichever of its last run's servers no
     other task holds now (those the reaper may re-verify and restore)."""
     now = timezone.now()
-    lease, created = ExecutionLease.objects.get_or_create(task=task, defaults={
-        "task_ref": task.task_id, "holder": holder, "acquired_at": task.approved_at or task.created_at,
-        "renewed_at": now, "expires_at": now + timedelta(seconds=leases.lease_seconds()), "recoveries": 1})
+    lease, created = ExecutionLease.objects.get_or_create(
+        task=task,
+        defaults={
+            "task_ref": task.task_id,
+            "holder": holder,
+            "acquired_at": task.approved_at or task.created_at,
+            "renewed_at": now,
+            "expires_at": now + timedelta(seconds=leases.lease_seconds()),
+            "recoveries": 1,
+        },
+    )
     if not created:
         return None
     execution = Execution.objects.filter(task=task).order_by("-started_at", "-pk").first()
     if execution is not None:
         runs = execution.server_runs.exclude(server=None).exclude(server__lease__isnull=False)
-        ServerLease.objects.bulk_create([ServerLease(server_id=r.server_id, server_ref=r.server_ref, lease=lease)
-                                         for r in runs if r.server_id is not None], ignore_conflicts=True)
+        ServerLease.objects.bulk_create(
+            [
+                ServerLease(server_id=r.server_id, server_ref=r.server_ref, lease=lease)
+                for r in runs
+                if r.server_id is not None
+            ],
+            ignore_conflicts=True,
+        )
     return lease
 
 
@@ -141,18 +168,31 @@ def recover(task_pk: int, lease: ExecutionLease) -> dict:
         if task.status == Status.APPROVED and not task.stop_requested:
             enqueue_execution(task)
         return {"task": task.task_id, "outcome": "RELEASED", "status": task.status}
-    execution = (Execution.objects.filter(task=task, started_at__gte=lease.acquired_at - timedelta(seconds=1))
-                 .order_by("-started_at", "-pk").first())
-    lost = audit.record("system", "execution.worker_lost", task=task.task_id, target=task.system.code,
-                        payload={"institution": task.system.institution.code, "holder": lease.holder,
-                                 "execution": execution.pk if execution else None,
-                                 "stop_requested": task.stop_requested,
-                                 "text": f"워커 유실: {lease.holder} 응답 없음 — 서버 상태를 다시 확인합니다"})
+    execution = (
+        Execution.objects.filter(task=task, started_at__gte=lease.acquired_at - timedelta(seconds=1))
+        .order_by("-started_at", "-pk")
+        .first()
+    )
+    lost = audit.record(
+        "system",
+        "execution.worker_lost",
+        task=task.task_id,
+        target=task.system.code,
+        payload={
+            "institution": task.system.institution.code,
+            "holder": lease.holder,
+            "execution": execution.pk if execution else None,
+            "stop_requested": task.stop_requested,
+            "text": f"워커 유실: {lease.holder} 응답 없음 — 서버 상태를 다시 확인합니다",
+        },
+    )
     publish_line(task.task_id, lost)
     if execution is None:
         outcome = Outcome.ABORTED if task.stop_requested else Outcome.FAILED_ROLLED_BACK
-        reason = "실행 작업자가 서버에 접속하기 전에 중단되었습니다 (worker lost before touching any server); " \
-                 "nothing was changed"
+        reason = (
+            "실행 작업자가 서버에 접속하기 전에 중단되었습니다 (worker lost before touching any server); "
+            "nothing was changed"
+        )
         return _report(task, outcome, reason, lease, {})
     if execution.outcome != Outcome.RUNNING:
         return _report_finished(task, execution, lease)
@@ -173,11 +213,21 @@ def _report(task, outcome: str, reason: str, lease, servers: dict, package: dict
 
 
 def _record_recovery(task, outcome: str, reason: str, lease, servers: dict) -> None:
-    entry = audit.record("system", "execution.recovered", task=task.task_id, target=task.system.code,
-                         payload={"institution": task.system.institution.code, "outcome": outcome,
-                                  "status": task.status, "reason": reason[:1000], "holder": lease.holder,
-                                  "servers": servers,
-                                  "text": f"워커 유실 복구 완료: {task.get_status_display()} — {reason[:200]}"})
+    entry = audit.record(
+        "system",
+        "execution.recovered",
+        task=task.task_id,
+        target=task.system.code,
+        payload={
+            "institution": task.system.institution.code,
+            "outcome": outcome,
+            "status": task.status,
+            "reason": reason[:1000],
+            "holder": lease.holder,
+            "servers": servers,
+            "text": f"워커 유실 복구 완료: {task.get_status_display()} — {reason[:200]}",
+        },
+    )
     publish_line(task.task_id, entry)
 
 
@@ -198,8 +248,9 @@ def _report_finished(task, execution, lease) -> dict:
         if package is None:  # a server no longer serves what the run left: roll back instead
             return Recovery(task, execution, lease).run(reason_prefix="servers changed after a finished run")
         return _report(task, Outcome.SUCCEEDED, "", lease, {}, package)
-    return _report(task, execution.outcome, execution.reason or "execution ended; worker lost before reporting",
-                   lease, {})
+    return _report(
+        task, execution.outcome, execution.reason or "execution ended; worker lost before reporting", lease, {}
+    )
 
 
 class Recovery:
@@ -222,20 +273,31 @@ class Recovery:
         parameters = validate_parameters(name, task.parameters)
         playbook = playbooks.build(name, parameters)
         strategy = RolloutStrategy.from_parameters(parameters.get("rollout"), tier=task.system.tier)
-        self.runs = list(self.execution.server_runs.select_related("server__system__institution",
-                                                                   "server__credential"))
+        self.runs = list(self.execution.server_runs.select_related("server__system__institution", "server__credential"))
         servers = [r.server for r in self.runs if r.server is not None]
-        engine = Engine(playbook=playbook, servers=servers, strategy=strategy, artifacts=ArtifactStore(), task=task,
-                        actor="system", stop_check=lambda: None, health_overrides=playbook.health_limits,
-                        criteria_by_system=criteria_for({s.system_id for s in servers}))
+        engine = Engine(
+            playbook=playbook,
+            servers=servers,
+            strategy=strategy,
+            artifacts=ArtifactStore(),
+            task=task,
+            actor="system",
+            stop_check=lambda: None,
+            health_overrides=playbook.health_limits,
+            criteria_by_system=criteria_for({s.system_id for s in servers}),
+        )
         engine.execution = self.execution
         engine.recorder = Recorder(engine, {r.server_ref: r for r in self.runs})
         engine.contexts = {}
         return engine
 
     def _contexts(self, engine, runs) -> dict:
-        seqs = dict(StepResult.objects.filter(server_run__in=runs).values("server_run").annotate(top=Max("seq"))
-                    .values_list("server_run", "top"))
+        seqs = dict(
+            StepResult.objects.filter(server_run__in=runs)
+            .values("server_run")
+            .annotate(top=Max("seq"))
+            .values_list("server_run", "top")
+        )
         contexts = {}
         for run in runs:
             ctx = engine._context(run.server)
@@ -246,7 +308,8 @@ class Recovery:
     def _done_steps(self, runs) -> dict[int, set[str]]:
         done: dict[int, set[str]] = {}
         for run_id, name in StepResult.objects.filter(server_run__in=runs, phase="forward", state="OK").values_list(
-                "server_run", "name"):
+            "server_run", "name"
+        ):
             done.setdefault(run_id, set()).add(name)
         return done
 
@@ -269,24 +332,33 @@ class Recovery:
         try:
             engine = self._engine()
         except Exception as exc:
-            return _report(task, Outcome.STATE_UNCERTAIN, f"worker lost; its plan cannot be rebuilt: {exc}",
-                           self.lease, {})
+            return _report(
+                task, Outcome.STATE_UNCERTAIN, f"worker lost; its plan cannot be rebuilt: {exc}", self.lease, {}
+            )
         held = set(ServerLease.objects.filter(lease__task_id=task.pk).values_list("server_ref", flat=True))
         in_flight = [r for r in self.runs if r.state == RunState.RUNNING]
         last = self._last_steps(in_flight)
         for run in in_flight:
             step = last.get(run.pk, "")
-            engine.records.put(_server_record(run.server_ref, RunState.UNCERTAIN,
-                                              f"작업자 유실: '{step or '시작'}' 이후 상태 불확실 (worker lost)"))
+            engine.records.put(
+                _server_record(
+                    run.server_ref,
+                    RunState.UNCERTAIN,
+                    f"작업자 유실: '{step or '시작'}' 이후 상태 불확실 (worker lost)",
+                )
+            )
         engine.recorder.drain()
-        engine._event("execution", "RECOVERING", "worker lost; re-verifying servers",
-                      in_flight=[r.server_ref for r in in_flight])
-        touched = [r for r in self.runs if r.server is not None and r.server_ref in held
-                   and r.state not in (RunState.PENDING, RunState.REFUSED)]
+        engine._event(
+            "execution", "RECOVERING", "worker lost; re-verifying servers", in_flight=[r.server_ref for r in in_flight]
+        )
+        touched = [
+            r
+            for r in self.runs
+            if r.server is not None and r.server_ref in held and r.state not in (RunState.PENDING, RunState.REFUSED)
+        ]
         for run in self.runs:
             if run.state == RunState.PENDING:
-                engine.records.put(_server_record(run.server_ref, RunState.ABORTED,
-                                                  "not started: the worker was lost"))
+                engine.records.put(_server_record(run.server_ref, RunState.ABORTED, "not started: the worker was lost"))
         contexts = self._contexts(engine, touched)
         done = self._done_steps(touched)
         by_ref = {r.server_ref: r for r in touched}
@@ -320,14 +392,19 @@ class Recovery:
 
     def _last_steps(self, runs) -> dict[int, str]:
         last: dict[int, str] = {}
-        for run_id, name in (StepResult.objects.filter(server_run__in=runs).order_by("server_run", "seq")
-                             .values_list("server_run", "name")):
+        for run_id, name in (
+            StepResult.objects.filter(server_run__in=runs)
+            .order_by("server_run", "seq")
+            .values_list("server_run", "name")
+        ):
             last[run_id] = name
         return {r.pk: last.get(r.pk, "") for r in runs} if runs else {}
 
     def _outcome(self, results: dict, last: dict, prefix: str) -> tuple[str, str]:
-        where = ", ".join(f"{r.server_ref} after '{last.get(r.pk) or 'start'}'" for r in self.runs
-                          if r.pk in last) or "between servers"
+        where = (
+            ", ".join(f"{r.server_ref} after '{last.get(r.pk) or 'start'}'" for r in self.runs if r.pk in last)
+            or "between servers"
+        )
         base = f"{prefix + '; ' if prefix else ''}worker {self.lease.holder} lost ({where})"
         if any(v == "failed" for v in results.values()):
             return Outcome.MANUAL_INTERVENTION_REQUIRED, f"{base}; rollback failed: manual intervention required"
@@ -343,4 +420,3 @@ def _server_record(server_id: str, state: str, message: str):
     from .rolling import Record
 
     return Record("server", server_id, {"state": state, "message": message})
-

@@ -72,27 +72,64 @@ class Recorder:
             sha = output_digest(output)
         else:
             sha = data.get("sha256") or (output_digest(output) if output else "")
-        step = StepResult(server_run=run, seq=data["seq"], name=data["name"][:64], phase=data["phase"],
-                          command=vault.redact(str(data.get("command", ""))), exit_code=data.get("exit_code"),
-                          output_excerpt=output[-EXCERPT:], output_sha256=sha, duration_ms=duration_ms,
-                          state=data["state"], started_at=started)
+        step = StepResult(
+            server_run=run,
+            seq=data["seq"],
+            name=data["name"][:64],
+            phase=data["phase"],
+            command=vault.redact(str(data.get("command", ""))),
+            exit_code=data.get("exit_code"),
+            output_excerpt=output[-EXCERPT:],
+            output_sha256=sha,
+            duration_ms=duration_ms,
+            state=data["state"],
+            started_at=started,
+        )
         entry = None
         if data.get("audit"):
-            entry = audit.record(self.engine.actor, "execution.step", task=self.engine.task_ref,
-                                 target=item.server_id, command=step.command, result_code=step.exit_code,
-                                 output=output,
-                                 payload={"institution": self.institution, "step": step.name, "phase": step.phase,
-                                          "state": step.state, "duration_ms": duration_ms,
-                                          "execution": self.engine.execution.pk})
+            entry = audit.record(
+                self.engine.actor,
+                "execution.step",
+                task=self.engine.task_ref,
+                target=item.server_id,
+                command=step.command,
+                result_code=step.exit_code,
+                output=output,
+                payload={
+                    "institution": self.institution,
+                    "step": step.name,
+                    "phase": step.phase,
+                    "state": step.state,
+                    "duration_ms": duration_ms,
+                    "execution": self.engine.execution.pk,
+                },
+            )
         if data.get("violation"):
-            audit.record(self.engine.actor, "security.violation", task=self.engine.task_ref, target=item.server_id,
-                         command=step.command, payload={"institution": self.institution, "reason": output[:500]})
-        live.append(events.LiveEvent(kind="step", task_id=self.engine.task_ref, status=step.state,
-                                     message=f"{item.server_id} {step.name}",
-                                     data={"server": item.server_id, "step": step.name, "phase": step.phase,
-                                           "exit_code": step.exit_code, "duration_ms": duration_ms,
-                                           # the task page's timeline line, as a reload renders it
-                                           **({"line": live_line(entry)} if entry else {})}))
+            audit.record(
+                self.engine.actor,
+                "security.violation",
+                task=self.engine.task_ref,
+                target=item.server_id,
+                command=step.command,
+                payload={"institution": self.institution, "reason": output[:500]},
+            )
+        live.append(
+            events.LiveEvent(
+                kind="step",
+                task_id=self.engine.task_ref,
+                status=step.state,
+                message=f"{item.server_id} {step.name}",
+                data={
+                    "server": item.server_id,
+                    "step": step.name,
+                    "phase": step.phase,
+                    "exit_code": step.exit_code,
+                    "duration_ms": duration_ms,
+                    # the task page's timeline line, as a reload renders it
+                    **({"line": live_line(entry)} if entry else {}),
+                },
+            )
+        )
         return step
 
     def _server(self, item: Record, live: list) -> None:
@@ -110,6 +147,12 @@ class Recorder:
         for key, value in fields.items():
             setattr(run, key, value)
         ServerRun.objects.filter(pk=run.pk).update(**fields)
-        live.append(events.LiveEvent(kind="server", task_id=self.engine.task_ref, status=data["state"],
-                                     message=str(fields.get("message", ""))[:300],
-                                     data={"server": item.server_id, "group": run.group_index}))
+        live.append(
+            events.LiveEvent(
+                kind="server",
+                task_id=self.engine.task_ref,
+                status=data["state"],
+                message=str(fields.get("message", ""))[:300],
+                data={"server": item.server_id, "group": run.group_index},
+            )
+        )

@@ -27,12 +27,24 @@ EXCERPT = 4000
 # The maintenance flag a load balancer reads: a file below the server's app_path, named like a
 # flag, so neither touch nor the rm that follows can reach a file outside the app or its artifact.
 DRAIN_FLAG = Param("path", roots=("app",), strictly_below=True, suffixes=(".flag", ".down"), max_length=255)
-STRATEGY_FIELDS = (("canary_share", float), ("batch_size", int), ("batch_percent", float), ("max_parallel", int),
-                   ("failures_allowed", int), ("safety_gate", bool), ("gate_sample", int), ("rollback_all", bool),
-                   ("drain_flag", str))
+STRATEGY_FIELDS = (
+    ("canary_share", float),
+    ("batch_size", int),
+    ("batch_percent", float),
+    ("max_parallel", int),
+    ("failures_allowed", int),
+    ("safety_gate", bool),
+    ("gate_sample", int),
+    ("rollback_all", bool),
+    ("drain_flag", str),
+)
 
-TYPE_MESSAGE = {float: "숫자여야 합니다", int: "정수여야 합니다", bool: "true 또는 false여야 합니다",
-                str: "문자열이어야 합니다"}
+TYPE_MESSAGE = {
+    float: "숫자여야 합니다",
+    int: "정수여야 합니다",
+    bool: "true 또는 false여야 합니다",
+    str: "문자열이어야 합니다",
+}
 
 
 def drain_flag_path(server, flag: str) -> str:
@@ -147,7 +159,7 @@ def plan_groups(servers: list, strategy: RolloutStrategy, rolling: bool = True) 
         by_group.setdefault(server.rolling_group, []).append(server)
     for rolling_group, members in sorted(by_group.items()):
         for start in range(0, len(members), size):
-            groups.append(Group(len(groups), "batch", rolling_group, members[start:start + size]))
+            groups.append(Group(len(groups), "batch", rolling_group, members[start : start + size]))
     return groups
 
 
@@ -243,8 +255,16 @@ class ServerContext:
         data.update(seq=self.seq, name=name, phase=self.phase)
         self.engine.records.put(Record("step", self.server.server_id, data))
 
-    def run(self, name: str, command: str, *, timeout: float = 60, ok_codes: tuple[int, ...] = (0,),
-            max_output: int = 65536, shell: str | None = None):
+    def run(
+        self,
+        name: str,
+        command: str,
+        *,
+        timeout: float = 60,
+        ok_codes: tuple[int, ...] = (0,),
+        max_output: int = 65536,
+        shell: str | None = None,
+    ):
         from .transport import CommandTimeout, ConnectionLost
 
         self._guard()
@@ -255,23 +275,46 @@ class ServerContext:
         try:
             result = transport.run(command, timeout=timeout, max_output=max_output, shell=shell)
         except SecurityViolation as exc:
-            self._emit(name, command=redacted, state="BLOCKED", output=str(exc), started=started, audit=True,
-                       duration=time.time() - started, violation=True)
+            self._emit(
+                name,
+                command=redacted,
+                state="BLOCKED",
+                output=str(exc),
+                started=started,
+                audit=True,
+                duration=time.time() - started,
+                violation=True,
+            )
             raise StepFailed(name, f"blocked by the command sanitizer on {self.server.server_id}: {exc}") from exc
         except CommandTimeout as exc:
-            self._emit(name, command=redacted, state="TIMEOUT", output=str(exc), started=started, audit=True,
-                       duration=time.time() - started)
+            self._emit(
+                name,
+                command=redacted,
+                state="TIMEOUT",
+                output=str(exc),
+                started=started,
+                audit=True,
+                duration=time.time() - started,
+            )
             raise StepFailed(name, f"{name} timed out after {timeout:g} s on {self.server.server_id}") from exc
         except ConnectionLost as exc:
-            self._emit(name, command=redacted, state="LOST", output=str(exc), started=started, audit=True,
-                       duration=time.time() - started)
+            self._emit(
+                name,
+                command=redacted,
+                state="LOST",
+                output=str(exc),
+                started=started,
+                audit=True,
+                duration=time.time() - started,
+            )
             raise Lost(f"connection to {self.server.server_id} lost during {name}: {exc}") from exc
         # What a server printed is redacted before anything reads, stores or shows it: the
         # playbook's parsing (findings), the step record and a failure reason alike.
         result.stdout, result.stderr = vault.redact(result.stdout or ""), vault.redact(result.stderr or "")
         output = (result.stdout or "") + (result.stderr or "")
         killed = getattr(result, "killed", False) or (
-            self.phase == "forward" and self.engine.stopping and result.exit_code not in ok_codes)
+            self.phase == "forward" and self.engine.stopping and result.exit_code not in ok_codes
+        )
         state = "OK"
         if killed:
             state = "KILLED"
@@ -279,16 +322,28 @@ class ServerContext:
             state = "TIMEOUT"
         elif result.exit_code not in ok_codes:
             state = "FAILED"
-        self._emit(name, command=redacted, exit_code=result.exit_code, output=output, state=state, audit=True,
-                   sha256=result.output_sha256, duration=result.duration, started=started)
+        self._emit(
+            name,
+            command=redacted,
+            exit_code=result.exit_code,
+            output=output,
+            state=state,
+            audit=True,
+            sha256=result.output_sha256,
+            duration=result.duration,
+            started=started,
+        )
         if state == "KILLED":
             raise Aborted(self.engine.halt_reason or "stopped")
         if state == "TIMEOUT":
             raise StepFailed(name, f"{name} timed out after {timeout:g} s on {self.server.server_id}")
         if state == "FAILED":
             detail = (result.stderr or result.stdout or "").strip().splitlines()[-1:] or [""]
-            raise StepFailed(name, f"{name} exited {result.exit_code} on {self.server.server_id}"
-                                   + (f": {detail[0][:200]}" if detail[0] else ""))
+            raise StepFailed(
+                name,
+                f"{name} exited {result.exit_code} on {self.server.server_id}"
+                + (f": {detail[0][:200]}" if detail[0] else ""),
+            )
         return result
 
     def put(self, name: str, local, remote: str) -> None:
@@ -301,15 +356,37 @@ class ServerContext:
         try:
             transport.put(str(local) if not isinstance(local, bytes) else local, remote)
         except ConnectionLost as exc:
-            self._emit(name, command=f"sftp put {remote}", state="LOST", output=str(exc), started=started,
-                       audit=True, duration=time.time() - started)
+            self._emit(
+                name,
+                command=f"sftp put {remote}",
+                state="LOST",
+                output=str(exc),
+                started=started,
+                audit=True,
+                duration=time.time() - started,
+            )
             raise Lost(f"connection to {self.server.server_id} lost during {name}: {exc}") from exc
         except TransportError as exc:
-            self._emit(name, command=f"sftp put {remote}", state="FAILED", output=str(exc), started=started,
-                       audit=True, duration=time.time() - started)
+            self._emit(
+                name,
+                command=f"sftp put {remote}",
+                state="FAILED",
+                output=str(exc),
+                started=started,
+                audit=True,
+                duration=time.time() - started,
+            )
             raise StepFailed(name, f"upload to {self.server.server_id} failed: {exc}") from exc
-        self._emit(name, command=f"sftp put {remote} (SHA-256 verified on the server)", exit_code=0, state="OK",
-                   output=remote, started=started, audit=True, duration=time.time() - started)
+        self._emit(
+            name,
+            command=f"sftp put {remote} (SHA-256 verified on the server)",
+            exit_code=0,
+            state="OK",
+            output=remote,
+            started=started,
+            audit=True,
+            duration=time.time() - started,
+        )
 
     def check(self, name: str, fn, plan: dict | None = None):
         """A check made from the worker (port, HTTP, served certificate): recorded like a step.

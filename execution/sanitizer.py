@@ -39,14 +39,64 @@ import re
 
 from .errors import SecurityViolation
 
-TOP_DIRS = {"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media",
-            "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var",
-            "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64", "/usr/local", "/usr/share", "/var/lib",
-            "/var/log", "/var/spool", "/etc/ssh", "/etc/init.d", "/boot/grub"}
+TOP_DIRS = {
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var",
+    "/usr/bin",
+    "/usr/sbin",
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/local",
+    "/usr/share",
+    "/var/lib",
+    "/var/log",
+    "/var/spool",
+    "/etc/ssh",
+    "/etc/init.d",
+    "/boot/grub",
+}
 # Trees no operator command deletes from or writes into.
-SYSTEM_TREES = ("/etc", "/boot", "/dev", "/proc", "/sys", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
-                "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64", "/root", "/var/spool/cron", "/var/lib/rpm",
-                "/var/lib/dpkg")
+SYSTEM_TREES = (
+    "/etc",
+    "/boot",
+    "/dev",
+    "/proc",
+    "/sys",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/usr/bin",
+    "/usr/sbin",
+    "/usr/lib",
+    "/usr/lib64",
+    "/root",
+    "/var/spool/cron",
+    "/var/lib/rpm",
+    "/var/lib/dpkg",
+)
 CRITICAL_FILES = re.compile(r"^/etc/(passwd|shadow|group|gshadow|sudoers|fstab)$|^/boot/vmlinuz")
 # Files and devices whose overwrite takes the server or its accounts: account and sudo files,
 # cron, the loader's preload list, PAM, sshd, authorized keys, the boot tree, block devices.
@@ -56,19 +106,82 @@ PROTECTED_PATH = re.compile(
     r"|^/etc/(?:sudoers\.d|cron\.(?:d|hourly|daily|weekly|monthly)|pam\.d|security|profile\.d|ld\.so\.conf\.d|"
     r"systemd/system|init\.d|ssh)(?:/|$)"
     r"|^/var/spool/cron(?:/|$)|^/boot(?:/|$)|^/root/\.ssh(?:/|$)|(?:^|/)\.ssh/authorized_keys2?$"
-    r"|^/dev/(?:sd|hd|vd|xvd|nvme|mmcblk|dm-|md\d|disk/|mapper/|mem$|kmem$|port$|loop|sr\d)")
+    r"|^/dev/(?:sd|hd|vd|xvd|nvme|mmcblk|dm-|md\d|disk/|mapper/|mem$|kmem$|port$|loop|sr\d)"
+)
 SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "csh", "tcsh", "fish", "ash", "rbash", "mksh"}
-WRAPPERS = {"sudo", "doas", "exec", "eval", "nohup", "env", "command", "builtin", "time", "nice", "ionice",
-            "then", "do", "else", "elif", "if", "while", "until", "!", "xargs", "timeout", "watch", "stdbuf",
-            "setsid", "unbuffer", "su", "chroot", "nsenter", "runuser", "busybox", "toybox", "pkexec", "unshare",
-            "chrt", "taskset", "flock", "strace", "ltrace", "valgrind", "catchsegv", "script", "sudoedit",
-            "systemd-run", "firejail", "proot"}
-INTERPRETERS = re.compile(r"^(?:python[\d.]*|pypy[\d.]*|perl[\d.]*|ruby[\d.]*|node(?:js)?|php[\d.]*|lua[\d.]*|"
-                          r"luajit|tclsh[\d.]*|wish|rscript|jrunscript|jshell|groovy|osascript|pwsh|powershell|"
-                          r"expect|gdb)$", re.I)
-INLINE_FLAGS = {"python": "c", "pypy": "c", "perl": "eE", "ruby": "e", "node": "ep", "nodejs": "ep", "php": "rBRE",
-                "lua": "e", "luajit": "e", "jrunscript": "e", "groovy": "e", "osascript": "e", "expect": "c",
-                "gdb": "x", "tclsh": "", "rscript": "e", "pwsh": "cC", "powershell": "cC"}
+WRAPPERS = {
+    "sudo",
+    "doas",
+    "exec",
+    "eval",
+    "nohup",
+    "env",
+    "command",
+    "builtin",
+    "time",
+    "nice",
+    "ionice",
+    "then",
+    "do",
+    "else",
+    "elif",
+    "if",
+    "while",
+    "until",
+    "!",
+    "xargs",
+    "timeout",
+    "watch",
+    "stdbuf",
+    "setsid",
+    "unbuffer",
+    "su",
+    "chroot",
+    "nsenter",
+    "runuser",
+    "busybox",
+    "toybox",
+    "pkexec",
+    "unshare",
+    "chrt",
+    "taskset",
+    "flock",
+    "strace",
+    "ltrace",
+    "valgrind",
+    "catchsegv",
+    "script",
+    "sudoedit",
+    "systemd-run",
+    "firejail",
+    "proot",
+}
+INTERPRETERS = re.compile(
+    r"^(?:python[\d.]*|pypy[\d.]*|perl[\d.]*|ruby[\d.]*|node(?:js)?|php[\d.]*|lua[\d.]*|"
+    r"luajit|tclsh[\d.]*|wish|rscript|jrunscript|jshell|groovy|osascript|pwsh|powershell|"
+    r"expect|gdb)$",
+    re.I,
+)
+INLINE_FLAGS = {
+    "python": "c",
+    "pypy": "c",
+    "perl": "eE",
+    "ruby": "e",
+    "node": "ep",
+    "nodejs": "ep",
+    "php": "rBRE",
+    "lua": "e",
+    "luajit": "e",
+    "jrunscript": "e",
+    "groovy": "e",
+    "osascript": "e",
+    "expect": "c",
+    "gdb": "x",
+    "tclsh": "",
+    "rscript": "e",
+    "pwsh": "cC",
+    "powershell": "cC",
+}
 DOWNLOADERS = r"(?:curl|wget|fetch|lwp-download|lwp-request|GET|aria2c|tftp|ftp|nc|ncat|netcat|socat)"
 SEPARATORS = re.compile(r"&&|\|\||\$\(|<<<|[;&|()`{}]")
 SHELL_WORD = r"(?:\S*/)?(?:(?:ba|da|z|k|tc|c|fi|a|rba|mk)?sh|busybox\s+(?:ba|a)?sh|toybox\s+sh)\b(?!\.)"
@@ -76,63 +189,115 @@ INTERP_WORD = r"(?:\S*/)?(?:python|pypy|perl|ruby|php|node|lua)[\d.]*"
 
 TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
     ("fork bomb", re.compile(r"([\w:.]+)\s*\(\s*\)\s*\{\s*\1\s*\|\s*\1\s*&")),
-    ("fork bomb", re.compile(
-        r"\bfork\s+while\s+fork\b|\bwhile\s*\(?\s*(?:1|true)\s*\)?\s*;?\s*do\s+\S+\s*&\s*;?\s*done")),
-    ("piping text into a shell hides what runs",
-     re.compile(r"\|\s*(?:(?:sudo|doas|exec|env|nohup|timeout|xargs|nice|ionice|setsid|command|stdbuf|su|runuser|"
-                r"chroot)(?:\s+(?:-[ugCnsIkcpL]\s+\S+|-\S+|\d\S*|\w+=\S*))*\s+)*" + SHELL_WORD)),
-    ("piping into an interpreter hides what runs",
-     re.compile(r"\|\s*(?:sudo\s+)?" + INTERP_WORD + r"\s*(?:-\s*)?(?:;|$|\|)")),
-    ("a shell or interpreter reading a here-string or here-document hides what runs",
-     re.compile(r"(?:^|[\s;&|(])" + r"(?:" + SHELL_WORD + r"|" + INTERP_WORD + r"|source|\.)(?:\s+-\S+)*\s*<<")),
-    ("a shell reading its commands from standard input or a pipe",
-     re.compile(r"(?:\b(?:ba|da|z|k)?sh|\bsource|(?:^|\s)\.)\s+(?:-\S+\s+)*/dev/(?:stdin|fd/\d|tcp|udp)")),
+    (
+        "fork bomb",
+        re.compile(r"\bfork\s+while\s+fork\b|\bwhile\s*\(?\s*(?:1|true)\s*\)?\s*;?\s*do\s+\S+\s*&\s*;?\s*done"),
+    ),
+    (
+        "piping text into a shell hides what runs",
+        re.compile(
+            r"\|\s*(?:(?:sudo|doas|exec|env|nohup|timeout|xargs|nice|ionice|setsid|command|stdbuf|su|runuser|"
+            r"chroot)(?:\s+(?:-[ugCnsIkcpL]\s+\S+|-\S+|\d\S*|\w+=\S*))*\s+)*" + SHELL_WORD
+        ),
+    ),
+    (
+        "piping into an interpreter hides what runs",
+        re.compile(r"\|\s*(?:sudo\s+)?" + INTERP_WORD + r"\s*(?:-\s*)?(?:;|$|\|)"),
+    ),
+    (
+        "a shell or interpreter reading a here-string or here-document hides what runs",
+        re.compile(r"(?:^|[\s;&|(])" + r"(?:" + SHELL_WORD + r"|" + INTERP_WORD + r"|source|\.)(?:\s+-\S+)*\s*<<"),
+    ),
+    (
+        "a shell reading its commands from standard input or a pipe",
+        re.compile(r"(?:\b(?:ba|da|z|k)?sh|\bsource|(?:^|\s)\.)\s+(?:-\S+\s+)*/dev/(?:stdin|fd/\d|tcp|udp)"),
+    ),
     ("shell reading a process substitution", re.compile(r"(?:\b(?:ba|da|z|k)?sh|\bsource|(?:^|\s)\.)\s+<\(")),
     ("running the output of a download", re.compile(r"(?:\$\(|`|<\(|>\()\s*(?:\S*/)?" + DOWNLOADERS + r"\b")),
-    ("running generated text as a command",
-     re.compile(r"(?:^|[;&|]|&&|\|\|)\s*(?:(?:sudo|exec|env|nohup|command)\s+)*(?:\$\(|`)")),
+    (
+        "running generated text as a command",
+        re.compile(r"(?:^|[;&|]|&&|\|\|)\s*(?:(?:sudo|exec|env|nohup|command)\s+)*(?:\$\(|`)"),
+    ),
     ("network shell", re.compile(r"/dev/(?:tcp|udp)/|\bsocat\b[^;|]*\b(?:exec|system):", re.I)),
     ("reverse shell through a named pipe", re.compile(r"\bmkfifo\b.*\b(?:nc|ncat|netcat|telnet|openssl)\b")),
-    ("writing to a block or memory device",
-     re.compile(r">\s*/dev/(?:sd|hd|vd|xvd|nvme|mmcblk|dm-|md\d|disk/|mapper/|mem\b|kmem\b|port\b|loop)")),
+    (
+        "writing to a block or memory device",
+        re.compile(r">\s*/dev/(?:sd|hd|vd|xvd|nvme|mmcblk|dm-|md\d|disk/|mapper/|mem\b|kmem\b|port\b|loop)"),
+    ),
     ("dd to a device", re.compile(r"\bdd\b[^;|]*\bof=/dev/(?!null\b|zero\b|stdout\b|stderr\b|fd/)")),
     ("kernel trigger", re.compile(r"/proc/sysrq-trigger|\bsysctl\b[^;|]*kernel\.panic|>\s*/proc/sys/")),
-    ("overwriting an account, sudo, cron, login or boot file",
-     re.compile(r"(?:>|\btee\b(?:\s+-\S+)*)\s*(?:/etc/(?:passwd|shadow|group|gshadow|sudoers|fstab|crontab|"
-                r"ld\.so\.preload|profile|bashrc|environment|rc\.local)\b|/etc/(?:sudoers\.d|cron\.\w+|pam\.d|"
-                r"profile\.d|ssh|security|systemd/system)/|/var/spool/cron|/boot/|/root/\.ssh|\S*\.ssh/authorized_keys)")),
-    ("erasing shell history",
-     re.compile(r"\bhistory\s+-[cwd]|\bHISTFILE\b|\bHIST(?:FILE)?SIZE\s*=\s*0|\.bash_history|set\s+\+o\s+history")),
-    ("tampering with system logs",
-     re.compile(r"(?:>|\brm\b[^;|]*|\bshred\b[^;|]*|\btruncate\b[^;|]*)\s*/var/log/"
-                r"(?:wtmp|btmp|lastlog|auth\.log|secure|messages|syslog|audit)\b")),
+    (
+        "overwriting an account, sudo, cron, login or boot file",
+        re.compile(
+            r"(?:>|\btee\b(?:\s+-\S+)*)\s*(?:/etc/(?:passwd|shadow|group|gshadow|sudoers|fstab|crontab|"
+            r"ld\.so\.preload|profile|bashrc|environment|rc\.local)\b|/etc/(?:sudoers\.d|cron\.\w+|pam\.d|"
+            r"profile\.d|ssh|security|systemd/system)/|/var/spool/cron|/boot/|/root/\.ssh|\S*\.ssh/authorized_keys)"
+        ),
+    ),
+    (
+        "erasing shell history",
+        re.compile(r"\bhistory\s+-[cwd]|\bHISTFILE\b|\bHIST(?:FILE)?SIZE\s*=\s*0|\.bash_history|set\s+\+o\s+history"),
+    ),
+    (
+        "tampering with system logs",
+        re.compile(
+            r"(?:>|\brm\b[^;|]*|\bshred\b[^;|]*|\btruncate\b[^;|]*)\s*/var/log/"
+            r"(?:wtmp|btmp|lastlog|auth\.log|secure|messages|syslog|audit)\b"
+        ),
+    ),
     ("--no-preserve-root", re.compile(r"--no-preserve-root")),
-    ("loading code into every process or changing how the shell reads commands",
-     re.compile(r"(?:^|[\s;&|(])(?:export\s+)?(?:LD_PRELOAD|LD_LIBRARY_PATH|LD_AUDIT|BASH_ENV|ENV|PROMPT_COMMAND|"
-                r"IFS|PS4|SHELLOPTS|BASHOPTS|GCONV_PATH|PYTHONSTARTUP|PERL5OPT|NODE_OPTIONS)=")),
-    ("parameter expansion that rewrites text (indirection, case or pattern substitution)",
-     re.compile(r"\$\{!\w|\$\{\w+(?:\^\^?|,,?|//?[^}]*|:-?\d+(?::\d+)?|@[QEPAaKkUuL])\}")),
-    ("awk running a command (system(), getline from a command, |&)",
-     re.compile(r"\b[gmn]?awk\b.*(?:\bsystem\s*\(|\bgetline\b|\|&)")),
-    ("crontab fed from a pipe, standard input or a here-string",
-     re.compile(r"\|\s*(?:(?:sudo|env|command)\s+)*(?:\S*/)?crontab\b|\bcrontab\b(?:\s+-u\s+\S+)?\s+-(?:\s|$)|"
-                r"\bcrontab\b[^;|&]*<")),
+    (
+        "loading code into every process or changing how the shell reads commands",
+        re.compile(
+            r"(?:^|[\s;&|(])(?:export\s+)?(?:LD_PRELOAD|LD_LIBRARY_PATH|LD_AUDIT|BASH_ENV|ENV|PROMPT_COMMAND|"
+            r"IFS|PS4|SHELLOPTS|BASHOPTS|GCONV_PATH|PYTHONSTARTUP|PERL5OPT|NODE_OPTIONS)="
+        ),
+    ),
+    (
+        "parameter expansion that rewrites text (indirection, case or pattern substitution)",
+        re.compile(r"\$\{!\w|\$\{\w+(?:\^\^?|,,?|//?[^}]*|:-?\d+(?::\d+)?|@[QEPAaKkUuL])\}"),
+    ),
+    (
+        "awk running a command (system(), getline from a command, |&)",
+        re.compile(r"\b[gmn]?awk\b.*(?:\bsystem\s*\(|\bgetline\b|\|&)"),
+    ),
+    (
+        "crontab fed from a pipe, standard input or a here-string",
+        re.compile(
+            r"\|\s*(?:(?:sudo|env|command)\s+)*(?:\S*/)?crontab\b|\bcrontab\b(?:\s+-u\s+\S+)?\s+-(?:\s|$)|"
+            r"\bcrontab\b[^;|&]*<"
+        ),
+    ),
 ]
 
 SQL_RULES: list[tuple[str, re.Pattern[str]]] = [
-    ("SQL DROP", re.compile(r"\bdrop\s+(?:table|database|schema|user|tablespace|index|view|procedure|function|"
-                            r"trigger|role|owned|materialized|sequence|extension)\b|\balter\s+table\s+\S+\s+drop\b",
-                            re.I)),
+    (
+        "SQL DROP",
+        re.compile(
+            r"\bdrop\s+(?:table|database|schema|user|tablespace|index|view|procedure|function|"
+            r"trigger|role|owned|materialized|sequence|extension)\b|\balter\s+table\s+\S+\s+drop\b",
+            re.I,
+        ),
+    ),
     ("SQL TRUNCATE", re.compile(r"\btruncate\s+table\b|\btruncate\s+(?![-/])[A-Za-z_][\w.]*\s*(?:;|$)", re.I)),
     ("SQL DELETE without WHERE", re.compile(r"\bdelete\s+from\s+[\w.]+\s*(?:;|$)", re.I)),
-    ("SQL DELETE or UPDATE whose WHERE is always true",
-     re.compile(r"\b(?:delete\s+from|update)\s+[\w.]+\b.*?\bwhere\s+(?:1\s*=\s*1|true|1|(\w+)\s*=\s*\1|"
-                r"(\d+)\s*=\s*\2|1\s*<>\s*0)\s*(?:;|$)", re.I)),
+    (
+        "SQL DELETE or UPDATE whose WHERE is always true",
+        re.compile(
+            r"\b(?:delete\s+from|update)\s+[\w.]+\b.*?\bwhere\s+(?:1\s*=\s*1|true|1|(\w+)\s*=\s*\1|"
+            r"(\d+)\s*=\s*\2|1\s*<>\s*0)\s*(?:;|$)",
+            re.I,
+        ),
+    ),
     ("SQL UPDATE without WHERE", re.compile(r"\bupdate\s+[\w.]+\s+set\s+(?:(?!\bwhere\b)[^;])*(?:;|$)", re.I)),
-    ("dynamic SQL hides what runs",
-     re.compile(r"\bexecute\s+immediate\b|\bexec(?:ute)?\s*\(\s*@?\w*\s*[+|]|\bprepare\s+\w+\s+from\b|"
-                r"\bxp_cmdshell\b|\bsys_exec\b|\binto\s+(?:out|dump)file\b|\bcopy\s+\S+\s+(?:from|to)\s+program\b",
-                re.I)),
+    (
+        "dynamic SQL hides what runs",
+        re.compile(
+            r"\bexecute\s+immediate\b|\bexec(?:ute)?\s*\(\s*@?\w*\s*[+|]|\bprepare\s+\w+\s+from\b|"
+            r"\bxp_cmdshell\b|\bsys_exec\b|\binto\s+(?:out|dump)file\b|\bcopy\s+\S+\s+(?:from|to)\s+program\b",
+            re.I,
+        ),
+    ),
 ]
 
 
@@ -239,7 +404,7 @@ def _peel(tokens: list[str]) -> list[tuple[str, list[str], set[str]]]:
         return []
     found = [(tokens[0], tokens[1:], seen)]
     if seen:
-        found += [(tokens[i], tokens[i + 1:], seen) for i in range(1, len(tokens)) if not _is_option(tokens[i])]
+        found += [(tokens[i], tokens[i + 1 :], seen) for i in range(1, len(tokens)) if not _is_option(tokens[i])]
     return found
 
 
@@ -275,21 +440,90 @@ def _setuid_mode(mode: str) -> bool:
     return any(re.fullmatch(r"[ugoa]*[+=][rwxXst]*s[rwxXst]*", clause) for clause in mode.split(","))
 
 
-FIND_FILTERS = {"-name", "-iname", "-mtime", "-mmin", "-newer", "-size", "-path", "-ipath", "-regex", "-iregex",
-                "-atime", "-ctime", "-amin", "-cmin", "-user", "-group"}
+FIND_FILTERS = {
+    "-name",
+    "-iname",
+    "-mtime",
+    "-mmin",
+    "-newer",
+    "-size",
+    "-path",
+    "-ipath",
+    "-regex",
+    "-iregex",
+    "-atime",
+    "-ctime",
+    "-amin",
+    "-cmin",
+    "-user",
+    "-group",
+}
 FIND_EXEC = {"-exec", "-execdir", "-ok", "-okdir"}
-DESTRUCTIVE = {"rm", "shred", "unlink", "truncate", "dd", "wipefs", "mv", "chmod", "chown", "sh", "bash", "perl",
-               "python", "python3", "srm", "cp", "tee", "ln"}
-WRITERS = {"tee", "cp", "mv", "install", "ln", "rsync", "truncate", "dd", "shred", "chattr", "scp", "link",
-           "sponge", "touch", "split", "csplit"}
+DESTRUCTIVE = {
+    "rm",
+    "shred",
+    "unlink",
+    "truncate",
+    "dd",
+    "wipefs",
+    "mv",
+    "chmod",
+    "chown",
+    "sh",
+    "bash",
+    "perl",
+    "python",
+    "python3",
+    "srm",
+    "cp",
+    "tee",
+    "ln",
+}
+WRITERS = {
+    "tee",
+    "cp",
+    "mv",
+    "install",
+    "ln",
+    "rsync",
+    "truncate",
+    "dd",
+    "shred",
+    "chattr",
+    "scp",
+    "link",
+    "sponge",
+    "touch",
+    "split",
+    "csplit",
+}
 
 
 def _judge_find(args: list[str], segment: str) -> tuple[str, str] | None:
-    start = [a for a in args[:next((i for i, a in enumerate(args) if a.startswith(("-", "(", "!"))), len(args))]]
+    start = [a for a in args[: next((i for i, a in enumerate(args) if a.startswith(("-", "(", "!"))), len(args))]]
     deletes = "-delete" in args
     runs = [args[i + 1] for i, a in enumerate(args[:-1]) if a in FIND_EXEC]
-    if any(posixpath.basename(r) in {"shred", "wipefs", "dd", "srm", "sh", "bash", "dash", "zsh", "perl", "python",
-                                     "python3", "busybox", "xargs", "env", "sudo"} for r in runs):
+    if any(
+        posixpath.basename(r)
+        in {
+            "shred",
+            "wipefs",
+            "dd",
+            "srm",
+            "sh",
+            "bash",
+            "dash",
+            "zsh",
+            "perl",
+            "python",
+            "python3",
+            "busybox",
+            "xargs",
+            "env",
+            "sudo",
+        }
+        for r in runs
+    ):
         return "find running a shell or shredding files (-exec)", segment
     if any(a in {"-fprint", "-fprintf", "-fls", "-fprint0"} for a in args):
         return "find writing a file (-fprint/-fls)", segment
@@ -326,10 +560,12 @@ def _judge_sed(args: list[str], segment: str) -> tuple[str, str] | None:
         scripts = operands[:1]
     for script in scripts:
         if re.search(r"(?:^|[;{}\s])(?:\d+|\$|/[^/]*/)?\s*e(?:\s|$)", script) or re.search(
-                r"(?:^|[;{}\s])s(.).*\1.*\1[gpiImM\dw]*e", script):
+            r"(?:^|[;{}\s])s(.).*\1.*\1[gpiImM\dw]*e", script
+        ):
             return "sed executing a command (the e command or flag)", segment
-    if any(PROTECTED_PATH.search(_norm(a)) for a in operands) and ("i" in _flags(args) or "--in-place" in args
-                                                                  or re.search(r"\bw\s*/", " ".join(scripts))):
+    if any(PROTECTED_PATH.search(_norm(a)) for a in operands) and (
+        "i" in _flags(args) or "--in-place" in args or re.search(r"\bw\s*/", " ".join(scripts))
+    ):
         return "sed editing an account, sudo, cron or boot file", segment
     return None
 
@@ -372,12 +608,31 @@ def _judge(word: str, args: list[str], wrappers: set[str], segment: str) -> tupl
         return "network shell (nc -e)", segment
     if name == "socat" and any(re.match(r"^(?:exec|system):", a, re.I) for a in args):
         return "network shell (socat EXEC:)", segment
-    if name == "tar" and any(a.startswith(("--checkpoint-action", "--to-command", "--use-compress-program",
-                                           "--info-script", "--new-volume-script", "--rsh-command")) for a in args):
+    if name == "tar" and any(
+        a.startswith(
+            (
+                "--checkpoint-action",
+                "--to-command",
+                "--use-compress-program",
+                "--info-script",
+                "--new-volume-script",
+                "--rsh-command",
+            )
+        )
+        for a in args
+    ):
         return "tar running a command", segment
     if name in {"rsync", "scp", "ssh", "git"} and (
-            {"-e", "--rsh"} & set(args) or any(re.search(r"(?i)proxycommand|localcommand|core\.\w+=|"
-                                                         r"--upload-pack|--receive-pack|--exec", a) for a in args)):
+        {"-e", "--rsh"} & set(args)
+        or any(
+            re.search(
+                r"(?i)proxycommand|localcommand|core\.\w+=|"
+                r"--upload-pack|--receive-pack|--exec",
+                a,
+            )
+            for a in args
+        )
+    ):
         return f"{name} running a command through its options", segment
     if name.startswith(("mkfs", "mke2fs", "mkswap", "wipefs", "fdisk", "sfdisk", "parted", "blkdiscard")):
         return "formatting or partitioning a disk", segment
@@ -389,18 +644,36 @@ def _judge(word: str, args: list[str], wrappers: set[str], segment: str) -> tupl
         return "changing the runlevel (halt/reboot)", segment
     if name == "systemctl":
         verbs = set(targets)
-        if verbs & {"poweroff", "reboot", "halt", "kexec", "rescue", "emergency", "suspend", "hibernate",
-                    "isolate", "default"}:
+        if verbs & {
+            "poweroff",
+            "reboot",
+            "halt",
+            "kexec",
+            "rescue",
+            "emergency",
+            "suspend",
+            "hibernate",
+            "isolate",
+            "default",
+        }:
             return "shutting down or rebooting the server", segment
-        if verbs & {"stop", "disable", "mask", "kill"} and verbs & {"sshd", "ssh", "sshd.service", "ssh.service",
-                                                                    "firewalld", "auditd", "iptables"}:
+        if verbs & {"stop", "disable", "mask", "kill"} and verbs & {
+            "sshd",
+            "ssh",
+            "sshd.service",
+            "ssh.service",
+            "firewalld",
+            "auditd",
+            "iptables",
+        }:
             return "stopping remote access, the firewall or auditing", segment
     if name in {"kill", "pkill", "killall"} and ("-1" in args[-1:] or targets[-1:] == ["1"]) and name == "kill":
         return "killing every process or init", segment
     if name == "killall5":
         return "killing every process", segment
     if name in {"iptables", "ip6tables"} and (
-            "F" in flags or "X" in flags or {"--flush", "--delete-chain"} & long or "P" in flags and "ACCEPT" in args):
+        "F" in flags or "X" in flags or {"--flush", "--delete-chain"} & long or "P" in flags and "ACCEPT" in args
+    ):
         return "flushing or opening the firewall", segment
     if (name == "nft" and "flush" in targets) or (name == "ufw" and targets[:1] in (["disable"], ["reset"])):
         return "flushing or disabling the firewall", segment
@@ -408,8 +681,22 @@ def _judge(word: str, args: list[str], wrappers: set[str], segment: str) -> tupl
         return "disabling SELinux", segment
     if name == "crontab" and ("r" in flags or "-" in args):
         return "replacing or removing every cron job (crontab -r, crontab -)", segment
-    if name in {"useradd", "adduser", "usermod", "userdel", "deluser", "groupadd", "groupmod", "gpasswd", "chpasswd",
-                "visudo", "vipw", "vigr", "newusers", "chage"}:
+    if name in {
+        "useradd",
+        "adduser",
+        "usermod",
+        "userdel",
+        "deluser",
+        "groupadd",
+        "groupmod",
+        "gpasswd",
+        "chpasswd",
+        "visudo",
+        "vipw",
+        "vigr",
+        "newusers",
+        "chage",
+    }:
         return "changing accounts, groups or sudo rights", segment
     if name in {"insmod", "rmmod", "modprobe", "kmod"}:
         return "loading or removing kernel modules", segment

@@ -98,8 +98,10 @@ def validate_parameters(sub_type: str, parameters: dict) -> dict:
         raise ParameterError({"parameters": "객체(JSON)여야 합니다"})
     parameters = normalise_parameters(sub_type, parameters)
     errors: dict[str, str] = {}
-    for check in (lambda: playbooks.build(sub_type, parameters),
-                  lambda: RolloutStrategy.from_parameters(parameters.get("rollout"))):
+    for check in (
+        lambda: playbooks.build(sub_type, parameters),
+        lambda: RolloutStrategy.from_parameters(parameters.get("rollout")),
+    ):
         try:
             check()
         except ParameterError as exc:
@@ -146,8 +148,7 @@ def execute_task(task) -> EngineResult | _Refusal:
         return refuse_parameters(exc, task)
     if task.playbook_version != playbook.VERSION:
         approved = f"v{task.playbook_version}" if task.playbook_version else "no pinned version"
-        return _Refusal(f"approved for {playbook.NAME} {approved}, installed v{playbook.VERSION}; "
-                        f"nothing was changed")
+        return _Refusal(f"approved for {playbook.NAME} {approved}, installed v{playbook.VERSION}; nothing was changed")
     targets = list(task.targets.with_related())
     servers = [s for s in targets if s.active]
     if not servers:
@@ -159,11 +160,20 @@ def execute_task(task) -> EngineResult | _Refusal:
     approved_sha = getattr(task, "plan_sha256", "") or ""
     if current != approved_sha:
         plans.alert_plan_changed(task, approved_sha, current)
-        return _Refusal(f"실행 계획이 승인된 것과 다릅니다 (plan changed after approval: approved "
-                        f"{approved_sha[:12] or 'none'}, now {current[:12]}); nothing was changed")
-    engine = Engine(playbook=playbook, servers=servers, strategy=strategy, artifacts=ArtifactStore(), task=task,
-                    stop_check=lambda: governance.should_stop(task.pk), health_overrides=playbook.health_limits,
-                    criteria_by_system=criteria_for({s.system_id for s in servers}))
+        return _Refusal(
+            f"실행 계획이 승인된 것과 다릅니다 (plan changed after approval: approved "
+            f"{approved_sha[:12] or 'none'}, now {current[:12]}); nothing was changed"
+        )
+    engine = Engine(
+        playbook=playbook,
+        servers=servers,
+        strategy=strategy,
+        artifacts=ArtifactStore(),
+        task=task,
+        stop_check=lambda: governance.should_stop(task.pk),
+        health_overrides=playbook.health_limits,
+        criteria_by_system=criteria_for({s.system_id for s in servers}),
+    )
     return engine.run()
 
 
@@ -180,8 +190,11 @@ def refuse_parameters(exc: ParameterError, task=None) -> _Refusal:
     blocked = [str(m) for m in exc.errors.values() if SANITIZER_BLOCK in str(m)]
     if blocked and task is not None:
         # A command the sanitizer refuses is a security event wherever it is caught.
-        audit.record(None, "security.violation", task=task.task_id, target=task.system.code,
-                     payload={"institution": task.system.institution.code, "reason": blocked[0][:500]})
+        audit.record(
+            None,
+            "security.violation",
+            task=task.task_id,
+            target=task.system.code,
+            payload={"institution": task.system.institution.code, "reason": blocked[0][:500]},
+        )
     return _Refusal(f"parameters refused, nothing was changed: {exc}")
-
-

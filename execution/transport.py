@@ -190,8 +190,13 @@ class SSHTransport:
             raise
         except paramiko.AuthenticationException as exc:
             transport.close()
-            audit.record(None, "ssh.auth_failed", task=self.task, target=server.server_id,
-                         payload={"user": server.login_user, "kind": credential.kind})
+            audit.record(
+                None,
+                "ssh.auth_failed",
+                task=self.task,
+                target=server.server_id,
+                payload={"user": server.login_user, "kind": credential.kind},
+            )
             raise TransportError(f"authentication as {server.login_user!r} failed on {self.label}") from exc
         except (paramiko.SSHException, EOFError, OSError) as exc:
             transport.close()
@@ -211,14 +216,24 @@ class SSHTransport:
         if expected and hmac.compare_digest(presented.encode(), expected.encode()):
             return
         reason = "no host key is pinned" if not expected else "host key changed"
-        audit.record(None, "ssh.host_key_refused", task=self.task, target=self.server.server_id,
-                     payload={"reason": reason, "expected": expected, "presented": presented,
-                              "address": f"{self.server.ip}:{self.server.ssh_port}"})
+        audit.record(
+            None,
+            "ssh.host_key_refused",
+            task=self.task,
+            target=self.server.server_id,
+            payload={
+                "reason": reason,
+                "expected": expected,
+                "presented": presented,
+                "address": f"{self.server.ip}:{self.server.ssh_port}",
+            },
+        )
         log.warning("refused %s: %s (pinned %s, presented %s)", self.label, reason, expected or "-", presented)
         raise HostKeyMismatch(
             f"{reason} for {self.label}: presented {presented}"
             + (f", pinned {expected}" if expected else "; scan and pin it in the CMDB first"),
-            expected=expected, presented=presented,
+            expected=expected,
+            presented=presented,
         )
 
     def _authenticate(self, transport: paramiko.Transport, credential: Any) -> None:
@@ -263,17 +278,30 @@ class SSHTransport:
         return self._transport
 
     # -- commands --------------------------------------------------------------------------
-    def run(self, command: str, *, timeout: float, max_output: int = 64 * KiB, check_sanitizer: bool = True,
-            raise_on_timeout: bool = False, shell: str | None = None) -> CommandResult:
+    def run(
+        self,
+        command: str,
+        *,
+        timeout: float,
+        max_output: int = 64 * KiB,
+        check_sanitizer: bool = True,
+        raise_on_timeout: bool = False,
+        shell: str | None = None,
+    ) -> CommandResult:
         """Run one command in its own remote process group. ``shell``: the interpreter of the
         command text (default: the server's shell, bash on Linux; POSIX_SHELL for our own)."""
         if check_sanitizer:
             try:
                 sanitizer.check(command)
             except SecurityViolation as exc:
-                audit.record(None, "sanitizer.blocked", task=self.task, target=self.server.server_id,
-                             command=vault.redact(command)[:2000],
-                             payload={"reason": exc.reason, "pattern": exc.pattern})
+                audit.record(
+                    None,
+                    "sanitizer.blocked",
+                    task=self.task,
+                    target=self.server.server_id,
+                    command=vault.redact(command)[:2000],
+                    payload={"reason": exc.reason, "pattern": exc.pattern},
+                )
                 raise
         transport = self._require()
         # The command runs as the leader of a new process group; its first stderr line
@@ -295,8 +323,9 @@ class SSHTransport:
                 self._running_pgid = None
             channel.close()
 
-    def _collect(self, channel: paramiko.Channel, started: float, timeout: float, max_output: int,
-                 raise_on_timeout: bool) -> CommandResult:
+    def _collect(
+        self, channel: paramiko.Channel, started: float, timeout: float, max_output: int, raise_on_timeout: bool
+    ) -> CommandResult:
         out, err = bytearray(), bytearray()
         digest = hashlib.sha256()
         truncated = timed_out = False
@@ -364,9 +393,14 @@ class SSHTransport:
             killed = self._kill_requested
         result = CommandResult(
             exit_code=None if timed_out or status == -1 else status,
-            stdout=out.decode(errors="replace"), stderr=err.decode(errors="replace"),
-            duration=time.monotonic() - started, output_sha256=digest.hexdigest(),
-            timed_out=timed_out, killed=killed, truncated=truncated, pgid=pgid,
+            stdout=out.decode(errors="replace"),
+            stderr=err.decode(errors="replace"),
+            duration=time.monotonic() - started,
+            output_sha256=digest.hexdigest(),
+            timed_out=timed_out,
+            killed=killed,
+            truncated=truncated,
+            pgid=pgid,
         )
         if timed_out and raise_on_timeout:
             raise CommandTimeout(f"command timed out on {self.label}; process group {pgid} killed", result)
@@ -446,8 +480,10 @@ class SSHTransport:
         check = self.run(f"sha256sum -- {shlex.quote(remote_path)}", timeout=120, shell=POSIX_SHELL)
         found = check.stdout.split()[0] if check.exit_code == 0 and check.stdout.split() else ""
         if not hmac.compare_digest(found, expected):
-            raise TransportError(f"SHA-256 mismatch on {self.label}:{remote_path}: "
-                                 f"expected {expected}, server has {found or check.stderr.strip()[:200]}")
+            raise TransportError(
+                f"SHA-256 mismatch on {self.label}:{remote_path}: "
+                f"expected {expected}, server has {found or check.stderr.strip()[:200]}"
+            )
 
     def get(self, remote_path: str, *, max_bytes: int = 64 * 1024 * KiB) -> bytes:
         sftp = self._sftp_client()

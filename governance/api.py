@@ -34,20 +34,30 @@ from .serializers import (
 from .submission import file_request
 
 
-@extend_schema(request=ApprovalDecisionSerializer,
-               responses={200: DecisionResultSerializer, **error_responses(400, 401, 403, 404, 409)},
-               summary="Approve or reject an approval step (seed POST /approval/process)")
+@extend_schema(
+    request=ApprovalDecisionSerializer,
+    responses={200: DecisionResultSerializer, **error_responses(400, 401, 403, 404, 409)},
+    summary="Approve or reject an approval step (seed POST /approval/process)",
+)
 @api_view(["POST"])
 def approval_process(request):
     form = ApprovalDecisionSerializer(data=request.data)
     form.is_valid(raise_exception=True)
     # A step of a task the caller may not see is 404 before anything about its state is said.
     step = visible_step(request.user, form.validated_data["step_id"])
-    decision = services.decide_step(request.user, step.pk,
-                                    form.validated_data["decision"], form.validated_data["comments"],
-                                    plan_sha256=form.validated_data["plan_sha256"])
-    body = {"result": decision.result, "task_id": decision.task.task_id, "task_status": decision.task.status,
-            "next_step": StepSerializer(decision.next_step).data if decision.next_step else None}
+    decision = services.decide_step(
+        request.user,
+        step.pk,
+        form.validated_data["decision"],
+        form.validated_data["comments"],
+        plan_sha256=form.validated_data["plan_sha256"],
+    )
+    body = {
+        "result": decision.result,
+        "task_id": decision.task.task_id,
+        "task_status": decision.task.status,
+        "next_step": StepSerializer(decision.next_step).data if decision.next_step else None,
+    }
     return Response(body)
 
 
@@ -55,15 +65,21 @@ def _steps_with_people():
     return ApprovalStep.objects.select_related("assigned_to", "original_owner", "actual_approver")
 
 
-@extend_schema(responses={200: TaskHistorySerializer, **error_responses(401, 404)},
-               summary="A task's full timeline (seed GET /task/history)")
+@extend_schema(
+    responses={200: TaskHistorySerializer, **error_responses(401, 404)},
+    summary="A task's full timeline (seed GET /task/history)",
+)
 @api_view(["GET"])
 def task_history(request, task_id: str):
     task = visible_task(request.user, task_id)
     prefetch_related_objects([task], "targets", Prefetch("steps", queryset=_steps_with_people()))
-    return Response({"task": TaskDetailSerializer(task).data,
-                     "steps": StepSerializer(task.steps.all(), many=True).data,
-                     "timeline": task_timeline(task)})
+    return Response(
+        {
+            "task": TaskDetailSerializer(task).data,
+            "steps": StepSerializer(task.steps.all(), many=True).data,
+            "timeline": task_timeline(task),
+        }
+    )
 
 
 class TaskFilter(django_filters.FilterSet):
@@ -86,8 +102,10 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     filterset_class = TaskFilter
     lookup_field = "task_id"
 
-    @extend_schema(responses={200: TaskDetailSerializer, **error_responses(401, 404)},
-                   summary="One task with its plan, parameters (secrets masked), artifact and targets")
+    @extend_schema(
+        responses={200: TaskDetailSerializer, **error_responses(401, 404)},
+        summary="One task with its plan, parameters (secrets masked), artifact and targets",
+    )
     def retrieve(self, request, *args, **kwargs):
         return super().retrieve(request, *args, **kwargs)
 
@@ -111,17 +129,26 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         responses={201: TaskDetailSerializer},
         summary="File a request (the governance-side submission that intake, the console and clients use)",
         description="400 names the field (system, sub_type, title, targets, parameters, emergency, artifact...); "
-                    "403 no permission or not your system; 409 on a state conflict.",
+        "403 no permission or not your system; 409 on a state conflict.",
     )
     def create(self, request):
         form = TaskSubmitSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         data = form.validated_data
         uploads = {field: data[field] for field in ("artifact", "cert_file", "key_file", "chain_file") if field in data}
-        task = file_request(request.user, system=data["system"], sub_type=data["sub_type"], title=data["title"],
-                            targets=data["targets"], parameters=data["parameters"], uploads=uploads,
-                            emergency=data["emergency"], sr_number=data["sr_number"],
-                            raw_request=data["raw_request"], channel="API")
+        task = file_request(
+            request.user,
+            system=data["system"],
+            sub_type=data["sub_type"],
+            title=data["title"],
+            targets=data["targets"],
+            parameters=data["parameters"],
+            uploads=uploads,
+            emergency=data["emergency"],
+            sr_number=data["sr_number"],
+            raw_request=data["raw_request"],
+            channel="API",
+        )
         task = OpsTask.objects.select_related("system__institution", "requester").get(pk=task.pk)
         return Response(TaskDetailSerializer(task).data, status=201)
 
@@ -133,15 +160,20 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         task = services.stop_task(request.user, task_id, form.validated_data["reason"])
         return Response(TaskSerializer(task).data)
 
-    @extend_schema(request=ValidationSerializer,
-                   responses={200: TaskSerializer, **error_responses(400, 401, 403, 404, 409)})
+    @extend_schema(
+        request=ValidationSerializer, responses={200: TaskSerializer, **error_responses(400, 401, 403, 404, 409)}
+    )
     @action(detail=True, methods=["post"])
     def validate(self, request, task_id=None):
         form = ValidationSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        task = services.validate_result(request.user, task_id, form.validated_data["verdict"],
-                                        form.validated_data["comments"],
-                                        plan_sha256=form.validated_data["plan_sha256"])
+        task = services.validate_result(
+            request.user,
+            task_id,
+            form.validated_data["verdict"],
+            form.validated_data["comments"],
+            plan_sha256=form.validated_data["plan_sha256"],
+        )
         return Response(TaskSerializer(task).data)
 
 

@@ -11,8 +11,12 @@ def ensure_schedules(sender, **kwargs) -> None:
 
     Schedule.objects.update_or_create(
         name="governance.sweep_escalations",
-        defaults={"func": "governance.tasks.sweep_escalations", "schedule_type": Schedule.MINUTES, "minutes": 1,
-                  "repeats": -1},
+        defaults={
+            "func": "governance.tasks.sweep_escalations",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": 1,
+            "repeats": -1,
+        },
     )
     # Unreferenced uploads (refused or abandoned filings) are removed once a day.
     Schedule.objects.update_or_create(

@@ -71,7 +71,7 @@ def _chunks(fileobj_or_bytes):
     if isinstance(fileobj_or_bytes, bytes | bytearray | memoryview):
         data = memoryview(fileobj_or_bytes)
         for start in range(0, len(data), CHUNK):
-            yield bytes(data[start:start + CHUNK])
+            yield bytes(data[start : start + CHUNK])
         return
     # Django's UploadedFile streams from its temporary file; anything else is read in chunks.
     if hasattr(fileobj_or_bytes, "chunks"):
@@ -90,8 +90,12 @@ KINDS = {
     "chain": "PEM CA certificates",
 }
 # Upload field -> the playbook parameter that carries its SHA-256.
-UPLOAD_PARAMETERS = {"artifact": "artifact_sha256", "cert_file": "cert_sha256", "key_file": "key_sha256",
-                     "chain_file": "chain_sha256"}
+UPLOAD_PARAMETERS = {
+    "artifact": "artifact_sha256",
+    "cert_file": "cert_sha256",
+    "key_file": "key_sha256",
+    "chain_file": "chain_sha256",
+}
 FIELD_KINDS = {"cert_file": "certificate", "key_file": "private_key", "chain_file": "chain"}
 ARTIFACT_KINDS = {"APP_DEPLOY": "archive", "STATIC_SYNC": "static_bundle"}
 
@@ -152,8 +156,11 @@ def _check_static_bundle(path: Path, field: str) -> None:
                 if not _safe_member(member.name.removeprefix("./") or "."):
                     raise Invalid(f"archive entry {member.name[:80]!r} would unpack outside the target", field=field)
                 if not (member.isfile() or member.isdir()):
-                    raise Invalid(f"archive entry {member.name[:80]!r} is a link or device; only files and "
-                                  "directories are allowed", field=field)
+                    raise Invalid(
+                        f"archive entry {member.name[:80]!r} is a link or device; only files and "
+                        "directories are allowed",
+                        field=field,
+                    )
                 total += member.size
                 if total > INFLATION_LIMIT * max_attachment_bytes():
                     raise Invalid("archive unpacks to more than the allowed size", field=field)
@@ -219,7 +226,8 @@ def _stream_to_temp(fileobj_or_bytes, field: str, limit: int) -> tuple[Path, str
                 size += len(chunk)
                 if size > limit:
                     raise AttachmentTooLarge(
-                        f"attachment larger than {_size_text(limit)} (GUARDIA_MAX_ATTACHMENT_MB)", field=field)
+                        f"attachment larger than {_size_text(limit)} (GUARDIA_MAX_ATTACHMENT_MB)", field=field
+                    )
                 digest.update(chunk)
                 out.write(chunk)
     except BaseException:
@@ -323,7 +331,7 @@ def unseal(data: bytes, sha256: str) -> bytes:
         return data
     from cmdb import vault
 
-    stored = data[len(SEALED_MAGIC):].decode("ascii").strip()
+    stored = data[len(SEALED_MAGIC) :].decode("ascii").strip()
     return vault.decrypt(stored, context=f"attachment:{sha256}").encode("ascii")
 
 
@@ -421,8 +429,11 @@ def attach_uploads(parameters: dict, uploads: dict, *, sub_type: str = "") -> di
 def missing_attachments(parameters: dict) -> list[str]:
     """Parameters that name a SHA-256 the store does not hold: refused at submission, so
     nobody approves a deployment whose file is not there."""
-    missing = [key for key, value in parameters.items()
-               if key.endswith("_sha256") and isinstance(value, str) and value and not is_stored(value.lower())]
+    missing = [
+        key
+        for key, value in parameters.items()
+        if key.endswith("_sha256") and isinstance(value, str) and value and not is_stored(value.lower())
+    ]
     artifact = parameters.get("artifact")
     if isinstance(artifact, dict) and artifact.get("sha256") and not is_stored(str(artifact["sha256"]).lower()):
         missing.append("artifact")
@@ -482,6 +493,12 @@ def sweep_unreferenced(*, grace: timedelta = SWEEP_GRACE, now: float | None = No
             kept_referenced += 1
             continue
         _unlink(path)
-        removed.append({"file": name, "size": stat.st_size, "temporary": is_temp,
-                        "age_hours": round((now - stat.st_mtime) / 3600, 1)})
+        removed.append(
+            {
+                "file": name,
+                "size": stat.st_size,
+                "temporary": is_temp,
+                "age_hours": round((now - stat.st_mtime) / 3600, 1),
+            }
+        )
     return {"removed": removed, "kept_referenced": kept_referenced, "kept_recent": kept_recent}

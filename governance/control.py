@@ -69,8 +69,13 @@ def stop_task(user, task_id: str, reason: str) -> OpsTask:
             raise Conflict(f"task {task_id} is {task.status}; nothing to stop")
         task.stop_requested, task.stop_reason = True, reason
         task.save(update_fields=["stop_requested", "stop_reason", "updated_at"])
-        audit.record(user, "killswitch.task", task=task.task_id, target=task.system.code,
-                     payload={"reason": reason, "status": task.status, "institution": task.system.institution.code})
+        audit.record(
+            user,
+            "killswitch.task",
+            task=task.task_id,
+            target=task.system.code,
+            payload={"reason": reason, "status": task.status, "institution": task.system.institution.code},
+        )
         if task.status != Status.EXECUTING:
             task.steps.filter(status=StepStatus.PENDING).update(status=StepStatus.SKIPPED)
             apply_transition(user, task, "abort", reason, reason=f"kill switch: {reason}")
@@ -146,8 +151,12 @@ def execution_started(task_pk: int) -> OpsTask | None:
             apply_transition("system", task, "abort", task.stop_reason, reason=f"kill switch: {task.stop_reason}")
             return None
         if not execution_allowed():
-            audit.record("system", "execution.blocked", task=task.task_id,
-                         payload={"reason": f"global stop: {global_stop_reason()}"})
+            audit.record(
+                "system",
+                "execution.blocked",
+                task=task.task_id,
+                payload={"reason": f"global stop: {global_stop_reason()}"},
+            )
             return None
         apply_transition("system", task, "start_execution")
     return task
@@ -158,8 +167,15 @@ def execution_finished(task_pk: int, package: dict) -> OpsTask:
         task = lock_task(pk=task_pk)
         apply_transition("system", task, "finish_execution", package, reason="execution finished; PM validation")
         for pm in _validators_for(task):
-            notify(pm, Message(f"결과 검증 요청\n{describe(task)}", kind="validation", task=task,
-                               link=f"{task_link(task)}validate/"))
+            notify(
+                pm,
+                Message(
+                    f"결과 검증 요청\n{describe(task)}",
+                    kind="validation",
+                    task=task,
+                    link=f"{task_link(task)}validate/",
+                ),
+            )
     return task
 
 
@@ -181,8 +197,15 @@ def execution_failed(task_pk: int, outcome: str, reason: str) -> OpsTask:
         if outcome != Status.FAILED_ROLLED_BACK:
             people |= set(users_in("admin"))
         for person in people:
-            notify(person, Message(f"[{task.get_status_display()}] {task.task_id}: {reason}", kind="alert",
-                                   task=task, link=task_link(task)))
+            notify(
+                person,
+                Message(
+                    f"[{task.get_status_display()}] {task.task_id}: {reason}",
+                    kind="alert",
+                    task=task,
+                    link=task_link(task),
+                ),
+            )
     return task
 
 
@@ -198,16 +221,25 @@ def open_inspection_ticket(system: System, servers, title: str, findings: dict) 
     ownership = SystemOwner.objects.select_related("owner").filter(system=system).first()
     with transaction.atomic():
         task = OpsTask.objects.create(
-            task_id=next_task_id(), category=policy.CATEGORY_BY_SUBTYPE[SubType.MEMORY_CHECK],
-            sub_type=SubType.MEMORY_CHECK, title=title[:200], system=system, parameters={"findings": findings},
-            requester=ownership.supervisor if ownership else system.institution.pm, channel="SCHEDULE",
-            risk=policy.RISK_BY_SUBTYPE[SubType.MEMORY_CHECK], result_package={"findings": findings}, urgent=True,
+            task_id=next_task_id(),
+            category=policy.CATEGORY_BY_SUBTYPE[SubType.MEMORY_CHECK],
+            sub_type=SubType.MEMORY_CHECK,
+            title=title[:200],
+            system=system,
+            parameters={"findings": findings},
+            requester=ownership.supervisor if ownership else system.institution.pm,
+            channel="SCHEDULE",
+            risk=policy.RISK_BY_SUBTYPE[SubType.MEMORY_CHECK],
+            result_package={"findings": findings},
+            urgent=True,
         )
         task.targets.set(servers)
         audit_task("system", "inspection.ticket", task, findings=findings)
         if ownership:
-            notify(ownership.owner, Message(f"정기 점검 임계치 초과\n{describe(task)}", kind="alert", task=task,
-                                            link=task_link(task)))
+            notify(
+                ownership.owner,
+                Message(f"정기 점검 임계치 초과\n{describe(task)}", kind="alert", task=task, link=task_link(task)),
+            )
     return task
 
 
@@ -227,25 +259,42 @@ def validate_result(user, task_id: str, verdict: str, comments: str = "", plan_s
         if user.pk == task.requester_id:
             raise Forbidden("nobody validates their own request (four-eyes rule)")
         plans.check_plan(task, plan_sha256)
-        decided = audit.record(user, "validation.decided", task=task.task_id,
-                     payload={"verdict": verdict, "comments": comments, "round": task.rework_round,
-                              "institution": task.system.institution.code, "plan_sha256": task.plan_sha256,
-                              "playbook_version": task.playbook_version})
+        decided = audit.record(
+            user,
+            "validation.decided",
+            task=task.task_id,
+            payload={
+                "verdict": verdict,
+                "comments": comments,
+                "round": task.rework_round,
+                "institution": task.system.institution.code,
+                "plan_sha256": task.plan_sha256,
+                "playbook_version": task.playbook_version,
+            },
+        )
         publish_line(task.task_id, decided)
         if verdict == "approve":
             apply_transition(user, task, "complete", reason="PM validated the result")
-            notify(task.requester, Message(f"완료되었습니다: {task.task_id} {task.title}", kind="completed",
-                                           task=task, link=task_link(task)))
+            notify(
+                task.requester,
+                Message(
+                    f"완료되었습니다: {task.task_id} {task.title}", kind="completed", task=task, link=task_link(task)
+                ),
+            )
         elif verdict == "rework":
-            apply_transition(user, task, "send_back", comments,
-                             reason=f"rework round {task.rework_round + 1}: {comments}")
-            notify(task.requester, Message(f"재작업 요청 ({task.task_id}): {comments}", kind="rework", task=task,
-                                           link=task_link(task)))
+            apply_transition(
+                user, task, "send_back", comments, reason=f"rework round {task.rework_round + 1}: {comments}"
+            )
+            notify(
+                task.requester,
+                Message(f"재작업 요청 ({task.task_id}): {comments}", kind="rework", task=task, link=task_link(task)),
+            )
             if task.category == "CODE_CHANGE":
                 enqueue_execution(task)  # the work agent reworks from the instructions
         else:
-            apply_transition(user, task, "require_manual", f"taken over by {user}: {comments}",
-                        reason=f"PM took over: {comments}")
+            apply_transition(
+                user, task, "require_manual", f"taken over by {user}: {comments}", reason=f"PM took over: {comments}"
+            )
     return task
 
 

@@ -39,11 +39,18 @@ def build_war(version: str) -> bytes:
     entries = [
         ("META-INF/MANIFEST.MF", manifest, zipfile.ZIP_DEFLATED),
         ("WEB-INF/classes/version.properties", f"version={version}\n", zipfile.ZIP_STORED),
-        ("WEB-INF/web.xml", '<?xml version="1.0" encoding="UTF-8"?>\n'
-                            '<web-app xmlns="https://jakarta.ee/xml/ns/jakartaee" version="6.0">\n'
-                            "  <display-name>guardia-demo-app</display-name>\n</web-app>\n", zipfile.ZIP_DEFLATED),
-        ("index.html", f"<!doctype html><title>GUARDiA demo</title><p>demo application {version}</p>\n",
-         zipfile.ZIP_DEFLATED),
+        (
+            "WEB-INF/web.xml",
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<web-app xmlns="https://jakarta.ee/xml/ns/jakartaee" version="6.0">\n'
+            "  <display-name>guardia-demo-app</display-name>\n</web-app>\n",
+            zipfile.ZIP_DEFLATED,
+        ),
+        (
+            "index.html",
+            f"<!doctype html><title>GUARDiA demo</title><p>demo application {version}</p>\n",
+            zipfile.ZIP_DEFLATED,
+        ),
     ]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:

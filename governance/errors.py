@@ -27,8 +27,11 @@ class Invalid(GovernanceError):
     def from_fields(cls, errors: dict[str, str]) -> Invalid:
         """One error naming every field; ``field`` is the first one's top-level name."""
         first = next(iter(errors))
-        return cls("; ".join(f"{name}: {message}" for name, message in errors.items()),
-                   field=first.split(".", 1)[0], errors=errors)
+        return cls(
+            "; ".join(f"{name}: {message}" for name, message in errors.items()),
+            field=first.split(".", 1)[0],
+            errors=errors,
+        )
 
 
 class Forbidden(GovernanceError):

@@ -27,14 +27,21 @@ def escalate_overdue_steps(now: dt.datetime | None = None) -> dict[str, int]:
     for step in open_steps.filter(reminded_at__isnull=True, sla_deadline__gt=now).select_related("task", "assigned_to"):
         half = step.activated_at + (step.sla_deadline - step.activated_at) / 2
         if half <= now and step.assigned_to:
-            notify(step.assigned_to, Message(f"승인 기한 절반 경과: {step.task.task_id} ({step.task.title})",
-                                             kind="reminder", task=step.task, link=task_link(step.task)))
+            notify(
+                step.assigned_to,
+                Message(
+                    f"승인 기한 절반 경과: {step.task.task_id} ({step.task.title})",
+                    kind="reminder",
+                    task=step.task,
+                    link=task_link(step.task),
+                ),
+            )
             ApprovalStep.objects.filter(pk=step.pk).update(reminded_at=now)
             counts["reminded"] += 1
     overdue = list(open_steps.filter(sla_deadline__lte=now).values_list("pk", flat=True))
     for chunk_start in range(0, len(overdue), CHUNK):
         with transaction.atomic(), notify_batched():
-            for outcome in _escalate_chunk(overdue[chunk_start:chunk_start + CHUNK], now):
+            for outcome in _escalate_chunk(overdue[chunk_start : chunk_start + CHUNK], now):
                 counts[outcome] += 1
     return counts
 
@@ -50,17 +57,20 @@ def _escalate_chunk(step_pks: list[int], now: dt.datetime):
     of = ("self",) if connection.features.has_select_for_update_of else ()
     steps = list(
         ApprovalStep.objects.select_for_update(skip_locked=skip, of=of)
-        .filter(pk__in=step_pks, status=StepStatus.PENDING, sla_deadline__lte=now,
-                task__status=Status.PENDING_APPROVAL)
+        .filter(pk__in=step_pks, status=StepStatus.PENDING, sla_deadline__lte=now, task__status=Status.PENDING_APPROVAL)
         .select_related("assigned_to", "original_owner", *(f"task__{name}" for name in TASK_RELATED))
         .prefetch_related("task__targets")
     )
     task_ids = [step.task_id for step in steps]
-    locked = set(OpsTask.objects.select_for_update(skip_locked=skip).filter(pk__in=task_ids)
-                 .values_list("pk", flat=True))
+    locked = set(
+        OpsTask.objects.select_for_update(skip_locked=skip).filter(pk__in=task_ids).values_list("pk", flat=True)
+    )
     excluded: dict[int, set[int]] = defaultdict(set)
-    for task_id, approver in (ApprovalStep.objects.filter(task_id__in=task_ids).exclude(actual_approver=None)
-                              .values_list("task_id", "actual_approver_id")):
+    for task_id, approver in (
+        ApprovalStep.objects.filter(task_id__in=task_ids)
+        .exclude(actual_approver=None)
+        .values_list("task_id", "actual_approver_id")
+    ):
         excluded[task_id].add(approver)
     yield from ("skipped" for _ in range(len(step_pks) - len(steps)))
     for step in steps:
@@ -84,15 +94,24 @@ def _escalate_one(step: ApprovalStep, now: dt.datetime, excluded: set[int]) -> s
         task.steps.filter(status=StepStatus.PENDING).update(status=StepStatus.SKIPPED)
         audit_task("system", "approval.expired", task, step=step.step_order, last_assignee=str(previous or ""))
         apply_transition("system", task, "reject", reason="expired: nobody answered within the SLA")
-        notify(task.requester, Message(f"승인 기한 만료로 반려: {task.task_id}", kind="rejected", task=task,
-                                       link=task_link(task)))
+        notify(
+            task.requester,
+            Message(f"승인 기한 만료로 반려: {task.task_id}", kind="rejected", task=task, link=task_link(task)),
+        )
         return "expired"
     step.sla_deadline = now + sla_for(task)
     step.save(update_fields=["sla_deadline"])
     task.save(update_fields=["urgent", "updated_at"])
     audit_task("system", "approval.repaged", task, step=step.step_order, assigned_to=str(previous or ""))
     if previous:
-        notify(previous, Message(f"[긴급] 재요청: {describe(task)}", kind="approval", task=task, link=task_link(task),
-                                 actions=[Action("승인", "approve", step.pk), Action("반려", "reject", step.pk)]))
+        notify(
+            previous,
+            Message(
+                f"[긴급] 재요청: {describe(task)}",
+                kind="approval",
+                task=task,
+                link=task_link(task),
+                actions=[Action("승인", "approve", step.pk), Action("반려", "reject", step.pk)],
+            ),
+        )
     return "repaged"
-

@@ -26,8 +26,9 @@ class DecisionForm(forms.Form):
     the service refuses the decision (409) if the task's plan is no longer that one."""
 
     decision = forms.ChoiceField(choices=[("APPROVED", _("승인")), ("REJECTED", _("반려"))])
-    comments = forms.CharField(label=_("의견"), required=False, max_length=2000,
-                               widget=forms.Textarea(attrs={"rows": 2}))
+    comments = forms.CharField(
+        label=_("의견"), required=False, max_length=2000, widget=forms.Textarea(attrs={"rows": 2})
+    )
     plan_sha256 = plan_sha256_field()
 
     def clean(self) -> dict:
@@ -56,10 +57,12 @@ class GlobalStopForm(forms.Form):
 
 
 class ValidationForm(forms.Form):
-    verdict = forms.ChoiceField(choices=[("approve", _("승인(완료)")), ("rework", _("재작업 지시")),
-                                         ("takeover", _("직접 인수"))])
-    comments = forms.CharField(label=_("지시 사항 / 의견"), required=False, max_length=4000,
-                               widget=forms.Textarea(attrs={"rows": 3}))
+    verdict = forms.ChoiceField(
+        choices=[("approve", _("승인(완료)")), ("rework", _("재작업 지시")), ("takeover", _("직접 인수"))]
+    )
+    comments = forms.CharField(
+        label=_("지시 사항 / 의견"), required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 3})
+    )
     plan_sha256 = plan_sha256_field()
 
 
@@ -78,13 +81,13 @@ class OwnerPresenceForm(forms.Form):
             users = users.exclude(pk=owner.pk)  # an owner cannot deputise for themselves
         cast(forms.ModelChoiceField, self.fields["deputy"]).queryset = users
         self.fields["deputy"].error_messages["invalid_choice"] = _(
-            "이 시스템의 요청을 승인할 수 있는 사람만 대리 승인자로 지정할 수 있습니다.")
+            "이 시스템의 요청을 승인할 수 있는 사람만 대리 승인자로 지정할 수 있습니다."
+        )
 
 
 class SearchForm(forms.Form):
     q = forms.CharField(label=_("작업 ID / SR 번호 / 제목"), required=False, max_length=100)
-    institution = forms.ModelChoiceField(label=_("기관"), queryset=Institution.objects.order_by("name"),
-                                         required=False)
+    institution = forms.ModelChoiceField(label=_("기관"), queryset=Institution.objects.order_by("name"), required=False)
     person = forms.CharField(label=_("사람 (요청자·승인자)"), required=False, max_length=150)
 
 
@@ -97,25 +100,36 @@ TEMPLATE_FIELDS: dict[str, tuple[str, ...]] = {
     SubType.DATA_CLEANUP: ("script", "table", "condition"),
 }
 # Playbook parameter named in a validation error → the typed field that feeds it.
-PARAMETER_FIELD = {"artifact_sha256": "artifact", "artifact": "artifact", "version": "version",
-                   "cert_sha256": "cert_file", "key_sha256": "key_file", "chain_sha256": "chain_file",
-                   "cert_path": "cert_path", "key_path": "key_path", "https_port": "https_port", "script": "script",
-                   "args": "table"}
+PARAMETER_FIELD = {
+    "artifact_sha256": "artifact",
+    "artifact": "artifact",
+    "version": "version",
+    "cert_sha256": "cert_file",
+    "key_sha256": "key_file",
+    "chain_sha256": "chain_file",
+    "cert_path": "cert_path",
+    "key_path": "key_path",
+    "https_port": "https_port",
+    "script": "script",
+    "args": "table",
+}
 
 
 class NewRequestForm(forms.Form):
-    """"새 요청": shape only. The system picker offers System.objects.for_user(user); the targets
+    """ "새 요청": shape only. The system picker offers System.objects.for_user(user); the targets
     are the chosen system's servers; governance.services.submit_task decides the rest."""
 
     system = forms.ModelChoiceField(label=_("시스템"), queryset=System.objects.none())
     sub_type = forms.ChoiceField(label=_("작업 유형"), choices=SubType.choices)
     title = forms.CharField(label=_("제목"), max_length=200)
-    targets = forms.ModelMultipleChoiceField(label=_("대상 서버"), queryset=Server.objects.none(), required=False,
-                                             widget=forms.CheckboxSelectMultiple)
+    targets = forms.ModelMultipleChoiceField(
+        label=_("대상 서버"), queryset=Server.objects.none(), required=False, widget=forms.CheckboxSelectMultiple
+    )
     sr_number = forms.CharField(label=_("SR 번호"), max_length=64, required=False)
     emergency = forms.BooleanField(label=_("긴급 (배포 시간 외, 추가 승인)"), required=False)
-    raw_request = forms.CharField(label=_("요청 내용"), required=False, max_length=10000,
-                                  widget=forms.Textarea(attrs={"rows": 2}))
+    raw_request = forms.CharField(
+        label=_("요청 내용"), required=False, max_length=10000, widget=forms.Textarea(attrs={"rows": 2})
+    )
     artifact = forms.FileField(label=_("배포 파일 (WAR/JAR/압축)"), required=False)
     version = forms.CharField(label=_("버전"), max_length=64, required=False)
     cert_file = forms.FileField(label=_("인증서 (PEM)"), required=False)
@@ -127,8 +141,12 @@ class NewRequestForm(forms.Form):
     script = forms.CharField(label=_("등록된 정리 스크립트"), max_length=64, required=False)
     table = forms.CharField(label=_("테이블"), max_length=200, required=False)
     condition = forms.CharField(label=_("조건"), max_length=200, required=False)
-    parameters_json = forms.CharField(label=_("기타 파라미터 (JSON)"), required=False, max_length=20000,
-                                      widget=forms.Textarea(attrs={"rows": 3, "placeholder": '{"rollout": {...}}'}))
+    parameters_json = forms.CharField(
+        label=_("기타 파라미터 (JSON)"),
+        required=False,
+        max_length=20000,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": '{"rollout": {...}}'}),
+    )
 
     def __init__(self, *args, user=None, system: System | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -170,8 +188,11 @@ class NewRequestForm(forms.Form):
 
     def uploads(self) -> dict:
         allowed = self._template_fields()
-        return {name: self.cleaned_data[name] for name in ("artifact", "cert_file", "key_file", "chain_file")
-                if self.cleaned_data.get(name) and name in allowed}
+        return {
+            name: self.cleaned_data[name]
+            for name in ("artifact", "cert_file", "key_file", "chain_file")
+            if self.cleaned_data.get(name) and name in allowed
+        }
 
     def _template_fields(self) -> tuple[str, ...]:
         """The typed fields of the chosen template (none before a template is chosen)."""

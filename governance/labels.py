@@ -60,8 +60,10 @@ DECISION_LABELS = {
 # as written); the pages show them in Korean. Anything else (an approver's comment, an
 # engine failure text) is shown as it was written.
 REASON_PATTERNS = [
-    (re.compile(r"^all approval steps approved \(plan (?P<plan>\w*), playbook (?P<playbook>.*)\)$"),
-     _("모든 승인 단계 승인 (계획 %(plan)s, 플레이북 %(playbook)s)")),
+    (
+        re.compile(r"^all approval steps approved \(plan (?P<plan>\w*), playbook (?P<playbook>.*)\)$"),
+        _("모든 승인 단계 승인 (계획 %(plan)s, 플레이북 %(playbook)s)"),
+    ),
     (re.compile(r"^all approval steps approved$"), _("모든 승인 단계 승인")),
     (re.compile(r"^auto-approved: tier (?P<tier>\d), (?P<risk>\w+)$"), _("자동 승인: %(tier)s등급, 위험도 %(risk)s")),
     (re.compile(r"^withdrawn by the requester$"), _("요청자가 취소함")),
@@ -70,8 +72,10 @@ REASON_PATTERNS = [
     (re.compile(r"^execution finished; PM validation$"), _("실행 완료, PM 검증 대기")),
     (re.compile(r"^PM validated the result$"), _("PM이 결과를 검증함")),
     (re.compile(r"^rework round (?P<round>\d+): (?P<comments>.*)$", re.S), _("재작업 %(round)s회차: %(comments)s")),
-    (re.compile(r"^taken over by (?P<user>[^:]+): (?P<comments>.*)$", re.S),
-     _("%(user)s 님이 직접 인수: %(comments)s")),
+    (
+        re.compile(r"^taken over by (?P<user>[^:]+): (?P<comments>.*)$", re.S),
+        _("%(user)s 님이 직접 인수: %(comments)s"),
+    ),
 ]
 
 

@@ -107,8 +107,9 @@ def sees_all_tasks(user) -> bool:
 
 
 # Parameter names whose values are secrets: shown as "****" on every page and API answer.
-SECRET_NAME = re.compile(r"pass(word|wd|phrase)|secret|token|credential|private_?key|api_?key|authori[sz]ation",
-                         re.IGNORECASE)
+SECRET_NAME = re.compile(
+    r"pass(word|wd|phrase)|secret|token|credential|private_?key|api_?key|authori[sz]ation", re.IGNORECASE
+)
 MASK = "****"
 
 
@@ -233,9 +234,12 @@ class OpsTask(ConcurrentTransitionMixin, models.Model):
         if not sha256:
             return None
         upload: dict = next((u for u in (self.plan or {}).get("uploads", []) if u.get("sha256") == sha256), {})
-        return {"name": str(record.get("name") or upload.get("name") or ""),
-                "size": record.get("size", upload.get("size")), "sha256": sha256,
-                "version": str(parameters.get("version") or "")}
+        return {
+            "name": str(record.get("name") or upload.get("name") or ""),
+            "size": record.get("size", upload.get("size")),
+            "sha256": sha256,
+            "version": str(parameters.get("version") or ""),
+        }
 
     # --- lifecycle; bodies only change self ----------------------------------------
     @transition(field=status, source=Status.RECEIVED, target=Status.PARSED)
@@ -246,8 +250,13 @@ class OpsTask(ConcurrentTransitionMixin, models.Model):
     def request_approval(self) -> None:
         pass
 
-    @transition(field=status, source=[Status.PARSED, Status.PENDING_APPROVAL], target=Status.APPROVED,
-                conditions=[not_stopping], permission="governance.decide_step")
+    @transition(
+        field=status,
+        source=[Status.PARSED, Status.PENDING_APPROVAL],
+        target=Status.APPROVED,
+        conditions=[not_stopping],
+        permission="governance.decide_step",
+    )
     def approve(self) -> None:
         self.approved_at = timezone.now()
         self.current_approver = None
@@ -257,13 +266,16 @@ class OpsTask(ConcurrentTransitionMixin, models.Model):
         self.current_approver = None
         self.finished_at = timezone.now()
 
-    @transition(field=status, source=[Status.RECEIVED, Status.PARSED, Status.PENDING_APPROVAL], target=Status.CANCELLED,
-                permission=lambda task, user: user.pk == task.requester_id or user.is_superuser)
+    @transition(
+        field=status,
+        source=[Status.RECEIVED, Status.PARSED, Status.PENDING_APPROVAL],
+        target=Status.CANCELLED,
+        permission=lambda task, user: user.pk == task.requester_id or user.is_superuser,
+    )
     def cancel(self) -> None:
         self.finished_at = timezone.now()
 
-    @transition(field=status, source=Status.APPROVED, target=Status.EXECUTING,
-                conditions=[not_stopping])
+    @transition(field=status, source=Status.APPROVED, target=Status.EXECUTING, conditions=[not_stopping])
     def start_execution(self) -> None:
         pass
 
@@ -276,8 +288,12 @@ class OpsTask(ConcurrentTransitionMixin, models.Model):
         self.failure_reason = reason
         self.finished_at = timezone.now()
 
-    @transition(field=status, source=[Status.EXECUTING, Status.PENDING_PM_VALIDATION, Status.STATE_UNCERTAIN],
-                target=Status.MANUAL_INTERVENTION_REQUIRED, permission="governance.validate_result")
+    @transition(
+        field=status,
+        source=[Status.EXECUTING, Status.PENDING_PM_VALIDATION, Status.STATE_UNCERTAIN],
+        target=Status.MANUAL_INTERVENTION_REQUIRED,
+        permission="governance.validate_result",
+    )
     def require_manual(self, reason: str) -> None:
         self.failure_reason = reason
 
@@ -285,19 +301,26 @@ class OpsTask(ConcurrentTransitionMixin, models.Model):
     def lose_contact(self, reason: str) -> None:
         self.failure_reason = reason
 
-    @transition(field=status, source=STOPPABLE, target=Status.ABORTED,
-                permission="governance.use_kill_switch")
+    @transition(field=status, source=STOPPABLE, target=Status.ABORTED, permission="governance.use_kill_switch")
     def abort(self, reason: str) -> None:
         self.stop_reason = reason
         self.finished_at = timezone.now()
 
-    @transition(field=status, source=Status.PENDING_PM_VALIDATION, target=Status.COMPLETED,
-                permission="governance.validate_result")
+    @transition(
+        field=status,
+        source=Status.PENDING_PM_VALIDATION,
+        target=Status.COMPLETED,
+        permission="governance.validate_result",
+    )
     def complete(self) -> None:
         self.finished_at = timezone.now()
 
-    @transition(field=status, source=Status.PENDING_PM_VALIDATION, target=Status.APPROVED,
-                permission="governance.validate_result")
+    @transition(
+        field=status,
+        source=Status.PENDING_PM_VALIDATION,
+        target=Status.APPROVED,
+        permission="governance.validate_result",
+    )
     def send_back(self, instructions: str) -> None:
         """PM rejects the result package: rework with instructions, round counted."""
         self.pm_instructions = instructions

@@ -72,18 +72,29 @@ class InboxAdapter:
 
 def _push(notes: list[Notification]) -> None:
     for note in notes:
-        events.send_on_commit(events.user_group(note.user_id), events.LiveEvent(
-            kind="notification", task_id=note.task.task_id if note.task else "", message=note.message,
-            data={"id": note.pk, "link": note.link, "kind": note.kind},
-        ))
+        events.send_on_commit(
+            events.user_group(note.user_id),
+            events.LiveEvent(
+                kind="notification",
+                task_id=note.task.task_id if note.task else "",
+                message=note.message,
+                data={"id": note.pk, "link": note.link, "kind": note.kind},
+            ),
+        )
         if note.task is not None:
             # The task page's timeline shows notifications too: the same line live as after a reload.
             from .reports import live_line  # reports imports this module
 
             line = live_line(note)
-            events.send_on_commit(events.task_group(note.task.task_id), events.LiveEvent(
-                kind="timeline", task_id=note.task.task_id, message=line["text"],
-                data={"action": "notification", "line": line}))
+            events.send_on_commit(
+                events.task_group(note.task.task_id),
+                events.LiveEvent(
+                    kind="timeline",
+                    task_id=note.task.task_id,
+                    message=line["text"],
+                    data={"action": "notification", "line": line},
+                ),
+            )
 
 
 @contextmanager

@@ -57,8 +57,10 @@ def summary(plan: dict[str, Any], sha256: str) -> str:
     sets = plan.get("step_sets") or []
     servers = sum(len(s.get("servers") or []) for s in sets)
     commands = sum(1 for s in sets for step in s.get("steps") or [] if step.get("command"))
-    return (f"실행 계획 {sha256[:12]} · {plan.get('playbook', '')} v{plan.get('playbook_version', '')} · "
-            f"서버 {servers}대 · 명령 {commands}개 (단계 묶음 {len(sets)}개)")
+    return (
+        f"실행 계획 {sha256[:12]} · {plan.get('playbook', '')} v{plan.get('playbook_version', '')} · "
+        f"서버 {servers}대 · 명령 {commands}개 (단계 묶음 {len(sets)}개)"
+    )
 
 
 def check_plan(task, shown_sha256: str = "") -> None:
@@ -67,32 +69,48 @@ def check_plan(task, shown_sha256: str = "") -> None:
     Conflict (409) otherwise; nothing has been changed yet when it does."""
     shown_sha256 = (shown_sha256 or "").strip().lower()
     if shown_sha256 and shown_sha256 != task.plan_sha256:
-        raise Conflict(f"{PLAN_CHANGED}: {task.task_id}의 실행 계획이 화면에 표시된 것과 다릅니다. "
-                       "새 계획을 확인한 뒤 다시 결정하세요.", field="plan_sha256")
+        raise Conflict(
+            f"{PLAN_CHANGED}: {task.task_id}의 실행 계획이 화면에 표시된 것과 다릅니다. "
+            "새 계획을 확인한 뒤 다시 결정하세요.",
+            field="plan_sha256",
+        )
     if task.plan and plan_sha256(task.plan) != task.plan_sha256:
-        raise Conflict(f"{PLAN_CHANGED}: {task.task_id}의 저장된 실행 계획이 접수 때의 해시와 다릅니다.",
-                       field="plan_sha256")
+        raise Conflict(
+            f"{PLAN_CHANGED}: {task.task_id}의 저장된 실행 계획이 접수 때의 해시와 다릅니다.", field="plan_sha256"
+        )
 
 
 def alert_plan_changed(task, approved_sha256: str, current_sha256: str) -> None:
     """The engine rendered the plan again before running and it differs from the approved
     one: record it in the audit chain and tell the system's owner and the PMs. The engine
     refuses to run; nothing on the servers was changed."""
-    audit.record("system", "execution.plan_mismatch", task=task.task_id, target=task.system.code,
-                 payload={"institution": task.system.institution.code, "approved_sha256": approved_sha256,
-                          "current_sha256": current_sha256, "playbook": task.playbook,
-                          "playbook_version": task.playbook_version})
+    audit.record(
+        "system",
+        "execution.plan_mismatch",
+        task=task.task_id,
+        target=task.system.code,
+        payload={
+            "institution": task.system.institution.code,
+            "approved_sha256": approved_sha256,
+            "current_sha256": current_sha256,
+            "playbook": task.playbook,
+            "playbook_version": task.playbook_version,
+        },
+    )
     # The PMs are whoever may validate results (the role's permission, not a group name).
-    pms = get_user_model().objects.with_perm("governance.validate_result", include_superusers=False,
-                                             backend="django.contrib.auth.backends.ModelBackend")
+    pms = get_user_model().objects.with_perm(
+        "governance.validate_result", include_superusers=False, backend="django.contrib.auth.backends.ModelBackend"
+    )
     people = {user.pk: user for user in pms.filter(is_active=True)}
     if task.system.institution.pm_id:
         people.setdefault(task.system.institution.pm_id, task.system.institution.pm)
     ownership = ownership_of(task)
     if ownership is not None and ownership.owner_id:
         people.setdefault(ownership.owner_id, ownership.owner)
-    text = (f"[경고] {task.task_id} 실행 거부: 승인 후 실행 계획이 바뀌었습니다 "
-            f"(승인된 계획 {approved_sha256[:12]}, 현재 계획 {current_sha256[:12]}). "
-            "서버에는 아무것도 변경되지 않았습니다. 요청을 확인하고 다시 접수하세요.")
+    text = (
+        f"[경고] {task.task_id} 실행 거부: 승인 후 실행 계획이 바뀌었습니다 "
+        f"(승인된 계획 {approved_sha256[:12]}, 현재 계획 {current_sha256[:12]}). "
+        "서버에는 아무것도 변경되지 않았습니다. 요청을 확인하고 다시 접수하세요."
+    )
     for user in people.values():
         notify(user, Message(text, kind="alert", task=task, link=task_link(task)))

@@ -23,8 +23,12 @@ def visible_tasks(user) -> QuerySet[OpsTask]:
 
 def visible_task(user, task_id: str) -> OpsTask:
     """The task if the user may see it; NotFound (404) otherwise, with nothing about its state."""
-    task = (visible_tasks(user).filter(task_id=str(task_id))
-            .select_related("system__institution", "requester", "current_approver").first())
+    task = (
+        visible_tasks(user)
+        .filter(task_id=str(task_id))
+        .select_related("system__institution", "requester", "current_approver")
+        .first()
+    )
     if task is None:
         raise NotFound(f"task {task_id} not found")
     return task
@@ -63,9 +67,11 @@ def search_tasks(user, *, q: str = "", institution=None, person: str = "") -> Qu
         # The steps are matched in a subquery of task ids: a join would list a task once
         # per matching step and need a DISTINCT over every column.
         def named(prefix: str) -> Q:
-            return (Q(**{f"{prefix}__username__icontains": person})
-                    | Q(**{f"{prefix}__first_name__icontains": person})
-                    | Q(**{f"{prefix}__last_name__icontains": person}))
+            return (
+                Q(**{f"{prefix}__username__icontains": person})
+                | Q(**{f"{prefix}__first_name__icontains": person})
+                | Q(**{f"{prefix}__last_name__icontains": person})
+            )
 
         deciders = ApprovalStep.objects.filter(named("assigned_to") | named("actual_approver")).values("task_id")
         tasks = tasks.filter(named("requester") | Q(pk__in=deciders))
@@ -88,4 +94,3 @@ def diff_lines(diff: str) -> list[tuple[str, str]]:
             css = "ctx"
         lines.append((css, line))
     return lines
-

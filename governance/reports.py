@@ -21,8 +21,14 @@ from .text import shorten
 WAITING = [Status.RECEIVED, Status.PARSED, Status.PENDING_APPROVAL]
 IN_PROGRESS = [Status.APPROVED, Status.EXECUTING, Status.PENDING_PM_VALIDATION]
 DONE = [Status.COMPLETED]
-FAILED = [Status.REJECTED, Status.CANCELLED, Status.ABORTED, Status.FAILED_ROLLED_BACK,
-          Status.MANUAL_INTERVENTION_REQUIRED, Status.STATE_UNCERTAIN]
+FAILED = [
+    Status.REJECTED,
+    Status.CANCELLED,
+    Status.ABORTED,
+    Status.FAILED_ROLLED_BACK,
+    Status.MANUAL_INTERVENTION_REQUIRED,
+    Status.STATE_UNCERTAIN,
+]
 EXECUTION_FAILED = [Status.FAILED_ROLLED_BACK, Status.MANUAL_INTERVENTION_REQUIRED, Status.STATE_UNCERTAIN]
 
 AUDIT_TEXT = {
@@ -42,16 +48,20 @@ def _audit_text(entry: AuditEntry) -> str:
     p = entry.payload or {}
     label = AUDIT_TEXT.get(entry.action) or action_label(entry.action)
     if entry.action == "task.transition":
-        return (f"{label}: {status_label(p.get('source', ''))} → {status_label(p.get('target', ''))}"
-                + (f" ({reason_label(p['reason'])})" if p.get("reason") else ""))
+        return f"{label}: {status_label(p.get('source', ''))} → {status_label(p.get('target', ''))}" + (
+            f" ({reason_label(p['reason'])})" if p.get("reason") else ""
+        )
     if entry.action in ("approval.assigned", "approval.escalated"):
         via = f" ← {p['escalated_from']}" if p.get("escalated_from") else ""
         who = p.get("assigned_to") or "없음"
-        return (f"{label}: {p.get('step')}단계 {role_label(p.get('role', ''))} → {who}{via} "
-                f"[{routing_label(p.get('routing', ''))}]")
+        return (
+            f"{label}: {p.get('step')}단계 {role_label(p.get('role', ''))} → {who}{via} "
+            f"[{routing_label(p.get('routing', ''))}]"
+        )
     if entry.action == "approval.decided":
-        return (f"{label}: {p.get('step')}단계 {decision_label(p.get('decision', ''))} — "
-                f"{p.get('comments', '')}").rstrip(" —")
+        return (
+            f"{label}: {p.get('step')}단계 {decision_label(p.get('decision', ''))} — {p.get('comments', '')}"
+        ).rstrip(" —")
     if entry.action.startswith("execution.") and p.get("text"):
         return str(p["text"])  # written in Korean by the execution layer (a wait, a recovery)
     if entry.action.startswith("execution."):
@@ -61,15 +71,27 @@ def _audit_text(entry: AuditEntry) -> str:
 
 def audit_line(entry: AuditEntry) -> dict:
     """One timeline line from an audit entry: the task page and its live updates both use it."""
-    return {"time": entry.created_at, "when": local_time(entry.created_at), "kind": entry.action,
-            "kind_label": timeline_kind_label(entry.action), "actor": entry.actor, "text": _audit_text(entry),
-            "data": entry.payload}
+    return {
+        "time": entry.created_at,
+        "when": local_time(entry.created_at),
+        "kind": entry.action,
+        "kind_label": timeline_kind_label(entry.action),
+        "actor": entry.actor,
+        "text": _audit_text(entry),
+        "data": entry.payload,
+    }
 
 
 def notification_line(note: Notification) -> dict:
-    return {"time": note.created_at, "when": local_time(note.created_at), "kind": "notification",
-            "kind_label": timeline_kind_label("notification"), "actor": "system",
-            "text": f"알림 → {note.user}: {shorten(note.message, 120)}", "data": {"to": note.user.get_username()}}
+    return {
+        "time": note.created_at,
+        "when": local_time(note.created_at),
+        "kind": "notification",
+        "kind_label": timeline_kind_label("notification"),
+        "actor": "system",
+        "text": f"알림 → {note.user}: {shorten(note.message, 120)}",
+        "data": {"to": note.user.get_username()},
+    }
 
 
 def local_time(moment: dt.datetime) -> str:
@@ -79,8 +101,14 @@ def local_time(moment: dt.datetime) -> str:
 
 def line_payload(line: dict) -> dict:
     """A timeline line for a live event: the fields the page renders, already formatted."""
-    return {"when": line["when"], "iso": timezone.localtime(line["time"]).isoformat(), "kind": line["kind"],
-            "kind_label": str(line["kind_label"]), "actor": line["actor"], "text": line["text"]}
+    return {
+        "when": line["when"],
+        "iso": timezone.localtime(line["time"]).isoformat(),
+        "kind": line["kind"],
+        "kind_label": str(line["kind_label"]),
+        "actor": line["actor"],
+        "text": line["text"],
+    }
 
 
 def live_line(source) -> dict:
@@ -146,12 +174,16 @@ def _per_period(tasks) -> dict:
         return {"granularity": "day", "rows": []}
     first, last = timezone.localdate(span["first"]), timezone.localdate(span["last"])
     if (last - first).days <= DAILY_UP_TO_DAYS:
-        counts = {row["day"]: row["n"] for row in
-                  tasks.annotate(day=TruncDate("created_at")).values("day").annotate(n=Count("pk"))}
+        counts = {
+            row["day"]: row["n"]
+            for row in tasks.annotate(day=TruncDate("created_at")).values("day").annotate(n=Count("pk"))
+        }
         days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
         return {"granularity": "day", "rows": [{"label": d.isoformat(), "n": counts.get(d, 0)} for d in days]}
-    counts = {_as_date(row["month"]): row["n"]
-              for row in tasks.annotate(month=TruncMonth("created_at")).values("month").annotate(n=Count("pk"))}
+    counts = {
+        _as_date(row["month"]): row["n"]
+        for row in tasks.annotate(month=TruncMonth("created_at")).values("month").annotate(n=Count("pk"))
+    }
     months, cursor = [], first.replace(day=1)
     while cursor <= last:
         months.append(cursor)
@@ -163,8 +195,9 @@ def statistics(user) -> dict:
     # order_by(): every figure below is an aggregate, and the default ordering (created_at)
     # would join each GROUP BY, one group per task.
     tasks = OpsTask.objects.visible_to(user).order_by()
-    per_institution = list(tasks.values("system__institution__name").annotate(n=Count("pk"))
-                           .order_by("-n", "system__institution__name"))
+    per_institution = list(
+        tasks.values("system__institution__name").annotate(n=Count("pk")).order_by("-n", "system__institution__name")
+    )
     per_category = list(tasks.values("category").annotate(n=Count("pk")).order_by("category"))
     period = _per_period(tasks)
     approved = tasks.exclude(approved_at=None)
@@ -172,7 +205,8 @@ def statistics(user) -> dict:
     # Tasks (not steps) with at least one step / one escalated step: EXISTS per task.
     with_steps = tasks.filter(Exists(ApprovalStep.objects.filter(task=OuterRef("pk")))).count()
     escalated = tasks.filter(
-        Exists(ApprovalStep.objects.filter(task=OuterRef("pk"), routing=Routing.ESCALATED))).count()
+        Exists(ApprovalStep.objects.filter(task=OuterRef("pk"), routing=Routing.ESCALATED))
+    ).count()
     succeeded = tasks.filter(status__in=[Status.PENDING_PM_VALIDATION, Status.COMPLETED]).count()
     failed = tasks.filter(status__in=EXECUTION_FAILED).count()
     p50, p90 = _lead_time_percentile(approved, samples, 0.5), _lead_time_percentile(approved, samples, 0.9)
@@ -212,14 +246,23 @@ def statistics_charts(stats: dict) -> dict:
     unit = _("시간") if stats["lead_time_unit"] == "hour" else _("분")
     daily = stats["granularity"] == "day"
     return {
-        "institution": _series([r["label"] for r in stats["per_institution"]],
-                               [r["n"] for r in stats["per_institution"]], "bar"),
-        "category": _series([str(categories.get(r["label"], r["label"])) for r in stats["per_category"]],
-                            [r["n"] for r in stats["per_category"]], "doughnut"),
-        "period": {**_series([r["label"] for r in stats["per_period"]], [r["n"] for r in stats["per_period"]], "line"),
-                   "granularity": stats["granularity"]},
-        "lead_time": _series([str(_("중앙값 (p50)")), str(_("90번째 백분위 (p90)"))],
-                             [stats["lead_time_p50"], stats["lead_time_p90"]], "bar"),
+        "institution": _series(
+            [r["label"] for r in stats["per_institution"]], [r["n"] for r in stats["per_institution"]], "bar"
+        ),
+        "category": _series(
+            [str(categories.get(r["label"], r["label"])) for r in stats["per_category"]],
+            [r["n"] for r in stats["per_category"]],
+            "doughnut",
+        ),
+        "period": {
+            **_series([r["label"] for r in stats["per_period"]], [r["n"] for r in stats["per_period"]], "line"),
+            "granularity": stats["granularity"],
+        },
+        "lead_time": _series(
+            [str(_("중앙값 (p50)")), str(_("90번째 백분위 (p90)"))],
+            [stats["lead_time_p50"], stats["lead_time_p90"]],
+            "bar",
+        ),
         "series_label": str(_("요청 수")),
         "count_axis": str(_("요청 수 (건)")),
         "period_axis": str(_("날짜") if daily else _("월")),

@@ -30,17 +30,30 @@ LOG_EXCERPT_CHARS = 2000
 _VERSION_IN_TEXT = re.compile(r"version=(\S+)")
 
 STATE_LABELS = {
-    "PENDING": _("대기"), "RUNNING": _("실행 중"), "SUCCEEDED": _("성공"), "FAILED": _("실패"),
-    "ROLLED_BACK": _("롤백 완료"), "ROLLBACK_FAILED": _("롤백 실패"), "UNCERTAIN": _("상태 불확실"),
-    "ABORTED": _("중단"), "REFUSED": _("거부"),
+    "PENDING": _("대기"),
+    "RUNNING": _("실행 중"),
+    "SUCCEEDED": _("성공"),
+    "FAILED": _("실패"),
+    "ROLLED_BACK": _("롤백 완료"),
+    "ROLLBACK_FAILED": _("롤백 실패"),
+    "UNCERTAIN": _("상태 불확실"),
+    "ABORTED": _("중단"),
+    "REFUSED": _("거부"),
 }
 # Findings the playbooks record, in the PM's words; unknown keys are shown as they are.
 FINDING_LABELS = {
-    "free_disk_mb": _("배포 경로 여유 공간(MB)"), "port_before": _("변경 전 서비스 포트 응답"),
-    "served_fingerprint": _("서비스 중인 인증서 지문"), "total_mb": _("전체 메모리(MB)"),
+    "free_disk_mb": _("배포 경로 여유 공간(MB)"),
+    "port_before": _("변경 전 서비스 포트 응답"),
+    "served_fingerprint": _("서비스 중인 인증서 지문"),
+    "total_mb": _("전체 메모리(MB)"),
     "used_mb": _("사용 메모리(MB)"),
-    "available_mb": _("가용 메모리(MB)"), "used_percent": _("메모리 사용률(%)"), "path": _("경로"),
-    "free_mb": _("여유 공간(MB)"), "errors": _("오류 줄 수"), "files": _("대상 파일"), "deleted": _("삭제 여부"),
+    "available_mb": _("가용 메모리(MB)"),
+    "used_percent": _("메모리 사용률(%)"),
+    "path": _("경로"),
+    "free_mb": _("여유 공간(MB)"),
+    "errors": _("오류 줄 수"),
+    "files": _("대상 파일"),
+    "deleted": _("삭제 여부"),
     "exit_code": _("종료 코드"),
 }
 CHECK_LABELS = {"port": _("포트"), "http": _("HTTP 응답"), "process": _("프로세스·로그"), "check": _("점검")}
@@ -72,10 +85,15 @@ class HealthCheck:
     def from_json(cls, data: Any) -> HealthCheck:
         if not isinstance(data, dict):
             return cls(name="", kind="check", ok=False, detail=str(data))
-        return cls(name=str(data.get("name") or data.get("server") or ""), kind=str(data.get("kind") or "check"),
-                   ok=bool(data.get("ok")), phase=str(data.get("phase") or "forward"),
-                   status=_int_or_none(data.get("status")), latency_ms=_int_or_none(data.get("latency_ms")),
-                   detail=str(data.get("detail") or data.get("message") or data.get("error") or ""))
+        return cls(
+            name=str(data.get("name") or data.get("server") or ""),
+            kind=str(data.get("kind") or "check"),
+            ok=bool(data.get("ok")),
+            phase=str(data.get("phase") or "forward"),
+            status=_int_or_none(data.get("status")),
+            latency_ms=_int_or_none(data.get("latency_ms")),
+            detail=str(data.get("detail") or data.get("message") or data.get("error") or ""),
+        )
 
 
 @dataclass
@@ -103,7 +121,7 @@ class ServerResult:
         return str(STATE_LABELS.get(self.state, self.state or "-"))
 
     def version_problem(self, expected: str) -> str:
-        """"" when the served version is fine, else why not: "unknown" or "mismatch"."""
+        """ "" when the served version is fine, else why not: "unknown" or "mismatch"."""
         if self.version_after == UNKNOWN_VERSION:
             return "unknown"
         if expected and self.version_after and self.version_after != expected:
@@ -123,13 +141,25 @@ class ServerResult:
             checks = [HealthCheck.from_json(item) for item in health or []]
         after = str(data.get("version_after") or "")
         if not after and isinstance(health, dict):
-            after = next((version_in(str(v.get("body", ""))) for k, v in reversed(list(health.items()))
-                          if isinstance(v, dict) and version_in(str(v.get("body", "")))), "")
-        return cls(server=str(data.get("server") or ""), state=str(data.get("state") or ""),
-                   group=_int_or_none(data.get("group")) or 0, message=str(data.get("message") or ""),
-                   version_before=str(data.get("version_before") or ""), version_after=after,
-                   health=checks, findings=dict(data.get("findings") or {}),
-                   log_excerpt=str(data.get("log_excerpt") or "")[-LOG_EXCERPT_CHARS:])
+            after = next(
+                (
+                    version_in(str(v.get("body", "")))
+                    for k, v in reversed(list(health.items()))
+                    if isinstance(v, dict) and version_in(str(v.get("body", "")))
+                ),
+                "",
+            )
+        return cls(
+            server=str(data.get("server") or ""),
+            state=str(data.get("state") or ""),
+            group=_int_or_none(data.get("group")) or 0,
+            message=str(data.get("message") or ""),
+            version_before=str(data.get("version_before") or ""),
+            version_after=after,
+            health=checks,
+            findings=dict(data.get("findings") or {}),
+            log_excerpt=str(data.get("log_excerpt") or "")[-LOG_EXCERPT_CHARS:],
+        )
 
 
 @dataclass
@@ -164,16 +194,20 @@ class ResultPackage:
         states: dict[str, int] = {}
         for row in self.servers:
             states[row.state] = states.get(row.state, 0) + 1
-        return Summary(total=len(self.servers), succeeded=states.get(SUCCEEDED, 0),
-                       failed=sum(1 for row in self.servers if row.failed),
-                       version_problems=sum(1 for row in self.servers if row.version_problem(self.expected_version)),
-                       states=states)
+        return Summary(
+            total=len(self.servers),
+            succeeded=states.get(SUCCEEDED, 0),
+            failed=sum(1 for row in self.servers if row.failed),
+            version_problems=sum(1 for row in self.servers if row.version_problem(self.expected_version)),
+            states=states,
+        )
 
     def problem(self, row: ServerResult) -> str:
         return row.version_problem(self.expected_version)
 
     def ordered(self) -> list[ServerResult]:
         """Failures first, then version problems, then the rest; by group and name within each."""
+
         def rank(row: ServerResult) -> tuple:
             return (0 if row.failed else 1 if self.problem(row) else 2, row.group, row.server)
 
@@ -192,14 +226,18 @@ class ResultPackage:
     def from_json(cls, data: Any) -> ResultPackage:
         data = dict(data or {}) if isinstance(data, dict) else {}
         if data.get("version") == PACKAGE_VERSION:
-            return cls(playbook=str(data.get("playbook") or ""),
-                       playbook_version=str(data.get("playbook_version") or ""),
-                       outcome=str(data.get("outcome") or ""), reason=str(data.get("reason") or ""),
-                       expected_version=str(data.get("expected_version") or ""),
-                       execution=_int_or_none(data.get("execution")),
-                       servers=[ServerResult.from_json(row) for row in data.get("servers") or []],
-                       diff=str(data.get("diff") or ""), findings=dict(data.get("findings") or {}),
-                       log=str(data.get("log") or ""))
+            return cls(
+                playbook=str(data.get("playbook") or ""),
+                playbook_version=str(data.get("playbook_version") or ""),
+                outcome=str(data.get("outcome") or ""),
+                reason=str(data.get("reason") or ""),
+                expected_version=str(data.get("expected_version") or ""),
+                execution=_int_or_none(data.get("execution")),
+                servers=[ServerResult.from_json(row) for row in data.get("servers") or []],
+                diff=str(data.get("diff") or ""),
+                findings=dict(data.get("findings") or {}),
+                log=str(data.get("log") or ""),
+            )
         return cls._from_legacy(data)
 
     @classmethod
@@ -220,34 +258,68 @@ class ResultPackage:
                 rows[item["server"]].log_excerpt = str(item.get("tail") or "")[-LOG_EXCERPT_CHARS:]
         health = data.get("health")
         if isinstance(health, dict):
-            health = [{"server": key, **(value if isinstance(value, dict) else {"detail": value})}
-                      for key, value in health.items()]
+            health = [
+                {"server": key, **(value if isinstance(value, dict) else {"detail": value})}
+                for key, value in health.items()
+            ]
         for item in health or []:  # hand-made packages: [{"server", "ok", "detail"}]
             item = item if isinstance(item, dict) else {"detail": item}
             server = str(item.get("server") or "")
-            row = rows.setdefault(server, ServerResult(server=server or "-", state=SUCCEEDED if item.get("ok")
-                                                       else "FAILED"))
-            row.health.append(HealthCheck(name="health", kind="check", ok=bool(item.get("ok")),
-                                          detail=str(item.get("detail") or item.get("message") or "")))
+            row = rows.setdefault(
+                server, ServerResult(server=server or "-", state=SUCCEEDED if item.get("ok") else "FAILED")
+            )
+            row.health.append(
+                HealthCheck(
+                    name="health",
+                    kind="check",
+                    ok=bool(item.get("ok")),
+                    detail=str(item.get("detail") or item.get("message") or ""),
+                )
+            )
         log = data.get("log") or ""
         if isinstance(log, list):
             log = "\n".join(line if isinstance(line, str) else repr(line) for line in log)
-        known = {"servers", "findings", "log_excerpt", "health", "log", "diff", "summary", "execution", "playbook",
-                 "playbook_version", "reason", "outcome", "expected_version"}
+        known = {
+            "servers",
+            "findings",
+            "log_excerpt",
+            "health",
+            "log",
+            "diff",
+            "summary",
+            "execution",
+            "playbook",
+            "playbook_version",
+            "reason",
+            "outcome",
+            "expected_version",
+        }
         task_findings.update({k: v for k, v in data.items() if k not in known})
-        return cls(playbook=str(data.get("playbook") or ""), playbook_version=str(data.get("playbook_version") or ""),
-                   outcome=str(data.get("outcome") or ""), reason=str(data.get("reason") or ""),
-                   expected_version=str(data.get("expected_version") or ""),
-                   execution=_int_or_none(data.get("execution")), servers=list(rows.values()),
-                   diff=str(data.get("diff") or ""), findings=task_findings, log=str(log))
+        return cls(
+            playbook=str(data.get("playbook") or ""),
+            playbook_version=str(data.get("playbook_version") or ""),
+            outcome=str(data.get("outcome") or ""),
+            reason=str(data.get("reason") or ""),
+            expected_version=str(data.get("expected_version") or ""),
+            execution=_int_or_none(data.get("execution")),
+            servers=list(rows.values()),
+            diff=str(data.get("diff") or ""),
+            findings=task_findings,
+            log=str(log),
+        )
 
 
 def _legacy_http_check(name: str, value: Any) -> HealthCheck:
     value = value if isinstance(value, dict) else {"body": str(value)}
-    return HealthCheck(name=str(name), kind="http" if "http" in str(name) else "check",
-                       ok=value.get("status") == 200, phase="rollback" if str(name).startswith("rb-") else "forward",
-                       status=_int_or_none(value.get("status")), latency_ms=_int_or_none(value.get("latency_ms")),
-                       detail=str(value.get("body") or "")[:200])
+    return HealthCheck(
+        name=str(name),
+        kind="http" if "http" in str(name) else "check",
+        ok=value.get("status") == 200,
+        phase="rollback" if str(name).startswith("rb-") else "forward",
+        status=_int_or_none(value.get("status")),
+        latency_ms=_int_or_none(value.get("latency_ms")),
+        detail=str(value.get("body") or "")[:200],
+    )
 
 
 def _display(value: Any) -> str:

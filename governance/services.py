@@ -63,9 +63,20 @@ ROLE_LABEL = {"owner": "시스템 담당자", "pm": "PM", "security_officer": "�
 
 
 # --- intake -------------------------------------------------------------------------
-def submit_task(requester, *, system: System, sub_type: str, title: str, targets=(), parameters=None,
-                raw_request: str = "", channel: str = "WEB", emergency: bool = False, sr_number: str = "",
-                parsed: dict | None = None) -> OpsTask:
+def submit_task(
+    requester,
+    *,
+    system: System,
+    sub_type: str,
+    title: str,
+    targets=(),
+    parameters=None,
+    raw_request: str = "",
+    channel: str = "WEB",
+    emergency: bool = False,
+    sr_number: str = "",
+    parsed: dict | None = None,
+) -> OpsTask:
     if not requester.has_perm("governance.submit_task"):
         raise Forbidden("you may not submit requests")
     if not System.objects.for_user(requester).filter(pk=system.pk).exists():
@@ -87,13 +98,23 @@ def submit_task(requester, *, system: System, sub_type: str, title: str, targets
             raise _parameter_error(exc) from exc
     missing = attachments.missing_attachments(parameters)
     if missing:
-        raise Invalid(f"no stored attachment for {', '.join(missing)}: upload the file with the request",
-                      field="parameters")
-    plan = policy.plan_for(sub_type=sub_type, tier=system.institution.tier, sensitive=system.sensitive,
-                           in_window=system.in_window(), emergency=emergency)
+        raise Invalid(
+            f"no stored attachment for {', '.join(missing)}: upload the file with the request", field="parameters"
+        )
+    plan = policy.plan_for(
+        sub_type=sub_type,
+        tier=system.institution.tier,
+        sensitive=system.sensitive,
+        in_window=system.in_window(),
+        emergency=emergency,
+    )
     if plan.refused:
-        audit.record(requester, "task.refused", target=system.code,
-                     payload={"reason": plan.refused, "sub_type": sub_type, "institution": system.institution.code})
+        audit.record(
+            requester,
+            "task.refused",
+            target=system.code,
+            payload={"reason": plan.refused, "sub_type": sub_type, "institution": system.institution.code},
+        )
         raise Invalid(f"{plan.refused}; mark it as an emergency to request an extra approval", field="emergency")
     with transaction.atomic():
         task_id = next_task_id()
@@ -101,23 +122,44 @@ def submit_task(requester, *, system: System, sub_type: str, title: str, targets
         # A refusal rolls the whole transaction back, task number included.
         execution_plan = _render_plan(sub_type, parameters, system, targets, task_id)
         task = OpsTask.objects.create(
-            task_id=task_id, category=policy.CATEGORY_BY_SUBTYPE[sub_type], sub_type=sub_type,
-            title=title.strip()[:200], raw_request=raw_request, sr_number=sr_number, system=system,
-            parameters=parameters, requester=requester, channel=channel, risk=plan.risk, emergency=emergency,
-            playbook=sub_type, plan=execution_plan, plan_sha256=plans.plan_sha256(execution_plan),
+            task_id=task_id,
+            category=policy.CATEGORY_BY_SUBTYPE[sub_type],
+            sub_type=sub_type,
+            title=title.strip()[:200],
+            raw_request=raw_request,
+            sr_number=sr_number,
+            system=system,
+            parameters=parameters,
+            requester=requester,
+            channel=channel,
+            risk=plan.risk,
+            emergency=emergency,
+            playbook=sub_type,
+            plan=execution_plan,
+            plan_sha256=plans.plan_sha256(execution_plan),
             playbook_version=str(execution_plan.get("playbook_version") or "")[:16],
         )
         task.targets.set(targets)
         task = lock_task(pk=task.pk)  # fresh owner row: the caller's System may carry a stale cached one
-        audit_task(requester, "task.submitted", task, sub_type=sub_type, risk=plan.risk, channel=channel,
-                    targets=[s.server_id for s in targets], emergency=emergency, plan_sha256=task.plan_sha256,
-                    playbook_version=task.playbook_version)
+        audit_task(
+            requester,
+            "task.submitted",
+            task,
+            sub_type=sub_type,
+            risk=plan.risk,
+            channel=channel,
+            targets=[s.server_id for s in targets],
+            emergency=emergency,
+            plan_sha256=task.plan_sha256,
+            playbook_version=task.playbook_version,
+        )
         apply_transition(requester, task, "mark_parsed", parsed or {"sub_type": sub_type, "targets": len(targets)})
         for order, role in enumerate(plan.roles, start=1):
             ApprovalStep.objects.create(task=task, step_order=order, role=role)
         if plan.auto_approve:
-            apply_transition("policy", task, "approve",
-                             reason=f"auto-approved: tier {system.institution.tier}, {plan.risk}")
+            apply_transition(
+                "policy", task, "approve", reason=f"auto-approved: tier {system.institution.tier}, {plan.risk}"
+            )
             enqueue_execution(task)
         else:
             apply_transition(requester, task, "request_approval")
@@ -154,8 +196,7 @@ def _render_plan(sub_type: str, parameters: dict, system: System, targets: list,
     if not isinstance(rendered, dict) or not rendered.get("step_sets"):
         # Nothing would run (no active target): such a request can only fail after its approvals.
         reason = "; ".join(rendered.get("warnings") or []) if isinstance(rendered, dict) else ""
-        raise Invalid(reason or f"no execution plan can be rendered for {sub_type} on these servers",
-                      field="targets")
+        raise Invalid(reason or f"no execution plan can be rendered for {sub_type} on these servers", field="targets")
     return rendered
 
 
@@ -173,8 +214,9 @@ def sla_for(task: OpsTask) -> dt.timedelta:
     return dt.timedelta(minutes=ownership.sla_minutes if ownership else 10)
 
 
-def assign_step(task: OpsTask, step: ApprovalStep, assignment: routing.Assignment, now: dt.datetime,
-            escalated_from=None) -> None:
+def assign_step(
+    task: OpsTask, step: ApprovalStep, assignment: routing.Assignment, now: dt.datetime, escalated_from=None
+) -> None:
     step.assigned_to = assignment.user
     if not step.original_owner_id:
         step.original_owner = assignment.original_owner
@@ -183,28 +225,61 @@ def assign_step(task: OpsTask, step: ApprovalStep, assignment: routing.Assignmen
     step.activated_at = step.activated_at or now
     step.sla_deadline = now + sla_for(task)
     step.reminded_at = None
-    step.save(update_fields=["assigned_to", "original_owner", "routing", "escalation_level", "activated_at",
-                             "sla_deadline", "reminded_at"])
+    step.save(
+        update_fields=[
+            "assigned_to",
+            "original_owner",
+            "routing",
+            "escalation_level",
+            "activated_at",
+            "sla_deadline",
+            "reminded_at",
+        ]
+    )
     task.current_approver = assignment.user
     task.save(update_fields=["current_approver", "urgent", "updated_at"])
     action = "approval.escalated" if escalated_from else "approval.assigned"
-    audit_task("system", action, task, step=step.step_order, role=step.role, routing=step.routing,
-                original_owner=str(step.original_owner or ""), assigned_to=str(assignment.user or ""),
-                escalated_from=str(escalated_from or ""))
+    audit_task(
+        "system",
+        action,
+        task,
+        step=step.step_order,
+        role=step.role,
+        routing=step.routing,
+        original_owner=str(step.original_owner or ""),
+        assigned_to=str(assignment.user or ""),
+        escalated_from=str(escalated_from or ""),
+    )
     if assignment.user is None:
         for pm in users_in("pm", "admin"):
-            notify(pm, Message(f"승인자를 찾을 수 없습니다: {task.task_id} ({ROLE_LABEL.get(step.role)})",
-                               kind="alert", task=task, link=task_link(task)))
+            notify(
+                pm,
+                Message(
+                    f"승인자를 찾을 수 없습니다: {task.task_id} ({ROLE_LABEL.get(step.role)})",
+                    kind="alert",
+                    task=task,
+                    link=task_link(task),
+                ),
+            )
         return
     prefix = "[긴급] " if task.urgent else ""
     plan_line = plans.summary(task.plan, task.plan_sha256)
-    notify(assignment.user, Message(
-        f"{prefix}승인 요청 ({ROLE_LABEL.get(step.role, step.role)}, {step.get_routing_display()})\n{describe(task)}"
-        + (f"\n{plan_line}" if plan_line else ""),
-        kind="approval", task=task, link=task_link(task),
-        actions=[Action("승인", "approve", step.pk), Action("반려", "reject", step.pk),
-                 Action("열기", "open", url=task_link(task))],
-    ))
+    notify(
+        assignment.user,
+        Message(
+            f"{prefix}승인 요청 ({ROLE_LABEL.get(step.role, step.role)}, {step.get_routing_display()})\n"
+            + describe(task)
+            + (f"\n{plan_line}" if plan_line else ""),
+            kind="approval",
+            task=task,
+            link=task_link(task),
+            actions=[
+                Action("승인", "approve", step.pk),
+                Action("반려", "reject", step.pk),
+                Action("열기", "open", url=task_link(task)),
+            ],
+        ),
+    )
     publish(task, "step", f"step {step.step_order} → {assignment.user}", step=step.pk)
 
 
@@ -249,15 +324,29 @@ def decide_step(user, step_id, decision: str, comments: str = "", plan_sha256: s
         step.status = StepStatus.APPROVED if decision == "APPROVED" else StepStatus.REJECTED
         step.actual_approver, step.comments, step.decided_at = user, comments, timezone.now()
         step.save()
-        audit_task(user, "approval.decided", task, step=step.step_order, role=step.role, decision=decision,
-                    comments=comments, routing=step.routing, original_owner=str(step.original_owner or ""),
-                    actual_approver=user.get_username(), plan_sha256=task.plan_sha256,
-                    playbook_version=playbook_version)
+        audit_task(
+            user,
+            "approval.decided",
+            task,
+            step=step.step_order,
+            role=step.role,
+            decision=decision,
+            comments=comments,
+            routing=step.routing,
+            original_owner=str(step.original_owner or ""),
+            actual_approver=user.get_username(),
+            plan_sha256=task.plan_sha256,
+            playbook_version=playbook_version,
+        )
         if decision == "REJECTED":
             task.steps.filter(status=StepStatus.PENDING).update(status=StepStatus.SKIPPED)
             apply_transition(user, task, "reject", reason=comments)
-            notify(task.requester, Message(f"반려되었습니다: {task.task_id} — {comments}", kind="rejected",
-                                           task=task, link=task_link(task)))
+            notify(
+                task.requester,
+                Message(
+                    f"반려되었습니다: {task.task_id} — {comments}", kind="rejected", task=task, link=task_link(task)
+                ),
+            )
             return Decision("REJECTED", task, None)
         next_step = _activate_next_step(task)
         if next_step is not None:
@@ -266,22 +355,34 @@ def decide_step(user, step_id, decision: str, comments: str = "", plan_sha256: s
             raise Conflict(f"global stop is on: {global_stop_reason()}")
         # The approved playbook version is the one that must run: the engine refuses another.
         task.playbook_version = playbook_version[:16]
-        apply_transition(user, task, "approve", reason=f"all approval steps approved (plan {task.plan_sha256[:12]}, "
-                                                       f"playbook {task.playbook} v{task.playbook_version})")
-        notify(task.requester, Message(f"승인 완료, 실행 대기: {task.task_id}", kind="approved", task=task,
-                                       link=task_link(task)))
+        apply_transition(
+            user,
+            task,
+            "approve",
+            reason=f"all approval steps approved (plan {task.plan_sha256[:12]}, "
+            f"playbook {task.playbook} v{task.playbook_version})",
+        )
+        notify(
+            task.requester,
+            Message(f"승인 완료, 실행 대기: {task.task_id}", kind="approved", task=task, link=task_link(task)),
+        )
         enqueue_execution(task)
         return Decision("APPROVED", task, None)
 
 
 def my_approvals(user):
-    return (ApprovalStep.objects.open().filter(assigned_to=user, task__status=Status.PENDING_APPROVAL)
-            .select_related("task__system__institution", "task__requester").order_by("sla_deadline"))
+    return (
+        ApprovalStep.objects.open()
+        .filter(assigned_to=user, task__status=Status.PENDING_APPROVAL)
+        .select_related("task__system__institution", "task__requester")
+        .order_by("sla_deadline")
+    )
 
 
 # --- owner settings -----------------------------------------------------------------
-def set_owner_presence(user, system: System, *, deputy=None, owner_is_active: bool | None = None,
-                       clear_deputy: bool = False) -> SystemOwner:
+def set_owner_presence(
+    user, system: System, *, deputy=None, owner_is_active: bool | None = None, clear_deputy: bool = False
+) -> SystemOwner:
     """Only the owner sets their own deputy and away status; open steps follow the change."""
     with transaction.atomic():
         try:
@@ -304,16 +405,21 @@ def set_owner_presence(user, system: System, *, deputy=None, owner_is_active: bo
         if not changed:
             return ownership
         ownership.save()
-        audit.record(user, "owner.presence", target=system.code,
-                     payload={"changed": changed, "institution": system.institution.code})
+        audit.record(
+            user,
+            "owner.presence",
+            target=system.code,
+            payload={"changed": changed, "institution": system.institution.code},
+        )
         if not ownership.owner_is_active:
             _reroute_open_owner_steps(system, user)
     return ownership
 
 
 def _reroute_open_owner_steps(system: System, away_owner) -> None:
-    steps = ApprovalStep.objects.open().filter(task__system=system, role="owner", assigned_to=away_owner,
-                                               task__status=Status.PENDING_APPROVAL)
+    steps = ApprovalStep.objects.open().filter(
+        task__system=system, role="owner", assigned_to=away_owner, task__status=Status.PENDING_APPROVAL
+    )
     for step in steps.select_related("task"):
         task = lock_task(pk=step.task_id)
         assign_step(task, step, routing.assign(task, "owner"), timezone.now(), escalated_from=away_owner)
@@ -340,8 +446,9 @@ def cancel_task(user, task_id: str, reason: str = "") -> OpsTask:
         task.steps.filter(status=StepStatus.PENDING).update(status=StepStatus.SKIPPED)
         apply_transition(user, task, "cancel", reason=reason or "withdrawn by the requester")
         for step in task.steps.exclude(assigned_to=None).select_related("assigned_to"):
-            notify(step.assigned_to, Message(f"요청 취소: {task.task_id}", kind="info", task=task,
-                                             link=task_link(task)))
+            notify(
+                step.assigned_to, Message(f"요청 취소: {task.task_id}", kind="info", task=task, link=task_link(task))
+            )
     return task
 
 

@@ -13,9 +13,20 @@ from .errors import Forbidden, Invalid
 from .models import OpsTask
 
 
-def file_request(requester, *, system: System | str, sub_type: str, title: str, targets=(), parameters=None,
-                 uploads: dict | None = None, emergency: bool = False, sr_number: str = "", raw_request: str = "",
-                 channel: str = "WEB") -> OpsTask:
+def file_request(
+    requester,
+    *,
+    system: System | str,
+    sub_type: str,
+    title: str,
+    targets=(),
+    parameters=None,
+    uploads: dict | None = None,
+    emergency: bool = False,
+    sr_number: str = "",
+    raw_request: str = "",
+    channel: str = "WEB",
+) -> OpsTask:
     """``system`` is a System or its code; ``targets`` server ids; ``uploads`` maps
     artifact / cert_file / key_file / chain_file to file objects (or bytes)."""
     if not requester.has_perm("governance.submit_task"):
@@ -39,6 +50,15 @@ def file_request(requester, *, system: System | str, sub_type: str, title: str, 
     # filing itself (a bad target, a refused parameter, the deploy window) removes them again.
     with attachments.received_uploads(uploads, sub_type=sub_type) as batch:
         parameters = batch.attach(parameters or {})
-        return services.submit_task(requester, system=system, sub_type=sub_type, title=title, targets=servers,
-                                    parameters=parameters, raw_request=raw_request, channel=channel,
-                                    emergency=emergency, sr_number=sr_number)
+        return services.submit_task(
+            requester,
+            system=system,
+            sub_type=sub_type,
+            title=title,
+            targets=servers,
+            parameters=parameters,
+            raw_request=raw_request,
+            channel=channel,
+            emergency=emergency,
+            sr_number=sr_number,
+        )

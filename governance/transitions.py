@@ -40,13 +40,22 @@ def publish_line(task_id: str, entry) -> None:
     """The task page's timeline gets the new line live, rendered by the same function as
     after a reload (reports.audit_line), so both read the same Korean text and KST time."""
     line = reports.live_line(entry)
-    events.send_on_commit(events.task_group(task_id), events.LiveEvent(
-        kind="timeline", task_id=task_id, message=line["text"], data={"action": entry.action, "line": line}))
+    events.send_on_commit(
+        events.task_group(task_id),
+        events.LiveEvent(
+            kind="timeline", task_id=task_id, message=line["text"], data={"action": entry.action, "line": line}
+        ),
+    )
 
 
 def publish(task: OpsTask, kind: str, message: str = "", **data) -> None:
-    event = events.LiveEvent(kind=kind, task_id=task.task_id, status=task.status, message=message,
-                             data={"status_label": task.get_status_display(), **data})
+    event = events.LiveEvent(
+        kind=kind,
+        task_id=task.task_id,
+        status=task.status,
+        message=message,
+        data={"status_label": task.get_status_display(), **data},
+    )
 
     events.send_on_commit(events.task_group(task.task_id), event)
     events.send_on_commit(events.CONSOLE_GROUP, event)
@@ -77,8 +86,13 @@ def apply_transition(actor, task: OpsTask, method: str, *args, reason: str = "")
     publish(task, "transition", reason or task.get_status_display())
 
 
-TASK_RELATED = ("system__institution__pm", "requester", "system__ownership__owner", "system__ownership__deputy",
-                "system__ownership__supervisor")
+TASK_RELATED = (
+    "system__institution__pm",
+    "requester",
+    "system__ownership__owner",
+    "system__ownership__deputy",
+    "system__ownership__supervisor",
+)
 
 
 def lock_task(task_id: str | None = None, pk: int | None = None) -> OpsTask:

@@ -55,19 +55,28 @@ def _form_errors(request: HttpRequest, form) -> None:
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    recent = (queries.visible_tasks(request.user)
-              .select_related("system__institution", "requester").order_by("-created_at")[:RECENT_TASKS])
-    return render(request, "console/dashboard.html", {
-        "counts": services.dashboard_counts(request.user),
-        "recent": recent,
-        "stop_form": GlobalStopForm(),
-        "status_labels": _status_labels(),
-        "open_approvals": services.my_approvals(request.user).count(),
-        # The PM's prompt: result packages waiting for validation among the tasks they see.
-        "awaiting_validation": (
-            OpsTask.objects.visible_to(request.user).filter(status=Status.PENDING_PM_VALIDATION).count()
-            if request.user.has_perm("governance.validate_result") else 0),
-    })
+    recent = (
+        queries.visible_tasks(request.user)
+        .select_related("system__institution", "requester")
+        .order_by("-created_at")[:RECENT_TASKS]
+    )
+    return render(
+        request,
+        "console/dashboard.html",
+        {
+            "counts": services.dashboard_counts(request.user),
+            "recent": recent,
+            "stop_form": GlobalStopForm(),
+            "status_labels": _status_labels(),
+            "open_approvals": services.my_approvals(request.user).count(),
+            # The PM's prompt: result packages waiting for validation among the tasks they see.
+            "awaiting_validation": (
+                OpsTask.objects.visible_to(request.user).filter(status=Status.PENDING_PM_VALIDATION).count()
+                if request.user.has_perm("governance.validate_result")
+                else 0
+            ),
+        },
+    )
 
 
 @login_required
@@ -103,8 +112,9 @@ def search(request: HttpRequest) -> HttpResponse:
     page = None
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
-        results = queries.search_tasks(request.user, q=data["q"], institution=data["institution"],
-                                       person=data["person"])
+        results = queries.search_tasks(
+            request.user, q=data["q"], institution=data["institution"], person=data["person"]
+        )
         page = Paginator(results, 50).get_page(request.GET.get("page"))
     return render(request, "console/search.html", {"form": form, "page": page})
 
@@ -112,7 +122,7 @@ def search(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("governance.submit_task", raise_exception=True)
 def new_request(request: HttpRequest) -> HttpResponse:
-    """"새 요청": the console's way to file a request (the API's POST /api/v1/tasks/ does the same)."""
+    """ "새 요청": the console's way to file a request (the API's POST /api/v1/tasks/ does the same)."""
     systems = System.objects.for_user(request.user)
     chosen = request.POST.get("system") or request.GET.get("system") or ""
     system = systems.filter(pk=chosen).first() if chosen.isdigit() else None
@@ -122,23 +132,39 @@ def new_request(request: HttpRequest) -> HttpResponse:
             data = form.cleaned_data
             try:
                 task = submission.file_request(
-                    request.user, system=data["system"], sub_type=data["sub_type"], title=data["title"],
-                    targets=[s.server_id for s in data["targets"]], parameters=form.parameters(),
-                    uploads=form.uploads(), emergency=data["emergency"], sr_number=data["sr_number"],
-                    raw_request=data["raw_request"], channel="WEB")
+                    request.user,
+                    system=data["system"],
+                    sub_type=data["sub_type"],
+                    title=data["title"],
+                    targets=[s.server_id for s in data["targets"]],
+                    parameters=form.parameters(),
+                    uploads=form.uploads(),
+                    emergency=data["emergency"],
+                    sr_number=data["sr_number"],
+                    raw_request=data["raw_request"],
+                    channel="WEB",
+                )
             except GovernanceError as exc:
                 form.add_service_error(exc.field, exc.detail, exc.errors)
             else:
                 messages.success(request, _("%(task)s 요청을 접수했습니다.") % {"task": task.task_id})
                 return redirect("console:task", task_id=task.task_id)
     else:
-        form = NewRequestForm(user=request.user, system=system,
-                              initial={"system": system, "sub_type": request.GET.get("sub_type", "APP_DEPLOY")})
-    return render(request, "console/new_request.html", {
-        "form": form, "system": system,
-        # Which typed fields belong to which template; the page shows only the chosen one's.
-        "template_fields": {str(k): list(v) for k, v in TEMPLATE_FIELDS.items()},
-    })
+        form = NewRequestForm(
+            user=request.user,
+            system=system,
+            initial={"system": system, "sub_type": request.GET.get("sub_type", "APP_DEPLOY")},
+        )
+    return render(
+        request,
+        "console/new_request.html",
+        {
+            "form": form,
+            "system": system,
+            # Which typed fields belong to which template; the page shows only the chosen one's.
+            "template_fields": {str(k): list(v) for k, v in TEMPLATE_FIELDS.items()},
+        },
+    )
 
 
 @login_required
@@ -163,8 +189,13 @@ def decide(request: HttpRequest, step_id: int) -> HttpResponse:
     # message about its task's state is ever shown.
     step = get_object_or_404(queries.visible_steps(request.user), pk=step_id)
     try:
-        result = services.decide_step(request.user, step.pk, form.cleaned_data["decision"],
-                                      form.cleaned_data["comments"], plan_sha256=form.cleaned_data["plan_sha256"])
+        result = services.decide_step(
+            request.user,
+            step.pk,
+            form.cleaned_data["decision"],
+            form.cleaned_data["comments"],
+            plan_sha256=form.cleaned_data["plan_sha256"],
+        )
     except NotFound as exc:
         raise Http404(exc.detail) from exc  # nothing about a step the user may not see
     except GovernanceError as exc:
@@ -183,23 +214,31 @@ def decide(request: HttpRequest, step_id: int) -> HttpResponse:
 def task_detail(request: HttpRequest, task_id: str) -> HttpResponse:
     task = _visible_task(request, task_id)
     steps = task.steps.select_related("assigned_to", "original_owner", "actual_approver").order_by("step_order")
-    return render(request, "console/task_detail.html", {
-        "task": task,
-        "steps": steps,
-        "targets": task.targets.all(),
-        "timeline": services.task_timeline(task),
-        "status_labels": _status_labels(),
-        "stop_form": StopForm(),
-        # The button is offered to kill-switch holders only; stop_task enforces the same rule.
-        "stoppable": (task.status in STOPPABLE and not task.stop_requested
-                      and request.user.has_perm("governance.use_kill_switch")),
-        "can_validate": (task.status == Status.PENDING_PM_VALIDATION
-                         and request.user.has_perm("governance.validate_result")),
-        "my_step": services.my_approvals(request.user).filter(task=task).first(),
-        "decision_form": DecisionForm(),
-        "plan": task.plan,
-        "plan_sha256": task.plan_sha256,
-    })
+    return render(
+        request,
+        "console/task_detail.html",
+        {
+            "task": task,
+            "steps": steps,
+            "targets": task.targets.all(),
+            "timeline": services.task_timeline(task),
+            "status_labels": _status_labels(),
+            "stop_form": StopForm(),
+            # The button is offered to kill-switch holders only; stop_task enforces the same rule.
+            "stoppable": (
+                task.status in STOPPABLE
+                and not task.stop_requested
+                and request.user.has_perm("governance.use_kill_switch")
+            ),
+            "can_validate": (
+                task.status == Status.PENDING_PM_VALIDATION and request.user.has_perm("governance.validate_result")
+            ),
+            "my_step": services.my_approvals(request.user).filter(task=task).first(),
+            "decision_form": DecisionForm(),
+            "plan": task.plan,
+            "plan_sha256": task.plan_sha256,
+        },
+    )
 
 
 @login_required
@@ -227,8 +266,9 @@ def validate(request: HttpRequest, task_id: str) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             try:
-                services.validate_result(request.user, task.task_id, form.cleaned_data["verdict"],
-                                         form.cleaned_data["comments"])
+                services.validate_result(
+                    request.user, task.task_id, form.cleaned_data["verdict"], form.cleaned_data["comments"]
+                )
             except GovernanceError as exc:
                 messages.error(request, exc.detail)
             else:
@@ -236,12 +276,16 @@ def validate(request: HttpRequest, task_id: str) -> HttpResponse:
                 return redirect("console:task", task_id=task.task_id)
         else:
             _form_errors(request, form)
-    return render(request, "console/validate.html", {
-        "task": task,
-        **_package_context(task.result_package),
-        "form": form,
-        "waiting": task.status == Status.PENDING_PM_VALIDATION,
-    })
+    return render(
+        request,
+        "console/validate.html",
+        {
+            "task": task,
+            **_package_context(task.result_package),
+            "form": form,
+            "waiting": task.status == Status.PENDING_PM_VALIDATION,
+        },
+    )
 
 
 @login_required
@@ -263,16 +307,23 @@ def demo_artifact(request: HttpRequest) -> HttpResponse:
 def _package_context(data: dict) -> dict:
     """The result package as the PM page shows it: failures and version problems first."""
     package = ResultPackage.from_json(data)
-    return {"package": package, "rows": [(row, package.problem(row)) for row in package.ordered()],
-            "diff": queries.diff_lines(package.diff)}
+    return {
+        "package": package,
+        "rows": [(row, package.problem(row)) for row in package.ordered()],
+        "diff": queries.diff_lines(package.diff),
+    }
 
 
 @login_required
 @permission_required("governance.validate_result", raise_exception=True)
 def validation_queue(request: HttpRequest) -> HttpResponse:
     """Result packages waiting for a PM's validation, oldest first, among tasks the PM may see."""
-    tasks = (queries.visible_tasks(request.user).filter(status=Status.PENDING_PM_VALIDATION)
-             .select_related("system__institution", "requester").order_by("updated_at"))
+    tasks = (
+        queries.visible_tasks(request.user)
+        .filter(status=Status.PENDING_PM_VALIDATION)
+        .select_related("system__institution", "requester")
+        .order_by("updated_at")
+    )
     return render(request, "console/validations.html", {"tasks": tasks})
 
 
@@ -290,8 +341,12 @@ def owner_settings(request: AuthenticatedHttpRequest) -> HttpResponse:
         form = OwnerPresenceForm(request.POST, owner=request.user, system=ownership.system)
         if form.is_valid():
             try:
-                services.set_owner_presence(request.user, ownership.system, deputy=form.cleaned_data["deputy"],
-                                            owner_is_active=not form.cleaned_data["away"])
+                services.set_owner_presence(
+                    request.user,
+                    ownership.system,
+                    deputy=form.cleaned_data["deputy"],
+                    owner_is_active=not form.cleaned_data["away"],
+                )
             except GovernanceError as exc:
                 messages.error(request, exc.detail)
             else:
@@ -299,8 +354,17 @@ def owner_settings(request: AuthenticatedHttpRequest) -> HttpResponse:
                 return redirect("console:owner_settings")
         else:
             _form_errors(request, form)
-    rows = [(ownership, OwnerPresenceForm(owner=request.user, system=ownership.system, initial={
-        "deputy": ownership.deputy_id, "away": not ownership.owner_is_active})) for ownership in owned]
+    rows = [
+        (
+            ownership,
+            OwnerPresenceForm(
+                owner=request.user,
+                system=ownership.system,
+                initial={"deputy": ownership.deputy_id, "away": not ownership.owner_is_active},
+            ),
+        )
+        for ownership in owned
+    ]
     return render(request, "console/owner_settings.html", {"rows": rows})
 
 

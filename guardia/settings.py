@@ -154,8 +154,7 @@ ASGI_APPLICATION = "guardia.asgi.application"
 # writes fails at once with "database is locked", whatever the timeout (FIELD-NOTES).
 # Writers take turns in arrival order (guardia.db_sqlite) rather than in SQLite's busy-sleep
 # lottery; GUARDIA_SQLITE_WRITE_QUEUE=false falls back to Django's plain backend.
-SQLITE_ENGINE = ("guardia.db_sqlite" if envbool("GUARDIA_SQLITE_WRITE_QUEUE", "true")
-                 else "django.db.backends.sqlite3")
+SQLITE_ENGINE = "guardia.db_sqlite" if envbool("GUARDIA_SQLITE_WRITE_QUEUE", "true") else "django.db.backends.sqlite3"
 SQLITE_OPTIONS = {
     "init_command": "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;",
     "transaction_mode": "IMMEDIATE",
@@ -220,8 +219,10 @@ if SESSION_MAX_HOURS:
     SESSION_COOKIE_AGE = SESSION_MAX_HOURS * 3600
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
-     "OPTIONS": {"min_length": PASSWORD_MIN_LENGTH}},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": PASSWORD_MIN_LENGTH},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "cmdb.auth_policy.CharacterClassValidator"},
     {"NAME": "cmdb.auth_policy.PasswordHistoryValidator"},
@@ -248,6 +249,7 @@ for _pair in filter(None, (p.strip() for p in os.getenv("GUARDIA_LDAP_ROLE_GROUP
     if not _sep or not _dn.strip():
         raise ImproperlyConfigured(f"GUARDIA_LDAP_ROLE_GROUPS: expected role=group DN, got {_pair!r}")
     GUARDIA_LDAP_ROLE_GROUPS.setdefault(_role.strip(), []).append(_dn.strip())
+
 
 def _known_roles(name: str, roles) -> None:
     from cmdb.roles import ROLES  # the role table has no model imports: safe while settings load
@@ -278,28 +280,42 @@ if LDAP_ENABLED:
     AUTH_LDAP_BIND_DN = os.getenv("GUARDIA_LDAP_BIND_DN", "")
     AUTH_LDAP_BIND_PASSWORD = os.getenv("GUARDIA_LDAP_BIND_PASSWORD", "")
     AUTH_LDAP_BIND_AS_AUTHENTICATING_USER = envbool(
-        "GUARDIA_LDAP_BIND_AS_USER", "false" if AUTH_LDAP_BIND_PASSWORD else "true")
-    AUTH_LDAP_CONNECTION_OPTIONS = {ldap.OPT_NETWORK_TIMEOUT: envint("GUARDIA_LDAP_TIMEOUT", 5),
-                                    ldap.OPT_TIMEOUT: envint("GUARDIA_LDAP_TIMEOUT", 5),
-                                    ldap.OPT_REFERRALS: 0}
+        "GUARDIA_LDAP_BIND_AS_USER", "false" if AUTH_LDAP_BIND_PASSWORD else "true"
+    )
+    AUTH_LDAP_CONNECTION_OPTIONS = {
+        ldap.OPT_NETWORK_TIMEOUT: envint("GUARDIA_LDAP_TIMEOUT", 5),
+        ldap.OPT_TIMEOUT: envint("GUARDIA_LDAP_TIMEOUT", 5),
+        ldap.OPT_REFERRALS: 0,
+    }
     if os.getenv("GUARDIA_LDAP_CA_FILE"):
-        AUTH_LDAP_CONNECTION_OPTIONS.update({ldap.OPT_X_TLS_CACERTFILE: os.environ["GUARDIA_LDAP_CA_FILE"],
-                                             ldap.OPT_X_TLS_REQUIRE_CERT: ldap.OPT_X_TLS_DEMAND,
-                                             ldap.OPT_X_TLS_NEWCTX: 0})  # last: applies the two above
+        AUTH_LDAP_CONNECTION_OPTIONS.update(
+            {
+                ldap.OPT_X_TLS_CACERTFILE: os.environ["GUARDIA_LDAP_CA_FILE"],
+                ldap.OPT_X_TLS_REQUIRE_CERT: ldap.OPT_X_TLS_DEMAND,
+                ldap.OPT_X_TLS_NEWCTX: 0,
+            }
+        )  # last: applies the two above
     if os.getenv("GUARDIA_LDAP_USER_DN_TEMPLATE"):
         AUTH_LDAP_USER_DN_TEMPLATE = os.environ["GUARDIA_LDAP_USER_DN_TEMPLATE"]
     else:
-        AUTH_LDAP_USER_SEARCH = LDAPSearch(os.getenv("GUARDIA_LDAP_USER_SEARCH_BASE", ""), ldap.SCOPE_SUBTREE,
-                                           os.getenv("GUARDIA_LDAP_USER_FILTER", "(uid=%(user)s)"))
-    _group_types = {"groupofnames": GroupOfNamesType, "posix": PosixGroupType,
-                    "activedirectory": ActiveDirectoryGroupType,
-                    "nested_activedirectory": NestedActiveDirectoryGroupType}
+        AUTH_LDAP_USER_SEARCH = LDAPSearch(
+            os.getenv("GUARDIA_LDAP_USER_SEARCH_BASE", ""),
+            ldap.SCOPE_SUBTREE,
+            os.getenv("GUARDIA_LDAP_USER_FILTER", "(uid=%(user)s)"),
+        )
+    _group_types = {
+        "groupofnames": GroupOfNamesType,
+        "posix": PosixGroupType,
+        "activedirectory": ActiveDirectoryGroupType,
+        "nested_activedirectory": NestedActiveDirectoryGroupType,
+    }
     _group_type = os.getenv("GUARDIA_LDAP_GROUP_TYPE", "groupofnames").lower()
     if _group_type not in _group_types:
         raise ImproperlyConfigured(f"GUARDIA_LDAP_GROUP_TYPE: one of {', '.join(_group_types)}, got {_group_type!r}")
     AUTH_LDAP_GROUP_TYPE = _group_types[_group_type]()
-    AUTH_LDAP_GROUP_SEARCH = LDAPSearch(os.getenv("GUARDIA_LDAP_GROUP_SEARCH_BASE", ""), ldap.SCOPE_SUBTREE,
-                                        "(objectClass=*)")
+    AUTH_LDAP_GROUP_SEARCH = LDAPSearch(
+        os.getenv("GUARDIA_LDAP_GROUP_SEARCH_BASE", ""), ldap.SCOPE_SUBTREE, "(objectClass=*)"
+    )
     AUTH_LDAP_USER_ATTR_MAP = {"first_name": "givenName", "last_name": "sn", "email": "mail"}
     AUTH_LDAP_ALWAYS_UPDATE_USER = True
 

@@ -50,18 +50,30 @@ UPLOAD_FIELDS = ("artifact", "cert_file", "key_file", "chain_file")
 # except table/condition, which a data cleanup passes to its registered script as args.
 TEMPLATE_INPUTS: dict[str, list[tuple[str, str, Any]]] = {
     SubType.APP_DEPLOY: [("artifact", "file", _l("배포 파일 (WAR/JAR)")), ("version", "text", _l("버전"))],
-    SubType.STATIC_SYNC: [("artifact", "file", _l("정적 파일 묶음 (.tar.gz)")),
-                          ("target_path", "text", _l("대상 경로"))],
+    SubType.STATIC_SYNC: [
+        ("artifact", "file", _l("정적 파일 묶음 (.tar.gz)")),
+        ("target_path", "text", _l("대상 경로")),
+    ],
     SubType.SERVICE_RESTART: [],
-    SubType.SSL_REPLACE: [("cert_file", "file", _l("인증서 (PEM)")), ("key_file", "file", _l("개인 키 (PEM)")),
-                          ("chain_file", "file", _l("체인 인증서 (선택)")),
-                          ("cert_path", "text", _l("서버의 인증서 경로")),
-                          ("key_path", "text", _l("서버의 키 경로")), ("https_port", "number", _l("HTTPS 포트"))],
-    SubType.DATA_CLEANUP: [("script", "text", _l("등록된 정리 스크립트")), ("table", "text", _l("테이블")),
-                           ("condition", "text", _l("조건"))],
+    SubType.SSL_REPLACE: [
+        ("cert_file", "file", _l("인증서 (PEM)")),
+        ("key_file", "file", _l("개인 키 (PEM)")),
+        ("chain_file", "file", _l("체인 인증서 (선택)")),
+        ("cert_path", "text", _l("서버의 인증서 경로")),
+        ("key_path", "text", _l("서버의 키 경로")),
+        ("https_port", "number", _l("HTTPS 포트")),
+    ],
+    SubType.DATA_CLEANUP: [
+        ("script", "text", _l("등록된 정리 스크립트")),
+        ("table", "text", _l("테이블")),
+        ("condition", "text", _l("조건")),
+    ],
     SubType.LOG_MINING: [("log_path", "text", _l("로그 파일 경로")), ("pattern", "text", _l("찾을 패턴"))],
-    SubType.LOG_CLEANUP: [("directory", "text", _l("로그 디렉터리")), ("name_pattern", "text", _l("파일 이름 패턴")),
-                          ("older_than_days", "number", _l("며칠 지난 파일"))],
+    SubType.LOG_CLEANUP: [
+        ("directory", "text", _l("로그 디렉터리")),
+        ("name_pattern", "text", _l("파일 이름 패턴")),
+        ("older_than_days", "number", _l("며칠 지난 파일")),
+    ],
     SubType.LOGROTATE: [("log_path", "text", _l("로그 파일 경로")), ("keep", "number", _l("보관 개수"))],
     SubType.MEMORY_CHECK: [("top", "number", _l("상위 프로세스 수"))],
     SubType.CRON_MANAGE: [],
@@ -91,11 +103,17 @@ def _json_error(errors: dict[str, str], status: int = 400) -> JsonResponse:
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
     """My requests, with live status (static/js/live.js updates the badges in place)."""
-    tasks = (OpsTask.objects.filter(requester=request.user).select_related("system")
-             .order_by("-created_at")[:MY_REQUESTS])
-    return render(request, "app/home.html", {
-        "tasks": tasks, "status_labels": {value: str(label) for value, label in Status.choices},
-    })
+    tasks = (
+        OpsTask.objects.filter(requester=request.user).select_related("system").order_by("-created_at")[:MY_REQUESTS]
+    )
+    return render(
+        request,
+        "app/home.html",
+        {
+            "tasks": tasks,
+            "status_labels": {value: str(label) for value, label in Status.choices},
+        },
+    )
 
 
 @login_required
@@ -103,27 +121,41 @@ def home(request: HttpRequest) -> HttpResponse:
 def new_request(request: HttpRequest) -> HttpResponse:
     """Compose a request. ``?server=<server_id>`` (a dashboard deep link) preselects that
     server and its system when it lies within the user's scope; otherwise it is ignored."""
-    systems = list(System.objects.for_user(request.user).select_related("institution")
-                   .order_by("institution__name", "name"))
-    servers = (Server.objects.filter(system__in=systems, active=True).order_by("server_id")
-               .values("server_id", "hostname", "system__code"))
-    scope: dict[str, dict[str, Any]] = {s.code: {"name": f"{s.institution.name} · {s.name}", "servers": []}
-                                        for s in systems}
+    systems = list(
+        System.objects.for_user(request.user).select_related("institution").order_by("institution__name", "name")
+    )
+    servers = (
+        Server.objects.filter(system__in=systems, active=True)
+        .order_by("server_id")
+        .values("server_id", "hostname", "system__code")
+    )
+    scope: dict[str, dict[str, Any]] = {
+        s.code: {"name": f"{s.institution.name} · {s.name}", "servers": []} for s in systems
+    }
     for server in servers:
         scope[server["system__code"]]["servers"].append({"id": server["server_id"], "host": server["hostname"]})
     wanted = request.GET.get("server", "").strip()
     chosen_server = next((s for s in servers if s["server_id"] == wanted), None) if wanted else None
     sub_type = request.GET.get("sub_type", "")
-    return render(request, "app/new.html", {
-        "systems": systems, "scope": scope,
-        "prefill": {"system": chosen_server["system__code"] if chosen_server else request.GET.get("system", ""),
-                    "server": chosen_server["server_id"] if chosen_server else "",
-                    "sub_type": sub_type if sub_type in TEMPLATE_INPUTS else ""},
-        "server_out_of_scope": bool(wanted and chosen_server is None),
-        "templates": [(value, label, TEMPLATE_INPUTS[value]) for value, label in SubType.choices
-                      if value in TEMPLATE_INPUTS],
-        "keypad_keys": KEYPAD_KEYS, "can_submit": request.user.has_perm("governance.submit_task"),
-    })
+    return render(
+        request,
+        "app/new.html",
+        {
+            "systems": systems,
+            "scope": scope,
+            "prefill": {
+                "system": chosen_server["system__code"] if chosen_server else request.GET.get("system", ""),
+                "server": chosen_server["server_id"] if chosen_server else "",
+                "sub_type": sub_type if sub_type in TEMPLATE_INPUTS else "",
+            },
+            "server_out_of_scope": bool(wanted and chosen_server is None),
+            "templates": [
+                (value, label, TEMPLATE_INPUTS[value]) for value, label in SubType.choices if value in TEMPLATE_INPUTS
+            ],
+            "keypad_keys": KEYPAD_KEYS,
+            "can_submit": request.user.has_perm("governance.submit_task"),
+        },
+    )
 
 
 # --- preview and filing ------------------------------------------------------------------------
@@ -137,8 +169,10 @@ def _payload(request: HttpRequest) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise PreviewError({"detail": _("JSON 객체여야 합니다.")})
     else:
-        data = {key: request.POST.get(key, "") for key in ("system", "sub_type", "title", "raw_request",
-                                                             "parameters", "emergency", "sr_number")}
+        data = {
+            key: request.POST.get(key, "")
+            for key in ("system", "sub_type", "title", "raw_request", "parameters", "emergency", "sr_number")
+        }
         data["targets"] = request.POST.getlist("targets")
         data["hashes"] = {name: request.POST.get(f"{name}_sha256", "") for name in UPLOAD_FIELDS}
     errors: dict[str, str] = {}
@@ -197,9 +231,13 @@ def preview(request: HttpRequest) -> JsonResponse:
                 parameters = import_string(validator)(data["sub_type"], parameters)
             except (ValueError, TypeError) as exc:
                 raise PreviewError(getattr(exc, "errors", None) or {"parameters": str(exc)}) from exc
-        approval = policy.plan_for(sub_type=data["sub_type"], tier=system.institution.tier,
-                                   sensitive=system.sensitive, in_window=system.in_window(),
-                                   emergency=data["emergency"])
+        approval = policy.plan_for(
+            sub_type=data["sub_type"],
+            tier=system.institution.tier,
+            sensitive=system.sensitive,
+            in_window=system.in_window(),
+            emergency=data["emergency"],
+        )
         if approval.refused:
             raise PreviewError({"emergency": _("배포 허용 시간이 아닙니다. 긴급으로 표시하면 추가 승인을 요청합니다.")})
         try:
@@ -211,11 +249,20 @@ def preview(request: HttpRequest) -> JsonResponse:
     except GovernanceError as exc:
         return _json_error(_errors(exc), status=exc.status_code)
     draft = OpsTask(sub_type=data["sub_type"], title=data["title"], system=system, parameters=parameters)
-    html = render_to_string("app/_preview.html", {
-        "draft": draft, "targets": targets, "risk": approval.risk, "auto_approve": approval.auto_approve,
-        "roles": [services.ROLE_LABEL.get(role, role) for role in approval.roles],
-        "plan": plan, "plan_sha256": plans.plan_sha256(plan), "task": draft,
-    }, request=request)
+    html = render_to_string(
+        "app/_preview.html",
+        {
+            "draft": draft,
+            "targets": targets,
+            "risk": approval.risk,
+            "auto_approve": approval.auto_approve,
+            "roles": [services.ROLE_LABEL.get(role, role) for role in approval.roles],
+            "plan": plan,
+            "plan_sha256": plans.plan_sha256(plan),
+            "task": draft,
+        },
+        request=request,
+    )
     return JsonResponse({"html": html, "plan_sha256": plans.plan_sha256(plan)})
 
 
@@ -234,8 +281,11 @@ def _with_declared_files(parameters: dict, files: dict, sub_type: str) -> dict:
         parameters[UPLOAD_PARAMETERS[name]] = sha
         if name == "artifact":
             size = info.get("size")
-            parameters["artifact"] = {"sha256": sha, "name": Path(str(info.get("name") or "artifact")).name,
-                                      "size": size if isinstance(size, int) else None}
+            parameters["artifact"] = {
+                "sha256": sha,
+                "name": Path(str(info.get("name") or "artifact")).name,
+                "size": size if isinstance(size, int) else None,
+            }
     return parameters
 
 
@@ -256,7 +306,9 @@ def _check_browser_hashes(request: HttpRequest, hashes: dict[str, str]) -> dict[
             errors[name] = _("브라우저에서 계산한 SHA-256이 없습니다.")
         elif claimed != digest.hexdigest():
             errors[name] = _("받은 파일의 SHA-256(%(server)s)이 브라우저에서 계산한 값(%(browser)s)과 다릅니다.") % {
-                "server": digest.hexdigest()[:12], "browser": claimed[:12]}
+                "server": digest.hexdigest()[:12],
+                "browser": claimed[:12],
+            }
     return errors
 
 
@@ -278,15 +330,30 @@ def submit(request: HttpRequest) -> JsonResponse:
     if mismatched:
         return _json_error(mismatched)
     try:
-        task = file_request(request.user, system=data["system"], sub_type=data["sub_type"], title=data["title"],
-                            targets=data["targets"], parameters=data["parameters"],
-                            uploads={name: request.FILES[name] for name in UPLOAD_FIELDS if name in request.FILES},
-                            emergency=data["emergency"], sr_number=str(data.get("sr_number") or "")[:64],
-                            raw_request=str(data.get("raw_request") or "")[:10000], channel="PWA")
+        task = file_request(
+            request.user,
+            system=data["system"],
+            sub_type=data["sub_type"],
+            title=data["title"],
+            targets=data["targets"],
+            parameters=data["parameters"],
+            uploads={name: request.FILES[name] for name in UPLOAD_FIELDS if name in request.FILES},
+            emergency=data["emergency"],
+            sr_number=str(data.get("sr_number") or "")[:64],
+            raw_request=str(data.get("raw_request") or "")[:10000],
+            channel="PWA",
+        )
     except GovernanceError as exc:
         return _json_error(_errors(exc), status=exc.status_code)
-    return JsonResponse({"task_id": task.task_id, "status": task.status, "status_label": task.get_status_display(),
-                         "plan_sha256": task.plan_sha256}, status=201)
+    return JsonResponse(
+        {
+            "task_id": task.task_id,
+            "status": task.status,
+            "status_label": task.get_status_display(),
+            "plan_sha256": task.plan_sha256,
+        },
+        status=201,
+    )
 
 
 @login_required
@@ -314,8 +381,13 @@ def parse(request: HttpRequest) -> JsonResponse:
     targets = data.get("targets") or []
     if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
         return _json_error({"targets": _("대상 서버 목록이 올바르지 않습니다.")})
-    wanted = IntakeInput(raw_request=raw, system=str(data.get("system") or ""), targets=targets,
-                         task_sub_type=str(data.get("task_sub_type") or ""), channel="PWA")
+    wanted = IntakeInput(
+        raw_request=raw,
+        system=str(data.get("system") or ""),
+        targets=targets,
+        task_sub_type=str(data.get("task_sub_type") or ""),
+        channel="PWA",
+    )
     try:
         outcome = preview_request(request.user, wanted)
     except Refused as exc:
@@ -325,27 +397,61 @@ def parse(request: HttpRequest) -> JsonResponse:
     parsed = outcome.parsed
     plan = outcome.plan or {}
     plan_sha = plans.plan_sha256(plan) if plan else ""
-    system = (System.objects.for_user(request.user).select_related("institution").filter(code=parsed.system).first()
-              if parsed.system else None)
-    html = render_to_string("app/_parsed.html", {
-        "parsed": parsed, "system": system, "sub_type_label": dict(SubType.choices).get(parsed.sub_type or "", ""),
-        "clarification": parsed.clarification, "plan": plan, "plan_sha256": plan_sha,
-    }, request=request)
-    return JsonResponse({"html": html, "ready": bool(plan) and parsed.clarification is None,
-                         "plan_sha256": plan_sha})
+    system = (
+        System.objects.for_user(request.user).select_related("institution").filter(code=parsed.system).first()
+        if parsed.system
+        else None
+    )
+    html = render_to_string(
+        "app/_parsed.html",
+        {
+            "parsed": parsed,
+            "system": system,
+            "sub_type_label": dict(SubType.choices).get(parsed.sub_type or "", ""),
+            "clarification": parsed.clarification,
+            "plan": plan,
+            "plan_sha256": plan_sha,
+        },
+        request=request,
+    )
+    return JsonResponse({"html": html, "ready": bool(plan) and parsed.clarification is None, "plan_sha256": plan_sha})
 
 
 # --- installability ------------------------------------------------------------------------------
 @require_GET
 def manifest(request: HttpRequest) -> JsonResponse:
-    icons = [{"src": f"{settings.STATIC_URL}app/icons/icon-{size}.png", "sizes": f"{size}x{size}",
-              "type": "image/png", "purpose": "any"} for size in (192, 512)]
-    icons.append({"src": f"{settings.STATIC_URL}app/icons/maskable-512.png", "sizes": "512x512",
-                  "type": "image/png", "purpose": "maskable"})
-    body = {"name": "GUARDiA 현장 요청", "short_name": "GUARDiA", "lang": "ko", "dir": "ltr",
-            "start_url": "/app/", "scope": "/app/", "id": "/app/", "display": "standalone",
-            "orientation": "portrait", "background_color": "#ffffff", "theme_color": THEME_COLOR,
-            "description": "서버실에서 휴대폰으로 운영 요청을 접수하고 상태를 확인합니다.", "icons": icons}
+    icons = [
+        {
+            "src": f"{settings.STATIC_URL}app/icons/icon-{size}.png",
+            "sizes": f"{size}x{size}",
+            "type": "image/png",
+            "purpose": "any",
+        }
+        for size in (192, 512)
+    ]
+    icons.append(
+        {
+            "src": f"{settings.STATIC_URL}app/icons/maskable-512.png",
+            "sizes": "512x512",
+            "type": "image/png",
+            "purpose": "maskable",
+        }
+    )
+    body = {
+        "name": "GUARDiA 현장 요청",
+        "short_name": "GUARDiA",
+        "lang": "ko",
+        "dir": "ltr",
+        "start_url": "/app/",
+        "scope": "/app/",
+        "id": "/app/",
+        "display": "standalone",
+        "orientation": "portrait",
+        "background_color": "#ffffff",
+        "theme_color": THEME_COLOR,
+        "description": "서버실에서 휴대폰으로 운영 요청을 접수하고 상태를 확인합니다.",
+        "icons": icons,
+    }
     response = JsonResponse(body, json_dumps_params={"ensure_ascii": False})
     response["Content-Type"] = "application/manifest+json"
     return response

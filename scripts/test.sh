@@ -21,7 +21,8 @@ if [ -z "${GUARDIA_DATA_DIR:-}" ]; then
   trap 'rm -rf "$GUARDIA_DATA_DIR"' EXIT  # only what this run created
 fi
 export GUARDIA_DATA_DIR
-echo "== checks: ruff, mypy, import contracts, spelling, migrations"
+echo "== checks: ruff format, ruff, mypy, import contracts, spelling, migrations"
+.venv/bin/ruff format --check .
 .venv/bin/ruff check .
 .venv/bin/mypy
 .venv/bin/lint-imports --no-cache

@@ -38,7 +38,8 @@ def _default_command_catalogue(request):
     if marker is None and not {"db", "transactional_db"} & set(request.fixturenames):
         return
     transactional = "transactional_db" in request.fixturenames or bool(
-        marker and (marker.kwargs.get("transaction") or (marker.args and marker.args[0])))
+        marker and (marker.kwargs.get("transaction") or (marker.args and marker.args[0]))
+    )
     request.getfixturevalue("transactional_db" if transactional else "db")
     import importlib
 

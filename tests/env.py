@@ -16,6 +16,10 @@ os.environ.setdefault("GUARDIA_LOGIN_THROTTLE", "true")
 # them on (the settings are read at each request).
 for _name in ("GUARDIA_SESSION_IDLE_MINUTES", "GUARDIA_SESSION_MAX_HOURS", "GUARDIA_PASSWORD_MAX_AGE_DAYS"):
     os.environ.setdefault(_name, "0")
-for _name in ("GUARDIA_SESSION_SINGLE", "GUARDIA_PASSWORD_FIRST_LOGIN_CHANGE", "GUARDIA_LOGIN_NOTICE",
-              "GUARDIA_OTP_ENABLED"):
+for _name in (
+    "GUARDIA_SESSION_SINGLE",
+    "GUARDIA_PASSWORD_FIRST_LOGIN_CHANGE",
+    "GUARDIA_LOGIN_NOTICE",
+    "GUARDIA_OTP_ENABLED",
+):
     os.environ.setdefault(_name, "false")

@@ -109,8 +109,13 @@ def governance_world(owner_username: str = "owner"):
     requester = UserFactory(username="field", role="site_manager")
     inst.site_managers.add(requester)  # site managers file requests for their own institutions
     return SimpleNamespace(
-        inst=inst, system=system, ownership=ownership, pm=pm,
-        owner=ownership.owner, deputy=ownership.deputy, supervisor=ownership.supervisor,
+        inst=inst,
+        system=system,
+        ownership=ownership,
+        pm=pm,
+        owner=ownership.owner,
+        deputy=ownership.deputy,
+        supervisor=ownership.supervisor,
         requester=requester,
         security=UserFactory(username="secoff", role="security_officer"),
         auditor=UserFactory(username="auditor", role="auditor"),
@@ -131,8 +136,11 @@ def war_bytes(version: str = "2.0.0", padding: int = 0) -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         stamp = (2026, 1, 1, 0, 0, 0)
         for name, data, method in [
-            ("META-INF/MANIFEST.MF", f"Manifest-Version: 1.0\r\nImplementation-Version: {version}\r\n\r\n".encode(),
-             zipfile.ZIP_DEFLATED),
+            (
+                "META-INF/MANIFEST.MF",
+                f"Manifest-Version: 1.0\r\nImplementation-Version: {version}\r\n\r\n".encode(),
+                zipfile.ZIP_DEFLATED,
+            ),
             ("WEB-INF/classes/version.properties", f"version={version}\n".encode(), zipfile.ZIP_STORED),
             ("padding.bin", b"#" * padding, zipfile.ZIP_STORED),
         ]:

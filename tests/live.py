@@ -38,7 +38,9 @@ def redis_server():
     port = free_port()
     proc = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         wait_for_port(port, proc, timeout=20)
@@ -49,13 +51,15 @@ def redis_server():
 
 def service_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "GUARDIA_DATABASE_URL": database_url,
-        "GUARDIA_REDIS_URL": redis_url,
-        "GUARDIA_CHANNEL_LAYER": "redis",
-        "PYTHONUNBUFFERED": "1",
-        **extra,
-    })
+    env.update(
+        {
+            "GUARDIA_DATABASE_URL": database_url,
+            "GUARDIA_REDIS_URL": redis_url,
+            "GUARDIA_CHANNEL_LAYER": "redis",
+            "PYTHONUNBUFFERED": "1",
+            **extra,
+        }
+    )
     return env
 
 
@@ -65,7 +69,11 @@ def daphne(env: dict[str, str], log_path: Path):
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "guardia.asgi:application"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         wait_for_port(port, proc, timeout=30)
@@ -78,7 +86,11 @@ def daphne(env: dict[str, str], log_path: Path):
 def qcluster(env: dict[str, str], log_path: Path):
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     try:

@@ -54,9 +54,13 @@ def generate_ca(directory: Path) -> tuple[Path, Path, Path]:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "GUARDiA test site CA")])
     ca_cert = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
         .sign(ca_key, hashes.SHA256())
@@ -65,18 +69,25 @@ def generate_ca(directory: Path) -> tuple[Path, Path, Path]:
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
     paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
     _write_pem(paths[0], ca_cert.public_bytes(serialization.Encoding.PEM))
     _write_pem(paths[1], cert.public_bytes(serialization.Encoding.PEM))
-    _write_pem(paths[2], key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    _write_pem(
+        paths[2],
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
     return paths
 
 
@@ -101,35 +112,41 @@ class Directory:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "db").mkdir(exist_ok=True)
         self.ca_file, cert, key = generate_ca(self.root)
-        rootpw = subprocess.run([SLAPPASSWD, "-s", ROOT_PASSWORD], check=True, capture_output=True,
-                                text=True).stdout.strip()
+        rootpw = subprocess.run(
+            [SLAPPASSWD, "-s", ROOT_PASSWORD], check=True, capture_output=True, text=True
+        ).stdout.strip()
         conf = self.root / "slapd.conf"
-        conf.write_text("\n".join([
-            *(f"include /etc/ldap/schema/{name}.schema" for name in ("core", "cosine", "inetorgperson", "nis")),
-            f"pidfile {self.root / 'slapd.pid'}",
-            "modulepath /usr/lib/ldap",
-            "moduleload back_mdb",
-            f"TLSCACertificateFile {self.ca_file}",
-            f"TLSCertificateFile {cert}",
-            f"TLSCertificateKeyFile {key}",
-            "database mdb",
-            f"suffix {SUFFIX}",
-            f"rootdn {ROOT_DN}",
-            f"rootpw {rootpw}",
-            f"directory {self.root / 'db'}",
-            "maxsize 10485760",
-            # People read their own entry and the groups; only the root DN writes.
-            "access to attrs=userPassword by self auth by anonymous auth by * none",
-            "access to * by users read by anonymous auth",
-            "",
-        ]))
+        conf.write_text(
+            "\n".join(
+                [
+                    *(f"include /etc/ldap/schema/{name}.schema" for name in ("core", "cosine", "inetorgperson", "nis")),
+                    f"pidfile {self.root / 'slapd.pid'}",
+                    "modulepath /usr/lib/ldap",
+                    "moduleload back_mdb",
+                    f"TLSCACertificateFile {self.ca_file}",
+                    f"TLSCertificateFile {cert}",
+                    f"TLSCertificateKeyFile {key}",
+                    "database mdb",
+                    f"suffix {SUFFIX}",
+                    f"rootdn {ROOT_DN}",
+                    f"rootpw {rootpw}",
+                    f"directory {self.root / 'db'}",
+                    "maxsize 10485760",
+                    # People read their own entry and the groups; only the root DN writes.
+                    "access to attrs=userPassword by self auth by anonymous auth by * none",
+                    "access to * by users read by anonymous auth",
+                    "",
+                ]
+            )
+        )
         ldif = self.root / "base.ldif"
         ldif.write_text(self._base_ldif(people, groups))
         subprocess.run([SLAPADD, "-f", str(conf), "-l", str(ldif)], check=True, capture_output=True)
         self.ldap_port, self.ldaps_port = _free_port(), _free_port()
         self.process = subprocess.Popen(
             [SLAPD, "-f", str(conf), "-h", f"{self.ldap_uri}/ ldaps://127.0.0.1:{self.ldaps_port}/", "-d", "0"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

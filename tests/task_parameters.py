@@ -20,8 +20,13 @@ def valid_parameters(sub_type: str) -> dict:
     if sub_type == "SSL_REPLACE":
         cert = store_attachment(b"-----BEGIN CERTIFICATE-----\ntest\n-----END CERTIFICATE-----\n", "site.crt")
         key = store_attachment(b"-----BEGIN PRIVATE KEY-----\ntest\n-----END PRIVATE KEY-----\n", "site.key")
-        return {"cert_sha256": cert["sha256"], "key_sha256": key["sha256"], "cert_path": "/opt/was/app/conf/site.crt",
-                "key_path": "/opt/was/app/conf/site.key", "https_port": 8443}
+        return {
+            "cert_sha256": cert["sha256"],
+            "key_sha256": key["sha256"],
+            "cert_path": "/opt/was/app/conf/site.crt",
+            "key_path": "/opt/was/app/conf/site.key",
+            "https_port": 8443,
+        }
     if sub_type == "DATA_CLEANUP":
         return {"script": "purge-sessions", "args": ["TB_SESSION", "created_at < now() - interval '30 days'"]}
     if sub_type == "LOG_CLEANUP":

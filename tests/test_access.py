@@ -84,19 +84,32 @@ def second_institution():
     requester = UserFactory(username="field-b", role="site_manager")
     inst.site_managers.add(requester)
     servers = [ServerFactory(system=system, server_id="res-1")]
-    return SimpleNamespace(inst=inst, system=system, pm=pm, owner=ownership.owner, supervisor=ownership.supervisor,
-                           requester=requester, servers=servers)
+    return SimpleNamespace(
+        inst=inst,
+        system=system,
+        pm=pm,
+        owner=ownership.owner,
+        supervisor=ownership.supervisor,
+        requester=requester,
+        servers=servers,
+    )
 
 
 def file_restart(world, title="재시작"):
-    return services.submit_task(world.requester, system=world.system, sub_type="SERVICE_RESTART", title=title,
-                                targets=world.servers)
+    return services.submit_task(
+        world.requester, system=world.system, sub_type="SERVICE_RESTART", title=title, targets=world.servers
+    )
 
 
 def snapshot(task_id: str) -> tuple:
     task = OpsTask.objects.get(task_id=task_id)
-    return (task.status, task.stop_requested, task.stop_reason, task.updated_at,
-            tuple(task.steps.values_list("status", flat=True)))
+    return (
+        task.status,
+        task.stop_requested,
+        task.stop_reason,
+        task.updated_at,
+        tuple(task.steps.values_list("status", flat=True)),
+    )
 
 
 def test_a_foreign_supervisor_cannot_stop_tasks_by_guessing_sequential_ids(db, django_capture_on_commit_callbacks):
@@ -153,8 +166,11 @@ def test_conflicts_never_tell_another_institution_a_task_id_or_stop_reason(db, d
         attempts += [
             client.post(f"/api/v1/tasks/{task.task_id}/stop/", {"reason": "x"}, format="json"),
             client.post(f"/api/v1/tasks/{task.task_id}/validate/", {"verdict": "approve"}, format="json"),
-            client.post("/api/v1/approval/process", {"step_id": step.pk, "decision": "APPROVED", "comments": "ok"},
-                        format="json"),
+            client.post(
+                "/api/v1/approval/process",
+                {"step_id": step.pk, "decision": "APPROVED", "comments": "ok"},
+                format="json",
+            ),
             client.get(f"/api/v1/tasks/{task.task_id}/"),
             client.get(f"/api/v1/task/history/{task.task_id}"),
         ]
@@ -162,8 +178,9 @@ def test_conflicts_never_tell_another_institution_a_task_id_or_stop_reason(db, d
         console.force_login(user)
         attempts += [
             console.post(f"/console/tasks/{task.task_id}/stop/", {"reason": "x"}),
-            console.post(f"/console/approvals/{step.pk}/decide/", {"decision": "APPROVED", "comments": "ok"},
-                         follow=True),
+            console.post(
+                f"/console/approvals/{step.pk}/decide/", {"decision": "APPROVED", "comments": "ok"}, follow=True
+            ),
             console.get(f"/console/tasks/{task.task_id}/"),
         ]
     for response in attempts:
@@ -180,13 +197,16 @@ def test_a_step_of_another_institution_is_404_on_rest_and_console(db, django_cap
     with django_capture_on_commit_callbacks(execute=False):
         task = file_restart(a)
     step = task.steps.get()
-    response = api_as(b.owner).post("/api/v1/approval/process",
-                                    {"step_id": step.pk, "decision": "APPROVED", "comments": "ok"}, format="json")
+    response = api_as(b.owner).post(
+        "/api/v1/approval/process", {"step_id": step.pk, "decision": "APPROVED", "comments": "ok"}, format="json"
+    )
     assert response.status_code == 404 and response.json() == {"detail": f"approval step {step.pk} not found"}
     console = Client()
     console.force_login(b.owner)
-    assert console.post(f"/console/approvals/{step.pk}/decide/",
-                        {"decision": "APPROVED", "comments": "ok"}).status_code == 404
+    assert (
+        console.post(f"/console/approvals/{step.pk}/decide/", {"decision": "APPROVED", "comments": "ok"}).status_code
+        == 404
+    )
     step.refresh_from_db()
     assert step.status == "P" and OpsTask.objects.get(pk=task.pk).status == Status.PENDING_APPROVAL
 
@@ -256,7 +276,7 @@ def nav_of(user) -> set[str]:
     client = Client()
     client.force_login(user)
     body = client.get("/console/").content.decode()
-    nav = body[body.index('<nav class="nav"'):body.index("</nav>")]
+    nav = body[body.index('<nav class="nav"') : body.index("</nav>")]
     return {name for name, link in NAV.items() if link in nav}
 
 
@@ -302,11 +322,17 @@ def test_the_demo_settings_serve_static_files_and_korean_error_pages_with_debug_
 
     from tests.live import ROOT, daphne
 
-    env = dict(os.environ, GUARDIA_DEBUG="false", GUARDIA_STATIC_ROOT=str(tmp_path / "static"),
-               GUARDIA_DATABASE_URL=f"sqlite:///{django_settings.DATABASES['default']['NAME']}",
-               GUARDIA_CHANNEL_LAYER="memory", PYTHONUNBUFFERED="1")
-    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, env=env,
-                   check=True)
+    env = dict(
+        os.environ,
+        GUARDIA_DEBUG="false",
+        GUARDIA_STATIC_ROOT=str(tmp_path / "static"),
+        GUARDIA_DATABASE_URL=f"sqlite:///{django_settings.DATABASES['default']['NAME']}",
+        GUARDIA_CHANNEL_LAYER="memory",
+        PYTHONUNBUFFERED="1",
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
+    )
 
     def fetch(url: str) -> tuple[int, str]:
         try:

@@ -65,14 +65,30 @@ SCOPED = (200, 404)
 
 
 def task_read(anon: int) -> dict:
-    return cells(anonymous=anon, site_manager=SCOPED, team_lead=SCOPED, supervisor=SCOPED, pm=200,
-                 security_officer=200, auditor=200, admin=200)
+    return cells(
+        anonymous=anon,
+        site_manager=SCOPED,
+        team_lead=SCOPED,
+        supervisor=SCOPED,
+        pm=200,
+        security_officer=200,
+        auditor=200,
+        admin=200,
+    )
 
 
 def cmdb_read(anon: int) -> dict:
     # CMDB rows: institution-scoped except for holders of cmdb.view_all_systems.
-    return cells(anonymous=anon, site_manager=SCOPED, team_lead=SCOPED, supervisor=SCOPED, pm=SCOPED,
-                 security_officer=200, auditor=200, admin=200)
+    return cells(
+        anonymous=anon,
+        site_manager=SCOPED,
+        team_lead=SCOPED,
+        supervisor=SCOPED,
+        pm=SCOPED,
+        security_officer=200,
+        auditor=200,
+        admin=200,
+    )
 
 
 def audit_only(anon: int, ok: int = 200) -> dict:
@@ -108,8 +124,9 @@ CASES: dict[str, Case] = {
     "api/v1/docs/": Case("GET", f"{API}/docs/", cells(200, anonymous=302)),
     # CMDB reads
     "api/v1/^cmdb/institutions/$": Case("GET", f"{API}/cmdb/institutions/", cells(200, anonymous=401), api=True),
-    "api/v1/^cmdb/institutions/(?P<pk>[^/.]+)/$": Case("GET", f"{API}/cmdb/institutions/{{inst}}/", cmdb_read(401),
-                                                       api=True),
+    "api/v1/^cmdb/institutions/(?P<pk>[^/.]+)/$": Case(
+        "GET", f"{API}/cmdb/institutions/{{inst}}/", cmdb_read(401), api=True
+    ),
     "api/v1/^cmdb/systems/$": Case("GET", f"{API}/cmdb/systems/", cells(200, anonymous=401), api=True),
     "api/v1/^cmdb/systems/(?P<pk>[^/.]+)/$": Case("GET", f"{API}/cmdb/systems/{{system}}/", cmdb_read(401), api=True),
     "api/v1/^cmdb/servers/$": Case("GET", f"{API}/cmdb/servers/", cells(200, anonymous=401), api=True),
@@ -117,32 +134,61 @@ CASES: dict[str, Case] = {
     # Governance REST. A decision: the owner decides their own institution's step; whoever may
     # see the task but is not its approver is 403; whoever may not see it is 404.
     "api/v1/approval/process": Case(
-        "POST", f"{API}/approval/process",
+        "POST",
+        f"{API}/approval/process",
         cells(403, anonymous=401, site_manager=(403, 404), team_lead=(200, 404), supervisor=(403, 404)),
-        {"step_id": "{step}", "decision": "APPROVED", "comments": "ok", "plan_sha256": "{plan}"}, api=True),
+        {"step_id": "{step}", "decision": "APPROVED", "comments": "ok", "plan_sha256": "{plan}"},
+        api=True,
+    ),
     # Intake: a request in words for one's own system is filed (or previewed); another
     # institution's system is 403; roles that may not file are 403.
     "api/v1/sr/intake": Case(
-        "POST", f"{API}/sr/intake", INTAKE_CELLS(201),
-        {"raw_request": "재시작 부탁드립니다", "system": "{system_code}", "targets": ["{server_id}"]}, api=True),
+        "POST",
+        f"{API}/sr/intake",
+        INTAKE_CELLS(201),
+        {"raw_request": "재시작 부탁드립니다", "system": "{system_code}", "targets": ["{server_id}"]},
+        api=True,
+    ),
     "sr/intake": Case(
-        "POST", "/sr/intake", INTAKE_CELLS(201),
-        {"raw_request": "재시작 부탁드립니다", "system": "{system_code}", "targets": ["{server_id}"]}, api=True),
+        "POST",
+        "/sr/intake",
+        INTAKE_CELLS(201),
+        {"raw_request": "재시작 부탁드립니다", "system": "{system_code}", "targets": ["{server_id}"]},
+        api=True,
+    ),
     "api/v1/sr/parse": Case(
-        "POST", f"{API}/sr/parse", INTAKE_CELLS(200),
-        {"raw_request": "재시작 부탁드립니다", "system": "{system_code}", "targets": ["{server_id}"]}, api=True),
+        "POST",
+        f"{API}/sr/parse",
+        INTAKE_CELLS(200),
+        {"raw_request": "재시작 부탁드립니다", "system": "{system_code}", "targets": ["{server_id}"]},
+        api=True,
+    ),
     "api/v1/task/history/<str:task_id>": Case("GET", f"{API}/task/history/{{task}}", task_read(401), api=True),
     "api/v1/^tasks/$": Case("GET", f"{API}/tasks/", cells(200, anonymous=401), api=True),
     "api/v1/^tasks/(?P<task_id>[^/.]+)/$": Case("GET", f"{API}/tasks/{{task}}/", task_read(401), api=True),
     "api/v1/^tasks/(?P<task_id>[^/.]+)/stop/$": Case(
-        "POST", f"{API}/tasks/{{task}}/stop/",
-        cells(anonymous=401, site_manager=(403, 404), team_lead=(403, 404), supervisor=(200, 404), pm=200,
-              security_officer=403, auditor=403, admin=200),
-        {"reason": "matrix"}, api=True),
+        "POST",
+        f"{API}/tasks/{{task}}/stop/",
+        cells(
+            anonymous=401,
+            site_manager=(403, 404),
+            team_lead=(403, 404),
+            supervisor=(200, 404),
+            pm=200,
+            security_officer=403,
+            auditor=403,
+            admin=200,
+        ),
+        {"reason": "matrix"},
+        api=True,
+    ),
     "api/v1/^tasks/(?P<task_id>[^/.]+)/validate/$": Case(
-        "POST", f"{API}/tasks/{{validation_task}}/validate/",
+        "POST",
+        f"{API}/tasks/{{validation_task}}/validate/",
         cells(403, anonymous=401, site_manager=(403, 404), team_lead=(403, 404), supervisor=(403, 404), pm=200),
-        {"verdict": "approve", "plan_sha256": "{validation_plan}"}, api=True),
+        {"verdict": "approve", "plan_sha256": "{validation_plan}"},
+        api=True,
+    ),
     # Audit REST: the audit view permission, nothing else.
     "api/v1/audit/verify": Case("GET", f"{API}/audit/verify", audit_only(401), api=True),
     "api/v1/audit/export": Case("GET", f"{API}/audit/export?format=csv", audit_only(401), api=True),
@@ -151,32 +197,46 @@ CASES: dict[str, Case] = {
     "api/v1/^executions/$": Case("GET", f"{API}/executions/", cells(200, anonymous=401), api=True),
     "api/v1/^executions/(?P<pk>[^/.]+)/$": Case("GET", f"{API}/executions/{{execution}}/", task_read(401), api=True),
     "api/v1/^server-runs/$": Case("GET", f"{API}/server-runs/", cells(200, anonymous=401), api=True),
-    "api/v1/^server-runs/(?P<pk>[^/.]+)/$": Case("GET", f"{API}/server-runs/{{serverrun}}/", task_read(401),
-                                                 api=True),
+    "api/v1/^server-runs/(?P<pk>[^/.]+)/$": Case("GET", f"{API}/server-runs/{{serverrun}}/", task_read(401), api=True),
     # Console pages: anonymous callers are sent to the login page.
     "console/": Case("GET", "/console/", cells(200, anonymous=302)),
     "console/tiles/": Case("GET", "/console/tiles/", cells(200, anonymous=302)),
-    "console/stop/": Case("POST", "/console/stop/",
-                          cells(403, anonymous=302, pm=302, supervisor=302, admin=302),
-                          {"action": "engage", "reason": "matrix"}),
+    "console/stop/": Case(
+        "POST",
+        "/console/stop/",
+        cells(403, anonymous=302, pm=302, supervisor=302, admin=302),
+        {"action": "engage", "reason": "matrix"},
+    ),
     "console/search/": Case("GET", "/console/search/?q=OPS", cells(200, anonymous=302)),
-    "console/requests/new/": Case("GET", "/console/requests/new/",
-                                  cells(403, anonymous=302, site_manager=200, team_lead=200, pm=200)),
-    "console/demo-artifact/": Case("GET", "/console/demo-artifact/?version=1.0.0",
-                                   cells(403, anonymous=302, site_manager=200, team_lead=200, pm=200)),
-    "console/approvals/": Case("GET", "/console/approvals/",
-                               cells(200, anonymous=302, site_manager=403, auditor=403, admin=403)),
+    "console/requests/new/": Case(
+        "GET", "/console/requests/new/", cells(403, anonymous=302, site_manager=200, team_lead=200, pm=200)
+    ),
+    "console/demo-artifact/": Case(
+        "GET",
+        "/console/demo-artifact/?version=1.0.0",
+        cells(403, anonymous=302, site_manager=200, team_lead=200, pm=200),
+    ),
+    "console/approvals/": Case(
+        "GET", "/console/approvals/", cells(200, anonymous=302, site_manager=403, auditor=403, admin=403)
+    ),
     "console/approvals/<int:step_id>/decide/": Case(
-        "POST", "/console/approvals/{step}/decide/",
-        cells(302, anonymous=302, site_manager=403, auditor=403, admin=403, team_lead=(302, 404),
-              supervisor=(302, 404)),
-        {"decision": "APPROVED", "comments": "ok", "plan_sha256": "{plan}"}),
+        "POST",
+        "/console/approvals/{step}/decide/",
+        cells(
+            302, anonymous=302, site_manager=403, auditor=403, admin=403, team_lead=(302, 404), supervisor=(302, 404)
+        ),
+        {"decision": "APPROVED", "comments": "ok", "plan_sha256": "{plan}"},
+    ),
     "console/tasks/<str:task_id>/": Case("GET", "/console/tasks/{task}/", task_read(302)),
     "console/tasks/<str:task_id>/stop/": Case(
-        "POST", "/console/tasks/{task}/stop/",
-        cells(403, anonymous=302, pm=302, admin=302, supervisor=(302, 404)), {"reason": "matrix"}),
-    "console/tasks/<str:task_id>/validate/": Case("GET", "/console/tasks/{validation_task}/validate/",
-                                                  cells(403, anonymous=302, pm=200)),
+        "POST",
+        "/console/tasks/{task}/stop/",
+        cells(403, anonymous=302, pm=302, admin=302, supervisor=(302, 404)),
+        {"reason": "matrix"},
+    ),
+    "console/tasks/<str:task_id>/validate/": Case(
+        "GET", "/console/tasks/{validation_task}/validate/", cells(403, anonymous=302, pm=200)
+    ),
     "console/validations/": Case("GET", "/console/validations/", cells(403, anonymous=302, pm=200)),
     "console/owner/": Case("GET", "/console/owner/", cells(200, anonymous=302)),
     "console/statistics/": Case("GET", "/console/statistics/", cells(200, anonymous=302)),
@@ -189,17 +249,24 @@ CASES: dict[str, Case] = {
     # system by the roles that file requests; another institution's system is unknown (400).
     "app/": Case("GET", "/app/", cells(200, anonymous=302)),
     "app/new": Case("GET", "/app/new?server={server_id}", cells(200, anonymous=302)),
-    "app/preview": Case("POST", "/app/preview",
-                        cells(403, anonymous=302, site_manager=(200, 400), team_lead=(200, 400), pm=(200, 400)),
-                        {"system": "{system_code}", "sub_type": "MEMORY_CHECK", "title": "matrix",
-                         "targets": ["{server_id}"]}),
-    "app/submit": Case("POST", "/app/submit",
-                       cells(403, anonymous=302, site_manager=(201, 400), team_lead=(201, 400), pm=(201, 400)),
-                       {"system": "{system_code}", "sub_type": "MEMORY_CHECK", "title": "matrix",
-                        "targets": ["{server_id}"]}),
-    "app/parse": Case("POST", "/app/parse",
-                      cells(403, anonymous=302, site_manager=(200, 403), team_lead=(200, 403), pm=(200, 403)),
-                      {"raw_request": "재시작 부탁드립니다", "system": "{system_code}", "targets": ["{server_id}"]}),
+    "app/preview": Case(
+        "POST",
+        "/app/preview",
+        cells(403, anonymous=302, site_manager=(200, 400), team_lead=(200, 400), pm=(200, 400)),
+        {"system": "{system_code}", "sub_type": "MEMORY_CHECK", "title": "matrix", "targets": ["{server_id}"]},
+    ),
+    "app/submit": Case(
+        "POST",
+        "/app/submit",
+        cells(403, anonymous=302, site_manager=(201, 400), team_lead=(201, 400), pm=(201, 400)),
+        {"system": "{system_code}", "sub_type": "MEMORY_CHECK", "title": "matrix", "targets": ["{server_id}"]},
+    ),
+    "app/parse": Case(
+        "POST",
+        "/app/parse",
+        cells(403, anonymous=302, site_manager=(200, 403), team_lead=(200, 403), pm=(200, 403)),
+        {"raw_request": "재시작 부탁드립니다", "system": "{system_code}", "targets": ["{server_id}"]},
+    ),
     "app/manifest.webmanifest": Case("GET", "/app/manifest.webmanifest", cells(200)),
     "app/sw.js": Case("GET", "/app/sw.js", cells(200)),
 }
@@ -233,18 +300,37 @@ ADMIN_RIGHTS: dict[str, dict[str, str]] = {
 }
 # Models whose admin list is scoped to the user's systems: another institution's row is
 # "not found" for roles without cmdb.view_all_systems.
-ADMIN_SCOPED = {"cmdb.institution", "cmdb.system", "cmdb.server", "cmdb.systemowner", "cmdb.healthcriteria",
-                "cmdb.commandrule"}
+ADMIN_SCOPED = {
+    "cmdb.institution",
+    "cmdb.system",
+    "cmdb.server",
+    "cmdb.systemowner",
+    "cmdb.healthcriteria",
+    "cmdb.commandrule",
+}
 SEES_ALL_SYSTEMS = {"security_officer", "auditor", "admin"}
 # The object each model's pages are tried with (a key of the world's objects per scope).
 ADMIN_OBJECT = {
-    "auth.group": "group", "auth.user": "user",
-    "django_q.schedule": "schedule", "django_q.success": "q_success", "django_q.failure": "q_failure",
-    "django_q.ormq": "ormq", "axes.accessattempt": "attempt", "axes.accesslog": "accesslog",
-    "axes.accessfailurelog": "failurelog", "audit.auditentry": "auditentry", "audit.auditcheckpoint": "checkpoint",
-    "cmdb.institution": "inst", "cmdb.system": "system", "cmdb.server": "server", "cmdb.systemowner": "ownership",
-    "cmdb.credential": "credential", "cmdb.healthcriteria": "health", "cmdb.commandrule": "rule",
-    "execution.execution": "execution", "execution.serverrun": "serverrun",
+    "auth.group": "group",
+    "auth.user": "user",
+    "django_q.schedule": "schedule",
+    "django_q.success": "q_success",
+    "django_q.failure": "q_failure",
+    "django_q.ormq": "ormq",
+    "axes.accessattempt": "attempt",
+    "axes.accesslog": "accesslog",
+    "axes.accessfailurelog": "failurelog",
+    "audit.auditentry": "auditentry",
+    "audit.auditcheckpoint": "checkpoint",
+    "cmdb.institution": "inst",
+    "cmdb.system": "system",
+    "cmdb.server": "server",
+    "cmdb.systemowner": "ownership",
+    "cmdb.credential": "credential",
+    "cmdb.healthcriteria": "health",
+    "cmdb.commandrule": "rule",
+    "execution.execution": "execution",
+    "execution.serverrun": "serverrun",
     "execution.inspectionschedule": "inspection",
 }
 
@@ -282,12 +368,16 @@ def admin_model_cases(label: str) -> dict[str, Case]:
         base: Case("GET", f"/{base}", per_role(lambda r, ok: 200 if view(r) else 403)),
         f"{base}add/": Case("GET", f"/{base}add/", per_role(lambda r, ok: 200 if "a" in r else 403)),
         f"{base}<path:object_id>/history/": Case(
-            "GET", f"/{base}{obj}/history/", per_role(lambda r, ok: (200 if view(r) else 403) if ok else 302)),
+            "GET", f"/{base}{obj}/history/", per_role(lambda r, ok: (200 if view(r) else 403) if ok else 302)
+        ),
         f"{base}<path:object_id>/delete/": Case(
-            "GET", f"/{base}{obj}/delete/", per_role(lambda r, ok: 403 if "d" not in r else (200 if ok else 302))),
+            "GET", f"/{base}{obj}/delete/", per_role(lambda r, ok: 403 if "d" not in r else (200 if ok else 302))
+        ),
         f"{base}<path:object_id>/change/": Case(
-            "GET", f"/{base}{obj}/change/",
-            per_role(lambda r, ok: missing_object if not ok else (200 if view(r) else 403))),
+            "GET",
+            f"/{base}{obj}/change/",
+            per_role(lambda r, ok: missing_object if not ok else (200 if view(r) else 403)),
+        ),
         # The bare object URL only redirects to .../change/, which decides.
         f"{base}<path:object_id>/": Case("GET", f"/{base}{obj}/", cells(302)),
     }
@@ -303,17 +393,24 @@ def admin_cases() -> dict[str, Case]:
         "admin/autocomplete/": Case("GET", "/admin/autocomplete/", staff_only(403)),  # names no model
         "admin/jsi18n/": Case("GET", "/admin/jsi18n/", staff_only(200)),
         # CMDB rows have no public page: the content-type shortcut finds nothing to show.
-        "admin/r/<path:content_type_id>/<path:object_id>/": Case("GET", "/admin/r/{server_ct}/{server}/",
-                                                                  staff_only(404)),
-        "admin/cmdb/server/import/": Case("GET", "/admin/cmdb/server/import/",
-                                          cells(**{r: (302 if not is_staff(r) else (200 if r == "admin" else 403))
-                                                   for r in ALL_ROLES})),
+        "admin/r/<path:content_type_id>/<path:object_id>/": Case(
+            "GET", "/admin/r/{server_ct}/{server}/", staff_only(404)
+        ),
+        "admin/cmdb/server/import/": Case(
+            "GET",
+            "/admin/cmdb/server/import/",
+            cells(**{r: (302 if not is_staff(r) else (200 if r == "admin" else 403)) for r in ALL_ROLES}),
+        ),
         "admin/cmdb/server/import/template.csv": Case(
-            "GET", "/admin/cmdb/server/import/template.csv",
-            cells(**{r: (302 if not is_staff(r) else (200 if r == "admin" else 403)) for r in ALL_ROLES})),
+            "GET",
+            "/admin/cmdb/server/import/template.csv",
+            cells(**{r: (302 if not is_staff(r) else (200 if r == "admin" else 403)) for r in ALL_ROLES}),
+        ),
         "admin/auth/user/<id>/password/": Case(
-            "GET", "/admin/auth/user/{user}/password/",
-            cells(**{r: (302 if not is_staff(r) else (200 if r == "admin" else 403)) for r in ALL_ROLES})),
+            "GET",
+            "/admin/auth/user/{user}/password/",
+            cells(**{r: (302 if not is_staff(r) else (200 if r == "admin" else 403)) for r in ALL_ROLES}),
+        ),
         # Unknown admin URLs: the login page first, then a 404 that says nothing.
         "admin/(?P<url>.*)$": Case("GET", "/admin/no-such-page/", staff_only(404)),
     }
@@ -331,11 +428,15 @@ CASES.update(admin_cases())
 MORE_CASES: dict[str, list[Case]] = {
     # Filing a request: only for one's own systems; another institution's system code is as
     # unknown as a code that does not exist (400 naming the field, nothing confirmed).
-    "api/v1/^tasks/$": [Case(
-        "POST", f"{API}/tasks/",
-        cells(403, anonymous=401, site_manager=(201, 400), team_lead=(201, 400), pm=(201, 400)),
-        {"system": "{system_code}", "sub_type": "SERVICE_RESTART", "title": "matrix", "targets": ["{server_id}"]},
-        api=True)],
+    "api/v1/^tasks/$": [
+        Case(
+            "POST",
+            f"{API}/tasks/",
+            cells(403, anonymous=401, site_manager=(201, 400), team_lead=(201, 400), pm=(201, 400)),
+            {"system": "{system_code}", "sub_type": "SERVICE_RESTART", "title": "matrix", "targets": ["{server_id}"]},
+            api=True,
+        )
+    ],
 }
 
 
@@ -364,47 +465,67 @@ def build_world():
         inst = InstitutionFactory(code=code, name=name, tier=2, pm=pm)
         system = SystemFactory(code=f"SYS-{tag}", institution=inst)
         ownership = SystemOwnerFactory(
-            system=system, owner=UserFactory(username=f"lead-{tag}", role="team_lead"),
+            system=system,
+            owner=UserFactory(username=f"lead-{tag}", role="team_lead"),
             deputy=UserFactory(username=f"deputy-{tag}", role="team_lead"),
-            supervisor=UserFactory(username=f"supervisor-{tag}", role="supervisor"))
+            supervisor=UserFactory(username=f"supervisor-{tag}", role="supervisor"),
+        )
         field_user = UserFactory(username=f"field-{tag}", role="site_manager")
         inst.site_managers.add(field_user)
         credential = CredentialFactory(name=f"cred-{tag}")
         server = ServerFactory(system=system, server_id=f"was-{tag}", credential=credential)
         people = SimpleNamespace(pm=pm, owner=ownership.owner, supervisor=ownership.supervisor, field=field_user)
 
-        pending = services.submit_task(field_user, system=system, sub_type="SERVICE_RESTART", title="재시작",
-                                       targets=[server])
-        to_validate = services.submit_task(field_user, system=system, sub_type="SERVICE_RESTART", title="검증",
-                                           targets=[server])
+        pending = services.submit_task(
+            field_user, system=system, sub_type="SERVICE_RESTART", title="재시작", targets=[server]
+        )
+        to_validate = services.submit_task(
+            field_user, system=system, sub_type="SERVICE_RESTART", title="검증", targets=[server]
+        )
         to_validate.refresh_from_db()
-        services.decide_step(ownership.owner, to_validate.steps.get().pk, "APPROVED", "ok",
-                             plan_sha256=to_validate.plan_sha256)
+        services.decide_step(
+            ownership.owner, to_validate.steps.get().pk, "APPROVED", "ok", plan_sha256=to_validate.plan_sha256
+        )
         services.execution_started(to_validate.pk)
         services.execution_finished(to_validate.pk, {"log": "ok"})
         to_validate.refresh_from_db()
         pending.refresh_from_db()
-        execution = Execution.objects.create(task=pending, task_ref=pending.task_id, playbook="SERVICE_RESTART",
-                                             playbook_version="1")
-        serverrun = ServerRun.objects.create(execution=execution, server=server, server_ref=server.server_id,
-                                             playbook_version="1")
+        execution = Execution.objects.create(
+            task=pending, task_ref=pending.task_id, playbook="SERVICE_RESTART", playbook_version="1"
+        )
+        serverrun = ServerRun.objects.create(
+            execution=execution, server=server, server_ref=server.server_id, playbook_version="1"
+        )
         inspection = InspectionSchedule.objects.create(name=f"mem-{tag}", system=system, kind="MEMORY_CHECK")
         objects = {
-            "inst": inst.pk, "system": system.pk, "server": server.pk, "ownership": ownership.pk,
-            "credential": credential.pk, "health": HealthCriteria.objects.create(system=system).pk,
+            "inst": inst.pk,
+            "system": system.pk,
+            "server": server.pk,
+            "ownership": ownership.pk,
+            "credential": credential.pk,
+            "health": HealthCriteria.objects.create(system=system).pk,
             "rule": CommandRule.objects.create(system=system, program="/usr/bin/uptime").pk,
-            "system_code": system.code, "server_id": server.server_id,
-            "task": pending.task_id, "step": pending.steps.get().pk, "plan": pending.plan_sha256,
-            "validation_task": to_validate.task_id, "validation_plan": to_validate.plan_sha256,
-            "execution": execution.pk, "serverrun": serverrun.pk, "inspection": inspection.pk,
-            "user": ownership.owner.pk, "token_user": field_user.pk,
+            "system_code": system.code,
+            "server_id": server.server_id,
+            "task": pending.task_id,
+            "step": pending.steps.get().pk,
+            "plan": pending.plan_sha256,
+            "validation_task": to_validate.task_id,
+            "validation_plan": to_validate.plan_sha256,
+            "execution": execution.pk,
+            "serverrun": serverrun.pk,
+            "inspection": inspection.pk,
+            "user": ownership.owner.pk,
+            "token_user": field_user.pk,
         }
         return people, objects
 
     own_people, own = institution("a", "MOEF", "기획재정부")
     _other_people, other = institution("b", "MOIS", "행정안전부")
     users = {
-        "site_manager": own_people.field, "team_lead": own_people.owner, "pm": own_people.pm,
+        "site_manager": own_people.field,
+        "team_lead": own_people.owner,
+        "pm": own_people.pm,
         "supervisor": own_people.supervisor,
         "security_officer": UserFactory(username="secoff", role="security_officer"),
         "auditor": UserFactory(username="auditor", role="auditor"),
@@ -423,13 +544,16 @@ def build_world():
     shared = {
         "group": Group.objects.get(name="team_lead").pk,
         "schedule": Schedule.objects.create(func="governance.tasks.announce", name="matrix").pk,
-        "q_success": Task.objects.create(id="a" * 32, name="ok", func="f", started="2026-01-01T00:00Z",
-                                         stopped="2026-01-01T00:00Z", success=True).pk,
-        "q_failure": Task.objects.create(id="b" * 32, name="bad", func="f", started="2026-01-01T00:00Z",
-                                         stopped="2026-01-01T00:00Z", success=False).pk,
+        "q_success": Task.objects.create(
+            id="a" * 32, name="ok", func="f", started="2026-01-01T00:00Z", stopped="2026-01-01T00:00Z", success=True
+        ).pk,
+        "q_failure": Task.objects.create(
+            id="b" * 32, name="bad", func="f", started="2026-01-01T00:00Z", stopped="2026-01-01T00:00Z", success=False
+        ).pk,
         "ormq": OrmQ.objects.create(key="matrix", payload=SignedPackage.dumps({"id": "c"}), lock=None).pk,
-        "attempt": AccessAttempt.objects.create(username="x", ip_address="10.0.0.1", user_agent="t",
-                                                failures_since_start=1).pk,
+        "attempt": AccessAttempt.objects.create(
+            username="x", ip_address="10.0.0.1", user_agent="t", failures_since_start=1
+        ).pk,
         "accesslog": AccessLog.objects.create(username="x", ip_address="10.0.0.1", user_agent="t").pk,
         "failurelog": AccessFailureLog.objects.create(username="x", ip_address="10.0.0.1", user_agent="t").pk,
         "auditentry": AuditEntry.objects.order_by("seq").first().pk,
@@ -474,8 +598,7 @@ def answer(world, case: Case, role: str, scope: str) -> int:
         if case.method == "GET":
             response = client.get(url)
         else:
-            response = client.post(url, data, content_type="application/json") if case.api \
-                else client.post(url, data)
+            response = client.post(url, data, content_type="application/json") if case.api else client.post(url, data)
         transaction.set_rollback(True)
     return response.status_code
 

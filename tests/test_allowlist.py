@@ -120,9 +120,14 @@ def test_websocket_allowlist_in_a_real_daphne(tmp_path):
     not a bastion range, and let through when a trusted proxy on loopback vouches for a bastion address."""
     user = UserFactory(username="lead-daphne", role="team_lead")
     session = session_cookie(user)
-    env = dict(os.environ, GUARDIA_DATABASE_URL=f"sqlite:///{settings.DATABASES['default']['NAME']}",
-               GUARDIA_CHANNEL_LAYER="memory", GUARDIA_CLIENT_ALLOWLIST="10.10.0.0/16",
-               GUARDIA_TRUSTED_PROXIES="127.0.0.1", PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        GUARDIA_DATABASE_URL=f"sqlite:///{settings.DATABASES['default']['NAME']}",
+        GUARDIA_CHANNEL_LAYER="memory",
+        GUARDIA_CLIENT_ALLOWLIST="10.10.0.0/16",
+        GUARDIA_TRUSTED_PROXIES="127.0.0.1",
+        PYTHONUNBUFFERED="1",
+    )
 
     async def attempt(address: str, forwarded: str = "") -> int:
         headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={session}", "Origin": f"http://{address}"}

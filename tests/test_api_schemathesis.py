@@ -74,14 +74,25 @@ def world(settings, tmp_path, django_capture_on_commit_callbacks):
         task=task, task_ref=task.task_id, playbook="SERVICE_RESTART", playbook_version="1",
         started_at=now - timedelta(minutes=2), finished_at=now,
     )  # fmt: skip
-    run = ServerRun.objects.create(execution=execution, server=servers[0], server_ref=servers[0].server_id,
-                                   playbook_version="1", started_at=now - timedelta(minutes=1), finished_at=now)
+    run = ServerRun.objects.create(
+        execution=execution,
+        server=servers[0],
+        server_ref=servers[0].server_id,
+        playbook_version="1",
+        started_at=now - timedelta(minutes=1),
+        finished_at=now,
+    )
     StepResult.objects.create(server_run=run, seq=1, name="restart", command="systemctl restart was", exit_code=0)
     return {
         "tokens": {role: Token.objects.get(user__username=username).key for username, role, _name in USERS},
         "ids": {"task_id": task.task_id, "id": None, "step_id": task.steps.first().pk},
-        "objects": {"executions": execution.pk, "server-runs": run.pk, "institutions": system.institution_id,
-                    "systems": system.pk, "servers": servers[0].pk},
+        "objects": {
+            "executions": execution.pk,
+            "server-runs": run.pk,
+            "institutions": system.institution_id,
+            "systems": system.pk,
+            "servers": servers[0].pk,
+        },
     }
 
 

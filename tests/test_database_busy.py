@@ -35,8 +35,15 @@ def short_busy_timeout():
 
 def test_locked_database_answers_503_and_changes_nothing(short_busy_timeout):
     world = governance_world()
-    task = OpsTask.objects.create(task_id="OPS-20260101-001", category="INFRA_CONTROL", sub_type="SERVICE_RESTART",
-                                  title="재시작", system=world.system, requester=world.requester, risk="LOW")
+    task = OpsTask.objects.create(
+        task_id="OPS-20260101-001",
+        category="INFRA_CONTROL",
+        sub_type="SERVICE_RESTART",
+        title="재시작",
+        system=world.system,
+        requester=world.requester,
+        risk="LOW",
+    )
     OpsTask.objects.filter(pk=task.pk).update(status=Status.APPROVED)
     api = APIClient()
     api.force_authenticate(world.pm)

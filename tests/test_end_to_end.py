@@ -34,8 +34,13 @@ from tests.live import daphne, qcluster, redis_server, service_env
 pytestmark = [pytest.mark.testbed, pytest.mark.django_db(transaction=True)]
 
 ARTIFACT = war_bytes("2.0.0", padding=8192)  # a real WAR: uploads are checked to be one
-SETTLED = {Status.PENDING_PM_VALIDATION, Status.FAILED_ROLLED_BACK, Status.MANUAL_INTERVENTION_REQUIRED,
-           Status.STATE_UNCERTAIN, Status.ABORTED}
+SETTLED = {
+    Status.PENDING_PM_VALIDATION,
+    Status.FAILED_ROLLED_BACK,
+    Status.MANUAL_INTERVENTION_REQUIRED,
+    Status.STATE_UNCERTAIN,
+    Status.ABORTED,
+}
 
 
 def people(servers):
@@ -76,28 +81,43 @@ def test_request_to_validated_deployment_across_processes(clean_testbed, tmp_pat
             base = f"http://{address}/api/v1"
 
             def api(user, path: str, **kwargs) -> requests.Response:
-                return requests.post(f"{base}{path}", headers={"Authorization": f"Token {tokens[user]}"},
-                                     timeout=20, **kwargs)
+                return requests.post(
+                    f"{base}{path}", headers={"Authorization": f"Token {tokens[user]}"}, timeout=20, **kwargs
+                )
 
             # 1. File the request: multipart with the artifact, like a PWA or a script would.
-            filed = api(requester, "/tasks/", data={
-                "system": targets[0].system.code, "sub_type": "APP_DEPLOY", "title": "WAS 2.0.0 배포",
-                "targets": [s.server_id for s in targets], "sr_number": "SR-E2E-1",
-                "parameters": json.dumps({"version": "2.0.0", "rollout": {"canary_share": 0, "max_parallel": 4}}),
-            }, files={"artifact": ("app-2.0.0.war", ARTIFACT)})
+            filed = api(
+                requester,
+                "/tasks/",
+                data={
+                    "system": targets[0].system.code,
+                    "sub_type": "APP_DEPLOY",
+                    "title": "WAS 2.0.0 배포",
+                    "targets": [s.server_id for s in targets],
+                    "sr_number": "SR-E2E-1",
+                    "parameters": json.dumps({"version": "2.0.0", "rollout": {"canary_share": 0, "max_parallel": 4}}),
+                },
+                files={"artifact": ("app-2.0.0.war", ARTIFACT)},
+            )
             assert filed.status_code == 201, filed.text
             task_id = filed.json()["task_id"]
             first_step = filed.json()["steps"][0]
             assert filed.json()["status"] == Status.PENDING_APPROVAL and first_step["assigned_to"] == owner.username
 
             def approve_all() -> dict:
-                decided = api(owner, "/approval/process", json={"step_id": first_step["id"], "decision": "APPROVED",
-                                                                 "comments": "owner ok"})
+                decided = api(
+                    owner,
+                    "/approval/process",
+                    json={"step_id": first_step["id"], "decision": "APPROVED", "comments": "owner ok"},
+                )
                 assert decided.status_code == 200, decided.text
                 assert decided.json()["result"] == "NEXT_STEP"
                 assert decided.json()["next_step"]["assigned_to"] == pm.username
-                final = api(pm, "/approval/process", json={"step_id": decided.json()["next_step"]["id"],
-                                                           "decision": "APPROVED", "comments": "pm ok"})
+                final = api(
+                    pm,
+                    "/approval/process",
+                    json={"step_id": decided.json()["next_step"]["id"], "decision": "APPROVED", "comments": "pm ok"},
+                )
                 assert final.status_code == 200, final.text
                 return final.json()
 

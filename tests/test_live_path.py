@@ -49,8 +49,9 @@ def test_socket_refuses_anonymous(tmp_path):
 
             async def attempt() -> int:
                 try:
-                    async with websockets.connect(f"ws://{address}/ws/live/",
-                                                  additional_headers={"Origin": f"http://{address}"}):
+                    async with websockets.connect(
+                        f"ws://{address}/ws/live/", additional_headers={"Origin": f"http://{address}"}
+                    ):
                         return 101
                 except websockets.exceptions.InvalidStatus as refused:
                     return refused.response.status_code

@@ -25,10 +25,20 @@ SETUP = (
 def test_many_requests_do_not_exhaust_postgres_connections(tmp_path):
     with PostgresCluster() as cluster:
         env = django_env(cluster.url, tmp_path)
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True,
-                       timeout=300)
-        token = subprocess.run([sys.executable, "manage.py", "shell", "-c", SETUP], cwd=ROOT, env=env, check=True,
-                               capture_output=True, text=True, timeout=120).stdout.strip().splitlines()[-1]
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300)
+        token = (
+            subprocess.run(
+                [sys.executable, "manage.py", "shell", "-c", SETUP],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         with daphne(env, tmp_path / "daphne.log") as address:
             host, port = address.split(":")
 
@@ -44,6 +54,7 @@ def test_many_requests_do_not_exhaust_postgres_connections(tmp_path):
                 statuses = list(pool.map(get, range(160)))
             with psycopg.connect(cluster.url, autocommit=True) as conn:
                 open_connections = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()").fetchone()[0]
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                ).fetchone()[0]
     assert statuses.count(200) == 160, sorted(set(statuses))
     assert open_connections <= 25  # the pool's max_size (20) plus this check's own connection

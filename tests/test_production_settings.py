@@ -16,8 +16,9 @@ GOOD_SECRET = "x" * 20 + "-production-secret-" + "y" * 20
 def run_manage(tmp_path, *args, **env_overrides):
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDIA_")}
     env.update({"GUARDIA_DATA_DIR": str(tmp_path), "GUARDIA_PRODUCTION": "true", **env_overrides})
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_production_refuses_debug_default_secret_and_missing_vault_key(tmp_path):
@@ -31,8 +32,16 @@ def test_production_refuses_debug_default_secret_and_missing_vault_key(tmp_path)
 def test_production_check_deploy_is_clean(tmp_path):
     key = tmp_path / "vault.key"
     key.write_text("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n")
-    result = run_manage(tmp_path, "check", "--deploy", "--fail-level", "WARNING", GUARDIA_SECRET_KEY=GOOD_SECRET,
-                        GUARDIA_VAULT_KEY_FILE=str(key), GUARDIA_ALLOWED_HOSTS="guardia.example.go.kr")
+    result = run_manage(
+        tmp_path,
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        GUARDIA_SECRET_KEY=GOOD_SECRET,
+        GUARDIA_VAULT_KEY_FILE=str(key),
+        GUARDIA_ALLOWED_HOSTS="guardia.example.go.kr",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
@@ -46,11 +55,18 @@ def test_sql_server_url_selects_mssql_django(tmp_path):
     """The SQL Server path resolves to mssql-django's engine and its backend loads (no server
     runs here, so nothing connects)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDIA_")}
-    env.update({"GUARDIA_DATA_DIR": str(tmp_path), "GUARDIA_DATABASE_URL": "mssql://u:p@sql.internal:1433/guardia",
-                "GUARDIA_MSSQL_DRIVER": "mssql-python", "DJANGO_SETTINGS_MODULE": "guardia.settings"})
-    code = ("import django; django.setup(); from django.db import connection; "
-            "print(connection.settings_dict['ENGINE'], connection.vendor, connection.settings_dict['OPTIONS'])")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=60)
+    env.update(
+        {
+            "GUARDIA_DATA_DIR": str(tmp_path),
+            "GUARDIA_DATABASE_URL": "mssql://u:p@sql.internal:1433/guardia",
+            "GUARDIA_MSSQL_DRIVER": "mssql-python",
+            "DJANGO_SETTINGS_MODULE": "guardia.settings",
+        }
+    )
+    code = (
+        "import django; django.setup(); from django.db import connection; "
+        "print(connection.settings_dict['ENGINE'], connection.vendor, connection.settings_dict['OPTIONS'])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "mssql microsoft" in result.stdout and "mssql_python" in result.stdout

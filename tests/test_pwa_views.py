@@ -40,10 +40,15 @@ def stored_files() -> list[str]:
 
 
 def deploy_form(war: bytes, claimed: str) -> dict:
-    return {"system": "BUDGET", "sub_type": "APP_DEPLOY", "title": "현장 배포", "targets": ["was-1"],
-            "parameters": json.dumps({"version": "2.0.0"}),
-            "artifact": SimpleUploadedFile("app.war", war, content_type="application/java-archive"),
-            "artifact_sha256": claimed}
+    return {
+        "system": "BUDGET",
+        "sub_type": "APP_DEPLOY",
+        "title": "현장 배포",
+        "targets": ["was-1"],
+        "parameters": json.dumps({"version": "2.0.0"}),
+        "artifact": SimpleUploadedFile("app.war", war, content_type="application/java-archive"),
+        "artifact_sha256": claimed,
+    }
 
 
 def test_a_file_that_does_not_hash_to_the_browsers_sha256_is_refused_and_nothing_is_kept(phone):
@@ -86,9 +91,14 @@ def test_another_institutions_system_is_unknown_to_preview_and_filing(phone, wor
 def test_preview_renders_the_console_plan_and_files_nothing(phone):
     war = war_bytes("2.0.0")
     sha = hashlib.sha256(war).hexdigest()
-    body = {"system": "BUDGET", "sub_type": "APP_DEPLOY", "title": "현장 배포", "targets": ["was-1"],
-            "parameters": {"version": "2.0.0"}, "files": {"artifact": {"name": "app.war", "size": len(war),
-                                                                          "sha256": sha}}}
+    body = {
+        "system": "BUDGET",
+        "sub_type": "APP_DEPLOY",
+        "title": "현장 배포",
+        "targets": ["was-1"],
+        "parameters": {"version": "2.0.0"},
+        "files": {"artifact": {"name": "app.war", "size": len(war), "sha256": sha}},
+    }
     response = phone.post("/app/preview", json.dumps(body), content_type="application/json")
     assert response.status_code == 200, response.content
     html = response.json()["html"]
@@ -145,8 +155,11 @@ def test_service_worker_is_served_for_the_app_scope_uncached(client):
 
 
 def test_free_text_is_read_by_the_intake_parser_and_its_plan_shown(phone):
-    response = phone.post("/app/parse", json.dumps({"raw_request": "예산시스템 was-1 메모리 점검해 주세요"}),
-                          content_type="application/json")
+    response = phone.post(
+        "/app/parse",
+        json.dumps({"raw_request": "예산시스템 was-1 메모리 점검해 주세요"}),
+        content_type="application/json",
+    )
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["ready"] is True
@@ -155,20 +168,26 @@ def test_free_text_is_read_by_the_intake_parser_and_its_plan_shown(phone):
 
 
 def test_free_text_without_a_task_asks_back_with_choices(phone):
-    response = phone.post("/app/parse", json.dumps({"raw_request": "예산시스템 좀 봐 주세요"}),
-                          content_type="application/json")
+    response = phone.post(
+        "/app/parse", json.dumps({"raw_request": "예산시스템 좀 봐 주세요"}), content_type="application/json"
+    )
     assert response.status_code == 200, response.content
     assert response.json()["ready"] is False
     assert 'data-clarify="' in response.json()["html"]
-    answered = phone.post("/app/parse", json.dumps({"raw_request": "예산시스템 좀 봐 주세요",
-                                                    "task_sub_type": "MEMORY_CHECK"}),
-                          content_type="application/json")
+    answered = phone.post(
+        "/app/parse",
+        json.dumps({"raw_request": "예산시스템 좀 봐 주세요", "task_sub_type": "MEMORY_CHECK"}),
+        content_type="application/json",
+    )
     assert answered.json()["ready"] is True
 
 
 def test_free_text_with_a_destructive_command_is_refused(phone):
-    response = phone.post("/app/parse", json.dumps({"raw_request": "예산시스템 was-1 rm -rf / 실행해 주세요"}),
-                          content_type="application/json")
+    response = phone.post(
+        "/app/parse",
+        json.dumps({"raw_request": "예산시스템 was-1 rm -rf / 실행해 주세요"}),
+        content_type="application/json",
+    )
     assert response.status_code == 422
     assert "raw_request" in response.json()["errors"]
     assert OpsTask.objects.count() == 0

@@ -24,11 +24,23 @@ def _file(world, count: int, django_capture_on_commit_callbacks) -> None:
     deputy (so every step user field is filled) and a notification to the owner."""
     for i in range(count):
         with django_capture_on_commit_callbacks(execute=False):
-            task = services.submit_task(world.requester, system=world.system, sub_type="MEMORY_CHECK",
-                                        title=f"메모리 점검 {i}", targets=world.servers)
-        ApprovalStep.objects.create(task=task, step_order=task.steps.count() + 1, role="owner", status="A",
-                                    routing=Routing.ESCALATED, assigned_to=world.owner, original_owner=world.owner,
-                                    actual_approver=world.deputy)
+            task = services.submit_task(
+                world.requester,
+                system=world.system,
+                sub_type="MEMORY_CHECK",
+                title=f"메모리 점검 {i}",
+                targets=world.servers,
+            )
+        ApprovalStep.objects.create(
+            task=task,
+            step_order=task.steps.count() + 1,
+            role="owner",
+            status="A",
+            routing=Routing.ESCALATED,
+            assigned_to=world.owner,
+            original_owner=world.owner,
+            actual_approver=world.deputy,
+        )
         OpsTask.objects.filter(pk=task.pk).update(current_approver=world.owner)
         Notification.objects.create(user=world.owner, task=task, message=f"알림 {i}")
 
@@ -130,5 +142,6 @@ def test_admin_audit_search_matches_whole_values_off_the_indexes(client):
     found = client.get("/admin/audit/auditentry/", {"q": "OPS-20260101-00001"})
     assert [e.task for e in found.context["cl"].result_list] == ["OPS-20260101-00001"]
     assert list(client.get("/admin/audit/auditentry/", {"q": "kim2"}).context["cl"].result_list) == list(
-        AuditEntry.objects.filter(actor="kim2"))
+        AuditEntry.objects.filter(actor="kim2")
+    )
     assert not client.get("/admin/audit/auditentry/", {"q": "20260101"}).context["cl"].result_list

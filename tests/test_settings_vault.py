@@ -22,6 +22,7 @@ def test_missing_or_malformed_vault_key_file_fails_the_deploy_check(tmp_path):
 
 
 def test_api_clients_authenticate_with_drf_tokens():
-    assert "rest_framework.authentication.TokenAuthentication" in settings.REST_FRAMEWORK[
-        "DEFAULT_AUTHENTICATION_CLASSES"]
+    assert (
+        "rest_framework.authentication.TokenAuthentication" in settings.REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"]
+    )
     assert "rest_framework.authtoken" in settings.INSTALLED_APPS

@@ -40,14 +40,30 @@ def approval_work(world) -> list[tuple[str, list[int]]]:
         system = System.objects.create(code=f"BURST{c}", name=f"버스트{c}", institution=world.inst)
         SystemOwner.objects.create(system=system, owner=owner, supervisor=world.supervisor)
         tasks = OpsTask.objects.bulk_create(
-            OpsTask(task_id=f"OPS-BURST{c:02d}-{i:03d}", category="INFRA_CONTROL", sub_type="SERVICE_RESTART",
-                    title="burst", system=system, requester=world.requester, risk="MEDIUM",
-                    status=Status.PENDING_APPROVAL)
-            for i in range(APPROVALS_EACH))
+            OpsTask(
+                task_id=f"OPS-BURST{c:02d}-{i:03d}",
+                category="INFRA_CONTROL",
+                sub_type="SERVICE_RESTART",
+                title="burst",
+                system=system,
+                requester=world.requester,
+                risk="MEDIUM",
+                status=Status.PENDING_APPROVAL,
+            )
+            for i in range(APPROVALS_EACH)
+        )
         steps = ApprovalStep.objects.bulk_create(
-            ApprovalStep(task=t, step_order=1, role="owner", assigned_to=owner, original_owner=owner,
-                         activated_at=now, sla_deadline=now + timezone.timedelta(hours=1))
-            for t in tasks)
+            ApprovalStep(
+                task=t,
+                step_order=1,
+                role="owner",
+                assigned_to=owner,
+                original_owner=owner,
+                activated_at=now,
+                sla_deadline=now + timezone.timedelta(hours=1),
+            )
+            for t in tasks
+        )
         work.append((Token.objects.create(user=owner).key, [s.pk for s in steps]))
     return work
 
@@ -75,20 +91,50 @@ def test_burst_over_two_web_processes_has_no_5xx_and_every_accepted_request_once
     ServerFactory(system=world.system, server_id="was-3")
     approvals = approval_work(world)
     filer_token = Token.objects.create(user=world.requester).key
-    env = dict(os.environ, GUARDIA_DATABASE_URL=f"sqlite:///{settings.DATABASES['default']['NAME']}",
-               GUARDIA_CHANNEL_LAYER="memory", GUARDIA_LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        GUARDIA_DATABASE_URL=f"sqlite:///{settings.DATABASES['default']['NAME']}",
+        GUARDIA_CHANNEL_LAYER="memory",
+        GUARDIA_LOG_LEVEL="WARNING",
+        PYTHONUNBUFFERED="1",
+    )
     jobs: list[tuple[str, list[tuple[str, str, dict]]]] = [
-        (token, [("POST", "/api/v1/approval/process", {"step_id": s, "decision": "APPROVED", "comments": "burst"})
-                 for s in steps]) for token, steps in approvals]
+        (
+            token,
+            [
+                ("POST", "/api/v1/approval/process", {"step_id": s, "decision": "APPROVED", "comments": "burst"})
+                for s in steps
+            ],
+        )
+        for token, steps in approvals
+    ]
     for f in range(FILERS):
-        jobs.append((filer_token, [("POST", "/api/v1/tasks/", {
-            "system": world.system.code, "sub_type": "SERVICE_RESTART", "title": f"burst filing {f}-{i}",
-            "targets": ["was-1"], "raw_request": f"burst-{f}-{i}"}) for i in range(FILINGS_EACH)]))
+        jobs.append(
+            (
+                filer_token,
+                [
+                    (
+                        "POST",
+                        "/api/v1/tasks/",
+                        {
+                            "system": world.system.code,
+                            "sub_type": "SERVICE_RESTART",
+                            "title": f"burst filing {f}-{i}",
+                            "targets": ["was-1"],
+                            "raw_request": f"burst-{f}-{i}",
+                        },
+                    )
+                    for i in range(FILINGS_EACH)
+                ],
+            )
+        )
     answers: list = []
     with ExitStack() as stack:
         addresses = [stack.enter_context(daphne(env, tmp_path / f"daphne{i}.log")) for i in range(2)]
-        threads = [threading.Thread(target=client, args=(addresses[i % 2], token, requests, answers))
-                   for i, (token, requests) in enumerate(jobs)]
+        threads = [
+            threading.Thread(target=client, args=(addresses[i % 2], token, requests, answers))
+            for i, (token, requests) in enumerate(jobs)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:

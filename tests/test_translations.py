@@ -77,8 +77,14 @@ def fresh_catalogue(tmp_path_factory) -> list[dict]:
 
         os.chdir(REPO)
         with override_settings(LOCALE_PATHS=[str(locale)]):
-            call_command("makemessages", locale=["en"], no_location=True, no_obsolete=True, verbosity=0,
-                         ignore_patterns=[*IGNORED_DIRS, "governance/locale"])
+            call_command(
+                "makemessages",
+                locale=["en"],
+                no_location=True,
+                no_obsolete=True,
+                verbosity=0,
+                ignore_patterns=[*IGNORED_DIRS, "governance/locale"],
+            )
     finally:
         os.chdir(cwd)
     return _po_entries((locale / "en" / "LC_MESSAGES" / "django.po").read_text(encoding="utf-8"))
@@ -94,10 +100,12 @@ def test_every_msgid_in_code_and_templates_has_an_english_translation(fresh_cata
 
 
 def test_msgids_are_korean(fresh_catalogue):
-    english = [e["msgid"] for e in fresh_catalogue
-               if not HANGUL.search(e["msgid"]) and e["msgid"] not in NOT_KOREAN_ON_PURPOSE]
+    english = [
+        e["msgid"] for e in fresh_catalogue if not HANGUL.search(e["msgid"]) and e["msgid"] not in NOT_KOREAN_ON_PURPOSE
+    ]
     assert not english, "English msgids (write the msgid in Korean, the English in the catalogue):\n" + "\n".join(
-        english)
+        english
+    )
 
 
 def test_compiled_catalogue_is_current():
@@ -111,10 +119,29 @@ def test_compiled_catalogue_is_current():
 
 # Machine names that must not reach a Korean page as text.
 LEAKS = [
-    r"\bowner\b", r"\bpm\b", r"\bsecurity_officer\b", r"\bteam_lead\b", r"\bsite_manager\b", r"\bsupervisor\b",
-    r"\brequired\b", r"This field", r"\bRECEIVED\b", r"\bPARSED\b", r"\bPENDING_APPROVAL\b", r"\[DIRECT\]",
-    r"\bDIRECT\b", r"\bAPPROVED\b", r"task\.transition", r"task\.submitted", r"approval\.assigned",
-    r"approval\.decided", r"auth\.login", r"audit\.verify", r"\bseq\b", r"\bok\b", r"\bapproval\b(?!s)",
+    r"\bowner\b",
+    r"\bpm\b",
+    r"\bsecurity_officer\b",
+    r"\bteam_lead\b",
+    r"\bsite_manager\b",
+    r"\bsupervisor\b",
+    r"\brequired\b",
+    r"This field",
+    r"\bRECEIVED\b",
+    r"\bPARSED\b",
+    r"\bPENDING_APPROVAL\b",
+    r"\[DIRECT\]",
+    r"\bDIRECT\b",
+    r"\bAPPROVED\b",
+    r"task\.transition",
+    r"task\.submitted",
+    r"approval\.assigned",
+    r"approval\.decided",
+    r"auth\.login",
+    r"audit\.verify",
+    r"\bseq\b",
+    r"\bok\b",
+    r"\bapproval\b(?!s)",
     r"\bnotification\b",
 ]
 
@@ -129,18 +156,32 @@ def visible_text(html: str) -> str:
 def korean_world(db, django_capture_on_commit_callbacks):
     world = governance_world(owner_username="kim.lead")
     # Usernames that are not role keys, so a role key found on a page is a leak.
-    for person, name in ((world.pm, "park_jh"), (world.supervisor, "lee_sh"), (world.auditor, "choi_ms"),
-                         (world.deputy, "jung_dy")):
+    for person, name in (
+        (world.pm, "park_jh"),
+        (world.supervisor, "lee_sh"),
+        (world.auditor, "choi_ms"),
+        (world.deputy, "jung_dy"),
+    ):
         person.username = name
         person.save()
     with django_capture_on_commit_callbacks(execute=False):
-        world.task = services.submit_task(world.requester, system=world.system, sub_type="MEMORY_CHECK",
-                                          title="메모리 점검", targets=world.servers[:1])
+        world.task = services.submit_task(
+            world.requester,
+            system=world.system,
+            sub_type="MEMORY_CHECK",
+            title="메모리 점검",
+            targets=world.servers[:1],
+        )
         step = services.my_approvals(world.owner).get(task=world.task)
         world.task.refresh_from_db()
         services.decide_step(world.owner, step.pk, "APPROVED", "확인했습니다", plan_sha256=world.task.plan_sha256)
-        world.second = services.submit_task(world.requester, system=world.system, sub_type="MEMORY_CHECK",
-                                            title="두 번째 점검", targets=world.servers[:1])
+        world.second = services.submit_task(
+            world.requester,
+            system=world.system,
+            sub_type="MEMORY_CHECK",
+            title="두 번째 점검",
+            targets=world.servers[:1],
+        )
     return world
 
 
@@ -198,8 +239,11 @@ def test_form_errors_are_korean(client, korean_world):
     assert "필수 항목입니다" in page
     assert_no_leak("new request with errors", page)
     client.force_login(korean_world.owner)
-    response = client.post(reverse("console:owner_settings"),
-                           {"system": korean_world.system.pk, "deputy": korean_world.requester.pk}, follow=True)
+    response = client.post(
+        reverse("console:owner_settings"),
+        {"system": korean_world.system.pk, "deputy": korean_world.requester.pk},
+        follow=True,
+    )
     assert "대리 승인자로 지정할 수 있습니다" in response.content.decode()
 
 
@@ -221,7 +265,7 @@ def test_english_by_choice_comes_from_the_catalogue(client, korean_world):
     page = visible_text(client.get(reverse("audit:entries")).content.decode())
     assert "Audit log" in page and "Request filed" in page
     leftover = HANGUL.search(re.sub(r"기획재정부|예산시스템|메모리 점검|두 번째 점검|확인했습니다|한국어", "", page))
-    assert not leftover, page[max(0, leftover.start() - 100):leftover.end() + 100]
+    assert not leftover, page[max(0, leftover.start() - 100) : leftover.end() + 100]
 
 
 def test_every_action_written_by_the_code_has_a_korean_label():
@@ -244,12 +288,15 @@ def test_audit_labels_cover_the_actions_written():
     assert audit_labels.action_label("some.future_action") == "some.future_action"  # never hidden
 
 
-@pytest.mark.parametrize("text, limit, expected", [
-    ("승인 요청: OPS-20260523-001 예산시스템 WAS 배포 요청이 접수되었습니다", 30, "승인 요청: OPS-20260523-001…"),
-    ("짧은 알림", 30, "짧은 알림"),
-    ("줄바꿈이\n있는   알림도 한 줄로", 40, "줄바꿈이 있는 알림도 한 줄로"),
-    ("x" * 50, 20, "x" * 19 + "…"),
-])
+@pytest.mark.parametrize(
+    "text, limit, expected",
+    [
+        ("승인 요청: OPS-20260523-001 예산시스템 WAS 배포 요청이 접수되었습니다", 30, "승인 요청: OPS-20260523-001…"),
+        ("짧은 알림", 30, "짧은 알림"),
+        ("줄바꿈이\n있는   알림도 한 줄로", 40, "줄바꿈이 있는 알림도 한 줄로"),
+        ("x" * 50, 20, "x" * 19 + "…"),
+    ],
+)
 def test_notification_text_is_cut_at_a_word_boundary(text, limit, expected):
     shortened = shorten(text, limit)
     assert shortened == expected and len(shortened) <= limit

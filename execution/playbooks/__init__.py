@@ -20,8 +20,21 @@ from .service import ServiceRestart, SslReplace
 
 PLAYBOOKS: dict[str, type[Playbook]] = {
     cls.NAME: cls
-    for cls in (AppDeploy, StaticSync, ServiceRestart, SslReplace, LogMining, LogCleanup, Logrotate, MemoryCheck,
-                DataCleanup, CronManage, RawCommand, DiskCheck, ErrorCount)
+    for cls in (
+        AppDeploy,
+        StaticSync,
+        ServiceRestart,
+        SslReplace,
+        LogMining,
+        LogCleanup,
+        Logrotate,
+        MemoryCheck,
+        DataCleanup,
+        CronManage,
+        RawCommand,
+        DiskCheck,
+        ErrorCount,
+    )
 }
 
 

@@ -46,8 +46,9 @@ class Context(Protocol):
     data: dict
     planning: bool
 
-    def run(self, name: str, command: str, *, timeout: float = 60, ok_codes: tuple[int, ...] = (0,),
-            max_output: int = 65536): ...
+    def run(
+        self, name: str, command: str, *, timeout: float = 60, ok_codes: tuple[int, ...] = (0,), max_output: int = 65536
+    ): ...
 
     def put(self, name: str, local: Any, remote: str) -> None: ...
 

@@ -165,8 +165,11 @@ class CronManage(CatalogueCommands):
         return [
             ("backup", f"mkdir -p {q(posixpath.dirname(saved))} && (crontab -l 2>/dev/null || true) > {q(saved)}"),
             # Written to a file first and installed from it: the sanitizer refuses a crontab fed by a pipe.
-            ("install", f"(sed {strip} {q(saved)}; printf '%s\\n' {block}) > {q(saved + '.new')} && "
-                        f"crontab {q(saved + '.new')}"),
+            (
+                "install",
+                f"(sed {strip} {q(saved)}; printf '%s\\n' {block}) > {q(saved + '.new')} && "
+                f"crontab {q(saved + '.new')}",
+            ),
         ]
 
     def verify(self, ctx) -> None:

@@ -38,8 +38,12 @@ class AppDeploy(Playbook):
 
     def _paths(self, ctx) -> dict:
         paths = self.server_paths(ctx.server)
-        for key, what in (("app", "app_path"), ("deploy", "deploy_path"), ("backup", "backup_path"),
-                          ("scripts", "script_path")):
+        for key, what in (
+            ("app", "app_path"),
+            ("deploy", "deploy_path"),
+            ("backup", "backup_path"),
+            ("scripts", "script_path"),
+        ):
             self.require(paths[key], what, ctx.server)
         name = self.params["artifact_name"]
         paths["live"] = posixpath.join(paths["app"], name)
@@ -48,16 +52,22 @@ class AppDeploy(Playbook):
         return paths
 
     def precheck(self, ctx, paths: dict) -> None:
-        command = (f"printf 'free=%s\\npid=%s\\n' \"$(df -Pk {q(paths['deploy'])} | awk 'NR==2 {{print $4}}')\" "
-                   f"\"$(cat {q(paths['pid'])} 2>/dev/null)\"")
+        command = (
+            f"printf 'free=%s\\npid=%s\\n' \"$(df -Pk {q(paths['deploy'])} | awk 'NR==2 {{print $4}}')\" "
+            f'"$(cat {q(paths["pid"])} 2>/dev/null)"'
+        )
         result = ctx.run("pre-check", command, timeout=15)
         if ctx.planning:
             ctx.state["old_pid"] = ""  # read from this step's output when it runs
-            ctx.check("pre-disk", None, plan={"kind": "disk", "path": paths["deploy"],
-                                              "min_free_mb": ctx.health.min_free_disk_mb})
+            ctx.check(
+                "pre-disk",
+                None,
+                plan={"kind": "disk", "path": paths["deploy"], "min_free_mb": ctx.health.min_free_disk_mb},
+            )
             if ctx.health.port and ctx.health.url:
-                ctx.check("pre-version", None, plan={"kind": "http", "url": ctx.health.url,
-                                                     "purpose": "version_before"})
+                ctx.check(
+                    "pre-version", None, plan={"kind": "http", "url": ctx.health.url, "purpose": "version_before"}
+                )
             return
         found = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
         try:
@@ -67,8 +77,11 @@ class AppDeploy(Playbook):
         ctx.state["old_pid"] = found.get("pid", "").strip()
         ctx.data["free_disk_mb"] = free_mb
         if free_mb < ctx.health.min_free_disk_mb:
-            raise StepFailed("pre-check", f"only {free_mb} MB free in {paths['deploy']} on {ctx.server.server_id} "
-                                          f"(need {ctx.health.min_free_disk_mb} MB)")
+            raise StepFailed(
+                "pre-check",
+                f"only {free_mb} MB free in {paths['deploy']} on {ctx.server.server_id} "
+                f"(need {ctx.health.min_free_disk_mb} MB)",
+            )
         if ctx.health.port:
             # The running version's health, so a rollback knows what "restored" looks like.
             running = healthcheck.port_open(ctx.health.host, ctx.health.port)
@@ -86,8 +99,11 @@ class AppDeploy(Playbook):
         sha = self.params["artifact_sha256"]
         ctx.put("upload", ctx.artifact_path(sha), paths["staging"])  # the transport checks SHA-256 remotely
         ctx.state["staged"] = True
-        ctx.run("backup", f"mkdir -p {q(posixpath.dirname(paths['saved']))} && cp -p {q(paths['live'])} "
-                          f"{q(paths['saved'])}", timeout=120)
+        ctx.run(
+            "backup",
+            f"mkdir -p {q(posixpath.dirname(paths['saved']))} && cp -p {q(paths['live'])} {q(paths['saved'])}",
+            timeout=120,
+        )
         ctx.state["backed_up"] = True
 
         def swap():
@@ -95,8 +111,14 @@ class AppDeploy(Playbook):
             ctx.state["staged"] = False
             return "swap", f"mv -f {q(paths['staging'])} {q(paths['live'])}"
 
-        healthcheck.restart_was(ctx, paths, script_timeout=self.params["script_timeout"], before_start=swap,
-                                expect_version=self.params["version"], old_pid=ctx.state["old_pid"])
+        healthcheck.restart_was(
+            ctx,
+            paths,
+            script_timeout=self.params["script_timeout"],
+            before_start=swap,
+            expect_version=self.params["version"],
+            old_pid=ctx.state["old_pid"],
+        )
 
     def rollback(self, ctx) -> None:
         paths = self._paths(ctx)
@@ -110,9 +132,15 @@ class AppDeploy(Playbook):
                 return "rb-restore", f"cp -p {q(paths['saved'])} {q(paths['live'])}"
             return None
 
-        healthcheck.restart_was(ctx, paths, phase_prefix="rb-", script_timeout=self.params["script_timeout"],
-                                tolerate_shutdown_failure=True, before_start=restore,
-                                expect_version=ctx.state.get("old_version", ""))
+        healthcheck.restart_was(
+            ctx,
+            paths,
+            phase_prefix="rb-",
+            script_timeout=self.params["script_timeout"],
+            tolerate_shutdown_failure=True,
+            before_start=restore,
+            expect_version=ctx.state.get("old_version", ""),
+        )
 
 
 class StaticSync(Playbook):
@@ -122,8 +150,13 @@ class StaticSync(Playbook):
     VERSION = "1.1.0"
     PARAMS = {
         "artifact_sha256": Param("sha256", required=True),
-        "target_path": Param("path", required=True, roots=("app",), strictly_below=True,
-                             help="the static directory, under the server's app_path (relative or absolute)"),
+        "target_path": Param(
+            "path",
+            required=True,
+            roots=("app",),
+            strictly_below=True,
+            help="the static directory, under the server's app_path (relative or absolute)",
+        ),
     }
 
     def prepare(self, artifacts) -> None:
@@ -136,8 +169,12 @@ class StaticSync(Playbook):
         target = self.path(ctx, "target_path")
         deploy = self.require(ctx.server.deploy_path, "deploy_path", ctx.server)
         tag = ctx.task_ref or "manual"
-        return {"target": target, "staging": posixpath.join(deploy, f"static-{tag}.tar.gz"),
-                "new": f"{target}.guardia-new-{tag}", "old": f"{target}.guardia-old-{tag}"}
+        return {
+            "target": target,
+            "staging": posixpath.join(deploy, f"static-{tag}.tar.gz"),
+            "new": f"{target}.guardia-new-{tag}",
+            "old": f"{target}.guardia-old-{tag}",
+        }
 
     def forward(self, ctx) -> None:
         p = self._paths(ctx)
@@ -150,8 +187,9 @@ class StaticSync(Playbook):
     def rollback(self, ctx) -> None:
         p = self._paths(ctx)
         if ctx.state.get("swapped"):
-            ctx.run("rb-swap", f"mv {q(p['target'])} {q(p['new'])}.failed && mv {q(p['old'])} {q(p['target'])}",
-                    timeout=60)
+            ctx.run(
+                "rb-swap", f"mv {q(p['target'])} {q(p['new'])}.failed && mv {q(p['old'])} {q(p['target'])}", timeout=60
+            )
 
 
 __all__ = ["AppDeploy", "StaticSync", "Refused"]

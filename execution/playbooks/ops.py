@@ -28,8 +28,9 @@ def regular_file(ctx, path: str) -> None:
     try:
         ctx.run("guard-file", f"test -f {q(path)} && test ! -h {q(path)}", timeout=15)
     except StepFailed as exc:
-        raise StepFailed("guard-file", f"{path} on {ctx.server.server_id} is not a regular file "
-                                       f"(or is a symbolic link): refused") from exc
+        raise StepFailed(
+            "guard-file", f"{path} on {ctx.server.server_id} is not a regular file (or is a symbolic link): refused"
+        ) from exc
 
 
 class ReadOnly(Playbook):
@@ -65,8 +66,9 @@ class LogMining(ReadOnly):
         else:
             log_path = self.require(ctx.health.log_path, "log_path", ctx.server)
         regular_file(ctx, log_path)
-        command = (f"tail -n {self.params['max_lines']} {q(log_path)} | "
-                   f"grep -E -- {q(self.params['pattern'])} | tail -n 5000")
+        command = (
+            f"tail -n {self.params['max_lines']} {q(log_path)} | grep -E -- {q(self.params['pattern'])} | tail -n 5000"
+        )
         result = ctx.run("grep-log", command, timeout=120, ok_codes=(0, 1), max_output=2 * 1024 * 1024)
         if ctx.planning:
             ctx.check("timeline", None, plan={"kind": "report", "top": self.params["top"]})
@@ -82,11 +84,14 @@ def mine(text: str, top: int = 10) -> dict:
             match = time_re.search(line)
             if match:
                 per_hour[f"{match.group(1)} {match.group(2)}:00"] += 1
-                line = line[match.end():]
+                line = line[match.end() :]
                 break
         messages[NOISE_RE.sub("#", line.strip())[:160]] += 1
-    return {"matches": sum(messages.values()), "timeline": dict(sorted(per_hour.items())),
-            "top_messages": messages.most_common(top)}
+    return {
+        "matches": sum(messages.values()),
+        "timeline": dict(sorted(per_hour.items())),
+        "top_messages": messages.most_common(top),
+    }
 
 
 class MemoryCheck(ReadOnly):
@@ -104,9 +109,15 @@ class MemoryCheck(ReadOnly):
         except ValueError:
             raise StepFailed("free", f"cannot read memory figures on {ctx.server.server_id}") from None
         procs = ctx.run("top-rss", f"ps -eo pid,rss,comm --sort=-rss | head -n {self.params['top'] + 1}", timeout=15)
-        ctx.data.update({"total_mb": total, "used_mb": used, "available_mb": available,
-                         "used_percent": round(100 * (total - available) / total, 1) if total else 0.0,
-                         "top_processes": procs.stdout.strip().splitlines()[1:]})
+        ctx.data.update(
+            {
+                "total_mb": total,
+                "used_mb": used,
+                "available_mb": available,
+                "used_percent": round(100 * (total - available) / total, 1) if total else 0.0,
+                "top_processes": procs.stdout.strip().splitlines()[1:],
+            }
+        )
 
 
 class DiskCheck(ReadOnly):
@@ -137,8 +148,9 @@ class ErrorCount(ReadOnly):
 
     def forward(self, ctx) -> None:
         log_path = self.require(ctx.health.log_path, "log_path", ctx.server)
-        command = (f"tail -n {self.params['lines']} {q(log_path)} | "
-                   f"grep -E -c -- {q(ctx.health.error_pattern or 'ERROR')}")
+        command = (
+            f"tail -n {self.params['lines']} {q(log_path)} | grep -E -c -- {q(ctx.health.error_pattern or 'ERROR')}"
+        )
         result = ctx.run("count-errors", command, timeout=60, ok_codes=(0, 1))
         ctx.data["errors"] = int(result.stdout.strip() or 0)
 
@@ -164,8 +176,10 @@ class LogCleanup(Playbook):
         """Nothing to gate: the change is a deletion of expired files."""
 
     def forward(self, ctx) -> None:
-        find = (f"find {q(self.path(ctx, 'directory'))} -maxdepth 1 -type f -name {q(self.params['name_pattern'])} "
-                f"-mtime +{self.params['older_than_days']}")
+        find = (
+            f"find {q(self.path(ctx, 'directory'))} -maxdepth 1 -type f -name {q(self.params['name_pattern'])} "
+            f"-mtime +{self.params['older_than_days']}"
+        )
         listed = ctx.run("list", f"{find} -print", timeout=120)
         ctx.data["files"] = listed.stdout.split()
         if not self.params["dry_run"]:
@@ -180,8 +194,10 @@ class Logrotate(Playbook):
     NAME = "LOGROTATE"
     VERSION = "1.1.0"
     ROLLING = False
-    PARAMS = {"log_path": Param("path", default="", roots=("log",), strictly_below=True),
-              "keep": Param("int", default=7, min=1, max=365)}
+    PARAMS = {
+        "log_path": Param("path", default="", roots=("log",), strictly_below=True),
+        "keep": Param("int", default=7, min=1, max=365),
+    }
 
     def verify(self, ctx) -> None:
         """Rotation keeps the service running; nothing to gate."""
@@ -194,8 +210,12 @@ class Logrotate(Playbook):
         log, rotated = q(path), q(f"{path}.{ctx.task_ref or 'manual'}")
         regular_file(ctx, path)
         ctx.run("rotate", f"cp -p {log} {rotated} && truncate -s 0 {log} && gzip -f {rotated}", timeout=300)
-        ctx.run("prune", f"ls -1t {log}.*.gz 2>/dev/null | tail -n +{self.params['keep'] + 1} | "
-                         f"while read -r old; do rm -f -- \"$old\"; done", timeout=120)
+        ctx.run(
+            "prune",
+            f"ls -1t {log}.*.gz 2>/dev/null | tail -n +{self.params['keep'] + 1} | "
+            f'while read -r old; do rm -f -- "$old"; done',
+            timeout=120,
+        )
 
 
 class DataCleanup(Playbook):
@@ -228,13 +248,19 @@ class DataCleanup(Playbook):
 
     def forward(self, ctx) -> None:
         script = q(self._script(ctx))
-        ctx.run("backup", f"mkdir -p {q(self._backup(ctx))} && sh {script} backup {q(self._backup(ctx))}",
-                timeout=self.params["timeout"])
+        ctx.run(
+            "backup",
+            f"mkdir -p {q(self._backup(ctx))} && sh {script} backup {q(self._backup(ctx))}",
+            timeout=self.params["timeout"],
+        )
         ctx.state["backed_up"] = True
         args = " ".join(q(a) for a in self.params["args"])
         ctx.run("run", f"sh {script} run {args}".rstrip(), timeout=self.params["timeout"])
 
     def rollback(self, ctx) -> None:
         if ctx.state.get("backed_up"):
-            ctx.run("rb-restore", f"sh {q(self._script(ctx))} restore {q(self._backup(ctx))}",
-                    timeout=self.params["timeout"])
+            ctx.run(
+                "rb-restore",
+                f"sh {q(self._script(ctx))} restore {q(self._backup(ctx))}",
+                timeout=self.params["timeout"],
+            )

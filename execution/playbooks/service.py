@@ -31,8 +31,9 @@ class ServiceRestart(Playbook):
             return
         # Nothing to restore: bring the service back up and check it.
         paths = self.server_paths(ctx.server)
-        healthcheck.restart_was(ctx, paths, phase_prefix="rb-", script_timeout=self.params["script_timeout"],
-                                tolerate_shutdown_failure=True)
+        healthcheck.restart_was(
+            ctx, paths, phase_prefix="rb-", script_timeout=self.params["script_timeout"], tolerate_shutdown_failure=True
+        )
 
 
 def pem_fingerprint(cert_pem: bytes) -> str:
@@ -76,8 +77,10 @@ class SslReplace(Playbook):
 
     def _files(self, ctx) -> list[tuple[str, str, str]]:
         """(kind, remote path, artifact sha) for each file replaced."""
-        files = [("cert", self.path(ctx, "cert_path"), self.params["cert_sha256"]),
-                 ("key", self.path(ctx, "key_path"), self.params["key_sha256"])]
+        files = [
+            ("cert", self.path(ctx, "cert_path"), self.params["cert_sha256"]),
+            ("key", self.path(ctx, "key_path"), self.params["key_sha256"]),
+        ]
         if self.params["chain_path"] and self.params["chain_sha256"]:
             files.append(("chain", self.path(ctx, "chain_path"), self.params["chain_sha256"]))
         return files
@@ -92,8 +95,12 @@ class SslReplace(Playbook):
         self.require(paths["scripts"], "script_path", ctx.server)
         for kind, remote, _sha in self._files(ctx):
             saved = self._backup(ctx, remote)
-            ctx.run(f"backup-{kind}", f"mkdir -p {q(posixpath.dirname(saved))} && "
-                                      f"if [ -e {q(remote)} ]; then cp -p {q(remote)} {q(saved)}; fi", timeout=30)
+            ctx.run(
+                f"backup-{kind}",
+                f"mkdir -p {q(posixpath.dirname(saved))} && "
+                f"if [ -e {q(remote)} ]; then cp -p {q(remote)} {q(saved)}; fi",
+                timeout=30,
+            )
         ctx.state["backed_up"] = True
 
         def install():
@@ -110,20 +117,30 @@ class SslReplace(Playbook):
 
         def probe():
             try:
-                served = certs.served_certificate_fingerprint(ctx.health.host, self.params["https_port"],
-                                                              server_name=self.params["hostname"] or None)
+                served = certs.served_certificate_fingerprint(
+                    ctx.health.host, self.params["https_port"], server_name=self.params["hostname"] or None
+                )
             except certs.CertificateProblem as exc:
                 raise StepFailed(name, f"{exc} ({ctx.server.server_id})") from exc
             served = served.replace(":", "").lower().removeprefix("sha256")
             ctx.data["served_fingerprint"] = served
             if served != expected:
-                raise StepFailed(name, f"{ctx.server.server_id} serves certificate {served[:16]}…, "
-                                       f"expected {expected[:16]}…")
+                raise StepFailed(
+                    name, f"{ctx.server.server_id} serves certificate {served[:16]}…, expected {expected[:16]}…"
+                )
             return f"served certificate {served[:16]}… matches"
 
-        ctx.check(name, probe, plan={"kind": "tls", "host": ctx.health.host, "port": self.params["https_port"],
-                                     "server_name": self.params["hostname"],
-                                     "certificate_sha256": self.params["cert_sha256"]})
+        ctx.check(
+            name,
+            probe,
+            plan={
+                "kind": "tls",
+                "host": ctx.health.host,
+                "port": self.params["https_port"],
+                "server_name": self.params["hostname"],
+                "certificate_sha256": self.params["cert_sha256"],
+            },
+        )
 
     def rollback(self, ctx) -> None:
         if not ctx.state.get("stopped"):
@@ -131,12 +148,20 @@ class SslReplace(Playbook):
         paths = self.server_paths(ctx.server)
 
         def restore():
-            copies = [f"if [ -e {q(self._backup(ctx, remote))} ]; then cp -p {q(self._backup(ctx, remote))} "
-                      f"{q(remote)}; fi" for _kind, remote, _sha in self._files(ctx)]
+            copies = [
+                f"if [ -e {q(self._backup(ctx, remote))} ]; then cp -p {q(self._backup(ctx, remote))} {q(remote)}; fi"
+                for _kind, remote, _sha in self._files(ctx)
+            ]
             return "rb-restore", "; ".join(copies)
 
-        healthcheck.restart_was(ctx, paths, phase_prefix="rb-", script_timeout=self.params["script_timeout"],
-                                tolerate_shutdown_failure=True, before_start=restore)
+        healthcheck.restart_was(
+            ctx,
+            paths,
+            phase_prefix="rb-",
+            script_timeout=self.params["script_timeout"],
+            tolerate_shutdown_failure=True,
+            before_start=restore,
+        )
 
 
 __all__ = ["ServiceRestart", "SslReplace", "Refused"]

@@ -176,13 +176,28 @@ class Testbed:
             sdir.mkdir(parents=True, exist_ok=True)
             pub = procs.keygen(sdir / "ssh_host_ed25519_key", f"sshd-{j}")
             config = sdir / "sshd_config"
-            entry = {"id": sdir.name, "ip": _ip(j), "port": ssh_base + j, "dir": str(sdir), "config": str(config),
-                     "pid": None, "host_key_fingerprint": procs.fingerprint_of_pub(pub),
-                     "command_log": str(sdir / "commands.log")}
-            config.write_text(SSHD_CONFIG.format(
-                ip=entry["ip"], port=entry["port"], host_key=sdir / "ssh_host_ed25519_key",
-                pid_file=sdir / "sshd.pid", authorized_keys=base / "authorized_keys", wrapper=wrapper,
-                command_log=entry["command_log"], base=base))
+            entry = {
+                "id": sdir.name,
+                "ip": _ip(j),
+                "port": ssh_base + j,
+                "dir": str(sdir),
+                "config": str(config),
+                "pid": None,
+                "host_key_fingerprint": procs.fingerprint_of_pub(pub),
+                "command_log": str(sdir / "commands.log"),
+            }
+            config.write_text(
+                SSHD_CONFIG.format(
+                    ip=entry["ip"],
+                    port=entry["port"],
+                    host_key=sdir / "ssh_host_ed25519_key",
+                    pid_file=sdir / "sshd.pid",
+                    authorized_keys=base / "authorized_keys",
+                    wrapper=wrapper,
+                    command_log=entry["command_log"],
+                    base=base,
+                )
+            )
             sshds.append(entry)
         servers = []
         for i in range(1, n_servers + 1):
@@ -196,25 +211,51 @@ class Testbed:
             port = http_base + i
             for name, func in (("startup.sh", "tb_startup"), ("shutdown.sh", "tb_shutdown")):
                 script = root / "scripts" / name
-                script.write_text(SERVER_SCRIPT.format(
-                    name=name, server_id=sid, root=root, port=port, was_mode="host" if scale else "single",
-                    ctl_port=http_base, bin=bin_dir, base=base, function=func))
+                script.write_text(
+                    SERVER_SCRIPT.format(
+                        name=name,
+                        server_id=sid,
+                        root=root,
+                        port=port,
+                        was_mode="host" if scale else "single",
+                        ctl_port=http_base,
+                        bin=bin_dir,
+                        base=base,
+                        function=func,
+                    )
+                )
                 script.chmod(0o755)
-            servers.append({
-                "server_id": sid, "hostname": f"{sid}.testbed", "ip": sshd["ip"], "ssh_port": sshd["port"],
-                "host_key_fingerprint": sshd["host_key_fingerprint"], "http_port": port, "root": str(root),
-                "app_path": str(root / "app"), "deploy_path": str(root / "deploy"),
-                "backup_path": str(root / "backup"), "script_path": str(root / "scripts"),
-                "log_path": str(root / "logs" / "catalina.out"), "health_url": f"http://127.0.0.1:{port}/health",
-                "rolling_group": 1 if i <= (n_servers + 1) // 2 else 2, "canary": False,
-                "sshd": sshd["id"], "command_log": sshd["command_log"], "pid_file": str(root / "run" / "was.pid"),
-                "initial_version": "1.0.0",
-            })
+            servers.append(
+                {
+                    "server_id": sid,
+                    "hostname": f"{sid}.testbed",
+                    "ip": sshd["ip"],
+                    "ssh_port": sshd["port"],
+                    "host_key_fingerprint": sshd["host_key_fingerprint"],
+                    "http_port": port,
+                    "root": str(root),
+                    "app_path": str(root / "app"),
+                    "deploy_path": str(root / "deploy"),
+                    "backup_path": str(root / "backup"),
+                    "script_path": str(root / "scripts"),
+                    "log_path": str(root / "logs" / "catalina.out"),
+                    "health_url": f"http://127.0.0.1:{port}/health",
+                    "rolling_group": 1 if i <= (n_servers + 1) // 2 else 2,
+                    "canary": False,
+                    "sshd": sshd["id"],
+                    "command_log": sshd["command_log"],
+                    "pid_file": str(root / "run" / "was.pid"),
+                    "initial_version": "1.0.0",
+                }
+            )
         return {
-            "base_dir": str(base), "slot": slot, "mode": "scale" if scale else "normal",
+            "base_dir": str(base),
+            "slot": slot,
+            "mode": "scale" if scale else "normal",
             "was_host": {"ctl_port": http_base, "pid": None} if scale else None,
             "credential": {"username": "root", "private_key_path": str(client_key), "kind": "private_key"},
-            "sshd": sshds, "servers": servers,
+            "sshd": sshds,
+            "servers": servers,
         }
 
     def _start_sshd(self, entry: dict[str, Any]) -> None:
@@ -223,7 +264,11 @@ class Testbed:
         # here it only costs CPU the engine under test needs (53 -> 88 connections/s).
         proc = subprocess.Popen(
             ["/usr/sbin/sshd", "-D", "-r", "-f", entry["config"], "-E", str(Path(entry["dir"]) / "sshd.log")],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=self._env(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            env=self._env(),
         )
         log.close()
         self._procs[proc.pid] = proc
@@ -239,8 +284,11 @@ class Testbed:
         if host:
             proc = subprocess.Popen(
                 ["python3", str(self.base / "bin" / "was.py"), "host", "--ctl-port", str(host["ctl_port"])],
-                stdin=subprocess.DEVNULL, stdout=open(self.base / "was-host.log", "a"),
-                stderr=subprocess.STDOUT, start_new_session=True, env=self._env(),
+                stdin=subprocess.DEVNULL,
+                stdout=open(self.base / "was-host.log", "a"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=self._env(),
             )
             self._procs[proc.pid] = proc
             host["pid"] = proc.pid
@@ -249,8 +297,14 @@ class Testbed:
 
     def run_script(self, server: dict[str, Any], name: str, timeout: float = 30) -> subprocess.CompletedProcess:
         """Run a server's script locally (testbed management, not the engine's path)."""
-        return subprocess.run(["bash", str(Path(server["script_path"]) / name)], env=self._env(),
-                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            ["bash", str(Path(server["script_path"]) / name)],
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
 
     def _run_all(self, servers: list[dict[str, Any]], name: str) -> None:
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -266,8 +320,17 @@ class Testbed:
                 raise TestbedError(f"WAS of {srv['server_id']} not listening on port {srv['http_port']}")
 
     # -- faults ------------------------------------------------------------------------
-    def fault(self, server_id: str, name: str, on: bool = True, *, only_version: str | None = None,
-              except_version: str | None = None, times: int | None = None, always: bool = False) -> None:
+    def fault(
+        self,
+        server_id: str,
+        name: str,
+        on: bool = True,
+        *,
+        only_version: str | None = None,
+        except_version: str | None = None,
+        times: int | None = None,
+        always: bool = False,
+    ) -> None:
         """Switch a fault on or off for one server; see docs/testbed.md for each fault."""
         if name not in FAULTS:
             raise TestbedError(f"unknown fault {name!r}; known: {', '.join(sorted(FAULTS))}")
@@ -335,8 +398,11 @@ class Testbed:
     def _disk_full(deploy: Path, on: bool) -> None:
         mounted = str(deploy) in procs.mounted_under(deploy.parent.parent)
         if on and not mounted:
-            result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_FULL_SIZE}", "tmpfs", str(deploy)],
-                                    capture_output=True, text=True)
+            result = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={DISK_FULL_SIZE}", "tmpfs", str(deploy)],
+                capture_output=True,
+                text=True,
+            )
             if result.returncode:
                 raise TestbedError(f"disk_full needs mount (root, CAP_SYS_ADMIN): {result.stderr.strip()}")
         elif not on and mounted:
@@ -350,13 +416,19 @@ class Testbed:
             pid = procs.read_pid(Path(srv["pid_file"]))
             sshd = next(s for s in manifest["sshd"] if s["id"] == srv["sshd"])
             code, body = _http_get(srv["health_url"])
-            rows.append({
-                "server_id": srv["server_id"], "ssh": f"{srv['ip']}:{srv['ssh_port']}",
-                "sshd": "up" if procs.alive(sshd["pid"]) else "down", "http_port": srv["http_port"],
-                "was_pid": pid, "was": "up" if procs.alive(pid) else "down", "health": code,
-                "version": body.rsplit("version=", 1)[1] if "version=" in body else None,
-                "faults": self.active_faults(srv),
-            })
+            rows.append(
+                {
+                    "server_id": srv["server_id"],
+                    "ssh": f"{srv['ip']}:{srv['ssh_port']}",
+                    "sshd": "up" if procs.alive(sshd["pid"]) else "down",
+                    "http_port": srv["http_port"],
+                    "was_pid": pid,
+                    "was": "up" if procs.alive(pid) else "down",
+                    "health": code,
+                    "version": body.rsplit("version=", 1)[1] if "version=" in body else None,
+                    "faults": self.active_faults(srv),
+                }
+            )
         return {"base_dir": manifest["base_dir"], "mode": manifest["mode"], "servers": rows}
 
     def reset(self) -> None:
@@ -376,8 +448,11 @@ class Testbed:
             root, pid = Path(srv["root"]), procs.read_pid(Path(srv["pid_file"]))
             code, body = _http_get(srv["health_url"])
             clean = (
-                (root / "app" / "app.war").read_bytes() == INITIAL_APP and code == 200 and procs.alive(pid)
-                and body.endswith("version=1.0.0") and not any((root / "deploy").iterdir())
+                (root / "app" / "app.war").read_bytes() == INITIAL_APP
+                and code == 200
+                and procs.alive(pid)
+                and body.endswith("version=1.0.0")
+                and not any((root / "deploy").iterdir())
                 and not any((root / "backup").iterdir())
             )
             if clean:
@@ -385,8 +460,9 @@ class Testbed:
             else:
                 dirty.append(srv)
         # Whatever else a test left running (a hung startup.sh, a stray WAS) goes.
-        strays = [p for p in procs.tagged_processes(str(self.base))
-                  if p not in keep and p not in live and _comm(p) != "sshd"]
+        strays = [
+            p for p in procs.tagged_processes(str(self.base)) if p not in keep and p not in live and _comm(p) != "sshd"
+        ]
         procs.kill_and_wait(strays, timeout=2)
         for srv in dirty:
             root = Path(srv["root"])

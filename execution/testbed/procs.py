@@ -34,7 +34,9 @@ def keygen(path: Path, comment: str) -> str:
         p.unlink(missing_ok=True)
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-        check=True, stdin=subprocess.DEVNULL, capture_output=True,
+        check=True,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
     )
     return path.with_name(path.name + ".pub").read_text().strip()
 

@@ -22,7 +22,8 @@ def register_testbed(manifest: dict[str, Any], system: System | None = None) -> 
     if system is None:
         institution, _ = Institution.objects.get_or_create(code="TESTBED", defaults={"name": "테스트베드 기관"})
         system, _ = System.objects.get_or_create(
-            code="TESTBED-WAS", defaults={"name": "테스트베드 WAS", "institution": institution})
+            code="TESTBED-WAS", defaults={"name": "테스트베드 WAS", "institution": institution}
+        )
     HealthCriteria.objects.get_or_create(system=system)
     cred_info = manifest["credential"]
     credential = Credential.objects.filter(name=CREDENTIAL_NAME).first() or Credential(name=CREDENTIAL_NAME)
@@ -35,17 +36,31 @@ def register_testbed(manifest: dict[str, Any], system: System | None = None) -> 
         server, _ = Server.objects.update_or_create(
             server_id=srv["server_id"],
             defaults={
-                "system": system, "hostname": srv["hostname"], "ip": srv["ip"], "ssh_port": srv["ssh_port"],
-                "ssh_user": cred_info["username"], "credential": credential,
-                "host_key_fingerprint": srv["host_key_fingerprint"], "app_path": srv["app_path"],
-                "deploy_path": srv["deploy_path"], "backup_path": srv["backup_path"],
-                "script_path": srv["script_path"], "log_path": srv["log_path"], "service_port": srv["http_port"],
-                "health_url": srv["health_url"], "rolling_group": srv["rolling_group"], "canary": srv["canary"],
+                "system": system,
+                "hostname": srv["hostname"],
+                "ip": srv["ip"],
+                "ssh_port": srv["ssh_port"],
+                "ssh_user": cred_info["username"],
+                "credential": credential,
+                "host_key_fingerprint": srv["host_key_fingerprint"],
+                "app_path": srv["app_path"],
+                "deploy_path": srv["deploy_path"],
+                "backup_path": srv["backup_path"],
+                "script_path": srv["script_path"],
+                "log_path": srv["log_path"],
+                "service_port": srv["http_port"],
+                "health_url": srv["health_url"],
+                "rolling_group": srv["rolling_group"],
+                "canary": srv["canary"],
                 "active": True,
             },
         )
         servers.append(server)
     # The private key itself never enters the entry: only which rows were touched.
-    audit.record(None, "cmdb.testbed_registered", target=system.code,
-                 payload={"servers": len(servers), "credential": CREDENTIAL_NAME, "base_dir": manifest.get("base_dir")})
+    audit.record(
+        None,
+        "cmdb.testbed_registered",
+        target=system.code,
+        payload={"servers": len(servers), "credential": CREDENTIAL_NAME, "base_dir": manifest.get("base_dir")},
+    )
     return servers

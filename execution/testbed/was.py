@@ -86,7 +86,7 @@ class Instance:
             return False
         self.server = await asyncio.start_server(self.handle, "127.0.0.1", self.port, reuse_address=True)
         if self.mode in ("http500", "log_error"):
-            log(self.root, "ERROR", "Exception in thread \"main\" java.lang.IllegalStateException: datasource missing")
+            log(self.root, "ERROR", 'Exception in thread "main" java.lang.IllegalStateException: datasource missing')
             log(self.root, "ERROR", "\tat com.example.app.Bootstrap.init(Bootstrap.java:42)")
         elapsed = int((time.monotonic() - began) * 1000)
         log(self.root, "INFO", f"Server startup in {elapsed} ms")
@@ -107,8 +107,11 @@ class Instance:
             parts = request.decode("latin-1").split()
             path = parts[1] if len(parts) > 1 else "/"
             if path.startswith("/health"):
-                status, body = (500, f"FAIL version={self.version}") if self.mode == "http500" else (
-                    200, f"OK version={self.version}")
+                status, body = (
+                    (500, f"FAIL version={self.version}")
+                    if self.mode == "http500"
+                    else (200, f"OK version={self.version}")
+                )
             elif path == "/":
                 status, body = 200, f"version={self.version}"
             else:
@@ -117,7 +120,8 @@ class Instance:
             data = body.encode()
             writer.write(
                 f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {len(data)}\r\n"
-                f"X-Instance: {self.instance_id}\r\nConnection: close\r\n\r\n".encode() + data
+                f"X-Instance: {self.instance_id}\r\nConnection: close\r\n\r\n".encode()
+                + data
             )
             await writer.drain()
         except (TimeoutError, ConnectionError):

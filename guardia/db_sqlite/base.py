@@ -110,9 +110,14 @@ class DatabaseWrapper(base.DatabaseWrapper):
     # --- the turn ---------------------------------------------------------------------
     def _single_write(self, query) -> bool:
         """A write statement in autocommit mode (no transaction of ours holds the turn)."""
-        return (self._queue is not None and self._turn is None and self.get_autocommit()
-                and not self.in_atomic_block and isinstance(query, str)
-                and query.lstrip()[:7].upper().startswith(WRITE_PREFIXES))
+        return (
+            self._queue is not None
+            and self._turn is None
+            and self.get_autocommit()
+            and not self.in_atomic_block
+            and isinstance(query, str)
+            and query.lstrip()[:7].upper().startswith(WRITE_PREFIXES)
+        )
 
     def _take_turn(self) -> None:
         if self._queue is not None and self._turn is None:

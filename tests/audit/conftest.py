@@ -32,8 +32,13 @@ def chain(db):
         inst = "MOEF" if i % 2 else "MOIS"
         entries.append(
             audit.record(
-                f"user{i % 3}", "test.step", task=f"OPS-20260101-00{i % 2 + 1}", target=f"was{i}",
-                command=f"echo {i}", result_code=0, output=f"out {i}",
+                f"user{i % 3}",
+                "test.step",
+                task=f"OPS-20260101-00{i % 2 + 1}",
+                target=f"was{i}",
+                command=f"echo {i}",
+                result_code=0,
+                output=f"out {i}",
                 payload={"institution": inst, "server_group": f"G{i % 4}", "설명": "한글 값"},
             )  # fmt: skip
         )

@@ -13,7 +13,7 @@ from tests.factories import UserFactory
 
 def _break_entry(seq: int) -> None:
     with connection.cursor() as cursor:
-        cursor.execute('UPDATE "TB_AUDIT_LOG" SET command = \'tampered\' WHERE seq = %s', [seq])
+        cursor.execute("UPDATE \"TB_AUDIT_LOG\" SET command = 'tampered' WHERE seq = %s", [seq])
 
 
 @pytest.fixture

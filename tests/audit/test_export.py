@@ -138,7 +138,7 @@ def _offline_cli(path, public_key_file) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
 def test_export_of_a_modified_row_fails_offline_and_names_the_line(chain, public_key_file, tmp_path, fmt):
-    _sql('UPDATE "TB_AUDIT_LOG" SET target = \'x\' WHERE seq = 20')
+    _sql("UPDATE \"TB_AUDIT_LOG\" SET target = 'x' WHERE seq = 20")
     path = tmp_path / f"export.{fmt}"
     result = _export(fmt, path)
     assert result.trailer["chain"]["ok"] is False and result.trailer["chain"]["first_broken_seq"] == 20
@@ -230,13 +230,15 @@ def test_every_trailer_field_is_signed(chain, public_key_file, tmp_path, field, 
 
 
 def test_a_broken_export_cannot_be_passed_off_by_editing_its_chain_block(chain, public_key_file, tmp_path):
-    _sql('UPDATE "TB_AUDIT_LOG" SET target = \'x\' WHERE seq = 25')
+    _sql("UPDATE \"TB_AUDIT_LOG\" SET target = 'x' WHERE seq = 25")
     path = tmp_path / "export.jsonl"
     _export("jsonl", path, institution="MOEF")  # seq 25 is MOIS: no entry in this file is marked broken
     key = signing.load_public_key(public_key_file)
     check = offline.verify_export(path, key)
-    assert not check.ok and check.line == 14 and "the signed trailer states the chain was broken at seq 25" in (
-        check.problem
+    assert (
+        not check.ok
+        and check.line == 14
+        and "the signed trailer states the chain was broken at seq 25" in (check.problem)
     )
     text = path.read_text()
     path.write_text(text.replace('"ok":false', '"ok":true'))

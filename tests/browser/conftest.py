@@ -17,8 +17,14 @@ from tests.waiting import free_port, wait_for_port
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -58,23 +64,41 @@ def live_stack(tmp_path):
     try:
         redis = subprocess.Popen(
             ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=open(logs / "redis.log", "wb"), stderr=subprocess.STDOUT,
+            stdout=open(logs / "redis.log", "wb"),
+            stderr=subprocess.STDOUT,
         )
         children.append(redis)
         wait_for_port(redis_port, redis)
-        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=env,
-                       check=True, timeout=180)
-        seeded = subprocess.run([sys.executable, str(Path(__file__).with_name("seed_live.py"))], cwd=REPO, env=env,
-                                check=True, timeout=60, capture_output=True, text=True)
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=REPO, env=env, check=True, timeout=180
+        )
+        seeded = subprocess.run(
+            [sys.executable, str(Path(__file__).with_name("seed_live.py"))],
+            cwd=REPO,
+            env=env,
+            check=True,
+            timeout=60,
+            capture_output=True,
+            text=True,
+        )
         task_id, step_id = seeded.stdout.strip().splitlines()[-1].split()
         daphne = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(http_port), "guardia.asgi:application"],
-            cwd=REPO, env=env, stdout=open(logs / "daphne.log", "wb"), stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=env,
+            stdout=open(logs / "daphne.log", "wb"),
+            stderr=subprocess.STDOUT,
         )
         children.append(daphne)
         wait_for_port(http_port, daphne)
-        yield SimpleNamespace(base_url=f"http://127.0.0.1:{http_port}", task_id=task_id, step_id=int(step_id),
-                              password=SEED_PASSWORD, logs=logs, daphne=daphne)
+        yield SimpleNamespace(
+            base_url=f"http://127.0.0.1:{http_port}",
+            task_id=task_id,
+            step_id=int(step_id),
+            password=SEED_PASSWORD,
+            logs=logs,
+            daphne=daphne,
+        )
     finally:
         for proc in reversed(children):
             stop_process(proc)

@@ -25,14 +25,27 @@ DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
 def manage(env: dict, *args: str, timeout: float = 180) -> str:
-    done = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, check=True, timeout=timeout,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO,
+        env=env,
+        check=True,
+        timeout=timeout,
+        capture_output=True,
+        text=True,
+    )
     return done.stdout
 
 
@@ -56,8 +69,11 @@ def demo_stack(base: Path, servers: int = 4):
         }
         manage(env, "migrate", "--noinput", "-v", "0")
         manage(env, "testbed", "up", "--servers", str(servers))
-        stack.callback(lambda: subprocess.run([sys.executable, "manage.py", "testbed", "down"], cwd=REPO, env=env,
-                                              timeout=120, capture_output=True))
+        stack.callback(
+            lambda: subprocess.run(
+                [sys.executable, "manage.py", "testbed", "down"], cwd=REPO, env=env, timeout=120, capture_output=True
+            )
+        )
         manage(env, "seed_demo", "--testbed")
         tokens = {}
         for line in manage(env, "seed_demo", "--print-logins", "--with-tokens").splitlines():
@@ -76,8 +92,15 @@ def launch_chromium(playwright):
 
 def new_context(browser, viewport: dict):
     phone = viewport["width"] < 500
-    return browser.new_context(locale="ko-KR", timezone_id="America/New_York", viewport=viewport,
-                               device_scale_factor=1, is_mobile=phone, has_touch=phone, accept_downloads=True)
+    return browser.new_context(
+        locale="ko-KR",
+        timezone_id="America/New_York",
+        viewport=viewport,
+        device_scale_factor=1,
+        is_mobile=phone,
+        has_touch=phone,
+        accept_downloads=True,
+    )
 
 
 def login(context, base_url: str, username: str):
@@ -124,9 +147,11 @@ def api(stack, user: str, path: str, payload: dict | None = None) -> dict:
     import urllib.request
 
     request = urllib.request.Request(
-        f"{stack.base_url}/api/v1{path}", method="POST" if payload is not None else "GET",
+        f"{stack.base_url}/api/v1{path}",
+        method="POST" if payload is not None else "GET",
         data=json.dumps(payload).encode() if payload is not None else None,
-        headers={"Authorization": f"Token {stack.tokens[user]}", "Content-Type": "application/json"})
+        headers={"Authorization": f"Token {stack.tokens[user]}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 
@@ -137,18 +162,33 @@ def file_deploy(stack, user: str, *, title: str, targets: list[str], version: st
     import urllib.request
 
     boundary = "----guardia-browser-test"
-    fields = {"system": "NIA-TESTBED", "sub_type": "APP_DEPLOY", "title": title, "targets": targets,
-              "parameters": json.dumps({"version": version})}
+    fields = {
+        "system": "NIA-TESTBED",
+        "sub_type": "APP_DEPLOY",
+        "title": title,
+        "targets": targets,
+        "parameters": json.dumps({"version": version}),
+    }
     parts = []
     for name, value in fields.items():
         for item in value if isinstance(value, list) else [value]:
             parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{item}\r\n'.encode())
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="artifact"; filename="app.war"\r\n'
-                 f"Content-Type: application/java-archive\r\n\r\n".encode() + artifact + b"\r\n")
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="artifact"; filename="app.war"\r\n'
+        f"Content-Type: application/java-archive\r\n\r\n".encode()
+        + artifact
+        + b"\r\n"
+    )
     parts.append(f"--{boundary}--\r\n".encode())
-    request = urllib.request.Request(f"{stack.base_url}/api/v1/tasks/", data=b"".join(parts), method="POST",
-                                     headers={"Authorization": f"Token {stack.tokens[user]}",
-                                              "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    request = urllib.request.Request(
+        f"{stack.base_url}/api/v1/tasks/",
+        data=b"".join(parts),
+        method="POST",
+        headers={
+            "Authorization": f"Token {stack.tokens[user]}",
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+        },
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 
@@ -157,8 +197,17 @@ def approve(stack, user: str, task_id: str, comments: str = "ok") -> dict:
     """Decide the user's open step of the task over REST, with the plan hash the task shows."""
     task = api(stack, user, f"/tasks/{task_id}/")
     step = next(s for s in task["steps"] if s["status"] == "P" and s["assigned_to"] == user)
-    return api(stack, user, "/approval/process", {"step_id": step["id"], "decision": "APPROVED",
-                                                   "comments": comments, "plan_sha256": task.get("plan_sha256", "")})
+    return api(
+        stack,
+        user,
+        "/approval/process",
+        {
+            "step_id": step["id"],
+            "decision": "APPROVED",
+            "comments": comments,
+            "plan_sha256": task.get("plan_sha256", ""),
+        },
+    )
 
 
 def wait_settled(stack, task_id: str, timeout: float = 90) -> dict:

@@ -34,11 +34,18 @@ lead, requester = user("lead", "team_lead"), user("field", "site_manager")
 inst = Institution.objects.create(code="MOEF", name="기획재정부", tier=2, pm=user("pm", "pm"))
 inst.site_managers.add(requester)
 system = System.objects.create(code="BUDGET", name="예산시스템", institution=inst)
-SystemOwner.objects.create(system=system, owner=lead, deputy=user("deputy", "team_lead"),
-                           supervisor=user("supervisor", "supervisor"))
+SystemOwner.objects.create(
+    system=system, owner=lead, deputy=user("deputy", "team_lead"), supervisor=user("supervisor", "supervisor")
+)
 server = Server.objects.create(server_id="was-1", system=system, hostname="was-1.local", ip="10.0.0.1")
 # A read-only inspection needs one approval step: the owner's.
-task = services.submit_task(requester, system=system, sub_type="MEMORY_CHECK", title="예산시스템 메모리 점검",
-                            targets=[server], raw_request="예산시스템 WAS1번 메모리 확인해 주세요")
+task = services.submit_task(
+    requester,
+    system=system,
+    sub_type="MEMORY_CHECK",
+    title="예산시스템 메모리 점검",
+    targets=[server],
+    raw_request="예산시스템 WAS1번 메모리 확인해 주세요",
+)
 step = services.my_approvals(lead).get(task=task)
 print(task.task_id, step.pk)

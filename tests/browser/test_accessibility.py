@@ -35,11 +35,21 @@ DESKTOP = {"width": 1280, "height": 860}
 def a11y_world():
     world = governance_world(owner_username="lead")
     world.servers += [ServerFactory(system=world.system, server_id=f"srv-{n:02d}") for n in range(1, 6)]
-    world.task = services.submit_task(world.requester, system=world.system, sub_type="MEMORY_CHECK",
-                                      title="예산시스템 메모리 점검", targets=world.servers[:2],
-                                      sr_number="SR-2026-0042")
-    world.other = services.submit_task(world.requester, system=world.system, sub_type="SERVICE_RESTART",
-                                       title="예산시스템 WAS 재시작", targets=world.servers[2:4])
+    world.task = services.submit_task(
+        world.requester,
+        system=world.system,
+        sub_type="MEMORY_CHECK",
+        title="예산시스템 메모리 점검",
+        targets=world.servers[:2],
+        sr_number="SR-2026-0042",
+    )
+    world.other = services.submit_task(
+        world.requester,
+        system=world.system,
+        sub_type="SERVICE_RESTART",
+        title="예산시스템 WAS 재시작",
+        targets=world.servers[2:4],
+    )
     for task in (world.task, world.other):
         Notification.objects.create(user=world.owner, task=task, kind="approval", message="승인 요청: " + task.task_id)
     for person in (world.admin, world.supervisor):
@@ -51,22 +61,47 @@ def a11y_world():
 def console_pages(world) -> dict[str, list[str]]:
     task = world.task.task_id
     new = reverse("console:new_request")
-    common = [reverse("console:dashboard"), reverse("console:search") + "?q=SR-2026", reverse("console:statistics"),
-              reverse("console:inbox"), reverse("console:task", args=[task])]
+    common = [
+        reverse("console:dashboard"),
+        reverse("console:search") + "?q=SR-2026",
+        reverse("console:statistics"),
+        reverse("console:inbox"),
+        reverse("console:task", args=[task]),
+    ]
     admin_pages = [reverse("admin:index")] + [
-        reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist") for model in admin.site._registry]
-    admin_pages += [reverse("admin:cmdb_server_change", args=[world.servers[0].pk]), reverse("admin:cmdb_server_add"),
-                    reverse("admin:cmdb_server_import"), reverse("admin:cmdb_system_change", args=[world.system.pk])]
+        reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist") for model in admin.site._registry
+    ]
+    admin_pages += [
+        reverse("admin:cmdb_server_change", args=[world.servers[0].pk]),
+        reverse("admin:cmdb_server_add"),
+        reverse("admin:cmdb_server_import"),
+        reverse("admin:cmdb_system_change", args=[world.system.pk]),
+    ]
     return {
         "anonymous": [reverse("login")],
-        "owner": [*common, reverse("console:approvals"), reverse("console:owner_settings"), new,
-                  f"{new}?system={world.system.pk}"],
-        "requester": [*common, new, f"{new}?system={world.system.pk}", reverse("app:home"),
-                      reverse("app:new") + "?server=was-1"],
+        "owner": [
+            *common,
+            reverse("console:approvals"),
+            reverse("console:owner_settings"),
+            new,
+            f"{new}?system={world.system.pk}",
+        ],
+        "requester": [
+            *common,
+            new,
+            f"{new}?system={world.system.pk}",
+            reverse("app:home"),
+            reverse("app:new") + "?server=was-1",
+        ],
         "pm": [*common, reverse("console:validate", args=[task]), reverse("console:validations")],
         "security": [reverse("console:dashboard"), reverse("console:task", args=[task])],
-        "auditor": [reverse("console:dashboard"), reverse("audit:entries"), reverse("audit:verify"),
-                    reverse("audit:export"), reverse("audit:export") + "?format=csv&since=2026-02-01&until=2026-01-01"],
+        "auditor": [
+            reverse("console:dashboard"),
+            reverse("audit:entries"),
+            reverse("audit:verify"),
+            reverse("audit:export"),
+            reverse("audit:export") + "?format=csv&since=2026-02-01&until=2026-01-01",
+        ],
         "supervisor": [reverse("console:dashboard"), reverse("admin:index")],
         "admin": admin_pages,
     }
@@ -169,8 +204,11 @@ def test_selects_change_nothing_until_confirmed(a11y_world, sessions, live_serve
 
 
 def test_skip_link_moves_focus_to_the_content(a11y_world, sessions, live_server, browser):
-    for role, url in (("owner", reverse("console:dashboard")), ("auditor", reverse("audit:entries")),
-                      ("requester", reverse("console:new_request"))):
+    for role, url in (
+        ("owner", reverse("console:dashboard")),
+        ("auditor", reverse("audit:entries")),
+        ("requester", reverse("console:new_request")),
+    ):
         context = new_context(browser, sessions[role])
         try:
             page = context.new_page()
@@ -308,8 +346,10 @@ def test_every_page_reflows_at_320_px(a11y_world, sessions, live_server, browser
 def test_admin_lists_read_as_name_and_list_in_korean(a11y_world, client):
     """Django's Korean "Select %s to view" reads "보기위한 1… 를(을) 선택"; the lists say "<name> 목록"."""
     client.force_login(a11y_world.admin)
-    for url, name in ((reverse("admin:cmdb_server_changelist"), "서버 (TB_SERVER_INFO)"),
-                      (reverse("admin:audit_auditentry_changelist"), "감사 항목 (TB_AUDIT_LOG)")):
+    for url, name in (
+        (reverse("admin:cmdb_server_changelist"), "서버 (TB_SERVER_INFO)"),
+        (reverse("admin:audit_auditentry_changelist"), "감사 항목 (TB_AUDIT_LOG)"),
+    ):
         html = client.get(url).content.decode()
         assert re.search(rf"<title>{re.escape(name)} 목록 \| GUARDiA</title>", html), url
         assert f"<h1>{name} 목록</h1>" in html, url

@@ -85,8 +85,14 @@ def test_every_live_update_without_reload(demo, chromium, viewport):
         waiting = tile(lead_dash, "waiting")
 
         # 1. A new request assigned to teamlead2 appears on 내 승인 and on the dashboard.
-        first = file_deploy(demo, "sitemgr", title=f"실시간 확인 1 ({tag})", targets=["srv-01", "srv-02"],
-                            version="1.3.0", artifact=build_war("1.3.0"))["task_id"]
+        first = file_deploy(
+            demo,
+            "sitemgr",
+            title=f"실시간 확인 1 ({tag})",
+            targets=["srv-01", "srv-02"],
+            version="1.3.0",
+            artifact=build_war("1.3.0"),
+        )["task_id"]
         card = approvals.locator("article", has_text=first)
         expect(card).to_be_visible(timeout=15_000)
         expect(approvals.locator("#no-approvals")).to_have_count(0)
@@ -96,8 +102,14 @@ def test_every_live_update_without_reload(demo, chromium, viewport):
 
         # 2. A second one arrives while a comment is being typed on the first: the typing survives.
         card.locator("textarea[name=comments]").fill("검토 중")
-        second = file_deploy(demo, "sitemgr", title=f"실시간 확인 2 ({tag})", targets=["srv-03"],
-                             version="1.3.0", artifact=build_war("1.3.0"))["task_id"]
+        second = file_deploy(
+            demo,
+            "sitemgr",
+            title=f"실시간 확인 2 ({tag})",
+            targets=["srv-03"],
+            version="1.3.0",
+            artifact=build_war("1.3.0"),
+        )["task_id"]
         expect(approvals.locator("article", has_text=second)).to_be_visible(timeout=15_000)
         expect(card.locator("textarea[name=comments]")).to_have_value("검토 중")
         expect(lead_dash.locator("#tile-waiting")).to_have_text(str(waiting + 2), timeout=15_000)

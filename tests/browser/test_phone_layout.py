@@ -68,14 +68,26 @@ def phone_world():
     world = governance_world(owner_username="lead")
     # A dozen servers with ids like srv-09, and a system whose long name would stretch a select.
     world.servers += [ServerFactory(system=world.system, server_id=f"srv-{n:02d}") for n in range(1, 13)]
-    long_system = SystemFactory(code="LONG-NAMED-SYSTEM", institution=world.inst,
-                                name="차세대 국가재정정보시스템 통합 예산 편성 및 집행 관리 서브시스템")
+    long_system = SystemFactory(
+        code="LONG-NAMED-SYSTEM",
+        institution=world.inst,
+        name="차세대 국가재정정보시스템 통합 예산 편성 및 집행 관리 서브시스템",
+    )
     SystemOwnerFactory(system=long_system, owner=world.owner, deputy=world.deputy, supervisor=world.supervisor)
-    world.task = services.submit_task(world.requester, system=world.system, sub_type="MEMORY_CHECK",
-                                      title="예산시스템 메모리 점검 (현장 요청, 긴 제목이 줄바꿈되는지 확인)",
-                                      targets=world.servers[:3], sr_number="SR-2026-0042")
-    Notification.objects.create(user=world.owner, task=world.task, kind="approval",
-                                message="승인 요청: " + world.task.task_id + " 예산시스템 메모리 점검")
+    world.task = services.submit_task(
+        world.requester,
+        system=world.system,
+        sub_type="MEMORY_CHECK",
+        title="예산시스템 메모리 점검 (현장 요청, 긴 제목이 줄바꿈되는지 확인)",
+        targets=world.servers[:3],
+        sr_number="SR-2026-0042",
+    )
+    Notification.objects.create(
+        user=world.owner,
+        task=world.task,
+        kind="approval",
+        message="승인 요청: " + world.task.task_id + " 예산시스템 메모리 점검",
+    )
     return world
 
 
@@ -91,15 +103,29 @@ def shots_for(world) -> dict[tuple[str, str], str]:
 
 def pages_for(world) -> dict[str, list[str]]:
     task = world.task.task_id
-    console = [reverse("console:dashboard"), reverse("console:search") + "?q=SR-2026", reverse("console:statistics"),
-               reverse("console:inbox"), reverse("console:task", args=[task])]
+    console = [
+        reverse("console:dashboard"),
+        reverse("console:search") + "?q=SR-2026",
+        reverse("console:statistics"),
+        reverse("console:inbox"),
+        reverse("console:task", args=[task]),
+    ]
     return {
-        "owner": [*console, reverse("console:approvals"), reverse("console:owner_settings"),
-                 reverse("console:new_request") + f"?system={world.system.pk}&sub_type=APP_DEPLOY"],
+        "owner": [
+            *console,
+            reverse("console:approvals"),
+            reverse("console:owner_settings"),
+            reverse("console:new_request") + f"?system={world.system.pk}&sub_type=APP_DEPLOY",
+        ],
         "requester": [*console, reverse("console:new_request") + f"?system={world.system.pk}&sub_type=APP_DEPLOY"],
         "pm": [*console, reverse("console:validate", args=[task])],
-        "auditor": [reverse("console:dashboard"), reverse("console:statistics"), reverse("audit:entries"),
-                    reverse("audit:verify"), reverse("audit:export") + "?format=csv&since=2026-02-01&until=2026-01-01"],
+        "auditor": [
+            reverse("console:dashboard"),
+            reverse("console:statistics"),
+            reverse("audit:entries"),
+            reverse("audit:verify"),
+            reverse("audit:export") + "?format=csv&since=2026-02-01&until=2026-01-01",
+        ],
     }
 
 
@@ -121,8 +147,9 @@ def test_console_pages_fit_a_phone(phone_world, live_server, sessions, browser):
     problems: list[str] = []
     checked = 0
     for role, urls in pages_for(phone_world).items():
-        context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True,
-                                      locale="ko-KR")
+        context = browser.new_context(
+            viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True, locale="ko-KR"
+        )
         try:
             context.add_cookies([sessions[role]])
             page = context.new_page()
@@ -134,14 +161,17 @@ def test_console_pages_fit_a_phone(phone_world, live_server, sessions, browser):
                 checked += 1
                 where = f"{role} {url}"
                 if result["scrollWidth"] > result["innerWidth"]:
-                    problems.append(f"{where}: scrolls sideways ({result['scrollWidth']} > {result['innerWidth']}) "
-                                    f"{result['wide']}")
+                    problems.append(
+                        f"{where}: scrolls sideways ({result['scrollWidth']} > {result['innerWidth']}) {result['wide']}"
+                    )
                 problems += [f"{where}: small target {item}" for item in result["small"]]
                 problems += [f"{where}: field text under 16 px {item}" for item in result["tinyText"]]
                 if "new_request" in url or "requests/new" in url:
                     # Each server label stays on one line: "srv-09" never becomes "srv-/09".
-                    heights = page.eval_on_selector_all("#targets label.check", (
-                        "els => els.map(e => [e.textContent.trim(), e.getBoundingClientRect().height])"))
+                    heights = page.eval_on_selector_all(
+                        "#targets label.check",
+                        ("els => els.map(e => [e.textContent.trim(), e.getBoundingClientRect().height])"),
+                    )
                     assert len(heights) >= 12, heights
                     problems += [f"{where}: label {name} wraps (h={h})" for name, h in heights if h > 50]
                     select = page.locator("#pick-system")
@@ -156,7 +186,6 @@ def test_console_pages_fit_a_phone(phone_world, live_server, sessions, browser):
             context.close()
     assert checked >= 20
     assert not problems, "\n".join(problems)
-
 
 
 def test_console_pages_fit_a_desktop_too(phone_world, live_server, sessions, browser):

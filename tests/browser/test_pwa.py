@@ -28,8 +28,7 @@ PHONE = {"width": 390, "height": 844}
 
 
 def phone_context(browser):
-    context = browser.new_context(locale="ko-KR", viewport=PHONE, device_scale_factor=1, is_mobile=True,
-                                  has_touch=True)
+    context = browser.new_context(locale="ko-KR", viewport=PHONE, device_scale_factor=1, is_mobile=True, has_touch=True)
     install(context)  # axe-core, for the states only a script reaches (preview, question, queue)
     return context
 
@@ -118,8 +117,9 @@ def test_field_app_offline_queue_keypad_and_live_approval(live_stack, browser):
         # The browser hashes a chosen file (SubtleCrypto) and shows it before anything is sent.
         war = war_bytes("3.1.0")
         page.select_option("#f-sub_type", "APP_DEPLOY")
-        page.set_input_files("#f-APP_DEPLOY-artifact",
-                             files=[{"name": "app.war", "mimeType": "application/java-archive", "buffer": war}])
+        page.set_input_files(
+            "#f-APP_DEPLOY-artifact", files=[{"name": "app.war", "mimeType": "application/java-archive", "buffer": war}]
+        )
         expect(page.locator("#h-APP_DEPLOY-artifact")).to_contain_text(hashlib.sha256(war).hexdigest())
 
         # Compose with the keypad: each key lands at the cursor of the field, not at its end.
@@ -179,8 +179,10 @@ def test_field_app_offline_queue_keypad_and_live_approval(live_stack, browser):
         shown: list[dict] = []
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not any(n["tag"] == filed and "승인 완료" in n["body"] for n in shown):
-            shown = page.evaluate("navigator.serviceWorker.ready.then(r => r.getNotifications())"
-                                  ".then(list => list.map(n => ({tag: n.tag, body: n.body})))")
+            shown = page.evaluate(
+                "navigator.serviceWorker.ready.then(r => r.getNotifications())"
+                ".then(list => list.map(n => ({tag: n.tag, body: n.body})))"
+            )
             time.sleep(0.2)
         assert any(n["tag"] == filed and "승인 완료" in n["body"] for n in shown), shown
 
@@ -202,7 +204,9 @@ def test_field_app_offline_queue_keypad_and_live_approval(live_stack, browser):
         page.evaluate("window.dispatchEvent(new Event('online'))")
         page.wait_for_function("old => document.documentElement.dataset.flushed !== old", arg=flushed)
         assert sorted(page.evaluate("GuardiaDrafts.list().then(d => d.map(x => x.title))")) == [
-            "다른 사람의 초안", "세션이 끝난 뒤"]
+            "다른 사람의 초안",
+            "세션이 끝난 뒤",
+        ]
         assert page.locator("#my-requests [data-task-row]").count() == rows_before
     finally:
         field_context.close()

@@ -82,8 +82,9 @@ def test_readme_walkthrough(demo, chromium, viewport, tmp_path):
         # 1. sitemgr: the sample artifact for 1.1.0, downloaded from the new-request page.
         field = login(contexts["sitemgr"], base, "sitemgr")
         field.goto(f"{base}/console/requests/new/")
-        field.select_option("#pick-system", field.locator("#pick-system option", has_text="NIA-TESTBED")
-                            .get_attribute("value"))
+        field.select_option(
+            "#pick-system", field.locator("#pick-system option", has_text="NIA-TESTBED").get_attribute("value")
+        )
         field.click("#system-picker button[type=submit]")  # a select changes nothing until confirmed
         field.wait_for_selector("#new-request-form")
         field.fill("#id_version", VERSION)
@@ -181,8 +182,9 @@ def test_a_wrong_version_rolls_back_and_the_pm_page_would_say_why(demo):
     1.1.0 is refused by the health check on the server and rolled back."""
     from governance.demo_artifact import build_war
 
-    task = file_deploy(demo, "sitemgr", title="버전 불일치 확인", targets=["srv-04"], version=VERSION,
-                       artifact=build_war("9.9.9"))
+    task = file_deploy(
+        demo, "sitemgr", title="버전 불일치 확인", targets=["srv-04"], version=VERSION, artifact=build_war("9.9.9")
+    )
     assert task["status"] == "PENDING_APPROVAL", task
     approve(demo, "teamlead2", task["task_id"])
     approve(demo, "pm", task["task_id"])

@@ -15,8 +15,9 @@ CHANGELIST = reverse("admin:cmdb_server_changelist")
 def make_servers(n: int, **system_kwargs) -> None:
     system = SystemFactory(**system_kwargs)
     Server.objects.bulk_create(
-        Server(server_id=f"bulk-{system.code}-{i:05d}", system=system, hostname=f"h{i}",
-               ip=f"10.1.{i // 250}.{i % 250}")
+        Server(
+            server_id=f"bulk-{system.code}-{i:05d}", system=system, hostname=f"h{i}", ip=f"10.1.{i // 250}.{i % 250}"
+        )
         for i in range(n)
     )
 
@@ -73,8 +74,15 @@ def test_server_edit_is_validated_and_audited(admin_client):
     server = ServerFactory(server_id="edit-me")
     url = reverse("admin:cmdb_server_change", args=[server.pk])
     form = {
-        "server_id": "edit-me", "system": server.system_id, "hostname": "new-host", "ip": server.ip,
-        "os_type": "linux", "active": "on", "ssh_port": 22, "rolling_group": 2, "health_url": "ftp://nope",
+        "server_id": "edit-me",
+        "system": server.system_id,
+        "hostname": "new-host",
+        "ip": server.ip,
+        "os_type": "linux",
+        "active": "on",
+        "ssh_port": 22,
+        "rolling_group": 2,
+        "health_url": "ftp://nope",
     }
     bad = admin_client.post(url, form)
     assert bad.status_code == 200 and "health_url" in bad.context["adminform"].form.errors

@@ -16,9 +16,17 @@ pytestmark = pytest.mark.django_db
 
 
 def rule_form(**overrides) -> dict:
-    form = {"system": "", "program": "lsof", "description": "열린 파일", "enabled": "on",
-            "option_pattern": r"-[nPi]+", "operand_pattern": r":\d{1,5}", "argv_pattern": "", "path_roots": "",
-            "max_args": "6"}
+    form = {
+        "system": "",
+        "program": "lsof",
+        "description": "열린 파일",
+        "enabled": "on",
+        "option_pattern": r"-[nPi]+",
+        "operand_pattern": r":\d{1,5}",
+        "argv_pattern": "",
+        "path_roots": "",
+        "max_args": "6",
+    }
     form.update(overrides)
     return {k: v for k, v in form.items() if v is not None}
 
@@ -71,10 +79,14 @@ def test_other_roles_cannot_edit_the_catalogue_through_the_admin(client, role):
     entries = AuditEntry.objects.count()
 
     assert client.get(reverse("admin:cmdb_commandrule_add")).status_code == 403
-    assert client.post(reverse("admin:cmdb_commandrule_add"), rule_form(program="bash", runs_programs="on")
-                       ).status_code == 403
-    change = client.post(reverse("admin:cmdb_commandrule_change", args=[ps.pk]),
-                         rule_form(program="ps", option_pattern=".*", operand_pattern=".*"))
+    assert (
+        client.post(reverse("admin:cmdb_commandrule_add"), rule_form(program="bash", runs_programs="on")).status_code
+        == 403
+    )
+    change = client.post(
+        reverse("admin:cmdb_commandrule_change", args=[ps.pk]),
+        rule_form(program="ps", option_pattern=".*", operand_pattern=".*"),
+    )
     assert change.status_code == 403
     delete = client.post(reverse("admin:cmdb_commandrule_delete", args=[ps.pk]), {"post": "yes"})
     assert delete.status_code == 403
@@ -97,19 +109,22 @@ def test_service_refuses_a_non_officer_even_when_called_directly():
     assert not CommandRule.objects.filter(program="lsof").exists()
 
 
-@pytest.mark.parametrize(("fields", "field"), [
-    ({"program": "bash"}, "runs_programs"),
-    ({"program": "/usr/bin/busybox"}, "runs_programs"),
-    ({"program": "python3.11"}, "runs_programs"),
-    ({"program": "awk", "runs_programs": True, "is_filter": True}, "is_filter"),
-    ({"program": "sed", "runs_programs": True, "is_filter": True}, "is_filter"),
-    ({"program": "../bin/ps"}, "program"),
-    ({"program": "/usr//bin/ps"}, "program"),
-    ({"program": "/usr/bin/../../tmp/ps"}, "program"),
-    ({"program": "ps; id"}, "program"),
-    ({"program": "ps", "option_pattern": "(-e"}, "option_pattern"),
-    ({"program": "ps", "path_roots": "log,etc"}, "path_roots"),
-])
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"program": "bash"}, "runs_programs"),
+        ({"program": "/usr/bin/busybox"}, "runs_programs"),
+        ({"program": "python3.11"}, "runs_programs"),
+        ({"program": "awk", "runs_programs": True, "is_filter": True}, "is_filter"),
+        ({"program": "sed", "runs_programs": True, "is_filter": True}, "is_filter"),
+        ({"program": "../bin/ps"}, "program"),
+        ({"program": "/usr//bin/ps"}, "program"),
+        ({"program": "/usr/bin/../../tmp/ps"}, "program"),
+        ({"program": "ps; id"}, "program"),
+        ({"program": "ps", "option_pattern": "(-e"}, "option_pattern"),
+        ({"program": "ps", "path_roots": "log,etc"}, "path_roots"),
+    ],
+)
 def test_model_refuses_unsafe_rule_shapes_naming_the_field(fields, field):
     with pytest.raises(ValidationError) as info:
         CommandRule(**fields).full_clean()

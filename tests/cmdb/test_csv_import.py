@@ -15,8 +15,10 @@ HEADER = "server_id,system,hostname,ip,os_type,ssh_port,rolling_group,canary\n"
 def csv_rows(system_code: str, n: int, start: int = 0) -> str:
     lines = [HEADER]
     for i in range(start, start + n):
-        lines.append(f"srv-{i:05d},{system_code},h{i}.go.kr,10.{i // 65000}.{i // 250 % 250}.{i % 250 + 1},linux,22,"
-                     f"{i % 3 + 1},{'yes' if i == 0 else 'no'}\n")
+        lines.append(
+            f"srv-{i:05d},{system_code},h{i}.go.kr,10.{i // 65000}.{i // 250 % 250}.{i % 250 + 1},linux,22,"
+            f"{i % 3 + 1},{'yes' if i == 0 else 'no'}\n"
+        )
     return "".join(lines)
 
 

@@ -116,13 +116,26 @@ def test_seed_demo_testbed_registers_the_manifest_servers(settings, sshd):
     settings.TESTBED_DIR = tmp_path / "testbed"
     settings.TESTBED_DIR.mkdir()
     server = {
-        "server_id": "tb-01", "hostname": "tb-01.testbed", "ip": "127.0.0.1", "ssh_port": port,
-        "host_key_fingerprint": expected, "http_port": 18080, "app_path": "/srv/tb/app", "deploy_path": "/srv/tb/d",
-        "backup_path": "/srv/tb/b", "script_path": "/srv/tb/s", "log_path": "/srv/tb/l/catalina.out",
-        "health_url": "http://127.0.0.1:18080/health", "rolling_group": 1, "canary": True,
+        "server_id": "tb-01",
+        "hostname": "tb-01.testbed",
+        "ip": "127.0.0.1",
+        "ssh_port": port,
+        "host_key_fingerprint": expected,
+        "http_port": 18080,
+        "app_path": "/srv/tb/app",
+        "deploy_path": "/srv/tb/d",
+        "backup_path": "/srv/tb/b",
+        "script_path": "/srv/tb/s",
+        "log_path": "/srv/tb/l/catalina.out",
+        "health_url": "http://127.0.0.1:18080/health",
+        "rolling_group": 1,
+        "canary": True,
     }
-    manifest = {"base_dir": str(tmp_path), "servers": [server],
-                "credential": {"username": "root", "private_key_path": str(client_key), "kind": "private_key"}}
+    manifest = {
+        "base_dir": str(tmp_path),
+        "servers": [server],
+        "credential": {"username": "root", "private_key_path": str(client_key), "kind": "private_key"},
+    }
     (settings.TESTBED_DIR / "manifest.json").write_text(json.dumps(manifest))
 
     call_command("seed_demo", "--testbed")

@@ -34,19 +34,29 @@ PEOPLE_PASSWORDS = {"kim": "kim-directory-pw-1", "lee": "lee-directory-pw-1", "b
 
 @pytest.fixture(scope="module")
 def directory(tmp_path_factory):
-    d = start_directory(tmp_path_factory.mktemp("slapd"), PEOPLE_PASSWORDS,
-                        {"guardia-leads": ["kim", "lee"], "guardia-security": ["lee"]})
+    d = start_directory(
+        tmp_path_factory.mktemp("slapd"),
+        PEOPLE_PASSWORDS,
+        {"guardia-leads": ["kim", "lee"], "guardia-security": ["lee"]},
+    )
     yield d
     d.stop()
 
 
 def configure(settings, directory, *, uri=None, start_tls=False, ca=True, service_bind=False):
-    settings.AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "cmdb.ldap.DirectoryBackend",
-                                        "django.contrib.auth.backends.ModelBackend"]
+    settings.AUTHENTICATION_BACKENDS = [
+        "axes.backends.AxesStandaloneBackend",
+        "cmdb.ldap.DirectoryBackend",
+        "django.contrib.auth.backends.ModelBackend",
+    ]
     settings.AUTH_LDAP_SERVER_URI = uri or directory.ldap_uri
     settings.AUTH_LDAP_START_TLS = start_tls
-    options = {ldap.OPT_NETWORK_TIMEOUT: 5, ldap.OPT_TIMEOUT: 5, ldap.OPT_REFERRALS: 0,
-               ldap.OPT_X_TLS_REQUIRE_CERT: ldap.OPT_X_TLS_DEMAND}
+    options = {
+        ldap.OPT_NETWORK_TIMEOUT: 5,
+        ldap.OPT_TIMEOUT: 5,
+        ldap.OPT_REFERRALS: 0,
+        ldap.OPT_X_TLS_REQUIRE_CERT: ldap.OPT_X_TLS_DEMAND,
+    }
     if ca:
         options[ldap.OPT_X_TLS_CACERTFILE] = str(directory.ca_file)
     options[ldap.OPT_X_TLS_NEWCTX] = 0
@@ -62,8 +72,10 @@ def configure(settings, directory, *, uri=None, start_tls=False, ca=True, servic
     settings.AUTH_LDAP_GROUP_TYPE = GroupOfNamesType()
     settings.AUTH_LDAP_USER_ATTR_MAP = {"first_name": "givenName", "last_name": "sn", "email": "mail"}
     settings.AUTH_LDAP_ALWAYS_UPDATE_USER = True
-    settings.GUARDIA_LDAP_ROLE_GROUPS = {"team_lead": [directory.group_dn("guardia-leads")],
-                                         "security_officer": [directory.group_dn("guardia-security")]}
+    settings.GUARDIA_LDAP_ROLE_GROUPS = {
+        "team_lead": [directory.group_dn("guardia-leads")],
+        "security_officer": [directory.group_dn("guardia-security")],
+    }
     settings.GUARDIA_LDAP_DISABLED_FILTER = "(employeeType=disabled)"
 
 
@@ -122,8 +134,9 @@ def test_removed_from_group_loses_role_at_next_login(client, ldap_settings, dire
     assert revoked.payload == {"role": "team_lead", "source": "directory"}
 
 
-def test_disabled_account_refused_and_its_steps_move_on(client, ldap_settings, directory,
-                                                        django_capture_on_commit_callbacks):
+def test_disabled_account_refused_and_its_steps_move_on(
+    client, ldap_settings, directory, django_capture_on_commit_callbacks
+):
     assert login(client, "kim", PEOPLE_PASSWORDS["kim"])[0]
     client.logout()
     kim = User.objects.get(username="kim")
@@ -131,9 +144,14 @@ def test_disabled_account_refused_and_its_steps_move_on(client, ldap_settings, d
     world.ownership.owner = kim
     world.ownership.save()
     with django_capture_on_commit_callbacks(execute=False):
-        task = services.submit_task(world.requester, system=world.system, sub_type="SERVICE_RESTART",
-                                    title="재시작", targets=world.servers,
-                                    parameters=valid_parameters("SERVICE_RESTART"))
+        task = services.submit_task(
+            world.requester,
+            system=world.system,
+            sub_type="SERVICE_RESTART",
+            title="재시작",
+            targets=world.servers,
+            parameters=valid_parameters("SERVICE_RESTART"),
+        )
     step = task.steps.get(status=StepStatus.PENDING, activated_at__isnull=False)
     assert step.assigned_to == kim
 
@@ -145,8 +163,7 @@ def test_disabled_account_refused_and_its_steps_move_on(client, ldap_settings, d
     assert not kim.is_active and not kim.has_perm("governance.decide_step")
     step.refresh_from_db()
     assert step.assigned_to == world.deputy  # as for an away owner
-    assert AuditEntry.objects.filter(action="auth.user_deactivate", target="kim",
-                                     payload__source="directory").exists()
+    assert AuditEntry.objects.filter(action="auth.user_deactivate", target="kim", payload__source="directory").exists()
     assert AuditEntry.objects.filter(action="approval.escalated", payload__escalated_from="kim").exists()
     # Enabled again in the directory: the next login brings the account back.
     directory.set_attribute("kim", "employeeType", "staff")
@@ -167,7 +184,9 @@ def test_sync_deactivates_disabled_account_without_a_login(client, settings, dir
     assert out.getvalue().strip() == "checked 1, deactivated 1"
     assert not User.objects.get(username="lee").is_active
     assert AuditEntry.objects.get(action="auth.user_deactivate", target="lee").payload == {
-        "source": "directory", "reason": "disabled in the directory"}
+        "source": "directory",
+        "reason": "disabled in the directory",
+    }
     assert sync_directory_accounts() == {"checked": 0, "deactivated": 0}  # inactive accounts are left alone
 
 
@@ -200,11 +219,19 @@ def test_tls_verified_against_the_sites_ca(client, settings, directory, db, mode
 
 
 def _settings_with(env: dict[str, str]) -> subprocess.CompletedProcess:
-    code = ("import json, guardia.settings as s; print(json.dumps([s.AUTHENTICATION_BACKENDS, "
-            "s.AUTH_LDAP_BIND_AS_AUTHENTICATING_USER, s.GUARDIA_LDAP_ROLE_GROUPS, "
-            "type(s.AUTH_LDAP_GROUP_TYPE).__name__, s.AUTH_LDAP_USER_SEARCH.filterstr]))")
-    return subprocess.run([sys.executable, "-c", code], cwd=settings_module_dir(), capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=60)
+    code = (
+        "import json, guardia.settings as s; print(json.dumps([s.AUTHENTICATION_BACKENDS, "
+        "s.AUTH_LDAP_BIND_AS_AUTHENTICATING_USER, s.GUARDIA_LDAP_ROLE_GROUPS, "
+        "type(s.AUTH_LDAP_GROUP_TYPE).__name__, s.AUTH_LDAP_USER_SEARCH.filterstr]))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=settings_module_dir(),
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=60,
+    )
 
 
 def settings_module_dir() -> str:
@@ -212,10 +239,15 @@ def settings_module_dir() -> str:
 
 
 def test_directory_settings_from_the_environment():
-    ad = {"GUARDIA_LDAP_ENABLED": "true", "GUARDIA_LDAP_SERVER_URI": "ldaps://dc.corp.example",
-          "GUARDIA_LDAP_BIND_DN": "%(user)s@corp.example", "GUARDIA_LDAP_USER_SEARCH_BASE": "dc=corp,dc=example",
-          "GUARDIA_LDAP_USER_FILTER": "(sAMAccountName=%(user)s)", "GUARDIA_LDAP_GROUP_TYPE": "nested_activedirectory",
-          "GUARDIA_LDAP_ROLE_GROUPS": "team_lead=CN=Leads,DC=corp,DC=example;pm=CN=PM,DC=corp,DC=example"}
+    ad = {
+        "GUARDIA_LDAP_ENABLED": "true",
+        "GUARDIA_LDAP_SERVER_URI": "ldaps://dc.corp.example",
+        "GUARDIA_LDAP_BIND_DN": "%(user)s@corp.example",
+        "GUARDIA_LDAP_USER_SEARCH_BASE": "dc=corp,dc=example",
+        "GUARDIA_LDAP_USER_FILTER": "(sAMAccountName=%(user)s)",
+        "GUARDIA_LDAP_GROUP_TYPE": "nested_activedirectory",
+        "GUARDIA_LDAP_ROLE_GROUPS": "team_lead=CN=Leads,DC=corp,DC=example;pm=CN=PM,DC=corp,DC=example",
+    }
     done = _settings_with(ad)
     assert done.returncode == 0, done.stderr[-2000:]
     backends, bind_as_user, mapping, group_type, user_filter = json.loads(done.stdout.strip().splitlines()[-1])
@@ -223,10 +255,12 @@ def test_directory_settings_from_the_environment():
     assert bind_as_user and group_type == "NestedActiveDirectoryGroupType"
     assert user_filter == "(sAMAccountName=%(user)s)"
     assert mapping == {"team_lead": ["CN=Leads,DC=corp,DC=example"], "pm": ["CN=PM,DC=corp,DC=example"]}
-    for env, named in [({"GUARDIA_LDAP_ROLE_GROUPS": "teamlead=cn=x,dc=y"}, "GUARDIA_LDAP_ROLE_GROUPS: unknown roles"),
-                       ({"GUARDIA_LDAP_ROLE_GROUPS": "team_lead"}, "GUARDIA_LDAP_ROLE_GROUPS: expected role=group DN"),
-                       ({"GUARDIA_LDAP_GROUP_TYPE": "novell"}, "GUARDIA_LDAP_GROUP_TYPE: one of"),
-                       ({"GUARDIA_OTP_REQUIRED_ROLES": "admin,boss"}, "GUARDIA_OTP_REQUIRED_ROLES: unknown roles")]:
+    for env, named in [
+        ({"GUARDIA_LDAP_ROLE_GROUPS": "teamlead=cn=x,dc=y"}, "GUARDIA_LDAP_ROLE_GROUPS: unknown roles"),
+        ({"GUARDIA_LDAP_ROLE_GROUPS": "team_lead"}, "GUARDIA_LDAP_ROLE_GROUPS: expected role=group DN"),
+        ({"GUARDIA_LDAP_GROUP_TYPE": "novell"}, "GUARDIA_LDAP_GROUP_TYPE: one of"),
+        ({"GUARDIA_OTP_REQUIRED_ROLES": "admin,boss"}, "GUARDIA_OTP_REQUIRED_ROLES: unknown roles"),
+    ]:
         refused = _settings_with({**ad, **env})
         assert refused.returncode != 0 and named in refused.stderr, named
 
@@ -236,9 +270,14 @@ def test_console_deactivation_hands_open_steps_on_too(client, db, django_capture
 
     world = governance_world()
     with django_capture_on_commit_callbacks(execute=False):
-        task = services.submit_task(world.requester, system=world.system, sub_type="SERVICE_RESTART",
-                                    title="재시작", targets=world.servers,
-                                    parameters=valid_parameters("SERVICE_RESTART"))
+        task = services.submit_task(
+            world.requester,
+            system=world.system,
+            sub_type="SERVICE_RESTART",
+            title="재시작",
+            targets=world.servers,
+            parameters=valid_parameters("SERVICE_RESTART"),
+        )
     step = task.steps.get(status=StepStatus.PENDING, activated_at__isnull=False)
     assert step.assigned_to == world.owner
     with django_capture_on_commit_callbacks(execute=False):

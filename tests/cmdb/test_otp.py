@@ -51,7 +51,8 @@ def test_totp_enrolment_and_login_for_a_role_that_requires_it(client, otp_on):
         page = client.get(SETUP).content.decode()
         device = TOTPDevice.objects.get(user__username="so", confirmed=False)
         assert "<svg" in page and "http" not in page.split("<svg", 1)[1].split("</svg>")[0].replace(
-            "http://www.w3.org/2000/svg", "")  # drawn here, nothing fetched
+            "http://www.w3.org/2000/svg", ""
+        )  # drawn here, nothing fetched
         assert device.key in page
         wrong = client.post(SETUP, {"token": "000000" if code(device) != "000000" else "111111"})
         assert wrong.status_code == 400 and "인증 코드가 맞지 않습니다" in wrong.content.decode()
@@ -108,8 +109,14 @@ def test_high_risk_approval_needs_a_fresh_second_factor(client, otp_on, django_c
     world = governance_world()
     device = TOTPDevice.objects.create(user=world.owner, name="default", confirmed=True)
     with django_capture_on_commit_callbacks(execute=False):
-        task = services.submit_task(world.requester, system=world.system, sub_type="APP_DEPLOY", title="배포",
-                                    targets=world.servers, parameters=valid_parameters("APP_DEPLOY"))
+        task = services.submit_task(
+            world.requester,
+            system=world.system,
+            sub_type="APP_DEPLOY",
+            title="배포",
+            targets=world.servers,
+            parameters=valid_parameters("APP_DEPLOY"),
+        )
     assert task.risk == "HIGH"
     step = task.steps.get(status=StepStatus.PENDING, activated_at__isnull=False)
     decide = f"/console/approvals/{step.pk}/decide/"
@@ -165,8 +172,11 @@ def test_vault_key_rotation_at_the_shell_needs_the_admins_second_factor(otp_on, 
     TOTPDevice.objects.create(user=lead, name="default", confirmed=True)
     new_file = tmp_path / "new.key"
     new_file.write_text(vault.generate_key() + "\n")
-    for options, refusal in [({}, "--user"), ({"user": "lead", "otp": "123456"}, "--user"),
-                             ({"user": "adm", "otp": "000000" if code(device) != "000000" else "111111"}, "--otp")]:
+    for options, refusal in [
+        ({}, "--user"),
+        ({"user": "lead", "otp": "123456"}, "--user"),
+        ({"user": "adm", "otp": "000000" if code(device) != "000000" else "111111"}, "--otp"),
+    ]:
         with pytest.raises(CommandError, match=f"rotation refused, nothing changed: {refusal}"):
             call_command("rotate_vault_key", new_key_file=new_file, **options)
         assert Credential.objects.get(name="c1").secret_encrypted == before

@@ -47,8 +47,12 @@ def test_weak_or_reused_passwords_are_refused_naming_the_rule(client, rules, db)
     AccountSecurity.objects.filter(user=user).update(must_change_password=False)
     assert login(client, "lee", START).status_code == 302
     hash_before = User.objects.get(pk=user.pk).password
-    for weak, text in [("Ab1!x", "짧습니다"), ("abcdefghijkl", "3종류 이상"), ("abcdefgh1234", "3종류 이상"),
-                       (START, "최근 3개 비밀번호")]:
+    for weak, text in [
+        ("Ab1!x", "짧습니다"),
+        ("abcdefghijkl", "3종류 이상"),
+        ("abcdefgh1234", "3종류 이상"),
+        (START, "최근 3개 비밀번호"),
+    ]:
         response = change(client, START, weak)
         assert response.status_code == 200, weak
         page = response.content.decode()

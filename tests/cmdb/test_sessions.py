@@ -94,7 +94,9 @@ def test_changing_ones_password_keeps_the_one_session(client, rules):
 
     login(client)
     AccountSecurity.objects.filter(user__username="lead").update(must_change_password=False)
-    changed = client.post("/accounts/password/", {"old_password": PASSWORD, "new_password1": "New-Guardia-pw-26",
-                                                  "new_password2": "New-Guardia-pw-26"})
+    changed = client.post(
+        "/accounts/password/",
+        {"old_password": PASSWORD, "new_password1": "New-Guardia-pw-26", "new_password2": "New-Guardia-pw-26"},
+    )
     assert changed.status_code == 302
     assert client.get(CONSOLE).status_code == 200

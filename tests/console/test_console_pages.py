@@ -20,8 +20,14 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def task(console_world, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
-        return services.submit_task(console_world.requester, system=console_world.system, sub_type="MEMORY_CHECK",
-                                    title="메모리 점검", targets=console_world.servers[:1], sr_number="SR-2026-0042")
+        return services.submit_task(
+            console_world.requester,
+            system=console_world.system,
+            sub_type="MEMORY_CHECK",
+            title="메모리 점검",
+            targets=console_world.servers[:1],
+            sr_number="SR-2026-0042",
+        )
 
 
 def login(client, user):
@@ -31,8 +37,12 @@ def login(client, user):
 
 def page_urls(task_id: str) -> list[str]:
     return [
-        reverse("console:dashboard"), reverse("console:search") + "?q=SR-2026", reverse("console:approvals"),
-        reverse("console:task", args=[task_id]), reverse("console:owner_settings"), reverse("console:statistics"),
+        reverse("console:dashboard"),
+        reverse("console:search") + "?q=SR-2026",
+        reverse("console:approvals"),
+        reverse("console:task", args=[task_id]),
+        reverse("console:owner_settings"),
+        reverse("console:statistics"),
         reverse("console:inbox"),
     ]
 
@@ -73,8 +83,9 @@ def test_lead_approves_from_my_approvals(client, console_world, task, django_cap
     page = client.get(reverse("console:approvals")).content.decode()
     assert f'id="step-{step.pk}"' in page and "메모리 점검" in page
     with django_capture_on_commit_callbacks(execute=False):
-        response = client.post(reverse("console:decide", args=[step.pk]),
-                               {"decision": "APPROVED", "comments": "좋습니다"}, follow=True)
+        response = client.post(
+            reverse("console:decide", args=[step.pk]), {"decision": "APPROVED", "comments": "좋습니다"}, follow=True
+        )
     assert task.task_id in response.content.decode()
     step.refresh_from_db()
     task.refresh_from_db()
@@ -130,9 +141,12 @@ def test_global_stop_banner_on_every_page_then_release(client, console_world, ta
 def test_pm_validation_page_renders_diff_and_decides(client, console_world, task, django_capture_on_commit_callbacks):
     OpsTask.objects.filter(pk=task.pk).update(
         status=Status.PENDING_PM_VALIDATION,
-        result_package={"diff": "--- a/app.conf\n+++ b/app.conf\n@@ -1 +1 @@\n-port=8080\n+port=8081\n",
-                        "log": ["shutdown.sh exit 0", "startup.sh exit 0"],
-                        "health": [{"server": "was-1", "ok": True, "detail": "HTTP 200"}]})
+        result_package={
+            "diff": "--- a/app.conf\n+++ b/app.conf\n@@ -1 +1 @@\n-port=8080\n+port=8081\n",
+            "log": ["shutdown.sh exit 0", "startup.sh exit 0"],
+            "health": [{"server": "was-1", "ok": True, "detail": "HTTP 200"}],
+        },
+    )
     login(client, console_world.lead)
     assert client.get(reverse("console:validate", args=[task.task_id])).status_code == 403
     login(client, console_world.pm)
@@ -153,8 +167,11 @@ def test_owner_sets_deputy_and_away_only_for_own_systems(client, console_world, 
     page = client.get(reverse("console:owner_settings")).content.decode()
     assert "예산시스템" in page
     # the institution's PM can decide for the system, so may stand in (test_owner_pickers covers refusals)
-    client.post(reverse("console:owner_settings"),
-                {"system": console_world.system.pk, "deputy": console_world.pm.pk, "away": "on"}, follow=True)
+    client.post(
+        reverse("console:owner_settings"),
+        {"system": console_world.system.pk, "deputy": console_world.pm.pk, "away": "on"},
+        follow=True,
+    )
     ownership = SystemOwner.objects.get(system=console_world.system)
     assert ownership.deputy == console_world.pm and not ownership.owner_is_active
     assert AuditEntry.objects.filter(action="owner.presence").exists()

@@ -51,10 +51,16 @@ def test_pickers_offer_only_the_users_systems_and_that_systems_servers(field, co
 
 def test_deploy_with_upload_redirects_to_the_new_task(post, console_world):
     content = war_bytes("2.0.0", padding=2048)
-    response = post({"sub_type": "APP_DEPLOY", "version": "2.0.0", "sr_number": "SR-7",
-                     "targets": [s.pk for s in console_world.servers],
-                     "parameters_json": '{"rollout": {"canary_share": 0}}'},
-                    {"artifact": SimpleUploadedFile("app-2.0.0.war", content)})
+    response = post(
+        {
+            "sub_type": "APP_DEPLOY",
+            "version": "2.0.0",
+            "sr_number": "SR-7",
+            "targets": [s.pk for s in console_world.servers],
+            "parameters_json": '{"rollout": {"canary_share": 0}}',
+        },
+        {"artifact": SimpleUploadedFile("app-2.0.0.war", content)},
+    )
     task = OpsTask.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/console/tasks/{task.task_id}/"
     sha = hashlib.sha256(content).hexdigest()
@@ -68,8 +74,15 @@ def test_deploy_with_upload_redirects_to_the_new_task(post, console_world):
 
 
 def test_data_cleanup_and_restart_templates(post, console_world):
-    post({"sub_type": "DATA_CLEANUP", "script": "purge-sessions", "table": "TB_SESSION",
-          "condition": "created_at < '2026-01-01'", "targets": [console_world.servers[0].pk]})
+    post(
+        {
+            "sub_type": "DATA_CLEANUP",
+            "script": "purge-sessions",
+            "table": "TB_SESSION",
+            "condition": "created_at < '2026-01-01'",
+            "targets": [console_world.servers[0].pk],
+        }
+    )
     post({"sub_type": "SERVICE_RESTART", "targets": [console_world.servers[0].pk]})
     cleanup, restart = OpsTask.objects.order_by("created_at", "pk")
     assert cleanup.parameters == {"script": "purge-sessions", "args": ["TB_SESSION", "created_at < '2026-01-01'"]}

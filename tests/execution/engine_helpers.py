@@ -14,8 +14,13 @@ from governance.models import OpsTask, Status
 from tests.factories import UserFactory
 
 _numbers = itertools.count(1)
-CATEGORY = {"APP_DEPLOY": "DEPLOY", "SSL_REPLACE": "INFRA_CONTROL", "RAW_COMMAND": "INFRA_CONTROL",
-            "SERVICE_RESTART": "INFRA_CONTROL", "MEMORY_CHECK": "INSPECTION"}
+CATEGORY = {
+    "APP_DEPLOY": "DEPLOY",
+    "SSL_REPLACE": "INFRA_CONTROL",
+    "RAW_COMMAND": "INFRA_CONTROL",
+    "SERVICE_RESTART": "INFRA_CONTROL",
+    "MEMORY_CHECK": "INSPECTION",
+}
 
 
 def approved_task(servers, sub_type: str = "APP_DEPLOY", parameters: dict | None = None) -> OpsTask:
@@ -28,11 +33,19 @@ def approved_task(servers, sub_type: str = "APP_DEPLOY", parameters: dict | None
     except ValueError:
         plan = {}
     task = OpsTask.objects.create(
-        task_id=task_id, category=CATEGORY.get(sub_type, "DEPLOY"), sub_type=sub_type,
-        title=f"{sub_type} test", system=servers[0].system, requester=UserFactory(), risk="HIGH",
-        parameters=parameters or {}, playbook=sub_type, plan=plan,
+        task_id=task_id,
+        category=CATEGORY.get(sub_type, "DEPLOY"),
+        sub_type=sub_type,
+        title=f"{sub_type} test",
+        system=servers[0].system,
+        requester=UserFactory(),
+        risk="HIGH",
+        parameters=parameters or {},
+        playbook=sub_type,
+        plan=plan,
         plan_sha256=plans.plan_sha256(plan) if plan else "",
-        playbook_version=plan.get("playbook_version", "") if plan else playbooks.get(sub_type).VERSION)
+        playbook_version=plan.get("playbook_version", "") if plan else playbooks.get(sub_type).VERSION,
+    )
     task.targets.set(servers)
     OpsTask.objects.filter(pk=task.pk).update(status=Status.APPROVED)
     return task
@@ -46,8 +59,11 @@ def war(version: str, size: int = 4096) -> dict:
 def deploy_parameters(version: str, script_timeout: int | None = None, **rollout) -> dict:
     """APP_DEPLOY parameters; keyword arguments other than script_timeout are rollout settings."""
     artifact = war(version)
-    parameters = {"artifact_sha256": artifact["sha256"], "version": version,
-                  "rollout": {"canary_share": 0, "max_parallel": 8, **rollout}}
+    parameters = {
+        "artifact_sha256": artifact["sha256"],
+        "version": version,
+        "rollout": {"canary_share": 0, "max_parallel": 8, **rollout},
+    }
     if script_timeout is not None:
         parameters["script_timeout"] = script_timeout
     return parameters

@@ -59,8 +59,7 @@ def test_expired_ca_is_refused(ca):
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=200)
     assert check_certificate_bundle(cert_pem(leaf), key_pem(key), cert_pem(ca[0]), now=later)
     with pytest.raises(CertificateProblem, match="expired"):
-        check_certificate_bundle(cert_pem(leaf), key_pem(key), cert_pem(ca[0]),
-                                 now=later + dt.timedelta(days=4000))
+        check_certificate_bundle(cert_pem(leaf), key_pem(key), cert_pem(ca[0]), now=later + dt.timedelta(days=4000))
 
 
 def test_wrong_hostname_and_garbage_are_refused(ca):

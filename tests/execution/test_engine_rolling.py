@@ -96,8 +96,15 @@ def test_ts02_health_fails_in_group_two_restores_the_whole_group(testbed, testbe
     runs = {r.server_ref: r for r in ServerRun.objects.filter(execution__task=task)}
     assert {runs[s.server_id].state for s in second} == {"ROLLED_BACK"}
     restored_ok = [s for s in second if s != bad]
-    assert StepResult.objects.filter(server_run__server_ref__in=[s.server_id for s in restored_ok],
-                                     server_run__execution__task=task, name="swap", state="OK").count() >= 1
+    assert (
+        StepResult.objects.filter(
+            server_run__server_ref__in=[s.server_id for s in restored_ok],
+            server_run__execution__task=task,
+            name="swap",
+            state="OK",
+        ).count()
+        >= 1
+    )
     assert "Failed to initialize connector" in runs[bad.server_id].log_tail  # catalina.out dumped
 
 
@@ -134,11 +141,13 @@ def test_kill_switch_mid_rollout_kills_the_running_step_and_restores_the_group(t
     assert [version_of(s) for s in first] == ["2.0.0"] * 5
     assert [version_of(s) for s in second] == ["1.0.0"] * 5
     # No forward step started after the stop was seen (one poll interval of grace).
-    late = StepResult.objects.filter(server_run__execution__task=task, phase="forward",
-                                     started_at__gt=_aware(stopped_at[0] + 0.5))
+    late = StepResult.objects.filter(
+        server_run__execution__task=task, phase="forward", started_at__gt=_aware(stopped_at[0] + 0.5)
+    )
     assert not late.exists(), list(late.values_list("server_run__server_ref", "name"))
-    killed = StepResult.objects.get(server_run__execution__task=task, server_run__server_ref=hung.server_id,
-                                    name="startup", phase="forward")
+    killed = StepResult.objects.get(
+        server_run__execution__task=task, server_run__server_ref=hung.server_id, name="startup", phase="forward"
+    )
     assert killed.state == "KILLED"
     assert AuditEntry.objects.filter(action="execution.kill_switch", task=task.task_id).exists()
 

@@ -102,11 +102,16 @@ class SneakyPlaybook(Playbook):
 def test_ts03_the_transport_blocks_a_command_built_at_run_time(testbed, testbed_cmdb):
     server = testbed_cmdb[0]
     before = commands_received(testbed, server.server_id)
-    engine = Engine(playbook=SneakyPlaybook(raw={}), servers=[server], strategy=RolloutStrategy(),
-                    artifacts=ArtifactStore(), inspection=None)
+    engine = Engine(
+        playbook=SneakyPlaybook(raw={}),
+        servers=[server],
+        strategy=RolloutStrategy(),
+        artifacts=ArtifactStore(),
+        inspection=None,
+    )
     result = engine.run()
     assert result.outcome == "FAILED_ROLLED_BACK" and "sanitizer" in result.reason
-    arrived = commands_received(testbed, server.server_id)[len(before):]
+    arrived = commands_received(testbed, server.server_id)[len(before) :]
     assert "echo hello" in arrived and "/dev/sda" not in arrived
     steps = {s.name: s.state for s in ServerRun.objects.get(execution=result.execution).steps.all()}
     assert steps == {"harmless": "OK", "sneaky": "BLOCKED"}

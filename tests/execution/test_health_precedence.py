@@ -12,8 +12,9 @@ from tests.factories import ServerFactory
 
 def test_server_port_and_log_path_override_system_criteria(db):
     server = ServerFactory(service_port=18001, log_path="/srv/was1/logs/catalina.out")
-    criteria = HealthCriteria.objects.create(system=server.system, service_port=8080, log_path="/app/logs/x.log",
-                                             port_wait_seconds=7)
+    criteria = HealthCriteria.objects.create(
+        system=server.system, service_port=8080, log_path="/app/logs/x.log", port_wait_seconds=7
+    )
     health = Health.for_server(server, criteria)
     assert health.port == 18001
     assert health.log_path == "/srv/was1/logs/catalina.out"

@@ -20,9 +20,14 @@ pytestmark = [pytest.mark.testbed, pytest.mark.django_db(transaction=True)]
 
 
 def schedule(servers, kind, thresholds, name=None):
-    item = InspectionSchedule.objects.create(name=name or f"{kind} check", system=servers[0].system, kind=kind,
-                                             thresholds=thresholds, interval_minutes=60,
-                                             next_run_at=timezone.now() - dt.timedelta(seconds=1))
+    item = InspectionSchedule.objects.create(
+        name=name or f"{kind} check",
+        system=servers[0].system,
+        kind=kind,
+        thresholds=thresholds,
+        interval_minutes=60,
+        next_run_at=timezone.now() - dt.timedelta(seconds=1),
+    )
     item.servers.set(servers)
     return item
 
@@ -70,7 +75,7 @@ def test_error_count_over_threshold_opens_a_ticket_for_the_owner(testbed_cmdb):
 def test_disk_check_and_global_stop(testbed_cmdb):
     servers = testbed_cmdb[:2]
     SystemOwnerFactory(system=servers[0].system)
-    item = schedule(servers, "DISK_CHECK", {"min_free_mb": 10 ** 9})  # nobody has a petabyte free
+    item = schedule(servers, "DISK_CHECK", {"min_free_mb": 10**9})  # nobody has a petabyte free
     GlobalStop.objects.update_or_create(id=1, defaults={"engaged": True, "reason": "drill"})
     assert run_due() == 0
     GlobalStop.objects.filter(id=1).update(engaged=False)

@@ -48,7 +48,9 @@ def test_all_servers_or_none_and_the_holder_is_named(servers):
     assert blocked.text() == f"대기: srv-02 사용 중 ({first.task_id})"
     # Nothing of the second task was taken, not even the free srv-03.
     assert set(ServerLease.objects.values_list("server_ref", "lease__task_ref")) == {
-        ("srv-01", first.task_id), ("srv-02", first.task_id)}
+        ("srv-01", first.task_id),
+        ("srv-02", first.task_id),
+    }
     assert not ExecutionLease.objects.filter(task=second).exists()
 
 
@@ -56,8 +58,9 @@ def test_the_database_refuses_a_second_holder(servers):
     first = approved_task(servers[:1], "SERVICE_RESTART")
     second = approved_task(servers[:1], "SERVICE_RESTART")
     assert leases.acquire(first, servers[:1], "host-a:1") is None
-    other = ExecutionLease.objects.create(task=second, task_ref=second.task_id, holder="host-b:2",
-                                          expires_at=timezone.now())
+    other = ExecutionLease.objects.create(
+        task=second, task_ref=second.task_id, holder="host-b:2", expires_at=timezone.now()
+    )
     with pytest.raises(IntegrityError), transaction.atomic():
         ServerLease.objects.create(server=servers[0], server_ref="srv-01", lease=other)
     assert ServerLease.objects.get(server=servers[0]).lease.task_ref == first.task_id

@@ -39,21 +39,33 @@ VAULT_KEY = f"file://{settings.VAULT_KEY_FILE or '/var/keys/vault.key'}"
 
 
 # --- filing-time rules, no server ------------------------------------------------------------
-@pytest.mark.parametrize(("sub_type", "parameters", "field"), [
-    ("LOG_CLEANUP", {"directory": "//etc"}, "directory"),
-    ("LOG_CLEANUP", {"directory": "/opt/was/logs/../../../etc"}, "directory"),
-    ("LOG_CLEANUP", {"directory": "/"}, "directory"),
-    ("LOG_MINING", {"log_path": "/opt/was/logs/x\n/etc/shadow"}, "log_path"),
-    ("LOG_MINING", {"log_path": "/opt/was/logs/x\x00"}, "log_path"),
-    ("SSL_REPLACE", {"cert_sha256": "a" * 64, "key_sha256": "b" * 64, "cert_path": "conf/startup.sh",
-                     "key_path": "conf/site.key", "https_port": 8443}, "cert_path"),
-    ("MEMORY_CHECK", {"health": {"url": VAULT_KEY}}, "health.url"),
-    ("MEMORY_CHECK", {"health": {"host": "169.254.169.254"}}, "health.host"),
-    ("MEMORY_CHECK", {"health": {"max_latency_ms": "slow"}}, "health.max_latency_ms"),
-    ("MEMORY_CHECK", {"rollout": {"drain_flag": "/tmp/victim"}}, "rollout.drain_flag"),
-    ("MEMORY_CHECK", {"rollout": {"drain_flag": "../../etc/x.flag"}}, "rollout.drain_flag"),
-    ("MEMORY_CHECK", {"rollout": {"surprise": 1}}, "rollout.surprise"),
-])
+@pytest.mark.parametrize(
+    ("sub_type", "parameters", "field"),
+    [
+        ("LOG_CLEANUP", {"directory": "//etc"}, "directory"),
+        ("LOG_CLEANUP", {"directory": "/opt/was/logs/../../../etc"}, "directory"),
+        ("LOG_CLEANUP", {"directory": "/"}, "directory"),
+        ("LOG_MINING", {"log_path": "/opt/was/logs/x\n/etc/shadow"}, "log_path"),
+        ("LOG_MINING", {"log_path": "/opt/was/logs/x\x00"}, "log_path"),
+        (
+            "SSL_REPLACE",
+            {
+                "cert_sha256": "a" * 64,
+                "key_sha256": "b" * 64,
+                "cert_path": "conf/startup.sh",
+                "key_path": "conf/site.key",
+                "https_port": 8443,
+            },
+            "cert_path",
+        ),
+        ("MEMORY_CHECK", {"health": {"url": VAULT_KEY}}, "health.url"),
+        ("MEMORY_CHECK", {"health": {"host": "169.254.169.254"}}, "health.host"),
+        ("MEMORY_CHECK", {"health": {"max_latency_ms": "slow"}}, "health.max_latency_ms"),
+        ("MEMORY_CHECK", {"rollout": {"drain_flag": "/tmp/victim"}}, "rollout.drain_flag"),
+        ("MEMORY_CHECK", {"rollout": {"drain_flag": "../../etc/x.flag"}}, "rollout.drain_flag"),
+        ("MEMORY_CHECK", {"rollout": {"surprise": 1}}, "rollout.surprise"),
+    ],
+)
 def test_validator_refuses_naming_the_field(sub_type, parameters, field):
     with pytest.raises(ParameterError) as info:
         validate_parameters(sub_type, parameters)
@@ -86,23 +98,26 @@ def test_confinement_is_per_server(db):
 def test_health_may_only_be_tightened(db):
     server = ServerFactory(health_url="http://10.0.0.9:8080/health", ip="10.0.0.9")
     HealthCriteria.objects.create(system=server.system, max_latency_ms=2000, port_wait_seconds=30)
-    plan = render_plan("SERVICE_RESTART", {"health": {"max_latency_ms": 800, "port_wait_seconds": 10}},
-                       server.system, [server])
+    plan = render_plan(
+        "SERVICE_RESTART", {"health": {"max_latency_ms": 800, "port_wait_seconds": 10}}, server.system, [server]
+    )
     checks = {c["kind"]: c for c in plan["step_sets"][0]["health"]}
     assert checks["http"]["max_latency_ms"] == 800 and checks["port"]["wait_seconds"] == 10
     with pytest.raises(ParameterError) as info:
         render_plan("SERVICE_RESTART", {"health": {"max_latency_ms": 60000}}, server.system, [server])
     assert "2000" in info.value.errors["health.max_latency_ms"]
     # The engine applies the same rule to whatever it is given: looser values and URLs are ignored.
-    health = healthcheck.Health.for_server(server, server.system.health,
-                                           {"max_latency_ms": 60000, "url": VAULT_KEY, "host": "127.0.0.1"})
+    health = healthcheck.Health.for_server(
+        server, server.system.health, {"max_latency_ms": 60000, "url": VAULT_KEY, "host": "127.0.0.1"}
+    )
     assert (health.max_latency_ms, health.url, health.host) == (2000, "http://10.0.0.9:8080/health", "10.0.0.9")
 
 
 def test_drain_flag_stays_below_the_app_path(db):
     server = ServerFactory()
-    plan = render_plan("APP_DEPLOY", {"artifact_sha256": "a" * 64, "rollout": {"drain_flag": "maint/lb.flag"}},
-                       server.system, [server])
+    plan = render_plan(
+        "APP_DEPLOY", {"artifact_sha256": "a" * 64, "rollout": {"drain_flag": "maint/lb.flag"}}, server.system, [server]
+    )
     assert plan["step_sets"][0]["steps"][0]["command"] == "touch /opt/was/app/maint/lb.flag"
     for flag in ("/tmp/victim.flag", "/opt/was/bin/x.flag"):
         RolloutStrategy.from_parameters({"drain_flag": flag})  # plain syntax passes...
@@ -116,8 +131,14 @@ def test_health_client_fetches_only_http_from_the_servers_own_host(db, tmp_path)
     secret = tmp_path / "vault.key"
     secret.write_text("TOP-SECRET-KEY")
     server = ServerFactory(ip="10.0.0.7", hostname="was-7.local")
-    for url in (f"file://{secret}", "ftp://10.0.0.7/x", "http://127.0.0.1:8000/", "http://169.254.169.254/",
-                "http://user:pw@10.0.0.7/", "gopher://10.0.0.7/"):
+    for url in (
+        f"file://{secret}",
+        "ftp://10.0.0.7/x",
+        "http://127.0.0.1:8000/",
+        "http://169.254.169.254/",
+        "http://user:pw@10.0.0.7/",
+        "gopher://10.0.0.7/",
+    ):
         with pytest.raises(ConnectionError):
             healthcheck.http_get(url, timeout=1, server=server)
 
@@ -184,29 +205,48 @@ ATTACKS = [
 
 
 @pytest.mark.parametrize(("sub_type", "parameters", "field"), ATTACKS)
-def test_rest_filing_refuses_the_attack_naming_the_field(world, api, django_capture_on_commit_callbacks,
-                                                          sub_type, parameters, field):
-    before = (OpsTask.objects.count(), AuditEntry.objects.filter(action="task.submitted").count(),
-              Notification.objects.count())
+def test_rest_filing_refuses_the_attack_naming_the_field(
+    world, api, django_capture_on_commit_callbacks, sub_type, parameters, field
+):
+    before = (
+        OpsTask.objects.count(),
+        AuditEntry.objects.filter(action="task.submitted").count(),
+        Notification.objects.count(),
+    )
     with django_capture_on_commit_callbacks(execute=True):
-        response = api.post(URL, {"system": "BUDGET", "sub_type": sub_type, "title": "점검", "targets": ["was-1"],
-                                  "parameters": parameters}, format="json")
+        response = api.post(
+            URL,
+            {"system": "BUDGET", "sub_type": sub_type, "title": "점검", "targets": ["was-1"], "parameters": parameters},
+            format="json",
+        )
     assert response.status_code == 400, response.content
     body = response.json()
     assert field in body, body
     assert "vault" not in str(body).lower() or field == "parameters.health.url"
-    after = (OpsTask.objects.count(), AuditEntry.objects.filter(action="task.submitted").count(),
-             Notification.objects.count())
+    after = (
+        OpsTask.objects.count(),
+        AuditEntry.objects.filter(action="task.submitted").count(),
+        Notification.objects.count(),
+    )
     assert after == before  # nothing filed, nobody asked to approve
 
 
-def test_rest_filing_accepts_a_tighter_threshold_and_shows_it_in_the_plan(world, api,
-                                                                          django_capture_on_commit_callbacks):
+def test_rest_filing_accepts_a_tighter_threshold_and_shows_it_in_the_plan(
+    world, api, django_capture_on_commit_callbacks
+):
     Server.objects.filter(system=world.system).update(health_url="http://10.0.0.1:8080/health", ip="10.0.0.1")
     with django_capture_on_commit_callbacks(execute=False):
-        response = api.post(URL, {"system": "BUDGET", "sub_type": "SERVICE_RESTART", "title": "재시작",
-                                  "targets": ["was-1"], "parameters": {"health": {"max_latency_ms": 700}}},
-                            format="json")
+        response = api.post(
+            URL,
+            {
+                "system": "BUDGET",
+                "sub_type": "SERVICE_RESTART",
+                "title": "재시작",
+                "targets": ["was-1"],
+                "parameters": {"health": {"max_latency_ms": 700}},
+            },
+            format="json",
+        )
     assert response.status_code == 201, response.content
     task = OpsTask.objects.get(task_id=response.json()["task_id"])
     http = next(c for c in task.plan["step_sets"][0]["health"] if c["kind"] == "http")
@@ -249,10 +289,12 @@ def victim(testbed):
 def test_file_deletion_written_into_the_database_is_refused_at_execution(testbed, testbed_cmdb, victim, attack):
     server = testbed_cmdb[0]
     sub_type, filed, tampered = {
-        "cleanup": ("LOG_CLEANUP", {"dry_run": False, "name_pattern": "*.txt"},
-                    {"directory": str(victim.parent)}),
-        "cleanup-doubled": ("LOG_CLEANUP", {"dry_run": False, "name_pattern": "*.txt"},
-                            {"directory": "/" + str(victim.parent)}),
+        "cleanup": ("LOG_CLEANUP", {"dry_run": False, "name_pattern": "*.txt"}, {"directory": str(victim.parent)}),
+        "cleanup-doubled": (
+            "LOG_CLEANUP",
+            {"dry_run": False, "name_pattern": "*.txt"},
+            {"directory": "/" + str(victim.parent)},
+        ),
         "rotate": ("LOGROTATE", {}, {"log_path": str(victim)}),
         "drain": ("MEMORY_CHECK", {}, {"rollout": {"drain_flag": str(victim.parent / "victim.flag")}}),
     }[attack]
@@ -272,8 +314,9 @@ def test_file_deletion_written_into_the_database_is_refused_at_execution(testbed
 @pytest.mark.usefixtures("clean_testbed")
 @pytest.mark.testbed
 @pytest.mark.django_db(transaction=True)
-def test_auto_approved_request_tampered_in_the_database_deletes_nothing(testbed, testbed_cmdb, victim,
-                                                                        django_capture_on_commit_callbacks):
+def test_auto_approved_request_tampered_in_the_database_deletes_nothing(
+    testbed, testbed_cmdb, victim, django_capture_on_commit_callbacks
+):
     """The reported path: a low-risk request on a tier-3 site is approved by policy at once. Filed
     through REST as a site manager (valid), its drain flag then rewritten in the database to a
     file outside the app, the worker's run refuses and the file is still there."""
@@ -281,17 +324,30 @@ def test_auto_approved_request_tampered_in_the_database_deletes_nothing(testbed,
     institution = server.system.institution
     institution.tier = 3
     institution.save()
-    SystemOwner.objects.update_or_create(system=server.system, defaults={
-        "owner": UserFactory(role="team_lead"), "deputy": UserFactory(role="team_lead"),
-        "supervisor": UserFactory(role="supervisor")})
+    SystemOwner.objects.update_or_create(
+        system=server.system,
+        defaults={
+            "owner": UserFactory(role="team_lead"),
+            "deputy": UserFactory(role="team_lead"),
+            "supervisor": UserFactory(role="supervisor"),
+        },
+    )
     field_user = UserFactory(role="site_manager")
     institution.site_managers.add(field_user)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=field_user)[0].key}")
     with django_capture_on_commit_callbacks(execute=False):  # the worker is called by hand below
-        response = client.post(URL, {"system": server.system.code, "sub_type": "MEMORY_CHECK", "title": "메모리 점검",
-                                     "targets": [server.server_id],
-                                     "parameters": {"rollout": {"drain_flag": "maintenance.flag"}}}, format="json")
+        response = client.post(
+            URL,
+            {
+                "system": server.system.code,
+                "sub_type": "MEMORY_CHECK",
+                "title": "메모리 점검",
+                "targets": [server.server_id],
+                "parameters": {"rollout": {"drain_flag": "maintenance.flag"}},
+            },
+            format="json",
+        )
     assert response.status_code == 201, response.content
     task = OpsTask.objects.get(task_id=response.json()["task_id"])
     assert task.status == "APPROVED" and task.plan_sha256  # approved by policy, plan pinned
@@ -336,16 +392,25 @@ def test_the_engine_itself_never_reads_outside_the_roots(testbed, testbed_cmdb, 
     server = testbed_cmdb[0]
     fast_port_wait([server], 5)
     before = commands_received(testbed, server.server_id)
-    for book, overrides in ((playbooks.build("LOG_MINING", {"log_path": str(victim)}), {}),
-                            (playbooks.build("SERVICE_RESTART", {}), {"url": f"file://{victim}", "host": "10.0.0.1"})):
-        engine = Engine(playbook=book, servers=[server], strategy=RolloutStrategy(), artifacts=ArtifactStore(),
-                        health_overrides=overrides, criteria_by_system={server.system_id: server.system.health})
+    for book, overrides in (
+        (playbooks.build("LOG_MINING", {"log_path": str(victim)}), {}),
+        (playbooks.build("SERVICE_RESTART", {}), {"url": f"file://{victim}", "host": "10.0.0.1"}),
+    ):
+        engine = Engine(
+            playbook=book,
+            servers=[server],
+            strategy=RolloutStrategy(),
+            artifacts=ArtifactStore(),
+            health_overrides=overrides,
+            criteria_by_system={server.system_id: server.system.health},
+        )
         result = engine.run()
         runs = ServerRun.objects.filter(execution=result.execution)
         stored = " ".join(f"{r.health} {r.message}" for r in runs) + " ".join(
-            f"{s.command} {s.output_excerpt}" for s in StepResult.objects.filter(server_run__in=runs))
+            f"{s.command} {s.output_excerpt}" for s in StepResult.objects.filter(server_run__in=runs)
+        )
         assert "VICTIM-SECRET" not in stored and "VICTIM-SECRET" not in str(result.package)
-        assert str(victim) not in commands_received(testbed, server.server_id)[len(before):]
+        assert str(victim) not in commands_received(testbed, server.server_id)[len(before) :]
         if book.NAME == "SERVICE_RESTART":
             assert result.outcome == "SUCCEEDED", result.reason
             assert "version=1.0.0" in runs.get().health["http"]["body"]  # the CMDB's health URL answered
@@ -363,8 +428,7 @@ def test_parameters_changed_after_approval_make_execution_refuse_and_alert(testb
     fast_port_wait(servers, 5)
     system = servers[0].system
     owner, pm = UserFactory(role="team_lead"), UserFactory(role="pm")
-    SystemOwner.objects.update_or_create(system=system, defaults={"owner": owner, "deputy": owner,
-                                                                  "supervisor": owner})
+    SystemOwner.objects.update_or_create(system=system, defaults={"owner": owner, "deputy": owner, "supervisor": owner})
     system.institution.pm = pm
     system.institution.save()
     task = approved_task(servers, parameters=deploy_parameters("2.0.0"))

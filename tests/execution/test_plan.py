@@ -32,10 +32,17 @@ REF = "OPS-20260523-001"
 
 def cmdb_server(system, n: int, **fields) -> Server:
     base = f"/srv/was{n}" if fields.pop("own_root", False) else "/app"
-    defaults = {"app_path": f"{base}/was", "deploy_path": f"{base}/deploy", "backup_path": f"{base}/backup",
-                "script_path": f"{base}/bin", "log_path": f"{base}/logs/catalina.out", "service_port": 8080,
-                "ip": f"10.1.0.{n}", "health_url": f"http://10.1.0.{n}:8080/health",
-                "rolling_group": 1 if n % 2 else 2}
+    defaults = {
+        "app_path": f"{base}/was",
+        "deploy_path": f"{base}/deploy",
+        "backup_path": f"{base}/backup",
+        "script_path": f"{base}/bin",
+        "log_path": f"{base}/logs/catalina.out",
+        "service_port": 8080,
+        "ip": f"10.1.0.{n}",
+        "health_url": f"http://10.1.0.{n}:8080/health",
+        "rolling_group": 1 if n % 2 else 2,
+    }
     defaults.update(fields)
     return ServerFactory(system=system, server_id=f"was-{n:02d}", **defaults)
 
@@ -43,8 +50,14 @@ def cmdb_server(system, n: int, **fields) -> Server:
 @pytest.fixture
 def system(db):
     system = SystemFactory(code="BUDGET")
-    HealthCriteria.objects.create(system=system, service_port=8080, log_path="/app/logs/catalina.out",
-                                  max_latency_ms=2000, port_wait_seconds=30, min_free_disk_mb=512)
+    HealthCriteria.objects.create(
+        system=system,
+        service_port=8080,
+        log_path="/app/logs/catalina.out",
+        max_latency_ms=2000,
+        port_wait_seconds=30,
+        min_free_disk_mb=512,
+    )
     return system
 
 
@@ -68,8 +81,13 @@ PLAYBOOK_PARAMETERS = {
     "APP_DEPLOY": lambda a: {"artifact_sha256": a["sha256"], "version": "2.0.0"},
     "STATIC_SYNC": lambda a: {"artifact_sha256": a["sha256"], "target_path": "static"},
     "SERVICE_RESTART": lambda a: {},
-    "SSL_REPLACE": lambda a: {"cert_sha256": a["sha256"], "key_sha256": a["sha256"], "cert_path": "conf/site.crt",
-                              "key_path": "conf/site.key", "https_port": 8443},
+    "SSL_REPLACE": lambda a: {
+        "cert_sha256": a["sha256"],
+        "key_sha256": a["sha256"],
+        "cert_path": "conf/site.crt",
+        "key_path": "conf/site.key",
+        "https_port": 8443,
+    },
     "DATA_CLEANUP": lambda a: {"script": "purge-sessions", "args": ["TB_SESSION", "30"]},
     "LOG_MINING": lambda a: {},
     "LOG_CLEANUP": lambda a: {"dry_run": False},
@@ -100,14 +118,20 @@ def test_every_playbook_renders_its_plan(name, servers, artifact):
             assert step["command"].strip() and "\n" not in step["command"]
     assert sorted(s for g in plan["rollout"]["groups"] for s in g["servers"]) == [s.server_id for s in servers]
     assert plans.plan_sha256(plan) == plans.plan_sha256(
-        render_plan(name, parameters, servers[0].system, list(reversed(servers)), task_ref=REF))
+        render_plan(name, parameters, servers[0].system, list(reversed(servers)), task_ref=REF)
+    )
 
 
 def test_app_deploy_plan_lists_the_exact_commands_upload_health_and_rollback(servers, artifact):
     sha = artifact["sha256"]
     record = {k: artifact[k] for k in ("sha256", "name", "size")}  # as filing stores it
-    plan = render_plan("APP_DEPLOY", {"artifact": record, "version": "2.0.0", "rollout": {"canary_share": 0}},
-                       servers[0].system, servers, task_ref=REF)
+    plan = render_plan(
+        "APP_DEPLOY",
+        {"artifact": record, "version": "2.0.0", "rollout": {"canary_share": 0}},
+        servers[0].system,
+        servers,
+        task_ref=REF,
+    )
 
     staging, live, saved = f"/app/deploy/app.war.{sha[:12]}", "/app/was/app.war", f"/app/backup/{REF}/app.war"
     upload = {"name": "app-2.0.0.war", "size": 2014, "sha256": sha, "remote": staging}
@@ -115,31 +139,63 @@ def test_app_deploy_plan_lists_the_exact_commands_upload_health_and_rollback(ser
     step_set = plan["step_sets"][0]
     steps = {s["name"]: s for s in step_set["steps"]}
     assert [s["name"] for s in step_set["steps"]] == [
-        "pre-check", "pre-disk", "pre-version", "upload", "backup", "shutdown", "swap", "startup",
-        "port", "post-check", "http", "gate-health"]
+        "pre-check",
+        "pre-disk",
+        "pre-version",
+        "upload",
+        "backup",
+        "shutdown",
+        "swap",
+        "startup",
+        "port",
+        "post-check",
+        "http",
+        "gate-health",
+    ]
     assert steps["upload"]["upload"] == upload
     assert steps["backup"]["command"] == f"mkdir -p /app/backup/{REF} && cp -p {live} {saved}"
     assert steps["shutdown"]["command"] == "/app/bin/shutdown.sh"
-    assert steps["swap"]["command"] == (f"mv -f {staging} {live} && "
-                                        "(wc -c < /app/logs/catalina.out 2>/dev/null || echo 0)")
+    assert steps["swap"]["command"] == (
+        f"mv -f {staging} {live} && (wc -c < /app/logs/catalina.out 2>/dev/null || echo 0)"
+    )
     assert steps["startup"]["command"] == "/app/bin/startup.sh" and steps["startup"]["timeout"] == 120
     assert steps["port"]["check"] == {"kind": "port", "host": "{ip}", "port": 8080, "wait_seconds": 30}
-    assert steps["http"]["check"] == {"kind": "http", "url": "http://{ip}:8080/health", "expect_status": 200,
-                                      "max_latency_ms": 2000, "expect_version": "2.0.0"}
+    assert steps["http"]["check"] == {
+        "kind": "http",
+        "url": "http://{ip}:8080/health",
+        "expect_status": 200,
+        "max_latency_ms": 2000,
+        "expect_version": "2.0.0",
+    }
     assert {c["kind"] for c in step_set["health"]} == {"disk", "http", "port", "process", "log"}
-    assert {"kind": "log", "path": "/app/logs/catalina.out", "error_pattern": "ERROR|Exception",
-            "since": "restart", "step": "post-check"} in step_set["health"]
+    assert {
+        "kind": "log",
+        "path": "/app/logs/catalina.out",
+        "error_pattern": "ERROR|Exception",
+        "since": "restart",
+        "step": "post-check",
+    } in step_set["health"]
     # The rollback of a server that went all the way (the worst case): restore the backup, restart.
     rollback = [s["name"] for s in step_set["rollback"]]
-    assert rollback == ["log-tail", "rb-pid-before", "rb-shutdown", "rb-restore", "rb-startup", "rb-port",
-                        "rb-post-check", "rb-http"]
+    assert rollback == [
+        "log-tail",
+        "rb-pid-before",
+        "rb-shutdown",
+        "rb-restore",
+        "rb-startup",
+        "rb-port",
+        "rb-post-check",
+        "rb-http",
+    ]
     assert step_set["rollback"][0]["only"] == "failed_server"
     assert step_set["rollback"][3]["command"].startswith(f"cp -p {saved} {live} && ")
     # The rollout: two CMDB rolling groups, no canary, the engine's defaults otherwise.
     rollout = plan["rollout"]
     assert rollout["rolling"] and rollout["safety_gate"] and rollout["max_parallel"] == 16
     assert [(g["label"], g["servers"]) for g in rollout["groups"]] == [
-        ("group 1, batch 0", ["was-01", "was-03"]), ("group 2, batch 1", ["was-02", "was-04"])]
+        ("group 1, batch 0", ["was-01", "was-03"]),
+        ("group 2, batch 1", ["was-02", "was-04"]),
+    ]
 
 
 def commands(plan) -> dict[str, str]:
@@ -158,13 +214,16 @@ def test_log_file_and_static_playbooks_list_their_exact_commands(servers, artifa
     assert commands(rotate) == {
         "guard-file": f"test -f {log} && test ! -h {log}",
         "rotate": f"cp -p {log} {rotated} && truncate -s 0 {log} && gzip -f {rotated}",
-        "prune": f"ls -1t {log}.*.gz 2>/dev/null | tail -n +4 | while read -r old; do rm -f -- \"$old\"; done"}
+        "prune": f'ls -1t {log}.*.gz 2>/dev/null | tail -n +4 | while read -r old; do rm -f -- "$old"; done',
+    }
 
-    static = render_plan("STATIC_SYNC", {"artifact_sha256": sha, "target_path": "static"}, system, servers,
-                         task_ref=REF)
+    static = render_plan(
+        "STATIC_SYNC", {"artifact_sha256": sha, "target_path": "static"}, system, servers, task_ref=REF
+    )
     new, old = f"/app/was/static.guardia-new-{REF}", f"/app/was/static.guardia-old-{REF}"
-    assert static["uploads"] == [{"name": f"static-{REF}.tar.gz", "size": 2014, "sha256": sha,
-                                  "remote": f"/app/deploy/static-{REF}.tar.gz"}]
+    assert static["uploads"] == [
+        {"name": f"static-{REF}.tar.gz", "size": 2014, "sha256": sha, "remote": f"/app/deploy/static-{REF}.tar.gz"}
+    ]
     assert commands(static)["swap"] == f"mv /app/was/static {old} && mv {new} /app/was/static"
     rollback = static["step_sets"][0]["rollback"][-1]["command"]
     assert rollback == f"mv /app/was/static {new}.failed && mv {old} /app/was/static"
@@ -178,38 +237,56 @@ def test_log_file_and_static_playbooks_list_their_exact_commands(servers, artifa
 
 def test_canary_batches_and_parallelism_are_in_the_plan(system, artifact):
     servers = [cmdb_server(system, n, rolling_group=1, canary=(n == 3)) for n in range(1, 8)]
-    plan = render_plan("SERVICE_RESTART", {"rollout": {"canary_share": 0.1, "batch_size": 3, "max_parallel": 2}},
-                       system, servers, task_ref=REF)
+    plan = render_plan(
+        "SERVICE_RESTART",
+        {"rollout": {"canary_share": 0.1, "batch_size": 3, "max_parallel": 2}},
+        system,
+        servers,
+        task_ref=REF,
+    )
     rollout = plan["rollout"]
     assert (rollout["canary_share"], rollout["batch_size"], rollout["max_parallel"]) == (0.1, 3, 2)
     assert [(g["tier"], g["servers"]) for g in rollout["groups"]] == [
-        ("canary", ["was-03"]), ("batch", ["was-01", "was-02", "was-04"]), ("batch", ["was-05", "was-06", "was-07"])]
+        ("canary", ["was-03"]),
+        ("batch", ["was-01", "was-02", "was-04"]),
+        ("batch", ["was-05", "was-06", "was-07"]),
+    ]
 
 
 def test_read_only_playbooks_run_everywhere_at_once_with_no_rollback(servers):
-    plan = render_plan("LOG_MINING", {"pattern": "OutOfMemory", "max_lines": 500}, servers[0].system, servers,
-                       task_ref=REF)
+    plan = render_plan(
+        "LOG_MINING", {"pattern": "OutOfMemory", "max_lines": 500}, servers[0].system, servers, task_ref=REF
+    )
     assert plan["read_only"] and not plan["rollout"]["rolling"]
     assert [g["tier"] for g in plan["rollout"]["groups"]] == ["all"]
     step_set = plan["step_sets"][0]
     assert step_set["rollback"] == [] and plan["uploads"] == []
     grep = next(s for s in step_set["steps"] if s["name"] == "grep-log")
     assert grep["command"] == ("tail -n 500 /app/logs/catalina.out | grep -E -- OutOfMemory | tail -n 5000")
-    assert step_set["steps"][0] == {"name": "guard-file", "timeout": 15, "command":
-                                    "test -f /app/logs/catalina.out && test ! -h /app/logs/catalina.out"}
+    assert step_set["steps"][0] == {
+        "name": "guard-file",
+        "timeout": 15,
+        "command": "test -f /app/logs/catalina.out && test ! -h /app/logs/catalina.out",
+    }
 
 
 def test_hostile_text_is_one_quoted_word_in_the_plan(servers):
-    plan = render_plan("LOG_MINING", {"log_path": "x; reboot", "pattern": "ERROR'$(id)"}, servers[0].system,
-                       servers, task_ref=REF)
+    plan = render_plan(
+        "LOG_MINING", {"log_path": "x; reboot", "pattern": "ERROR'$(id)"}, servers[0].system, servers, task_ref=REF
+    )
     grep = next(s for s in plan["step_sets"][0]["steps"] if s["name"] == "grep-log")["command"]
     assert shlex.split(grep.split("|")[0]) == ["tail", "-n", "20000", "/app/logs/x; reboot"]
     assert "'ERROR'\"'\"'$(id)'" in grep
 
 
 def test_secrets_in_a_command_are_masked(servers):
-    plan = render_plan("DATA_CLEANUP", {"script": "purge", "args": ["password=hunter22", "keep"]},
-                       servers[0].system, servers, task_ref=REF)
+    plan = render_plan(
+        "DATA_CLEANUP",
+        {"script": "purge", "args": ["password=hunter22", "keep"]},
+        servers[0].system,
+        servers,
+        task_ref=REF,
+    )
     run = next(s for s in plan["step_sets"][0]["steps"] if s["name"] == "run")["command"]
     assert "hunter22" not in run and "password=****" in run
 
@@ -218,8 +295,10 @@ def test_servers_with_other_paths_get_their_own_step_set(system, artifact):
     servers = [cmdb_server(system, 1), cmdb_server(system, 2), cmdb_server(system, 3, own_root=True)]
     plan = render_plan("APP_DEPLOY", {"artifact_sha256": artifact["sha256"]}, system, servers, task_ref=REF)
     assert [s["servers"] for s in plan["step_sets"]] == [["was-01", "was-02"], ["was-03"]]
-    assert {u["remote"] for u in plan["uploads"]} == {f"/app/deploy/app.war.{artifact['sha256'][:12]}",
-                                                      f"/srv/was3/deploy/app.war.{artifact['sha256'][:12]}"}
+    assert {u["remote"] for u in plan["uploads"]} == {
+        f"/app/deploy/app.war.{artifact['sha256'][:12]}",
+        f"/srv/was3/deploy/app.war.{artifact['sha256'][:12]}",
+    }
 
 
 # --- determinism and what changes the hash ---------------------------------------------------
@@ -240,8 +319,9 @@ def test_same_inputs_same_hash_and_each_input_changes_it(servers, artifact):
     assert sha(targets=servers[:3]) != first
     Server.objects.filter(pk=servers[1].pk).update(deploy_path="/data/deploy")  # a CMDB path changes
     assert sha(targets=list(Server.objects.filter(pk__in=[s.pk for s in servers]))) != first
-    Server.objects.filter(pk=servers[1].pk).update(deploy_path="/app/deploy", ip="10.9.9.9",
-                                                   health_url="http://10.9.9.9:8080/health")
+    Server.objects.filter(pk=servers[1].pk).update(
+        deploy_path="/app/deploy", ip="10.9.9.9", health_url="http://10.9.9.9:8080/health"
+    )
     assert sha(targets=list(Server.objects.filter(pk__in=[s.pk for s in servers]))) != first  # an address
     HealthCriteria.objects.filter(system=system).update(max_latency_ms=1500)
     Server.objects.filter(pk=servers[1].pk).update(ip="10.1.0.2", health_url="http://10.1.0.2:8080/health")
@@ -271,12 +351,25 @@ def test_an_off_host_cmdb_health_url_refuses_the_plan(system):
 
 
 def test_a_thousand_servers_render_fast(system, artifact, capsys):
-    Server.objects.bulk_create([
-        Server(system=system, server_id=f"srv-{n:04d}", hostname=f"srv-{n:04d}.local", ip=f"10.{n // 250}.0.{n % 250}",
-               app_path="/app/was", deploy_path="/app/deploy", backup_path="/app/backup", script_path="/app/bin",
-               log_path="/app/logs/catalina.out", service_port=8080,
-               health_url=f"http://10.{n // 250}.0.{n % 250}:8080/health", rolling_group=1 + n % 2)
-        for n in range(1000)])
+    Server.objects.bulk_create(
+        [
+            Server(
+                system=system,
+                server_id=f"srv-{n:04d}",
+                hostname=f"srv-{n:04d}.local",
+                ip=f"10.{n // 250}.0.{n % 250}",
+                app_path="/app/was",
+                deploy_path="/app/deploy",
+                backup_path="/app/backup",
+                script_path="/app/bin",
+                log_path="/app/logs/catalina.out",
+                service_port=8080,
+                health_url=f"http://10.{n // 250}.0.{n % 250}:8080/health",
+                rolling_group=1 + n % 2,
+            )
+            for n in range(1000)
+        ]
+    )
     servers = list(Server.objects.filter(system=system))
     parameters = {"artifact_sha256": artifact["sha256"], "version": "2.0.0", "rollout": {"batch_percent": 0.1}}
     started = time.perf_counter()
@@ -284,8 +377,10 @@ def test_a_thousand_servers_render_fast(system, artifact, capsys):
     digest = plans.plan_sha256(plan)
     seconds = time.perf_counter() - started
     with capsys.disabled():
-        print(f"\n1,000-server APP_DEPLOY plan rendered and hashed in {seconds:.3f} s "
-              f"({len(plans.canonical_json(plan)) // 1024} KiB)")
+        print(
+            f"\n1,000-server APP_DEPLOY plan rendered and hashed in {seconds:.3f} s "
+            f"({len(plans.canonical_json(plan)) // 1024} KiB)"
+        )
     assert len(plan["step_sets"]) == 1 and len(plan["step_sets"][0]["servers"]) == 1000
     assert len(digest) == 64
     assert seconds < 5  # ~0.3 s on an idle machine; the bound leaves room for a loaded shared one
@@ -316,8 +411,11 @@ def test_the_testbed_receives_exactly_the_planned_commands(testbed, testbed_cmdb
         for server_id in step_set["servers"]:
             # What the engine ran on this server, in order, is the plan's command list.
             # The one value known only at run time: where the log stood before startup.
-            ran = [(n, re.sub(r"tail -c \+\d+ ", f"tail -c +{LOG_OFFSET_PLACEHOLDER} ", c) if n == "post-check" else c)
-                   for n, c in executed[server_id] if n != "upload"]
+            ran = [
+                (n, re.sub(r"tail -c \+\d+ ", f"tail -c +{LOG_OFFSET_PLACEHOLDER} ", c) if n == "post-check" else c)
+                for n, c in executed[server_id]
+                if n != "upload"
+            ]
             assert ran == planned, server_id
             server = next(s for s in servers if s.server_id == server_id)
             assert hashlib.sha256((Path(server.app_path) / "app.war").read_bytes()).hexdigest() == upload["sha256"]

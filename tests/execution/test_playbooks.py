@@ -67,7 +67,9 @@ def test_plan_two_rolling_groups():
     servers = [S(i, 1 if i <= 5 else 2) for i in range(1, 11)]
     groups = plan_groups(servers, RolloutStrategy())
     assert [[s.server_id for s in g.servers] for g in groups] == [
-        [f"srv-{i:04d}" for i in range(1, 6)], [f"srv-{i:04d}" for i in range(6, 11)]]
+        [f"srv-{i:04d}" for i in range(1, 6)],
+        [f"srv-{i:04d}" for i in range(6, 11)],
+    ]
 
 
 def test_plan_canary_then_batches():
@@ -105,11 +107,13 @@ def test_validate_parameters_takes_the_artifact_reference():
 
 
 def test_log_mining_timeline_and_top_messages():
-    text = "\n".join([
-        "2026-05-23 14:02:11,000 ERROR: pool 12 exhausted",
-        "2026-05-23 14:40:00,000 ERROR: pool 13 exhausted",
-        "23-May-2026 15:01:02.123 SEVERE java.lang.OutOfMemoryError: Java heap space",
-    ])
+    text = "\n".join(
+        [
+            "2026-05-23 14:02:11,000 ERROR: pool 12 exhausted",
+            "2026-05-23 14:40:00,000 ERROR: pool 13 exhausted",
+            "23-May-2026 15:01:02.123 SEVERE java.lang.OutOfMemoryError: Java heap space",
+        ]
+    )
     result = mine(text)
     assert result["timeline"] == {"2026-05-23 14:00": 2, "23-May-2026 15:00": 1}
     assert result["top_messages"][0] == ("ERROR: pool # exhausted", 2)

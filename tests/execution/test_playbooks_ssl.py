@@ -35,18 +35,26 @@ def _key():
 
 
 def _pem_key(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
-def _cert(subject: str, key, issuer_key, issuer_name: x509.Name | None = None, *, days=(-1, 365), ca=False,
-          names=()) -> x509.Certificate:
+def _cert(
+    subject: str, key, issuer_key, issuer_name: x509.Name | None = None, *, days=(-1, 365), ca=False, names=()
+) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer_name or name)
-               .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now + dt.timedelta(days=days[0])).not_valid_after(now + dt.timedelta(days=days[1]))
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_name or name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now + dt.timedelta(days=days[0]))
+        .not_valid_after(now + dt.timedelta(days=days[1]))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
@@ -115,19 +123,25 @@ def tls_server(testbed_cmdb, pki):
 
 
 def ssl_parameters(pki, conf: Path, port: int, cert: x509.Certificate, key: bytes) -> dict:
-    return {"cert_sha256": store_artifact(_pem(cert), "server.crt")["sha256"],
-            # The key goes in as an upload does: sealed with the vault in the attachment store.
-            "key_sha256": store_attachment(key, "server.key", field="key_file", kind="private_key")["sha256"],
-            "chain_sha256": store_artifact(pki["ca"], "ca.crt")["sha256"], "hostname": HOST,
-            "cert_path": str(conf / "server.crt"), "key_path": str(conf / "server.key"), "https_port": port}
+    return {
+        "cert_sha256": store_artifact(_pem(cert), "server.crt")["sha256"],
+        # The key goes in as an upload does: sealed with the vault in the attachment store.
+        "key_sha256": store_attachment(key, "server.key", field="key_file", kind="private_key")["sha256"],
+        "chain_sha256": store_artifact(pki["ca"], "ca.crt")["sha256"],
+        "hostname": HOST,
+        "cert_path": str(conf / "server.crt"),
+        "key_path": str(conf / "server.key"),
+        "https_port": port,
+    }
 
 
 def test_good_certificate_is_installed_and_served(testbed, tls_server, pki):
     server, conf, front = tls_server
     fast_port_wait([server], 5)
     old = served_certificate_fingerprint("127.0.0.1", front.port)
-    task = approved_task([server], sub_type="SSL_REPLACE",
-                         parameters=ssl_parameters(pki, conf, front.port, pki["good"], pki["key"]))
+    task = approved_task(
+        [server], sub_type="SSL_REPLACE", parameters=ssl_parameters(pki, conf, front.port, pki["good"], pki["key"])
+    )
 
     outcome = run_task(task.pk)
     task.refresh_from_db()

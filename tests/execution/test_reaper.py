@@ -38,19 +38,28 @@ def started_with_claim(task: OpsTask, servers, *, holder: str = "dead-host:4242"
     assert leases.acquire(task, servers, holder) is None
     assert control.execution_started(task.pk) is not None
     past = timezone.now() - dt.timedelta(seconds=age)
-    ExecutionLease.objects.filter(task=task).update(acquired_at=past, renewed_at=past,
-                                                    expires_at=past + dt.timedelta(seconds=60))
+    ExecutionLease.objects.filter(task=task).update(
+        acquired_at=past, renewed_at=past, expires_at=past + dt.timedelta(seconds=60)
+    )
     return ExecutionLease.objects.get(task=task)
 
 
 def running_execution(task: OpsTask, servers, in_flight) -> Execution:
-    execution = Execution.objects.create(task=task, task_ref=task.task_id, playbook=task.playbook,
-                                         playbook_version=task.playbook_version,
-                                         started_at=timezone.now() - dt.timedelta(seconds=100))
+    execution = Execution.objects.create(
+        task=task,
+        task_ref=task.task_id,
+        playbook=task.playbook,
+        playbook_version=task.playbook_version,
+        started_at=timezone.now() - dt.timedelta(seconds=100),
+    )
     for srv in servers:
-        ServerRun.objects.create(execution=execution, server=srv, server_ref=srv.server_id,
-                                 playbook_version=task.playbook_version,
-                                 state=RunState.RUNNING if srv in in_flight else RunState.PENDING)
+        ServerRun.objects.create(
+            execution=execution,
+            server=srv,
+            server_ref=srv.server_id,
+            playbook_version=task.playbook_version,
+            state=RunState.RUNNING if srv in in_flight else RunState.PENDING,
+        )
     return execution
 
 
@@ -89,8 +98,9 @@ def test_worker_lost_before_any_server_fails_the_task_and_alerts_owner_and_pm(te
     assert Notification.objects.filter(user=pm, task=task).exists()
     lost = AuditEntry.objects.get(action="execution.worker_lost", task=task.task_id)
     assert lost.payload["holder"] == "dead-host:4242" and lost.payload["text"].startswith("워커 유실")
-    assert AuditEntry.objects.filter(action="execution.recovered", task=task.task_id,
-                                     payload__outcome=Outcome.FAILED_ROLLED_BACK).exists()
+    assert AuditEntry.objects.filter(
+        action="execution.recovered", task=task.task_id, payload__outcome=Outcome.FAILED_ROLLED_BACK
+    ).exists()
 
 
 def test_in_flight_server_is_re_verified_not_repeated(testbed_cmdb, clean_testbed, people):
@@ -141,7 +151,8 @@ def test_finished_run_whose_worker_died_before_reporting_is_reported_after_verif
     task.refresh_from_db()
     assert task.status == Status.PENDING_PM_VALIDATION
     assert {s["server"]: s["version_after"] for s in task.result_package["servers"]} == {
-        s.server_id: "2.3.0" for s in targets}
+        s.server_id: "2.3.0" for s in targets
+    }
     assert all(version_of(s) == "2.3.0" for s in targets)
 
 
@@ -168,8 +179,11 @@ def test_an_executing_task_without_any_claim_is_recovered_after_the_lease(testbe
 def test_schedule_and_command(db, capsys):
     reaper.ensure_schedule()
     schedule = Schedule.objects.get(name=reaper.SCHEDULE_NAME)
-    assert (schedule.func, schedule.schedule_type, schedule.minutes) == ("execution.tasks.reap_executions",
-                                                                         Schedule.MINUTES, 1)
+    assert (schedule.func, schedule.schedule_type, schedule.minutes) == (
+        "execution.tasks.reap_executions",
+        Schedule.MINUTES,
+        1,
+    )
     call_command("reap_executions")
     assert "no orphaned execution" in capsys.readouterr().out
 
@@ -184,8 +198,9 @@ def test_a_stuck_task_without_a_claim_has_its_servers_re_verified(testbed_cmdb, 
     assert control.execution_started(task.pk) is not None
     execution = running_execution(task, [srv], in_flight=[srv])
     clean_testbed.run_script(clean_testbed.server(srv.server_id), "shutdown.sh")  # it died mid-restart
-    OpsTask.objects.filter(pk=task.pk).update(stop_requested=True, stop_reason="정지",
-                                              updated_at=timezone.now() - dt.timedelta(seconds=6))
+    OpsTask.objects.filter(pk=task.pk).update(
+        stop_requested=True, stop_reason="정지", updated_at=timezone.now() - dt.timedelta(seconds=6)
+    )
     results = reaper.sweep()
     task.refresh_from_db()
     assert [r["task"] for r in results] == [task.task_id]

@@ -34,9 +34,13 @@ def _key_body(block: str) -> list[str]:
 def test_a_log_with_a_password_and_a_private_key_is_redacted_everywhere(testbed_cmdb, key_block):
     server = testbed_cmdb[0]
     log = Path(server.log_path)
-    log.write_text(log.read_text() + "2026-11-30 09:00:01 ERROR login failed password=hunter2 user=app\n"
-                   + "2026-11-30 09:00:02 ERROR dumped key:\n" + key_block
-                   + "2026-11-30 09:00:03 ERROR Authorization: Bearer abcdef0123456789tok\n")
+    log.write_text(
+        log.read_text()
+        + "2026-11-30 09:00:01 ERROR login failed password=hunter2 user=app\n"
+        + "2026-11-30 09:00:02 ERROR dumped key:\n"
+        + key_block
+        + "2026-11-30 09:00:03 ERROR Authorization: Bearer abcdef0123456789tok\n"
+    )
     task = approved_task([server], sub_type="LOG_MINING", parameters={"pattern": "."})
 
     outcome = run_task(task.pk)
@@ -50,8 +54,14 @@ def test_a_log_with_a_password_and_a_private_key_is_redacted_everywhere(testbed_
     package = json.dumps(task.result_package, ensure_ascii=False)
     assert "[REDACTED" in package  # the findings quote the redacted lines
     run = ServerRun.objects.get(execution__task=task)
-    everything = [stored, package, run.message, run.log_tail or "", json.dumps(run.health or {}),
-                  *AuditEntry.objects.filter(task=task.task_id).values_list("canonical", flat=True)]
+    everything = [
+        stored,
+        package,
+        run.message,
+        run.log_tail or "",
+        json.dumps(run.health or {}),
+        *AuditEntry.objects.filter(task=task.task_id).values_list("canonical", flat=True),
+    ]
     for text in everything:
         assert "hunter2" not in text and "abcdef0123456789tok" not in text
         assert "BEGIN PRIVATE KEY" not in text
@@ -67,19 +77,25 @@ def test_the_vaults_known_secrets_are_redacted_from_output():
     assert scrub.redact_text("echo Known-Cred-Secret-77", known=["Known-Cred-Secret-77"]) == "echo [REDACTED]"
 
 
-@pytest.mark.parametrize(("text", "secret"), [
-    ("password=hunter2", "hunter2"),
-    ("DB_PASSWORD: 'p@ss w0rd'", "p@ss w0rd"),
-    ('{"api_key": "k-123456"}', "k-123456"),
-    ("mysql -u root --password Hunter2!", "Hunter2!"),
-    ("sshpass -p s3cret ssh deploy@host", "s3cret"),
-    ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="),
-    ("curl -H 'Authorization: Bearer eyJhbGciOi.xyz.abc' http://x", "eyJhbGciOi.xyz.abc"),
-    ("Cookie: sessionid=abcdef123456", "abcdef123456"),
-    ("jdbc:oracle://scott:tiger@db:1521/ORCL", "tiger"),
-    ("key AKIAIOSFODNN7EXAMPLE in env", "AKIAIOSFODNN7EXAMPLE"),
-    ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
-])
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("password=hunter2", "hunter2"),
+        ("DB_PASSWORD: 'p@ss w0rd'", "p@ss w0rd"),
+        ('{"api_key": "k-123456"}', "k-123456"),
+        ("mysql -u root --password Hunter2!", "Hunter2!"),
+        ("sshpass -p s3cret ssh deploy@host", "s3cret"),
+        ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="),
+        ("curl -H 'Authorization: Bearer eyJhbGciOi.xyz.abc' http://x", "eyJhbGciOi.xyz.abc"),
+        ("Cookie: sessionid=abcdef123456", "abcdef123456"),
+        ("jdbc:oracle://scott:tiger@db:1521/ORCL", "tiger"),
+        ("key AKIAIOSFODNN7EXAMPLE in env", "AKIAIOSFODNN7EXAMPLE"),
+        (
+            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        ),
+    ],
+)
 def test_each_secret_form_is_redacted(text, secret):
     assert secret not in vault.redact(text)
 

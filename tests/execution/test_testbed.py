@@ -49,9 +49,23 @@ def test_lifecycle_up_status_down(tmp_path):
     manifest = tb.up(2)
     try:
         srv = manifest["servers"][1]
-        assert set(srv) >= {"server_id", "hostname", "ip", "ssh_port", "host_key_fingerprint", "http_port", "root",
-                            "app_path", "deploy_path", "backup_path", "script_path", "log_path", "health_url",
-                            "rolling_group", "canary"}
+        assert set(srv) >= {
+            "server_id",
+            "hostname",
+            "ip",
+            "ssh_port",
+            "host_key_fingerprint",
+            "http_port",
+            "root",
+            "app_path",
+            "deploy_path",
+            "backup_path",
+            "script_path",
+            "log_path",
+            "health_url",
+            "rolling_group",
+            "canary",
+        }
         assert json.loads(tb.manifest_path.read_text()) == manifest
         assert [s["rolling_group"] for s in manifest["servers"]] == [1, 2]
         assert scan_host_key(srv["ip"], srv["ssh_port"], 5) == srv["host_key_fingerprint"]
@@ -132,8 +146,9 @@ def test_hang_blocks_until_the_process_group_is_killed(clean_testbed):
     clean_testbed.fault(srv["server_id"], "hang")
     assert clean_testbed.run_script(srv, "shutdown.sh").returncode == 0
     Path(srv["app_path"], "app.war").write_text("version=2.0.0\n")
-    proc = subprocess.Popen(["bash", str(Path(srv["script_path"]) / "startup.sh")], start_new_session=True,
-                            env={"PATH": os.environ["PATH"]})
+    proc = subprocess.Popen(
+        ["bash", str(Path(srv["script_path"]) / "startup.sh")], start_new_session=True, env={"PATH": os.environ["PATH"]}
+    )
     with pytest.raises(subprocess.TimeoutExpired):
         proc.wait(timeout=1)
     os.killpg(proc.pid, signal.SIGKILL)

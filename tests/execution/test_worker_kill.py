@@ -44,25 +44,42 @@ from tests.factories import UserFactory
 pytestmark = [pytest.mark.testbed, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
-SETTLED = {Status.PENDING_PM_VALIDATION, Status.FAILED_ROLLED_BACK, Status.MANUAL_INTERVENTION_REQUIRED,
-           Status.STATE_UNCERTAIN, Status.ABORTED}
+SETTLED = {
+    Status.PENDING_PM_VALIDATION,
+    Status.FAILED_ROLLED_BACK,
+    Status.MANUAL_INTERVENTION_REQUIRED,
+    Status.STATE_UNCERTAIN,
+    Status.ABORTED,
+}
 STEP_KINDS = ["pre-check", "upload", "backup", "shutdown", "swap", "startup", "port", "post-check", "http"]
 TRIALS = int(os.getenv("GUARDIA_KILL_TRIALS", "20"))
 
 
 def worker_env(lease_seconds: int, workers: int = 2) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"GUARDIA_DATABASE_URL": f"sqlite:///{settings.DATABASES['default']['NAME']}",
-                "GUARDIA_CHANNEL_LAYER": "memory", "GUARDIA_EXECUTION_LEASE_SECONDS": str(lease_seconds),
-                "GUARDIA_Q_WORKERS": str(workers), "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "GUARDIA_DATABASE_URL": f"sqlite:///{settings.DATABASES['default']['NAME']}",
+            "GUARDIA_CHANNEL_LAYER": "memory",
+            "GUARDIA_EXECUTION_LEASE_SECONDS": str(lease_seconds),
+            "GUARDIA_Q_WORKERS": str(workers),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
 @contextmanager
 def qcluster(env: dict[str, str], log_path: Path):
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "manage.py", "qcluster"], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         yield proc
     finally:
@@ -90,8 +107,9 @@ def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "con
 
 
 def step_recorded(task: OpsTask, server_id: str, name: str) -> bool:
-    return StepResult.objects.filter(server_run__execution__task=task, server_run__server_ref=server_id,
-                                     phase="forward", name=name).exists()
+    return StepResult.objects.filter(
+        server_run__execution__task=task, server_run__server_ref=server_id, phase="forward", name=name
+    ).exists()
 
 
 def applied(log: str, pattern: str) -> int:
@@ -102,7 +120,7 @@ def assert_never_applied_twice(task: OpsTask, servers, logs_before: dict[str, in
     """Per server, in the commands sshd received during this trial: the backup, the swap and the
     restore ran at most once each, and the WAS was started at most once per phase."""
     for srv in servers:
-        log = commands_received(testbed, srv.server_id)[logs_before[srv.server_id]:]
+        log = commands_received(testbed, srv.server_id)[logs_before[srv.server_id] :]
         mine = "\n".join(line for line in log.splitlines() if f"/{srv.server_id}/" in line)
         backup = rf"cp -p \S*{srv.server_id}/app/app.war \S*/backup/{task.task_id}/app.war"
         restore = rf"cp -p \S*/backup/{task.task_id}/app.war \S*{srv.server_id}/app/app.war"
@@ -121,8 +139,12 @@ def assert_servers_match_task(task: OpsTask, servers, new_version: str) -> None:
         expected = new_version if task.status == Status.PENDING_PM_VALIDATION else "1.0.0"
         if run is not None and task.status == Status.PENDING_PM_VALIDATION:
             assert run.state == RunState.SUCCEEDED
-        assert version_of(srv) == expected, (srv.server_id, run.state if run else None, task.status, task.reason
-                                             if hasattr(task, "reason") else "")
+        assert version_of(srv) == expected, (
+            srv.server_id,
+            run.state if run else None,
+            task.status,
+            task.reason if hasattr(task, "reason") else "",
+        )
 
 
 @pytest.fixture
@@ -149,8 +171,11 @@ def kill_trial(trial: int, targets, testbed, env: dict, lease: int, log_path: Pa
     task.refresh_from_db()
     last = StepResult.objects.filter(server_run__execution__task=task).order_by("-pk").first()
     if task.status == Status.EXECUTING:
-        wait_for(lambda: not ExecutionLease.objects.filter(task=task, expires_at__gte=timezone.now()).exists(),
-                 lease + 2, what="the lease to expire")
+        wait_for(
+            lambda: not ExecutionLease.objects.filter(task=task, expires_at__gte=timezone.now()).exists(),
+            lease + 2,
+            what="the lease to expire",
+        )
         results = reaper.sweep()  # one sweep
         assert [r["task"] for r in results] == [task.task_id]
     task.refresh_from_db()
@@ -164,13 +189,15 @@ def kill_trial(trial: int, targets, testbed, env: dict, lease: int, log_path: Pa
 
 
 @pytest.mark.timeout(1200)  # twenty real deploys, kills and recoveries
-def test_worker_sigkilled_at_every_step_kind_is_recovered_within_lease_plus_one_sweep(fleet, clean_testbed,
-                                                                                        tmp_path, settings):
+def test_worker_sigkilled_at_every_step_kind_is_recovered_within_lease_plus_one_sweep(
+    fleet, clean_testbed, tmp_path, settings
+):
     lease = settings.EXECUTION_LEASE_SECONDS = 3
     env = worker_env(lease)
     rng = random.Random(19)
-    outcomes = [kill_trial(n, fleet[:3], clean_testbed, env, lease, tmp_path / "qcluster.log", rng)
-                for n in range(TRIALS)]
+    outcomes = [
+        kill_trial(n, fleet[:3], clean_testbed, env, lease, tmp_path / "qcluster.log", rng) for n in range(TRIALS)
+    ]
     kinds_hit = {kind for kind, _last, status in outcomes if status != Status.PENDING_PM_VALIDATION}
     assert kinds_hit == set(STEP_KINDS[:TRIALS]), outcomes
     recovered = AuditEntry.objects.filter(action="execution.recovered")
@@ -178,8 +205,7 @@ def test_worker_sigkilled_at_every_step_kind_is_recovered_within_lease_plus_one_
     assert verify_chain().ok
 
 
-def test_kill_switch_on_a_task_whose_worker_is_gone_ends_it_within_one_sweep(fleet, clean_testbed, tmp_path,
-                                                                               settings):
+def test_kill_switch_on_a_task_whose_worker_is_gone_ends_it_within_one_sweep(fleet, clean_testbed, tmp_path, settings):
     lease = settings.EXECUTION_LEASE_SECONDS = 30  # long: the stop must not wait for the lease to run out
     env = worker_env(lease)
     targets = fleet[:2]
@@ -197,8 +223,13 @@ def test_kill_switch_on_a_task_whose_worker_is_gone_ends_it_within_one_sweep(fle
     task.refresh_from_db()
     assert task.status == Status.EXECUTING and task.stop_requested
     beat = lease / 6
-    wait_for(lambda: ExecutionLease.objects.filter(task=task, renewed_at__lt=timezone.now() - dt.timedelta(
-        seconds=2.5 * beat)).exists(), 3 * beat + 2, what="two missed heartbeats")
+    wait_for(
+        lambda: ExecutionLease.objects.filter(
+            task=task, renewed_at__lt=timezone.now() - dt.timedelta(seconds=2.5 * beat)
+        ).exists(),
+        3 * beat + 2,
+        what="two missed heartbeats",
+    )
     assert ExecutionLease.objects.get(task=task).expires_at > timezone.now()  # the lease itself has not run out
     results = reaper.sweep()
     task.refresh_from_db()
@@ -210,16 +241,19 @@ def test_kill_switch_on_a_task_whose_worker_is_gone_ends_it_within_one_sweep(fle
     assert runs == {targets[0].server_id: RunState.ROLLED_BACK, targets[1].server_id: RunState.ABORTED}
     lost = AuditEntry.objects.get(action="execution.worker_lost", task=task.task_id)
     assert lost.payload["stop_requested"] is True
-    assert AuditEntry.objects.filter(action="execution.recovered", task=task.task_id,
-                                     payload__outcome="ABORTED").exists()
+    assert AuditEntry.objects.filter(
+        action="execution.recovered", task=task.task_id, payload__outcome="ABORTED"
+    ).exists()
     assert verify_chain().ok
 
 
 def test_ten_changes_for_the_same_servers_run_one_at_a_time_in_approval_order(fleet, clean_testbed, tmp_path):
     targets = fleet[:2]
     env = worker_env(30, workers=4)
-    tasks = [approved_task(targets, "SERVICE_RESTART", {"rollout": {"canary_share": 0, "max_parallel": 2}})
-             for _ in range(10)]
+    tasks = [
+        approved_task(targets, "SERVICE_RESTART", {"rollout": {"canary_share": 0, "max_parallel": 2}})
+        for _ in range(10)
+    ]
     now = timezone.now()
     for n, task in enumerate(tasks):  # approved within a quarter of a second of each other
         OpsTask.objects.filter(pk=task.pk).update(approved_at=now + dt.timedelta(milliseconds=25 * n))
@@ -227,12 +261,16 @@ def test_ten_changes_for_the_same_servers_run_one_at_a_time_in_approval_order(fl
     with qcluster(env, tmp_path / "qcluster.log"):
         for task in tasks:
             async_task("execution.tasks.run_task", task.pk, task_name=f"run-{task.task_id}")
-        wait_for(lambda: OpsTask.objects.filter(pk__in=[t.pk for t in tasks], status__in=SETTLED).count() == 10,
-                 240, 0.2, "all ten tasks to end")
+        wait_for(
+            lambda: OpsTask.objects.filter(pk__in=[t.pk for t in tasks], status__in=SETTLED).count() == 10,
+            240,
+            0.2,
+            "all ten tasks to end",
+        )
     statuses = dict(OpsTask.objects.filter(pk__in=[t.pk for t in tasks]).values_list("task_id", "status"))
     assert set(statuses.values()) == {Status.PENDING_PM_VALIDATION}, statuses
     for srv in targets:
-        log = commands_received(clean_testbed, srv.server_id)[logs_before[srv.server_id]:]
+        log = commands_received(clean_testbed, srv.server_id)[logs_before[srv.server_id] :]
         scripts = re.findall(rf"{srv.server_id}/scripts/(shutdown|startup)\.sh", log)
         # No interleaving: every shutdown is followed by its own startup before the next shutdown.
         assert scripts == ["shutdown", "startup"] * 10, scripts
@@ -265,11 +303,19 @@ def test_a_worker_whose_claim_was_taken_over_stops_at_once(tmp_path):
     from tests.factories import ServerFactory
 
     task = approved_task([ServerFactory(server_id="srv-fence")], "SERVICE_RESTART")
-    code = ("import os, time, django; django.setup(); from execution import leases; "
-            f"print(leases.run_leased({task.pk}, lambda pk: time.sleep(30) or 'RAN TO THE END'))")
+    code = (
+        "import os, time, django; django.setup(); from execution import leases; "
+        f"print(leases.run_leased({task.pk}, lambda pk: time.sleep(30) or 'RAN TO THE END'))"
+    )
     env = worker_env(3) | {"DJANGO_SETTINGS_MODULE": "guardia.settings"}
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         wait_for(lambda: ExecutionLease.objects.filter(task=task).exists(), 30, what="the worker's claim")
         ExecutionLease.objects.filter(task=task).update(holder="reaper:elsewhere")
@@ -301,8 +347,12 @@ def test_restarted_cluster_recovers_the_task_by_its_own_schedule(fleet, clean_te
     task.refresh_from_db()
     assert task.status == Status.EXECUTING
     with qcluster(env, tmp_path / "qcluster-restarted.log"):
-        wait_for(lambda: AuditEntry.objects.filter(action="execution.recovered", task=task.task_id).exists(),
-                 lease + 90, 0.5, "the scheduled sweep to end the task")
+        wait_for(
+            lambda: AuditEntry.objects.filter(action="execution.recovered", task=task.task_id).exists(),
+            lease + 90,
+            0.5,
+            "the scheduled sweep to end the task",
+        )
     took = time.monotonic() - killed
     task.refresh_from_db()
     assert task.status == Status.FAILED_ROLLED_BACK

@@ -22,7 +22,8 @@ def submit(world, django_capture_on_commit_callbacks):
         kwargs.setdefault("parameters", valid_parameters(sub_type))
         requester = kwargs.pop("requester", world.requester)
         with django_capture_on_commit_callbacks(execute=False):
-            return services.submit_task(requester, system=kwargs.pop("system", world.system), sub_type=sub_type,
-                                        **kwargs)
+            return services.submit_task(
+                requester, system=kwargs.pop("system", world.system), sub_type=sub_type, **kwargs
+            )
 
     return _submit

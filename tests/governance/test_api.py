@@ -23,8 +23,9 @@ def client_for(user) -> APIClient:
 def test_approve_via_api_returns_next_step(world, submit):
     task = submit("APP_DEPLOY")
     step = task.steps.get(step_order=1)
-    response = client_for(world.owner).post(URL, {"step_id": step.pk, "decision": "APPROVED", "comments": "ok"},
-                                            format="json")
+    response = client_for(world.owner).post(
+        URL, {"step_id": step.pk, "decision": "APPROVED", "comments": "ok"}, format="json"
+    )
     assert response.status_code == 200, response.json()
     body = response.json()
     assert body["result"] == "NEXT_STEP" and body["next_step"]["role"] == "pm"
@@ -53,8 +54,9 @@ def test_bad_input(world, submit):
 def test_kill_switch_stopped_task_answers_409_with_reason(world, submit):
     task = submit("APP_DEPLOY")
     services.stop_task(world.pm, task.task_id, "장애 대응 중 변경 동결")
-    response = client_for(world.owner).post(URL, {"step_id": task.steps.get(step_order=1).pk, "decision": "APPROVED"},
-                                            format="json")
+    response = client_for(world.owner).post(
+        URL, {"step_id": task.steps.get(step_order=1).pk, "decision": "APPROVED"}, format="json"
+    )
     assert response.status_code == 409
     assert "장애 대응 중 변경 동결" in response.json()["detail"]
 

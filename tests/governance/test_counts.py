@@ -44,30 +44,38 @@ def history(world, django_capture_on_commit_callbacks):
     other_pm = UserFactory(username="pm2", role="pm")
     other_inst = InstitutionFactory(code="MOIS", name="행정안전부", tier=2, pm=other_pm)
     other_system = SystemFactory(code="GOV24", name="정부24", institution=other_inst)
-    SystemOwnerFactory(system=other_system, owner=world.outsider,
-                       deputy=UserFactory(username="deputy2", role="team_lead"),
-                       supervisor=UserFactory(username="supervisor2", role="supervisor"))
+    SystemOwnerFactory(
+        system=other_system,
+        owner=world.outsider,
+        deputy=UserFactory(username="deputy2", role="team_lead"),
+        supervisor=UserFactory(username="supervisor2", role="supervisor"),
+    )
     other_field = UserFactory(username="field2", role="site_manager")
     other_inst.site_managers.add(other_field)
     other_servers = [ServerFactory(system=other_system, server_id="gov-1")]
     now = timezone.now()
     for place, (system, requester, servers) in enumerate(
-            [(world.system, world.requester, world.servers[:1]), (other_system, other_field, other_servers)]):
+        [(world.system, world.requester, world.servers[:1]), (other_system, other_field, other_servers)]
+    ):
         for i, (status, months, lead, extra) in enumerate(SHAPES):
             if place and i % 3 == 2:
                 continue  # a different mix on the other institution
             with django_capture_on_commit_callbacks(execute=False):
-                task = services.submit_task(requester, system=system, sub_type="MEMORY_CHECK",
-                                            title=f"점검 {place}-{i}", targets=servers)
+                task = services.submit_task(
+                    requester, system=system, sub_type="MEMORY_CHECK", title=f"점검 {place}-{i}", targets=servers
+                )
             created = now - dt.timedelta(days=30 * months, hours=i)
             OpsTask.objects.filter(pk=task.pk).update(
-                status=status, created_at=created,
-                approved_at=created + dt.timedelta(minutes=lead) if lead is not None else None)
+                status=status,
+                created_at=created,
+                approved_at=created + dt.timedelta(minutes=lead) if lead is not None else None,
+            )
             order = task.steps.count()
             for who, routing in extra:
                 order += 1
-                ApprovalStep.objects.create(task=task, step_order=order, role="pm", routing=routing,
-                                            assigned_to=getattr(world, who))
+                ApprovalStep.objects.create(
+                    task=task, step_order=order, role="pm", routing=routing, assigned_to=getattr(world, who)
+                )
     return other_field
 
 
@@ -97,15 +105,19 @@ def _expected(tasks: list[OpsTask]) -> dict:
     failed = sum(status[s] for s in reports.EXECUTION_FAILED)
     months = Counter(timezone.localtime(t.created_at).strftime("%Y-%m") for t in tasks)
     return {
-        "tiles": {"waiting": sum(status[s] for s in reports.WAITING),
-                  "in_progress": sum(status[s] for s in reports.IN_PROGRESS),
-                  "done": sum(status[s] for s in reports.DONE),
-                  "failed": sum(status[s] for s in reports.FAILED)},
+        "tiles": {
+            "waiting": sum(status[s] for s in reports.WAITING),
+            "in_progress": sum(status[s] for s in reports.IN_PROGRESS),
+            "done": sum(status[s] for s in reports.DONE),
+            "failed": sum(status[s] for s in reports.FAILED),
+        },
         "total": len(tasks),
         "per_institution": Counter(t.system.institution.name for t in tasks),
         "per_category": Counter(t.category for t in tasks),
         "per_month": months,
-        "p50": pick(0.5), "p90": pick(0.9), "samples": len(leads),
+        "p50": pick(0.5),
+        "p90": pick(0.9),
+        "samples": len(leads),
         "escalation_rate": len(escalated) / len(with_steps) if with_steps else None,
         "execution_success_rate": succeeded / (succeeded + failed) if succeeded + failed else None,
     }

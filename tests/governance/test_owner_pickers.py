@@ -47,8 +47,9 @@ def test_owner_cannot_save_a_non_decider_as_deputy(client, world, candidate):
     person = getattr(world, candidate)
     client.force_login(world.owner)
     before = AuditEntry.objects.filter(action="owner.presence").count()
-    response = client.post(reverse("console:owner_settings"),
-                           {"system": world.system.pk, "deputy": person.pk}, follow=True)
+    response = client.post(
+        reverse("console:owner_settings"), {"system": world.system.pk, "deputy": person.pk}, follow=True
+    )
     assert response.status_code == 200
     assert "대리 승인자" in response.content.decode()  # the error names the field
     world.ownership.refresh_from_db()
@@ -64,14 +65,21 @@ def test_owner_can_name_an_in_scope_decider(client, world):
 
 
 def admin_post(row: SystemOwner, **changes) -> dict:
-    data = {"owner": row.owner_id, "deputy": row.deputy_id, "supervisor": row.supervisor_id,
-            "owner_is_active": "on", "sla_minutes": row.sla_minutes, "auth_level": row.auth_level}
+    data = {
+        "owner": row.owner_id,
+        "deputy": row.deputy_id,
+        "supervisor": row.supervisor_id,
+        "owner_is_active": "on",
+        "sla_minutes": row.sla_minutes,
+        "auth_level": row.auth_level,
+    }
     data.update(changes)
     return data
 
 
-@pytest.mark.parametrize("field, candidate", [("deputy", "requester"), ("deputy", "outsider"),
-                                              ("owner", "requester"), ("deputy", "auditor")])
+@pytest.mark.parametrize(
+    "field, candidate", [("deputy", "requester"), ("deputy", "outsider"), ("owner", "requester"), ("deputy", "auditor")]
+)
 def test_supervisor_cannot_save_a_non_decider_in_the_admin(client, world, field, candidate):
     world.supervisor.is_staff = True
     world.supervisor.save()

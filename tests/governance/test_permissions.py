@@ -24,8 +24,9 @@ ALLOWED = {
 
 def perform(action, user, world, submit):
     if action == "submit":
-        return services.submit_task(user, system=world.system, sub_type="SERVICE_RESTART", title="재시작",
-                                    targets=world.servers)
+        return services.submit_task(
+            user, system=world.system, sub_type="SERVICE_RESTART", title="재시작", targets=world.servers
+        )
     task = submit("SERVICE_RESTART")
     step = task.steps.get()
     if action in ("approve", "reject"):

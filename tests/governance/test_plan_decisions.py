@@ -36,15 +36,23 @@ def console(user) -> Client:
 
 
 def commands_of(plan: dict) -> list[str]:
-    return [step["command"] for step_set in plan["step_sets"] for step in [*step_set["steps"], *step_set["rollback"]]
-            if step.get("command")]
+    return [
+        step["command"]
+        for step_set in plan["step_sets"]
+        for step in [*step_set["steps"], *step_set["rollback"]]
+        if step.get("command")
+    ]
 
 
 def snapshot(task: OpsTask) -> tuple:
     task.refresh_from_db()
-    return (task.status, task.playbook_version, task.plan_sha256,
-            [(s.status, s.actual_approver_id, s.comments) for s in task.steps.order_by("step_order")],
-            AuditEntry.objects.filter(action="approval.decided").count())
+    return (
+        task.status,
+        task.playbook_version,
+        task.plan_sha256,
+        [(s.status, s.actual_approver_id, s.comments) for s in task.steps.order_by("step_order")],
+        AuditEntry.objects.filter(action="approval.decided").count(),
+    )
 
 
 # --- filing ------------------------------------------------------------------------
@@ -54,8 +62,9 @@ def test_filing_stores_the_rendered_plan_and_its_hash(world, submit):
     assert task.plan_sha256 == plans.plan_sha256(task.plan) and len(task.plan_sha256) == 64
     assert task.playbook_version == task.plan["playbook_version"] != ""
     # Deterministic: the same parameters on the same CMDB rows for the same task render the same plan.
-    again = plans.render_plan(task.sub_type, task.parameters, task.system, list(task.targets.all()),
-                              task_ref=task.task_id)
+    again = plans.render_plan(
+        task.sub_type, task.parameters, task.system, list(task.targets.all()), task_ref=task.task_id
+    )
     assert plans.plan_sha256(again) == task.plan_sha256
     servers = {s for step_set in task.plan["step_sets"] for s in step_set["servers"]}
     assert servers == {"was-1", "was-2"}
@@ -78,9 +87,17 @@ def test_auto_approved_tasks_get_their_plan_too(world, submit):
 
 
 def test_bad_parameters_are_400_naming_every_field_before_anyone_is_asked(world):
-    response = api(world.requester).post("/api/v1/tasks/", {
-        "system": "BUDGET", "sub_type": "APP_DEPLOY", "title": "배포", "targets": ["was-1"],
-        "parameters": {"version": "1.0 ; rm -rf /"}}, format="json")
+    response = api(world.requester).post(
+        "/api/v1/tasks/",
+        {
+            "system": "BUDGET",
+            "sub_type": "APP_DEPLOY",
+            "title": "배포",
+            "targets": ["was-1"],
+            "parameters": {"version": "1.0 ; rm -rf /"},
+        },
+        format="json",
+    )
     assert response.status_code == 400, response.content
     body = response.json()
     assert "parameters.artifact_sha256" in body and "parameters.version" in body, body
@@ -89,9 +106,17 @@ def test_bad_parameters_are_400_naming_every_field_before_anyone_is_asked(world)
 
 
 def test_the_console_form_shows_each_parameter_error_next_to_its_field(world):
-    page = console(world.requester).post("/console/requests/new/", {
-        "system": world.system.pk, "sub_type": "APP_DEPLOY", "title": "배포", "targets": [world.servers[0].pk],
-        "version": "1.0 ; rm -rf /", "parameters_json": '{"rollout": {"drain_flag": "/etc/passwd"}}'})
+    page = console(world.requester).post(
+        "/console/requests/new/",
+        {
+            "system": world.system.pk,
+            "sub_type": "APP_DEPLOY",
+            "title": "배포",
+            "targets": [world.servers[0].pk],
+            "version": "1.0 ; rm -rf /",
+            "parameters_json": '{"rollout": {"drain_flag": "/etc/passwd"}}',
+        },
+    )
     assert page.status_code == 200
     errors = page.context["form"].errors
     assert "artifact" in errors and "version" in errors, errors  # the typed fields that feed the parameters
@@ -100,9 +125,16 @@ def test_the_console_form_shows_each_parameter_error_next_to_its_field(world):
 
 
 def test_a_request_that_can_render_no_plan_is_refused(world):
-    response = api(world.requester).post("/api/v1/tasks/", {
-        "system": "BUDGET", "sub_type": "APP_DEPLOY", "title": "대상 없는 배포",
-        "parameters": valid_parameters("APP_DEPLOY")}, format="json")
+    response = api(world.requester).post(
+        "/api/v1/tasks/",
+        {
+            "system": "BUDGET",
+            "sub_type": "APP_DEPLOY",
+            "title": "대상 없는 배포",
+            "parameters": valid_parameters("APP_DEPLOY"),
+        },
+        format="json",
+    )
     assert response.status_code == 400, response.content
     assert not OpsTask.objects.exists()
 
@@ -172,14 +204,16 @@ def test_a_decision_on_a_stale_plan_hash_is_409_and_changes_nothing(world, submi
     step = task.steps.get(step_order=1)
     before = snapshot(task)
     stale = "0" * 64
-    response = api(world.owner).post(DECIDE, {"step_id": step.pk, "decision": "APPROVED", "plan_sha256": stale},
-                                     format="json")
+    response = api(world.owner).post(
+        DECIDE, {"step_id": step.pk, "decision": "APPROVED", "plan_sha256": stale}, format="json"
+    )
     assert response.status_code == 409, response.content
     assert "계획이 바뀌었습니다" in str(response.json())
     assert snapshot(task) == before
     # The console form posting a stale hash is refused the same way.
-    page = console(world.owner).post(f"/console/approvals/{step.pk}/decide/",
-                                     {"decision": "APPROVED", "plan_sha256": stale}, follow=True)
+    page = console(world.owner).post(
+        f"/console/approvals/{step.pk}/decide/", {"decision": "APPROVED", "plan_sha256": stale}, follow=True
+    )
     assert "계획이 바뀌었습니다" in page.content.decode()
     assert snapshot(task) == before
 
@@ -190,8 +224,9 @@ def test_a_plan_changed_in_the_database_after_filing_cannot_be_approved(world, s
     OpsTask.objects.filter(pk=task.pk).update(plan=tampered)
     before = snapshot(task)
     with pytest.raises(Conflict, match="계획이 바뀌었습니다"):
-        services.decide_step(world.owner, task.steps.get(step_order=1).pk, "APPROVED", "ok",
-                             plan_sha256=task.plan_sha256)
+        services.decide_step(
+            world.owner, task.steps.get(step_order=1).pk, "APPROVED", "ok", plan_sha256=task.plan_sha256
+        )
     assert snapshot(task) == before
 
 
@@ -200,11 +235,14 @@ def test_each_decision_records_the_plan_hash_and_playbook_version_and_approval_p
     version = task.plan["playbook_version"]
     OpsTask.objects.filter(pk=task.pk).update(playbook_version="")  # pinned from the plan at final approval
     owner_step, pm_step = task.steps.order_by("step_order")
-    response = api(world.owner).post(DECIDE, {"step_id": owner_step.pk, "decision": "APPROVED",
-                                              "plan_sha256": task.plan_sha256}, format="json")
+    response = api(world.owner).post(
+        DECIDE, {"step_id": owner_step.pk, "decision": "APPROVED", "plan_sha256": task.plan_sha256}, format="json"
+    )
     assert response.status_code == 200, response.content
-    page = console(world.pm).post(f"/console/approvals/{pm_step.pk}/decide/",
-                                  {"decision": "APPROVED", "comments": "", "plan_sha256": task.plan_sha256})
+    page = console(world.pm).post(
+        f"/console/approvals/{pm_step.pk}/decide/",
+        {"decision": "APPROVED", "comments": "", "plan_sha256": task.plan_sha256},
+    )
     assert page.status_code == 302
     task.refresh_from_db()
     assert task.status == Status.APPROVED
@@ -218,8 +256,9 @@ def test_a_rejection_needs_a_comment(world, submit):
     task = submit("APP_DEPLOY")
     step = task.steps.get(step_order=1)
     before = snapshot(task)
-    response = api(world.owner).post(DECIDE, {"step_id": step.pk, "decision": "REJECTED", "comments": "  "},
-                                     format="json")
+    response = api(world.owner).post(
+        DECIDE, {"step_id": step.pk, "decision": "REJECTED", "comments": "  "}, format="json"
+    )
     assert response.status_code == 400 and "comments" in response.json(), response.content
     page = console(world.owner).post(f"/console/approvals/{step.pk}/decide/", {"decision": "REJECTED"}, follow=True)
     assert "반려하려면 사유" in page.content.decode()
@@ -243,8 +282,14 @@ def foreign_task(world, django_capture_on_commit_callbacks):
     inst.site_managers.add(requester)
     servers = [ServerFactory(system=system, server_id=f"mois-{i}") for i in (1, 2)]
     with django_capture_on_commit_callbacks(execute=False):
-        task = services.submit_task(requester, system=system, sub_type="SERVICE_RESTART", title="재시작",
-                                    targets=servers, parameters=valid_parameters("SERVICE_RESTART"))
+        task = services.submit_task(
+            requester,
+            system=system,
+            sub_type="SERVICE_RESTART",
+            title="재시작",
+            targets=servers,
+            parameters=valid_parameters("SERVICE_RESTART"),
+        )
         step = task.steps.get()
         services.decide_step(ownership.owner, step.pk, "REJECTED", "기밀: 주민시스템 점검 중")
     return task
@@ -255,13 +300,15 @@ def test_a_foreign_approval_step_is_404_not_409_on_rest_and_console(world, forei
     before = snapshot(foreign_task)
     for user in (world.owner, world.outsider, world.supervisor):
         for decision, comments in (("APPROVED", ""), ("REJECTED", "x")):
-            response = api(user).post(DECIDE, {"step_id": step.pk, "decision": decision, "comments": comments},
-                                      format="json")
+            response = api(user).post(
+                DECIDE, {"step_id": step.pk, "decision": decision, "comments": comments}, format="json"
+            )
             assert response.status_code == 404, (user, response.content)
             assert foreign_task.task_id not in response.content.decode()
             assert "기밀" not in response.content.decode()
-            page = console(user).post(f"/console/approvals/{step.pk}/decide/",
-                                      {"decision": decision, "comments": comments})
+            page = console(user).post(
+                f"/console/approvals/{step.pk}/decide/", {"decision": decision, "comments": comments}
+            )
             assert page.status_code == 404, user
             assert foreign_task.task_id not in page.content.decode()
         with pytest.raises(NotFound):
@@ -274,13 +321,17 @@ def test_pm_validation_with_a_stale_plan_hash_is_409(world, submit):
     services.decide_step(world.owner, task.steps.get().pk, "APPROVED")
     services.execution_started(task.pk)
     services.execution_finished(task.pk, {"log": "ok"})
-    response = api(world.pm).post(f"/api/v1/tasks/{task.task_id}/validate/",
-                                  {"verdict": "approve", "plan_sha256": "f" * 64}, format="json")
+    response = api(world.pm).post(
+        f"/api/v1/tasks/{task.task_id}/validate/", {"verdict": "approve", "plan_sha256": "f" * 64}, format="json"
+    )
     assert response.status_code == 409 and "계획이 바뀌었습니다" in str(response.json())
     task.refresh_from_db()
     assert task.status == Status.PENDING_PM_VALIDATION
-    response = api(world.pm).post(f"/api/v1/tasks/{task.task_id}/validate/",
-                                  {"verdict": "approve", "plan_sha256": task.plan_sha256}, format="json")
+    response = api(world.pm).post(
+        f"/api/v1/tasks/{task.task_id}/validate/",
+        {"verdict": "approve", "plan_sha256": task.plan_sha256},
+        format="json",
+    )
     assert response.status_code == 200, response.content
     entry = AuditEntry.objects.get(action="validation.decided", task=task.task_id)
     assert entry.payload["plan_sha256"] == task.plan_sha256

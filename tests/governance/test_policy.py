@@ -15,8 +15,12 @@ EXPECTED_ROLES = {
     Risk.HIGH: ("owner", "pm"),
     Risk.CRITICAL: ("owner", "pm", "security_officer"),
 }
-SAMPLE = {Risk.LOW: SubType.LOG_MINING, Risk.MEDIUM: SubType.SERVICE_RESTART, Risk.HIGH: SubType.APP_DEPLOY,
-          Risk.CRITICAL: SubType.SSL_REPLACE}
+SAMPLE = {
+    Risk.LOW: SubType.LOG_MINING,
+    Risk.MEDIUM: SubType.SERVICE_RESTART,
+    Risk.HIGH: SubType.APP_DEPLOY,
+    Risk.CRITICAL: SubType.SSL_REPLACE,
+}
 
 
 @pytest.mark.parametrize(
@@ -24,8 +28,9 @@ SAMPLE = {Risk.LOW: SubType.LOG_MINING, Risk.MEDIUM: SubType.SERVICE_RESTART, Ri
     list(itertools.product(list(Risk), [1, 2, 3], [False, True], [True, False], [False, True])),
 )
 def test_policy_cell(risk, tier, sensitive, in_window, emergency):
-    plan = policy.plan_for(sub_type=SAMPLE[risk], tier=tier, sensitive=sensitive, in_window=in_window,
-                           emergency=emergency)
+    plan = policy.plan_for(
+        sub_type=SAMPLE[risk], tier=tier, sensitive=sensitive, in_window=in_window, emergency=emergency
+    )
     assert plan.risk == risk
     is_change = risk != Risk.LOW
     if is_change and not in_window and not emergency:

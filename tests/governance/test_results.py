@@ -17,24 +17,53 @@ from tests.factories import governance_world
 def deploy_package() -> ResultPackage:
     http = HealthCheck(name="http", kind="http", ok=True, status=200, latency_ms=4, detail="HTTP 200 in 4 ms")
     return ResultPackage(
-        playbook="APP_DEPLOY", playbook_version="1.2.0", outcome="SUCCEEDED", expected_version="1.1.0", execution=7,
+        playbook="APP_DEPLOY",
+        playbook_version="1.2.0",
+        outcome="SUCCEEDED",
+        expected_version="1.1.0",
+        execution=7,
         servers=[
-            ServerResult(server="srv-01", state="SUCCEEDED", group=1, version_before="1.0.0", version_after="1.1.0",
-                         health=[HealthCheck(name="port", kind="port", ok=True, latency_ms=12), http]),
-            ServerResult(server="srv-02", state="SUCCEEDED", group=1, version_before="1.0.0",
-                         version_after="unknown", health=[http]),
-            ServerResult(server="srv-03", state="ROLLED_BACK", group=2, message="port 18080 not answering",
-                         version_before="1.0.0", version_after="1.0.0", log_excerpt="SEVERE: bind failed"),
+            ServerResult(
+                server="srv-01",
+                state="SUCCEEDED",
+                group=1,
+                version_before="1.0.0",
+                version_after="1.1.0",
+                health=[HealthCheck(name="port", kind="port", ok=True, latency_ms=12), http],
+            ),
+            ServerResult(
+                server="srv-02",
+                state="SUCCEEDED",
+                group=1,
+                version_before="1.0.0",
+                version_after="unknown",
+                health=[http],
+            ),
+            ServerResult(
+                server="srv-03",
+                state="ROLLED_BACK",
+                group=2,
+                message="port 18080 not answering",
+                version_before="1.0.0",
+                version_after="1.0.0",
+                log_excerpt="SEVERE: bind failed",
+            ),
             ServerResult(server="srv-04", state="SUCCEEDED", group=2, version_before="1.0.0", version_after="0.9.0"),
-        ])
+        ],
+    )
 
 
 def test_round_trip_keeps_every_field_and_counts():
     package = deploy_package()
     data = package.to_json()
     assert data["version"] == 2
-    assert data["summary"] == {"total": 4, "succeeded": 3, "failed": 1, "version_problems": 3,
-                               "states": {"SUCCEEDED": 3, "ROLLED_BACK": 1}}
+    assert data["summary"] == {
+        "total": 4,
+        "succeeded": 3,
+        "failed": 1,
+        "version_problems": 3,
+        "states": {"SUCCEEDED": 3, "ROLLED_BACK": 1},
+    }
     # The execution layer's inspection reader relies on these three keys per server.
     assert {"server", "state", "message"} <= set(data["servers"][0])
     again = ResultPackage.from_json(data)
@@ -51,9 +80,19 @@ def test_failures_then_version_problems_first():
 
 def test_reads_the_engines_first_shape():
     legacy = {
-        "execution": 3, "playbook": "APP_DEPLOY", "playbook_version": "1.2.0", "summary": {"SUCCEEDED": 1},
-        "servers": [{"server": "srv-01", "state": "SUCCEEDED", "group": 1, "message": "",
-                     "health": {"http": {"status": 200, "latency_ms": 5, "body": "OK version=unknown"}}}],
+        "execution": 3,
+        "playbook": "APP_DEPLOY",
+        "playbook_version": "1.2.0",
+        "summary": {"SUCCEEDED": 1},
+        "servers": [
+            {
+                "server": "srv-01",
+                "state": "SUCCEEDED",
+                "group": 1,
+                "message": "",
+                "health": {"http": {"status": 200, "latency_ms": 5, "body": "OK version=unknown"}},
+            }
+        ],
         "findings": {"srv-01": {"free_disk_mb": 900, "health": {}}},
         "log_excerpt": [{"server": "srv-01", "tail": "INFO started"}],
         "reason": "",
@@ -66,8 +105,13 @@ def test_reads_the_engines_first_shape():
 
 
 def test_reads_hand_made_and_inspection_shapes():
-    manual = ResultPackage.from_json({"diff": "-a\n+b\n", "log": ["shutdown.sh exit 0"],
-                                      "health": [{"server": "was-1", "ok": False, "detail": "HTTP 500"}]})
+    manual = ResultPackage.from_json(
+        {
+            "diff": "-a\n+b\n",
+            "log": ["shutdown.sh exit 0"],
+            "health": [{"server": "was-1", "ok": False, "detail": "HTTP 500"}],
+        }
+    )
     assert manual.diff == "-a\n+b\n" and manual.log == "shutdown.sh exit 0"
     assert manual.servers[0].server == "was-1" and manual.servers[0].failed
     inspection = ResultPackage.from_json({"findings": {"schedule": "daily", "servers": {"was-1": "92 % used"}}})
@@ -78,11 +122,19 @@ def test_reads_hand_made_and_inspection_shapes():
 @pytest.fixture
 def waiting_task(db):
     world = governance_world()
-    task = OpsTask.objects.create(task_id="OPS-20260101-901", category="DEPLOY", sub_type="APP_DEPLOY",
-                                  title="WAS 1.1.0 배포", system=world.system, requester=world.requester,
-                                  risk="HIGH", playbook="APP_DEPLOY")
-    OpsTask.objects.filter(pk=task.pk).update(status=Status.PENDING_PM_VALIDATION,
-                                              result_package=deploy_package().to_json())
+    task = OpsTask.objects.create(
+        task_id="OPS-20260101-901",
+        category="DEPLOY",
+        sub_type="APP_DEPLOY",
+        title="WAS 1.1.0 배포",
+        system=world.system,
+        requester=world.requester,
+        risk="HIGH",
+        playbook="APP_DEPLOY",
+    )
+    OpsTask.objects.filter(pk=task.pk).update(
+        status=Status.PENDING_PM_VALIDATION, result_package=deploy_package().to_json()
+    )
     world.task = task
     return world
 
@@ -102,10 +154,22 @@ def test_pm_page_lists_failures_and_version_problems_first_in_words(client, wait
 
 
 def test_pm_page_still_renders_an_old_package(client, waiting_task):
-    OpsTask.objects.filter(pk=waiting_task.task.pk).update(result_package={
-        "servers": [{"server": "srv-09", "state": "SUCCEEDED", "group": 1, "message": "",
-                     "health": {"http": {"status": 200, "latency_ms": 3, "body": "OK version=2.0.0"}}}],
-        "findings": {"srv-09": {"free_disk_mb": 800}}, "log_excerpt": [], "reason": ""})
+    OpsTask.objects.filter(pk=waiting_task.task.pk).update(
+        result_package={
+            "servers": [
+                {
+                    "server": "srv-09",
+                    "state": "SUCCEEDED",
+                    "group": 1,
+                    "message": "",
+                    "health": {"http": {"status": 200, "latency_ms": 3, "body": "OK version=2.0.0"}},
+                }
+            ],
+            "findings": {"srv-09": {"free_disk_mb": 800}},
+            "log_excerpt": [],
+            "reason": "",
+        }
+    )
     client.force_login(waiting_task.pm)
     page = client.get(reverse("console:validate", args=[waiting_task.task.task_id])).content.decode()
     assert 'id="server-srv-09"' in page and "2.0.0" in page and "배포 경로 여유 공간(MB)" in page
@@ -172,8 +236,10 @@ def test_pm_page_after_real_deploys_on_the_testbed(client, testbed_cmdb):  # noq
 
     def deploy(data: bytes, version: str) -> OpsTask:
         artifact = store_artifact(data, "app.war")
-        task = approved_task(servers, parameters={"artifact_sha256": artifact["sha256"], "version": version,
-                                                  "rollout": {"canary_share": 0}})
+        task = approved_task(
+            servers,
+            parameters={"artifact_sha256": artifact["sha256"], "version": version, "rollout": {"canary_share": 0}},
+        )
         assert run_task(task.pk) == "SUCCEEDED"
         task.refresh_from_db()
         assert task.status == Status.PENDING_PM_VALIDATION

@@ -23,10 +23,16 @@ KST = dt.timezone(dt.timedelta(hours=9))
 def file_task(world, django_capture_on_commit_callbacks):
     def _file(created: dt.datetime, approved_after: dt.timedelta | None = None) -> OpsTask:
         with django_capture_on_commit_callbacks(execute=False):
-            task = services.submit_task(world.requester, system=world.system, sub_type="MEMORY_CHECK",
-                                        title="메모리 점검", targets=world.servers[:1])
+            task = services.submit_task(
+                world.requester,
+                system=world.system,
+                sub_type="MEMORY_CHECK",
+                title="메모리 점검",
+                targets=world.servers[:1],
+            )
         OpsTask.objects.filter(pk=task.pk).update(
-            created_at=created, approved_at=created + approved_after if approved_after else None)
+            created_at=created, approved_at=created + approved_after if approved_after else None
+        )
         return task
 
     return _file
@@ -39,7 +45,11 @@ def test_a_short_range_is_counted_per_day_with_empty_days_as_zero(world, file_ta
     stats = reports.statistics(world.pm)
     assert stats["granularity"] == "day"
     assert [(r["label"], r["n"]) for r in stats["per_period"]] == [
-        ("2026-03-01", 1), ("2026-03-02", 0), ("2026-03-03", 0), ("2026-03-04", 2)]
+        ("2026-03-01", 1),
+        ("2026-03-02", 0),
+        ("2026-03-03", 0),
+        ("2026-03-04", 2),
+    ]
     charts = reports.statistics_charts(stats)
     assert charts["period"]["type"] == "line" and charts["period_title"] == "일별 요청"
 
@@ -50,7 +60,11 @@ def test_a_long_range_is_counted_per_month(world, file_task):
     stats = reports.statistics(world.pm)
     assert stats["granularity"] == "month"
     assert [(r["label"], r["n"]) for r in stats["per_period"]] == [
-        ("2026-01", 1), ("2026-02", 0), ("2026-03", 0), ("2026-04", 1)]
+        ("2026-01", 1),
+        ("2026-02", 0),
+        ("2026-03", 0),
+        ("2026-04", 1),
+    ]
 
 
 def test_one_point_is_a_bar_not_a_line(world, file_task):

@@ -49,8 +49,15 @@ def stored_files() -> set[str]:
 
 
 def test_json_request_opens_the_first_approval(world, post):
-    response = post({"system": "BUDGET", "sub_type": "SERVICE_RESTART", "title": "WAS 재시작",
-                     "targets": ["was-1"], "sr_number": "SR-2026-0100"})
+    response = post(
+        {
+            "system": "BUDGET",
+            "sub_type": "SERVICE_RESTART",
+            "title": "WAS 재시작",
+            "targets": ["was-1"],
+            "sr_number": "SR-2026-0100",
+        }
+    )
     assert response.status_code == 201, response.json()
     body = response.json()
     assert body["status"] == Status.PENDING_APPROVAL and body["channel"] == "API"
@@ -63,8 +70,17 @@ def test_json_request_opens_the_first_approval(world, post):
 
 def test_multipart_deploy_stores_the_artifact_on_the_ticket(world, post):
     content = war_bytes("2.0.0", padding=4096)
-    response = post({"system": "BUDGET", "sub_type": "APP_DEPLOY", "title": "배포 2.0.0", "targets": ["was-1", "was-2"],
-                     "parameters": json.dumps({"version": "2.0.0"}), "artifact": upload(content)}, fmt="multipart")
+    response = post(
+        {
+            "system": "BUDGET",
+            "sub_type": "APP_DEPLOY",
+            "title": "배포 2.0.0",
+            "targets": ["was-1", "was-2"],
+            "parameters": json.dumps({"version": "2.0.0"}),
+            "artifact": upload(content),
+        },
+        fmt="multipart",
+    )
     assert response.status_code == 201, response.json()
     body = response.json()
     sha = hashlib.sha256(content).hexdigest()
@@ -81,9 +97,18 @@ def test_ssl_cert_and_key_uploads_fill_their_parameters(world, post):
     ca, ca_key = certgen.make_ca()
     leaf, leaf_key = certgen.make_leaf(ca, ca_key)
     cert, key = certgen.cert_pem(leaf), certgen.key_pem(leaf_key)
-    response = post({"system": "BUDGET", "sub_type": "SSL_REPLACE", "title": "인증서 교체", "targets": ["was-1"],
-                     "parameters": json.dumps(params), "cert_file": upload(cert, "site.crt"),
-                     "key_file": upload(key, "site.key")}, fmt="multipart")
+    response = post(
+        {
+            "system": "BUDGET",
+            "sub_type": "SSL_REPLACE",
+            "title": "인증서 교체",
+            "targets": ["was-1"],
+            "parameters": json.dumps(params),
+            "cert_file": upload(cert, "site.crt"),
+            "key_file": upload(key, "site.key"),
+        },
+        fmt="multipart",
+    )
     assert response.status_code == 201, response.json()
     parameters = response.json()["parameters"]
     assert parameters["cert_sha256"] == hashlib.sha256(cert).hexdigest()
@@ -91,17 +116,23 @@ def test_ssl_cert_and_key_uploads_fill_their_parameters(world, post):
     assert [s["role"] for s in response.json()["steps"]] == ["owner", "pm", "security_officer"]
 
 
-@pytest.mark.parametrize(("body", "field", "text"), [
-    ({"sub_type": "APP_DEPLOY", "title": "x", "targets": ["was-1"]}, "parameters.artifact_sha256", "필수"),
-    ({"sub_type": "APP_DEPLOY", "title": "x", "parameters": {"artifact_sha256": "a" * 64}}, "parameters",
-     "no stored attachment for artifact_sha256"),
-    ({"sub_type": "SERVICE_RESTART", "title": "x", "parameters": {"rm": "-rf"}}, "parameters.rm", "unknown"),
-    ({"sub_type": "SERVICE_RESTART", "title": "x", "parameters": ["not", "an", "object"]}, "parameters", "object"),
-    ({"sub_type": "SERVICE_RESTART", "title": "x", "targets": ["was-9"]}, "targets", "was-9"),
-    ({"sub_type": "REBOOT_ALL", "title": "x"}, "sub_type", "REBOOT_ALL"),
-    ({"sub_type": "SERVICE_RESTART"}, "title", "필수"),  # DRF answers in the site language
-    ({"system": "NOPE", "sub_type": "SERVICE_RESTART", "title": "x"}, "system", "NOPE"),
-])
+@pytest.mark.parametrize(
+    ("body", "field", "text"),
+    [
+        ({"sub_type": "APP_DEPLOY", "title": "x", "targets": ["was-1"]}, "parameters.artifact_sha256", "필수"),
+        (
+            {"sub_type": "APP_DEPLOY", "title": "x", "parameters": {"artifact_sha256": "a" * 64}},
+            "parameters",
+            "no stored attachment for artifact_sha256",
+        ),
+        ({"sub_type": "SERVICE_RESTART", "title": "x", "parameters": {"rm": "-rf"}}, "parameters.rm", "unknown"),
+        ({"sub_type": "SERVICE_RESTART", "title": "x", "parameters": ["not", "an", "object"]}, "parameters", "object"),
+        ({"sub_type": "SERVICE_RESTART", "title": "x", "targets": ["was-9"]}, "targets", "was-9"),
+        ({"sub_type": "REBOOT_ALL", "title": "x"}, "sub_type", "REBOOT_ALL"),
+        ({"sub_type": "SERVICE_RESTART"}, "title", "필수"),  # DRF answers in the site language
+        ({"system": "NOPE", "sub_type": "SERVICE_RESTART", "title": "x"}, "system", "NOPE"),
+    ],
+)
 def test_bad_requests_name_the_field_and_create_nothing(world, post, body, field, text):
     response = post({"system": "BUDGET", **body})
     assert response.status_code == 400
@@ -115,8 +146,17 @@ def test_callers_who_may_not_file_get_403_and_store_nothing(world, post):
     # The auditor may not file at all (403); a lead of another system is told the system is
     # unknown, exactly as for a code that does not exist (400 naming the field).
     for user, status, key in ((world.outsider, 400, "system"), (world.auditor, 403, "detail")):
-        response = post({"system": "BUDGET", "sub_type": "APP_DEPLOY", "title": "x", "targets": ["was-1"],
-                         "artifact": upload(b"version=9\n")}, user=user, fmt="multipart")
+        response = post(
+            {
+                "system": "BUDGET",
+                "sub_type": "APP_DEPLOY",
+                "title": "x",
+                "targets": ["was-1"],
+                "artifact": upload(b"version=9\n"),
+            },
+            user=user,
+            fmt="multipart",
+        )
         assert response.status_code == status, response.json()
         assert key in response.json()
     assert stored_files() == before
@@ -128,8 +168,13 @@ def test_outside_the_deploy_window_needs_emergency(world, post):
     world.system.window_start, world.system.window_end = _closed_window()
     world.system.save()
     artifact = war()["sha256"]
-    body = {"system": "BUDGET", "sub_type": "APP_DEPLOY", "title": "x", "targets": ["was-1"],
-            "parameters": {"artifact_sha256": artifact}}
+    body = {
+        "system": "BUDGET",
+        "sub_type": "APP_DEPLOY",
+        "title": "x",
+        "targets": ["was-1"],
+        "parameters": {"artifact_sha256": artifact},
+    }
     refused = post(body)
     assert refused.status_code == 400 and "emergency" in refused.json()
     accepted = post({**body, "emergency": True})

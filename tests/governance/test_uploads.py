@@ -57,8 +57,9 @@ def post(world, django_capture_on_commit_callbacks):
 
     def _post(body):
         with django_capture_on_commit_callbacks(execute=False):
-            return client.post(URL, {"system": "BUDGET", "title": "요청", "targets": ["was-1"], **body},
-                               format="multipart")
+            return client.post(
+                URL, {"system": "BUDGET", "title": "요청", "targets": ["was-1"], **body}, format="multipart"
+            )
 
     return _post
 
@@ -102,35 +103,59 @@ def _assert_refused(response, field: str, text: str, before: set[str]) -> None:
     assert not OpsTask.objects.exists()
 
 
-@pytest.mark.parametrize(("content", "text"), [
-    (b"version=2.0.0\n" + b"#" * 2048, "not a zip archive"),
-    (_zip({"WEB-INF/web.xml": b"<web-app/>"}), "META-INF/MANIFEST.MF is missing"),
-    (_zip({"META-INF/MANIFEST.MF": b"Manifest-Version: 1.0\n", "../../../etc/cron.d/x": b"* * * * * root sh"}),
-     "would unpack outside"),
-])
+@pytest.mark.parametrize(
+    ("content", "text"),
+    [
+        (b"version=2.0.0\n" + b"#" * 2048, "not a zip archive"),
+        (_zip({"WEB-INF/web.xml": b"<web-app/>"}), "META-INF/MANIFEST.MF is missing"),
+        (
+            _zip({"META-INF/MANIFEST.MF": b"Manifest-Version: 1.0\n", "../../../etc/cron.d/x": b"* * * * * root sh"}),
+            "would unpack outside",
+        ),
+    ],
+)
 def test_a_war_that_is_not_a_war_is_refused_naming_the_field(world, post, content, text):
     before = store_listing()
-    response = post({"sub_type": "APP_DEPLOY", "parameters": json.dumps({"version": "2.0.0"}),
-                     "artifact": upload(content, "app-2.0.0.war")})
+    response = post(
+        {
+            "sub_type": "APP_DEPLOY",
+            "parameters": json.dumps({"version": "2.0.0"}),
+            "artifact": upload(content, "app-2.0.0.war"),
+        }
+    )
     _assert_refused(response, "artifact", text, before)
 
 
-@pytest.mark.parametrize(("entries", "text"), [
-    ([("../outside.html", b"x", b"")], "would unpack outside"),
-    ([("index.html", b"x", b""), ("link", None, b"/etc/shadow")], "link or device"),
-])
+@pytest.mark.parametrize(
+    ("entries", "text"),
+    [
+        ([("../outside.html", b"x", b"")], "would unpack outside"),
+        ([("index.html", b"x", b""), ("link", None, b"/etc/shadow")], "link or device"),
+    ],
+)
 def test_a_static_bundle_with_escaping_members_is_refused(world, post, entries, text):
     before = store_listing()
-    response = post({"sub_type": "STATIC_SYNC", "parameters": json.dumps({"target_path": "/srv/static"}),
-                     "artifact": upload(_targz(entries), "static.tar.gz")})
+    response = post(
+        {
+            "sub_type": "STATIC_SYNC",
+            "parameters": json.dumps({"target_path": "/srv/static"}),
+            "artifact": upload(_targz(entries), "static.tar.gz"),
+        }
+    )
     _assert_refused(response, "artifact", text, before)
 
 
 def test_a_certificate_that_is_not_pem_is_refused(world, post, pair):
     _cert, key = pair
     before = store_listing()
-    response = post({"sub_type": "SSL_REPLACE", "parameters": json.dumps(SSL_PARAMS),
-                     "cert_file": upload(b"CERT", "site.crt"), "key_file": upload(key, "site.key")})
+    response = post(
+        {
+            "sub_type": "SSL_REPLACE",
+            "parameters": json.dumps(SSL_PARAMS),
+            "cert_file": upload(b"CERT", "site.crt"),
+            "key_file": upload(key, "site.key"),
+        }
+    )
     _assert_refused(response, "cert_file", "not a PEM certificate", before)
 
 
@@ -139,28 +164,52 @@ def test_a_key_that_does_not_match_the_certificate_is_refused(world, post, pair)
     other_ca, other_ca_key = certgen.make_ca("Other CA")
     _leaf, other_key = certgen.make_leaf(other_ca, other_ca_key)
     before = store_listing()
-    response = post({"sub_type": "SSL_REPLACE", "parameters": json.dumps(SSL_PARAMS),
-                     "cert_file": upload(cert, "site.crt"), "key_file": upload(certgen.key_pem(other_key), "k.key")})
+    response = post(
+        {
+            "sub_type": "SSL_REPLACE",
+            "parameters": json.dumps(SSL_PARAMS),
+            "cert_file": upload(cert, "site.crt"),
+            "key_file": upload(certgen.key_pem(other_key), "k.key"),
+        }
+    )
     _assert_refused(response, "key_file", "does not match the certificate", before)
 
 
 def test_a_key_that_is_not_a_key_and_a_key_in_the_certificate_field_are_refused(world, post, pair):
     cert, key = pair
     before = store_listing()
-    response = post({"sub_type": "SSL_REPLACE", "parameters": json.dumps(SSL_PARAMS),
-                     "cert_file": upload(cert, "site.crt"), "key_file": upload(cert, "site.key")})
+    response = post(
+        {
+            "sub_type": "SSL_REPLACE",
+            "parameters": json.dumps(SSL_PARAMS),
+            "cert_file": upload(cert, "site.crt"),
+            "key_file": upload(cert, "site.key"),
+        }
+    )
     _assert_refused(response, "key_file", "not a PEM private key", before)
     # A key pasted into the certificate file would be stored unsealed: refused too.
-    response = post({"sub_type": "SSL_REPLACE", "parameters": json.dumps(SSL_PARAMS),
-                     "cert_file": upload(cert + key, "site.crt"), "key_file": upload(key, "site.key")})
+    response = post(
+        {
+            "sub_type": "SSL_REPLACE",
+            "parameters": json.dumps(SSL_PARAMS),
+            "cert_file": upload(cert + key, "site.crt"),
+            "key_file": upload(key, "site.key"),
+        }
+    )
     _assert_refused(response, "cert_file", "contains a private key", before)
 
 
 def test_an_oversized_pem_is_refused_before_it_is_parsed(world, post, pair):
     cert, key = pair
     before = store_listing()
-    response = post({"sub_type": "SSL_REPLACE", "parameters": json.dumps(SSL_PARAMS),
-                     "cert_file": upload(cert + b"\n" * (64 * 1024), "site.crt"), "key_file": upload(key, "k.key")})
+    response = post(
+        {
+            "sub_type": "SSL_REPLACE",
+            "parameters": json.dumps(SSL_PARAMS),
+            "cert_file": upload(cert + b"\n" * (64 * 1024), "site.crt"),
+            "key_file": upload(key, "k.key"),
+        }
+    )
     _assert_refused(response, "cert_file", "64 KB", before)
 
 
@@ -184,8 +233,11 @@ def _closed_window(system) -> None:
 @pytest.mark.parametrize("refusal", ["bad_target", "bad_parameter", "deploy_window"])
 def test_a_refusal_later_in_the_filing_leaves_no_file(world, post, refusal):
     content = war_bytes("2.0.0", padding=1000)
-    body = {"sub_type": "APP_DEPLOY", "parameters": json.dumps({"version": "2.0.0"}),
-            "artifact": upload(content, "app-2.0.0.war")}
+    body = {
+        "sub_type": "APP_DEPLOY",
+        "parameters": json.dumps({"version": "2.0.0"}),
+        "artifact": upload(content, "app-2.0.0.war"),
+    }
     field = {"bad_target": "targets", "bad_parameter": "parameters.rm", "deploy_window": "emergency"}[refusal]
     if refusal == "bad_target":
         body["targets"] = ["was-1", "was-9"]
@@ -204,8 +256,13 @@ def test_a_refusal_later_in_the_filing_leaves_no_file(world, post, refusal):
 def test_a_refused_filing_keeps_a_file_an_earlier_task_still_needs(world, post):
     content = war_bytes("2.0.1")
     sha = hashlib.sha256(content).hexdigest()
-    ok = post({"sub_type": "APP_DEPLOY", "parameters": json.dumps({"version": "2.0.1"}),
-               "artifact": upload(content, "app.war")})
+    ok = post(
+        {
+            "sub_type": "APP_DEPLOY",
+            "parameters": json.dumps({"version": "2.0.1"}),
+            "artifact": upload(content, "app.war"),
+        }
+    )
     assert ok.status_code == 201, ok.json()
     refused = post({"sub_type": "APP_DEPLOY", "targets": ["was-9"], "artifact": upload(content, "app.war")})
     assert refused.status_code == 400
@@ -214,8 +271,14 @@ def test_a_refused_filing_keeps_a_file_an_earlier_task_still_needs(world, post):
 
 def test_a_stored_ssl_key_is_sealed_on_disk_and_opened_only_by_the_engine(world, post, pair):
     cert, key = pair
-    response = post({"sub_type": "SSL_REPLACE", "parameters": json.dumps(SSL_PARAMS),
-                     "cert_file": upload(cert, "site.crt"), "key_file": upload(key, "site.key")})
+    response = post(
+        {
+            "sub_type": "SSL_REPLACE",
+            "parameters": json.dumps(SSL_PARAMS),
+            "cert_file": upload(cert, "site.crt"),
+            "key_file": upload(key, "site.key"),
+        }
+    )
     assert response.status_code == 201, response.json()
     key_sha = hashlib.sha256(key).hexdigest()
     assert response.json()["parameters"]["key_sha256"] == key_sha
@@ -240,8 +303,13 @@ def _age(path, hours: float) -> None:
 def test_the_sweep_removes_old_unreferenced_files_only_and_audits_it(world, post):
     root = attachment_root()
     referenced = war_bytes("3.0.0")
-    response = post({"sub_type": "APP_DEPLOY", "parameters": json.dumps({"version": "3.0.0"}),
-                     "artifact": upload(referenced, "app.war")})
+    response = post(
+        {
+            "sub_type": "APP_DEPLOY",
+            "parameters": json.dumps({"version": "3.0.0"}),
+            "artifact": upload(referenced, "app.war"),
+        }
+    )
     assert response.status_code == 201
     kept_sha = hashlib.sha256(referenced).hexdigest()
     old = attachments.store_attachment(war_bytes("0.9.0"), "old.war", kind="archive")["sha256"]

@@ -141,7 +141,7 @@ def test_a_destructive_parameter_is_refused_too(world):
         ({"raw_request": "재시작", "task_sub_type": "FORMAT_DISK"}, "task_sub_type"),
         ({"raw_request": "재시작", "targets": ["../etc"]}, "targets"),
         ({"raw_request": "재시작", "params": "not an object"}, "params"),
-    ({"raw_request": "재시작", "system": "NO-SUCH-SYSTEM"}, "system"),
+        ({"raw_request": "재시작", "system": "NO-SUCH-SYSTEM"}, "system"),
     ],
 )
 def test_bad_fields_are_400_naming_the_field(world, body, field):

@@ -29,8 +29,11 @@ class Command(BaseCommand):
             system = System.objects.filter(code=code).first()
             if system is None:
                 raise CommandError(f"unknown system {code!r}")
-        rules = (CommandRule.objects.for_system(system) if system is not None
-                 else CommandRule.objects.filter(system__isnull=True, enabled=True)).select_related("system")
+        rules = (
+            CommandRule.objects.for_system(system)
+            if system is not None
+            else CommandRule.objects.filter(system__isnull=True, enabled=True)
+        ).select_related("system")
         try:
             self.stdout.write(sudoers_for(rules, options["user"], label=code), ending="")
         except SudoersError as exc:

@@ -40,8 +40,9 @@ class Command(BaseCommand):
         actor: object = "manage.py rotate_vault_key"
         if otp.enabled():
             try:
-                actor = otp.verify_at_shell(options["user"], options["otp"], "cmdb.vault_rotate",
-                                            "cmdb.change_credential")
+                actor = otp.verify_at_shell(
+                    options["user"], options["otp"], "cmdb.vault_rotate", "cmdb.change_credential"
+                )
             except otp.StepUpRefused as exc:
                 raise CommandError(f"rotation refused, nothing changed: {exc}") from exc
         path: Path | None = options["new_key_file"]

@@ -96,8 +96,9 @@ class Command(BaseCommand):
             self.register_testbed()
 
     def print_logins(self, with_tokens: bool) -> None:
-        tokens = dict(Token.objects.filter(user__username__in=[u for u, _r, _n in USERS]).values_list(
-            "user__username", "key"))
+        tokens = dict(
+            Token.objects.filter(user__username__in=[u for u, _r, _n in USERS]).values_list("user__username", "key")
+        )
         for username, role, _name in USERS:
             line = f"{username:<12}  {role}"
             if with_tokens:
@@ -197,8 +198,13 @@ class Command(BaseCommand):
         for number in (1, 2):
             Server.objects.update_or_create(
                 server_id=f"nia-testbed-placeholder{number}",
-                defaults={"system": testbed, "hostname": f"placeholder{number}.nia.go.kr",
-                          "ip": f"10.99.0.{number}", "active": False, "rolling_group": number},
+                defaults={
+                    "system": testbed,
+                    "hostname": f"placeholder{number}.nia.go.kr",
+                    "ip": f"10.99.0.{number}",
+                    "active": False,
+                    "rolling_group": number,
+                },
             )
 
     def register_testbed(self) -> None:

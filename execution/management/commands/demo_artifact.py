@@ -10,14 +10,17 @@ from governance.demo_artifact import build_war
 
 
 class Command(BaseCommand):
-    help = ("Write the demo's sample WAR (a zip with META-INF/MANIFEST.MF) whose Implementation-Version is "
-            "--version; the testbed's WAS serves that version once it is deployed.")
+    help = (
+        "Write the demo's sample WAR (a zip with META-INF/MANIFEST.MF) whose Implementation-Version is "
+        "--version; the testbed's WAS serves that version once it is deployed."
+    )
 
     def add_arguments(self, parser):
         # Django's own --version (print Django's version) gives way to the artifact's version.
         parser.conflict_handler = parser._optionals.conflict_handler = "resolve"
-        parser.add_argument("--version", dest="artifact_version", required=True,
-                            help="the version the WAR carries, e.g. 1.1.0")
+        parser.add_argument(
+            "--version", dest="artifact_version", required=True, help="the version the WAR carries, e.g. 1.1.0"
+        )
         parser.add_argument("-o", "--output", default="app.war", help="file to write (default app.war)")
 
     def handle(self, *args, **options):

@@ -8,8 +8,10 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = ("Recover tasks whose worker is gone: re-verify the servers they held, roll them back and end the "
-            "task in a definite state; then queue tasks waiting for servers that are free.")
+    help = (
+        "Recover tasks whose worker is gone: re-verify the servers they held, roll them back and end the "
+        "task in a definite state; then queue tasks waiting for servers that are free."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="print the result of each recovery as JSON")

@@ -16,8 +16,9 @@ class Command(BaseCommand):
         parser.add_argument("action", choices=["up", "down", "status", "fault", "reset"])
         parser.add_argument("target", nargs="*", help="fault: SERVER_ID FAULT_NAME")
         parser.add_argument("--servers", type=int, default=10, help="number of servers (up)")
-        parser.add_argument("--sshd", type=int, default=None,
-                            help="sshd processes (scale mode when fewer than --servers)")
+        parser.add_argument(
+            "--sshd", type=int, default=None, help="sshd processes (scale mode when fewer than --servers)"
+        )
         parser.add_argument("--dir", default=None, help="testbed directory (default settings.TESTBED_DIR)")
         parser.add_argument("--off", action="store_true", help="fault: switch it off")
         parser.add_argument("--json", action="store_true", help="status: print JSON")
@@ -31,8 +32,10 @@ class Command(BaseCommand):
 
     def do_up(self, tb: Testbed, opts) -> None:
         manifest = tb.up(opts["servers"], opts["sshd"])
-        self.stdout.write(f"testbed up: {len(manifest['servers'])} servers, {len(manifest['sshd'])} sshd "
-                          f"({manifest['mode']} mode); manifest {tb.manifest_path}")
+        self.stdout.write(
+            f"testbed up: {len(manifest['servers'])} servers, {len(manifest['sshd'])} sshd "
+            f"({manifest['mode']} mode); manifest {tb.manifest_path}"
+        )
 
     def do_down(self, tb: Testbed, opts) -> None:
         tb.down()

@@ -24,8 +24,10 @@ def _permission(transition) -> str:
 
 
 def render() -> str:
-    transitions = sorted(OpsTask._meta.get_field("status").get_all_transitions(OpsTask),
-                         key=lambda t: (list(Status.values).index(t.source), t.name))
+    transitions = sorted(
+        OpsTask._meta.get_field("status").get_all_transitions(OpsTask),
+        key=lambda t: (list(Status.values).index(t.source), t.name),
+    )
     lines = [
         "# Ticket lifecycle (generated)",
         "",
@@ -37,10 +39,16 @@ def render() -> str:
         f"    [*] --> {Status.RECEIVED}",
     ]
     lines += [f"    {t.source} --> {t.target}: {t.name}" for t in transitions]
-    lines += [f"    {state} --> [*]" for state in (Status.COMPLETED, Status.REJECTED, Status.CANCELLED,
-                                                    Status.ABORTED, Status.FAILED_ROLLED_BACK)]
-    lines += ["```", "", "| from | transition | to | who may trigger it | conditions |",
-              "| --- | --- | --- | --- | --- |"]
+    lines += [
+        f"    {state} --> [*]"
+        for state in (Status.COMPLETED, Status.REJECTED, Status.CANCELLED, Status.ABORTED, Status.FAILED_ROLLED_BACK)
+    ]
+    lines += [
+        "```",
+        "",
+        "| from | transition | to | who may trigger it | conditions |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for t in transitions:
         conditions = ", ".join("not stop_requested" for _ in t.conditions) or "-"
         lines.append(f"| {t.source} | `{t.name}` | {t.target} | {_permission(t)} | {conditions} |")
