@@ -18,9 +18,9 @@ import benchenv  # noqa: F401  (Django set up and migrated)
 from django.contrib.auth.models import User
 
 from execution.services import store_artifact
-from execution.testbed import Testbed
-from execution.testbed.register import register_testbed
 from governance.models import OpsTask, Status
+from testbed import Testbed
+from testbed.register import register_testbed
 
 _numbers = itertools.count(1)
 

@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import benchenv  # noqa: F401  (Django set up and migrated)
 
-from execution.testbed import Testbed
-from execution.testbed.register import register_testbed
 from execution.transport import SSHTransport
+from testbed import Testbed
+from testbed.register import register_testbed
 
 
 def main() -> None:

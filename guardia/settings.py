@@ -107,6 +107,13 @@ INSTALLED_APPS = [
     "execution",
     "intake",
 ]
+# The sshd testbed (development, tests, the demo) is an app of its own that production does
+# not install: GUARDIA_TESTBED defaults to on outside production mode and is refused in it.
+TESTBED_APP = envbool("GUARDIA_TESTBED", "false" if PRODUCTION else "true")
+if TESTBED_APP:
+    if PRODUCTION:
+        raise ImproperlyConfigured("GUARDiA refuses to start in production mode: GUARDIA_TESTBED is on")
+    INSTALLED_APPS.append("testbed")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -25,8 +25,8 @@ from rest_framework.authtoken.models import Token
 from audit.models import AuditEntry
 from audit.verify import verify_chain
 from cmdb.models import HealthCriteria, Institution, SystemOwner
-from execution.testbed.register import register_testbed
 from governance.models import OpsTask, Status
+from testbed.register import register_testbed
 from tests.execution.conftest import clean_testbed, testbed  # noqa: F401 - the session sshd testbed fixtures
 from tests.factories import UserFactory, war_bytes
 from tests.live import daphne, qcluster, redis_server, service_env

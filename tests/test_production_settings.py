@@ -70,3 +70,34 @@ def test_sql_server_url_selects_mssql_django(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "mssql microsoft" in result.stdout and "mssql_python" in result.stdout
+
+
+def settings_in_subprocess(tmp_path, **env_overrides):
+    """Import the settings module alone (no django.setup) under a clean GUARDIA_* environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDIA_")}
+    env.update({"GUARDIA_DATA_DIR": str(tmp_path), **env_overrides})
+    code = "import guardia.settings as s; print(','.join(s.INSTALLED_APPS))"
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_production_settings_do_not_install_the_sshd_testbed(tmp_path):
+    key = tmp_path / "vault.key"
+    key.write_text("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n")
+    production = {
+        "GUARDIA_PRODUCTION": "true",
+        "GUARDIA_SECRET_KEY": GOOD_SECRET,
+        "GUARDIA_VAULT_KEY_FILE": str(key),
+    }
+    result = settings_in_subprocess(tmp_path, **production)
+    assert result.returncode == 0, result.stderr
+    apps = result.stdout.strip().split(",")
+    assert "execution" in apps and "testbed" not in apps
+
+    # Turning it on in production is refused, naming the variable.
+    refused = settings_in_subprocess(tmp_path, GUARDIA_TESTBED="true", **production)
+    assert refused.returncode != 0 and "GUARDIA_TESTBED" in refused.stderr
+
+    # Development installs it by default.
+    development = settings_in_subprocess(tmp_path)
+    assert development.returncode == 0, development.stderr
+    assert "testbed" in development.stdout.strip().split(",")

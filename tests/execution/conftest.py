@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from execution.testbed import Testbed
+from testbed import Testbed
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +26,6 @@ def clean_testbed(testbed):
 @pytest.fixture
 def testbed_cmdb(db, clean_testbed):
     """The testbed's servers registered in the CMDB (vault credential, pinned host keys)."""
-    from execution.testbed.register import register_testbed
+    from testbed.register import register_testbed
 
     return register_testbed(clean_testbed.manifest)

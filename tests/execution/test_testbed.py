@@ -14,8 +14,8 @@ import pytest
 from django.core.management import call_command
 
 from audit.models import AuditEntry
-from execution.testbed import FAULTS, Testbed, TestbedError, procs
 from execution.transport import scan_host_key
+from testbed import FAULTS, Testbed, TestbedError, procs
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.testbed

@@ -12,7 +12,6 @@ import pytest
 
 from audit.models import AuditEntry
 from execution import errors
-from execution.testbed import procs
 from execution.transport import (
     ConnectionLost,
     HostKeyMismatch,
@@ -20,6 +19,7 @@ from execution.transport import (
     TransportError,
     scan_host_key,
 )
+from testbed import procs
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.testbed

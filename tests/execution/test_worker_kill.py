@@ -30,8 +30,8 @@ from audit.verify import verify_chain
 from cmdb.models import Institution
 from execution import reaper
 from execution.models import Execution, ExecutionLease, RunState, ServerLease, StepResult
-from execution.testbed.register import register_testbed
 from governance.models import OpsTask, Status
+from testbed.register import register_testbed
 from tests.execution.engine_helpers import (
     approved_task,
     commands_received,

@@ -188,7 +188,7 @@ def test_sample_war_is_a_real_zip_with_manifest_and_stored_version():
 
 
 def test_testbed_was_reads_the_manifest_then_the_plain_text(tmp_path):
-    from execution.testbed.was import read_version
+    from testbed.was import read_version
 
     (tmp_path / "app").mkdir()
     war = tmp_path / "app" / "app.war"
@@ -267,3 +267,41 @@ def test_pm_page_after_real_deploys_on_the_testbed(client, testbed_cmdb):  # noq
     page = client.get(reverse("console:validate", args=[task.task_id])).content.decode()
     assert page.count("버전 확인 불가") == 2 and 'data-version-problem="unknown"' in page
     assert "버전 문제 2대" in page
+
+
+@pytest.mark.testbed
+def test_failed_real_deploy_keeps_its_package_and_the_task_page_shows_it(client, testbed_cmdb):  # noqa: F811
+    """A real run that rolls back over SSH: any file with 1.1.0 typed as the version. The stand-in
+    then serves "unknown", the health check refuses it and the run rolls back; the engine's package
+    stays on the task, and the task page shows the failing server first with its reason in Korean."""
+    from execution.services import run_task, store_artifact
+    from tests.execution.engine_helpers import approved_task
+    from tests.factories import UserFactory
+
+    servers = sorted(testbed_cmdb, key=lambda s: s.server_id)[:2]
+    pm = UserFactory(username="result-pm-failed", role="pm")
+    client.force_login(pm)
+    artifact = store_artifact(b"PK-not-really-a-war " + b"#" * 512, "app.war")
+    task = approved_task(
+        servers,
+        parameters={"artifact_sha256": artifact["sha256"], "version": "1.1.0", "rollout": {"canary_share": 0}},
+    )
+    assert run_task(task.pk) == "FAILED_ROLLED_BACK"
+    task.refresh_from_db()
+    assert task.status == Status.FAILED_ROLLED_BACK
+    package = ResultPackage.from_json(task.result_package)
+    assert package.expected_version == "1.1.0" and package.summary.failed >= 1
+    first = package.ordered()[0]
+    assert first.failed
+    assert first.server in {s.server_id for s in servers}
+    assert f"{first.server}이(가) unknown 버전을 제공합니다 (기대 1.1.0)" in first.message
+    assert f"{first.server}이(가) unknown 버전을 제공합니다 (기대 1.1.0)" in task.failure_reason
+
+    page = client.get(reverse("console:task", args=[task.task_id])).content.decode()
+    assert 'id="server-results"' in page
+    rows = [chunk.split('"', 1)[0] for chunk in page.split('data-server="')[1:]]
+    assert rows and rows[0] == first.server  # the failing server leads the table
+    assert set(rows) == {s.server_id for s in servers}
+    assert "unknown 버전을 제공합니다 (기대 1.1.0)" in page
+    for english in ("not answering", " serves ", "expected 1.1.0", "refused before"):
+        assert english not in page

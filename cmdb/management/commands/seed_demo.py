@@ -24,7 +24,7 @@ from cmdb.models import Credential, HealthCriteria, Institution, Server, System,
 from cmdb.roles import STAFF_ROLES, ensure_roles
 
 DEFAULT_PASSWORD = "guardia-demo-2026!"
-TESTBED_REGISTER = "execution.testbed.register.register_testbed"
+TESTBED_REGISTER = "testbed.register.register_testbed"
 TESTBED_SYSTEM = "NIA-TESTBED"
 
 # username, role, Korean first name

@@ -1,4 +1,4 @@
-"""Real-sshd testbed on loopback (seed 12.1 stage 3). See docs/testbed.md."""
+"""Real-sshd testbed on loopback for development, tests and the demo (not installed in production)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from execution.testbed import FAULTS, Testbed, TestbedError
+from testbed import FAULTS, Testbed, TestbedError
 
 
 class Command(BaseCommand):
