@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import audit
-from governance import services as governance
+from governance import control
 
 from . import playbooks
 from .engine import Engine
@@ -40,7 +40,7 @@ def ensure_schedule() -> None:
 
 def run_due(now: dt.datetime | None = None) -> int:
     now = now or timezone.now()
-    if not governance.execution_allowed():
+    if not control.execution_allowed():
         log.info("global stop engaged: inspections skipped")
         return 0
     ran = 0
@@ -83,7 +83,7 @@ def run_inspection(schedule: InspectionSchedule):
         artifacts=ArtifactStore(),
         inspection=schedule,
         actor="inspection",
-        stop_check=lambda: None if governance.execution_allowed() else "global stop",
+        stop_check=lambda: None if control.execution_allowed() else "global stop",
         criteria_by_system=criteria_for({schedule.system_id}),
     )
     result = engine.run()
@@ -124,7 +124,7 @@ def run_inspection(schedule: InspectionSchedule):
             "execution": result.execution.pk,
         }
         try:
-            ticket = governance.open_inspection_ticket(
+            ticket = control.open_inspection_ticket(
                 schedule.system, [s for s in servers if s.server_id in problems], title, findings
             )
         except Exception as exc:  # no owner/PM to file it for: keep the finding on record, loudly

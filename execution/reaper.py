@@ -29,7 +29,7 @@ from django.db.models import F, Max, Q
 from django.utils import timezone
 
 import audit
-from governance import services as governance
+from governance import control
 from governance.models import OpsTask, Status
 from governance.notify import Message, notify
 from governance.transitions import enqueue_execution, publish_line, task_link
@@ -156,7 +156,7 @@ def _recover_claimed(task_pk: int, holder: str, lease: ExecutionLease) -> dict:
 def _give_up(task_pk: int, reason: str) -> dict:
     task = OpsTask.objects.get(pk=task_pk)
     if task.status == Status.EXECUTING:
-        governance.execution_failed(task_pk, Outcome.STATE_UNCERTAIN, reason)
+        control.execution_failed(task_pk, Outcome.STATE_UNCERTAIN, reason)
     return {"task": task.task_id, "outcome": Outcome.STATE_UNCERTAIN, "reason": reason}
 
 
@@ -203,9 +203,9 @@ def _report(task, outcome: str, reason: str, lease, servers: dict, package: dict
     # One transaction: the task's end and the chain's account of the recovery land together.
     with transaction.atomic():
         if outcome == Outcome.SUCCEEDED:
-            governance.execution_finished(task.pk, package or {})
+            control.execution_finished(task.pk, package or {})
         else:
-            governance.execution_failed(task.pk, outcome, reason)
+            control.execution_failed(task.pk, outcome, reason)
         task.refresh_from_db()
         _record_recovery(task, outcome, reason, lease, servers)
         _alert_owner(task, f"[작업자 유실 복구] {task.task_id}: {task.get_status_display()} — {reason}"[:900])

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import audit
 from cmdb.models import HealthCriteria
-from governance import attachments, plans
-from governance import services as governance
+from governance import attachments, control, plans
 from governance.attachments import SHA256_RE, attachment_root, store_attachment
 
 from . import playbooks
@@ -117,7 +116,7 @@ def criteria_for(systems) -> dict:
 
 def run_task(task_pk: int) -> str | None:
     """Run an APPROVED task to PENDING_PM_VALIDATION or a failure state. Quiet if it must not run."""
-    task = governance.execution_started(task_pk)
+    task = control.execution_started(task_pk)
     if task is None:
         log.info("task %s not started (gone, not approved or stopped)", task_pk)
         return None
@@ -125,12 +124,12 @@ def run_task(task_pk: int) -> str | None:
         result = execute_task(task)
     except Exception as exc:  # a crash mid-run leaves servers in an unknown state: say so, loudly
         log.exception("execution of %s crashed", task.task_id)
-        governance.execution_failed(task.pk, Outcome.STATE_UNCERTAIN, f"the execution engine crashed: {exc!r}")
+        control.execution_failed(task.pk, Outcome.STATE_UNCERTAIN, f"the execution engine crashed: {exc!r}")
         return Outcome.STATE_UNCERTAIN
     if result.outcome == Outcome.SUCCEEDED:
-        governance.execution_finished(task.pk, result.package)
+        control.execution_finished(task.pk, result.package)
     else:
-        governance.execution_failed(task.pk, result.outcome, result.reason)
+        control.execution_failed(task.pk, result.outcome, result.reason)
     return result.outcome
 
 
@@ -170,7 +169,7 @@ def execute_task(task) -> EngineResult | _Refusal:
         strategy=strategy,
         artifacts=ArtifactStore(),
         task=task,
-        stop_check=lambda: governance.should_stop(task.pk),
+        stop_check=lambda: control.should_stop(task.pk),
         health_overrides=playbook.health_limits,
         criteria_by_system=criteria_for({s.system_id for s in servers}),
     )

@@ -15,7 +15,7 @@ from rest_framework.decorators import action, api_view
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
-from . import services
+from . import control, services
 from .models import ApprovalStep, OpsTask
 from .queries import search_tasks, visible_step, visible_task
 from .reports import task_timeline
@@ -157,7 +157,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def stop(self, request, task_id=None):
         form = StopSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        task = services.stop_task(request.user, task_id, form.validated_data["reason"])
+        task = control.stop_task(request.user, task_id, form.validated_data["reason"])
         return Response(TaskSerializer(task).data)
 
     @extend_schema(
@@ -167,7 +167,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def validate(self, request, task_id=None):
         form = ValidationSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        task = services.validate_result(
+        task = control.validate_result(
             request.user,
             task_id,
             form.validated_data["verdict"],

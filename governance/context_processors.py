@@ -8,7 +8,8 @@ def guardia(request):
     the user owns a system (the owner settings page is about owned systems, not a role)."""
     context: dict[str, object] = {"guardia_production": settings.PRODUCTION}
     from cmdb.models import SystemOwner
-    from governance.services import global_stop_state, unread_count
+    from governance.control import global_stop_state
+    from governance.services import unread_count
 
     context["global_stop"] = global_stop_state()
     user = getattr(request, "user", None)

@@ -12,7 +12,8 @@ from . import routing
 from .models import ApprovalStep, OpsTask, Status, StepStatus
 from .notify import Action, Message, notify
 from .notify import batched as notify_batched
-from .services import TASK_RELATED, apply_transition, assign_step, audit_task, describe, sla_for, task_link
+from .services import assign_step, sla_for
+from .transitions import TASK_RELATED, apply_transition, audit_task, describe, task_link
 
 
 def escalate_overdue_steps(now: dt.datetime | None = None) -> dict[str, int]:

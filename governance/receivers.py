@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .services import engage_global_stop
+from .control import engage_global_stop
 
 
 def on_chain_broken(sender, report=None, **kwargs) -> None:

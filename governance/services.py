@@ -7,8 +7,8 @@ the IMMEDIATE transaction mode serialises writers at BEGIN; on PostgreSQL select
 does; ConcurrentTransitionMixin refuses a save whose state moved underneath. Either way two
 approvers cannot both win.
 
-Kill switch, execution hooks and PM validation live in control.py and read models in
-reports.py; both are re-exported here so every governance entry point is found in one place.
+Kill switch, execution hooks and PM validation live in control.py, read models in
+reports.py.
 """
 
 from __future__ import annotations
@@ -25,29 +25,11 @@ import audit
 from cmdb.models import Server, System, SystemOwner
 
 from . import attachments, plans, policy, routing
-from .control import (  # noqa: F401  (re-exported entry points)
-    FAILURE_METHODS,
-    engage_global_stop,
-    execution_allowed,
-    execution_failed,
-    execution_finished,
-    execution_started,
-    global_stop_reason,
-    global_stop_state,
-    open_inspection_ticket,
-    release_global_stop,
-    require_step_up,
-    resume_execution,
-    should_stop,
-    stop_task,
-    validate_result,
-)
+from .control import execution_allowed, global_stop_reason, require_step_up
 from .errors import Conflict, Forbidden, Invalid, NotFound
 from .models import ApprovalStep, Notification, OpsTask, Risk, Status, StepStatus, SubType
 from .notify import Action, Message, notify
-from .reports import dashboard_counts, statistics, task_timeline  # noqa: F401
-from .transitions import (  # noqa: F401  (TASK_RELATED and the helpers are used by escalation.py)
-    TASK_RELATED,
+from .transitions import (
     apply_transition,
     audit_task,
     describe,

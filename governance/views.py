@@ -16,8 +16,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from cmdb.models import System, SystemOwner
 
+from . import control, queries, reports, services, submission
 from . import demo_artifact as demo
-from . import queries, reports, services, submission
 from .errors import GovernanceError, NotFound
 from .forms import (
     TEMPLATE_FIELDS,
@@ -64,7 +64,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         request,
         "console/dashboard.html",
         {
-            "counts": services.dashboard_counts(request.user),
+            "counts": reports.dashboard_counts(request.user),
             "recent": recent,
             "stop_form": GlobalStopForm(),
             "status_labels": _status_labels(),
@@ -82,7 +82,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @login_required
 def dashboard_tiles(request: HttpRequest) -> JsonResponse:
     """The four tile counts, re-read by live.js when a transition event arrives."""
-    return JsonResponse(services.dashboard_counts(request.user))
+    return JsonResponse(reports.dashboard_counts(request.user))
 
 
 @login_required
@@ -96,10 +96,10 @@ def global_stop(request: HttpRequest) -> HttpResponse:
         return redirect("console:dashboard")
     try:
         if form.cleaned_data["action"] == "engage":
-            services.engage_global_stop(request.user, form.cleaned_data["reason"])
+            control.engage_global_stop(request.user, form.cleaned_data["reason"])
             messages.warning(request, _("전체 정지를 걸었습니다. 새 실행이 시작되지 않습니다."))
         else:
-            services.release_global_stop(request.user)
+            control.release_global_stop(request.user)
             messages.success(request, _("전체 정지를 해제했습니다."))
     except GovernanceError as exc:
         messages.error(request, exc.detail)
@@ -221,7 +221,7 @@ def task_detail(request: HttpRequest, task_id: str) -> HttpResponse:
             "task": task,
             "steps": steps,
             "targets": task.targets.all(),
-            "timeline": services.task_timeline(task),
+            "timeline": reports.task_timeline(task),
             "status_labels": _status_labels(),
             "stop_form": StopForm(),
             # The button is offered to kill-switch holders only; stop_task enforces the same rule.
@@ -251,7 +251,7 @@ def task_stop(request: HttpRequest, task_id: str) -> HttpResponse:
         _form_errors(request, form)
     else:
         try:
-            services.stop_task(request.user, task.task_id, form.cleaned_data["reason"])
+            control.stop_task(request.user, task.task_id, form.cleaned_data["reason"])
             messages.warning(request, _("%(task)s 중지를 요청했습니다.") % {"task": task.task_id})
         except GovernanceError as exc:
             messages.error(request, exc.detail)
@@ -266,7 +266,7 @@ def validate(request: HttpRequest, task_id: str) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             try:
-                services.validate_result(
+                control.validate_result(
                     request.user, task.task_id, form.cleaned_data["verdict"], form.cleaned_data["comments"]
                 )
             except GovernanceError as exc:
@@ -370,7 +370,7 @@ def owner_settings(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @login_required
 def statistics(request: HttpRequest) -> HttpResponse:
-    stats = services.statistics(request.user)
+    stats = reports.statistics(request.user)
     charts = reports.statistics_charts(stats)
     return render(request, "console/statistics.html", {"stats": stats, "charts": charts})
 

@@ -51,7 +51,7 @@ from django.conf import settings as django_settings  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
-from governance import services  # noqa: E402
+from governance import control, services  # noqa: E402
 from governance.models import ApprovalStep, OpsTask, Status  # noqa: E402
 from tests.factories import (  # noqa: E402
     InstitutionFactory,
@@ -151,7 +151,7 @@ def test_conflicts_never_tell_another_institution_a_task_id_or_stop_reason(db, d
     with django_capture_on_commit_callbacks(execute=False):
         task = file_restart(a)
     step = task.steps.get()
-    services.stop_task(a.supervisor, task.task_id, SECRET_REASON)
+    control.stop_task(a.supervisor, task.task_id, SECRET_REASON)
     before = snapshot(task.task_id)
     step.refresh_from_db()
 

@@ -450,7 +450,7 @@ def build_world():
     from audit.models import AuditCheckpoint, AuditEntry
     from cmdb.models import CommandRule, HealthCriteria, Server
     from execution.models import Execution, InspectionSchedule, ServerRun
-    from governance import services
+    from governance import control, services
     from tests.factories import (
         CredentialFactory,
         InstitutionFactory,
@@ -486,8 +486,8 @@ def build_world():
         services.decide_step(
             ownership.owner, to_validate.steps.get().pk, "APPROVED", "ok", plan_sha256=to_validate.plan_sha256
         )
-        services.execution_started(to_validate.pk)
-        services.execution_finished(to_validate.pk, {"log": "ok"})
+        control.execution_started(to_validate.pk)
+        control.execution_finished(to_validate.pk, {"log": "ok"})
         to_validate.refresh_from_db()
         pending.refresh_from_db()
         execution = Execution.objects.create(

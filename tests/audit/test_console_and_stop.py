@@ -104,25 +104,25 @@ def test_break_sends_chain_broken_signal(chain):
 
 def test_global_stop_after_a_break_blocks_new_execution_until_an_admin_acknowledges(chain, roles):
     from audit import services
-    from governance import services as governance
-    from governance.services import Forbidden
+    from governance import control
+    from governance.errors import Forbidden
 
-    assert governance.execution_allowed()
+    assert control.execution_allowed()
     _break_entry(12)
     report = services.run_verification(None, source="schedule")
     assert not report.ok
-    stop = governance.global_stop_state()
+    stop = control.global_stop_state()
     assert stop is not None and stop.requires_ack and "seq 12" in stop.reason
-    assert not governance.execution_allowed()
+    assert not control.execution_allowed()
 
     pm = UserFactory(username="pm1", role="pm")
     with pytest.raises(Forbidden):
-        governance.release_global_stop(pm, "not mine to clear")
-    assert not governance.execution_allowed()
+        control.release_global_stop(pm, "not mine to clear")
+    assert not control.execution_allowed()
 
     admin = UserFactory(username="admin1", role="admin")
-    governance.release_global_stop(admin, "investigated; restored from backup")
-    assert governance.execution_allowed()
+    control.release_global_stop(admin, "investigated; restored from backup")
+    assert control.execution_allowed()
     ack = AuditEntry.objects.get(action="killswitch.break_acknowledged")
     assert ack.actor == "admin1" and ack.payload["comment"] == "investigated; restored from backup"
     assert AuditEntry.objects.filter(action="killswitch.global_on").exists()

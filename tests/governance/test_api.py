@@ -8,7 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from audit.models import AuditEntry
-from governance import services
+from governance import control, services
 from governance.models import Status
 
 URL = "/api/v1/approval/process"
@@ -53,7 +53,7 @@ def test_bad_input(world, submit):
 
 def test_kill_switch_stopped_task_answers_409_with_reason(world, submit):
     task = submit("APP_DEPLOY")
-    services.stop_task(world.pm, task.task_id, "장애 대응 중 변경 동결")
+    control.stop_task(world.pm, task.task_id, "장애 대응 중 변경 동결")
     response = client_for(world.owner).post(
         URL, {"step_id": task.steps.get(step_order=1).pk, "decision": "APPROVED"}, format="json"
     )

@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from audit.models import AuditEntry
-from governance import services
+from governance import control, services
 from governance.errors import Conflict, Forbidden, Invalid
 from governance.models import Notification, Routing, Status, StepStatus
 
@@ -99,35 +99,35 @@ def test_owner_who_files_the_request_is_skipped(world, submit):
 def test_pm_validation_approve_rework_takeover(world, submit):
     task = submit("SERVICE_RESTART")
     services.decide_step(world.owner, task.steps.get().pk, "APPROVED")
-    started = services.execution_started(task.pk)
+    started = control.execution_started(task.pk)
     assert started.status == Status.EXECUTING
-    services.execution_finished(task.pk, {"diff": "-a\n+b", "log": "ok"})
+    control.execution_finished(task.pk, {"diff": "-a\n+b", "log": "ok"})
     with pytest.raises(Invalid, match="instructions"):
-        services.validate_result(world.pm, task.task_id, "rework", "")
+        control.validate_result(world.pm, task.task_id, "rework", "")
     with pytest.raises(Forbidden):
-        services.validate_result(world.owner, task.task_id, "approve")
-    services.validate_result(world.pm, task.task_id, "rework", "restart the other node too")
+        control.validate_result(world.owner, task.task_id, "approve")
+    control.validate_result(world.pm, task.task_id, "rework", "restart the other node too")
     task.refresh_from_db()
     assert task.status == Status.APPROVED and task.rework_round == 1
-    services.execution_started(task.pk)
-    services.execution_finished(task.pk, {"diff": ""})
-    services.validate_result(world.pm, task.task_id, "approve")
+    control.execution_started(task.pk)
+    control.execution_finished(task.pk, {"diff": ""})
+    control.validate_result(world.pm, task.task_id, "approve")
     task.refresh_from_db()
     assert task.status == Status.COMPLETED
     assert Notification.objects.filter(user=world.requester, kind="completed").exists()
     with pytest.raises(Conflict):
-        services.validate_result(world.pm, task.task_id, "takeover")
+        control.validate_result(world.pm, task.task_id, "takeover")
 
 
 def test_execution_failure_outcomes(world, submit):
     task = submit("SERVICE_RESTART")
     services.decide_step(world.owner, task.steps.get().pk, "APPROVED")
-    services.execution_started(task.pk)
-    services.execution_failed(task.pk, "FAILED_ROLLED_BACK", "port 18080 not answering within 30 s on srv-07")
+    control.execution_started(task.pk)
+    control.execution_failed(task.pk, "FAILED_ROLLED_BACK", "port 18080 not answering within 30 s on srv-07")
     task.refresh_from_db()
     assert task.status == Status.FAILED_ROLLED_BACK and "srv-07" in task.failure_reason
     with pytest.raises(ValueError):
-        services.execution_failed(task.pk, "EXPLODED", "x")
+        control.execution_failed(task.pk, "EXPLODED", "x")
 
 
 def test_requester_cancels_before_approval_only(world, submit):

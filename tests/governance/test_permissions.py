@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from governance import services
+from governance import control, services
 from governance.errors import Forbidden, NotFound
 from governance.models import Status
 
@@ -35,11 +35,11 @@ def perform(action, user, world, submit):
         return services.decide_step(user, step.pk, "REJECTED", "matrix: not now")  # a rejection needs a reason
     if action == "validate":
         services.decide_step(world.owner, step.pk, "APPROVED")
-        services.execution_started(task.pk)
-        services.execution_finished(task.pk, {"log": "ok"})
-        return services.validate_result(user, task.task_id, "approve")
+        control.execution_started(task.pk)
+        control.execution_finished(task.pk, {"log": "ok"})
+        return control.validate_result(user, task.task_id, "approve")
     if action == "stop":
-        return services.stop_task(user, task.task_id, "matrix")
+        return control.stop_task(user, task.task_id, "matrix")
     if action == "edit_owner_table":
         return services.set_owner_presence(user, world.system, owner_is_active=False)
     raise AssertionError(action)

@@ -14,7 +14,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from audit.models import AuditEntry
-from governance import plans, services
+from governance import control, plans, services
 from governance.errors import Conflict, Invalid, NotFound
 from governance.models import ApprovalStep, Notification, OpsTask, Status, StepStatus
 from tests.factories import InstitutionFactory, ServerFactory, SystemFactory, SystemOwnerFactory, UserFactory
@@ -319,8 +319,8 @@ def test_a_foreign_approval_step_is_404_not_409_on_rest_and_console(world, forei
 def test_pm_validation_with_a_stale_plan_hash_is_409(world, submit):
     task = submit("SERVICE_RESTART")
     services.decide_step(world.owner, task.steps.get().pk, "APPROVED")
-    services.execution_started(task.pk)
-    services.execution_finished(task.pk, {"log": "ok"})
+    control.execution_started(task.pk)
+    control.execution_finished(task.pk, {"log": "ok"})
     response = api(world.pm).post(
         f"/api/v1/tasks/{task.task_id}/validate/", {"verdict": "approve", "plan_sha256": "f" * 64}, format="json"
     )
