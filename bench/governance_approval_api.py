@@ -36,11 +36,10 @@ if ARGS.postgres:
 import benchenv
 from django.contrib.auth.models import Group, User
 from django.db import transaction
-from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
-from cmdb.models import Institution, System, SystemOwner
-from governance.models import ApprovalStep, OpsTask, Status
+from cmdb.models import Institution
+from governance.models import OpsTask, Status
+from tests.approval_work import pending_owner_approvals
 from tests.live import daphne, redis_server, service_env
 
 
@@ -52,39 +51,22 @@ def populate(clients: int, per_client: int) -> list[tuple[str, list[int]]]:
     supervisor.groups.add(sup)
     inst = Institution.objects.create(code="BENCH", name="벤치기관", tier=2)
     work = []
-    now = timezone.now()
     with transaction.atomic():
         for c in range(clients):
             owner = User.objects.create_user(f"owner{c}", password="x")
             owner.groups.add(lead)
-            system = System.objects.create(code=f"SYS{c}", name=f"시스템{c}", institution=inst)
-            SystemOwner.objects.create(system=system, owner=owner, supervisor=supervisor)
-            tasks = OpsTask.objects.bulk_create(
-                OpsTask(
-                    task_id=f"OPS-B{c:02d}-{i:05d}",
-                    category="INFRA_CONTROL",
-                    sub_type="SERVICE_RESTART",
-                    title="bench",
-                    system=system,
+            work.append(
+                pending_owner_approvals(
+                    owner=owner,
+                    supervisor=supervisor,
                     requester=requester,
-                    risk="MEDIUM",
-                    status=Status.PENDING_APPROVAL,
+                    institution=inst,
+                    code=f"B{c:02d}",
+                    name=f"시스템{c}",
+                    count=per_client,
+                    title="bench",
                 )
-                for i in range(per_client)
             )
-            steps = ApprovalStep.objects.bulk_create(
-                ApprovalStep(
-                    task=t,
-                    step_order=1,
-                    role="owner",
-                    assigned_to=owner,
-                    original_owner=owner,
-                    activated_at=now,
-                    sla_deadline=now + timezone.timedelta(hours=1),
-                )
-                for t in tasks
-            )
-            work.append((Token.objects.create(user=owner).key, [s.pk for s in steps]))
     return work
 
 

@@ -12,7 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers, viewsets
 from rest_framework.routers import SimpleRouter
 
-from .models import Institution, Server, System
+from .models import SERVER_SETTINGS_FIELDS, Institution, Server, System
 
 
 class InstitutionSerializer(serializers.ModelSerializer):
@@ -59,17 +59,7 @@ class ServerSerializer(serializers.ModelSerializer):
             "ssh_port",
             "ssh_user",
             "has_credential",
-            "host_key_fingerprint",
-            "app_path",
-            "deploy_path",
-            "backup_path",
-            "script_path",
-            "log_path",
-            "service_port",
-            "health_url",
-            "rolling_group",
-            "canary",
-            "active",
+            *SERVER_SETTINGS_FIELDS,
         ]
 
     def get_has_credential(self, obj) -> bool:

@@ -17,7 +17,7 @@ from django.db import transaction
 
 import audit
 
-from .models import Credential, Server, System
+from .models import SERVER_SETTINGS_FIELDS, Credential, Server, System
 
 REQUIRED = ["server_id", "system", "hostname", "ip"]
 OPTIONAL = [
@@ -25,17 +25,7 @@ OPTIONAL = [
     "ssh_port",
     "ssh_user",
     "credential",
-    "host_key_fingerprint",
-    "app_path",
-    "deploy_path",
-    "backup_path",
-    "script_path",
-    "log_path",
-    "service_port",
-    "health_url",
-    "rolling_group",
-    "canary",
-    "active",
+    *SERVER_SETTINGS_FIELDS,
 ]
 COLUMNS = REQUIRED + OPTIONAL
 BOOLEAN_COLUMNS = {"canary", "active"}

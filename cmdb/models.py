@@ -207,6 +207,23 @@ class Credential(models.Model):
         return bool(self.secret_encrypted)
 
 
+# A server's host-key pin, paths, service and rollout settings: the columns the CSV import
+# accepts after the connection ones and the fields the REST API lists after them.
+SERVER_SETTINGS_FIELDS = [
+    "host_key_fingerprint",
+    "app_path",
+    "deploy_path",
+    "backup_path",
+    "script_path",
+    "log_path",
+    "service_port",
+    "health_url",
+    "rolling_group",
+    "canary",
+    "active",
+]
+
+
 class ServerQuerySet(models.QuerySet):
     def with_related(self) -> ServerQuerySet:
         return self.select_related("system__institution", "credential")

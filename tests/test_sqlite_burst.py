@@ -16,13 +16,12 @@ from contextlib import ExitStack
 
 import pytest
 from django.conf import settings
-from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from audit.models import AuditEntry
 from audit.verify import verify_chain
-from cmdb.models import System, SystemOwner
-from governance.models import ApprovalStep, OpsTask, Status
+from governance.models import OpsTask, Status
+from tests.approval_work import pending_owner_approvals
 from tests.factories import ServerFactory, UserFactory, governance_world
 from tests.live import daphne
 
@@ -33,39 +32,19 @@ FILERS, FILINGS_EACH = 5, 20  # 100 filings
 
 
 def approval_work(world) -> list[tuple[str, list[int]]]:
-    work = []
-    now = timezone.now()
-    for c in range(APPROVERS):
-        owner = UserFactory(username=f"burst-owner{c}", role="team_lead")
-        system = System.objects.create(code=f"BURST{c}", name=f"버스트{c}", institution=world.inst)
-        SystemOwner.objects.create(system=system, owner=owner, supervisor=world.supervisor)
-        tasks = OpsTask.objects.bulk_create(
-            OpsTask(
-                task_id=f"OPS-BURST{c:02d}-{i:03d}",
-                category="INFRA_CONTROL",
-                sub_type="SERVICE_RESTART",
-                title="burst",
-                system=system,
-                requester=world.requester,
-                risk="MEDIUM",
-                status=Status.PENDING_APPROVAL,
-            )
-            for i in range(APPROVALS_EACH)
+    return [
+        pending_owner_approvals(
+            owner=UserFactory(username=f"burst-owner{c}", role="team_lead"),
+            supervisor=world.supervisor,
+            requester=world.requester,
+            institution=world.inst,
+            code=f"BURST{c:02d}",
+            name=f"버스트{c}",
+            count=APPROVALS_EACH,
+            title="burst",
         )
-        steps = ApprovalStep.objects.bulk_create(
-            ApprovalStep(
-                task=t,
-                step_order=1,
-                role="owner",
-                assigned_to=owner,
-                original_owner=owner,
-                activated_at=now,
-                sla_deadline=now + timezone.timedelta(hours=1),
-            )
-            for t in tasks
-        )
-        work.append((Token.objects.create(user=owner).key, [s.pk for s in steps]))
-    return work
+        for c in range(APPROVERS)
+    ]
 
 
 def client(address: str, token: str, requests: list[tuple[str, str, dict]], answers: list) -> None:
