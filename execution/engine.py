@@ -152,7 +152,7 @@ class Engine:
         try:
             self.playbook.prepare(self.artifacts)
         except (Refused, ParameterError) as exc:
-            return self._finish(Outcome.FAILED_ROLLED_BACK, f"refused before any server was touched: {exc}", [])
+            return self._finish(Outcome.FAILED_ROLLED_BACK, f"서버를 건드리기 전에 거부되었습니다: {exc}", [])
         except SecurityViolation as exc:
             self._line(
                 audit.record(
@@ -163,13 +163,13 @@ class Engine:
                 )
             )
             return self._finish(
-                Outcome.FAILED_ROLLED_BACK, f"blocked by the command sanitizer before any server was touched: {exc}", []
+                Outcome.FAILED_ROLLED_BACK, f"서버를 건드리기 전에 명령 검사기가 차단했습니다: {exc}", []
             )
         done: list[ServerContext] = []
         for group in groups:
             reason = self.poll_stop(force=True)
             if reason:
-                return self._finish(Outcome.ABORTED, f"stopped before {group.label}: {reason}", done)
+                return self._finish(Outcome.ABORTED, f"{group.label_ko} 시작 전에 중지되었습니다: {reason}", done)
             outcome = self.run_group(group, done)
             if outcome is not None:
                 return self._finish(outcome[0], outcome[1], done)
@@ -198,8 +198,9 @@ class Engine:
             gate = self.safety_gate(contexts + earlier)
             if gate:
                 ctx, reason = gate
+                ctx.data["failure"] = reason
                 self._server(ctx, "FAILED", reason)
-                failures[ctx] = Failure("failed", f"safety gate: {reason}")
+                failures[ctx] = Failure("failed", f"안전 게이트: {reason}")
                 self.first_failure = (ctx, failures[ctx])
         real = {c: f for c, f in failures.items() if f.kind in ("failed", "refused")}
         tolerated = (
@@ -224,14 +225,14 @@ class Engine:
     def _stop_group(self, group, contexts, failures, done) -> tuple[str, str]:
         first = self.first_failure[1] if self.first_failure else next(iter(failures.values()))
         if self.stopping:
-            outcome, reason = Outcome.ABORTED, f"stopped during {group.label}: {self.halt_reason}"
+            outcome, reason = Outcome.ABORTED, f"{group.label_ko} 실행 중 중지되었습니다: {self.halt_reason}"
         elif any(f.kind == "lost" for f in failures.values()):
             lost = next(f for f in failures.values() if f.kind == "lost")
             outcome, reason = Outcome.STATE_UNCERTAIN, lost.reason
         elif not self.playbook.ROLLING:
             outcome, reason = (
                 Outcome.FAILED_ROLLED_BACK,
-                f"{first.reason} ({len(failures)} server(s) failed; nothing to roll back)",
+                f"{first.reason} (서버 {len(failures)}대 실패; 롤백할 것 없음)",
             )
         else:
             outcome, reason = Outcome.FAILED_ROLLED_BACK, first.reason
@@ -239,7 +240,7 @@ class Engine:
         restore = [c for c in contexts if c.state and failures.get(c, Failure("", "")).kind != "lost"]
         for ctx in contexts:
             if not ctx.state and ctx not in failures:
-                self._server(ctx, "ABORTED", "not started: the rollout stopped")
+                self._server(ctx, "ABORTED", "시작하지 않음: 롤아웃이 중지되었습니다")
         if self.playbook.ROLLING:
             bad = self.parallel(restore, lambda c: self._rollback_one(c, failed=c in failures))
             if any(bad.values()):
@@ -259,9 +260,9 @@ class Engine:
 
     def _manual(self, bad: dict, after: str = "") -> tuple[str, str]:
         ctx, failure = next((c, f) for c, f in bad.items() if f)
-        reason = f"rollback failed on {ctx.server.server_id}: {failure.reason}"
+        reason = f"{ctx.server.server_id} 롤백 실패: {failure.reason}"
         if after:
-            reason += f" (after: {after})"
+            reason += f" (이후: {after})"
         return Outcome.MANUAL_INTERVENTION_REQUIRED, reason
 
     # --- per server -------------------------------------------------------------------
@@ -283,12 +284,10 @@ class Engine:
                 ctx.run("drain", f"touch {q(ctx.root_path(self.strategy.drain_flag))}", timeout=15)
             self.playbook.forward(ctx)
         except Aborted as exc:
-            failure = Failure("aborted", f"stopped at {ctx.current_step or 'start'}: {exc}")
+            failure = Failure("aborted", f"{ctx.current_step or '시작'} 단계에서 중지되었습니다: {exc}")
         except Lost as exc:
             reachable = self._probe(ctx.server)
-            failure = Failure(
-                "lost", f"{exc}; probe: {'reachable' if reachable else 'not reachable'}, state of the step unknown"
-            )
+            failure = Failure("lost", f"{exc}; 확인 접속: {'성공' if reachable else '실패'}, 단계 상태 알 수 없음")
         except StepFailed as exc:
             failure = Failure("failed", exc.reason)
         except Refused as exc:
@@ -301,6 +300,7 @@ class Engine:
             self._server(ctx, "SUCCEEDED", "", health=ctx.data.get("health", {}))
             return None
         state = {"aborted": "ABORTED", "lost": "UNCERTAIN", "refused": "REFUSED"}.get(failure.kind, "FAILED")
+        ctx.data["failure"] = failure.reason
         self._server(ctx, state, failure.reason, health=ctx.data.get("health", {}))
         if failure.kind in ("failed", "refused", "lost"):
             with self._lock:
@@ -309,7 +309,7 @@ class Engine:
                     self.first_failure = (ctx, failure)
                 over = self._fail_count > self.strategy.failures_allowed or failure.kind == "lost"
             if over and self.playbook.ROLLING:
-                self.halt_reason = self.halt_reason or f"failure on {ctx.server.server_id}"
+                self.halt_reason = self.halt_reason or f"{ctx.server.server_id} 실패"
                 self.halt.set()
         return failure
 
@@ -318,13 +318,13 @@ class Engine:
 
         sid = ctx.server.server_id
         if isinstance(exc, transport.HostKeyMismatch):
-            return Failure("refused", f"host key of {sid} does not match the pinned fingerprint: connection refused")
+            return Failure("refused", f"{sid}의 호스트 키가 고정된 지문과 다릅니다: 연결을 거부했습니다")
         if isinstance(exc, transport.ConnectionLost):
-            return Failure("lost", f"connection to {sid} lost: {exc}")
+            return Failure("lost", f"{sid} 연결이 끊겼습니다: {exc}")
         if isinstance(exc, transport.TransportError):
-            return Failure("refused", f"cannot connect to {sid}: {exc}")
+            return Failure("refused", f"{sid}에 연결할 수 없습니다: {exc}")
         log.exception("unexpected error on %s", sid)
-        return Failure("failed", f"unexpected error on {sid}: {exc!r}")
+        return Failure("failed", f"{sid}에서 예기치 않은 오류: {exc!r}")
 
     def _probe(self, server) -> bool:
         from .transport import SSHTransport
@@ -337,7 +337,7 @@ class Engine:
     def _rollback_one(self, ctx: ServerContext, failed: bool = False) -> Failure | None:
         ctx.phase = "rollback"
         ctx.quiet = False
-        self._server(ctx, "RUNNING", "rolling back")
+        self._server(ctx, "RUNNING", "롤백 중")
         tail = ""
         try:
             if failed:
@@ -354,7 +354,9 @@ class Engine:
                     tail = ""
             self._server(ctx, "ROLLBACK_FAILED", reason, log_tail=tail)
             return Failure("failed", reason)
-        self._server(ctx, "ROLLED_BACK", "restored", log_tail=tail)
+        # The server that failed keeps its reason next to the rollback: the PM and the task page read it.
+        cause = ctx.data.get("failure")
+        self._server(ctx, "ROLLED_BACK", f"롤백 완료: {cause}" if cause else "롤백 완료", log_tail=tail)
         return None
 
     def _log_tail(self, ctx: ServerContext) -> str:

@@ -113,15 +113,15 @@ def url_problem(url: str, server) -> str:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
-        return f"health URL of {server.server_id} is malformed"
+        return f"{server.server_id}의 헬스 URL 형식이 잘못되었습니다"
     if parts.scheme not in ("http", "https"):
-        return f"health URL of {server.server_id} must be http or https, not {parts.scheme or 'none'}"
+        return f"{server.server_id}의 헬스 URL은 http 또는 https여야 합니다 (현재 {parts.scheme or '없음'})"
     if parts.username or parts.password:
-        return f"health URL of {server.server_id} must not carry credentials"
+        return f"{server.server_id}의 헬스 URL에 자격 증명을 넣을 수 없습니다"
     if not is_own_host(parts.hostname or "", server):
         return (
-            f"health URL of {server.server_id} names host {parts.hostname or '-'}, "
-            f"not the server's own address ({server.ip})"
+            f"{server.server_id}의 헬스 URL 호스트 {parts.hostname or '-'}이(가) "
+            f"서버 자신의 주소({server.ip})가 아닙니다"
         )
     return ""
 
@@ -143,11 +143,12 @@ def wait_port(ctx, name: str = "post-port") -> None:
         deadline = time.monotonic() + health.port_wait_seconds
         while True:
             if port_open(health.host, health.port):
-                return f"port {health.port} answering"
+                return f"포트 {health.port} 응답"
             if time.monotonic() >= deadline:
                 raise StepFailed(
                     name,
-                    f"port {health.port} not answering within {health.port_wait_seconds:g} s on {ctx.server.server_id}",
+                    f"포트 {health.port}이(가) {health.port_wait_seconds:g}초 안에 응답하지 않습니다 "
+                    f"({ctx.server.server_id})",
                 )
             ctx.sleep(0.05)
 
@@ -200,19 +201,23 @@ def check_http(ctx, name: str = "post-http", *, expect_version: str = "") -> Non
                 health.url, timeout=max(1.0, health.max_latency_ms / 1000), server=ctx.server
             )
         except ConnectionError as exc:
-            raise StepFailed(name, f"{health.url} not reachable on {ctx.server.server_id}: {exc}") from exc
+            raise StepFailed(name, f"{health.url}에 연결할 수 없습니다 ({ctx.server.server_id}): {exc}") from exc
         ctx.data.setdefault("health", {})[name] = {"status": status, "latency_ms": latency, "body": body[:200]}
         if status != health.expected_status:
             raise StepFailed(
-                name, f"HTTP {status} from {health.url} on {ctx.server.server_id} (expected {health.expected_status})"
+                name,
+                f"{health.url}이(가) HTTP {status}을(를) 반환했습니다 "
+                f"({ctx.server.server_id}, 기대 {health.expected_status})",
             )
         if latency > health.max_latency_ms:
             raise StepFailed(
-                name, f"health answered in {latency} ms on {ctx.server.server_id} (limit {health.max_latency_ms} ms)"
+                name, f"헬스 응답 {latency} ms가 한도 {health.max_latency_ms} ms를 넘었습니다 ({ctx.server.server_id})"
             )
         if expect_version and f"version={expect_version}" not in body:
             raise StepFailed(
-                name, f"{ctx.server.server_id} serves {served_version(body) or 'no version'}, expected {expect_version}"
+                name,
+                f"{ctx.server.server_id}이(가) {served_version(body) or '버전 없음'} 버전을 제공합니다 "
+                f"(기대 {expect_version})",
             )
         return f"HTTP {status} in {latency} ms: {body.strip()[:80]}"
 
@@ -282,15 +287,14 @@ def post_check(ctx, name: str, pid_file: str, old_pid: str, offset: int) -> None
     if pid_file and (not new_pid or new_pid == old_pid):
         raise StepFailed(
             name,
-            f"no new process after startup.sh on {ctx.server.server_id} "
-            f"(pid before {old_pid or '-'}, after {new_pid or '-'})",
+            f"startup.sh 실행 후 새 프로세스가 없습니다 ({ctx.server.server_id}, "
+            f"이전 pid {old_pid or '-'}, 이후 {new_pid or '-'})",
         )
     errors = last_int(found.get("errors", "0") or "0")
     if errors:
         raise StepFailed(
             name,
-            f"{errors} line(s) matching /{health.error_pattern}/ in {health.log_path} "
-            f"since the restart on {ctx.server.server_id}",
+            f"재시작 후 {health.log_path}에서 /{health.error_pattern}/에 맞는 줄 {errors}개 ({ctx.server.server_id})",
         )
 
 

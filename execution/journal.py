@@ -93,7 +93,7 @@ def observe_app_deploy(playbook, ctx, done: set[str]) -> Observation:
         "old_version": "" if swapped else version,
     }
     if swapped and not facts["backup_present"]:
-        obs.problem = f"the new artifact is live on {ctx.server.server_id} but its backup is missing"
+        obs.problem = f"{ctx.server.server_id}에 새 아티팩트가 배포되었으나 백업이 없습니다"
     obs.changed = bool(obs.state["staged"] or obs.state["stopped"] or obs.state["drained"])
     return obs
 

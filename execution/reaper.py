@@ -148,7 +148,7 @@ def _recover_claimed(task_pk: int, holder: str, lease: ExecutionLease) -> dict:
         if lease.recoveries + 1 < MAX_RECOVERIES:
             # Leave the claim to expire: the next sweep tries again from what the servers show.
             return {"task": lease.task_ref, "outcome": "RETRY", "reason": repr(exc)}
-        result = _give_up(task_pk, f"recovery failed {MAX_RECOVERIES} times: {exc!r}")
+        result = _give_up(task_pk, f"복구가 {MAX_RECOVERIES}회 실패했습니다: {exc!r}")
     leases.release(task_pk, holder)
     return result
 
@@ -189,10 +189,7 @@ def recover(task_pk: int, lease: ExecutionLease) -> dict:
     publish_line(task.task_id, lost)
     if execution is None:
         outcome = Outcome.ABORTED if task.stop_requested else Outcome.FAILED_ROLLED_BACK
-        reason = (
-            "실행 작업자가 서버에 접속하기 전에 중단되었습니다 (worker lost before touching any server); "
-            "nothing was changed"
-        )
+        reason = "실행 작업자가 서버에 접속하기 전에 중단되었습니다; 아무것도 변경하지 않았습니다"
         return _report(task, outcome, reason, lease, {})
     if execution.outcome != Outcome.RUNNING:
         return _report_finished(task, execution, lease)
@@ -249,7 +246,11 @@ def _report_finished(task, execution, lease) -> dict:
             return Recovery(task, execution, lease).run(reason_prefix="servers changed after a finished run")
         return _report(task, Outcome.SUCCEEDED, "", lease, {}, package)
     return _report(
-        task, execution.outcome, execution.reason or "execution ended; worker lost before reporting", lease, {}
+        task,
+        execution.outcome,
+        execution.reason or "실행은 끝났으나 작업자가 결과를 보고하기 전에 사라졌습니다",
+        lease,
+        {},
     )
 
 
@@ -333,7 +334,7 @@ class Recovery:
             engine = self._engine()
         except Exception as exc:
             return _report(
-                task, Outcome.STATE_UNCERTAIN, f"worker lost; its plan cannot be rebuilt: {exc}", self.lease, {}
+                task, Outcome.STATE_UNCERTAIN, f"작업자를 잃었고 계획을 다시 만들 수 없습니다: {exc}", self.lease, {}
             )
         held = set(ServerLease.objects.filter(lease__task_id=task.pk).values_list("server_ref", flat=True))
         in_flight = [r for r in self.runs if r.state == RunState.RUNNING]
@@ -370,7 +371,7 @@ class Recovery:
                 obs = journal.observe(engine.playbook, ctx, done.get(run.pk, set()))
             except Exception as exc:
                 report[ctx.server.server_id] = {"observed": None, "error": str(exc)[:300]}
-                engine._server(ctx, RunState.UNCERTAIN, f"re-verification failed: {exc}")
+                engine._server(ctx, RunState.UNCERTAIN, f"재검증 실패: {exc}")
                 return "uncertain"
             entry = report[ctx.server.server_id] = {"observed": obs.facts, "changed": obs.changed}
             if obs.problem:
@@ -402,18 +403,18 @@ class Recovery:
 
     def _outcome(self, results: dict, last: dict, prefix: str) -> tuple[str, str]:
         where = (
-            ", ".join(f"{r.server_ref} after '{last.get(r.pk) or 'start'}'" for r in self.runs if r.pk in last)
-            or "between servers"
+            ", ".join(f"{r.server_ref} '{last.get(r.pk) or '시작'}' 단계 이후" for r in self.runs if r.pk in last)
+            or "서버 사이"
         )
-        base = f"{prefix + '; ' if prefix else ''}worker {self.lease.holder} lost ({where})"
+        base = f"{prefix + '; ' if prefix else ''}작업자 {self.lease.holder}을(를) 잃었습니다 ({where})"
         if any(v == "failed" for v in results.values()):
-            return Outcome.MANUAL_INTERVENTION_REQUIRED, f"{base}; rollback failed: manual intervention required"
+            return Outcome.MANUAL_INTERVENTION_REQUIRED, f"{base}; 롤백 실패: 수동 조치가 필요합니다"
         if any(v == "uncertain" for v in results.values()):
-            return Outcome.STATE_UNCERTAIN, f"{base}; a server could not be re-verified"
+            return Outcome.STATE_UNCERTAIN, f"{base}; 재검증하지 못한 서버가 있습니다"
         count = len(results)
         if self.task.stop_requested or OpsTask.objects.filter(pk=self.task.pk, stop_requested=True).exists():
-            return Outcome.ABORTED, f"{base}; stopped by the kill switch, {count} server(s) restored"
-        return Outcome.FAILED_ROLLED_BACK, f"{base}; {count} server(s) re-verified and rolled back"
+            return Outcome.ABORTED, f"{base}; 킬 스위치로 중지되어 서버 {count}대를 복구했습니다"
+        return Outcome.FAILED_ROLLED_BACK, f"{base}; 서버 {count}대를 재검증하고 롤백했습니다"
 
 
 def _server_record(server_id: str, state: str, message: str):

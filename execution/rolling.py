@@ -128,6 +128,15 @@ class Group:
             return "all servers"
         return f"group {self.rolling_group}, batch {self.index}"
 
+    @property
+    def label_ko(self) -> str:
+        """The label in the words failure reasons and timeline lines use (the plan keeps `label`)."""
+        if self.tier == "canary":
+            return "카나리"
+        if self.tier == "all":
+            return "전체 서버"
+        return f"그룹 {self.rolling_group}, 배치 {self.index}"
+
 
 def plan_groups(servers: list, strategy: RolloutStrategy, rolling: bool = True) -> list[Group]:
     servers = sorted(servers, key=lambda s: (s.rolling_group, s.server_id))
@@ -285,7 +294,7 @@ class ServerContext:
                 duration=time.time() - started,
                 violation=True,
             )
-            raise StepFailed(name, f"blocked by the command sanitizer on {self.server.server_id}: {exc}") from exc
+            raise StepFailed(name, f"명령 검사기가 차단했습니다 ({self.server.server_id}): {exc}") from exc
         except CommandTimeout as exc:
             self._emit(
                 name,
@@ -296,7 +305,9 @@ class ServerContext:
                 audit=True,
                 duration=time.time() - started,
             )
-            raise StepFailed(name, f"{name} timed out after {timeout:g} s on {self.server.server_id}") from exc
+            raise StepFailed(
+                name, f"{name} 단계가 {timeout:g}초 후 시간 초과되었습니다 ({self.server.server_id})"
+            ) from exc
         except ConnectionLost as exc:
             self._emit(
                 name,
@@ -307,7 +318,7 @@ class ServerContext:
                 audit=True,
                 duration=time.time() - started,
             )
-            raise Lost(f"connection to {self.server.server_id} lost during {name}: {exc}") from exc
+            raise Lost(f"{name} 단계 중 {self.server.server_id} 연결이 끊겼습니다: {exc}") from exc
         # What a server printed is redacted before anything reads, stores or shows it: the
         # playbook's parsing (findings), the step record and a failure reason alike.
         result.stdout, result.stderr = vault.redact(result.stdout or ""), vault.redact(result.stderr or "")
@@ -336,12 +347,12 @@ class ServerContext:
         if state == "KILLED":
             raise Aborted(self.engine.halt_reason or "stopped")
         if state == "TIMEOUT":
-            raise StepFailed(name, f"{name} timed out after {timeout:g} s on {self.server.server_id}")
+            raise StepFailed(name, f"{name} 단계가 {timeout:g}초 후 시간 초과되었습니다 ({self.server.server_id})")
         if state == "FAILED":
             detail = (result.stderr or result.stdout or "").strip().splitlines()[-1:] or [""]
             raise StepFailed(
                 name,
-                f"{name} exited {result.exit_code} on {self.server.server_id}"
+                f"{name} 단계가 종료 코드 {result.exit_code}로 끝났습니다 ({self.server.server_id})"
                 + (f": {detail[0][:200]}" if detail[0] else ""),
             )
         return result
@@ -365,7 +376,7 @@ class ServerContext:
                 audit=True,
                 duration=time.time() - started,
             )
-            raise Lost(f"connection to {self.server.server_id} lost during {name}: {exc}") from exc
+            raise Lost(f"{name} 단계 중 {self.server.server_id} 연결이 끊겼습니다: {exc}") from exc
         except TransportError as exc:
             self._emit(
                 name,
@@ -376,7 +387,7 @@ class ServerContext:
                 audit=True,
                 duration=time.time() - started,
             )
-            raise StepFailed(name, f"upload to {self.server.server_id} failed: {exc}") from exc
+            raise StepFailed(name, f"{self.server.server_id}로 업로드 실패: {exc}") from exc
         self._emit(
             name,
             command=f"sftp put {remote} (SHA-256 verified on the server)",
@@ -411,7 +422,7 @@ class ServerContext:
         try:
             return drain_flag_path(self.server, path)
         except ParameterError as exc:
-            raise Refused(f"parameter refused: {exc}") from exc
+            raise Refused(f"매개변수 거부: {exc}") from exc
 
 
 def output_digest(output: str) -> str:

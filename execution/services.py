@@ -38,7 +38,7 @@ class ArtifactStore:
 
     def file(self, sha256: str) -> Path:
         if not SHA256_RE.match(sha256):
-            raise Refused(f"not a SHA-256: {sha256!r}")
+            raise Refused(f"SHA-256이 아닙니다: {sha256!r}")
         return self.root / sha256
 
     def path(self, sha256: str) -> Path | bytes:
@@ -55,13 +55,13 @@ class ArtifactStore:
         try:
             return attachments.unseal(file.read_bytes(), sha256)
         except VaultError as exc:
-            raise Refused(f"artifact {sha256[:12]}… cannot be opened: {exc}") from exc
+            raise Refused(f"아티팩트 {sha256[:12]}…을(를) 열 수 없습니다: {exc}") from exc
 
     def verify(self, sha256: str) -> Path:
         """The pre-check 'artifact checksum': the stored bytes still hash to what was approved."""
         path = self.file(sha256)
         if not path.is_file():
-            raise Refused(f"artifact {sha256[:12]}… is not in the artifact store")
+            raise Refused(f"아티팩트 {sha256[:12]}…이(가) 아티팩트 저장소에 없습니다")
         digest = hashlib.sha256()
         if attachments.is_sealed(path):
             digest.update(self._opened(sha256, path))
@@ -70,7 +70,9 @@ class ArtifactStore:
                 while chunk := handle.read(CHUNK):
                     digest.update(chunk)
         if digest.hexdigest() != sha256:
-            raise Refused(f"artifact {sha256[:12]}… is corrupted: its content hashes to {digest.hexdigest()[:12]}…")
+            raise Refused(
+                f"아티팩트 {sha256[:12]}…이(가) 손상되었습니다: 내용의 해시가 {digest.hexdigest()[:12]}…입니다"
+            )
         return path
 
     def read(self, sha256: str) -> bytes:
@@ -124,12 +126,12 @@ def run_task(task_pk: int) -> str | None:
         result = execute_task(task)
     except Exception as exc:  # a crash mid-run leaves servers in an unknown state: say so, loudly
         log.exception("execution of %s crashed", task.task_id)
-        control.execution_failed(task.pk, Outcome.STATE_UNCERTAIN, f"the execution engine crashed: {exc!r}")
+        control.execution_failed(task.pk, Outcome.STATE_UNCERTAIN, f"실행 엔진이 비정상 종료되었습니다: {exc!r}")
         return Outcome.STATE_UNCERTAIN
     if result.outcome == Outcome.SUCCEEDED:
         control.execution_finished(task.pk, result.package)
     else:
-        control.execution_failed(task.pk, result.outcome, result.reason)
+        control.execution_failed(task.pk, result.outcome, result.reason, result.package)
     return result.outcome
 
 
@@ -146,12 +148,15 @@ def execute_task(task) -> EngineResult | _Refusal:
     except ParameterError as exc:
         return refuse_parameters(exc, task)
     if task.playbook_version != playbook.VERSION:
-        approved = f"v{task.playbook_version}" if task.playbook_version else "no pinned version"
-        return _Refusal(f"approved for {playbook.NAME} {approved}, installed v{playbook.VERSION}; nothing was changed")
+        approved = f"v{task.playbook_version}" if task.playbook_version else "고정 버전 없음"
+        return _Refusal(
+            f"{playbook.NAME} {approved}(으)로 승인되었으나 설치된 버전은 v{playbook.VERSION}입니다; "
+            "아무것도 변경하지 않았습니다"
+        )
     targets = list(task.targets.with_related())
     servers = [s for s in targets if s.active]
     if not servers:
-        return _Refusal("no active target servers; nothing was changed")
+        return _Refusal("활성 대상 서버가 없습니다; 아무것도 변경하지 않았습니다")
     try:
         current = plans.plan_sha256(plans.render_plan(name, parameters, task.system, targets, task_ref=task.task_id))
     except ParameterError as exc:
@@ -160,8 +165,8 @@ def execute_task(task) -> EngineResult | _Refusal:
     if current != approved_sha:
         plans.alert_plan_changed(task, approved_sha, current)
         return _Refusal(
-            f"실행 계획이 승인된 것과 다릅니다 (plan changed after approval: approved "
-            f"{approved_sha[:12] or 'none'}, now {current[:12]}); nothing was changed"
+            f"실행 계획이 승인된 것과 다릅니다 (승인 {approved_sha[:12] or '없음'}, "
+            f"현재 {current[:12]}); 아무것도 변경하지 않았습니다"
         )
     engine = Engine(
         playbook=playbook,
@@ -196,4 +201,4 @@ def refuse_parameters(exc: ParameterError, task=None) -> _Refusal:
             target=task.system.code,
             payload={"institution": task.system.institution.code, "reason": blocked[0][:500]},
         )
-    return _Refusal(f"parameters refused, nothing was changed: {exc}")
+    return _Refusal(f"매개변수가 거부되어 아무것도 변경하지 않았습니다: {exc}")

@@ -104,13 +104,13 @@ def kind_for(field: str, sub_type: str) -> str:
     if field == "artifact":
         kind = ARTIFACT_KINDS.get(sub_type)
         if kind is None:
-            raise Invalid(f"a {sub_type or 'request'} takes no artifact file", field=field)
+            raise Invalid(f"{sub_type or '이 요청'}에는 아티팩트 파일을 올릴 수 없습니다", field=field)
         return kind
     if field in FIELD_KINDS:
         if sub_type != "SSL_REPLACE":
-            raise Invalid(f"a {sub_type or 'request'} takes no certificate or key files", field=field)
+            raise Invalid(f"{sub_type or '이 요청'}에는 인증서나 키 파일을 올릴 수 없습니다", field=field)
         return FIELD_KINDS[field]
-    raise Invalid(f"unknown upload {field!r}", field=field)
+    raise Invalid(f"알 수 없는 업로드 항목입니다: {field!r}", field=field)
 
 
 def _limit_for(kind: str | None) -> int:
@@ -127,22 +127,22 @@ def _safe_member(name: str) -> bool:
 
 def _check_archive(path: Path, field: str) -> None:
     if not zipfile.is_zipfile(path):
-        raise Invalid("not a WAR/JAR: the file is not a zip archive", field=field)
+        raise Invalid("WAR/JAR 파일이 아닙니다: zip 아카이브가 아닙니다", field=field)
     try:
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
-        raise Invalid(f"not a WAR/JAR: unreadable zip archive ({exc})", field=field) from exc
+        raise Invalid(f"WAR/JAR 파일이 아닙니다: zip 아카이브를 읽을 수 없습니다 ({exc})", field=field) from exc
     names = {info.filename for info in entries}
     if "META-INF/MANIFEST.MF" not in names:
-        raise Invalid("not a WAR/JAR: META-INF/MANIFEST.MF is missing", field=field)
+        raise Invalid("WAR/JAR 파일이 아닙니다: META-INF/MANIFEST.MF가 없습니다", field=field)
     if len(entries) > MAX_ARCHIVE_ENTRIES:
-        raise Invalid(f"archive has more than {MAX_ARCHIVE_ENTRIES} entries", field=field)
+        raise Invalid(f"아카이브 항목이 {MAX_ARCHIVE_ENTRIES}개를 넘습니다", field=field)
     bad = next((info.filename for info in entries if not _safe_member(info.filename)), None)
     if bad is not None:
-        raise Invalid(f"archive entry {bad[:80]!r} would unpack outside the application", field=field)
+        raise Invalid(f"아카이브 항목 {bad[:80]!r}이(가) 애플리케이션 밖으로 풀립니다", field=field)
     if sum(info.file_size for info in entries) > INFLATION_LIMIT * max_attachment_bytes():
-        raise Invalid("archive unpacks to more than the allowed size", field=field)
+        raise Invalid("아카이브를 풀면 허용 크기를 넘습니다", field=field)
 
 
 def _check_static_bundle(path: Path, field: str) -> None:
@@ -152,20 +152,19 @@ def _check_static_bundle(path: Path, field: str) -> None:
             for member in archive:
                 count += 1
                 if count > MAX_ARCHIVE_ENTRIES:
-                    raise Invalid(f"archive has more than {MAX_ARCHIVE_ENTRIES} entries", field=field)
+                    raise Invalid(f"아카이브 항목이 {MAX_ARCHIVE_ENTRIES}개를 넘습니다", field=field)
                 if not _safe_member(member.name.removeprefix("./") or "."):
-                    raise Invalid(f"archive entry {member.name[:80]!r} would unpack outside the target", field=field)
+                    raise Invalid(f"아카이브 항목 {member.name[:80]!r}이(가) 대상 경로 밖으로 풀립니다", field=field)
                 if not (member.isfile() or member.isdir()):
                     raise Invalid(
-                        f"archive entry {member.name[:80]!r} is a link or device; only files and "
-                        "directories are allowed",
+                        f"아카이브 항목 {member.name[:80]!r}은(는) 링크나 장치입니다; 파일과 디렉터리만 허용됩니다",
                         field=field,
                     )
                 total += member.size
                 if total > INFLATION_LIMIT * max_attachment_bytes():
-                    raise Invalid("archive unpacks to more than the allowed size", field=field)
+                    raise Invalid("아카이브를 풀면 허용 크기를 넘습니다", field=field)
     except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
-        raise Invalid(f"not a .tar.gz archive ({exc})", field=field) from exc
+        raise Invalid(f".tar.gz 아카이브가 아닙니다 ({exc})", field=field) from exc
 
 
 def _pem_certificates(data: bytes, field: str, what: str) -> list:
@@ -173,13 +172,13 @@ def _pem_certificates(data: bytes, field: str, what: str) -> list:
 
     if b"PRIVATE KEY" in data:
         # Stored in plain like every certificate: a key here would escape the vault.
-        raise Invalid(f"{what} contains a private key; upload the key as key_file", field=field)
+        raise Invalid(f"{what}에 개인 키가 들어 있습니다; 키는 key_file로 올리세요", field=field)
     try:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError as exc:
-        raise Invalid(f"not {what}: {exc}", field=field) from exc
+        raise Invalid(f"{what}이(가) 아닙니다: {exc}", field=field) from exc
     if not certs:
-        raise Invalid(f"not {what}: no certificate found", field=field)
+        raise Invalid(f"{what}이(가) 아닙니다: 인증서가 없습니다", field=field)
     return certs
 
 
@@ -189,13 +188,13 @@ def _pem_private_key(data: bytes, field: str):
     try:
         data.decode("ascii")
     except UnicodeDecodeError as exc:
-        raise Invalid("not a PEM private key: the file is not ASCII text", field=field) from exc
+        raise Invalid("PEM 개인 키가 아닙니다: ASCII 텍스트 파일이 아닙니다", field=field) from exc
     try:
         return serialization.load_pem_private_key(data, password=None)
     except TypeError as exc:  # a passphrase-protected key: the WAS could not start unattended
-        raise Invalid("encrypted (passphrase-protected) private keys are not supported", field=field) from exc
+        raise Invalid("암호로 보호된 개인 키는 지원하지 않습니다", field=field) from exc
     except Exception as exc:  # cryptography raises ValueError or UnsupportedAlgorithm
-        raise Invalid("not a PEM private key", field=field) from exc
+        raise Invalid("PEM 개인 키가 아닙니다", field=field) from exc
 
 
 def _public_der(key) -> bytes:
@@ -226,7 +225,7 @@ def _stream_to_temp(fileobj_or_bytes, field: str, limit: int) -> tuple[Path, str
                 size += len(chunk)
                 if size > limit:
                     raise AttachmentTooLarge(
-                        f"attachment larger than {_size_text(limit)} (GUARDIA_MAX_ATTACHMENT_MB)", field=field
+                        f"첨부 파일이 {_size_text(limit)}보다 큽니다 (GUARDIA_MAX_ATTACHMENT_MB)", field=field
                     )
                 digest.update(chunk)
                 out.write(chunk)
@@ -253,7 +252,7 @@ def _validate(staged: _Staged) -> None:
     elif staged.kind == "static_bundle":
         _check_static_bundle(staged.temp, staged.field)
     elif staged.kind in ("certificate", "chain"):
-        what = "a PEM certificate" if staged.kind == "certificate" else "a PEM certificate chain"
+        what = "PEM 인증서" if staged.kind == "certificate" else "PEM 인증서 체인"
         staged.parsed = _pem_certificates(staged.temp.read_bytes(), staged.field, what)
     elif staged.kind == "private_key":
         staged.parsed = _pem_private_key(staged.temp.read_bytes(), staged.field)
@@ -348,7 +347,7 @@ class UploadBatch:
     def stage(self, uploads: dict) -> None:
         unknown = sorted(set(uploads) - set(UPLOAD_PARAMETERS))
         if unknown:
-            raise Invalid(f"unknown upload {unknown[0]!r}", field=unknown[0])
+            raise Invalid(f"알 수 없는 업로드 항목입니다: {unknown[0]!r}", field=unknown[0])
         for field in UPLOAD_PARAMETERS:
             upload = uploads.get(field)
             if upload is None:
@@ -367,7 +366,7 @@ class UploadBatch:
         if cert is None or key is None:
             return
         if _public_der(cert.parsed[0].public_key()) != _public_der(key.parsed.public_key()):
-            raise Invalid("the private key does not match the certificate", field="key_file")
+            raise Invalid("개인 키가 인증서와 맞지 않습니다", field="key_file")
 
     def attach(self, parameters: dict) -> dict:
         """Commit the staged files and point the parameters at them; the ticket keeps the list

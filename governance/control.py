@@ -51,7 +51,7 @@ def execution_allowed() -> bool:
 
 def _require_kill_switch(user) -> None:
     if not user.has_perm("governance.use_kill_switch"):
-        raise Forbidden("you may not use the kill switch")  # who may: cmdb/roles.py
+        raise Forbidden("킬 스위치를 사용할 권한이 없습니다")  # who may: cmdb/roles.py
 
 
 def stop_task(user, task_id: str, reason: str) -> OpsTask:
@@ -66,7 +66,7 @@ def stop_task(user, task_id: str, reason: str) -> OpsTask:
         _require_kill_switch(user)
         task = lock_task(task_id=task_id)
         if task.status not in STOPPABLE:
-            raise Conflict(f"task {task_id} is {task.status}; nothing to stop")
+            raise Conflict(f"{task_id}은(는) {task.get_status_display()} 상태({task.status})라 중지할 것이 없습니다")
         task.stop_requested, task.stop_reason = True, reason
         task.save(update_fields=["stop_requested", "stop_reason", "updated_at"])
         audit.record(
@@ -115,9 +115,9 @@ def release_global_stop(user, comment: str = "") -> GlobalStop:
     with transaction.atomic():
         stop, _ = GlobalStop.objects.select_for_update().get_or_create(id=1)
         if not stop.engaged:
-            raise Conflict("the global stop is not engaged")
+            raise Conflict("전체 중지가 켜져 있지 않습니다")
         if stop.requires_ack and not user.has_perm("governance.change_globalstop"):
-            raise Forbidden("an audit-chain break must be acknowledged by an admin")
+            raise Forbidden("감사 체인 손상은 관리자가 확인해야 합니다")
         action = "killswitch.break_acknowledged" if stop.requires_ack else "killswitch.global_off"
         audit.record(user, action, payload={"reason": stop.reason, "comment": comment})
         stop.engaged, stop.requires_ack = False, False
@@ -187,11 +187,15 @@ FAILURE_METHODS: dict[str, str] = {
 }
 
 
-def execution_failed(task_pk: int, outcome: str, reason: str) -> OpsTask:
+def execution_failed(task_pk: int, outcome: str, reason: str, package: dict | None = None) -> OpsTask:
+    """A run ended in a failure state. The engine's result package, when it has one, is kept on
+    the task so the task page can show what each server did."""
     if outcome not in FAILURE_METHODS:
         raise ValueError(f"unknown outcome {outcome!r}")
     with transaction.atomic():
         task = lock_task(pk=task_pk)
+        if package:
+            task.result_package = package
         apply_transition("system", task, FAILURE_METHODS[outcome], reason, reason=reason)
         people = {task.requester, *_validators_for(task)}
         if outcome != Status.FAILED_ROLLED_BACK:
@@ -246,18 +250,18 @@ def open_inspection_ticket(system: System, servers, title: str, findings: dict) 
 # --- HITL validation ----------------------------------------------------------------
 def validate_result(user, task_id: str, verdict: str, comments: str = "", plan_sha256: str = "") -> OpsTask:
     if verdict not in ("approve", "rework", "takeover"):
-        raise Invalid("verdict must be approve, rework or takeover", field="verdict")
+        raise Invalid("판정은 approve, rework, takeover 중 하나여야 합니다", field="verdict")
     if verdict == "rework" and not comments.strip():
-        raise Invalid("instructions are required to send work back", field="comments")
+        raise Invalid("재작업을 요청하려면 지시 사항을 입력하세요", field="comments")
     with transaction.atomic():
         visible_task(user, task_id)  # 404 before the permission and any state check
         if not user.has_perm("governance.validate_result"):
-            raise Forbidden("only a PM validates results")
+            raise Forbidden("결과 검증은 PM만 할 수 있습니다")
         task = lock_task(task_id=task_id)
         if task.status != Status.PENDING_PM_VALIDATION:
-            raise Conflict(f"task {task_id} is {task.status}, not waiting for validation")
+            raise Conflict(f"{task_id}은(는) {task.get_status_display()} 상태({task.status})로 검증 대기 중이 아닙니다")
         if user.pk == task.requester_id:
-            raise Forbidden("nobody validates their own request (four-eyes rule)")
+            raise Forbidden("자신의 요청은 검증할 수 없습니다 (4-eyes 원칙)")
         plans.check_plan(task, plan_sha256)
         decided = audit.record(
             user,
@@ -304,9 +308,9 @@ def resume_execution(user, task_id: str) -> OpsTask:
         visible_task(user, task_id)
         task = lock_task(task_id=task_id)
         if user.pk != task.requester_id and not user.has_perm("governance.use_kill_switch"):
-            raise Forbidden("only the requester or a PM resumes a task")
+            raise Forbidden("요청자나 PM만 작업을 재개할 수 있습니다")
         if task.status != Status.APPROVED:
-            raise Conflict(f"task {task_id} is {task.status}, not APPROVED")
+            raise Conflict(f"{task_id}은(는) {task.get_status_display()} 상태({task.status})로 승인됨 상태가 아닙니다")
         audit.record(user, "task.resumed", task=task.task_id, payload={"institution": task.system.institution.code})
         enqueue_execution(task)
     return task

@@ -60,17 +60,17 @@ def submit_task(
     parsed: dict | None = None,
 ) -> OpsTask:
     if not requester.has_perm("governance.submit_task"):
-        raise Forbidden("you may not submit requests")
+        raise Forbidden("요청을 제출할 권한이 없습니다")
     if not System.objects.for_user(requester).filter(pk=system.pk).exists():
-        raise Forbidden(f"you may not file requests for system {system.code}")
+        raise Forbidden(f"시스템 {system.code}에 요청을 제출할 권한이 없습니다")
     if sub_type not in SubType.values:
-        raise Invalid(f"unknown sub_type {sub_type!r}", field="sub_type")
+        raise Invalid(f"알 수 없는 작업 유형입니다: {sub_type!r}", field="sub_type")
     if not title.strip():
-        raise Invalid("a title is required", field="title")
+        raise Invalid("제목을 입력하세요", field="title")
     targets = list(targets)
     foreign = [s.server_id for s in targets if s.system_id != system.pk]
     if foreign:
-        raise Invalid(f"servers not in system {system.code}: {', '.join(foreign)}", field="targets")
+        raise Invalid(f"시스템 {system.code}에 속하지 않은 서버: {', '.join(foreign)}", field="targets")
     parameters = dict(parameters or {})
     validator = getattr(settings, "PLAYBOOK_VALIDATOR", "")
     if validator:
@@ -81,7 +81,7 @@ def submit_task(
     missing = attachments.missing_attachments(parameters)
     if missing:
         raise Invalid(
-            f"no stored attachment for {', '.join(missing)}: upload the file with the request", field="parameters"
+            f"저장된 첨부 파일이 없습니다 ({', '.join(missing)}): 요청과 함께 파일을 올리세요", field="parameters"
         )
     plan = policy.plan_for(
         sub_type=sub_type,
@@ -97,7 +97,7 @@ def submit_task(
             target=system.code,
             payload={"reason": plan.refused, "sub_type": sub_type, "institution": system.institution.code},
         )
-        raise Invalid(f"{plan.refused}; mark it as an emergency to request an extra approval", field="emergency")
+        raise Invalid(f"{plan.refused}; 추가 승인을 받으려면 긴급 변경으로 표시하세요", field="emergency")
     with transaction.atomic():
         task_id = next_task_id()
         # The plan is rendered before anyone is asked: what the approvers see is what runs.
@@ -178,7 +178,7 @@ def _render_plan(sub_type: str, parameters: dict, system: System, targets: list,
     if not isinstance(rendered, dict) or not rendered.get("step_sets"):
         # Nothing would run (no active target): such a request can only fail after its approvals.
         reason = "; ".join(rendered.get("warnings") or []) if isinstance(rendered, dict) else ""
-        raise Invalid(reason or f"no execution plan can be rendered for {sub_type} on these servers", field="targets")
+        raise Invalid(reason or f"이 서버들에 대해 {sub_type} 실행 계획을 만들 수 없습니다", field="targets")
     return rendered
 
 
@@ -274,7 +274,7 @@ class Decision:
 
 def decide_step(user, step_id, decision: str, comments: str = "", plan_sha256: str = "") -> Decision:
     if decision not in ("APPROVED", "REJECTED"):
-        raise Invalid("decision must be APPROVED or REJECTED", field="decision")
+        raise Invalid("결정은 APPROVED 또는 REJECTED여야 합니다", field="decision")
     comments = (comments or "").strip()
     if decision == "REJECTED" and not comments:
         raise Invalid("반려 사유(의견)를 입력하세요.", field="comments")
@@ -285,20 +285,22 @@ def decide_step(user, step_id, decision: str, comments: str = "", plan_sha256: s
         try:
             step = ApprovalStep.objects.select_for_update().get(pk=step_id, task__in=visible)
         except (ApprovalStep.DoesNotExist, ValueError, TypeError) as exc:
-            raise NotFound(f"approval step {step_id} not found") from exc
+            raise NotFound(f"승인 단계 {step_id}을(를) 찾을 수 없습니다") from exc
         task = lock_task(pk=step.task_id)
         if user.pk == task.requester_id:
-            raise Forbidden("nobody approves their own request (four-eyes rule)")
+            raise Forbidden("자신의 요청은 승인할 수 없습니다 (4-eyes 원칙)")
         if user.pk != step.assigned_to_id or not user.has_perm("governance.decide_step"):
-            raise Forbidden(f"step {step.pk} is assigned to someone else")
+            raise Forbidden(f"승인 단계 {step.pk}은(는) 다른 사람에게 배정되어 있습니다")
         if task.stop_requested or task.status == Status.ABORTED:
-            raise Conflict(f"task {task.task_id} was stopped by the kill switch: {task.stop_reason or 'stopped'}")
+            raise Conflict(f"{task.task_id}은(는) 킬 스위치로 중지되었습니다: {task.stop_reason or '중지'}")
         if step.status != StepStatus.PENDING:
-            raise Conflict(f"step {step.pk} was already decided ({step.get_status_display()})")
+            raise Conflict(f"승인 단계 {step.pk}은(는) 이미 결정되었습니다 ({step.get_status_display()})")
         if task.status != Status.PENDING_APPROVAL:
-            raise Conflict(f"task {task.task_id} is {task.status}, not waiting for approval")
+            raise Conflict(
+                f"{task.task_id}은(는) {task.get_status_display()} 상태({task.status})로 승인 대기 중이 아닙니다"
+            )
         if step.activated_at is None:
-            raise Conflict(f"step {step.pk} is not open yet")
+            raise Conflict(f"승인 단계 {step.pk}은(는) 아직 열리지 않았습니다")
         if task.risk in (Risk.HIGH, Risk.CRITICAL):
             require_step_up(user, "approval.decided")
         plans.check_plan(task, plan_sha256)
@@ -334,7 +336,7 @@ def decide_step(user, step_id, decision: str, comments: str = "", plan_sha256: s
         if next_step is not None:
             return Decision("NEXT_STEP", task, next_step)
         if not execution_allowed():
-            raise Conflict(f"global stop is on: {global_stop_reason()}")
+            raise Conflict(f"전체 중지가 켜져 있습니다: {global_stop_reason()}")
         # The approved playbook version is the one that must run: the engine refuses another.
         task.playbook_version = playbook_version[:16]
         apply_transition(
@@ -370,15 +372,15 @@ def set_owner_presence(
         try:
             ownership = SystemOwner.objects.select_for_update().get(system=system)
         except SystemOwner.DoesNotExist as exc:
-            raise NotFound(f"system {system.code} has no owner row") from exc
+            raise NotFound(f"시스템 {system.code}에 담당자 정보가 없습니다") from exc
         if ownership.owner_id != user.pk:
-            raise Forbidden("only the system's owner sets the deputy and away status")
+            raise Forbidden("대리 승인자와 부재 상태는 시스템 담당자만 설정합니다")
         changed: dict[str, list] = {}
         if deputy is not None or clear_deputy:
             if deputy is not None and deputy.pk == user.pk:
-                raise Invalid("the deputy must be someone other than the owner", field="deputy")
+                raise Invalid("대리 승인자는 담당자가 아닌 다른 사람이어야 합니다", field="deputy")
             if deputy is not None and not deputy.has_perm("governance.decide_step"):
-                raise Invalid(f"{deputy} may not approve requests", field="deputy")
+                raise Invalid(f"{deputy}은(는) 요청을 승인할 수 없습니다", field="deputy")
             changed["deputy"] = [str(ownership.deputy or ""), str(deputy or "")]
             ownership.deputy = deputy
         if owner_is_active is not None and owner_is_active != ownership.owner_is_active:
@@ -450,5 +452,5 @@ def targets_in(system: System, server_ids) -> list[Server]:
     servers = list(Server.objects.filter(system=system, server_id__in=list(server_ids)))
     missing = set(server_ids) - {s.server_id for s in servers}
     if missing:
-        raise Invalid(f"unknown servers for {system.code}: {', '.join(sorted(missing))}", field="targets")
+        raise Invalid(f"시스템 {system.code}에 없는 서버: {', '.join(sorted(missing))}", field="targets")
     return servers

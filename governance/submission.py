@@ -30,7 +30,7 @@ def file_request(
     """``system`` is a System or its code; ``targets`` server ids; ``uploads`` maps
     artifact / cert_file / key_file / chain_file to file objects (or bytes)."""
     if not requester.has_perm("governance.submit_task"):
-        raise Forbidden("you may not submit requests")
+        raise Forbidden("요청을 제출할 권한이 없습니다")
     if isinstance(system, str):
         # Looked up among the caller's systems: another institution's code is as unknown as a
         # code that does not exist, so the answer confirms nothing about it.
@@ -38,13 +38,13 @@ def file_request(
             System.objects.for_user(requester).select_related("institution").filter(code=system).first()
         )
         if found is None:
-            raise Invalid(f"unknown system {system!r}", field="system")
+            raise Invalid(f"알 수 없는 시스템입니다: {system!r}", field="system")
         system = found
     # Checked before any file is stored: a caller who may not file for the system leaves nothing behind.
     if not System.objects.for_user(requester).filter(pk=system.pk).exists():
-        raise Forbidden(f"you may not file requests for system {system.code}")
+        raise Forbidden(f"시스템 {system.code}에 요청을 제출할 권한이 없습니다")
     if parameters is not None and not isinstance(parameters, dict):
-        raise Invalid("parameters must be a JSON object", field="parameters")
+        raise Invalid("parameters는 JSON 객체여야 합니다", field="parameters")
     servers = services.targets_in(system, list(targets)) if targets else []
     # Every upload is validated before any is kept, and a refusal raised later by the
     # filing itself (a bad target, a refused parameter, the deploy window) removes them again.

@@ -237,8 +237,17 @@ def task_detail(request: HttpRequest, task_id: str) -> HttpResponse:
             "decision_form": DecisionForm(),
             "plan": task.plan,
             "plan_sha256": task.plan_sha256,
+            # A failed run keeps the engine's per-server results: shown here, failing servers first.
+            "failure_results": (
+                _package_context(task.result_package)
+                if task.status in FAILED_RUN and task.result_package.get("servers")
+                else None
+            ),
         },
     )
+
+
+FAILED_RUN = {Status.FAILED_ROLLED_BACK, Status.MANUAL_INTERVENTION_REQUIRED, Status.STATE_UNCERTAIN, Status.ABORTED}
 
 
 @login_required

@@ -370,6 +370,6 @@ def test_filing_for_another_institutions_system_is_answered_like_an_unknown_syst
     foreign = client.post("/api/v1/tasks/", {**body, "system": b.system.code}, format="json")
     missing = client.post("/api/v1/tasks/", {**body, "system": "NO-SUCH"}, format="json")
     assert foreign.status_code == missing.status_code == 400
-    assert foreign.json() == {"system": [f"unknown system {b.system.code!r}"]}
-    assert missing.json() == {"system": ["unknown system 'NO-SUCH'"]}
+    assert foreign.json() == {"system": [f"알 수 없는 시스템입니다: {b.system.code!r}"]}
+    assert missing.json() == {"system": ["알 수 없는 시스템입니다: 'NO-SUCH'"]}
     assert not OpsTask.objects.exists()

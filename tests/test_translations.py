@@ -300,3 +300,42 @@ def test_audit_labels_cover_the_actions_written():
 def test_notification_text_is_cut_at_a_word_boundary(text, limit, expected):
     shortened = shorten(text, limit)
     assert shortened == expected and len(shortened) <= limit
+
+
+from tests.execution.conftest import clean_testbed, testbed, testbed_cmdb  # noqa: E402,F401 - session testbed
+
+ENGLISH_FAILURE = [
+    r"not answering",
+    r"\bserves\b",
+    r"\bexpected\b",
+    r"refused before",
+    r"nothing was changed",
+    r"rolling back",
+    r"\brestored\b",
+    r"rollback failed",
+    r"stopped (before|during|at)\b",
+    r"no new process",
+    r"MB free",
+    r"timed out",
+]
+
+
+@pytest.mark.testbed
+def test_failed_deploy_task_page_has_no_english_failure_sentence(client, testbed_cmdb):  # noqa: F811
+    """A real deploy that rolls back on the testbed (any file, 1.1.0 typed as the version): the
+    reason, the per-server table and the timeline on its task page are Korean."""
+    from execution.services import run_task, store_artifact
+    from tests.execution.engine_helpers import approved_task
+    from tests.factories import UserFactory
+
+    servers = sorted(testbed_cmdb, key=lambda s: s.server_id)[:2]
+    artifact = store_artifact(b"PK-not-really-a-war " + b"#" * 512, "app.war")
+    task = approved_task(
+        servers, parameters={"artifact_sha256": artifact["sha256"], "version": "1.1.0", "rollout": {"canary_share": 0}}
+    )
+    assert run_task(task.pk) == "FAILED_ROLLED_BACK"
+    client.force_login(UserFactory(username="translations-pm", role="pm"))
+    text = visible_text(client.get(reverse("console:task", args=[task.task_id])).content.decode())
+    assert "버전을 제공합니다 (기대 1.1.0)" in text and "롤백 완료" in text
+    found = {pattern: m.group(0) for pattern in ENGLISH_FAILURE if (m := re.search(pattern, text))}
+    assert not found, f"English failure text on the task page: {found}"

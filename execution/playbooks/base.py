@@ -135,7 +135,7 @@ class Playbook:
             if getattr(ctx, "planning", False):
                 raise
             # At run time (the plan check in front was bypassed): refuse this server, run nothing.
-            raise Refused(f"parameter refused: {exc}") from exc
+            raise Refused(f"매개변수 거부: {exc}") from exc
 
     @staticmethod
     def require(value: str, what: str, server) -> str:

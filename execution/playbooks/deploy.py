@@ -73,14 +73,14 @@ class AppDeploy(Playbook):
         try:
             free_mb = int(found.get("free", "")) // 1024
         except ValueError:
-            raise StepFailed("pre-check", f"cannot read free disk space on {ctx.server.server_id}") from None
+            raise StepFailed("pre-check", f"{ctx.server.server_id}의 디스크 여유 공간을 읽을 수 없습니다") from None
         ctx.state["old_pid"] = found.get("pid", "").strip()
         ctx.data["free_disk_mb"] = free_mb
         if free_mb < ctx.health.min_free_disk_mb:
             raise StepFailed(
                 "pre-check",
-                f"only {free_mb} MB free in {paths['deploy']} on {ctx.server.server_id} "
-                f"(need {ctx.health.min_free_disk_mb} MB)",
+                f"{paths['deploy']} 여유 공간이 {free_mb} MB뿐입니다 ({ctx.server.server_id}, "
+                f"필요 {ctx.health.min_free_disk_mb} MB)",
             )
         if ctx.health.port:
             # The running version's health, so a rollback knows what "restored" looks like.

@@ -190,5 +190,5 @@ def test_a_wrong_version_rolls_back_and_the_pm_page_would_say_why(demo):
     approve(demo, "pm", task["task_id"])
     final = wait_settled(demo, task["task_id"])
     assert final["status"] == "FAILED_ROLLED_BACK", final
-    assert "serves 9.9.9, expected 1.1.0" in final["failure_reason"], final
+    assert "9.9.9 버전을 제공합니다 (기대 1.1.0)" in final["failure_reason"], final
     assert served_versions(demo)["srv-04"] != "9.9.9"

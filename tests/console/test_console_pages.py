@@ -155,7 +155,7 @@ def test_pm_validation_page_renders_diff_and_decides(client, console_world, task
     assert "startup.sh exit 0" in page and "health-ok" in page
     url = reverse("console:validate", args=[task.task_id])
     response = client.post(url, {"verdict": "rework", "comments": ""})
-    assert response.status_code == 200 and "instructions" in response.content.decode()
+    assert response.status_code == 200 and "지시 사항" in response.content.decode()
     assert OpsTask.objects.get(pk=task.pk).status == Status.PENDING_PM_VALIDATION
     with django_capture_on_commit_callbacks(execute=False):
         client.post(url, {"verdict": "approve", "comments": "확인"})

@@ -59,6 +59,6 @@ def test_gate_catches_an_earlier_server_that_went_down_during_a_later_group(test
     task.refresh_from_db()
     assert killed, "group 2 never started"
     assert outcome == "FAILED_ROLLED_BACK", task.failure_reason
-    assert task.failure_reason.startswith("safety gate:") and victim.server_id in task.failure_reason
+    assert task.failure_reason.startswith("안전 게이트:") and victim.server_id in task.failure_reason
     assert [version_of(s) for s in second] == ["1.0.0"] * 5  # the batch in flight is restored
     assert ServerRun.objects.get(execution__task=task, server_ref=victim.server_id).state == "FAILED"

@@ -90,7 +90,7 @@ def test_ts02_health_fails_in_group_two_restores_the_whole_group(testbed, testbe
 
     task.refresh_from_db()
     assert task.status == Status.FAILED_ROLLED_BACK
-    assert task.failure_reason == f"port {bad.service_port} not answering within 5 s on {bad.server_id}"
+    assert task.failure_reason == f"포트 {bad.service_port}이(가) 5초 안에 응답하지 않습니다 ({bad.server_id})"
     assert [version_of(s) for s in first] == ["2.0.0"] * 5
     assert [version_of(s) for s in second] == ["1.0.0"] * 5  # succeeded ones restored too
     runs = {r.server_ref: r for r in ServerRun.objects.filter(execution__task=task)}
@@ -169,7 +169,7 @@ def test_failing_rollback_is_manual_intervention_and_stops_the_world(testbed, te
 
     task.refresh_from_db()
     assert task.status == Status.MANUAL_INTERVENTION_REQUIRED
-    assert task.failure_reason.startswith(f"rollback failed on {bad.server_id}")
+    assert task.failure_reason.startswith(f"{bad.server_id} 롤백 실패")
     assert ServerRun.objects.get(execution__task=task, server_ref=bad.server_id).state == "ROLLBACK_FAILED"
     for server in untouched:
         assert commands_received(testbed, server.server_id) == before[server.server_id]

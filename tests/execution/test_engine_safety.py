@@ -45,8 +45,8 @@ def test_sshd_killed_mid_step_is_state_uncertain_with_an_alert(testbed, testbed_
     assert time.monotonic() - started < 40
     task.refresh_from_db()
     assert task.status == Status.STATE_UNCERTAIN
-    assert victim.server_id in task.failure_reason and "lost" in task.failure_reason
-    assert "probe: not reachable" in task.failure_reason
+    assert victim.server_id in task.failure_reason and "연결이 끊겼습니다" in task.failure_reason
+    assert "확인 접속: 실패" in task.failure_reason
     run = ServerRun.objects.get(execution__task=task, server_ref=victim.server_id)
     assert run.state == "UNCERTAIN"
     # The others of the group were restored; people were alerted.
@@ -66,7 +66,7 @@ def test_changed_host_key_is_refused_and_nothing_changes_there(testbed, testbed_
     assert run_task(task.pk) == "FAILED_ROLLED_BACK"
 
     task.refresh_from_db()
-    assert "host key" in task.failure_reason and target.server_id in task.failure_reason
+    assert "호스트 키" in task.failure_reason and target.server_id in task.failure_reason
     assert commands_received(testbed, target.server_id) == before
     assert ServerRun.objects.get(execution__task=task, server_ref=target.server_id).state == "REFUSED"
     assert all(version_of(s) == "1.0.0" for s in servers)
@@ -123,7 +123,7 @@ def test_bad_parameters_refused_before_any_server(testbed, testbed_cmdb):
     task = approved_task(servers, parameters={"artifact_sha256": "0" * 64, "version": "9.9.9"})
     assert run_task(task.pk) == "FAILED_ROLLED_BACK"
     task.refresh_from_db()
-    assert "not in the artifact store" in task.failure_reason
+    assert "아티팩트 저장소에 없습니다" in task.failure_reason
     assert commands_received(testbed, servers[0].server_id) == before
 
 
@@ -140,7 +140,7 @@ def test_playbook_registry_matches_stored_version(testbed_cmdb):
     OpsTask.objects.filter(pk=task.pk).update(playbook_version="0.9.0")
     assert run_task(task.pk) == "FAILED_ROLLED_BACK"
     task.refresh_from_db()
-    assert f"installed v{playbooks.get('APP_DEPLOY').VERSION}" in task.failure_reason
+    assert f"설치된 버전은 v{playbooks.get('APP_DEPLOY').VERSION}입니다" in task.failure_reason
 
 
 def test_failures_allowed_tolerates_one_bad_server(testbed, testbed_cmdb):
@@ -159,5 +159,5 @@ def test_full_disk_fails_the_pre_check_before_anything_changes(testbed, testbed_
     task = approved_task(servers, parameters=deploy_parameters("2.0.0"))
     assert run_task(task.pk) == "FAILED_ROLLED_BACK"
     task.refresh_from_db()
-    assert task.failure_reason.startswith("only 0 MB free in") and servers[2].server_id in task.failure_reason
+    assert f"여유 공간이 0 MB뿐입니다 ({servers[2].server_id}, 필요 " in task.failure_reason
     assert all(version_of(s) == "1.0.0" for s in servers)

@@ -306,7 +306,7 @@ def test_file_deletion_written_into_the_database_is_refused_at_execution(testbed
     assert run_task(task.pk) == "FAILED_ROLLED_BACK"
 
     task.refresh_from_db()
-    assert "nothing was changed" in task.failure_reason
+    assert "아무것도 변경하지 않았습니다" in task.failure_reason
     assert victim.read_text() == (victim.parent / "victim.flag").read_text() == "VICTIM-SECRET-CONTENT\n"
     _untouched(testbed, [server], before)
 
@@ -358,7 +358,7 @@ def test_auto_approved_request_tampered_in_the_database_deletes_nothing(
     assert run_task(task.pk) == "FAILED_ROLLED_BACK"
 
     task.refresh_from_db()
-    assert "rollout.drain_flag" in task.failure_reason and "nothing was changed" in task.failure_reason
+    assert "rollout.drain_flag" in task.failure_reason and "아무것도 변경하지 않았습니다" in task.failure_reason
     assert flag.read_text() == "VICTIM-SECRET-CONTENT\n"
     _untouched(testbed, [server], before)
 
@@ -377,7 +377,7 @@ def test_file_read_written_into_the_database_is_refused_at_execution(testbed, te
     assert run_task(task.pk) == "FAILED_ROLLED_BACK"
 
     task.refresh_from_db()
-    assert "nothing was changed" in task.failure_reason
+    assert "아무것도 변경하지 않았습니다" in task.failure_reason
     _untouched(testbed, [server], before)
     assert "VICTIM-SECRET" not in str(task.result_package) + task.failure_reason
 
@@ -415,7 +415,7 @@ def test_the_engine_itself_never_reads_outside_the_roots(testbed, testbed_cmdb, 
             assert result.outcome == "SUCCEEDED", result.reason
             assert "version=1.0.0" in runs.get().health["http"]["body"]  # the CMDB's health URL answered
         else:
-            assert result.outcome == "FAILED_ROLLED_BACK" and "parameter refused: log_path" in result.reason
+            assert result.outcome == "FAILED_ROLLED_BACK" and "매개변수 거부: log_path" in result.reason
     assert victim.read_text() == "VICTIM-SECRET-CONTENT\n"
 
 
@@ -440,7 +440,10 @@ def test_parameters_changed_after_approval_make_execution_refuse_and_alert(testb
     assert run_task(task.pk) == "FAILED_ROLLED_BACK"
 
     task.refresh_from_db()
-    assert "plan changed after approval" in task.failure_reason and "nothing was changed" in task.failure_reason
+    assert (
+        "실행 계획이 승인된 것과 다릅니다" in task.failure_reason
+        and "아무것도 변경하지 않았습니다" in task.failure_reason
+    )
     _untouched(testbed, servers, before)
     assert all(version_of(s) == "1.0.0" for s in servers)
     entry = AuditEntry.objects.get(action="execution.plan_mismatch", task=task.task_id)
@@ -458,7 +461,7 @@ def test_a_cmdb_change_after_approval_refuses_before_any_server(world):
     assert run_task(task.pk) == "FAILED_ROLLED_BACK"
 
     task.refresh_from_db()
-    assert "plan changed after approval" in task.failure_reason
+    assert "실행 계획이 승인된 것과 다릅니다" in task.failure_reason
     assert not Execution.objects.exists()
     assert AuditEntry.objects.filter(action="execution.plan_mismatch", task=task.task_id).exists()
 
@@ -469,4 +472,4 @@ def test_an_unpinned_or_empty_plan_hash_refuses(world):
     OpsTask.objects.filter(pk=task.pk).update(plan_sha256="")
     assert run_task(task.pk) == "FAILED_ROLLED_BACK"
     task.refresh_from_db()
-    assert "plan changed after approval" in task.failure_reason and not Execution.objects.exists()
+    assert "실행 계획이 승인된 것과 다릅니다" in task.failure_reason and not Execution.objects.exists()

@@ -90,12 +90,12 @@ def test_artifact_store_roundtrip_and_corruption(settings, tmp_path):
     assert info["sha256"] == hashlib.sha256(b"version=2.0.0\n").hexdigest() and info["size"] == 14
     store = ArtifactStore()
     assert store.read(info["sha256"]) == b"version=2.0.0\n"
-    with pytest.raises(Refused, match="not in the artifact store"):
+    with pytest.raises(Refused, match="아티팩트 저장소에 없습니다"):
         store.verify(SHA)
     path = store.path(info["sha256"])
     path.chmod(0o640)
     path.write_bytes(b"tampered")
-    with pytest.raises(Refused, match="corrupted"):
+    with pytest.raises(Refused, match="손상되었습니다"):
         store.verify(info["sha256"])
 
 

@@ -168,7 +168,7 @@ def test_bad_certificate_is_refused_before_upload(testbed, tls_server, pki, prob
     assert run_task(task.pk) == "FAILED_ROLLED_BACK"
 
     task.refresh_from_db()
-    assert "refused before any server was touched" in task.failure_reason
+    assert "서버를 건드리기 전에 거부되었습니다" in task.failure_reason
     assert ("expired" if problem == "expired" else "does not belong") in task.failure_reason
     assert commands_received(testbed, server.server_id) == before_log
     assert (conf / "server.crt").read_bytes() == before_cert

@@ -92,7 +92,7 @@ def test_worker_lost_before_any_server_fails_the_task_and_alerts_owner_and_pm(te
     task.refresh_from_db()
     assert [r["task"] for r in results] == [task.task_id]
     assert task.status == Status.FAILED_ROLLED_BACK
-    assert "nothing was changed" in results[0]["reason"]
+    assert "아무것도 변경하지 않았습니다" in results[0]["reason"]
     assert not ExecutionLease.objects.exists() and not ServerLease.objects.exists()
     assert Notification.objects.filter(user=owner, task=task, kind="alert").exists()
     assert Notification.objects.filter(user=pm, task=task).exists()

@@ -67,7 +67,7 @@ def test_second_decision_is_409(world, submit):
     owner = client_for(world.owner)
     assert owner.post(URL, {"step_id": step.pk, "decision": "APPROVED"}, format="json").status_code == 200
     again = owner.post(URL, {"step_id": step.pk, "decision": "REJECTED", "comments": "too late"}, format="json")
-    assert again.status_code == 409 and "already decided" in again.json()["detail"]
+    assert again.status_code == 409 and "이미 결정되었습니다" in again.json()["detail"]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -102,7 +102,7 @@ def test_pm_validation_approve_rework_takeover(world, submit):
     started = control.execution_started(task.pk)
     assert started.status == Status.EXECUTING
     control.execution_finished(task.pk, {"diff": "-a\n+b", "log": "ok"})
-    with pytest.raises(Invalid, match="instructions"):
+    with pytest.raises(Invalid, match="지시 사항"):
         control.validate_result(world.pm, task.task_id, "rework", "")
     with pytest.raises(Forbidden):
         control.validate_result(world.owner, task.task_id, "approve")

@@ -63,7 +63,7 @@ def test_nobody_approves_their_own_request(world, submit):
     step = task.steps.get()
     step.assigned_to = world.owner  # even if an admin mis-assigned it by hand
     step.save()
-    with pytest.raises(Forbidden, match="four-eyes"):
+    with pytest.raises(Forbidden, match="4-eyes"):
         services.decide_step(world.owner, step.pk, "APPROVED")
     task.refresh_from_db()
     assert task.status == Status.PENDING_APPROVAL
@@ -73,5 +73,5 @@ def test_lead_cannot_approve_a_system_they_do_not_own(world, submit):
     task = submit("SERVICE_RESTART")
     with pytest.raises(NotFound):  # they cannot see the task: its step is "not found"
         services.decide_step(world.outsider, task.steps.get().pk, "APPROVED")
-    with pytest.raises(Forbidden, match="assigned to someone else"):  # the deputy sees it, but it is not theirs
+    with pytest.raises(Forbidden, match="다른 사람에게 배정되어 있습니다"):  # the deputy sees it, but it is not theirs
         services.decide_step(world.deputy, task.steps.get().pk, "APPROVED")

@@ -291,17 +291,21 @@ def test_failed_real_deploy_keeps_its_package_and_the_task_page_shows_it(client,
     assert task.status == Status.FAILED_ROLLED_BACK
     package = ResultPackage.from_json(task.result_package)
     assert package.expected_version == "1.1.0" and package.summary.failed >= 1
-    first = package.ordered()[0]
-    assert first.failed
-    assert first.server in {s.server_id for s in servers}
-    assert f"{first.server}이(가) unknown 버전을 제공합니다 (기대 1.1.0)" in first.message
-    assert f"{first.server}이(가) unknown 버전을 제공합니다 (기대 1.1.0)" in task.failure_reason
+    # Both servers ran in one batch: the one whose check failed names the cause; the other was
+    # stopped and rolled back with it. Each keeps its own reason next to "롤백 완료".
+    sentence = "unknown 버전을 제공합니다 (기대 1.1.0)"
+    cause = next(row for row in package.servers if sentence in row.message)
+    assert cause.failed and cause.state == "ROLLED_BACK"
+    assert f"{cause.server}이(가) {sentence}" in cause.message
+    assert f"{cause.server}이(가) {sentence}" in task.failure_reason
+    assert all(row.failed and row.message.startswith("롤백 완료") for row in package.servers)
 
     page = client.get(reverse("console:task", args=[task.task_id])).content.decode()
     assert 'id="server-results"' in page
     rows = [chunk.split('"', 1)[0] for chunk in page.split('data-server="')[1:]]
-    assert rows and rows[0] == first.server  # the failing server leads the table
+    assert rows == [row.server for row in package.ordered()]  # failures first, as on the PM page
     assert set(rows) == {s.server_id for s in servers}
-    assert "unknown 버전을 제공합니다 (기대 1.1.0)" in page
+    cause_row = page.split(f'id="server-{cause.server}"', 1)[1].split("</tr>", 1)[0]
+    assert f"{cause.server}이(가) {sentence}" in cause_row and 'data-state="ROLLED_BACK"' in page
     for english in ("not answering", " serves ", "expected 1.1.0", "refused before"):
         assert english not in page

@@ -123,7 +123,7 @@ def test_ssl_cert_and_key_uploads_fill_their_parameters(world, post):
         (
             {"sub_type": "APP_DEPLOY", "title": "x", "parameters": {"artifact_sha256": "a" * 64}},
             "parameters",
-            "no stored attachment for artifact_sha256",
+            "저장된 첨부 파일이 없습니다 (artifact_sha256)",
         ),
         ({"sub_type": "SERVICE_RESTART", "title": "x", "parameters": {"rm": "-rf"}}, "parameters.rm", "unknown"),
         ({"sub_type": "SERVICE_RESTART", "title": "x", "parameters": ["not", "an", "object"]}, "parameters", "object"),

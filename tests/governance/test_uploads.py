@@ -106,11 +106,11 @@ def _assert_refused(response, field: str, text: str, before: set[str]) -> None:
 @pytest.mark.parametrize(
     ("content", "text"),
     [
-        (b"version=2.0.0\n" + b"#" * 2048, "not a zip archive"),
-        (_zip({"WEB-INF/web.xml": b"<web-app/>"}), "META-INF/MANIFEST.MF is missing"),
+        (b"version=2.0.0\n" + b"#" * 2048, "zip 아카이브가 아닙니다"),
+        (_zip({"WEB-INF/web.xml": b"<web-app/>"}), "META-INF/MANIFEST.MF가 없습니다"),
         (
             _zip({"META-INF/MANIFEST.MF": b"Manifest-Version: 1.0\n", "../../../etc/cron.d/x": b"* * * * * root sh"}),
-            "would unpack outside",
+            "애플리케이션 밖으로 풀립니다",
         ),
     ],
 )
@@ -129,8 +129,8 @@ def test_a_war_that_is_not_a_war_is_refused_naming_the_field(world, post, conten
 @pytest.mark.parametrize(
     ("entries", "text"),
     [
-        ([("../outside.html", b"x", b"")], "would unpack outside"),
-        ([("index.html", b"x", b""), ("link", None, b"/etc/shadow")], "link or device"),
+        ([("../outside.html", b"x", b"")], "대상 경로 밖으로 풀립니다"),
+        ([("index.html", b"x", b""), ("link", None, b"/etc/shadow")], "링크나 장치입니다"),
     ],
 )
 def test_a_static_bundle_with_escaping_members_is_refused(world, post, entries, text):
@@ -156,7 +156,7 @@ def test_a_certificate_that_is_not_pem_is_refused(world, post, pair):
             "key_file": upload(key, "site.key"),
         }
     )
-    _assert_refused(response, "cert_file", "not a PEM certificate", before)
+    _assert_refused(response, "cert_file", "PEM 인증서이(가) 아닙니다", before)
 
 
 def test_a_key_that_does_not_match_the_certificate_is_refused(world, post, pair):
@@ -172,7 +172,7 @@ def test_a_key_that_does_not_match_the_certificate_is_refused(world, post, pair)
             "key_file": upload(certgen.key_pem(other_key), "k.key"),
         }
     )
-    _assert_refused(response, "key_file", "does not match the certificate", before)
+    _assert_refused(response, "key_file", "인증서와 맞지 않습니다", before)
 
 
 def test_a_key_that_is_not_a_key_and_a_key_in_the_certificate_field_are_refused(world, post, pair):
@@ -186,7 +186,7 @@ def test_a_key_that_is_not_a_key_and_a_key_in_the_certificate_field_are_refused(
             "key_file": upload(cert, "site.key"),
         }
     )
-    _assert_refused(response, "key_file", "not a PEM private key", before)
+    _assert_refused(response, "key_file", "PEM 개인 키가 아닙니다", before)
     # A key pasted into the certificate file would be stored unsealed: refused too.
     response = post(
         {
@@ -196,7 +196,7 @@ def test_a_key_that_is_not_a_key_and_a_key_in_the_certificate_field_are_refused(
             "key_file": upload(key, "site.key"),
         }
     )
-    _assert_refused(response, "cert_file", "contains a private key", before)
+    _assert_refused(response, "cert_file", "개인 키가 들어 있습니다", before)
 
 
 def test_an_oversized_pem_is_refused_before_it_is_parsed(world, post, pair):
@@ -216,7 +216,7 @@ def test_an_oversized_pem_is_refused_before_it_is_parsed(world, post, pair):
 def test_an_upload_a_request_type_does_not_take_is_refused(world, post):
     before = store_listing()
     response = post({"sub_type": "SERVICE_RESTART", "artifact": upload(war_bytes(), "app.war")})
-    _assert_refused(response, "artifact", "takes no artifact", before)
+    _assert_refused(response, "artifact", "아티팩트 파일을 올릴 수 없습니다", before)
 
 
 def _closed_window(system) -> None:
@@ -291,7 +291,7 @@ def test_a_stored_ssl_key_is_sealed_on_disk_and_opened_only_by_the_engine(world,
     # The sealed bytes are bound to their name: moved under another hash they do not open.
     other = "f" * 64
     (attachment_root() / other).write_bytes(on_disk)
-    with pytest.raises(Exception, match="cannot be opened"):
+    with pytest.raises(Exception, match="열 수 없습니다"):
         store.read(other)
 
 
