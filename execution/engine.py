@@ -275,7 +275,7 @@ class Engine:
 
     def _forward_one(self, ctx: ServerContext) -> Failure | None:
         if self.halt.is_set():
-            return Failure("not_started", "not started")
+            return Failure("not_started", "시작하지 않음")
         self._server(ctx, "RUNNING", "")
         failure: Failure | None = None
         try:

@@ -175,7 +175,7 @@ class CronManage(CatalogueCommands):
     def verify(self, ctx) -> None:
         result = ctx.run("gate-crontab", "crontab -l", timeout=15, ok_codes=(0, 1))
         if self.params["entries"] and self.BEGIN not in result.stdout:
-            raise StepFailed("gate-crontab", f"managed cron block missing on {ctx.server.server_id}")
+            raise StepFailed("gate-crontab", f"{ctx.server.server_id}에 관리 대상 cron 블록이 없습니다")
 
     def forward(self, ctx) -> None:
         lines = self.lines_for(ctx)

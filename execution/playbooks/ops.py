@@ -29,7 +29,7 @@ def regular_file(ctx, path: str) -> None:
         ctx.run("guard-file", f"test -f {q(path)} && test ! -h {q(path)}", timeout=15)
     except StepFailed as exc:
         raise StepFailed(
-            "guard-file", f"{path} on {ctx.server.server_id} is not a regular file (or is a symbolic link): refused"
+            "guard-file", f"{path}은(는) 일반 파일이 아니거나 심볼릭 링크입니다 ({ctx.server.server_id}): 거부했습니다"
         ) from exc
 
 
@@ -107,7 +107,7 @@ class MemoryCheck(ReadOnly):
         try:
             total, used, available = (int(x) for x in result.stdout.split()[:3])
         except ValueError:
-            raise StepFailed("free", f"cannot read memory figures on {ctx.server.server_id}") from None
+            raise StepFailed("free", f"{ctx.server.server_id}의 메모리 수치를 읽을 수 없습니다") from None
         procs = ctx.run("top-rss", f"ps -eo pid,rss,comm --sort=-rss | head -n {self.params['top'] + 1}", timeout=15)
         ctx.data.update(
             {
@@ -137,7 +137,7 @@ class DiskCheck(ReadOnly):
         try:
             total_kb, free_kb = (int(x) for x in result.stdout.split()[:2])
         except ValueError:
-            raise StepFailed("df", f"cannot read disk figures on {ctx.server.server_id}") from None
+            raise StepFailed("df", f"{ctx.server.server_id}의 디스크 수치를 읽을 수 없습니다") from None
         ctx.data.update({"path": path, "total_mb": total_kb // 1024, "free_mb": free_kb // 1024})
 
 

@@ -72,7 +72,7 @@ class SslReplace(Playbook):
         try:
             self.report = certs.check_certificate_bundle(cert, key, chain, hostname=self.params["hostname"] or None)
         except certs.CertificateProblem as exc:
-            raise Refused(f"certificate refused before upload: {exc}") from exc
+            raise Refused(f"업로드 전에 인증서를 거부했습니다: {exc}") from exc
         self.fingerprint = pem_fingerprint(cert)
 
     def _files(self, ctx) -> list[tuple[str, str, str]]:
@@ -126,7 +126,7 @@ class SslReplace(Playbook):
             ctx.data["served_fingerprint"] = served
             if served != expected:
                 raise StepFailed(
-                    name, f"{ctx.server.server_id} serves certificate {served[:16]}…, expected {expected[:16]}…"
+                    name, f"{ctx.server.server_id}이(가) 인증서 {served[:16]}…을(를) 제공합니다 (기대 {expected[:16]}…)"
                 )
             return f"served certificate {served[:16]}… matches"
 
