@@ -82,9 +82,22 @@ def daphne(env: dict[str, str], log_path: Path):
         stop(proc)
 
 
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the whole process group at once (a cluster, its sentinel and every worker), as a
+    dying host would."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(10)
+
+
 @contextmanager
-def qcluster(env: dict[str, str], log_path: Path):
-    with open(log_path, "wb") as log:
+def qcluster(env: dict[str, str], log_path: Path, *, append: bool = False, kill: bool = False):
+    """`manage.py qcluster` in its own process group. append: add to the log of an earlier
+    cluster; kill: SIGKILL the group on the way out instead of stopping it cleanly."""
+    with open(log_path, "ab" if append else "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "manage.py", "qcluster"],
             cwd=ROOT,
@@ -96,4 +109,7 @@ def qcluster(env: dict[str, str], log_path: Path):
     try:
         yield proc
     finally:
-        stop(proc, timeout=20)
+        if kill:
+            kill_group(proc)
+        else:
+            stop(proc, timeout=20)

@@ -12,11 +12,9 @@ import datetime as dt
 import os
 import random
 import re
-import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -40,6 +38,7 @@ from tests.execution.engine_helpers import (
     version_of,
 )
 from tests.factories import UserFactory
+from tests.live import kill_group, qcluster
 
 pytestmark = [pytest.mark.testbed, pytest.mark.django_db(transaction=True)]
 
@@ -67,33 +66,6 @@ def worker_env(lease_seconds: int, workers: int = 2) -> dict[str, str]:
         }
     )
     return env
-
-
-@contextmanager
-def qcluster(env: dict[str, str], log_path: Path):
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        yield proc
-    finally:
-        sigkill(proc)
-
-
-def sigkill(proc: subprocess.Popen) -> None:
-    """The cluster, its sentinel and every worker at once, as a dying host would."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(10)
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
@@ -162,11 +134,11 @@ def kill_trial(trial: int, targets, testbed, env: dict, lease: int, log_path: Pa
     victim = targets[trial % 2]  # the first server, or the second after the first succeeded
     task = approved_task(targets, "APP_DEPLOY", deploy_parameters(new_version, max_parallel=1))
     logs_before = {s.server_id: len(commands_received(testbed, s.server_id)) for s in targets}
-    with qcluster(env, log_path) as cluster:
+    with qcluster(env, log_path, append=True, kill=True) as cluster:
         async_task("execution.tasks.run_task", task.pk, task_name=f"run-{task.task_id}")
         wait_for(lambda: step_recorded(task, victim.server_id, kind), 60, 0.01, f"{kind} on {victim.server_id}")
         time.sleep(rng.uniform(0, 0.25))  # somewhere inside the next step
-        sigkill(cluster)
+        kill_group(cluster)
     killed_at = time.monotonic()
     task.refresh_from_db()
     last = StepResult.objects.filter(server_run__execution__task=task).order_by("-pk").first()
@@ -212,10 +184,10 @@ def test_kill_switch_on_a_task_whose_worker_is_gone_ends_it_within_one_sweep(fle
     task = approved_task(targets, "APP_DEPLOY", deploy_parameters("3.0.0", max_parallel=1))
     pm = UserFactory(username="kill-pm", role="pm")
     Institution.objects.filter(pk=task.system.institution_id).update(pm=pm)
-    with qcluster(env, tmp_path / "qcluster.log") as cluster:
+    with qcluster(env, tmp_path / "qcluster.log", kill=True) as cluster:
         async_task("execution.tasks.run_task", task.pk, task_name=f"run-{task.task_id}")
         wait_for(lambda: step_recorded(task, targets[0].server_id, "shutdown"), 60, 0.01, "shutdown on the first")
-        sigkill(cluster)
+        kill_group(cluster)
     api = APIClient()
     api.force_authenticate(pm)
     response = api.post(f"/api/v1/tasks/{task.task_id}/stop/", {"reason": "작업자 유실 — 정지"}, format="json")
@@ -258,7 +230,7 @@ def test_ten_changes_for_the_same_servers_run_one_at_a_time_in_approval_order(fl
     for n, task in enumerate(tasks):  # approved within a quarter of a second of each other
         OpsTask.objects.filter(pk=task.pk).update(approved_at=now + dt.timedelta(milliseconds=25 * n))
     logs_before = {s.server_id: len(commands_received(clean_testbed, s.server_id)) for s in targets}
-    with qcluster(env, tmp_path / "qcluster.log"):
+    with qcluster(env, tmp_path / "qcluster.log", kill=True):
         for task in tasks:
             async_task("execution.tasks.run_task", task.pk, task_name=f"run-{task.task_id}")
         wait_for(
@@ -323,7 +295,7 @@ def test_a_worker_whose_claim_was_taken_over_stops_at_once(tmp_path):
         returncode = proc.wait(10)
         output = proc.stdout.read().decode()
     finally:
-        sigkill(proc)
+        kill_group(proc)
     assert returncode == LOST_CLAIM_EXIT, output
     assert time.monotonic() - taken < 3  # within a heartbeat or two (0.5 s each)
     assert "RAN TO THE END" not in output
@@ -339,14 +311,14 @@ def test_restarted_cluster_recovers_the_task_by_its_own_schedule(fleet, clean_te
     targets = fleet[:2]
     task = approved_task(targets, "APP_DEPLOY", deploy_parameters("4.0.0", max_parallel=1))
     reaper.ensure_schedule()
-    with qcluster(env, tmp_path / "qcluster.log") as cluster:
+    with qcluster(env, tmp_path / "qcluster.log", kill=True) as cluster:
         async_task("execution.tasks.run_task", task.pk, task_name=f"run-{task.task_id}")
         wait_for(lambda: step_recorded(task, targets[0].server_id, "startup"), 60, 0.01, "startup on the first")
-        sigkill(cluster)
+        kill_group(cluster)
     killed = time.monotonic()
     task.refresh_from_db()
     assert task.status == Status.EXECUTING
-    with qcluster(env, tmp_path / "qcluster-restarted.log"):
+    with qcluster(env, tmp_path / "qcluster-restarted.log", kill=True):
         wait_for(
             lambda: AuditEntry.objects.filter(action="execution.recovered", task=task.task_id).exists(),
             lease + 90,
