@@ -28,19 +28,13 @@ from cmdb.models import HealthCriteria, Institution, SystemOwner
 from governance.models import OpsTask, Status
 from testbed.register import register_testbed
 from tests.execution.conftest import clean_testbed, testbed  # noqa: F401 - the session sshd testbed fixtures
+from tests.execution.engine_helpers import SETTLED
 from tests.factories import UserFactory, war_bytes
 from tests.live import daphne, qcluster, redis_server, service_env
 
 pytestmark = [pytest.mark.testbed, pytest.mark.django_db(transaction=True)]
 
 ARTIFACT = war_bytes("2.0.0", padding=8192)  # a real WAR: uploads are checked to be one
-SETTLED = {
-    Status.PENDING_PM_VALIDATION,
-    Status.FAILED_ROLLED_BACK,
-    Status.MANUAL_INTERVENTION_REQUIRED,
-    Status.STATE_UNCERTAIN,
-    Status.ABORTED,
-}
 
 
 def people(servers):

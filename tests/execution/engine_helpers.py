@@ -14,6 +14,15 @@ from governance.models import OpsTask, Status
 from tests.factories import UserFactory
 
 _numbers = itertools.count(1)
+# The statuses a run ends in, whatever happened to it.
+SETTLED = {
+    Status.PENDING_PM_VALIDATION,
+    Status.FAILED_ROLLED_BACK,
+    Status.MANUAL_INTERVENTION_REQUIRED,
+    Status.STATE_UNCERTAIN,
+    Status.ABORTED,
+}
+
 CATEGORY = {
     "APP_DEPLOY": "DEPLOY",
     "SSL_REPLACE": "INFRA_CONTROL",

@@ -31,6 +31,7 @@ from execution.models import Execution, ExecutionLease, RunState, ServerLease, S
 from governance.models import OpsTask, Status
 from testbed.register import register_testbed
 from tests.execution.engine_helpers import (
+    SETTLED,
     approved_task,
     commands_received,
     deploy_parameters,
@@ -43,13 +44,6 @@ from tests.live import kill_group, qcluster
 pytestmark = [pytest.mark.testbed, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
-SETTLED = {
-    Status.PENDING_PM_VALIDATION,
-    Status.FAILED_ROLLED_BACK,
-    Status.MANUAL_INTERVENTION_REQUIRED,
-    Status.STATE_UNCERTAIN,
-    Status.ABORTED,
-}
 STEP_KINDS = ["pre-check", "upload", "backup", "shutdown", "swap", "startup", "port", "post-check", "http"]
 TRIALS = int(os.getenv("GUARDIA_KILL_TRIALS", "20"))
 
