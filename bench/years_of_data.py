@@ -6,7 +6,7 @@ Django's test client (no network, one request at a time), first page and a deep 
 
 Run: .venv/bin/python bench/years_of_data.py --tasks 2000 [--repeat 20]
 Figures go to docs/benchmarks.md with the load average printed here; run it on a quiet
-machine (FIELD-NOTES: a neighbour's benchmark measures the neighbour).
+machine (a neighbour's benchmark measures the neighbour).
 """
 
 from __future__ import annotations

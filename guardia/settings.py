@@ -158,7 +158,7 @@ ASGI_APPLICATION = "guardia.asgi.application"
 # SQLite is the default because a closed-network pilot must run from a checkout with no
 # database server. The web tier, the django-q2 ORM broker and Channels all write at once,
 # so it runs in WAL mode with IMMEDIATE transactions: a deferred transaction that later
-# writes fails at once with "database is locked", whatever the timeout (FIELD-NOTES).
+# writes fails at once with "database is locked", whatever the timeout.
 # Writers take turns in arrival order (guardia.db_sqlite) rather than in SQLite's busy-sleep
 # lottery; GUARDIA_SQLITE_WRITE_QUEUE=false falls back to Django's plain backend.
 SQLITE_ENGINE = "guardia.db_sqlite" if envbool("GUARDIA_SQLITE_WRITE_QUEUE", "true") else "django.db.backends.sqlite3"
