@@ -276,7 +276,11 @@ def validate(request: HttpRequest, task_id: str) -> HttpResponse:
         if form.is_valid():
             try:
                 control.validate_result(
-                    request.user, task.task_id, form.cleaned_data["verdict"], form.cleaned_data["comments"]
+                    request.user,
+                    task.task_id,
+                    form.cleaned_data["verdict"],
+                    form.cleaned_data["comments"],
+                    plan_sha256=form.cleaned_data["plan_sha256"],
                 )
             except GovernanceError as exc:
                 messages.error(request, exc.detail)

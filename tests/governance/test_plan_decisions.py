@@ -11,6 +11,7 @@ import html
 import pytest
 from django.core.management import call_command
 from django.test import Client
+from django.urls import reverse
 from rest_framework.test import APIClient
 
 from audit.models import AuditEntry
@@ -336,6 +337,25 @@ def test_pm_validation_with_a_stale_plan_hash_is_409(world, submit):
     entry = AuditEntry.objects.get(action="validation.decided", task=task.task_id)
     assert entry.payload["plan_sha256"] == task.plan_sha256
     assert entry.payload["playbook_version"] == task.plan["playbook_version"]
+
+
+def test_the_pm_page_posts_the_plan_hash_it_showed(world, submit, client):
+    task = submit("SERVICE_RESTART")
+    services.decide_step(world.owner, task.steps.get().pk, "APPROVED")
+    control.execution_started(task.pk)
+    control.execution_finished(task.pk, {"log": "ok"})
+    client.force_login(world.pm)
+    url = reverse("console:validate", args=[task.task_id])
+    page = client.get(url).content.decode()
+    assert f'name="plan_sha256" value="{task.plan_sha256}"' in page
+    client.post(url, {"verdict": "approve", "plan_sha256": "f" * 64})  # a page showing another plan
+    task.refresh_from_db()
+    assert task.status == Status.PENDING_PM_VALIDATION
+    client.post(url, {"verdict": "approve", "plan_sha256": task.plan_sha256})
+    task.refresh_from_db()
+    assert task.status == Status.COMPLETED
+    entry = AuditEntry.objects.get(action="validation.decided", task=task.task_id)
+    assert entry.payload["plan_sha256"] == task.plan_sha256
 
 
 # --- the engine's alarm -------------------------------------------------------------
