@@ -182,6 +182,11 @@ class OpsTask(ConcurrentTransitionMixin, models.Model):
     result_package = models.JSONField(_("결과 패키지"), default=dict, blank=True)
     rework_round = models.PositiveSmallIntegerField(_("재작업 회차"), default=0)
     pm_instructions = models.TextField(_("PM 지시 사항"), blank=True)
+    # Set by a PM (audited): orders the execution queue, higher first, then approval time.
+    priority = models.SmallIntegerField(_("우선순위"), default=0)
+    # The start of the window the requester asked for ("오늘 밤 10시"): an approved task
+    # waits in the queue until then.
+    window_start = models.DateTimeField(_("작업 시작 예정"), null=True, blank=True)
     created_at = models.DateTimeField(_("접수 시각"), default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(_("수정 시각"), auto_now=True)
     approved_at = models.DateTimeField(_("승인 시각"), null=True, blank=True)
