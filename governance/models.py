@@ -198,6 +198,14 @@ class OpsTask(ConcurrentTransitionMixin, models.Model):
         verbose_name_plural = _("작업 (TB_OPS_TASK)")
         db_table = "TB_OPS_TASK"
         ordering = ["-created_at"]
+        # Lists are read newest first and paged by keyset on (created_at, id): the first index
+        # serves everyone who sees all tasks, the other two the OR of a limited view's
+        # requester / system subqueries, each already in time order.
+        indexes = [
+            models.Index(fields=["created_at", "id"], name="task_created_id"),
+            models.Index(fields=["requester", "created_at"], name="task_requester_created"),
+            models.Index(fields=["system", "created_at"], name="task_system_created"),
+        ]
         verbose_name = _("작업 (TB_OPS_TASK)")
         permissions = [
             ("submit_task", "Can submit a request"),
@@ -429,7 +437,11 @@ class Notification(models.Model):
         verbose_name_plural = _("알림 (TB_NOTIFICATION)")
         db_table = "TB_NOTIFICATION"
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["user", "read_at"])]
+        # (user, created_at): the inbox, newest first, paged by keyset without a sort.
+        indexes = [
+            models.Index(fields=["user", "read_at"]),
+            models.Index(fields=["user", "created_at", "id"], name="note_user_created"),
+        ]
 
     def __str__(self) -> str:
 
