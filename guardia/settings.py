@@ -455,6 +455,28 @@ PLAN_RENDERER = "execution.plan.render_plan"
 INTAKE_COMMAND_SANITIZER = "execution.sanitizer.check"
 INTAKE_MAX_BODY_MB = envint("GUARDIA_INTAKE_MAX_BODY_MB", 16)
 INTAKE_MAX_PHOTO_MB = envint("GUARDIA_INTAKE_MAX_PHOTO_MB", 10)
+
+
+def envurl(name: str) -> str:
+    """An http(s) URL of a local service, or "" (the feature is off)."""
+    value = os.getenv(name, "").strip()
+    if value and not value.startswith(("http://", "https://")):
+        raise ImproperlyConfigured(f"{name}: expected an http(s) URL, got {value!r}")
+    return value
+
+
+# Optional intake backends, off unless their URL is set (a closed network runs them itself):
+# an OpenAI-compatible chat-completions endpoint for the parser (vLLM, Ollama, llama.cpp
+# server; the rules take over on a timeout, an error or an answer that fails the schema or
+# the CMDB) and an OpenAI-compatible /v1/audio/transcriptions endpoint for voice memos.
+INTAKE_LLM_URL = envurl("GUARDIA_INTAKE_LLM_URL")
+INTAKE_LLM_MODEL = os.getenv("GUARDIA_INTAKE_LLM_MODEL", "")
+INTAKE_LLM_API_KEY = os.getenv("GUARDIA_INTAKE_LLM_API_KEY", "")
+INTAKE_LLM_TIMEOUT_MS = envint("GUARDIA_INTAKE_LLM_TIMEOUT_MS", 5000)
+INTAKE_STT_URL = envurl("GUARDIA_INTAKE_STT_URL")
+INTAKE_STT_MODEL = os.getenv("GUARDIA_INTAKE_STT_MODEL", "whisper-1")
+INTAKE_STT_TIMEOUT_MS = envint("GUARDIA_INTAKE_STT_TIMEOUT_MS", 30000)
+INTAKE_MAX_AUDIO_MB = envint("GUARDIA_INTAKE_MAX_AUDIO_MB", 10)
 GUARDIA_MAX_ATTACHMENT_MB = envint("GUARDIA_MAX_ATTACHMENT_MB", 512)
 
 # SSH: host keys are pinned in the CMDB; tests may relax nothing here.

@@ -74,6 +74,8 @@ class Parsed:
     refused: dict | None = None  # {"reason", "pattern"} for a destructive request
     forbidden_system: str | None = None  # named a system outside the caller's scope
     notes: list[str] = field(default_factory=list)
+    backend: str = "rules"  # which backend's reading this is: "rules" or "llm"
+    backend_note: str = ""  # why the rules read it although the LLM backend is on
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -371,6 +373,13 @@ def _ask_servers(result: Parsed, question: str, servers: list[ServerRef]) -> Non
     )
 
 
+def usual_servers(system: SystemRef, sub_type: str | None) -> list[ServerRef]:
+    """The servers a playbook runs on when the request names none."""
+    preferred = _ROLES_FOR.get(sub_type or "")
+    servers = system.active_servers()
+    return [s for s in servers if preferred is None or s.role in preferred] or servers
+
+
 def _map_servers(text: str, system: SystemRef, result: Parsed) -> None:
     if result.servers:  # named by id or host name
         return
@@ -387,7 +396,7 @@ def _map_servers(text: str, system: SystemRef, result: Parsed) -> None:
                 )
                 return
         else:
-            picked = [s for s in servers if preferred is None or s.role in preferred] or servers
+            picked = usual_servers(system, result.sub_type)
         result.servers = sorted(s.server_id for s in picked)
         result.all_servers = True
         if not result.servers:

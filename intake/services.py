@@ -28,10 +28,10 @@ from governance.models import OpsTask
 from governance.notify import Message, notify
 from governance.submission import file_request
 
-from . import screen
+from . import llm, screen
 from .catalog import Catalog
 from .models import IntakeRequest
-from .parser import SUBTYPE_LABELS, Clarification, Parsed, parse
+from .parser import SUBTYPE_LABELS, Clarification, Parsed
 
 UPLOAD_FIELDS = ("artifact", "cert_file", "key_file", "chain_file")
 
@@ -115,7 +115,7 @@ def read_request(user, data: IntakeInput, draft: IntakeRequest | None = None, ca
         raise Invalid(f"unknown system {data.system!r}", field="system")
     sub_type = data.task_sub_type or (draft.parsed.get("sub_type") if draft and draft.parsed.get("sub_type") else "")
     system = data.system or (draft.parsed.get("system") if draft and draft.parsed.get("system") else "")
-    parsed = parse(
+    parsed = llm.read(
         _text_of(data, draft),
         catalog,
         now=_local_now(),
@@ -364,6 +364,8 @@ def intake(user, data: IntakeInput) -> Outcome:
                 "channel": data.channel,
                 "institution": system.institution.code,
                 "ocr_codes": (data.ocr or {}).get("error_codes", []),
+                "parser": parsed.backend,
+                "parser_note": parsed.backend_note,
             },
         )
     outcome.request, outcome.task = record, task

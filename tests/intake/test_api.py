@@ -14,20 +14,9 @@ from rest_framework.test import APIClient
 from audit.models import AuditEntry
 from governance.models import Notification, OpsTask
 from intake.models import IntakeRequest
-from tests.factories import InstitutionFactory, ServerFactory, SystemFactory, SystemOwnerFactory, governance_world
 
 URL = "/api/v1/sr/intake"
 PARSE = "/api/v1/sr/parse"
-
-
-@pytest.fixture
-def world(db):
-    w = governance_world()
-    other = InstitutionFactory(code="MOE", name="교육부", tier=2)
-    w.foreign = SystemFactory(code="NEIS", name="나이스", institution=other)
-    SystemOwnerFactory(system=w.foreign)
-    ServerFactory(system=w.foreign, server_id="neis-was-1")
-    return w
 
 
 def client_for(user) -> APIClient:
@@ -113,7 +102,7 @@ def test_a_destructive_request_is_refused_audited_and_the_owner_and_pm_alerted(w
     assert body["refused"] is True and "rm -rf" in body["pattern"] and "거부" not in body["detail"][:0]
     assert OpsTask.objects.count() == 0  # no approver ever sees it
     entry = AuditEntry.objects.get(action="intake.refused")
-    assert entry.target == "BUDGET" and entry.payload["reason"].startswith("recursive delete")
+    assert entry.target == "BUDGET" and entry.payload["reason"].startswith("재귀 삭제")
     alerted = set(Notification.objects.filter(kind="alert").values_list("user__username", flat=True))
     assert {world.owner.username, world.pm.username} <= alerted
     assert IntakeRequest.objects.get().status == IntakeRequest.Status.REFUSED
