@@ -51,6 +51,8 @@ ACTION_LABELS = {
     "auth.user_delete": _("계정 삭제"),
     "auth.user_activate": _("계정 활성화"),
     "auth.user_deactivate": _("계정 비활성화"),
+    "backup.created": _("백업 생성"),
+    "backup.restored": _("백업 복원"),
     "auth.password_set": _("비밀번호 설정"),
     "auth.role_grant": _("역할 부여"),
     "auth.role_revoke": _("역할 회수"),
