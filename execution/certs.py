@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
+from django.utils.translation import gettext
 
 MAX_CHAIN = 8
 
@@ -48,9 +49,11 @@ def _load_certs(pem: bytes | str, what: str) -> list[x509.Certificate]:
     try:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError as exc:
-        raise CertificateProblem(f"{what} is not a PEM certificate: {exc}") from exc
+        raise CertificateProblem(
+            gettext("%(what)s: PEM 인증서가 아닙니다: %(error)s") % {"what": what, "error": exc}
+        ) from exc
     if not certs:
-        raise CertificateProblem(f"{what} contains no certificate")
+        raise CertificateProblem(gettext("%(what)s에 인증서가 없습니다") % {"what": what})
     return certs
 
 
@@ -65,9 +68,15 @@ def _spki(public_key) -> bytes:
 def _check_time(cert: x509.Certificate, now: dt.datetime, label: str) -> None:
     if now < cert.not_valid_before_utc:
         start = cert.not_valid_before_utc
-        raise CertificateProblem(f"{label} is not valid yet (valid from {start:%Y-%m-%d %H:%M} UTC)")
+        raise CertificateProblem(
+            gettext("%(label)s은(는) 아직 유효하지 않습니다(%(start)s UTC부터 유효)")
+            % {"label": label, "start": f"{start:%Y-%m-%d %H:%M}"}
+        )
     if now > cert.not_valid_after_utc:
-        raise CertificateProblem(f"{label} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
+        raise CertificateProblem(
+            gettext("%(label)s은(는) %(end)s UTC에 만료되었습니다")
+            % {"label": label, "end": f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M}"}
+        )
 
 
 def _names(cert: x509.Certificate) -> list[str]:
@@ -103,35 +112,39 @@ def check_certificate_bundle(
 ) -> CertReport:
     """Validate a certificate/key pair (and its chain to the CA in chain_pem) before installing it."""
     now = now or dt.datetime.now(dt.UTC)
-    leaf = _load_certs(cert_pem, "the certificate")[0]
+    leaf = _load_certs(cert_pem, gettext("인증서"))[0]
     try:
         key = serialization.load_pem_private_key(key_pem.encode() if isinstance(key_pem, str) else key_pem, None)
     except (ValueError, TypeError) as exc:
-        raise CertificateProblem("the private key cannot be read (not PEM, or protected by a passphrase)") from exc
+        raise CertificateProblem(gettext("개인 키를 읽을 수 없습니다(PEM이 아니거나 암호로 보호됨)")) from exc
     if _spki(key.public_key()) != _spki(leaf.public_key()):
-        raise CertificateProblem("the private key does not belong to the certificate")
-    _check_time(leaf, now, "the certificate")
+        raise CertificateProblem(gettext("개인 키가 인증서와 짝이 맞지 않습니다"))
+    _check_time(leaf, now, gettext("인증서"))
     names = _names(leaf)
     if hostname and not _host_matches(hostname, names):
-        raise CertificateProblem(f"the certificate is for {', '.join(names) or 'no name'}, not {hostname}")
+        raise CertificateProblem(
+            gettext("인증서의 이름은 %(names)s이며 %(host)s가 아닙니다")
+            % {"names": ", ".join(names) or gettext("(이름 없음)"), "host": hostname}
+        )
     path = [leaf.subject.rfc4514_string()]
     if chain_pem:
-        pool = _load_certs(chain_pem, "the CA chain")
+        pool = _load_certs(chain_pem, gettext("CA 체인"))
         current = leaf
         for _ in range(MAX_CHAIN):
             issuer = next((c for c in pool if c.subject == current.issuer and _signed_by(current, c)), None)
             if issuer is None:
                 raise CertificateProblem(
-                    f"the chain does not lead to the given CA: nothing in it signed {current.subject.rfc4514_string()}"
+                    gettext("체인이 주어진 CA로 이어지지 않습니다: %(subject)s에 서명한 인증서가 체인에 없습니다")
+                    % {"subject": current.subject.rfc4514_string()}
                 )
-            _check_time(issuer, now, f"CA certificate {issuer.subject.rfc4514_string()}")
+            _check_time(issuer, now, gettext("CA 인증서 %(subject)s") % {"subject": issuer.subject.rfc4514_string()})
             if issuer is not current:
                 path.append(issuer.subject.rfc4514_string())
             if issuer.subject == issuer.issuer:  # reached a self-signed CA from the bundle we were given
                 break
             current = issuer
         else:
-            raise CertificateProblem("the CA chain is longer than 8 certificates or loops")
+            raise CertificateProblem(gettext("CA 체인이 인증서 %(max)d개보다 길거나 순환합니다") % {"max": MAX_CHAIN})
     return CertReport(
         subject=leaf.subject.rfc4514_string(),
         issuer=leaf.issuer.rfc4514_string(),
@@ -169,7 +182,12 @@ def served_certificate_fingerprint(
         ):
             der = tls.getpeercert(binary_form=True)
     except (OSError, ssl.SSLError) as exc:
-        raise CertificateProblem(f"no TLS certificate served on {host}:{port}: {exc}") from exc
+        raise CertificateProblem(
+            gettext("%(host)s:%(port)s에서 TLS 인증서를 받지 못했습니다: %(error)s")
+            % {"host": host, "port": port, "error": exc}
+        ) from exc
     if not der:
-        raise CertificateProblem(f"{host}:{port} presented no certificate")
+        raise CertificateProblem(
+            gettext("%(host)s:%(port)s이(가) 인증서를 제시하지 않았습니다") % {"host": host, "port": port}
+        )
     return hashlib.sha256(der).hexdigest()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from django.db import connections
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 import audit
 from cmdb import vault
@@ -177,13 +178,17 @@ class Engine:
 
     # --- one group --------------------------------------------------------------------
     def run_group(self, group: Group, done: list[ServerContext]) -> tuple[str, str] | None:
-        self._event(
-            "group",
-            "RUNNING",
-            f"{group.label}: {len(group.servers)} server(s)",
-            index=group.index,
-            servers=[srv.server_id for srv in group.servers],
+        servers = [srv.server_id for srv in group.servers]
+        text = gettext("%(group)s: 서버 %(count)d대 시작") % {"group": group.label_ko, "count": len(servers)}
+        self._event("group", "RUNNING", text, index=group.index, servers=servers)
+        # Saved in the audit chain, so the line the task page shows live is the line it shows after a reload.
+        group_entry = audit.record(
+            self.actor,
+            "execution.group",
+            task=self.task_ref,
+            payload={"institution": self.institution_code, "text": text, "index": group.index, "servers": servers},
         )
+        self._line(group_entry)
         contexts = [self._context(srv) for srv in group.servers]
         self.active = contexts
         self.halt.clear()
@@ -217,7 +222,7 @@ class Engine:
             self.parallel([c for c in contexts if c not in failures], self._undrain)
             self._close(contexts)
             done.extend(c for c in contexts if c not in failures)
-            self._event("group", "SUCCEEDED", f"{group.label} done", index=group.index)
+            self._event("group", "SUCCEEDED", gettext("%(group)s 완료") % {"group": group.label_ko}, index=group.index)
             self._release(contexts)
             return None
         return self._stop_group(group, contexts, failures, done)
@@ -494,7 +499,7 @@ class Engine:
         execution.finished_at = timezone.now()
         execution.summary = self._summary()
         execution.save(update_fields=["outcome", "reason", "finished_at", "summary", "plan"])
-        self._event("execution", outcome, reason or "finished", execution=execution.pk)
+        self._event("execution", outcome, reason or gettext("실행 완료"), execution=execution.pk)
         return EngineResult(outcome, reason, execution, self._package(execution))
 
     def _summary(self) -> dict:
@@ -548,8 +553,9 @@ class Engine:
                     version_before=(ctx.state.get("old_version", "") if ctx else ""),
                     version_after=version_in(answers[-1]["body"]) if answers else "",
                     health=checks.get(run.server_ref, []),
-                    findings={k: v for k, v in data.items() if k != "health"},
+                    findings={k: v for k, v in data.items() if k not in ("health", "failure")},
                     log_excerpt=(run.log_tail or "")[-LOG_EXCERPT_CHARS:],
+                    own_failure=str(data.get("failure") or ""),
                 )
             )
         expected = getattr(self.playbook, "expected_version", None)
@@ -560,6 +566,7 @@ class Engine:
             reason=execution.reason,
             expected_version=expected() if callable(expected) else "",
             execution=execution.pk,
+            first_failure=self.first_failure[0].server.server_id if self.first_failure else "",
             servers=servers,
             diff=getattr(self.playbook, "diff", "") or "",
         )

@@ -8,8 +8,11 @@ CommandRefused is a command the catalogue does not allow. The SSH transport's ow
 
 from __future__ import annotations
 
+from django.utils.translation import gettext, gettext_noop
+
 # The first words of every sanitizer refusal (the run history and the console look for them).
-BLOCK_PREFIX = "blocked by the command sanitizer"
+# A Korean msgid: refusals are written in the site's language (the workers run in it).
+BLOCK_PREFIX = gettext_noop("명령 검사기 차단")
 
 
 class ParameterError(ValueError):
@@ -37,7 +40,7 @@ class SecurityViolation(Exception):
     """A command was refused before it reached any server."""
 
     def __init__(self, reason: str, pattern: str):
-        super().__init__(f"{BLOCK_PREFIX}: {reason} [{pattern}]")
+        super().__init__(f"{gettext(BLOCK_PREFIX)}: {reason} [{pattern}]")
         self.reason, self.pattern = reason, pattern
 
 

@@ -10,6 +10,7 @@ import logging
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 import audit
 from governance import control
@@ -63,11 +64,21 @@ def breaches(kind: str, thresholds: dict, findings: dict) -> dict:
     crossed = {}
     for server_id, data in findings.items():
         if kind == InspectionKind.MEMORY_CHECK and data.get("used_percent", 0) > thresholds["max_used_percent"]:
-            crossed[server_id] = f"memory {data['used_percent']} % used (limit {thresholds['max_used_percent']} %)"
+            crossed[server_id] = gettext("메모리 %(used)s%% 사용 (한도 %(limit)s%%)") % {
+                "used": data["used_percent"],
+                "limit": thresholds["max_used_percent"],
+            }
         elif kind == InspectionKind.DISK_CHECK and data.get("free_mb", 1 << 60) < thresholds["min_free_mb"]:
-            crossed[server_id] = f"{data['free_mb']} MB free in {data['path']} (minimum {thresholds['min_free_mb']} MB)"
+            crossed[server_id] = gettext("%(path)s 여유 공간 %(free)s MB (최소 %(min)s MB)") % {
+                "path": data["path"],
+                "free": data["free_mb"],
+                "min": thresholds["min_free_mb"],
+            }
         elif kind == InspectionKind.ERROR_COUNT and data.get("errors", 0) > thresholds["max_errors"]:
-            crossed[server_id] = f"{data['errors']} error lines in the log (limit {thresholds['max_errors']})"
+            crossed[server_id] = gettext("로그의 오류 줄 %(errors)s개 (한도 %(limit)s개)") % {
+                "errors": data["errors"],
+                "limit": thresholds["max_errors"],
+            }
     return crossed
 
 
@@ -83,7 +94,7 @@ def run_inspection(schedule: InspectionSchedule):
         artifacts=ArtifactStore(),
         inspection=schedule,
         actor="inspection",
-        stop_check=lambda: None if control.execution_allowed() else "global stop",
+        stop_check=lambda: None if control.execution_allowed() else gettext("전체 정지"),
         criteria_by_system=criteria_for({schedule.system_id}),
     )
     result = engine.run()
@@ -114,8 +125,12 @@ def run_inspection(schedule: InspectionSchedule):
     )
     ticket = None
     if crossed or failed:
-        problems = {**crossed, **{sid: f"inspection failed: {msg}" for sid, msg in failed.items()}}
-        title = f"정기 점검 '{schedule.name}': {len(problems)} server(s) need attention"
+        failure = gettext("점검 실패: %(reason)s")
+        problems = {**crossed, **{sid: failure % {"reason": msg} for sid, msg in failed.items()}}
+        title = gettext("정기 점검 '%(name)s': 서버 %(count)d대 확인 필요") % {
+            "name": schedule.name,
+            "count": len(problems),
+        }
         findings = {
             "schedule": schedule.name,
             "kind": schedule.kind,

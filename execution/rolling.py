@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.utils.translation import gettext
+
 from cmdb import vault
 
 from .errors import ParameterError, Refused, SecurityViolation, StepFailed
@@ -250,12 +252,12 @@ class ServerContext:
     def _guard(self) -> None:
         # Rollback ignores the stop: stopping means "restore the current group".
         if self.phase == "forward" and self.engine.halt.is_set():
-            raise Aborted(self.engine.halt_reason or "stopped")
+            raise Aborted(self.engine.halt_reason or gettext("중지 요청"))
 
     def sleep(self, seconds: float) -> None:
         if self.phase == "forward":
             if self.engine.halt.wait(seconds):
-                raise Aborted(self.engine.halt_reason or "stopped")
+                raise Aborted(self.engine.halt_reason or gettext("중지 요청"))
         else:
             time.sleep(seconds)
 
@@ -345,7 +347,7 @@ class ServerContext:
             started=started,
         )
         if state == "KILLED":
-            raise Aborted(self.engine.halt_reason or "stopped")
+            raise Aborted(self.engine.halt_reason or gettext("중지 요청"))
         if state == "TIMEOUT":
             raise StepFailed(name, f"{name} 단계가 {timeout:g}초 후 시간 초과되었습니다 ({self.server.server_id})")
         if state == "FAILED":

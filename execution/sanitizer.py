@@ -37,7 +37,13 @@ import codecs
 import posixpath
 import re
 
+from django.utils.functional import Promise
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
 from .errors import SecurityViolation
+
+StrOrPromise = str | Promise  # a reason: its Korean msgid, translated when a command is refused
 
 TOP_DIRS = {
     "/",
@@ -187,47 +193,47 @@ SEPARATORS = re.compile(r"&&|\|\||\$\(|<<<|[;&|()`{}]")
 SHELL_WORD = r"(?:\S*/)?(?:(?:ba|da|z|k|tc|c|fi|a|rba|mk)?sh|busybox\s+(?:ba|a)?sh|toybox\s+sh)\b(?!\.)"
 INTERP_WORD = r"(?:\S*/)?(?:python|pypy|perl|ruby|php|node|lua)[\d.]*"
 
-TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
-    ("fork bomb", re.compile(r"([\w:.]+)\s*\(\s*\)\s*\{\s*\1\s*\|\s*\1\s*&")),
+TEXT_RULES: list[tuple[StrOrPromise, re.Pattern[str]]] = [
+    (_("포크 폭탄"), re.compile(r"([\w:.]+)\s*\(\s*\)\s*\{\s*\1\s*\|\s*\1\s*&")),
     (
-        "fork bomb",
+        _("포크 폭탄"),
         re.compile(r"\bfork\s+while\s+fork\b|\bwhile\s*\(?\s*(?:1|true)\s*\)?\s*;?\s*do\s+\S+\s*&\s*;?\s*done"),
     ),
     (
-        "piping text into a shell hides what runs",
+        _("셸로 파이프하면 실제로 실행되는 명령이 가려집니다"),
         re.compile(
             r"\|\s*(?:(?:sudo|doas|exec|env|nohup|timeout|xargs|nice|ionice|setsid|command|stdbuf|su|runuser|"
             r"chroot)(?:\s+(?:-[ugCnsIkcpL]\s+\S+|-\S+|\d\S*|\w+=\S*))*\s+)*" + SHELL_WORD
         ),
     ),
     (
-        "piping into an interpreter hides what runs",
+        _("인터프리터로 파이프하면 실제로 실행되는 명령이 가려집니다"),
         re.compile(r"\|\s*(?:sudo\s+)?" + INTERP_WORD + r"\s*(?:-\s*)?(?:;|$|\|)"),
     ),
     (
-        "a shell or interpreter reading a here-string or here-document hides what runs",
+        _("셸이나 인터프리터가 here-string·here-document를 읽으면 실제로 실행되는 명령이 가려집니다"),
         re.compile(r"(?:^|[\s;&|(])" + r"(?:" + SHELL_WORD + r"|" + INTERP_WORD + r"|source|\.)(?:\s+-\S+)*\s*<<"),
     ),
     (
-        "a shell reading its commands from standard input or a pipe",
+        _("셸이 표준 입력이나 파이프에서 명령을 읽음"),
         re.compile(r"(?:\b(?:ba|da|z|k)?sh|\bsource|(?:^|\s)\.)\s+(?:-\S+\s+)*/dev/(?:stdin|fd/\d|tcp|udp)"),
     ),
-    ("shell reading a process substitution", re.compile(r"(?:\b(?:ba|da|z|k)?sh|\bsource|(?:^|\s)\.)\s+<\(")),
-    ("running the output of a download", re.compile(r"(?:\$\(|`|<\(|>\()\s*(?:\S*/)?" + DOWNLOADERS + r"\b")),
+    (_("셸이 프로세스 치환을 읽음"), re.compile(r"(?:\b(?:ba|da|z|k)?sh|\bsource|(?:^|\s)\.)\s+<\(")),
+    (_("내려받은 내용을 실행함"), re.compile(r"(?:\$\(|`|<\(|>\()\s*(?:\S*/)?" + DOWNLOADERS + r"\b")),
     (
-        "running generated text as a command",
+        _("생성한 텍스트를 명령으로 실행함"),
         re.compile(r"(?:^|[;&|]|&&|\|\|)\s*(?:(?:sudo|exec|env|nohup|command)\s+)*(?:\$\(|`)"),
     ),
-    ("network shell", re.compile(r"/dev/(?:tcp|udp)/|\bsocat\b[^;|]*\b(?:exec|system):", re.I)),
-    ("reverse shell through a named pipe", re.compile(r"\bmkfifo\b.*\b(?:nc|ncat|netcat|telnet|openssl)\b")),
+    (_("네트워크 셸"), re.compile(r"/dev/(?:tcp|udp)/|\bsocat\b[^;|]*\b(?:exec|system):", re.I)),
+    (_("이름 있는 파이프를 통한 리버스 셸"), re.compile(r"\bmkfifo\b.*\b(?:nc|ncat|netcat|telnet|openssl)\b")),
     (
-        "writing to a block or memory device",
+        _("블록 장치나 메모리 장치에 씀"),
         re.compile(r">\s*/dev/(?:sd|hd|vd|xvd|nvme|mmcblk|dm-|md\d|disk/|mapper/|mem\b|kmem\b|port\b|loop)"),
     ),
-    ("dd to a device", re.compile(r"\bdd\b[^;|]*\bof=/dev/(?!null\b|zero\b|stdout\b|stderr\b|fd/)")),
-    ("kernel trigger", re.compile(r"/proc/sysrq-trigger|\bsysctl\b[^;|]*kernel\.panic|>\s*/proc/sys/")),
+    (_("dd로 장치에 씀"), re.compile(r"\bdd\b[^;|]*\bof=/dev/(?!null\b|zero\b|stdout\b|stderr\b|fd/)")),
+    (_("커널 트리거"), re.compile(r"/proc/sysrq-trigger|\bsysctl\b[^;|]*kernel\.panic|>\s*/proc/sys/")),
     (
-        "overwriting an account, sudo, cron, login or boot file",
+        _("계정·sudo·cron·로그인·부팅 파일을 덮어씀"),
         re.compile(
             r"(?:>|\btee\b(?:\s+-\S+)*)\s*(?:/etc/(?:passwd|shadow|group|gshadow|sudoers|fstab|crontab|"
             r"ld\.so\.preload|profile|bashrc|environment|rc\.local)\b|/etc/(?:sudoers\.d|cron\.\w+|pam\.d|"
@@ -235,34 +241,34 @@ TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
         ),
     ),
     (
-        "erasing shell history",
+        _("셸 기록 삭제"),
         re.compile(r"\bhistory\s+-[cwd]|\bHISTFILE\b|\bHIST(?:FILE)?SIZE\s*=\s*0|\.bash_history|set\s+\+o\s+history"),
     ),
     (
-        "tampering with system logs",
+        _("시스템 로그 변조"),
         re.compile(
             r"(?:>|\brm\b[^;|]*|\bshred\b[^;|]*|\btruncate\b[^;|]*)\s*/var/log/"
             r"(?:wtmp|btmp|lastlog|auth\.log|secure|messages|syslog|audit)\b"
         ),
     ),
-    ("--no-preserve-root", re.compile(r"--no-preserve-root")),
+    (_("--no-preserve-root 사용"), re.compile(r"--no-preserve-root")),
     (
-        "loading code into every process or changing how the shell reads commands",
+        _("모든 프로세스에 코드를 싣거나 셸이 명령을 읽는 방식을 바꿈"),
         re.compile(
             r"(?:^|[\s;&|(])(?:export\s+)?(?:LD_PRELOAD|LD_LIBRARY_PATH|LD_AUDIT|BASH_ENV|ENV|PROMPT_COMMAND|"
             r"IFS|PS4|SHELLOPTS|BASHOPTS|GCONV_PATH|PYTHONSTARTUP|PERL5OPT|NODE_OPTIONS)="
         ),
     ),
     (
-        "parameter expansion that rewrites text (indirection, case or pattern substitution)",
+        _("텍스트를 바꾸는 매개변수 확장(간접 참조, 대소문자·패턴 치환)"),
         re.compile(r"\$\{!\w|\$\{\w+(?:\^\^?|,,?|//?[^}]*|:-?\d+(?::\d+)?|@[QEPAaKkUuL])\}"),
     ),
     (
-        "awk running a command (system(), getline from a command, |&)",
+        _("awk가 명령을 실행함(system(), 명령에서 getline, |&)"),
         re.compile(r"\b[gmn]?awk\b.*(?:\bsystem\s*\(|\bgetline\b|\|&)"),
     ),
     (
-        "crontab fed from a pipe, standard input or a here-string",
+        _("파이프·표준 입력·here-string으로 crontab을 씀"),
         re.compile(
             r"\|\s*(?:(?:sudo|env|command)\s+)*(?:\S*/)?crontab\b|\bcrontab\b(?:\s+-u\s+\S+)?\s+-(?:\s|$)|"
             r"\bcrontab\b[^;|&]*<"
@@ -270,28 +276,28 @@ TEXT_RULES: list[tuple[str, re.Pattern[str]]] = [
     ),
 ]
 
-SQL_RULES: list[tuple[str, re.Pattern[str]]] = [
+SQL_RULES: list[tuple[StrOrPromise, re.Pattern[str]]] = [
     (
-        "SQL DROP",
+        _("SQL DROP 문"),
         re.compile(
             r"\bdrop\s+(?:table|database|schema|user|tablespace|index|view|procedure|function|"
             r"trigger|role|owned|materialized|sequence|extension)\b|\balter\s+table\s+\S+\s+drop\b",
             re.I,
         ),
     ),
-    ("SQL TRUNCATE", re.compile(r"\btruncate\s+table\b|\btruncate\s+(?![-/])[A-Za-z_][\w.]*\s*(?:;|$)", re.I)),
-    ("SQL DELETE without WHERE", re.compile(r"\bdelete\s+from\s+[\w.]+\s*(?:;|$)", re.I)),
+    (_("SQL TRUNCATE 문"), re.compile(r"\btruncate\s+table\b|\btruncate\s+(?![-/])[A-Za-z_][\w.]*\s*(?:;|$)", re.I)),
+    (_("WHERE 없는 SQL DELETE"), re.compile(r"\bdelete\s+from\s+[\w.]+\s*(?:;|$)", re.I)),
     (
-        "SQL DELETE or UPDATE whose WHERE is always true",
+        _("WHERE가 항상 참인 SQL DELETE 또는 UPDATE"),
         re.compile(
             r"\b(?:delete\s+from|update)\s+[\w.]+\b.*?\bwhere\s+(?:1\s*=\s*1|true|1|(\w+)\s*=\s*\1|"
             r"(\d+)\s*=\s*\2|1\s*<>\s*0)\s*(?:;|$)",
             re.I,
         ),
     ),
-    ("SQL UPDATE without WHERE", re.compile(r"\bupdate\s+[\w.]+\s+set\s+(?:(?!\bwhere\b)[^;])*(?:;|$)", re.I)),
+    (_("WHERE 없는 SQL UPDATE"), re.compile(r"\bupdate\s+[\w.]+\s+set\s+(?:(?!\bwhere\b)[^;])*(?:;|$)", re.I)),
     (
-        "dynamic SQL hides what runs",
+        _("동적 SQL은 실제로 실행되는 문장을 가립니다"),
         re.compile(
             r"\bexecute\s+immediate\b|\bexec(?:ute)?\s*\(\s*@?\w*\s*[+|]|\bprepare\s+\w+\s+from\b|"
             r"\bxp_cmdshell\b|\bsys_exec\b|\binto\s+(?:out|dump)file\b|\bcopy\s+\S+\s+(?:from|to)\s+program\b",
@@ -524,16 +530,16 @@ def _judge_find(args: list[str], segment: str) -> tuple[str, str] | None:
         }
         for r in runs
     ):
-        return "find running a shell or shredding files (-exec)", segment
+        return gettext("find가 셸을 실행하거나 파일을 파쇄함(-exec)"), segment
     if any(a in {"-fprint", "-fprintf", "-fls", "-fprint0"} for a in args):
-        return "find writing a file (-fprint/-fls)", segment
+        return gettext("find가 파일을 씀(-fprint/-fls)"), segment
     destructive = deletes or any(posixpath.basename(r) in DESTRUCTIVE for r in runs)
     if not destructive:
         return None
     if any(_dangerous_target(t) or _in_system_tree(t) for t in start) or not start:
-        return "find deleting from /, the current directory or a system directory", segment
+        return gettext("find가 /, 현재 디렉터리 또는 시스템 디렉터리에서 삭제함"), segment
     if not FIND_FILTERS & set(args):
-        return "find deleting everything under a directory (no -name/-mtime/... filter)", segment
+        return gettext("find가 디렉터리 아래를 모두 삭제함(-name/-mtime 등 조건 없음)"), segment
     return None
 
 
@@ -542,14 +548,17 @@ def _judge_interpreter(name: str, args: list[str], segment: str) -> tuple[str, s
     flags = _flags(args)
     inline = INLINE_FLAGS.get(key, "")
     if any(f in flags for f in inline) or {"--eval", "--print", "--command", "--exec"} & set(args):
-        return f"{name} running inline code", segment
+        return gettext("%(name)s 인라인 코드 실행") % {"name": name}, segment
     informational = {"-v", "-V", "--version", "-h", "--help", "-VV"}
     if "-" in args or not [a for a in args if not a.startswith("-")] and not informational & set(args):
-        return f"{name} reading its program from standard input", segment
+        return gettext("%(name)s이(가) 표준 입력에서 프로그램을 읽음") % {"name": name}, segment
     if key in {"python", "pypy"} and "-m" in args:
         module = args[args.index("-m") + 1] if args.index("-m") + 1 < len(args) else ""
         if module not in {"json.tool"}:
-            return f"{name} -m {module} runs code from the command line", segment
+            return gettext("%(name)s -m %(module)s: 명령줄에서 코드를 실행함") % {
+                "name": name,
+                "module": module,
+            }, segment
     return None
 
 
@@ -562,11 +571,11 @@ def _judge_sed(args: list[str], segment: str) -> tuple[str, str] | None:
         if re.search(r"(?:^|[;{}\s])(?:\d+|\$|/[^/]*/)?\s*e(?:\s|$)", script) or re.search(
             r"(?:^|[;{}\s])s(.).*\1.*\1[gpiImM\dw]*e", script
         ):
-            return "sed executing a command (the e command or flag)", segment
+            return gettext("sed가 명령을 실행함(e 명령 또는 플래그)"), segment
     if any(PROTECTED_PATH.search(_norm(a)) for a in operands) and (
         "i" in _flags(args) or "--in-place" in args or re.search(r"\bw\s*/", " ".join(scripts))
     ):
-        return "sed editing an account, sudo, cron or boot file", segment
+        return gettext("sed가 계정·sudo·cron·부팅 파일을 고침"), segment
     return None
 
 
@@ -578,20 +587,20 @@ def _judge(word: str, args: list[str], wrappers: set[str], segment: str) -> tupl
     recursive = "r" in flags or "R" in flags or "--recursive" in long
     if name == "rm":
         if recursive and ("f" in flags or "--force" in long):
-            return "recursive forced delete (rm -rf): use a cleanup playbook with a dry-run", segment
+            return gettext("재귀 강제 삭제(rm -rf): 사전 점검(dry-run)이 있는 정리 플레이북을 쓰세요"), segment
         if recursive and ("xargs" in wrappers or any(_dangerous_target(t) or _in_system_tree(t) for t in targets)):
-            return "recursive delete of a system directory, / or a wildcard", segment
+            return gettext("시스템 디렉터리, / 또는 와일드카드의 재귀 삭제"), segment
         if any(CRITICAL_FILES.match(_norm(t)) or PROTECTED_PATH.search(_norm(t)) for t in targets):
-            return "deleting an account, sudo, cron or boot file", segment
+            return gettext("계정·sudo·cron·부팅 파일 삭제"), segment
     if name in {"chmod", "chown", "chgrp"}:
         if any(_dangerous_target(t) for t in targets[1:] if t) and (recursive or "/" in targets[1:]):
-            return f"{name} on / or a system directory", segment
+            return gettext("/ 또는 시스템 디렉터리에 %(name)s") % {"name": name}, segment
         if name == "chmod" and targets and _setuid_mode(targets[0]):
-            return "setting a setuid/setgid bit", segment
+            return gettext("setuid/setgid 비트 설정"), segment
     if name == "install" and any(_setuid_mode(args[i + 1]) for i, a in enumerate(args[:-1]) if a in {"-m", "--mode"}):
-        return "installing a setuid/setgid file", segment
+        return gettext("setuid/setgid 파일 설치"), segment
     if name in WRITERS and any(PROTECTED_PATH.search(_norm(t)) for t in targets + [a for a in args if "=" in a]):
-        return f"{name} writing onto an account, sudo, cron, ssh or boot file or a disk device", segment
+        return gettext("%(name)s이(가) 계정·sudo·cron·ssh·부팅 파일이나 디스크 장치에 씀") % {"name": name}, segment
     if name == "find":
         found = _judge_find(args, segment)
         if found:
@@ -605,9 +614,9 @@ def _judge(word: str, args: list[str], wrappers: set[str], segment: str) -> tupl
         if found:
             return found
     if name in {"nc", "ncat", "netcat"} and (set(flags) & {"e", "c"} or {"--exec", "--sh-exec", "--lua-exec"} & long):
-        return "network shell (nc -e)", segment
+        return gettext("네트워크 셸(nc -e)"), segment
     if name == "socat" and any(re.match(r"^(?:exec|system):", a, re.I) for a in args):
-        return "network shell (socat EXEC:)", segment
+        return gettext("네트워크 셸(socat EXEC:)"), segment
     if name == "tar" and any(
         a.startswith(
             (
@@ -621,7 +630,7 @@ def _judge(word: str, args: list[str], wrappers: set[str], segment: str) -> tupl
         )
         for a in args
     ):
-        return "tar running a command", segment
+        return gettext("tar가 명령을 실행함"), segment
     if name in {"rsync", "scp", "ssh", "git"} and (
         {"-e", "--rsh"} & set(args)
         or any(
@@ -633,15 +642,15 @@ def _judge(word: str, args: list[str], wrappers: set[str], segment: str) -> tupl
             for a in args
         )
     ):
-        return f"{name} running a command through its options", segment
+        return gettext("%(name)s이(가) 옵션으로 명령을 실행함") % {"name": name}, segment
     if name.startswith(("mkfs", "mke2fs", "mkswap", "wipefs", "fdisk", "sfdisk", "parted", "blkdiscard")):
-        return "formatting or partitioning a disk", segment
+        return gettext("디스크 포맷 또는 파티션 변경"), segment
     if name == "format":
-        return "format", segment
+        return gettext("format 실행"), segment
     if name in {"shutdown", "reboot", "halt", "poweroff", "kexec"}:
-        return "shutting down or rebooting the server", segment
+        return gettext("서버 종료 또는 재부팅"), segment
     if name in {"init", "telinit"} and targets[:1] and targets[0] in {"0", "1", "6", "s", "S"}:
-        return "changing the runlevel (halt/reboot)", segment
+        return gettext("런레벨 변경(정지/재부팅)"), segment
     if name == "systemctl":
         verbs = set(targets)
         if verbs & {
@@ -656,7 +665,7 @@ def _judge(word: str, args: list[str], wrappers: set[str], segment: str) -> tupl
             "isolate",
             "default",
         }:
-            return "shutting down or rebooting the server", segment
+            return gettext("서버 종료 또는 재부팅"), segment
         if verbs & {"stop", "disable", "mask", "kill"} and verbs & {
             "sshd",
             "ssh",
@@ -666,21 +675,21 @@ def _judge(word: str, args: list[str], wrappers: set[str], segment: str) -> tupl
             "auditd",
             "iptables",
         }:
-            return "stopping remote access, the firewall or auditing", segment
+            return gettext("원격 접속·방화벽·감사 기능 중지"), segment
     if name in {"kill", "pkill", "killall"} and ("-1" in args[-1:] or targets[-1:] == ["1"]) and name == "kill":
-        return "killing every process or init", segment
+        return gettext("모든 프로세스 또는 init 종료"), segment
     if name == "killall5":
-        return "killing every process", segment
+        return gettext("모든 프로세스 종료"), segment
     if name in {"iptables", "ip6tables"} and (
         "F" in flags or "X" in flags or {"--flush", "--delete-chain"} & long or "P" in flags and "ACCEPT" in args
     ):
-        return "flushing or opening the firewall", segment
+        return gettext("방화벽 규칙 비우기 또는 전체 허용"), segment
     if (name == "nft" and "flush" in targets) or (name == "ufw" and targets[:1] in (["disable"], ["reset"])):
-        return "flushing or disabling the firewall", segment
+        return gettext("방화벽 규칙 비우기 또는 끄기"), segment
     if name == "setenforce" and targets[:1] == ["0"]:
-        return "disabling SELinux", segment
+        return gettext("SELinux 끄기"), segment
     if name == "crontab" and ("r" in flags or "-" in args):
-        return "replacing or removing every cron job (crontab -r, crontab -)", segment
+        return gettext("모든 cron 작업을 바꾸거나 지움(crontab -r, crontab -)"), segment
     if name in {
         "useradd",
         "adduser",
@@ -697,46 +706,46 @@ def _judge(word: str, args: list[str], wrappers: set[str], segment: str) -> tupl
         "newusers",
         "chage",
     }:
-        return "changing accounts, groups or sudo rights", segment
+        return gettext("계정·그룹·sudo 권한 변경"), segment
     if name in {"insmod", "rmmod", "modprobe", "kmod"}:
-        return "loading or removing kernel modules", segment
+        return gettext("커널 모듈 적재 또는 제거"), segment
     if name == "setcap":
-        return "granting file capabilities", segment
+        return gettext("파일 capability 부여"), segment
     if name in {"at", "batch"}:
-        return "scheduling a command outside GUARDiA (at/batch)", segment
+        return gettext("GUARDiA 밖에서 명령 예약(at/batch)"), segment
     if name in {"umount", "swapoff"} and ("a" in flags or "/" in targets):
-        return "unmounting every file system or swap", segment
+        return gettext("모든 파일 시스템 또는 스왑 해제"), segment
     if name == "mv" and (targets[-1:] == ["/dev/null"] or any(_dangerous_target(t) for t in targets[:-1])):
-        return "moving a system directory away or into /dev/null", segment
+        return gettext("시스템 디렉터리를 옮기거나 /dev/null로 보냄"), segment
     if name == "shred" and any(t.startswith("/dev/") or _dangerous_target(t) for t in targets):
-        return "shredding a device or system directory", segment
+        return gettext("장치나 시스템 디렉터리 파쇄"), segment
     if name == "rsync" and "--delete" in " ".join(long) and targets and _dangerous_target(targets[-1]):
-        return "rsync --delete into / or a system directory", segment
+        return gettext("/ 또는 시스템 디렉터리로 rsync --delete"), segment
     if name == "passwd" and "d" in flags:
-        return "removing a password", segment
+        return gettext("비밀번호 제거"), segment
     if name == "eval" or ("eval" in wrappers and re.search(r"\$\(|\$\{?\w", segment)):
-        return "eval of generated text", segment
+        return gettext("생성한 텍스트의 eval"), segment
     if re.search(r"[?*\[]", word) and re.search(r"[A-Za-z/]", word):  # /???/r? is /bin/rm
-        return "wildcard in a command name", segment
+        return gettext("명령 이름에 와일드카드"), segment
     return None
 
 
 def check(command: str) -> None:
     """Raise SecurityViolation if the command (after normalisation) is destructive."""
     if not isinstance(command, str):
-        raise SecurityViolation("command is not text", repr(type(command)))
+        raise SecurityViolation(gettext("명령이 텍스트가 아닙니다"), repr(type(command)))
     if "\x00" in command:
-        raise SecurityViolation("NUL byte in command", "\\x00")
+        raise SecurityViolation(gettext("명령에 NUL 바이트가 있습니다"), "\\x00")
     text = normalise(command)
     for reason, pattern in TEXT_RULES:
         match = pattern.search(text)
         if match:
-            raise SecurityViolation(reason, match.group(0).strip())
+            raise SecurityViolation(str(reason), match.group(0).strip())
     for view in (text, sql_view(command), sql_view(text)):
         for reason, pattern in SQL_RULES:
             match = pattern.search(view)
             if match:
-                raise SecurityViolation(reason, match.group(0).strip())
+                raise SecurityViolation(str(reason), match.group(0).strip())
     for segment in SEPARATORS.split(text):
         tokens = segment.split()
         if not tokens:

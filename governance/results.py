@@ -27,6 +27,7 @@ PACKAGE_VERSION = 2
 SUCCEEDED = "SUCCEEDED"
 UNKNOWN_VERSION = "unknown"
 LOG_EXCERPT_CHARS = 2000
+FAILURE_FINDING = "failure"  # the engine's per-server note of its own failure, in older packages
 _VERSION_IN_TEXT = re.compile(r"version=(\S+)")
 
 STATE_LABELS = {
@@ -107,6 +108,8 @@ class ServerResult:
     health: list[HealthCheck] = field(default_factory=list)
     findings: dict[str, Any] = field(default_factory=dict)
     log_excerpt: str = ""
+    # Why this server itself failed ("" when it only stopped or rolled back with its batch).
+    own_failure: str = ""
 
     @property
     def failed(self) -> bool:
@@ -149,6 +152,9 @@ class ServerResult:
                 ),
                 "",
             )
+        findings = dict(data.get("findings") or {})
+        # Packages written before own_failure existed kept the server's own reason among its findings.
+        own = str(data.get("own_failure") or findings.pop(FAILURE_FINDING, "") or "")
         return cls(
             server=str(data.get("server") or ""),
             state=str(data.get("state") or ""),
@@ -157,8 +163,9 @@ class ServerResult:
             version_before=str(data.get("version_before") or ""),
             version_after=after,
             health=checks,
-            findings=dict(data.get("findings") or {}),
+            findings=findings,
             log_excerpt=str(data.get("log_excerpt") or "")[-LOG_EXCERPT_CHARS:],
+            own_failure=own,
         )
 
 
@@ -179,6 +186,7 @@ class ResultPackage:
     reason: str = ""
     expected_version: str = ""  # what the request said the servers must serve afterwards
     execution: int | None = None
+    first_failure: str = ""  # the server whose failure stopped the run ("" when none did)
     servers: list[ServerResult] = field(default_factory=list)
     diff: str = ""  # unified diff of a code change
     findings: dict[str, Any] = field(default_factory=dict)  # task-level findings (inspections)
@@ -206,10 +214,20 @@ class ResultPackage:
         return row.version_problem(self.expected_version)
 
     def ordered(self) -> list[ServerResult]:
-        """Failures first, then version problems, then the rest; by group and name within each."""
+        """The server whose failure stopped the run first, then the other servers that failed
+        themselves, then those stopped or rolled back with their batch, then version problems,
+        then the rest; by group and name within each."""
 
         def rank(row: ServerResult) -> tuple:
-            return (0 if row.failed else 1 if self.problem(row) else 2, row.group, row.server)
+            if row.server == self.first_failure and row.failed:
+                order = 0
+            elif row.own_failure and row.failed:
+                order = 1
+            elif row.failed:
+                order = 2
+            else:
+                order = 3 if self.problem(row) else 4
+            return (order, row.group, row.server)
 
         return sorted(self.servers, key=rank)
 
@@ -233,6 +251,7 @@ class ResultPackage:
                 reason=str(data.get("reason") or ""),
                 expected_version=str(data.get("expected_version") or ""),
                 execution=_int_or_none(data.get("execution")),
+                first_failure=str(data.get("first_failure") or ""),
                 servers=[ServerResult.from_json(row) for row in data.get("servers") or []],
                 diff=str(data.get("diff") or ""),
                 findings=dict(data.get("findings") or {}),

@@ -302,6 +302,7 @@ class SrParseView(_Base):
         outcome = preview(request.user, data)
         body = _body(outcome, data.ocr)
         body["plan"] = _plan_summary(outcome.plan, plans.plan_sha256(outcome.plan)) if outcome.plan else None
+        body["hints"] = [hint.as_dict() for hint in outcome.hints]
         return Response(body, status=200)
 
 

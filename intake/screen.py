@@ -72,15 +72,15 @@ _WORD_RULES: list[tuple[str, re.Pattern[str]]] = [
         ),
     ),
     (
-        "destructive order",
+        "파괴적 지시",
         re.compile(
             r"(?:drop|delete|wipe|erase|destroy|nuke|purge)(?:the|all|every|entire|whole)+(?:database|db|tables?|schema|"
             r"disk|server|filesystem|files|data)"
         ),
     ),
-    ("destructive order", re.compile(r"(?:format|wipe)(?:the)?(?:disk|drive|server|partition|volume)")),
-    ("destructive order", re.compile(r"(?:shutdown|poweroff|poweroff|turnoff)(?:the)?(?:server|host|machine)")),
-    ("rm -rf", re.compile(r"rm-rf|rm-fr|rm-r-f")),
+    ("파괴적 지시", re.compile(r"(?:format|wipe)(?:the)?(?:disk|drive|server|partition|volume)")),
+    ("파괴적 지시", re.compile(r"(?:shutdown|poweroff|poweroff|turnoff)(?:the)?(?:server|host|machine)")),
+    ("재귀 강제 삭제(rm -rf)", re.compile(r"rm-rf|rm-fr|rm-r-f")),
     (
         "데이터베이스 또는 테이블 초기화",
         re.compile(
@@ -147,7 +147,7 @@ def screen_text(text: str) -> dict | None:
         return None
     match = _RM_RF.search(text)
     if match:
-        return {"reason": "recursive delete (rm -rf)", "pattern": match.group(0)}
+        return {"reason": "재귀 삭제(rm -rf)", "pattern": match.group(0)}
     squeezed = compact(text)
     for reason, pattern in _WORD_RULES:
         found = pattern.search(squeezed)

@@ -28,7 +28,7 @@ from governance.models import OpsTask
 from governance.notify import Message, notify
 from governance.submission import file_request
 
-from . import llm, screen
+from . import hints, llm, screen
 from .catalog import Catalog
 from .models import IntakeRequest
 from .parser import SUBTYPE_LABELS, Clarification, Parsed
@@ -78,6 +78,7 @@ class Outcome:
     task: OpsTask | None = None
     plan: dict | None = None
     missing: dict = field(default_factory=dict)
+    hints: list = field(default_factory=list)  # intake.hints.Hint: the same servers' recent history
 
     @property
     def clarification(self) -> Clarification | None:
@@ -259,7 +260,7 @@ def preview(user, data: IntakeInput) -> Outcome:
     parsed = read_request(user, data, draft)
     _screen(user, data, parsed, draft, preview=True)
     _check_scope(user, parsed)
-    outcome = Outcome(parsed)
+    outcome = Outcome(parsed, hints=hints.for_request(user, parsed))
     if parsed.clarification is not None:
         return outcome
     params, missing = _validate_parameters(parsed, data.params, data.uploads)

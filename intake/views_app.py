@@ -119,8 +119,9 @@ def home(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def new_request(request: HttpRequest) -> HttpResponse:
-    """Compose a request. ``?server=<server_id>`` (a dashboard deep link) preselects that
-    server and its system when it lies within the user's scope; otherwise it is ignored."""
+    """Compose a request. ``?server=<server_id>`` or ``?system=<code>`` (a dashboard deep link)
+    preselects that server and its system, and starts the free text with them, when they lie
+    within the user's scope; otherwise the value is ignored with a notice and never shown."""
     systems = list(
         System.objects.for_user(request.user).select_related("institution").order_by("institution__name", "name")
     )
@@ -136,6 +137,13 @@ def new_request(request: HttpRequest) -> HttpResponse:
         scope[server["system__code"]]["servers"].append({"id": server["server_id"], "host": server["hostname"]})
     wanted = request.GET.get("server", "").strip()
     chosen_server = next((s for s in servers if s["server_id"] == wanted), None) if wanted else None
+    wanted_system = request.GET.get("system", "").strip()
+    by_code = {s.code: s for s in systems}
+    # A link's values count only within the caller's scope; anything else is dropped unseen.
+    system_code = chosen_server["system__code"] if chosen_server else ""
+    if not system_code and wanted_system in by_code:
+        system_code = wanted_system
+    chosen_system = by_code.get(system_code)
     sub_type = request.GET.get("sub_type", "")
     return render(
         request,
@@ -144,11 +152,21 @@ def new_request(request: HttpRequest) -> HttpResponse:
             "systems": systems,
             "scope": scope,
             "prefill": {
-                "system": chosen_server["system__code"] if chosen_server else request.GET.get("system", ""),
+                "system": system_code,
                 "server": chosen_server["server_id"] if chosen_server else "",
                 "sub_type": sub_type if sub_type in TEMPLATE_INPUTS else "",
+                # The free text starts with what the link named, so the parser maps it at once.
+                "text": " ".join(
+                    part
+                    for part in (
+                        chosen_system.name if chosen_system else "",
+                        chosen_server["server_id"] if chosen_server else "",
+                    )
+                    if part
+                ),
             },
             "server_out_of_scope": bool(wanted and chosen_server is None),
+            "system_out_of_scope": bool(wanted_system and wanted_system not in by_code and not chosen_server),
             "templates": [
                 (value, label, TEMPLATE_INPUTS[value]) for value, label in SubType.choices if value in TEMPLATE_INPUTS
             ],
@@ -411,6 +429,7 @@ def parse(request: HttpRequest) -> JsonResponse:
             "clarification": parsed.clarification,
             "plan": plan,
             "plan_sha256": plan_sha,
+            "hints": outcome.hints,
         },
         request=request,
     )

@@ -137,6 +137,43 @@ def test_deep_link_preselects_a_server_in_scope_only(phone):
     assert "담당 범위 밖" in foreign
 
 
+def test_deep_link_by_system_prefills_it_and_the_free_text_and_a_foreign_one_is_dropped(phone):
+    page = phone.get("/app/new?system=BUDGET").content.decode()
+    assert '<option value="BUDGET" selected>' in page and ">예산시스템 </textarea>" in page
+    assert "담당 범위 밖" not in page
+    server_page = phone.get("/app/new?server=was-2").content.decode()
+    assert ">예산시스템 was-2 </textarea>" in server_page
+    foreign = phone.get("/app/new?system=FOREIGN").content.decode()
+    assert "링크의 시스템은 담당 범위 밖" in foreign
+    assert "FOREIGN" not in foreign and "타기관시스템" not in foreign and " selected>" not in foreign
+
+
+def test_the_dashboard_links_system_and_server_nodes_to_a_prefilled_request(phone, world):
+    page = phone.get("/console/").content.decode()
+    assert 'href="/app/new?system=BUDGET"' in page and 'href="/app/new?server=was-1"' in page
+    assert "foreign-1" not in page
+    phone.force_login(world.auditor)  # may not file: no links
+    assert "/app/new?" not in phone.get("/console/").content.decode()
+
+
+def test_free_text_preview_shows_history_hints_with_the_suggested_first_step(phone, world):
+    first = phone.post(
+        "/api/v1/sr/intake",
+        json.dumps({"raw_request": "예산시스템 WAS1번 로그 용량 꽉 찼어요 로그 정리해 주세요"}),
+        content_type="application/json",
+        HTTP_X_CSRFTOKEN="unused",
+    )
+    assert first.status_code == 201, first.content
+    response = phone.post(
+        "/app/parse",
+        json.dumps({"raw_request": "예산시스템 WAS1 디스크 용량 95% 경보 왔어요 재시작 부탁해요"}),
+        content_type="application/json",
+    )
+    html = response.json()["html"]
+    assert "이 서버(was-1)는 오늘도 같은 로그 용량 경보가 있었습니다" in html
+    assert 'data-hint-sub-type="LOG_CLEANUP"' in html
+
+
 def test_anonymous_is_sent_to_the_site_login_and_back(client):
     response = client.get("/app/new?server=was-1")
     assert response.status_code == 302

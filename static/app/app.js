@@ -203,6 +203,13 @@
   }
 
   var clarified = {};
+  preview.addEventListener("click", function (event) {
+    // A history hint's first step ("로그 정리를 먼저 할까요?"): read the request again as that task.
+    var hint = event.target.closest("[data-hint-sub-type]");
+    if (!hint) { return; }
+    clarified.task_sub_type = hint.dataset.hintSubType;
+    previewButton.click();
+  });
   form.addEventListener("change", function (event) {
     if (preview.contains(event.target)) {
       // An answer to the parser's question: read the request again with it.

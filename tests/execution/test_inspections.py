@@ -61,7 +61,7 @@ def test_error_count_over_threshold_opens_a_ticket_for_the_owner(testbed_cmdb):
     assert errors.next_run_at > timezone.now() + dt.timedelta(minutes=59)
     ticket = OpsTask.objects.get(channel="SCHEDULE")
     assert list(ticket.targets.values_list("server_id", flat=True)) == [noisy.server_id]
-    assert "5 error lines" in ticket.parameters["findings"]["servers"][noisy.server_id]
+    assert "로그의 오류 줄 5개" in ticket.parameters["findings"]["servers"][noisy.server_id]
     memory.refresh_from_db()
     assert memory.last_result["crossed"] == {} and memory.last_result["outcome"] == "SUCCEEDED"
     # No approval per run, yet every command is audited and the run itself too.

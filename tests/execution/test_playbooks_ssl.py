@@ -169,6 +169,6 @@ def test_bad_certificate_is_refused_before_upload(testbed, tls_server, pki, prob
 
     task.refresh_from_db()
     assert "서버를 건드리기 전에 거부되었습니다" in task.failure_reason
-    assert ("expired" if problem == "expired" else "does not belong") in task.failure_reason
+    assert ("만료되었습니다" if problem == "expired" else "짝이 맞지 않습니다") in task.failure_reason
     assert commands_received(testbed, server.server_id) == before_log
     assert (conf / "server.crt").read_bytes() == before_cert

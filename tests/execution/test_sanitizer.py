@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import translation
 
 from execution import errors, sanitizer
 
@@ -366,9 +367,13 @@ def test_normalise(raw, normal):
 def test_violation_names_reason_and_pattern():
     with pytest.raises(errors.SecurityViolation) as info:
         sanitizer.check("ls /app && shutdown -r now")
-    assert "shutting down" in info.value.reason
+    assert info.value.reason == "서버 종료 또는 재부팅"
     assert "shutdown" in info.value.pattern
-    assert "blocked by the command sanitizer" in str(info.value)
+    assert str(info.value).startswith("명령 검사기 차단: 서버 종료 또는 재부팅 [")
+    with translation.override("en"):  # the English catalogue has every reason
+        with pytest.raises(errors.SecurityViolation) as info:
+            sanitizer.check("ls /app && shutdown -r now")
+    assert str(info.value).startswith("blocked by the command sanitizer: shutting down or rebooting the server [")
 
 
 def test_sql_view_removes_comments_and_opens_executable_ones():

@@ -102,7 +102,7 @@ def test_a_destructive_request_is_refused_audited_and_the_owner_and_pm_alerted(w
     assert body["refused"] is True and "rm -rf" in body["pattern"] and "거부" not in body["detail"][:0]
     assert OpsTask.objects.count() == 0  # no approver ever sees it
     entry = AuditEntry.objects.get(action="intake.refused")
-    assert entry.target == "BUDGET" and entry.payload["reason"].startswith("recursive delete")
+    assert entry.target == "BUDGET" and entry.payload["reason"].startswith("재귀 삭제")
     alerted = set(Notification.objects.filter(kind="alert").values_list("user__username", flat=True))
     assert {world.owner.username, world.pm.username} <= alerted
     assert IntakeRequest.objects.get().status == IntakeRequest.Status.REFUSED
