@@ -125,6 +125,20 @@ def governance_world(owner_username: str = "owner"):
     )
 
 
+def file_task(world, sub_type: str = "MEMORY_CHECK", **fields):
+    """File a request through governance.services.submit_task for a ``governance_world()``: as
+    its field user, for its system and servers, with valid parameters for the sub-type, unless
+    ``fields`` name others (requester, system, targets, parameters, title, sr_number, ...)."""
+    from governance import services
+    from tests.task_parameters import valid_parameters
+
+    fields.setdefault("title", "예산시스템 요청")
+    fields.setdefault("targets", world.servers)
+    fields.setdefault("parameters", valid_parameters(sub_type))
+    requester = fields.pop("requester", world.requester)
+    return services.submit_task(requester, system=fields.pop("system", world.system), sub_type=sub_type, **fields)
+
+
 def war_bytes(version: str = "2.0.0", padding: int = 0) -> bytes:
     """A small real WAR (zip with META-INF/MANIFEST.MF) for upload tests. ``version=X`` is
     stored uncompressed so the testbed's WAS stand-in, which greps the bytes, serves X;

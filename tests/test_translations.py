@@ -26,7 +26,7 @@ from audit import labels as audit_labels
 from governance import services
 from governance.models import Notification
 from governance.text import shorten
-from tests.factories import governance_world
+from tests.factories import file_task, governance_world
 
 REPO = Path(__file__).resolve().parents[1]
 CATALOGUE = REPO / "governance" / "locale"
@@ -165,23 +165,11 @@ def korean_world(db, django_capture_on_commit_callbacks):
         person.username = name
         person.save()
     with django_capture_on_commit_callbacks(execute=False):
-        world.task = services.submit_task(
-            world.requester,
-            system=world.system,
-            sub_type="MEMORY_CHECK",
-            title="메모리 점검",
-            targets=world.servers[:1],
-        )
+        world.task = file_task(world, title="메모리 점검", targets=world.servers[:1])
         step = services.my_approvals(world.owner).get(task=world.task)
         world.task.refresh_from_db()
         services.decide_step(world.owner, step.pk, "APPROVED", "확인했습니다", plan_sha256=world.task.plan_sha256)
-        world.second = services.submit_task(
-            world.requester,
-            system=world.system,
-            sub_type="MEMORY_CHECK",
-            title="두 번째 점검",
-            targets=world.servers[:1],
-        )
+        world.second = file_task(world, title="두 번째 점검", targets=world.servers[:1])
     return world
 
 

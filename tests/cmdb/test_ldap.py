@@ -21,11 +21,9 @@ from django_auth_ldap.config import GroupOfNamesType, LDAPSearch
 from audit.models import AuditEntry
 from cmdb.ldap import sync_directory_accounts
 from cmdb.models import DirectoryAccount
-from governance import services
 from governance.models import StepStatus
-from tests.factories import UserFactory, governance_world
+from tests.factories import UserFactory, file_task, governance_world
 from tests.slapd import GROUPS, PEOPLE, ROOT_DN, ROOT_PASSWORD, start_directory
-from tests.task_parameters import valid_parameters
 
 User = get_user_model()
 LOGIN = "/accounts/login/"
@@ -144,14 +142,7 @@ def test_disabled_account_refused_and_its_steps_move_on(
     world.ownership.owner = kim
     world.ownership.save()
     with django_capture_on_commit_callbacks(execute=False):
-        task = services.submit_task(
-            world.requester,
-            system=world.system,
-            sub_type="SERVICE_RESTART",
-            title="재시작",
-            targets=world.servers,
-            parameters=valid_parameters("SERVICE_RESTART"),
-        )
+        task = file_task(world, "SERVICE_RESTART", title="재시작")
     step = task.steps.get(status=StepStatus.PENDING, activated_at__isnull=False)
     assert step.assigned_to == kim
 
@@ -270,14 +261,7 @@ def test_console_deactivation_hands_open_steps_on_too(client, db, django_capture
 
     world = governance_world()
     with django_capture_on_commit_callbacks(execute=False):
-        task = services.submit_task(
-            world.requester,
-            system=world.system,
-            sub_type="SERVICE_RESTART",
-            title="재시작",
-            targets=world.servers,
-            parameters=valid_parameters("SERVICE_RESTART"),
-        )
+        task = file_task(world, "SERVICE_RESTART", title="재시작")
     step = task.steps.get(status=StepStatus.PENDING, activated_at__isnull=False)
     assert step.assigned_to == world.owner
     with django_capture_on_commit_callbacks(execute=False):

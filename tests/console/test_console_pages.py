@@ -13,6 +13,7 @@ from audit.models import AuditEntry
 from cmdb.models import SystemOwner
 from governance import services
 from governance.models import ApprovalStep, GlobalStop, Notification, OpsTask, Status, StepStatus
+from tests.factories import file_task
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,13 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def task(console_world, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
-        return services.submit_task(
-            console_world.requester,
-            system=console_world.system,
-            sub_type="MEMORY_CHECK",
-            title="메모리 점검",
-            targets=console_world.servers[:1],
-            sr_number="SR-2026-0042",
+        return file_task(
+            console_world, title="메모리 점검", targets=console_world.servers[:1], sr_number="SR-2026-0042"
         )
 
 
