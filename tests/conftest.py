@@ -22,6 +22,23 @@ def _fast_hasher(settings):
 
 
 @pytest.fixture
+def sqlite_timeout():
+    """``sqlite_timeout(seconds)`` sets the SQLite busy timeout of the default connection for
+    this test (the connection is reopened with it); the setting is put back afterwards."""
+    from django.db import connection
+
+    options = connection.settings_dict.setdefault("OPTIONS", {})
+    before = options.get("timeout")
+
+    def set_timeout(seconds: float) -> None:
+        options["timeout"] = seconds
+        connection.close()
+
+    yield set_timeout
+    set_timeout(before)
+
+
+@pytest.fixture
 def roles(db):
     """The role groups with their permissions (created by cmdb.roles on migrate)."""
     from django.contrib.auth.models import Group

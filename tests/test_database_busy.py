@@ -15,35 +15,21 @@ from rest_framework.test import APIClient
 
 from audit.models import AuditEntry
 from governance.models import OpsTask, Status
-from tests.factories import governance_world
+from tests.factories import file_task, governance_world
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def short_busy_timeout():
+def short_busy_timeout(sqlite_timeout):
     if connection.vendor != "sqlite":
         pytest.skip("SQLite's single writer")
-    options = connection.settings_dict.setdefault("OPTIONS", {})
-    before = options.get("timeout")
-    options["timeout"] = 0.3
-    connection.close()
-    yield
-    options["timeout"] = before
-    connection.close()
+    sqlite_timeout(0.3)
 
 
 def test_locked_database_answers_503_and_changes_nothing(short_busy_timeout):
     world = governance_world()
-    task = OpsTask.objects.create(
-        task_id="OPS-20260101-001",
-        category="INFRA_CONTROL",
-        sub_type="SERVICE_RESTART",
-        title="재시작",
-        system=world.system,
-        requester=world.requester,
-        risk="LOW",
-    )
+    task = file_task(world, "SERVICE_RESTART", title="재시작")
     OpsTask.objects.filter(pk=task.pk).update(status=Status.APPROVED)
     api = APIClient()
     api.force_authenticate(world.pm)

@@ -18,16 +18,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def queued():
+def queued(sqlite_timeout):
     if not isinstance(connections["default"], DatabaseWrapper):
         pytest.skip("the write queue is the SQLite backend's")
-    options = connection.settings_dict.setdefault("OPTIONS", {})
-    before = options.get("timeout")
-    options["timeout"] = 3
-    connection.close()
-    yield
-    options["timeout"] = before
-    connection.close()
+    sqlite_timeout(3)
 
 
 def writer(turns: int, hold: float, waits: list[float], errors: list[str]) -> None:
