@@ -33,24 +33,28 @@ def test_ts04_modified_command_is_named(chain):
     assert "command" in report.detail
 
 
-def test_modified_canonical_bytes_are_named(chain):
-    sql(f"UPDATE {LOG} SET canonical = REPLACE(canonical, 'echo 11', 'echo 99') WHERE seq = 12")
+@pytest.mark.parametrize(
+    ("statements", "seq", "kind"),
+    [
+        ([f"UPDATE {LOG} SET canonical = REPLACE(canonical, 'echo 11', 'echo 99') WHERE seq = 12"], 12, "modified"),
+        ([f"DELETE FROM {LOG} WHERE seq = 7"], 7, "deleted"),
+        (
+            [
+                f"UPDATE {LOG} SET seq = -1 WHERE seq = 7",
+                f"UPDATE {LOG} SET seq = 7 WHERE seq = 8",
+                f"UPDATE {LOG} SET seq = 8 WHERE seq = -1",
+            ],
+            7,
+            "reordered",
+        ),
+    ],
+    ids=["modified-canonical-bytes", "deleted-entry", "swapped-entries"],
+)
+def test_raw_sql_tampering_is_named(chain, statements, seq, kind):
+    for statement in statements:
+        sql(statement)
     report = verify_chain()
-    assert (report.first_broken_seq, report.kind) == (12, "modified")
-
-
-def test_deleted_entry_is_named(chain):
-    sql(f"DELETE FROM {LOG} WHERE seq = 7")
-    report = verify_chain()
-    assert (report.first_broken_seq, report.kind) == (7, "deleted")
-
-
-def test_swapped_entries_are_caught(chain):
-    sql(f"UPDATE {LOG} SET seq = -1 WHERE seq = 7")
-    sql(f"UPDATE {LOG} SET seq = 7 WHERE seq = 8")
-    sql(f"UPDATE {LOG} SET seq = 8 WHERE seq = -1")
-    report = verify_chain()
-    assert (report.first_broken_seq, report.kind) == (7, "reordered")
+    assert (report.first_broken_seq, report.kind) == (seq, kind)
 
 
 def test_inserted_entry_with_renumbering_is_caught(chain):
