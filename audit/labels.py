@@ -18,6 +18,7 @@ ACTION_LABELS = {
     "auth.otp_enrolled": _("2차 인증 등록"),
     "auth.otp_verified": _("2차 인증"),
     "auth.otp_failed": _("2차 인증 실패"),
+    "auth.otp_reset": _("2차 인증 초기화"),
     "task.submitted": _("요청 접수"),
     "task.refused": _("요청 거부"),
     "task.transition": _("상태 변경"),

@@ -24,7 +24,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework.authtoken.models import TokenProxy
 
-from . import account_audit, accounts
+from . import account_audit, accounts, otp
 from .roles import PRIVILEGED_PERMISSION, PRIVILEGED_ROLES, ROLES
 
 User = get_user_model()
@@ -160,7 +160,7 @@ class AccountAdmin(admin.ModelAdmin):
     list_filter = ["is_active", RoleFilter]
     search_fields = ["username", "first_name", "last_name", "email"]
     ordering = ["username"]
-    actions = ["deactivate_accounts", "activate_accounts", "issue_tokens", "revoke_tokens"]
+    actions = ["deactivate_accounts", "activate_accounts", "issue_tokens", "revoke_tokens", "reset_second_factors"]
     change_password_template = "admin/cmdb/account_password.html"
 
     def get_queryset(self, request):
@@ -277,6 +277,11 @@ class AccountAdmin(admin.ModelAdmin):
     @admin.action(description=_("API 토큰 폐기"), permissions=["change"])
     def revoke_tokens(self, request, queryset):
         self._each(request, queryset, accounts.revoke_token, gettext("%(n)d개 계정의 API 토큰을 폐기했습니다."))
+
+    @admin.action(description=_("2차 인증 초기화 (기기 분실: 다음 로그인 때 다시 등록)"), permissions=["change"])
+    def reset_second_factors(self, request, queryset):
+        done = gettext("%(n)d개 계정의 2차 인증을 초기화했습니다. 다음 로그인 때 기기를 다시 등록합니다.")
+        self._each(request, queryset, otp.reset_second_factor, done)
 
     # --- password ---
 

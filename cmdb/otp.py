@@ -28,7 +28,7 @@ from django_otp import match_token, user_has_device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from . import account_audit
+from . import account_audit, accounts
 from .roles import ROLES
 
 RECOVERY_CODES = 10
@@ -154,6 +154,36 @@ def verify(request):
         {"error": error, "next": _next(request, settings.LOGIN_REDIRECT_URL)},
         status=400 if error else 200,
     )
+
+
+def reset_second_factor(actor, user) -> bool:
+    """Remove the user's TOTP devices and recovery codes (a lost or replaced phone), so the
+    next login asks them to enrol again. Only someone who may manage the account (the admin
+    for an ordinary account, the security officer for a privileged one; never one's own) may
+    do it, with a second factor entered within the step-up window. Returns whether there was
+    anything to remove."""
+    if not accounts.may_manage(actor, user):
+        raise accounts.AccountRefused(
+            _("이 계정의 2차 인증을 초기화할 권한이 없습니다. 특권 계정은 보안책임자가 관리합니다.")
+        )
+    if enabled() and not has_fresh_second_factor(actor, "auth.otp_reset"):
+        raise accounts.AccountRefused(
+            _(
+                "다른 사람의 2차 인증을 초기화하려면 방금 확인한 2차 인증이 필요합니다: "
+                "/accounts/otp/ 에서 인증한 뒤 다시 하세요."
+            )
+        )
+    with transaction.atomic():
+        totp = TOTPDevice.objects.filter(user=user)
+        static = StaticDevice.objects.filter(user=user)
+        removed = {"totp_devices": totp.count(), "recovery_devices": static.count()}
+        if not any(removed.values()):
+            return False
+        StaticToken.objects.filter(device__user=user).delete()
+        static.delete()
+        totp.delete()
+        account_audit.record(actor, "auth.otp_reset", user.get_username(), **removed)
+    return True
 
 
 class StepUpRefused(Exception):
