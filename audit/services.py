@@ -99,24 +99,19 @@ def _insert(entry: AuditEntry) -> None:
     entry._state.adding, entry._state.db = False, connection.alias
 
 
-def record(
-    actor: Any,
-    action: str,
-    *,
-    task: Any = None,
-    target: Any = None,
-    command: str | None = None,
-    result_code: Any = None,
-    output: str | bytes | None = None,
-    payload: dict | None = None,
-) -> AuditEntry:
-    """Append one entry to the chain and return it.
+_COLUMNS = frozenset({"task", "target", "command", "result_code", "output", "payload"})
 
-    output is hashed (result_hash) and never stored. payload keys that look like secrets
-    are redacted, and `password=...` in the command too. payload["institution"] (a code)
-    fills the institution column used by the export filter; payload["server_group"] is
-    the report's server group.
-    """
+
+def prepare(actor: Any, action: str, **columns: Any) -> tuple[dict[str, str], int | None, dict, str]:
+    """The columns of one entry as ``record`` stores them: (fields, actor id, payload,
+    canonical payload text), secrets redacted and lengths checked. ``columns`` are
+    record()'s keyword arguments. Shared with the history seeder (bench/seed_history.py),
+    which appends many entries per transaction."""
+    if unknown := set(columns) - _COLUMNS:
+        raise TypeError(f"audit.record: unknown argument(s) {', '.join(sorted(unknown))}")
+    payload, command = columns.get("payload"), columns.get("command")
+    task, target, result_code = columns.get("task"), columns.get("target"), columns.get("result_code")
+    output = columns.get("output")
     name, actor_id = actor_fields(actor)
     if payload is not None and not isinstance(payload, dict):
         raise TypeError(f"audit.record: payload must be a dict, got {type(payload).__name__}")
@@ -135,6 +130,31 @@ def record(
     }
     if not fields["action"]:
         raise ValueError("audit.record: action is required")
+    return fields, actor_id, clean_payload, ptext
+
+
+def record(
+    actor: Any,
+    action: str,
+    *,
+    task: Any = None,
+    target: Any = None,
+    command: str | None = None,
+    result_code: Any = None,
+    output: str | bytes | None = None,
+    payload: dict | None = None,
+) -> AuditEntry:
+    """Append one entry to the chain and return it.
+
+    output is hashed (result_hash) and never stored. payload keys that look like secrets
+    are redacted, and `password=...` in the command too. payload["institution"] (a code)
+    fills the institution column used by the export filter; payload["server_group"] is
+    the report's server group.
+    """
+    fields, actor_id, clean_payload, ptext = prepare(
+        actor, action, task=task, target=target, command=command, result_code=result_code, output=output,
+        payload=payload,
+    )  # fmt: skip
     every = max(int(getattr(settings, "AUDIT_CHECKPOINT_EVERY", 1000)), 1)
     with transaction.atomic():
         head_seq, head_hash = _locked_head()

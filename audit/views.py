@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import AsyncIterator, Generator
 
 from asgiref.sync import sync_to_async
 from django.core.paginator import Paginator
-from django.http import FileResponse
+from django.http import FileResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_http_methods
 
 from . import exports, services
@@ -57,15 +60,66 @@ class SpooledFileResponse(FileResponse):
             yield chunk
 
 
-def export_response(fmt: str, flt: exports.ExportFilter, user) -> FileResponse:
-    """Write the export to a temporary file (bounded memory) and stream it back."""
+class ExportStream(StreamingHttpResponse):
+    """An export sent while it is written, in bounded memory under ASGI and WSGI alike.
+
+    Under ASGI (Daphne) the response is read through its async iterator: each next block is
+    made in the request's worker thread (the database cursor lives there) and handed on, so
+    one block is held at a time and the first bytes leave before the last row is read.
+    Django would otherwise read a synchronous iterator whole into a list first. WSGI and
+    the test client iterate the same generator synchronously.
+    """
+
+    def __init__(self, blocks: Generator[bytes], **kwargs):
+        super().__init__(blocks, **kwargs)
+        self.blocks = blocks
+
+    def _next_block(self) -> bytes | None:
+        return next(self.blocks, None)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        step = sync_to_async(self._next_block, thread_sensitive=True)
+        finished = False
+        try:
+            while (block := await step()) is not None:
+                yield block
+            finished = True
+        finally:
+            if not finished:  # the client went away: close the export (it audits what was sent)
+                await sync_to_async(self.blocks.close, thread_sensitive=True)()
+
+
+def _audit_export(user, fmt: str, flt: exports.ExportFilter, result: exports.ExportResult, complete: bool) -> None:
+    services.record(user, "audit.export", result_code=fmt, payload={
+        "format": fmt, "filters": flt.as_dict(), "count": result.count, "last_seq": result.last_seq,
+        "complete": complete,
+    })  # fmt: skip
+
+
+def _streamed(fmt: str, flt: exports.ExportFilter, user) -> Generator[bytes]:
+    """The export's blocks; the export is audited when the last block has gone, or when the
+    client stopped reading (``complete`` false, with the count sent so far)."""
+    result, blocks = exports.stream(fmt, flt)
+    complete = False
+    try:
+        yield from blocks
+        complete = True
+    finally:
+        _audit_export(user, fmt, flt, result, complete)
+
+
+def export_response(fmt: str, flt: exports.ExportFilter, user) -> HttpResponseBase:
+    """CSV and JSON Lines stream as they are written; a PDF is written to a temporary file
+    (reportlab assembles it at the end) and then sent block by block."""
+    name = f"guardia-audit-{timezone.localtime():%Y%m%d-%H%M%S}.{fmt}"
+    if fmt in exports.STREAMED:
+        response = ExportStream(_streamed(fmt, flt, user), content_type=exports.CONTENT_TYPES[fmt])
+        response["Content-Disposition"] = content_disposition_header(True, name)
+        return response
     spool = tempfile.TemporaryFile()
     result = exports.write(fmt, flt, spool)
     spool.seek(0)
-    services.record(user, "audit.export", result_code=fmt, payload={
-        "format": fmt, "filters": flt.as_dict(), "count": result.count, "last_seq": result.last_seq,
-    })  # fmt: skip
-    name = f"guardia-audit-{timezone.localtime():%Y%m%d-%H%M%S}.{fmt}"
+    _audit_export(user, fmt, flt, result, True)
     return SpooledFileResponse(spool, as_attachment=True, filename=name, content_type=exports.CONTENT_TYPES[fmt])
 
 

@@ -11,23 +11,64 @@ audit/offline.py. What the formats share is in ``base``; each format is one modu
 
 from __future__ import annotations
 
-from typing import IO
+from collections.abc import Iterator
+from typing import IO, cast
 
 from ..offline import manifest
-from .base import CONTENT_TYPES, FORMAT, FORMATS, Exporter, ExportFilter, ExportResult
+from .base import CONTENT_TYPES, FORMAT, FORMATS, Exporter, ExportFilter, ExportResult, Pending
 from .jsonl import JsonLinesExporter
 from .pdf import PdfExporter
 from .spreadsheet import CsvExporter
 
-__all__ = ["CONTENT_TYPES", "FORMAT", "FORMATS", "ExportFilter", "ExportResult", "manifest", "write"]
+__all__ = [
+    "CONTENT_TYPES",
+    "FORMAT",
+    "FORMATS",
+    "STREAMED",
+    "ExportFilter",
+    "ExportResult",
+    "manifest",
+    "stream",
+    "write",
+]
 
 EXPORTERS: dict[str, type[Exporter]] = {
     exporter.format: exporter for exporter in (CsvExporter, JsonLinesExporter, PdfExporter)
 }
 
 
-def write(fmt: str, flt: ExportFilter, target: IO[bytes]) -> ExportResult:
-    """Write the entries ``flt`` selects to ``target`` in ``fmt`` (one of FORMATS)."""
+# Formats written row by row as they are read. The PDF is not: reportlab assembles the
+# document when it is saved, so a PDF is written to a spool file first and then sent.
+STREAMED = ("csv", "jsonl")
+
+
+def _exporter(fmt: str, flt: ExportFilter, target: IO[bytes]) -> Exporter:
     if fmt not in EXPORTERS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return EXPORTERS[fmt](flt, target).write()
+    return EXPORTERS[fmt](flt, target)
+
+
+def write(fmt: str, flt: ExportFilter, target: IO[bytes]) -> ExportResult:
+    """Write the entries ``flt`` selects to ``target`` in ``fmt`` (one of FORMATS)."""
+    return _exporter(fmt, flt, target).write()
+
+
+def stream(fmt: str, flt: ExportFilter, block_size: int = 64 * 1024) -> tuple[ExportResult, Iterator[bytes]]:
+    """The export as blocks of at most ``block_size`` bytes, produced as the rows are read
+    (one of STREAMED). The result fills in as the blocks are taken; its trailer is set
+    once the last block has been produced."""
+    if fmt not in STREAMED:
+        raise ValueError(f"format {fmt!r} is not streamed; choose one of {', '.join(STREAMED)}")
+    pending = Pending()
+    result = ExportResult(fmt)
+    steps = _exporter(fmt, flt, cast("IO[bytes]", pending)).steps(result)  # formats only call write()
+
+    def blocks() -> Iterator[bytes]:
+        for _ in steps:
+            if pending.size >= block_size:
+                data = pending.take()
+                yield from (data[i : i + block_size] for i in range(0, len(data), block_size))
+        data = pending.take()
+        yield from (data[i : i + block_size] for i in range(0, len(data), block_size))
+
+    return result, blocks()

@@ -103,6 +103,26 @@ def rows_line(entry_hash: str, integrity: str) -> bytes:
     return f"{entry_hash} {integrity}\n".encode("ascii")
 
 
+class Pending:
+    """A write target that keeps what was written until it is taken: the blocks of a
+    streamed export, so the whole file never exists in memory or on disk."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        self.size += len(data)
+        return len(data)
+
+    def take(self) -> bytes:
+        data = b"".join(self.parts)
+        self.parts.clear()
+        self.size = 0
+        return data
+
+
 class Exporter(ABC):
     """One export format. ``write()`` verifies the chain, finds or signs the covering
     checkpoint, then calls ``start``, ``entry`` for every row, ``digest`` and ``finish``."""
@@ -114,19 +134,27 @@ class Exporter(ABC):
         self.meta: dict[str, Any] = {}
 
     def write(self) -> ExportResult:
+        result = ExportResult(self.format)
+        for _ in self.steps(result):
+            pass
+        return result
+
+    def steps(self, result: ExportResult) -> Iterator[None]:
+        """Write the export, pausing after the header and after every entry, so a streamed
+        response can hand on what was written so far (``stream``)."""
         # Resumed from the last checkpoint a whole-chain verification passed: an export's
         # cost follows what was appended since, not the chain's length (chain.from_seq says so).
         report = verify_chain(resume=True)
         self.meta = {"checkpoint": self._checkpoint(), "chain": self._chain(report)}
-        result = ExportResult(self.format)
         self.start()
+        yield
         for row in self._rows(report.first_broken_seq):
             self.entry(row)
             result.add(row.seq)
+            yield
         digest_name, digest, extra = self.digest()
         result.trailer = self._trailer(result, {**self.meta, **extra}, digest_name, digest)
         self.finish(result)
-        return result
 
     @abstractmethod
     def start(self) -> None:

@@ -15,7 +15,7 @@ from .. import lines
 from .base import Exporter, ExportFilter, ExportResult, Row
 
 CSV_COLUMNS = lines.CSV_COLUMNS
-FLUSH_EVERY = 2000  # rows buffered between writes to the target
+FLUSH_EVERY = 200  # rows buffered between writes to the target (a streamed export sends them on)
 
 
 class _HashingWriter:

@@ -1,7 +1,8 @@
 """Exports leave the web process in bounded memory under ASGI (the stack Daphne serves).
 
 Django serves a synchronous streaming iterator under ASGI by reading it whole into a list
-first; the export response reads its spooled file block by block instead.
+first. CSV and JSON Lines exports are sent as they are written, through the response's
+async iterator, one block at a time; a PDF is spooled and its file read block by block.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from django.db import close_old_connections
 
 from audit import offline, signing
 from audit.models import AuditEntry
-from audit.views import SpooledFileResponse
+from audit.views import ExportStream, SpooledFileResponse
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
 
-async def _asgi_get(path: str, query: str, cookie: str) -> tuple[int, dict, list[bytes]]:
+async def _asgi_get(path: str, query: str, cookie: str, leave_after: int = 0) -> tuple[int, dict, list[bytes]]:
+    """GET through Django's ASGI application; ``leave_after`` > 0 disconnects once that many
+    body blocks have arrived, as a client that goes away does."""
     from guardia.asgi import application
 
     scope = {
@@ -35,17 +38,21 @@ async def _asgi_get(path: str, query: str, cookie: str) -> tuple[int, dict, list
     }  # fmt: skip
     sent: list[dict] = []
     requested = False
+    gone = asyncio.Event()
 
     async def receive() -> dict:
         nonlocal requested
         if not requested:
             requested = True
             return {"type": "http.request", "body": b"", "more_body": False}
-        await asyncio.Event().wait()  # the client stays connected; Django cancels this when done
+        await gone.wait()  # the client stays connected unless it leaves; Django cancels this when done
         return {"type": "http.disconnect"}
 
     async def send(message: dict) -> None:
         sent.append(message)
+        if leave_after and sum(m["type"] == "http.response.body" for m in sent) >= leave_after:
+            gone.set()
+            await asyncio.sleep(0.5)  # the client is gone: the server notices before sending more
 
     # As Django's own test client does: the request must not close the test's database
     # connection (the test's transaction holds the data it reads).
@@ -61,22 +68,78 @@ async def _asgi_get(path: str, query: str, cookie: str) -> tuple[int, dict, list
     return start["status"], headers, [m.get("body", b"") for m in sent if m["type"] == "http.response.body"]
 
 
-def test_an_export_over_asgi_streams_in_blocks_and_verifies_offline(client, chain, public_key_file, roles, tmp_path):
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_an_export_over_asgi_streams_in_blocks_and_verifies_offline(
+    fmt, client, chain, public_key_file, roles, tmp_path
+):
+    """Served by Django's ASGI handler (what Daphne runs): several blocks of at most 64 KiB,
+    the first sent while rows were still to be read, the whole verifying offline, and the
+    export audited with its count once the last block has gone."""
+    _more(400)  # several blocks' worth
     auditor = UserFactory(username="auditor7", role="auditor")
     client.force_login(auditor)
     cookie = f"sessionid={client.cookies['sessionid'].value}"
     entries = AuditEntry.objects.count()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        status, headers, bodies = async_to_sync(_asgi_get)("/audit/export/", "format=jsonl", cookie)
-    assert status == 200 and headers["content-type"] == "application/x-ndjson"
-    assert not [w for w in caught if "consume synchronous iterators" in str(w.message)]
-    path = tmp_path / "served.jsonl"
-    path.write_bytes(b"".join(bodies))
+        status, headers, bodies = async_to_sync(_asgi_get)("/audit/export/", f"format={fmt}", cookie)
+    assert status == 200 and headers["content-type"].startswith(("application/x-ndjson", "text/csv"))
+    assert headers["content-disposition"].startswith("attachment; filename=")
+    assert not [w for w in caught if "consume" in str(w.message) and "iterators" in str(w.message)]
+    body = b"".join(bodies)
+    assert len(bodies) > 3 and all(len(b) <= 64 * 1024 for b in bodies)
+    assert bodies[0].startswith(b"\xef\xbb\xbfseq," if fmt == "csv" else b'{"type":"header"')
+    trailer = b"#trailer" if fmt == "csv" else b'"type":"trailer"'
+    sent = [b for b in bodies if b]
+    assert trailer not in b"".join(sent[:-2]) and trailer in sent[-1] + sent[-2]
+    path = tmp_path / f"served.{fmt}"
+    path.write_bytes(body)
     check = offline.verify_export(path, signing.load_public_key(public_key_file))
     assert check.ok, check.problem
-    assert check.entries == entries >= len(chain)
-    assert len(bodies) >= 1 and all(len(b) <= SpooledFileResponse.block_size for b in bodies)
+    assert check.entries == entries >= len(chain) + 400
+    run = AuditEntry.objects.filter(action="audit.export").get()
+    assert (run.actor, run.payload["count"], run.payload["complete"]) == ("auditor7", entries, True)
+
+
+def test_a_client_that_stops_reading_leaves_an_audited_partial_export(client, chain, roles):
+    """A client that disconnects after the first block over ASGI ends the export there, and
+    the export is audited as it went: complete false, the rows written so far."""
+    _more(400)
+    client.force_login(UserFactory(username="auditor8", role="auditor"))
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    status, _, bodies = async_to_sync(_asgi_get)("/audit/export/", "format=jsonl", cookie, leave_after=1)
+    assert status == 200 and bodies[0].startswith(b'{"type":"header"') and len(bodies) == 1
+    run = AuditEntry.objects.filter(action="audit.export").get()
+    assert run.payload["complete"] is False and 0 < run.payload["count"] < AuditEntry.objects.count() - 1
+
+
+def test_the_streamed_export_holds_one_block_at_a_time():
+    """24 MB of blocks through ExportStream's async iterator: the peak stays near one block
+    (Django's fallback for a synchronous iterator would list all 24 MB first)."""
+    block = bytes(range(256)) * 256  # 64 KiB, made afresh for every block
+    count = 24 * 16
+
+    def blocks():
+        for _ in range(count):
+            yield bytearray(block)
+
+    response = ExportStream(blocks(), content_type="application/octet-stream")
+
+    async def drain() -> int:
+        total = 0
+        async for chunk in response:
+            total += len(chunk)
+        return total
+
+    tracemalloc.start()
+    try:
+        total = async_to_sync(drain)()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        response.close()
+    assert total == count * len(block)
+    assert peak < 2 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB while streaming {total / 1e6:.0f} MB"
 
 
 def test_the_asgi_side_holds_one_block_at_a_time():
