@@ -23,6 +23,7 @@ ACTION_LABELS = {
     "task.refused": _("요청 거부"),
     "task.transition": _("상태 변경"),
     "task.resumed": _("작업 재개"),
+    "task.priority": _("우선순위 변경"),
     "approval.assigned": _("승인자 지정"),
     "approval.escalated": _("승인 상향(에스컬레이션)"),
     "approval.decided": _("승인 결정"),
@@ -92,6 +93,7 @@ ACTION_LABELS = {
 
 # "cmdb.<model>_create/_change/_delete" for the rest of the inventory.
 _SUFFIX_LABELS = {"_create": _("추가"), "_change": _("변경"), "_delete": _("삭제")}
+    "execution.scheduled": _("예약 시작 대기"),
 _CMDB_MODEL_LABELS = {
     "institution": _("기관"),
     "system": _("시스템"),

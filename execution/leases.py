@@ -6,10 +6,12 @@ either it gets every server or none, so two tasks can never hold half of each ot
 servers and wait forever. The unique server column decides a race in the database itself.
 
 A task whose servers are busy does not occupy a worker while it waits: it is recorded as an
-ExecutionWait (ordered by approval time) with the reason the task page shows
-("대기: srv-01 사용 중 (OPS-…)"), and when a holder releases its servers the first waiter
-for them is queued again. Read-only inspections take the claim (so the reaper watches them)
-but no server.
+ExecutionWait with the reason the task page shows ("대기: srv-01 사용 중 (OPS-…)"), and when a
+holder releases its servers the first waiter for them is queued again. Waiters are served by
+the priority a PM set on the task (higher first), then in approval order. A task whose
+requested window has not opened ("오늘 밤 10시") waits the same way without blocking anyone, and
+the reaper's sweep (every minute) queues it once the window opens. Read-only inspections take
+the claim (so the reaper watches them) but no server.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connections, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 import audit
@@ -78,6 +81,16 @@ def _order_key(task: OpsTask):
     return task.approved_at or task.created_at
 
 
+def window_open(task: OpsTask, now=None) -> bool:
+    """No requested window, or it has opened."""
+    return task.window_start is None or task.window_start <= (now or timezone.now())
+
+
+def _served_before(wait: ExecutionWait, task: OpsTask, mine) -> bool:
+    """Does this waiter come first? Higher priority first, then earlier approval, then task id."""
+    return (-wait.task.priority, wait.queued_at, wait.task_id) < (-task.priority, mine, task.pk)
+
+
 def acquire(task: OpsTask, servers: list, holder: str) -> Blocked | None:
     """Take the claim and every server, or nothing. Returns what blocks the task, if anything."""
     ids = [s.server_id for s in servers]
@@ -85,8 +98,11 @@ def acquire(task: OpsTask, servers: list, holder: str) -> Blocked | None:
     mine = _order_key(task)
     try:
         with transaction.atomic():
-            for wait in ExecutionWait.objects.exclude(task_id=task.pk).filter(queued_at__lte=mine):
-                if (wait.queued_at, wait.task_id) < (mine, task.pk):
+            ahead = ExecutionWait.objects.exclude(task_id=task.pk).filter(
+                Q(task__priority__gt=task.priority) | Q(task__priority=task.priority, queued_at__lte=mine)
+            )
+            for wait in ahead.select_related("task"):
+                if _served_before(wait, task, mine) and window_open(wait.task, now):
                     shared = sorted(set(wait.servers) & set(ids))
                     if shared:
                         return Blocked(shared[0], wait.task_ref, waiting=True)
@@ -156,8 +172,45 @@ def wait(task: OpsTask, servers: list, blocked: Blocked) -> ExecutionWait:
     return row
 
 
+def scheduled_text(task: OpsTask) -> str:
+    start = timezone.localtime(task.window_start).strftime("%m-%d %H:%M") if task.window_start else ""
+    return f"예약: {start}에 시작 (요청한 작업 시간까지 대기)"
+
+
+def hold_until_window(task: OpsTask, servers: list) -> ExecutionWait:
+    """An approved task whose requested window has not opened: it waits without a worker and
+    without blocking anyone; the reaper's sweep queues it once the window opens."""
+    with transaction.atomic():
+        row, created = ExecutionWait.objects.select_for_update().get_or_create(
+            task=task,
+            defaults={
+                "task_ref": task.task_id,
+                "queued_at": _order_key(task),
+                "servers": [s.server_id for s in servers],
+            },
+        )
+        row.blocked_server, row.blocked_by, row.dispatched_at = "", "", None
+        row.servers = [s.server_id for s in servers]
+        row.save()
+        if created:
+            entry = audit.record(
+                "system",
+                "execution.scheduled",
+                task=task.task_id,
+                payload={
+                    "institution": task.system.institution.code,
+                    "window_start": task.window_start.isoformat() if task.window_start else "",
+                    "text": scheduled_text(task),
+                },
+            )
+            publish_line(task.task_id, entry)
+    return row
+
+
 def waiting_reason(task: OpsTask) -> str:
-    """What the task page shows while the task waits for a server ('' when it does not)."""
+    """What the task page shows while the task waits for a server or its window ('' when it does not)."""
+    if task.status == Status.APPROVED and not window_open(task):
+        return scheduled_text(task)
     row = ExecutionWait.objects.filter(task_id=task.pk).first()
     if row is None or not row.blocked_server:
         return ""
@@ -180,18 +233,22 @@ def release(task_pk: int, holder: str | None = None) -> None:
 
 
 def dispatch_waiters(resend_after: float | None = None) -> list[str]:
-    """Queue, in approval order, each waiter whose servers are all free and wanted by no earlier waiter.
-    ``resend_after``: only those not queued within that many seconds (the reaper's safety net for
-    a lost queue message)."""
-    recent = timezone.now() - timedelta(seconds=resend_after) if resend_after is not None else None
+    """Queue, by priority then approval order, each waiter whose window is open and whose servers
+    are all free and wanted by no waiter before it. ``resend_after``: only those not queued within
+    that many seconds (the reaper's safety net for a lost queue message, and what starts a task
+    whose window has opened)."""
+    now = timezone.now()
+    recent = now - timedelta(seconds=resend_after) if resend_after is not None else None
     busy = set(ServerLease.objects.values_list("server_ref", flat=True))
     claimed: set[str] = set()
     queued: list[str] = []
-    for row in ExecutionWait.objects.select_related("task"):
+    for row in ExecutionWait.objects.select_related("task").order_by("-task__priority", "queued_at", "task_id"):
         wanted = set(row.servers)
         if row.task.status != Status.APPROVED:
             row.delete()
             continue
+        if not window_open(row.task, now):
+            continue  # holds no place in line before its window
         if not (wanted & (busy | claimed)) and (recent is None or not row.dispatched_at or row.dispatched_at < recent):
             ExecutionWait.objects.filter(pk=row.pk).update(dispatched_at=timezone.now())
             enqueue_execution(row.task)
@@ -267,6 +324,10 @@ def run_leased(task_pk: int, run) -> str | None:
         ExecutionWait.objects.filter(task_id=task_pk).delete()
         return run(task_pk)  # it will not run: the service aborts or records the block
     servers = changed_servers(task)
+    if not window_open(task):
+        hold_until_window(task, servers)
+        log.info("%s waits for its window (%s)", task.task_id, task.window_start)
+        return "SCHEDULED"
     holder = holder_id()
     blocked = acquire(task, servers, holder)
     if blocked is not None and blocked.holder_task == task.task_id:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from . import views, views_queue
 
 app_name = "console"
 
@@ -19,6 +19,7 @@ urlpatterns = [
     path("approvals/<int:step_id>/decide/", views.decide, name="decide"),
     path("tasks/<str:task_id>/", views.task_detail, name="task"),
     path("tasks/<str:task_id>/stop/", views.task_stop, name="task_stop"),
+    path("tasks/<str:task_id>/priority/", views_queue.task_priority, name="task_priority"),
     path("tasks/<str:task_id>/validate/", views.validate, name="validate"),
     path("validations/", views.validation_queue, name="validations"),
     path("owner/", views.owner_settings, name="owner_settings"),

@@ -241,6 +241,16 @@ def _title(parsed: Parsed, system: System) -> str:
     return f"{system.name} {servers} {SUBTYPE_LABELS.get(parsed.sub_type or '', parsed.sub_type)}"[:200]
 
 
+def _window_start(parsed: Parsed) -> dt.datetime | None:
+    """The requested window's start when it lies ahead ("오늘 밤 10시"); "지금 바로" is none."""
+    if not parsed.schedule or parsed.immediate:
+        return None
+    start = dt.datetime.fromisoformat(parsed.schedule)
+    if timezone.is_naive(start):
+        start = timezone.make_aware(start)
+    return start if start > timezone.now() else None
+
+
 def _check_scope(user, parsed: Parsed) -> None:
     if parsed.forbidden_system:
         audit.record(
@@ -343,6 +353,11 @@ def intake(user, data: IntakeInput) -> Outcome:
             raw_request=text,
             channel=data.channel,
         )
+        window = _window_start(parsed)
+        if window is not None:
+            # Read by the execution queue: an approved task waits until its window opens.
+            OpsTask.objects.filter(pk=task.pk).update(window_start=window)
+            task.window_start = window
         record = draft or IntakeRequest(requester=user, channel=data.channel)
         record.raw_text = text
         record.status = IntakeRequest.Status.FILED

@@ -238,6 +238,10 @@ CASES: dict[str, Case] = {
         "GET", "/console/tasks/{validation_task}/validate/", cells(403, anonymous=302, pm=200)
     ),
     "console/validations/": Case("GET", "/console/validations/", cells(403, anonymous=302, pm=200)),
+    # The PM's priority on a task (the execution queue's order): PMs only.
+    "console/tasks/<str:task_id>/priority/": Case(
+        "POST", "/console/tasks/{task}/priority/", cells(403, anonymous=302, pm=302), {"priority": "3"}
+    ),
     "console/owner/": Case("GET", "/console/owner/", cells(200, anonymous=302)),
     "console/statistics/": Case("GET", "/console/statistics/", cells(200, anonymous=302)),
     "console/inbox/": Case("GET", "/console/inbox/", cells(200, anonymous=302)),
