@@ -139,6 +139,23 @@ def file_task(world, sub_type: str = "MEMORY_CHECK", **fields):
     return services.submit_task(requester, system=fields.pop("system", world.system), sub_type=sub_type, **fields)
 
 
+def named_file(content: bytes, name: str = "app-2.0.0.war"):
+    """An in-memory file with a name, as the REST client uploads it in a multipart body."""
+    import io
+
+    handle = io.BytesIO(content)
+    handle.name = name
+    return handle
+
+
+def attachment_listing() -> set[str]:
+    """Every entry of the attachment store, temporaries included (empty before the first upload)."""
+    from governance.attachments import attachment_root
+
+    root = attachment_root()
+    return {p.name for p in root.iterdir()} if root.exists() else set()
+
+
 def war_bytes(version: str = "2.0.0", padding: int = 0) -> bytes:
     """A small real WAR (zip with META-INF/MANIFEST.MF) for upload tests. ``version=X`` is
     stored uncompressed so the testbed's WAS stand-in, which greps the bytes, serves X;

@@ -20,10 +20,9 @@ from django.contrib import admin
 from django.test import Client
 from django.urls import reverse
 
-from governance import services
 from governance.models import Notification
 from tests.browser.axe import install, violations
-from tests.factories import ServerFactory, governance_world
+from tests.factories import ServerFactory, file_task, governance_world
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -35,21 +34,8 @@ DESKTOP = {"width": 1280, "height": 860}
 def a11y_world():
     world = governance_world(owner_username="lead")
     world.servers += [ServerFactory(system=world.system, server_id=f"srv-{n:02d}") for n in range(1, 6)]
-    world.task = services.submit_task(
-        world.requester,
-        system=world.system,
-        sub_type="MEMORY_CHECK",
-        title="예산시스템 메모리 점검",
-        targets=world.servers[:2],
-        sr_number="SR-2026-0042",
-    )
-    world.other = services.submit_task(
-        world.requester,
-        system=world.system,
-        sub_type="SERVICE_RESTART",
-        title="예산시스템 WAS 재시작",
-        targets=world.servers[2:4],
-    )
+    world.task = file_task(world, title="예산시스템 메모리 점검", targets=world.servers[:2], sr_number="SR-2026-0042")
+    world.other = file_task(world, "SERVICE_RESTART", title="예산시스템 WAS 재시작", targets=world.servers[2:4])
     for task in (world.task, world.other):
         Notification.objects.create(user=world.owner, task=task, kind="approval", message="승인 요청: " + task.task_id)
     for person in (world.admin, world.supervisor):

@@ -10,9 +10,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from governance import services
 from governance.models import Notification
-from tests.factories import ServerFactory, SystemFactory, SystemOwnerFactory, governance_world
+from tests.factories import ServerFactory, SystemFactory, SystemOwnerFactory, file_task, governance_world
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -74,10 +73,8 @@ def phone_world():
         name="차세대 국가재정정보시스템 통합 예산 편성 및 집행 관리 서브시스템",
     )
     SystemOwnerFactory(system=long_system, owner=world.owner, deputy=world.deputy, supervisor=world.supervisor)
-    world.task = services.submit_task(
-        world.requester,
-        system=world.system,
-        sub_type="MEMORY_CHECK",
+    world.task = file_task(
+        world,
         title="예산시스템 메모리 점검 (현장 요청, 긴 제목이 줄바꿈되는지 확인)",
         targets=world.servers[:3],
         sr_number="SR-2026-0042",

@@ -16,7 +16,7 @@ from execution.services import store_artifact
 from governance.attachments import AttachmentTooLarge, attachment_root, store_attachment
 from governance.models import OpsTask, Status
 from tests.execution import certgen
-from tests.factories import war_bytes
+from tests.factories import attachment_listing, named_file, war_bytes
 from tests.task_parameters import war
 
 URL = "/api/v1/tasks/"
@@ -35,17 +35,6 @@ def post(world, django_capture_on_commit_callbacks):
             return client_for(user or world.requester).post(URL, body, format=fmt)
 
     return _post
-
-
-def upload(content: bytes, name: str = "app-2.0.0.war") -> io.BytesIO:
-    handle = io.BytesIO(content)
-    handle.name = name
-    return handle
-
-
-def stored_files() -> set[str]:
-    root = attachment_root()
-    return {p.name for p in root.iterdir()} if root.exists() else set()
 
 
 def test_json_request_opens_the_first_approval(world, post):
@@ -77,7 +66,7 @@ def test_multipart_deploy_stores_the_artifact_on_the_ticket(world, post):
             "title": "배포 2.0.0",
             "targets": ["was-1", "was-2"],
             "parameters": json.dumps({"version": "2.0.0"}),
-            "artifact": upload(content),
+            "artifact": named_file(content),
         },
         fmt="multipart",
     )
@@ -104,8 +93,8 @@ def test_ssl_cert_and_key_uploads_fill_their_parameters(world, post):
             "title": "인증서 교체",
             "targets": ["was-1"],
             "parameters": json.dumps(params),
-            "cert_file": upload(cert, "site.crt"),
-            "key_file": upload(key, "site.key"),
+            "cert_file": named_file(cert, "site.crt"),
+            "key_file": named_file(key, "site.key"),
         },
         fmt="multipart",
     )
@@ -142,7 +131,7 @@ def test_bad_requests_name_the_field_and_create_nothing(world, post, body, field
 
 
 def test_callers_who_may_not_file_get_403_and_store_nothing(world, post):
-    before = stored_files()
+    before = attachment_listing()
     # The auditor may not file at all (403); a lead of another system is told the system is
     # unknown, exactly as for a code that does not exist (400 naming the field).
     for user, status, key in ((world.outsider, 400, "system"), (world.auditor, 403, "detail")):
@@ -152,14 +141,14 @@ def test_callers_who_may_not_file_get_403_and_store_nothing(world, post):
                 "sub_type": "APP_DEPLOY",
                 "title": "x",
                 "targets": ["was-1"],
-                "artifact": upload(b"version=9\n"),
+                "artifact": named_file(b"version=9\n"),
             },
             user=user,
             fmt="multipart",
         )
         assert response.status_code == status, response.json()
         assert key in response.json()
-    assert stored_files() == before
+    assert attachment_listing() == before
     assert not OpsTask.objects.exists()
     assert APIClient().post(URL, {}, format="json").status_code in (401, 403)
 
@@ -195,11 +184,11 @@ def _closed_window():
 
 def test_oversized_attachment_is_refused_and_leaves_nothing(world, post, settings):
     settings.GUARDIA_MAX_ATTACHMENT_MB = 1
-    before = stored_files()
-    big = upload(b"x" * (1024 * 1024 + 1))
+    before = attachment_listing()
+    big = named_file(b"x" * (1024 * 1024 + 1))
     response = post({"system": "BUDGET", "sub_type": "APP_DEPLOY", "title": "x", "artifact": big}, fmt="multipart")
     assert response.status_code == 400 and "GUARDIA_MAX_ATTACHMENT_MB" in response.json()["artifact"][0]
-    assert stored_files() == before  # no half-written temporary file either
+    assert attachment_listing() == before  # no half-written temporary file either
     with pytest.raises(AttachmentTooLarge):
         store_attachment(b"y" * (1024 * 1024 + 1), "big.war")
 

@@ -20,22 +20,10 @@ from governance import attachments, tasks
 from governance.attachments import attachment_root
 from governance.models import OpsTask
 from tests.execution import certgen
-from tests.factories import war_bytes
+from tests.factories import attachment_listing, named_file, war_bytes
 
 URL = "/api/v1/tasks/"
 SSL_PARAMS = {"cert_path": "/opt/app/was/conf/site.crt", "key_path": "/opt/app/was/conf/site.key", "https_port": 8443}
-
-
-def upload(content: bytes, name: str) -> io.BytesIO:
-    handle = io.BytesIO(content)
-    handle.name = name
-    return handle
-
-
-def store_listing() -> set[str]:
-    """Every entry of the attachment store, temporaries included."""
-    root = attachment_root()
-    return {p.name for p in root.iterdir()} if root.exists() else set()
 
 
 @pytest.fixture(autouse=True)
@@ -71,6 +59,18 @@ def pair():
     return certgen.cert_pem(leaf), certgen.key_pem(leaf_key)
 
 
+def post_ssl(post, cert: bytes, key: bytes, key_name: str = "site.key"):
+    """An SSL replacement request carrying ``cert`` as site.crt and ``key`` as ``key_name``."""
+    return post(
+        {
+            "sub_type": "SSL_REPLACE",
+            "parameters": json.dumps(SSL_PARAMS),
+            "cert_file": named_file(cert, "site.crt"),
+            "key_file": named_file(key, key_name),
+        }
+    )
+
+
 def _zip(entries: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -99,7 +99,7 @@ def _assert_refused(response, field: str, text: str, before: set[str]) -> None:
     body = response.json()
     assert field in body, body
     assert text in " ".join(map(str, body[field])), body
-    assert store_listing() == before  # nothing stored, no temporary left behind
+    assert attachment_listing() == before  # nothing stored, no temporary left behind
     assert not OpsTask.objects.exists()
 
 
@@ -115,12 +115,12 @@ def _assert_refused(response, field: str, text: str, before: set[str]) -> None:
     ],
 )
 def test_a_war_that_is_not_a_war_is_refused_naming_the_field(world, post, content, text):
-    before = store_listing()
+    before = attachment_listing()
     response = post(
         {
             "sub_type": "APP_DEPLOY",
             "parameters": json.dumps({"version": "2.0.0"}),
-            "artifact": upload(content, "app-2.0.0.war"),
+            "artifact": named_file(content, "app-2.0.0.war"),
         }
     )
     _assert_refused(response, "artifact", text, before)
@@ -134,12 +134,12 @@ def test_a_war_that_is_not_a_war_is_refused_naming_the_field(world, post, conten
     ],
 )
 def test_a_static_bundle_with_escaping_members_is_refused(world, post, entries, text):
-    before = store_listing()
+    before = attachment_listing()
     response = post(
         {
             "sub_type": "STATIC_SYNC",
             "parameters": json.dumps({"target_path": "/srv/static"}),
-            "artifact": upload(_targz(entries), "static.tar.gz"),
+            "artifact": named_file(_targz(entries), "static.tar.gz"),
         }
     )
     _assert_refused(response, "artifact", text, before)
@@ -147,15 +147,8 @@ def test_a_static_bundle_with_escaping_members_is_refused(world, post, entries, 
 
 def test_a_certificate_that_is_not_pem_is_refused(world, post, pair):
     _cert, key = pair
-    before = store_listing()
-    response = post(
-        {
-            "sub_type": "SSL_REPLACE",
-            "parameters": json.dumps(SSL_PARAMS),
-            "cert_file": upload(b"CERT", "site.crt"),
-            "key_file": upload(key, "site.key"),
-        }
-    )
+    before = attachment_listing()
+    response = post_ssl(post, b"CERT", key)
     _assert_refused(response, "cert_file", "PEM 인증서이(가) 아닙니다", before)
 
 
@@ -163,59 +156,31 @@ def test_a_key_that_does_not_match_the_certificate_is_refused(world, post, pair)
     cert, _key = pair
     other_ca, other_ca_key = certgen.make_ca("Other CA")
     _leaf, other_key = certgen.make_leaf(other_ca, other_ca_key)
-    before = store_listing()
-    response = post(
-        {
-            "sub_type": "SSL_REPLACE",
-            "parameters": json.dumps(SSL_PARAMS),
-            "cert_file": upload(cert, "site.crt"),
-            "key_file": upload(certgen.key_pem(other_key), "k.key"),
-        }
-    )
+    before = attachment_listing()
+    response = post_ssl(post, cert, certgen.key_pem(other_key), key_name="k.key")
     _assert_refused(response, "key_file", "인증서와 맞지 않습니다", before)
 
 
 def test_a_key_that_is_not_a_key_and_a_key_in_the_certificate_field_are_refused(world, post, pair):
     cert, key = pair
-    before = store_listing()
-    response = post(
-        {
-            "sub_type": "SSL_REPLACE",
-            "parameters": json.dumps(SSL_PARAMS),
-            "cert_file": upload(cert, "site.crt"),
-            "key_file": upload(cert, "site.key"),
-        }
-    )
+    before = attachment_listing()
+    response = post_ssl(post, cert, cert)
     _assert_refused(response, "key_file", "PEM 개인 키가 아닙니다", before)
     # A key pasted into the certificate file would be stored unsealed: refused too.
-    response = post(
-        {
-            "sub_type": "SSL_REPLACE",
-            "parameters": json.dumps(SSL_PARAMS),
-            "cert_file": upload(cert + key, "site.crt"),
-            "key_file": upload(key, "site.key"),
-        }
-    )
+    response = post_ssl(post, cert + key, key)
     _assert_refused(response, "cert_file", "개인 키가 들어 있습니다", before)
 
 
 def test_an_oversized_pem_is_refused_before_it_is_parsed(world, post, pair):
     cert, key = pair
-    before = store_listing()
-    response = post(
-        {
-            "sub_type": "SSL_REPLACE",
-            "parameters": json.dumps(SSL_PARAMS),
-            "cert_file": upload(cert + b"\n" * (64 * 1024), "site.crt"),
-            "key_file": upload(key, "k.key"),
-        }
-    )
+    before = attachment_listing()
+    response = post_ssl(post, cert + b"\n" * (64 * 1024), key, key_name="k.key")
     _assert_refused(response, "cert_file", "64 KB", before)
 
 
 def test_an_upload_a_request_type_does_not_take_is_refused(world, post):
-    before = store_listing()
-    response = post({"sub_type": "SERVICE_RESTART", "artifact": upload(war_bytes(), "app.war")})
+    before = attachment_listing()
+    response = post({"sub_type": "SERVICE_RESTART", "artifact": named_file(war_bytes(), "app.war")})
     _assert_refused(response, "artifact", "아티팩트 파일을 올릴 수 없습니다", before)
 
 
@@ -236,7 +201,7 @@ def test_a_refusal_later_in_the_filing_leaves_no_file(world, post, refusal):
     body = {
         "sub_type": "APP_DEPLOY",
         "parameters": json.dumps({"version": "2.0.0"}),
-        "artifact": upload(content, "app-2.0.0.war"),
+        "artifact": named_file(content, "app-2.0.0.war"),
     }
     field = {"bad_target": "targets", "bad_parameter": "parameters.rm", "deploy_window": "emergency"}[refusal]
     if refusal == "bad_target":
@@ -245,11 +210,11 @@ def test_a_refusal_later_in_the_filing_leaves_no_file(world, post, refusal):
         body["parameters"] = json.dumps({"version": "2.0.0", "rm": "-rf"})
     else:
         _closed_window(world.system)
-    before = store_listing()
+    before = attachment_listing()
     response = post(body)
     assert response.status_code == 400 and field in response.json(), response.json()
-    assert hashlib.sha256(content).hexdigest() not in store_listing()
-    assert store_listing() == before
+    assert hashlib.sha256(content).hexdigest() not in attachment_listing()
+    assert attachment_listing() == before
     assert not OpsTask.objects.exists()
 
 
@@ -260,25 +225,18 @@ def test_a_refused_filing_keeps_a_file_an_earlier_task_still_needs(world, post):
         {
             "sub_type": "APP_DEPLOY",
             "parameters": json.dumps({"version": "2.0.1"}),
-            "artifact": upload(content, "app.war"),
+            "artifact": named_file(content, "app.war"),
         }
     )
     assert ok.status_code == 201, ok.json()
-    refused = post({"sub_type": "APP_DEPLOY", "targets": ["was-9"], "artifact": upload(content, "app.war")})
+    refused = post({"sub_type": "APP_DEPLOY", "targets": ["was-9"], "artifact": named_file(content, "app.war")})
     assert refused.status_code == 400
-    assert sha in store_listing()  # the first task's file is not the refused request's to remove
+    assert sha in attachment_listing()  # the first task's file is not the refused request's to remove
 
 
 def test_a_stored_ssl_key_is_sealed_on_disk_and_opened_only_by_the_engine(world, post, pair):
     cert, key = pair
-    response = post(
-        {
-            "sub_type": "SSL_REPLACE",
-            "parameters": json.dumps(SSL_PARAMS),
-            "cert_file": upload(cert, "site.crt"),
-            "key_file": upload(key, "site.key"),
-        }
-    )
+    response = post_ssl(post, cert, key)
     assert response.status_code == 201, response.json()
     key_sha = hashlib.sha256(key).hexdigest()
     assert response.json()["parameters"]["key_sha256"] == key_sha
@@ -307,7 +265,7 @@ def test_the_sweep_removes_old_unreferenced_files_only_and_audits_it(world, post
         {
             "sub_type": "APP_DEPLOY",
             "parameters": json.dumps({"version": "3.0.0"}),
-            "artifact": upload(referenced, "app.war"),
+            "artifact": named_file(referenced, "app.war"),
         }
     )
     assert response.status_code == 201
@@ -324,7 +282,7 @@ def test_the_sweep_removes_old_unreferenced_files_only_and_audits_it(world, post
 
     result = tasks.sweep_attachments()
 
-    listing = store_listing()
+    listing = attachment_listing()
     assert old not in listing and crashed.name not in listing
     assert {kept_sha, fresh, "README"} <= listing
     entry = AuditEntry.objects.filter(action="attachments.swept").get()
