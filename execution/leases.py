@@ -131,17 +131,18 @@ def acquire(task: OpsTask, servers: list, holder: str) -> Blocked | None:
     return None
 
 
+def _place_in_line(task: OpsTask, servers: list) -> tuple[ExecutionWait, bool]:
+    """The task's ExecutionWait row, locked (created when new); call inside a transaction."""
+    return ExecutionWait.objects.select_for_update().get_or_create(
+        task=task,
+        defaults={"task_ref": task.task_id, "queued_at": _order_key(task), "servers": [s.server_id for s in servers]},
+    )
+
+
 def wait(task: OpsTask, servers: list, blocked: Blocked) -> ExecutionWait:
     """Record (or refresh) the task's place in line; say why on its page when the reason changes."""
     with transaction.atomic():
-        row, created = ExecutionWait.objects.select_for_update().get_or_create(
-            task=task,
-            defaults={
-                "task_ref": task.task_id,
-                "queued_at": _order_key(task),
-                "servers": [s.server_id for s in servers],
-            },
-        )
+        row, created = _place_in_line(task, servers)
         changed = created or (row.blocked_server, row.blocked_by) != (blocked.server, blocked.holder_task)
         row.blocked_server, row.blocked_by = blocked.server, blocked.holder_task
         row.servers = [s.server_id for s in servers]
@@ -181,14 +182,7 @@ def hold_until_window(task: OpsTask, servers: list) -> ExecutionWait:
     """An approved task whose requested window has not opened: it waits without a worker and
     without blocking anyone; the reaper's sweep queues it once the window opens."""
     with transaction.atomic():
-        row, created = ExecutionWait.objects.select_for_update().get_or_create(
-            task=task,
-            defaults={
-                "task_ref": task.task_id,
-                "queued_at": _order_key(task),
-                "servers": [s.server_id for s in servers],
-            },
-        )
+        row, created = _place_in_line(task, servers)
         row.blocked_server, row.blocked_by, row.dispatched_at = "", "", None
         row.servers = [s.server_id for s in servers]
         row.save()
