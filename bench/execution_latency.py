@@ -24,7 +24,8 @@ from django.utils import timezone
 from cmdb.models import SystemOwner
 from execution.models import StepResult
 from governance import services as governance
-from governance.models import ApprovalStep, OpsTask, Status
+from governance.models import OpsTask, Status
+from tests.approval_work import owner_step
 
 
 def make_tasks(server, count: int) -> tuple[User, list[int]]:
@@ -49,17 +50,9 @@ def make_tasks(server, count: int) -> tuple[User, list[int]]:
         )
         task.targets.set([server])
         OpsTask.objects.filter(pk=task.pk).update(status=Status.PENDING_APPROVAL)
-        steps.append(
-            ApprovalStep.objects.create(
-                task=task,
-                step_order=1,
-                role="owner",
-                assigned_to=owner,
-                original_owner=owner,
-                activated_at=now,
-                sla_deadline=now + timezone.timedelta(hours=1),
-            ).pk
-        )
+        step = owner_step(task, owner, now)
+        step.save()
+        steps.append(step.pk)
     return owner, steps
 
 

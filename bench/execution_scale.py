@@ -38,6 +38,12 @@ def timed(servers, sub_type: str, parameters: dict) -> tuple[float, object, str]
     return elapsed, task, outcome
 
 
+def timed_deploy(servers, version: str, rollout: dict) -> tuple[float, object, str]:
+    """timed() for a deploy of a fresh artifact of ``version`` with the rollout settings given."""
+    _body, info = common.artifact(version)
+    return timed(servers, "APP_DEPLOY", {"artifact_sha256": info["sha256"], "version": version, "rollout": rollout})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--servers", type=int, default=1000)
@@ -62,16 +68,7 @@ def main() -> None:
             print(
                 f"bare paramiko reference: {bare:.1f} s ({load()}) served: {common.served_versions(urls)}", flush=True
             )
-        _body, info = common.artifact("2.0.0")
-        seconds, task, outcome = timed(
-            servers,
-            "APP_DEPLOY",
-            {
-                "artifact_sha256": info["sha256"],
-                "version": "2.0.0",
-                "rollout": {"batch_percent": 0.1, "max_parallel": 16},
-            },
-        )
+        seconds, task, outcome = timed_deploy(servers, "2.0.0", {"batch_percent": 0.1, "max_parallel": 16})
         results["rolling deploy, 10 % batches"] = (seconds, 60, outcome)
         print(
             f"rolling deploy: {seconds:.1f} s ({load()}) {outcome} {task.failure_reason} "
@@ -86,16 +83,8 @@ def main() -> None:
         HealthCriteria.objects.filter(system=servers[0].system).update(port_wait_seconds=3)
         batch = [s for s in servers if s.rolling_group == 1][:100]
         testbed.fault(batch[50].server_id, "health_fail")
-        _body, info = common.artifact("3.0.0")
-        seconds, task, outcome = timed(
-            batch,
-            "APP_DEPLOY",
-            {
-                "artifact_sha256": info["sha256"],
-                "version": "3.0.0",
-                "rollout": {"batch_size": 100, "max_parallel": 16, "canary_share": 0},
-            },
-        )
+        rollout = {"batch_size": 100, "max_parallel": 16, "canary_share": 0}
+        seconds, task, outcome = timed_deploy(batch, "3.0.0", rollout)
         steps = StepResult.objects.filter(server_run__execution__task=task, phase="rollback")
         first = min(s.started_at.timestamp() for s in steps)
         last = max(s.started_at.timestamp() + s.duration_ms / 1000 for s in steps)

@@ -31,16 +31,18 @@ def pending_owner_approvals(
         )
         for i in range(count)
     )
-    steps = ApprovalStep.objects.bulk_create(
-        ApprovalStep(
-            task=t,
-            step_order=1,
-            role="owner",
-            assigned_to=owner,
-            original_owner=owner,
-            activated_at=now,
-            sla_deadline=now + timezone.timedelta(hours=1),
-        )
-        for t in tasks
-    )
+    steps = ApprovalStep.objects.bulk_create(owner_step(t, owner, now) for t in tasks)
     return Token.objects.create(user=owner).key, [s.pk for s in steps]
+
+
+def owner_step(task: OpsTask, owner, now) -> ApprovalStep:
+    """The task's first step, the owner's, active since ``now`` with an hour to go (not saved)."""
+    return ApprovalStep(
+        task=task,
+        step_order=1,
+        role="owner",
+        assigned_to=owner,
+        original_owner=owner,
+        activated_at=now,
+        sla_deadline=now + timezone.timedelta(hours=1),
+    )
