@@ -131,22 +131,26 @@ def acquire(task: OpsTask, servers: list, holder: str) -> Blocked | None:
     return None
 
 
-def _place_in_line(task: OpsTask, servers: list) -> tuple[ExecutionWait, bool]:
-    """The task's ExecutionWait row, locked (created when new); call inside a transaction."""
-    return ExecutionWait.objects.select_for_update().get_or_create(
+def _place_in_line(task: OpsTask, servers: list, server: str = "", holder: str = "") -> tuple[ExecutionWait, bool]:
+    """Write the task's ExecutionWait row with what blocks it (nothing: it waits for its window);
+    True when the row is new or its reason changed. Call inside a transaction."""
+    row, created = ExecutionWait.objects.select_for_update().get_or_create(
         task=task,
         defaults={"task_ref": task.task_id, "queued_at": _order_key(task), "servers": [s.server_id for s in servers]},
     )
+    changed = created or (row.blocked_server, row.blocked_by) != (server, holder)
+    row.blocked_server, row.blocked_by = server, holder
+    row.servers = [s.server_id for s in servers]
+    if not server:
+        row.dispatched_at = None  # the sweep queues it as soon as the window opens
+    row.save()
+    return row, changed
 
 
 def wait(task: OpsTask, servers: list, blocked: Blocked) -> ExecutionWait:
     """Record (or refresh) the task's place in line; say why on its page when the reason changes."""
     with transaction.atomic():
-        row, created = _place_in_line(task, servers)
-        changed = created or (row.blocked_server, row.blocked_by) != (blocked.server, blocked.holder_task)
-        row.blocked_server, row.blocked_by = blocked.server, blocked.holder_task
-        row.servers = [s.server_id for s in servers]
-        row.save()
+        row, changed = _place_in_line(task, servers, blocked.server, blocked.holder_task)
         if changed:
             entry = audit.record(
                 "system",
@@ -182,11 +186,8 @@ def hold_until_window(task: OpsTask, servers: list) -> ExecutionWait:
     """An approved task whose requested window has not opened: it waits without a worker and
     without blocking anyone; the reaper's sweep queues it once the window opens."""
     with transaction.atomic():
-        row, created = _place_in_line(task, servers)
-        row.blocked_server, row.blocked_by, row.dispatched_at = "", "", None
-        row.servers = [s.server_id for s in servers]
-        row.save()
-        if created:
+        row, changed = _place_in_line(task, servers)
+        if changed:
             entry = audit.record(
                 "system",
                 "execution.scheduled",
