@@ -32,21 +32,30 @@ def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
         proc.wait(timeout)
 
 
+def start(args: list[str], output, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A child run from the repository in a session of its own (stop() signals its whole
+    group), stdout and stderr both to ``output`` (a file or subprocess.DEVNULL)."""
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@contextmanager
+def listening(args: list[str], port: int, output, env: dict[str, str] | None = None, timeout: float = 30):
+    """start() a server and return once it accepts connections on ``port``; stop it on the way out."""
+    proc = start(args, output, env)
+    try:
+        wait_for_port(port, proc, timeout=timeout)
+        yield proc
+    finally:
+        stop(proc)
+
+
 @contextmanager
 def redis_server():
     """A throwaway loopback redis-server; yields its URL."""
     port = free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_for_port(port, proc, timeout=20)
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    with listening(args, port, subprocess.DEVNULL, timeout=20):
         yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        stop(proc)
 
 
 def service_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
@@ -63,23 +72,26 @@ def service_env(database_url: str, redis_url: str, **extra: str) -> dict[str, st
     return env
 
 
+def sqlite_child_env(**extra: str) -> dict[str, str]:
+    """The environment for a child process (Daphne, manage.py) on this test's SQLite database
+    with the in-memory channel layer."""
+    from django.conf import settings
+
+    return dict(
+        os.environ,
+        GUARDIA_DATABASE_URL=f"sqlite:///{settings.DATABASES['default']['NAME']}",
+        GUARDIA_CHANNEL_LAYER="memory",
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+
+
 @contextmanager
 def daphne(env: dict[str, str], log_path: Path):
     port = free_port()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "guardia.asgi:application"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_for_port(port, proc, timeout=30)
+    args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "guardia.asgi:application"]
+    with open(log_path, "wb") as log, listening(args, port, log, env):
         yield f"127.0.0.1:{port}"
-    finally:
-        stop(proc)
 
 
 def kill_group(proc: subprocess.Popen) -> None:
@@ -98,14 +110,7 @@ def qcluster(env: dict[str, str], log_path: Path, *, append: bool = False, kill:
     """`manage.py qcluster` in its own process group. append: add to the log of an earlier
     cluster; kill: SIGKILL the group on the way out instead of stopping it cleanly."""
     with open(log_path, "ab" if append else "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        proc = start([sys.executable, "manage.py", "qcluster"], log, env)
     try:
         yield proc
     finally:

@@ -8,7 +8,6 @@ Channels' WebsocketCommunicator, and once through a real Daphne process.
 from __future__ import annotations
 
 import asyncio
-import os
 
 import pytest
 import websockets
@@ -20,7 +19,7 @@ from django.test import Client
 
 from guardia.middleware import resolve_client
 from tests.factories import UserFactory
-from tests.live import daphne
+from tests.live import daphne, sqlite_child_env
 
 LOGIN = "/accounts/login/"
 BASTION = ["10.10.0.0/16"]
@@ -120,14 +119,7 @@ def test_websocket_allowlist_in_a_real_daphne(tmp_path):
     not a bastion range, and let through when a trusted proxy on loopback vouches for a bastion address."""
     user = UserFactory(username="lead-daphne", role="team_lead")
     session = session_cookie(user)
-    env = dict(
-        os.environ,
-        GUARDIA_DATABASE_URL=f"sqlite:///{settings.DATABASES['default']['NAME']}",
-        GUARDIA_CHANNEL_LAYER="memory",
-        GUARDIA_CLIENT_ALLOWLIST="10.10.0.0/16",
-        GUARDIA_TRUSTED_PROXIES="127.0.0.1",
-        PYTHONUNBUFFERED="1",
-    )
+    env = sqlite_child_env(GUARDIA_CLIENT_ALLOWLIST="10.10.0.0/16", GUARDIA_TRUSTED_PROXIES="127.0.0.1")
 
     async def attempt(address: str, forwarded: str = "") -> int:
         headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={session}", "Origin": f"http://{address}"}
@@ -188,10 +180,15 @@ def test_throttling_believes_the_trusted_proxy(db, settings):
     assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"10.10.1.1"}
 
 
-def test_one_address_trying_many_usernames_is_locked_out(db, settings):
+@pytest.fixture
+def victim(db, settings):
+    """Five failures lock an account, six an address; "victim" is a team lead's account."""
     settings.AXES_FAILURE_LIMIT = 5
     settings.AXES_ADDRESS_FAILURE_LIMIT = 6
-    UserFactory(username="victim", role="team_lead")
+    return UserFactory(username="victim", role="team_lead")
+
+
+def test_one_address_trying_many_usernames_is_locked_out(victim):
     client = Client()
     # Never more than one failure per username: the per-account limit alone would never trip.
     for n in range(6):
@@ -200,10 +197,7 @@ def test_one_address_trying_many_usernames_is_locked_out(db, settings):
     assert good_login("victim", "10.0.0.67")  # the account itself is not
 
 
-def test_a_few_typos_from_a_shared_address_do_not_lock_it(db, settings):
-    settings.AXES_FAILURE_LIMIT = 5
-    settings.AXES_ADDRESS_FAILURE_LIMIT = 6
-    UserFactory(username="victim", role="team_lead")
+def test_a_few_typos_from_a_shared_address_do_not_lock_it(victim):
     client = Client()
     for n in range(5):
         fail_login(client, f"typo{n}", "10.0.0.66")

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import threading
 from collections import Counter
 from contextlib import ExitStack
 
 import pytest
-from django.conf import settings
 from rest_framework.authtoken.models import Token
 
 from audit.models import AuditEntry
@@ -23,7 +21,7 @@ from audit.verify import verify_chain
 from governance.models import OpsTask, Status
 from tests.approval_work import pending_owner_approvals
 from tests.factories import ServerFactory, UserFactory, governance_world
-from tests.live import daphne
+from tests.live import daphne, sqlite_child_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -70,13 +68,7 @@ def test_burst_over_two_web_processes_has_no_5xx_and_every_accepted_request_once
     ServerFactory(system=world.system, server_id="was-3")
     approvals = approval_work(world)
     filer_token = Token.objects.create(user=world.requester).key
-    env = dict(
-        os.environ,
-        GUARDIA_DATABASE_URL=f"sqlite:///{settings.DATABASES['default']['NAME']}",
-        GUARDIA_CHANNEL_LAYER="memory",
-        GUARDIA_LOG_LEVEL="WARNING",
-        PYTHONUNBUFFERED="1",
-    )
+    env = sqlite_child_env(GUARDIA_LOG_LEVEL="WARNING")
     jobs: list[tuple[str, list[tuple[str, str, dict]]]] = [
         (
             token,
