@@ -89,6 +89,8 @@ ACTION_LABELS = {
     "cmdb.host_key_scan": _("호스트 키 고정"),
     "cmdb.testbed_registered": _("테스트베드 등록"),
     "cmdb.seed_demo": _("데모 데이터 생성"),
+    "gateway.silent": _("게이트웨이 응답 없음"),
+    "gateway.back": _("게이트웨이 응답 재개"),
 }
 
 # "cmdb.<model>_create/_change/_delete" for the rest of the inventory.
@@ -102,6 +104,7 @@ _CMDB_MODEL_LABELS = {
     "systemowner": _("담당자 표"),
     "credential": _("자격 증명"),
     "command_rule": _("명령 규칙"),
+    "gateway": _("게이트웨이"),
 }
 
 RESULT_LABELS = {

@@ -26,6 +26,7 @@ from .forms import CredentialForm, InstitutionForm, ServerImportForm
 from .models import (
     CommandRule,
     Credential,
+    Gateway,
     HealthCriteria,
     Institution,
     Server,
@@ -127,6 +128,7 @@ class InstitutionAdmin(AuditedAdmin):
     fieldsets = [
         (None, {"fields": ["code", "name", "aliases", "tier"]}),
         (_("사람"), {"fields": ["pm", "contact", "site_managers"]}),
+        (_("게이트웨이"), {"fields": ["gateway"]}),
     ]
 
     def get_queryset(self, request):
@@ -144,6 +146,24 @@ class InstitutionAdmin(AuditedAdmin):
     @admin.display(description=_("시스템 수"), ordering="n_systems")
     def system_count(self, obj):
         return obj.n_systems
+
+
+@admin.register(Gateway)
+class GatewayAdmin(AuditedAdmin):
+    """Site gateways are infrastructure, not a tenant's rows: not institution-scoped; the role
+    table says who views (cmdb.view_gateway) and who edits them. The heartbeat is the cluster's."""
+
+    list_display = ["name", "description", "heartbeat_at", "heartbeat_by", "silent_since", "institution_count"]
+    search_fields = ["name", "description", "network_notes"]
+    readonly_fields = ["heartbeat_at", "heartbeat_by", "silent_since"]
+    fields = ["name", "description", "network_notes", *readonly_fields]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(n_institutions=Count("institutions", distinct=True))
+
+    @admin.display(description=_("기관 수"), ordering="n_institutions")
+    def institution_count(self, obj):
+        return obj.n_institutions
 
 
 class HealthCriteriaInline(admin.StackedInline):
@@ -228,6 +248,7 @@ class ServerAdmin(AuditedAdmin):
         (_("SSH"), {"fields": ["ssh_port", "ssh_user", "credential", "host_key_fingerprint"]}),
         (_("경로"), {"fields": ["app_path", "deploy_path", "backup_path", "script_path", "log_path"]}),
         (_("헬스 체크와 롤아웃"), {"fields": ["service_port", "health_url", "rolling_group", "canary"]}),
+        (_("게이트웨이"), {"fields": ["gateway"]}),
     ]
 
     def get_queryset(self, request):

@@ -71,7 +71,7 @@ class InstitutionForm(forms.ModelForm):
 
     class Meta:
         model = Institution
-        fields = ["code", "name", "aliases", "tier", "pm", "contact", "site_managers"]
+        fields = ["code", "name", "aliases", "tier", "pm", "contact", "site_managers", "gateway"]
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

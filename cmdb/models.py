@@ -90,6 +90,15 @@ class Institution(models.Model):
     site_managers = models.ManyToManyField(
         settings.AUTH_USER_MODEL, blank=True, related_name="managed_institutions", verbose_name=_("현장 담당자")
     )
+    # The site gateway whose worker cluster runs this institution's changes (none: the central one).
+    gateway = models.ForeignKey(
+        "Gateway",
+        verbose_name=_("게이트웨이"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="institutions",
+    )
 
     objects = InstitutionQuerySet.as_manager()
 
@@ -270,6 +279,16 @@ class Server(models.Model):
     rolling_group = models.PositiveSmallIntegerField(_("롤링 그룹"), default=1)
     canary = models.BooleanField(_("카나리"), default=False)
     active = models.BooleanField(_("사용 중"), default=True)
+    # Only for a server on a network segment that another gateway reaches; else the institution's.
+    gateway = models.ForeignKey(
+        "Gateway",
+        verbose_name=_("게이트웨이 (네트워크 구간)"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="servers",
+        help_text=_("비우면 기관의 게이트웨이"),
+    )
 
     objects = ServerQuerySet.as_manager()
 
@@ -676,3 +695,34 @@ class PasswordHistory(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} {self.created_at:%Y-%m-%d}"
+
+
+GATEWAY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+
+
+def validate_gateway_name(value: str) -> None:
+    if not GATEWAY_NAME_RE.match(value or ""):
+        raise ValidationError(_("영문자, 숫자, '-', '_'만 32자까지"))
+
+
+class Gateway(models.Model):
+    """A site gateway: a worker cluster (``GUARDIA_GATEWAY=<name> manage.py qcluster``) inside a
+    network the central workers cannot reach, consuming only its own queue. Its workers write
+    the heartbeat; ``silent_since`` is set once when the heartbeat stops (one alarm per outage)."""
+
+    name = models.CharField(_("게이트웨이 이름"), max_length=32, unique=True, validators=[validate_gateway_name])
+    description = models.CharField(_("설명"), max_length=200, blank=True)
+    network_notes = models.TextField(_("네트워크 구간 메모"), blank=True)
+    heartbeat_at = models.DateTimeField(_("마지막 하트비트"), null=True, blank=True)
+    heartbeat_by = models.CharField(_("하트비트 보낸 워커"), max_length=128, blank=True)
+    sweep_queued_at = models.DateTimeField(_("마지막 복구 점검 요청"), null=True, blank=True)
+    silent_since = models.DateTimeField(_("응답 없음 경보 시각"), null=True, blank=True)
+
+    class Meta:
+        db_table = "TB_GATEWAY"
+        ordering = ["name"]
+        verbose_name = _("게이트웨이 (TB_GATEWAY)")
+        verbose_name_plural = _("게이트웨이 (TB_GATEWAY)")
+
+    def __str__(self) -> str:
+        return self.name

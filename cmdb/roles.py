@@ -25,7 +25,10 @@ CMDB_READ = [
 # The command catalogue is a security control: only security officers change it (the
 # admin role's CMDB_ALL leaves it out on purpose).
 CATALOGUE_EDIT = ["cmdb.add_commandrule", "cmdb.change_commandrule", "cmdb.delete_commandrule"]
-CMDB_MODELS = ["institution", "system", "server", "credential", "systemowner", "healthcriteria"]
+CMDB_MODELS = ["institution", "system", "server", "credential", "systemowner", "healthcriteria", "gateway"]
+# The site gateways' console (heartbeat, queue depth, running tasks): the people who run and
+# review the operation; admins also edit gateways (CMDB_ALL).
+GATEWAY_READ = ["cmdb.view_gateway"]
 CMDB_ALL = [f"cmdb.{action}_{model}" for model in CMDB_MODELS for action in ("add", "change", "delete", "view")] + [
     "cmdb.view_all_systems",
     "cmdb.change_any_systemowner",
@@ -48,6 +51,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "governance.use_kill_switch",
         "governance.view_opstask",
         *CMDB_READ,
+        *GATEWAY_READ,
     ],
     # Third approver for infrastructure/security changes across every system.
     # Reads every task and the audit trail (security review), like the auditor.
@@ -56,6 +60,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "governance.view_opstask",
         "cmdb.view_all_systems",
         *CMDB_READ,
+        *GATEWAY_READ,
         "audit.view_auditentry",
         *CATALOGUE_EDIT,
         # Grants and revokes the privileged roles and looks after privileged accounts.
@@ -72,7 +77,13 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "cmdb.change_systemowner",
     ],
     # Read-only everywhere: the audit trail and the whole CMDB, but never a credential.
-    "auditor": ["audit.view_auditentry", "governance.view_opstask", "cmdb.view_all_systems", *CMDB_READ],
+    "auditor": [
+        "audit.view_auditentry",
+        "governance.view_opstask",
+        "cmdb.view_all_systems",
+        *CMDB_READ,
+        *GATEWAY_READ,
+    ],
     # CMDB, credentials and ordinary accounts (cmdb.accounts says which).
     "admin": [
         *CMDB_ALL,

@@ -11,6 +11,12 @@ def _ensure_inspection_schedule(sender, **kwargs) -> None:
     ensure_schedule()
 
 
+def _start_gateway_heartbeat(sender=None, **kwargs) -> None:
+    from .gateways import start_heartbeat
+
+    start_heartbeat(sender, **kwargs)
+
+
 def _ensure_reaper_schedule(sender, **kwargs) -> None:
     from .reaper import ensure_schedule
 
@@ -27,3 +33,7 @@ class ExecutionConfig(AppConfig):
         post_migrate.connect(_ensure_inspection_schedule, sender=self, dispatch_uid="execution-inspection-schedule")
         # The reaper sweeps every minute for tasks whose worker is gone.
         post_migrate.connect(_ensure_reaper_schedule, sender=self, dispatch_uid="execution-reaper-schedule")
+        # Each worker process of a site gateway's cluster writes the gateway's heartbeat.
+        from django_q.signals import post_spawn
+
+        post_spawn.connect(_start_gateway_heartbeat, dispatch_uid="execution-gateway-heartbeat")

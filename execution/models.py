@@ -8,8 +8,11 @@ write lock. Plus InspectionSchedule: recurring read-only playbooks.
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import ClassVar
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -17,6 +20,15 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from cmdb.models import Server, System
+
+
+def this_gateway() -> str:
+    """The site gateway this process works for (GUARDIA_GATEWAY; "" for the central workers)."""
+    return settings.GATEWAY
+
+
+def this_worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class Outcome(models.TextChoices):
@@ -74,6 +86,10 @@ class Execution(models.Model):
     summary = models.JSONField(_("요약"), default=dict, blank=True)
     started_at = models.DateTimeField(_("시작 시각"), default=timezone.now)
     finished_at = models.DateTimeField(_("종료 시각"), null=True, blank=True)
+    # Where it ran, stamped by the process that creates the row: the site gateway's name ("" for
+    # the central workers) and the worker's host:pid.
+    gateway = models.CharField(_("게이트웨이"), max_length=32, blank=True, db_index=True, default=this_gateway)
+    worker = models.CharField(_("워커"), max_length=128, blank=True, default=this_worker)
 
     class Meta:
         verbose_name = _("실행 (TB_DEPLOY_HISTORY)")

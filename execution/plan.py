@@ -29,6 +29,7 @@ from governance.attachments import attachment_root, is_sealed
 
 from . import playbooks
 from .errors import ParameterError, Refused, StepFailed
+from .gateways import check_single_gateway
 from .healthcheck import Health, url_problem
 from .parameters import HEALTH_LIMITS, q, tighter
 from .playbooks.base import HealthSpec, Playbook
@@ -205,6 +206,7 @@ def render_plan(sub_type: str, parameters: dict, system, targets: list, task_ref
     strategy = RolloutStrategy.from_parameters(parameters.get("rollout"), tier=system.tier)
     everyone = sorted(targets, key=lambda s: s.server_id)
     servers = [s for s in everyone if s.active]
+    check_single_gateway(servers)  # one task, one worker cluster that reaches every server
     criteria = {c.system_id: c for c in HealthCriteria.objects.filter(system_id__in={s.system_id for s in servers})}
     uploads = Uploads(parameters)
     errors: dict[str, str] = {}

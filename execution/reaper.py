@@ -34,7 +34,7 @@ from governance.models import OpsTask, Status
 from governance.notify import Message, notify
 from governance.transitions import enqueue_execution, publish_line, task_link
 
-from . import journal, leases
+from . import gateways, journal, leases
 from .models import Execution, ExecutionLease, Outcome, RunState, ServerLease, StepResult
 
 log = logging.getLogger(__name__)
@@ -95,13 +95,15 @@ def sweep() -> list[dict]:
     holder = reaper_holder()
     results: list[dict] = []
     for lease in orphaned_leases():
-        if claim(lease, holder):
+        # A site gateway recovers only its own tasks (only it reaches their servers), the central
+        # workers only theirs; a task left by a dead gateway waits for the gateway to be back.
+        if gateways.recovers_here(lease.task) and claim(lease, holder):
             results.append(_recover_claimed(lease.task_id, holder, lease))
     # EXECUTING with no claim at all: started before claims existed, or the claim was dropped
     # after the run crashed while telling governance. Give a live run the lease time first.
     stale = timezone.now() - timedelta(seconds=leases.lease_seconds())
     for task in OpsTask.objects.filter(status=Status.EXECUTING, execution_lease__isnull=True, updated_at__lt=stale):
-        adopted = _adopt(task, holder)
+        adopted = _adopt(task, holder) if gateways.recovers_here(task) else None
         if adopted is not None:
             results.append(_recover_claimed(task.pk, holder, adopted))
     leases.dispatch_waiters(resend_after=leases.lease_seconds())

@@ -20,7 +20,10 @@ def run_inspections() -> int:
 
 
 def reap_executions() -> int:
-    """The recurring django-q2 Schedule: recover tasks whose worker is gone."""
+    """The recurring django-q2 Schedule (and each site gateway's own sweep): recover tasks whose
+    worker is gone, and raise the alarm for a gateway gone silent."""
+    from .gateways import raise_silent_alarms
     from .reaper import sweep
 
+    raise_silent_alarms()
     return len(sweep())

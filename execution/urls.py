@@ -1,3 +1,10 @@
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path
+
+from . import views
+
+app_name = "execution"
+urlpatterns: list = [
+    path("gateways/", views.gateway_status, name="gateways"),
+]

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from django_fsm import TransitionNotAllowed, can_proceed, has_transition_perm
 from django_q.tasks import async_task
 
@@ -125,7 +126,13 @@ def describe(task: OpsTask) -> str:
 
 
 def enqueue_execution(task: OpsTask) -> None:
-    transaction.on_commit(partial(async_task, "execution.tasks.run_task", task.pk, task_name=f"run-{task.task_id}"))
+    """Queue the run after commit, on the worker cluster the execution layer names for it (a site
+    gateway's queue, or None for the central one) through EXECUTION_QUEUE, a dotted path."""
+    router = getattr(settings, "EXECUTION_QUEUE", "")
+    cluster = import_string(router)(task) if router else None
+    transaction.on_commit(
+        partial(async_task, "execution.tasks.run_task", task.pk, task_name=f"run-{task.task_id}", cluster=cluster)
+    )
 
 
 def users_in(*groups: str):

@@ -8,6 +8,7 @@ Production switches by environment variables only (see README "Production").
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -430,6 +431,20 @@ else:
 # A running execution's claim on its task and servers lives this long without a heartbeat
 # (its worker renews it every sixth of it); the reaper recovers a task once it expired.
 EXECUTION_LEASE_SECONDS = envint("GUARDIA_EXECUTION_LEASE_SECONDS", 60)
+# Site gateways: `GUARDIA_GATEWAY=A manage.py qcluster` consumes only gateway A's queue (a
+# django-q2 cluster name of its own, on the same broker); executions for institutions (or
+# servers) assigned to A are queued there by EXECUTION_QUEUE. Unset: the central cluster,
+# which also runs the schedules. Its workers write a heartbeat; silent longer than
+# GATEWAY_SILENT_SECONDS raises one alarm per outage.
+GATEWAY = os.getenv("GUARDIA_GATEWAY", "")
+if GATEWAY and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}", GATEWAY):
+    raise ImproperlyConfigured(f"GUARDIA_GATEWAY: letters, digits, '-' and '_' only (32 at most), got {GATEWAY!r}")
+if GATEWAY:
+    Q_CLUSTER["cluster_name"] = f"{Q_CLUSTER['name']}-gw-{GATEWAY}"
+EXECUTION_QUEUE = "execution.gateways.queue_for_task"
+GATEWAY_HEARTBEAT_SECONDS = envint("GUARDIA_GATEWAY_HEARTBEAT_SECONDS", 10)
+GATEWAY_SILENT_SECONDS = envint("GUARDIA_GATEWAY_SILENT_SECONDS", 60)
+GATEWAY_SWEEP_SECONDS = envint("GUARDIA_GATEWAY_SWEEP_SECONDS", 60)
 Q_SYNC = envbool("GUARDIA_Q_SYNC", "false")
 if Q_SYNC:
     Q_CLUSTER["sync"] = True

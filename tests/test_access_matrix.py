@@ -196,6 +196,10 @@ CASES: dict[str, Case] = {
     # Execution rows are read through their task.
     "api/v1/^executions/$": Case("GET", f"{API}/executions/", cells(200, anonymous=401), api=True),
     "api/v1/^executions/(?P<pk>[^/.]+)/$": Case("GET", f"{API}/executions/{{execution}}/", task_read(401), api=True),
+    # The site gateways' console: those who run and review the operation.
+    "execution/gateways/": Case(
+        "GET", "/execution/gateways/", cells(403, anonymous=302, pm=200, security_officer=200, auditor=200, admin=200)
+    ),
     "api/v1/^server-runs/$": Case("GET", f"{API}/server-runs/", cells(200, anonymous=401), api=True),
     "api/v1/^server-runs/(?P<pk>[^/.]+)/$": Case("GET", f"{API}/server-runs/{{serverrun}}/", task_read(401), api=True),
     # Console pages: anonymous callers are sent to the login page.
@@ -298,6 +302,7 @@ ADMIN_RIGHTS: dict[str, dict[str, str]] = {
     "cmdb.credential": {"admin": "vacd"},
     "cmdb.healthcriteria": {"supervisor": "v", "security_officer": "v", "admin": "vacd"},
     "cmdb.commandrule": {"supervisor": "v", "security_officer": "vacd"},
+    "cmdb.gateway": {"security_officer": "v", "admin": "vacd"},  # infrastructure: not institution-scoped
     "execution.execution": {},
     "execution.serverrun": {},
     "execution.inspectionschedule": {},
@@ -333,6 +338,7 @@ ADMIN_OBJECT = {
     "cmdb.credential": "credential",
     "cmdb.healthcriteria": "health",
     "cmdb.commandrule": "rule",
+    "cmdb.gateway": "gateway",
     "execution.execution": "execution",
     "execution.serverrun": "serverrun",
     "execution.inspectionschedule": "inspection",
@@ -452,7 +458,7 @@ def build_world():
 
     from audit import services as audit_services
     from audit.models import AuditCheckpoint, AuditEntry
-    from cmdb.models import CommandRule, HealthCriteria, Server
+    from cmdb.models import CommandRule, Gateway, HealthCriteria, Server
     from execution.models import Execution, InspectionSchedule, ServerRun
     from governance import control, services
     from tests.factories import (
@@ -563,6 +569,7 @@ def build_world():
         "auditentry": AuditEntry.objects.order_by("seq").first().pk,
         "checkpoint": AuditCheckpoint.objects.order_by("pk").first().pk,
         "server_ct": ContentType.objects.get_for_model(Server).pk,
+        "gateway": Gateway.objects.create(name="matrix").pk,
     }
     own.update(shared)
     other.update(shared)
