@@ -10,6 +10,9 @@ import hashlib
 import logging
 from pathlib import Path
 
+from django.conf import settings
+from django.utils import translation
+
 import audit
 from cmdb.models import HealthCriteria
 from governance import attachments, control, plans
@@ -118,6 +121,13 @@ def criteria_for(systems) -> dict:
 
 def run_task(task_pk: int) -> str | None:
     """Run an APPROVED task to PENDING_PM_VALIDATION or a failure state. Quiet if it must not run."""
+    # What a run writes (reasons, timeline lines, the result package) is stored once and read by
+    # everyone, so it is written in the site's language, never in that of whoever started it.
+    with translation.override(settings.LANGUAGE_CODE):
+        return _run_task(task_pk)
+
+
+def _run_task(task_pk: int) -> str | None:
     task = control.execution_started(task_pk)
     if task is None:
         log.info("task %s not started (gone, not approved or stopped)", task_pk)
