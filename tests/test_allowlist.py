@@ -155,11 +155,16 @@ def good_login(username: str, address: str, forwarded: str = "") -> bool:
     return response.status_code == 302 and "_auth_user_id" in client.session
 
 
-def test_throttling_ignores_forwarded_for_from_an_untrusted_peer(db, settings):
-    """An attacker rotating X-Forwarded-For is still one address: the account locks."""
+@pytest.fixture
+def lead_behind_proxy(db, settings):
+    """Three failures lock an account; PROXY is the trusted proxy; "lead" is a team lead's account."""
     settings.AXES_FAILURE_LIMIT = 3
     settings.TRUSTED_PROXIES = [PROXY]
-    UserFactory(username="lead", role="team_lead")
+    return UserFactory(username="lead", role="team_lead")
+
+
+def test_throttling_ignores_forwarded_for_from_an_untrusted_peer(lead_behind_proxy):
+    """An attacker rotating X-Forwarded-For is still one address: the account locks."""
     client = Client()
     for n in range(3):
         fail_login(client, "lead", "10.0.0.7", forwarded=f"10.0.9.{n}")
@@ -167,11 +172,8 @@ def test_throttling_ignores_forwarded_for_from_an_untrusted_peer(db, settings):
     assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"10.0.0.7"}
 
 
-def test_throttling_believes_the_trusted_proxy(db, settings):
+def test_throttling_believes_the_trusted_proxy(lead_behind_proxy):
     """Behind our proxy, two people are two addresses: one is locked, the other is not."""
-    settings.AXES_FAILURE_LIMIT = 3
-    settings.TRUSTED_PROXIES = [PROXY]
-    UserFactory(username="lead", role="team_lead")
     client = Client()
     for _ in range(3):
         fail_login(client, "lead", PROXY, forwarded="10.10.1.1")
