@@ -21,6 +21,15 @@ def plan_sha256_field() -> forms.RegexField:
     return forms.RegexField(regex=SHA256_ANY_CASE_RE, required=False, widget=forms.HiddenInput)
 
 
+def require_text_when(form: forms.Form, choice_field: str, choice: str, text_field: str, message) -> dict:
+    """The form's cleaned data, with ``message`` on ``text_field`` when ``choice_field`` is
+    ``choice`` but the text is blank (a rejection needs a reason, a global stop too)."""
+    data = form.cleaned_data
+    if data.get(choice_field) == choice and not (data.get(text_field) or "").strip():
+        form.add_error(text_field, message)
+    return data
+
+
 class DecisionForm(forms.Form):
     """Approve or reject one step. ``plan_sha256`` is the hash of the plan the page showed:
     the service refuses the decision (409) if the task's plan is no longer that one."""
@@ -33,10 +42,7 @@ class DecisionForm(forms.Form):
 
     def clean(self) -> dict:
         super().clean()
-        data = self.cleaned_data
-        if data.get("decision") == "REJECTED" and not (data.get("comments") or "").strip():
-            self.add_error("comments", _("반려하려면 사유(의견)를 입력하세요."))
-        return data
+        return require_text_when(self, "decision", "REJECTED", "comments", _("반려하려면 사유(의견)를 입력하세요."))
 
 
 class StopForm(forms.Form):
@@ -49,11 +55,8 @@ class GlobalStopForm(forms.Form):
 
     def clean(self) -> dict:
         super().clean()
-        data = self.cleaned_data
         # An engaged stop without a reason tells the next operator nothing.
-        if data.get("action") == "engage" and not (data.get("reason") or "").strip():
-            self.add_error("reason", _("전체 정지에는 사유가 필요합니다."))
-        return data
+        return require_text_when(self, "action", "engage", "reason", _("전체 정지에는 사유가 필요합니다."))
 
 
 class ValidationForm(forms.Form):
