@@ -107,6 +107,7 @@ class Engine:
         self._gate_round = 0
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self.resume_from: dict = {}  # server id -> execution.journal.Observation (the reaper's resume)
 
     # --- entry point ------------------------------------------------------------------
     def run(self) -> EngineResult:
@@ -275,6 +276,9 @@ class Engine:
         criteria = self.criteria.get(server.system_id)
         health = Health.for_server(server, criteria, self.health_overrides)
         ctx = ServerContext(self, server, health, self.playbook)
+        seed = self.resume_from.get(server.server_id)
+        if seed is not None:  # a resumed run: what the server showed and which steps are done
+            ctx.state, ctx.resume, ctx.seq = dict(seed.state), dict(seed.done), seed.seq
         self.contexts[server.server_id] = ctx
         return ctx
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
@@ -36,6 +37,7 @@ from governance.transitions import enqueue_execution, publish_line, task_link
 
 from . import gateways, journal, leases
 from .models import Execution, ExecutionLease, Outcome, RunState, ServerLease, StepResult
+from .playbooks.base import Playbook
 
 log = logging.getLogger(__name__)
 MAX_RECOVERIES = 3  # then the task is left STATE_UNCERTAIN for a person, loudly
@@ -195,10 +197,10 @@ def recover(task_pk: int, lease: ExecutionLease) -> dict:
         return _report(task, outcome, reason, lease, {})
     if execution.outcome != Outcome.RUNNING:
         return _report_finished(task, execution, lease)
-    return Recovery(task, execution, lease).run()
+    return Recovery(task, execution, lease).recover()
 
 
-def _report(task, outcome: str, reason: str, lease, servers: dict, package: dict | None = None) -> dict:
+def _report(task, outcome: str, reason: str, lease, servers: dict, package: dict | None = None, mode: str = "") -> dict:
     # One transaction: the task's end and the chain's account of the recovery land together.
     with transaction.atomic():
         if outcome == Outcome.SUCCEEDED:
@@ -206,12 +208,12 @@ def _report(task, outcome: str, reason: str, lease, servers: dict, package: dict
         else:
             control.execution_failed(task.pk, outcome, reason)
         task.refresh_from_db()
-        _record_recovery(task, outcome, reason, lease, servers)
+        _record_recovery(task, outcome, reason, lease, servers, mode)
         _alert_owner(task, f"[작업자 유실 복구] {task.task_id}: {task.get_status_display()} — {reason}"[:900])
     return {"task": task.task_id, "outcome": outcome, "status": task.status, "reason": reason}
 
 
-def _record_recovery(task, outcome: str, reason: str, lease, servers: dict) -> None:
+def _record_recovery(task, outcome: str, reason: str, lease, servers: dict, mode: str = "") -> None:
     entry = audit.record(
         "system",
         "execution.recovered",
@@ -223,6 +225,7 @@ def _record_recovery(task, outcome: str, reason: str, lease, servers: dict) -> N
             "status": task.status,
             "reason": reason[:1000],
             "holder": lease.holder,
+            "policy": mode,
             "servers": servers,
             "text": f"워커 유실 복구 완료: {task.get_status_display()} — {reason[:200]}",
         },
@@ -256,13 +259,26 @@ def _report_finished(task, execution, lease) -> dict:
     )
 
 
+def recovery_policy(task, playbook) -> str:
+    """``resume`` or ``rollback``: the system's choice, else the site's setting (default rollback).
+    A stop always rolls back; a playbook with nothing to undo (rotation, cleanup) is finished."""
+    if task.stop_requested:
+        return "rollback"
+    if type(playbook).rollback is Playbook.rollback and not playbook.READ_ONLY:
+        return "resume"
+    chosen = getattr(task.system, "recovery_policy", "") or getattr(settings, "EXECUTION_RECOVERY_POLICY", "rollback")
+    return "resume" if chosen == "resume" else "rollback"
+
+
 class Recovery:
-    """Re-verify and roll back the servers an interrupted execution still holds."""
+    """Re-verify the servers an interrupted execution still holds, then resume the rollout from
+    its step journal or roll those servers back, as the system's policy says."""
 
     def __init__(self, task, execution, lease):
         self.task = task
         self.execution = execution
         self.lease = lease
+        self.fallback = ""  # why a resume was not possible
 
     def _engine(self):
         from . import playbooks
@@ -273,9 +289,9 @@ class Recovery:
 
         task = self.task
         name = task.playbook or task.sub_type
-        parameters = validate_parameters(name, task.parameters)
-        playbook = playbooks.build(name, parameters)
-        strategy = RolloutStrategy.from_parameters(parameters.get("rollout"), tier=task.system.tier)
+        self.parameters = validate_parameters(name, task.parameters)
+        playbook = playbooks.build(name, self.parameters)
+        strategy = RolloutStrategy.from_parameters(self.parameters.get("rollout"), tier=task.system.tier)
         self.runs = list(self.execution.server_runs.select_related("server__system__institution", "server__credential"))
         servers = [r.server for r in self.runs if r.server is not None]
         engine = Engine(
@@ -285,7 +301,7 @@ class Recovery:
             artifacts=ArtifactStore(),
             task=task,
             actor="system",
-            stop_check=lambda: None,
+            stop_check=lambda: control.should_stop(task.pk),
             health_overrides=playbook.health_limits,
             criteria_by_system=criteria_for({s.system_id for s in servers}),
         )
@@ -308,13 +324,17 @@ class Recovery:
             contexts[run.server_ref] = ctx
         return contexts
 
-    def _done_steps(self, runs) -> dict[int, set[str]]:
-        done: dict[int, set[str]] = {}
-        for run_id, name in StepResult.objects.filter(server_run__in=runs, phase="forward", state="OK").values_list(
-            "server_run", "name"
+    @staticmethod
+    def _journals(runs) -> dict[int, dict[str, str]]:
+        """Per server run: the forward steps recorded OK, name -> output (the step journal)."""
+        journals: dict[int, dict[str, str]] = {}
+        for run_id, name, output in (
+            StepResult.objects.filter(server_run__in=runs, phase="forward", state="OK")
+            .order_by("server_run", "seq")
+            .values_list("server_run", "name", "output_excerpt")
         ):
-            done.setdefault(run_id, set()).add(name)
-        return done
+            journals.setdefault(run_id, {})[name] = output
+        return journals
 
     def verified_package(self) -> dict | None:
         engine = self._engine()
@@ -330,19 +350,12 @@ class Recovery:
         engine.recorder.drain()
         return engine._package(self.execution)
 
-    def run(self, reason_prefix: str = "") -> dict:
-        task = self.task
-        try:
-            engine = self._engine()
-        except Exception as exc:
-            return _report(
-                task, Outcome.STATE_UNCERTAIN, f"작업자를 잃었고 계획을 다시 만들 수 없습니다: {exc}", self.lease, {}
-            )
-        held = set(ServerLease.objects.filter(lease__task_id=task.pk).values_list("server_ref", flat=True))
-        in_flight = [r for r in self.runs if r.state == RunState.RUNNING]
-        last = self._last_steps(in_flight)
-        for run in in_flight:
-            step = last.get(run.pk, "")
+    def _mark_lost(self, engine) -> None:
+        """The servers in flight become UNCERTAIN on the task page, and the page says why."""
+        self.in_flight = [r for r in self.runs if r.state in (RunState.RUNNING, RunState.UNCERTAIN)]
+        self.last = self._last_steps(self.in_flight)
+        for run in self.in_flight:
+            step = self.last.get(run.pk, "")
             engine.records.put(
                 _server_record(
                     run.server_ref,
@@ -352,25 +365,167 @@ class Recovery:
             )
         engine.recorder.drain()
         engine._event(
-            "execution", "RECOVERING", "worker lost; re-verifying servers", in_flight=[r.server_ref for r in in_flight]
+            "execution",
+            "RECOVERING",
+            "worker lost; re-verifying servers",
+            in_flight=[r.server_ref for r in self.in_flight],
         )
-        touched = [
+
+    def _touched(self) -> list:
+        held = set(ServerLease.objects.filter(lease__task_id=self.task.pk).values_list("server_ref", flat=True))
+        return [
             r
             for r in self.runs
             if r.server is not None and r.server_ref in held and r.state not in (RunState.PENDING, RunState.REFUSED)
         ]
+
+    def recover(self) -> dict:
+        try:
+            engine = self._engine()
+        except Exception as exc:
+            return _report(
+                self.task,
+                Outcome.STATE_UNCERTAIN,
+                f"작업자를 잃었고 계획을 다시 만들 수 없습니다: {exc}",
+                self.lease,
+                {},
+            )
+        self._mark_lost(engine)
+        if recovery_policy(self.task, engine.playbook) == "resume":
+            try:
+                result = self.resume(engine)
+            finally:
+                engine._close(list(engine.contexts.values()))
+                if engine._pool is not None:
+                    engine._pool.shutdown(wait=True)
+            if result is not None:
+                return result
+        return self.run(reason_prefix=self.fallback)
+
+    def _resume_blockers(self, engine) -> str:
+        failing = [r.server_ref for r in self.runs if r.state in FAILING]
+        if failing or StepResult.objects.filter(server_run__execution=self.execution, phase="rollback").exists():
+            return f"실행이 이미 실패 처리 중이었습니다 ({', '.join(failing) or '롤백 단계 기록'})"
+        try:
+            engine.playbook.prepare(engine.artifacts)
+        except Exception as exc:
+            return f"준비 단계 실패: {exc}"
+        from governance import plans
+
+        name = self.task.playbook or self.task.sub_type
+        targets = list(self.task.targets.with_related())
+        current = plans.plan_sha256(
+            plans.render_plan(name, self.parameters, self.task.system, targets, task_ref=self.task.task_id)
+        )
+        if current != (self.task.plan_sha256 or ""):
+            return "실행 계획이 승인된 것과 다릅니다"
+        return ""
+
+    def resume(self, engine) -> dict | None:
+        """Skip what is done, re-verify what was in flight, run the rest; None: roll back instead."""
+        blocker = self._resume_blockers(engine)
+        touched = self._touched()
+        contexts = self._contexts(engine, touched)
+        journals = self._journals(touched)
+        by_ref = {r.server_ref: r for r in self.runs}
+
+        def look(ctx):
+            try:
+                return journal.observe(engine.playbook, ctx, journals.get(by_ref[ctx.server.server_id].pk, {}))
+            except Exception as exc:
+                return f"재검증 실패: {exc}"
+
+        observed = engine.parallel(list(contexts.values()), look) if not blocker else {}
+        engine._close(list(contexts.values()))
+        report: dict[str, dict] = {}
+        problems = [blocker] if blocker else []
+        for ctx, obs in observed.items():
+            sid = ctx.server.server_id
+            if isinstance(obs, str):
+                problems.append(f"{sid}: {obs}")
+                report[sid] = {"observed": None, "error": obs[:300]}
+                continue
+            report[sid] = {"observed": obs.facts, "action": "resume", "skipped": sorted(obs.done)}
+            if obs.problem or obs.unknown:
+                problems.append(obs.problem or f"{sid}: '{obs.unknown}' 단계가 실행되었는지 서버에서 알 수 없습니다")
+            obs.seq = ctx.seq
+            engine.resume_from[sid] = obs
+        if problems:
+            self.fallback = "재개하지 않고 롤백합니다: " + "; ".join(problems)
+            return None
+        outcome = self._run_rest(engine, by_ref, journals)
+        where = self._where()
+        if outcome is None:
+            result = engine._finish(Outcome.SUCCEEDED, "", [])
+            reason = f"작업자 {self.lease.holder}을(를) 잃었으나 ({where}) 저널에서 재개해 완료했습니다"
+            return _report(self.task, Outcome.SUCCEEDED, reason, self.lease, report, result.package, "resume")
+        result = engine._finish(outcome[0], outcome[1], [])
+        reason = f"작업자 {self.lease.holder}을(를) 잃고 ({where}) 재개했으나: {outcome[1]}"
+        return _report(self.task, outcome[0], reason, self.lease, report, result.package, "resume")
+
+    def _run_rest(self, engine, by_ref, journals) -> tuple[str, str] | None:
+        """The plan's groups again: a finished group is passed over (its held servers stay
+        available to later gates and rollback_all), the rest run with their journals."""
+        from .rolling import Group
+
+        done: list = []
+        # The plan's groups as the first run made them (its server rows carry the group; the plan
+        # itself is saved only when a run ends).
+        groups: dict[int, list] = {}
+        for run in sorted(by_ref.values(), key=lambda r: (r.group_index, r.server_ref)):
+            if run.server is not None:
+                groups.setdefault(run.group_index, []).append(run)
+        for index, runs in sorted(groups.items()):
+            servers = [r.server for r in runs]
+            if all(r.state not in UNFINISHED for r in runs):
+                for run in runs:
+                    if run.server_ref in engine.resume_from:
+                        ctx = engine._context(run.server)
+                        # What its own health check saw, for the result package's version column.
+                        for name, output in journals.get(run.pk, {}).items():
+                            if name.endswith("http"):
+                                ctx.data.setdefault("health", {})[name] = {"status": None, "body": output}
+                        done.append(ctx)
+                continue
+            reason = engine.poll_stop(force=True)
+            if reason:
+                return Outcome.ABORTED, f"재개 중 중지되었습니다: {reason}"
+            outcome = engine.run_group(Group(index, runs[0].tier, servers[0].rolling_group, servers), done)
+            if outcome is not None:
+                return outcome
+        return None
+
+    def _where(self) -> str:
+        return (
+            ", ".join(f"{r.server_ref} '{self.last.get(r.pk) or '시작'}' 단계 이후" for r in self.in_flight)
+            or "서버 사이"
+        )
+
+    def run(self, reason_prefix: str = "") -> dict:
+        """Roll back every server the task still holds, from what each server shows."""
+        task = self.task
+        try:
+            engine = self._engine()
+        except Exception as exc:
+            return _report(
+                task, Outcome.STATE_UNCERTAIN, f"작업자를 잃었고 계획을 다시 만들 수 없습니다: {exc}", self.lease, {}
+            )
+        if not hasattr(self, "in_flight"):
+            self._mark_lost(engine)
+        in_flight = {r.pk for r in self.in_flight}
+        touched = self._touched()
         for run in self.runs:
             if run.state == RunState.PENDING:
                 engine.records.put(_server_record(run.server_ref, RunState.ABORTED, "not started: the worker was lost"))
         contexts = self._contexts(engine, touched)
-        done = self._done_steps(touched)
+        journals = self._journals(touched)
         by_ref = {r.server_ref: r for r in touched}
         report: dict[str, dict] = {}
 
         def restore(ctx):
             run = by_ref[ctx.server.server_id]
             try:
-                obs = journal.observe(engine.playbook, ctx, done.get(run.pk, set()))
+                obs = journal.observe(engine.playbook, ctx, journals.get(run.pk, {}))
             except Exception as exc:
                 report[ctx.server.server_id] = {"observed": None, "error": str(exc)[:300]}
                 engine._server(ctx, RunState.UNCERTAIN, f"재검증 실패: {exc}")
@@ -379,19 +534,27 @@ class Recovery:
             if obs.problem:
                 engine._server(ctx, RunState.ROLLBACK_FAILED, obs.problem)
                 return "failed"
-            if not obs.changed:
+            if obs.unknown and not _undoable(engine.playbook):
+                text = f"'{obs.unknown}' 단계가 실행되었는지 서버에서 알 수 없고 되돌릴 방법이 없습니다"
+                engine._server(ctx, RunState.UNCERTAIN, text)
+                return "uncertain"
+            if not obs.changed and not obs.unknown:
                 entry["action"] = "none"
                 engine._server(ctx, RunState.ROLLED_BACK, "re-verified on the server: nothing to undo")
                 return None
             ctx.state = obs.state
             entry["action"] = "rollback"
-            failure = engine._rollback_one(ctx, failed=run in in_flight)
+            failure = engine._rollback_one(ctx, failed=run.pk in in_flight)
             return "failed" if failure else None
 
-        results = engine.parallel(list(contexts.values()), restore)
-        outcome, reason = self._outcome(results, last, reason_prefix)
+        try:
+            results = engine.parallel(list(contexts.values()), restore)
+        finally:
+            if engine._pool is not None:
+                engine._pool.shutdown(wait=True)
+        outcome, reason = self._outcome(results, reason_prefix)
         result = engine._finish(outcome, reason, [])
-        return _report(task, outcome, reason, self.lease, report, result.package)
+        return _report(task, outcome, reason, self.lease, report, result.package, "rollback")
 
     def _last_steps(self, runs) -> dict[int, str]:
         last: dict[int, str] = {}
@@ -403,12 +566,8 @@ class Recovery:
             last[run_id] = name
         return {r.pk: last.get(r.pk, "") for r in runs} if runs else {}
 
-    def _outcome(self, results: dict, last: dict, prefix: str) -> tuple[str, str]:
-        where = (
-            ", ".join(f"{r.server_ref} '{last.get(r.pk) or '시작'}' 단계 이후" for r in self.runs if r.pk in last)
-            or "서버 사이"
-        )
-        base = f"{prefix + '; ' if prefix else ''}작업자 {self.lease.holder}을(를) 잃었습니다 ({where})"
+    def _outcome(self, results: dict, prefix: str) -> tuple[str, str]:
+        base = f"{prefix + '; ' if prefix else ''}작업자 {self.lease.holder}을(를) 잃었습니다 ({self._where()})"
         if any(v == "failed" for v in results.values()):
             return Outcome.MANUAL_INTERVENTION_REQUIRED, f"{base}; 롤백 실패: 수동 조치가 필요합니다"
         if any(v == "uncertain" for v in results.values()):
@@ -417,6 +576,14 @@ class Recovery:
         if self.task.stop_requested or OpsTask.objects.filter(pk=self.task.pk, stop_requested=True).exists():
             return Outcome.ABORTED, f"{base}; 킬 스위치로 중지되어 서버 {count}대를 복구했습니다"
         return Outcome.FAILED_ROLLED_BACK, f"{base}; 서버 {count}대를 재검증하고 롤백했습니다"
+
+
+FAILING = (RunState.FAILED, RunState.ROLLED_BACK, RunState.ROLLBACK_FAILED, RunState.ABORTED)
+UNFINISHED = (RunState.PENDING, RunState.RUNNING, RunState.UNCERTAIN)
+
+
+def _undoable(playbook) -> bool:
+    return type(playbook).rollback is not Playbook.rollback
 
 
 def _server_record(server_id: str, state: str, message: str):

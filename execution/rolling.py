@@ -193,6 +193,22 @@ def gate_sample(done: list, size: int, gate_round: int) -> list:
     return [done[(start + i) % len(done)] for i in range(size)]
 
 
+# The command text of a step a resumed run skipped because it was already done.
+SKIPPED = "# 재개: 이미 완료된 단계 (다시 실행하지 않음)"
+
+
+@dataclass
+class Replayed:
+    """The result of a skipped step: its journaled output, so what the playbook parses from it
+    (the old PID, the log size before startup) is what the first run read."""
+
+    stdout: str
+    stderr: str = ""
+    exit_code: int = 0
+    timed_out: bool = False
+    output_sha256: str = ""
+
+
 @dataclass
 class Record:
     """One message from a worker to the orchestrating thread."""
@@ -220,6 +236,9 @@ class ServerContext:
         self.transport = None
         self.current_step = ""
         self.quiet = False  # safety-gate checks record failures only
+        # A resumed run (execution.reaper): forward steps already done, journaled or verified on
+        # the server, with the output to replay. They are recorded as skipped, never sent again.
+        self.resume: dict[str, str] = {}
         self._lock = threading.Lock()
 
     # --- connection -------------------------------------------------------------------
@@ -261,6 +280,16 @@ class ServerContext:
         else:
             time.sleep(seconds)
 
+    def _already_done(self, name: str) -> Replayed | None:
+        """The step's recorded result when a resumed run finds it done (see ``resume``)."""
+        if self.phase != "forward" or name not in self.resume:
+            return None
+        self._guard()
+        self.current_step = name
+        output = self.resume[name]
+        self._emit(name, command=SKIPPED, exit_code=0, output=output, state="OK", started=time.time(), duration=0)
+        return Replayed(stdout=output)
+
     def _emit(self, name: str, **data) -> None:
         self.seq += 1
         data.update(seq=self.seq, name=name, phase=self.phase)
@@ -278,6 +307,9 @@ class ServerContext:
     ):
         from .transport import CommandTimeout, ConnectionLost
 
+        replayed = self._already_done(name)
+        if replayed is not None:
+            return replayed
         self._guard()
         self.current_step = name
         transport = self.connect()
@@ -362,6 +394,8 @@ class ServerContext:
     def put(self, name: str, local, remote: str) -> None:
         from .transport import ConnectionLost, TransportError
 
+        if self._already_done(name) is not None:
+            return
         self._guard()
         self.current_step = name
         transport = self.connect()

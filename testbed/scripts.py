@@ -140,14 +140,21 @@ export GUARDIA_TESTBED_BASE={base}
 """
 
 # sshd's ForceCommand: log every command received, then run it. The log is the server's
-# own record of what reached it (a sanitizer block must never show up here).
+# own record of what reached it (a sanitizer block must never show up here). When a command
+# ends, "<exit status> <command>" goes to <log>.exit: a command received while its client was
+# already gone (killed by SIGPIPE before doing anything, 141) is told from one that ran (0).
 EXEC_WRAPPER = r"""#!/bin/sh
 # dash, not bash: this runs before every command, and each shell start costs on 2 cores.
 printf '%s\n' "${SSH_ORIGINAL_COMMAND:-<interactive shell>}" >> "$1"
 case "$SSH_ORIGINAL_COMMAND" in
   internal-sftp|/usr/lib/openssh/sftp-server) exec /usr/lib/openssh/sftp-server ;;
   "") exec /bin/bash -l ;;
-  *) exec /bin/sh -c "$SSH_ORIGINAL_COMMAND" ;;
+  *)
+    /bin/sh -c "$SSH_ORIGINAL_COMMAND"
+    rc=$?
+    printf '%s %s\n' "$rc" "$SSH_ORIGINAL_COMMAND" >> "$1.exit"
+    exit $rc
+    ;;
 esac
 """
 

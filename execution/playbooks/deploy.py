@@ -86,7 +86,7 @@ class AppDeploy(Playbook):
             # The running version's health, so a rollback knows what "restored" looks like.
             running = healthcheck.port_open(ctx.health.host, ctx.health.port)
             ctx.data["port_before"] = running
-            if running and ctx.health.url:
+            if running and ctx.health.url and "old_version" not in ctx.state:  # a resumed run knows it
                 try:
                     _status, body, _ms = healthcheck.http_get(ctx.health.url, timeout=5, server=ctx.server)
                     ctx.state["old_version"] = healthcheck.served_version(body)
@@ -147,7 +147,7 @@ class StaticSync(Playbook):
     """Replace a static directory with the contents of an uploaded .tar.gz; the old tree is kept."""
 
     NAME = "STATIC_SYNC"
-    VERSION = "1.1.0"
+    VERSION = "1.2.0"
     PARAMS = {
         "artifact_sha256": Param("sha256", required=True),
         "target_path": Param(
@@ -173,13 +173,21 @@ class StaticSync(Playbook):
             "target": target,
             "staging": posixpath.join(deploy, f"static-{tag}.tar.gz"),
             "new": f"{target}.guardia-new-{tag}",
+            "unpacking": f"{target}.guardia-unpacking-{tag}",
             "old": f"{target}.guardia-old-{tag}",
         }
 
     def forward(self, ctx) -> None:
         p = self._paths(ctx)
         ctx.put("upload", ctx.artifact_path(self.params["artifact_sha256"]), p["staging"])
-        ctx.run("unpack", f"mkdir -p {q(p['new'])} && tar -xzf {q(p['staging'])} -C {q(p['new'])}", timeout=300)
+        # Unpacked beside and renamed at once: the new tree exists only when it is complete, so a
+        # resumed run can tell from the server whether unpacking happened.
+        ctx.run(
+            "unpack",
+            f"mkdir -p {q(p['unpacking'])} && tar -xzf {q(p['staging'])} -C {q(p['unpacking'])} && "
+            f"mv -T {q(p['unpacking'])} {q(p['new'])}",
+            timeout=300,
+        )
         ctx.run("swap", f"mv {q(p['target'])} {q(p['old'])} && mv {q(p['new'])} {q(p['target'])}", timeout=60)
         ctx.state["swapped"] = True
         ctx.run("verify", f"test -d {q(p['target'])} && ls {q(p['target'])} | head -n 20", timeout=15)

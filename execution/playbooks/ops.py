@@ -175,11 +175,14 @@ class LogCleanup(Playbook):
     def verify(self, ctx) -> None:
         """Nothing to gate: the change is a deletion of expired files."""
 
-    def forward(self, ctx) -> None:
-        find = (
+    def find_command(self, ctx) -> str:
+        return (
             f"find {q(self.path(ctx, 'directory'))} -maxdepth 1 -type f -name {q(self.params['name_pattern'])} "
             f"-mtime +{self.params['older_than_days']}"
         )
+
+    def forward(self, ctx) -> None:
+        find = self.find_command(ctx)
         listed = ctx.run("list", f"{find} -print", timeout=120)
         ctx.data["files"] = listed.stdout.split()
         if not self.params["dry_run"]:
