@@ -34,7 +34,7 @@ from governance import plans
 from governance.errors import Invalid
 from governance.models import Category, SubType
 
-from . import ocr
+from . import ocr, speech
 from .parser import MAX_TEXT
 from .services import UPLOAD_FIELDS, IntakeInput, Outcome, Refused, intake, preview
 
@@ -93,7 +93,7 @@ def _json_body(request) -> dict:
 def _multipart_body(request) -> tuple[dict, dict]:
     data: dict = {}
     for key in request.data:
-        if key in UPLOAD_FIELDS:
+        if key in UPLOAD_FIELDS or key == "audio":
             continue
         values = request.data.getlist(key)
         data[key] = values if key == "targets" else values[-1]
@@ -159,6 +159,13 @@ def _input(request) -> IntakeInput:
         body, uploads = _multipart_body(request)
     else:
         raise UnsupportedMediaType(content_type or "(none)")
+    transcript = ""
+    if content_type == "multipart/form-data" and "audio" in request.FILES:
+        # A voice memo: its transcript is read like typed text, after what was typed.
+        transcript = speech.transcribe_upload(request.FILES["audio"])
+        body["raw_request"] = "\n".join(
+            part for part in (str(body.get("raw_request") or "").strip(), transcript) if part
+        )
     form = IntakeSerializer(data=body)
     form.is_valid(raise_exception=True)
     data = form.validated_data
@@ -198,6 +205,7 @@ def _input(request) -> IntakeInput:
         draft_id=str(data.get("draft_id") or ""),
         channel=channel,
         ocr=photo,
+        transcript=transcript,
     )
 
 
@@ -213,13 +221,15 @@ def _plan_summary(plan: dict | None, sha256: str) -> dict | None:
     }
 
 
-def _body(outcome: Outcome, photo: dict | None) -> dict:
+def _body(outcome: Outcome, data: IntakeInput) -> dict:
     body: dict = {"parsed": outcome.parsed.as_dict()}
     body["clarification"] = body["parsed"].pop("clarification")
     body["parsed"].pop("refused", None)
     body["parsed"].pop("forbidden_system", None)
-    if photo is not None:
-        body["ocr"] = photo
+    if data.ocr is not None:
+        body["ocr"] = data.ocr
+    if data.transcript:
+        body["transcript"] = data.transcript
     return body
 
 
@@ -234,6 +244,8 @@ def _guarded(handler):
             )
         except Refused as exc:
             return Response(exc.as_dict(), status=422)
+        except speech.SpeechError as exc:
+            return Response({"detail": str(exc), "audio": [str(exc)]}, status=exc.status)
 
     return run
 
@@ -263,7 +275,7 @@ class SrIntakeView(_Base):
     def post(self, request):
         data = _input(request)
         outcome = intake(request.user, data)
-        body = _body(outcome, data.ocr)
+        body = _body(outcome, data)
         body["draft_id"] = str(outcome.request.draft_id) if outcome.request else None
         if outcome.task is None:
             body["status"] = "NEEDS_CLARIFICATION"
@@ -300,7 +312,7 @@ class SrParseView(_Base):
     def post(self, request):
         data = _input(request)
         outcome = preview(request.user, data)
-        body = _body(outcome, data.ocr)
+        body = _body(outcome, data)
         body["plan"] = _plan_summary(outcome.plan, plans.plan_sha256(outcome.plan)) if outcome.plan else None
         body["hints"] = [hint.as_dict() for hint in outcome.hints]
         return Response(body, status=200)

@@ -14,6 +14,7 @@ urlpatterns = [
     path("preview", views_app.preview, name="preview"),
     path("submit", views_app.submit, name="submit"),
     path("parse", views_app.parse, name="parse"),
+    path("transcribe", views_app.transcribe, name="transcribe"),
     path("manifest.webmanifest", views_app.manifest, name="manifest"),
     path("sw.js", views_app.service_worker, name="sw"),
 ]

@@ -14,14 +14,12 @@ model is asked (in ``intake.parser.parse``), so neither depends on it.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 
 import jsonschema  # type: ignore[import-untyped]
 from django.conf import settings
 
-from . import rules
+from . import localhttp, rules
 from .catalog import Catalog
 from .parser import SUBTYPE_LABELS, Clarification, Parsed, parse, usual_servers
 
@@ -107,18 +105,11 @@ def ask(text: str, catalog: Catalog, config: Settings) -> dict:
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if config.api_key:
         headers["Authorization"] = f"Bearer {config.api_key}"
-    request = urllib.request.Request(config.url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=config.timeout) as response:
-            raw = response.read(MAX_ANSWER_BYTES + 1)
-    except TimeoutError as exc:
-        raise BackendError("LLM 응답 시간 초과") from exc
-    except urllib.error.HTTPError as exc:
-        raise BackendError(f"LLM 오류 응답 (HTTP {exc.code})") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        if "timed out" in str(exc):
-            raise BackendError("LLM 응답 시간 초과") from exc
-        raise BackendError("LLM 서버에 연결할 수 없음") from exc
+        raw = localhttp.post(config.url, body, headers, config.timeout, MAX_ANSWER_BYTES)
+    except localhttp.ServiceError as exc:
+        reason = {"timeout": "LLM 응답 시간 초과", "http": f"LLM 오류 응답 (HTTP {exc.code})"}
+        raise BackendError(reason.get(exc.kind, "LLM 서버에 연결할 수 없음")) from exc
     if len(raw) > MAX_ANSWER_BYTES:
         raise BackendError("LLM 응답이 너무 큼")
     try:

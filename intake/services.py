@@ -49,6 +49,7 @@ class IntakeInput:
     draft_id: str = ""
     channel: str = "API"
     ocr: dict | None = None  # intake.ocr.read_photo's answer, when a photo came along
+    transcript: str = ""  # a voice memo's text (already part of raw_request)
 
 
 class Refused(Exception):

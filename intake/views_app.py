@@ -37,6 +37,7 @@ from governance.errors import GovernanceError, Invalid
 from governance.models import OpsTask, Status, SubType
 from governance.submission import file_request
 
+from . import speech
 from .services import IntakeInput, Refused
 from .services import preview as preview_request
 
@@ -172,6 +173,8 @@ def new_request(request: HttpRequest) -> HttpResponse:
             ],
             "keypad_keys": KEYPAD_KEYS,
             "can_submit": request.user.has_perm("governance.submit_task"),
+            "voice_enabled": speech.enabled(),
+            "voice_limit_mb": speech.limit_bytes() // (1024 * 1024),
         },
     )
 
@@ -434,6 +437,20 @@ def parse(request: HttpRequest) -> JsonResponse:
         request=request,
     )
     return JsonResponse({"html": html, "ready": bool(plan) and parsed.clarification is None, "plan_sha256": plan_sha})
+
+
+@login_required
+@require_POST
+def transcribe(request: HttpRequest) -> JsonResponse:
+    """A voice memo recorded on the phone -> its text, which the page puts in the request field
+    and reads with the parser like typed text. Off (503) unless speech-to-text is configured."""
+    if not request.user.has_perm("governance.submit_task"):
+        return _json_error({"detail": _("요청을 접수할 권한이 없습니다.")}, status=403)
+    try:
+        text = speech.transcribe_upload(request.FILES.get("audio"))
+    except speech.SpeechError as exc:
+        return _json_error({"audio": str(exc)}, status=exc.status)
+    return JsonResponse({"text": text})
 
 
 # --- installability ------------------------------------------------------------------------------

@@ -280,6 +280,10 @@ CASES: dict[str, Case] = {
 }
 
 
+    # Voice memos: the roles that file requests reach the service, which is off by default (503).
+    "app/transcribe": Case(
+        "POST", "/app/transcribe", cells(403, anonymous=302, site_manager=503, team_lead=503, pm=503)
+    ),
 # --- the admin (CMDB console) -------------------------------------------------------------------------------------
 # Rights of each staff role per registered model: v(iew) a(dd) c(hange) d(elete). Roles not
 # named have none. People without is_staff never get past the admin's login redirect.

@@ -334,6 +334,65 @@
     if (title) { title.focus(); }
   }
 
+  // Voice memo (only when the server has speech-to-text): MediaRecorder in the browser, the
+  // recording posted to /app/transcribe, the text put in the request field and read by the
+  // parser like typed text.
+  var voice = document.getElementById("voice-memo");
+  if (voice) {
+    var voiceButton = document.getElementById("voice-button");
+    var voiceStatus = document.getElementById("voice-status");
+    var recorder = null;
+    var chunks = [];
+    var voiceError = function (message) {
+      showErrors({ audio: message });
+      voiceStatus.textContent = "";
+      voiceButton.setAttribute("aria-pressed", "false");
+    };
+    var sendRecording = function (blob) {
+      if (blob.size > Number(voice.dataset.limitMb) * 1024 * 1024) { voiceError(voice.dataset.tooLarge); return; }
+      var body = new FormData();
+      body.append("audio", blob, "memo." + ((blob.type.split("/")[1] || "webm").split(";")[0]));
+      voiceStatus.textContent = voice.dataset.working;
+      fetch(voice.dataset.transcribeUrl, {
+        method: "POST", credentials: "same-origin", body: body,
+        headers: { "X-CSRFToken": csrf, "Accept": "application/json" },
+      }).then(function (response) {
+        return response.json().catch(function () { return {}; }).then(function (data) {
+          if (!response.ok) { voiceError((data.errors || data).audio || (data.errors || data).detail || response.status); return; }
+          var field = document.getElementById("f-raw_request");
+          field.value = (field.value.trim() ? field.value.trim() + " " : "") + data.text;
+          voiceStatus.textContent = "";
+          var textMode = form.querySelector("input[name=mode][value=text]");
+          if (textMode && !textMode.checked) { textMode.checked = true; syncVisibility(); }
+          clarified = {};
+          invalidate();
+          previewButton.click();
+        });
+      }).catch(function () { voiceError(voice.dataset.unsupported); });
+    };
+    voiceButton.addEventListener("click", function () {
+      if (recorder && recorder.state === "recording") { recorder.stop(); return; }
+      if (!(window.MediaRecorder && navigator.mediaDevices && navigator.mediaDevices.getUserMedia)) {
+        voiceError(voice.dataset.unsupported);
+        return;
+      }
+      clearErrors();
+      navigator.mediaDevices.getUserMedia({ audio: true }).then(function (stream) {
+        chunks = [];
+        recorder = new MediaRecorder(stream);
+        recorder.addEventListener("dataavailable", function (event) { if (event.data.size) { chunks.push(event.data); } });
+        recorder.addEventListener("stop", function () {
+          stream.getTracks().forEach(function (track) { track.stop(); });
+          voiceButton.setAttribute("aria-pressed", "false");
+          sendRecording(new Blob(chunks, { type: recorder.mimeType || "audio/webm" }));
+        });
+        recorder.start();
+        voiceButton.setAttribute("aria-pressed", "true");
+        voiceStatus.textContent = voice.dataset.recording;
+      }).catch(function () { voiceError(voice.dataset.denied); });
+    });
+  }
+
   var lastField = null;
   form.addEventListener("focusin", function (event) {
     if (event.target.matches("textarea, input[type=text]")) { lastField = event.target; }
