@@ -237,3 +237,34 @@ class ActionToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.purpose} {self.step_id} {self.user}"
+
+
+class PhotoReading(models.Model):
+    """A photo of an error screen waiting to be read (OCR runs in the worker, not in the
+    request): the image is kept under DATA_DIR/intake-photos until it is read, then removed;
+    what stays is the text, the error codes and the parser's suggestion."""
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING", _("판독 대기")  # stored, queued for the worker
+        DONE = "DONE", _("판독 완료")  # text and suggestion ready
+        FAILED = "FAILED", _("판독 실패")  # the worker could not read it; error says why
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    requester = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("요청자"), on_delete=models.CASCADE, related_name="photo_readings"
+    )
+    status = models.CharField(_("상태"), max_length=12, choices=Status.choices, default=Status.PENDING)
+    size = models.PositiveIntegerField(_("크기(바이트)"), default=0)
+    result = models.JSONField(_("판독 결과"), default=dict, blank=True)
+    error = models.CharField(_("오류"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("접수 시각"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("판독 시각"), null=True, blank=True)
+
+    class Meta:
+        db_table = "TB_SR_PHOTO"
+        ordering = ["-created_at"]
+        verbose_name = _("오류 화면 사진 판독")
+        verbose_name_plural = _("오류 화면 사진 판독")
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.status})"
