@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from typing import cast
 
@@ -92,6 +93,46 @@ class SearchForm(forms.Form):
     q = forms.CharField(label=_("작업 ID / SR 번호 / 제목"), required=False, max_length=100)
     institution = forms.ModelChoiceField(label=_("기관"), queryset=Institution.objects.order_by("name"), required=False)
     person = forms.CharField(label=_("사람 (요청자·승인자)"), required=False, max_length=150)
+
+
+class StatisticsRangeForm(forms.Form):
+    """The statistics page's time range: a recent span or two days, in the server's zone (KST)."""
+
+    RECENT_DAYS = {"7d": 7, "30d": 30, "90d": 90, "365d": 365}
+    range = forms.ChoiceField(
+        label=_("기간"),
+        required=False,
+        choices=[
+            ("all", _("전체 기간")),
+            ("7d", _("최근 7일")),
+            ("30d", _("최근 30일")),
+            ("90d", _("최근 90일")),
+            ("365d", _("최근 1년")),
+            ("custom", _("직접 지정")),
+        ],
+    )
+    since = forms.DateField(label=_("시작일 (KST)"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(label=_("종료일 (KST)"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self):
+        data = super().clean() or {}
+        since, until = data.get("since"), data.get("until")
+        if data.get("range") == "custom" and not (since or until) and not self.errors:
+            self.add_error("since", _("직접 지정하려면 시작일이나 종료일을 입력하세요."))
+        if since and until and since > until:
+            self.add_error("until", _("종료일은 시작일과 같거나 뒤여야 합니다."))
+        return data
+
+    def period(self, today: datetime.date) -> tuple[datetime.date | None, datetime.date | None]:
+        """(first day, last day), both included; None where the range is open."""
+        days = self.RECENT_DAYS.get(self.cleaned_data.get("range") or "")
+        if days:
+            return today - datetime.timedelta(days=days - 1), today
+        if self.cleaned_data.get("range") in ("", "all", None) and not (
+            self.cleaned_data.get("since") or self.cleaned_data.get("until")
+        ):
+            return None, None
+        return self.cleaned_data.get("since"), self.cleaned_data.get("until")
 
 
 # Typed fields per template; anything else goes through the JSON textarea.

@@ -6,7 +6,18 @@ import datetime as dt
 from collections import Counter
 
 from django.conf import settings
-from django.db.models import Count, DurationField, Exists, ExpressionWrapper, F, Max, Min, OuterRef
+from django.db.models import (
+    Count,
+    DateField,
+    DurationField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+)
 from django.db.models.functions import TruncDate, TruncMonth
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -139,17 +150,73 @@ def dashboard_counts(user) -> dict[str, int]:
     }
 
 
-LEAD_TIME = ExpressionWrapper(F("approved_at") - F("created_at"), output_field=DurationField())
+class LeadTime(ExpressionWrapper):
+    """approved_at - created_at, as a duration, computed by the database.
+
+    On SQLite Django subtracts datetimes with a Python function called once per row; here
+    SQLite's own julianday() does it (rounded to the millisecond, in microseconds, the way
+    Django reads a duration there). Other databases subtract natively."""
+
+    def __init__(self) -> None:
+        super().__init__(F("approved_at") - F("created_at"), output_field=DurationField())
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        approved, approved_params = compiler.compile(self.expression.lhs)
+        created, created_params = compiler.compile(self.expression.rhs)
+        sql = f"(CAST(ROUND((julianday({approved}) - julianday({created})) * 86400000) AS INTEGER) * 1000)"
+        return sql, (*approved_params, *created_params)
 
 
-def _lead_time_percentile(approved, samples: int, share: float) -> float | None:
-    """The lead time (minutes) at this share of the approved tasks, read by the database
-    as one ordered row at an offset rather than by loading every pair into Python."""
+def _fixed_offset() -> dt.timedelta | None:
+    """The server zone's UTC offset if it keeps one all year (Asia/Seoul does), else None."""
+    zone = timezone.get_current_timezone()
+    year = timezone.now().year
+    winter, summer = (dt.datetime(year, month, 1, tzinfo=zone).utcoffset() for month in (1, 7))
+    return winter if winter == summer else None
+
+
+class _LocalTrunc:
+    """Django's Trunc functions, which PostgreSQL and SQL Server compute in SQL; on SQLite
+    they call a Python function for every row, so there SQLite's own date() shifts the
+    stored UTC text by the zone's offset (a zone with one offset all year, such as KST;
+    other zones keep Django's function)."""
+
+    sqlite_modifiers: tuple[str, ...] = ()
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        offset = _fixed_offset()
+        if offset is None:
+            return super().as_sqlite(compiler, connection, **extra_context)  # type: ignore[misc]
+        sql, params = compiler.compile(self.lhs)  # type: ignore[attr-defined]
+        modifiers = ", ".join(["%s"] * (1 + len(self.sqlite_modifiers)))
+        return f"date({sql}, {modifiers})", (*params, f"{int(offset.total_seconds()):+d} seconds",
+                                               *self.sqlite_modifiers)  # fmt: skip
+
+
+class LocalDay(_LocalTrunc, TruncDate):
+    """The server-zone day of a datetime."""
+
+
+class LocalMonth(_LocalTrunc, TruncMonth):
+    """The first day of the server-zone month of a datetime (a date)."""
+
+    sqlite_modifiers = ("start of month",)
+
+    def __init__(self, expression, **extra) -> None:
+        super().__init__(expression, output_field=DateField(), **extra)
+
+
+def _lead_time_percentiles(approved, samples: int, shares: tuple[float, ...]) -> list[float | None]:
+    """The lead times (minutes) at these shares of the approved tasks, each read by the
+    database as one ordered row at an offset rather than by loading every pair."""
     if not samples:
-        return None
-    index = min(samples - 1, max(0, round(share * (samples - 1))))
-    lead = approved.annotate(lead=LEAD_TIME).order_by("lead", "pk").values_list("lead", flat=True)[index]
-    return lead / dt.timedelta(minutes=1)
+        return [None for _ in shares]
+    ordered = approved.annotate(lead=LeadTime()).order_by("lead", "pk").values_list("lead", flat=True)
+    found = []
+    for share in shares:
+        index = min(samples - 1, max(0, round(share * (samples - 1))))
+        found.append(ordered[index] / dt.timedelta(minutes=1))
+    return found
 
 
 # Up to about two months of requests the trend is drawn per day; beyond that per month.
@@ -166,24 +233,23 @@ def _as_date(value) -> dt.date:
     return timezone.localtime(value).date() if isinstance(value, dt.datetime) else value
 
 
-def _per_period(tasks) -> dict:
+def _per_period(tasks, first: dt.date | None, last: dt.date | None) -> dict:
     """Requests per day (short ranges) or per month, every period in the range listed,
-    empty ones as 0, so a quiet week reads as quiet rather than as a line between points."""
-    span = tasks.aggregate(first=Min("created_at"), last=Max("created_at"))
-    if span["first"] is None:
-        return {"granularity": "day", "rows": []}
-    first, last = timezone.localdate(span["first"]), timezone.localdate(span["last"])
+    empty ones as 0, so a quiet week reads as quiet rather than as a line between points.
+    Without a range, the range is the first to the last request's day."""
+    if first is None or last is None:
+        span = tasks.aggregate(first=Min("created_at"), last=Max("created_at"))
+        if span["first"] is None:
+            return {"granularity": "day", "rows": []}
+        first = first or timezone.localdate(span["first"])
+        last = last or timezone.localdate(span["last"])
     if (last - first).days <= DAILY_UP_TO_DAYS:
-        counts = {
-            row["day"]: row["n"]
-            for row in tasks.annotate(day=TruncDate("created_at")).values("day").annotate(n=Count("pk"))
-        }
+        rows = tasks.annotate(day=LocalDay("created_at")).values("day").annotate(n=Count("pk"))
+        counts = {_as_date(row["day"]): row["n"] for row in rows}
         days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
         return {"granularity": "day", "rows": [{"label": d.isoformat(), "n": counts.get(d, 0)} for d in days]}
-    counts = {
-        _as_date(row["month"]): row["n"]
-        for row in tasks.annotate(month=TruncMonth("created_at")).values("month").annotate(n=Count("pk"))
-    }
+    rows = tasks.annotate(month=LocalMonth("created_at")).values("month").annotate(n=Count("pk"))
+    counts = {_as_date(row["month"]): row["n"] for row in rows}
     months, cursor = [], first.replace(day=1)
     while cursor <= last:
         months.append(cursor)
@@ -191,25 +257,40 @@ def _per_period(tasks) -> dict:
     return {"granularity": "month", "rows": [{"label": m.strftime("%Y-%m"), "n": counts.get(m, 0)} for m in months]}
 
 
-def statistics(user) -> dict:
+def _local_midnight(day: dt.date) -> dt.datetime:
+    return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
+
+
+def statistics(user, since: dt.date | None = None, until: dt.date | None = None) -> dict:
+    """Every figure of the statistics page for the tasks the user sees, filed between the
+    server-zone (KST) days ``since`` and ``until``, both included (open when None)."""
     # order_by(): every figure below is an aggregate, and the default ordering (created_at)
     # would join each GROUP BY, one group per task.
     tasks = OpsTask.objects.visible_to(user).order_by()
+    if since:
+        tasks = tasks.filter(created_at__gte=_local_midnight(since))
+    if until:
+        tasks = tasks.filter(created_at__lt=_local_midnight(until + dt.timedelta(days=1)))
     per_institution = list(
         tasks.values("system__institution__name").annotate(n=Count("pk")).order_by("-n", "system__institution__name")
     )
     per_category = list(tasks.values("category").annotate(n=Count("pk")).order_by("category"))
-    period = _per_period(tasks)
-    approved = tasks.exclude(approved_at=None)
-    samples = approved.count()
-    # Tasks (not steps) with at least one step / one escalated step: EXISTS per task.
-    with_steps = tasks.filter(Exists(ApprovalStep.objects.filter(task=OuterRef("pk")))).count()
-    escalated = tasks.filter(
-        Exists(ApprovalStep.objects.filter(task=OuterRef("pk"), routing=Routing.ESCALATED))
-    ).count()
-    succeeded = tasks.filter(status__in=[Status.PENDING_PM_VALIDATION, Status.COMPLETED]).count()
-    failed = tasks.filter(status__in=EXECUTION_FAILED).count()
-    p50, p90 = _lead_time_percentile(approved, samples, 0.5), _lead_time_percentile(approved, samples, 0.9)
+    period = _per_period(tasks, since, until)
+    # One pass for the single figures; tasks (not steps) with at least one step / one
+    # escalated step are counted by EXISTS per task.
+    figures = tasks.aggregate(
+        total=Count("pk"),
+        samples=Count("pk", filter=Q(approved_at__isnull=False)),
+        with_steps=Count("pk", filter=Q(Exists(ApprovalStep.objects.filter(task=OuterRef("pk"))))),
+        escalated=Count(
+            "pk", filter=Q(Exists(ApprovalStep.objects.filter(task=OuterRef("pk"), routing=Routing.ESCALATED)))
+        ),
+        succeeded=Count("pk", filter=Q(status__in=[Status.PENDING_PM_VALIDATION, Status.COMPLETED])),
+        failed=Count("pk", filter=Q(status__in=EXECUTION_FAILED)),
+    )
+    samples, with_steps = figures["samples"], figures["with_steps"]
+    succeeded, failed = figures["succeeded"], figures["failed"]
+    p50, p90 = _lead_time_percentiles(tasks.exclude(approved_at=None), samples, (0.5, 0.9))
     in_hours = p90 is not None and p90 >= HOURS_FROM_MINUTES
     scale = 60 if in_hours else 1
     return {
@@ -224,9 +305,11 @@ def statistics(user) -> dict:
         "lead_time_p50": None if p50 is None else round(p50 / scale, 1),
         "lead_time_p90": None if p90 is None else round(p90 / scale, 1),
         "lead_time_samples": samples,
-        "escalation_rate": escalated / with_steps if with_steps else None,
+        "escalation_rate": figures["escalated"] / with_steps if with_steps else None,
         "execution_success_rate": succeeded / (succeeded + failed) if succeeded + failed else None,
-        "total": tasks.count(),
+        "total": figures["total"],
+        "since": since,
+        "until": until,
     }
 
 

@@ -11,12 +11,13 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from cmdb.models import System, SystemOwner
 
-from . import control, queries, reports, services, submission
+from . import control, diffview, queries, reports, services, submission
 from . import demo_artifact as demo
 from .errors import GovernanceError, NotFound
 from .forms import (
@@ -26,6 +27,7 @@ from .forms import (
     NewRequestForm,
     OwnerPresenceForm,
     SearchForm,
+    StatisticsRangeForm,
     StopForm,
     ValidationForm,
 )
@@ -243,6 +245,8 @@ def task_detail(request: HttpRequest, task_id: str) -> HttpResponse:
                 if task.status in FAILED_RUN and task.result_package.get("servers")
                 else None
             ),
+            # The work agent's round (a CODE_FIX task), whatever state it ended in.
+            "code_change": _package_context(task.result_package) if task.result_package.get("code_change") else None,
         },
     )
 
@@ -324,6 +328,8 @@ def _package_context(data: dict) -> dict:
         "package": package,
         "rows": [(row, package.problem(row)) for row in package.ordered()],
         "diff": queries.diff_lines(package.diff),
+        # A code change: per file, highlighted on the server (governance/diffview.py).
+        "code_files": diffview.split_files(package.diff) if package.code_change else [],
     }
 
 
@@ -383,9 +389,14 @@ def owner_settings(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @login_required
 def statistics(request: HttpRequest) -> HttpResponse:
-    stats = reports.statistics(request.user)
+    form = StatisticsRangeForm(request.GET or None)
+    since = until = None
+    if form.is_bound and form.is_valid():
+        since, until = form.period(timezone.localdate())
+    stats = reports.statistics(request.user, since, until)
     charts = reports.statistics_charts(stats)
-    return render(request, "console/statistics.html", {"stats": stats, "charts": charts})
+    status = 400 if form.is_bound and form.errors else 200
+    return render(request, "console/statistics.html", {"stats": stats, "charts": charts, "form": form}, status=status)
 
 
 @login_required

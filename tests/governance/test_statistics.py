@@ -98,3 +98,57 @@ def test_page_shows_units_and_a_table_under_each_chart(client, world, file_task)
     assert re.search(r"<td>2026-03-02</td><td class=\"n\">1</td>", page)
     data = json.loads(re.search(r'<script id="chart-data" type="application/json">(.*?)</script>', page, re.S).group(1))
     assert data["lead_unit"] == "분" and data["period"]["granularity"] == "day"
+
+
+def test_the_time_range_counts_whole_kst_days(client, world, file_task):
+    """A chosen range counts requests filed on those KST days, both included: a request at
+    23:30 KST on the last day is in (it is the previous day in UTC); one at 00:10 KST the day
+    after is out; the page says which period it shows."""
+    file_task(dt.datetime(2026, 2, 28, 23, 59, tzinfo=KST))  # the day before: out
+    file_task(dt.datetime(2026, 3, 1, 0, 0, tzinfo=KST), dt.timedelta(minutes=20))
+    file_task(dt.datetime(2026, 3, 7, 23, 30, tzinfo=KST))
+    file_task(dt.datetime(2026, 3, 8, 0, 10, tzinfo=KST))  # the day after: out
+    stats = reports.statistics(world.pm, dt.date(2026, 3, 1), dt.date(2026, 3, 7))
+    assert stats["total"] == 2 and stats["lead_time_samples"] == 1 and stats["lead_time_p50"] == 20.0
+    assert [r["n"] for r in stats["per_period"]] == [1, 0, 0, 0, 0, 0, 1] and stats["granularity"] == "day"
+    client.force_login(world.pm)
+    page = client.get(reverse("console:statistics"), {"range": "custom", "since": "2026-03-01", "until": "2026-03-07"})
+    assert page.status_code == 200 and page.context["stats"]["total"] == 2
+    assert "기간: 2026-03-01 ~ 2026-03-07 (KST, 접수일 기준)" in page.content.decode()
+    recent = client.get(reverse("console:statistics"), {"range": "7d"}).context["stats"]
+    assert recent["total"] == 0 and recent["until"] == timezone.localdate()
+    assert len(recent["per_period"]) == 7 and all(r["n"] == 0 for r in recent["per_period"])
+
+
+def test_a_reversed_range_is_refused_naming_the_field_and_keeping_the_input(client, world, file_task):
+    file_task(dt.datetime(2026, 3, 2, 9, 0, tzinfo=KST))
+    client.force_login(world.pm)
+    response = client.get(
+        reverse("console:statistics"), {"range": "custom", "since": "2026-03-09", "until": "2026-03-01"}
+    )
+    page = response.content.decode()
+    assert response.status_code == 400 and "종료일 (KST): 종료일은 시작일과 같거나 뒤여야 합니다." in page
+    assert 'value="2026-03-09"' in page and 'value="2026-03-01"' in page  # what was typed is still there
+    bad = client.get(reverse("console:statistics"), {"since": "3월 1일"})
+    assert bad.status_code == 400 and "시작일 (KST):" in bad.content.decode()
+    assert OpsTask.objects.count() == 1
+
+
+def test_statistics_are_computed_by_the_database_not_per_row_in_python(world, file_task):
+    """On SQLite Django's Trunc functions and datetime subtraction call Python functions
+    once per row; the statistics use SQLite's own date()/julianday() instead."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for day in (1, 2, 20):
+        file_task(dt.datetime(2026, 3, day, 9, 0, tzinfo=KST), dt.timedelta(minutes=day))
+    file_task(dt.datetime(2026, 7, 1, 9, 0, tzinfo=KST))
+    # Per month without a range (four months), per day with March alone.
+    for since, total, periods in ((None, 4, [3, 0, 0, 0, 1]), (dt.date(2026, 3, 1), 3, [1, 1] + [0] * 17 + [1])):
+        with CaptureQueriesContext(connection) as queries:
+            stats = reports.statistics(world.pm, since, dt.date(2026, 3, 20) if since else None)
+        sql = " ".join(q["sql"] for q in queries)
+        assert (stats["total"], stats["lead_time_p50"]) == (total, 2.0)
+        assert [r["n"] for r in stats["per_period"]] == periods
+        if connection.vendor == "sqlite":
+            assert "django_datetime" not in sql and "django_timestamp_diff" not in sql and "django_date" not in sql
