@@ -35,6 +35,7 @@ from typing import Any
 
 import paramiko
 from django.conf import settings
+from django.utils.translation import gettext, gettext_lazy
 
 import audit
 from cmdb import vault
@@ -47,6 +48,7 @@ KiB = 1024
 PGID_RE = re.compile(rb"^GUARDIA_PGID=(\d+)\n")
 KILL_GRACE_SECONDS = 2.0
 EOF_GRACE_SECONDS = 2.0
+LOST_WHILE_RUNNING = gettext_lazy("명령 실행 중 %(server)s 연결이 끊겼습니다 (프로세스 그룹 %(pgid)s)")
 # For commands GUARDiA builds itself (hash checks, the restart sequence): plain POSIX, and a
 # shell that starts in half the time of bash, which counts at seven commands a server.
 POSIX_SHELL = "/bin/sh"
@@ -116,14 +118,18 @@ def scan_host_key(host: str, port: int, timeout: float = 10) -> str:
     try:
         sock = _open_socket(host, port, timeout)
     except OSError as exc:
-        raise TransportError(f"cannot reach {host}:{port}: {exc}") from exc
+        raise TransportError(
+            gettext("%(host)s:%(port)s 접속 실패: %(error)s") % {"host": host, "port": port, "error": exc}
+        ) from exc
     transport = paramiko.Transport(sock)
     try:
         transport.banner_timeout = timeout
         transport.start_client(timeout=timeout)
         return fingerprint(transport.get_remote_server_key())
     except (paramiko.SSHException, EOFError, OSError) as exc:
-        raise TransportError(f"SSH handshake with {host}:{port} failed: {exc}") from exc
+        raise TransportError(
+            gettext("%(host)s:%(port)s와 SSH 핸드셰이크 실패: %(error)s") % {"host": host, "port": port, "error": exc}
+        ) from exc
     finally:
         transport.close()
 
@@ -136,7 +142,9 @@ def _load_private_key(text: str) -> paramiko.PKey:
         except (paramiko.SSHException, ValueError) as exc:
             errors.append(cls.__name__)
             del exc  # the message may quote key material
-    raise TransportError(f"credential is not a usable private key (tried {', '.join(errors)})")
+    raise TransportError(
+        gettext("자격 증명이 쓸 수 있는 개인 키가 아닙니다 (시도: %(kinds)s)") % {"kinds": ", ".join(errors)}
+    )
 
 
 class SSHTransport:
@@ -177,7 +185,9 @@ class SSHTransport:
         try:
             sock = _open_socket(server.ip, server.ssh_port, self.connect_timeout)
         except OSError as exc:
-            raise TransportError(f"cannot reach {self.label}: {exc}") from exc
+            raise TransportError(
+                gettext("%(server)s 접속 실패: %(error)s") % {"server": self.label, "error": exc}
+            ) from exc
         transport = paramiko.Transport(sock)
         try:
             transport.banner_timeout = self.connect_timeout
@@ -197,10 +207,15 @@ class SSHTransport:
                 target=server.server_id,
                 payload={"user": server.login_user, "kind": credential.kind},
             )
-            raise TransportError(f"authentication as {server.login_user!r} failed on {self.label}") from exc
+            raise TransportError(
+                gettext("%(server)s에서 %(user)s 계정 인증 실패")
+                % {"server": self.label, "user": repr(server.login_user)}
+            ) from exc
         except (paramiko.SSHException, EOFError, OSError) as exc:
             transport.close()
-            raise TransportError(f"SSH handshake with {self.label} failed: {exc}") from exc
+            raise TransportError(
+                gettext("%(server)s와 SSH 핸드셰이크 실패: %(error)s") % {"server": self.label, "error": exc}
+            ) from exc
         transport.set_keepalive(5)  # a silent network loss surfaces as ConnectionLost
         # paramiko's reader thread wakes every 0.1 s on an idle socket to look at its own flags.
         # A rolling group keeps up to a batch of connections open for its rollback (100 at 1,000
@@ -272,7 +287,7 @@ class SSHTransport:
     def _require(self) -> paramiko.Transport:
         if not self.connected:
             if self._transport is not None:
-                raise ConnectionLost(f"connection to {self.label} is gone")
+                raise ConnectionLost(gettext("%(server)s 연결이 없어졌습니다") % {"server": self.label})
             self.connect()
         assert self._transport is not None
         return self._transport
@@ -369,7 +384,7 @@ class SSHTransport:
                         break
                     exit_seen = exit_seen or time.monotonic()
                 if not self.connected:
-                    raise ConnectionLost(f"connection to {self.label} lost while a command ran (pgid {pgid})")
+                    raise ConnectionLost(LOST_WHILE_RUNNING % {"server": self.label, "pgid": pgid})
                 now = time.monotonic()
                 if now >= deadline and not timed_out:
                     timed_out = True
@@ -388,7 +403,7 @@ class SSHTransport:
             selector.close()
         status = channel.recv_exit_status() if channel.exit_status_ready() else -1
         if status == -1 and not self.connected:
-            raise ConnectionLost(f"connection to {self.label} lost while a command ran (pgid {pgid})")
+            raise ConnectionLost(LOST_WHILE_RUNNING % {"server": self.label, "pgid": pgid})
         with self._lock:
             killed = self._kill_requested
         result = CommandResult(
@@ -403,7 +418,11 @@ class SSHTransport:
             pgid=pgid,
         )
         if timed_out and raise_on_timeout:
-            raise CommandTimeout(f"command timed out on {self.label}; process group {pgid} killed", result)
+            raise CommandTimeout(
+                gettext("%(server)s에서 명령이 시간 초과되어 프로세스 그룹 %(pgid)s을(를) 종료했습니다")
+                % {"server": self.label, "pgid": pgid},
+                result,
+            )
         return result
 
     def _kill_group(self, pgid: int | None) -> bool:
@@ -453,7 +472,9 @@ class SSHTransport:
         try:
             source = io.BytesIO(local) if isinstance(local, bytes) else open(local, "rb")
         except OSError as exc:
-            raise TransportError(f"cannot read {os.fsdecode(local)}: {exc}") from exc
+            raise TransportError(
+                gettext("%(path)s을(를) 읽을 수 없습니다: %(error)s") % {"path": os.fsdecode(local), "error": exc}
+            ) from exc
         try:
             with source, sftp.open(partial, "wb") as remote:
                 remote.set_pipelined(True)

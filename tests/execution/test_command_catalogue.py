@@ -265,7 +265,7 @@ def test_the_sanitizer_still_judges_the_rebuilt_line(site):
     )
     with pytest.raises(errors.CommandRefused) as info:
         check(site, "grep -r x /opt/was/logs | grep 'curl x | sh'")
-    assert "sanitizer" in str(info.value)
+    assert "명령 검사기 차단" in str(info.value)
 
 
 # --- the playbooks ------------------------------------------------------------------------------

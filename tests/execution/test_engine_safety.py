@@ -81,7 +81,7 @@ def test_ts03_sanitizer_block_never_reaches_the_server(testbed, testbed_cmdb, co
     assert run_task(task.pk) == "FAILED_ROLLED_BACK"
 
     task.refresh_from_db()
-    assert "sanitizer" in task.failure_reason
+    assert "명령 검사기 차단" in task.failure_reason
     for server in servers:  # the server's own command log: nothing arrived
         assert commands_received(testbed, server.server_id) == before[server.server_id]
     assert AuditEntry.objects.filter(action="security.violation", task=task.task_id).exists()
@@ -110,7 +110,7 @@ def test_ts03_the_transport_blocks_a_command_built_at_run_time(testbed, testbed_
         inspection=None,
     )
     result = engine.run()
-    assert result.outcome == "FAILED_ROLLED_BACK" and "sanitizer" in result.reason
+    assert result.outcome == "FAILED_ROLLED_BACK" and "명령 검사기 차단" in result.reason
     arrived = commands_received(testbed, server.server_id)[len(before) :]
     assert "echo hello" in arrived and "/dev/sda" not in arrived
     steps = {s.name: s.state for s in ServerRun.objects.get(execution=result.execution).steps.all()}

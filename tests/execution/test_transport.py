@@ -184,7 +184,7 @@ def test_wrong_key_is_an_audited_auth_failure_without_the_secret(testbed_cmdb, t
     secret = key.read_text()
     server.credential.set_secret(secret)
     server.credential.save()
-    with pytest.raises(TransportError, match="authentication"):
+    with pytest.raises(TransportError, match="계정 인증 실패"):
         SSHTransport(server).connect()
     entry = AuditEntry.objects.filter(action="ssh.auth_failed").latest("seq")
     assert entry.target == server.server_id
