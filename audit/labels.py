@@ -76,6 +76,7 @@ ACTION_LABELS = {
     "intake.refused": _("파괴적 요청 거부"),
     "execution.plan_mismatch": _("승인된 계획과 불일치로 실행 거부"),
     "execution.group": _("배치 시작"),
+    "intake.photo": _("오류 화면 사진 접수"),
     "execution.recovered": _("실행 복구"),
     "execution.waiting": _("서버 대기"),
     "execution.worker_lost": _("워커 유실"),

@@ -31,10 +31,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from governance import plans
-from governance.errors import Invalid
+from governance.errors import Forbidden, Invalid
 from governance.models import Category, SubType
 
-from . import ocr, speech
+from . import ocr, photos, speech
 from .parser import MAX_TEXT
 from .services import UPLOAD_FIELDS, IntakeInput, Outcome, Refused, intake, preview
 
@@ -318,9 +318,58 @@ class SrParseView(_Base):
         return Response(body, status=200)
 
 
+def _photo_bytes(request) -> bytes:
+    """A photo as JSON ``media_data`` (base64) or a multipart ``photo`` file, capped in size."""
+    limit = _mb("INTAKE_MAX_PHOTO_MB", 10)
+    content_type = (request.content_type or "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        upload = request.FILES.get("photo")
+        if upload is None:
+            raise Invalid("send the photo as the multipart field 'photo'", field="photo")
+        if upload.size > limit:
+            raise _TooLarge(limit)
+        return upload.read()
+    if content_type != "application/json":
+        raise UnsupportedMediaType(content_type or "(none)")
+    media = _json_body(request).get("media_data")
+    if not isinstance(media, str):
+        raise Invalid("media_data (a base64 image) is required", field="media_data")
+    try:
+        return ocr.decode_photo(media, limit)
+    except ocr.PhotoError as exc:
+        if "larger than" in str(exc):
+            raise _TooLarge(limit) from exc
+        raise Invalid(str(exc), field="media_data") from exc
+
+
+class SrPhotoView(_Base):
+    @extend_schema(
+        request=_REQUEST_SCHEMA,
+        summary="Store a photo of an error screen; OCR runs in the worker (poll the answer's url)",
+        responses={202: OpenApiResponse(description="{photo_id, status: PENDING, url}")},
+    )
+    @_guarded
+    def post(self, request):
+        if not request.user.has_perm("governance.submit_task"):
+            raise Forbidden("you may not submit requests")
+        photo = photos.submit(request.user, _photo_bytes(request))
+        return Response({**photos.as_dict(photo), "url": f"/api/v1/sr/photo/{photo.id}"}, status=202)
+
+
+class SrPhotoDetailView(APIView):
+    @extend_schema(
+        summary="A stored photo's reading: PENDING, DONE with {ocr, suggestion}, or FAILED with error",
+        responses={200: OpenApiResponse(description="{photo_id, status, ocr?, suggestion?, error?}")},
+    )
+    def get(self, request, photo_id):
+        return Response(photos.as_dict(photos.get(request.user, str(photo_id))))
+
+
 urlpatterns = [
     path("sr/intake", SrIntakeView.as_view(), name="sr-intake"),
     path("sr/parse", SrParseView.as_view(), name="sr-parse"),
+    path("sr/photo", SrPhotoView.as_view(), name="sr-photo"),
+    path("sr/photo/<uuid:photo_id>", SrPhotoDetailView.as_view(), name="sr-photo-detail"),
 ]
 
 # The seed's path, mounted at the site root by guardia/urls.py.

@@ -280,6 +280,12 @@ CASES: dict[str, Case] = {
 }
 
 
+    # Photos read by the worker: stored by the roles that file requests (nothing sent: 400);
+    # a reading is its sender's alone (any other id is 404).
+    "api/v1/sr/photo": Case("POST", f"{API}/sr/photo", INTAKE_CELLS(400), {}, api=True),
+    "api/v1/sr/photo/<uuid:photo_id>": Case(
+        "GET", f"{API}/sr/photo/00000000-0000-4000-8000-000000000000", cells(404, anonymous=401), api=True
+    ),
     # Voice memos: the roles that file requests reach the service, which is off by default (503).
     "app/transcribe": Case(
         "POST", "/app/transcribe", cells(403, anonymous=302, site_manager=503, team_lead=503, pm=503)

@@ -174,6 +174,12 @@ def test_free_text_preview_shows_history_hints_with_the_suggested_first_step(pho
     assert 'data-hint-sub-type="LOG_CLEANUP"' in html
 
 
+def test_the_compose_page_offers_a_photo_for_the_workers_ocr(phone):
+    page = phone.get("/app/new").content.decode()
+    assert 'id="photo-ocr" data-photo-url="/api/v1/sr/photo"' in page
+    assert 'type="file" id="f-photo" accept="image/*" capture="environment"' in page
+
+
 def test_anonymous_is_sent_to_the_site_login_and_back(client):
     response = client.get("/app/new?server=was-1")
     assert response.status_code == 302

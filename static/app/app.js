@@ -334,6 +334,60 @@
     if (title) { title.focus(); }
   }
 
+  // Photo of an error screen: stored by the API, read by the worker (OCR is seconds, not for
+  // the request path); the page polls for the text, puts it in the request field and reads it.
+  var photoBox = document.getElementById("photo-ocr");
+  function useText(text) {
+    var field = document.getElementById("f-raw_request");
+    field.value = (field.value.trim() ? field.value.trim() + " " : "") + text;
+    var textMode = form.querySelector("input[name=mode][value=text]");
+    if (textMode && !textMode.checked) { textMode.checked = true; syncVisibility(); }
+    clarified = {};
+    invalidate();
+    previewButton.click();
+  }
+  if (photoBox) {
+    var photoInput = document.getElementById("f-photo");
+    var photoStatus = document.getElementById("photo-status");
+    var pollPhoto = function (url, tries) {
+      fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } }).then(function (response) {
+        return response.json();
+      }).then(function (data) {
+        if (data.status === "PENDING") {
+          if (tries > 90) { photoStatus.textContent = ""; showErrors({ photo: photoBox.dataset.timeout }); return; }
+          window.setTimeout(function () { pollPhoto(url, tries + 1); }, 1000);
+          return;
+        }
+        photoStatus.textContent = "";
+        if (data.status === "FAILED") { showErrors({ photo: data.error }); return; }
+        useText(data.ocr.text);
+      }).catch(function () { updateOnline(); });
+    };
+    photoInput.addEventListener("change", function (event) {
+      event.stopPropagation();  // not a form field: nothing to invalidate or hash
+      var file = photoInput.files && photoInput.files[0];
+      if (!file) { return; }
+      clearErrors();
+      var body = new FormData();
+      body.append("photo", file, file.name);
+      photoStatus.textContent = photoBox.dataset.reading;
+      fetch(photoBox.dataset.photoUrl, {
+        method: "POST", credentials: "same-origin", body: body,
+        headers: { "X-CSRFToken": csrf, "Accept": "application/json" },
+      }).then(function (response) {
+        return response.json().catch(function () { return {}; }).then(function (data) {
+          photoInput.value = "";
+          if (!response.ok) {
+            photoStatus.textContent = "";
+            showErrors({ photo: data.photo || data.media_data || data.body || data.detail || response.status });
+            return;
+          }
+          pollPhoto(data.url, 0);
+        });
+      }).catch(function () { photoStatus.textContent = ""; updateOnline(); });
+    });
+  }
+
   // Voice memo (only when the server has speech-to-text): MediaRecorder in the browser, the
   // recording posted to /app/transcribe, the text put in the request field and read by the
   // parser like typed text.
@@ -359,14 +413,8 @@
       }).then(function (response) {
         return response.json().catch(function () { return {}; }).then(function (data) {
           if (!response.ok) { voiceError((data.errors || data).audio || (data.errors || data).detail || response.status); return; }
-          var field = document.getElementById("f-raw_request");
-          field.value = (field.value.trim() ? field.value.trim() + " " : "") + data.text;
           voiceStatus.textContent = "";
-          var textMode = form.querySelector("input[name=mode][value=text]");
-          if (textMode && !textMode.checked) { textMode.checked = true; syncVisibility(); }
-          clarified = {};
-          invalidate();
-          previewButton.click();
+          useText(data.text);
         });
       }).catch(function () { voiceError(voice.dataset.unsupported); });
     };
