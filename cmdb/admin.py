@@ -184,6 +184,7 @@ class SystemAdmin(AuditedAdmin):
         (None, {"fields": ["code", "name", "institution", "sensitive"]}),
         (_("배포 가능 시간 (현지 시각; 시작 = 종료이면 언제나)"), {"fields": ["window_start", "window_end"]}),
         (_("에스컬레이션"), {"fields": ["expire_unanswered"]}),
+        (_("실행"), {"fields": ["recovery_policy"]}),
     ]
 
     def get_queryset(self, request):

@@ -152,6 +152,22 @@ class System(models.Model):
         help_text=_("그렇지 않으면 상급자에게 계속 알림이 갑니다. 시간 초과가 승인이 되는 일은 없습니다."),
     )
 
+    class Recovery(models.TextChoices):
+        """What the reaper does with a rollout whose worker died (blank: the site's setting)."""
+
+        DEFAULT = "", _("기본 설정 따름")
+        ROLLBACK = "rollback", _("롤백")
+        RESUME = "resume", _("저널에서 재개")
+
+    recovery_policy = models.CharField(
+        _("작업자 유실 시 복구 방식"),
+        max_length=16,
+        choices=Recovery.choices,
+        default=Recovery.DEFAULT,
+        blank=True,
+        help_text=_("재개: 완료된 단계는 건너뛰고 진행 중이던 단계는 서버에서 다시 확인한 뒤 롤아웃을 이어갑니다."),
+    )
+
     objects = SystemQuerySet.as_manager()
 
     class Meta:

@@ -35,6 +35,14 @@ CMDB_ALL = [f"cmdb.{action}_{model}" for model in CMDB_MODELS for action in ("ad
 ]
 
 # Permissions no model declares, created by ensure_roles on the user model.
+# The messenger: who is who on the chat (identities), where notifications are posted
+# (webhooks), and the outbox's backlog, read-only.
+MESSENGER_ADMIN = [
+    f"intake.{action}_{model}"
+    for model in ("messengeridentity", "chatwebhook")
+    for action in ("add", "change", "delete", "view")
+] + ["intake.view_outboxmessage"]
+
 PRIVILEGED_PERMISSION = "auth.manage_privileged_accounts"
 EXTRA_PERMISSIONS = {PRIVILEGED_PERMISSION: "Can grant privileged roles and manage privileged accounts"}
 
@@ -99,6 +107,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "authtoken.add_token",
         "authtoken.delete_token",
     ],
+        *MESSENGER_ADMIN,
 }
 ROLES = list(ROLE_PERMISSIONS)
 

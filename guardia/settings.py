@@ -431,6 +431,11 @@ else:
 # A running execution's claim on its task and servers lives this long without a heartbeat
 # (its worker renews it every sixth of it); the reaper recovers a task once it expired.
 EXECUTION_LEASE_SECONDS = envint("GUARDIA_EXECUTION_LEASE_SECONDS", 60)
+# What the reaper does with a rollout whose worker died, where the system (CMDB) does not say:
+# "rollback" (restore what changed) or "resume" (go on from the step journal).
+EXECUTION_RECOVERY_POLICY = os.getenv("GUARDIA_EXECUTION_RECOVERY_POLICY", "rollback")
+if EXECUTION_RECOVERY_POLICY not in ("rollback", "resume"):
+    raise ImproperlyConfigured("GUARDIA_EXECUTION_RECOVERY_POLICY: expected rollback or resume")
 # Site gateways: `GUARDIA_GATEWAY=A manage.py qcluster` consumes only gateway A's queue (a
 # django-q2 cluster name of its own, on the same broker); executions for institutions (or
 # servers) assigned to A are queued there by EXECUTION_QUEUE. Unset: the central cluster,
@@ -457,7 +462,28 @@ AUDIT_CHECKPOINT_EVERY = envint("GUARDIA_AUDIT_CHECKPOINT_EVERY", 1000)
 # Notification adapters: dotted paths called by governance.notify (the in-app inbox is
 # the embedded default; the messenger adapters plug in here without governance
 # importing intake).
-NOTIFY_ADAPTERS = envlist("GUARDIA_NOTIFY_ADAPTERS", "governance.notify.InboxAdapter")
+NOTIFY_ADAPTERS = envlist(
+    "GUARDIA_NOTIFY_ADAPTERS", "governance.notify.InboxAdapter,intake.messenger.outbox.OutboxAdapter"
+)
+
+# The messenger (intake/messenger, docs/messenger.md): the bot's Matrix homeserver and
+# account (the demo starts an embedded Synapse on loopback and fills these in), the
+# Mattermost/Slack-compatible webhooks' shared token and signing secret, and the outbox's
+# retry schedule. Decision buttons and step-up links expire.
+MATRIX_HOMESERVER = os.getenv("GUARDIA_MATRIX_HOMESERVER", "")
+MATRIX_BOT_USER = os.getenv("GUARDIA_MATRIX_BOT_USER", "")
+MATRIX_BOT_PASSWORD = os.getenv("GUARDIA_MATRIX_BOT_PASSWORD", "")
+MATRIX_BOT_TOKEN = os.getenv("GUARDIA_MATRIX_BOT_TOKEN", "")
+MATRIX_BOT_DEVICE = os.getenv("GUARDIA_MATRIX_BOT_DEVICE", "GUARDIABOT")
+MESSENGER_WEBHOOK_TOKEN = os.getenv("GUARDIA_MESSENGER_WEBHOOK_TOKEN", "")
+MESSENGER_SLACK_SIGNING_SECRET = os.getenv("GUARDIA_MESSENGER_SLACK_SIGNING_SECRET", "")
+MESSENGER_SIGNATURE_WINDOW_SECONDS = envint("GUARDIA_MESSENGER_SIGNATURE_WINDOW_SECONDS", 300)
+MESSENGER_ACTION_TTL_MINUTES = envint("GUARDIA_MESSENGER_ACTION_TTL_MINUTES", 720)
+MESSENGER_STEP_UP_TTL_MINUTES = envint("GUARDIA_MESSENGER_STEP_UP_TTL_MINUTES", 15)
+MESSENGER_RETRY_BASE_SECONDS = float(os.getenv("GUARDIA_MESSENGER_RETRY_BASE_SECONDS", "2"))
+MESSENGER_RETRY_MAX_SECONDS = envint("GUARDIA_MESSENGER_RETRY_MAX_SECONDS", 300)
+MESSENGER_WEBHOOK_TIMEOUT = envint("GUARDIA_MESSENGER_WEBHOOK_TIMEOUT", 10)
+MESSENGER_POLL_SECONDS = float(os.getenv("GUARDIA_MESSENGER_POLL_SECONDS", "0.2"))
 
 # Submission: governance refuses bad playbook parameters before anyone is asked to approve
 # them, through the execution layer's validator (a dotted path keeps governance from

@@ -32,6 +32,7 @@ urlpatterns = [
     path("audit/", include("audit.urls")),
     path("execution/", include("execution.urls")),
     path("app/", include("intake.app_urls")),
+    path("messenger/", include("intake.urls")),
     # The seed's intake path (the same view as /api/v1/sr/intake).
     path("", include(intake_seed_urlpatterns)),
 ]

@@ -117,7 +117,7 @@ class MessengerIdentity(models.Model):
     )
     channel = models.CharField(_("알림 경로"), max_length=16, choices=ChatChannel.choices, default=ChatChannel.MATRIX)
     matrix_id = models.CharField(
-        _("Matrix ID"), max_length=255, unique=True, null=True, blank=True, validators=[MATRIX_ID]
+        _("Matrix 사용자 ID"), max_length=255, unique=True, null=True, blank=True, validators=[MATRIX_ID]
     )
     chat_user_id = models.CharField(
         _("채팅 서버 사용자 ID"),

@@ -39,6 +39,20 @@ if ! command -v npm >/dev/null; then
   echo "== apt: installing nodejs npm"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+# The embedded Matrix homeserver (Synapse) for the messenger demo and tests, in its own
+# virtualenv so Twisted and its dependencies stay out of GUARDiA's; reinstalled when
+# requirements-synapse.txt changed.
+if [ ! -x .venv-synapse/bin/python ]; then
+  echo "== python: creating .venv-synapse"
+  "$PYTHON" -m venv .venv-synapse
+fi
+if ! cmp -s requirements-synapse.txt .venv-synapse/.requirements.installed; then
+  echo "== pip: installing requirements-synapse.txt (Synapse)"
+  .venv-synapse/bin/pip install -q --upgrade pip
+  .venv-synapse/bin/pip install -q -r requirements-synapse.txt
+  cp requirements-synapse.txt .venv-synapse/.requirements.installed
+fi
+
   apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 if ! cmp -s package-lock.json node_modules/.package-lock.installed; then

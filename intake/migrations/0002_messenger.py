@@ -58,7 +58,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('channel', models.CharField(choices=[('MATRIX', 'Matrix (봇과 1:1 대화방)'), ('MATTERMOST', 'Mattermost 웹훅'), ('SLACK', 'Slack 호환 웹훅'), ('WEBHOOK', '일반 JSON 웹훅')], default='MATRIX', max_length=16, verbose_name='알림 경로')),
-                ('matrix_id', models.CharField(blank=True, max_length=255, null=True, unique=True, validators=[django.core.validators.RegexValidator('^@[a-z0-9._=\\-/]+:[A-Za-z0-9.\\-]+(:[0-9]{1,5})?$', 'Matrix 사용자 ID 형식: @이름:서버 (예: @lead:guardia.local)')], verbose_name='Matrix ID')),
+                ('matrix_id', models.CharField(blank=True, max_length=255, null=True, unique=True, validators=[django.core.validators.RegexValidator('^@[a-z0-9._=\\-/]+:[A-Za-z0-9.\\-]+(:[0-9]{1,5})?$', 'Matrix 사용자 ID 형식: @이름:서버 (예: @lead:guardia.local)')], verbose_name='Matrix 사용자 ID')),
                 ('chat_user_id', models.CharField(blank=True, help_text='Mattermost/Slack이 요청에 보내는 user_id', max_length=64, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9._\\-]{1,64}$', '영문, 숫자와 . _ - 만 쓸 수 있습니다')], verbose_name='채팅 서버 사용자 ID')),
                 ('room_id', models.CharField(blank=True, editable=False, max_length=255, verbose_name='1:1 대화방')),
                 ('enabled', models.BooleanField(default=True, verbose_name='사용')),

@@ -1,0 +1,114 @@
+"""The reaper's choice between resuming and rolling back, one situation at a time.
+
+Rows as a dead worker leaves them (its claim, its execution, the journal of steps it recorded)
+and the real sshd testbed; the reaper runs one sweep. Real workers killed at every step kind:
+test_worker_kill_resume.py.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from audit.models import AuditEntry
+from cmdb.models import System
+from execution import reaper
+from execution.models import RunState, ServerRun, StepResult
+from execution.playbooks import build
+from execution.rolling import SKIPPED
+from governance.models import OpsTask, Status
+from tests.execution.engine_helpers import approved_task, commands_received, deploy_parameters, version_of
+from tests.execution.test_reaper import people, running_execution, started_with_claim
+
+pytestmark = pytest.mark.django_db
+__all__ = ["people"]  # the fixture, used by name
+
+
+def journal(execution, srv, steps: list[tuple[str, str]]) -> None:
+    """Steps the dead worker recorded on ``srv`` (name, output), in order."""
+    run = ServerRun.objects.get(execution=execution, server=srv)
+    for seq, (name, output) in enumerate(steps, 1):
+        StepResult.objects.create(server_run=run, seq=seq, name=name, command=name, output_excerpt=output)
+
+
+def recovered(task) -> dict:
+    return AuditEntry.objects.get(action="execution.recovered", task=task.task_id).payload
+
+
+def test_policy_is_the_systems_then_the_sites_and_a_stop_always_rolls_back(testbed_cmdb, settings):
+    task = approved_task(testbed_cmdb[:1], "SERVICE_RESTART")
+    playbook = build("SERVICE_RESTART", {})
+    assert reaper.recovery_policy(task, playbook) == "rollback"  # the default
+    settings.EXECUTION_RECOVERY_POLICY = "resume"
+    assert reaper.recovery_policy(task, playbook) == "resume"
+    task.system.recovery_policy = System.Recovery.ROLLBACK
+    assert reaper.recovery_policy(task, playbook) == "rollback"  # the system's own choice wins
+    settings.EXECUTION_RECOVERY_POLICY = "rollback"
+    task.system.recovery_policy = System.Recovery.RESUME
+    assert reaper.recovery_policy(task, playbook) == "resume"
+    task.stop_requested = True
+    assert reaper.recovery_policy(task, playbook) == "rollback"
+    # A change with nothing to undo (rotation, cleanup) is finished whatever the policy says.
+    settings.EXECUTION_RECOVERY_POLICY = "rollback"
+    task.stop_requested = False
+    assert reaper.recovery_policy(task, build("LOGROTATE", {})) == "resume"
+
+
+def test_resume_skips_the_journaled_shutdown_and_starts_the_server_once(testbed_cmdb, clean_testbed, people, settings):
+    """Died after the shutdown was journaled: the resumed restart does not stop the server again,
+    reads nothing twice that it parsed, starts it once, and the task succeeds."""
+    settings.EXECUTION_RECOVERY_POLICY = "resume"
+    srv = testbed_cmdb[0]
+    task = approved_task([srv], "SERVICE_RESTART", {"rollout": {"canary_share": 0}})
+    old_pid = Path(clean_testbed.server(srv.server_id)["pid_file"]).read_text().strip()
+    started_with_claim(task, [srv])
+    execution = running_execution(task, [srv], in_flight=[srv])
+    clean_testbed.run_script(clean_testbed.server(srv.server_id), "shutdown.sh")
+    journal(execution, srv, [("pid-before", old_pid), ("shutdown", "")])
+    before = len(commands_received(clean_testbed, srv.server_id))
+    results = reaper.sweep()
+    task.refresh_from_db()
+    assert [r["task"] for r in results] == [task.task_id]
+    assert task.status == Status.PENDING_PM_VALIDATION, results
+    received = commands_received(clean_testbed, srv.server_id)[before:]
+    assert len(re.findall(r"shutdown\.sh", received)) == 0 and len(re.findall(r"startup\.sh", received)) == 1
+    skipped = StepResult.objects.filter(server_run__execution=execution, command=SKIPPED)
+    assert set(skipped.values_list("name", flat=True)) == {"pid-before", "shutdown"}
+    assert version_of(srv) == "1.0.0"
+    payload = recovered(task)
+    assert payload["policy"] == "resume" and "shutdown" in payload["servers"][srv.server_id]["skipped"]
+
+
+def test_a_raw_command_in_flight_is_never_repeated_and_ends_state_uncertain(testbed_cmdb, clean_testbed, people):
+    """Whether an operator's command ran cannot be read from the server: a person decides."""
+    srv = testbed_cmdb[1]
+    task = approved_task([srv], "RAW_COMMAND", {"command": "uptime"})
+    started_with_claim(task, [srv])
+    execution = running_execution(task, [srv], in_flight=[srv])
+    before = len(commands_received(clean_testbed, srv.server_id))
+    reaper.sweep()
+    task.refresh_from_db()
+    assert task.status == Status.STATE_UNCERTAIN
+    run = ServerRun.objects.get(execution=execution)
+    assert run.state == RunState.UNCERTAIN and "'command'" in run.message
+    assert "uptime" not in commands_received(clean_testbed, srv.server_id)[before:]
+
+
+def test_a_stop_on_a_lost_worker_rolls_back_even_when_the_policy_is_resume(
+    testbed_cmdb, clean_testbed, people, settings
+):
+    settings.EXECUTION_RECOVERY_POLICY = "resume"
+    targets = testbed_cmdb[2:4]
+    task = approved_task(targets, "APP_DEPLOY", deploy_parameters("2.9.0", max_parallel=1))
+    started_with_claim(task, targets)
+    execution = running_execution(task, targets, in_flight=targets[:1])
+    OpsTask.objects.filter(pk=task.pk).update(stop_requested=True, stop_reason="정지")
+    reaper.sweep()
+    task.refresh_from_db()
+    assert task.status == Status.ABORTED
+    assert recovered(task)["policy"] == "rollback"
+    states = dict(ServerRun.objects.filter(execution=execution).values_list("server_ref", "state"))
+    assert states == {targets[0].server_id: RunState.ROLLED_BACK, targets[1].server_id: RunState.ABORTED}
+    assert [version_of(s) for s in targets] == ["1.0.0", "1.0.0"]
