@@ -277,9 +277,6 @@ CASES: dict[str, Case] = {
     ),
     "app/manifest.webmanifest": Case("GET", "/app/manifest.webmanifest", cells(200)),
     "app/sw.js": Case("GET", "/app/sw.js", cells(200)),
-}
-
-
     # Photos read by the worker: stored by the roles that file requests (nothing sent: 400);
     # a reading is its sender's alone (any other id is 404).
     "api/v1/sr/photo": Case("POST", f"{API}/sr/photo", INTAKE_CELLS(400), {}, api=True),
@@ -290,6 +287,9 @@ CASES: dict[str, Case] = {
     "app/transcribe": Case(
         "POST", "/app/transcribe", cells(403, anonymous=302, site_manager=503, team_lead=503, pm=503)
     ),
+}
+
+
 # --- the admin (CMDB console) -------------------------------------------------------------------------------------
 # Rights of each staff role per registered model: v(iew) a(dd) c(hange) d(elete). Roles not
 # named have none. People without is_staff never get past the admin's login redirect.
