@@ -34,7 +34,6 @@ CMDB_ALL = [f"cmdb.{action}_{model}" for model in CMDB_MODELS for action in ("ad
     "cmdb.change_any_systemowner",
 ]
 
-# Permissions no model declares, created by ensure_roles on the user model.
 # The messenger: who is who on the chat (identities), where notifications are posted
 # (webhooks), and the outbox's backlog, read-only.
 MESSENGER_ADMIN = [
@@ -43,6 +42,7 @@ MESSENGER_ADMIN = [
     for action in ("add", "change", "delete", "view")
 ] + ["intake.view_outboxmessage"]
 
+# Permissions no model declares, created by ensure_roles on the user model.
 PRIVILEGED_PERMISSION = "auth.manage_privileged_accounts"
 EXTRA_PERMISSIONS = {PRIVILEGED_PERMISSION: "Can grant privileged roles and manage privileged accounts"}
 
@@ -106,8 +106,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "auth.view_group",
         "authtoken.add_token",
         "authtoken.delete_token",
-    ],
         *MESSENGER_ADMIN,
+    ],
 }
 ROLES = list(ROLE_PERMISSIONS)
 
