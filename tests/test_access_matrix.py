@@ -197,6 +197,11 @@ CASES: dict[str, Case] = {
     "api/v1/^executions/$": Case("GET", f"{API}/executions/", cells(200, anonymous=401), api=True),
     "api/v1/^executions/(?P<pk>[^/.]+)/$": Case("GET", f"{API}/executions/{{execution}}/", task_read(401), api=True),
     # The site gateways' console: those who run and review the operation.
+    # Chat-server webhooks: POST only (the sender is proven by token or signature, not a session).
+    "messenger/hooks/command/": Case("GET", "/messenger/hooks/command/", cells(405)),
+    "messenger/hooks/action/": Case("GET", "/messenger/hooks/action/", cells(405)),
+    # A step-up decision link: a forged token is refused for everyone signed in.
+    "messenger/decide/<str:signed>/": Case("GET", "/messenger/decide/forged/", cells(403, anonymous=302)),
     "execution/gateways/": Case(
         "GET", "/execution/gateways/", cells(403, anonymous=302, pm=200, security_officer=200, auditor=200, admin=200)
     ),
@@ -316,6 +321,9 @@ ADMIN_RIGHTS: dict[str, dict[str, str]] = {
     "execution.execution": {},
     "execution.serverrun": {},
     "execution.inspectionschedule": {},
+    "intake.messengeridentity": {"admin": "vacd"},
+    "intake.chatwebhook": {"admin": "vacd"},
+    "intake.outboxmessage": {"admin": "v"},  # the backlog: rows leave it only by being delivered
 }
 # Models whose admin list is scoped to the user's systems: another institution's row is
 # "not found" for roles without cmdb.view_all_systems.
@@ -352,6 +360,9 @@ ADMIN_OBJECT = {
     "execution.execution": "execution",
     "execution.serverrun": "serverrun",
     "execution.inspectionschedule": "inspection",
+    "intake.messengeridentity": "messenger_identity",
+    "intake.chatwebhook": "chat_webhook",
+    "intake.outboxmessage": "outbox",
 }
 
 
@@ -461,6 +472,15 @@ MORE_CASES: dict[str, list[Case]] = {
 
 
 # --- the world ----------------------------------------------------------------------------------------------------
+def messenger_rows(person) -> dict:
+    from intake.models import ChatChannel, ChatWebhook, MessengerIdentity, OutboxMessage
+
+    hook = ChatWebhook.objects.create(name="matrix", kind=ChatChannel.MATTERMOST, url="http://127.0.0.1:9/hooks/matrix")
+    identity = MessengerIdentity.objects.create(user=person, matrix_id="@matrix:guardia.local")
+    outbox = OutboxMessage.objects.create(user=person, channel=ChatChannel.MATRIX, text="matrix")
+    return {"messenger_identity": identity.pk, "chat_webhook": hook.pk, "outbox": outbox.pk}
+
+
 def build_world():
     from axes.models import AccessAttempt, AccessFailureLog, AccessLog
     from django_q.models import OrmQ, Schedule, Task
@@ -580,6 +600,7 @@ def build_world():
         "checkpoint": AuditCheckpoint.objects.order_by("pk").first().pk,
         "server_ct": ContentType.objects.get_for_model(Server).pk,
         "gateway": Gateway.objects.create(name="matrix").pk,
+        **messenger_rows(users["auditor"]),
     }
     own.update(shared)
     other.update(shared)
