@@ -1,0 +1,153 @@
+"""POST /api/v1/sr/intake under 20 concurrent clients against a real Daphne on SQLite.
+
+Every request does the whole intake: the destructive-order screen, the caller's CMDB slice,
+the rules parser (intent, system, server ordinal), the playbook's typed parameters, filing
+through governance (plan rendered and hashed, approval policy, audit entries, SR request
+row) and the live event. Each client has its own keep-alive connection, token and server,
+and varies its wording. Prints requests/s, p50/p95/p99 and the load average
+(targets: at least 150 requests/s, p95 under 150 ms).
+
+With --parse-only the clients post the same requests to /api/v1/sr/parse (screen, parse, CMDB
+mapping, plan rendering; nothing written), which shows what the filing itself costs.
+
+Run: .venv/bin/python bench/intake_load.py [--clients 20 --seconds 15 --servers 1 --parse-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+PARSER = argparse.ArgumentParser()
+PARSER.add_argument("--clients", type=int, default=20)
+PARSER.add_argument("--seconds", type=float, default=15.0, help="measured run length")
+PARSER.add_argument("--servers", type=int, default=1, help="Daphne processes (clients spread round-robin)")
+PARSER.add_argument("--parse-only", action="store_true", help="POST /api/v1/sr/parse instead: no filing, no write")
+ARGS = PARSER.parse_args()
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import benchenv
+from django.contrib.auth.models import Group, User
+from rest_framework.authtoken.models import Token
+
+from cmdb.models import Institution, Server, System, SystemOwner
+from governance.models import OpsTask
+from intake.models import IntakeRequest
+from tests.live import daphne, redis_server, service_env
+
+PHRASES = (
+    "{system} WAS{n}번 메모리 점검 부탁드립니다",
+    "{system} {n}번 서버 메모리 확인해 주세요",
+    "{system} was #{n} 메모리 사용량 점검",
+    "{system} WAS{n} 메모리 점검 요청 (SR-2026-{sr:04d})",
+)
+
+
+def populate(clients: int) -> list[tuple[str, str]]:
+    """One institution, a system per five clients with four WAS each; a site manager per client."""
+    field = Group.objects.get(name="site_manager")
+    lead = Group.objects.get(name="team_lead")
+    supervisor = User.objects.create_user("sup", password="x")
+    supervisor.groups.add(Group.objects.get(name="supervisor"))
+    inst = Institution.objects.create(code="BENCH", name="벤치기관", tier=2)
+    work = []
+    for c in range(clients):
+        if c % 5 == 0:
+            system = System.objects.create(code=f"BENCH-S{c // 5}", name=f"벤치시스템{c // 5}", institution=inst)
+            owner = User.objects.create_user(f"owner{c}", password="x")
+            owner.groups.add(lead)
+            SystemOwner.objects.create(system=system, owner=owner, supervisor=supervisor)
+            for n in range(1, 5):
+                Server.objects.create(
+                    system=system,
+                    server_id=f"bench{c // 5}-was{n:02d}",
+                    hostname=f"bench{c // 5}-was{n:02d}",
+                    ip=f"127.0.{c // 5}.{n}",
+                )
+        person = User.objects.create_user(f"field{c}", password="x")
+        person.groups.add(field)
+        inst.site_managers.add(person)
+        work.append((Token.objects.create(user=person).key, system.name))
+    return work
+
+
+URL, EXPECTED = ("/api/v1/sr/parse", 200) if ARGS.parse_only else ("/api/v1/sr/intake", 201)
+
+
+def client(address: str, token: str, system: str, until: float, number: int, latencies: list, errors: list) -> None:
+    host, port = address.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+    sent = 0
+    while time.perf_counter() < until:
+        text = PHRASES[sent % len(PHRASES)].format(system=system, n=sent % 4 + 1, sr=number * 1000 + sent)
+        start = time.perf_counter()
+        conn.request("POST", URL, json.dumps({"raw_request": text}), headers)
+        response = conn.getresponse()
+        payload = response.read()
+        latencies.append(time.perf_counter() - start)
+        sent += 1
+        if response.status != EXPECTED:
+            errors.append(f"{response.status} {payload[:200]!r}")
+    conn.close()
+
+
+def main() -> None:
+    args = ARGS
+    work = populate(args.clients)
+    from django.conf import settings
+
+    db_url = os.environ.get("GUARDIA_DATABASE_URL") or f"sqlite:///{settings.DATABASES['default']['NAME']}"
+    with redis_server() as redis_url, ExitStack() as stack:
+        env = service_env(db_url, redis_url, GUARDIA_LOG_LEVEL="WARNING")
+        addresses = [
+            stack.enter_context(daphne(env, benchenv.DATA_DIR / f"daphne{i}.log")) for i in range(args.servers)
+        ]
+        errors: list[str] = []
+        warm: list[float] = []
+        for i, (token, system) in enumerate(work):  # imports, connections and caches are not measured
+            client(addresses[i % len(addresses)], token, system, time.perf_counter() + 0.2, i, warm, errors)
+        before = OpsTask.objects.count()
+        latencies: list[float] = []
+        until = time.perf_counter() + args.seconds
+        threads = [
+            threading.Thread(
+                target=client,
+                args=(addresses[i % len(addresses)], token, system, until, 100 + i, latencies, errors),
+            )
+            for i, (token, system) in enumerate(work)
+        ]
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - start
+    filed = OpsTask.objects.count() - before
+    ms = [x * 1000 for x in latencies]
+    print(benchenv.machine_line())
+    engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    print(f"endpoint: {URL}, database: {engine}, server: daphne × {args.servers}")
+    print(
+        f"clients: {args.clients}, requests: {len(ms)}, errors: {len(errors)}, tasks filed: {filed}, "
+        f"SR rows: {IntakeRequest.objects.count()}"
+    )
+    print(
+        f"latency ms: p50 {benchenv.percentile(ms, 0.5):.1f}  p95 {benchenv.percentile(ms, 0.95):.1f}  "
+        f"p99 {benchenv.percentile(ms, 0.99):.1f}  max {max(ms):.1f}"
+    )
+    print(f"throughput: {len(ms) / wall:.0f} requests/s over {wall:.1f} s (target ≥ 150 requests/s, p95 < 150 ms)")
+    print(f"load average after the run: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    if errors:
+        print("first errors:", errors[:3])
+
+
+if __name__ == "__main__":
+    main()
