@@ -32,6 +32,7 @@ from .models import (
     Server,
     System,
     SystemOwner,
+    SystemSource,
     Tier,
     sees_all_systems,
 )
@@ -485,6 +486,20 @@ class HealthCriteriaAdmin(AuditedAdmin):
     def get_queryset(self, request):
         qs = super().get_queryset(request)
         return qs if sees_all_systems(request.user) else qs.filter(system__in=System.objects.for_user(request.user))
+
+
+@admin.register(SystemSource)
+class SystemSourceAdmin(HealthCriteriaAdmin):
+    """A system's source repository, build, tests and the agent's scope (docs/agent.md)."""
+
+    list_display = ["system", "repository", "ref", "build_command", "artifact_path"]
+    search_fields = ["system__code", "system__name", "repository"]
+    fieldsets = [
+        (None, {"fields": ["system", "repository", "ref"]}),
+        (_("빌드와 테스트"), {"fields": ["build_command", "build_timeout", "test_command", "test_timeout"]}),
+        (_("배포"), {"fields": ["artifact_path", "deploy_name"]}),
+        (_("에이전트 범위"), {"fields": ["scope"]}),
+    ]
 
 
 # --- command catalogue (RAW_COMMAND / CRON_MANAGE allow-list) -------------------------------------

@@ -742,3 +742,7 @@ class Gateway(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# The source repository of a system, for the AI work agent (kept in its own module).
+from .sources import SystemSource  # noqa: E402, F401

@@ -21,11 +21,21 @@ CMDB_READ = [
     "cmdb.view_systemowner",
     "cmdb.view_healthcriteria",
     "cmdb.view_commandrule",
+    "cmdb.view_systemsource",
 ]
 # The command catalogue is a security control: only security officers change it (the
 # admin role's CMDB_ALL leaves it out on purpose).
 CATALOGUE_EDIT = ["cmdb.add_commandrule", "cmdb.change_commandrule", "cmdb.delete_commandrule"]
-CMDB_MODELS = ["institution", "system", "server", "credential", "systemowner", "healthcriteria", "gateway"]
+CMDB_MODELS = [
+    "institution",
+    "system",
+    "server",
+    "credential",
+    "systemowner",
+    "healthcriteria",
+    "gateway",
+    "systemsource",
+]
 # The site gateways' console (heartbeat, queue depth, running tasks): the people who run and
 # review the operation; admins also edit gateways (CMDB_ALL).
 GATEWAY_READ = ["cmdb.view_gateway"]

@@ -19,6 +19,7 @@ from governance import attachments, control, plans
 from governance.attachments import SHA256_RE, attachment_root, store_attachment
 
 from . import playbooks
+from .agent.runner import RoundOutcome, run_round
 from .engine import Engine, EngineResult
 from .errors import BLOCK_PREFIX as SANITIZER_BLOCK
 from .errors import ParameterError, Refused
@@ -145,7 +146,7 @@ def _run_task(task_pk: int) -> str | None:
     return result.outcome
 
 
-def execute_task(task) -> EngineResult | _Refusal:
+def execute_task(task) -> EngineResult | RoundOutcome | _Refusal:
     """Run an approved task, after checking that what runs is what was approved: the playbook
     version pinned at approval is the installed one, and the plan rendered now from the stored
     parameters, the targets and the current CMDB hashes to the approved plan's SHA-256.
@@ -178,6 +179,8 @@ def execute_task(task) -> EngineResult | _Refusal:
             f"실행 계획이 승인된 것과 다릅니다 (승인 {approved_sha[:12] or '없음'}, "
             f"현재 {current[:12]}); 아무것도 변경하지 않았습니다"
         )
+    if getattr(playbook, "AGENT", False):  # CODE_FIX: the work agent's round, no server touched
+        return run_round(task, playbook)
     engine = Engine(
         playbook=playbook,
         servers=servers,

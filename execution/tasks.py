@@ -27,3 +27,11 @@ def reap_executions() -> int:
 
     raise_silent_alarms()
     return len(sweep())
+
+
+def deploy_code_change(task_pk: int, pm_pk: int) -> str:
+    """Enqueued by governance after a PM accepted a CODE_FIX round: file the APP_DEPLOY of its
+    artifact, which then goes through the approval policy and the rolling engine."""
+    from .agent.deploy import file_deploy
+
+    return file_deploy(task_pk, pm_pk)

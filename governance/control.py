@@ -7,10 +7,13 @@ imports execution.
 
 from __future__ import annotations
 
+from functools import partial
+
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from django_q.tasks import async_task
 
 import audit
 from cmdb.models import System, SystemOwner
@@ -279,11 +282,33 @@ def validate_result(user, task_id: str, verdict: str, comments: str = "", plan_s
         publish_line(task.task_id, decided)
         if verdict == "approve":
             apply_transition(user, task, "complete", reason="PM validated the result")
+            if task.sub_type == SubType.CODE_FIX:
+                # The accepted change's artifact is deployed by a task of its own, through the
+                # approval policy and the rolling engine, filed by the worker (by task name).
+                transaction.on_commit(
+                    partial(
+                        async_task,
+                        "execution.tasks.deploy_code_change",
+                        task.pk,
+                        user.pk,
+                        task_name=f"deploy-{task.task_id}",
+                    )
+                )
             notify(
                 task.requester,
                 Message(
                     f"완료되었습니다: {task.task_id} {task.title}", kind="completed", task=task, link=task_link(task)
                 ),
+            )
+        elif verdict == "rework" and task.sub_type == SubType.CODE_FIX and task.rework_round + 2 > _max_rounds():
+            # The agent had its last round: a person takes the change over.
+            audit_task(user, "agent.max_rounds", task, rounds=task.rework_round + 1, instruction=comments)
+            apply_transition(
+                user,
+                task,
+                "require_manual",
+                f"AI 에이전트 최대 회차({_max_rounds()}) 도달: {comments}",
+                reason=f"agent reached its maximum of {_max_rounds()} rounds",
             )
         elif verdict == "rework":
             apply_transition(
@@ -300,6 +325,10 @@ def validate_result(user, task_id: str, verdict: str, comments: str = "", plan_s
                 user, task, "require_manual", f"taken over by {user}: {comments}", reason=f"PM took over: {comments}"
             )
     return task
+
+
+def _max_rounds() -> int:
+    return int(getattr(settings, "AGENT_MAX_ROUNDS", 3))
 
 
 def resume_execution(user, task_id: str) -> OpsTask:

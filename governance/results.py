@@ -179,6 +179,72 @@ class Summary:
 
 
 @dataclass
+class CommandRun:
+    """One command of an agent round (the agent, the build, the tests), as it ran."""
+
+    name: str
+    command: str = ""
+    exit_code: int | None = None
+    timed_out: bool = False
+    truncated: bool = False  # output beyond the kept limit was dropped
+    duration: float = 0.0
+    output: str = ""
+    user: str = ""  # the OS account it ran as
+    timeout: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+    @property
+    def verdict(self) -> str:
+        if self.timed_out:
+            return f"제한 시간 {self.timeout or ''}초 초과"
+        return f"종료 코드 {self.exit_code}"
+
+    @classmethod
+    def from_json(cls, data: Any) -> CommandRun | None:
+        if not isinstance(data, dict):
+            return None
+        known = {key: data[key] for key in cls.__dataclass_fields__ if key in data}
+        return cls(**known)
+
+
+@dataclass
+class CodeChange:
+    """A CODE_FIX round: what the work agent changed (the diff is computed by git, never taken
+    from the agent), how the build and the tests went, and the artifact they produced."""
+
+    round: int = 1
+    max_rounds: int = 1
+    status: str = ""  # the round's state: SUCCEEDED / FAILED
+    error_code: str = ""  # AGENT_TIMEOUT, RESULT_MISSING, RESULT_INVALID, OUTSIDE_WORKTREE, OUTSIDE_SCOPE, ...
+    summary: str = ""  # the agent's own words (result.json)
+    agent_status: str = ""
+    claimed_files: list[str] = field(default_factory=list)  # what the agent says it changed
+    files: list[str] = field(default_factory=list)  # what git says changed (the diff is the package's)
+    diff_truncated: bool = False
+    branch: str = ""
+    worktree: str = ""
+    base_commit: str = ""
+    head_commit: str = ""
+    agent: CommandRun | None = None
+    build: CommandRun | None = None
+    test: CommandRun | None = None
+    artifact: dict[str, Any] = field(default_factory=dict)  # name, sha256, size, version, path
+    warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, data: Any) -> CodeChange | None:
+        if not isinstance(data, dict):
+            return None
+        known = {key: data[key] for key in cls.__dataclass_fields__ if key in data}
+        for name in ("agent", "build", "test"):
+            known[name] = CommandRun.from_json(known.get(name))
+        return cls(**known)
+
+
+@dataclass
 class ResultPackage:
     playbook: str = ""
     playbook_version: str = ""
@@ -193,6 +259,7 @@ class ResultPackage:
     log: str = ""  # a task-level execution log, when there is one
     summary: Summary = field(default_factory=Summary)
     version: int = PACKAGE_VERSION
+    code_change: CodeChange | None = None  # a CODE_FIX round (the work agent)
 
     def __post_init__(self) -> None:
         self.summary = self.count()
@@ -233,7 +300,7 @@ class ResultPackage:
 
     @property
     def empty(self) -> bool:
-        return not (self.servers or self.diff or self.findings or self.log)
+        return not (self.servers or self.diff or self.findings or self.log or self.code_change)
 
     # --- JSON ---------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
@@ -256,6 +323,7 @@ class ResultPackage:
                 diff=str(data.get("diff") or ""),
                 findings=dict(data.get("findings") or {}),
                 log=str(data.get("log") or ""),
+                code_change=CodeChange.from_json(data.get("code_change")),
             )
         return cls._from_legacy(data)
 

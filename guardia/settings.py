@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,7 @@ INSTALLED_APPS = [
     "cmdb",
     "governance",
     "execution",
+    "execution.agent",
     "intake",
 ]
 # The sshd testbed (development, tests, the demo) is an app of its own that production does
@@ -491,6 +493,30 @@ MESSENGER_POLL_SECONDS = float(os.getenv("GUARDIA_MESSENGER_POLL_SECONDS", "0.2"
 PLAYBOOK_VALIDATOR = "execution.services.validate_parameters"
 # The plan an approver sees (governance.plans): rendered by the execution layer, by name.
 PLAN_RENDERER = "execution.plan.render_plan"
+
+# The AI work agent (docs/agent.md): the command run in each CODE_FIX round's git worktree
+# (one argument per word; {context}, {result}, {worktree}, {task_id}, {round} are filled in),
+# by default the built-in reference agent, a deterministic stand-in. Claude Code, for example:
+# GUARDIA_AGENT_COMMAND='claude -p "Read {context} and do what it asks; write {result}."
+# --permission-mode acceptEdits --output-format text'. Limits, rounds and where worktrees live.
+AGENT_COMMAND = shlex.split(
+    os.getenv(
+        "GUARDIA_AGENT_COMMAND",
+        f"python3 -I {BASE_DIR / 'execution' / 'agent' / 'reference_agent.py'} "
+        "--context {context} --result {result}",
+    )
+)
+AGENT_TIMEOUT = envint("GUARDIA_AGENT_TIMEOUT", 900)
+AGENT_OUTPUT_LIMIT = envint("GUARDIA_AGENT_OUTPUT_LIMIT", 1024 * 1024)
+AGENT_MAX_ROUNDS = envint("GUARDIA_AGENT_MAX_ROUNDS", 3)
+AGENT_WORK_ROOT = envpath("GUARDIA_AGENT_WORK_ROOT", DATA_DIR / "agent")
+# The unprivileged account the agent, the build and the tests run as (scripts/setup.sh creates
+# it); empty or missing: the worker's own account.
+AGENT_OS_USER = os.getenv("GUARDIA_AGENT_OS_USER", "guardia-agent")
+# Environment variables a real agent needs (e.g. its own API endpoint); GUARDIA_*, DJANGO_* and
+# anything named like a secret of GUARDiA's are never passed.
+AGENT_ENV_PASSTHROUGH = envlist("GUARDIA_AGENT_ENV_PASSTHROUGH", "")
+
 # Intake refuses destructive requests with the same sanitizer that guards remote commands,
 # reached by name (intake never imports execution). Request bodies and photos are capped.
 INTAKE_COMMAND_SANITIZER = "execution.sanitizer.check"

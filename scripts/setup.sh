@@ -18,6 +18,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The AI work agent, the builds and the tests it triggers run as this unprivileged account,
+# never as GUARDiA's (docs/agent.md; GUARDIA_AGENT_OS_USER).
+if [ "$(id -u)" = 0 ] && ! id guardia-agent >/dev/null 2>&1; then
+  echo "== user: creating guardia-agent"
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin guardia-agent
+fi
+
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "== python: creating .venv"

@@ -62,6 +62,17 @@ def read_version(root: str) -> str:
     return match.group(1).decode() if match else "unknown"
 
 
+def read_page(root: str) -> str | None:
+    """index.html of app/app.war when it is a real WAR that has one (the AI work agent's demo
+    application), read once at start like the version; served at /index.html."""
+    path = os.path.join(root, "app", "app.war")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.read("index.html")[: 1 << 16].decode("utf-8", "replace")
+    except (KeyError, zipfile.BadZipFile, OSError, RuntimeError):
+        return None
+
+
 def log(root: str, level: str, message: str) -> None:
     stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
     with open(os.path.join(root, "logs", "catalina.out"), "a") as handle:
@@ -74,6 +85,7 @@ class Instance:
     def __init__(self, root: str, port: int, server_id: str, mode: str, instance_id: str):
         self.root, self.port, self.server_id, self.mode, self.instance_id = root, port, server_id, mode, instance_id
         self.version = read_version(root)
+        self.page = read_page(root)
         self.server: asyncio.base_events.Server | None = None
 
     async def start(self) -> bool:
@@ -106,6 +118,7 @@ class Instance:
                 pass
             parts = request.decode("latin-1").split()
             path = parts[1] if len(parts) > 1 else "/"
+            kind = "text/plain"
             if path.startswith("/health"):
                 status, body = (
                     (500, f"FAIL version={self.version}")
@@ -114,12 +127,14 @@ class Instance:
                 )
             elif path == "/":
                 status, body = 200, f"version={self.version}"
+            elif path == "/index.html" and self.page is not None:
+                status, body, kind = 200, self.page, "text/html; charset=utf-8"
             else:
                 status, body = 404, "not found"
             reason = {200: "OK", 404: "Not Found", 500: "Internal Server Error"}[status]
             data = body.encode()
             writer.write(
-                f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {len(data)}\r\n"
+                f"HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {len(data)}\r\n"
                 f"X-Instance: {self.instance_id}\r\nConnection: close\r\n\r\n".encode()
                 + data
             )

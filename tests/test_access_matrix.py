@@ -316,6 +316,7 @@ ADMIN_RIGHTS: dict[str, dict[str, str]] = {
     "cmdb.systemowner": {"supervisor": "vc", "security_officer": "v", "admin": "vacd"},
     "cmdb.credential": {"admin": "vacd"},
     "cmdb.healthcriteria": {"supervisor": "v", "security_officer": "v", "admin": "vacd"},
+    "cmdb.systemsource": {"supervisor": "v", "security_officer": "v", "admin": "vacd"},
     "cmdb.commandrule": {"supervisor": "v", "security_officer": "vacd"},
     "cmdb.gateway": {"security_officer": "v", "admin": "vacd"},  # infrastructure: not institution-scoped
     "execution.execution": {},
@@ -333,6 +334,7 @@ ADMIN_SCOPED = {
     "cmdb.server",
     "cmdb.systemowner",
     "cmdb.healthcriteria",
+    "cmdb.systemsource",
     "cmdb.commandrule",
 }
 SEES_ALL_SYSTEMS = {"security_officer", "auditor", "admin"}
@@ -355,6 +357,7 @@ ADMIN_OBJECT = {
     "cmdb.systemowner": "ownership",
     "cmdb.credential": "credential",
     "cmdb.healthcriteria": "health",
+    "cmdb.systemsource": "source",
     "cmdb.commandrule": "rule",
     "cmdb.gateway": "gateway",
     "execution.execution": "execution",
@@ -488,7 +491,7 @@ def build_world():
 
     from audit import services as audit_services
     from audit.models import AuditCheckpoint, AuditEntry
-    from cmdb.models import CommandRule, Gateway, HealthCriteria, Server
+    from cmdb.models import CommandRule, Gateway, HealthCriteria, Server, SystemSource
     from execution.models import Execution, InspectionSchedule, ServerRun
     from governance import control, services
     from tests.factories import (
@@ -544,6 +547,9 @@ def build_world():
             "ownership": ownership.pk,
             "credential": credential.pk,
             "health": HealthCriteria.objects.create(system=system).pk,
+            "source": SystemSource.objects.create(
+                system=system, repository=f"/srv/src/{tag}", build_command="make", scope="src/"
+            ).pk,
             "rule": CommandRule.objects.create(system=system, program="/usr/bin/uptime").pk,
             "system_code": system.code,
             "server_id": server.server_id,

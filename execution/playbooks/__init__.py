@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..errors import ParameterError, Refused, StepFailed
 from ..parameters import Param, q
 from .base import Playbook
+from .code import CodeFix
 from .commands import CronManage, RawCommand
 from .deploy import AppDeploy, StaticSync
 from .ops import (
@@ -34,6 +35,7 @@ PLAYBOOKS: dict[str, type[Playbook]] = {
         RawCommand,
         DiskCheck,
         ErrorCount,
+        CodeFix,
     )
 }
 

@@ -50,6 +50,10 @@ STEP_LABELS = {
     "gate-crontab": _("크론탭 확인"),
     "command": _("명령 실행"),
     "run": _("실행"),
+    "agent": _("AI 에이전트 작업 (작업 트리)"),
+    "build": _("빌드"),
+    "test": _("테스트"),
+    "deploy": _("승인 후 배포 요청 (APP_DEPLOY)"),
 }
 
 CHECK_LABELS = {
@@ -61,6 +65,10 @@ CHECK_LABELS = {
     "report": _("결과 보고"),
     "tls": _("TLS 인증서"),
     "worker": _("작업 서버 점검"),
+    "agent": _("GUARDiA 서버에서 실행"),
+    "build": _("GUARDiA 서버에서 실행"),
+    "test": _("GUARDiA 서버에서 실행"),
+    "follow_up": _("별도 작업으로 접수"),
 }
 
 
