@@ -23,6 +23,9 @@ class CmdbConfig(AppConfig):
 
     def ready(self) -> None:
         post_migrate.connect(_sync_roles, dispatch_uid="cmdb.roles.sync")
+        from . import schedules
+
+        post_migrate.connect(schedules.ensure_schedules, sender=self, dispatch_uid="cmdb.schedules")
         from . import account_audit, checks  # noqa: F401  (checks registers the vault key check)
 
         account_audit.connect()  # account changes made outside the services reach the audit

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext
 from django_q.tasks import async_task
 
 import audit
@@ -136,11 +137,11 @@ def should_stop(task_pk: int) -> str | None:
     """Checked by the engine before every step and between servers."""
     row = OpsTask.objects.filter(pk=task_pk).values("stop_requested", "stop_reason").first()
     if row is None:
-        return "task deleted"
+        return gettext("작업이 삭제되었습니다")
     if row["stop_requested"]:
-        return row["stop_reason"] or "stopped by operator"
+        return row["stop_reason"] or gettext("운영자가 중지했습니다")
     stop = global_stop_state()
-    return f"global stop: {stop.reason}" if stop else None
+    return gettext("전체 정지: %(reason)s") % {"reason": stop.reason} if stop else None
 
 
 # --- execution hooks (called by the execution worker) ---------------------------------

@@ -214,6 +214,8 @@ PASSWORD_MAX_AGE_DAYS = envint("GUARDIA_PASSWORD_MAX_AGE_DAYS", 90)
 PASSWORD_WARN_DAYS = envint("GUARDIA_PASSWORD_WARN_DAYS", 14)
 PASSWORD_FIRST_LOGIN_CHANGE = envbool("GUARDIA_PASSWORD_FIRST_LOGIN_CHANGE", "true")
 SESSION_IDLE_MINUTES = envint("GUARDIA_SESSION_IDLE_MINUTES", 30)
+# In seconds, when set (non-zero): takes the place of the minutes, for a short demo or a test.
+SESSION_IDLE_SECONDS = envint("GUARDIA_SESSION_IDLE_SECONDS", 0)
 SESSION_MAX_HOURS = envint("GUARDIA_SESSION_MAX_HOURS", 12)
 SESSION_SINGLE = envbool("GUARDIA_SESSION_SINGLE", "true")
 LOGIN_NOTICE = envbool("GUARDIA_LOGIN_NOTICE", "true")
@@ -251,6 +253,9 @@ if envbool("GUARDIA_LDAP_ENABLED", "false"):
 # with no password), or GUARDIA_LDAP_USER_DN_TEMPLATE binds directly. TLS is verified
 # against the site's CA (GUARDIA_LDAP_CA_FILE) for ldaps:// and StartTLS alike.
 LDAP_ENABLED = envbool("GUARDIA_LDAP_ENABLED", "false")
+# Hours between the scheduled `sync_directory` runs (cmdb/schedules.py; needs a service bind);
+# 0: no schedule.
+DIRECTORY_SYNC_HOURS = envint("GUARDIA_DIRECTORY_SYNC_HOURS", 24)
 GUARDIA_LDAP_DISABLED_FILTER = os.getenv("GUARDIA_LDAP_DISABLED_FILTER", "")
 # "role=group DN;role=group DN" (a role may appear more than once).
 GUARDIA_LDAP_ROLE_GROUPS: dict[str, list[str]] = {}
