@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext
 
 import audit
 
@@ -67,7 +68,7 @@ def decode(data: bytes) -> str:
             return data.decode(encoding)
         except UnicodeDecodeError:
             continue
-    raise ValidationError("the file is neither UTF-8 nor CP949 text")
+    raise ValidationError(gettext("파일이 UTF-8이나 CP949 텍스트가 아닙니다"))
 
 
 def parse_bool(text: str) -> bool:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import User
+from django.utils.translation import gettext
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
@@ -262,5 +263,5 @@ class TaskSubmitSerializer(serializers.Serializer):
 
     def validate_parameters(self, value):
         if not isinstance(value, dict):
-            raise serializers.ValidationError("expected a JSON object")
+            raise serializers.ValidationError(gettext("JSON 객체({...})여야 합니다."))
         return value
