@@ -23,6 +23,8 @@ compressed, the managed cron block installed, the files cleaned.
 
 from __future__ import annotations
 
+import posixpath
+import time
 from dataclasses import dataclass, field
 
 from . import healthcheck
@@ -309,6 +311,34 @@ def _drain(ctx, obs: Observation) -> None:
         obs.changed = True
 
 
+LEFTOVER_WAIT_SECONDS = 120.0  # how long the reaper waits for the dead worker's last command
+
+
+def wait_for_leftover(ctx, wait: float = LEFTOVER_WAIT_SECONDS) -> bool:
+    """The step in flight when the worker died was not killed with it: its remote command runs to
+    its end. Wait until no step shell of this server (the transport's ``GUARDIA_PGID`` wrapper,
+    naming the server's root) runs any more, so what is read next is where the server settled.
+    False if one still runs after ``wait`` seconds."""
+    root = playbook_root(ctx)
+    if not root:
+        return True
+    command = f"ps -eo pgid=,args= | grep -F GUARDIA_PGID | grep -F -- {q(root)} | awk -v me=$$ '$1 != me' | wc -l"
+    deadline = time.monotonic() + wait
+    while True:
+        running = healthcheck.last_int(ctx.run("recover-wait", command, timeout=30, shell=SH).stdout)
+        if not running:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
+
+
+def playbook_root(ctx) -> str:
+    app = (ctx.server.app_path or "").rstrip("/")
+    root = posixpath.dirname(app) if app else ""
+    return root if root not in ("", "/") else app
+
+
 def observe(playbook, ctx, journal: dict[str, str]) -> Observation:
     """``journal``: the server's forward steps recorded OK, name -> output. Raises LookupError for
     a playbook whose steps cannot be re-verified (its server stays UNCERTAIN)."""
@@ -319,6 +349,9 @@ def observe(playbook, ctx, journal: dict[str, str]) -> Observation:
     try:
         if playbook.READ_ONLY:
             obs = Observation(facts={"read_only": True})  # reading again changes nothing
+        elif not wait_for_leftover(ctx):
+            obs = Observation(changed=True, facts={"leftover_command": True})
+            obs.problem = f"{ctx.server.server_id}: 잃은 작업자의 마지막 명령이 아직 실행 중입니다"
         else:
             obs = OBSERVERS[playbook.NAME](playbook, ctx, journal)
             _drain(ctx, obs)

@@ -8,6 +8,7 @@ test_worker_kill_resume.py.
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from execution import reaper
 from execution.models import RunState, ServerRun, StepResult
 from execution.playbooks import build
 from execution.rolling import SKIPPED
+from execution.transport import SSHTransport
 from governance.models import OpsTask, Status
 from tests.execution.engine_helpers import approved_task, commands_received, deploy_parameters, version_of
 from tests.execution.test_reaper import people, running_execution, started_with_claim
@@ -112,3 +114,35 @@ def test_a_stop_on_a_lost_worker_rolls_back_even_when_the_policy_is_resume(
     states = dict(ServerRun.objects.filter(execution=execution).values_list("server_ref", "state"))
     assert states == {targets[0].server_id: RunState.ROLLED_BACK, targets[1].server_id: RunState.ABORTED}
     assert [version_of(s) for s in targets] == ["1.0.0", "1.0.0"]
+
+
+def test_the_dead_workers_last_command_is_waited_for_not_run_again(testbed_cmdb, clean_testbed, people, settings):
+    """The worker died while shutdown.sh ran on the server; the remote command goes on without
+    it. The reaper waits for it to end before it reads the server, so it sees the WAS down and
+    starts it, instead of shutting it down a second time."""
+    settings.EXECUTION_RECOVERY_POLICY = "resume"
+    srv = testbed_cmdb[4]
+    task = approved_task([srv], "SERVICE_RESTART", {"rollout": {"canary_share": 0}})
+    old_pid = Path(clean_testbed.server(srv.server_id)["pid_file"]).read_text().strip()
+    started_with_claim(task, [srv])
+    execution = running_execution(task, [srv], in_flight=[srv])
+    journal(execution, srv, [("pid-before", old_pid)])
+    before = len(commands_received(clean_testbed, srv.server_id))
+    leftover = SSHTransport(srv)
+    leftover.connect()
+    slow = threading.Thread(
+        target=leftover.run, args=(f"sleep 1.5 && {srv.script_path}/shutdown.sh",), kwargs={"timeout": 30}
+    )
+    slow.start()
+    try:
+        reaper.sweep()
+    finally:
+        slow.join()
+        leftover.close()
+    task.refresh_from_db()
+    assert task.status == Status.PENDING_PM_VALIDATION
+    received = commands_received(clean_testbed, srv.server_id)[before:]
+    assert len(re.findall(r"shutdown\.sh", received)) == 1 and len(re.findall(r"startup\.sh", received)) == 1
+    assert "recover-wait" in set(
+        StepResult.objects.filter(server_run__execution=execution).values_list("name", flat=True)
+    )
