@@ -105,8 +105,9 @@ class AuditedAdmin(admin.ModelAdmin):
         services.delete_with_audit(request.user, obj)
 
     def delete_queryset(self, request, queryset):
+        # One at a time through delete_model, so a bulk delete is audited like a single one.
         for obj in queryset:
-            services.delete_with_audit(request.user, obj)
+            self.delete_model(request, obj)
 
 
 def tier_badge(tier: int):
@@ -371,7 +372,7 @@ class SystemOwnerForm(forms.ModelForm):
 
 
 @admin.register(SystemOwner)
-class SystemOwnerAdmin(admin.ModelAdmin):
+class SystemOwnerAdmin(AuditedAdmin):
     form = SystemOwnerForm
 
     def get_form(self, request, obj=None, change=False, **kwargs):
@@ -422,19 +423,12 @@ class SystemOwnerAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         services.save_system_owner(request.user, obj, list(form.changed_data))
 
-    def delete_model(self, request, obj):
-        services.delete_with_audit(request.user, obj)
-
-    def delete_queryset(self, request, queryset):
-        for obj in queryset:
-            services.delete_with_audit(request.user, obj)
-
 
 # --- credentials ------------------------------------------------------------------------------
 
 
 @admin.register(Credential)
-class CredentialAdmin(admin.ModelAdmin):
+class CredentialAdmin(AuditedAdmin):
     """Write-only secrets: the list and the form show whether a secret is set, nothing more."""
 
     form = CredentialForm
@@ -470,10 +464,6 @@ class CredentialAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj):
         services.delete_credential(request.user, obj)
-
-    def delete_queryset(self, request, queryset):
-        for obj in queryset:
-            services.delete_credential(request.user, obj)
 
 
 @admin.register(HealthCriteria)
@@ -521,7 +511,7 @@ class CatalogueScopeFilter(admin.SimpleListFilter):
 
 
 @admin.register(CommandRule)
-class CommandRuleAdmin(admin.ModelAdmin):
+class CommandRuleAdmin(AuditedAdmin):
     """Security officers keep the catalogue; every save and delete is an audited service call.
     Other roles may at most read it (the model permissions decide, so the admin role gets 403)."""
 
@@ -563,7 +553,3 @@ class CommandRuleAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj):
         services.delete_command_rule(request.user, obj)
-
-    def delete_queryset(self, request, queryset):
-        for obj in queryset:
-            services.delete_command_rule(request.user, obj)
