@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from audit.models import AuditEntry
 from cmdb.models import SystemSource
@@ -329,3 +329,14 @@ def test_diff_view_escapes_what_the_agent_wrote():
     assert "<script>" not in html and "&lt;" in html
     assert (changed.path, changed.added, changed.removed) == ("src/index.html", 1, 1)
     assert [line.kind for line in changed.lines] == ["hunk", "del", "add"]
+
+
+def test_demo_source_command_registers_the_demo_repository(db, tmp_path):
+    server = ServerFactory()
+    call_command("agent_demo_source", server.system.code, "--path", str(tmp_path / "demo"), stdout=io.StringIO())
+    source = SystemSource.objects.get(system=server.system)
+    assert source.repository == str(tmp_path / "demo") and source.build_command == "python3 build.py"
+    assert (tmp_path / "demo" / ".git").is_dir() and (tmp_path / "demo" / "src" / "index.html").is_file()
+    assert AuditEntry.objects.filter(action="cmdb.systemsource_create", target=str(source)).exists()
+    with pytest.raises(CommandError, match="system"):
+        call_command("agent_demo_source", "NO-SUCH-SYSTEM", stdout=io.StringIO())
