@@ -18,7 +18,7 @@ from django.utils.translation import gettext
 
 import audit
 
-from .models import SERVER_SETTINGS_FIELDS, Credential, Server, System
+from .models import SERVER_SETTINGS_FIELDS, Credential, Gateway, Server, System
 
 REQUIRED = ["server_id", "system", "hostname", "ip"]
 OPTIONAL = [
@@ -27,6 +27,7 @@ OPTIONAL = [
     "ssh_user",
     "credential",
     *SERVER_SETTINGS_FIELDS,
+    "gateway",  # a server on a network segment another site gateway reaches (blank: the institution's)
 ]
 COLUMNS = REQUIRED + OPTIONAL
 BOOLEAN_COLUMNS = {"canary", "active"}
@@ -80,8 +81,9 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"expected yes/no, true/false or 1/0, got {text!r}")
 
 
-def _build(values: dict[str, str], systems: dict[str, System], credentials: dict[str, Credential]):
-    """One row -> (unsaved Server, [(field, message)])."""
+def _build(values: dict[str, str], systems: dict[str, System], references: dict[str, dict]):
+    """One row -> (unsaved Server, [(field, message)]). ``references``: the credential and gateway
+    rows the file names, preloaded by name."""
     problems: list[tuple[str, str]] = []
     kwargs: dict = {}
     for name in COLUMNS:
@@ -92,13 +94,13 @@ def _build(values: dict[str, str], systems: dict[str, System], credentials: dict
                 problems.append(("system", f"unknown system {raw!r}" if raw else "this field is required"))
             else:
                 kwargs["system"] = system
-        elif name == "credential":
+        elif name in references:
             if raw:
-                credential = credentials.get(raw)
-                if credential is None:
-                    problems.append(("credential", f"unknown credential {raw!r}"))
+                row = references[name].get(raw)
+                if row is None:
+                    problems.append((name, f"unknown {name} {raw!r}"))
                 else:
-                    kwargs["credential"] = credential
+                    kwargs[name] = row
         elif name in BOOLEAN_COLUMNS:
             try:
                 kwargs[name] = parse_bool(raw) if raw else (name == "active")
@@ -110,7 +112,7 @@ def _build(values: dict[str, str], systems: dict[str, System], credentials: dict
     try:
         # FKs were resolved above from preloaded maps and uniqueness is checked in bulk,
         # so full_clean does no per-row queries.
-        server.full_clean(exclude=["system", "credential"], validate_unique=False)
+        server.full_clean(exclude=["system", *references], validate_unique=False)
     except ValidationError as exc:
         for name, messages in exc.message_dict.items():
             problems.extend((name if name != "__all__" else "", m) for m in messages)
@@ -151,6 +153,11 @@ def validate_rows(text: str) -> tuple[list[Server], ImportResult]:
     systems = {s.code: s for s in System.objects.filter(code__in=codes)}
     cred_names = {(r.get("credential") or "").strip() for r in rows} - {""}
     credentials = {c.name: c for c in Credential.objects.filter(name__in=cred_names)}
+    gateway_names = {(r.get("gateway") or "").strip() for r in rows} - {""}
+    references = {
+        "credential": credentials,
+        "gateway": {g.name: g for g in Gateway.objects.filter(name__in=gateway_names)},
+    }
     ids = [(r.get("server_id") or "").strip() for r in rows]
     existing = set(Server.objects.filter(server_id__in=ids).values_list("server_id", flat=True))
 
@@ -161,7 +168,7 @@ def validate_rows(text: str) -> tuple[list[Server], ImportResult]:
             cells = len(header) + len(values[None])
             result.errors.append(RowError(row, "", f"{cells} cells, but the header has {len(header)}"))
             continue
-        server, problems = _build(values, systems, credentials)
+        server, problems = _build(values, systems, references)
         sid = server.server_id
         if sid and sid in existing:
             problems.append(("server_id", f"server {sid!r} already exists in the CMDB"))

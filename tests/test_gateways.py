@@ -14,7 +14,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from audit.models import AuditEntry
-from cmdb.models import Gateway
+from cmdb.models import Gateway, Server
 from execution import gateways, reaper
 from execution.models import Execution, ExecutionLease
 from governance.models import Notification, OpsTask, Status
@@ -185,3 +185,17 @@ def test_the_console_shows_each_gateways_heartbeat_queue_and_running_tasks(world
     # Running tasks are listed only for who may see them; the page itself needs cmdb.view_gateway.
     client.force_login(world.owner)
     assert client.get("/execution/gateways/").status_code == 403
+
+
+def test_the_server_csv_import_assigns_a_gateway_by_name_and_names_an_unknown_one(world):
+    from cmdb.csv_import import import_servers
+
+    header = "server_id,system,hostname,ip,gateway\n"
+    bad = import_servers(world.admin, header + "was-7,BUDGET,was-7.local,10.0.0.7,NOPE\n")
+    assert [(e.row, e.field, e.message) for e in bad.errors] == [(2, "gateway", "unknown gateway 'NOPE'")]
+    assert not Server.objects.filter(server_id="was-7").exists()
+    good = import_servers(
+        world.admin, header + "was-7,BUDGET,was-7.local,10.0.0.7,B\nwas-8,BUDGET,was-8.local,10.0.0.8,\n"
+    )
+    assert good.ok and good.created == 2
+    assert gateways.gateways_of(Server.objects.filter(server_id__in=["was-7", "was-8"])) == {"A", "B"}
