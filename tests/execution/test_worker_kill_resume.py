@@ -37,6 +37,7 @@ from audit.verify import verify_chain
 from execution import reaper
 from execution.models import Execution, ExecutionLease, RunState, ServerLease, StepResult
 from execution.services import store_artifact
+from governance.attachments import store_attachment
 from governance.models import OpsTask, Status
 from testbed.register import register_testbed
 from tests.execution.engine_helpers import (
@@ -47,6 +48,7 @@ from tests.execution.engine_helpers import (
     served,
     version_of,
 )
+from tests.execution.test_playbooks_ssl import HOST, TlsFront, _cert, _key, _pem, _pem_key
 from tests.execution.test_worker_kill import wait_for, worker_env
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -162,6 +164,51 @@ def _nothing(servers, tag):
     return None
 
 
+FRONTS: dict[str, TlsFront] = {}  # server id -> the TLS front serving its conf/server.crt
+OLD_CERTS: dict[str, bytes] = {}
+PKI: dict = {}
+
+
+def _pki() -> dict:
+    if not PKI:
+        ca_key, leaf = _key(), _key()
+        ca = _cert("GUARDiA Test CA", ca_key, ca_key, ca=True, days=(-10, 3650))
+        PKI.update(ca=_pem(ca), key=_pem_key(leaf), cert=_pem(_cert(HOST, leaf, ca_key, ca.subject, names=[HOST])))
+    return PKI
+
+
+def _ssl_prepare(servers, tag):
+    for srv in servers:
+        conf = Path(srv.app_path) / "conf"
+        conf.mkdir(exist_ok=True)
+        old = _key()
+        OLD_CERTS[srv.server_id] = _pem(_cert(f"old {tag}", old, old, names=[HOST]))
+        (conf / "server.crt").write_bytes(OLD_CERTS[srv.server_id])
+        (conf / "server.key").write_bytes(_pem_key(old))
+        if srv.server_id not in FRONTS:
+            FRONTS[srv.server_id] = TlsFront(conf / "server.crt", conf / "server.key")
+
+
+def _ssl_params(servers, tag):
+    pki, conf = _pki(), Path(servers[0].app_path) / "conf"
+    return {
+        "cert_sha256": store_artifact(pki["cert"], "server.crt")["sha256"],
+        "key_sha256": store_attachment(pki["key"], "server.key", field="key_file", kind="private_key")["sha256"],
+        "chain_sha256": store_artifact(pki["ca"], "ca.crt")["sha256"],
+        "hostname": HOST,
+        "cert_path": str(conf / "server.crt"),
+        "key_path": str(conf / "server.key"),
+        "https_port": FRONTS[servers[0].server_id].port,
+        "rollout": {"canary_share": 0},
+    }
+
+
+def _ssl_matches(trial, srv, succeeded):
+    installed = (Path(srv.app_path) / "conf" / "server.crt").read_bytes()
+    assert installed == (_pki()["cert"] if succeeded else OLD_CERTS[srv.server_id]), trial.task.status
+    _served_old(trial, srv, succeeded)
+
+
 SCENARIOS = [
     Scenario(
         "APP_DEPLOY",
@@ -193,6 +240,18 @@ SCENARIOS = [
         [r"tar -xzf \S*/deploy/static-{task}\.tar\.gz", r"mv \S*/app/static \S*/app/static\.guardia-old-{task}"],
     ),
     Scenario(
+        "SSL_REPLACE",
+        ["backup-cert", "backup-chain", "shutdown", "upload-key", "chmod-key", "startup"],
+        _ssl_params,
+        _ssl_prepare,
+        _ssl_matches,
+        [
+            r"cp -p \S*/conf/server\.crt \S*/backup/{task}/ssl/server\.crt",
+            r"cp -p \S*/backup/{task}/ssl/server\.crt \S*/conf/server\.crt",
+            r"chmod 600 \S*/conf/server\.key",
+        ],
+    ),
+    Scenario(
         "LOGROTATE",
         ["guard-file", "rotate", "prune"],
         lambda servers, tag: {},
@@ -217,7 +276,7 @@ SCENARIOS = [
         [r"purge\.sh backup", r"purge\.sh run", r"purge\.sh restore"],
     ),
 ]
-RESTARTS = {"APP_DEPLOY", "SERVICE_RESTART"}
+RESTARTS = {"APP_DEPLOY", "SERVICE_RESTART", "SSL_REPLACE"}
 
 
 @dataclasses.dataclass
@@ -363,6 +422,15 @@ def fleet(clean_testbed):
 
 @pytest.mark.timeout(600)
 def test_worker_killed_at_every_step_kind_resumes_from_the_journal(fleet, clean_testbed, settings):
+    try:
+        run_trials(fleet, clean_testbed, settings)
+    finally:
+        for front in FRONTS.values():
+            front.close()
+        FRONTS.clear()
+
+
+def run_trials(fleet, clean_testbed, settings) -> None:
     settings.EXECUTION_LEASE_SECONDS = LEASE
     settings.EXECUTION_RECOVERY_POLICY = "resume"
     env = worker_env(LEASE) | {"DJANGO_SETTINGS_MODULE": "guardia.settings"}
