@@ -115,7 +115,7 @@ def test_ssl_cert_and_key_uploads_fill_their_parameters(world, post):
             "저장된 첨부 파일이 없습니다 (artifact_sha256)",
         ),
         ({"sub_type": "SERVICE_RESTART", "title": "x", "parameters": {"rm": "-rf"}}, "parameters.rm", "unknown"),
-        ({"sub_type": "SERVICE_RESTART", "title": "x", "parameters": ["not", "an", "object"]}, "parameters", "object"),
+        ({"sub_type": "SERVICE_RESTART", "title": "x", "parameters": ["not", "an", "object"]}, "parameters", "객체"),
         ({"sub_type": "SERVICE_RESTART", "title": "x", "targets": ["was-9"]}, "targets", "was-9"),
         ({"sub_type": "REBOOT_ALL", "title": "x"}, "sub_type", "REBOOT_ALL"),
         ({"sub_type": "SERVICE_RESTART"}, "title", "필수"),  # DRF answers in the site language
