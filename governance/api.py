@@ -134,21 +134,11 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def create(self, request):
         form = TaskSubmitSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        data = form.validated_data
-        uploads = {field: data[field] for field in ("artifact", "cert_file", "key_file", "chain_file") if field in data}
-        task = file_request(
-            request.user,
-            system=data["system"],
-            sub_type=data["sub_type"],
-            title=data["title"],
-            targets=data["targets"],
-            parameters=data["parameters"],
-            uploads=uploads,
-            emergency=data["emergency"],
-            sr_number=data["sr_number"],
-            raw_request=data["raw_request"],
-            channel="API",
-        )
+        # The serializer's fields are file_request's parameters; the files travel as uploads.
+        data = dict(form.validated_data)
+        files = ("artifact", "cert_file", "key_file", "chain_file")
+        uploads = {field: data.pop(field) for field in files if field in data}
+        task = file_request(request.user, uploads=uploads, channel="API", **data)
         task = OpsTask.objects.select_related("system__institution", "requester").get(pk=task.pk)
         return Response(TaskDetailSerializer(task).data, status=201)
 
