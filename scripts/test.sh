@@ -4,8 +4,9 @@
 #
 #   scripts/test.sh           the full run (CI and the README's command)
 #   scripts/test.sh --fast    the same checks, then only the tests that need no sshd,
-#                             PostgreSQL or Chromium and are not marked slow (the edit-test
-#                             loop; docs/development.md)
+#                             PostgreSQL or Chromium and are not marked slow, on two pytest-xdist
+#                             workers, each with a data directory of its own (tests/env.py)
+#                             (the edit-test loop; docs/development.md)
 #
 # Further arguments go to pytest (scripts/test.sh --fast tests/audit -x).
 set -euo pipefail
@@ -30,7 +31,7 @@ echo "== checks: ruff format, ruff, mypy, import contracts, spelling, migrations
 .venv/bin/python manage.py makemigrations --check --dry-run >/dev/null
 if [ -n "$fast" ]; then
   echo "== tests: fast lane (not browser, not postgres, not testbed, not slow)"
-  .venv/bin/python -m pytest -q -m "not browser and not postgres and not testbed and not slow" "$@"
+  .venv/bin/python -m pytest -q -n 2 --dist loadfile -m "not browser and not postgres and not testbed and not slow" "$@"
 else
   echo "== tests: full run"
   .venv/bin/python -m pytest -q "$@"
