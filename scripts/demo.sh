@@ -4,7 +4,8 @@
 # Ctrl-C stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+# An installed offline bundle has everything already and no network: it skips the set-up.
+[ -n "${GUARDIA_SKIP_SETUP:-}" ] || scripts/setup.sh
 
 export GUARDIA_DATA_DIR=${GUARDIA_DATA_DIR:-$PWD/var}
 # The demo runs as a site would: no debug pages (a 404 never lists the URL map); WhiteNoise
@@ -30,11 +31,12 @@ cleanup() {
   [ -n "$stopped" ] && return
   stopped=1
   echo "== stopping"
-  for name in qcluster daphne; do
+  for name in messenger_bot qcluster daphne; do
     [ -f "$RUN/$name.pid" ] && kill "$(cat "$RUN/$name.pid")" 2>/dev/null || true
     rm -f "$RUN/$name.pid"
   done
   $PY manage.py testbed down >/dev/null 2>&1 || true
+  $PY -m intake.messenger.homeserver down --dir "$GUARDIA_DATA_DIR/synapse" >/dev/null 2>&1 || true
   [ -f "$RUN/redis.pid" ] && kill "$(cat "$RUN/redis.pid")" 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
@@ -62,6 +64,24 @@ echo $! >"$RUN/daphne.pid"
 $PY manage.py qcluster >"$GUARDIA_DATA_DIR/log/qcluster.log" 2>&1 &
 echo $! >"$RUN/qcluster.pid"
 
+# The messenger: an embedded Matrix homeserver (Synapse) on loopback, a Matrix account for
+# the bot and for every demo user (same password as the console), and the bot process.
+# Without Synapse installed (scripts/setup.sh installs it) the demo runs without a messenger.
+if [ -z "${GUARDIA_MATRIX_HOMESERVER:-}" ] && [ -x .venv-synapse/bin/python ]; then
+  export GUARDIA_MATRIX_HOMESERVER
+  GUARDIA_MATRIX_HOMESERVER=$($PY -m intake.messenger.homeserver up --dir "$GUARDIA_DATA_DIR/synapse" \
+    --port "${GUARDIA_MATRIX_PORT:-8008}")
+  [ -f "$RUN/matrix-bot.secret" ] || $PY -c 'import secrets; print(secrets.token_urlsafe(24))' >"$RUN/matrix-bot.secret"
+  export GUARDIA_MATRIX_BOT_USER=@guardia:guardia.local
+  export GUARDIA_MATRIX_BOT_PASSWORD
+  GUARDIA_MATRIX_BOT_PASSWORD=$(cat "$RUN/matrix-bot.secret")
+  $PY manage.py messenger_bot --demo-accounts "$GUARDIA_DATA_DIR/synapse" >/dev/null
+fi
+if [ -n "${GUARDIA_MATRIX_HOMESERVER:-}" ]; then
+  $PY manage.py messenger_bot >"$GUARDIA_DATA_DIR/log/messenger_bot.log" 2>&1 &
+  echo $! >"$RUN/messenger_bot.pid"
+fi
+
 for _ in $(seq 50); do port_busy "$PORT" && break; sleep 0.2; done
 cat <<MSG
 
@@ -70,6 +90,8 @@ GUARDiA is running: $GUARDIA_BASE_URL/
   audit    $GUARDIA_BASE_URL/audit/       API docs    $GUARDIA_BASE_URL/api/v1/docs/
 Demo logins (password for all: $($PY manage.py seed_demo --print-password)):
 $($PY manage.py seed_demo --print-logins)
+Messenger: Matrix homeserver ${GUARDIA_MATRIX_HOMESERVER:-(not running)} (server name guardia.local); log in
+  with any Matrix client (e.g. Element) as a demo user (same password), talk to @guardia:guardia.local.
 Logs in $GUARDIA_DATA_DIR/log/. Press Ctrl-C to stop.
 MSG
 wait
