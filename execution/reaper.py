@@ -191,6 +191,11 @@ def recover(task_pk: int, lease: ExecutionLease) -> dict:
         },
     )
     publish_line(task.task_id, lost)
+    # At once, not only when the recovery ends (a resumed rollout may take a while): who owns
+    # the system and the institution's PM learn that a worker died and the reaper took over.
+    _alert_owner(
+        task, f"[작업자 유실] {task.task_id}: {lease.holder} 응답 없음 — 서버를 재검증하고 복구합니다", pm=True
+    )
     if execution is None:
         outcome = Outcome.ABORTED if task.stop_requested else Outcome.FAILED_ROLLED_BACK
         reason = "실행 작업자가 서버에 접속하기 전에 중단되었습니다; 아무것도 변경하지 않았습니다"
@@ -233,12 +238,14 @@ def _record_recovery(task, outcome: str, reason: str, lease, servers: dict, mode
     publish_line(task.task_id, entry)
 
 
-def _alert_owner(task, text: str) -> None:
+def _alert_owner(task, text: str, pm: bool = False) -> None:
     """execution_failed tells the requester and the PM; the system's owner hears it too."""
     from governance.routing import ownership_of
 
     ownership = ownership_of(task)
     people = {ownership.owner, ownership.deputy} if ownership else set()
+    if pm:
+        people.add(task.system.institution.pm)
     for person in people - {None}:
         notify(person, Message(text, kind="alert", task=task, link=task_link(task)))
 

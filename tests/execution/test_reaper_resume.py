@@ -20,7 +20,7 @@ from execution.models import RunState, ServerRun, StepResult
 from execution.playbooks import build
 from execution.rolling import SKIPPED
 from execution.transport import SSHTransport
-from governance.models import OpsTask, Status
+from governance.models import Notification, OpsTask, Status
 from tests.execution.engine_helpers import approved_task, commands_received, deploy_parameters, version_of
 from tests.execution.test_reaper import people, running_execution, started_with_claim
 
@@ -81,6 +81,11 @@ def test_resume_skips_the_journaled_shutdown_and_starts_the_server_once(testbed_
     assert version_of(srv) == "1.0.0"
     payload = recovered(task)
     assert payload["policy"] == "resume" and "shutdown" in payload["servers"][srv.server_id]["skipped"]
+    # Owner and PM heard of the lost worker when the reaper took over, and again at the end.
+    for person in people:
+        texts = list(Notification.objects.filter(user=person, task=task).values_list("message", flat=True))
+        assert any(t.startswith("[작업자 유실] ") for t in texts), texts
+    assert Notification.objects.filter(user=people[0], message__startswith="[작업자 유실 복구]").exists()
 
 
 def test_a_raw_command_in_flight_is_never_repeated_and_ends_state_uncertain(testbed_cmdb, clean_testbed, people):
