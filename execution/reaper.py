@@ -5,14 +5,20 @@ claims whose heartbeat stopped: the lease expired, or a stop was requested and t
 heartbeats were missed (the kill switch must not wait out a whole lease). The reaper takes
 the claim over (so two sweeps never recover one task), then:
 
-1. marks the servers that were in flight UNCERTAIN and says so on the task page;
-2. re-verifies each server the task still holds over SSH (execution.journal: the artifact's
-   checksum in place, staging and backup present, process up, version served);
-3. rolls those servers back from what it found, by the playbook's own rollback, never
-   repeating a step blindly;
-4. ends the task in a definite state (ABORTED when a stop was requested, FAILED_ROLLED_BACK,
-   MANUAL_INTERVENTION_REQUIRED when a rollback failed, STATE_UNCERTAIN when a server could
-   not be reached), alerts the owner and the PM, and records it in the audit chain.
+1. marks the servers that were in flight UNCERTAIN, says so on the task page and alerts the
+   system's owner and the PM at once;
+2. re-verifies each server the task still holds over SSH (execution.journal: per playbook,
+   whether each step's effect is on the server: checksums, backups, the process and its PID,
+   the certificate files, the rotated log, the managed cron block), after waiting for the dead
+   worker's last remote command to end;
+3. by the recovery policy (the system's, else the site's setting) either resumes the rollout
+   from the step journal (steps done are skipped with their recorded output, the rest runs as
+   the engine would have run it) or rolls those servers back by the playbook's own rollback,
+   never repeating a step blindly;
+4. ends the task in a definite state (resumed to the end: PENDING_PM_VALIDATION; ABORTED when
+   a stop was requested, FAILED_ROLLED_BACK, MANUAL_INTERVENTION_REQUIRED when a rollback
+   failed, STATE_UNCERTAIN when a server could not be reached or shows a step nothing can
+   tell), alerts the owner and the PM, and records it in the audit chain.
 
 A run that had finished but whose worker died before telling governance is reported as it
 ended. If the reaper itself dies, the claim it took expires like any other and the next
