@@ -59,3 +59,44 @@ def test_print_options_print_only_what_they_promise():
     teamlead = get_user_model().objects.get(username="teamlead")
     assert f"teamlead      team_lead          {Token.objects.get(user=teamlead).key}" in with_tokens
     assert run("--print-password").strip() == DEFAULT_PASSWORD
+
+
+def test_budget_was_servers_run_on_the_testbed_when_it_has_six_or_more(settings, tmp_path):
+    """The walk-through's "기재부 예산시스템 WAS1번 배포" reaches real sshd servers: the last three
+    testbed servers stand in for 예산시스템 WAS1-3; the rest stay with the testbed system."""
+    import json
+
+    key = tmp_path / "id_ed25519"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n")
+    servers = [
+        {
+            "server_id": f"srv-{n:02d}",
+            "hostname": "127.0.0.1",
+            "ip": "127.0.0.1",
+            "ssh_port": 19200 + n,
+            "host_key_fingerprint": f"SHA256:{n:043d}",
+            "app_path": f"/tb/srv-{n:02d}/app",
+            "deploy_path": f"/tb/srv-{n:02d}/deploy",
+            "backup_path": f"/tb/srv-{n:02d}/backup",
+            "script_path": f"/tb/srv-{n:02d}/bin",
+            "log_path": f"/tb/srv-{n:02d}/log/app.log",
+            "http_port": 19300 + n,
+            "health_url": f"http://127.0.0.1:{19300 + n}/health",
+            "rolling_group": 1,
+            "canary": n == 1,
+        }  # fmt: skip
+        for n in range(1, 7)
+    ]
+    settings.TESTBED_DIR = tmp_path
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"credential": {"username": "tb", "private_key_path": str(key)}, "servers": servers})
+    )
+    output = run("--testbed")
+    assert "srv-04, srv-05, srv-06 serve MOEF-BUDGET" in output
+    budget = {s.server_id: s for s in Server.objects.filter(system__code="MOEF-BUDGET")}
+    assert sorted(budget) == ["moef-budget-was1", "moef-budget-was2", "moef-budget-was3"]
+    assert (budget["moef-budget-was1"].ip, budget["moef-budget-was1"].ssh_port) == ("127.0.0.1", 19204)
+    assert budget["moef-budget-was3"].health_url == "http://127.0.0.1:19306/health"
+    testbed = Server.objects.filter(system__code="NIA-TESTBED", active=True)
+    assert sorted(testbed.values_list("server_id", flat=True)) == ["srv-01", "srv-02", "srv-03"]
+    assert System.objects.get(code="MOEF-BUDGET").in_window()  # the story runs at any hour

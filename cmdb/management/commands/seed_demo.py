@@ -50,9 +50,14 @@ INSTITUTIONS = [
     ("NIA", "한국지능정보사회진흥원", ["NIA", "지능정보원"], 3, "053-230-1114"),
 ]
 
+# The seed's story deploys to 예산시스템 WAS1: with six or more testbed servers the last three
+# stand in for its WAS1-3 (its window is open all day so the story runs at any hour).
+BUDGET_SYSTEM = "MOEF-BUDGET"
+BUDGET_ON_TESTBED = 3
+
 # code, name, institution, sensitive, window (start, end), servers, owner, deputy, supervisor
 SYSTEMS = [
-    ("MOEF-BUDGET", "예산시스템", "MOEF", True, (22, 6), 3, "teamlead", "teamlead2", "supervisor"),
+    ("MOEF-BUDGET", "예산시스템", "MOEF", True, (0, 0), 3, "teamlead", "teamlead2", "supervisor"),
     ("MOEF-HR", "재정인사시스템", "MOEF", False, (0, 0), 3, "teamlead", "teamlead2", "supervisor"),
     ("MOIS-MINWON", "민원포털", "MOIS", True, (0, 5), 3, "teamlead", "teamlead2", "supervisor"),
     ("MOIS-GIS", "재난안전GIS", "MOIS", False, (19, 23), 2, "teamlead", "teamlead2", "supervisor"),
@@ -218,6 +223,18 @@ class Command(BaseCommand):
             self.stderr.write(f"testbed: cannot read {manifest_path}: {exc}; skipped")
             return
         register = import_string(TESTBED_REGISTER)
-        result = register(manifest, system=System.objects.get(code=TESTBED_SYSTEM))
+        servers = list(manifest["servers"])
+        budget = servers[-BUDGET_ON_TESTBED:] if len(servers) >= 2 * BUDGET_ON_TESTBED else []
+        if budget:
+            servers = servers[: -len(budget)]
+        result = register({**manifest, "servers": servers}, system=System.objects.get(code=TESTBED_SYSTEM))
         count = len(result) if hasattr(result, "__len__") else result
         self.stdout.write(f"testbed: registered {count} server(s) from {manifest_path}")
+        if budget:
+            # The budget system's WAS1-3 run on the last testbed servers, so the walk-through's
+            # "기재부 예산시스템 WAS1번 배포" deploys for real; an earlier seed may have put those
+            # servers under the testbed system, where they stay inactive.
+            renamed = [{**srv, "server_id": f"{BUDGET_SYSTEM.lower()}-was{n}"} for n, srv in enumerate(budget, 1)]
+            register({**manifest, "servers": renamed}, system=System.objects.get(code=BUDGET_SYSTEM))
+            Server.objects.filter(server_id__in=[srv["server_id"] for srv in budget]).update(active=False)
+            self.stdout.write(f"testbed: {', '.join(s['server_id'] for s in budget)} serve {BUDGET_SYSTEM} WAS1-3")
