@@ -78,17 +78,8 @@ def task_read(anon: int) -> dict:
 
 
 def cmdb_read(anon: int) -> dict:
-    # CMDB rows: institution-scoped except for holders of cmdb.view_all_systems.
-    return cells(
-        anonymous=anon,
-        site_manager=SCOPED,
-        team_lead=SCOPED,
-        supervisor=SCOPED,
-        pm=SCOPED,
-        security_officer=200,
-        auditor=200,
-        admin=200,
-    )
+    # CMDB rows: as tasks, except that PMs (who lack cmdb.view_all_systems) see their institution's only.
+    return {**task_read(anon), "pm": SCOPED}
 
 
 def audit_only(anon: int, ok: int = 200) -> dict:
@@ -109,6 +100,14 @@ API = "/api/v1"
 
 def INTAKE_CELLS(ok: int) -> dict:
     return cells(403, anonymous=401, site_manager=(ok, 403), team_lead=(ok, 403), pm=(ok, 403))
+
+
+RESTART_IN_WORDS = {"raw_request": "재시작 부탁드립니다", "system": "{system_code}", "targets": ["{server_id}"]}
+
+
+def intake_case(url: str, ok: int) -> Case:
+    """A request in words for one's own system, sent with the role's token."""
+    return Case("POST", url, INTAKE_CELLS(ok), RESTART_IN_WORDS, api=True)
 
 
 CASES: dict[str, Case] = {
@@ -142,27 +141,9 @@ CASES: dict[str, Case] = {
     ),
     # Intake: a request in words for one's own system is filed (or previewed); another
     # institution's system is 403; roles that may not file are 403.
-    "api/v1/sr/intake": Case(
-        "POST",
-        f"{API}/sr/intake",
-        INTAKE_CELLS(201),
-        {"raw_request": "재시작 부탁드립니다", "system": "{system_code}", "targets": ["{server_id}"]},
-        api=True,
-    ),
-    "sr/intake": Case(
-        "POST",
-        "/sr/intake",
-        INTAKE_CELLS(201),
-        {"raw_request": "재시작 부탁드립니다", "system": "{system_code}", "targets": ["{server_id}"]},
-        api=True,
-    ),
-    "api/v1/sr/parse": Case(
-        "POST",
-        f"{API}/sr/parse",
-        INTAKE_CELLS(200),
-        {"raw_request": "재시작 부탁드립니다", "system": "{system_code}", "targets": ["{server_id}"]},
-        api=True,
-    ),
+    "api/v1/sr/intake": intake_case(f"{API}/sr/intake", 201),
+    "sr/intake": intake_case("/sr/intake", 201),
+    "api/v1/sr/parse": intake_case(f"{API}/sr/parse", 200),
     "api/v1/task/history/<str:task_id>": Case("GET", f"{API}/task/history/{{task}}", task_read(401), api=True),
     "api/v1/^tasks/$": Case("GET", f"{API}/tasks/", cells(200, anonymous=401), api=True),
     "api/v1/^tasks/(?P<task_id>[^/.]+)/$": Case("GET", f"{API}/tasks/{{task}}/", task_read(401), api=True),
@@ -278,7 +259,7 @@ CASES: dict[str, Case] = {
         "POST",
         "/app/parse",
         cells(403, anonymous=302, site_manager=(200, 403), team_lead=(200, 403), pm=(200, 403)),
-        {"raw_request": "재시작 부탁드립니다", "system": "{system_code}", "targets": ["{server_id}"]},
+        RESTART_IN_WORDS,
     ),
     "app/manifest.webmanifest": Case("GET", "/app/manifest.webmanifest", cells(200)),
     "app/sw.js": Case("GET", "/app/sw.js", cells(200)),
