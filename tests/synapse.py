@@ -67,8 +67,7 @@ class Person:
         return response.json()
 
     def sync(self, timeout_ms: int = 0) -> None:
-        # A high timeline limit: an incremental sync over many messages is not cut short.
-        params = {"timeout": str(timeout_ms), "filter": '{"room": {"timeline": {"limit": 1000}}}'}
+        params = {"timeout": str(timeout_ms)}
         if self.since:
             params["since"] = self.since
         data = self._call("GET", "/sync", params=params)
@@ -86,7 +85,6 @@ class Person:
                             "sender": event["sender"],
                             "body": event["content"].get("body", ""),
                             "event_id": event["event_id"],
-                            "ts": event.get("origin_server_ts", 0),
                         }
                     )
 
