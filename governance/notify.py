@@ -1,8 +1,11 @@
 """notify(user, message, actions): one service, pluggable adapters.
 
 The in-app inbox is the embedded default and always stores the notification; further
-adapters (Mattermost/Slack, added by the intake layer) are listed in
-settings.NOTIFY_ADAPTERS by dotted path, so governance never imports intake.
+adapters are listed in settings.NOTIFY_ADAPTERS by dotted path, so governance never imports
+intake. The messenger's adapter (intake.messenger.outbox.OutboxAdapter) writes an outbox row
+in the caller's transaction, so a notification of a decision that rolls back is never sent,
+and one of a decision that commits is sent by the bot process even if the messenger is down
+right now (retries, idempotency keys).
 """
 
 from __future__ import annotations

@@ -67,7 +67,8 @@ class Person:
         return response.json()
 
     def sync(self, timeout_ms: int = 0) -> None:
-        params = {"timeout": str(timeout_ms)}
+        # A high timeline limit: an incremental sync over many messages is not cut short.
+        params = {"timeout": str(timeout_ms), "filter": '{"room": {"timeline": {"limit": 1000}}}'}
         if self.since:
             params["since"] = self.since
         data = self._call("GET", "/sync", params=params)
@@ -85,6 +86,7 @@ class Person:
                             "sender": event["sender"],
                             "body": event["content"].get("body", ""),
                             "event_id": event["event_id"],
+                            "ts": event.get("origin_server_ts", 0),
                         }
                     )
 

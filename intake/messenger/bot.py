@@ -97,7 +97,9 @@ class MatrixBot:
 
     # --- in ------------------------------------------------------------------------
     async def listen_once(self, timeout_ms: int | None = None) -> int:
-        response = await self.client.sync(timeout=self.sync_timeout_ms if timeout_ms is None else timeout_ms)
+        response = await self.client.sync(
+            timeout=self.sync_timeout_ms if timeout_ms is None else timeout_ms, sync_filter=self._filter()
+        )
         if not isinstance(response, SyncResponse):
             raise Unreachable(str(response))
         await self._join_invites(response)
@@ -111,6 +113,12 @@ class MatrixBot:
                     handled += 1
         self.handled += handled
         return handled
+
+    def _filter(self) -> dict:
+        """Only what people type: the bot's own messages (a burst of notifications) must not
+        fill the timeline and push a command out of an incremental sync."""
+        timeline = {"limit": 200, "types": ["m.room.message"], "not_senders": [self.client.user_id]}
+        return {"room": {"timeline": timeline}, "presence": {"types": []}, "account_data": {"types": []}}
 
     async def _join_invites(self, response: SyncResponse) -> None:
         for room_id, room in response.rooms.invite.items():
@@ -141,17 +149,27 @@ class MatrixBot:
 
     # --- out -----------------------------------------------------------------------
     async def deliver_once(self) -> int:
-        """Send the due Matrix rows; stop at the first the homeserver does not take."""
-        sent = 0
+        """Send the due Matrix rows: rooms side by side, each room's rows in order; a room
+        stops at the first row the homeserver does not take (the rest wait their turn).
+        The round's outcomes are recorded (and audited) in one transaction."""
+        rooms: dict[str, list[OutboxMessage]] = {}
         for row in await sync_to_async(outbox.due)([ChatChannel.MATRIX]):
+            rooms.setdefault(row.payload.get("room_id") or f"user:{row.user_id}", []).append(row)
+        outcomes = await asyncio.gather(*(self._send_in_order(rows) for rows in rooms.values()))
+        sent = [pair for done, _failed in outcomes for pair in done]
+        failed = [pair for _done, failures in outcomes for pair in failures]
+        if sent or failed:
+            await sync_to_async(outbox.record_round)(sent, failed)
+        return len(sent)
+
+    async def _send_in_order(self, rows: list[OutboxMessage]) -> tuple[list, list]:
+        done: list[tuple[OutboxMessage, str]] = []
+        for row in rows:
             try:
-                event_id = await self._send(row)
+                done.append((row, await self._send(row)))
             except Unreachable as exc:
-                await sync_to_async(outbox.mark_failed)(row, str(exc))
-                break
-            await sync_to_async(outbox.mark_sent)(row, event_id)
-            sent += 1
-        return sent
+                return done, [(row, str(exc))]
+        return done, []
 
     async def _send(self, row: OutboxMessage) -> str:
         try:

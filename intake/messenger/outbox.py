@@ -139,6 +139,15 @@ def mark_failed(row: OutboxMessage, error: str) -> None:
         _audit(row, "messenger.failed", attempts, error=error[:200])
 
 
+def record_round(sent: list[tuple[OutboxMessage, str]], failed: list[tuple[OutboxMessage, str]]) -> None:
+    """One delivery round's outcomes in one transaction (one commit, not one per message)."""
+    with transaction.atomic():
+        for row, detail in sent:
+            mark_sent(row, detail)
+        for row, error in failed:
+            mark_failed(row, error)
+
+
 # --- webhooks out ---------------------------------------------------------------------
 def callback_url() -> str:
     return f"{settings.BASE_URL}/messenger/hooks/action/"
