@@ -12,12 +12,12 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.test import Client
 from django.urls import reverse
-from rest_framework.test import APIClient
 
 from governance import events
 from governance.models import OpsTask
 from governance.reports import task_timeline
 from tests.execution.conftest import clean_testbed, testbed, testbed_cmdb  # noqa: F401 - session testbed
+from tests.execution.test_command_catalogue import file_raw
 from tests.factories import governance_world
 from tests.test_translations import visible_text
 
@@ -25,22 +25,6 @@ SHUTDOWN = "ls /app && shutdown -r now"
 REFUSAL = "명령 검사기 차단: 서버 종료 또는 재부팅 ["
 # The sentences these messages used to be, before they were Korean.
 ENGLISH = re.compile(r"blocked by the command sanitizer|shutting down|server\(s\)|expired on|\bstopped\b|not a PEM")
-
-
-def file_raw(world, command: str):
-    client = APIClient()
-    client.force_authenticate(world.requester)
-    return client.post(
-        "/api/v1/tasks/",
-        {
-            "system": world.system.code,
-            "sub_type": "RAW_COMMAND",
-            "title": "명령 실행",
-            "targets": [s.server_id for s in world.servers],
-            "parameters": {"command": command},
-        },
-        format="json",
-    )
 
 
 @pytest.mark.django_db
