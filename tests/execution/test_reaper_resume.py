@@ -21,7 +21,13 @@ from execution.playbooks import build
 from execution.rolling import SKIPPED
 from execution.transport import SSHTransport
 from governance.models import Notification, OpsTask, Status
-from tests.execution.engine_helpers import approved_task, commands_received, deploy_parameters, version_of
+from tests.execution.engine_helpers import (
+    approved_task,
+    commands_received,
+    deploy_parameters,
+    fast_port_wait,
+    version_of,
+)
 from tests.execution.test_reaper import people, running_execution, started_with_claim
 
 pytestmark = pytest.mark.django_db
@@ -151,3 +157,22 @@ def test_the_dead_workers_last_command_is_waited_for_not_run_again(testbed_cmdb,
     assert "recover-wait" in set(
         StepResult.objects.filter(server_run__execution=execution).values_list("name", flat=True)
     )
+
+
+def test_a_plan_that_changed_since_approval_is_rolled_back_not_resumed(testbed_cmdb, clean_testbed, people, settings):
+    settings.EXECUTION_RECOVERY_POLICY = "resume"
+    srv = testbed_cmdb[5]
+    task = approved_task([srv], "SERVICE_RESTART", {"rollout": {"canary_share": 0}})
+    old_pid = Path(clean_testbed.server(srv.server_id)["pid_file"]).read_text().strip()
+    started_with_claim(task, [srv])
+    execution = running_execution(task, [srv], in_flight=[srv])
+    clean_testbed.run_script(clean_testbed.server(srv.server_id), "shutdown.sh")
+    journal(execution, srv, [("pid-before", old_pid), ("shutdown", "")])
+    fast_port_wait([srv], 7)  # the CMDB changed after approval: the plan's port wait differs
+    reaper.sweep()
+    task.refresh_from_db()
+    assert task.status == Status.FAILED_ROLLED_BACK
+    payload = recovered(task)
+    assert payload["policy"] == "rollback" and "실행 계획이 승인된 것과 다릅니다" in payload["reason"]
+    assert ServerRun.objects.get(execution=execution).state == RunState.ROLLED_BACK
+    assert version_of(srv) == "1.0.0"  # started again by the rollback, healthy
