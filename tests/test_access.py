@@ -269,6 +269,7 @@ NAV = {
     "audit": 'href="/audit/"',
     "admin": 'href="/admin/"',
     "new": 'href="/console/requests/new/"',
+    "gateways": 'href="/execution/gateways/"',
 }
 
 
@@ -291,11 +292,11 @@ def test_menus_follow_permissions_and_every_link_answers(db):
     expected = {
         "requester": {"new"},
         "owner": {"new", "approvals", "owner"},
-        "pm": {"new", "approvals", "validations"},
-        "security": {"approvals", "audit"} | ({"admin"} if "security_officer" in STAFF_ROLES else set()),
+        "pm": {"new", "approvals", "validations", "gateways"},
+        "security": {"approvals", "audit", "gateways"} | ({"admin"} if "security_officer" in STAFF_ROLES else set()),
         "supervisor": {"approvals", "admin"},
-        "auditor": {"audit"},
-        "admin": {"audit", "admin"},
+        "auditor": {"audit", "gateways"},
+        "admin": {"audit", "admin", "gateways"},
     }
     for name, links in expected.items():
         user = getattr(world, name)
