@@ -164,9 +164,7 @@ class Engine:
                     payload={"institution": self.institution_code, "reason": str(exc)[:500]},
                 )
             )
-            return self._finish(
-                Outcome.FAILED_ROLLED_BACK, f"서버를 건드리기 전에 명령 검사기가 차단했습니다: {exc}", []
-            )
+            return self._finish(Outcome.FAILED_ROLLED_BACK, f"서버를 건드리기 전에 거부되었습니다: {exc}", [])
         done: list[ServerContext] = []
         for group in groups:
             reason = self.poll_stop(force=True)

@@ -328,7 +328,7 @@ class ServerContext:
                 duration=time.time() - started,
                 violation=True,
             )
-            raise StepFailed(name, f"명령 검사기가 차단했습니다 ({self.server.server_id}): {exc}") from exc
+            raise StepFailed(name, f"{exc} ({self.server.server_id})") from exc  # "명령 검사기 차단: <reason> [<text>]"
         except CommandTimeout as exc:
             self._emit(
                 name,
