@@ -154,7 +154,7 @@ def validate_rows(text: str) -> tuple[list[Server], ImportResult]:
     cred_names = {(r.get("credential") or "").strip() for r in rows} - {""}
     credentials = {c.name: c for c in Credential.objects.filter(name__in=cred_names)}
     gateway_names = {(r.get("gateway") or "").strip() for r in rows} - {""}
-    references = {
+    references: dict[str, dict] = {
         "credential": credentials,
         "gateway": {g.name: g for g in Gateway.objects.filter(name__in=gateway_names)},
     }
