@@ -242,6 +242,16 @@ class MatrixBot:
             await _sleep_or_stop(stop, self.poll_seconds)
 
 
+async def deliver_webhooks_forever(stop: asyncio.Event, poll_seconds: float) -> None:
+    """The outbox for sites without a Matrix homeserver (Mattermost/Slack webhooks only)."""
+    while not stop.is_set():
+        try:
+            await sync_to_async(outbox.deliver_webhooks)()
+        except Exception:  # the loop must outlive one bad row; the row stays queued
+            log.exception("outbox round failed")
+        await _sleep_or_stop(stop, poll_seconds)
+
+
 UNMAPPED = "GUARDiA에 연결되지 않은 메신저 계정입니다. 관리자에게 메신저 계정 등록을 요청하세요."
 
 

@@ -7,6 +7,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -22,6 +26,8 @@ from intake.messenger import outbox
 from intake.messenger.accounts import save_identity, save_webhook
 from intake.models import ActionToken, ChatChannel, ChatWebhook, MessengerIdentity, OutboxMessage
 from tests.factories import file_task, governance_world
+from tests.live import ROOT
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
 ACTION = "/messenger/hooks/action/"
@@ -240,3 +246,26 @@ def test_receiver_down_the_message_waits_and_goes_once(receiver, settings):
     finally:
         again.close()
     assert AuditEntry.objects.filter(action="messenger.delivered", target=world.owner.username).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_bot_process_delivers_and_stops_cleanly(receiver, settings, tmp_path):
+    """`manage.py messenger_bot` as its own process (a site with webhooks only: no Matrix
+    homeserver configured) sends what notify() queued, and exits 0 on SIGTERM."""
+    world = governance_world()
+    hook = webhook("mm", ChatChannel.MATTERMOST, receiver.url)
+    map_person(world.owner, ChatChannel.MATTERMOST, "mm-owner", hook)
+    notify(world.owner, Message("봇 프로세스가 보낸 알림", kind="info"))
+    env = {**os.environ, "GUARDIA_DATABASE_URL": f"sqlite:///{settings.DATABASES['default']['NAME']}"}
+    env.pop("GUARDIA_MATRIX_HOMESERVER", None)
+    with open(tmp_path / "bot.log", "wb") as log:
+        bot = subprocess.Popen(
+            [sys.executable, "manage.py", "messenger_bot"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_until(lambda: receiver.received, 60, message="the bot process sent nothing")
+        wait_until(lambda: not OutboxMessage.objects.backlog().exists(), 20)
+    finally:
+        bot.send_signal(signal.SIGTERM)
+        assert bot.wait(30) == 0, (tmp_path / "bot.log").read_text()
+    assert [r["body"]["text"] for r in receiver.received] == ["봇 프로세스가 보낸 알림"]

@@ -1,6 +1,7 @@
 """``manage.py messenger_bot``: the GUARDiA bot process on the Matrix homeserver.
 
-It answers commands and drains the outbox (Matrix and webhook rows) until SIGTERM/SIGINT;
+It answers commands and drains the outbox (Matrix and webhook rows) until SIGTERM/SIGINT
+(without GUARDIA_MATRIX_HOMESERVER it delivers the webhook rows only);
 a homeserver that is down is retried with backoff, so scripts/demo.sh supervises it the
 way it does the qcluster (one process, restarted by the operator's supervisor in
 production). ``--demo-accounts DIR`` registers the bot and the demo users on the embedded
@@ -19,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from cmdb.management.commands.seed_demo import USERS, demo_password
 from intake.messenger.accounts import save_identity
-from intake.messenger.bot import MatrixBot
+from intake.messenger.bot import MatrixBot, deliver_webhooks_forever
 from intake.messenger.homeserver import Homeserver
 from intake.models import ChatChannel, MessengerIdentity
 
@@ -34,16 +35,17 @@ class Command(BaseCommand):
         if options["demo_accounts"]:
             self.demo_accounts(options["demo_accounts"])
             return
-        try:
-            bot = MatrixBot.from_settings()
-        except RuntimeError as exc:
-            raise CommandError(str(exc)) from exc
         stop = asyncio.Event()
 
         async def main() -> None:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
+            if not settings.MATRIX_HOMESERVER:
+                self.stdout.write("no Matrix homeserver configured: delivering webhook notifications only")
+                await deliver_webhooks_forever(stop, settings.MESSENGER_POLL_SECONDS)
+                return
+            bot = MatrixBot.from_settings()
             try:
                 await bot.run(stop)
             finally:
