@@ -8,16 +8,14 @@ executed, whichever gateway runs it, without a reload."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from contextlib import ExitStack
 
 import psycopg
 import pytest
 
 from testbed import Testbed
-from tests.browser.demo_stack import chromium_browser, login, mark_document, wait_live
-from tests.live import ROOT, daphne, qcluster, redis_server, service_env
+from tests.browser.demo_stack import chromium_browser, login, manage, mark_document, wait_live
+from tests.live import daphne, qcluster, redis_server, service_env
 from tests.pg import PostgresCluster
 
 pytestmark = [pytest.mark.postgres, pytest.mark.browser, pytest.mark.testbed, pytest.mark.slow]
@@ -62,16 +60,9 @@ for task in OpsTask.objects.order_by("task_id"):
 
 
 def shell(env: dict, code: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    """Run code in the stack's environment; its last printed line."""
+    out = manage(env, "shell", "-c", code, timeout=300).strip()
+    return out.splitlines()[-1] if out else ""
 
 
 def test_two_daphnes_and_two_gateways_on_postgres_and_redis_show_live_status_in_a_browser(tmp_path):
@@ -93,7 +84,7 @@ def test_two_daphnes_and_two_gateways_on_postgres_and_redis_show_live_status_in_
             GUARDIA_LOG_LEVEL="WARNING",
             GUARDIA_GATEWAY_HEARTBEAT_SECONDS="1",
         )
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True, timeout=300)
+        manage(env, "migrate", "-v", "0", timeout=300)
         task_a, task_b = shell(env, SEED.format(manifest=str(testbed.manifest_path))).split()
         web = [stack.enter_context(daphne(env, tmp_path / f"daphne-{n}.log")) for n in (1, 2)]
         for name in ("A", "B"):
