@@ -210,6 +210,7 @@ def _run(task, record: AgentRound, package: CodeChange) -> None:
     _check_outside(before, _outside_state(task, repository, tree, home))
     if not build.ok:
         raise RoundFailed("BUILD_FAILED", f"빌드가 실패했습니다 ({build.verdict})")
+    _check_reviewed_tree(tree, "빌드")
     if source.test_command:
         test = _step("test", source.test_command, source.test_timeout, tree, home, account, limit)
         package.test = test
@@ -217,8 +218,19 @@ def _run(task, record: AgentRound, package: CodeChange) -> None:
         _check_outside(before, _outside_state(task, repository, tree, home))
         if not test.ok:
             raise RoundFailed("TEST_FAILED", f"테스트가 실패했습니다 ({test.verdict})")
+        _check_reviewed_tree(tree, "테스트")
     package.artifact = _store_artifact(tree, source)
     record.artifact = package.artifact
+
+
+def _check_reviewed_tree(tree: Worktree, step: str) -> None:
+    """The artifact is built from the commit the PM reviews: after the build and the tests no
+    tracked file differs from it and nothing new lies outside .gitignore (what a build writes
+    belongs in ignored paths, like dist/)."""
+    left = tree.run("status", "--porcelain=v1", "--untracked-files=all", "--", ".", f":(exclude){GUARDIA_DIR}")
+    if left.strip():
+        names = ", ".join(line[3:] for line in left.splitlines()[:10])
+        raise RoundFailed("SOURCE_CHANGED", f"{step} 중에 검토 대상 소스가 바뀌었습니다 (.gitignore 밖): {names}")
 
 
 def _check_reachable(round_dir: Path, user: str) -> None:

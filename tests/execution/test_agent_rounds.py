@@ -138,6 +138,20 @@ def test_failing_build(workspace):
     assert package and package.build and package.build.exit_code == 2 and "no <title>" in package.build.output
 
 
+def test_a_build_that_changes_the_reviewed_sources(workspace):
+    """The artifact must come from the commit the PM reviews: a build that edits a source file
+    (or any other hand in the worktree meanwhile) fails the round."""
+    server, source = workspace
+    SystemSource.objects.filter(pk=source.pk).update(
+        build_command="python3 build.py && echo '<p>x</p>' >> src/index.html"
+    )
+    server.refresh_from_db()
+    server.system.refresh_from_db()  # not the cached source with the old build command
+    task, record = run_change(server)
+    assert_failed(task, record, "SOURCE_CHANGED")
+    assert "src/index.html" in task.failure_reason
+
+
 def test_failing_tests(workspace):
     server, _source = workspace
     task, record = run_change(server, {**CHANGE, "find": "<h1>민원 안내</h1>", "replace": "<h2>민원 안내</h2>"})
