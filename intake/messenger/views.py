@@ -118,7 +118,9 @@ def step_up_decision(request: HttpRequest, signed: str) -> HttpResponse:
         "task": step.task,
         "plan": step.task.plan,
         "plan_sha256": step.task.plan_sha256,
-        "needs_otp": otp.required_for(request.user),
+        # With second factors on, every high-risk decision asks for a fresh one (governance's
+        # STEP_UP_CHECK), whatever the role: the code is asked here with the password.
+        "needs_otp": otp.enabled(),
         "signed": signed,
     }
     if request.method == "GET":

@@ -4,6 +4,7 @@ through the public URLs, each refusal shown to change nothing."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -17,7 +18,11 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import time_machine
 from django.test import Client
+from django.utils import timezone
+from django_otp.oath import totp
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit.models import AuditEntry
 from governance.models import ApprovalStep, Status
@@ -269,3 +274,27 @@ def test_the_bot_process_delivers_and_stops_cleanly(receiver, settings, tmp_path
         bot.send_signal(signal.SIGTERM)
         assert bot.wait(30) == 0, (tmp_path / "bot.log").read_text()
     assert [r["body"]["text"] for r in receiver.received] == ["봇 프로세스가 보낸 알림"]
+
+
+def test_step_up_page_asks_the_second_factor_when_factors_are_on(receiver, settings):
+    settings.OTP_ENABLED = True
+    settings.STEP_UP_CHECK = "cmdb.otp.has_fresh_second_factor"
+    world = governance_world()
+    device = TOTPDevice.objects.create(user=world.owner, name="default", confirmed=True)
+    map_person(world.owner, ChatChannel.WEBHOOK, "owner", webhook("generic", ChatChannel.WEBHOOK, receiver.url))
+    task = file_task(world, "RAW_COMMAND")
+    outbox.deliver_webhooks()
+    url = receiver.received[0]["body"]["actions"][0]["url"].split("127.0.0.1:8000", 1)[-1]
+    owner = Client()
+    owner.force_login(world.owner)
+    assert 'name="otp_token"' in owner.get(url).content.decode()
+    form = {"decision": "APPROVED", "plan_sha256": task.plan_sha256, "password": "pw-Guardia-1"}
+    assert owner.post(url, {**form, "otp_token": "000000"}).status_code == 400
+    step = ApprovalStep.objects.get(task=task, step_order=1)
+    assert step.status == "P" and AuditEntry.objects.filter(action="messenger.step_up_failed").count() == 1
+    # The device throttles after a wrong code: the right one a few seconds later.
+    with time_machine.travel(timezone.now() + dt.timedelta(seconds=5), tick=False):
+        now = f"{totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits):0{device.digits}d}"
+        assert owner.post(url, {**form, "otp_token": now}).status_code == 200
+    step.refresh_from_db()
+    assert step.status == "A" and step.actual_approver == world.owner
