@@ -82,5 +82,5 @@ def test_disk_check_and_global_stop(testbed_cmdb):
     assert run_due() == 1
     item.refresh_from_db()
     assert set(item.last_result["crossed"]) == {s.server_id for s in servers}
-    assert Path(item.last_result["crossed"][servers[0].server_id].split(" in ")[1].split(" ")[0]).is_absolute()
+    assert Path(item.last_result["crossed"][servers[0].server_id].split(" 여유 공간 ")[0]).is_absolute()
     assert OpsTask.objects.get(channel="SCHEDULE").targets.count() == 2
