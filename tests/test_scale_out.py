@@ -72,9 +72,8 @@ def test_two_daphnes_and_two_gateways_on_postgres_and_redis_show_live_status_in_
         testbed = Testbed(tmp_path / "testbed")
         testbed.up(2)
         stack.callback(testbed.down)
-        pg = stack.enter_context(
-            PostgresCluster(fsync=False)
-        )  # a throwaway cluster: the migration need not wait for disks
+        # A throwaway cluster: the migration need not wait for the disk.
+        pg = stack.enter_context(PostgresCluster(fsync=False))
         redis_url = stack.enter_context(redis_server())
         env = service_env(
             pg.url,
