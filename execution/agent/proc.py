@@ -97,7 +97,7 @@ def run_limited(
             **kwargs,
         )
     except OSError as exc:
-        return Ran(None, f"실행할 수 없습니다: {exc}", False, False, 0.0, _user(account))
+        return Ran(None, f"실행할 수 없습니다: {exc}", False, False, 0.0, account_name(account))
     kept = bytearray()
     state: dict[str, int | bool] = {"seen": 0}
 
@@ -127,7 +127,7 @@ def run_limited(
         truncated=state["seen"] > limit,
         timed_out=timed_out,
         duration=round(time.monotonic() - started, 3),
-        user=_user(account),
+        user=account_name(account),
         runaway=bool(state.get("runaway")),
     )
 
@@ -139,7 +139,7 @@ def _kill(process: subprocess.Popen) -> None:
         pass
 
 
-def _user(account: pwd.struct_passwd | None) -> str:
+def account_name(account: pwd.struct_passwd | None) -> str:
     if account is not None:
         return account.pw_name
     try:

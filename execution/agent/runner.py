@@ -149,7 +149,7 @@ def _run(task, record: AgentRound, package: CodeChange) -> None:
     if account is not None:
         _check_reachable(round_dir, account.pw_name)
     proc.give_to(account, tree.path, home)
-    record.os_user = proc._user(account)
+    record.os_user = proc.account_name(account)
     before = _outside_state(task, repository, tree, home)
 
     limit = int(settings.AGENT_OUTPUT_LIMIT)

@@ -21,12 +21,13 @@ from django.core.management import CommandError, call_command
 
 from audit.models import AuditEntry
 from cmdb.models import SystemSource
+from execution import tasks
 from execution.agent import demo
 from execution.agent.models import AgentRound, RoundStatus
 from execution.agent.result import ResultProblem, check
 from execution.services import run_task
 from governance import control
-from governance.models import OpsTask, Status
+from governance.models import Notification, OpsTask, Status
 from governance.results import ResultPackage
 from tests.execution.engine_helpers import approved_task
 from tests.factories import ServerFactory, UserFactory
@@ -354,3 +355,17 @@ def test_demo_source_command_registers_the_demo_repository(db, tmp_path):
     assert AuditEntry.objects.filter(action="cmdb.systemsource_create", target=str(source)).exists()
     with pytest.raises(CommandError, match="system"):
         call_command("agent_demo_source", "NO-SUCH-SYSTEM", stdout=io.StringIO())
+
+
+def test_a_deploy_that_cannot_be_filed_is_audited_and_told_to_the_pm(workspace):
+    """The accepted change's deploy is filed in the requester's name; a requester who may no
+    longer file requests gets no deploy: the refusal is audited and the PM is told why."""
+    server, _source = workspace
+    pm = UserFactory(role="pm")
+    task, _record = run_change(server)  # its requester has no role: may not file requests
+    control.validate_result(pm, task.task_id, "approve", "배포하세요", plan_sha256=task.plan_sha256)
+    assert tasks.deploy_code_change(task.pk, pm.pk) == ""
+    assert not OpsTask.objects.filter(sub_type="APP_DEPLOY").exists()
+    refused = AuditEntry.objects.get(action="agent.deploy_refused", task=task.task_id)
+    assert "권한" in refused.payload["reason"]
+    assert Notification.objects.filter(user=pm, kind="alert", message__contains=task.task_id).exists()
