@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import Client
 
 from audit.models import AuditEntry
 from cmdb.models import SystemSource
@@ -158,6 +159,12 @@ def test_failing_tests(workspace):
     task, record = run_change(server, {**CHANGE, "find": "<h1>민원 안내</h1>", "replace": "<h2>민원 안내</h2>"})
     assert_failed(task, record, "TEST_FAILED")
     assert "exactly one <h1>" in record.test_log
+    # The task page shows the failed round: the reason, the kept worktree, the diff, the test output.
+    console = Client()
+    console.force_login(UserFactory(role="pm"))
+    page = console.get(f"/console/tasks/{task.task_id}/").content.decode()
+    assert 'id="code-change-error"' in page and "TEST_FAILED" in page and record.worktree in page
+    assert 'data-path="src/index.html"' in page and "exactly one &lt;h1&gt;" in page
 
 
 def test_agent_reports_failure(workspace):
