@@ -13,6 +13,7 @@ testbed. Institution A's servers are srv-01..05, institution B's srv-06..10.
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 from django.conf import settings as django_settings
@@ -21,6 +22,7 @@ from django_q.models import OrmQ
 from django_q.models import Task as QTask
 
 from audit.models import AuditEntry
+from audit.verify import verify_chain
 from cmdb.models import Gateway, HealthCriteria, Institution, Server, System
 from execution import gateways, reaper
 from execution.models import Execution, ExecutionLease, StepResult
@@ -33,8 +35,8 @@ from tests.execution.engine_helpers import (
     commands_received,
     deploy_parameters,
     fast_port_wait,
-    version_of,
 )
+from tests.execution.test_worker_kill import assert_never_applied_twice, assert_servers_match_task
 from tests.factories import UserFactory
 from tests.live import kill_group, qcluster
 from tests.waiting import wait_until
@@ -150,6 +152,7 @@ def test_gateway_killed_mid_rollout_shows_missing_and_recovers_its_task_once_bac
     client.force_login(admin)
     targets = a[:2]
     task = approved_task(targets, "APP_DEPLOY", deploy_parameters("2.5.0", max_parallel=1))
+    logs_before = {s.server_id: len(commands_received(clean_testbed, s.server_id)) for s in targets}
     log_a = tmp_path / "gw-a.log"
     with qcluster(gateway_env("B"), tmp_path / "gw-b.log", kill=True):
         with qcluster(gateway_env("A"), log_a, kill=True) as cluster_a:
@@ -182,7 +185,11 @@ def test_gateway_killed_mid_rollout_shows_missing_and_recovers_its_task_once_bac
 
         # Gateway A is back: its own sweep recovers the task.
         with qcluster(gateway_env("A"), log_a, append=True, kill=True) as back:
+            back_at = time.monotonic()
             status = wait_until(lambda: settled(task), LEASE + 40, message="A's task to reach a definite state")
+            # Within the lease plus one sweep interval (2 s) of A's return, plus the rollback itself
+            # and the cluster's start-up on a loaded machine.
+            assert time.monotonic() - back_at <= LEASE + 2 + 30
             wait_until(lambda: "정상" in console_row(client, "A"), 10, message="A shown back")
             sweep_ran = QTask.objects.filter(func="execution.tasks.reap_executions", cluster=gateways.queue_name("A"))
             wait_until(sweep_ran.filter(result=1).exists, 20, message="A's own sweep's stored result")
@@ -191,5 +198,8 @@ def test_gateway_killed_mid_rollout_shows_missing_and_recovers_its_task_once_bac
     assert silent.count() == 1  # once per outage
     assert AuditEntry.objects.filter(action="gateway.back", target="A").count() == 1
     assert AuditEntry.objects.filter(action="execution.recovered", task=task.task_id).count() == 1
-    if status == Status.FAILED_ROLLED_BACK:
-        assert [version_of(s) for s in targets] == ["1.0.0", "1.0.0"]
+    # As for any lost worker: no step applied twice, every server serves what the task reports,
+    # and the chain verifies.
+    assert_never_applied_twice(task, targets, logs_before, clean_testbed)
+    assert_servers_match_task(task, targets, "2.5.0")
+    assert verify_chain().ok
