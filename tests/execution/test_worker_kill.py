@@ -233,6 +233,9 @@ def test_ten_changes_for_the_same_servers_run_one_at_a_time_in_approval_order(fl
             0.2,
             "all ten tasks to end",
         )
+        # The last worker gives its claim back just after governance heard the end: wait for it
+        # before the cluster is killed on the way out.
+        wait_for(lambda: not ServerLease.objects.exists(), 30, 0.1, "the last claim to be given back")
     statuses = dict(OpsTask.objects.filter(pk__in=[t.pk for t in tasks]).values_list("task_id", "status"))
     assert set(statuses.values()) == {Status.PENDING_PM_VALIDATION}, statuses
     for srv in targets:
