@@ -204,21 +204,17 @@ def _run(task, record: AgentRound, package: CodeChange) -> None:
         )
     record.head_commit = package.head_commit = commit(tree, f"{task.task_id} round {number}: {package.summary[:200]}")
 
-    build = _step("build", source.build_command, source.build_timeout, tree, home, account, limit)
-    package.build = build
-    record.build_log = build.output
-    _check_outside(before, _outside_state(task, repository, tree, home))
-    if not build.ok:
-        raise RoundFailed("BUILD_FAILED", f"빌드가 실패했습니다 ({build.verdict})")
-    _check_reviewed_tree(tree, "빌드")
+    steps = [("build", source.build_command, source.build_timeout, "BUILD_FAILED", "빌드")]
     if source.test_command:
-        test = _step("test", source.test_command, source.test_timeout, tree, home, account, limit)
-        package.test = test
-        record.test_log = test.output
+        steps.append(("test", source.test_command, source.test_timeout, "TEST_FAILED", "테스트"))
+    for name, command, timeout, code, label in steps:
+        done = _step(name, command, timeout, tree, home, account, limit)
+        setattr(package, name, done)
+        setattr(record, f"{name}_log", done.output)
         _check_outside(before, _outside_state(task, repository, tree, home))
-        if not test.ok:
-            raise RoundFailed("TEST_FAILED", f"테스트가 실패했습니다 ({test.verdict})")
-        _check_reviewed_tree(tree, "테스트")
+        if not done.ok:
+            raise RoundFailed(code, f"{label}가 실패했습니다 ({done.verdict})")
+        _check_reviewed_tree(tree, label)
     package.artifact = _store_artifact(tree, source)
     record.artifact = package.artifact
 
