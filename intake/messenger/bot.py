@@ -231,6 +231,10 @@ class MatrixBot:
                 failures += 1
                 log.warning("sync failed (%s); retrying", exc)
                 await _sleep_or_stop(stop, min(5.0, 0.25 * 2**failures))
+            except Exception:  # a command that broke must not end the listening
+                failures += 1
+                log.exception("answering a message failed")
+                await _sleep_or_stop(stop, min(5.0, 0.25 * 2**failures))
 
     async def _deliver_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
