@@ -346,7 +346,13 @@ class SrPhotoView(_Base):
     @extend_schema(
         request=_REQUEST_SCHEMA,
         summary="Store a photo of an error screen; OCR runs in the worker (poll the answer's url)",
-        responses={202: OpenApiResponse(description="{photo_id, status: PENDING, url}")},
+        responses={
+            202: OpenApiResponse(description="{photo_id, status: PENDING, url}"),
+            400: OpenApiResponse(description="not an image, or no photo sent (media_data / photo)"),
+            403: OpenApiResponse(description="you may not file requests"),
+            413: OpenApiResponse(description="photo too large"),
+            415: OpenApiResponse(description="not JSON or multipart"),
+        },
     )
     @_guarded
     def post(self, request):
@@ -359,7 +365,19 @@ class SrPhotoView(_Base):
 class SrPhotoDetailView(APIView):
     @extend_schema(
         summary="A stored photo's reading: PENDING, DONE with {ocr, suggestion}, or FAILED with error",
-        responses={200: OpenApiResponse(description="{photo_id, status, ocr?, suggestion?, error?}")},
+        responses={
+            200: inline_serializer(
+                "SrPhoto",
+                {
+                    "photo_id": serializers.UUIDField(),
+                    "status": serializers.ChoiceField(choices=["PENDING", "DONE", "FAILED"]),
+                    "ocr": serializers.DictField(required=False),
+                    "suggestion": serializers.DictField(required=False, allow_null=True),
+                    "error": serializers.CharField(required=False),
+                },
+            ),
+            404: OpenApiResponse(description="no such photo of yours"),
+        },
     )
     def get(self, request, photo_id):
         return Response(photos.as_dict(photos.get(request.user, str(photo_id))))

@@ -32,6 +32,7 @@ from schemathesis.specs.openapi.checks import (
 from cmdb.management.commands.seed_demo import USERS
 from cmdb.models import Server, System
 from governance import services
+from intake.models import PhotoReading
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(300)]
 
@@ -83,9 +84,12 @@ def world(settings, tmp_path, django_capture_on_commit_callbacks):
         finished_at=now,
     )
     StepResult.objects.create(server_run=run, seq=1, name="restart", command="systemctl restart was", exit_code=0)
+    photo = PhotoReading.objects.create(
+        requester=requester, status=PhotoReading.Status.DONE, result={"text": "WAS1 오류", "error_codes": []}
+    )
     return {
         "tokens": {role: Token.objects.get(user__username=username).key for username, role, _name in USERS},
-        "ids": {"task_id": task.task_id, "id": None, "step_id": task.steps.first().pk},
+        "ids": {"task_id": task.task_id, "id": None, "step_id": task.steps.first().pk, "photo_id": str(photo.id)},
         "objects": {
             "executions": execution.pk,
             "server-runs": run.pk,
