@@ -176,3 +176,56 @@ def test_a_plan_that_changed_since_approval_is_rolled_back_not_resumed(testbed_c
     assert payload["policy"] == "rollback" and "실행 계획이 승인된 것과 다릅니다" in payload["reason"]
     assert ServerRun.objects.get(execution=execution).state == RunState.ROLLED_BACK
     assert version_of(srv) == "1.0.0"  # started again by the rollback, healthy
+
+
+class CrontabStandIn:
+    """Stand-in for a server's context in the one case that cannot run here: this machine has no
+    ``crontab``. It answers the observer's commands as a server would print them."""
+
+    planning = False
+    phase = "forward"
+    task_ref = "OPS-CRON-9"
+
+    def __init__(self, server, crontab: str, saved: bool):
+        self.server, self.crontab, self.saved = server, crontab, saved
+        self.engine = type("EngineStandIn", (), {"strategy": type("S", (), {"drain_flag": ""})()})()
+        self.health = type("HealthStandIn", (), {"log_path": ""})()
+        self.sent: list[str] = []
+
+    def run(self, name: str, command: str, **_options):
+        self.sent.append(name)
+        out = {
+            "recover-wait": "0",
+            "recover-probe": f"saved={'yes' if self.saved else 'no'}\nlogsize=0",
+            "recover-crontab": self.crontab,
+        }[name]
+        return type("Result", (), {"stdout": out})()
+
+
+@pytest.mark.parametrize(
+    ("block", "saved", "done", "problem"),
+    [
+        ("this task's", True, {"backup", "install"}, False),
+        ("this task's", False, {"backup", "install"}, True),  # installed without its backup
+        ("an older", True, {"backup"}, False),
+        ("none", True, {"backup"}, False),
+        ("none", False, set(), False),
+    ],
+)
+def test_a_cron_block_counts_as_installed_only_when_it_is_exactly_this_tasks(db, block, saved, done, problem):
+    from execution.journal import observe
+    from tests.factories import ServerFactory
+
+    book = build("CRON_MANAGE", {"entries": [{"schedule": "*/5 * * * *", "command": "df -h"}]})
+    book.prepare(None)
+    server = ServerFactory()
+    ctx = CrontabStandIn(server, "", saved)
+    mine = [book.BEGIN, *book.cron_lines(book.lines_for(ctx)), book.END]
+    other = [book.BEGIN, "0 1 * * * /usr/bin/df -h", book.END]
+    lines = ["MAILTO=ops", *{"this task's": mine, "an older": other, "none": []}[block], "0 2 * * * /bin/true"]
+    ctx.crontab = "\n".join(lines)
+    obs = observe(book, ctx, {})
+    assert set(obs.done) == done
+    assert bool(obs.problem) == problem
+    assert obs.state == {"backed_up": saved}
+    assert "recover-wait" in ctx.sent  # the dead worker's last command is waited for first
