@@ -17,9 +17,9 @@ so it takes only A's work. What runs where:
   by a killed gateway reaches a definite state when the gateway is back.
 - **Heartbeat.** Each worker process of a gateway cluster starts a thread (django-q2's
   ``post_spawn`` signal) that stamps ``Gateway.heartbeat_at`` every
-  ``GATEWAY_HEARTBEAT_SECONDS``, queues the gateway's reaper sweep on its own queue every
-  ``GATEWAY_SWEEP_SECONDS`` (one per interval across its workers, decided by a conditional
-  update), and watches the other gateways.
+  ``GATEWAY_HEARTBEAT_SECONDS``, queues the gateway's reaper sweep and its institutions' due
+  inspections on its own queue every ``GATEWAY_SWEEP_SECONDS`` (one per interval across its
+  workers, decided by a conditional update), and watches the other gateways.
 - **Alarm.** ``raise_silent_alarms`` (every heartbeat of every gateway, and the central
   reaper's minute) marks a gateway silent once its heartbeat is older than
   ``GATEWAY_SILENT_SECONDS``: one audit entry and one alert to the admins per outage (the
@@ -108,6 +108,15 @@ def queue_for_task(task: OpsTask) -> str | None:
     return queue_name(task_gateway(task))
 
 
+def inspections_here() -> Q:
+    """The inspection schedules this process runs: those of its gateway's institutions (the
+    central workers: institutions without a gateway)."""
+    name = current()
+    if not name:
+        return Q(system__institution__gateway__isnull=True)
+    return Q(system__institution__gateway__name=name)
+
+
 def recovers_here(task: OpsTask) -> bool:
     """Whether this process's reaper recovers the task: only the gateway that ran it reaches its servers."""
     return task_gateway(task) == current()
@@ -133,8 +142,8 @@ def beat(name: str, now: datetime | None = None) -> bool:
 
 
 def queue_sweep_if_due(name: str, now: datetime | None = None) -> bool:
-    """Queue this gateway's reaper sweep on its own queue, once per GATEWAY_SWEEP_SECONDS across
-    all its workers (the conditional update picks one)."""
+    """Queue this gateway's reaper sweep and its due inspections on its own queue, once per
+    GATEWAY_SWEEP_SECONDS across all its workers (the conditional update picks one)."""
     from django_q.tasks import async_task
 
     now = now or timezone.now()
@@ -143,6 +152,7 @@ def queue_sweep_if_due(name: str, now: datetime | None = None) -> bool:
     if not won.update(sweep_queued_at=now):
         return False
     async_task("execution.tasks.reap_executions", cluster=queue_name(name), task_name=f"reap-{name}")
+    async_task("execution.tasks.run_inspections", cluster=queue_name(name), task_name=f"inspect-{name}")
     return True
 
 

@@ -15,7 +15,7 @@ from django.utils.translation import gettext
 import audit
 from governance import control
 
-from . import playbooks
+from . import gateways, playbooks
 from .engine import Engine
 from .models import InspectionKind, InspectionSchedule
 from .rolling import RolloutStrategy
@@ -45,9 +45,9 @@ def run_due(now: dt.datetime | None = None) -> int:
         log.info("global stop engaged: inspections skipped")
         return 0
     ran = 0
-    for schedule_id in InspectionSchedule.objects.filter(enabled=True, next_run_at__lte=now).values_list(
-        "pk", flat=True
-    ):
+    # A site gateway runs its own institutions' inspections; the central workers the rest.
+    due = InspectionSchedule.objects.filter(gateways.inspections_here(), enabled=True, next_run_at__lte=now)
+    for schedule_id in due.values_list("pk", flat=True):
         with transaction.atomic():
             # Claim the run so two workers never run the same schedule twice.
             claimed = InspectionSchedule.objects.filter(pk=schedule_id, next_run_at__lte=now).update(

@@ -128,7 +128,12 @@ def test_one_sweep_per_interval_is_queued_on_the_gateways_own_queue(world, setti
     assert gateways.queue_sweep_if_due("A", now=t0)
     assert not gateways.queue_sweep_if_due("A", now=t0 + dt.timedelta(seconds=5))  # another worker's beat
     assert gateways.queue_sweep_if_due("A", now=t0 + dt.timedelta(seconds=61))
-    assert list(OrmQ.objects.values_list("key", flat=True)) == [f"{settings.Q_CLUSTER['name']}-gw-A"] * 2
+    queued = OrmQ.objects.order_by("pk")
+    assert list(queued.values_list("key", flat=True)) == [f"{settings.Q_CLUSTER['name']}-gw-A"] * 4
+    assert [m.task["func"] for m in queued] == [
+        "execution.tasks.reap_executions",
+        "execution.tasks.run_inspections",
+    ] * 2
 
 
 def orphaned(world) -> OpsTask:
@@ -175,13 +180,13 @@ def test_the_console_shows_each_gateways_heartbeat_queue_and_running_tasks(world
     task = orphaned(world)
     Execution.objects.create(task=task, task_ref=task.task_id, playbook="SERVICE_RESTART", playbook_version="1",
                              gateway="A")  # fmt: skip
-    gateways.queue_sweep_if_due("B")  # one message waiting on B's queue
+    gateways.queue_sweep_if_due("B")  # the sweep and the inspections waiting on B's queue
     client.force_login(world.admin)
     page = client.get("/execution/gateways/").content.decode()
     row_a = page.split('data-gateway="A"')[1].split("</tr>")[0]
     row_b = page.split('data-gateway="B"')[1].split("</tr>")[0]
     assert "정상" in row_a and task.task_id in row_a and "초 전" in row_a
-    assert "응답 없음" in row_b and '<td class="n gateway-depth">1</td>' in row_b
+    assert "응답 없음" in row_b and '<td class="n gateway-depth">2</td>' in row_b
     # Running tasks are listed only for who may see them; the page itself needs cmdb.view_gateway.
     client.force_login(world.owner)
     assert client.get("/execution/gateways/").status_code == 403
@@ -199,3 +204,20 @@ def test_the_server_csv_import_assigns_a_gateway_by_name_and_names_an_unknown_on
     )
     assert good.ok and good.created == 2
     assert gateways.gateways_of(Server.objects.filter(server_id__in=["was-7", "was-8"])) == {"A", "B"}
+
+
+def test_inspections_run_on_the_gateway_of_their_institution(world, settings):
+    from execution.inspections import run_due
+    from execution.models import InspectionSchedule
+
+    due = timezone.now() - dt.timedelta(minutes=1)
+    schedule = InspectionSchedule.objects.create(
+        name="A 메모리", system=world.system, kind="MEMORY_CHECK", thresholds={"max_used_percent": 90}, next_run_at=due
+    )
+    for elsewhere in ("", "B"):  # the central workers and gateway B neither run nor claim A's inspection
+        settings.GATEWAY = elsewhere
+        assert run_due() == 0
+        schedule.refresh_from_db()
+        assert schedule.next_run_at == due and schedule.last_run_at is None
+    settings.GATEWAY = "A"
+    assert list(InspectionSchedule.objects.filter(gateways.inspections_here())) == [schedule]
