@@ -14,6 +14,7 @@ Live announcements need Channels across processes: tests/browser/test_accessibil
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 
 import pytest
 from django.contrib import admin
@@ -107,20 +108,35 @@ def sessions(a11y_world, live_server) -> dict[str, list[dict]]:
     return cookies
 
 
-def new_context(browser, role_cookies, viewport=DESKTOP):
+@contextmanager
+def page_as(browser, role_cookies, viewport=DESKTOP):
+    """A page in a Korean browser context logged in with ``role_cookies``, axe installed; the
+    context is closed on the way out."""
     context = browser.new_context(viewport=viewport, locale="ko-KR")
-    install(context)
-    context.add_cookies(role_cookies)
-    return context
+    try:
+        install(context)
+        context.add_cookies(role_cookies)
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def violations_after_submit(page, url: str, fills: dict[str, str], button: str) -> list[str]:
+    """axe's findings on the form at ``url`` once ``fills`` are typed in, ``button`` is pressed
+    and the error summary is shown."""
+    page.goto(url)
+    for selector, text in fills.items():
+        page.fill(selector, text)
+    page.click(button)
+    page.wait_for_selector("#error-summary")
+    return violations(page)
 
 
 def test_axe_finds_nothing_on_any_page_for_any_role(a11y_world, sessions, live_server, browser):
     problems: list[str] = []
     checked = 0
     for role, urls in console_pages(a11y_world).items():
-        context = new_context(browser, sessions[role])
-        try:
-            page = context.new_page()
+        with page_as(browser, sessions[role]) as page:
             for url in urls:
                 response = page.goto(live_server.url + url)
                 # The admin role does not see every registered model (the task queue's are the
@@ -132,33 +148,26 @@ def test_axe_finds_nothing_on_any_page_for_any_role(a11y_world, sessions, live_s
                 checked += 1
             if role == "requester":
                 # The error state of a form: an empty title (spaces pass the browser's own check).
-                page.goto(f"{live_server.url}{reverse('console:new_request')}?system={a11y_world.system.pk}")
-                page.fill("#id_title", "   ")
-                page.click("#submit-request")
-                page.wait_for_selector("#error-summary")
-                problems += [f"{role} new request with errors: {line}" for line in violations(page)]
+                url = f"{live_server.url}{reverse('console:new_request')}?system={a11y_world.system.pk}"
+                found = violations_after_submit(page, url, {"#id_title": "   "}, "#submit-request")
+                problems += [f"{role} new request with errors: {line}" for line in found]
             if role == "anonymous":
-                page.goto(live_server.url + reverse("login"))
-                page.fill("#id_username", "nobody")
-                page.fill("#id_password", "wrong-password")
-                page.click("main button[type=submit]")
-                page.wait_for_selector("#error-summary")
-                problems += [f"login with errors: {line}" for line in violations(page)]
+                fills = {"#id_username": "nobody", "#id_password": "wrong-password"}
+                found = violations_after_submit(
+                    page, live_server.url + reverse("login"), fills, "main button[type=submit]"
+                )
+                problems += [f"login with errors: {line}" for line in found]
             if role == "auditor":
                 page.goto(live_server.url + reverse("audit:verify"))
                 page.click("#verify-button")
                 page.wait_for_selector("#verify-result")
                 problems += [f"{role} verify result: {line}" for line in violations(page)]
-        finally:
-            context.close()
     assert checked >= 40, checked
     assert not problems, "\n".join(problems)
 
 
 def test_selects_change_nothing_until_confirmed(a11y_world, sessions, live_server, browser):
-    context = new_context(browser, sessions["requester"])
-    try:
-        page = context.new_page()
+    with page_as(browser, sessions["requester"]) as page:
         url = live_server.url + reverse("console:new_request")
         page.goto(url)
         # The system picker: arrow keys move the choice, nothing is submitted.
@@ -185,8 +194,6 @@ def test_selects_change_nothing_until_confirmed(a11y_world, sessions, live_serve
         page.click("form[action$='setlang/'] button[type=submit]")
         page.wait_for_load_state("load")
         assert page.locator("html").get_attribute("lang") == "en"
-    finally:
-        context.close()
 
 
 def test_skip_link_moves_focus_to_the_content(a11y_world, sessions, live_server, browser):
@@ -195,9 +202,7 @@ def test_skip_link_moves_focus_to_the_content(a11y_world, sessions, live_server,
         ("auditor", reverse("audit:entries")),
         ("requester", reverse("console:new_request")),
     ):
-        context = new_context(browser, sessions[role])
-        try:
-            page = context.new_page()
+        with page_as(browser, sessions[role]) as page:
             page.goto(live_server.url + url)
             page.evaluate("document.activeElement && document.activeElement.blur()")
             page.keyboard.press("Tab")
@@ -209,23 +214,15 @@ def test_skip_link_moves_focus_to_the_content(a11y_world, sessions, live_server,
             # The next Tab goes into the page's content, not back to the menu.
             page.keyboard.press("Tab")
             assert page.evaluate("document.getElementById('content').contains(document.activeElement)"), role
-        finally:
-            context.close()
     # The login page puts the caret in the id field; the skip link is still the first stop.
-    context = new_context(browser, sessions["anonymous"])
-    try:
-        page = context.new_page()
+    with page_as(browser, sessions["anonymous"]) as page:
         page.goto(live_server.url + reverse("login"))
         first = page.evaluate("document.querySelector('a[href], button, input:not([type=hidden]), select').className")
         assert first == "skip-link"
-    finally:
-        context.close()
 
 
 def test_a_failed_submit_moves_focus_to_an_error_summary(a11y_world, sessions, live_server, browser):
-    context = new_context(browser, sessions["requester"])
-    try:
-        page = context.new_page()
+    with page_as(browser, sessions["requester"]) as page:
         page.goto(f"{live_server.url}{reverse('console:new_request')}?system={a11y_world.system.pk}")
         title_before = page.title()
         assert not title_before.startswith("오류")
@@ -255,24 +252,16 @@ def test_a_failed_submit_moves_focus_to_an_error_summary(a11y_world, sessions, l
         page.goto(live_server.url + reverse("audit:export") + "?format=csv&since=2026-02-01&until=2026-01-01")
         # the requester may not export: a refusal page, not a form
         assert page.locator("#export-form").count() == 0
-    finally:
-        context.close()
-    context = new_context(browser, sessions["auditor"])
-    try:
-        page = context.new_page()
+    with page_as(browser, sessions["auditor"]) as page:
         page.goto(live_server.url + reverse("audit:export") + "?format=csv&since=2026-02-01&until=2026-01-01")
         assert page.evaluate("document.activeElement.id") == "error-summary"
         assert page.title().startswith("오류: ")
         assert page.locator("#error-summary a[href='#id_until']").count() == 1
         assert page.locator("#id_until").get_attribute("aria-describedby") == "id_until_error"
-    finally:
-        context.close()
 
 
 def test_repeated_controls_name_their_task_and_hashes_open_by_keyboard(a11y_world, sessions, live_server, browser):
-    context = new_context(browser, sessions["owner"])
-    try:
-        page = context.new_page()
+    with page_as(browser, sessions["owner"]) as page:
         page.goto(live_server.url + reverse("console:approvals"))
         for task in (a11y_world.task, a11y_world.other):
             page.get_by_role("button", name=f"승인 {task.task_id}", exact=True).wait_for()
@@ -287,11 +276,7 @@ def test_repeated_controls_name_their_task_and_hashes_open_by_keyboard(a11y_worl
         page.wait_for_load_state("load")
         assert page.locator("#unread-count").is_hidden()
         assert "알림 0" not in page.locator("nav").aria_snapshot()
-    finally:
-        context.close()
-    context = new_context(browser, sessions["auditor"])
-    try:
-        page = context.new_page()
+    with page_as(browser, sessions["auditor"]) as page:
         page.goto(live_server.url + reverse("audit:entries"))
         first = page.locator("#audit-entries details.hash-full").first
         full = first.locator("code.hash").last
@@ -303,16 +288,12 @@ def test_repeated_controls_name_their_task_and_hashes_open_by_keyboard(a11y_worl
         # Filters have real labels.
         for name in ("task", "institution", "action", "actor"):
             assert page.get_by_label(re.compile(".+")).and_(page.locator(f"[name={name}]")).count() == 1
-    finally:
-        context.close()
 
 
 def test_every_page_reflows_at_320_px(a11y_world, sessions, live_server, browser):
     problems = []
     for role, urls in console_pages(a11y_world).items():
-        context = new_context(browser, sessions[role], viewport=NARROW)
-        try:
-            page = context.new_page()
+        with page_as(browser, sessions[role], viewport=NARROW) as page:
             for url in urls:
                 page.goto(live_server.url + url)
                 page.wait_for_load_state("load")
@@ -324,8 +305,6 @@ def test_every_page_reflows_at_320_px(a11y_world, sessions, live_server, browser
                         + (typeof el.className === 'string' && el.className ? '.' + el.className.split(' ')[0] : ''))
                         """)
                     problems.append(f"{role} {url}: {width[0]} > {width[1]} {wide}")
-        finally:
-            context.close()
     assert not problems, "\n".join(problems)
 
 
@@ -369,9 +348,7 @@ CONTRAST = """
 
 def test_field_borders_have_three_to_one_contrast(a11y_world, sessions, live_server, browser):
     """A field's border is what shows where to type: at least 3:1 against what surrounds it."""
-    context = new_context(browser, sessions["requester"])
-    try:
-        page = context.new_page()
+    with page_as(browser, sessions["requester"]) as page:
         measured = []
         for url in (f"{reverse('console:new_request')}?system={a11y_world.system.pk}", reverse("console:search")):
             page.goto(live_server.url + url)
@@ -379,5 +356,3 @@ def test_field_borders_have_three_to_one_contrast(a11y_world, sessions, live_ser
         assert len(measured) >= 6, measured
         low = [item for item in measured if item[1] < 3]
         assert not low, low
-    finally:
-        context.close()
