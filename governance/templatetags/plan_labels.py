@@ -80,3 +80,27 @@ def step_label(name) -> str:
 @register.filter
 def check_label(kind) -> str:
     return str(CHECK_LABELS.get(str(kind or ""), ""))
+
+
+TIER_LABELS = {"canary": _("카나리"), "batch": _("배치"), "all": _("전체")}
+
+
+@register.filter
+def group_label(group) -> str:
+    """A plan group in Korean ("그룹 1, 배치 0", "카나리", "전체 서버"), as the run's timeline
+    names it; the plan keeps its stored label (hashed)."""
+    if not isinstance(group, dict):
+        return str(group or "")
+    tier = group.get("tier")
+    if tier == "canary":
+        return str(_("카나리"))
+    if tier == "all":
+        return str(_("전체 서버"))
+    if group.get("rolling_group") is None or group.get("index") is None:
+        return str(group.get("label") or "")
+    return str(_("그룹 %(group)s, 배치 %(batch)s") % {"group": group["rolling_group"], "batch": group["index"]})
+
+
+@register.filter
+def tier_label(tier) -> str:
+    return str(TIER_LABELS.get(str(tier or ""), tier or ""))

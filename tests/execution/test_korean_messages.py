@@ -110,3 +110,20 @@ def test_the_live_batch_line_is_the_saved_line(testbed_cmdb):  # noqa: F811
     assert [line["text"] for line in live] == [line["text"] for line in saved] == ["그룹 1, 배치 0: 서버 2대 시작"]
     assert live[0]["kind_label"] == str(saved[0]["kind_label"]) == "배치 시작"
     assert live[0]["when"] == saved[0]["when"]  # the server's time zone, both ways
+
+
+@pytest.mark.django_db
+def test_the_plan_names_its_batches_in_korean_and_keeps_the_hashed_label(client):
+    from tests.execution.engine_helpers import approved_task
+    from tests.task_parameters import valid_parameters
+
+    world = governance_world()
+    task = approved_task(world.servers, parameters=valid_parameters("APP_DEPLOY"))
+    groups = task.plan["rollout"]["groups"]
+    assert groups and all(re.match(r"group \d+, batch \d+$|canary$|all servers$", g["label"]) for g in groups)
+    client.force_login(world.owner)
+    text = visible_text(client.get(reverse("console:task", args=[task.task_id])).content.decode())
+    for group in groups:
+        korean = {"canary": "카나리", "all": "전체 서버"}.get(group["tier"])
+        assert (korean or f"그룹 {group['rolling_group']}, 배치 {group['index']}") in text
+        assert group["label"] not in text
