@@ -253,6 +253,7 @@ def test_receiver_down_the_message_waits_and_goes_once(receiver, settings):
     assert AuditEntry.objects.filter(action="messenger.delivered", target=world.owner.username).count() == 1
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_the_bot_process_delivers_and_stops_cleanly(receiver, settings, tmp_path):
     """`manage.py messenger_bot` as its own process (a site with webhooks only: no Matrix
