@@ -6,7 +6,7 @@ import tempfile
 from collections.abc import AsyncIterator, Generator
 
 from asgiref.sync import sync_to_async
-from django.core.paginator import Paginator
+from django.contrib import messages
 from django.http import FileResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
@@ -18,17 +18,25 @@ from . import exports, services
 from .access import auditor_required
 from .forms import ExportForm
 from .models import AuditEntry
+from .paging import BadCursor, keyset_page
 
 
 @auditor_required
 def entry_list(request):
-    entries = AuditEntry.objects.order_by("-seq")
+    entries = AuditEntry.objects.all()
     filters = {name: request.GET.get(name, "").strip() for name in ("task", "institution", "action", "actor")}
     for name, value in filters.items():
         if value:
             entries = entries.filter(**{name: value})
-    page = Paginator(entries, 50).get_page(request.GET.get("page"))
-    return render(request, "audit/entry_list.html", {"page": page, "filters": filters})
+    # Newest first by seq, a page at a time from where the last one ended: each page is one
+    # range of the (column, seq) index, however deep (audit/paging.py).
+    status = 200
+    try:
+        page = keyset_page(entries, ("seq",), before=request.GET.get("before", ""), after=request.GET.get("after", ""))
+    except BadCursor as exc:
+        messages.error(request, exc.message())
+        page, status = keyset_page(entries, ("seq",)), 400
+    return render(request, "audit/entry_list.html", {"page": page, "filters": filters}, status=status)
 
 
 @auditor_required

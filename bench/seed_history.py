@@ -191,7 +191,7 @@ def copy_requests(rng, templates, count: int, now, execution_lines: list[int], w
             template = templates[rng.randrange(len(templates))]
             created = times[n]
             day = created.date()
-            per_day[day] = per_day.get(day, 500) + 1  # past the day's real sequence
+            per_day[day] = per_day.get(day, 10_000) + 1  # past the real sequence (templates are filed today)
             fields = {**template.fields, "created_at": created, "updated_at": created}
             fields["approved_at"] = None
             if template.task.status == Status.APPROVED or template.task.approved_at:

@@ -12,6 +12,8 @@ from django.urls import include, path
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action, api_view
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
@@ -94,13 +96,39 @@ class TaskFilter(django_filters.FilterSet):
         fields = ["status", "category", "sub_type", "risk", "institution", "system", "urgent"]
 
 
+class TaskPagination(CursorPagination):
+    """Newest first, a page at a time by where the last one ended (`next` / `previous`
+    carry the cursor): a deep page costs what the first does, where an offset read and threw
+    away every row before it, and a count scanned every visible task on every page.
+    `limit` sets the page size (at most 500)."""
+
+    ordering = ("-created_at", "-pk")
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 500
+
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except NotFound as exc:  # DRF answers 404 "Invalid cursor"; this is bad input, named
+            raise ValidationError({self.cursor_query_param: ["페이지 위치(cursor)를 읽을 수 없습니다."]}) from exc
+
+
 class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Tasks the caller may see; `q` searches task id / SR number / title, `person` any participant.
     POST files a new request."""
 
     serializer_class = TaskSerializer
     filterset_class = TaskFilter
+    pagination_class = TaskPagination
     lookup_field = "task_id"
+
+    @extend_schema(
+        responses={200: TaskSerializer(many=True), **error_responses(400, 401)},
+        summary="Tasks the caller may see, newest first, paged by cursor (follow `next`)",
+    )
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
 
     @extend_schema(
         responses={200: TaskDetailSerializer, **error_responses(401, 404)},

@@ -9,7 +9,11 @@ see is "not found" (404) whatever its state, and no conflict text about it leaks
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from django.db.models import Q, QuerySet
+
+from audit.paging import KeysetPage, keyset_page
 
 from .errors import NotFound
 from .models import ApprovalStep, OpsTask
@@ -76,6 +80,25 @@ def search_tasks(user, *, q: str = "", institution=None, person: str = "") -> Qu
         deciders = ApprovalStep.objects.filter(named("assigned_to") | named("actual_approver")).values("task_id")
         tasks = tasks.filter(named("requester") | Q(pk__in=deciders))
     return tasks.order_by("-created_at", "-pk")
+
+
+TASKS_PER_PAGE = 50
+# Lists say "1,000건 이상" beyond this: an exact count would read every matching task.
+COUNT_CAP = 1000
+
+
+def task_page(rows: QuerySet, params: Mapping[str, str], size: int = TASKS_PER_PAGE) -> KeysetPage:
+    """A page of tasks (or notifications), newest first, by keyset on (created_at, id)
+    (audit/paging.py): ``before`` / ``after`` in the query string say where; BadCursor
+    names a bad one."""
+    return keyset_page(
+        rows, ("created_at", "pk"), before=params.get("before", ""), after=params.get("after", ""), size=size
+    )
+
+
+def count_up_to(queryset: QuerySet, cap: int) -> int:
+    """The number of rows, counted no further than ``cap`` + 1 (the caller says "more than cap")."""
+    return queryset.order_by()[: cap + 1].count()
 
 
 def diff_lines(diff: str) -> list[tuple[str, str]]:

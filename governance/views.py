@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
+from audit.paging import BadCursor
 from cmdb.models import System, SystemOwner
 
 from . import control, diffview, queries, reports, services, submission
@@ -111,14 +112,20 @@ def global_stop(request: HttpRequest) -> HttpResponse:
 @login_required
 def search(request: HttpRequest) -> HttpResponse:
     form = SearchForm(request.GET or None)
-    page = None
+    page, matches, status = None, 0, 200
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
         results = queries.search_tasks(
             request.user, q=data["q"], institution=data["institution"], person=data["person"]
         )
-        page = Paginator(results, 50).get_page(request.GET.get("page"))
-    return render(request, "console/search.html", {"form": form, "page": page})
+        try:
+            page = queries.task_page(results, request.GET)
+        except BadCursor as exc:
+            messages.error(request, exc.message())
+            page, status = queries.task_page(results, {}), 400
+        matches = queries.count_up_to(results, queries.COUNT_CAP)
+    context = {"form": form, "page": page, "matches": matches, "cap": queries.COUNT_CAP}
+    return render(request, "console/search.html", context, status=status)
 
 
 @login_required
@@ -401,8 +408,13 @@ def statistics(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def inbox(request: AuthenticatedHttpRequest) -> HttpResponse:
-    notes = Notification.objects.filter(user=request.user).select_related("task").order_by("-created_at")
-    page = Paginator(notes, 50).get_page(request.GET.get("page"))
+    notes = Notification.objects.filter(user=request.user).select_related("task")
+    # A bounded page, newest first, read from the (user, created_at, id) index by keyset.
+    try:
+        page = queries.task_page(notes, request.GET)
+    except BadCursor as exc:
+        messages.error(request, exc.message())
+        return render(request, "console/inbox.html", {"page": queries.task_page(notes, {})}, status=400)
     return render(request, "console/inbox.html", {"page": page})
 
 
