@@ -4,7 +4,8 @@
 # the bundle's wheelhouse (pip --no-index), Debian packages from its debs/ (dpkg only).
 #
 #   install.sh --key RELEASE.pub | --fingerprint SHA256
-#              [--prefix /opt/guardia] [--data /var/lib/guardia] [--debs install|check|skip] [--start]
+#              [--prefix /opt/guardia] [--data /var/lib/guardia] [--debs install|check|skip]
+#              [--no-homeserver] [--start]
 #
 # Before it touches anything it checks the bundle: MANIFEST.sig must verify with the release
 # key the operator trusts (given as a file or as its SHA-256 fingerprint), every file must
@@ -25,6 +26,7 @@ KEYFILE=""
 FINGERPRINT=""
 DEBS=install
 START=""
+HOMESERVER=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --key) KEYFILE=$2; shift 2 ;;
@@ -33,6 +35,7 @@ while [ $# -gt 0 ]; do
     --data) DATA=$2; shift 2 ;;
     --debs) DEBS=$2; shift 2 ;;
     --start) START=1; shift ;;
+    --no-homeserver) HOMESERVER=""; shift ;;  # the site uses its own Matrix homeserver
     *) echo "알 수 없는 인자: $1" >&2; exit 2 ;;
   esac
 done
@@ -102,7 +105,7 @@ elif [ ! -f "$REL/.installed" ]; then
   cp -a project "$REL"
   "$PYTHON" -m venv "$REL/.venv"
   "$REL/.venv/bin/pip" install -q --no-index --find-links wheelhouse -r "$REL/requirements.txt"
-  if [ -d wheelhouse-synapse ]; then
+  if [ -d wheelhouse-synapse ] && [ -n "$HOMESERVER" ]; then
     "$PYTHON" -m venv "$REL/.venv-synapse"
     "$REL/.venv-synapse/bin/pip" install -q --no-index --find-links wheelhouse-synapse \
         -r "$REL/requirements-synapse.txt"

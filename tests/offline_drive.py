@@ -120,7 +120,9 @@ def api_status(url: str) -> int:
 
 def upgrade(bundle: Path, key: Path, prefix: Path, data: Path) -> dict:
     seen: dict = {"links": no_network_but_loopback(), "before": chain(prefix)}
-    done = subprocess.run(installer(bundle, key, prefix, data), capture_output=True, text=True, timeout=900)
+    # The upgrades use the site-homeserver option: one embedded homeserver install (the first) is enough.
+    command = installer(bundle, key, prefix, data, "--no-homeserver")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     seen.update(
         returncode=done.returncode, output=(done.stdout + done.stderr)[-1500:], chain=chain(prefix),
         current=(prefix / "current").resolve().name,

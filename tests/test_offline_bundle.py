@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = [pytest.mark.slow, pytest.mark.testbed]
+# Three installs, each creating two virtualenvs from the wheelhouse: minutes, not seconds.
+pytestmark = [pytest.mark.slow, pytest.mark.testbed, pytest.mark.timeout(2400)]
 
 
 def openssl(*args: str) -> None:
