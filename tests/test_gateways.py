@@ -221,3 +221,17 @@ def test_inspections_run_on_the_gateway_of_their_institution(world, settings):
         assert schedule.next_run_at == due and schedule.last_run_at is None
     settings.GATEWAY = "A"
     assert list(InspectionSchedule.objects.filter(gateways.inspections_here())) == [schedule]
+
+
+def test_a_malformed_gateway_name_stops_the_process_naming_the_variable(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.live import ROOT
+
+    env = {**os.environ, "GUARDIA_GATEWAY": "A; rm -rf /", "GUARDIA_DATA_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0 and "GUARDIA_GATEWAY" in done.stderr
