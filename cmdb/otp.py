@@ -182,8 +182,24 @@ def reset_second_factor(actor, user) -> bool:
         StaticToken.objects.filter(device__user=user).delete()
         static.delete()
         totp.delete()
+        # A session left open on the lost phone or laptop must not be the one that enrols
+        # the new device: every open session of the holder ends with the reset.
+        removed["sessions_ended"] = end_sessions(user)
         account_audit.record(actor, "auth.otp_reset", user.get_username(), **removed)
     return True
+
+
+def end_sessions(user) -> int:
+    """End every open session of `user` (database sessions); returns how many."""
+    from django.contrib.sessions.models import Session
+
+    mine = [
+        session.pk
+        for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator()
+        if session.get_decoded().get("_auth_user_id") == str(user.pk)
+    ]
+    Session.objects.filter(pk__in=mine).delete()
+    return len(mine)
 
 
 class StepUpRefused(Exception):

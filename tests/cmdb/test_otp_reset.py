@@ -8,6 +8,7 @@ import datetime as dt
 
 import pytest
 import time_machine
+from django.test import Client
 from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -72,6 +73,11 @@ def test_admin_resets_with_a_fresh_second_factor_and_the_holder_enrols_again(cli
     victim, _officer, admin, _attacker, devices = people
     start = timezone.now()
     with time_machine.travel(start, tick=False) as clock:
+        # The holder's session still open on the lost phone, second factor verified.
+        lost_phone = Client()
+        login(lost_phone, victim.username)
+        assert lost_phone.post(VERIFY, {"token": code(devices[victim]), "next": CONSOLE}).status_code == 302
+        assert lost_phone.get(CONSOLE).status_code == 200
         login(client, admin.username)
         assert client.post(VERIFY, {"token": code(devices[admin]), "next": CONSOLE}).status_code == 302
         clock.move_to(start + dt.timedelta(minutes=6))  # still logged in, the factor no longer fresh
@@ -88,6 +94,9 @@ def test_admin_resets_with_a_fresh_second_factor_and_the_holder_enrols_again(cli
         entry = AuditEntry.objects.get(action="auth.otp_reset")
         assert entry.actor == admin.username and entry.target == victim.username
         assert entry.payload["totp_devices"] == 1 and entry.payload["recovery_devices"] == 1
+        assert entry.payload["sessions_ended"] == 1
+        # The phone's session ended with the reset: it cannot be the one that enrols again.
+        assert lost_phone.get(CONSOLE)["Location"].startswith("/accounts/login/")
         client.post("/accounts/logout/")
 
         # The holder's next login goes to enrolment, not to the console.
