@@ -34,6 +34,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 import audit
 from governance import control
@@ -529,7 +530,9 @@ class Recovery:
         touched = self._touched()
         for run in self.runs:
             if run.state == RunState.PENDING:
-                engine.records.put(_server_record(run.server_ref, RunState.ABORTED, "not started: the worker was lost"))
+                engine.records.put(
+                    _server_record(run.server_ref, RunState.ABORTED, _("시작하지 않음: 작업자 프로세스를 잃음"))
+                )
         contexts = self._contexts(engine, touched)
         journals = self._journals(touched)
         by_ref = {r.server_ref: r for r in touched}

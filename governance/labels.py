@@ -76,6 +76,11 @@ REASON_PATTERNS = [
         re.compile(r"^taken over by (?P<user>[^:]+): (?P<comments>.*)$", re.S),
         _("%(user)s 님이 직접 인수: %(comments)s"),
     ),
+    (re.compile(r"^PM took over: (?P<comments>.*)$", re.S), _("PM이 직접 인수: %(comments)s")),
+    (
+        re.compile(r"^agent reached its maximum of (?P<rounds>\d+) rounds$"),
+        _("AI 에이전트가 최대 %(rounds)s회차에 도달함"),
+    ),
 ]
 
 
