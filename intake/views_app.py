@@ -402,11 +402,17 @@ def parse(request: HttpRequest) -> JsonResponse:
     targets = data.get("targets") or []
     if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
         return _json_error({"targets": _("대상 서버 목록이 올바르지 않습니다.")})
+    # Answers to a parameter question (the version typed, the SHA-256 of the file the browser
+    # hashed): the filing sends the file itself, which the server hashes again.
+    params = data.get("params") or {}
+    if not isinstance(params, dict) or not all(isinstance(v, str | int) for v in params.values()):
+        return _json_error({"params": _("JSON 객체여야 합니다.")})
     wanted = IntakeInput(
         raw_request=raw,
         system=str(data.get("system") or ""),
         targets=targets,
         task_sub_type=str(data.get("task_sub_type") or ""),
+        params=params,
         channel="PWA",
     )
     try:

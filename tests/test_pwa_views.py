@@ -253,3 +253,44 @@ def test_free_text_is_filed_through_the_intake_api_with_the_session_and_its_csrf
     assert filed.status_code == 201, filed.content
     task = OpsTask.objects.get(task_id=filed.json()["task_id"])
     assert task.channel == "PWA" and task.requester == world.requester and task.sub_type == "MEMORY_CHECK"
+
+
+def test_a_free_text_deploy_asks_for_the_file_and_is_filed_with_it(world):
+    """Free text without the artifact: the parse asks for it; answered with the SHA-256 the
+    browser computed it shows the plan; a parameter answer that is not an object is refused
+    by name; the filing sends the file itself, hashed again by the server."""
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(world.requester)
+    page = client.get("/app/new").content.decode()
+    assert 'id="f-text-artifact"' in page and 'data-asked="artifact_sha256"' in page
+    token = page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+    raw = "예산시스템 was-1 배포해 주세요"
+    war = war_bytes("2.0.0")
+    sha = hashlib.sha256(war).hexdigest()
+
+    def parse(**extra):
+        body = json.dumps({"raw_request": raw, **extra})
+        return client.post("/app/parse", body, content_type="application/json", HTTP_X_CSRFTOKEN=token)
+
+    asked = parse()
+    assert asked.status_code == 200, asked.content
+    assert asked.json()["ready"] is False and "배포할 파일(WAR/JAR)을 첨부해 주세요." in asked.json()["html"]
+    assert 'value="artifact_sha256"' in asked.json()["html"]
+    bad = parse(params=["artifact_sha256"])
+    assert bad.status_code == 400 and "params" in bad.json()["errors"]
+    answered = parse(params={"artifact_sha256": sha, "version": "2.0.0"})
+    assert answered.json()["ready"] is True, answered.json()["html"]
+    assert "실행 계획" in answered.json()["html"] and "was-1" in answered.json()["html"]
+    assert OpsTask.objects.count() == 0
+    artifact = SimpleUploadedFile("app.war", war, content_type="application/java-archive")
+    filed = client.post(
+        "/api/v1/sr/intake",
+        {"raw_request": raw, "params": json.dumps({"version": "2.0.0"}), "artifact": artifact, "artifact_sha256": sha},
+        HTTP_X_CSRFTOKEN=token,
+    )
+    assert filed.status_code == 201, filed.content
+    task = OpsTask.objects.get(task_id=filed.json()["task_id"])
+    assert task.sub_type == "APP_DEPLOY" and task.parameters["artifact_sha256"] == sha
+    assert task.parameters["version"] == "2.0.0"

@@ -177,6 +177,7 @@
 
   var systemSelect = document.getElementById("f-system");
   var subTypeSelect = document.getElementById("f-sub_type");
+  var textParams = document.getElementById("text-params");
 
   function mode() { return (form.querySelector("input[name=mode]:checked") || {}).value || "template"; }
 
@@ -195,6 +196,8 @@
         node.hidden = textMode;
       }
     });
+    // Free text: only the inputs the parser asked for (they stay once asked).
+    textParams.hidden = !textMode || !textParams.querySelector("[data-asked]:not([hidden])");
     form.querySelectorAll("#target-list [data-system]").forEach(function (label) {
       var shown = label.dataset.system === systemSelect.value;
       label.hidden = !shown;
@@ -214,7 +217,7 @@
     if (preview.contains(event.target)) {
       // An answer to the parser's question: read the request again with it.
       var field = event.target.dataset.clarify;
-      if (!field) { return; }
+      if (!field || field === "params") { return; }  // answered in the inputs below the text
       clarified[field === "sub_type" ? "task_sub_type" : field] = field === "targets" ? [event.target.value] : event.target.value;
       previewButton.click();
       return;
@@ -253,16 +256,18 @@
   }
 
   function collect() {
-    var fieldset = activeTemplate();
+    var fieldset = mode() === "text" ? textParams : activeTemplate();
     var parameters = {};
     var uploads = [];
     if (fieldset) {
       fieldset.querySelectorAll("[data-param]").forEach(function (input) {
+        if (input.closest("[hidden]") && fieldset === textParams) { return; }
         var value = input.value.trim();
         if (value === "") { return; }
         parameters[input.dataset.param] = input.type === "number" ? Number(value) : value;
       });
       fieldset.querySelectorAll("[data-upload]").forEach(function (input) {
+        if (input.closest("[hidden]") && fieldset === textParams) { return; }
         if (input.files && input.files[0]) { uploads.push(input); }
       });
     }
@@ -450,7 +455,10 @@
     clearErrors();
     collect().then(function (data) {
       if (mode() === "text") {
-        return postJson(form.dataset.parseUrl, Object.assign({ raw_request: data.raw_request }, clarified));
+        // The answers to a parameter question: what was typed, and each chosen file's SHA-256.
+        var params = Object.assign({}, data.parameters);
+        data.files.forEach(function (f) { params[f.field + "_sha256"] = f.sha256; });
+        return postJson(form.dataset.parseUrl, Object.assign({ raw_request: data.raw_request, params: params }, clarified));
       }
       var files = {};
       data.files.forEach(function (f) { files[f.field] = { name: f.file.name, size: f.file.size, sha256: f.sha256 }; });
@@ -461,15 +469,30 @@
     }).then(function (result) {
       if (!result.ok) { showErrors(result.body.errors || result.body); return; }
       showPreview(result.body.html || "");
+      if (mode() === "text") { showAsked(); }
       // Free text with an open question: answer it first (the choices re-run the check).
       submitButton.hidden = mode() === "text" && !result.body.ready;
     }).catch(function () { updateOnline(); });
   });
 
+  // A parameter question in the parse shows its inputs (a file, a version) below the text.
+  function showAsked() {
+    var asked = preview.querySelectorAll('.clarify[data-clarify-field="params"] [data-clarify]');
+    Array.prototype.forEach.call(asked, function (choice) {
+      var box = textParams.querySelector('[data-asked="' + CSS.escape(choice.value) + '"]');
+      if (box) { box.hidden = false; choice.closest("label").hidden = true; }
+    });
+    syncVisibility();
+  }
+
   function textDraftOf(data) {
     var fields = { raw_request: data.raw_request };
     Object.keys(clarified).forEach(function (key) { fields[key] = clarified[key]; });
-    return { title: data.raw_request.slice(0, 60), csrf: csrf, user: me, url: form.dataset.intakeUrl, files: {}, hashes: {},
+    if (Object.keys(data.parameters).length) { fields.params = JSON.stringify(data.parameters); }
+    var files = {};
+    var shas = {};
+    data.files.forEach(function (f) { files[f.field] = f.file; shas[f.field] = f.sha256; });
+    return { title: data.raw_request.slice(0, 60), csrf: csrf, user: me, url: form.dataset.intakeUrl, files: files, hashes: shas,
              fields: fields };
   }
 

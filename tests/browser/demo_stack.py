@@ -120,6 +120,35 @@ def wait_live(page) -> None:
     expect(page.locator("html[data-live=on]")).to_have_count(1, timeout=30_000)
 
 
+def open_approval(context, base_url: str, user: str, task_id: str):
+    """The user logs in and finds the task's card under "내 승인": (page, card)."""
+    from playwright.sync_api import expect
+
+    page = login(context, base_url, user)
+    page.goto(f"{base_url}/console/approvals/")
+    card = page.locator("article", has_text=task_id)
+    expect(card).to_be_visible()
+    return page, card
+
+
+def approve_card(page, card, task_id: str, comments: str) -> None:
+    """Approve from the card with a comment; the page confirms it and is closed."""
+    from playwright.sync_api import expect
+
+    card.locator("textarea[name=comments]").fill(comments)
+    card.locator("button[value=APPROVED]").click()
+    expect(page.locator(".messages")).to_contain_text(task_id)
+    page.close()
+
+
+def keep_failure_pages(contexts: dict, logs: Path, prefix: str) -> None:
+    """Every open page of every context as a PNG and its HTML, for a failed test's log."""
+    for name, context in contexts.items():
+        for index, page in enumerate(context.pages):
+            page.screenshot(path=str(logs / f"failure-{prefix}-{name}-{index}.png"), full_page=True)
+            (logs / f"failure-{prefix}-{name}-{index}.html").write_text(page.content())
+
+
 def mark_document(page) -> None:
     page.evaluate("window.__sameDocument = 'not reloaded'")
 
