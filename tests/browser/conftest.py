@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.browser.demo_stack import launch_chromium
+from tests.browser.demo_stack import chromium_browser, demo_stack
 from tests.waiting import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,11 +99,19 @@ SEED_PASSWORD = "Live-Test-pw-2026"
 
 @pytest.fixture
 def browser():
-    from playwright.sync_api import sync_playwright
+    with chromium_browser() as chromium:
+        yield chromium
 
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+
+@pytest.fixture(scope="module")
+def chromium():
+    """One browser for a whole module (the demo-stack walkthroughs)."""
+    with chromium_browser() as browser:
+        yield browser
+
+
+@pytest.fixture(scope="module")
+def demo(request, tmp_path_factory):
+    """The demo stack of tests/browser/demo_stack.py, one per module that asks for it."""
+    with demo_stack(tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])) as stack:
+        yield stack

@@ -90,6 +90,19 @@ def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
+@contextmanager
+def chromium_browser():
+    """Debian chromium driven by Playwright, closed on the way out."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def new_context(browser, viewport: dict):
     phone = viewport["width"] < 500
     return browser.new_context(
@@ -103,12 +116,13 @@ def new_context(browser, viewport: dict):
     )
 
 
-def login(context, base_url: str, username: str):
+def login(context, base_url: str, username: str, password: str = PASSWORD):
+    """A new page logged in through the login form; the page ends on the console."""
     page = context.new_page()
     page.goto(f"{base_url}/accounts/login/")
     page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("form[action='/accounts/login/'] button[type=submit]")
+    page.fill("#id_password", password)
+    page.click("form[action='/accounts/login/'] button[type=submit]")  # not the header's language button
     page.wait_for_url(re.compile(r".*/console/$"))
     return page
 

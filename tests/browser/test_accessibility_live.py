@@ -10,18 +10,9 @@ import re
 import pytest
 
 from tests.browser.axe import install, violations
+from tests.browser.demo_stack import login
 
 pytestmark = pytest.mark.browser
-
-
-def login(context, base_url: str, username: str, password: str):
-    page = context.new_page()
-    page.goto(f"{base_url}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("form[action='/accounts/login/'] button[type=submit]")
-    page.wait_for_url(re.compile(r".*/console/$"))
-    return page
 
 
 def test_a_live_status_change_is_announced_politely(live_stack, browser):

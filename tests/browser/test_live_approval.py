@@ -7,17 +7,9 @@ import re
 
 import pytest
 
+from tests.browser.demo_stack import login
+
 pytestmark = pytest.mark.browser
-
-
-def login(context, base_url: str, username: str, password: str):
-    page = context.new_page()
-    page.goto(f"{base_url}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("form[action='/accounts/login/'] button[type=submit]")  # not the header's language button
-    page.wait_for_url(re.compile(r".*/console/$"))
-    return page
 
 
 def test_approval_in_one_browser_updates_task_page_in_another_live(live_stack, browser):

@@ -23,9 +23,7 @@ from tests.browser.demo_stack import (
     DESKTOP,
     PHONE,
     approve,
-    demo_stack,
     file_deploy,
-    launch_chromium,
     login,
     mark_document,
     new_context,
@@ -38,24 +36,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.testbed]
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
 SEOUL = zoneinfo.ZoneInfo("Asia/Seoul")
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    with demo_stack(tmp_path_factory.mktemp("live")) as stack:
-        yield stack
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def tile(page, name: str) -> int:

@@ -20,9 +20,7 @@ from tests.browser.demo_stack import (
     DESKTOP,
     PHONE,
     approve,
-    demo_stack,
     file_deploy,
-    launch_chromium,
     login,
     mark_document,
     new_context,
@@ -36,24 +34,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.testbed]
 
 VERSION = "1.1.0"
 TARGETS = ["srv-01", "srv-02", "srv-03"]
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    with demo_stack(tmp_path_factory.mktemp("walkthrough")) as stack:
-        yield stack
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def served_versions(demo) -> dict[str, str]:
