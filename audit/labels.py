@@ -37,6 +37,8 @@ ACTION_LABELS = {
     "agent.deploy_filed": _("코드 변경 배포 요청 접수"),
     "agent.deploy_refused": _("코드 변경 배포 요청 거부"),
     "owner.presence": _("담당 설정 변경"),
+    "owner_check.run": _("담당자 지정 점검 실행"),
+    "owner_check.findings": _("담당자 지정 점검 결과"),
     "killswitch.task": _("작업 정지 요청"),
     "killswitch.global_on": _("전체 정지"),
     "killswitch.global_off": _("전체 정지 해제"),
@@ -105,6 +107,8 @@ ACTION_LABELS = {
     "cmdb.server_import": _("서버 CSV 가져오기"),
     "cmdb.host_key_scan": _("호스트 키 고정"),
     "cmdb.testbed_registered": _("테스트베드 등록"),
+    "cmdb.env_scan_accepted": _("환경 스캔을 스키마로 반영"),
+    "execution.env_scan": _("환경 스캔"),
     "cmdb.seed_demo": _("데모 데이터 생성"),
     "gateway.silent": _("게이트웨이 응답 없음"),
     "gateway.back": _("게이트웨이 응답 재개"),
@@ -122,10 +126,13 @@ _CMDB_MODEL_LABELS = {
     "command_rule": _("명령 규칙"),
     "gateway": _("게이트웨이"),
     "systemsource": _("소스 저장소"),
+    "envschema": _("환경 스키마"),
+    "securitypolicy": _("보안 정책"),
 }
 
 RESULT_LABELS = {
     "ok": _("정상"),
+    "found": _("조치 필요"),
     "csv": "CSV",
     "jsonl": "JSON Lines",
     "pdf": "PDF",

@@ -26,9 +26,11 @@ from .forms import CredentialForm, InstitutionForm, ServerImportForm
 from .models import (
     CommandRule,
     Credential,
+    EnvSchema,
     Gateway,
     HealthCriteria,
     Institution,
+    SecurityPolicy,
     Server,
     System,
     SystemOwner,
@@ -490,6 +492,37 @@ class SystemSourceAdmin(HealthCriteriaAdmin):
         (_("배포"), {"fields": ["artifact_path", "deploy_name"]}),
         (_("에이전트 범위"), {"fields": ["scope"]}),
     ]
+
+
+@admin.register(SecurityPolicy)
+class SecurityPolicyAdmin(HealthCriteriaAdmin):
+    """A system's SSH policy: login method, allowed ports, firewall notes (docs/profiles.md)."""
+
+    list_display = ["system", "ssh_auth", "port_min", "port_max"]
+    search_fields = ["system__code", "system__name"]
+
+
+@admin.register(EnvSchema)
+class EnvSchemaAdmin(AuditedAdmin):
+    """The environment each server is expected to run; a scan that differs shows in the drift report."""
+
+    list_display = ["server", "os_type", "os_version", "init_system", "middleware", "was_home", "jdk_version"]
+    list_select_related = ["server"]
+    list_filter = ["init_system", "middleware"]
+    search_fields = ["server__server_id", "server__hostname", "server__system__code"]
+    autocomplete_fields = ["server"]
+    fieldsets = [
+        (None, {"fields": ["server", "os_type", "os_version", "kernel", "init_system"]}),
+        (_("미들웨어"), {"fields": ["middleware", "was_home", "start_script", "stop_script", "log_path"]}),
+        (_("런타임"), {"fields": ["jdk_path", "jdk_version"]}),
+        (_("정책"), {"fields": ["must_match"]}),
+    ]
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        if sees_all_systems(request.user):
+            return qs
+        return qs.filter(server__system__in=System.objects.for_user(request.user))
 
 
 # --- command catalogue (RAW_COMMAND / CRON_MANAGE allow-list) -------------------------------------

@@ -744,5 +744,7 @@ class Gateway(models.Model):
         return self.name
 
 
-# The source repository of a system, for the AI work agent (kept in its own module).
+# Site profiles (the expected environment per server, its latest scan, the SSH policy per
+# system) and the source repository of a system, for the AI work agent (own modules).
+from .profiles import EnvScan, EnvSchema, SecurityPolicy  # noqa: E402, F401
 from .sources import SystemSource  # noqa: E402, F401

@@ -22,6 +22,8 @@ CMDB_READ = [
     "cmdb.view_healthcriteria",
     "cmdb.view_commandrule",
     "cmdb.view_systemsource",
+    "cmdb.view_envschema",
+    "cmdb.view_securitypolicy",
 ]
 # The command catalogue is a security control: only security officers change it (the
 # admin role's CMDB_ALL leaves it out on purpose).
@@ -35,6 +37,8 @@ CMDB_MODELS = [
     "healthcriteria",
     "gateway",
     "systemsource",
+    "envschema",
+    "securitypolicy",
 ]
 # The site gateways' console (heartbeat, queue depth, running tasks): the people who run and
 # review the operation; admins also edit gateways (CMDB_ALL).

@@ -23,6 +23,12 @@ def _ensure_reaper_schedule(sender, **kwargs) -> None:
     ensure_schedule()
 
 
+def _ensure_env_scan_schedule(**kwargs) -> None:
+    from .profiles import ensure_schedule
+
+    ensure_schedule()
+
+
 class ExecutionConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "execution"
@@ -33,6 +39,8 @@ class ExecutionConfig(AppConfig):
         post_migrate.connect(_ensure_inspection_schedule, sender=self, dispatch_uid="execution-inspection-schedule")
         # The reaper sweeps every minute for tasks whose worker is gone.
         post_migrate.connect(_ensure_reaper_schedule, sender=self, dispatch_uid="execution-reaper-schedule")
+        # The runtime scan of every server keeps the drift report and the plans' notes fresh.
+        post_migrate.connect(_ensure_env_scan_schedule, sender=self, dispatch_uid="execution-env-scan-schedule")
         # Each worker process of a site gateway's cluster writes the gateway's heartbeat.
         from django_q.signals import post_spawn
 

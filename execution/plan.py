@@ -223,6 +223,7 @@ def render_plan(sub_type: str, parameters: dict, system, targets: list, task_ref
             errors.setdefault("targets", str(exc))
     if errors:
         raise ParameterError(errors)
+    profile_notes = add_env_scans(rendered, servers)
     return {
         "playbook": playbook.NAME,
         "playbook_version": playbook.VERSION,
@@ -238,8 +239,27 @@ def render_plan(sub_type: str, parameters: dict, system, targets: list, task_ref
             key=lambda u: (u["remote"], u["sha256"]),
         ),
         "step_sets": step_sets(rendered),
-        "warnings": warnings(playbook, strategy, everyone, servers, rendered),
+        "warnings": warnings(playbook, strategy, everyone, servers, rendered) + profile_notes,
     }
+
+
+def add_env_scans(rendered: dict[str, dict], servers: list) -> list[str]:
+    """The runtime scan as the first step of each server with an environment schema, and the
+    differences its stored scan shows (execution.profiles)."""
+    from django.conf import settings
+
+    from cmdb.models import EnvSchema
+
+    from .profiles import SCAN_STEP, SCAN_TIMEOUT, plan_notes, scan_command
+
+    if not getattr(settings, "PROFILE_SCAN_BEFORE_RUN", True):
+        return []
+    by_pk = {s.pk: s for s in servers}
+    for schema in EnvSchema.objects.filter(server_id__in=list(by_pk)):
+        server = by_pk[schema.server_id]
+        step = {"name": SCAN_STEP, "command": mask(scan_command(server, schema)), "timeout": SCAN_TIMEOUT}
+        rendered[server.server_id]["steps"].insert(0, step)
+    return plan_notes(servers)
 
 
 def render_server(

@@ -218,6 +218,23 @@ class Record:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+def env_schema_for(engine, server):
+    """The server's environment schema, all of the run's schemas read in one query (None: none,
+    or scanning before a run is off: PROFILE_SCAN_BEFORE_RUN)."""
+    from django.conf import settings
+
+    if not getattr(settings, "PROFILE_SCAN_BEFORE_RUN", True):
+        return None
+    schemas = getattr(engine, "env_schemas", None)
+    if schemas is None:
+        from cmdb.models import EnvSchema
+
+        pks = [s.pk for s in getattr(engine, "servers", None) or [server]]
+        schemas = {e.server_id: e for e in EnvSchema.objects.filter(server_id__in=pks)}
+        engine.env_schemas = schemas
+    return schemas.get(server.pk)
+
+
 class ServerContext:
     """One server in one execution: its single SSH connection and what was done so far."""
 
@@ -240,6 +257,9 @@ class ServerContext:
         # the server, with the output to replay. They are recorded as skipped, never sent again.
         self.resume: dict[str, str] = {}
         self._lock = threading.Lock()
+        # The CMDB environment schema: a server that has one is scanned before its first step.
+        self.env_schema = env_schema_for(engine, server)
+        self._scanned = self.env_schema is None
 
     # --- connection -------------------------------------------------------------------
     def connect(self):
@@ -272,6 +292,11 @@ class ServerContext:
         # Rollback ignores the stop: stopping means "restore the current group".
         if self.phase == "forward" and self.engine.halt.is_set():
             raise Aborted(self.engine.halt_reason or gettext("중지 요청"))
+        if not self._scanned and self.phase == "forward":
+            self._scanned = True  # the scan's own run() comes back through here
+            from .profiles import gate
+
+            gate(self)  # raises Refused on a disallowed drift: nothing else has run on the server
 
     def sleep(self, seconds: float) -> None:
         if self.phase == "forward":

@@ -1,13 +1,18 @@
-"""The site gateways' console page: heartbeat age, queue depth and running tasks per gateway."""
+"""Console pages of execution: the site gateways' status and the environment drift report."""
 
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
-from . import gateways
+from cmdb.models import EnvSchema, System
+
+from . import gateways, profiles
+from .errors import Refused
 
 
 @login_required
@@ -15,3 +20,30 @@ from . import gateways
 def gateway_status(request: HttpRequest) -> HttpResponse:
     rows = gateways.statuses(request.user)
     return render(request, "console/gateways.html", {"rows": rows, "silent_after": settings.GATEWAY_SILENT_SECONDS})
+
+
+@login_required
+@permission_required("cmdb.view_envschema", raise_exception=True)
+def drift_report(request: HttpRequest) -> HttpResponse:
+    """Servers in the user's scope whose latest scan differs from their CMDB environment schema."""
+    rows = profiles.drift_rows(request.user)
+    can_accept = request.user.has_perm("cmdb.change_envschema")
+    return render(request, "console/drift.html", {"rows": rows, "can_accept": can_accept})
+
+
+@login_required
+@require_POST
+@permission_required("cmdb.change_envschema", raise_exception=True)
+def drift_accept(request: HttpRequest, schema_id: int) -> HttpResponse:
+    """Accept the server's latest scan into its schema (audited); another scope's row is not found."""
+    schema = get_object_or_404(EnvSchema, pk=schema_id, server__system__in=System.objects.for_user(request.user))
+    try:
+        changed = profiles.accept_scan(request.user, schema)
+    except Refused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request,
+            f"{schema.server.server_id}: 스캔 결과를 환경 스키마에 반영했습니다 ({', '.join(changed) or '변경 없음'})",
+        )
+    return redirect("execution:drift")

@@ -256,6 +256,12 @@ LDAP_ENABLED = envbool("GUARDIA_LDAP_ENABLED", "false")
 # Hours between the scheduled `sync_directory` runs (cmdb/schedules.py; needs a service bind);
 # 0: no schedule.
 DIRECTORY_SYNC_HOURS = envint("GUARDIA_DIRECTORY_SYNC_HOURS", 24)
+# The owner-mapping check (governance/owner_check.py): how often it runs (monthly, weekly,
+# daily, off), after how many days away an owner is reported, and after how many days
+# without a login anyone on a system's approval ladder is (0 turns either test off).
+OWNER_CHECK_EVERY = os.getenv("GUARDIA_OWNER_CHECK_EVERY", "monthly")
+OWNER_AWAY_DAYS = envint("GUARDIA_OWNER_AWAY_DAYS", 14)
+OWNER_IDLE_DAYS = envint("GUARDIA_OWNER_IDLE_DAYS", 90)
 GUARDIA_LDAP_DISABLED_FILTER = os.getenv("GUARDIA_LDAP_DISABLED_FILTER", "")
 # "role=group DN;role=group DN" (a role may appear more than once).
 GUARDIA_LDAP_ROLE_GROUPS: dict[str, list[str]] = {}
@@ -457,6 +463,12 @@ EXECUTION_QUEUE = "execution.gateways.queue_for_task"
 GATEWAY_HEARTBEAT_SECONDS = envint("GUARDIA_GATEWAY_HEARTBEAT_SECONDS", 10)
 GATEWAY_SILENT_SECONDS = envint("GUARDIA_GATEWAY_SILENT_SECONDS", 60)
 GATEWAY_SWEEP_SECONDS = envint("GUARDIA_GATEWAY_SWEEP_SECONDS", 60)
+# Site profiles (docs/profiles.md): scan each server with an environment schema as the first
+# step of a run; rescan every server on a schedule (minutes, 0: no schedule); the drift report
+# marks scans older than this many hours as stale.
+PROFILE_SCAN_BEFORE_RUN = envbool("GUARDIA_PROFILE_SCAN_BEFORE_RUN", "true")
+PROFILE_SCAN_INTERVAL_MINUTES = envint("GUARDIA_PROFILE_SCAN_INTERVAL_MINUTES", 1440)
+PROFILE_SCAN_MAX_AGE_HOURS = envint("GUARDIA_PROFILE_SCAN_MAX_AGE_HOURS", 48)
 Q_SYNC = envbool("GUARDIA_Q_SYNC", "false")
 if Q_SYNC:
     Q_CLUSTER["sync"] = True

@@ -186,6 +186,11 @@ CASES: dict[str, Case] = {
     "execution/gateways/": Case(
         "GET", "/execution/gateways/", cells(403, anonymous=302, pm=200, security_officer=200, auditor=200, admin=200)
     ),
+    # Environment drift: CMDB readers see their scope's servers; only CMDB editors accept a scan.
+    "execution/drift/": Case("GET", "/execution/drift/", cells(200, anonymous=302)),
+    "execution/drift/<int:schema_id>/accept/": Case(
+        "POST", "/execution/drift/{env_schema}/accept/", cells(403, anonymous=302, admin=302)
+    ),
     "api/v1/^server-runs/$": Case("GET", f"{API}/server-runs/", cells(200, anonymous=401), api=True),
     "api/v1/^server-runs/(?P<pk>[^/.]+)/$": Case("GET", f"{API}/server-runs/{{serverrun}}/", task_read(401), api=True),
     # Console pages: anonymous callers are sent to the login page.
@@ -224,15 +229,19 @@ CASES: dict[str, Case] = {
         cells(403, anonymous=302, pm=302, admin=302, supervisor=(302, 404)),
         {"reason": "matrix"},
     ),
-    "console/tasks/<str:task_id>/validate/": Case(
-        "GET", "/console/tasks/{validation_task}/validate/", cells(403, anonymous=302, pm=200)
-    ),
-    "console/validations/": Case("GET", "/console/validations/", cells(403, anonymous=302, pm=200)),
     # The PM's priority on a task (the execution queue's order): PMs only.
     "console/tasks/<str:task_id>/priority/": Case(
         "POST", "/console/tasks/{task}/priority/", cells(403, anonymous=302, pm=302), {"priority": "3"}
     ),
+    "console/tasks/<str:task_id>/validate/": Case(
+        "GET", "/console/tasks/{validation_task}/validate/", cells(403, anonymous=302, pm=200)
+    ),
+    "console/validations/": Case("GET", "/console/validations/", cells(403, anonymous=302, pm=200)),
     "console/owner/": Case("GET", "/console/owner/", cells(200, anonymous=302)),
+    # The owner-mapping check's report: those who fix the owner table and PMs, each for their systems.
+    "console/owner-check/": Case(
+        "GET", "/console/owner-check/", cells(403, anonymous=302, supervisor=200, pm=200, admin=200)
+    ),
     "console/statistics/": Case("GET", "/console/statistics/", cells(200, anonymous=302)),
     "console/inbox/": Case("GET", "/console/inbox/", cells(200, anonymous=302)),
     "console/inbox/read/": Case("POST", "/console/inbox/read/", cells(302)),
@@ -261,8 +270,6 @@ CASES: dict[str, Case] = {
         cells(403, anonymous=302, site_manager=(200, 403), team_lead=(200, 403), pm=(200, 403)),
         RESTART_IN_WORDS,
     ),
-    "app/manifest.webmanifest": Case("GET", "/app/manifest.webmanifest", cells(200)),
-    "app/sw.js": Case("GET", "/app/sw.js", cells(200)),
     # Photos read by the worker: stored by the roles that file requests (nothing sent: 400);
     # a reading is its sender's alone (any other id is 404).
     "api/v1/sr/photo": Case("POST", f"{API}/sr/photo", INTAKE_CELLS(400), {}, api=True),
@@ -273,6 +280,8 @@ CASES: dict[str, Case] = {
     "app/transcribe": Case(
         "POST", "/app/transcribe", cells(403, anonymous=302, site_manager=503, team_lead=503, pm=503)
     ),
+    "app/manifest.webmanifest": Case("GET", "/app/manifest.webmanifest", cells(200)),
+    "app/sw.js": Case("GET", "/app/sw.js", cells(200)),
 }
 
 
@@ -298,6 +307,8 @@ ADMIN_RIGHTS: dict[str, dict[str, str]] = {
     "cmdb.credential": {"admin": "vacd"},
     "cmdb.healthcriteria": {"supervisor": "v", "security_officer": "v", "admin": "vacd"},
     "cmdb.systemsource": {"supervisor": "v", "security_officer": "v", "admin": "vacd"},
+    "cmdb.envschema": {"supervisor": "v", "security_officer": "v", "admin": "vacd"},
+    "cmdb.securitypolicy": {"supervisor": "v", "security_officer": "v", "admin": "vacd"},
     "cmdb.commandrule": {"supervisor": "v", "security_officer": "vacd"},
     "cmdb.gateway": {"security_officer": "v", "admin": "vacd"},  # infrastructure: not institution-scoped
     "execution.execution": {},
@@ -316,6 +327,8 @@ ADMIN_SCOPED = {
     "cmdb.systemowner",
     "cmdb.healthcriteria",
     "cmdb.systemsource",
+    "cmdb.envschema",
+    "cmdb.securitypolicy",
     "cmdb.commandrule",
 }
 SEES_ALL_SYSTEMS = {"security_officer", "auditor", "admin"}
@@ -339,6 +352,8 @@ ADMIN_OBJECT = {
     "cmdb.credential": "credential",
     "cmdb.healthcriteria": "health",
     "cmdb.systemsource": "source",
+    "cmdb.envschema": "env_schema",
+    "cmdb.securitypolicy": "security_policy",
     "cmdb.commandrule": "rule",
     "cmdb.gateway": "gateway",
     "execution.execution": "execution",
@@ -472,7 +487,7 @@ def build_world():
 
     from audit import services as audit_services
     from audit.models import AuditCheckpoint, AuditEntry
-    from cmdb.models import CommandRule, Gateway, HealthCriteria, Server, SystemSource
+    from cmdb.models import CommandRule, EnvSchema, Gateway, HealthCriteria, SecurityPolicy, Server, SystemSource
     from execution.models import Execution, InspectionSchedule, ServerRun
     from governance import control, services
     from tests.factories import (
@@ -532,6 +547,8 @@ def build_world():
                 system=system, repository=f"/srv/src/{tag}", build_command="make", scope="src/"
             ).pk,
             "rule": CommandRule.objects.create(system=system, program="/usr/bin/uptime").pk,
+            "env_schema": EnvSchema.objects.create(server=server, init_system="systemd").pk,
+            "security_policy": SecurityPolicy.objects.create(system=system).pk,
             "system_code": system.code,
             "server_id": server.server_id,
             "task": pending.task_id,

@@ -1,0 +1,309 @@
+"""The runtime scan: what a server really runs, compared with its CMDB environment schema.
+
+One short read-only command per server (``scan_command``: a fixed script; the only values in
+it are the CMDB's own paths, validated absolute paths passed through ``q()``) reports the OS
+release, kernel, init system, the middleware and runtime found at the expected paths, free
+disk and whether the SSH account can sudo without a password. It goes through the transport
+and its sanitizer like every other command.
+
+Where it runs:
+- ``scan_servers`` (the management command and the daily django-q2 schedule) stores the latest
+  result per server in TB_ENV_SCAN; the plan shown before approval lists the differences of
+  the stored scan (``plan_notes``), and the console's drift report lists every server whose
+  stored scan differs (``drift_rows``), with an audited action that accepts the scan into the
+  schema (``accept_scan``);
+- at execution, a server with a schema is scanned again as its first step (``gate``, called
+  by the server context before anything else runs there): a difference in a field the schema
+  names in ``must_match`` refuses that server before any change, with the reason in Korean.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import posixpath
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+import audit
+from cmdb.models import EnvScan, EnvSchema, Server, System
+from cmdb.profiles import SCANNED_FIELDS
+
+from .errors import Refused
+from .parameters import q
+
+log = logging.getLogger(__name__)
+
+SCAN_STEP = "env-scan"
+SCAN_TIMEOUT = 30
+FIELD_LABELS = {
+    "os_type": "운영체제 종류",
+    "os_version": "운영체제 버전",
+    "kernel": "커널",
+    "init_system": "init 방식",
+    "middleware": "미들웨어",
+    "was_home": "WAS 홈",
+    "start_script": "기동 스크립트",
+    "stop_script": "종료 스크립트",
+    "log_path": "로그 경로",
+    "jdk_path": "JDK 경로",
+    "jdk_version": "JDK 버전",
+}
+# Every line is key=value; nothing here comes from a request.
+_SCRIPT = """\
+printf 'os_type=%s\\n' "$(uname -s | tr 'A-Z' 'a-z')"
+printf 'os_id=%s\\n' "$(grep -m1 '^ID=' /etc/os-release 2>/dev/null | cut -d= -f2 | tr -d '\\042')"
+printf 'os_version_id=%s\\n' "$(grep -m1 '^VERSION_ID=' /etc/os-release 2>/dev/null | cut -d= -f2 | tr -d '\\042')"
+printf 'kernel=%s\\n' "$(uname -r)"
+printf 'pid1=%s\\n' "$(cat /proc/1/comm 2>/dev/null)"
+if [ -d /run/systemd/system ]; then echo systemd=yes; else echo systemd=no; fi
+if [ -d /etc/init.d ]; then echo initd=yes; else echo initd=no; fi
+W={was_home}
+if [ -z "$W" ]; then m=; elif [ -x "$W/bin/catalina.sh" ]; then m=tomcat; elif [ -e "$W/bin/jeusadmin" ]; then m=jeus; \
+elif [ -e "$W/bin/wsboot" ]; then m=webtob; elif [ -d "$W" ]; then m=other; else m=; fi
+echo "middleware=$m"
+if [ -n "$W" ] && [ -d "$W" ]; then echo "was_home=$W"; fi
+if [ -x {start_script} ]; then echo start_script={start_script}; fi
+if [ -x {stop_script} ]; then echo stop_script={stop_script}; fi
+if [ -e {log_path} ]; then echo log_path={log_path}; fi
+J={jdk_path}
+if [ -n "$J" ] && [ -x "$J/bin/java" ]; then echo "jdk_path=$J"; \
+printf 'jdk_version=%s\\n' "$("$J/bin/java" -version 2>&1 | head -n 1 | cut -d '"' -f 2)"; fi
+printf 'free_disk_mb=%s\\n' "$(df -Pk {disk_path} | awk 'NR==2 {{print int($4/1024)}}')"
+if sudo -n true 2>/dev/null; then echo sudo=yes; else echo sudo=no; fi
+printf 'user=%s\\n' "$(id -un)"
+"""
+
+
+def expected_paths(server, schema: EnvSchema | None) -> dict[str, str]:
+    """Where the scan looks: the schema's paths, else where the server's CMDB paths point."""
+    root = posixpath.dirname(server.app_path.rstrip("/")) if server.app_path else ""
+    scripts = server.script_path or ""
+    defaults = {
+        "was_home": root,
+        "start_script": posixpath.join(scripts, "startup.sh") if scripts else "",
+        "stop_script": posixpath.join(scripts, "shutdown.sh") if scripts else "",
+        "log_path": server.log_path or "",
+        "jdk_path": "",
+    }
+    if schema is not None:
+        for name in defaults:
+            defaults[name] = getattr(schema, name) or defaults[name]
+    return defaults
+
+
+def scan_command(server, schema: EnvSchema | None) -> str:
+    paths = expected_paths(server, schema)
+    disk = server.app_path or "/"
+    return _SCRIPT.format(**{k: q(v) for k, v in paths.items()}, disk_path=q(disk))
+
+
+def parse(output: str) -> dict[str, str]:
+    """The scan's lines as facts, with os_version and init_system derived."""
+    raw: dict[str, str] = {}
+    for line in (output or "").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.isidentifier() and len(value) <= 500:
+            raw[key] = value.strip()
+    facts = {name: raw.get(name, "") for name in SCANNED_FIELDS}
+    facts["os_version"] = " ".join(v for v in (raw.get("os_id", ""), raw.get("os_version_id", "")) if v)
+    if raw.get("systemd") == "yes" or raw.get("pid1") == "systemd":
+        facts["init_system"] = "systemd"
+    elif raw.get("initd") == "yes" and raw.get("pid1") == "init":
+        facts["init_system"] = "sysv"
+    else:
+        facts["init_system"] = "was"  # no init system manages services: the WAS's own scripts do
+    facts["free_disk_mb"] = raw.get("free_disk_mb", "")
+    facts["sudo"] = raw.get("sudo", "")
+    facts["user"] = raw.get("user", "")
+    return facts
+
+
+@dataclass(frozen=True)
+class Drift:
+    field: str
+    expected: str
+    found: str
+    strict: bool
+
+    def describe(self) -> str:
+        found = self.found or "없음"
+        return f"{FIELD_LABELS.get(self.field, self.field)}: CMDB {self.expected}, 스캔 {found}"
+
+
+def compare(schema: EnvSchema, facts: dict) -> list[Drift]:
+    """Fields the schema sets that the scan reports differently (an empty schema field is not checked)."""
+    strict = schema.strict
+    drifts = []
+    for name, expected in schema.expected().items():
+        found = str(facts.get(name) or "")
+        if expected and expected != found:
+            drifts.append(Drift(name, expected, found, name in strict))
+    return drifts
+
+
+# --- scans outside a run (the management command and the schedule) ----------------------------
+
+
+def scan_server(server: Server) -> EnvScan:
+    """Scan one server now and store the result (its error, when it could not be scanned)."""
+    from .transport import SSHTransport, TransportError
+
+    schema = EnvSchema.objects.filter(server=server).first()
+    facts: dict = {}
+    error = ""
+    try:
+        with SSHTransport(server) as transport:
+            result = transport.run(scan_command(server, schema), timeout=SCAN_TIMEOUT)
+        if result.exit_code != 0:
+            error = f"스캔 명령이 종료 코드 {result.exit_code}로 끝났습니다"
+        facts = parse(result.stdout)
+    except (TransportError, OSError) as exc:
+        error = f"스캔할 수 없습니다: {exc}"[:500]
+    scan, _ = EnvScan.objects.update_or_create(
+        server=server, defaults={"facts": facts, "error": error, "scanned_at": timezone.now()}
+    )
+    return scan
+
+
+def scan_servers(system_code: str = "") -> dict:
+    """Scan every active server (of one system) and record one audit entry for the run."""
+    servers = Server.objects.filter(active=True).select_related("credential").order_by("server_id")
+    if system_code:
+        servers = servers.filter(system__code=system_code)
+    scanned = failed = drifted = 0
+    for server in servers:
+        scan = scan_server(server)
+        scanned += 1
+        failed += bool(scan.error)
+        schema = EnvSchema.objects.filter(server=server).first()
+        drifted += bool(schema and not scan.error and compare(schema, scan.facts))
+    summary = {"system": system_code or "*", "scanned": scanned, "failed": failed, "drifted": drifted}
+    audit.record("system", "execution.env_scan", target=system_code or "*", payload=summary)
+    return summary
+
+
+def scheduled_scan() -> dict:
+    """The django-q2 entry point of the daily scan (PROFILE_SCAN_SCHEDULE)."""
+    return scan_servers()
+
+
+def ensure_schedule() -> None:
+    """Keep one django-q2 schedule for the scan, every PROFILE_SCAN_INTERVAL_MINUTES (0: none)."""
+    from django_q.models import Schedule
+
+    minutes = int(getattr(settings, "PROFILE_SCAN_INTERVAL_MINUTES", 1440))
+    name = "guardia-env-scan"
+    if minutes <= 0:
+        Schedule.objects.filter(name=name).delete()
+        return
+    Schedule.objects.update_or_create(
+        name=name,
+        defaults={
+            "func": "execution.profiles.scheduled_scan",
+            "schedule_type": Schedule.MINUTES,
+            "minutes": minutes,
+        },
+    )
+
+
+# --- the plan and the drift report -------------------------------------------------------------
+
+
+def plan_notes(servers: list) -> list[str]:
+    """The differences of each server's stored scan, for the plan's warnings. Deterministic: no
+    scan times, so a re-scan that finds the same changes the plan's hash only when the
+    differences change (then the approved plan no longer describes the servers)."""
+    ids = [s.pk for s in servers]
+    schemas = {s.server_id: s for s in EnvSchema.objects.filter(server_id__in=ids)}
+    scans = {s.server_id: s for s in EnvScan.objects.filter(server_id__in=ids)}
+    notes = []
+    for server in sorted(servers, key=lambda s: s.server_id):
+        schema, scan = schemas.get(server.pk), scans.get(server.pk)
+        if schema is None or scan is None or scan.error:
+            continue
+        drifts = compare(schema, scan.facts)
+        if drifts:
+            stop = any(d.strict for d in drifts)
+            notes.append(
+                f"환경 차이 {server.server_id}{' (실행 시 중지)' if stop else ''}: "
+                + "; ".join(d.describe() for d in drifts)
+            )
+    return notes
+
+
+def drift_rows(user, max_age_hours: int | None = None) -> list[dict]:
+    """Servers in the user's scope whose stored scan differs from their schema, newest first."""
+    max_age = max_age_hours if max_age_hours is not None else int(getattr(settings, "PROFILE_SCAN_MAX_AGE_HOURS", 48))
+    since = timezone.now() - dt.timedelta(hours=max_age)
+    schemas = (
+        EnvSchema.objects.filter(server__system__in=System.objects.for_user(user), server__env_scan__isnull=False)
+        .select_related("server__system", "server__env_scan")
+        .order_by("server__server_id")
+    )
+    rows = []
+    for schema in schemas:
+        scan = schema.server.env_scan
+        if scan.error:
+            continue
+        drifts = compare(schema, scan.facts)
+        if drifts:
+            rows.append(
+                {
+                    "schema": schema,
+                    "server": schema.server,
+                    "scan": scan,
+                    "drifts": drifts,
+                    "stale": scan.scanned_at < since,
+                }
+            )
+    return rows
+
+
+def accept_scan(user, schema: EnvSchema) -> list[str]:
+    """Write the stored scan's values into the schema (the CMDB follows the server); audited."""
+    with transaction.atomic():
+        schema = EnvSchema.objects.select_for_update().get(pk=schema.pk)
+        scan = EnvScan.objects.filter(server_id=schema.server_id).first()
+        if scan is None or scan.error:
+            raise Refused(f"{schema.server.server_id}: 반영할 스캔 결과가 없습니다")
+        drifts = compare(schema, scan.facts)
+        for drift in drifts:
+            setattr(schema, drift.field, drift.found)
+        schema.full_clean()
+        schema.save()
+        changed = {d.field: {"from": d.expected, "to": d.found} for d in drifts}
+        audit.record(
+            user,
+            "cmdb.env_scan_accepted",
+            target=schema.server.server_id,
+            payload={"changed": changed, "scanned_at": scan.scanned_at.isoformat()},
+        )
+    return sorted(changed)
+
+
+# --- at execution -----------------------------------------------------------------------------
+
+
+def gate(ctx) -> None:
+    """The first step on a server with a schema: scan, compare, refuse a disallowed drift.
+
+    Runs through the context (so the scan is a recorded, audited step of the run) before any
+    other command; the facts go into the server's findings."""
+    schema = getattr(ctx, "env_schema", None)
+    if schema is None:
+        return
+    result = ctx.run(SCAN_STEP, scan_command(ctx.server, schema), timeout=SCAN_TIMEOUT)
+    facts = parse(result.stdout)
+    drifts = compare(schema, facts)
+    ctx.data["env_scan"] = {"facts": facts, "drifts": [d.describe() for d in drifts]}
+    strict = [d for d in drifts if d.strict]
+    if strict:
+        raise Refused(
+            f"{ctx.server.server_id}: 서버 환경이 CMDB 환경 스키마와 달라 변경 전에 중지했습니다 ("
+            + "; ".join(d.describe() for d in strict)
+            + ")"
+        )
