@@ -23,6 +23,9 @@ def ensure_schedules(sender, **kwargs) -> None:
         name="governance.sweep_attachments",
         defaults={"func": "governance.tasks.sweep_attachments", "schedule_type": Schedule.DAILY, "repeats": -1},
     )
+    from .schedules import ensure_schedules as ensure_owner_check
+
+    ensure_owner_check(**kwargs)
 
 
 class GovernanceConfig(AppConfig):
