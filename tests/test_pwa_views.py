@@ -284,12 +284,17 @@ def test_a_free_text_deploy_asks_for_the_file_and_is_filed_with_it(world):
     assert answered.json()["ready"] is True, answered.json()["html"]
     assert "실행 계획" in answered.json()["html"] and "was-1" in answered.json()["html"]
     assert OpsTask.objects.count() == 0
-    artifact = SimpleUploadedFile("app.war", war, content_type="application/java-archive")
-    filed = client.post(
-        "/api/v1/sr/intake",
-        {"raw_request": raw, "params": json.dumps({"version": "2.0.0"}), "artifact": artifact, "artifact_sha256": sha},
-        HTTP_X_CSRFTOKEN=token,
-    )
+
+    def file(claimed: str):
+        artifact = SimpleUploadedFile("app.war", war, content_type="application/java-archive")
+        body = {"raw_request": raw, "params": json.dumps({"version": "2.0.0"}), "artifact": artifact}
+        return client.post("/api/v1/sr/intake", {**body, "artifact_sha256": claimed}, HTTP_X_CSRFTOKEN=token)
+
+    other = hashlib.sha256(b"other bytes").hexdigest()
+    refused = file(other)
+    assert refused.status_code == 400 and "artifact_sha256" in refused.content.decode(), refused.content
+    assert OpsTask.objects.count() == 0 and other not in stored_files()
+    filed = file(sha)
     assert filed.status_code == 201, filed.content
     task = OpsTask.objects.get(task_id=filed.json()["task_id"])
     assert task.sub_type == "APP_DEPLOY" and task.parameters["artifact_sha256"] == sha

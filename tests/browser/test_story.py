@@ -22,6 +22,7 @@ import re
 
 import pytest
 
+from tests.browser.axe import install, violations
 from tests.browser.demo_stack import (
     DESKTOP,
     PHONE,
@@ -58,6 +59,7 @@ def test_the_story_end_to_end(story, browser, tmp_path):
     war = tmp_path / "app.war"
     manage(story.env, "demo_artifact", "--version", VERSION, "-o", str(war))
     phone = new_context(browser, PHONE)
+    install(phone)  # axe-core, for the question and its inputs only a script shows
     desk = {name: new_context(browser, DESKTOP) for name in ("teamlead", "pm", "auditor")}
     try:
         # 1. The site manager's request, in words, from the field app.
@@ -76,6 +78,7 @@ def test_the_story_end_to_end(story, browser, tmp_path):
         expect(artifact).to_be_visible()
         artifact.set_input_files(str(war))
         expect(field.locator("#h-text-artifact")).to_contain_text(hashlib.sha256(war.read_bytes()).hexdigest())
+        assert violations(field) == []
         field.locator("#f-raw_request").scroll_into_view_if_needed()
         screenshot(field, "story-1-field-artifact")
         version = field.locator("#f-text-version")
