@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views, views_queue
+from . import views, views_owner_check, views_queue
 
 app_name = "console"
 
@@ -23,6 +23,7 @@ urlpatterns = [
     path("tasks/<str:task_id>/validate/", views.validate, name="validate"),
     path("validations/", views.validation_queue, name="validations"),
     path("owner/", views.owner_settings, name="owner_settings"),
+    path("owner-check/", views_owner_check.owner_check, name="owner_check"),
     path("statistics/", views.statistics, name="statistics"),
     path("inbox/", views.inbox, name="inbox"),
     path("inbox/read/", views.inbox_read, name="inbox_read"),
