@@ -77,7 +77,8 @@ def test_the_story_end_to_end(story, browser, tmp_path):
         artifact = field.locator("#f-text-artifact")
         expect(artifact).to_be_visible()
         artifact.set_input_files(str(war))
-        expect(field.locator("#h-text-artifact")).to_contain_text(hashlib.sha256(war.read_bytes()).hexdigest())
+        sha = hashlib.sha256(war.read_bytes()).hexdigest()
+        expect(field.locator("#h-text-artifact")).to_contain_text(sha)
         assert violations(field) == []
         field.locator("#f-raw_request").scroll_into_view_if_needed()
         screenshot(field, "story-1-field-artifact")
@@ -108,7 +109,8 @@ def test_the_story_end_to_end(story, browser, tmp_path):
         for approver in ("teamlead", "pm"):
             page, card = open_approval(desk[approver], base, approver, task_id)
             expect(card).to_contain_text(TARGET)
-            expect(card).to_contain_text("배포")
+            expect(card).to_contain_text("실행 계획")
+            expect(card).to_contain_text(sha)  # the artifact the plan deploys, as the phone hashed it
             if approver == "teamlead":
                 card.scroll_into_view_if_needed()
                 screenshot(page, "story-3-teamlead-approval")
