@@ -292,7 +292,8 @@ def gate(ctx) -> None:
     """The first step on a server with a schema: scan, compare, refuse a disallowed drift.
 
     Runs through the context (so the scan is a recorded, audited step of the run) before any
-    other command; the facts go into the server's findings."""
+    other command; the facts go into the server's findings. A read-only playbook (an
+    inspection) is not refused: it changes nothing, and its findings show the differences."""
     schema = getattr(ctx, "env_schema", None)
     if schema is None:
         return
@@ -301,7 +302,7 @@ def gate(ctx) -> None:
     drifts = compare(schema, facts)
     ctx.data["env_scan"] = {"facts": facts, "drifts": [d.describe() for d in drifts]}
     strict = [d for d in drifts if d.strict]
-    if strict:
+    if strict and not getattr(ctx.playbook, "READ_ONLY", False):  # a read-only run changes nothing
         raise Refused(
             f"{ctx.server.server_id}: 서버 환경이 CMDB 환경 스키마와 달라 변경 전에 중지했습니다 ("
             + "; ".join(d.describe() for d in strict)

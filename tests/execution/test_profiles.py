@@ -120,3 +120,17 @@ def test_accepting_the_scan_is_audited_and_refused_to_other_roles(testbed_cmdb, 
     assert entry.actor == admin.username
     assert set(entry.payload["changed"]) == {"middleware", "kernel"}
     assert f'data-server="{server.server_id}"' not in client.get(reverse("execution:drift")).content.decode()
+
+
+def test_a_read_only_run_on_a_drifted_server_is_scanned_but_not_stopped(testbed_cmdb):
+    server = testbed_cmdb[0]
+    profiles.scan_servers("TESTBED-WAS")
+    schema_from_scan(server, middleware="jeus")
+    task = approved_task([server], sub_type="MEMORY_CHECK")
+
+    run_task(task.pk)
+
+    run = ServerRun.objects.get(execution__task=task, server_ref=server.server_id)
+    assert run.state == "SUCCEEDED", run.message
+    names = list(StepResult.objects.filter(server_run=run).order_by("seq").values_list("name", flat=True))
+    assert names[0] == "env-scan" and len(names) > 1
