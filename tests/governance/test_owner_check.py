@@ -136,3 +136,21 @@ def test_schedule_made_once_follows_the_setting_and_runs_the_check(world, settin
     world.deputy.save(update_fields=["is_active"])
     import_string(schedule.func)()  # what the django-q2 cluster calls
     assert "BUDGET" in notes_of(world.supervisor)[0]
+
+
+def test_away_set_by_the_supervisor_counts_from_that_change_and_a_never_used_account_is_idle(world, settings):
+    from cmdb.services import save_system_owner
+
+    world.ownership.owner_is_active = False
+    save_system_owner(world.supervisor, world.ownership, ["owner_is_active"])  # audited cmdb.owner_change
+    settings.OWNER_IDLE_DAYS = 10
+    world.deputy.date_joined = timezone.now() - timedelta(days=12)
+    world.deputy.save(update_fields=["date_joined"])
+    later = timezone.now() + timedelta(days=15)
+    (report,) = owner_check.find_problems(now=later)
+    found = {f.role: f.reasons for f in report.findings}
+    assert found["owner"][0] == {"code": "away", "days": 15, "limit": 14}
+    assert found["deputy"] == [{"code": "idle", "days": 27, "limit": 10, "never": True}]
+    settings.OWNER_AWAY_DAYS = 0  # the away test off: only the login age is left
+    (report,) = owner_check.find_problems(now=later)
+    assert [r["code"] for f in report.findings for r in f.reasons] == ["idle", "idle", "idle"]
