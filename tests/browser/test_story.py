@@ -5,8 +5,10 @@ servers (the last three are 예산시스템 WAS1-3 of 기획재정부, real sshd
    free text; the parser maps it to 예산시스템 / moef-budget-was1 / APP_DEPLOY and asks for
    the artifact; the app shows the file (and version) inputs, hashes the WAR in the browser,
    shows the plan and files the request;
-2. teamlead (the system's owner) sees the request with its plan under "내 승인" and
-   approves; pm approves the second step;
+2. teamlead (the system's owner) gets the approval request with its plan in the messenger
+   (a Mattermost-compatible webhook received by a local HTTP server, delivered by the
+   `manage.py messenger_bot` process through the outbox) and sees it under "내 승인" in the
+   console, where he approves; pm approves the second step;
 3. the rolling deploy runs on the testbed; the requester's task page follows it live;
 4. pm validates the result package (moef-budget-was1 serves 1.1.0);
 5. the requester's "내 요청" shows 완료 without a reload;
@@ -19,6 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -38,6 +43,9 @@ from tests.browser.demo_stack import (
     screenshot,
     wait_live,
 )
+from tests.intake.test_messenger_webhooks import Receiver
+from tests.live import ROOT
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.testbed]
 
@@ -46,13 +54,44 @@ TARGET = "moef-budget-was1"
 REQUEST = "기재부 예산시스템 WAS1번 배포"
 
 
+# The team lead's messenger: a Mattermost-compatible incoming webhook (the test's receiver).
+MAP_TEAMLEAD = """
+from django.contrib.auth import get_user_model
+from intake.messenger.accounts import save_identity, save_webhook
+from intake.models import ChatChannel, ChatWebhook, MessengerIdentity
+hook = ChatWebhook(name="story-mattermost", kind=ChatChannel.MATTERMOST, url="{url}")
+save_webhook("story", hook, ["name", "kind", "url"], True)
+lead = get_user_model().objects.get(username="teamlead")
+identity = MessengerIdentity(user=lead, channel=ChatChannel.MATTERMOST, chat_user_id="mm-teamlead", webhook=hook)
+save_identity("story", identity)
+"""
+
+
 @pytest.fixture(scope="module")
 def story(tmp_path_factory):
     with demo_stack(tmp_path_factory.mktemp("story"), servers=6) as stack:
         yield stack
 
 
-def test_the_story_end_to_end(story, browser, tmp_path):
+@pytest.fixture
+def messenger(story, tmp_path):
+    """The team lead mapped to a webhook on a local receiver, and the bot process delivering."""
+    receiver = Receiver()
+    manage(story.env, "shell", "-c", MAP_TEAMLEAD.format(url=receiver.url))
+    log = open(tmp_path / "messenger_bot.log", "w")
+    bot = subprocess.Popen(
+        [sys.executable, "manage.py", "messenger_bot"], cwd=ROOT, env=story.env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        yield receiver
+    finally:
+        bot.send_signal(signal.SIGTERM)
+        bot.wait(timeout=30)
+        log.close()
+        receiver.close()
+
+
+def test_the_story_end_to_end(story, messenger, browser, tmp_path):
     from playwright.sync_api import expect
 
     base = story.base_url
@@ -105,7 +144,18 @@ def test_the_story_end_to_end(story, browser, tmp_path):
         wait_live(task_page)
         mark_document(task_page)
 
-        # 2. The owning team lead, then the PM, approve under "내 승인" with the plan in view.
+        # 2. The owning team lead is asked in the messenger, with the plan's hash and a link;
+        #    then he and the PM approve under "내 승인" with the plan in view.
+        plan_sha = manage(
+            story.env, "shell", "-c",
+            f"from governance.models import OpsTask; print(OpsTask.objects.get(task_id='{task_id}').plan_sha256)",
+        ).strip().splitlines()[-1]  # fmt: skip
+        asked = wait_until(
+            lambda: [m["body"]["text"] for m in messenger.received if task_id in m["body"].get("text", "")],
+            timeout=60,
+            message="the team lead's messenger never got the approval request",
+        )
+        assert f"실행 계획 {plan_sha[:12]}" in asked[0] and "예산시스템" in asked[0]
         for approver in ("teamlead", "pm"):
             page, card = open_approval(desk[approver], base, approver, task_id)
             expect(card).to_contain_text(TARGET)
