@@ -39,13 +39,6 @@ if ! cat requirements.txt requirements-dev.txt | cmp -s - .venv/.requirements.in
   cat requirements.txt requirements-dev.txt > .venv/.requirements.installed
 fi
 
-# axe-core for the browser accessibility tests, pinned in package-lock.json and read from
-# node_modules by the tests (no CDN). Debian's nodejs/npm only when no npm is present: a
-# NodeSource nodejs already ships npm and conflicts with Debian's npm package.
-if ! command -v npm >/dev/null; then
-  echo "== apt: installing nodejs npm"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
 # The embedded Matrix homeserver (Synapse) for the messenger demo and tests, in its own
 # virtualenv so Twisted and its dependencies stay out of GUARDiA's; reinstalled when
 # requirements-synapse.txt changed.
@@ -60,6 +53,13 @@ if ! cmp -s requirements-synapse.txt .venv-synapse/.requirements.installed; then
   cp requirements-synapse.txt .venv-synapse/.requirements.installed
 fi
 
+# axe-core for the browser accessibility tests, pinned in package-lock.json and read from
+# node_modules by the tests (no CDN). Debian's nodejs/npm only when no npm is present: a
+# NodeSource nodejs already ships npm and conflicts with Debian's npm package.
+if ! command -v npm >/dev/null; then
+  echo "== apt: installing nodejs npm"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
   apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 if ! cmp -s package-lock.json node_modules/.package-lock.installed; then
