@@ -95,11 +95,17 @@ PLAYBOOK_PARAMETERS = {
     "MEMORY_CHECK": lambda a: {},
     "DISK_CHECK": lambda a: {},
     "ERROR_COUNT": lambda a: {},
+    "CODE_FIX": lambda a: {"description": "로그인 화면의 안내 문구를 바꿔 주세요"},
 }
 
 
 @pytest.mark.parametrize("name", sorted(playbooks.PLAYBOOKS))
-def test_every_playbook_renders_its_plan(name, servers, artifact):
+def test_every_playbook_renders_its_plan(name, servers, artifact, tmp_path):
+    if name == "CODE_FIX":  # the agent's plan comes from the system's source repository in the CMDB
+        from cmdb.models import SystemSource
+        from execution.agent import demo
+
+        SystemSource.objects.create(system=servers[0].system, repository=str(tmp_path / "repo"), **demo.DEMO_SOURCE)
     parameters = PLAYBOOK_PARAMETERS.get(name, lambda a: valid_parameters(name))(artifact)
     plan = render_plan(name, parameters, servers[0].system, servers, task_ref=REF)
 
