@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(redis-server openssh-server openssh-client postgresql chromium fonts-nanum
               tesseract-ocr tesseract-ocr-kor poppler-utils python3-venv unixodbc
-              build-essential python3-dev libldap2-dev libsasl2-dev slapd ldap-utils sudo)
+              build-essential python3-dev libldap2-dev libsasl2-dev slapd ldap-utils sudo
+              git openssl)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
