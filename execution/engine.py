@@ -307,7 +307,8 @@ class Engine:
             self._server(ctx, "SUCCEEDED", "", health=ctx.data.get("health", {}))
             return None
         state = {"aborted": "ABORTED", "lost": "UNCERTAIN", "refused": "REFUSED"}.get(failure.kind, "FAILED")
-        ctx.data["failure"] = failure.reason
+        if failure.kind != "aborted":  # stopped because another server failed (or a stop): not its own failure
+            ctx.data["failure"] = failure.reason
         self._server(ctx, state, failure.reason, health=ctx.data.get("health", {}))
         if failure.kind in ("failed", "refused", "lost"):
             with self._lock:

@@ -257,6 +257,14 @@ class _Base(APIView):
 _REQUEST_SCHEMA = {"application/json": IntakeSerializer, "multipart/form-data": IntakeSerializer}
 
 
+# A voice memo (multipart `audio`) goes to the configured speech-to-text service first.
+_SPEECH_RESPONSES = {
+    502: OpenApiResponse(description="the speech-to-text service failed"),
+    503: OpenApiResponse(description="voice memos are not enabled"),
+    504: OpenApiResponse(description="the speech-to-text service did not answer in time"),
+}
+
+
 class SrIntakeView(_Base):
     @extend_schema(
         request=_REQUEST_SCHEMA,
@@ -269,6 +277,7 @@ class SrIntakeView(_Base):
             413: OpenApiResponse(description="body too large"),
             415: OpenApiResponse(description="not JSON or multipart"),
             422: OpenApiResponse(description="destructive request refused"),
+            **_SPEECH_RESPONSES,
         },
     )
     @_guarded
@@ -305,7 +314,13 @@ class SrParseView(_Base):
                     "clarification": serializers.DictField(allow_null=True),
                     "plan": serializers.DictField(allow_null=True),
                 },
-            )
+            ),
+            400: OpenApiResponse(description="field errors"),
+            403: OpenApiResponse(description="a system outside your scope"),
+            413: OpenApiResponse(description="body too large"),
+            415: OpenApiResponse(description="not JSON or multipart"),
+            422: OpenApiResponse(description="destructive request refused"),
+            **_SPEECH_RESPONSES,
         },
     )
     @_guarded
