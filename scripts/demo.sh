@@ -31,10 +31,21 @@ cleanup() {
   [ -n "$stopped" ] && return
   stopped=1
   echo "== stopping"
+  local pids=()
   for name in messenger_bot qcluster daphne; do
-    [ -f "$RUN/$name.pid" ] && kill "$(cat "$RUN/$name.pid")" 2>/dev/null || true
+    [ -f "$RUN/$name.pid" ] && pids+=("$(cat "$RUN/$name.pid")")
     rm -f "$RUN/$name.pid"
   done
+  kill "${pids[@]}" 2>/dev/null || true
+  # The qcluster's parent can stay behind after its workers have stopped: a process still
+  # there after 15 s is killed.
+  for _ in $(seq 75); do
+    local alive=
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ -z "$alive" ] && break
+    sleep 0.2
+  done
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   $PY manage.py testbed down >/dev/null 2>&1 || true
   $PY -m intake.messenger.homeserver down --dir "$GUARDIA_DATA_DIR/synapse" >/dev/null 2>&1 || true
   [ -f "$RUN/redis.pid" ] && kill "$(cat "$RUN/redis.pid")" 2>/dev/null || true
