@@ -257,8 +257,14 @@ class _Base(APIView):
 _REQUEST_SCHEMA = {"application/json": IntakeSerializer, "multipart/form-data": IntakeSerializer}
 
 
-# A voice memo (multipart `audio`) goes to the configured speech-to-text service first.
-_SPEECH_RESPONSES = {
+# The error answers of the two endpoints that read a request in words; a voice memo
+# (multipart `audio`) goes to the configured speech-to-text service first (502/503/504).
+_TEXT_ERRORS = {
+    400: OpenApiResponse(description="field errors"),
+    403: OpenApiResponse(description="a system outside your scope"),
+    413: OpenApiResponse(description="body too large"),
+    415: OpenApiResponse(description="not JSON or multipart"),
+    422: OpenApiResponse(description="destructive request refused"),
     502: OpenApiResponse(description="the speech-to-text service failed"),
     503: OpenApiResponse(description="voice memos are not enabled"),
     504: OpenApiResponse(description="the speech-to-text service did not answer in time"),
@@ -272,12 +278,7 @@ class SrIntakeView(_Base):
         responses={
             201: OpenApiResponse(description="filed: {task_id, status, parsed, plan, draft_id}"),
             202: OpenApiResponse(description="a question: {draft_id, status, parsed, clarification}"),
-            400: OpenApiResponse(description="field errors"),
-            403: OpenApiResponse(description="a system outside your scope"),
-            413: OpenApiResponse(description="body too large"),
-            415: OpenApiResponse(description="not JSON or multipart"),
-            422: OpenApiResponse(description="destructive request refused"),
-            **_SPEECH_RESPONSES,
+            **_TEXT_ERRORS,
         },
     )
     @_guarded
@@ -315,12 +316,7 @@ class SrParseView(_Base):
                     "plan": serializers.DictField(allow_null=True),
                 },
             ),
-            400: OpenApiResponse(description="field errors"),
-            403: OpenApiResponse(description="a system outside your scope"),
-            413: OpenApiResponse(description="body too large"),
-            415: OpenApiResponse(description="not JSON or multipart"),
-            422: OpenApiResponse(description="destructive request refused"),
-            **_SPEECH_RESPONSES,
+            **_TEXT_ERRORS,
         },
     )
     @_guarded
