@@ -21,6 +21,7 @@ from typing import Any
 from django.utils.translation import gettext
 
 from cmdb import vault
+from governance.labels import group_label
 
 from .errors import ParameterError, Refused, SecurityViolation, StepFailed
 from .parameters import Param, server_roots
@@ -133,11 +134,7 @@ class Group:
     @property
     def label_ko(self) -> str:
         """The label in the words failure reasons and timeline lines use (the plan keeps `label`)."""
-        if self.tier == "canary":
-            return "카나리"
-        if self.tier == "all":
-            return "전체 서버"
-        return f"그룹 {self.rolling_group}, 배치 {self.index}"
+        return group_label(self.tier, self.rolling_group, self.index, self.label)
 
 
 def plan_groups(servers: list, strategy: RolloutStrategy, rolling: bool = True) -> list[Group]:

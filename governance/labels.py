@@ -102,6 +102,18 @@ def reason_label(reason: str) -> str:
     return reason
 
 
+def group_label(tier: str | None, rolling_group, index, fallback: str = "") -> str:
+    """A rollout group in the words timelines and plan pages use ("그룹 1, 배치 0", "카나리",
+    "전체 서버"); the stored, hashed plan keeps its own English label."""
+    if tier == "canary":
+        return str(_("카나리"))
+    if tier == "all":
+        return str(_("전체 서버"))
+    if rolling_group is None or index is None:
+        return fallback
+    return str(_("그룹 %(group)s, 배치 %(batch)s") % {"group": rolling_group, "batch": index})
+
+
 def role_label(role: str) -> str:
     return str(ROLE_LABELS.get(role, role))
 

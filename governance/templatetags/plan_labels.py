@@ -8,6 +8,8 @@ from __future__ import annotations
 from django import template
 from django.utils.translation import gettext_lazy as _
 
+from governance import labels
+
 register = template.Library()
 
 STEP_LABELS = {
@@ -91,14 +93,9 @@ def group_label(group) -> str:
     names it; the plan keeps its stored label (hashed)."""
     if not isinstance(group, dict):
         return str(group or "")
-    tier = group.get("tier")
-    if tier == "canary":
-        return str(_("카나리"))
-    if tier == "all":
-        return str(_("전체 서버"))
-    if group.get("rolling_group") is None or group.get("index") is None:
-        return str(group.get("label") or "")
-    return str(_("그룹 %(group)s, 배치 %(batch)s") % {"group": group["rolling_group"], "batch": group["index"]})
+    return labels.group_label(
+        group.get("tier"), group.get("rolling_group"), group.get("index"), str(group.get("label") or "")
+    )
 
 
 @register.filter
