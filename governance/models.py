@@ -474,3 +474,44 @@ class TaskSequence(models.Model):
         verbose_name = _("작업 번호 순서")
         verbose_name_plural = _("작업 번호 순서")
         db_table = "TB_TASK_SEQUENCE"
+
+
+class StatisticsRollup(models.Model):
+    """Finished tasks counted per server-zone month of filing, system, category and status.
+
+    Only tasks in a final state are counted here: none of the figures the statistics page
+    reads (status, category, approval time, steps, escalation) changes after that. Keyed
+    by system, not institution, so a system that moves between institutions is counted
+    under its current one when the page reads the rows. Which tasks are counted is said by
+    StatisticsRollupState; governance/rollup.py builds and maintains both."""
+
+    month = models.DateField(_("월"))
+    system = models.ForeignKey(System, verbose_name=_("시스템"), on_delete=models.CASCADE, related_name="+")
+    category = models.CharField(_("분류"), max_length=16)
+    status = models.CharField(_("상태"), max_length=32)
+    tasks = models.PositiveIntegerField(_("작업 수"), default=0)
+    approved = models.PositiveIntegerField(_("승인된 작업 수"), default=0)
+    with_steps = models.PositiveIntegerField(_("승인 단계가 있는 작업 수"), default=0)
+    escalated = models.PositiveIntegerField(_("상향된 작업 수"), default=0)
+
+    class Meta:
+        db_table = "TB_STATISTICS_ROLLUP"
+        constraints = [
+            models.UniqueConstraint(fields=["month", "system", "category", "status"], name="statistics_rollup_key")
+        ]
+        verbose_name = _("통계 집계")
+        verbose_name_plural = _("통계 집계")
+
+
+class StatisticsRollupState(models.Model):
+    """One row: the rollup counts every finished task filed before ``through`` (a server-zone
+    first of the month); tasks filed since, and tasks not yet finished, are counted live."""
+
+    id = models.PositiveSmallIntegerField(_("ID"), primary_key=True, default=1)
+    through = models.DateField(_("집계 기준일"), null=True, blank=True)
+    built_at = models.DateTimeField(_("집계 시각"), null=True, blank=True)
+
+    class Meta:
+        db_table = "TB_STATISTICS_ROLLUP_STATE"
+        verbose_name = _("통계 집계 상태")
+        verbose_name_plural = _("통계 집계 상태")
