@@ -15,23 +15,11 @@ Run: .venv/bin/python bench/intake_load.py [--clients 20 --seconds 15 --servers 
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import os
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
-
-PARSER = argparse.ArgumentParser()
-PARSER.add_argument("--clients", type=int, default=20)
-PARSER.add_argument("--seconds", type=float, default=15.0, help="measured run length")
-PARSER.add_argument("--servers", type=int, default=1, help="Daphne processes (clients spread round-robin)")
-PARSER.add_argument("--parse-only", action="store_true", help="POST /api/v1/sr/parse instead: no filing, no write")
-ARGS = PARSER.parse_args()
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import benchenv
 from django.contrib.auth.models import Group, User
@@ -40,7 +28,14 @@ from rest_framework.authtoken.models import Token
 from cmdb.models import Institution, Server, System, SystemOwner
 from governance.models import OpsTask
 from intake.models import IntakeRequest
-from tests.live import daphne, redis_server, service_env
+
+
+def _own_arguments(parser) -> None:
+    parser.add_argument("--seconds", type=float, default=15.0, help="measured run length")
+    parser.add_argument("--parse-only", action="store_true", help="POST /api/v1/sr/parse instead: no filing, no write")
+
+
+ARGS = benchenv.web_load_arguments(_own_arguments)
 
 PHRASES = (
     "{system} WAS{n}번 메모리 점검 부탁드립니다",
@@ -99,26 +94,12 @@ def client(address: str, token: str, system: str, until: float, number: int, lat
     conn.close()
 
 
-@contextmanager
-def web_servers(count: int):
-    """Redis for Channels and ``count`` Daphne processes on this benchmark's database."""
-    from django.conf import settings
-
-    db_url = os.environ.get("GUARDIA_DATABASE_URL") or f"sqlite:///{settings.DATABASES['default']['NAME']}"
-    with redis_server() as redis_url, ExitStack() as stack:
-        env = service_env(db_url, redis_url, GUARDIA_LOG_LEVEL="WARNING")
-        addresses = []
-        for index in range(count):
-            addresses.append(stack.enter_context(daphne(env, benchenv.DATA_DIR / f"daphne{index}.log")))
-        yield addresses
-
-
 def main() -> None:
     args = ARGS
     work = populate(args.clients)
     errors: list[str] = []
     latencies: list[float] = []
-    with web_servers(args.servers) as addresses, ThreadPoolExecutor(args.clients) as pool:
+    with benchenv.web_servers(args.servers) as (addresses, _), ThreadPoolExecutor(args.clients) as pool:
         where = [addresses[i % len(addresses)] for i in range(len(work))]
         # Imports, connections and caches are warmed first and not measured.
         list(pool.map(lambda i: client(where[i], *work[i], time.perf_counter() + 0.2, i, [], errors), range(len(work))))

@@ -18,8 +18,9 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
 from . import control, services
+from .errors import NotFound as NotFoundError
 from .models import ApprovalStep, OpsTask
-from .queries import search_tasks, visible_step, visible_task
+from .queries import search_tasks, visible_task
 from .reports import task_timeline
 from .serializers import (
     ApprovalDecisionSerializer,
@@ -45,15 +46,13 @@ from .submission import file_request
 def approval_process(request):
     form = ApprovalDecisionSerializer(data=request.data)
     form.is_valid(raise_exception=True)
-    # A step of a task the caller may not see is 404 before anything about its state is said.
-    step = visible_step(request.user, form.validated_data["step_id"])
-    decision = services.decide_step(
-        request.user,
-        step.pk,
-        form.validated_data["decision"],
-        form.validated_data["comments"],
-        plan_sha256=form.validated_data["plan_sha256"],
-    )
+    # decide_step finds the step through the caller's visible tasks inside its transaction, so
+    # a step of a task the caller may not see is 404 before anything about its state is said,
+    # without a second look-up here before the transaction.
+    try:  # the serializer's fields are decide_step's parameters
+        decision = services.decide_step(request.user, **form.validated_data)
+    except NotFoundError as exc:
+        raise NotFoundError(f"approval step {form.validated_data['step_id']} not found") from exc
     body = {
         "result": decision.result,
         "task_id": decision.task.task_id,

@@ -317,7 +317,8 @@ def decide_step(user, step_id, decision: str, comments: str = "", plan_sha256: s
             decision=decision,
             comments=comments,
             routing=step.routing,
-            original_owner=str(step.original_owner or ""),
+            # The owner usually decides their own step: no second read of the same user row.
+            original_owner=str((user if step.original_owner_id == user.pk else step.original_owner) or ""),
             actual_approver=user.get_username(),
             plan_sha256=task.plan_sha256,
             playbook_version=playbook_version,
