@@ -13,6 +13,8 @@ import json
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from .tables import table_meta
+
 
 class AppendOnlyError(Exception):
     """Raised when code tries to change or remove an audit entry or checkpoint."""
@@ -83,21 +85,22 @@ class AuditEntry(AppendOnlyModel):
     entry_hash = models.CharField(_("항목 해시"), max_length=64, unique=True)
     canonical = models.TextField(_("정규화 바이트"))
 
-    class Meta:
-        db_table = "TB_AUDIT_LOG"
-        ordering = ["seq"]
-        # The console filters by one column and pages newest first: (column, seq) reads a
-        # page straight off the index, where the single-column index needs a sort of every
-        # matching row. (The single-column indexes stay: dropping them on SQLite would
-        # rebuild the table, and with it its append-only triggers.)
-        indexes = [
+    # The console filters by one column and pages newest first: (column, seq) reads a
+    # page straight off the index, where the single-column index needs a sort of every
+    # matching row. (The single-column indexes stay: dropping them on SQLite would
+    # rebuild the table, and with it its append-only triggers.)
+    Meta = table_meta(
+        "TB_AUDIT_LOG",
+        _("감사 항목 (TB_AUDIT_LOG)"),
+        plural=_("감사 로그 (TB_AUDIT_LOG)"),
+        ordering=["seq"],
+        indexes=[
             models.Index(fields=["action", "seq"], name="audit_action_seq"),
             models.Index(fields=["institution", "seq"], name="audit_institution_seq"),
             models.Index(fields=["actor", "seq"], name="audit_actor_seq"),
             models.Index(fields=["task", "seq"], name="audit_task_seq"),
-        ]
-        verbose_name = _("감사 항목 (TB_AUDIT_LOG)")
-        verbose_name_plural = _("감사 로그 (TB_AUDIT_LOG)")
+        ],
+    )
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} by {self.actor}"
@@ -116,10 +119,7 @@ class ChainHead(models.Model):
     seq = models.BigIntegerField(_("순번"), default=0)
     entry_hash = models.CharField(_("항목 해시"), max_length=64, default="0" * 64)
 
-    class Meta:
-        verbose_name = _("체인 헤드")
-        verbose_name_plural = _("체인 헤드")
-        db_table = "TB_AUDIT_HEAD"
+    Meta = table_meta("TB_AUDIT_HEAD", _("체인 헤드"))
 
 
 class AuditCheckpoint(AppendOnlyModel):
@@ -147,11 +147,7 @@ class AuditCheckpoint(AppendOnlyModel):
     merkle_root = models.CharField(_("머클 루트"), max_length=64, blank=True, default="")
     leaves = models.TextField(_("잎 수"), blank=True, default="")
 
-    class Meta:
-        verbose_name = _("서명된 체크포인트")
-        verbose_name_plural = _("서명된 체크포인트")
-        db_table = "TB_AUDIT_CHECKPOINT"
-        ordering = ["seq", "id"]
+    Meta = table_meta("TB_AUDIT_CHECKPOINT", _("서명된 체크포인트"), ordering=["seq", "id"])
 
     def __str__(self) -> str:
         return f"checkpoint @{self.seq}"

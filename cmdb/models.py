@@ -17,6 +17,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from audit.tables import optional_ref, table_meta, user_ref
+
 from . import vault
 
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -75,14 +77,7 @@ class Institution(models.Model):
     name = models.CharField(_("기관명"), max_length=200, unique=True)
     # Stored as "|alias1|alias2|" so one contains-lookup finds an exact alias.
     aliases = models.CharField(_("별칭"), max_length=500, blank=True, help_text=_("comma separated, e.g. 기재부"))
-    pm = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        verbose_name=_("PM"),
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="pm_institutions",
-    )
+    pm = user_ref(_("PM"), on_delete=models.SET_NULL, related_name="pm_institutions")
     contact = models.CharField(_("연락처"), max_length=200, blank=True)
     tier = models.PositiveSmallIntegerField(_("등급"), choices=Tier.choices, default=Tier.STANDARD)
     # Field staff who file requests for this site; their pickers and API reads are
@@ -91,22 +86,11 @@ class Institution(models.Model):
         settings.AUTH_USER_MODEL, blank=True, related_name="managed_institutions", verbose_name=_("현장 담당자")
     )
     # The site gateway whose worker cluster runs this institution's changes (none: the central one).
-    gateway = models.ForeignKey(
-        "Gateway",
-        verbose_name=_("게이트웨이"),
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="institutions",
-    )
+    gateway = optional_ref("Gateway", _("게이트웨이"), on_delete=models.PROTECT, related_name="institutions")
 
     objects = InstitutionQuerySet.as_manager()
 
-    class Meta:
-        db_table = "TB_INSTITUTION"
-        ordering = ["code"]
-        verbose_name = _("기관 (TB_INSTITUTION)")
-        verbose_name_plural = _("기관 (TB_INSTITUTION)")
+    Meta = table_meta("TB_INSTITUTION", _("기관 (TB_INSTITUTION)"), ordering=["code"])
 
     def __str__(self) -> str:
         return self.name
@@ -170,12 +154,12 @@ class System(models.Model):
 
     objects = SystemQuerySet.as_manager()
 
-    class Meta:
-        db_table = "TB_SYSTEM"
-        ordering = ["code"]
-        verbose_name = _("시스템 (TB_SYSTEM)")
-        verbose_name_plural = _("시스템 (TB_SYSTEM)")
-        permissions = [("view_all_systems", "Can see every system, not only those assigned")]
+    Meta = table_meta(
+        "TB_SYSTEM",
+        _("시스템 (TB_SYSTEM)"),
+        ordering=["code"],
+        permissions=[("view_all_systems", "Can see every system, not only those assigned")],
+    )
 
     def __str__(self) -> str:
         return f"{self.name} ({self.code})"
@@ -205,11 +189,7 @@ class Credential(models.Model):
     secret_encrypted = models.TextField(_("암호화된 비밀값"), editable=False, default="")
     updated_at = models.DateTimeField(_("수정 시각"), auto_now=True)
 
-    class Meta:
-        db_table = "TB_CREDENTIAL"
-        ordering = ["name"]
-        verbose_name = _("자격 증명 (TB_CREDENTIAL)")
-        verbose_name_plural = _("자격 증명 (TB_CREDENTIAL)")
+    Meta = table_meta("TB_CREDENTIAL", _("자격 증명 (TB_CREDENTIAL)"), ordering=["name"])
 
     def __str__(self) -> str:
         return self.name
@@ -277,9 +257,7 @@ class Server(models.Model):
     ssh_user = models.CharField(
         _("SSH 계정"), max_length=64, blank=True, help_text=_("비우면 자격 증명의 계정을 씁니다")
     )
-    credential = models.ForeignKey(
-        Credential, verbose_name=_("자격 증명"), null=True, blank=True, on_delete=models.PROTECT, related_name="servers"
-    )
+    credential = optional_ref(Credential, _("자격 증명"), on_delete=models.PROTECT, related_name="servers")
     host_key_fingerprint = models.CharField(
         _("호스트 키 지문"), max_length=80, blank=True, help_text=_("고정된 SHA256 지문; 다른 키의 접속은 거부됩니다")
     )
@@ -308,12 +286,12 @@ class Server(models.Model):
 
     objects = ServerQuerySet.as_manager()
 
-    class Meta:
-        db_table = "TB_SERVER_INFO"
-        ordering = ["server_id"]
-        verbose_name = _("서버 (TB_SERVER_INFO)")
-        verbose_name_plural = _("서버 (TB_SERVER_INFO)")
-        indexes = [models.Index(fields=["system", "rolling_group"])]
+    Meta = table_meta(
+        "TB_SERVER_INFO",
+        _("서버 (TB_SERVER_INFO)"),
+        ordering=["server_id"],
+        indexes=[models.Index(fields=["system", "rolling_group"])],
+    )
 
     def __str__(self) -> str:
         return self.server_id
@@ -339,14 +317,7 @@ class SystemOwner(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, verbose_name=_("담당자"), on_delete=models.PROTECT, related_name="owned_systems"
     )
-    deputy = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        verbose_name=_("대리 승인자"),
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="deputy_systems",
-    )
+    deputy = user_ref(_("대리 승인자"), on_delete=models.SET_NULL, related_name="deputy_systems")
     supervisor = models.ForeignKey(
         settings.AUTH_USER_MODEL, verbose_name=_("상급자"), on_delete=models.PROTECT, related_name="supervised_systems"
     )
@@ -359,13 +330,13 @@ class SystemOwner(models.Model):
     )
     updated_at = models.DateTimeField(_("수정 시각"), auto_now=True)
 
-    class Meta:
-        db_table = "TB_SYSTEM_OWNER"
-        verbose_name = _("시스템 담당자 (TB_SYSTEM_OWNER)")
-        verbose_name_plural = _("시스템 담당자 (TB_SYSTEM_OWNER)")
-        # Supervisors hold change_systemowner but edit only rows of systems they supervise;
-        # this permission lifts that limit (admin role).
-        permissions = [("change_any_systemowner", "Can edit the owner table of every system")]
+    # Supervisors hold change_systemowner but edit only rows of systems they supervise;
+    # change_any_systemowner lifts that limit (admin role).
+    Meta = table_meta(
+        "TB_SYSTEM_OWNER",
+        _("시스템 담당자 (TB_SYSTEM_OWNER)"),
+        permissions=[("change_any_systemowner", "Can edit the owner table of every system")],
+    )
 
     def __str__(self) -> str:
         return f"{self.system.code}: {self.owner}"
@@ -390,10 +361,7 @@ class HealthCriteria(models.Model):
     min_free_disk_mb = models.PositiveIntegerField(_("최소 여유 디스크(MB)"), default=512)
     port_wait_seconds = models.PositiveIntegerField(_("포트 대기 시간(초)"), default=30)
 
-    class Meta:
-        db_table = "TB_HEALTH_CRITERIA"
-        verbose_name = _("헬스 체크 기준 (TB_HEALTH_CRITERIA)")
-        verbose_name_plural = _("헬스 체크 기준 (TB_HEALTH_CRITERIA)")
+    Meta = table_meta("TB_HEALTH_CRITERIA", _("헬스 체크 기준 (TB_HEALTH_CRITERIA)"))
 
     def __str__(self) -> str:
         return f"health: {self.system.code}"
@@ -607,11 +575,12 @@ class CommandRule(models.Model):
 
     objects = CommandRuleQuerySet.as_manager()
 
-    class Meta:
-        db_table = "TB_COMMAND_CATALOGUE"
-        ordering = ["system_id", "program", "pk"]
-        verbose_name = _("명령 규칙 (TB_COMMAND_CATALOGUE)")
-        verbose_name_plural = _("명령 목록 (TB_COMMAND_CATALOGUE)")
+    Meta = table_meta(
+        "TB_COMMAND_CATALOGUE",
+        _("명령 규칙 (TB_COMMAND_CATALOGUE)"),
+        plural=_("명령 목록 (TB_COMMAND_CATALOGUE)"),
+        ordering=["system_id", "program", "pk"],
+    )
 
     def __str__(self) -> str:
         scope = self.system.code if self.system is not None else "*"
@@ -662,9 +631,7 @@ class DirectoryAccount(models.Model):
     dn = models.CharField(_("디렉터리 DN"), max_length=500)
     synced_at = models.DateTimeField(_("마지막 동기화"), default=timezone.now)
 
-    class Meta:
-        verbose_name = _("디렉터리 계정")
-        verbose_name_plural = _("디렉터리 계정 목록")
+    Meta = table_meta(None, _("디렉터리 계정"), plural=_("디렉터리 계정 목록"))
 
     def __str__(self) -> str:
         return self.dn
@@ -687,9 +654,7 @@ class AccountSecurity(models.Model):
     last_failed_ip = models.CharField(_("마지막 실패 주소"), max_length=64, blank=True)
     failures_since_login = models.PositiveIntegerField(_("마지막 로그인 이후 실패 횟수"), default=0)
 
-    class Meta:
-        verbose_name = _("계정 보안 상태")
-        verbose_name_plural = _("계정 보안 상태 목록")
+    Meta = table_meta(None, _("계정 보안 상태"), plural=_("계정 보안 상태 목록"))
 
     def __str__(self) -> str:
         return str(self.user)
@@ -704,10 +669,7 @@ class PasswordHistory(models.Model):
     password = models.CharField(_("비밀번호 해시"), max_length=128)
     created_at = models.DateTimeField(_("설정 시각"), default=timezone.now)
 
-    class Meta:
-        ordering = ["-created_at", "-pk"]
-        verbose_name = _("비밀번호 이력")
-        verbose_name_plural = _("비밀번호 이력 목록")
+    Meta = table_meta(None, _("비밀번호 이력"), plural=_("비밀번호 이력 목록"), ordering=["-created_at", "-pk"])
 
     def __str__(self) -> str:
         return f"{self.user} {self.created_at:%Y-%m-%d}"
@@ -734,11 +696,7 @@ class Gateway(models.Model):
     sweep_queued_at = models.DateTimeField(_("마지막 복구 점검 요청"), null=True, blank=True)
     silent_since = models.DateTimeField(_("응답 없음 경보 시각"), null=True, blank=True)
 
-    class Meta:
-        db_table = "TB_GATEWAY"
-        ordering = ["name"]
-        verbose_name = _("게이트웨이 (TB_GATEWAY)")
-        verbose_name_plural = _("게이트웨이 (TB_GATEWAY)")
+    Meta = table_meta("TB_GATEWAY", _("게이트웨이 (TB_GATEWAY)"), ordering=["name"])
 
     def __str__(self) -> str:
         return self.name

@@ -19,6 +19,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from audit.tables import optional_ref, table_meta
 from cmdb.models import Server, System
 
 
@@ -43,21 +44,9 @@ class Outcome(models.TextChoices):
 class Execution(models.Model):
     """One run of a playbook over a task's targets (or of an inspection schedule)."""
 
-    task = models.ForeignKey(
-        "governance.OpsTask",
-        verbose_name=_("작업"),
-        null=True,
-        blank=True,
-        on_delete=models.CASCADE,
-        related_name="executions",
-    )
-    inspection = models.ForeignKey(
-        "InspectionSchedule",
-        verbose_name=_("정기 점검"),
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="executions",
+    task = optional_ref("governance.OpsTask", _("작업"), on_delete=models.CASCADE, related_name="executions")
+    inspection = optional_ref(
+        "InspectionSchedule", _("정기 점검"), on_delete=models.SET_NULL, related_name="executions"
     )
     # The task id as text too, so the history survives a deleted task row.
     task_ref = models.CharField(_("작업 ID"), max_length=32, blank=True, db_index=True)
@@ -91,11 +80,12 @@ class Execution(models.Model):
     gateway = models.CharField(_("게이트웨이"), max_length=32, blank=True, db_index=True, default=this_gateway)
     worker = models.CharField(_("워커"), max_length=128, blank=True, default=this_worker)
 
-    class Meta:
-        verbose_name = _("실행 (TB_DEPLOY_HISTORY)")
-        verbose_name_plural = _("실행 이력 (TB_DEPLOY_HISTORY)")
-        db_table = "TB_EXECUTION"
-        ordering = ["-started_at"]
+    Meta = table_meta(
+        "TB_EXECUTION",
+        _("실행 (TB_DEPLOY_HISTORY)"),
+        plural=_("실행 이력 (TB_DEPLOY_HISTORY)"),
+        ordering=["-started_at"],
+    )
 
     def __str__(self) -> str:
         return f"{self.task_ref or 'inspection'} {self.playbook} v{self.playbook_version} ({self.outcome})"
@@ -150,12 +140,12 @@ class ServerRun(models.Model):
     started_at = models.DateTimeField(_("시작 시각"), null=True, blank=True)
     finished_at = models.DateTimeField(_("종료 시각"), null=True, blank=True)
 
-    class Meta:
-        verbose_name = _("서버별 실행")
-        verbose_name_plural = _("서버별 실행")
-        db_table = "TB_DEPLOY_HISTORY"
-        ordering = ["execution", "group_index", "server_ref"]
-        constraints = [models.UniqueConstraint(fields=["execution", "server_ref"], name="one_run_per_server")]
+    Meta = table_meta(
+        "TB_DEPLOY_HISTORY",
+        _("서버별 실행"),
+        ordering=["execution", "group_index", "server_ref"],
+        constraints=[models.UniqueConstraint(fields=["execution", "server_ref"], name="one_run_per_server")],
+    )
 
     def __str__(self) -> str:
         return f"{self.server_ref}: {self.state}"
@@ -193,11 +183,7 @@ class StepResult(models.Model):
     state = models.CharField(_("상태"), max_length=8, choices=State.choices, default=State.OK)
     started_at = models.DateTimeField(_("시작 시각"), default=timezone.now)
 
-    class Meta:
-        verbose_name = _("단계 결과")
-        verbose_name_plural = _("단계 결과")
-        db_table = "TB_STEP_RESULT"
-        ordering = ["server_run", "seq"]
+    Meta = table_meta("TB_STEP_RESULT", _("단계 결과"), ordering=["server_run", "seq"])
 
     def __str__(self) -> str:
         return f"{self.name}: {self.state}"
@@ -229,11 +215,7 @@ class InspectionSchedule(models.Model):
     next_run_at = models.DateTimeField(_("다음 실행"), default=timezone.now, db_index=True)
     last_result = models.JSONField(_("마지막 결과"), default=dict, blank=True)
 
-    class Meta:
-        verbose_name = _("정기 점검 일정")
-        verbose_name_plural = _("정기 점검 일정")
-        db_table = "TB_INSPECTION_SCHEDULE"
-        ordering = ["name"]
+    Meta = table_meta("TB_INSPECTION_SCHEDULE", _("정기 점검 일정"), ordering=["name"])
 
     def __str__(self) -> str:
         return self.name
@@ -281,10 +263,7 @@ class ExecutionLease(models.Model):
 
     objects = ExecutionLeaseQuerySet.as_manager()
 
-    class Meta:
-        verbose_name = _("실행 임대")
-        verbose_name_plural = _("실행 임대")
-        db_table = "TB_EXECUTION_LEASE"
+    Meta = table_meta("TB_EXECUTION_LEASE", _("실행 임대"))
 
     def __str__(self) -> str:
         return f"{self.task_ref} @ {self.holder} (until {self.expires_at:%H:%M:%S})"
@@ -301,10 +280,7 @@ class ServerLease(models.Model):
     )
     acquired_at = models.DateTimeField(_("획득 시각"), default=timezone.now)
 
-    class Meta:
-        verbose_name = _("서버 임대")
-        verbose_name_plural = _("서버 임대")
-        db_table = "TB_SERVER_LEASE"
+    Meta = table_meta("TB_SERVER_LEASE", _("서버 임대"))
 
     def __str__(self) -> str:
         return f"{self.server_ref} → {self.lease.task_ref}"
@@ -324,11 +300,7 @@ class ExecutionWait(models.Model):
     since = models.DateTimeField(_("대기 시작"), default=timezone.now)
     dispatched_at = models.DateTimeField(_("재시도 요청 시각"), null=True, blank=True)
 
-    class Meta:
-        verbose_name = _("실행 대기")
-        verbose_name_plural = _("실행 대기")
-        db_table = "TB_EXECUTION_WAIT"
-        ordering = ["queued_at", "task_id"]
+    Meta = table_meta("TB_EXECUTION_WAIT", _("실행 대기"), ordering=["queued_at", "task_id"])
 
     def __str__(self) -> str:
         return f"{self.task_ref} waits for {self.blocked_server} ({self.blocked_by})"

@@ -17,6 +17,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from audit.tables import optional_ref, table_meta
+
 
 class IntakeRequestQuerySet(models.QuerySet):
     def for_user(self, user) -> IntakeRequestQuerySet:
@@ -43,24 +45,13 @@ class IntakeRequest(models.Model):
     clarification = models.JSONField(_("확인 질문"), default=dict, blank=True)
     status = models.CharField(_("상태"), max_length=24, choices=Status.choices, db_index=True)
     system_code = models.CharField(_("시스템 코드"), max_length=64, blank=True)
-    task = models.ForeignKey(
-        "governance.OpsTask",
-        verbose_name=_("작업"),
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="intake_requests",
-    )
+    task = optional_ref("governance.OpsTask", _("작업"), on_delete=models.SET_NULL, related_name="intake_requests")
     created_at = models.DateTimeField(_("접수 시각"), auto_now_add=True)
     updated_at = models.DateTimeField(_("수정 시각"), auto_now=True)
 
     objects = IntakeRequestQuerySet.as_manager()
 
-    class Meta:
-        db_table = "TB_SR_REQUEST"
-        ordering = ["-created_at"]
-        verbose_name = _("SR 요청 (TB_SR_REQUEST)")
-        verbose_name_plural = _("SR 요청 (TB_SR_REQUEST)")
+    Meta = table_meta("TB_SR_REQUEST", _("SR 요청 (TB_SR_REQUEST)"), ordering=["-created_at"])
 
     def __str__(self) -> str:
         return f"{self.draft_id} ({self.status})"
@@ -99,10 +90,7 @@ class ChatWebhook(models.Model):
     url = models.URLField(_("수신 웹훅 URL"), max_length=500)
     enabled = models.BooleanField(_("사용"), default=True)
 
-    class Meta:
-        db_table = "TB_CHAT_WEBHOOK"
-        verbose_name = _("메신저 웹훅")
-        verbose_name_plural = _("메신저 웹훅")
+    Meta = table_meta("TB_CHAT_WEBHOOK", _("메신저 웹훅"))
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()})"
@@ -126,24 +114,22 @@ class MessengerIdentity(models.Model):
         validators=[CHAT_USER_ID],
         help_text=_("Mattermost/Slack이 요청에 보내는 user_id"),
     )
-    webhook = models.ForeignKey(
-        ChatWebhook, verbose_name=_("웹훅"), null=True, blank=True, on_delete=models.PROTECT, related_name="identities"
-    )
+    webhook = optional_ref(ChatWebhook, _("웹훅"), on_delete=models.PROTECT, related_name="identities")
     room_id = models.CharField(_("1:1 대화방"), max_length=255, blank=True, editable=False)
     enabled = models.BooleanField(_("사용"), default=True)
     updated_at = models.DateTimeField(_("수정 시각"), auto_now=True)
 
-    class Meta:
-        db_table = "TB_MESSENGER_IDENTITY"
-        verbose_name = _("메신저 계정")
-        verbose_name_plural = _("메신저 계정")
-        constraints = [
+    Meta = table_meta(
+        "TB_MESSENGER_IDENTITY",
+        _("메신저 계정"),
+        constraints=[
             models.UniqueConstraint(
                 fields=["chat_user_id", "webhook"],
                 condition=~models.Q(chat_user_id=""),
                 name="messenger_chat_user_once_per_webhook",
             )
-        ]
+        ],
+    )
 
     def __str__(self) -> str:
         return f"{self.user} → {self.matrix_id or self.chat_user_id or '-'}"
@@ -198,11 +184,9 @@ class OutboxMessage(models.Model):
 
     objects = OutboxQuerySet.as_manager()
 
-    class Meta:
-        db_table = "TB_MESSENGER_OUTBOX"
-        verbose_name = _("메신저 발송 대기열")
-        verbose_name_plural = _("메신저 발송 대기열")
-        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+    Meta = table_meta(
+        "TB_MESSENGER_OUTBOX", _("메신저 발송 대기열"), indexes=[models.Index(fields=["status", "next_attempt_at"])]
+    )
 
     def __str__(self) -> str:
         return f"{self.user} {self.kind} {self.get_status_display()}"
@@ -230,10 +214,7 @@ class ActionToken(models.Model):
     expires_at = models.DateTimeField(_("만료"))
     used_at = models.DateTimeField(_("사용 시각"), null=True, blank=True)
 
-    class Meta:
-        db_table = "TB_MESSENGER_ACTION_TOKEN"
-        verbose_name = _("메신저 결정 토큰")
-        verbose_name_plural = _("메신저 결정 토큰")
+    Meta = table_meta("TB_MESSENGER_ACTION_TOKEN", _("메신저 결정 토큰"))
 
     def __str__(self) -> str:
         return f"{self.purpose} {self.step_id} {self.user}"
@@ -260,11 +241,7 @@ class PhotoReading(models.Model):
     created_at = models.DateTimeField(_("접수 시각"), auto_now_add=True)
     finished_at = models.DateTimeField(_("판독 시각"), null=True, blank=True)
 
-    class Meta:
-        db_table = "TB_SR_PHOTO"
-        ordering = ["-created_at"]
-        verbose_name = _("오류 화면 사진 판독")
-        verbose_name_plural = _("오류 화면 사진 판독")
+    Meta = table_meta("TB_SR_PHOTO", _("오류 화면 사진 판독"), ordering=["-created_at"])
 
     def __str__(self) -> str:
         return f"{self.id} ({self.status})"
