@@ -251,21 +251,13 @@ def statuses(user, now: datetime | None = None) -> list[GatewayStatus]:
     )
     for gateway, task_ref in rows:
         running.setdefault(gateway, []).append(task_ref)
-    result = [
-        GatewayStatus(CENTRAL, _("중앙 워커"), None, "", None, False, queue_depth(CENTRAL), running.get(CENTRAL, []))
-    ]
-    for gw in Gateway.objects.all():
-        age = int((now - gw.heartbeat_at).total_seconds()) if gw.heartbeat_at else None
-        result.append(
-            GatewayStatus(
-                name=gw.name,
-                description=gw.description,
-                heartbeat_at=gw.heartbeat_at,
-                heartbeat_by=gw.heartbeat_by,
-                age_seconds=age,
-                silent=age is None or age > limit,
-                queue_depth=queue_depth(gw.name),
-                running=running.get(gw.name, []),
-            )
-        )
-    return result
+
+    def status(name: str, description: str, gw: Gateway | None = None) -> GatewayStatus:
+        """A row with its queue and the runs it holds; the central workers have no heartbeat row."""
+        beat = gw.heartbeat_at if gw else None
+        age = int((now - beat).total_seconds()) if beat else None
+        silent = gw is not None and (age is None or age > limit)
+        by = gw.heartbeat_by if gw else ""
+        return GatewayStatus(name, description, beat, by, age, silent, queue_depth(name), running.get(name, []))
+
+    return [status(CENTRAL, _("중앙 워커"))] + [status(gw.name, gw.description, gw) for gw in Gateway.objects.all()]

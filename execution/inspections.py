@@ -15,7 +15,7 @@ from django.utils.translation import gettext
 import audit
 from governance import control
 
-from . import gateways, playbooks
+from . import gateways, playbooks, schedules
 from .engine import Engine
 from .models import InspectionKind, InspectionSchedule
 from .rolling import RolloutStrategy
@@ -26,17 +26,7 @@ SCHEDULE_NAME = "execution.run_inspections"
 
 def ensure_schedule() -> None:
     """One django-q2 Schedule, every minute, that runs whatever inspection is due."""
-    from django_q.models import Schedule
-
-    Schedule.objects.get_or_create(
-        name=SCHEDULE_NAME,
-        defaults={
-            "func": "execution.tasks.run_inspections",
-            "schedule_type": Schedule.MINUTES,
-            "minutes": 1,
-            "repeats": -1,
-        },
-    )
+    schedules.every_minute(SCHEDULE_NAME, "execution.tasks.run_inspections")
 
 
 def run_due(now: dt.datetime | None = None) -> int:

@@ -36,13 +36,12 @@ from django.db.models import F, Max, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-import audit
 from governance import control
 from governance.models import OpsTask, Status
 from governance.notify import Message, notify
-from governance.transitions import enqueue_execution, publish_line, task_link
+from governance.transitions import audit_task, enqueue_execution, publish_line, record_task, task_link
 
-from . import gateways, journal, leases
+from . import gateways, journal, leases, schedules
 from .models import Execution, ExecutionLease, Outcome, RunState, ServerLease, StepResult
 from .playbooks.base import Playbook
 
@@ -54,17 +53,7 @@ SCHEDULE_NAME = "execution-reaper"
 def ensure_schedule() -> None:
     """One django-q2 Schedule, every minute: the sweep that bounds how long a dead worker's task
     stays EXECUTING (the lease plus this minute)."""
-    from django_q.models import Schedule
-
-    Schedule.objects.get_or_create(
-        name=SCHEDULE_NAME,
-        defaults={
-            "func": "execution.tasks.reap_executions",
-            "schedule_type": Schedule.MINUTES,
-            "minutes": 1,
-            "repeats": -1,
-        },
-    )
+    schedules.every_minute(SCHEDULE_NAME, "execution.tasks.reap_executions")
 
 
 def reaper_holder() -> str:
@@ -184,18 +173,14 @@ def recover(task_pk: int, lease: ExecutionLease) -> dict:
         .order_by("-started_at", "-pk")
         .first()
     )
-    lost = audit.record(
+    lost = record_task(
         "system",
         "execution.worker_lost",
-        task=task.task_id,
-        target=task.system.code,
-        payload={
-            "institution": task.system.institution.code,
-            "holder": lease.holder,
-            "execution": execution.pk if execution else None,
-            "stop_requested": task.stop_requested,
-            "text": f"워커 유실: {lease.holder} 응답 없음 — 서버 상태를 다시 확인합니다",
-        },
+        task,
+        holder=lease.holder,
+        execution=execution.pk if execution else None,
+        stop_requested=task.stop_requested,
+        text=f"워커 유실: {lease.holder} 응답 없음 — 서버 상태를 다시 확인합니다",
     )
     publish_line(task.task_id, lost)
     # At once, not only when the recovery ends (a resumed rollout may take a while): who owns
@@ -226,23 +211,17 @@ def _report(task, outcome: str, reason: str, lease, servers: dict, package: dict
 
 
 def _record_recovery(task, outcome: str, reason: str, lease, servers: dict, mode: str = "") -> None:
-    entry = audit.record(
+    audit_task(
         "system",
         "execution.recovered",
-        task=task.task_id,
-        target=task.system.code,
-        payload={
-            "institution": task.system.institution.code,
-            "outcome": outcome,
-            "status": task.status,
-            "reason": reason[:1000],
-            "holder": lease.holder,
-            "policy": mode,
-            "servers": servers,
-            "text": f"워커 유실 복구 완료: {task.get_status_display()} — {reason[:200]}",
-        },
+        task,
+        outcome=outcome,
+        reason=reason[:1000],
+        holder=lease.holder,
+        policy=mode,
+        servers=servers,
+        text=f"워커 유실 복구 완료: {task.get_status_display()} — {reason[:200]}",
     )
-    publish_line(task.task_id, entry)
 
 
 def _alert_owner(task, text: str, pm: bool = False) -> None:
@@ -296,10 +275,9 @@ class Recovery:
 
     def _engine(self):
         from . import playbooks
-        from .engine import Engine
         from .recorder import Recorder
         from .rolling import RolloutStrategy
-        from .services import ArtifactStore, criteria_for, validate_parameters
+        from .services import engine_for, validate_parameters
 
         task = self.task
         name = task.playbook or task.sub_type
@@ -308,17 +286,7 @@ class Recovery:
         strategy = RolloutStrategy.from_parameters(self.parameters.get("rollout"), tier=task.system.tier)
         self.runs = list(self.execution.server_runs.select_related("server__system__institution", "server__credential"))
         servers = [r.server for r in self.runs if r.server is not None]
-        engine = Engine(
-            playbook=playbook,
-            servers=servers,
-            strategy=strategy,
-            artifacts=ArtifactStore(),
-            task=task,
-            actor="system",
-            stop_check=lambda: control.should_stop(task.pk),
-            health_overrides=playbook.health_limits,
-            criteria_by_system=criteria_for({s.system_id for s in servers}),
-        )
+        engine = engine_for(task, playbook, servers, strategy, actor="system")
         engine.execution = self.execution
         engine.recorder = Recorder(engine, {r.server_ref: r for r in self.runs})
         engine.contexts = {}

@@ -181,7 +181,14 @@ def execute_task(task) -> EngineResult | RoundOutcome | _Refusal:
         )
     if getattr(playbook, "AGENT", False):  # CODE_FIX: the work agent's round, no server touched
         return run_round(task, playbook)
-    engine = Engine(
+    return engine_for(task, playbook, servers, strategy).run()
+
+
+def engine_for(task, playbook, servers: list, strategy: RolloutStrategy, **options) -> Engine:
+    """The rolling engine for a task's servers, as a run and the reaper's recovery both build
+    it: the artifact store, the task's stop flag checked between steps, the playbook's health
+    limits and the health criteria of the servers' systems."""
+    return Engine(
         playbook=playbook,
         servers=servers,
         strategy=strategy,
@@ -190,8 +197,8 @@ def execute_task(task) -> EngineResult | RoundOutcome | _Refusal:
         stop_check=lambda: control.should_stop(task.pk),
         health_overrides=playbook.health_limits,
         criteria_by_system=criteria_for({s.system_id for s in servers}),
+        **options,
     )
-    return engine.run()
 
 
 class _Refusal:

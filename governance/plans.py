@@ -21,12 +21,10 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils.module_loading import import_string
 
-import audit
-
 from .errors import Conflict
 from .notify import Message, notify
 from .routing import ownership_of
-from .transitions import task_link
+from .transitions import record_task, task_link
 
 
 def canonical_json(plan: dict[str, Any]) -> bytes:
@@ -84,18 +82,14 @@ def alert_plan_changed(task, approved_sha256: str, current_sha256: str) -> None:
     """The engine rendered the plan again before running and it differs from the approved
     one: record it in the audit chain and tell the system's owner and the PMs. The engine
     refuses to run; nothing on the servers was changed."""
-    audit.record(
+    record_task(
         "system",
         "execution.plan_mismatch",
-        task=task.task_id,
-        target=task.system.code,
-        payload={
-            "institution": task.system.institution.code,
-            "approved_sha256": approved_sha256,
-            "current_sha256": current_sha256,
-            "playbook": task.playbook,
-            "playbook_version": task.playbook_version,
-        },
+        task,
+        approved_sha256=approved_sha256,
+        current_sha256=current_sha256,
+        playbook=task.playbook,
+        playbook_version=task.playbook_version,
     )
     # The PMs are whoever may validate results (the role's permission, not a group name).
     pms = get_user_model().objects.with_perm(

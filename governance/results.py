@@ -312,15 +312,9 @@ class ResultPackage:
         data = dict(data or {}) if isinstance(data, dict) else {}
         if data.get("version") == PACKAGE_VERSION:
             return cls(
-                playbook=str(data.get("playbook") or ""),
-                playbook_version=str(data.get("playbook_version") or ""),
-                outcome=str(data.get("outcome") or ""),
-                reason=str(data.get("reason") or ""),
-                expected_version=str(data.get("expected_version") or ""),
-                execution=_int_or_none(data.get("execution")),
+                **_header(data),
                 first_failure=str(data.get("first_failure") or ""),
                 servers=[ServerResult.from_json(row) for row in data.get("servers") or []],
-                diff=str(data.get("diff") or ""),
                 findings=dict(data.get("findings") or {}),
                 log=str(data.get("log") or ""),
                 code_change=CodeChange.from_json(data.get("code_change")),
@@ -366,34 +360,9 @@ class ResultPackage:
         log = data.get("log") or ""
         if isinstance(log, list):
             log = "\n".join(line if isinstance(line, str) else repr(line) for line in log)
-        known = {
-            "servers",
-            "findings",
-            "log_excerpt",
-            "health",
-            "log",
-            "diff",
-            "summary",
-            "execution",
-            "playbook",
-            "playbook_version",
-            "reason",
-            "outcome",
-            "expected_version",
-        }
+        known = {"servers", "findings", "log_excerpt", "health", "log", "summary", "execution", *_HEADER_TEXT}
         task_findings.update({k: v for k, v in data.items() if k not in known})
-        return cls(
-            playbook=str(data.get("playbook") or ""),
-            playbook_version=str(data.get("playbook_version") or ""),
-            outcome=str(data.get("outcome") or ""),
-            reason=str(data.get("reason") or ""),
-            expected_version=str(data.get("expected_version") or ""),
-            execution=_int_or_none(data.get("execution")),
-            servers=list(rows.values()),
-            diff=str(data.get("diff") or ""),
-            findings=task_findings,
-            log=str(log),
-        )
+        return cls(**_header(data), servers=list(rows.values()), findings=task_findings, log=str(log))
 
 
 def _legacy_http_check(name: str, value: Any) -> HealthCheck:
@@ -417,6 +386,17 @@ def _display(value: Any) -> str:
     if isinstance(value, list | tuple):
         return ", ".join(str(item) for item in value)
     return str(value)
+
+
+# The package's own text fields, read the same from the current and the older layouts.
+_HEADER_TEXT = ("playbook", "playbook_version", "outcome", "reason", "expected_version", "diff")
+
+
+def _header(data: dict) -> dict[str, Any]:
+    """The package's text fields and its execution number, as both layouts store them."""
+    return {name: str(data.get(name) or "") for name in _HEADER_TEXT} | {
+        "execution": _int_or_none(data.get("execution"))
+    }
 
 
 def _int_or_none(value: Any) -> int | None:

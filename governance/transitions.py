@@ -29,10 +29,17 @@ def task_link(task: OpsTask) -> str:
     return f"{settings.BASE_URL}/console/tasks/{task.task_id}/"
 
 
-def audit_task(actor, action: str, task: OpsTask, **payload):
+def record_task(actor, action: str, task: OpsTask, **payload):
+    """One audit entry about a task: the task's number, its system as the target and the
+    system's institution in the payload (the export's institution filter reads it)."""
     payload.setdefault("institution", task.system.institution.code)
+    return audit.record(actor, action, task=task.task_id, target=task.system.code, payload=payload)
+
+
+def audit_task(actor, action: str, task: OpsTask, **payload):
+    """record_task with the task's status, and the line published to the task page."""
     payload.setdefault("status", task.status)
-    entry = audit.record(actor, action, task=task.task_id, target=task.system.code, payload=payload)
+    entry = record_task(actor, action, task, **payload)
     publish_line(task.task_id, entry)
     return entry
 

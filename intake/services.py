@@ -23,17 +23,19 @@ from django.utils.module_loading import import_string
 import audit
 from cmdb.models import Server, System, SystemOwner
 from governance import plans
+from governance.attachments import UPLOAD_PARAMETERS
 from governance.errors import Forbidden, Invalid, NotFound
 from governance.models import OpsTask
 from governance.notify import Message, notify
 from governance.submission import file_request
+from governance.transitions import record_task
 
 from . import hints, llm, screen
 from .catalog import Catalog
 from .models import IntakeRequest
 from .parser import SUBTYPE_LABELS, Clarification, Parsed
 
-UPLOAD_FIELDS = ("artifact", "cert_file", "key_file", "chain_file")
+UPLOAD_FIELDS = tuple(UPLOAD_PARAMETERS)  # artifact, cert_file, key_file, chain_file
 
 
 @dataclass
@@ -200,15 +202,7 @@ def _validate_parameters(parsed: Parsed, params: dict, uploads: dict) -> tuple[d
     validator = getattr(settings, "PLAYBOOK_VALIDATOR", "")
     if not validator or not parsed.sub_type:
         return merged, {}
-    probe = dict(merged)
-    for field_name, parameter in (
-        ("artifact", "artifact_sha256"),
-        ("cert_file", "cert_sha256"),
-        ("key_file", "key_sha256"),
-        ("chain_file", "chain_sha256"),
-    ):
-        if field_name in uploads and parameter not in probe:
-            probe[parameter] = "0" * 64  # stands in for the upload's hash, which the filing computes
+    probe = _with_upload_hashes(merged, uploads)
     try:
         import_string(validator)(parsed.sub_type, probe)
     except (ValueError, TypeError) as exc:
@@ -218,6 +212,16 @@ def _validate_parameters(parsed: Parsed, params: dict, uploads: dict) -> tuple[d
         }
         return merged, missing
     return merged, {}
+
+
+def _with_upload_hashes(params: dict, uploads: dict) -> dict:
+    """A copy of ``params`` in which each attached upload's hash parameter, when not given,
+    holds a stand-in (zeros): the filing computes the real SHA-256 when it stores the file."""
+    probe = dict(params)
+    for field_name, parameter in UPLOAD_PARAMETERS.items():
+        if field_name in uploads and parameter not in probe:
+            probe[parameter] = "0" * 64
+    return probe
 
 
 _PARAMETER_QUESTIONS = {
@@ -281,15 +285,7 @@ def preview(user, data: IntakeInput) -> Outcome:
     system = System.objects.for_user(user).select_related("institution").get(code=parsed.system)
     servers = list(Server.objects.filter(system=system, server_id__in=parsed.servers))
     try:
-        probe = dict(params)
-        for field_name, parameter in (
-            ("artifact", "artifact_sha256"),
-            ("cert_file", "cert_sha256"),
-            ("key_file", "key_sha256"),
-            ("chain_file", "chain_sha256"),
-        ):
-            if field_name in data.uploads and parameter not in probe:
-                probe[parameter] = "0" * 64
+        probe = _with_upload_hashes(params, data.uploads)
         validator = getattr(settings, "PLAYBOOK_VALIDATOR", "")
         if validator:
             probe = import_string(validator)(parsed.sub_type, probe)
@@ -368,22 +364,18 @@ def intake(user, data: IntakeInput) -> Outcome:
         record.sr_number = parsed.sr_number
         record.task = task
         record.save()
-        audit.record(
+        record_task(
             user,
             "intake.filed",
-            task=task.task_id,
-            target=system.code,
-            payload={
-                "draft_id": str(record.draft_id),
-                "sub_type": parsed.sub_type,
-                "servers": parsed.servers,
-                "schedule": parsed.schedule,
-                "channel": data.channel,
-                "institution": system.institution.code,
-                "ocr_codes": (data.ocr or {}).get("error_codes", []),
-                "parser": parsed.backend,
-                "parser_note": parsed.backend_note,
-            },
+            task,
+            draft_id=str(record.draft_id),
+            sub_type=parsed.sub_type,
+            servers=parsed.servers,
+            schedule=parsed.schedule,
+            channel=data.channel,
+            ocr_codes=(data.ocr or {}).get("error_codes", []),
+            parser=parsed.backend,
+            parser_note=parsed.backend_note,
         )
     outcome.request, outcome.task = record, task
     return outcome

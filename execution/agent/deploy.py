@@ -13,12 +13,12 @@ import logging
 
 from django.contrib.auth import get_user_model
 
-import audit
 from governance import services
 from governance.errors import GovernanceError
 from governance.models import OpsTask, Status, SubType
 from governance.notify import Message, notify
 from governance.results import ResultPackage
+from governance.transitions import record_task
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +53,13 @@ def file_deploy(task_pk: int, pm_pk: int) -> str:
         )
     except GovernanceError as exc:
         return _refused(task, pm, str(exc.detail))
-    audit.record(
+    record_task(
         pm,
         "agent.deploy_filed",
-        task=task.task_id,
-        target=task.system.code,
-        payload={
-            "institution": task.system.institution.code,
-            "deploy_task": deploy.task_id,
-            "artifact_sha256": artifact["sha256"],
-            "version": artifact.get("version", ""),
-        },
+        task,
+        deploy_task=deploy.task_id,
+        artifact_sha256=artifact["sha256"],
+        version=artifact.get("version", ""),
     )
     if pm is not None:
         notify(pm, Message(f"코드 변경 {task.task_id}의 배포 요청 {deploy.task_id}이(가) 접수되었습니다", task=deploy))
@@ -71,13 +67,7 @@ def file_deploy(task_pk: int, pm_pk: int) -> str:
 
 
 def _refused(task: OpsTask, pm, reason: str) -> str:
-    audit.record(
-        pm,
-        "agent.deploy_refused",
-        task=task.task_id,
-        target=task.system.code,
-        payload={"institution": task.system.institution.code, "reason": reason},
-    )
+    record_task(pm, "agent.deploy_refused", task, reason=reason)
     if pm is not None:
         notify(pm, Message(f"코드 변경 {task.task_id}의 배포를 접수하지 못했습니다: {reason}", kind="alert", task=task))
     log.warning("deploy of %s refused: %s", task.task_id, reason)
