@@ -512,7 +512,7 @@ class EnvSchemaAdmin(AuditedAdmin):
     search_fields = ["server__server_id", "server__hostname", "server__system__code"]
     autocomplete_fields = ["server"]
     fieldsets = [
-        (None, {"fields": ["server", "os_type", "os_version", "kernel", "init_system"]}),
+        (None, {"fields": ["server", "os_type", "os_version", "kernel", "init_system", "service_name"]}),
         (_("미들웨어"), {"fields": ["middleware", "was_home", "start_script", "stop_script", "log_path"]}),
         (_("런타임"), {"fields": ["jdk_path", "jdk_version"]}),
         (_("정책"), {"fields": ["must_match"]}),

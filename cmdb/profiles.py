@@ -10,6 +10,8 @@ Imported by cmdb/models.py so Django registers it.
 
 from __future__ import annotations
 
+import re
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -29,12 +31,38 @@ SCANNED_FIELDS = (
     "jdk_path",
     "jdk_version",
 )
+UNIT_HELP = _("systemd 유닛 이름 (예: tomcat.service); systemd 서버의 기동과 종료에 씁니다")
 DEFAULT_MUST_MATCH = "os_type,init_system,middleware,was_home,start_script,stop_script,jdk_path"
 
 
+# A path that reaches a command: absolute, plain characters only (no quotes, spaces, shell
+# metacharacters or glob), no "." or ".." segment. It is shell-quoted as well; this is the type.
+SAFE_PATH = re.compile(r"/(?:[A-Za-z0-9_+@-][A-Za-z0-9._+@-]*/?)*")
+# A systemd unit or init script name: letters, digits and ._@- (an optional .service suffix).
+SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_@.-]{0,99}")
+
+
 def _abs_path(value: str) -> None:
-    if value and (not value.startswith("/") or any(c in value for c in "\x00\n\r'\"`$\\")):
-        raise ValidationError(_("절대 경로여야 합니다 (따옴표, '$', 역슬래시 불가)"))
+    if value and (not SAFE_PATH.fullmatch(value) or any(part in (".", "..") for part in value.split("/"))):
+        raise ValidationError(_("절대 경로여야 합니다 (영문, 숫자, '._+@-'와 '/'만; '.', '..' 구간 불가)"))
+
+
+def _service_name(value: str) -> None:
+    if value and not SERVICE_NAME.fullmatch(value):
+        raise ValidationError(_("서비스 이름은 영문, 숫자, '._@-'만 쓸 수 있습니다"))
+
+
+def cmdb_meta(table: str, label, **options) -> type:
+    """The Meta of a CMDB table: its TB_ name and one label for singular and plural."""
+    return type("Meta", (), {"db_table": table, "verbose_name": label, "verbose_name_plural": label, **options})
+
+
+class SshAuth(models.TextChoices):
+    """How a system's policy lets GUARDiA log in (checked against the server's credential)."""
+
+    KEY = "key", _("키")
+    PASSWORD = "password", _("비밀번호")
+    KEY_AND_OTP = "key_otp", _("키 + OTP")
 
 
 def split_fields(value: str) -> list[str]:
@@ -62,6 +90,9 @@ class EnvSchema(models.Model):
     os_version = models.CharField(_("운영체제 버전"), max_length=64, blank=True, help_text=_("예: rhel 8.6"))
     kernel = models.CharField(_("커널"), max_length=100, blank=True)
     init_system = models.CharField(_("init 방식"), max_length=16, choices=Init.choices, blank=True)
+    service_name = models.CharField(
+        _("서비스 이름"), max_length=100, blank=True, validators=[_service_name], help_text=UNIT_HELP
+    )
     middleware = models.CharField(_("미들웨어"), max_length=16, choices=Middleware.choices, blank=True)
     was_home = models.CharField(_("WAS 홈"), max_length=255, blank=True, validators=[_abs_path])
     start_script = models.CharField(_("기동 스크립트"), max_length=255, blank=True, validators=[_abs_path])
@@ -78,11 +109,7 @@ class EnvSchema(models.Model):
     )
     updated_at = models.DateTimeField(_("수정 시각"), auto_now=True)
 
-    class Meta:
-        db_table = "TB_ENV_SCHEMA"
-        ordering = ["server__server_id"]
-        verbose_name = _("환경 스키마 (TB_ENV_SCHEMA)")
-        verbose_name_plural = _("환경 스키마 (TB_ENV_SCHEMA)")
+    Meta = cmdb_meta("TB_ENV_SCHEMA", _("환경 스키마 (TB_ENV_SCHEMA)"), ordering=["server__server_id"])
 
     def __str__(self) -> str:
         return f"env: {self.server.server_id}"
@@ -115,10 +142,7 @@ class EnvScan(models.Model):
     error = models.CharField(_("스캔 오류"), max_length=500, blank=True)
     scanned_at = models.DateTimeField(_("스캔 시각"))
 
-    class Meta:
-        db_table = "TB_ENV_SCAN"
-        verbose_name = _("환경 스캔 (TB_ENV_SCAN)")
-        verbose_name_plural = _("환경 스캔 (TB_ENV_SCAN)")
+    Meta = cmdb_meta("TB_ENV_SCAN", _("환경 스캔 (TB_ENV_SCAN)"))
 
     def __str__(self) -> str:
         return f"scan: {self.server.server_id}"
@@ -127,11 +151,7 @@ class EnvScan(models.Model):
 class SecurityPolicy(models.Model):
     """A system's SSH policy: how GUARDiA may log in and which ports its servers may use."""
 
-    class Auth(models.TextChoices):
-        KEY = "key", _("키")
-        PASSWORD = "password", _("비밀번호")
-        KEY_AND_OTP = "key_otp", _("키 + OTP")
-
+    Auth = SshAuth
     system = models.OneToOneField(
         "cmdb.System", verbose_name=_("시스템"), on_delete=models.CASCADE, related_name="security_policy"
     )
@@ -144,10 +164,7 @@ class SecurityPolicy(models.Model):
     )
     firewall_notes = models.TextField(_("방화벽 메모"), blank=True)
 
-    class Meta:
-        db_table = "TB_SECURITY_POLICY"
-        verbose_name = _("보안 정책 (TB_SECURITY_POLICY)")
-        verbose_name_plural = _("보안 정책 (TB_SECURITY_POLICY)")
+    Meta = cmdb_meta("TB_SECURITY_POLICY", _("보안 정책 (TB_SECURITY_POLICY)"))
 
     def __str__(self) -> str:
         return f"policy: {self.system.code}"

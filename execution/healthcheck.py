@@ -319,13 +319,16 @@ def restart_was(
         old_pid = read_pid(ctx, f"{p}pid-before", paths["pid"])
     ok = tuple(range(256)) if tolerate_shutdown_failure else (0,)
     # Scripts run by path so their own shebang picks the shell (the site's bash scripts stay bash).
-    ctx.run(f"{p}shutdown", q(paths["scripts"] + "/shutdown.sh"), timeout=script_timeout, ok_codes=ok, shell=SH)
+    # The variant's commands where the server's environment chose one (Playbook.service_paths).
+    stop = paths.get("stop_command") or q(paths["scripts"] + "/shutdown.sh")
+    ctx.run(f"{p}shutdown", stop, timeout=script_timeout, ok_codes=ok, shell=SH)
     ctx.state["stopped"] = True
     step = before_start() if before_start is not None else None
     name, command = step if step else (f"{p}log-offset", "true")
     offset = last_int(ctx.run(name, f"{command} && {offset_command(ctx)}", timeout=120, shell=SH).stdout)
     ctx.state["offset_step_done"] = True
-    ctx.run(f"{p}startup", q(paths["scripts"] + "/startup.sh"), timeout=script_timeout, shell=SH)
+    start = paths.get("start_command") or q(paths["scripts"] + "/startup.sh")
+    ctx.run(f"{p}startup", start, timeout=script_timeout, shell=SH)
     ctx.state["started"] = True
     # The port first: startup.sh may return before the WAS has written its PID file.
     wait_port(ctx, f"{p}port")

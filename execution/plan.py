@@ -33,6 +33,7 @@ from .gateways import check_single_gateway
 from .healthcheck import Health, url_problem
 from .parameters import HEALTH_LIMITS, q, tighter
 from .playbooks.base import HealthSpec, Playbook
+from .profiles import VARIANT_STEP, NoVariant
 from .rolling import RolloutStrategy, drain_flag_path, plan_groups
 
 MASK = "****"
@@ -141,6 +142,7 @@ class PlanContext:
         self.phase = "forward"
         self.steps: list[dict] = []
         self.checks: list[dict] = []
+        self.env_variant = None  # the server's playbook variant (execution.profiles), set per plan
 
     def run(
         self,
@@ -211,10 +213,11 @@ def render_plan(sub_type: str, parameters: dict, system, targets: list, task_ref
     uploads = Uploads(parameters)
     errors: dict[str, str] = {}
     rendered: dict[str, dict] = {}
+    variants = env_variants(servers)
     for server in servers:
         try:
             rendered[server.server_id] = render_server(
-                playbook, strategy, server, criteria.get(server.system_id), task_ref, uploads
+                playbook, strategy, server, criteria.get(server.system_id), task_ref, uploads, variants
             )
         except ParameterError as exc:
             for name, message in exc.errors.items():
@@ -223,7 +226,9 @@ def render_plan(sub_type: str, parameters: dict, system, targets: list, task_ref
             errors.setdefault("targets", str(exc))
     if errors:
         raise ParameterError(errors)
-    profile_notes = add_env_scans(rendered, servers)
+    profile_notes = add_env_scans(rendered, servers) + [
+        f"환경 변형 없음 (실행 시 중지): {reason}" for reason in rendered_refusals(rendered)
+    ]
     return {
         "playbook": playbook.NAME,
         "playbook_version": playbook.VERSION,
@@ -262,8 +267,34 @@ def add_env_scans(rendered: dict[str, dict], servers: list) -> list[str]:
     return plan_notes(servers)
 
 
+def env_variants(servers: list) -> dict:
+    """The playbook variant of each server with an environment schema (execution.profiles)."""
+    from django.conf import settings
+
+    from .profiles import planned_variants
+
+    if not getattr(settings, "PROFILE_SCAN_BEFORE_RUN", True):
+        return {}
+    return planned_variants(servers)
+
+
+def rendered_refusals(rendered: dict[str, dict]) -> list[str]:
+    return [
+        step["check"]["refused"]
+        for server_id in sorted(rendered)
+        for step in rendered[server_id]["steps"]
+        if "refused" in step.get("check", {})
+    ]
+
+
 def render_server(
-    playbook: Playbook, strategy: RolloutStrategy, server, criteria, task_ref: str, uploads: Uploads
+    playbook: Playbook,
+    strategy: RolloutStrategy,
+    server,
+    criteria,
+    task_ref: str,
+    uploads: Uploads,
+    variants: dict | None = None,
 ) -> dict:
     base = Health.for_server(server, criteria)
     for key, value in playbook.health_limits.items():
@@ -282,10 +313,15 @@ def render_server(
         if problem:
             raise ParameterError({"targets": f"CMDB의 헬스 체크 URL을 쓸 수 없습니다: {problem}"})
     ctx = PlanContext(server, health, task_ref, uploads)
+    ctx.env_variant = (variants or {}).get(server.server_id)
     drain = ""
     if strategy.drain_flag:
         drain = q(drain_flag_path(server, strategy.drain_flag))
         ctx.steps.append({"name": "drain", "command": f"touch {drain}", "timeout": 15})
+    if isinstance(ctx.env_variant, NoVariant) and playbook.SERVICE:
+        # No command set fits this server's environment: the run stops it before any change.
+        ctx.check(VARIANT_STEP, None, plan={"kind": "env-variant", "refused": str(ctx.env_variant)})
+        return {"steps": ctx.steps, "health": ctx.checks, "rollback": [], "hosts": hosts_of(server)}
     playbook.forward(ctx)
     if playbook.ROLLING and strategy.safety_gate:
         ctx.phase = "check"
@@ -313,8 +349,12 @@ def render_server(
         "steps": steps,
         "health": checks,
         "rollback": rollback,
-        "hosts": {server.server_id: {"ip": str(server.ip), "hostname": str(server.hostname or "")}},
+        "hosts": hosts_of(server),
     }
+
+
+def hosts_of(server) -> dict:
+    return {server.server_id: {"ip": str(server.ip), "hostname": str(server.hostname or "")}}
 
 
 def step_sets(rendered: dict[str, dict]) -> list[dict]:

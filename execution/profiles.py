@@ -59,8 +59,11 @@ printf 'os_id=%s\\n' "$(grep -m1 '^ID=' /etc/os-release 2>/dev/null | cut -d= -f
 printf 'os_version_id=%s\\n' "$(grep -m1 '^VERSION_ID=' /etc/os-release 2>/dev/null | cut -d= -f2 | tr -d '\\042')"
 printf 'kernel=%s\\n' "$(uname -r)"
 printf 'pid1=%s\\n' "$(cat /proc/1/comm 2>/dev/null)"
-if [ -d /run/systemd/system ]; then echo systemd=yes; else echo systemd=no; fi
+case "$(systemctl is-system-running 2>/dev/null)" in running|degraded|starting|maintenance) s=yes;; *) s=no;; esac
+if [ -d /run/systemd/system ]; then s=yes; fi
+echo "systemd=$s"
 if [ -d /etc/init.d ]; then echo initd=yes; else echo initd=no; fi
+case {start_script} in */init.d/*) if [ -x {start_script} ]; then echo initscript=yes; fi;; esac
 W={was_home}
 if [ -z "$W" ]; then m=; elif [ -x "$W/bin/catalina.sh" ]; then m=tomcat; elif [ -e "$W/bin/jeusadmin" ]; then m=jeus; \
 elif [ -e "$W/bin/wsboot" ]; then m=webtob; elif [ -d "$W" ]; then m=other; else m=; fi
@@ -112,8 +115,8 @@ def parse(output: str) -> dict[str, str]:
     facts["os_version"] = " ".join(v for v in (raw.get("os_id", ""), raw.get("os_version_id", "")) if v)
     if raw.get("systemd") == "yes" or raw.get("pid1") == "systemd":
         facts["init_system"] = "systemd"
-    elif raw.get("initd") == "yes" and raw.get("pid1") == "init":
-        facts["init_system"] = "sysv"
+    elif (raw.get("initd") == "yes" and raw.get("pid1") == "init") or raw.get("initscript") == "yes":
+        facts["init_system"] = "sysv"  # SysV is PID 1, or the service's start script is an init script
     else:
         facts["init_system"] = "was"  # no init system manages services: the WAS's own scripts do
     facts["free_disk_mb"] = raw.get("free_disk_mb", "")
@@ -302,9 +305,178 @@ def gate(ctx) -> None:
     drifts = compare(schema, facts)
     ctx.data["env_scan"] = {"facts": facts, "drifts": [d.describe() for d in drifts]}
     strict = [d for d in drifts if d.strict]
-    if strict and not getattr(ctx.playbook, "READ_ONLY", False):  # a read-only run changes nothing
+    if getattr(ctx.playbook, "READ_ONLY", False):
+        return  # a read-only run changes nothing
+    if strict:
         raise Refused(
             f"{ctx.server.server_id}: 서버 환경이 CMDB 환경 스키마와 달라 변경 전에 중지했습니다 ("
             + "; ".join(d.describe() for d in strict)
             + ")"
         )
+    # The command set this scan calls for (service_variant records it as the playbook's first
+    # step); a playbook that stops or starts the service is refused here when none fits.
+    try:
+        ctx.env_variant = select_variant(ctx.server, schema, facts)
+        ctx.data["env_variant"] = ctx.env_variant.name
+    except NoVariant as exc:
+        if getattr(ctx.playbook, "SERVICE", False):
+            raise  # before anything else runs there (not even a drain flag)
+        ctx.env_variant = exc
+
+
+def service_variant(ctx) -> Variant | None:
+    """The variant for this server's service commands, recorded as the step ``env-variant``
+    (in the plan: with its commands; in the run: the chosen one in the step's output). None
+    for a server without a schema: the CMDB's script_path scripts, as always."""
+    if getattr(ctx, "planning", False):
+        chosen = getattr(ctx, "env_variant", None)
+        if chosen is None:
+            return None
+        if isinstance(chosen, NoVariant):
+            ctx.check(VARIANT_STEP, None, plan={"kind": "env-variant", "refused": str(chosen)})
+            raise chosen
+        ctx.check(VARIANT_STEP, None, plan=chosen.plan())
+        return chosen
+    if getattr(ctx, "env_schema", None) is None:
+        return None
+    picked: list[Variant] = []
+
+    def choose() -> str:
+        chosen = getattr(ctx, "env_variant", None)  # set by gate(), which check() runs first
+        if not isinstance(chosen, Variant):
+            raise chosen or NoVariant(f"{ctx.server.server_id}: 환경 스캔 없이 플레이북 변형을 고를 수 없습니다")
+        picked.append(chosen)
+        return chosen.describe()
+
+    ctx.check(VARIANT_STEP, choose)
+    return picked[0]
+
+
+# --- playbook variants: how this server's service is stopped and started ------------------------
+
+VARIANT_STEP = "env-variant"
+# Where a service's scripts and a JDK may live, besides the server's own CMDB roots and the
+# schema's WAS home: the init script directories, and the usual JDK homes.
+INIT_DIRS = ("/etc/init.d", "/etc/rc.d/init.d")
+JDK_ROOTS = ("/usr/lib/jvm", "/usr/java", "/opt")
+VARIANT_LABELS = {
+    "systemd": "systemd 유닛",
+    "sysv": "init 스크립트 (SysV)",
+    "was-tomcat": "Tomcat 자체 스크립트",
+    "was-jeus": "JEUS 자체 스크립트",
+    "was-webtob": "WebtoB 자체 스크립트",
+    "was-scripts": "WAS 자체 스크립트",
+}
+
+
+class NoVariant(Refused):
+    """No command set fits the scanned environment: the server stops before any change."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One typed command set for stopping and starting a server's service."""
+
+    name: str
+    stop: str
+    start: str
+    jdk_path: str = ""
+
+    @property
+    def label(self) -> str:
+        return VARIANT_LABELS[self.name]
+
+    def describe(self) -> str:
+        jdk = f", JDK {self.jdk_path}" if self.jdk_path else ""
+        return f"환경 변형 {self.name} ({self.label}{jdk}): 종료 {self.stop} / 기동 {self.start}"
+
+    def plan(self) -> dict:
+        return {
+            "kind": "env-variant",
+            "variant": self.name,
+            "label": self.label,
+            "stop": self.stop,
+            "start": self.start,
+        }
+
+    def as_state(self) -> dict:
+        return {"name": self.name, "stop": self.stop, "start": self.start, "jdk_path": self.jdk_path}
+
+
+def _confined(server, value: str, roots, what: str) -> str:
+    """A schema path typed (SAFE_PATH) and under one of ``roots``, or NoVariant naming it."""
+    from cmdb.profiles import SAFE_PATH
+
+    sid = server.server_id
+    if not value:
+        raise NoVariant(f"{sid}: CMDB 환경 스키마에 {what}이(가) 없어 명령을 고를 수 없습니다")
+    segments = value.split("/")
+    if not SAFE_PATH.fullmatch(value) or "." in segments or ".." in segments:
+        raise NoVariant(f"{sid}: {what} 경로를 명령에 쓸 수 없습니다 ({value!r})")
+    for root in roots:
+        base = root.rstrip("/")
+        if base and (value == base or value.startswith(base + "/")):
+            return value
+    raise NoVariant(f"{sid}: {what} {value}이(가) 허용된 경로 밖에 있습니다 ({', '.join(r for r in roots if r)})")
+
+
+def select_variant(server, schema: EnvSchema, facts: dict) -> Variant:
+    """The command set the scanned environment calls for, or NoVariant with the reason.
+
+    Only enums of the scan (init system, middleware) and what it confirmed (a script or JDK
+    found at the expected path) choose; every value put into a command is the CMDB's own,
+    typed and confined under the server's roots, the schema's WAS home or the init and JDK
+    directories, and shell-quoted. Nothing is guessed: a missing piece stops the server."""
+    sid = server.server_id
+    paths = expected_paths(server, schema)
+    init, middleware = str(facts.get("init_system") or ""), str(facts.get("middleware") or "")
+    server_root = posixpath.dirname(server.app_path.rstrip("/")) if server.app_path else ""
+    own = [r for r in (server_root, server.script_path or "", paths["was_home"]) if r and r != "/"]
+    jdk = ""
+    if paths["jdk_path"] and facts.get("jdk_path") == paths["jdk_path"]:
+        jdk = _confined(server, paths["jdk_path"], [*own, *JDK_ROOTS], "JDK 경로")
+    if init == "systemd":
+        unit = schema.service_name
+        if not unit:
+            raise NoVariant(f"{sid}: systemd 서버인데 CMDB 환경 스키마에 서비스 이름이 없습니다")
+        return Variant("systemd", f"systemctl stop {q(unit)}", f"systemctl start {q(unit)}", jdk)
+    if init == "sysv":
+        script = _confined(server, paths["start_script"], [*INIT_DIRS, *own], "init 스크립트")
+        if posixpath.basename(posixpath.dirname(script)) != "init.d" or facts.get("start_script") != script:
+            raise NoVariant(f"{sid}: init 방식이 SysV인데 실행할 수 있는 init.d 스크립트가 없습니다 ({script})")
+        return Variant("sysv", f"{q(script)} stop", f"{q(script)} start", jdk)
+    if init == "was":
+        # The WAS's own scripts: under its home for JEUS/WebtoB, where the CMDB says otherwise.
+        roots = [paths["was_home"]] if middleware in ("jeus", "webtob") else own
+        stop = _confined(server, paths["stop_script"], roots, "종료 스크립트")
+        start = _confined(server, paths["start_script"], roots, "기동 스크립트")
+        if facts.get("stop_script") != stop or facts.get("start_script") != start:
+            raise NoVariant(f"{sid}: 스캔에서 실행할 수 있는 기동/종료 스크립트를 찾지 못했습니다 ({start}, {stop})")
+        env = f"JAVA_HOME={q(jdk)} " if jdk else ""
+        name = f"was-{middleware}" if middleware in ("tomcat", "jeus", "webtob") else "was-scripts"
+        return Variant(name, f"{env}{q(stop)}", f"{env}{q(start)}", jdk)
+    raise NoVariant(f"{sid}: 스캔한 init 방식({init or '없음'})에 맞는 플레이북 변형이 없습니다")
+
+
+def planned_variants(servers: list) -> dict[str, Variant | NoVariant]:
+    """Per server with a schema, the variant its stored scan calls for (the schema's own
+    expectation where it was never scanned), for the plan shown before approval."""
+    ids = [s.pk for s in servers]
+    schemas = {s.server_id: s for s in EnvSchema.objects.filter(server_id__in=ids)}
+    scans = {s.server_id: s for s in EnvScan.objects.filter(server_id__in=ids)}
+    chosen: dict[str, Variant | NoVariant] = {}
+    for server in servers:
+        schema = schemas.get(server.pk)
+        if schema is None:
+            continue
+        scan = scans.get(server.pk)
+        facts = (
+            scan.facts
+            if scan is not None and not scan.error
+            else {**schema.expected(), **expected_paths(server, schema)}
+        )
+        try:
+            chosen[server.server_id] = select_variant(server, schema, facts)
+        except NoVariant as exc:
+            chosen[server.server_id] = exc
+    return chosen

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from . import layouts as env_layouts
 from . import procs
 from .scripts import COMMON_SH, EXEC_WRAPPER, SERVER_SCRIPT, SSHD_CONFIG
 
@@ -83,12 +84,20 @@ class Testbed:
             return False
 
     # -- up / down ---------------------------------------------------------------------
-    def up(self, n_servers: int, sshd_processes: int | None = None) -> dict[str, Any]:
+    def up(self, n_servers: int, sshd_processes: int | None = None, layouts: list[str] | None = None) -> dict[str, Any]:
+        """``layouts``: the environment of the first servers (testbed.layouts; the rest get
+        the default); a layout other than the default needs one sshd per server."""
+        layouts = list(layouts or [])
         if not 1 <= n_servers <= MAX_SERVERS:
             raise TestbedError(f"--servers must be between 1 and {MAX_SERVERS}, got {n_servers}")
         n_sshd = n_servers if sshd_processes is None else sshd_processes
         if not 1 <= n_sshd <= n_servers:
             raise TestbedError(f"sshd processes must be between 1 and the number of servers, got {n_sshd}")
+        unknown = [name for name in layouts if name not in env_layouts.LAYOUTS]
+        if unknown or len(layouts) > n_servers:
+            raise TestbedError(f"layouts must be at most {n_servers} of {', '.join(env_layouts.LAYOUTS)}")
+        if n_sshd < n_servers and any(name != env_layouts.DEFAULT for name in layouts):
+            raise TestbedError("server layouts need one sshd per server (not scale mode)")
         if self.is_up():
             raise TestbedError(f"a testbed is already running at {self.base}: run `testbed down` first")
         if self.manifest_path.exists():
@@ -98,7 +107,7 @@ class Testbed:
         try:
             with procs.allocation_lock():
                 slot = self._claim_slot(n_servers, n_sshd)
-                manifest = self._build(n_servers, n_sshd, slot)
+                manifest = self._build(n_servers, n_sshd, slot, layouts)
                 self.manifest_path.write_text(json.dumps(manifest, indent=1))
                 self._start_sshds(manifest)
                 self.manifest_path.write_text(json.dumps(manifest, indent=1))
@@ -156,7 +165,7 @@ class Testbed:
             return False
         return other.get("slot") == slot and any(procs.alive(s.get("pid")) for s in other.get("sshd", []))
 
-    def _build(self, n_servers: int, n_sshd: int, slot: int) -> dict[str, Any]:
+    def _build(self, n_servers: int, n_sshd: int, slot: int, layouts: list[str]) -> dict[str, Any]:
         base = self.base
         ssh_base, http_base = 2200 + slot * SLOT_SPAN, 18000 + slot * SLOT_SPAN
         scale = n_sshd < n_servers
@@ -170,6 +179,11 @@ class Testbed:
         client_key = base / "client_key"
         (base / "authorized_keys").write_text(procs.keygen(client_key, "guardia-testbed-client") + "\n")
         width = max(2, len(str(n_servers)))
+        envs = []  # each server's environment, installed under its root (testbed.layouts)
+        for i in range(1, n_servers + 1):
+            root = base / "servers" / f"srv-{i:0{width}d}"
+            root.mkdir(parents=True, exist_ok=True)
+            envs.append(env_layouts.install(layouts[i - 1] if i <= len(layouts) else env_layouts.DEFAULT, root))
         sshds = []
         for j in range(1, n_sshd + 1):
             sdir = base / "sshd" / f"sshd-{j:0{width}d}"
@@ -196,6 +210,7 @@ class Testbed:
                     wrapper=wrapper,
                     command_log=entry["command_log"],
                     base=base,
+                    extra_env=_path_env(envs[j - 1]["path_prepend"]) if not scale else "",
                 )
             )
             sshds.append(entry)
@@ -246,6 +261,7 @@ class Testbed:
                     "command_log": sshd["command_log"],
                     "pid_file": str(root / "run" / "was.pid"),
                     "initial_version": "1.0.0",
+                    **envs[i - 1],
                 }
             )
         return {
@@ -475,6 +491,11 @@ class Testbed:
         if dirty:
             self._run_all(dirty, "startup.sh")
             self._wait_http(dirty, timeout=30)
+
+
+def _path_env(prepend: str) -> str:
+    """A server whose layout brings commands of its own (the systemctl stand-in) finds them first."""
+    return f" PATH={prepend}:{SCRIPT_ENV['PATH']}" if prepend else ""
 
 
 def _ip(j: int) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from django.db import transaction
 
 import audit
-from cmdb.models import Credential, HealthCriteria, Institution, Server, System
+from cmdb.models import Credential, EnvSchema, HealthCriteria, Institution, Server, System
 
 CREDENTIAL_NAME = "testbed-root-key"
 
@@ -55,6 +55,10 @@ def register_testbed(manifest: dict[str, Any], system: System | None = None) -> 
                 "active": True,
             },
         )
+        if srv.get("env_schema"):  # a server with its own layout (testbed.layouts): what the CMDB expects
+            schema = EnvSchema(server=server, **srv["env_schema"])
+            schema.full_clean(exclude=["server"])
+            EnvSchema.objects.update_or_create(server=server, defaults=srv["env_schema"])
         servers.append(server)
     # The private key itself never enters the entry: only which rows were touched.
     audit.record(

@@ -90,6 +90,7 @@ tb_startup() {
   fault_active health_500 "$ver" && mode=http500
   fault_active health_fail "$ver" && mode=fail_bind
   log "INFO: Using CATALINA_BASE: $ROOT"
+  if [ -n "$JAVA_HOME" ]; then log "INFO: Using JRE_HOME: $JAVA_HOME"; fi
   if [ "$WAS_MODE" = single ]; then
     setsid python3 "$BIN/was.py" single --root "$ROOT" --port "$PORT" --server-id "$SID" --mode "$mode" \
       </dev/null >>"$LOG" 2>&1 &
@@ -180,7 +181,7 @@ AllowTcpForwarding no
 PermitTunnel no
 # Bash sources ~/.bashrc for commands run by sshd unless it believes it is nested;
 # root's .bashrc on this machine runs pyenv (~100 ms a command). SHLVL=1 skips it.
-SetEnv SHLVL=1 GUARDIA_TESTBED_BASE={base}
+SetEnv SHLVL=1 GUARDIA_TESTBED_BASE={base}{extra_env}
 ForceCommand {wrapper} {command_log}
 Subsystem sftp /usr/lib/openssh/sftp-server
 LogLevel INFO

@@ -13,7 +13,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from .. import healthcheck
+from .. import healthcheck, profiles
 from ..errors import ParameterError, Refused
 from ..parameters import Param, clean_health_limits, server_roots
 
@@ -45,6 +45,7 @@ class Context(Protocol):
     state: dict
     data: dict
     planning: bool
+    phase: str
 
     def run(
         self, name: str, command: str, *, timeout: float = 60, ok_codes: tuple[int, ...] = (0,), max_output: int = 65536
@@ -65,6 +66,8 @@ class Playbook:
     VERSION: ClassVar[str] = "1.0.0"
     PARAMS: ClassVar[dict[str, Param]] = {}
     READ_ONLY: ClassVar[bool] = False
+    # Stops and starts the server's service: its commands follow the environment's variant.
+    SERVICE: ClassVar[bool] = False
     # Rolling playbooks go group by group with rollback; others run everywhere at once.
     ROLLING: ClassVar[bool] = True
 
@@ -136,6 +139,30 @@ class Playbook:
                 raise
             # At run time (the plan check in front was bypassed): refuse this server, run nothing.
             raise Refused(f"매개변수 거부: {exc}") from exc
+
+    def service_paths(self, ctx: Context, paths: dict) -> dict:
+        """``paths`` with the stop/start commands of the variant this server's scanned
+        environment calls for (execution.profiles.select_variant); called first thing in
+        forward(), so a server no variant fits is refused before any change. Rollback uses
+        the variant forward() chose. A server without an environment schema keeps the CMDB's
+        script_path/shutdown.sh and startup.sh."""
+        if ctx.phase == "forward" and "env_variant" not in ctx.state:
+            variant = profiles.service_variant(ctx)
+            ctx.state["env_variant"] = variant.as_state() if variant is not None else None
+        chosen = ctx.state.get("env_variant")
+        if not chosen:
+            return paths
+        return {**paths, "stop_command": chosen["stop"], "start_command": chosen["start"]}
+
+    def restart(self, ctx: Context, paths: dict, **options) -> None:
+        """Stop → (before_start) → start → checks, with this server's variant's commands."""
+        healthcheck.restart_was(
+            ctx, self.service_paths(ctx, paths), script_timeout=self.params["script_timeout"], **options
+        )
+
+    def restart_back(self, ctx: Context, paths: dict, **options) -> None:
+        """The rollback's restart: a failing stop is tolerated (the service may be down)."""
+        self.restart(ctx, paths, phase_prefix="rb-", tolerate_shutdown_failure=True, **options)
 
     @staticmethod
     def require(value: str, what: str, server) -> str:

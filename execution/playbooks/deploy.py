@@ -22,7 +22,8 @@ class AppDeploy(Playbook):
     backup → shutdown.sh → swap → startup.sh → post-check (new PID, port, HTTP, log)."""
 
     NAME = "APP_DEPLOY"
-    VERSION = "1.2.0"
+    SERVICE = True
+    VERSION = "1.3.0"
     PARAMS = {
         "artifact_sha256": Param("sha256", required=True, help="SHA-256 of the stored artifact"),
         "artifact_name": Param("str", default="app.war", pattern=NAME_PATTERN),
@@ -94,7 +95,7 @@ class AppDeploy(Playbook):
                     pass
 
     def forward(self, ctx) -> None:
-        paths = self._paths(ctx)
+        paths = self.service_paths(ctx, self._paths(ctx))
         self.precheck(ctx, paths)
         sha = self.params["artifact_sha256"]
         ctx.put("upload", ctx.artifact_path(sha), paths["staging"])  # the transport checks SHA-256 remotely
@@ -111,14 +112,7 @@ class AppDeploy(Playbook):
             ctx.state["staged"] = False
             return "swap", f"mv -f {q(paths['staging'])} {q(paths['live'])}"
 
-        healthcheck.restart_was(
-            ctx,
-            paths,
-            script_timeout=self.params["script_timeout"],
-            before_start=swap,
-            expect_version=self.params["version"],
-            old_pid=ctx.state["old_pid"],
-        )
+        self.restart(ctx, paths, before_start=swap, expect_version=self.params["version"], old_pid=ctx.state["old_pid"])
 
     def rollback(self, ctx) -> None:
         paths = self._paths(ctx)
@@ -132,15 +126,7 @@ class AppDeploy(Playbook):
                 return "rb-restore", f"cp -p {q(paths['saved'])} {q(paths['live'])}"
             return None
 
-        healthcheck.restart_was(
-            ctx,
-            paths,
-            phase_prefix="rb-",
-            script_timeout=self.params["script_timeout"],
-            tolerate_shutdown_failure=True,
-            before_start=restore,
-            expect_version=ctx.state.get("old_version", ""),
-        )
+        self.restart_back(ctx, paths, before_start=restore, expect_version=ctx.state.get("old_version", ""))
 
 
 class StaticSync(Playbook):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import posixpath
 
-from execution import healthcheck
-
 from ..errors import Refused, StepFailed
 from ..parameters import Param, q
 from .base import Playbook
@@ -18,22 +16,20 @@ KEY_SUFFIXES = (".key", ".pem")
 
 class ServiceRestart(Playbook):
     NAME = "SERVICE_RESTART"
-    VERSION = "1.0.0"
+    SERVICE = True
+    VERSION = "1.1.0"
     PARAMS = {"script_timeout": Param("int", default=120, min=1, max=3600)}
 
     def forward(self, ctx) -> None:
         paths = self.server_paths(ctx.server)
         self.require(paths["scripts"], "script_path", ctx.server)
-        healthcheck.restart_was(ctx, paths, script_timeout=self.params["script_timeout"])
+        self.restart(ctx, paths)
 
     def rollback(self, ctx) -> None:
         if not ctx.state.get("stopped"):
             return
         # Nothing to restore: bring the service back up and check it.
-        paths = self.server_paths(ctx.server)
-        healthcheck.restart_was(
-            ctx, paths, phase_prefix="rb-", script_timeout=self.params["script_timeout"], tolerate_shutdown_failure=True
-        )
+        self.restart_back(ctx, self.server_paths(ctx.server))
 
 
 def pem_fingerprint(cert_pem: bytes) -> str:
@@ -49,7 +45,8 @@ class SslReplace(Playbook):
     files, upload, restart, and verify the certificate actually served."""
 
     NAME = "SSL_REPLACE"
-    VERSION = "1.1.0"
+    SERVICE = True
+    VERSION = "1.2.0"
     PARAMS = {
         "cert_sha256": Param("sha256", required=True),
         "key_sha256": Param("sha256", required=True),
@@ -91,7 +88,7 @@ class SslReplace(Playbook):
         return posixpath.join(backup_dir({"backup": base}, ctx.task_ref), "ssl", posixpath.basename(path))
 
     def forward(self, ctx) -> None:
-        paths = self.server_paths(ctx.server)
+        paths = self.service_paths(ctx, self.server_paths(ctx.server))
         self.require(paths["scripts"], "script_path", ctx.server)
         for kind, remote, _sha in self._files(ctx):
             saved = self._backup(ctx, remote)
@@ -109,7 +106,7 @@ class SslReplace(Playbook):
             ctx.state["installed"] = True
             return "chmod-key", f"chmod 600 {q(self.path(ctx, 'key_path'))}"
 
-        healthcheck.restart_was(ctx, paths, script_timeout=self.params["script_timeout"], before_start=install)
+        self.restart(ctx, paths, before_start=install)
         self.check_served(ctx, "served-cert", getattr(self, "fingerprint", ""))  # set by prepare()
 
     def check_served(self, ctx, name: str, expected: str) -> None:
@@ -154,14 +151,7 @@ class SslReplace(Playbook):
             ]
             return "rb-restore", "; ".join(copies)
 
-        healthcheck.restart_was(
-            ctx,
-            paths,
-            phase_prefix="rb-",
-            script_timeout=self.params["script_timeout"],
-            tolerate_shutdown_failure=True,
-            before_start=restore,
-        )
+        self.restart_back(ctx, paths, before_start=restore)
 
 
 __all__ = ["ServiceRestart", "SslReplace", "Refused"]

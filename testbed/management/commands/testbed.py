@@ -19,6 +19,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--sshd", type=int, default=None, help="sshd processes (scale mode when fewer than --servers)"
         )
+        parser.add_argument(
+            "--layouts", default="", help="up: comma-separated environments of the first servers (testbed.layouts)"
+        )
         parser.add_argument("--dir", default=None, help="testbed directory (default settings.TESTBED_DIR)")
         parser.add_argument("--off", action="store_true", help="fault: switch it off")
         parser.add_argument("--json", action="store_true", help="status: print JSON")
@@ -31,7 +34,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
     def do_up(self, tb: Testbed, opts) -> None:
-        manifest = tb.up(opts["servers"], opts["sshd"])
+        layouts = [name.strip() for name in opts["layouts"].split(",") if name.strip()]
+        manifest = tb.up(opts["servers"], opts["sshd"], layouts=layouts)
         self.stdout.write(
             f"testbed up: {len(manifest['servers'])} servers, {len(manifest['sshd'])} sshd "
             f"({manifest['mode']} mode); manifest {tb.manifest_path}"
