@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
+from audit.tables import optional_ref, table_meta, user_ref
 from cmdb.models import Server, System, SystemOwner
 
 from .text import shorten
@@ -168,14 +169,7 @@ class OpsTask(ConcurrentTransitionMixin, models.Model):
     plan = models.JSONField(_("실행 계획"), default=dict, blank=True)
     plan_sha256 = models.CharField(_("계획 해시 (SHA-256)"), max_length=64, blank=True)
     status = FSMField(_("상태"), default=Status.RECEIVED, choices=Status.choices, protected=True, db_index=True)
-    current_approver = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        verbose_name=_("현재 승인자"),
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-    )
+    current_approver = user_ref(_("현재 승인자"), on_delete=models.SET_NULL)
     stop_requested = models.BooleanField(_("중지 요청됨"), default=False)
     stop_reason = models.CharField(_("중지 사유"), max_length=300, blank=True)
     failure_reason = models.TextField(_("실패 사유"), blank=True)
@@ -194,25 +188,25 @@ class OpsTask(ConcurrentTransitionMixin, models.Model):
 
     objects = OpsTaskQuerySet.as_manager()
 
-    class Meta:
-        verbose_name_plural = _("작업 (TB_OPS_TASK)")
-        db_table = "TB_OPS_TASK"
-        ordering = ["-created_at"]
-        # Lists are read newest first and paged by keyset on (created_at, id): the first index
-        # serves everyone who sees all tasks, the other two the OR of a limited view's
-        # requester / system subqueries, each already in time order.
-        indexes = [
+    # Lists are read newest first and paged by keyset on (created_at, id): the first index
+    # serves everyone who sees all tasks, the other two the OR of a limited view's
+    # requester / system subqueries, each already in time order.
+    Meta = table_meta(
+        "TB_OPS_TASK",
+        _("작업 (TB_OPS_TASK)"),
+        ordering=["-created_at"],
+        indexes=[
             models.Index(fields=["created_at", "id"], name="task_created_id"),
             models.Index(fields=["requester", "created_at"], name="task_requester_created"),
             models.Index(fields=["system", "created_at"], name="task_system_created"),
-        ]
-        verbose_name = _("작업 (TB_OPS_TASK)")
-        permissions = [
+        ],
+        permissions=[
             ("submit_task", "Can submit a request"),
             ("decide_step", "Can decide approval steps"),
             ("validate_result", "Can validate results (PM)"),
             ("use_kill_switch", "Can stop tasks and the whole system"),
-        ]
+        ],
+    )
 
     def __str__(self) -> str:
         return self.task_id
@@ -363,30 +357,9 @@ class ApprovalStep(models.Model):
     task = models.ForeignKey(OpsTask, verbose_name=_("작업"), on_delete=models.CASCADE, related_name="steps")
     step_order = models.PositiveSmallIntegerField(_("단계"))
     role = models.CharField(_("역할"), max_length=24)  # owner / pm / security_officer / emergency
-    assigned_to = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        verbose_name=_("배정된 승인자"),
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="assigned_steps",
-    )
-    original_owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        verbose_name=_("원 담당자"),
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-    )
-    actual_approver = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        verbose_name=_("실제 승인자"),
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="+",
-    )
+    assigned_to = user_ref(_("배정된 승인자"), related_name="assigned_steps")
+    original_owner = user_ref(_("원 담당자"))
+    actual_approver = user_ref(_("실제 승인자"))
     routing = models.CharField(_("배정 경로"), max_length=10, choices=Routing.choices, default=Routing.DIRECT)
     escalation_level = models.PositiveSmallIntegerField(_("상향 단계"), default=0)  # 0 owner, 1 deputy, 2 supervisor
     status = models.CharField(
@@ -400,17 +373,17 @@ class ApprovalStep(models.Model):
 
     objects = ApprovalStepQuerySet.as_manager()
 
-    class Meta:
-        verbose_name = _("승인 단계 (TB_APPROVAL_FLOW)")
-        verbose_name_plural = _("승인 단계 (TB_APPROVAL_FLOW)")
-        db_table = "TB_APPROVAL_FLOW"
-        ordering = ["task", "step_order"]
-        constraints = [models.UniqueConstraint(fields=["task", "step_order"], name="one_step_per_order")]
-        indexes = [
+    Meta = table_meta(
+        "TB_APPROVAL_FLOW",
+        _("승인 단계 (TB_APPROVAL_FLOW)"),
+        ordering=["task", "step_order"],
+        constraints=[models.UniqueConstraint(fields=["task", "step_order"], name="one_step_per_order")],
+        indexes=[
             models.Index(fields=["status", "sla_deadline"]),
             # visible_to's subquery "tasks with a step assigned to this user", read from the index alone
             models.Index(fields=["assigned_to", "task"], name="step_assignee_task"),
-        ]
+        ],
+    )
 
     def __str__(self) -> str:
         return f"{self.task.task_id} step {self.step_order} ({self.role})"
@@ -422,9 +395,7 @@ class Notification(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, verbose_name=_("받는 사람"), on_delete=models.CASCADE, related_name="notifications"
     )
-    task = models.ForeignKey(
-        OpsTask, verbose_name=_("작업"), null=True, blank=True, on_delete=models.CASCADE, related_name="notifications"
-    )
+    task = optional_ref(OpsTask, _("작업"), on_delete=models.CASCADE, related_name="notifications")
     kind = models.CharField(_("종류"), max_length=32, default="info")
     message = models.TextField(_("내용"))
     actions = models.JSONField(_("버튼"), default=list, blank=True)
@@ -432,16 +403,16 @@ class Notification(models.Model):
     created_at = models.DateTimeField(_("시각"), default=timezone.now, db_index=True)
     read_at = models.DateTimeField(_("읽은 시각"), null=True, blank=True)
 
-    class Meta:
-        verbose_name = _("알림 (TB_NOTIFICATION)")
-        verbose_name_plural = _("알림 (TB_NOTIFICATION)")
-        db_table = "TB_NOTIFICATION"
-        ordering = ["-created_at"]
-        # (user, created_at): the inbox, newest first, paged by keyset without a sort.
-        indexes = [
+    # (user, created_at): the inbox, newest first, paged by keyset without a sort.
+    Meta = table_meta(
+        "TB_NOTIFICATION",
+        _("알림 (TB_NOTIFICATION)"),
+        ordering=["-created_at"],
+        indexes=[
             models.Index(fields=["user", "read_at"]),
             models.Index(fields=["user", "created_at", "id"], name="note_user_created"),
-        ]
+        ],
+    )
 
     def __str__(self) -> str:
 
@@ -458,10 +429,7 @@ class GlobalStop(models.Model):
     engaged_at = models.DateTimeField(_("정지 시각"), null=True, blank=True)
     requires_ack = models.BooleanField(_("관리자 확인 필요"), default=False)  # set by an audit-chain break
 
-    class Meta:
-        verbose_name = _("전체 정지")
-        verbose_name_plural = _("전체 정지")
-        db_table = "TB_GLOBAL_STOP"
+    Meta = table_meta("TB_GLOBAL_STOP", _("전체 정지"))
 
 
 class TaskSequence(models.Model):
@@ -470,10 +438,7 @@ class TaskSequence(models.Model):
     day = models.DateField(_("날짜"), primary_key=True)
     last = models.PositiveIntegerField(_("마지막 번호"), default=0)
 
-    class Meta:
-        verbose_name = _("작업 번호 순서")
-        verbose_name_plural = _("작업 번호 순서")
-        db_table = "TB_TASK_SEQUENCE"
+    Meta = table_meta("TB_TASK_SEQUENCE", _("작업 번호 순서"))
 
 
 class StatisticsRollup(models.Model):
@@ -494,13 +459,13 @@ class StatisticsRollup(models.Model):
     with_steps = models.PositiveIntegerField(_("승인 단계가 있는 작업 수"), default=0)
     escalated = models.PositiveIntegerField(_("상향된 작업 수"), default=0)
 
-    class Meta:
-        db_table = "TB_STATISTICS_ROLLUP"
-        constraints = [
+    Meta = table_meta(
+        "TB_STATISTICS_ROLLUP",
+        _("통계 집계"),
+        constraints=[
             models.UniqueConstraint(fields=["month", "system", "category", "status"], name="statistics_rollup_key")
-        ]
-        verbose_name = _("통계 집계")
-        verbose_name_plural = _("통계 집계")
+        ],
+    )
 
 
 class StatisticsRollupState(models.Model):
@@ -511,7 +476,4 @@ class StatisticsRollupState(models.Model):
     through = models.DateField(_("집계 기준일"), null=True, blank=True)
     built_at = models.DateTimeField(_("집계 시각"), null=True, blank=True)
 
-    class Meta:
-        db_table = "TB_STATISTICS_ROLLUP_STATE"
-        verbose_name = _("통계 집계 상태")
-        verbose_name_plural = _("통계 집계 상태")
+    Meta = table_meta("TB_STATISTICS_ROLLUP_STATE", _("통계 집계 상태"))
