@@ -1,6 +1,7 @@
 """Second factor (django-otp): TOTP enrolment with a QR code drawn here (SVG, no outside
 service on a closed network), single-use recovery codes, the second step of the login for
-the roles that can change production (GUARDIA_OTP_REQUIRED_ROLES), and the step-up check
+whoever holds the permission cmdb.roles.SECOND_FACTOR_PERMISSION (the roles that can change
+production, by the role table; GUARDIA_OTP_REQUIRED_ROLES overrides which), and the step-up check
 that governance asks before a high or critical-risk decision and a global-stop release
 (settings.STEP_UP_CHECK, so governance never imports this module).
 
@@ -29,7 +30,7 @@ from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from . import account_audit, accounts
-from .roles import ROLES
+from .roles import SECOND_FACTOR_PERMISSION
 
 RECOVERY_CODES = 10
 VERIFIED_AT = "otp_verified_at"
@@ -44,8 +45,7 @@ def enabled() -> bool:
 def required_for(user) -> bool:
     if not enabled() or not user.is_authenticated:
         return False
-    wanted = set(getattr(settings, "OTP_REQUIRED_ROLES", ())) & set(ROLES)
-    return bool(user.is_superuser or user.groups.filter(name__in=wanted).exists())
+    return bool(user.is_superuser or user.has_perm(SECOND_FACTOR_PERMISSION))
 
 
 def remember_request(request) -> contextvars.Token:

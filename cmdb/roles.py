@@ -58,7 +58,13 @@ MESSENGER_ADMIN = [
 
 # Permissions no model declares, created by ensure_roles on the user model.
 PRIVILEGED_PERMISSION = "auth.manage_privileged_accounts"
-EXTRA_PERMISSIONS = {PRIVILEGED_PERMISSION: "Can grant privileged roles and manage privileged accounts"}
+# Who must give the second factor (TOTP) at login (cmdb.otp.required_for): the roles that can
+# change production or silence the kill switch. Superusers always must.
+SECOND_FACTOR_PERMISSION = "auth.require_second_factor"
+EXTRA_PERMISSIONS = {
+    PRIVILEGED_PERMISSION: "Can grant privileged roles and manage privileged accounts",
+    SECOND_FACTOR_PERMISSION: "Must give a second factor (TOTP) at login",
+}
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     # Field staff: file requests and follow them for their own sites.
@@ -90,6 +96,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         PRIVILEGED_PERMISSION,
         "authtoken.add_token",
         "authtoken.delete_token",
+        SECOND_FACTOR_PERMISSION,
     ],
     # Escalation target; edits TB_SYSTEM_OWNER rows of the systems they supervise (admin).
     "supervisor": [
@@ -97,6 +104,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "governance.use_kill_switch",
         *CMDB_READ,
         "cmdb.change_systemowner",
+        SECOND_FACTOR_PERMISSION,
     ],
     # Read-only everywhere: the audit trail and the whole CMDB, but never a credential.
     "auditor": [
@@ -121,6 +129,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "authtoken.add_token",
         "authtoken.delete_token",
         *MESSENGER_ADMIN,
+        SECOND_FACTOR_PERMISSION,
     ],
 }
 ROLES = list(ROLE_PERMISSIONS)
@@ -135,8 +144,24 @@ PRIVILEGED_ROLES = {"security_officer", "auditor", "admin"}
 STAFF_ROLES = {"supervisor", "admin", "security_officer"}  # the officer keeps the command catalogue
 
 
+def role_permissions() -> dict[str, list[str]]:
+    """The table as this site applies it. GUARDIA_OTP_REQUIRED_ROLES, when the operator sets
+    it, names exactly the roles that hold SECOND_FACTOR_PERMISSION (in place of the table's)."""
+    from django.conf import settings
+
+    override = getattr(settings, "OTP_REQUIRED_ROLES", None)
+    if not override:
+        return ROLE_PERMISSIONS
+    return {
+        role: [p for p in perms if p != SECOND_FACTOR_PERMISSION]
+        + ([SECOND_FACTOR_PERMISSION] if role in override else [])
+        for role, perms in ROLE_PERMISSIONS.items()
+    }
+
+
 def ensure_roles(verbose: bool = False) -> dict[str, list[str]]:
-    """Create the groups and set their permissions exactly to the table. Idempotent.
+    """Create the groups and set their permissions exactly to the table (role_permissions).
+    Idempotent.
 
     Returns {role: [missing permission strings]} for permissions not (yet) in the database.
     """
@@ -150,7 +175,8 @@ def ensure_roles(verbose: bool = False) -> dict[str, list[str]]:
     for perm, name in EXTRA_PERMISSIONS.items():
         codename = perm.split(".", 1)[1]
         Permission.objects.get_or_create(content_type=user_type, codename=codename, defaults={"name": name})
-    wanted = {perm for perms in ROLE_PERMISSIONS.values() for perm in perms}
+    table = role_permissions()
+    wanted = {perm for perms in table.values() for perm in perms}
     query = Q(pk__in=[])
     for perm in wanted:
         app_label, codename = perm.split(".", 1)
@@ -160,7 +186,7 @@ def ensure_roles(verbose: bool = False) -> dict[str, list[str]]:
         for p in Permission.objects.filter(query).select_related("content_type")
     }
     missing: dict[str, list[str]] = {}
-    for role, perms in ROLE_PERMISSIONS.items():
+    for role, perms in table.items():
         with quiet():
             group, created = Group.objects.get_or_create(name=role)
             before = set() if created else set(group.permissions.select_related("content_type"))

@@ -8,11 +8,13 @@ import datetime as dt
 
 import pytest
 import time_machine
+from django.contrib.auth.models import Permission
 from django.utils import timezone
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit.models import AuditEntry
+from cmdb.roles import ensure_roles
 from governance import services
 from governance.models import GlobalStop, StepStatus
 from tests.factories import UserFactory, governance_world
@@ -25,7 +27,6 @@ PASSWORD = "pw-Guardia-1"
 @pytest.fixture
 def otp_on(settings, db):
     settings.OTP_ENABLED = True
-    settings.OTP_REQUIRED_ROLES = ["admin", "security_officer", "supervisor"]
     settings.OTP_STEP_UP_MINUTES = 5
     settings.STEP_UP_CHECK = "cmdb.otp.has_fresh_second_factor"
     return settings
@@ -102,6 +103,26 @@ def test_recovery_codes_work_once(client, otp_on):
 def test_a_team_lead_logs_in_without_a_second_factor(client, otp_on):
     UserFactory(username="lead", role="team_lead")
     login(client, "lead")
+    assert client.get(CONSOLE).status_code == 200
+
+
+def test_the_second_factor_follows_the_permission_not_the_role_name(client, otp_on):
+    """A team lead given the permission on their own account must give the second factor;
+    when the operator's GUARDIA_OTP_REQUIRED_ROLES leaves the supervisor out, the role table
+    applied at migrate takes the permission away and a supervisor logs in with a password."""
+    lead = UserFactory(username="lead", role="team_lead")
+    lead.user_permissions.add(Permission.objects.get(codename="require_second_factor"))
+    login(client, "lead")
+    assert client.get(CONSOLE)["Location"] == f"{VERIFY}?next={CONSOLE}"
+
+    UserFactory(username="sup", role="supervisor")
+    client.logout()
+    login(client, "sup")
+    assert client.get(CONSOLE)["Location"] == f"{VERIFY}?next={CONSOLE}"
+    otp_on.OTP_REQUIRED_ROLES = ["admin", "security_officer"]
+    ensure_roles()
+    client.logout()
+    login(client, "sup")
     assert client.get(CONSOLE).status_code == 200
 
 

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django.contrib.auth.models import Group
 
-from cmdb.roles import ROLE_PERMISSIONS, ROLES, ensure_roles
+from audit.models import AuditEntry
+from cmdb.roles import ROLE_PERMISSIONS, ROLES, SECOND_FACTOR_PERMISSION, ensure_roles
 from tests.factories import UserFactory
 
 
@@ -39,3 +40,26 @@ def test_user_in_group_has_the_permission(roles):
     user = UserFactory(role="team_lead")
     assert user.has_perm("governance.decide_step")
     assert not user.has_perm("cmdb.change_server")
+
+
+def test_the_second_factor_is_a_permission_of_the_roles_that_can_change_production(roles):
+    holders = {role for role in ROLES if SECOND_FACTOR_PERMISSION in perms_of(roles[role])}
+    assert holders == {"admin", "security_officer", "supervisor"}
+    assert UserFactory(role="supervisor").has_perm(SECOND_FACTOR_PERMISSION)
+    assert not UserFactory(role="team_lead").has_perm(SECOND_FACTOR_PERMISSION)
+
+
+def test_the_operator_setting_names_the_roles_that_hold_the_second_factor_permission(roles, settings):
+    settings.OTP_REQUIRED_ROLES = ["admin", "pm"]
+    assert ensure_roles() == {}
+    holders = {g.name for g in Group.objects.filter(permissions__codename="require_second_factor")}
+    assert holders == {"admin", "pm"}
+    # Nothing else moved, and the change is in the audit chain like any role-table repair.
+    for role in ("team_lead", "auditor", "admin"):
+        assert perms_of(Group.objects.get(name=role)) == set(ROLE_PERMISSIONS[role]) | (
+            {SECOND_FACTOR_PERMISSION} if role == "admin" else set()
+        )
+    granted = AuditEntry.objects.filter(action="auth.group_permission_grant", target="pm").latest("seq")
+    revoked = AuditEntry.objects.filter(action="auth.group_permission_revoke", target="supervisor").latest("seq")
+    assert granted.payload["permissions"] == [SECOND_FACTOR_PERMISSION]
+    assert revoked.payload["permissions"] == [SECOND_FACTOR_PERMISSION]
