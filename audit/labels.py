@@ -28,6 +28,7 @@ ACTION_LABELS = {
     "approval.escalated": _("승인 상향(에스컬레이션)"),
     "approval.decided": _("승인 결정"),
     "approval.repaged": _("승인 재요청"),
+    "statistics.rollup_rebuilt": _("통계 집계 재계산"),
     "approval.expired": _("승인 기한 만료"),
     "validation.decided": _("PM 검증"),
     "agent.round_started": _("AI 에이전트 회차 시작"),

@@ -24,6 +24,8 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework.authtoken.models import TokenProxy
 
+from audit.admin import ReadOnlyAdmin
+
 from . import account_audit, accounts, otp
 from .roles import PRIVILEGED_PERMISSION, PRIVILEGED_ROLES, ROLES
 
@@ -314,22 +316,13 @@ class AccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(Group)
-class RoleAdmin(admin.ModelAdmin):
+class RoleAdmin(ReadOnlyAdmin):
     """Roles as the role table defines them: who holds each and what it may do. Read-only."""
 
     list_display = ["name", "label", "member_count", "permission_count"]
     readonly_fields = ("name", "label", "permission_list", "members")
     fields = readonly_fields
     ordering = ["name"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     @admin.display(description=_("역할 이름"))
     def label(self, obj):
