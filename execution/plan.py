@@ -33,7 +33,7 @@ from .gateways import check_single_gateway
 from .healthcheck import Health, url_problem
 from .parameters import HEALTH_LIMITS, q, tighter
 from .playbooks.base import HealthSpec, Playbook
-from .profiles import VARIANT_STEP, NoVariant
+from .profiles import VARIANT_STEP, NoVariant, policy_problems
 from .rolling import RolloutStrategy, drain_flag_path, plan_groups
 
 MASK = "****"
@@ -214,6 +214,10 @@ def render_plan(sub_type: str, parameters: dict, system, targets: list, task_ref
     errors: dict[str, str] = {}
     rendered: dict[str, dict] = {}
     variants = env_variants(servers)
+    forbidden = policy_problems(servers)
+    for server_id, problem in forbidden.items():
+        if server_id not in variants:  # no schema, so no gate before its first command: the plan refuses
+            errors.setdefault("targets", problem)
     for server in servers:
         try:
             rendered[server.server_id] = render_server(
@@ -226,9 +230,11 @@ def render_plan(sub_type: str, parameters: dict, system, targets: list, task_ref
             errors.setdefault("targets", str(exc))
     if errors:
         raise ParameterError(errors)
-    profile_notes = add_env_scans(rendered, servers) + [
-        f"환경 변형 없음 (실행 시 중지): {reason}" for reason in rendered_refusals(rendered)
-    ]
+    profile_notes = (
+        add_env_scans(rendered, servers)
+        + [f"환경 변형 없음 (실행 시 중지): {reason}" for reason in rendered_refusals(rendered)]
+        + [f"보안 정책 (실행 시 중지): {problem}" for problem in forbidden.values()]
+    )
     return {
         "playbook": playbook.NAME,
         "playbook_version": playbook.VERSION,

@@ -29,10 +29,10 @@ from django.db import transaction
 from django.utils import timezone
 
 import audit
-from cmdb.models import EnvScan, EnvSchema, Server, System
+from cmdb.models import EnvScan, EnvSchema, SecurityPolicy, Server, System
 from cmdb.profiles import SCANNED_FIELDS
 
-from .errors import Refused
+from .errors import Refused, StepFailed
 from .parameters import q
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,11 @@ def scan_server(server: Server) -> EnvScan:
 
     schema = EnvSchema.objects.filter(server=server).first()
     facts: dict = {}
-    error = ""
+    error = policy_problem(server, SecurityPolicy.objects.filter(system_id=server.system_id).first())
+    if error:  # the system's SSH policy forbids connecting: no connection, the reason is stored
+        return EnvScan.objects.update_or_create(
+            server=server, defaults={"facts": {}, "error": error[:500], "scanned_at": timezone.now()}
+        )[0]
     try:
         with SSHTransport(server) as transport:
             result = transport.run(scan_command(server, schema), timeout=SCAN_TIMEOUT)
@@ -178,13 +182,18 @@ def scan_servers(system_code: str = "") -> dict:
     if system_code:
         servers = servers.filter(system__code=system_code)
     scanned = failed = drifted = 0
+    refused: list[str] = []
     for server in servers:
         scan = scan_server(server)
         scanned += 1
         failed += bool(scan.error)
+        if scan.error and not scan.facts and "접속하지 않았습니다" in scan.error:
+            refused.append(scan.error)
         schema = EnvSchema.objects.filter(server=server).first()
         drifted += bool(schema and not scan.error and compare(schema, scan.facts))
     summary = {"system": system_code or "*", "scanned": scanned, "failed": failed, "drifted": drifted}
+    if refused:
+        summary["refused_by_policy"] = refused[:50]
     audit.record("system", "execution.env_scan", target=system_code or "*", payload=summary)
     return summary
 
@@ -300,6 +309,16 @@ def gate(ctx) -> None:
     schema = getattr(ctx, "env_schema", None)
     if schema is None:
         return
+    problem = policy_problem(ctx.server, policies_for(ctx.engine).get(ctx.server.system_id))
+    if problem:  # before the scan opens a connection
+
+        def refuse() -> str:
+            raise StepFailed(POLICY_STEP, problem)
+
+        try:
+            ctx.check(POLICY_STEP, refuse)  # recorded as the server's step
+        except StepFailed:
+            raise Refused(problem) from None
     result = ctx.run(SCAN_STEP, scan_command(ctx.server, schema), timeout=SCAN_TIMEOUT)
     facts = parse(result.stdout)
     drifts = compare(schema, facts)
@@ -350,6 +369,50 @@ def service_variant(ctx) -> Variant | None:
 
     ctx.check(VARIANT_STEP, choose)
     return picked[0]
+
+
+# --- the SSH security policy (TB_SECURITY_POLICY) ----------------------------------------------
+
+POLICY_STEP = "ssh-policy"
+# Which credential kind each policy's login method needs; GUARDiA holds no OTP generator, so a
+# policy that asks for key + OTP refuses every automatic login.
+AUTH_KINDS = {"key": "private_key", "password": "password"}
+
+
+def policy_problem(server, policy) -> str:
+    """Why the system's SSH policy forbids connecting to this server ("" when it allows it)."""
+    if policy is None:
+        return ""
+    sid = server.server_id
+    if not policy.allows_port(int(server.ssh_port or 22)):
+        return (
+            f"{sid}: SSH 포트 {server.ssh_port}이(가) 보안 정책의 허용 범위({policy.port_min}-{policy.port_max}) "
+            "밖이라 접속하지 않았습니다"
+        )
+    kind = getattr(server.credential, "kind", "")
+    if AUTH_KINDS.get(policy.ssh_auth) != kind:
+        return (
+            f"{sid}: 보안 정책의 SSH 인증 방식({policy.get_ssh_auth_display()})과 "
+            f"자격 증명({kind or '없음'})이 맞지 않아 접속하지 않았습니다"
+        )
+    return ""
+
+
+def policies_for(engine) -> dict:
+    """The security policies of the run's systems, read once per run (like its schemas)."""
+    cached = getattr(engine, "security_policies", None)
+    if cached is None:
+        systems = {s.system_id for s in getattr(engine, "servers", None) or []}
+        cached = {p.system_id: p for p in SecurityPolicy.objects.filter(system_id__in=systems)}
+        engine.security_policies = cached
+    return cached
+
+
+def policy_problems(servers: list) -> dict[str, str]:
+    """Per server whose system's policy forbids connecting: the reason."""
+    policies = {p.system_id: p for p in SecurityPolicy.objects.filter(system_id__in={s.system_id for s in servers})}
+    found = {s.server_id: policy_problem(s, policies.get(s.system_id)) for s in servers}
+    return {sid: problem for sid, problem in found.items() if problem}
 
 
 # --- playbook variants: how this server's service is stopped and started ------------------------

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-from cmdb.models import EnvScan, EnvSchema
+from audit.models import AuditEntry
+from cmdb.models import EnvScan, EnvSchema, SecurityPolicy
 from execution import profiles
 from execution.models import Execution, ServerRun, StepResult
 from execution.services import run_task
@@ -139,3 +140,26 @@ def test_no_variant_or_disallowed_drift_stops_that_server_while_the_others_conti
     client.force_login(UserFactory(username="cmdb-admin", role="admin"))
     page = client.get(reverse("execution:drift")).content.decode()
     assert jeus.server_id in page and sysv.server_id not in page
+
+
+def test_a_port_the_security_policy_forbids_is_never_connected_to(layout_servers, layout_testbed):
+    systemd, sysv, jeus = layout_servers
+    SecurityPolicy.objects.create(system=systemd.system, port_min=sysv.ssh_port, port_max=jeus.ssh_port)
+    before = commands_received(layout_testbed, systemd.server_id)
+
+    profiles.scan_servers("TESTBED-WAS")
+    assert "보안 정책의 허용 범위" in EnvScan.objects.get(server=systemd).error
+    entry = AuditEntry.objects.filter(action="execution.env_scan").latest("pk")
+    assert entry.payload["refused_by_policy"] and systemd.server_id in entry.payload["refused_by_policy"][0]
+    rollout = {"rollout": {"failures_allowed": 1, "max_parallel": 3}}
+    task = approved_task(layout_servers, sub_type="SERVICE_RESTART", parameters=rollout)
+    assert f"보안 정책 (실행 시 중지): {systemd.server_id}: SSH 포트" in " ".join(task.plan["warnings"])
+
+    run_task(task.pk)
+
+    runs = {r.server_ref: r for r in ServerRun.objects.filter(execution__task=task)}
+    refused = runs[systemd.server_id]
+    assert "보안 정책의 허용 범위" in refused.message and "접속하지 않았습니다" in refused.message
+    assert list(StepResult.objects.filter(server_run=refused).values_list("name", flat=True)) == ["ssh-policy"]
+    assert commands_received(layout_testbed, systemd.server_id) == before  # not one command reached it
+    assert runs[sysv.server_id].state == runs[jeus.server_id].state == "SUCCEEDED"
