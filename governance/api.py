@@ -184,13 +184,8 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def validate(self, request, task_id=None):
         form = ValidationSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        task = control.validate_result(
-            request.user,
-            task_id,
-            form.validated_data["verdict"],
-            form.validated_data["comments"],
-            plan_sha256=form.validated_data["plan_sha256"],
-        )
+        # The serializer's fields are validate_result's parameters (verdict, comments, plan_sha256).
+        task = control.validate_result(request.user, task_id, **form.validated_data)
         return Response(TaskSerializer(task).data)
 
 

@@ -286,13 +286,8 @@ def validate(request: HttpRequest, task_id: str) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             try:
-                control.validate_result(
-                    request.user,
-                    task.task_id,
-                    form.cleaned_data["verdict"],
-                    form.cleaned_data["comments"],
-                    plan_sha256=form.cleaned_data["plan_sha256"],
-                )
+                # The form's fields are the service's arguments: verdict, comments, plan_sha256.
+                control.validate_result(request.user, task.task_id, **form.cleaned_data)
             except GovernanceError as exc:
                 messages.error(request, exc.detail)
             else:
