@@ -6,26 +6,18 @@ import datetime as dt
 from collections import Counter
 
 from django.conf import settings
-from django.db.models import (
-    Count,
-    DateField,
-    DurationField,
-    Exists,
-    ExpressionWrapper,
-    F,
-    OuterRef,
-    Q,
-    Window,
-)
-from django.db.models.functions import RowNumber, TruncDate, TruncMonth
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Sum, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from audit.labels import action_label
 from audit.models import AuditEntry
 
+from . import rollup
 from .labels import decision_label, reason_label, role_label, routing_label, status_label, timeline_kind_label
-from .models import ApprovalStep, Category, Notification, OpsTask, Routing, Status
+from .models import Category, Notification, OpsTask, StatisticsRollup, Status, sees_all_tasks
+from .periods import LocalDay, LocalMonth, as_date, local_midnight, month_after
 from .text import shorten
 
 WAITING = [Status.RECEIVED, Status.PARSED, Status.PENDING_APPROVAL]
@@ -166,45 +158,6 @@ class LeadTime(ExpressionWrapper):
         return sql, (*approved_params, *created_params)
 
 
-def _fixed_offset() -> dt.timedelta | None:
-    """The server zone's UTC offset if it keeps one all year (Asia/Seoul does), else None."""
-    zone = timezone.get_current_timezone()
-    year = timezone.now().year
-    winter, summer = (dt.datetime(year, month, 1, tzinfo=zone).utcoffset() for month in (1, 7))
-    return winter if winter == summer else None
-
-
-class _LocalTrunc:
-    """Django's Trunc functions, which PostgreSQL and SQL Server compute in SQL; on SQLite
-    they call a Python function for every row, so there SQLite's own date() shifts the
-    stored UTC text by the zone's offset (a zone with one offset all year, such as KST;
-    other zones keep Django's function)."""
-
-    sqlite_modifiers: tuple[str, ...] = ()
-
-    def as_sqlite(self, compiler, connection, **extra_context):
-        offset = _fixed_offset()
-        if offset is None:
-            return super().as_sqlite(compiler, connection, **extra_context)  # type: ignore[misc]
-        sql, params = compiler.compile(self.lhs)  # type: ignore[attr-defined]
-        modifiers = ", ".join(["%s"] * (1 + len(self.sqlite_modifiers)))
-        return f"date({sql}, {modifiers})", (*params, f"{int(offset.total_seconds()):+d} seconds",
-                                               *self.sqlite_modifiers)  # fmt: skip
-
-
-class LocalDay(_LocalTrunc, TruncDate):
-    """The server-zone day of a datetime."""
-
-
-class LocalMonth(_LocalTrunc, TruncMonth):
-    """The first day of the server-zone month of a datetime (a date)."""
-
-    sqlite_modifiers = ("start of month",)
-
-    def __init__(self, expression, **extra) -> None:
-        super().__init__(expression, output_field=DateField(), **extra)
-
-
 def _lead_time_percentiles(approved, samples: int, shares: tuple[float, ...]) -> list[float | None]:
     """The lead times (minutes) at these shares of the approved tasks, read by the database
     in one ordered pass (a row number over the lead times, the rows at those ranks kept)
@@ -223,79 +176,105 @@ DAILY_UP_TO_DAYS = 62
 HOURS_FROM_MINUTES = 120
 
 
-def _month_after(day: dt.date) -> dt.date:
-    return dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+def _span(tasks, since: dt.date | None, until: dt.date | None) -> tuple[dt.date, dt.date] | None:
+    """The range's first and last day; an open end is the first or last request's day."""
+    if since is not None and until is not None:
+        return since, until
+    # Two reads off the created_at index (one MIN and one MAX in one query scan the table).
+    times = tasks.values_list("created_at", flat=True)
+    oldest, newest = times.order_by("created_at").first(), times.order_by("-created_at").first()
+    if oldest is None or newest is None:
+        return None
+    return since or timezone.localdate(oldest), until or timezone.localdate(newest)
 
 
-def _as_date(value) -> dt.date:
-    return timezone.localtime(value).date() if isinstance(value, dt.datetime) else value
+def _added(*groups, key: str, value: str = "n") -> Counter:
+    """Counts per key summed over several lists of rows (live tasks and rollup rows)."""
+    total: Counter = Counter()
+    for rows in groups:
+        for row in rows:
+            total[row[key]] += row[value] or 0
+    return total
 
 
-def _per_period(tasks, first: dt.date | None, last: dt.date | None) -> dict:
+def _per_period(live, rolled, span: tuple[dt.date, dt.date] | None) -> dict:
     """Requests per day (short ranges) or per month, every period in the range listed,
-    empty ones as 0, so a quiet week reads as quiet rather than as a line between points.
-    Without a range, the range is the first to the last request's day."""
-    if first is None or last is None:
-        # Two reads off the created_at index (one MIN and one MAX in one query scan the table).
-        times = tasks.values_list("created_at", flat=True)
-        oldest, newest = times.order_by("created_at").first(), times.order_by("-created_at").first()
-        if oldest is None or newest is None:
-            return {"granularity": "day", "rows": []}
-        first = first or timezone.localdate(oldest)
-        last = last or timezone.localdate(newest)
+    empty ones as 0, so a quiet week reads as quiet rather than as a line between points."""
+    if span is None:
+        return {"granularity": "day", "rows": []}
+    first, last = span
     if (last - first).days <= DAILY_UP_TO_DAYS:
-        rows = tasks.annotate(day=LocalDay("created_at")).values("day").annotate(n=Count("pk"))
-        counts = {_as_date(row["day"]): row["n"] for row in rows}
+        rows = live.annotate(day=LocalDay("created_at")).values("day").annotate(n=Count("pk"))
+        counts = {as_date(row["day"]): row["n"] for row in rows}
         days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
         return {"granularity": "day", "rows": [{"label": d.isoformat(), "n": counts.get(d, 0)} for d in days]}
-    rows = tasks.annotate(month=LocalMonth("created_at")).values("month").annotate(n=Count("pk"))
-    counts = {_as_date(row["month"]): row["n"] for row in rows}
+    live_rows = live.annotate(month=LocalMonth("created_at")).values("month").annotate(n=Count("pk"))
+    counts = _added(
+        [{**row, "month": as_date(row["month"])} for row in live_rows],
+        [{**row, "month": as_date(row["month"])} for row in rolled.values("month").annotate(n=Sum("tasks"))],
+        key="month",
+    )
     months, cursor = [], first.replace(day=1)
     while cursor <= last:
         months.append(cursor)
-        cursor = _month_after(cursor)
+        cursor = month_after(cursor)
     return {"granularity": "month", "rows": [{"label": m.strftime("%Y-%m"), "n": counts.get(m, 0)} for m in months]}
-
-
-def _local_midnight(day: dt.date) -> dt.datetime:
-    return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
 
 
 def statistics(user, since: dt.date | None = None, until: dt.date | None = None) -> dict:
     """Every figure of the statistics page for the tasks the user sees, filed between the
-    server-zone (KST) days ``since`` and ``until``, both included (open when None)."""
+    server-zone (KST) days ``since`` and ``until``, both included (open when None).
+
+    For a person who sees every task, over a range drawn per month, the finished tasks of
+    the months the rollup covers are read from its rows (governance/rollup.py) and every
+    other task is counted live; each task is counted once either way."""
     # order_by(): every figure below is an aggregate, and the default ordering (created_at)
     # would join each GROUP BY, one group per task.
     tasks = OpsTask.objects.visible_to(user).order_by()
     if since:
-        tasks = tasks.filter(created_at__gte=_local_midnight(since))
+        tasks = tasks.filter(created_at__gte=local_midnight(since))
     if until:
-        tasks = tasks.filter(created_at__lt=_local_midnight(until + dt.timedelta(days=1)))
-    per_institution = list(
-        tasks.values("system__institution__name").annotate(n=Count("pk")).order_by("-n", "system__institution__name")
+        tasks = tasks.filter(created_at__lt=local_midnight(until + dt.timedelta(days=1)))
+    span = _span(tasks, since, until)
+    monthly = span is not None and (span[1] - span[0]).days > DAILY_UP_TO_DAYS
+    cover = rollup.coverage(since, until) if monthly and sees_all_tasks(user) else None
+    live = tasks if cover is None else tasks.filter(cover.live)
+    rolled = StatisticsRollup.objects.none() if cover is None else cover.rows
+    institution = "system__institution__name"
+    per_institution = _added(
+        live.values(institution).annotate(n=Count("pk")),
+        rolled.values(institution).annotate(n=Sum("tasks")),
+        key=institution,
     )
-    per_category = list(tasks.values("category").annotate(n=Count("pk")).order_by("category"))
-    period = _per_period(tasks, since, until)
-    # One pass for the single figures; tasks (not steps) with at least one step / one
-    # escalated step are counted by EXISTS per task.
-    figures = tasks.aggregate(
-        total=Count("pk"),
-        samples=Count("pk", filter=Q(approved_at__isnull=False)),
-        with_steps=Count("pk", filter=Q(Exists(ApprovalStep.objects.filter(task=OuterRef("pk"))))),
-        escalated=Count(
-            "pk", filter=Q(Exists(ApprovalStep.objects.filter(task=OuterRef("pk"), routing=Routing.ESCALATED)))
-        ),
-        succeeded=Count("pk", filter=Q(status__in=[Status.PENDING_PM_VALIDATION, Status.COMPLETED])),
-        failed=Count("pk", filter=Q(status__in=EXECUTION_FAILED)),
+    per_category = _added(
+        live.values("category").annotate(n=Count("pk")),
+        rolled.values("category").annotate(n=Sum("tasks")),
+        key="category",
     )
-    samples, with_steps = figures["samples"], figures["with_steps"]
-    succeeded, failed = figures["succeeded"], figures["failed"]
+    period = _per_period(live, rolled, span)
+    # Per status (tasks, not steps); the single figures are sums of these rows.
+    by_status = [
+        *live.values("status").annotate(**rollup.task_figures()),
+        *rolled.values("status").annotate(**rollup.row_figures()),
+    ]
+    figures = {name: sum(row[name] or 0 for row in by_status) for name in rollup.task_figures()}
+    if cover is not None:  # the rows keep no step figures for tasks waiting for a decision
+        waiting = tasks.filter(cover.waiting).aggregate(**rollup.step_figures())
+        figures["with_steps"] += waiting["with_steps"]
+        figures["escalated"] += waiting["escalated"]
+    per_status = _added(by_status, key="status", value="tasks")
+    samples, with_steps = figures["approved"], figures["with_steps"]
+    succeeded = sum(per_status[s] for s in (Status.PENDING_PM_VALIDATION, Status.COMPLETED))
+    failed = sum(per_status[s] for s in EXECUTION_FAILED)
     p50, p90 = _lead_time_percentiles(tasks.exclude(approved_at=None), samples, (0.5, 0.9))
     in_hours = p90 is not None and p90 >= HOURS_FROM_MINUTES
     scale = 60 if in_hours else 1
     return {
-        "per_institution": [{"label": r["system__institution__name"], "n": r["n"]} for r in per_institution],
-        "per_category": [{"label": r["category"], "n": r["n"]} for r in per_category],
+        "per_institution": [
+            {"label": label, "n": n}
+            for label, n in sorted(per_institution.items(), key=lambda item: (-item[1], item[0]))
+        ],
+        "per_category": [{"label": label, "n": n} for label, n in sorted(per_category.items())],
         "per_period": period["rows"],
         "granularity": period["granularity"],
         "per_month": period["rows"] if period["granularity"] == "month" else [],
@@ -307,7 +286,7 @@ def statistics(user, since: dt.date | None = None, until: dt.date | None = None)
         "lead_time_samples": samples,
         "escalation_rate": figures["escalated"] / with_steps if with_steps else None,
         "execution_success_rate": succeeded / (succeeded + failed) if succeeded + failed else None,
-        "total": figures["total"],
+        "total": figures["tasks"],
         "since": since,
         "until": until,
     }
