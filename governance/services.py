@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Required, TypedDict
 
 from django.conf import settings
 from django.db import transaction
@@ -45,6 +46,18 @@ ROLE_LABEL = {"owner": "시스템 담당자", "pm": "PM", "security_officer": "�
 
 
 # --- intake -------------------------------------------------------------------------
+class Filing(TypedDict, total=False):
+    """What a filing says besides its system, type, targets and parameters (submit_task's
+    keywords of the same names; governance.submission.file_request passes them on)."""
+
+    title: Required[str]
+    raw_request: str
+    channel: str
+    emergency: bool
+    sr_number: str
+    parsed: dict | None
+
+
 def submit_task(
     requester,
     *,

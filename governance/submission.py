@@ -6,6 +6,8 @@ the filing is refused (governance.attachments.received_uploads)."""
 
 from __future__ import annotations
 
+from typing import Unpack
+
 from cmdb.models import System
 
 from . import attachments, services
@@ -18,17 +20,14 @@ def file_request(
     *,
     system: System | str,
     sub_type: str,
-    title: str,
     targets=(),
     parameters=None,
     uploads: dict | None = None,
-    emergency: bool = False,
-    sr_number: str = "",
-    raw_request: str = "",
-    channel: str = "WEB",
+    **filing: Unpack[services.Filing],
 ) -> OpsTask:
     """``system`` is a System or its code; ``targets`` server ids; ``uploads`` maps
-    artifact / cert_file / key_file / chain_file to file objects (or bytes)."""
+    artifact / cert_file / key_file / chain_file to file objects (or bytes). The rest (title,
+    raw_request, channel, emergency, sr_number) goes to ``services.submit_task`` as it is."""
     if not requester.has_perm("governance.submit_task"):
         raise Forbidden("요청을 제출할 권한이 없습니다")
     if isinstance(system, str):
@@ -51,14 +50,5 @@ def file_request(
     with attachments.received_uploads(uploads, sub_type=sub_type) as batch:
         parameters = batch.attach(parameters or {})
         return services.submit_task(
-            requester,
-            system=system,
-            sub_type=sub_type,
-            title=title,
-            targets=servers,
-            parameters=parameters,
-            raw_request=raw_request,
-            channel=channel,
-            emergency=emergency,
-            sr_number=sr_number,
+            requester, system=system, sub_type=sub_type, targets=servers, parameters=parameters, **filing
         )
