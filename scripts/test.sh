@@ -22,13 +22,30 @@ if [ -z "${GUARDIA_DATA_DIR:-}" ]; then
   trap 'rm -rf "$GUARDIA_DATA_DIR"' EXIT  # only what this run created
 fi
 export GUARDIA_DATA_DIR
-echo "== checks: ruff format, ruff, mypy, import contracts, spelling, migrations"
-.venv/bin/ruff format --check .
-.venv/bin/ruff check .
-.venv/bin/mypy
-.venv/bin/lint-imports --no-cache
-.venv/bin/codespell
-.venv/bin/python manage.py makemigrations --check --dry-run >/dev/null
+echo "== checks: ruff format, ruff, mypy, import contracts, spelling, migrations (side by side)"
+checks=$(mktemp -d /tmp/guardia-checks.XXXXXX)
+check() {  # check NAME COMMAND...: run in the background, its output kept for a failure
+  local name=$1
+  shift
+  ("$@" >"$checks/$name.out" 2>&1 || echo $? >"$checks/$name.failed") &
+}
+check format .venv/bin/ruff format --check .
+check lint .venv/bin/ruff check .
+check types .venv/bin/mypy
+check imports .venv/bin/lint-imports --no-cache
+check spelling .venv/bin/codespell
+check migrations .venv/bin/python manage.py makemigrations --check --dry-run
+wait
+failed=0
+for name in format lint types imports spelling migrations; do
+  if [ -e "$checks/$name.failed" ]; then
+    echo "-- check failed: $name"
+    cat "$checks/$name.out"
+    failed=1
+  fi
+done
+rm -rf "$checks"
+[ "$failed" = 0 ] || exit 1
 if [ -n "$fast" ]; then
   echo "== tests: fast lane (not browser, not postgres, not testbed, not slow)"
   .venv/bin/python -m pytest -q -n 2 --dist loadfile -m "not browser and not postgres and not testbed and not slow" "$@"

@@ -16,6 +16,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(SERVICE_FIXTURES[fixture])
 
 
+_RESTORED = pytest.StashKey[bool]()
+
+
+@pytest.fixture(scope="session")
+def django_db_keepdb(request, django_db_modify_db_settings, django_db_blocker) -> bool:
+    """Start from the migrated database an earlier run saved (tests/migrated_db.py), when its
+    migrations are the same; pytest-django's --reuse-db keeps working as before."""
+    from tests import migrated_db
+
+    with django_db_blocker.unblock():
+        restored = migrated_db.restore()
+    request.config.stash[_RESTORED] = restored
+    return restored or bool(request.config.getvalue("reuse_db"))
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker, request):
+    """pytest-django's set-up, then the freshly migrated database is saved for the next run."""
+    from tests import migrated_db
+
+    if not request.config.stash.get(_RESTORED, False):
+        with django_db_blocker.unblock():
+            migrated_db.save()
+
+
 @pytest.fixture(autouse=True)
 def _fast_hasher(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

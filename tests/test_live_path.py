@@ -42,6 +42,7 @@ def test_worker_event_reaches_browser_socket(tmp_path):
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
 def test_socket_refuses_anonymous(tmp_path):
     with redis_server() as redis_url:
         env = service_env(f"sqlite:///{settings.DATABASES['default']['NAME']}", redis_url)

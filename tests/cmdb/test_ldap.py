@@ -229,6 +229,7 @@ def settings_module_dir() -> str:
     return str(Path(__file__).resolve().parents[2])
 
 
+@pytest.mark.slow  # five settings loads in subprocesses
 def test_directory_settings_from_the_environment():
     ad = {
         "GUARDIA_LDAP_ENABLED": "true",
