@@ -72,8 +72,11 @@ def save() -> None:
     saved = folder / f"{_key()}.sqlite3"
     if saved.exists():
         return
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=folder, suffix=".partial")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=folder, suffix=".partial")
+    except OSError:
+        return  # no writable cache folder: the next run migrates again
     os.close(handle)
     try:
         _copy(name, partial)
