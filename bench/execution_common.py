@@ -18,6 +18,7 @@ import benchenv  # noqa: F401  (Django set up and migrated)
 from django.contrib.auth.models import User
 
 from execution.services import store_artifact
+from governance import plans
 from governance.models import OpsTask, Status
 from testbed import Testbed
 from testbed.register import register_testbed
@@ -52,6 +53,11 @@ def approved_task(servers, sub_type: str, parameters: dict) -> OpsTask:
         playbook=sub_type,
     )
     task.targets.set(servers)
+    # What approval pins: the playbook version and the plan's SHA-256 (run_task refuses otherwise).
+    rendered = plans.render_plan(sub_type, parameters, task.system, servers, task_ref=task.task_id)
+    OpsTask.objects.filter(pk=task.pk).update(
+        plan=rendered, plan_sha256=plans.plan_sha256(rendered), playbook_version=rendered["playbook_version"]
+    )
     OpsTask.objects.filter(pk=task.pk).update(status=Status.APPROVED)
     return task
 

@@ -241,9 +241,9 @@ class Engine:
         else:
             outcome, reason = Outcome.FAILED_ROLLED_BACK, first.reason
         # Restore every server of the group that was touched, succeeded ones included (TS-02).
-        restore = [c for c in contexts if c.state and failures.get(c, Failure("", "")).kind != "lost"]
+        restore = [c for c in contexts if c.touched and failures.get(c, Failure("", "")).kind != "lost"]
         for ctx in contexts:
-            if not ctx.state and ctx not in failures:
+            if not ctx.touched and ctx not in failures:
                 self._server(ctx, "ABORTED", "시작하지 않음: 롤아웃이 중지되었습니다")
         if self.playbook.ROLLING:
             bad = self.parallel(restore, lambda c: self._rollback_one(c, failed=c in failures))

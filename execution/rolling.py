@@ -190,6 +190,9 @@ def gate_sample(done: list, size: int, gate_round: int) -> list:
     return [done[(start + i) % len(done)] for i in range(size)]
 
 
+# ctx.state keys that record a decision, not a change on the server (see ServerContext.touched).
+NOT_CHANGES = frozenset({"env_variant"})
+
 # The command text of a step a resumed run skipped because it was already done.
 SKIPPED = "# 재개: 이미 완료된 단계 (다시 실행하지 않음)"
 
@@ -258,6 +261,12 @@ class ServerContext:
         self.env_schema = env_schema_for(engine, server)
         self._scanned = self.env_schema is None
 
+    @property
+    def touched(self) -> bool:
+        """Did forward() change anything here (so a stop must restore it)? What a playbook notes
+        before any change (NOT_CHANGES: the environment variant it chose) does not count."""
+        return any(key not in NOT_CHANGES for key in self.state)
+
     # --- connection -------------------------------------------------------------------
     def connect(self):
         if self.transport is None:
@@ -317,16 +326,22 @@ class ServerContext:
         data.update(seq=self.seq, name=name, phase=self.phase)
         self.engine.records.put(Record("step", self.server.server_id, data))
 
-    def run(
-        self,
-        name: str,
-        command: str,
-        *,
-        timeout: float = 60,
-        ok_codes: tuple[int, ...] = (0,),
-        max_output: int = 65536,
-        shell: str | None = None,
-    ):
+    def _ended(self, name: str, command: str, state: str, exc: Exception, started: float, violation=False) -> None:
+        """A step the transport ended (blocked, timed out, lost, upload refused): recorded and audited."""
+        duration = time.time() - started
+        self._emit(
+            name,
+            command=command,
+            state=state,
+            output=str(exc),
+            started=started,
+            duration=duration,
+            audit=True,
+            violation=violation,
+        )
+
+    def run(self, name: str, command: str, *, timeout: float = 60, ok_codes: tuple[int, ...] = (0,), **options: Any):
+        """Run one step; ``options``: the transport's ``max_output`` (default 64 KiB) and ``shell``."""
         from .transport import CommandTimeout, ConnectionLost
 
         replayed = self._already_done(name)
@@ -338,42 +353,17 @@ class ServerContext:
         started = time.time()
         redacted = vault.redact(command)
         try:
-            result = transport.run(command, timeout=timeout, max_output=max_output, shell=shell)
+            result = transport.run(command, timeout=timeout, **options)
         except SecurityViolation as exc:
-            self._emit(
-                name,
-                command=redacted,
-                state="BLOCKED",
-                output=str(exc),
-                started=started,
-                audit=True,
-                duration=time.time() - started,
-                violation=True,
-            )
+            self._ended(name, redacted, "BLOCKED", exc, started, violation=True)
             raise StepFailed(name, f"{exc} ({self.server.server_id})") from exc  # "명령 검사기 차단: <reason> [<text>]"
         except CommandTimeout as exc:
-            self._emit(
-                name,
-                command=redacted,
-                state="TIMEOUT",
-                output=str(exc),
-                started=started,
-                audit=True,
-                duration=time.time() - started,
-            )
+            self._ended(name, redacted, "TIMEOUT", exc, started)
             raise StepFailed(
                 name, f"{name} 단계가 {timeout:g}초 후 시간 초과되었습니다 ({self.server.server_id})"
             ) from exc
         except ConnectionLost as exc:
-            self._emit(
-                name,
-                command=redacted,
-                state="LOST",
-                output=str(exc),
-                started=started,
-                audit=True,
-                duration=time.time() - started,
-            )
+            self._ended(name, redacted, "LOST", exc, started)
             raise Lost(f"{name} 단계 중 {self.server.server_id} 연결이 끊겼습니다: {exc}") from exc
         # What a server printed is redacted before anything reads, stores or shows it: the
         # playbook's parsing (findings), the step record and a failure reason alike.
@@ -425,26 +415,10 @@ class ServerContext:
         try:
             transport.put(str(local) if not isinstance(local, bytes) else local, remote)
         except ConnectionLost as exc:
-            self._emit(
-                name,
-                command=f"sftp put {remote}",
-                state="LOST",
-                output=str(exc),
-                started=started,
-                audit=True,
-                duration=time.time() - started,
-            )
+            self._ended(name, f"sftp put {remote}", "LOST", exc, started)
             raise Lost(f"{name} 단계 중 {self.server.server_id} 연결이 끊겼습니다: {exc}") from exc
         except TransportError as exc:
-            self._emit(
-                name,
-                command=f"sftp put {remote}",
-                state="FAILED",
-                output=str(exc),
-                started=started,
-                audit=True,
-                duration=time.time() - started,
-            )
+            self._ended(name, f"sftp put {remote}", "FAILED", exc, started)
             raise StepFailed(name, f"{self.server.server_id}로 업로드 실패: {exc}") from exc
         self._emit(
             name,

@@ -25,6 +25,7 @@ import io
 import logging
 import os
 import re
+import secrets
 import selectors
 import shlex
 import socket
@@ -54,6 +55,68 @@ LOST_WHILE_RUNNING = gettext_lazy("명령 실행 중 %(server)s 연결이 끊겼
 POSIX_SHELL = "/bin/sh"
 IDLE_WAKEUP_SECONDS = 1.0
 _Selector = getattr(selectors, "PollSelector", selectors.DefaultSelector)
+SHELL_PATH_RE = re.compile(r"^/[A-Za-z0-9/_.-]{1,64}$")
+
+# The step supervisor (SSH_STEP_SESSION): one long-lived channel per connection running a POSIX
+# shell that reads its script from the channel (sh -s). Each step is one statement written to it,
+# which runs the step exactly as a channel of its own would: the same shell-quoted text, in a new
+# process group (setsid -w), the group id first on stderr, stdin from /dev/null. When the step
+# ends the statement writes ``\n<nonce> <id> <exit status>\n`` on stdout and on stderr; the nonce
+# is random per connection and never part of a step, so no output can fake an end. A step costs
+# a write on an open channel and one process start, instead of a channel open, an exec request,
+# and sshd starting a session, a login shell and a wrapper shell for it.
+SUPERVISOR = f"exec {POSIX_SHELL} -s"
+STEP_STATEMENT = (
+    "setsid -w {shell} -c {inner} </dev/null; rc=$?; "
+    "printf '\\n%s %s %s\\n' {nonce} {id} \"$rc\"; printf '\\n%s %s %s\\n' {nonce} {id} \"$rc\" >&2\n"
+)
+
+
+class _Framed:
+    """One stream (stdout or stderr) of one step on the supervisor channel: keeps up to
+    ``limit`` bytes, hashes everything before the end marker, and stops at the marker."""
+
+    def __init__(self, marker: bytes, limit: int, digest=None, pgid_first: bool = False):
+        self.marker, self.limit, self.digest = marker, limit, digest
+        self.pending = bytearray()
+        self.kept = bytearray()
+        self.truncated = self.done = False
+        self.trailer = b""
+        self.leftover = b""  # bytes after the marker: the next step's
+        self.looking_for_pgid = pgid_first
+        self.pgid: int | None = None
+
+    def _commit(self, data: bytes | bytearray) -> None:
+        if self.digest is not None:
+            self.digest.update(data)
+        room = self.limit - len(self.kept)
+        self.truncated |= len(data) > room
+        self.kept += data[: max(0, room)]
+
+    def feed(self, chunk: bytes) -> None:
+        self.pending += chunk
+        if self.looking_for_pgid:
+            match = PGID_RE.match(bytes(self.pending))
+            if match:
+                self.pgid = int(match.group(1))
+                del self.pending[: match.end()]
+            # No marker on the first line: keep stderr as it came.
+            self.looking_for_pgid = match is None and b"\n" not in self.pending and len(self.pending) < 64
+        at = self.pending.find(self.marker)
+        if at >= 0:
+            end = self.pending.find(b"\n", at + len(self.marker))
+            if end < 0:
+                return  # the rest of the end line is still on its way
+            self._commit(self.pending[:at])
+            self.trailer = bytes(self.pending[at + len(self.marker) : end])
+            self.leftover = bytes(self.pending[end + 1 :])
+            self.pending.clear()
+            self.done = True
+            return
+        keep = len(self.marker) - 1  # a marker may be split across two reads
+        if not self.looking_for_pgid and len(self.pending) > keep:
+            self._commit(self.pending[: len(self.pending) - keep])
+            del self.pending[: len(self.pending) - keep]
 
 
 class TransportError(Exception):
@@ -157,7 +220,13 @@ class SSHTransport:
         self._lock = threading.Lock()
         self._running_pgid: int | None = None
         self._kill_requested = False
+        self._steps: paramiko.Channel | None = None  # the step supervisor's channel (SSH_STEP_SESSION)
+        self._nonce = b""
+        self._step_id = 0
+        self._leftover = (b"", b"")  # what the supervisor wrote after the last step's end
         self.remote_shell = "/bin/bash" if getattr(server, "os_type", "linux") == "linux" else "/bin/sh"
+        # The supervisor needs setsid and base64 (util-linux, coreutils): Linux servers only.
+        self.step_session = bool(getattr(settings, "SSH_STEP_SESSION", False)) and self.remote_shell == "/bin/bash"
 
     @property
     def label(self) -> str:
@@ -265,6 +334,7 @@ class SSHTransport:
             raise paramiko.AuthenticationException("not authenticated")
 
     def close(self) -> None:
+        self._end_steps()
         sftp, self._sftp = self._sftp, None
         transport, self._transport = self._transport, None
         if sftp is not None:
@@ -319,6 +389,10 @@ class SSHTransport:
                 )
                 raise
         transport = self._require()
+        if self.step_session:
+            return self._run_supervised(
+                transport, command, shell or self.remote_shell, timeout, max_output, raise_on_timeout
+            )
         # The command runs as the leader of a new process group; its first stderr line
         # tells us the group id, so a stop can kill the whole remote tree.
         inner = 'echo "GUARDIA_PGID=$$" >&2; ' + command
@@ -404,12 +478,17 @@ class SSHTransport:
         status = channel.recv_exit_status() if channel.exit_status_ready() else -1
         if status == -1 and not self.connected:
             raise ConnectionLost(LOST_WHILE_RUNNING % {"server": self.label, "pgid": pgid})
+        return self._result(status, out, err, started, digest, timed_out, truncated, pgid, raise_on_timeout)
+
+    def _result(
+        self, status, out, err, started: float, digest, timed_out: bool, truncated: bool, pgid, raise_on_timeout: bool
+    ) -> CommandResult:
         with self._lock:
             killed = self._kill_requested
         result = CommandResult(
             exit_code=None if timed_out or status == -1 else status,
-            stdout=out.decode(errors="replace"),
-            stderr=err.decode(errors="replace"),
+            stdout=bytes(out).decode(errors="replace"),
+            stderr=bytes(err).decode(errors="replace"),
             duration=time.monotonic() - started,
             output_sha256=digest.hexdigest(),
             timed_out=timed_out,
@@ -424,6 +503,108 @@ class SSHTransport:
                 result,
             )
         return result
+
+    # -- the step supervisor -------------------------------------------------------------
+    def _supervisor(self, transport: paramiko.Transport) -> paramiko.Channel:
+        channel = self._steps
+        if channel is not None and not channel.closed and not channel.exit_status_ready():
+            return channel
+        self._end_steps()
+        self._nonce = b"GUARDIA-END-" + secrets.token_hex(16).encode()
+        try:
+            channel = transport.open_session(timeout=self.connect_timeout)
+            channel.exec_command(SUPERVISOR)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise self._lost_or_error(f"could not start the step supervisor on {self.label}", exc) from exc
+        self._steps, self._leftover = channel, (b"", b"")
+        return channel
+
+    def _end_steps(self) -> None:
+        channel, self._steps = self._steps, None
+        if channel is not None:
+            try:
+                channel.close()  # its shell reads EOF and ends; a running step was already killed or done
+            except Exception:
+                pass
+
+    def _run_supervised(
+        self,
+        transport: paramiko.Transport,
+        command: str,
+        shell: str,
+        timeout: float,
+        max_output: int,
+        raise_on_timeout: bool,
+    ) -> CommandResult:
+        if not SHELL_PATH_RE.match(shell):
+            raise TransportError(f"not a shell path: {shell!r}")
+        started = time.monotonic()
+        channel = self._supervisor(transport)
+        self._step_id += 1
+        marker = b"\n" + self._nonce + b" %d " % self._step_id
+        digest = hashlib.sha256()
+        out = _Framed(marker, max_output, digest)
+        err = _Framed(marker, max_output, pgid_first=True)
+        with self._lock:
+            self._kill_requested = False
+        try:
+            inner = shlex.quote('echo "GUARDIA_PGID=$$" >&2; ' + command)
+            statement = STEP_STATEMENT.format(shell=shell, inner=inner, nonce=self._nonce.decode(), id=self._step_id)
+            channel.sendall(statement.encode())
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            self._end_steps()
+            raise self._lost_or_error(f"could not start a command on {self.label}", exc) from exc
+        if self._leftover[0]:
+            out.feed(self._leftover[0])
+        if self._leftover[1]:
+            err.feed(self._leftover[1])
+        timed_out = False
+        deadline = started + timeout
+        selector = _Selector()
+        selector.register(channel, selectors.EVENT_READ)
+        try:
+            while not (out.done and err.done):
+                while channel.recv_ready():
+                    out.feed(channel.recv(65536))
+                while channel.recv_stderr_ready():
+                    err.feed(channel.recv_stderr(65536))
+                    if err.pgid is not None:
+                        with self._lock:
+                            self._running_pgid = err.pgid
+                if out.done and err.done:
+                    break
+                if (channel.eof_received or channel.closed or not self.connected) and not (
+                    channel.recv_ready() or channel.recv_stderr_ready()
+                ):
+                    # The supervisor is gone mid-step: whether the step took effect is unknown.
+                    self._end_steps()
+                    raise ConnectionLost(LOST_WHILE_RUNNING % {"server": self.label, "pgid": err.pgid})
+                now = time.monotonic()
+                if now >= deadline and not timed_out:
+                    timed_out = True
+                    self._kill_group(err.pgid)
+                    deadline = now + KILL_GRACE_SECONDS + 3  # wait for the supervisor to report the end
+                elif now >= deadline:
+                    self._end_steps()  # killed, but no end came: this supervisor is not trusted again
+                    break
+                selector.select(min(0.5, max(0.0, deadline - now)))
+        finally:
+            selector.close()
+            with self._lock:
+                self._running_pgid = None
+        self._leftover = (out.leftover, err.leftover)
+        status = int(out.trailer) if out.done and out.trailer.isdigit() else -1
+        return self._result(
+            status,
+            out.kept,
+            err.kept,
+            started,
+            digest,
+            timed_out,
+            out.truncated or err.truncated,
+            err.pgid,
+            raise_on_timeout,
+        )
 
     def _kill_group(self, pgid: int | None) -> bool:
         """TERM the remote process group, KILL it after a grace period. Returns False if we could not."""
