@@ -271,17 +271,25 @@ _TEXT_ERRORS = {
 }
 
 
+def _reads_intake_body(summary: str, responses: dict):
+    """A POST handler that reads an intake body (JSON or multipart): its OpenAPI schema, and
+    the answers _guarded gives for a body too large, a refusal or a speech-service failure."""
+
+    def decorate(handler):
+        return extend_schema(request=_REQUEST_SCHEMA, summary=summary, responses=responses)(_guarded(handler))
+
+    return decorate
+
+
 class SrIntakeView(_Base):
-    @extend_schema(
-        request=_REQUEST_SCHEMA,
-        summary="File a request written in words (seed POST /sr/intake)",
-        responses={
+    @_reads_intake_body(
+        "File a request written in words (seed POST /sr/intake)",
+        {
             201: OpenApiResponse(description="filed: {task_id, status, parsed, plan, draft_id}"),
             202: OpenApiResponse(description="a question: {draft_id, status, parsed, clarification}"),
             **_TEXT_ERRORS,
         },
     )
-    @_guarded
     def post(self, request):
         data = _input(request)
         outcome = intake(request.user, data)
@@ -304,10 +312,9 @@ class SrIntakeView(_Base):
 
 
 class SrParseView(_Base):
-    @extend_schema(
-        request=_REQUEST_SCHEMA,
-        summary="Preview: parse, CMDB mapping and plan, nothing filed",
-        responses={
+    @_reads_intake_body(
+        "Preview: parse, CMDB mapping and plan, nothing filed",
+        {
             200: inline_serializer(
                 "SrParse",
                 {
@@ -319,7 +326,6 @@ class SrParseView(_Base):
             **_TEXT_ERRORS,
         },
     )
-    @_guarded
     def post(self, request):
         data = _input(request)
         outcome = preview(request.user, data)
@@ -354,10 +360,9 @@ def _photo_bytes(request) -> bytes:
 
 
 class SrPhotoView(_Base):
-    @extend_schema(
-        request=_REQUEST_SCHEMA,
-        summary="Store a photo of an error screen; OCR runs in the worker (poll the answer's url)",
-        responses={
+    @_reads_intake_body(
+        "Store a photo of an error screen; OCR runs in the worker (poll the answer's url)",
+        {
             202: OpenApiResponse(description="{photo_id, status: PENDING, url}"),
             400: OpenApiResponse(description="not an image, or no photo sent (media_data / photo)"),
             403: OpenApiResponse(description="you may not file requests"),
@@ -365,7 +370,6 @@ class SrPhotoView(_Base):
             415: OpenApiResponse(description="not JSON or multipart"),
         },
     )
-    @_guarded
     def post(self, request):
         if not request.user.has_perm("governance.submit_task"):
             raise Forbidden("you may not submit requests")
