@@ -36,7 +36,7 @@ from .healthcheck import Health
 from .models import Execution, Outcome, ServerRun, StepResult
 from .parameters import q
 from .playbooks.base import Playbook
-from .recorder import Recorder
+from .recorder import LiveSender, Recorder
 from .rolling import Aborted, Group, Lost, Record, RolloutStrategy, ServerContext, gate_sample, plan_groups
 
 log = logging.getLogger(__name__)
@@ -107,16 +107,20 @@ class Engine:
         self._gate_round = 0
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._live: LiveSender | None = None
         self.resume_from: dict = {}  # server id -> execution.journal.Observation (the reaper's resume)
 
     # --- entry point ------------------------------------------------------------------
     def run(self) -> EngineResult:
+        self._live = LiveSender() if self.live_group else None
         try:
             return self._run()
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._pool = None
+            if self._live is not None:
+                self._live.close()
 
     def _run(self) -> EngineResult:
         s = self.strategy
@@ -148,7 +152,7 @@ class Engine:
                 for srv in g.servers
             ]
         )
-        self.recorder = Recorder(self, {r.server_ref: r for r in runs})
+        self.recorder = Recorder(self, {r.server_ref: r for r in runs}, live=self._live)
         self.execution.plan = [[srv.server_id for srv in g.servers] for g in groups]
         self.contexts: dict[str, ServerContext] = {}
         try:
@@ -460,24 +464,22 @@ class Engine:
 
     def _event(self, kind: str, status: str, message: str, **data) -> None:
         if self.live_group:
-            events.send(
-                self.live_group,
-                events.LiveEvent(kind=kind, task_id=self.task_ref, status=status, message=message, data=data),
-            )
+            self._send(events.LiveEvent(kind=kind, task_id=self.task_ref, status=status, message=message, data=data))
+
+    def _send(self, event: events.LiveEvent) -> None:
+        """After the steps recorded so far, in order (the recorder's queue of live events)."""
+        recorder = getattr(self, "recorder", None)
+        if recorder is not None:
+            recorder.send([(self.live_group, event)])
+        else:
+            events.send(self.live_group, event)
 
     def _line(self, entry) -> None:
         """An audit entry of this run as a live timeline line (the task page renders it like a reload)."""
         if self.live_group:
             line = reports.live_line(entry)
-            events.send(
-                self.live_group,
-                events.LiveEvent(
-                    kind="timeline",
-                    task_id=self.task_ref,
-                    message=line["text"],
-                    data={"action": entry.action, "line": line},
-                ),
-            )
+            data = {"action": entry.action, "line": line}
+            self._send(events.LiveEvent(kind="timeline", task_id=self.task_ref, message=line["text"], data=data))
 
     def _release(self, contexts: list[ServerContext]) -> None:
         """Done with these servers for good: another task may change them now (execution.leases).

@@ -15,9 +15,14 @@ hashing guesses.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 import queue
+import threading
+from dataclasses import asdict
 
+from channels.layers import get_channel_layer
 from django.db import transaction
 from django.utils import timezone
 
@@ -29,12 +34,64 @@ from governance.reports import live_line
 from .models import ServerRun, StepResult
 from .rolling import EXCERPT, Record, output_digest
 
+log = logging.getLogger(__name__)
+
+
+class LiveSender:
+    """A run's live events, sent in order from one thread with one event loop for the whole run.
+
+    events.send_many goes through async_to_sync, which starts a thread and a new event loop
+    (and with them a new Redis connection) for every call: ~9 ms of the orchestrating thread
+    per drain, 150 times for 100 servers. Here the orchestrating thread only queues a batch;
+    close() waits until everything queued is out, so a run's events have left when it returns.
+    Best effort like events.send_many: a layer that fails loses events, never the run."""
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[list | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._loop, name="guardia-live", daemon=True)
+        self.thread.start()
+
+    def send(self, items: list[tuple[str, events.LiveEvent]]) -> None:
+        if items:
+            self.queue.put(items)
+
+    def close(self, timeout: float = 30) -> None:
+        self.queue.put(None)
+        self.thread.join(timeout)
+
+    def _loop(self) -> None:
+        layer = get_channel_layer()
+        loop = asyncio.new_event_loop()
+        try:
+            while (batch := self.queue.get()) is not None:
+                items = list(batch)
+                while not self.queue.empty():  # whatever queued meanwhile goes in the same hop
+                    more = self.queue.get()
+                    if more is None:
+                        self.queue.put(None)
+                        break
+                    items += more
+                if layer is None:
+                    continue
+                try:
+                    loop.run_until_complete(_deliver(layer, items))
+                except Exception:  # Redis down must not break the run
+                    log.warning("%d live events not delivered", len(items), exc_info=True)
+        finally:
+            loop.close()
+
+
+async def _deliver(layer, items: list[tuple[str, events.LiveEvent]]) -> None:
+    for group, event in items:
+        await layer.group_send(group, {"type": "live.event", "event": asdict(event)})
+
 
 class Recorder:
-    def __init__(self, engine, runs: dict[str, ServerRun]):
+    def __init__(self, engine, runs: dict[str, ServerRun], live: LiveSender | None = None):
         self.engine = engine
         self.runs = runs
         self.institution = engine.institution_code
+        self.live = live  # None: each drain sends through events.send_many itself
 
     def drain(self) -> int:
         items: list[Record] = []
@@ -58,8 +115,14 @@ class Recorder:
         if group:
             # One event-loop hop for the whole batch: a hop per event (~1 ms each, 14,000 for
             # a 1,000-server deploy) held the orchestrating thread the workers wait on.
-            events.send_many([(group, event) for event in live])
+            self.send([(group, event) for event in live])
         return len(items)
+
+    def send(self, items: list[tuple[str, events.LiveEvent]]) -> None:
+        if self.live is not None:
+            self.live.send(items)
+        else:
+            events.send_many(items)
 
     def _step(self, item: Record, live: list) -> StepResult:
         data = item.data
