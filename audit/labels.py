@@ -109,6 +109,8 @@ ACTION_LABELS = {
     "cmdb.host_key_scan": _("호스트 키 고정"),
     "cmdb.testbed_registered": _("테스트베드 등록"),
     "cmdb.env_scan_accepted": _("환경 스캔을 스키마로 반영"),
+    "cmdb.env_schema_import": _("환경 스키마 CSV 가져오기"),
+    "cmdb.security_policy_import": _("보안 정책 CSV 가져오기"),
     "execution.env_scan": _("환경 스캔"),
     "cmdb.seed_demo": _("데모 데이터 생성"),
     "gateway.silent": _("게이트웨이 응답 없음"),

@@ -225,8 +225,78 @@ class SystemAdmin(AuditedAdmin):
 # --- servers --------------------------------------------------------------------------------
 
 
+class CsvImportAdmin(admin.ModelAdmin):
+    """A CSV import next to a CMDB list (cmdb.csv_import): the upload page, a template to
+    download, and a link on the list. The add permission decides; ``run_import`` does the work."""
+
+    change_list_template = "admin/cmdb/import_change_list.html"
+    import_title = _("CSV에서 가져오기")
+    imported = _("%(n)d개 행을 가져왔습니다.")
+
+    def run_import(self, request, data: bytes, filename: str) -> csv_import.ImportResult:
+        raise NotImplementedError
+
+    def template_text(self) -> tuple[str, list[str], list[str]]:
+        """The template CSV, its columns and the required ones."""
+        raise NotImplementedError
+
+    def _url(self, action: str) -> str:
+        return f"cmdb_{self.model._meta.model_name}_{action}"
+
+    def get_urls(self):
+        extra = [
+            path("import/", self.admin_site.admin_view(self.import_view), name=self._url("import")),
+            path("import/template.csv", self.admin_site.admin_view(self.import_template), name=self._url("template")),
+        ]
+        return extra + super().get_urls()
+
+    def import_view(self, request):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        result = None
+        form = ServerImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            result = self.run_import(request, upload.read(), upload.name)
+            if result.ok:
+                self.message_user(request, self.imported % {"n": result.rows}, messages.SUCCESS)
+                return redirect(f"admin:{self._url('changelist')}")
+        _text, columns, required = self.template_text()
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": self.import_title,
+            "form": form,
+            "result": result,
+            "columns": columns,
+            "required": required,
+            "template_url": reverse(f"admin:{self._url('template')}"),
+        }
+        return TemplateResponse(request, "admin/cmdb/server/import.html", context)
+
+    def import_template(self, request):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        response = HttpResponse(self.template_text()[0], content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{self.model._meta.model_name}-template.csv"'
+        return response
+
+
+class ProfileImportAdmin(CsvImportAdmin):
+    """A site-profile table's import: rows outside the importer's systems are "unknown"."""
+
+    profile_table: csv_import.ProfileTable
+
+    def run_import(self, request, data: bytes, filename: str) -> csv_import.ImportResult:
+        return csv_import.import_profiles(request.user, self.profile_table, data, filename=filename)
+
+    def template_text(self) -> tuple[str, list[str], list[str]]:
+        table = self.profile_table
+        return csv_import.profile_template_csv(table), list(table.columns), [table.key]
+
+
 @admin.register(Server)
-class ServerAdmin(AuditedAdmin):
+class ServerAdmin(CsvImportAdmin, AuditedAdmin):
     list_display = [
         "server_id",
         "hostname",
@@ -295,41 +365,14 @@ class ServerAdmin(AuditedAdmin):
             else:
                 self.message_user(request, f"{server.server_id}: {new}", messages.SUCCESS)
 
-    def get_urls(self):
-        extra = [
-            path("import/", self.admin_site.admin_view(self.import_view), name="cmdb_server_import"),
-            path("import/template.csv", self.admin_site.admin_view(self.import_template), name="cmdb_server_template"),
-        ]
-        return extra + super().get_urls()
+    import_title = _("CSV에서 서버 가져오기")
+    imported = _("서버 %(n)d대를 가져왔습니다.")
 
-    def import_view(self, request):
-        if not self.has_add_permission(request):
-            raise PermissionDenied
-        result = None
-        form = ServerImportForm(request.POST or None, request.FILES or None)
-        if request.method == "POST" and form.is_valid():
-            upload = form.cleaned_data["file"]
-            result = csv_import.import_servers(request.user, upload.read(), filename=upload.name)
-            if result.ok:
-                self.message_user(request, _("서버 %(n)d대를 가져왔습니다.") % {"n": result.created}, messages.SUCCESS)
-                return redirect("admin:cmdb_server_changelist")
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": _("CSV에서 서버 가져오기"),
-            "form": form,
-            "result": result,
-            "columns": csv_import.COLUMNS,
-            "required": csv_import.REQUIRED,
-        }
-        return TemplateResponse(request, "admin/cmdb/server/import.html", context)
+    def run_import(self, request, data: bytes, filename: str) -> csv_import.ImportResult:
+        return csv_import.import_servers(request.user, data, filename=filename)
 
-    def import_template(self, request):
-        if not self.has_add_permission(request):
-            raise PermissionDenied
-        response = HttpResponse(csv_import.template_csv(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="servers-template.csv"'
-        return response
+    def template_text(self) -> tuple[str, list[str], list[str]]:
+        return csv_import.template_csv(), csv_import.COLUMNS, csv_import.REQUIRED
 
 
 # --- owner table (TB_SYSTEM_OWNER) ------------------------------------------------------------
@@ -495,16 +538,20 @@ class SystemSourceAdmin(HealthCriteriaAdmin):
 
 
 @admin.register(SecurityPolicy)
-class SecurityPolicyAdmin(HealthCriteriaAdmin):
+class SecurityPolicyAdmin(ProfileImportAdmin, HealthCriteriaAdmin):
     """A system's SSH policy: login method, allowed ports, firewall notes (docs/profiles.md)."""
+
+    profile_table = csv_import.SECURITY_POLICY
 
     list_display = ["system", "ssh_auth", "port_min", "port_max"]
     search_fields = ["system__code", "system__name"]
 
 
 @admin.register(EnvSchema)
-class EnvSchemaAdmin(AuditedAdmin):
+class EnvSchemaAdmin(ProfileImportAdmin, AuditedAdmin):
     """The environment each server is expected to run; a scan that differs shows in the drift report."""
+
+    profile_table = csv_import.ENV_SCHEMA
 
     list_display = ["server", "os_type", "os_version", "init_system", "middleware", "was_home", "jdk_version"]
     list_select_related = ["server"]
