@@ -315,15 +315,19 @@
     }
   }
 
-  function postJson(url, payload) {
-    return fetch(url, {
-      method: "POST", credentials: "same-origin", body: JSON.stringify(payload),
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf, "Accept": "application/json" },
-    }).then(function (response) {
+  // A POST with the CSRF token, answered with { ok, status, body } (body: the JSON answer, or {}).
+  function post(url, body, contentType) {
+    var headers = { "X-CSRFToken": csrf, "Accept": "application/json" };
+    if (contentType) { headers["Content-Type"] = contentType; }
+    return fetch(url, { method: "POST", credentials: "same-origin", body: body, headers: headers }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (data) {
         return { ok: response.ok, status: response.status, body: data };
       });
     });
+  }
+
+  function postJson(url, payload) {
+    return post(url, JSON.stringify(payload), "application/json");
   }
 
   function showPreview(html) {
@@ -376,19 +380,15 @@
       var body = new FormData();
       body.append("photo", file, file.name);
       photoStatus.textContent = photoBox.dataset.reading;
-      fetch(photoBox.dataset.photoUrl, {
-        method: "POST", credentials: "same-origin", body: body,
-        headers: { "X-CSRFToken": csrf, "Accept": "application/json" },
-      }).then(function (response) {
-        return response.json().catch(function () { return {}; }).then(function (data) {
-          photoInput.value = "";
-          if (!response.ok) {
-            photoStatus.textContent = "";
-            showErrors({ photo: data.photo || data.media_data || data.body || data.detail || response.status });
-            return;
-          }
-          pollPhoto(data.url, 0);
-        });
+      post(photoBox.dataset.photoUrl, body).then(function (answer) {
+        var data = answer.body;
+        photoInput.value = "";
+        if (!answer.ok) {
+          photoStatus.textContent = "";
+          showErrors({ photo: data.photo || data.media_data || data.body || data.detail || answer.status });
+          return;
+        }
+        pollPhoto(data.url, 0);
       }).catch(function () { photoStatus.textContent = ""; updateOnline(); });
     });
   }
@@ -412,15 +412,11 @@
       var body = new FormData();
       body.append("audio", blob, "memo." + ((blob.type.split("/")[1] || "webm").split(";")[0]));
       voiceStatus.textContent = voice.dataset.working;
-      fetch(voice.dataset.transcribeUrl, {
-        method: "POST", credentials: "same-origin", body: body,
-        headers: { "X-CSRFToken": csrf, "Accept": "application/json" },
-      }).then(function (response) {
-        return response.json().catch(function () { return {}; }).then(function (data) {
-          if (!response.ok) { voiceError((data.errors || data).audio || (data.errors || data).detail || response.status); return; }
-          voiceStatus.textContent = "";
-          useText(data.text);
-        });
+      post(voice.dataset.transcribeUrl, body).then(function (answer) {
+        var data = answer.body;
+        if (!answer.ok) { voiceError((data.errors || data).audio || (data.errors || data).detail || answer.status); return; }
+        voiceStatus.textContent = "";
+        useText(data.text);
       }).catch(function () { voiceError(voice.dataset.unsupported); });
     };
     voiceButton.addEventListener("click", function () {

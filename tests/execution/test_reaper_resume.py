@@ -41,6 +41,20 @@ def journal(execution, srv, steps: list[tuple[str, str]]) -> None:
         StepResult.objects.create(server_run=run, seq=seq, name=name, command=name, output_excerpt=output)
 
 
+def restart_left_midway(testbed, srv, *, shut_down: bool):
+    """A one-server restart its worker died in: the pid it read journaled and, with
+    ``shut_down``, the shutdown run on the server and journaled too. Returns (task, execution)."""
+    task = approved_task([srv], "SERVICE_RESTART", {"rollout": {"canary_share": 0}})
+    steps = [("pid-before", Path(testbed.server(srv.server_id)["pid_file"]).read_text().strip())]
+    started_with_claim(task, [srv])
+    execution = running_execution(task, [srv], in_flight=[srv])
+    if shut_down:
+        testbed.run_script(testbed.server(srv.server_id), "shutdown.sh")
+        steps.append(("shutdown", ""))
+    journal(execution, srv, steps)
+    return task, execution
+
+
 def recovered(task) -> dict:
     return AuditEntry.objects.get(action="execution.recovered", task=task.task_id).payload
 
@@ -69,12 +83,7 @@ def test_resume_skips_the_journaled_shutdown_and_starts_the_server_once(testbed_
     reads nothing twice that it parsed, starts it once, and the task succeeds."""
     settings.EXECUTION_RECOVERY_POLICY = "resume"
     srv = testbed_cmdb[0]
-    task = approved_task([srv], "SERVICE_RESTART", {"rollout": {"canary_share": 0}})
-    old_pid = Path(clean_testbed.server(srv.server_id)["pid_file"]).read_text().strip()
-    started_with_claim(task, [srv])
-    execution = running_execution(task, [srv], in_flight=[srv])
-    clean_testbed.run_script(clean_testbed.server(srv.server_id), "shutdown.sh")
-    journal(execution, srv, [("pid-before", old_pid), ("shutdown", "")])
+    task, execution = restart_left_midway(clean_testbed, srv, shut_down=True)
     before = len(commands_received(clean_testbed, srv.server_id))
     results = reaper.sweep()
     task.refresh_from_db()
@@ -133,11 +142,7 @@ def test_the_dead_workers_last_command_is_waited_for_not_run_again(testbed_cmdb,
     starts it, instead of shutting it down a second time."""
     settings.EXECUTION_RECOVERY_POLICY = "resume"
     srv = testbed_cmdb[4]
-    task = approved_task([srv], "SERVICE_RESTART", {"rollout": {"canary_share": 0}})
-    old_pid = Path(clean_testbed.server(srv.server_id)["pid_file"]).read_text().strip()
-    started_with_claim(task, [srv])
-    execution = running_execution(task, [srv], in_flight=[srv])
-    journal(execution, srv, [("pid-before", old_pid)])
+    task, execution = restart_left_midway(clean_testbed, srv, shut_down=False)
     before = len(commands_received(clean_testbed, srv.server_id))
     leftover = SSHTransport(srv)
     leftover.connect()
@@ -162,12 +167,7 @@ def test_the_dead_workers_last_command_is_waited_for_not_run_again(testbed_cmdb,
 def test_a_plan_that_changed_since_approval_is_rolled_back_not_resumed(testbed_cmdb, clean_testbed, people, settings):
     settings.EXECUTION_RECOVERY_POLICY = "resume"
     srv = testbed_cmdb[5]
-    task = approved_task([srv], "SERVICE_RESTART", {"rollout": {"canary_share": 0}})
-    old_pid = Path(clean_testbed.server(srv.server_id)["pid_file"]).read_text().strip()
-    started_with_claim(task, [srv])
-    execution = running_execution(task, [srv], in_flight=[srv])
-    clean_testbed.run_script(clean_testbed.server(srv.server_id), "shutdown.sh")
-    journal(execution, srv, [("pid-before", old_pid), ("shutdown", "")])
+    task, execution = restart_left_midway(clean_testbed, srv, shut_down=True)
     fast_port_wait([srv], 7)  # the CMDB changed after approval: the plan's port wait differs
     reaper.sweep()
     task.refresh_from_db()

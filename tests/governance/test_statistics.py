@@ -11,8 +11,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from governance import reports, services
+from governance import reports
 from governance.models import OpsTask
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -23,13 +24,7 @@ KST = dt.timezone(dt.timedelta(hours=9))
 def file_task(world, django_capture_on_commit_callbacks):
     def _file(created: dt.datetime, approved_after: dt.timedelta | None = None) -> OpsTask:
         with django_capture_on_commit_callbacks(execute=False):
-            task = services.submit_task(
-                world.requester,
-                system=world.system,
-                sub_type="MEMORY_CHECK",
-                title="메모리 점검",
-                targets=world.servers[:1],
-            )
+            task = factories.file_task(world, title="메모리 점검", targets=world.servers[:1])
         OpsTask.objects.filter(pk=task.pk).update(
             created_at=created, approved_at=created + approved_after if approved_after else None
         )
@@ -38,33 +33,28 @@ def file_task(world, django_capture_on_commit_callbacks):
     return _file
 
 
+def per_period(world) -> tuple[str, list[tuple[str, int]]]:
+    """The PM's statistics counted per period: the granularity and (label, count) a period."""
+    stats = reports.statistics(world.pm)
+    return stats["granularity"], [(r["label"], r["n"]) for r in stats["per_period"]]
+
+
 def test_a_short_range_is_counted_per_day_with_empty_days_as_zero(world, file_task):
     file_task(dt.datetime(2026, 3, 1, 23, 30, tzinfo=KST))  # 14:30 UTC: still 1 March in Seoul
     file_task(dt.datetime(2026, 3, 4, 0, 10, tzinfo=KST))  # 3 March in UTC, 4 March in Seoul
     file_task(dt.datetime(2026, 3, 4, 9, 0, tzinfo=KST))
-    stats = reports.statistics(world.pm)
-    assert stats["granularity"] == "day"
-    assert [(r["label"], r["n"]) for r in stats["per_period"]] == [
-        ("2026-03-01", 1),
-        ("2026-03-02", 0),
-        ("2026-03-03", 0),
-        ("2026-03-04", 2),
-    ]
-    charts = reports.statistics_charts(stats)
+    assert per_period(world) == (
+        "day",
+        [("2026-03-01", 1), ("2026-03-02", 0), ("2026-03-03", 0), ("2026-03-04", 2)],
+    )
+    charts = reports.statistics_charts(reports.statistics(world.pm))
     assert charts["period"]["type"] == "line" and charts["period_title"] == "일별 요청"
 
 
 def test_a_long_range_is_counted_per_month(world, file_task):
     file_task(dt.datetime(2026, 1, 15, 12, 0, tzinfo=KST))
     file_task(dt.datetime(2026, 4, 2, 12, 0, tzinfo=KST))
-    stats = reports.statistics(world.pm)
-    assert stats["granularity"] == "month"
-    assert [(r["label"], r["n"]) for r in stats["per_period"]] == [
-        ("2026-01", 1),
-        ("2026-02", 0),
-        ("2026-03", 0),
-        ("2026-04", 1),
-    ]
+    assert per_period(world) == ("month", [("2026-01", 1), ("2026-02", 0), ("2026-03", 0), ("2026-04", 1)])
 
 
 def test_one_point_is_a_bar_not_a_line(world, file_task):
