@@ -20,11 +20,11 @@ from audit.models import AuditEntry
 from cmdb.models import HealthCriteria, Institution, SystemOwner, SystemSource
 from execution import tasks
 from execution.agent import demo
-from execution.agent.models import AgentRound
 from execution.services import run_task
 from governance import services
 from governance.models import OpsTask, Status
 from governance.results import ResultPackage
+from tests.execution.test_agent_rounds import run_second_round
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.testbed
@@ -110,12 +110,7 @@ def test_code_change_reworked_then_deployed_and_served(
         )
     assert sent.status_code == 302
     assert any("run_task" in str(getattr(cb, "args", "")) for cb in queued), "round 2 is queued for the worker"
-    task.refresh_from_db()
-    assert task.status == Status.APPROVED and task.rework_round == 1
-    run_task(task.pk)
-    task.refresh_from_db()
-    assert task.status == Status.PENDING_PM_VALIDATION, task.failure_reason
-    second = AgentRound.objects.get(task=task, number=2)
+    second = run_second_round(task)
     context = (Path(second.worktree) / ".guardia" / "context.md").read_text()
     assert all(line in context for line in INSTRUCTION.splitlines())
     change = ResultPackage.from_json(task.result_package).code_change

@@ -66,6 +66,17 @@ def run_change(server, parameters=None) -> tuple[OpsTask, AgentRound]:
     return task, AgentRound.objects.get(task=task)
 
 
+def run_second_round(task: OpsTask) -> AgentRound:
+    """After the PM's rework verdict: the task is approved again for round 2, runs and waits for
+    the PM's validation; its second round."""
+    task.refresh_from_db()
+    assert task.status == Status.APPROVED and task.rework_round == 1
+    run_task(task.pk)
+    task.refresh_from_db()
+    assert task.status == Status.PENDING_PM_VALIDATION, task.failure_reason
+    return AgentRound.objects.get(task=task, number=2)
+
+
 def assert_failed(task: OpsTask, record: AgentRound, code: str) -> None:
     assert task.status == Status.MANUAL_INTERVENTION_REQUIRED
     assert f"[{code}]" in task.failure_reason
@@ -243,12 +254,7 @@ def test_rework_round_gets_the_instruction_and_feedback_is_exported(workspace):
     pm = UserFactory(role="pm")
     task, first = run_change(server)
     control.validate_result(pm, task.task_id, "rework", INSTRUCTION, plan_sha256=task.plan_sha256)
-    task.refresh_from_db()
-    assert task.status == Status.APPROVED and task.rework_round == 1
-    run_task(task.pk)
-    task.refresh_from_db()
-    assert task.status == Status.PENDING_PM_VALIDATION, task.failure_reason
-    second = AgentRound.objects.get(task=task, number=2)
+    second = run_second_round(task)
     assert INSTRUCTION.splitlines()[1] in second.context and "1회차 검증 후 지시" in second.context
     assert second.branch == f"guardia/{task.task_id}/r2" and second.start_commit == first.head_commit
     package = ResultPackage.from_json(task.result_package)

@@ -13,6 +13,8 @@ import email
 import email.policy
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -107,3 +109,14 @@ class StandInModelServer:
         self.script.release.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextmanager
+def standin_service(settings, kind: str, path: str, model: str) -> Iterator[Script]:
+    """A stand-in server set up as the ``INTAKE_<kind>`` service (LLM, STT): its URL (``path``
+    on the server), its model name and an 800 ms timeout; yields its script."""
+    with StandInModelServer() as server:
+        setattr(settings, f"INTAKE_{kind}_URL", f"{server.base}{path}")
+        setattr(settings, f"INTAKE_{kind}_MODEL", model)
+        setattr(settings, f"INTAKE_{kind}_TIMEOUT_MS", 800)
+        yield server.script

@@ -14,17 +14,14 @@ import pytest
 
 from audit.models import AuditEntry
 from governance.models import OpsTask
-from tests.intake.standin import StandInModelServer
+from tests.intake.standin import StandInModelServer, standin_service
 from tests.intake.test_api import PARSE, URL, client_for, post
 
 
 @pytest.fixture
 def model(settings):
-    with StandInModelServer() as server:
-        settings.INTAKE_LLM_URL = f"{server.base}/v1/chat/completions"
-        settings.INTAKE_LLM_MODEL = "standin-model"
-        settings.INTAKE_LLM_TIMEOUT_MS = 800
-        yield server.script
+    with standin_service(settings, "LLM", "/v1/chat/completions", "standin-model") as script:
+        yield script
 
 
 def answer(sub_type="SERVICE_RESTART", system="BUDGET", servers=("was-1",), question=None) -> str:

@@ -13,7 +13,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from governance.models import OpsTask
 from intake.models import IntakeRequest
-from tests.intake.standin import StandInModelServer
+from tests.intake.standin import StandInModelServer, standin_service
 from tests.intake.test_api import PARSE, URL, client_for
 
 SPOKEN = "예산시스템 WAS1번 재시작 해주세요"
@@ -35,12 +35,9 @@ def memo(raw: bytes | None = None, name: str = "memo.wav") -> SimpleUploadedFile
 
 @pytest.fixture
 def stt(settings):
-    with StandInModelServer() as server:
-        settings.INTAKE_STT_URL = f"{server.base}/v1/audio/transcriptions"
-        settings.INTAKE_STT_MODEL = "standin-whisper"
-        settings.INTAKE_STT_TIMEOUT_MS = 800
-        server.script.transcript = SPOKEN
-        yield server.script
+    with standin_service(settings, "STT", "/v1/audio/transcriptions", "standin-whisper") as script:
+        script.transcript = SPOKEN
+        yield script
 
 
 def test_a_memo_is_transcribed_and_read_like_typed_text(world, stt):
