@@ -56,8 +56,8 @@ class VerifyReport:
     detail: str = ""
     # The institution sub-chain(s) the break lies in ("" is the sub-chain of entries without one).
     institutions: list[str] | None = None
-    # 0: the whole chain was walked. Otherwise the walk started at this signed checkpoint,
-    # which an earlier whole-chain verification had already passed (see resume_point).
+    # 0: the whole chain was walked. Otherwise the walk started at this signed checkpoint
+    # (see resume_point): the entries before it were not re-read by this run.
     from_seq: int = 0
     seconds: float = 0.0
 
@@ -107,6 +107,22 @@ def _rows(batch: int, limit: int, after: int = 0) -> Iterator[tuple]:
                 yield from ((r[0], canon.time_text(r[1]), *r[2:]) for r in chunk)
 
 
+def _hashes(row: tuple) -> bool:
+    """The stored canonical bytes, with the stored prev_hash, hash to the stored entry_hash."""
+    return sha256((row[14] + row[12]).encode()).hexdigest() == row[13]
+
+
+def _columns_match(row: tuple) -> bool:
+    """The readable columns rebuild exactly the stored canonical bytes (the payload as
+    stored first, then re-canonicalised, for backends that hand back reordered JSON)."""
+    seq, created, actor, actor_id, action, inst, task, target, command, rc, rh, payload = row[:12]
+    rebuilt = canon._TEMPLATE % (
+        seq, created, enc(actor), "null" if actor_id is None else actor_id, enc(action),
+        enc(inst), enc(task), enc(target), enc(command), enc(rc), enc(rh), payload,
+    )  # fmt: skip
+    return rebuilt == row[14] or _columns_text(row, _payload_canonical(payload)) == row[14]
+
+
 def _columns_text(row: tuple, payload: str) -> str:
     (seq, created, actor, actor_id, action, inst, task, target, command, rc, rh) = row[:11]
     return canon._TEMPLATE % (
@@ -122,27 +138,20 @@ def _payload_canonical(value: Any) -> str:
 
 
 def resume_point() -> int:
-    """The latest signed checkpoint at or below the head that the last passing whole-chain
-    verification (an ``audit.verify`` entry) reached; 0 when there is none.
+    """The latest signed checkpoint at or below the head, where a resumed walk starts; 0
+    (walk from seq 1) when the latest verification run (an ``audit.verify`` entry) found a
+    break, so that break is placed exactly again.
 
     Resuming there re-checks that checkpoint's signature and its entry's hash, so the walk
-    is anchored to signed bytes; what it skips is the part before, which that verification
-    passed and the scheduled whole-chain run checks again.
+    is anchored to signed bytes and re-hashes everything appended since (fewer entries than
+    the checkpoint interval). What it skips is the part before the anchor: the scheduled
+    whole-chain run checks that (docs/audit.md says the trade-off).
     """
-    runs = AuditEntry.objects.filter(action="audit.verify").order_by("-seq")
-    for code, payload in runs.values_list("result_code", "payload")[:20]:
-        if not isinstance(payload, dict) or payload.get("from_seq"):
-            continue  # not a whole-chain run
-        if code != "ok" or not isinstance(payload.get("head_seq"), int):
-            return 0  # the latest whole-chain run found a break: nothing is vouched for
-        seq = (
-            AuditCheckpoint.objects.filter(seq__lte=payload["head_seq"])
-            .order_by("-seq")
-            .values_list("seq", flat=True)
-            .first()
-        )
-        return seq or 0
-    return 0
+    latest = AuditEntry.objects.filter(action="audit.verify").order_by("-seq").values_list("result_code", flat=True)
+    if (latest.first() or "ok") != "ok":
+        return 0
+    head = ChainHead.objects.filter(id=1).values_list("seq", flat=True).first() or 0
+    return AuditCheckpoint.objects.filter(seq__lte=head).order_by("-seq").values_list("seq", flat=True).first() or 0
 
 
 def verify_chain(*, public_key=None, batch: int = 5000, resume: bool = False) -> VerifyReport:
@@ -181,8 +190,11 @@ def _walk(report: VerifyReport, public_key, batch: int, start: int = 0) -> Verif
         if not checkpoints or checkpoints[0][0] != start:
             return None
         anchor = checkpoints[0]
-        stored = AuditEntry.objects.filter(seq=start).values_list("entry_hash", flat=True).first()
-        if stored != anchor[1] or (any(c[4] for c in checkpoints) and not anchor[4]):
+        # The anchor entry itself: its hash as signed, its bytes and its columns intact.
+        row = next(_rows(1, start, after=start - 1), None)
+        if row is None or row[13] != anchor[1] or not (_hashes(row) and _columns_match(row)):
+            return None
+        if any(c[4] for c in checkpoints) and not anchor[4]:
             return None
     signed_leaves: dict[int, list] = {}  # position in checkpoints -> leaves (version 2 only)
     for position, (seq, digest, created, signature, root, leaves_text) in enumerate(checkpoints):
@@ -219,17 +231,13 @@ def _walk(report: VerifyReport, public_key, batch: int, start: int = 0) -> Verif
                 sub_heads[name], sub_counts[name] = leaf_head, leaf_count
         position, cp = next(cps, (-1, None))
         report.from_seq = anchor[0]
-    template, count = canon._TEMPLATE, 0
+    count = 0
     rows = _rows(batch, limit, after=prev_seq)
     for row in rows:
-        (seq, created, actor, actor_id, action, inst, task, target, command, rc, rh, payload, prev_col, eh, text) = row
-        if sha256((text + prev_col).encode()).hexdigest() != eh:
+        (seq, inst, prev_col, eh) = (row[0], row[5], row[12], row[13])
+        if not _hashes(row):
             return report.broken(seq, "modified", f"entry {seq}: stored bytes do not hash to its entry_hash")
-        rebuilt = template % (
-            seq, created, enc(actor), "null" if actor_id is None else actor_id, enc(action),
-            enc(inst), enc(task), enc(target), enc(command), enc(rc), enc(rh), payload,
-        )  # fmt: skip
-        if rebuilt != text and _columns_text(row, _payload_canonical(payload)) != text:
+        if not _columns_match(row):
             return _column_break(report, row, rows)
         if seq != prev_seq + 1 or prev_col != prev_hash:
             return _link_break(report, seq, prev_seq, prev_hash, prev_col)

@@ -18,7 +18,7 @@ from django.core import signals
 from django.db import close_old_connections
 
 from audit import offline, signing
-from audit.models import AuditEntry
+from audit.models import AuditCheckpoint, AuditEntry
 from audit.views import ExportStream, SpooledFileResponse
 from tests.factories import UserFactory
 
@@ -181,37 +181,45 @@ def _more(count: int) -> None:
         audit.record("user9", "test.more", target=f"was{i}", payload={"institution": "MOEF"})
 
 
-def test_export_verification_resumes_at_the_checkpoint_a_whole_chain_run_passed(chain, public_key_file, tmp_path):
+def test_export_verification_resumes_at_the_latest_signed_checkpoint(chain, public_key_file, tmp_path):
     from audit import exports, services
     from audit.verify import verify_chain
 
-    assert verify_chain(resume=True).from_seq == 0  # nothing verified yet: the whole chain is walked
-    assert services.run_verification("auditor", source="console").ok  # head 25; checkpoints at 10 and 20
+    # No verification has run yet: the walk still starts at the latest signed checkpoint.
+    assert not AuditEntry.objects.filter(action="audit.verify").exists()
+    first = verify_chain(resume=True)  # head 25; checkpoints at 10 and 20
+    assert first.ok and first.from_seq == 20 and first.entries == 5
+    assert services.run_verification("auditor", source="console").ok
     _more(12)
     head = AuditEntry.objects.count()
+    last_checkpoint = AuditCheckpoint.objects.order_by("-seq").values_list("seq", flat=True).first()
     resumed, whole = verify_chain(resume=True), verify_chain()
-    assert resumed.ok and resumed.from_seq == 20 and resumed.entries == head - 20
+    assert resumed.ok and resumed.from_seq == last_checkpoint and resumed.entries == head - last_checkpoint
     assert whole.ok and whole.from_seq == 0 and whole.entries == head
 
     path = tmp_path / "export.jsonl"
     with open(path, "wb") as fh:
         result = exports.write("jsonl", exports.ExportFilter(), fh)
-    assert result.trailer["chain"]["from_seq"] == 20 and result.trailer["chain"]["ok"]
+    assert result.trailer["chain"]["from_seq"] == last_checkpoint and result.trailer["chain"]["ok"]
     assert offline.verify_export(path, signing.load_public_key(public_key_file)).ok
 
 
-def test_a_break_after_the_anchor_is_placed_by_a_walk_from_seq_1(chain):
+@pytest.mark.parametrize("verified_before", [True, False])
+def test_a_break_after_the_anchor_is_placed_by_a_walk_from_seq_1(chain, verified_before):
     from django.db import connection
 
     from audit import services
     from audit.verify import verify_chain
 
-    assert services.run_verification("auditor", source="console").ok
+    if verified_before:
+        assert services.run_verification("auditor", source="console").ok
     _more(12)
+    anchor = AuditCheckpoint.objects.order_by("-seq").values_list("seq", flat=True).first()
+    edited = anchor + 2  # after the checkpoint a resumed walk starts at
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {LOG} SET command = 'rm -rf /' WHERE seq = 23")
+        cursor.execute(f"UPDATE {LOG} SET command = 'rm -rf /' WHERE seq = %s", [edited])
     report = verify_chain(resume=True)
-    assert (report.ok, report.first_broken_seq, report.kind, report.from_seq) == (False, 23, "modified", 0)
+    assert (report.ok, report.first_broken_seq, report.kind, report.from_seq) == (False, edited, "modified", 0)
 
 
 def test_a_later_whole_chain_run_is_what_catches_an_edit_before_the_anchor(chain):
