@@ -543,3 +543,33 @@ def planned_variants(servers: list) -> dict[str, Variant | NoVariant]:
         except NoVariant as exc:
             chosen[server.server_id] = exc
     return chosen
+
+
+# --- the drift report's second action: open a task -----------------------------------------------
+
+# What the report files directly: request types that need nothing but the server (others go
+# through the console's new request, prefilled with the system).
+DRIFT_TASK_TYPES = ("SERVICE_RESTART", "MEMORY_CHECK")
+
+
+def open_task(user, schema: EnvSchema, sub_type: str):
+    """File a governed request for the drifted server through the usual submission path, so
+    it gets its plan (with the scan's differences) and its approvals like any other."""
+    from governance import submission
+    from governance.errors import Invalid
+
+    if sub_type not in DRIFT_TASK_TYPES:
+        raise Invalid(f"환경 차이에서 바로 열 수 없는 작업 유형입니다: {sub_type!r}", field="sub_type")
+    server = schema.server
+    scan = EnvScan.objects.filter(server=server).first()
+    drifts = compare(schema, scan.facts) if scan is not None and not scan.error else []
+    details = "; ".join(d.describe() for d in drifts) or "스캔 결과 없음"
+    return submission.file_request(
+        user,
+        system=server.system,
+        sub_type=sub_type,
+        targets=[server.server_id],
+        title=f"환경 차이 조치: {server.server_id}",
+        raw_request=f"환경 차이 보고서에서 연 작업 ({server.server_id}): {details}",
+        channel="WEB",
+    )

@@ -9,4 +9,5 @@ urlpatterns: list = [
     path("gateways/", views.gateway_status, name="gateways"),
     path("drift/", views.drift_report, name="drift"),
     path("drift/<int:schema_id>/accept/", views.drift_accept, name="drift-accept"),
+    path("drift/<int:schema_id>/task/", views.drift_task, name="drift-task"),
 ]

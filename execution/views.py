@@ -1,4 +1,5 @@
-"""Console pages of execution: the site gateways' status and the environment drift report."""
+"""Console pages of execution: the site gateways' status and the environment drift report
+(with its two actions: accept the scan into the CMDB, or open a governed task)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from cmdb.models import EnvSchema, System
+from governance.errors import GovernanceError
 
 from . import gateways, profiles
 from .errors import Refused
@@ -27,8 +29,14 @@ def gateway_status(request: HttpRequest) -> HttpResponse:
 def drift_report(request: HttpRequest) -> HttpResponse:
     """Servers in the user's scope whose latest scan differs from their CMDB environment schema."""
     rows = profiles.drift_rows(request.user)
-    can_accept = request.user.has_perm("cmdb.change_envschema")
-    return render(request, "console/drift.html", {"rows": rows, "can_accept": can_accept})
+    context = {
+        "rows": rows,
+        "can_accept": request.user.has_perm("cmdb.change_envschema"),
+        "can_file": request.user.has_perm("governance.submit_task"),
+        "task_types": profiles.DRIFT_TASK_TYPES,
+        "section": "drift",
+    }
+    return render(request, "console/drift.html", context)
 
 
 @login_required
@@ -47,3 +55,21 @@ def drift_accept(request: HttpRequest, schema_id: int) -> HttpResponse:
             f"{schema.server.server_id}: 스캔 결과를 환경 스키마에 반영했습니다 ({', '.join(changed) or '변경 없음'})",
         )
     return redirect("execution:drift")
+
+
+@login_required
+@require_POST
+@permission_required("governance.submit_task", raise_exception=True)
+def drift_task(request: HttpRequest, schema_id: int) -> HttpResponse:
+    """Open a governed request for the drifted server; another scope's row is not found."""
+    scope = System.objects.for_user(request.user)
+    schema = get_object_or_404(
+        EnvSchema.objects.select_related("server__system"), pk=schema_id, server__system__in=scope
+    )
+    try:
+        task = profiles.open_task(request.user, schema, request.POST.get("sub_type", ""))
+    except GovernanceError as exc:
+        messages.error(request, f"{schema.server.server_id}: {exc.detail}")
+        return redirect("execution:drift")
+    messages.success(request, f"{task.task_id}: {schema.server.server_id}의 환경 차이 조치를 요청했습니다")
+    return redirect("console:task", task_id=task.task_id)

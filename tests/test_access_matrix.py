@@ -191,6 +191,13 @@ CASES: dict[str, Case] = {
     "execution/drift/<int:schema_id>/accept/": Case(
         "POST", "/execution/drift/{env_schema}/accept/", cells(403, anonymous=302, admin=302)
     ),
+    # Opening a task from the drift report: whoever may file requests, within their scope.
+    "execution/drift/<int:schema_id>/task/": Case(
+        "POST",
+        "/execution/drift/{env_schema}/task/",
+        cells(403, anonymous=302, site_manager=(302, 404), team_lead=(302, 404), pm=(302, 404)),
+        data={"sub_type": "MEMORY_CHECK"},
+    ),
     "api/v1/^server-runs/$": Case("GET", f"{API}/server-runs/", cells(200, anonymous=401), api=True),
     "api/v1/^server-runs/(?P<pk>[^/.]+)/$": Case("GET", f"{API}/server-runs/{{serverrun}}/", task_read(401), api=True),
     # Console pages: anonymous callers are sent to the login page.

@@ -1,18 +1,21 @@
 """Site profiles without a testbed: the SSH security policy refuses a plan before any
-connection, crafted schema values are refused where they enter (the admin), and the
-variant never takes a path from the scan."""
+connection, crafted schema values are refused where they enter (the admin), the variant
+never takes a path from the scan, and the drift report opens a governed task."""
 
 from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
-from cmdb.models import Credential, EnvSchema, SecurityPolicy
+from audit.models import AuditEntry
+from cmdb.models import Credential, EnvScan, EnvSchema, SecurityPolicy
 from cmdb.profiles import DEFAULT_MUST_MATCH
 from execution import profiles
 from execution.errors import ParameterError
 from governance import plans
-from tests.factories import CredentialFactory, ServerFactory, UserFactory
+from governance.models import OpsTask
+from tests.factories import CredentialFactory, ServerFactory, SystemOwnerFactory, UserFactory, governance_world
 
 pytestmark = pytest.mark.django_db
 
@@ -78,3 +81,34 @@ def test_the_variant_takes_enums_from_the_scan_and_paths_only_from_the_cmdb():
     for crafted in ({"start_script": "/etc/init.d/tomcat;reboot"}, {"init_system": "systemd;reboot"}):
         with pytest.raises(profiles.NoVariant):
             profiles.select_variant(server, schema, {**facts, "jdk_path": "", **crafted})
+
+
+def test_the_drift_report_opens_a_governed_task_for_the_server(client):
+    world = governance_world()
+    server = world.servers[0]
+    schema = EnvSchema.objects.create(server=server, middleware="jeus", was_home="/opt/was")
+    EnvScan.objects.create(
+        server=server, facts={"middleware": "tomcat", "was_home": "/opt/was"}, scanned_at=timezone.now()
+    )
+    url = reverse("execution:drift-task", args=[schema.pk])
+    for user in (world.security, world.auditor, world.supervisor):  # may read the report, may not file
+        client.force_login(user)
+        assert client.post(url, {"sub_type": "SERVICE_RESTART"}).status_code == 403
+    outsider = SystemOwnerFactory().owner  # files requests, but for another institution's system
+    client.force_login(outsider)
+    assert client.post(url, {"sub_type": "SERVICE_RESTART"}).status_code == 404
+    assert not OpsTask.objects.exists()
+
+    client.force_login(world.requester)
+    page = client.get(reverse("execution:drift")).content.decode()
+    assert f'action="{url}"' in page
+    assert client.post(url, {"sub_type": "RAW_COMMAND"}).status_code == 302
+    assert not OpsTask.objects.exists()  # only the types the report may file without parameters
+    response = client.post(url, {"sub_type": "SERVICE_RESTART"})
+    task = OpsTask.objects.get()
+    assert response.status_code == 302 and response.url == reverse("console:task", args=[task.task_id])
+    assert (task.sub_type, task.requester, task.status) == ("SERVICE_RESTART", world.requester, "PENDING_APPROVAL")
+    assert list(task.targets.values_list("server_id", flat=True)) == [server.server_id]
+    assert "미들웨어: CMDB jeus, 스캔 tomcat" in task.raw_request
+    assert any(w.startswith(f"환경 차이 {server.server_id} (실행 시 중지)") for w in task.plan["warnings"])
+    assert AuditEntry.objects.filter(action="task.submitted", task=task.task_id).exists()
