@@ -82,22 +82,34 @@ def _beyond(fields: tuple[str, ...], values: list[Any], op: str) -> Q:
 
 
 def keyset_page(
-    qs: QuerySet, fields: tuple[str, ...], *, before: str = "", after: str = "", size: int = 50
+    qs: QuerySet,
+    fields: tuple[str, ...],
+    *,
+    before: str = "",
+    after: str = "",
+    size: int = 50,
+    ascending: bool = False,
 ) -> KeysetPage:
-    """One page of ``qs`` ordered newest first by ``fields`` (one or two, the last unique)."""
+    """One page of ``qs`` ordered by ``fields`` (one or two, the last unique), newest
+    (largest) first, or smallest first with ``ascending`` (e.g. the nearest deadline).
+    ``before`` is the position the next page starts beyond, ``after`` the one the previous
+    page ends before (the names read as time in a newest-first list)."""
+    onward, back = ("gt", "lt") if ascending else ("lt", "gt")
+    in_order = [name if ascending else f"-{name}" for name in fields]
+    reversed_order = [f"-{name}" if ascending else name for name in fields]
     if after:
         values = _parse(qs, fields, after, "after")
-        rows = list(qs.filter(_beyond(fields, values, "gt")).order_by(*fields)[: size + 1])
+        rows = list(qs.filter(_beyond(fields, values, back)).order_by(*reversed_order)[: size + 1])
         more_newer = len(rows) > size
         rows = rows[:size][::-1]
-        if not rows:  # nothing newer any more: the first page
-            return keyset_page(qs, fields, size=size)
+        if not rows:  # nothing before it any more: the first page
+            return keyset_page(qs, fields, size=size, ascending=ascending)
         return KeysetPage(
             rows, older=_position(rows[-1], fields), newer=_position(rows[0], fields) if more_newer else ""
         )
     if before:
-        qs = qs.filter(_beyond(fields, _parse(qs, fields, before, "before"), "lt"))
-    rows = list(qs.order_by(*(f"-{name}" for name in fields))[: size + 1])
+        qs = qs.filter(_beyond(fields, _parse(qs, fields, before, "before"), onward))
+    rows = list(qs.order_by(*in_order)[: size + 1])
     more_older = len(rows) > size
     rows = rows[:size]
     return KeysetPage(

@@ -96,6 +96,19 @@ def task_page(rows: QuerySet, params: Mapping[str, str], size: int = TASKS_PER_P
     )
 
 
+def approvals_page(steps: QuerySet, params: Mapping[str, str], size: int) -> KeysetPage:
+    """A page of open approval steps, nearest deadline first, by keyset on (sla_deadline, id)
+    (every open step has a deadline from its activation); BadCursor names a bad position."""
+    return keyset_page(
+        steps,
+        ("sla_deadline", "pk"),
+        before=params.get("before", ""),
+        after=params.get("after", ""),
+        size=size,
+        ascending=True,
+    )
+
+
 def count_up_to(queryset: QuerySet, cap: int) -> int:
     """The number of rows, counted no further than ``cap`` + 1 (the caller says "more than cap")."""
     return queryset.order_by()[: cap + 1].count()

@@ -8,7 +8,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -181,9 +180,16 @@ def new_request(request: HttpRequest) -> HttpResponse:
 def approvals(request: HttpRequest) -> HttpResponse:
     # Each card shows the plan, parameters, artifact and targets the decision is about.
     steps = services.my_approvals(request.user).prefetch_related("task__targets")
-    # A bounded page: each card carries a whole plan, and an away owner's list can grow long.
-    page = Paginator(steps, APPROVALS_PER_PAGE).get_page(request.GET.get("page"))
-    return render(request, "console/approvals.html", {"steps": page.object_list, "page": page, "form": DecisionForm()})
+    # A bounded page, nearest deadline first, by keyset on (sla_deadline, id): each card
+    # carries a whole plan, and an away owner's list can grow long; no count of the list.
+    status = 200
+    try:
+        page = queries.approvals_page(steps, request.GET, APPROVALS_PER_PAGE)
+    except BadCursor as exc:
+        messages.error(request, exc.message())
+        page, status = queries.approvals_page(steps, {}, APPROVALS_PER_PAGE), 400
+    context = {"steps": page.object_list, "page": page, "form": DecisionForm()}
+    return render(request, "console/approvals.html", context, status=status)
 
 
 @login_required

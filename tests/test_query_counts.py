@@ -56,7 +56,10 @@ def _pages(world) -> list[tuple[str, str]]:
     note = Notification.objects.order_by("created_at", "pk").last()
     notes_before = f"{(note.created_at - EPOCH) // MICROSECOND}.{note.pk}"
     seq_before = AuditEntry.objects.order_by("-seq").values_list("seq", flat=True).first()
+    step = services.my_approvals(world.owner).order_by("sla_deadline", "pk").first()
+    steps_before = f"{(step.sla_deadline - EPOCH) // MICROSECOND}.{step.pk}"
     return [
+        ("owner", f"/console/approvals/?before={steps_before}"),
         ("owner", f"/console/search/?q=점검&before={tasks_before}"),
         ("owner", f"/console/inbox/?before={notes_before}"),
         ("auditor", f"/audit/?before={seq_before}"),
@@ -111,19 +114,29 @@ def test_no_page_makes_more_queries_with_more_data(client, django_capture_on_com
 
 
 def test_approvals_page_is_bounded(client, django_capture_on_commit_callbacks):
-    """The approvals list is paged: the first page holds at most one page of cards."""
+    """The approvals list is paged by keyset, nearest deadline first: the first page holds
+    one page of cards, "다음" reads the rest, "이전" comes back, and no page counts the list."""
     from governance import views
 
     world = governance_world()
     _file(world, views.APPROVALS_PER_PAGE + 3, django_capture_on_commit_callbacks)
     client.force_login(world.owner)
-    open_steps = services.my_approvals(world.owner).count()
-    assert open_steps > views.APPROVALS_PER_PAGE
-    first = client.get("/console/approvals/")
-    assert len(first.context["steps"]) == views.APPROVALS_PER_PAGE
-    last = client.get(f"/console/approvals/?page={first.context['page'].paginator.num_pages}")
-    assert len(first.context["steps"]) + len(last.context["steps"]) == open_steps
-    assert "page=2" in first.content.decode()
+    everything = list(services.my_approvals(world.owner).order_by("sla_deadline", "pk"))
+    assert len(everything) > views.APPROVALS_PER_PAGE
+    with CaptureQueriesContext(connection) as queries:
+        first = client.get("/console/approvals/")
+    assert not [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"] and "APPROVAL_FLOW" in q["sql"]]
+    assert list(first.context["steps"]) == everything[: views.APPROVALS_PER_PAGE]
+    older = first.context["page"].older
+    assert f"before={older}" in first.content.decode()
+    rest = client.get(f"/console/approvals/?before={older}")
+    assert list(rest.context["steps"]) == everything[views.APPROVALS_PER_PAGE :]
+    assert not rest.context["page"].older
+    back = client.get(f"/console/approvals/?after={rest.context['page'].newer}")
+    assert list(back.context["steps"]) == everything[: views.APPROVALS_PER_PAGE]
+    bad = client.get("/console/approvals/?before=yesterday")
+    assert bad.status_code == 400 and list(bad.context["steps"]) == everything[: views.APPROVALS_PER_PAGE]
+    assert "before: 페이지 위치를 읽을 수 없어" in bad.content.decode()
     other = UserFactory(username="lead9", role="team_lead")
     client.force_login(other)
     assert len(client.get("/console/approvals/").context["steps"]) == 0
