@@ -411,10 +411,25 @@ SPECTACULAR_SETTINGS = {
 
 # Channels: Redis carries events from the qcluster worker to browsers on Daphne. The
 # in-memory layer is process-local and serves unit tests only (GUARDIA_CHANNEL_LAYER=memory).
+# The default is Redis pub/sub: each web process holds one subscriber connection, one event
+# to a task crosses Redis once per process and is handed to that process's sockets in memory,
+# so open sockets are bounded by memory. The list-based layer (GUARDIA_CHANNEL_LAYER=
+# redis-lists) pushes a copy per socket through Redis, and its receive, group_add and
+# group_discard each borrow a pooled connection (redis-py allows 100 by default): past a few
+# hundred sockets it failed with "Too many connections". Pub/sub delivers at most once; a
+# page that missed an event (a process restart) shows the current state on reload.
 REDIS_URL = os.getenv("GUARDIA_REDIS_URL", "redis://127.0.0.1:6379/0")
-if os.getenv("GUARDIA_CHANNEL_LAYER", "redis") == "memory":
+CHANNEL_LAYER = os.getenv("GUARDIA_CHANNEL_LAYER", "redis")
+if CHANNEL_LAYER == "memory":
     CHANNEL_LAYERS: dict[str, dict[str, Any]] = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-else:
+elif CHANNEL_LAYER == "redis":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL}]},
+        }
+    }
+elif CHANNEL_LAYER == "redis-lists":
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -423,6 +438,8 @@ else:
             "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
         }
     }
+else:
+    raise ImproperlyConfigured(f"GUARDIA_CHANNEL_LAYER: expected redis, redis-lists or memory, got {CHANNEL_LAYER!r}")
 
 # django-q2: the ORM broker by default (no extra service); GUARDIA_Q_BROKER=redis moves
 # the queue to the Redis at GUARDIA_REDIS_URL for multi-node clusters.

@@ -1,0 +1,180 @@
+"""Live status fan-out: browser-like WebSocket clients on Daphne, one task's transitions.
+
+Each client signs in the way a browser does (a session cookie, the Origin header) and opens
+ws/tasks/<task_id>/ on one of ``--servers`` Daphne processes sharing a Redis. This process
+then commits real transitions of that task (row lock, FSM transition, audit entry, events
+published after commit) and every client times the "transition" event from the moment the
+transaction committed (an on-commit hook registered first in the transaction) to receipt.
+Prints connected / failed counts, p50/p95/max commit→receipt and the load average, for each
+``--sockets`` figure in turn (targets: 2,000 connected with zero errors; 1,000 subscribed,
+p95 ≤ 200 ms; ``--servers 2`` with twice the clients).
+
+The channel layer is the product's setting: GUARDIA_CHANNEL_LAYER=redis (pub/sub, the default)
+or redis-lists (channels_redis's list-based layer), for both Daphne and this process.
+
+Run: .venv/bin/python bench/ws_fanout.py [--sockets 1000,2000 --servers 1 --rounds 5]
+     .venv/bin/python bench/ws_fanout.py --sockets 2000 --servers 2
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import time
+
+os.environ.setdefault("GUARDIA_CHANNEL_LAYER", "redis")  # before Django reads its settings
+
+import benchenv
+import websockets
+from channels.layers import channel_layers
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.db import transaction
+from django.test import Client
+
+from cmdb.models import Institution, System
+from governance.models import OpsTask, Status
+from governance.transitions import apply_transition, lock_task
+
+
+def _own_arguments(parser) -> None:
+    parser.add_argument("--sockets", default="1000,2000", help="comma-separated socket counts, run in turn")
+    parser.add_argument("--rounds", type=int, default=5, help="transitions per socket count")
+    parser.add_argument("--sessions", type=int, default=50, help="signed-in users the sockets share")
+
+
+ARGS = benchenv.web_load_arguments(_own_arguments)
+
+
+def populate(sessions: int) -> tuple[OpsTask, list[str]]:
+    """One task on one system, and ``sessions`` auditors (who may read every task) signed in."""
+    inst = Institution.objects.create(code="WSB", name="웹소켓벤치", tier=2)
+    requester = User.objects.create_user("req", password="x")
+    system = System.objects.create(code="WSB1", name="팬아웃", institution=inst)
+    task = OpsTask.objects.create(
+        task_id="OPS-20261130-900", category="INFRA_CONTROL", sub_type="SERVICE_RESTART", title="fan-out",
+        system=system, requester=requester, risk="MEDIUM", status=Status.EXECUTING,
+    )  # fmt: skip
+    auditors = Group.objects.get(name="auditor")
+    cookies = []
+    for n in range(sessions):
+        user = User.objects.create_user(f"watcher{n}", password="x")
+        user.groups.add(auditors)
+        client = Client()
+        client.force_login(user)
+        cookies.append(client.cookies[settings.SESSION_COOKIE_NAME].value)
+    return task, cookies
+
+
+def commit_transition(task_pk: int) -> float:
+    """Put the task back to EXECUTING (not measured), then commit EXECUTING → STATE_UNCERTAIN
+    through the product's transition path; returns the moment the transaction committed."""
+    OpsTask.objects.filter(pk=task_pk).update(status=Status.EXECUTING)
+    committed: list[float] = []
+    with transaction.atomic():
+        transaction.on_commit(lambda: committed.append(time.perf_counter()))
+        task = lock_task(pk=task_pk)
+        apply_transition("bench", task, "lose_contact", "fan-out bench", reason="fan-out bench")
+    return committed[0]
+
+
+class Fleet:
+    """``count`` sockets; each records when it saw each round's transition event."""
+
+    def __init__(self) -> None:
+        self.sockets: list = []
+        self.failed: list[str] = []
+        self.received: dict[int, list[float]] = {}
+        self.closed: list[str] = []
+        self.round = 0
+
+    async def open(self, url: str, origin: str, cookie: str, gate: asyncio.Semaphore) -> None:
+        headers = {"Cookie": f"{settings.SESSION_COOKIE_NAME}={cookie}", "Origin": origin}
+        try:
+            async with gate:
+                sock = await websockets.connect(url, additional_headers=headers, open_timeout=120, ping_interval=None)
+        except Exception as exc:  # a refused or dropped handshake is the figure, not a crash
+            self.failed.append(repr(exc)[:160])
+            return
+        self.sockets.append(sock)
+        asyncio.ensure_future(self.listen(sock))
+
+    async def listen(self, sock) -> None:
+        try:
+            async for raw in sock:
+                if '"kind": "transition"' in raw:  # no parse: this process should cost the figure little
+                    self.received.setdefault(self.round, []).append(time.perf_counter())
+        except websockets.exceptions.ConnectionClosed as closed:
+            if closed.rcvd is None or closed.rcvd.code != 1000:
+                self.closed.append(str(closed)[:160])
+
+    async def close(self) -> None:
+        await asyncio.gather(*(sock.close() for sock in self.sockets), return_exceptions=True)
+
+
+async def run(count: int, addresses: list[str], task: OpsTask, cookies: list[str], rounds: int) -> None:
+    fleet = Fleet()
+    gate = asyncio.Semaphore(100)  # handshakes in flight, as browsers arriving over a few seconds
+    began = time.perf_counter()
+    await asyncio.gather(
+        *(
+            fleet.open(
+                f"ws://{addresses[i % len(addresses)]}/ws/tasks/{task.task_id}/",
+                f"http://{addresses[i % len(addresses)]}",
+                cookies[i % len(cookies)],
+                gate,
+            )
+            for i in range(count)
+        )
+    )
+    connect_seconds = time.perf_counter() - began
+    latencies: list[float] = []
+    missing = 0
+    for number in range(1, rounds + 1):
+        fleet.round = number
+        committed = await asyncio.to_thread(commit_transition, task.pk)
+        deadline = time.perf_counter() + 10
+        while len(fleet.received.get(number, [])) < len(fleet.sockets) and time.perf_counter() < deadline:
+            await asyncio.sleep(0.01)
+        arrivals = fleet.received.get(number, [])
+        missing += len(fleet.sockets) - len(arrivals)
+        latencies += [(at - committed) * 1000 for at in arrivals]
+        await asyncio.sleep(0.2)
+    await fleet.close()
+    summary = "  ".join(f"p{round(q * 100)} {benchenv.percentile(latencies, q):.1f}" for q in (0.5, 0.95, 0.99))
+    print(
+        f"{count} sockets on {len(addresses)} Daphne: connected {len(fleet.sockets)}, failed {len(fleet.failed)}, "
+        f"closed with an error {len(fleet.closed)} (connected in {connect_seconds:.1f} s)"
+    )
+    print(
+        f"  {rounds} transitions: commit→receipt ms {summary}  max {max(latencies, default=0):.1f}; "
+        f"events missing {missing}; {benchenv.load_line()}"
+    )
+    for problem in (fleet.failed + fleet.closed)[:3]:
+        print("  e.g.", problem)
+
+
+def main() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # Daphne inherits it
+    task, cookies = populate(ARGS.sessions)
+    counts = [int(n) for n in ARGS.sockets.split(",")]
+    layer = os.environ["GUARDIA_CHANNEL_LAYER"]
+    with benchenv.web_servers(ARGS.servers, GUARDIA_CHANNEL_LAYER=layer) as (addresses, redis_url):
+        # This process publishes through the same Redis the Daphne processes subscribe to.
+        settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["address"] = redis_url
+        channel_layers.backends.clear()
+        print(benchenv.machine_line())
+        print(f"channel layer: {settings.CHANNEL_LAYERS['default']['BACKEND']}, open files limit {hard}")
+        for count in counts:
+            asyncio.run(run(count, addresses, task, cookies, ARGS.rounds))
+    logged = "".join((benchenv.DATA_DIR / f"daphne{i}.log").read_text(errors="replace") for i in range(ARGS.servers))
+    print(
+        f"Daphne logs: {logged.count('Traceback')} tracebacks, "
+        f"{logged.count('Too many connections')} 'Too many connections'"
+    )
+
+
+if __name__ == "__main__":
+    main()
