@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 
 from cmdb.models import EnvSchema, System
 from governance.errors import GovernanceError
+from governance.models import SubType
 
 from . import gateways, profiles
 from .errors import Refused
@@ -33,7 +34,7 @@ def drift_report(request: HttpRequest) -> HttpResponse:
         "rows": rows,
         "can_accept": request.user.has_perm("cmdb.change_envschema"),
         "can_file": request.user.has_perm("governance.submit_task"),
-        "task_types": profiles.DRIFT_TASK_TYPES,
+        "task_types": [(value, SubType(value).label) for value in profiles.DRIFT_TASK_TYPES],
         "section": "drift",
     }
     return render(request, "console/drift.html", context)

@@ -101,7 +101,7 @@ def test_the_drift_report_opens_a_governed_task_for_the_server(client):
 
     client.force_login(world.requester)
     page = client.get(reverse("execution:drift")).content.decode()
-    assert f'action="{url}"' in page
+    assert f'action="{url}"' in page and '<option value="SERVICE_RESTART">서비스 재시작</option>' in page
     assert client.post(url, {"sub_type": "RAW_COMMAND"}).status_code == 302
     assert not OpsTask.objects.exists()  # only the types the report may file without parameters
     response = client.post(url, {"sub_type": "SERVICE_RESTART"})
