@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import tempfile
 
+from tests.account_rules import relax_account_rules
+
 # Unit tests use the in-memory channel layer; tests that cross processes start a real
 # Redis and switch the layer themselves (tests/live.py).
 os.environ.setdefault("GUARDIA_CHANNEL_LAYER", "memory")
@@ -22,10 +24,4 @@ os.environ.setdefault("GUARDIA_LOGIN_THROTTLE", "true")
 # them on (the settings are read at each request).
 for _name in ("GUARDIA_SESSION_IDLE_MINUTES", "GUARDIA_SESSION_MAX_HOURS", "GUARDIA_PASSWORD_MAX_AGE_DAYS"):
     os.environ.setdefault(_name, "0")
-for _name in (
-    "GUARDIA_SESSION_SINGLE",
-    "GUARDIA_PASSWORD_FIRST_LOGIN_CHANGE",
-    "GUARDIA_LOGIN_NOTICE",
-    "GUARDIA_OTP_ENABLED",
-):
-    os.environ.setdefault(_name, "false")
+relax_account_rules()
