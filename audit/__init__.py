@@ -13,3 +13,10 @@ def record(actor: Any, action: str, **fields: Any):
     from .services import record as _record
 
     return _record(actor, action, **fields)
+
+
+def record_many(items: list[tuple[Any, str, dict[str, Any]]]):
+    """Append (actor, action, record()'s fields) in order with one chain-head round; see audit.services."""
+    from .services import record_many as _record_many
+
+    return _record_many(items)

@@ -155,29 +155,54 @@ def record(
         actor, action, task=task, target=target, command=command, result_code=result_code, output=output,
         payload=payload,
     )  # fmt: skip
+    return _append([(fields, actor_id, clean_payload, ptext)])[0]
+
+
+def record_many(items: list[tuple[Any, str, dict[str, Any]]]) -> list[AuditEntry]:
+    """Append ``(actor, action, record()'s keyword arguments)`` in order, in one transaction.
+
+    The entries, their seq numbers, hashes, checkpoints and mirror lines are exactly those of
+    record() called for each in turn; the chain head is read and locked once and written once
+    instead of once per entry (a run's step entries: three statements fewer each)."""
+    return _append([prepare(actor, action, **columns) for actor, action, columns in items])
+
+
+def _append(prepared: list[tuple[dict[str, str], int | None, dict, str]]) -> list[AuditEntry]:
     every = max(int(getattr(settings, "AUDIT_CHECKPOINT_EVERY", 1000)), 1)
+    entries: list[AuditEntry] = []
     with transaction.atomic():
         head_seq, head_hash = _locked_head()
-        seq = head_seq + 1
-        now = timezone.now()
-        text = canon.build(
-            seq, canon.time_text(now), fields["actor"], actor_id, fields["action"], fields["institution"],
-            fields["task"], fields["target"], fields["command"], fields["result_code"], fields["result_hash"], ptext,
-        )  # fmt: skip
-        digest = canon.chain_hash(text.encode("utf-8"), head_hash)
-        entry = AuditEntry(
-            seq=seq, created_at=now, actor_id=actor_id, payload=clean_payload,
-            prev_hash=head_hash, entry_hash=digest, canonical=text, **fields,
-        )  # fmt: skip
-        _insert(entry)
-        with connection.cursor() as cursor:
-            cursor.execute(f"UPDATE {_HEAD_TABLE} SET seq = %s, entry_hash = %s WHERE id = 1", [seq, digest])
-        mirror_text = lines.entry_line(text, entry.prev_hash, digest)
-        if seq % every == 0:
-            checkpoint = _sign_checkpoint(seq, digest, "interval")
-            mirror_text += _checkpoint_line(checkpoint)
-        transaction.on_commit(partial(mirror.append, now.astimezone(canon._UTC).date(), mirror_text))
-    return entry
+        mirror_lines: dict = {}  # day -> text, in order (a batch may span midnight)
+        for fields, actor_id, clean_payload, ptext in prepared:
+            seq = head_seq + 1
+            now = timezone.now()
+            text = canon.build(
+                seq, canon.time_text(now), fields["actor"], actor_id, fields["action"], fields["institution"],
+                fields["task"], fields["target"], fields["command"], fields["result_code"], fields["result_hash"],
+                ptext,
+            )  # fmt: skip
+            digest = canon.chain_hash(text.encode("utf-8"), head_hash)
+            entry = AuditEntry(
+                seq=seq, created_at=now, actor_id=actor_id, payload=clean_payload,
+                prev_hash=head_hash, entry_hash=digest, canonical=text, **fields,
+            )  # fmt: skip
+            _insert(entry)
+            mirror_text = lines.entry_line(text, entry.prev_hash, digest)
+            if seq % every == 0:
+                checkpoint = _sign_checkpoint(seq, digest, "interval")
+                mirror_text += _checkpoint_line(checkpoint)
+            day = now.astimezone(canon._UTC).date()
+            mirror_lines[day] = mirror_lines.get(day, "") + mirror_text
+            head_seq, head_hash = seq, digest
+            entries.append(entry)
+        if entries:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {_HEAD_TABLE} SET seq = %s, entry_hash = %s WHERE id = 1", [head_seq, head_hash]
+                )
+        for day, text in mirror_lines.items():
+            transaction.on_commit(partial(mirror.append, day, text))
+    return entries
 
 
 def _sign_checkpoint(seq: int, entry_hash: str, reason: str) -> AuditCheckpoint:

@@ -1,24 +1,31 @@
 """Scale run on 1,000 logical testbed servers (a few dozen sshd processes, one WAS host):
 
-1. APP_DEPLOY rolling in batches of 10 % (canary 1 % first), 16 in parallel   target <= 60 s
-2. one command (RAW_COMMAND `uptime`) on all 1,000                              target <= 20 s
-3. a failed batch of 100 rolled back (one server's new version never opens)    target <= 10 s
-4. the worker's peak memory (this process runs the engine)                     target < 300 MB
+1. APP_DEPLOY rolling in batches of 10 % (canary 1 % first), 16 in parallel   target <= 45 s, <= 1.1x bare
+2. one command (RAW_COMMAND `uptime`) on all 1,000                              target <= 12 s
+3. a failed batch of 100 rolled back (one server's new version never opens)    target <= 4 s
+4. the worker's peak memory (this process runs the engine)                     target < 200 MB
 
 Plus the bare paramiko reference (execution_side_by_side.bare_run: same steps, 16 threads, no
 batches) on the same servers first, so the engine's ratio at this scale is known. Every figure
 is printed with the load average: the machine is shared, and the figures move with it.
+Steps run through the step supervisor (SSH_STEP_SESSION) unless --channels is given.
+--profile FILE: cProfile of the orchestrating thread during the rolling deploy (the thread
+that calls run_task: recorder, audit appends, events, waits on the workers), summarised by
+where the time goes, and saved to FILE for pstats.
 
-Run: .venv/bin/python bench/execution_scale.py [--servers 1000 --sshd 40] [--skip-bare]
+Run: .venv/bin/python bench/execution_scale.py [--servers 1000 --sshd 40] [--skip-bare] [--channels] [--profile F]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import time
 
 import execution_common as common
+from django.conf import settings
 
 from cmdb.models import HealthCriteria
 from execution.models import StepResult
@@ -38,10 +45,46 @@ def timed(servers, sub_type: str, parameters: dict) -> tuple[float, object, str]
     return elapsed, task, outcome
 
 
-def timed_deploy(servers, version: str, rollout: dict) -> tuple[float, object, str]:
+def timed_deploy(servers, version: str, rollout: dict, profile: str = "") -> tuple[float, object, str]:
     """timed() for a deploy of a fresh artifact of ``version`` with the rollout settings given."""
     _body, info = common.artifact(version)
-    return timed(servers, "APP_DEPLOY", {"artifact_sha256": info["sha256"], "version": version, "rollout": rollout})
+    parameters = {"artifact_sha256": info["sha256"], "version": version, "rollout": rollout}
+    if not profile:
+        return timed(servers, "APP_DEPLOY", parameters)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        return timed(servers, "APP_DEPLOY", parameters)
+    finally:
+        profiler.disable()
+        profiler.dump_stats(profile)
+        summarise(pstats.Stats(profiler))
+
+
+# Where the orchestrating thread's time goes: cumulative time of the functions that stand for
+# each kind of work (they nest: audit appends are part of the recorder's drain).
+PROFILE_PARTS = (
+    ("recorder drain (rows, audit, events queued)", "execution/recorder.py", "drain"),
+    ("  audit appends", "audit/services.py", "record"),
+    ("  step rows (bulk insert)", "django/db/models/query.py", "bulk_create"),
+    ("  live events queued", "execution/recorder.py", "send"),
+    ("kill-switch polls", "execution/engine.py", "poll_stop"),
+    ("waiting on the workers", "concurrent/futures/_base.py", "wait"),
+    ("submitting work (thread hand-offs)", "concurrent/futures/thread.py", "submit"),
+    ("safety gates", "execution/engine.py", "safety_gate"),
+    ("SQL statements", "django/db/backends/utils.py", "execute"),
+)
+
+
+def summarise(stats: pstats.Stats) -> None:
+    table = stats.stats  # type: ignore[attr-defined]  # {(file, line, name): (cc, nc, tt, ct, callers)}
+    total = max((v[3] for v in table.values()), default=0.0)
+    print(f"orchestrating thread: {total:.1f} s in the rolling deploy")
+    for label, path, name in PROFILE_PARTS:
+        hits = [v for k, v in table.items() if k[0].endswith(path) and k[2] == name]
+        calls = sum(v[1] for v in hits)
+        seconds = sum(v[3] for v in hits)
+        print(f"  {label:46s} {seconds:6.1f} s  {calls:7d} calls")
 
 
 def main() -> None:
@@ -49,7 +92,10 @@ def main() -> None:
     parser.add_argument("--servers", type=int, default=1000)
     parser.add_argument("--sshd", type=int, default=40)
     parser.add_argument("--skip-bare", action="store_true")
+    parser.add_argument("--channels", action="store_true", help="a channel per step (no step supervisor)")
+    parser.add_argument("--profile", default="", help="cProfile the rolling deploy's orchestrating thread")
     args = parser.parse_args()
+    settings.SSH_STEP_SESSION = not args.channels
     started = time.monotonic()
     testbed, servers = common.start_testbed(args.servers, args.sshd)
     print(
@@ -68,8 +114,9 @@ def main() -> None:
             print(
                 f"bare paramiko reference: {bare:.1f} s ({load()}) served: {common.served_versions(urls)}", flush=True
             )
-        seconds, task, outcome = timed_deploy(servers, "2.0.0", {"batch_percent": 0.1, "max_parallel": 16})
-        results["rolling deploy, 10 % batches"] = (seconds, 60, outcome)
+        rollout = {"batch_percent": 0.1, "max_parallel": 16}
+        seconds, task, outcome = timed_deploy(servers, "2.0.0", rollout, args.profile)
+        results["rolling deploy, 10 % batches"] = (seconds, 45, outcome)
         print(
             f"rolling deploy: {seconds:.1f} s ({load()}) {outcome} {task.failure_reason} "
             f"served: {common.served_versions(urls)}",
@@ -77,7 +124,7 @@ def main() -> None:
         )
 
         seconds, task, outcome = timed(servers, "RAW_COMMAND", {"command": "uptime", "rollout": {"max_parallel": 16}})
-        results["one command on all"] = (seconds, 20, outcome)
+        results["one command on all"] = (seconds, 12, outcome)
         print(f"one command: {seconds:.1f} s ({load()}) {outcome} {task.failure_reason}", flush=True)
 
         HealthCriteria.objects.filter(system=servers[0].system).update(port_wait_seconds=3)
@@ -88,7 +135,7 @@ def main() -> None:
         steps = StepResult.objects.filter(server_run__execution__task=task, phase="rollback")
         first = min(s.started_at.timestamp() for s in steps)
         last = max(s.started_at.timestamp() + s.duration_ms / 1000 for s in steps)
-        results["failed batch of 100 rolled back"] = (last - first, 10, outcome)
+        results["failed batch of 100 rolled back"] = (last - first, 4, outcome)
         served = common.served_versions([s.health_url for s in batch])
         print(
             f"failed batch: whole run {seconds:.1f} s, rollback phase {last - first:.1f} s ({load()}), {outcome}: "
@@ -97,19 +144,21 @@ def main() -> None:
         )
     finally:
         testbed.down()
-    print(f"\nscale run, {args.servers} logical servers on {args.sshd} sshd, 16 in parallel")
+    mode = "a channel per step" if args.channels else "step supervisor"
+    print(f"\nscale run, {args.servers} logical servers on {args.sshd} sshd, 16 in parallel, {mode}")
     for name, (seconds, limit, outcome) in results.items():
         verdict = "met" if seconds <= limit else "MISSED"
         print(f"  {name:34s} {seconds:7.1f} s  (target <= {limit} s: {verdict}; outcome {outcome})")
     if bare:
         deploy = results["rolling deploy, 10 % batches"][0]
+        verdict = "met" if deploy <= 1.1 * bare else "MISSED"
         print(
             f"  {'bare paramiko reference (no batches)':34s} {bare:7.1f} s  "
-            f"(engine rolling deploy = {deploy / bare:.2f}x)"
+            f"(engine rolling deploy = {deploy / bare:.2f}x; target <= 1.1x: {verdict})"
         )
     print(f"  {load()}")
     peak = common.peak_rss_mb()
-    print(f"  {'worker peak memory':34s} {peak:7.0f} MB (target < 300 MB: {'met' if peak < 300 else 'MISSED'})")
+    print(f"  {'worker peak memory':34s} {peak:7.0f} MB (target < 200 MB: {'met' if peak < 200 else 'MISSED'})")
 
 
 if __name__ == "__main__":

@@ -92,6 +92,8 @@ class Recorder:
         self.runs = runs
         self.institution = engine.institution_code
         self.live = live  # None: each drain sends through events.send_many itself
+        self._appends: list[tuple] = []
+        self._lines: list[tuple[int, events.LiveEvent]] = []
 
     def drain(self) -> int:
         items: list[Record] = []
@@ -104,6 +106,7 @@ class Recorder:
             return 0
         live: list[events.LiveEvent] = []
         steps: list[StepResult] = []
+        self._appends, self._lines = [], []  # the batch's audit entries in order, and the step events showing them
         with transaction.atomic():
             for item in items:
                 if item.kind == "step":
@@ -111,6 +114,10 @@ class Recorder:
                 elif item.kind == "server":
                     self._server(item, live)
             StepResult.objects.bulk_create(steps)
+            # One chain-head round for the whole batch: the same entries, in the same order.
+            entries = audit.record_many(self._appends) if self._appends else []
+        for index, event in self._lines:
+            event.data["line"] = live_line(entries[index])  # the task page's timeline line, as a reload renders it
         group = self.engine.live_group
         if group:
             # One event-loop hop for the whole batch: a hop per event (~1 ms each, 14,000 for
@@ -148,51 +155,36 @@ class Recorder:
             state=data["state"],
             started_at=started,
         )
-        entry = None
-        if data.get("audit"):
-            entry = audit.record(
-                self.engine.actor,
-                "execution.step",
-                task=self.engine.task_ref,
-                target=item.server_id,
-                command=step.command,
-                result_code=step.exit_code,
-                output=output,
-                payload={
-                    "institution": self.institution,
-                    "step": step.name,
-                    "phase": step.phase,
-                    "state": step.state,
-                    "duration_ms": duration_ms,
-                    "execution": self.engine.execution.pk,
-                },
-            )
-        if data.get("violation"):
-            audit.record(
-                self.engine.actor,
-                "security.violation",
-                task=self.engine.task_ref,
-                target=item.server_id,
-                command=step.command,
-                payload={"institution": self.institution, "reason": output[:500]},
-            )
-        live.append(
-            events.LiveEvent(
-                kind="step",
-                task_id=self.engine.task_ref,
-                status=step.state,
-                message=f"{item.server_id} {step.name}",
-                data={
-                    "server": item.server_id,
-                    "step": step.name,
-                    "phase": step.phase,
-                    "exit_code": step.exit_code,
-                    "duration_ms": duration_ms,
-                    # the task page's timeline line, as a reload renders it
-                    **({"line": live_line(entry)} if entry else {}),
-                },
-            )
+        event = events.LiveEvent(
+            kind="step",
+            task_id=self.engine.task_ref,
+            status=step.state,
+            message=f"{item.server_id} {step.name}",
+            data={
+                "server": item.server_id,
+                "step": step.name,
+                "phase": step.phase,
+                "exit_code": step.exit_code,
+                "duration_ms": duration_ms,
+            },
         )
+        live.append(event)
+        common = {"task": self.engine.task_ref, "target": item.server_id, "command": step.command}
+        if data.get("audit"):
+            self._lines.append((len(self._appends), event))
+            payload = {
+                "institution": self.institution,
+                "step": step.name,
+                "phase": step.phase,
+                "state": step.state,
+                "duration_ms": duration_ms,
+                "execution": self.engine.execution.pk,
+            }
+            columns = {**common, "result_code": step.exit_code, "output": output, "payload": payload}
+            self._appends.append((self.engine.actor, "execution.step", columns))
+        if data.get("violation"):
+            payload = {"institution": self.institution, "reason": output[:500]}
+            self._appends.append((self.engine.actor, "security.violation", {**common, "payload": payload}))
         return step
 
     def _server(self, item: Record, live: list) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from audit.models import AuditEntry
+from audit.verify import verify_chain
 from execution import errors
 from execution.models import Execution, StepResult
 from execution.services import run_task
@@ -88,7 +89,10 @@ def test_sanitizer_block_never_reaches_the_server(testbed_cmdb, clean_testbed):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_app_deploy_records_every_step_as_with_a_channel_each(testbed_cmdb, testbed):
+def test_app_deploy_records_every_step_as_with_a_channel_each(testbed_cmdb, testbed, settings):
+    # Checkpoints every 7 entries: the recorder appends a drain's entries in one batch
+    # (audit.record_many), so checkpoints fall inside batches; the chain must verify.
+    settings.AUDIT_CHECKPOINT_EVERY = 7
     servers = testbed_cmdb[:4]
     fast_port_wait(servers)
     task = approved_task(servers, parameters=deploy_parameters("2.0.0", max_parallel=4))
@@ -102,7 +106,11 @@ def test_app_deploy_records_every_step_as_with_a_channel_each(testbed_cmdb, test
         names = list(rows.order_by("seq").values_list("name", flat=True))
         assert names == ["pre-check", "upload", "backup", "shutdown", "swap", "startup", "post-check"], sid
         assert not rows.exclude(state="OK").exists() and all(len(r.output_sha256) == 64 for r in rows)
-    assert AuditEntry.objects.filter(action="execution.step", task=task.task_id).count() == steps.count()
+    audited = AuditEntry.objects.filter(action="execution.step", task=task.task_id)
+    assert audited.count() == steps.count()
+    assert set(audited.values_list("command", flat=True)) == set(steps.values_list("command", flat=True))
+    report = verify_chain()
+    assert report.ok and report.checkpoints >= steps.count() // 7, report.message()
     for s in servers:
         received = commands_received(testbed, s.server_id).splitlines()[logs[s.server_id] :]
         # One supervisor and the SFTP subsystem: two sshd sessions where each step used to open one.
