@@ -62,6 +62,23 @@ def approved_task(servers, sub_type: str, parameters: dict) -> OpsTask:
     return task
 
 
+def memory_check_task(task_id: str, title: str, server, requester, **fields) -> OpsTask:
+    """A low-risk memory check of one server, as filed (the caller moves its status on)."""
+    task = OpsTask.objects.create(
+        task_id=task_id,
+        category="INSPECTION",
+        sub_type="MEMORY_CHECK",
+        title=title,
+        system=server.system,
+        requester=requester,
+        risk="LOW",
+        playbook="MEMORY_CHECK",
+        **fields,
+    )
+    task.targets.set([server])
+    return task
+
+
 def served_versions(urls: list[str]) -> dict[str, int]:
     def one(url: str) -> str:
         try:

@@ -38,17 +38,7 @@ def make_tasks(server, count: int) -> tuple[User, list[int]]:
     now = timezone.now()
     steps = []
     for i in range(count):
-        task = OpsTask.objects.create(
-            task_id=f"OPS-LAT-{i:04d}",
-            category="INSPECTION",
-            sub_type="MEMORY_CHECK",
-            title="latency",
-            system=server.system,
-            requester=requester,
-            risk="LOW",
-            playbook="MEMORY_CHECK",
-        )
-        task.targets.set([server])
+        task = common.memory_check_task(f"OPS-LAT-{i:04d}", "latency", server, requester)
         OpsTask.objects.filter(pk=task.pk).update(status=Status.PENDING_APPROVAL)
         step = owner_step(task, owner, now)
         step.save()

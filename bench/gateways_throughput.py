@@ -53,20 +53,15 @@ def queue_tasks(sites: tuple[list, list], count: int) -> None:
             server = servers[(i // 2) % len(servers)]
             task_id = f"OPS-GW-{i:05d}"
             plan = plans.render_plan("MEMORY_CHECK", {}, server.system, [server], task_ref=task_id)
-            task = OpsTask.objects.create(
-                task_id=task_id,
-                category="INSPECTION",
-                sub_type="MEMORY_CHECK",
-                title="gateway throughput",
-                system=server.system,
-                requester=requester,
-                risk="LOW",
-                playbook="MEMORY_CHECK",
+            task = common.memory_check_task(
+                task_id,
+                "gateway throughput",
+                server,
+                requester,
                 plan=plan,
                 plan_sha256=plans.plan_sha256(plan),
                 playbook_version=plan["playbook_version"],
             )
-            task.targets.set([server])
             OpsTask.objects.filter(pk=task.pk).update(status=Status.APPROVED)
             enqueue_execution(OpsTask.objects.get(pk=task.pk))
 

@@ -45,16 +45,21 @@ def a11y_world():
     return world
 
 
-def console_pages(world) -> dict[str, list[str]]:
-    task = world.task.task_id
-    new = reverse("console:new_request")
-    common = [
+def every_roles_pages(world) -> list[str]:
+    """The console pages every signed-in role opens: dashboard, a search, statistics, inbox, the task."""
+    return [
         reverse("console:dashboard"),
         reverse("console:search") + "?q=SR-2026",
         reverse("console:statistics"),
         reverse("console:inbox"),
-        reverse("console:task", args=[task]),
+        reverse("console:task", args=[world.task.task_id]),
     ]
+
+
+def console_pages(world) -> dict[str, list[str]]:
+    task = world.task.task_id
+    new = reverse("console:new_request")
+    common = every_roles_pages(world)
     admin_pages = [reverse("admin:index")] + [
         reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist") for model in admin.site._registry
     ]

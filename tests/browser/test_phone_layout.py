@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import reverse
 
 from governance.models import Notification
+from tests.browser.test_accessibility import every_roles_pages
 from tests.factories import ServerFactory, SystemFactory, SystemOwnerFactory, file_task, governance_world
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -100,13 +101,7 @@ def shots_for(world) -> dict[tuple[str, str], str]:
 
 def pages_for(world) -> dict[str, list[str]]:
     task = world.task.task_id
-    console = [
-        reverse("console:dashboard"),
-        reverse("console:search") + "?q=SR-2026",
-        reverse("console:statistics"),
-        reverse("console:inbox"),
-        reverse("console:task", args=[task]),
-    ]
+    console = every_roles_pages(world)
     return {
         "owner": [
             *console,
