@@ -112,3 +112,26 @@ def test_the_drift_report_opens_a_governed_task_for_the_server(client):
     assert "미들웨어: CMDB jeus, 스캔 tomcat" in task.raw_request
     assert any(w.startswith(f"환경 차이 {server.server_id} (실행 시 중지)") for w in task.plan["warnings"])
     assert AuditEntry.objects.filter(action="task.submitted", task=task.task_id).exists()
+
+
+@pytest.mark.parametrize("middleware", ["tomcat", "webtob", "other"])
+def test_the_was_own_scripts_variant_per_middleware(middleware):
+    server = key_server()
+    home, jdk = "/opt/was/webtob", "/usr/lib/jvm/java-11"
+    start, stop = f"{home}/bin/wsboot", f"{home}/bin/wsdown"
+    schema = EnvSchema.objects.create(
+        server=server, init_system="was", middleware=middleware, was_home=home, start_script=start, stop_script=stop
+    )
+    schema.jdk_path = jdk
+    facts = {"init_system": "was", "middleware": middleware, "start_script": start, "stop_script": stop}
+    variant = profiles.select_variant(server, schema, {**facts, "jdk_path": jdk})
+    name = f"was-{middleware}" if middleware != "other" else "was-scripts"
+    assert (variant.name, variant.stop, variant.start) == (name, f"JAVA_HOME={jdk} {stop}", f"JAVA_HOME={jdk} {start}")
+    # A JDK the scan did not find is not passed; a script the scan did not find stops the server.
+    assert profiles.select_variant(server, schema, facts).stop == stop
+    with pytest.raises(profiles.NoVariant, match="기동/종료 스크립트를 찾지 못했습니다"):
+        profiles.select_variant(server, schema, {**facts, "stop_script": ""})
+    if middleware == "webtob":  # a WebtoB/JEUS server's scripts must lie under its WAS home
+        schema.was_home = "/opt/was/other-home"
+        with pytest.raises(profiles.NoVariant, match="허용된 경로 밖"):
+            profiles.select_variant(server, schema, facts)
