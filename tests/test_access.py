@@ -270,6 +270,8 @@ NAV = {
     "admin": 'href="/admin/"',
     "new": 'href="/console/requests/new/"',
     "gateways": 'href="/execution/gateways/"',
+    "drift": 'href="/execution/drift/"',
+    "owner_check": 'href="/console/owner-check/"',
 }
 
 
@@ -292,12 +294,14 @@ def test_menus_follow_permissions_and_every_link_answers(db):
     expected = {
         "requester": {"new"},
         "owner": {"new", "approvals", "owner"},
-        "pm": {"new", "approvals", "validations", "gateways"},
+        "pm": {"new", "approvals", "validations", "gateways", "owner_check"},
         "security": {"approvals", "audit", "gateways"} | ({"admin"} if "security_officer" in STAFF_ROLES else set()),
-        "supervisor": {"approvals", "admin"},
+        "supervisor": {"approvals", "admin", "owner_check"},
         "auditor": {"audit", "gateways"},
-        "admin": {"audit", "admin", "gateways"},
+        "admin": {"audit", "admin", "gateways", "owner_check"},
     }
+    for links in expected.values():
+        links.add("drift")  # every role reads the environment drift report of its scope
     for name, links in expected.items():
         user = getattr(world, name)
         assert nav_of(user) == links, name

@@ -83,7 +83,7 @@ def test_the_variant_takes_enums_from_the_scan_and_paths_only_from_the_cmdb():
             profiles.select_variant(server, schema, {**facts, "jdk_path": "", **crafted})
 
 
-def test_the_drift_report_opens_a_governed_task_for_the_server(client):
+def test_the_drift_report_opens_a_governed_task_and_the_nav_links_it(client):
     world = governance_world()
     server = world.servers[0]
     schema = EnvSchema.objects.create(server=server, middleware="jeus", was_home="/opt/was")
@@ -102,6 +102,8 @@ def test_the_drift_report_opens_a_governed_task_for_the_server(client):
     client.force_login(world.requester)
     page = client.get(reverse("execution:drift")).content.decode()
     assert f'action="{url}"' in page and '<option value="SERVICE_RESTART">서비스 재시작</option>' in page
+    assert f'href="{reverse("execution:drift")}"' in page  # the console's navigation links the report
+    assert reverse("console:owner_check") not in page  # a site manager neither fixes nor reviews owners
     assert client.post(url, {"sub_type": "RAW_COMMAND"}).status_code == 302
     assert not OpsTask.objects.exists()  # only the types the report may file without parameters
     response = client.post(url, {"sub_type": "SERVICE_RESTART"})
@@ -112,6 +114,9 @@ def test_the_drift_report_opens_a_governed_task_for_the_server(client):
     assert "미들웨어: CMDB jeus, 스캔 tomcat" in task.raw_request
     assert any(w.startswith(f"환경 차이 {server.server_id} (실행 시 중지)") for w in task.plan["warnings"])
     assert AuditEntry.objects.filter(action="task.submitted", task=task.task_id).exists()
+
+    client.force_login(world.supervisor)  # fixes the owner table: the owner-mapping check is in the nav
+    assert reverse("console:owner_check") in client.get(reverse("execution:drift")).content.decode()
 
 
 @pytest.mark.parametrize("middleware", ["tomcat", "webtob", "other"])
