@@ -140,3 +140,13 @@ def test_the_was_own_scripts_variant_per_middleware(middleware):
         schema.was_home = "/opt/was/other-home"
         with pytest.raises(profiles.NoVariant, match="허용된 경로 밖"):
             profiles.select_variant(server, schema, facts)
+
+
+def test_the_testbed_refuses_unknown_layouts_and_layouts_in_scale_mode(tmp_path):
+    from testbed import Testbed, TestbedError
+
+    with pytest.raises(TestbedError, match="layouts must be at most 2 of"):
+        Testbed(tmp_path / "a").up(2, layouts=["sysv-tomcat", "upstart"])
+    with pytest.raises(TestbedError, match="one sshd per server"):
+        Testbed(tmp_path / "b").up(3, sshd_processes=1, layouts=["systemd-tomcat"])
+    assert not (tmp_path / "a" / "manifest.json").exists() and not (tmp_path / "b").exists()
