@@ -71,6 +71,7 @@ CHECK_LABELS = {
     "build": _("GUARDiA 서버에서 실행"),
     "test": _("GUARDiA 서버에서 실행"),
     "follow_up": _("별도 작업으로 접수"),
+    "env-variant": _("환경 변형 (종료·기동 명령)"),
 }
 
 
