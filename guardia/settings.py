@@ -219,11 +219,14 @@ SESSION_IDLE_SECONDS = envint("GUARDIA_SESSION_IDLE_SECONDS", 0)
 SESSION_MAX_HOURS = envint("GUARDIA_SESSION_MAX_HOURS", 12)
 SESSION_SINGLE = envbool("GUARDIA_SESSION_SINGLE", "true")
 LOGIN_NOTICE = envbool("GUARDIA_LOGIN_NOTICE", "true")
-# Second factor (TOTP, cmdb/otp.py): required at login for these roles (superusers too),
-# and asked again within OTP_STEP_UP_MINUTES before a high/critical-risk decision or a
-# global-stop release (governance calls STEP_UP_CHECK by name).
+# Second factor (TOTP, cmdb/otp.py): required at login for whoever holds the permission
+# auth.require_second_factor (the role table, cmdb/roles.py, gives it to admin,
+# security_officer and supervisor; superusers always), and asked again within
+# OTP_STEP_UP_MINUTES before a high/critical-risk decision or a global-stop release
+# (governance calls STEP_UP_CHECK by name). GUARDIA_OTP_REQUIRED_ROLES, when set, names the
+# roles that hold that permission instead (applied to the groups at the next migrate).
 OTP_ENABLED = envbool("GUARDIA_OTP_ENABLED", "true")
-OTP_REQUIRED_ROLES = envlist("GUARDIA_OTP_REQUIRED_ROLES", "admin,security_officer,supervisor")
+OTP_REQUIRED_ROLES = envlist("GUARDIA_OTP_REQUIRED_ROLES")
 OTP_STEP_UP_MINUTES = envint("GUARDIA_OTP_STEP_UP_MINUTES", 5)
 OTP_TOTP_ISSUER = "GUARDiA"
 STEP_UP_CHECK = "cmdb.otp.has_fresh_second_factor" if OTP_ENABLED else ""
