@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import posixpath
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -32,7 +33,7 @@ import audit
 from cmdb.models import EnvScan, EnvSchema, SecurityPolicy, Server, System
 from cmdb.profiles import SCANNED_FIELDS
 
-from .errors import Refused, StepFailed
+from .errors import Refused
 from .parameters import q
 
 log = logging.getLogger(__name__)
@@ -311,14 +312,8 @@ def gate(ctx) -> None:
         return
     problem = policy_problem(ctx.server, policies_for(ctx.engine).get(ctx.server.system_id))
     if problem:  # before the scan opens a connection
-
-        def refuse() -> str:
-            raise StepFailed(POLICY_STEP, problem)
-
-        try:
-            ctx.check(POLICY_STEP, refuse)  # recorded as the server's step
-        except StepFailed:
-            raise Refused(problem) from None
+        record_refusal(ctx, POLICY_STEP, problem)
+        raise Refused(problem)
     result = ctx.run(SCAN_STEP, scan_command(ctx.server, schema), timeout=SCAN_TIMEOUT)
     facts = parse(result.stdout)
     drifts = compare(schema, facts)
@@ -396,6 +391,14 @@ def policy_problem(server, policy) -> str:
             f"자격 증명({kind or '없음'})이 맞지 않아 접속하지 않았습니다"
         )
     return ""
+
+
+def record_refusal(ctx, name: str, reason: str) -> None:
+    """The refusal as the server's step, recorded and audited (``execution.step``) by the run's
+    recorder like any command that failed; nothing was sent to the server."""
+    emit = getattr(ctx, "_emit", None)  # the server context's record of a step (execution.rolling)
+    if emit is not None:
+        emit(name, command="", state="FAILED", output=reason, started=time.time(), duration=0, audit=True)
 
 
 def policies_for(engine) -> dict:

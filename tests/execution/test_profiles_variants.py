@@ -164,5 +164,8 @@ def test_a_port_the_security_policy_forbids_is_never_connected_to(layout_servers
     refused = runs[systemd.server_id]
     assert "보안 정책의 허용 범위" in refused.message and "접속하지 않았습니다" in refused.message
     assert list(StepResult.objects.filter(server_run=refused).values_list("name", flat=True)) == ["ssh-policy"]
+    audited = AuditEntry.objects.get(action="execution.step", task=task.task_id, target=systemd.server_id)
+    assert (audited.payload["step"], audited.payload["state"]) == ("ssh-policy", "FAILED")
+    assert "보안 정책의 허용 범위" in StepResult.objects.get(server_run=refused).output_excerpt
     assert commands_received(layout_testbed, systemd.server_id) == before  # not one command reached it
     assert runs[sysv.server_id].state == runs[jeus.server_id].state == "SUCCEEDED"
