@@ -334,6 +334,7 @@ def gate(ctx) -> None:
         ctx.data["env_variant"] = ctx.env_variant.name
     except NoVariant as exc:
         if getattr(ctx.playbook, "SERVICE", False):
+            record_refusal(ctx, VARIANT_STEP, str(exc))
             raise  # before anything else runs there (not even a drain flag)
         ctx.env_variant = exc
 

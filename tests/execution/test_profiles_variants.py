@@ -125,17 +125,19 @@ def test_no_variant_or_disallowed_drift_stops_that_server_while_the_others_conti
 
     execution = Execution.objects.get(task=task)
     reasons = {
-        systemd.server_id: "systemd 서버인데 CMDB 환경 스키마에 서비스 이름이 없습니다",
-        jeus.server_id: "환경 스키마와 달라 변경 전에 중지했습니다 (미들웨어: CMDB jeus, 스캔 other)",
+        systemd.server_id: ("systemd 서버인데 CMDB 환경 스키마에 서비스 이름이 없습니다", ["env-scan", "env-variant"]),
+        jeus.server_id: ("환경 스키마와 달라 변경 전에 중지했습니다 (미들웨어: CMDB jeus, 스캔 other)", ["env-scan"]),
     }
-    for server_id, reason in reasons.items():
+    for server_id, (reason, steps) in reasons.items():
         run = ServerRun.objects.get(execution=execution, server_ref=server_id)
         assert run.state in {"REFUSED", "ROLLED_BACK"} and reason in run.message, (run.state, run.message)
         forward = StepResult.objects.filter(server_run=run, phase="forward").values_list("name", flat=True)
-        assert list(forward) == ["env-scan"]  # nothing else reached that server
+        assert list(forward) == steps  # the scan was the only command that reached that server
         received = commands_received(layout_testbed, server_id)[seen[server_id] :]
         assert "cp -p" not in received and "mv -f" not in received, received[-300:]
         assert "systemctl stop tomcat-app.service\n" not in received and "JAVA_HOME=" not in received
+    steps = AuditEntry.objects.filter(action="execution.step", task=task.task_id, target=systemd.server_id)
+    assert [(e.payload["step"], e.payload["state"]) for e in steps.order_by("seq")][-1] == ("env-variant", "FAILED")
     ok = ServerRun.objects.get(execution=execution, server_ref=sysv.server_id)
     assert ok.state == "SUCCEEDED", ok.message
     assert version_of(sysv) == "2.0.0" and version_of(systemd) == "1.0.0" and version_of(jeus) == "1.0.0"
