@@ -332,11 +332,43 @@ def gate(ctx) -> None:
     try:
         ctx.env_variant = select_variant(ctx.server, schema, facts)
         ctx.data["env_variant"] = ctx.env_variant.name
+        if getattr(ctx.playbook, "SERVICE", False):
+            check_approved_variant(ctx, ctx.env_variant)
     except NoVariant as exc:
         if getattr(ctx.playbook, "SERVICE", False):
             record_refusal(ctx, VARIANT_STEP, str(exc))
             raise  # before anything else runs there (not even a drain flag)
         ctx.env_variant = exc
+
+
+def approved_variant(ctx) -> dict | None:
+    """The env-variant step of this server in the run's approved plan (None: no approved plan,
+    e.g. a run started without one; {} when the plan lists no variant for the server)."""
+    plan = getattr(getattr(ctx.engine, "task", None), "plan", None)
+    if not isinstance(plan, dict):
+        return None
+    for step_set in plan.get("step_sets") or []:
+        if ctx.server.server_id in (step_set.get("servers") or []):
+            steps = [s for s in step_set.get("steps") or [] if s.get("name") == VARIANT_STEP]
+            return dict(steps[0].get("check") or {}) if steps else {}
+    return None
+
+
+def check_approved_variant(ctx, variant: Variant) -> None:
+    """What the approver saw is what runs: the commands the scan calls for now must be the ones
+    the approved plan listed for this server (a schema that leaves a choosing field out of
+    must_match lets the environment change without a drift refusal)."""
+    planned = approved_variant(ctx)
+    if planned is None:
+        return
+    sid = ctx.server.server_id
+    if planned.get("refused"):
+        raise NoVariant(f"{sid}: 승인된 계획에서 이 서버는 맞는 환경 변형이 없어 중지로 표시되었습니다")
+    if (planned.get("stop"), planned.get("start")) != (variant.stop, variant.start):
+        raise NoVariant(
+            f"{sid}: 실행 시 스캔한 환경의 변형({variant.describe()})이 승인된 계획의 변형"
+            f"({planned.get('variant') or '없음'}: 종료 {planned.get('stop') or '-'})과 달라 변경 전에 중지했습니다"
+        )
 
 
 def service_variant(ctx) -> Variant | None:

@@ -171,3 +171,23 @@ def test_a_port_the_security_policy_forbids_is_never_connected_to(layout_servers
     assert "보안 정책의 허용 범위" in StepResult.objects.get(server_run=refused).output_excerpt
     assert commands_received(layout_testbed, systemd.server_id) == before  # not one command reached it
     assert runs[sysv.server_id].state == runs[jeus.server_id].state == "SUCCEEDED"
+
+
+def test_a_variant_other_than_the_approved_one_is_refused(layout_servers, layout_testbed):
+    jeus = layout_servers[2]
+    # The schema lets the JDK differ (not in must_match): no drift refusal to rely on.
+    EnvSchema.objects.filter(server=jeus).update(must_match="os_type,init_system,middleware")
+    profiles.scan_servers("TESTBED-WAS")
+    task = approved_task([jeus], sub_type="SERVICE_RESTART")
+    assert variant_steps(task.plan)[jeus.server_id]["env-variant"]["check"]["stop"].startswith("JAVA_HOME=")
+    jdk = Path(EnvSchema.objects.get(server=jeus).jdk_path)
+    jdk.rename(jdk.with_name("jdk-moved"))  # after approval, the JDK is gone
+    try:
+        run_task(task.pk)
+    finally:
+        jdk.with_name("jdk-moved").rename(jdk)
+
+    run = ServerRun.objects.get(execution__task=task, server_ref=jeus.server_id)
+    assert "승인된 계획의 변형(was-jeus" in run.message and "변경 전에 중지했습니다" in run.message, run.message
+    forward = StepResult.objects.filter(server_run=run, phase="forward").values_list("name", flat=True)
+    assert list(forward) == ["env-scan", "env-variant"]
