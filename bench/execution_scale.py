@@ -65,8 +65,11 @@ def timed_deploy(servers, version: str, rollout: dict, profile: str = "") -> tup
 # each kind of work (they nest: audit appends are part of the recorder's drain).
 PROFILE_PARTS = (
     ("recorder drain (rows, audit, events queued)", "execution/recorder.py", "drain"),
-    ("  audit appends", "audit/services.py", "record"),
+    ("  audit appends, one at a time", "audit/services.py", "record"),
+    ("  audit appends, a drain's batch", "audit/services.py", "record_many"),
     ("  step rows (bulk insert)", "django/db/models/query.py", "bulk_create"),
+    ("  server rows (one UPDATE per state change)", "execution/recorder.py", "_server"),
+    ("  redaction of outputs and commands", "cmdb/vault.py", "redact"),
     ("  live events queued", "execution/recorder.py", "send"),
     ("kill-switch polls", "execution/engine.py", "poll_stop"),
     ("waiting on the workers", "concurrent/futures/_base.py", "wait"),

@@ -94,6 +94,8 @@ class Recorder:
         self.live = live  # None: each drain sends through events.send_many itself
         self._appends: list[tuple] = []
         self._lines: list[tuple[int, events.LiveEvent]] = []
+        self._dirty: dict[int, ServerRun] = {}
+        self._dirty_fields: set[str] = set()
 
     def drain(self) -> int:
         items: list[Record] = []
@@ -107,6 +109,7 @@ class Recorder:
         live: list[events.LiveEvent] = []
         steps: list[StepResult] = []
         self._appends, self._lines = [], []  # the batch's audit entries in order, and the step events showing them
+        self._dirty, self._dirty_fields = {}, set()  # server rows changed by this batch, and which columns
         with transaction.atomic():
             for item in items:
                 if item.kind == "step":
@@ -114,6 +117,9 @@ class Recorder:
                 elif item.kind == "server":
                     self._server(item, live)
             StepResult.objects.bulk_create(steps)
+            if self._dirty:
+                # One UPDATE for the batch's server rows (their objects here are the one writer's copy).
+                ServerRun.objects.bulk_update(list(self._dirty.values()), sorted(self._dirty_fields))
             # One chain-head round for the whole batch: the same entries, in the same order.
             entries = audit.record_many(self._appends) if self._appends else []
         for index, event in self._lines:
@@ -201,7 +207,8 @@ class Recorder:
                 fields[key] = vault.redact_structure(data[key])
         for key, value in fields.items():
             setattr(run, key, value)
-        ServerRun.objects.filter(pk=run.pk).update(**fields)
+        self._dirty[run.pk] = run
+        self._dirty_fields.update(fields)
         live.append(
             events.LiveEvent(
                 kind="server",
