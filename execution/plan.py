@@ -168,6 +168,11 @@ class PlanContext:
         self.steps.append({"name": name, "check": check})
         self.checks.append({"step": name, **check})
 
+    def note(self, name: str, check: dict) -> None:
+        """A step the run records without probing anything (the chosen environment variant):
+        listed with the steps, not among the health checks."""
+        self.steps.append({"name": name, "check": check})
+
     def expect(self, check: dict) -> None:
         """What a command's output is judged by (post-check: a new PID, no ERROR in the log)."""
         step = self.steps[-1]
@@ -326,7 +331,7 @@ def render_server(
         ctx.steps.append({"name": "drain", "command": f"touch {drain}", "timeout": 15})
     if isinstance(ctx.env_variant, NoVariant) and playbook.SERVICE:
         # No command set fits this server's environment: the run stops it before any change.
-        ctx.check(VARIANT_STEP, None, plan={"kind": "env-variant", "refused": str(ctx.env_variant)})
+        ctx.note(VARIANT_STEP, {"kind": "env-variant", "refused": str(ctx.env_variant)})
         return {"steps": ctx.steps, "health": ctx.checks, "rollback": [], "hosts": hosts_of(server)}
     playbook.forward(ctx)
     if playbook.ROLLING and strategy.safety_gate:

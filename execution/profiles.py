@@ -380,9 +380,9 @@ def service_variant(ctx) -> Variant | None:
         if chosen is None:
             return None
         if isinstance(chosen, NoVariant):
-            ctx.check(VARIANT_STEP, None, plan={"kind": "env-variant", "refused": str(chosen)})
+            ctx.note(VARIANT_STEP, {"kind": "env-variant", "refused": str(chosen)})
             raise chosen
-        ctx.check(VARIANT_STEP, None, plan=chosen.plan())
+        ctx.note(VARIANT_STEP, chosen.plan())  # listed with the steps (execution.plan.PlanContext)
         return chosen
     if getattr(ctx, "env_schema", None) is None:
         return None

@@ -78,6 +78,7 @@ def test_one_deploy_runs_each_servers_own_variant(layout_servers, layout_testbed
         assert steps[server_id]["env-variant"]["check"]["variant"] == variant
         assert steps[server_id]["shutdown"]["command"] == stop
         assert list(steps[server_id])[:2] == ["env-scan", "env-variant"]
+    assert not [c for s in task.plan["step_sets"] for c in s["health"] if c["kind"] == "env-variant"]  # not a probe
     shown = render_to_string("console/_plan.html", {"plan": task.plan, "plan_sha256": task.plan_sha256})
     assert "환경 변형 (종료·기동 명령)" in shown and "variant=was-jeus" in shown  # what the approver reads
 
