@@ -131,12 +131,19 @@ class OpsTaskQuerySet(models.QuerySet):
         assigned to them; PMs, security officers, auditors and admins see all."""
         if sees_all_tasks(user):
             return self
-        # Subqueries of ids, not joins: a join through the steps gives one row per step, and
-        # the DISTINCT that would hide it breaks every count or GROUP BY built on top of it
-        # (and cannot use an index). Each subquery reads one indexed column.
+        # One subquery of ids, not joins: a join through the steps gives one row per step,
+        # and the DISTINCT that would hide it breaks every count or GROUP BY built on top of
+        # it. The ids are a UNION of three reads of one indexed column each: PostgreSQL
+        # answers "requester = u OR system IN (…) OR id IN (…)" by reading every task.
         systems = SystemOwner.objects.filter(Q(owner=user) | Q(deputy=user) | Q(supervisor=user)).values("system_id")
-        assigned = ApprovalStep.objects.filter(assigned_to=user).values("task_id")
-        return self.filter(Q(requester=user) | Q(system_id__in=systems) | Q(pk__in=assigned))
+        ids = (
+            OpsTask.objects.filter(requester=user).order_by().values("pk")
+            .union(
+                OpsTask.objects.filter(system_id__in=systems).order_by().values("pk"),
+                ApprovalStep.objects.filter(assigned_to=user).order_by().values("task_id"),
+            )
+        )  # fmt: skip
+        return self.filter(pk__in=ids)
 
 
 def not_stopping(task: models.Model) -> bool:
