@@ -23,6 +23,7 @@ if [ -z "${GUARDIA_DATA_DIR:-}" ]; then
 fi
 export GUARDIA_DATA_DIR
 echo "== checks: ruff format, ruff, mypy, import contracts, spelling, migrations (side by side)"
+mkdir -p "$GUARDIA_DATA_DIR/migrated"
 checks=$(mktemp -d /tmp/guardia-checks.XXXXXX)
 check() {  # check NAME COMMAND...: run in the background, its output kept for a failure
   local name=$1
@@ -35,9 +36,11 @@ check types .venv/bin/mypy
 check imports .venv/bin/lint-imports --no-cache
 check spelling .venv/bin/codespell
 check migrations .venv/bin/python manage.py makemigrations --check --dry-run
+# Meanwhile the migrated test database is built once for the tests to copy (tests/migrated_db.py).
+check test-database env GUARDIA_DATA_DIR="$GUARDIA_DATA_DIR/migrated" .venv/bin/python -m tests.migrated_db
 wait
 failed=0
-for name in format lint types imports spelling migrations; do
+for name in format lint types imports spelling migrations test-database; do
   if [ -e "$checks/$name.failed" ]; then
     echo "-- check failed: $name"
     cat "$checks/$name.out"

@@ -87,3 +87,24 @@ def save() -> None:
     for old in folder.glob("*.sqlite3"):
         if old != saved:
             old.unlink(missing_ok=True)
+
+
+def build() -> None:
+    """Migrate a test database and keep it, unless one with the same key is kept already.
+    ``scripts/test.sh`` runs this (``python -m tests.migrated_db``) beside the checks, in a
+    data directory of its own, so the pytest workers start from the copy."""
+    from django.test.utils import setup_test_environment
+
+    if _folder() is None or (_folder() / f"{_key()}.sqlite3").exists():
+        return
+    setup_test_environment()
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    save()
+
+
+if __name__ == "__main__":
+    import tests.env  # noqa: F401  (the test run's environment, before the settings are read)
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "guardia.settings")
+    django.setup()
+    build()
