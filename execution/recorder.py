@@ -21,9 +21,11 @@ import logging
 import queue
 import threading
 from dataclasses import asdict
+from typing import cast
 
 from channels.layers import get_channel_layer
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 import audit
@@ -35,6 +37,28 @@ from .models import ServerRun, StepResult
 from .rolling import EXCERPT, Record, output_digest
 
 log = logging.getLogger(__name__)
+
+
+def _insert_rows(objs: list[StepResult]) -> None:
+    if not objs:
+        return
+    fields = [f for f in StepResult._meta.concrete_fields if not f.primary_key]
+    qn = connection.ops.quote_name
+    names, marks = ", ".join(qn(str(f.column)) for f in fields), ", ".join(["%s"] * len(fields))
+    rows = [[f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields] for obj in objs]
+    with connection.cursor() as cursor:
+        cursor.executemany(f"INSERT INTO {qn(StepResult._meta.db_table)} ({names}) VALUES ({marks})", rows)
+
+
+def _update_rows(runs: list[ServerRun], names: list[str]) -> None:
+    if not runs or not names:
+        return
+    fields = [cast(Field, ServerRun._meta.get_field(name)) for name in names]
+    qn = connection.ops.quote_name
+    assignments = ", ".join(f"{qn(str(f.column))} = %s" for f in fields)
+    rows = [[f.get_db_prep_save(getattr(run, f.attname), connection) for f in fields] + [run.pk] for run in runs]
+    with connection.cursor() as cursor:
+        cursor.executemany(f"UPDATE {qn(ServerRun._meta.db_table)} SET {assignments} WHERE id = %s", rows)
 
 
 class LiveSender:
@@ -116,10 +140,11 @@ class Recorder:
                     steps.append(self._step(item, live))
                 elif item.kind == "server":
                     self._server(item, live)
-            StepResult.objects.bulk_create(steps)
-            if self._dirty:
-                # One UPDATE for the batch's server rows (their objects here are the one writer's copy).
-                ServerRun.objects.bulk_update(list(self._dirty.values()), sorted(self._dirty_fields))
+            # One executemany each for the batch's step rows and its server rows (the objects here are
+            # the one writer's copy): bulk_create and bulk_update build an expression per object and
+            # field, which cost the orchestrating thread ~13 ms and ~47 ms a drain at 1,000 servers.
+            _insert_rows(steps)
+            _update_rows(list(self._dirty.values()), sorted(self._dirty_fields))
             # One chain-head round for the whole batch: the same entries, in the same order.
             entries = audit.record_many(self._appends) if self._appends else []
         for index, event in self._lines:

@@ -211,6 +211,11 @@ def _load_private_key(text: str) -> paramiko.PKey:
 
 
 class SSHTransport:
+    # With SSH_STEP_SESSION, the supervisor runs a connection's commands from this one on: a
+    # connection that runs one command (RAW_COMMAND on a thousand servers) would pay a channel
+    # more for it, not less.
+    supervise_from = 2
+
     def __init__(self, server: Any, *, connect_timeout: float | None = None, task: str | None = None):
         self.server = server
         self.connect_timeout = connect_timeout or settings.SSH_CONNECT_TIMEOUT
@@ -223,6 +228,7 @@ class SSHTransport:
         self._steps: paramiko.Channel | None = None  # the step supervisor's channel (SSH_STEP_SESSION)
         self._nonce = b""
         self._step_id = 0
+        self._commands = 0
         self._leftover = (b"", b"")  # what the supervisor wrote after the last step's end
         self.remote_shell = "/bin/bash" if getattr(server, "os_type", "linux") == "linux" else "/bin/sh"
         # The supervisor needs setsid and base64 (util-linux, coreutils): Linux servers only.
@@ -389,7 +395,8 @@ class SSHTransport:
                 )
                 raise
         transport = self._require()
-        if self.step_session:
+        self._commands += 1
+        if self.step_session and (self._commands >= self.supervise_from or self._steps is not None):
             return self._run_supervised(
                 transport, command, shell or self.remote_shell, timeout, max_output, raise_on_timeout
             )

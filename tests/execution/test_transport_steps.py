@@ -36,8 +36,9 @@ pytestmark = pytest.mark.testbed
 
 
 @pytest.fixture(autouse=True)
-def step_session(settings):
+def step_session(settings, monkeypatch):
     settings.SSH_STEP_SESSION = True
+    monkeypatch.setattr(SSHTransport, "supervise_from", 1)  # every command, the first one too
 
 
 def test_many_steps_share_one_channel_each_with_its_own_status_and_group(testbed_cmdb, testbed):
@@ -89,7 +90,8 @@ def test_sanitizer_block_never_reaches_the_server(testbed_cmdb, clean_testbed):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_app_deploy_records_every_step_as_with_a_channel_each(testbed_cmdb, testbed, settings):
+def test_app_deploy_records_every_step_as_with_a_channel_each(testbed_cmdb, testbed, settings, monkeypatch):
+    monkeypatch.setattr(SSHTransport, "supervise_from", 2)  # as in production
     # Checkpoints every 7 entries: the recorder appends a drain's entries in one batch
     # (audit.record_many), so checkpoints fall inside batches; the chain must verify.
     settings.AUDIT_CHECKPOINT_EVERY = 7
@@ -113,5 +115,6 @@ def test_app_deploy_records_every_step_as_with_a_channel_each(testbed_cmdb, test
     assert report.ok and report.checkpoints >= steps.count() // 7, report.message()
     for s in servers:
         received = commands_received(testbed, s.server_id).splitlines()[logs[s.server_id] :]
-        # One supervisor and the SFTP subsystem: two sshd sessions where each step used to open one.
-        assert len(received) == 2, received
+        # The first step on its own channel, then one supervisor for the other six and the SFTP
+        # subsystem: three sshd sessions where each step used to open one.
+        assert len(received) == 3 and received.count(SUPERVISOR) == 1, received
