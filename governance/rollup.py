@@ -160,12 +160,16 @@ def on_transition(sender, instance, name, source, target, **kwargs) -> None:
         "category": instance.category,
     }
     was_approved = int(getattr(instance, "_rollup_was_approved", instance.approved_at is not None))
-    StatisticsRollup.objects.filter(**key, status=source).update(
-        tasks=F("tasks") - 1,
-        approved=F("approved") - was_approved,
-        with_steps=F("with_steps") - (0 if source in PRE_DECISION else with_steps),
-        escalated=F("escalated") - (0 if source in PRE_DECISION else escalated),
-    )
+    old = {
+        "approved": was_approved,
+        "with_steps": 0 if source in PRE_DECISION else with_steps,
+        "escalated": 0 if source in PRE_DECISION else escalated,
+    }
+    # Never below zero: rows written around the transitions (a bulk import) must not make
+    # a transition fail; the next rebuild recounts them.
+    StatisticsRollup.objects.filter(
+        **key, status=source, tasks__gt=0, **{f"{name}__gte": value for name, value in old.items()}
+    ).update(tasks=F("tasks") - 1, **{name: F(name) - value for name, value in old.items()})
     row, _ = StatisticsRollup.objects.get_or_create(**key, status=target)
     StatisticsRollup.objects.filter(pk=row.pk).update(
         tasks=F("tasks") + 1,
