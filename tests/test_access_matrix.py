@@ -433,16 +433,16 @@ def admin_cases() -> dict[str, Case]:
         "admin/r/<path:content_type_id>/<path:object_id>/": Case(
             "GET", "/admin/r/{server_ct}/{server}/", staff_only(404)
         ),
-        "admin/cmdb/server/import/": Case(
-            "GET",
-            "/admin/cmdb/server/import/",
-            cells(**{r: (302 if not is_staff(r) else (200 if r == "admin" else 403)) for r in ALL_ROLES}),
-        ),
-        "admin/cmdb/server/import/template.csv": Case(
-            "GET",
-            "/admin/cmdb/server/import/template.csv",
-            cells(**{r: (302 if not is_staff(r) else (200 if r == "admin" else 403)) for r in ALL_ROLES}),
-        ),
+        # The CSV imports (servers, environment schemas, security policies): the admin role adds.
+        **{
+            f"admin/cmdb/{model}/{page}": Case(
+                "GET",
+                f"/admin/cmdb/{model}/{page}",
+                cells(**{r: (302 if not is_staff(r) else (200 if r == "admin" else 403)) for r in ALL_ROLES}),
+            )
+            for model in ("server", "envschema", "securitypolicy")
+            for page in ("import/", "import/template.csv")
+        },
         "admin/auth/user/<id>/password/": Case(
             "GET",
             "/admin/auth/user/{user}/password/",
