@@ -11,9 +11,10 @@ The rows stay right because every figure of a task changes only with its status,
 every status change is a transition (django-fsm's post_transition, in the transaction of
 the transition, the state row locked): the task's count moves from its old row to its
 new one. The exception is its approval steps: they are created and escalated only while
-the task is waiting for a decision (received, parsed, pending approval), so for rows in
-those states the "with steps" and "escalated" figures are not stored (0) and the page
-counts them live for those tasks; a task leaving those states brings its final values.
+the task is waiting for a decision (received, parsed, pending approval; created before it
+is pending approval), so rows keep no "escalated" figure in those states and no "with
+steps" figure before pending approval (0), and the page counts them live for those tasks;
+a task moving on brings its final values.
 
 ``rebuild`` recounts every row and moves ``through`` in one transaction, the state row
 locked (``manage.py rebuild_statistics``, audited, and a daily schedule that moves it to
@@ -43,8 +44,10 @@ from .models import (
 )
 from .periods import LocalMonth, local_midnight, month_after
 
-# While a task waits for a decision its steps are created and escalated (not transitions).
+# While a task waits for a decision its steps are escalated (not a transition), and before
+# it is pending approval they are still being created.
 PRE_DECISION = [Status.RECEIVED, Status.PARSED, Status.PENDING_APPROVAL]
+UNSTEPPED = [Status.RECEIVED, Status.PARSED]
 
 
 def task_figures() -> dict:
@@ -64,6 +67,13 @@ def step_figures() -> dict:
             "pk", filter=Q(Exists(ApprovalStep.objects.filter(task=OuterRef("pk"), routing=Routing.ESCALATED)))
         ),
     }
+
+
+def waiting_figures() -> dict:
+    """The step figures the rows do not keep, for tasks waiting for a decision."""
+    figures = step_figures()
+    with_steps = Q(Exists(ApprovalStep.objects.filter(task=OuterRef("pk"))), status__in=UNSTEPPED)
+    return {**figures, "with_steps": Count("pk", filter=with_steps)}
 
 
 def row_figures() -> dict:
@@ -104,8 +114,10 @@ def coverage(since: dt.date | None, until: dt.date | None) -> Coverage | None:
 
 
 def _stored(row: dict) -> dict:
-    """A row as stored: no step figures while its tasks wait for a decision."""
-    return {**row, "with_steps": 0, "escalated": 0} if row["status"] in PRE_DECISION else row
+    """A row as stored: no step figures while they can still change."""
+    if row["status"] in UNSTEPPED:
+        return {**row, "with_steps": 0, "escalated": 0}
+    return {**row, "escalated": 0} if row["status"] in PRE_DECISION else row
 
 
 def rebuild(actor, through: dt.date | None = None) -> dict:
@@ -151,8 +163,8 @@ def on_transition(sender, instance, name, source, target, **kwargs) -> None:
     if state is None or state.through is None or instance.created_at >= local_midnight(state.through):
         return
     steps = ApprovalStep.objects.filter(task=instance)
-    # Step figures are final once the task has left PRE_DECISION (and are 0 in rows before it).
-    with_steps = int(target not in PRE_DECISION and steps.exists())
+    # Step figures are kept once they are final (and are 0 in rows before that).
+    with_steps = int(target not in UNSTEPPED and steps.exists())
     escalated = int(target not in PRE_DECISION and steps.filter(routing=Routing.ESCALATED).exists())
     key = {
         "month": timezone.localtime(instance.created_at).date().replace(day=1),
@@ -162,7 +174,7 @@ def on_transition(sender, instance, name, source, target, **kwargs) -> None:
     was_approved = int(getattr(instance, "_rollup_was_approved", instance.approved_at is not None))
     old = {
         "approved": was_approved,
-        "with_steps": 0 if source in PRE_DECISION else with_steps,
+        "with_steps": 0 if source in UNSTEPPED else with_steps,
         "escalated": 0 if source in PRE_DECISION else escalated,
     }
     # Never below zero: rows written around the transitions (a bulk import) must not make
