@@ -115,7 +115,7 @@ class Fleet:
 
 async def run(count: int, addresses: list[str], task: OpsTask, cookies: list[str], rounds: int) -> None:
     fleet = Fleet()
-    gate = asyncio.Semaphore(100)  # handshakes in flight, as browsers arriving over a few seconds
+    gate = asyncio.Semaphore(20)  # handshakes in flight: browsers arriving over some seconds, not at once
     began = time.perf_counter()
     await asyncio.gather(
         *(
