@@ -407,8 +407,9 @@ POLICY_STEP = "ssh-policy"
 AUTH_KINDS = {"key": "private_key", "password": "password"}
 
 
-def policy_problem(server, policy) -> str:
-    """Why the system's SSH policy forbids connecting to this server ("" when it allows it)."""
+def policy_problem(server, policy, kind: str | None = None) -> str:
+    """Why the system's SSH policy forbids connecting to this server ("" when it allows it).
+    ``kind``: the server's credential kind when the caller read it already."""
     if policy is None:
         return ""
     sid = server.server_id
@@ -417,7 +418,7 @@ def policy_problem(server, policy) -> str:
             f"{sid}: SSH 포트 {server.ssh_port}이(가) 보안 정책의 허용 범위({policy.port_min}-{policy.port_max}) "
             "밖이라 접속하지 않았습니다"
         )
-    kind = getattr(server.credential, "kind", "")
+    kind = getattr(server.credential, "kind", "") if kind is None else kind
     if AUTH_KINDS.get(policy.ssh_auth) != kind:
         return (
             f"{sid}: 보안 정책의 SSH 인증 방식({policy.get_ssh_auth_display()})과 "
@@ -447,7 +448,10 @@ def policies_for(engine) -> dict:
 def policy_problems(servers: list) -> dict[str, str]:
     """Per server whose system's policy forbids connecting: the reason."""
     policies = {p.system_id: p for p in SecurityPolicy.objects.filter(system_id__in={s.system_id for s in servers})}
-    found = {s.server_id: policy_problem(s, policies.get(s.system_id)) for s in servers}
+    governed = [s for s in servers if s.system_id in policies]
+    # One query for the credential kinds, however many servers a plan covers.
+    kinds = dict(Server.objects.filter(pk__in=[s.pk for s in governed]).values_list("pk", "credential__kind"))
+    found = {s.server_id: policy_problem(s, policies[s.system_id], kinds.get(s.pk) or "") for s in governed}
     return {sid: problem for sid, problem in found.items() if problem}
 
 
