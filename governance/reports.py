@@ -259,7 +259,7 @@ def statistics(user, since: dt.date | None = None, until: dt.date | None = None)
     ]
     figures = {name: sum(row[name] or 0 for row in by_status) for name in rollup.task_figures()}
     if cover is not None:  # the rows keep no step figures for tasks waiting for a decision
-        waiting = tasks.filter(cover.waiting).aggregate(**rollup.waiting_figures())
+        waiting = tasks.filter(cover.waiting).aggregate(**rollup.step_figures())
         figures["with_steps"] += waiting["with_steps"]
         figures["escalated"] += waiting["escalated"]
     per_status = _added(by_status, key="status", value="tasks")

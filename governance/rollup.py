@@ -10,11 +10,11 @@ the rows cover from them and counts every other task in the range live (filed si
 The rows stay right because every figure of a task changes only with its status, and
 every status change is a transition (django-fsm's post_transition, in the transaction of
 the transition, the state row locked): the task's count moves from its old row to its
-new one. The exception is its approval steps: they are created and escalated only while
-the task is waiting for a decision (received, parsed, pending approval; created before it
-is pending approval), so rows keep no "escalated" figure in those states and no "with
-steps" figure before pending approval (0), and the page counts them live for those tasks;
-a task moving on brings its final values.
+new one. The exception is its approval steps: they are created before the task is pending
+approval, so rows keep no step figures while it is received or parsed (0) and the page
+counts those live (a handful of tasks, by the status index); a step is escalated (or
+handed back) only by ``services.assign_step``, which calls ``on_step_routed`` in its
+transaction to move the task's "escalated" count when that changes.
 
 ``rebuild`` recounts every row and moves ``through`` in one transaction, the state row
 locked (``manage.py rebuild_statistics``, audited, and a daily schedule that moves it to
@@ -44,9 +44,7 @@ from .models import (
 )
 from .periods import LocalMonth, local_midnight, month_after
 
-# While a task waits for a decision its steps are escalated (not a transition), and before
-# it is pending approval they are still being created.
-PRE_DECISION = [Status.RECEIVED, Status.PARSED, Status.PENDING_APPROVAL]
+# Before a task is pending approval its steps are still being created.
 UNSTEPPED = [Status.RECEIVED, Status.PARSED]
 
 
@@ -67,13 +65,6 @@ def step_figures() -> dict:
             "pk", filter=Q(Exists(ApprovalStep.objects.filter(task=OuterRef("pk"), routing=Routing.ESCALATED)))
         ),
     }
-
-
-def waiting_figures() -> dict:
-    """The step figures the rows do not keep, for tasks waiting for a decision."""
-    figures = step_figures()
-    with_steps = Q(Exists(ApprovalStep.objects.filter(task=OuterRef("pk"))), status__in=UNSTEPPED)
-    return {**figures, "with_steps": Count("pk", filter=with_steps)}
 
 
 def row_figures() -> dict:
@@ -110,14 +101,12 @@ def coverage(since: dt.date | None, until: dt.date | None) -> Coverage | None:
         rows = rows.filter(month__gte=start)
         live |= Q(created_at__lt=local_midnight(start))
         covered &= Q(created_at__gte=local_midnight(start))
-    return Coverage(rows=rows.order_by(), live=live, waiting=covered & Q(status__in=PRE_DECISION))
+    return Coverage(rows=rows.order_by(), live=live, waiting=covered & Q(status__in=UNSTEPPED))
 
 
 def _stored(row: dict) -> dict:
-    """A row as stored: no step figures while they can still change."""
-    if row["status"] in UNSTEPPED:
-        return {**row, "with_steps": 0, "escalated": 0}
-    return {**row, "escalated": 0} if row["status"] in PRE_DECISION else row
+    """A row as stored: no step figures while the steps are still being created."""
+    return {**row, "with_steps": 0, "escalated": 0} if row["status"] in UNSTEPPED else row
 
 
 def rebuild(actor, through: dt.date | None = None) -> dict:
@@ -163,9 +152,9 @@ def on_transition(sender, instance, name, source, target, **kwargs) -> None:
     if state is None or state.through is None or instance.created_at >= local_midnight(state.through):
         return
     steps = ApprovalStep.objects.filter(task=instance)
-    # Step figures are kept once they are final (and are 0 in rows before that).
+    # Step figures are kept from pending approval on (and are 0 in rows before that).
     with_steps = int(target not in UNSTEPPED and steps.exists())
-    escalated = int(target not in PRE_DECISION and steps.filter(routing=Routing.ESCALATED).exists())
+    escalated = int(target not in UNSTEPPED and steps.filter(routing=Routing.ESCALATED).exists())
     key = {
         "month": timezone.localtime(instance.created_at).date().replace(day=1),
         "system_id": instance.system_id,
@@ -175,7 +164,7 @@ def on_transition(sender, instance, name, source, target, **kwargs) -> None:
     old = {
         "approved": was_approved,
         "with_steps": 0 if source in UNSTEPPED else with_steps,
-        "escalated": 0 if source in PRE_DECISION else escalated,
+        "escalated": 0 if source in UNSTEPPED else escalated,
     }
     # Never below zero: rows written around the transitions (a bulk import) must not make
     # a transition fail; the next rebuild recounts them.
@@ -189,3 +178,29 @@ def on_transition(sender, instance, name, source, target, **kwargs) -> None:
         with_steps=F("with_steps") + with_steps,
         escalated=F("escalated") + escalated,
     )
+
+
+def on_step_routed(task: OpsTask, step: ApprovalStep, was_routing: str) -> None:
+    """A step was (re)assigned (governance.services.assign_step, the one place a step's
+    routing is written): when that changes whether the task has an escalated step, its
+    row follows, in the assignment's transaction. Assignments that neither make nor undo
+    an escalation cost nothing here."""
+    if Routing.ESCALATED not in (step.routing, was_routing) or step.routing == was_routing:
+        return
+    escalated = ApprovalStep.objects.filter(task=task, routing=Routing.ESCALATED)
+    others = escalated.exclude(pk=step.pk).exists()
+    if others:
+        return  # the task was and stays escalated
+    state = StatisticsRollupState.objects.select_for_update().filter(pk=1).first()
+    if state is None or state.through is None or task.created_at >= local_midnight(state.through):
+        return
+    key = {
+        "month": timezone.localtime(task.created_at).date().replace(day=1),
+        "system_id": task.system_id,
+        "category": task.category,
+        "status": task.status,
+    }
+    if step.routing == Routing.ESCALATED:
+        StatisticsRollup.objects.filter(**key).update(escalated=F("escalated") + 1)
+    else:
+        StatisticsRollup.objects.filter(**key, escalated__gt=0).update(escalated=F("escalated") - 1)

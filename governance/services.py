@@ -25,7 +25,7 @@ from django.utils.module_loading import import_string
 import audit
 from cmdb.models import Server, System, SystemOwner
 
-from . import attachments, plans, policy, routing
+from . import attachments, plans, policy, rollup, routing
 from .control import execution_allowed, global_stop_reason, require_step_up
 from .errors import Conflict, Forbidden, Invalid, NotFound
 from .models import ApprovalStep, Notification, OpsTask, Risk, Status, StepStatus, SubType
@@ -215,7 +215,7 @@ def assign_step(
     step.assigned_to = assignment.user
     if not step.original_owner_id:
         step.original_owner = assignment.original_owner
-    step.routing = assignment.routing
+    was_routing, step.routing = step.routing, assignment.routing
     step.escalation_level = assignment.level
     step.activated_at = step.activated_at or now
     step.sla_deadline = now + sla_for(task)
@@ -233,6 +233,7 @@ def assign_step(
     )
     task.current_approver = assignment.user
     task.save(update_fields=["current_approver", "urgent", "updated_at"])
+    rollup.on_step_routed(task, step, was_routing)
     action = "approval.escalated" if escalated_from else "approval.assigned"
     audit_task(
         "system",

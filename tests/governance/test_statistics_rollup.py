@@ -12,9 +12,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit.models import AuditEntry
-from governance import reports, rollup
+from governance import reports, rollup, services
 from governance.escalation import escalate_overdue_steps
-from governance.models import ApprovalStep, OpsTask, StatisticsRollup, StatisticsRollupState, Status
+from governance.models import ApprovalStep, OpsTask, Routing, StatisticsRollup, StatisticsRollupState, Status
+from governance.routing import Assignment
 from governance.transitions import apply_transition, lock_task
 from tests.governance.test_counts import _expected, _independent_visible, assert_figures, history
 
@@ -122,3 +123,20 @@ def test_a_row_out_of_step_never_blocks_a_transition(world, history):
     assert OpsTask.objects.get(pk=task.pk).status == Status.CANCELLED
     rollup.rebuild("tester")
     assert_figures(reports.statistics(world.pm), _expected(_independent_visible(world.pm)))
+
+
+def test_an_escalation_handed_back_leaves_the_row(world, history):
+    """A step escalated by the sweep and then assigned back to its owner (the owner is
+    present again): the task's "escalated" count follows both ways."""
+    rollup.rebuild("tester")
+    earlier = OpsTask.objects.filter(created_at__lt=reports.local_midnight(timezone.localdate().replace(day=1)))
+    waiting = ApprovalStep.objects.open().filter(task__status=Status.PENDING_APPROVAL, task__in=earlier)
+    waiting.update(sla_deadline=timezone.now() - dt.timedelta(minutes=1))
+    assert escalate_overdue_steps()["escalated"] >= 1
+    for step in ApprovalStep.objects.open().filter(routing=Routing.ESCALATED, task__in=earlier).select_related("task"):
+        with transaction.atomic():
+            services.assign_step(step.task, step, Assignment(world.owner, 0, Routing.DIRECT, None), timezone.now())
+    assert not ApprovalStep.objects.open().filter(routing=Routing.ESCALATED, task__in=earlier).exists()
+    for role in ("pm", "auditor"):
+        user = getattr(world, role)
+        assert_figures(reports.statistics(user), _expected(_independent_visible(user)))
