@@ -131,7 +131,7 @@ def test_300_sockets_on_one_daphne_get_a_transition_through_redis_pubsub(tmp_pat
             async def scenario() -> tuple[list[str], list[str]]:
                 headers = {"Cookie": cookie, "Origin": f"http://{address}"}
                 url = f"ws://{address}/ws/tasks/{task.task_id}/"
-                gate = asyncio.Semaphore(50)
+                gate = asyncio.Semaphore(20)  # handshakes in flight: each reads the session and the task
 
                 async def open_socket():
                     async with gate:
