@@ -379,17 +379,8 @@ class ServerContext:
             state = "TIMEOUT"
         elif result.exit_code not in ok_codes:
             state = "FAILED"
-        self._emit(
-            name,
-            command=redacted,
-            exit_code=result.exit_code,
-            output=output,
-            state=state,
-            audit=True,
-            sha256=result.output_sha256,
-            duration=result.duration,
-            started=started,
-        )
+        measured = {"exit_code": result.exit_code, "sha256": result.output_sha256, "duration": result.duration}
+        self._emit(name, command=redacted, output=output, state=state, audit=True, started=started, **measured)
         if state == "KILLED":
             raise Aborted(self.engine.halt_reason or gettext("중지 요청"))
         if state == "TIMEOUT":
