@@ -5,6 +5,8 @@ hashed output, timeout and kill; and a whole APP_DEPLOY recorded step by step as
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,8 @@ from execution import errors
 from execution.models import Execution, StepResult
 from execution.services import run_task
 from execution.transport import SUPERVISOR, SSHTransport
+from governance.models import OpsTask
+from tests.waiting import wait_until
 
 from .engine_helpers import approved_task, commands_received, deploy_parameters, fast_port_wait, version_of
 
@@ -118,3 +122,50 @@ def test_app_deploy_records_every_step_as_with_a_channel_each(testbed_cmdb, test
         # The first step on its own channel, then one supervisor for the other six and the SFTP
         # subsystem: three sshd sessions where each step used to open one.
         assert len(received) == 3 and received.count(SUPERVISOR) == 1, received
+
+
+def _running(fragment: str) -> bool:
+    """A process on this machine (the testbed's servers are local) whose command line has ``fragment``."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and fragment in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_kill_switch_kills_a_supervised_step_and_restores_the_group(testbed_cmdb, testbed, monkeypatch):
+    monkeypatch.setattr(SSHTransport, "supervise_from", 2)  # as in production
+    servers = testbed_cmdb[:4]
+    fast_port_wait(servers, 5)
+    hung = servers[2]
+    testbed.fault(hung.server_id, "hang")  # startup.sh of the new version hangs until killed
+    task = approved_task(servers, parameters=deploy_parameters("2.0.0", script_timeout=60, max_parallel=4))
+    script = f"{hung.script_path}/startup.sh"
+    seen = len(commands_received(testbed, hung.server_id))
+
+    def operator():
+        from django.db import connection
+
+        try:
+            wait_until(lambda: _running(script), timeout=60, message="startup.sh never ran")
+            OpsTask.objects.filter(pk=task.pk).update(stop_requested=True, stop_reason="operator pressed stop")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=operator)
+    thread.start()
+    started = time.monotonic()
+    outcome = run_task(task.pk)
+    thread.join()
+    assert outcome == "ABORTED" and time.monotonic() - started < 30  # killed, not waited out
+    assert not _running(script)
+    assert [version_of(s) for s in servers] == ["1.0.0"] * 4
+    killed = StepResult.objects.get(
+        server_run__execution__task=task, server_run__server_ref=hung.server_id, name="startup", phase="forward"
+    )
+    assert killed.state == "KILLED"
+    received = commands_received(testbed, hung.server_id)[seen:]
+    assert SUPERVISOR in received and "startup.sh" not in received  # the step went through the supervisor
