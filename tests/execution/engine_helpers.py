@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from execution.services import store_artifact
 from governance import plans
 from governance.models import OpsTask, Status
 from tests.factories import UserFactory
+from tests.waiting import wait_until
 
 _numbers = itertools.count(1)
 # The statuses a run ends in, whatever happened to it.
@@ -106,3 +109,25 @@ def commands_received(testbed, server_id: str) -> str:
     srv = testbed.server(server_id)
     path = Path(srv["command_log"])
     return path.read_text() if path.exists() else ""
+
+
+def press_stop_when(task, ready, *, delay: float = 0.0, stopped_at: list | None = None) -> threading.Thread:
+    """A started thread that waits for ``ready()``, then ``delay`` seconds (so the stop lands while
+    a step runs, not before it starts), then presses the task's stop as an operator would; the
+    time it pressed it goes into ``stopped_at``. Join it after run_task."""
+
+    def operator():
+        from django.db import connection
+
+        try:
+            wait_until(ready, timeout=60, message="the step to stop never started")
+            time.sleep(delay)
+            if stopped_at is not None:
+                stopped_at.append(time.time())
+            OpsTask.objects.filter(pk=task.pk).update(stop_requested=True, stop_reason="operator pressed stop")
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=operator)
+    thread.start()
+    return thread

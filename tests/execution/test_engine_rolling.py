@@ -3,7 +3,6 @@ a clean two-group rollout, TS-02, the kill switch and a failing rollback."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -14,8 +13,7 @@ from audit.models import AuditEntry
 from execution.models import Execution, ServerRun, StepResult
 from execution.services import run_task
 from governance import events
-from governance.models import OpsTask, Status
-from tests.waiting import wait_until
+from governance.models import Status
 
 from .engine_helpers import (
     approved_task,
@@ -23,6 +21,7 @@ from .engine_helpers import (
     commands_received,
     deploy_parameters,
     fast_port_wait,
+    press_stop_when,
     version_of,
 )
 
@@ -117,20 +116,8 @@ def test_kill_switch_mid_rollout_kills_the_running_step_and_restores_the_group(t
     task = approved_task(servers, parameters=deploy_parameters("2.0.0", script_timeout=60))
     stopped_at: list[float] = []
     seen = len(commands_received(testbed, hung.server_id))
-
-    def operator():
-        from django.db import connection
-
-        try:
-            wait_until(lambda: "startup.sh" in commands_received(testbed, hung.server_id)[seen:], timeout=60)
-            time.sleep(0.3)  # the stop arrives while the hung script runs, not before it starts
-            stopped_at.append(time.time())
-            OpsTask.objects.filter(pk=task.pk).update(stop_requested=True, stop_reason="operator pressed stop")
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=operator)
-    thread.start()
+    started_hung = lambda: "startup.sh" in commands_received(testbed, hung.server_id)[seen:]  # noqa: E731
+    thread = press_stop_when(task, started_hung, delay=0.3, stopped_at=stopped_at)
     started = time.monotonic()
     outcome = run_task(task.pk)
     thread.join()

@@ -5,7 +5,6 @@ hashed output, timeout and kill; and a whole APP_DEPLOY recorded step by step as
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from pathlib import Path
 
@@ -17,10 +16,15 @@ from execution import errors
 from execution.models import Execution, StepResult
 from execution.services import run_task
 from execution.transport import SUPERVISOR, SSHTransport
-from governance.models import OpsTask
-from tests.waiting import wait_until
 
-from .engine_helpers import approved_task, commands_received, deploy_parameters, fast_port_wait, version_of
+from .engine_helpers import (
+    approved_task,
+    commands_received,
+    deploy_parameters,
+    fast_port_wait,
+    press_stop_when,
+    version_of,
+)
 
 # The per-channel transport's own tests, collected here again and run through the supervisor
 # (the autouse fixture below): exit status, bounds, timeout and kill of the process group,
@@ -146,17 +150,7 @@ def test_kill_switch_kills_a_supervised_step_and_restores_the_group(testbed_cmdb
     script = f"{hung.script_path}/startup.sh"
     seen = len(commands_received(testbed, hung.server_id))
 
-    def operator():
-        from django.db import connection
-
-        try:
-            wait_until(lambda: _running(script), timeout=60, message="startup.sh never ran")
-            OpsTask.objects.filter(pk=task.pk).update(stop_requested=True, stop_reason="operator pressed stop")
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=operator)
-    thread.start()
+    thread = press_stop_when(task, lambda: _running(script))
     started = time.monotonic()
     outcome = run_task(task.pk)
     thread.join()
