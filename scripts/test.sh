@@ -4,8 +4,10 @@
 #
 #   scripts/test.sh           the full run (CI and the README's command)
 #   scripts/test.sh --fast    the same checks, then only the tests that need no sshd,
-#                             PostgreSQL or Chromium and are not marked slow, on two pytest-xdist
-#                             workers, each with a data directory of its own (tests/env.py)
+#                             PostgreSQL or Chromium and are not marked slow, on three pytest-xdist
+#                             workers (two cores: some tests wait in real time on stand-in
+#                             services, a third worker fills that idle time), each with a data
+#                             directory of its own (tests/env.py)
 #                             (the edit-test loop; docs/development.md)
 #
 # Further arguments go to pytest (scripts/test.sh --fast tests/audit -x).
@@ -51,7 +53,7 @@ rm -rf "$checks"
 [ "$failed" = 0 ] || exit 1
 if [ -n "$fast" ]; then
   echo "== tests: fast lane (not browser, not postgres, not testbed, not slow)"
-  .venv/bin/python -m pytest -q -n 2 --dist loadfile -m "not browser and not postgres and not testbed and not slow" "$@"
+  .venv/bin/python -m pytest -q -n 3 --dist loadfile -m "not browser and not postgres and not testbed and not slow" "$@"
 else
   echo "== tests: full run"
   .venv/bin/python -m pytest -q "$@"
