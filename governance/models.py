@@ -449,13 +449,12 @@ class TaskSequence(models.Model):
 
 
 class StatisticsRollup(models.Model):
-    """Finished tasks counted per server-zone month of filing, system, category and status.
-
-    Only tasks in a final state are counted here: none of the figures the statistics page
-    reads (status, category, approval time, steps, escalation) changes after that. Keyed
-    by system, not institution, so a system that moves between institutions is counted
-    under its current one when the page reads the rows. Which tasks are counted is said by
-    StatisticsRollupState; governance/rollup.py builds and maintains both."""
+    """Tasks counted per server-zone month of filing, system, category and status, for the
+    statistics page of the roles that see every task. Every status change (a transition)
+    and every escalation moves a task's count between rows (governance/rollup.py, which
+    builds and maintains them). Keyed by system, not institution, so a system that moves
+    between institutions is counted under its current one when the page reads the rows.
+    Which tasks are counted is said by StatisticsRollupState."""
 
     month = models.DateField(_("월"))
     system = models.ForeignKey(System, verbose_name=_("시스템"), on_delete=models.CASCADE, related_name="+")
@@ -476,8 +475,8 @@ class StatisticsRollup(models.Model):
 
 
 class StatisticsRollupState(models.Model):
-    """One row: the rollup counts every finished task filed before ``through`` (a server-zone
-    first of the month); tasks filed since, and tasks not yet finished, are counted live."""
+    """One row: the rollup counts every task filed before ``through`` (a server-zone first of
+    the month); tasks filed since are counted live."""
 
     id = models.PositiveSmallIntegerField(_("ID"), primary_key=True, default=1)
     through = models.DateField(_("집계 기준일"), null=True, blank=True)
