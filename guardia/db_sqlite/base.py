@@ -90,6 +90,14 @@ class DatabaseWrapper(base.DatabaseWrapper):
         return connection
 
     def create_cursor(self, name=None):
+        # One cursor class per connection wrapper, built at its first cursor (a cursor is
+        # created for every statement; building the class each time cost seconds at scale).
+        factory = self.__dict__.get("_cursor_factory")
+        if factory is None:
+            factory = self.__dict__["_cursor_factory"] = self._queued_cursor_class()
+        return self.connection.cursor(factory=factory)
+
+    def _queued_cursor_class(self) -> type:
         wrapper = self
 
         class QueuedCursor(base.SQLiteCursorWrapper):
@@ -105,7 +113,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
                         return super().executemany(query, param_list)
                 return super().executemany(query, param_list)
 
-        return self.connection.cursor(factory=QueuedCursor)
+        return QueuedCursor
 
     # --- the turn ---------------------------------------------------------------------
     def _single_write(self, query) -> bool:
