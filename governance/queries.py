@@ -1,7 +1,8 @@
 """Read-only query helpers: the scoped lookups every entry point uses, and console helpers.
 
 Every console view, REST endpoint, consumer and control service finds a task or an
-approval step through ``visible_task`` / ``visible_steps`` here, so "may this user see
+approval step through ``visible_task`` / ``visible_steps`` here (``services.decide_step``
+locks the step it decides through ``visible_steps``), so "may this user see
 it" is answered in one place and before any state is looked at: a task the user may not
 see is "not found" (404) whatever its state, and no conflict text about it leaks.
 (No state changes here; those are in services.py.)
@@ -41,17 +42,6 @@ def visible_task(user, task_id: str) -> OpsTask:
 def visible_steps(user) -> QuerySet[ApprovalStep]:
     """Approval steps of tasks the user may see (a step is read through its task)."""
     return ApprovalStep.objects.filter(task__in=visible_tasks(user).values("pk"))
-
-
-def visible_step(user, step_id) -> ApprovalStep:
-    try:
-        pk = int(step_id)
-    except (TypeError, ValueError) as exc:
-        raise NotFound(f"approval step {step_id} not found") from exc
-    step = visible_steps(user).filter(pk=pk).first()
-    if step is None:
-        raise NotFound(f"approval step {step_id} not found")
-    return step
 
 
 def search_tasks(user, *, q: str = "", institution=None, person: str = "") -> QuerySet[OpsTask]:

@@ -30,6 +30,7 @@ from .control import execution_allowed, global_stop_reason, require_step_up
 from .errors import Conflict, Forbidden, Invalid, NotFound
 from .models import ApprovalStep, Notification, OpsTask, Risk, Status, StepStatus, SubType
 from .notify import Action, Message, notify
+from .queries import visible_steps
 from .transitions import (
     apply_transition,
     audit_task,
@@ -295,9 +296,8 @@ def decide_step(user, step_id, decision: str, comments: str = "", plan_sha256: s
     with transaction.atomic():
         # Authorisation first: a step on a task the user may not see is "not found", before
         # any state (decided, stopped, ...) could be told about it.
-        visible = OpsTask.objects.visible_to(user).values("pk")
         try:
-            step = ApprovalStep.objects.select_for_update().get(pk=step_id, task__in=visible)
+            step = visible_steps(user).select_for_update().get(pk=step_id)
         except (ApprovalStep.DoesNotExist, ValueError, TypeError) as exc:
             raise NotFound(f"승인 단계 {step_id}을(를) 찾을 수 없습니다") from exc
         task = lock_task(pk=step.task_id)

@@ -200,17 +200,11 @@ def decide(request: HttpRequest, step_id: int) -> HttpResponse:
     if not form.is_valid():
         _form_errors(request, form)
         return redirect("console:approvals")
-    # The step is looked up through its task's scope first: a foreign step is 404, and no
-    # message about its task's state is ever shown.
-    step = get_object_or_404(queries.visible_steps(request.user), pk=step_id)
+    # decide_step finds the step through the caller's visible tasks inside its transaction: a
+    # foreign step is 404, and no message about its task's state is ever shown. The form's
+    # fields are its parameters (decision, comments, plan_sha256), as in the API.
     try:
-        result = services.decide_step(
-            request.user,
-            step.pk,
-            form.cleaned_data["decision"],
-            form.cleaned_data["comments"],
-            plan_sha256=form.cleaned_data["plan_sha256"],
-        )
+        result = services.decide_step(request.user, step_id, **form.cleaned_data)
     except NotFound as exc:
         raise Http404(exc.detail) from exc  # nothing about a step the user may not see
     except GovernanceError as exc:
