@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext
 from django.views.decorators.http import require_POST
 
 from cmdb.models import EnvSchema, System
@@ -51,10 +52,9 @@ def drift_accept(request: HttpRequest, schema_id: int) -> HttpResponse:
     except Refused as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(
-            request,
-            f"{schema.server.server_id}: 스캔 결과를 환경 스키마에 반영했습니다 ({', '.join(changed) or '변경 없음'})",
-        )
+        fields = ", ".join(changed) or gettext("변경 없음")
+        text = gettext("%(server)s: 스캔 결과를 환경 스키마에 반영했습니다 (%(fields)s)")
+        messages.success(request, text % {"server": schema.server.server_id, "fields": fields})
     return redirect("execution:drift")
 
 
@@ -72,5 +72,6 @@ def drift_task(request: HttpRequest, schema_id: int) -> HttpResponse:
     except GovernanceError as exc:
         messages.error(request, f"{schema.server.server_id}: {exc.detail}")
         return redirect("execution:drift")
-    messages.success(request, f"{task.task_id}: {schema.server.server_id}의 환경 차이 조치를 요청했습니다")
+    text = gettext("%(task)s: %(server)s의 환경 차이 조치를 요청했습니다")
+    messages.success(request, text % {"task": task.task_id, "server": schema.server.server_id})
     return redirect("console:task", task_id=task.task_id)
