@@ -104,15 +104,8 @@ def record_user_saved(actor, user, before: dict[str, Any] | None, password_chang
     """The entries for one save of a user row: creation, or each kind of change."""
     name = user.get_username()
     if before is None:
-        record(
-            actor,
-            "auth.user_create",
-            name,
-            source,
-            active=user.is_active,
-            staff=user.is_staff,
-            superuser=user.is_superuser,
-        )
+        flags = {"active": user.is_active, "staff": user.is_staff, "superuser": user.is_superuser}
+        record(actor, "auth.user_create", name, source, **flags)
         return
     if before["is_superuser"] != user.is_superuser:
         record(actor, "auth.superuser_grant" if user.is_superuser else "auth.superuser_revoke", name, source)

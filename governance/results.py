@@ -30,6 +30,14 @@ LOG_EXCERPT_CHARS = 2000
 FAILURE_FINDING = "failure"  # the engine's per-server note of its own failure, in older packages
 _VERSION_IN_TEXT = re.compile(r"version=(\S+)")
 
+
+def version_in(text: str) -> str:
+    """The version a health answer reports ("OK version=1.1.0" -> "1.1.0"), or ""."""
+    match = _VERSION_IN_TEXT.search(text or "")
+    return match.group(1) if match else ""
+
+
+# The PM's words for the package's machine terms (states, findings, check kinds).
 STATE_LABELS = {
     "PENDING": _("대기"),
     "RUNNING": _("실행 중"),
@@ -58,12 +66,6 @@ FINDING_LABELS = {
     "exit_code": _("종료 코드"),
 }
 CHECK_LABELS = {"port": _("포트"), "http": _("HTTP 응답"), "process": _("프로세스·로그"), "check": _("점검")}
-
-
-def version_in(text: str) -> str:
-    """The version a health answer reports ("OK version=1.1.0" -> "1.1.0"), or ""."""
-    match = _VERSION_IN_TEXT.search(text or "")
-    return match.group(1) if match else ""
 
 
 @dataclass

@@ -55,7 +55,7 @@ class Clarification:
     choices: list[dict] = dataclasses.field(default_factory=list)
 
 
-@dataclass
+@dataclass(kw_only=True)  # fifteen fields: built by name only
 class Parsed:
     text: str
     sub_type: str | None = None

@@ -42,7 +42,7 @@ TASK_ID = re.compile(r"^OPS-[0-9A-Z][0-9A-Z-]{2,40}$")
 DRAFT_MINUTES = 60  # a question asked back longer ago than this is not answered by new text
 
 
-@dataclass
+@dataclass(frozen=True)
 class Reply:
     text: str
     kind: str = "reply"
