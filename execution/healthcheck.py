@@ -15,7 +15,6 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import re
-import socket
 import ssl
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit
 
 from .errors import ParameterError, StepFailed
 from .parameters import HEALTH_LIMITS, clean_health_limits, q, tighter
+from .probe import port_open
 
 MAX_BODY = 64 * 1024
 LOG_OFFSET_PLACEHOLDER = "<log-size-before-startup+1>"
@@ -124,14 +124,6 @@ def url_problem(url: str, server) -> str:
             f"서버 자신의 주소({server.ip})가 아닙니다"
         )
     return ""
-
-
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def wait_port(ctx, name: str = "post-port") -> None:
