@@ -29,3 +29,20 @@ def testbed_cmdb(db, clean_testbed):
     from testbed.register import register_testbed
 
     return register_testbed(clean_testbed.manifest)
+
+
+@pytest.fixture
+def owner_and_pm(testbed_cmdb):
+    """The testbed system's owner (team lead) and its institution's PM, who hear of a lost
+    worker; the port wait shortened for the restarts a recovery runs."""
+    from cmdb.models import Institution, SystemOwner
+    from tests.execution.engine_helpers import fast_port_wait
+    from tests.factories import UserFactory
+
+    system = testbed_cmdb[0].system
+    pm = UserFactory(username="reaper-pm", role="pm")
+    Institution.objects.filter(pk=system.institution_id).update(pm=pm)
+    owner = UserFactory(username="reaper-owner", role="team_lead")
+    SystemOwner.objects.create(system=system, owner=owner, supervisor=UserFactory(role="supervisor"))
+    fast_port_wait(testbed_cmdb, 5)
+    return owner, pm

@@ -15,63 +15,15 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from audit.models import AuditEntry
-from cmdb.models import Institution, SystemOwner
 from execution import leases, reaper
-from execution.models import Execution, ExecutionLease, Outcome, RunState, ServerLease, ServerRun
+from execution.models import ExecutionLease, Outcome, RunState, ServerLease, ServerRun
 from execution.services import execute_task
 from governance import control
 from governance.models import Notification, OpsTask, Status
-from tests.execution.engine_helpers import (
-    approved_task,
-    commands_received,
-    deploy_parameters,
-    fast_port_wait,
-    version_of,
-)
-from tests.factories import UserFactory
+from tests.execution.dead_worker import left_running, running_execution, started_with_claim, swept_in_flight
+from tests.execution.engine_helpers import approved_task, deploy_parameters, version_of
 
 pytestmark = pytest.mark.django_db
-
-
-def started_with_claim(task: OpsTask, servers, *, holder: str = "dead-host:4242", age: float = 120) -> ExecutionLease:
-    """What a worker leaves when it dies: the claim it took (now expired) and a task it started."""
-    assert leases.acquire(task, servers, holder) is None
-    assert control.execution_started(task.pk) is not None
-    past = timezone.now() - dt.timedelta(seconds=age)
-    ExecutionLease.objects.filter(task=task).update(
-        acquired_at=past, renewed_at=past, expires_at=past + dt.timedelta(seconds=60)
-    )
-    return ExecutionLease.objects.get(task=task)
-
-
-def running_execution(task: OpsTask, servers, in_flight) -> Execution:
-    execution = Execution.objects.create(
-        task=task,
-        task_ref=task.task_id,
-        playbook=task.playbook,
-        playbook_version=task.playbook_version,
-        started_at=timezone.now() - dt.timedelta(seconds=100),
-    )
-    for srv in servers:
-        ServerRun.objects.create(
-            execution=execution,
-            server=srv,
-            server_ref=srv.server_id,
-            playbook_version=task.playbook_version,
-            state=RunState.RUNNING if srv in in_flight else RunState.PENDING,
-        )
-    return execution
-
-
-@pytest.fixture
-def people(testbed_cmdb):
-    system = testbed_cmdb[0].system
-    pm = UserFactory(username="reaper-pm", role="pm")
-    Institution.objects.filter(pk=system.institution_id).update(pm=pm)
-    owner = UserFactory(username="reaper-owner", role="team_lead")
-    SystemOwner.objects.create(system=system, owner=owner, supervisor=UserFactory(role="supervisor"))
-    fast_port_wait(testbed_cmdb, 5)
-    return owner, pm
 
 
 def test_a_live_claim_is_left_alone(testbed_cmdb):
@@ -84,8 +36,8 @@ def test_a_live_claim_is_left_alone(testbed_cmdb):
     assert ServerLease.objects.filter(lease__task=task).count() == 1
 
 
-def test_worker_lost_before_any_server_fails_the_task_and_alerts_owner_and_pm(testbed_cmdb, people):
-    owner, pm = people
+def test_worker_lost_before_any_server_fails_the_task_and_alerts_owner_and_pm(testbed_cmdb, owner_and_pm):
+    owner, pm = owner_and_pm
     task = approved_task(testbed_cmdb[:2], "APP_DEPLOY", deploy_parameters("2.1.0"))
     started_with_claim(task, testbed_cmdb[:2])
     results = reaper.sweep()
@@ -103,31 +55,23 @@ def test_worker_lost_before_any_server_fails_the_task_and_alerts_owner_and_pm(te
     ).exists()
 
 
-def test_in_flight_server_is_re_verified_not_repeated(testbed_cmdb, clean_testbed, people):
+def test_in_flight_server_is_re_verified_not_repeated(testbed_cmdb, clean_testbed, owner_and_pm):
     """Died right after taking the server, before its first step: the probe finds the old
     version running and nothing staged, so nothing is restarted."""
     srv = testbed_cmdb[0]
-    task = approved_task([srv], "APP_DEPLOY", deploy_parameters("2.2.0"))
-    started_with_claim(task, [srv])
-    execution = running_execution(task, [srv], in_flight=[srv])
-    before = len(commands_received(clean_testbed, srv.server_id))
-    reaper.sweep()
-    task.refresh_from_db()
+    task, run, received = swept_in_flight(clean_testbed, srv, "APP_DEPLOY", deploy_parameters("2.2.0"))
     assert task.status == Status.FAILED_ROLLED_BACK
-    run = ServerRun.objects.get(execution=execution)
     assert run.state == RunState.ROLLED_BACK and "nothing to undo" in run.message
-    received = commands_received(clean_testbed, srv.server_id)[before:]
     assert "sha256sum" in received and "shutdown.sh" not in received and "startup.sh" not in received
     assert version_of(srv) == "1.0.0"
-    execution.refresh_from_db()
+    execution = run.execution
     assert execution.outcome == Outcome.FAILED_ROLLED_BACK and execution.finished_at is not None
 
 
-def test_unreachable_server_ends_state_uncertain(testbed_cmdb, clean_testbed, people):
+def test_unreachable_server_ends_state_uncertain(testbed_cmdb, clean_testbed, owner_and_pm):
     srv = testbed_cmdb[1]
     task = approved_task([srv], "SERVICE_RESTART")
-    started_with_claim(task, [srv])
-    execution = running_execution(task, [srv], in_flight=[srv])
+    execution = left_running(task, [srv], in_flight=[srv])
     clean_testbed.fault(srv.server_id, "sshd_down")
     try:
         reaper.sweep()
@@ -139,7 +83,7 @@ def test_unreachable_server_ends_state_uncertain(testbed_cmdb, clean_testbed, pe
     assert not ExecutionLease.objects.exists()
 
 
-def test_finished_run_whose_worker_died_before_reporting_is_reported_after_verification(testbed_cmdb, people):
+def test_finished_run_whose_worker_died_before_reporting_is_reported_after_verification(testbed_cmdb, owner_and_pm):
     targets = testbed_cmdb[:2]
     task = approved_task(targets, "APP_DEPLOY", deploy_parameters("2.3.0"))
     started_with_claim(task, targets)

@@ -21,6 +21,7 @@ from execution.playbooks import build
 from execution.rolling import SKIPPED
 from execution.transport import SSHTransport
 from governance.models import Notification, OpsTask, Status
+from tests.execution.dead_worker import left_running, swept_in_flight
 from tests.execution.engine_helpers import (
     approved_task,
     commands_received,
@@ -28,10 +29,8 @@ from tests.execution.engine_helpers import (
     fast_port_wait,
     version_of,
 )
-from tests.execution.test_reaper import people, running_execution, started_with_claim
 
 pytestmark = pytest.mark.django_db
-__all__ = ["people"]  # the fixture, used by name
 
 
 def journal(execution, srv, steps: list[tuple[str, str]]) -> None:
@@ -46,8 +45,7 @@ def restart_left_midway(testbed, srv, *, shut_down: bool):
     ``shut_down``, the shutdown run on the server and journaled too. Returns (task, execution)."""
     task = approved_task([srv], "SERVICE_RESTART", {"rollout": {"canary_share": 0}})
     steps = [("pid-before", Path(testbed.server(srv.server_id)["pid_file"]).read_text().strip())]
-    started_with_claim(task, [srv])
-    execution = running_execution(task, [srv], in_flight=[srv])
+    execution = left_running(task, [srv], in_flight=[srv])
     if shut_down:
         testbed.run_script(testbed.server(srv.server_id), "shutdown.sh")
         steps.append(("shutdown", ""))
@@ -78,7 +76,9 @@ def test_policy_is_the_systems_then_the_sites_and_a_stop_always_rolls_back(testb
     assert reaper.recovery_policy(task, build("LOGROTATE", {})) == "resume"
 
 
-def test_resume_skips_the_journaled_shutdown_and_starts_the_server_once(testbed_cmdb, clean_testbed, people, settings):
+def test_resume_skips_the_journaled_shutdown_and_starts_the_server_once(
+    testbed_cmdb, clean_testbed, owner_and_pm, settings
+):
     """Died after the shutdown was journaled: the resumed restart does not stop the server again,
     reads nothing twice that it parsed, starts it once, and the task succeeds."""
     settings.EXECUTION_RECOVERY_POLICY = "resume"
@@ -97,35 +97,27 @@ def test_resume_skips_the_journaled_shutdown_and_starts_the_server_once(testbed_
     payload = recovered(task)
     assert payload["policy"] == "resume" and "shutdown" in payload["servers"][srv.server_id]["skipped"]
     # Owner and PM heard of the lost worker when the reaper took over, and again at the end.
-    for person in people:
+    for person in owner_and_pm:
         texts = list(Notification.objects.filter(user=person, task=task).values_list("message", flat=True))
         assert any(t.startswith("[작업자 유실] ") for t in texts), texts
-    assert Notification.objects.filter(user=people[0], message__startswith="[작업자 유실 복구]").exists()
+    assert Notification.objects.filter(user=owner_and_pm[0], message__startswith="[작업자 유실 복구]").exists()
 
 
-def test_a_raw_command_in_flight_is_never_repeated_and_ends_state_uncertain(testbed_cmdb, clean_testbed, people):
+def test_a_raw_command_in_flight_is_never_repeated_and_ends_state_uncertain(testbed_cmdb, clean_testbed, owner_and_pm):
     """Whether an operator's command ran cannot be read from the server: a person decides."""
-    srv = testbed_cmdb[1]
-    task = approved_task([srv], "RAW_COMMAND", {"command": "uptime"})
-    started_with_claim(task, [srv])
-    execution = running_execution(task, [srv], in_flight=[srv])
-    before = len(commands_received(clean_testbed, srv.server_id))
-    reaper.sweep()
-    task.refresh_from_db()
+    task, run, received = swept_in_flight(clean_testbed, testbed_cmdb[1], "RAW_COMMAND", {"command": "uptime"})
     assert task.status == Status.STATE_UNCERTAIN
-    run = ServerRun.objects.get(execution=execution)
     assert run.state == RunState.UNCERTAIN and "'command'" in run.message
-    assert "uptime" not in commands_received(clean_testbed, srv.server_id)[before:]
+    assert "uptime" not in received
 
 
 def test_a_stop_on_a_lost_worker_rolls_back_even_when_the_policy_is_resume(
-    testbed_cmdb, clean_testbed, people, settings
+    testbed_cmdb, clean_testbed, owner_and_pm, settings
 ):
     settings.EXECUTION_RECOVERY_POLICY = "resume"
     targets = testbed_cmdb[2:4]
     task = approved_task(targets, "APP_DEPLOY", deploy_parameters("2.9.0", max_parallel=1))
-    started_with_claim(task, targets)
-    execution = running_execution(task, targets, in_flight=targets[:1])
+    execution = left_running(task, targets, in_flight=targets[:1])
     OpsTask.objects.filter(pk=task.pk).update(stop_requested=True, stop_reason="정지")
     reaper.sweep()
     task.refresh_from_db()
@@ -136,7 +128,7 @@ def test_a_stop_on_a_lost_worker_rolls_back_even_when_the_policy_is_resume(
     assert [version_of(s) for s in targets] == ["1.0.0", "1.0.0"]
 
 
-def test_the_dead_workers_last_command_is_waited_for_not_run_again(testbed_cmdb, clean_testbed, people, settings):
+def test_the_dead_workers_last_command_is_waited_for_not_run_again(testbed_cmdb, clean_testbed, owner_and_pm, settings):
     """The worker died while shutdown.sh ran on the server; the remote command goes on without
     it. The reaper waits for it to end before it reads the server, so it sees the WAS down and
     starts it, instead of shutting it down a second time."""
@@ -164,7 +156,9 @@ def test_the_dead_workers_last_command_is_waited_for_not_run_again(testbed_cmdb,
     )
 
 
-def test_a_plan_that_changed_since_approval_is_rolled_back_not_resumed(testbed_cmdb, clean_testbed, people, settings):
+def test_a_plan_that_changed_since_approval_is_rolled_back_not_resumed(
+    testbed_cmdb, clean_testbed, owner_and_pm, settings
+):
     settings.EXECUTION_RECOVERY_POLICY = "resume"
     srv = testbed_cmdb[5]
     task, execution = restart_left_midway(clean_testbed, srv, shut_down=True)
