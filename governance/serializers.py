@@ -9,7 +9,7 @@ from rest_framework import serializers
 from cmdb.models import Server, System
 
 from .attachments import SHA256_ANY_CASE_RE
-from .models import ApprovalStep, OpsTask, SubType
+from .models import ApprovalStep, OpsTask, Status, SubType
 
 PLAN_SHA256_HELP = (
     "SHA-256 of the execution plan the decider was shown; if it differs from the task's "
@@ -138,9 +138,12 @@ class StepSerializer(serializers.ModelSerializer):
 
 
 class DecisionResultSerializer(serializers.Serializer):
-    result = serializers.CharField()
+    result = serializers.ChoiceField(
+        choices=["APPROVED", "REJECTED", "NEXT_STEP"],
+        help_text="APPROVED: the task is fully approved; REJECTED: it is rejected; NEXT_STEP: the next step is open",
+    )
     task_id = serializers.CharField()
-    task_status = serializers.CharField()
+    task_status = serializers.ChoiceField(choices=Status.choices)
     next_step = StepSerializer(allow_null=True)
 
 
