@@ -33,14 +33,19 @@ def table_meta(db_table: str | None, label: Label, *, plural: Label | None = Non
 
 @overload
 def optional_ref(
-    to: type[_M], label: Label, *, on_delete: Any, related_name: str
+    to: type[_M], label: Label, *, related_name: str, on_delete: Any = models.PROTECT, help_text: Label = ""
 ) -> models.ForeignKey[_M | None, _M | None]: ...
 @overload
-def optional_ref(to: str, label: Label, *, on_delete: Any, related_name: str) -> models.ForeignKey[Any, Any]: ...
-def optional_ref(to: Any, label: Label, *, on_delete: Any, related_name: str) -> models.ForeignKey[Any, Any]:
-    """A reference that may stay empty (``null`` in the table, ``blank`` in forms)."""
+def optional_ref(
+    to: str, label: Label, *, related_name: str, on_delete: Any = models.PROTECT, help_text: Label = ""
+) -> models.ForeignKey[Any, Any]: ...
+def optional_ref(
+    to: Any, label: Label, *, related_name: str, on_delete: Any = models.PROTECT, help_text: Label = ""
+) -> models.ForeignKey[Any, Any]:
+    """A reference that may stay empty (``null`` in the table, ``blank`` in forms), protected
+    from deletion unless said otherwise; its help text, if any, says what an empty one means."""
     return models.ForeignKey(
-        to, verbose_name=label, null=True, blank=True, on_delete=on_delete, related_name=related_name
+        to, on_delete, verbose_name=label, null=True, blank=True, related_name=related_name, help_text=help_text
     )
 
 

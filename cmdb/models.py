@@ -86,7 +86,7 @@ class Institution(models.Model):
         settings.AUTH_USER_MODEL, blank=True, related_name="managed_institutions", verbose_name=_("현장 담당자")
     )
     # The site gateway whose worker cluster runs this institution's changes (none: the central one).
-    gateway = optional_ref("Gateway", _("게이트웨이"), on_delete=models.PROTECT, related_name="institutions")
+    gateway = optional_ref("Gateway", _("게이트웨이"), related_name="institutions")
 
     objects = InstitutionQuerySet.as_manager()
 
@@ -121,10 +121,7 @@ class System(models.Model):
     code = models.CharField(_("시스템 코드"), max_length=64, unique=True, validators=[validate_code])
     name = models.CharField(_("시스템명"), max_length=200)
     institution = models.ForeignKey(
-        Institution,
-        verbose_name=_("기관"),
-        on_delete=models.PROTECT,
-        related_name="systems",
+        Institution, verbose_name=_("기관"), on_delete=models.PROTECT, related_name="systems"
     )
     sensitive = models.BooleanField(_("민감 (항상 사람이 승인)"), default=False)
     # Deploy window in local time; start == end means "any time".
@@ -257,7 +254,7 @@ class Server(models.Model):
     ssh_user = models.CharField(
         _("SSH 계정"), max_length=64, blank=True, help_text=_("비우면 자격 증명의 계정을 씁니다")
     )
-    credential = optional_ref(Credential, _("자격 증명"), on_delete=models.PROTECT, related_name="servers")
+    credential = optional_ref(Credential, _("자격 증명"), related_name="servers")
     host_key_fingerprint = models.CharField(
         _("호스트 키 지문"), max_length=80, blank=True, help_text=_("고정된 SHA256 지문; 다른 키의 접속은 거부됩니다")
     )
@@ -274,14 +271,8 @@ class Server(models.Model):
     canary = models.BooleanField(_("카나리"), default=False)
     active = models.BooleanField(_("사용 중"), default=True)
     # Only for a server on a network segment that another gateway reaches; else the institution's.
-    gateway = models.ForeignKey(
-        "Gateway",
-        verbose_name=_("게이트웨이 (네트워크 구간)"),
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="servers",
-        help_text=_("비우면 기관의 게이트웨이"),
+    gateway = optional_ref(
+        "Gateway", _("게이트웨이 (네트워크 구간)"), related_name="servers", help_text=_("비우면 기관의 게이트웨이")
     )
 
     objects = ServerQuerySet.as_manager()
@@ -324,9 +315,7 @@ class SystemOwner(models.Model):
     owner_is_active = models.BooleanField(_("담당자 재석 (부재 아님)"), default=True)
     sla_minutes = models.PositiveIntegerField(_("응답 기한(분)"), default=10, validators=[MinValueValidator(1)])
     auth_level = models.PositiveSmallIntegerField(
-        _("승인 권한 수준"),
-        choices=AuthLevel.choices,
-        default=AuthLevel.FULL,
+        _("승인 권한 수준"), choices=AuthLevel.choices, default=AuthLevel.FULL
     )
     updated_at = models.DateTimeField(_("수정 시각"), auto_now=True)
 
@@ -530,11 +519,9 @@ class CommandRule(models.Model):
     joined by single spaces. An empty pattern allows no such argument.
     """
 
-    system = models.ForeignKey(
+    system = optional_ref(
         System,
-        verbose_name=_("시스템"),
-        null=True,
-        blank=True,
+        _("시스템"),
         on_delete=models.CASCADE,
         related_name="command_rules",
         help_text=_("비우면 모든 시스템에 적용되는 기본 목록에 포함"),

@@ -53,11 +53,7 @@ class Execution(models.Model):
     playbook = models.CharField(_("플레이북"), max_length=32)
     playbook_version = models.CharField(_("플레이북 버전"), max_length=16)
     outcome = models.CharField(
-        _("결과"),
-        max_length=32,
-        choices=Outcome.choices,
-        default=Outcome.RUNNING,
-        db_index=True,
+        _("결과"), max_length=32, choices=Outcome.choices, default=Outcome.RUNNING, db_index=True
     )
     reason = models.TextField(_("사유"), blank=True)
     # The rollout strategy actually used (see execution.rolling.RolloutStrategy).
@@ -111,28 +107,17 @@ class ServerRun(models.Model):
     """TB_DEPLOY_HISTORY: what happened on one server in one execution."""
 
     execution = models.ForeignKey(
-        Execution,
-        verbose_name=_("실행"),
-        on_delete=models.CASCADE,
-        related_name="server_runs",
+        Execution, verbose_name=_("실행"), on_delete=models.CASCADE, related_name="server_runs"
     )
     server = models.ForeignKey(
-        Server,
-        verbose_name=_("서버"),
-        null=True,
-        on_delete=models.SET_NULL,
-        related_name="runs",
+        Server, verbose_name=_("서버"), null=True, on_delete=models.SET_NULL, related_name="runs"
     )
     server_ref = models.CharField(_("서버 ID"), max_length=64)  # survives deletion of the CMDB row
     group_index = models.PositiveIntegerField(_("그룹"), default=0)
     tier = models.CharField(_("단계(티어)"), max_length=16, default="batch")  # canary / batch
     playbook_version = models.CharField(_("플레이북 버전"), max_length=16)
     state = models.CharField(
-        _("상태"),
-        max_length=16,
-        choices=RunState.choices,
-        default=RunState.PENDING,
-        db_index=True,
+        _("상태"), max_length=16, choices=RunState.choices, default=RunState.PENDING, db_index=True
     )
     message = models.TextField(_("메시지"), blank=True)
     health = models.JSONField(_("헬스 체크"), default=dict, blank=True)
@@ -167,10 +152,7 @@ class StepResult(models.Model):
         KILLED = "KILLED", _("중지됨")  # kill switch killed the remote process group
 
     server_run = models.ForeignKey(
-        ServerRun,
-        verbose_name=_("서버 실행"),
-        on_delete=models.CASCADE,
-        related_name="steps",
+        ServerRun, verbose_name=_("서버 실행"), on_delete=models.CASCADE, related_name="steps"
     )
     seq = models.PositiveIntegerField(_("순번"))
     name = models.CharField(_("단계명"), max_length=64)

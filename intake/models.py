@@ -78,14 +78,8 @@ class ChatWebhook(models.Model):
 
     name = models.CharField(_("이름"), max_length=100, unique=True)
     kind = models.CharField(_("종류"), max_length=16, choices=[c for c in ChatChannel.choices if c[0] != "MATRIX"])
-    institution = models.ForeignKey(
-        "cmdb.Institution",
-        verbose_name=_("기관"),
-        null=True,
-        blank=True,
-        on_delete=models.PROTECT,
-        related_name="chat_webhooks",
-        help_text=_("비워 두면 개인용 웹훅입니다"),
+    institution = optional_ref(
+        "cmdb.Institution", _("기관"), related_name="chat_webhooks", help_text=_("비워 두면 개인용 웹훅입니다")
     )
     url = models.URLField(_("수신 웹훅 URL"), max_length=500)
     enabled = models.BooleanField(_("사용"), default=True)
@@ -114,7 +108,7 @@ class MessengerIdentity(models.Model):
         validators=[CHAT_USER_ID],
         help_text=_("Mattermost/Slack이 요청에 보내는 user_id"),
     )
-    webhook = optional_ref(ChatWebhook, _("웹훅"), on_delete=models.PROTECT, related_name="identities")
+    webhook = optional_ref(ChatWebhook, _("웹훅"), related_name="identities")
     room_id = models.CharField(_("1:1 대화방"), max_length=255, blank=True, editable=False)
     enabled = models.BooleanField(_("사용"), default=True)
     updated_at = models.DateTimeField(_("수정 시각"), auto_now=True)
