@@ -55,7 +55,7 @@ class Clarification:
     choices: list[dict] = dataclasses.field(default_factory=list)
 
 
-@dataclass(kw_only=True)  # fifteen fields: built by name only
+@dataclass(kw_only=True)  # built by name only: one positional slip would shift every field
 class Parsed:
     text: str
     sub_type: str | None = None
