@@ -61,6 +61,10 @@ FINAL_STATES = [
 # The states a task's kill switch applies to (every active one): before execution the task is
 # aborted at once; while executing, the engine stops at the next step boundary.
 STOPPABLE = ACTIVE_STATES
+# The states a requester may still withdraw a task from: before it is fully approved.
+WITHDRAWABLE = [Status.RECEIVED, Status.PARSED, Status.PENDING_APPROVAL]
+# The permission behind a PM's word on a result: accept it, send it back, or take over by hand.
+VALIDATE_RESULT = "governance.validate_result"
 
 
 class Category(models.TextChoices):
@@ -72,18 +76,20 @@ class Category(models.TextChoices):
 
 
 class SubType(models.TextChoices):
-    APP_DEPLOY = "APP_DEPLOY", _("애플리케이션 배포")
-    STATIC_SYNC = "STATIC_SYNC", _("정적 파일 동기화")
-    SERVICE_RESTART = "SERVICE_RESTART", _("서비스 재시작")
-    SSL_REPLACE = "SSL_REPLACE", _("SSL 인증서 교체")
-    DATA_CLEANUP = "DATA_CLEANUP", _("데이터 정리")
-    LOG_MINING = "LOG_MINING", _("로그 분석")
-    LOG_CLEANUP = "LOG_CLEANUP", _("로그 정리")
-    LOGROTATE = "LOGROTATE", _("로그 로테이트")
-    MEMORY_CHECK = "MEMORY_CHECK", _("메모리 점검")
-    CRON_MANAGE = "CRON_MANAGE", _("크론 관리")
-    RAW_COMMAND = "RAW_COMMAND", _("직접 명령")
-    CODE_FIX = "CODE_FIX", _("코드 수정")
+    """What a task does: each value names its playbook (execution/playbooks/)."""
+
+    APP_DEPLOY = "APP_DEPLOY", _("애플리케이션 배포")  # a WAR/JAR swapped in, old one backed up
+    STATIC_SYNC = "STATIC_SYNC", _("정적 파일 동기화")  # a static tree replaced from a .tar.gz
+    SERVICE_RESTART = "SERVICE_RESTART", _("서비스 재시작")  # stop, start, health check
+    SSL_REPLACE = "SSL_REPLACE", _("SSL 인증서 교체")  # certificate, key and chain; the served one checked
+    DATA_CLEANUP = "DATA_CLEANUP", _("데이터 정리")  # a registered data script, after its backup
+    LOG_MINING = "LOG_MINING", _("로그 분석")  # read-only: error timeline and top messages
+    LOG_CLEANUP = "LOG_CLEANUP", _("로그 정리")  # old files of one pattern under the log directory
+    LOGROTATE = "LOGROTATE", _("로그 로테이트")  # one log copied, truncated and compressed
+    MEMORY_CHECK = "MEMORY_CHECK", _("메모리 점검")  # read-only: memory use and its top processes
+    CRON_MANAGE = "CRON_MANAGE", _("크론 관리")  # GUARDiA's block of the crontab, catalogue commands
+    RAW_COMMAND = "RAW_COMMAND", _("직접 명령")  # commands the system's catalogue allows
+    CODE_FIX = "CODE_FIX", _("코드 수정")  # a change prepared by the AI work agent
 
 
 class Risk(models.TextChoices):
@@ -149,6 +155,11 @@ class OpsTaskQuerySet(models.QuerySet):
 def not_stopping(task: models.Model) -> bool:
     """Transition condition: nobody has pulled the task's kill switch."""
     return isinstance(task, OpsTask) and not task.stop_requested
+
+
+def is_requester(task: models.Model, user) -> bool:
+    """Transition permission: the task's own requester (or a superuser) withdraws it."""
+    return isinstance(task, OpsTask) and (user.pk == task.requester_id or user.is_superuser)
 
 
 class OpsTask(ConcurrentTransitionMixin, models.Model):
@@ -280,12 +291,7 @@ class OpsTask(ConcurrentTransitionMixin, models.Model):
         self.current_approver = None
         self.finished_at = timezone.now()
 
-    @transition(
-        field=status,
-        source=[Status.RECEIVED, Status.PARSED, Status.PENDING_APPROVAL],
-        target=Status.CANCELLED,
-        permission=lambda task, user: user.pk == task.requester_id or user.is_superuser,
-    )
+    @transition(field=status, source=WITHDRAWABLE, target=Status.CANCELLED, permission=is_requester)
     def cancel(self) -> None:
         self.finished_at = timezone.now()
 
@@ -306,7 +312,7 @@ class OpsTask(ConcurrentTransitionMixin, models.Model):
         field=status,
         source=[Status.EXECUTING, Status.PENDING_PM_VALIDATION, Status.STATE_UNCERTAIN],
         target=Status.MANUAL_INTERVENTION_REQUIRED,
-        permission="governance.validate_result",
+        permission=VALIDATE_RESULT,
     )
     def require_manual(self, reason: str) -> None:
         self.failure_reason = reason
@@ -320,21 +326,11 @@ class OpsTask(ConcurrentTransitionMixin, models.Model):
         self.stop_reason = reason
         self.finished_at = timezone.now()
 
-    @transition(
-        field=status,
-        source=Status.PENDING_PM_VALIDATION,
-        target=Status.COMPLETED,
-        permission="governance.validate_result",
-    )
+    @transition(field=status, source=Status.PENDING_PM_VALIDATION, target=Status.COMPLETED, permission=VALIDATE_RESULT)
     def complete(self) -> None:
         self.finished_at = timezone.now()
 
-    @transition(
-        field=status,
-        source=Status.PENDING_PM_VALIDATION,
-        target=Status.APPROVED,
-        permission="governance.validate_result",
-    )
+    @transition(field=status, source=Status.PENDING_PM_VALIDATION, target=Status.APPROVED, permission=VALIDATE_RESULT)
     def send_back(self, instructions: str) -> None:
         """PM rejects the result package: rework with instructions, round counted."""
         self.pm_instructions = instructions
@@ -349,9 +345,11 @@ class StepStatus(models.TextChoices):
 
 
 class Routing(models.TextChoices):
-    DIRECT = "DIRECT", _("직접")
-    DELEGATED = "DELEGATED", _("대리")
-    ESCALATED = "ESCALATED", _("상향")
+    """How a step reached whoever holds it."""
+
+    DIRECT = "DIRECT", _("직접")  # first in line: the system's owner, or one of the step's role
+    DELEGATED = "DELEGATED", _("대리")  # the owner's deputy, the owner being away or excluded
+    ESCALATED = "ESCALATED", _("상향")  # the supervisor: no answer in time, or no one below could act
     AUTO = "AUTO", _("자동 승인")
 
 
@@ -372,11 +370,12 @@ class ApprovalStep(models.Model):
     status = models.CharField(
         _("상태"), max_length=1, choices=StepStatus.choices, default=StepStatus.PENDING, db_index=True
     )
-    comments = models.TextField(_("의견"), blank=True)
     activated_at = models.DateTimeField(_("시작 시각"), null=True, blank=True)
     sla_deadline = models.DateTimeField(_("응답 기한"), null=True, blank=True, db_index=True)
     reminded_at = models.DateTimeField(_("독촉 시각"), null=True, blank=True)
+    # The decision: when, and the approver's words (required for a rejection).
     decided_at = models.DateTimeField(_("결정 시각"), null=True, blank=True)
+    comments = models.TextField(_("의견"), blank=True)
 
     objects = ApprovalStepQuerySet.as_manager()
 
