@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Self
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -56,14 +57,25 @@ def sees_all_systems(user) -> bool:
     return bool(user and user.is_active and (user.is_superuser or user.has_perm("cmdb.view_all_systems")))
 
 
-class InstitutionQuerySet(models.QuerySet):
-    def for_user(self, user) -> InstitutionQuerySet:
-        """Institutions with at least one system the user may see (or that they manage/PM)."""
+class ScopedQuerySet(models.QuerySet):
+    """Rows read on behalf of a user (RBAC scope): all of them for whoever sees every system,
+    none for an anonymous or inactive account, else the rows the user is tied to."""
+
+    def for_user(self, user) -> Self:
         if sees_all_systems(user):
             return self.all()
         if not (user and user.is_authenticated and user.is_active):
             return self.none()
-        ids = System.objects.for_user(user).values("institution_id")
+        return self.tied_to(user)
+
+    def tied_to(self, user) -> Self:
+        raise NotImplementedError
+
+
+class InstitutionQuerySet(ScopedQuerySet):
+    def tied_to(self, user) -> Self:
+        """Institutions with at least one system the user may see (or that they manage/PM)."""
+        ids = System.objects.tied_to(user).values("institution_id")
         return self.filter(Q(pk__in=ids) | Q(pm=user) | Q(site_managers=user)).distinct()
 
     def matching(self, text: str) -> InstitutionQuerySet:
@@ -104,13 +116,10 @@ class Institution(models.Model):
         self.aliases = ("|" + "|".join(cleaned) + "|") if cleaned else ""
 
 
-class SystemQuerySet(models.QuerySet):
-    def for_user(self, user) -> SystemQuerySet:
-        """RBAC scope: every read of the CMDB on behalf of a user goes through this."""
-        if sees_all_systems(user):
-            return self.all()
-        if not (user and user.is_authenticated and user.is_active):
-            return self.none()
+class SystemQuerySet(ScopedQuerySet):
+    def tied_to(self, user) -> Self:
+        """The systems a user is assigned to: every read of the CMDB on behalf of a user goes
+        through their ``for_user``."""
         return self.filter(pk__in=System.objects.filter(_assignment_q(user)).values("pk"))
 
     def supervised_by(self, user) -> SystemQuerySet:
@@ -226,14 +235,12 @@ SERVER_SETTINGS_FIELDS = [
 ]
 
 
-class ServerQuerySet(models.QuerySet):
-    def with_related(self) -> ServerQuerySet:
+class ServerQuerySet(ScopedQuerySet):
+    def with_related(self) -> Self:
         return self.select_related("system__institution", "credential")
 
-    def for_user(self, user) -> ServerQuerySet:
-        if sees_all_systems(user):
-            return self.all()
-        return self.filter(system__in=System.objects.for_user(user))
+    def tied_to(self, user) -> Self:
+        return self.filter(system__in=System.objects.tied_to(user))
 
 
 class Server(models.Model):
