@@ -131,16 +131,25 @@ async def run(count: int, addresses: list[str], task: OpsTask, cookies: list[str
     connect_seconds = time.perf_counter() - began
     latencies: list[float] = []
     missing = 0
-    for number in range(1, rounds + 1):
+    servers, client = cpu_seconds(addresses), resource.getrusage(resource.RUSAGE_SELF)
+    # Round 0 is not counted: this process's first publish loads the channel layer's code,
+    # which a long-running worker did long before.
+    for number in range(rounds + 1):
+        if number == 1:
+            servers, client = cpu_seconds(addresses), resource.getrusage(resource.RUSAGE_SELF)
         fleet.round = number
         committed = await asyncio.to_thread(commit_transition, task.pk)
         deadline = time.perf_counter() + 10
         while len(fleet.received.get(number, [])) < len(fleet.sockets) and time.perf_counter() < deadline:
             await asyncio.sleep(0.01)
         arrivals = fleet.received.get(number, [])
-        missing += len(fleet.sockets) - len(arrivals)
-        latencies += [(at - committed) * 1000 for at in arrivals]
+        if number:
+            missing += len(fleet.sockets) - len(arrivals)
+            latencies += [(at - committed) * 1000 for at in arrivals]
         await asyncio.sleep(0.2)
+    servers = [after - before for before, after in zip(servers, cpu_seconds(addresses), strict=True)]
+    mine = resource.getrusage(resource.RUSAGE_SELF)
+    client_cpu = mine.ru_utime + mine.ru_stime - client.ru_utime - client.ru_stime
     await fleet.close()
     summary = "  ".join(f"p{round(q * 100)} {benchenv.percentile(latencies, q):.1f}" for q in (0.5, 0.95, 0.99))
     print(
@@ -151,8 +160,28 @@ async def run(count: int, addresses: list[str], task: OpsTask, cookies: list[str
         f"  {rounds} transitions: commit→receipt ms {summary}  max {max(latencies, default=0):.1f}; "
         f"events missing {missing}; {benchenv.load_line()}"
     )
+    per_socket = sum(servers) / max(1, rounds * len(fleet.sockets)) * 1e6
+    print(
+        f"  CPU over the {rounds} transitions: Daphne {' + '.join(f'{x:.2f}' for x in servers)} s "
+        f"({per_socket:.0f} µs per socket per transition), this client and its commits {client_cpu:.2f} s"
+    )
     for problem in (fleet.failed + fleet.closed)[:3]:
         print("  e.g.", problem)
+
+
+def cpu_seconds(addresses: list[str]) -> list[float]:
+    """User + system CPU each Daphne process (a child of this one, found by its port) has used."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+            stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if b"daphne" in argv and b"-p" in argv:
+            found[argv[argv.index(b"-p") + 1].decode()] = (int(stat[11]) + int(stat[12])) / ticks
+    return [found.get(address.rsplit(":", 1)[1], 0.0) for address in addresses]
 
 
 def main() -> None:

@@ -13,6 +13,8 @@ from .queries import visible_tasks
 class LiveConsumer(AsyncJsonWebsocketConsumer):
     """ws/live/ (own inbox + console) and ws/tasks/<task_id>/ (one task's timeline)."""
 
+    task_id = ""  # the task a task page's socket was allowed to watch (checked on connect)
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -23,6 +25,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             if not await self.can_see(user, task_id):
                 await self.close(code=4403)
                 return
+            self.task_id = task_id
             self.groups_joined = [events.task_group(task_id)]
         else:
             self.groups_joined = [events.user_group(user.pk), events.BROADCAST_GROUP]
@@ -47,7 +50,19 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await super().dispatch(message)
 
     async def live_event(self, message: dict) -> None:
-        await self.send_json(message["event"])
+        """Forward a group's events. The socket joined only groups its user may see (checked on
+        connect); a task page's socket also drops anything not about its own task. The text
+        was encoded once for every socket (events.group_messages) and goes out as it is."""
+        text = message.get("text")
+        if text is None:  # a single event sent as a dict (execution's live sender)
+            event = message["event"]
+            if self.task_id and event.get("task_id") != self.task_id:
+                return
+            await self.send_json(event)
+            return
+        if self.task_id and message.get("task_id") != self.task_id:
+            return
+        await self.send(text_data=text)
 
     @database_sync_to_async
     def sees_everything(self, user) -> bool:

@@ -7,6 +7,7 @@ reach browsers connected to Daphne in another process.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import asdict, dataclass, field
@@ -48,6 +49,35 @@ def send(group: str, event: LiveEvent) -> None:
     send_many([(group, event)])
 
 
+def group_messages(items: list[tuple[str, LiveEvent]]) -> list[tuple[str, dict[str, str]]]:
+    """One channel-layer message per group, the group's events in order, encoded here once.
+
+    A transition publishes its timeline line and the transition itself to the task's group
+    in the same commit; sent as one message they cost every watching socket one frame
+    instead of two. The text is the JSON a browser reads (one event object, or an array of
+    events when a group got several), so a consumer forwards it as it is instead of encoding
+    it again for each of a thousand sockets. ``task_id`` rides alongside: a task page's socket
+    checks it against its own task before forwarding (consumers.LiveConsumer.live_event)."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for group, event in items:
+        grouped.setdefault(group, []).append(asdict(event))
+    messages = []
+    for group, payloads in grouped.items():
+        task_ids = {payload["task_id"] for payload in payloads}
+        message = {
+            "type": "live.event",
+            "text": json.dumps(payloads[0] if len(payloads) == 1 else payloads, ensure_ascii=False),
+            "task_id": task_ids.pop() if len(task_ids) == 1 else "",
+        }
+        messages.append((group, message))
+    return messages
+
+
+async def deliver(layer, items: list[tuple[str, LiveEvent]]) -> None:
+    for group, message in group_messages(items):
+        await layer.group_send(group, message)
+
+
 def send_many(items: list[tuple[str, LiveEvent]]) -> None:
     """Best effort: a live update that cannot be delivered never fails the operation.
 
@@ -56,13 +86,8 @@ def send_many(items: list[tuple[str, LiveEvent]]) -> None:
     layer = get_channel_layer()
     if layer is None or not items:
         return
-
-    async def deliver() -> None:
-        for group, event in items:
-            await layer.group_send(group, {"type": "live.event", "event": asdict(event)})
-
     try:
-        async_to_sync(deliver)()
+        async_to_sync(deliver)(layer, items)
     except Exception:  # Redis down must not break approvals or executions
         log.warning("%d live events not delivered", len(items), exc_info=True)
 

@@ -122,9 +122,10 @@ def test_request_to_validated_deployment_across_processes(clean_testbed, tmp_pat
 
                     async def read_until_settled() -> None:
                         async for raw in ws:
-                            event = json.loads(raw)
-                            seen.append(event)
-                            if event["kind"] == "transition" and event["status"] in SETTLED:
+                            frame = json.loads(raw)  # one event, or an array of one commit's events
+                            batch = frame if isinstance(frame, list) else [frame]
+                            seen.extend(batch)
+                            if any(e["kind"] == "transition" and e["status"] in SETTLED for e in batch):
                                 return
 
                     reader = asyncio.create_task(read_until_settled())

@@ -1,5 +1,6 @@
 /* GUARDiA live updates: a small reconnecting WebSocket client that updates the page in
-   place (no reload). Events arrive as JSON {kind, task_id, status, message, data}.
+   place (no reload). Events arrive as JSON {kind, task_id, status, message, data}, one per
+   frame or several in an array (what one change produced together).
 
    Wiring is by data attributes so templates need no inline script:
      <body data-live-user>                 -> /ws/live/ (own inbox, participants' tasks, console)
@@ -51,10 +52,16 @@
       var socket = new WebSocket(wsUrl(path));
       socket.onopen = function () { delay = 500; setState(true); };
       socket.onmessage = function (message) {
-        var event;
-        try { event = JSON.parse(message.data); } catch (e) { return; }
-        onEvent(event);
-        document.dispatchEvent(new CustomEvent("guardia:event", { detail: event }));
+        var parsed;
+        try { parsed = JSON.parse(message.data); } catch (e) { return; }
+        // One frame carries one event, or an array of the events one change produced
+        // together (a transition and its timeline line), handled in order.
+        var list = Array.isArray(parsed) ? parsed : [parsed];
+        for (var i = 0; i < list.length; i++) {
+          if (!list[i] || typeof list[i] !== "object") { continue; }
+          onEvent(list[i]);
+          document.dispatchEvent(new CustomEvent("guardia:event", { detail: list[i] }));
+        }
       };
       socket.onclose = function (close) {
         setState(false);

@@ -1,0 +1,97 @@
+"""channels_redis's pub/sub layer, with unsubscribing that a closing socket cannot interrupt.
+
+Every consumer subscribes its own channel in Redis when it starts. channels_redis unsubscribes
+it when the consumer's receive is cancelled (the socket closed), from inside that cancelled
+task, one UNSUBSCRIBE at a time behind one lock per Redis connection. When a thousand sockets
+close at once the last ones wait seconds for that lock, and a second cancellation (Daphne
+killing an application that took too long to shut down, or stopping) lands while they wait:
+channels_redis logs "Unexpected exception while cleaning-up channel" with a CancelledError,
+and the channel stays subscribed in Redis for the life of the process.
+
+Here a cancelled receive only forgets the channel (no await, so nothing to interrupt) and
+hands its name to one sweeper task per process, which unsubscribes everything handed to it
+meanwhile in one UNSUBSCRIBE. A group left empty by group_discard goes the same way; the
+sweeper skips a group that someone joined again before it got to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
+from channels_redis.utils import _wrap_close
+
+log = logging.getLogger(__name__)
+
+
+class PubSubLoopLayer(RedisPubSubLoopLayer):
+    """One event loop's layer (channels_redis keeps one per loop)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._leaving: set[str] = set()  # channel and group-channel names to unsubscribe
+        self._sweeper: asyncio.Task | None = None
+
+    async def receive(self, channel: str):
+        if channel not in self.channels:
+            await self._subscribe_to_channel(channel)
+        try:
+            message = await self.channels[channel].get()
+        except (TimeoutError, asyncio.CancelledError, GeneratorExit):
+            if self.channels.pop(channel, None) is not None:
+                self._leave(channel)
+            raise
+        return self.channel_layer.deserialize(message)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        group_channel = self._get_group_channel_name(group)
+        members = self.groups.get(group_channel)
+        if members is None or channel not in members:
+            return
+        members.remove(channel)
+        if not members:
+            del self.groups[group_channel]
+            self._leave(group_channel)
+
+    async def flush(self) -> None:
+        self._leaving.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        await super().flush()
+
+    def _leave(self, name: str) -> None:
+        self._leaving.add(name)
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.ensure_future(self._sweep())
+
+    def _still_wanted(self, name: str) -> bool:
+        return name in self.channels or name in self.groups
+
+    async def _sweep(self) -> None:
+        while self._leaving:
+            names, self._leaving = self._leaving, set()
+            for shard in self._shards:
+                mine = [name for name in names if self._get_shard(name) is shard]
+                try:
+                    async with shard._lock:
+                        # Under the lock that subscribe takes: a group joined again meanwhile stays.
+                        gone = [n for n in mine if n in shard._subscribed_to and not self._still_wanted(n)]
+                        if gone:
+                            await shard._pubsub.unsubscribe(*gone)
+                            shard._subscribed_to.difference_update(gone)
+                except Exception:  # Redis away: its end of the subscriptions went with the connection
+                    log.warning("could not unsubscribe %d channels", len(mine), exc_info=True)
+
+
+class PubSubChannelLayer(RedisPubSubChannelLayer):
+    """GUARDIA_CHANNEL_LAYER=redis: channels_redis.pubsub.RedisPubSubChannelLayer with the above."""
+
+    def _get_layer(self) -> PubSubLoopLayer:
+        loop = asyncio.get_running_loop()
+        layer = self._layers.get(loop)
+        if layer is None:
+            layer = self._layers[loop] = PubSubLoopLayer(*self._args, **self._kwargs, channel_layer=self)
+            _wrap_close(self, loop)
+        return layer
