@@ -27,8 +27,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -102,12 +104,47 @@ ssh_args = -o ControlMaster=auto -o ControlPersist=120s -o UserKnownHostsFile=/d
     return elapsed
 
 
+class Timeline:
+    """One server's time, phase by phase, averaged over every server of a run: where the bare
+    script and the engine spend a server's span, printed side by side."""
+
+    def __init__(self) -> None:
+        self.spans: dict[str, list[float]] = defaultdict(list)
+        self.order: list[str] = []
+        self._lock = threading.Lock()
+
+    def add(self, name: str, seconds: float) -> None:
+        with self._lock:
+            if name not in self.spans:
+                self.order.append(name)
+            self.spans[name].append(seconds)
+
+    def marker(self):
+        """A function that records the time since its previous call under the name given."""
+        last = [time.monotonic()]
+
+        def mark(name: str) -> None:
+            now = time.monotonic()
+            self.add(name, now - last[0])
+            last[0] = now
+
+        return mark
+
+    def print(self, title: str) -> None:
+        total = sum(sum(v) / len(v) for v in self.spans.values())
+        parts = ", ".join(f"{name} {1000 * sum(self.spans[name]) / len(self.spans[name]):.0f}" for name in self.order)
+        print(f"  {title} timeline, mean ms per server ({total * 1000:.0f} in all): {parts}")
+
+
 def bare_run(testbed, servers, body: bytes, sha: str, version: str) -> float:
     import paramiko
 
     key = paramiko.Ed25519Key.from_private_key_file(testbed.manifest["credential"]["private_key_path"])
 
+    timeline = Timeline()
+
     def deploy(s) -> None:
+        mark = timeline.marker()
         sock = socket.create_connection((s.ip, s.ssh_port), timeout=10)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport = paramiko.Transport(sock)
@@ -118,6 +155,7 @@ def bare_run(testbed, servers, body: bytes, sha: str, version: str) -> float:
         fp = "SHA256:" + base64.b64encode(hashlib.sha256(presented.asbytes()).digest()).decode().rstrip("=")
         assert fp == s.host_key_fingerprint, "host key"
         transport.auth_publickey("root", key)
+        mark("connect")
 
         def run(command: str) -> str:
             channel = transport.open_session()
@@ -130,11 +168,17 @@ def bare_run(testbed, servers, body: bytes, sha: str, version: str) -> float:
         staging = f"{s.deploy_path}/app.war.bare"
         sftp = paramiko.SFTPClient.from_transport(transport)
         sftp.putfo(io.BytesIO(body), staging)
+        mark("sftp put")
         assert run(f"sha256sum {staging}").split()[0] == sha
+        mark("sha256sum")
         run(f"cp -p {s.app_path}/app.war {s.backup_path}/app.war.bare")
+        mark("backup")
         run(f"{s.script_path}/shutdown.sh")
+        mark("shutdown")
         run(f"mv -f {staging} {s.app_path}/app.war")
+        mark("swap")
         run(f"{s.script_path}/startup.sh")
+        mark("startup")
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -143,10 +187,13 @@ def bare_run(testbed, servers, body: bytes, sha: str, version: str) -> float:
             except OSError:
                 assert time.monotonic() < deadline, "port"
                 time.sleep(0.05)
+        mark("port")
         with urllib.request.urlopen(s.health_url, timeout=5) as response:
             assert f"version={version}" in response.read().decode()
+        mark("http")
         sftp.close()
         transport.close()
+        mark("close")
 
     def timed_deploy(s) -> float:
         began = time.monotonic()
@@ -156,8 +203,10 @@ def bare_run(testbed, servers, body: bytes, sha: str, version: str) -> float:
     started = time.monotonic()
     with ThreadPoolExecutor(16) as pool:
         spans = list(pool.map(timed_deploy, servers))
+    elapsed = time.monotonic() - started
     print(f"  bare per server: mean {sum(spans) / len(spans):.2f} s")
-    return time.monotonic() - started
+    timeline.print("bare")
+    return elapsed
 
 
 def guardia_run(servers, sha: str, version: str, step_session: bool) -> float:
@@ -169,13 +218,83 @@ def guardia_run(servers, sha: str, version: str, step_session: bool) -> float:
         "APP_DEPLOY",
         {"artifact_sha256": sha, "version": version, "rollout": {"max_parallel": 16, "canary_share": 0}},
     )
+    spans = ServerWatch()
     started = time.monotonic()
-    outcome = run_task(task.pk)
+    try:
+        outcome = run_task(task.pk)
+    finally:
+        spans.undo()
     elapsed = time.monotonic() - started
     task.refresh_from_db()
     assert outcome == "SUCCEEDED", task.failure_reason
     print_step_times(task)
+    print_timeline(task, spans)
     return elapsed
+
+
+class ServerWatch:
+    """Each server's worker span and connect time as the engine's worker thread sees them
+    (wall clock, like the step rows), taken by wrapping two methods for this run only."""
+
+    def __init__(self) -> None:
+        from execution.engine import Engine
+        from execution.rolling import ServerContext
+
+        self.forward: dict[str, tuple[float, float]] = {}
+        self.connect: dict[str, float] = {}
+        self._originals = [
+            (Engine, "_forward_one", Engine._forward_one),
+            (ServerContext, "connect", ServerContext.connect),
+        ]
+        forward_one, connect = Engine._forward_one, ServerContext.connect
+
+        def timed_forward(engine, ctx):
+            began = time.time()
+            try:
+                return forward_one(engine, ctx)
+            finally:
+                self.forward[ctx.server.server_id] = (began, time.time())
+
+        def timed_connect(ctx):
+            fresh = ctx.transport is None
+            began = time.monotonic()
+            try:
+                return connect(ctx)
+            finally:
+                if fresh:
+                    self.connect[ctx.server.server_id] = time.monotonic() - began
+
+        Engine._forward_one, ServerContext.connect = timed_forward, timed_connect
+
+    def undo(self) -> None:
+        for owner, name, original in self._originals:
+            setattr(owner, name, original)
+
+
+def print_timeline(task, spans: ServerWatch) -> None:
+    """Each forward step's mean duration and the mean gap before it (worker time between the
+    previous step's end and this step's start: the engine's own work, connect included)."""
+    from execution.models import StepResult
+
+    timeline = Timeline()
+    rows = StepResult.objects.filter(server_run__execution__task=task, phase="forward").order_by("seq")
+    by_server: dict[str, list] = defaultdict(list)
+    for row in rows.values("server_run__server_ref", "name", "started_at", "duration_ms"):
+        by_server[row["server_run__server_ref"]].append(row)
+    for server_id, steps in by_server.items():
+        if server_id not in spans.forward:
+            continue
+        began, ended = spans.forward[server_id]
+        cursor = began
+        timeline.add("connect", spans.connect.get(server_id, 0.0))
+        for step in steps:
+            start = step["started_at"].timestamp()
+            gap = start - cursor - (spans.connect.get(server_id, 0.0) if cursor == began else 0.0)
+            timeline.add(f"(gap) {step['name']}", max(0.0, gap))
+            timeline.add(step["name"], step["duration_ms"] / 1000)
+            cursor = max(cursor, start + step["duration_ms"] / 1000)
+        timeline.add("(after last step)", max(0.0, ended - cursor))
+    timeline.print("GUARDiA")
 
 
 def print_step_times(task) -> None:

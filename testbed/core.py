@@ -18,7 +18,7 @@ from typing import Any
 
 from . import layouts as env_layouts
 from . import procs
-from .scripts import COMMON_SH, EXEC_WRAPPER, SERVER_SCRIPT, SSHD_CONFIG
+from .scripts import COMMON_SH, EXEC_WRAPPER, SERVER_SCRIPT, SSHD_CONFIG, STEP_RECORDER
 
 INITIAL_APP = b"version=1.0.0\n"
 SLOT_SPAN = 1100  # ports per slot: ssh 2200+k*1100.., http 18000+k*1100.. (below the ephemeral range)
@@ -176,6 +176,7 @@ class Testbed:
         wrapper = bin_dir / "tb-exec"
         wrapper.write_text(EXEC_WRAPPER)
         wrapper.chmod(0o755)
+        (bin_dir / "tb-steps.sh").write_text(STEP_RECORDER)  # read by the wrapper's "sh -s" sessions
         client_key = base / "client_key"
         (base / "authorized_keys").write_text(procs.keygen(client_key, "guardia-testbed-client") + "\n")
         width = max(2, len(str(n_servers)))

@@ -144,12 +144,18 @@ export GUARDIA_TESTBED_BASE={base}
 # own record of what reached it (a sanitizer block must never show up here). When a command
 # ends, "<exit status> <command>" goes to <log>.exit: a command received while its client was
 # already gone (killed by SIGPIPE before doing anything, 141) is told from one that ran (0).
+# A shell that reads its script from the session (the engine's step supervisor, "sh -s") is
+# run as bash with STEP_RECORDER, so each step it starts is logged the same way.
 EXEC_WRAPPER = r"""#!/bin/sh
 # dash, not bash: this runs before every command, and each shell start costs on 2 cores.
 printf '%s\n' "${SSH_ORIGINAL_COMMAND:-<interactive shell>}" >> "$1"
 case "$SSH_ORIGINAL_COMMAND" in
   internal-sftp|/usr/lib/openssh/sftp-server) exec /usr/lib/openssh/sftp-server ;;
   "") exec /bin/bash -l ;;
+  "exec /bin/sh -s"|"/bin/sh -s"|"exec /bin/bash -s"|"/bin/bash -s")
+    export TB_COMMAND_LOG="$1" BASH_ENV="${0%/*}/tb-steps.sh"
+    exec /bin/bash -s
+    ;;
   *)
     /bin/sh -c "$SSH_ORIGINAL_COMMAND"
     rc=$?
@@ -157,6 +163,23 @@ case "$SSH_ORIGINAL_COMMAND" in
     exit $rc
     ;;
 esac
+"""
+
+# Sourced (BASH_ENV) by the shell of a session that reads its script from the client: before
+# each step starts (a statement's "setsid ..." command) the step goes to the command log, and
+# when it ends, "<exit status> <step>" to <log>.exit, as the wrapper does for a command of its
+# own. A DEBUG trap sees each top-level command before it runs, with the previous one's status
+# in $?; the steps' own shells get neither the trap nor BASH_ENV.
+STEP_RECORDER = r"""# testbed step recorder (generated)
+_tb_log=$TB_COMMAND_LOG _tb_step=
+unset BASH_ENV TB_COMMAND_LOG
+_tb_record() {
+  if [ -n "$_tb_step" ]; then printf '%s %s\n' "$1" "$_tb_step" >> "$_tb_log.exit"; _tb_step=; fi
+  case $BASH_COMMAND in
+    "setsid "*) _tb_step=$BASH_COMMAND; printf '%s\n' "$_tb_step" >> "$_tb_log" ;;
+  esac
+}
+trap '_tb_record $?' DEBUG
 """
 
 SSHD_CONFIG = """# sshd for the GUARDiA testbed (generated)

@@ -73,7 +73,11 @@ def test_many_steps_share_one_channel_each_with_its_own_status_and_group(testbed
         assert second.pgid == int(second.stdout) and second.pgid != first.pgid
         assert ssh._steps is channel  # every step above went over the one channel
     after = log.read_text().splitlines()[before:]
-    assert after == [SUPERVISOR]  # sshd started one session for the nine steps
+    # sshd started one session for the eight steps; the testbed's recorder logged each step in it.
+    assert after[0] == SUPERVISOR and len(after) == 9, after
+    assert all(line.startswith("setsid -w ") for line in after[1:]) and "exit 3" in after[1], after
+    ended = Path(str(log) + ".exit").read_text().splitlines()
+    assert [line.split(" ", 1)[0] for line in ended[-8:]] == ["3", "0", "0", "0", "0", "0", "0", "0"], ended
 
 
 def test_both_streams_are_bounded_and_the_next_step_starts_clean(testbed_cmdb):
@@ -124,8 +128,11 @@ def test_app_deploy_records_every_step_as_with_a_channel_each(testbed_cmdb, test
     for s in servers:
         received = commands_received(testbed, s.server_id).splitlines()[logs[s.server_id] :]
         # The first step on its own channel, then one supervisor for the other six and the SFTP
-        # subsystem: three sshd sessions where each step used to open one.
-        assert len(received) == 3 and received.count(SUPERVISOR) == 1, received
+        # subsystem: three sshd sessions where each step used to open one. The testbed's
+        # recorder logs each supervised step as it starts.
+        sessions = [line for line in received if not line.startswith("setsid -w ")]
+        assert len(sessions) == 3 and sessions.count(SUPERVISOR) == 1, received
+        assert len(received) - len(sessions) >= 6, received
 
 
 def _running(fragment: str) -> bool:
@@ -162,4 +169,9 @@ def test_kill_switch_kills_a_supervised_step_and_restores_the_group(testbed_cmdb
     )
     assert killed.state == "KILLED"
     received = commands_received(testbed, hung.server_id)[seen:]
-    assert SUPERVISOR in received and "startup.sh" not in received  # the step went through the supervisor
+    # The step went through the supervisor (the testbed recorded it there) and did not end well.
+    assert SUPERVISOR in received
+    assert any(line.startswith("setsid -w ") and "startup.sh" in line for line in received.splitlines())
+    ended = Path(testbed.server(hung.server_id)["command_log"] + ".exit").read_text().splitlines()
+    killed_ends = [line for line in ended if "startup.sh" in line and line.startswith(("143 setsid ", "137 setsid "))]
+    assert len(killed_ends) == 1, ended  # TERM (or KILL after the grace) ended the hung startup
