@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Self
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Self
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -21,6 +22,9 @@ from django.utils.translation import gettext_lazy as _
 from audit.tables import optional_ref, table_meta, user_ref
 
 from . import vault
+
+if TYPE_CHECKING:
+    from django.utils.functional import _StrPromise
 
 CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 FINGERPRINT_RE = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}$")
@@ -509,6 +513,13 @@ def split_roots(value: str) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
+def argument_rule(
+    label: _StrPromise, max_length: int, validator: Callable[[str], None], help_text: _StrPromise | str = ""
+) -> models.CharField:
+    """One of a rule's argument shapes: checked when saved, empty when no such argument is allowed."""
+    return models.CharField(label, max_length=max_length, blank=True, validators=[validator], help_text=help_text)
+
+
 class CommandRuleQuerySet(models.QuerySet):
     def for_system(self, system) -> CommandRuleQuerySet:
         """The rules a system's commands are checked against: the global set plus its own."""
@@ -535,14 +546,13 @@ class CommandRule(models.Model):
     )
     program = models.CharField(_("프로그램"), max_length=255, validators=[validate_program])
     description = models.CharField(_("설명"), max_length=200, blank=True)
-    option_pattern = models.CharField(_("옵션 패턴"), max_length=300, blank=True, validators=[validate_pattern])
-    operand_pattern = models.CharField(_("피연산자 패턴"), max_length=300, blank=True, validators=[validate_pattern])
-    argv_pattern = models.CharField(_("인자 목록 패턴"), max_length=500, blank=True, validators=[validate_pattern])
-    path_roots = models.CharField(
+    option_pattern = argument_rule(_("옵션 패턴"), 300, validate_pattern)
+    operand_pattern = argument_rule(_("피연산자 패턴"), 300, validate_pattern)
+    argv_pattern = argument_rule(_("인자 목록 패턴"), 500, validate_pattern)
+    path_roots = argument_rule(
         _("경로 루트"),
-        max_length=100,
-        blank=True,
-        validators=[validate_roots],
+        100,
+        validate_roots,
         help_text=_("쉼표로 구분: app, deploy, backup, scripts, log; 비우면 경로 인자 없음"),
     )
     max_args = models.PositiveSmallIntegerField(_("최대 인자 수"), default=12, validators=[MaxValueValidator(64)])
