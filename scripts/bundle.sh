@@ -21,15 +21,9 @@ VERSION=""
 REF=HEAD
 KEY=${GUARDIA_RELEASE_KEY:-$HOME/.config/guardia/release-ed25519.pem}
 OUT=$ROOT/var/bundles
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --version) VERSION=$2; shift 2 ;;
-    --ref) REF=$2; shift 2 ;;
-    --key) KEY=$2; shift 2 ;;
-    --out) OUT=$2; shift 2 ;;
-    *) echo "unknown argument: $1" >&2; exit 2 ;;
-  esac
-done
+. "$ROOT/scripts/options.sh"
+parse_options "unknown argument, or an option without its value" \
+  "--version VERSION" "--ref REF" "--key KEY" "--out OUT" -- "$@"
 if [ -z "$VERSION" ]; then
   VERSION=$(git log -1 --format=%cd-%h --date=format:%Y%m%d "$REF")
 fi
@@ -112,9 +106,12 @@ for spec in "${fetch[@]}"; do
 done
 echo "   $(ls "$B/debs" | wc -l) packages (${#fetch[@]} downloaded)"
 
-installer=$B/project/scripts/install-bundle.sh  # the release's own installer
-[ -f "$installer" ] || installer=$ROOT/scripts/install-bundle.sh
-cp "$installer" "$B/install.sh"
+installer=$B/project/scripts  # the release's own installer and its option parser
+[ -f "$installer/install-bundle.sh" ] || installer=$ROOT/scripts
+cp "$installer/install-bundle.sh" "$B/install.sh"
+if [ -f "$installer/options.sh" ]; then  # releases before it parsed their options inline
+  cp "$installer/options.sh" "$B/options.sh"
+fi
 chmod 755 "$B/install.sh"
 openssl pkey -in "$KEY" -pubout -out "$B/release-key.pub"
 

@@ -26,19 +26,12 @@ KEYFILE=""
 FINGERPRINT=""
 DEBS=install
 START=""
-HOMESERVER=1
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --key) KEYFILE=$2; shift 2 ;;
-    --fingerprint) FINGERPRINT=$2; shift 2 ;;
-    --prefix) PREFIX=$2; shift 2 ;;
-    --data) DATA=$2; shift 2 ;;
-    --debs) DEBS=$2; shift 2 ;;
-    --start) START=1; shift ;;
-    --no-homeserver) HOMESERVER=""; shift ;;  # the site uses its own Matrix homeserver
-    *) echo "알 수 없는 인자: $1" >&2; exit 2 ;;
-  esac
-done
+HOMESERVER=1  # --no-homeserver: the site uses its own Matrix homeserver
+# shellcheck source=options.sh
+. "$BUNDLE/options.sh"  # beside this file, in the bundle as in scripts/
+parse_options "알 수 없는 인자이거나 값이 없는 옵션입니다" \
+  "--key KEYFILE" "--fingerprint FINGERPRINT" "--prefix PREFIX" "--data DATA" "--debs DEBS" \
+  "--start START=1" "--no-homeserver HOMESERVER=" -- "$@"
 fail() { echo "설치 중단: $*" >&2; exit "${code:-3}"; }
 command -v openssl >/dev/null || fail "openssl 이 없습니다 (서명 확인에 필요)"
 fp_of() { openssl pkey -pubin -in "$1" -outform DER 2>/dev/null | sha256sum | cut -c1-64; }
