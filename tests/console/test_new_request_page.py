@@ -26,10 +26,10 @@ def field(console_world, django_capture_on_commit_callbacks):
 
 @pytest.fixture
 def post(field, console_world, django_capture_on_commit_callbacks):
-    def _post(data: dict, files: dict | None = None):
-        body = {"system": console_world.system.pk, "title": "요청", **data, **(files or {})}
+    def _post(**fields):
+        """The form's fields (files among them) over the world's system and a title."""
         with django_capture_on_commit_callbacks(execute=False):
-            return field.post(URL, body)
+            return field.post(URL, {"system": console_world.system.pk, "title": "요청", **fields})
 
     return _post
 
@@ -52,14 +52,12 @@ def test_pickers_offer_only_the_users_systems_and_that_systems_servers(field, co
 def test_deploy_with_upload_redirects_to_the_new_task(post, console_world):
     content = war_bytes("2.0.0", padding=2048)
     response = post(
-        {
-            "sub_type": "APP_DEPLOY",
-            "version": "2.0.0",
-            "sr_number": "SR-7",
-            "targets": [s.pk for s in console_world.servers],
-            "parameters_json": '{"rollout": {"canary_share": 0}}',
-        },
-        {"artifact": SimpleUploadedFile("app-2.0.0.war", content)},
+        sub_type="APP_DEPLOY",
+        version="2.0.0",
+        sr_number="SR-7",
+        targets=[s.pk for s in console_world.servers],
+        parameters_json='{"rollout": {"canary_share": 0}}',
+        artifact=SimpleUploadedFile("app-2.0.0.war", content),
     )
     task = OpsTask.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/console/tasks/{task.task_id}/"
@@ -74,16 +72,15 @@ def test_deploy_with_upload_redirects_to_the_new_task(post, console_world):
 
 
 def test_data_cleanup_and_restart_templates(post, console_world):
+    first = [console_world.servers[0].pk]
     post(
-        {
-            "sub_type": "DATA_CLEANUP",
-            "script": "purge-sessions",
-            "table": "TB_SESSION",
-            "condition": "created_at < '2026-01-01'",
-            "targets": [console_world.servers[0].pk],
-        }
+        sub_type="DATA_CLEANUP",
+        script="purge-sessions",
+        table="TB_SESSION",
+        condition="created_at < '2026-01-01'",
+        targets=first,
     )
-    post({"sub_type": "SERVICE_RESTART", "targets": [console_world.servers[0].pk]})
+    post(sub_type="SERVICE_RESTART", targets=first)
     cleanup, restart = OpsTask.objects.order_by("created_at", "pk")
     assert cleanup.parameters == {"script": "purge-sessions", "args": ["TB_SESSION", "created_at < '2026-01-01'"]}
     assert restart.parameters == {}
@@ -91,17 +88,17 @@ def test_data_cleanup_and_restart_templates(post, console_world):
 
 
 def test_service_errors_show_next_to_their_fields_and_nothing_is_filed(post, console_world):
-    missing = post({"sub_type": "APP_DEPLOY", "version": "2.0.0", "targets": [console_world.servers[0].pk]})
+    missing = post(sub_type="APP_DEPLOY", version="2.0.0", targets=[console_world.servers[0].pk])
     assert missing.status_code == 200
     assert "필수 항목" in str(missing.context["form"].errors["artifact"])
-    bad_json = post({"sub_type": "SERVICE_RESTART", "parameters_json": "{not json"})
+    bad_json = post(sub_type="SERVICE_RESTART", parameters_json="{not json")
     assert "parameters_json" in bad_json.context["form"].errors
-    unknown = post({"sub_type": "SERVICE_RESTART", "parameters_json": '{"rm": "-rf /"}'})
+    unknown = post(sub_type="SERVICE_RESTART", parameters_json='{"rm": "-rf /"}')
     assert "rm: 알 수 없는 파라미터" in str(unknown.context["form"].errors["parameters_json"])
     page = unknown.content.decode()
     assert "rm: 알 수 없는 파라미터" in page and "-rf /" in page  # the user's input is kept
     foreign = SystemFactory(code="OTHER")
-    refused = post({"system": foreign.pk, "sub_type": "SERVICE_RESTART"})
+    refused = post(system=foreign.pk, sub_type="SERVICE_RESTART")
     assert "system" in refused.context["form"].errors
     assert not OpsTask.objects.exists()
 
