@@ -273,7 +273,7 @@ def test_a_rejection_needs_a_comment(world, submit):
 
 
 @pytest.fixture
-def foreign_task(world, django_capture_on_commit_callbacks):
+def foreign_task(world, submit, django_capture_on_commit_callbacks):
     """Another institution's task whose approval step was already decided (so a state
     conflict would be there to leak)."""
     inst = InstitutionFactory(code="MOIS", name="행정안전부", tier=2, pm=world.pm)
@@ -282,17 +282,9 @@ def foreign_task(world, django_capture_on_commit_callbacks):
     requester = UserFactory(username="mois-field", role="site_manager")
     inst.site_managers.add(requester)
     servers = [ServerFactory(system=system, server_id=f"mois-{i}") for i in (1, 2)]
+    task = submit("SERVICE_RESTART", requester=requester, system=system, targets=servers, title="재시작")
     with django_capture_on_commit_callbacks(execute=False):
-        task = services.submit_task(
-            requester,
-            system=system,
-            sub_type="SERVICE_RESTART",
-            title="재시작",
-            targets=servers,
-            parameters=valid_parameters("SERVICE_RESTART"),
-        )
-        step = task.steps.get()
-        services.decide_step(ownership.owner, step.pk, "REJECTED", "기밀: 주민시스템 점검 중")
+        services.decide_step(ownership.owner, task.steps.get().pk, "REJECTED", "기밀: 주민시스템 점검 중")
     return task
 
 
