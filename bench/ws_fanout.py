@@ -32,6 +32,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.db import transaction
 from django.test import Client
+from redis import asyncio as aioredis
 
 from cmdb.models import Institution, System
 from governance.models import OpsTask, Status
@@ -113,7 +114,7 @@ class Fleet:
         await asyncio.gather(*(sock.close() for sock in self.sockets), return_exceptions=True)
 
 
-async def run(count: int, addresses: list[str], task: OpsTask, cookies: list[str], rounds: int) -> None:
+async def run(count: int, addresses: list[str], redis_url: str, task: OpsTask, cookies: list[str], rounds: int) -> None:
     fleet = Fleet()
     gate = asyncio.Semaphore(20)  # handshakes in flight: browsers arriving over some seconds, not at once
     began = time.perf_counter()
@@ -151,6 +152,8 @@ async def run(count: int, addresses: list[str], task: OpsTask, cookies: list[str
     mine = resource.getrusage(resource.RUSAGE_SELF)
     client_cpu = mine.ru_utime + mine.ru_stime - client.ru_utime - client.ru_stime
     await fleet.close()
+    closed_at = time.perf_counter()
+    left = await subscriptions_left(redis_url)
     summary = "  ".join(f"p{round(q * 100)} {benchenv.percentile(latencies, q):.1f}" for q in (0.5, 0.95, 0.99))
     print(
         f"{count} sockets on {len(addresses)} Daphne: connected {len(fleet.sockets)}, failed {len(fleet.failed)}, "
@@ -165,8 +168,24 @@ async def run(count: int, addresses: list[str], task: OpsTask, cookies: list[str
         f"  CPU over the {rounds} transitions: Daphne {' + '.join(f'{x:.2f}' for x in servers)} s "
         f"({per_socket:.0f} µs per socket per transition), this client and its commits {client_cpu:.2f} s"
     )
+    print(
+        f"  after all {len(fleet.sockets)} closed at once: {left} channel-layer subscriptions left in Redis "
+        f"({time.perf_counter() - closed_at:.1f} s later)"
+    )
     for problem in (fleet.failed + fleet.closed)[:3]:
         print("  e.g.", problem)
+
+
+async def subscriptions_left(redis_url: str, patience: float = 30) -> int:
+    """The layer's channels and groups still subscribed in Redis, once none are or after ``patience`` s."""
+    client = aioredis.Redis.from_url(redis_url)
+    deadline = time.perf_counter() + patience
+    try:
+        while (left := len(await client.pubsub_channels("asgi*"))) and time.perf_counter() < deadline:
+            await asyncio.sleep(0.1)
+    finally:
+        await client.aclose()
+    return left
 
 
 def cpu_seconds(addresses: list[str]) -> list[float]:
@@ -197,7 +216,7 @@ def main() -> None:
         print(benchenv.machine_line())
         print(f"channel layer: {settings.CHANNEL_LAYERS['default']['BACKEND']}, open files limit {hard}")
         for count in counts:
-            asyncio.run(run(count, addresses, task, cookies, ARGS.rounds))
+            asyncio.run(run(count, addresses, redis_url, task, cookies, ARGS.rounds))
     logged = "".join((benchenv.DATA_DIR / f"daphne{i}.log").read_text(errors="replace") for i in range(ARGS.servers))
     print(
         f"Daphne logs: {logged.count('Traceback')} tracebacks, "
