@@ -30,14 +30,15 @@ from .control import execution_allowed, global_stop_reason, require_step_up
 from .errors import Conflict, Forbidden, Invalid, NotFound
 from .models import ApprovalStep, Notification, OpsTask, Risk, Status, StepStatus, SubType
 from .notify import Action, Message, notify
-from .queries import visible_steps
 from .transitions import (
     apply_transition,
     audit_task,
     describe,
     enqueue_execution,
+    lock_step,
     lock_task,
     next_task_id,
+    one_append,
     publish,
     task_link,
     users_in,
@@ -293,14 +294,16 @@ def decide_step(user, step_id, decision: str, comments: str = "", plan_sha256: s
     comments = (comments or "").strip()
     if decision == "REJECTED" and not comments:
         raise Invalid("반려 사유(의견)를 입력하세요.", field="comments")
-    with transaction.atomic():
+    # The caller's permissions are read before the write transaction (they are cached on the
+    # user object for the checks inside it), so SQLite's write turn is not held for them.
+    user.get_all_permissions()
+    # One audit append at the end of the transaction for the decision, the transition and
+    # the next step's assignment (transitions.one_append).
+    with transaction.atomic(), one_append():
         # Authorisation first: a step on a task the user may not see is "not found", before
         # any state (decided, stopped, ...) could be told about it.
-        try:
-            step = visible_steps(user).select_for_update().get(pk=step_id)
-        except (ApprovalStep.DoesNotExist, ValueError, TypeError) as exc:
-            raise NotFound(f"승인 단계 {step_id}을(를) 찾을 수 없습니다") from exc
-        task = lock_task(pk=step.task_id)
+        step = lock_step(user, step_id)
+        task = step.task
         if user.pk == task.requester_id:
             raise Forbidden("자신의 요청은 승인할 수 없습니다 (4-eyes 원칙)")
         if user.pk != step.assigned_to_id or not user.has_perm("governance.decide_step"):
@@ -365,7 +368,7 @@ def decide_step(user, step_id, decision: str, comments: str = "", plan_sha256: s
             task.requester,
             Message(f"승인 완료, 실행 대기: {task.task_id}", kind="approved", task=task, link=task_link(task)),
         )
-        enqueue_execution(task)
+        enqueue_execution(task, with_change=True)
         return Decision("APPROVED", task, None)
 
 

@@ -8,38 +8,81 @@ transition, save, audit, publish after commit) is written once.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import partial
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
+from django.db.models import QuerySet
+from django.db.models.query import get_related_populators
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_fsm import TransitionNotAllowed, can_proceed, has_transition_perm
+from django_q.conf import Conf
 from django_q.tasks import async_task
 
 import audit
 
 from . import events, reports, routing
 from .errors import Conflict, Forbidden, NotFound
-from .models import OpsTask, TaskSequence
+from .models import ApprovalStep, OpsTask, TaskSequence
+from .queries import visible_steps
 
 
 def task_link(task: OpsTask) -> str:
     return f"{settings.BASE_URL}/console/tasks/{task.task_id}/"
 
 
-def record_task(actor, action: str, task: OpsTask, **payload):
-    """One audit entry about a task: the task's number, its system as the target and the
-    system's institution in the payload (the export's institution filter reads it)."""
+def _task_columns(task: OpsTask, payload: dict) -> dict:
+    """audit.record()'s fields of an entry about a task: the task's number, its system as the
+    target and the system's institution in the payload (the export's institution filter reads it)."""
     payload.setdefault("institution", task.system.institution.code)
-    return audit.record(actor, action, task=task.task_id, target=task.system.code, payload=payload)
+    return {"task": task.task_id, "target": task.system.code, "payload": payload}
+
+
+def record_task(actor, action: str, task: OpsTask, **payload):
+    """One audit entry about a task (see _task_columns)."""
+    return audit.record(actor, action, **_task_columns(task, payload))
+
+
+# Inside one_append(), audit_task collects its entries; they are appended to the chain together
+# when the block ends (see one_append).
+_collected: ContextVar[list | None] = ContextVar("guardia_audit_collected", default=None)
+
+
+@contextmanager
+def one_append() -> Iterator[None]:
+    """The entries audit_task makes inside the block go into the chain together when it ends
+    without an error: one chain-head round and one insert (audit.record_many) instead of one
+    per entry, with the same seq order, hashes and mirror lines as one record() each; then
+    their lines are published. Use it inside the transaction of the change: on PostgreSQL the
+    chain head's row lock (which every audited change queues on) is then taken just before the
+    commit, not at the first entry. An error in the block appends nothing (the transaction
+    rolls back anyway)."""
+    items: list[tuple[str, tuple]] = []
+    token = _collected.set(items)
+    try:
+        yield
+    finally:
+        _collected.reset(token)
+    entries = audit.record_many([item for _task_id, item in items])
+    for (task_id, _item), entry in zip(items, entries, strict=True):
+        publish_line(task_id, entry)
 
 
 def audit_task(actor, action: str, task: OpsTask, **payload):
-    """record_task with the task's status, and the line published to the task page."""
+    """record_task with the task's status, and the line published to the task page. Inside
+    one_append() the entry is appended (and None returned) when that block ends."""
     payload.setdefault("status", task.status)
-    entry = record_task(actor, action, task, **payload)
+    columns = _task_columns(task, payload)
+    collected = _collected.get()
+    if collected is not None:
+        collected.append((task.task_id, (actor, action, columns)))
+        return None
+    entry = audit.record(actor, action, **columns)
     publish_line(task.task_id, entry)
     return entry
 
@@ -114,6 +157,90 @@ def lock_task(task_id: str | None = None, pk: int | None = None) -> OpsTask:
         raise NotFound(f"task {task_id or pk} not found") from exc
 
 
+class CompiledSelect:
+    """A SELECT of one row whose shape never changes, compiled to SQL once per database
+    vendor and run again with other values: Django builds and compiles a queryset on every
+    call, and for a lock with a deep select_related that costs more than running it.
+
+    ``build(**values)`` makes the queryset; it is built once with sentinel integers, each of
+    which must appear exactly once among the compiled SQL's parameters, and each call puts
+    its own integers in their places. The row becomes model instances (with the related
+    objects of select_related) exactly as Django's own iterator builds them."""
+
+    _SENTINEL = -7_340_000_000_000
+
+    def __init__(self, build: Callable[..., QuerySet], *names: str):
+        self.build, self.names = build, names
+        self._compiled: dict[str, tuple] = {}
+
+    def _compile(self, alias: str) -> tuple:
+        marks = {name: self._SENTINEL - i for i, name in enumerate(self.names)}
+        query = self.build(**marks)[:1].query
+        compiler = query.get_compiler(alias)
+        sql, params = compiler.as_sql()
+        slots = [(i, name) for i, value in enumerate(params) for name, mark in marks.items() if value == mark]
+        if sorted(name for _, name in slots) != sorted(self.names):
+            raise ValueError(f"CompiledSelect: each of {self.names} must be one parameter of the query")
+        # The row's converters (dates, JSON...) depend on the fields and the vendor only.
+        converters = compiler.get_converters([column[0] for column in compiler.select])
+        compiled = (query, sql, list(params), slots, compiler.select, compiler.klass_info, compiler, converters)
+        self._compiled[connections[alias].vendor] = compiled
+        return compiled
+
+    def first(self, alias: str = "default", **values: int):
+        db = connections[alias]
+        compiled = self._compiled.get(db.vendor) or self._compile(alias)
+        query, sql, params, slots, select, klass_info, compiler, converters = compiled
+        if query.select_for_update and not db.in_atomic_block:
+            raise transaction.TransactionManagementError("select_for_update cannot be used outside of a transaction.")
+        params = list(params)
+        for index, name in slots:
+            params[index] = int(values[name])
+        with db.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        if converters:
+            row = next(iter(compiler.apply_converters([row], converters)))
+        fields = klass_info["select_fields"]
+        start, end = fields[0], fields[-1] + 1
+        names = [column[0].target.attname for column in select[start:end]]
+        obj = klass_info["model"].from_db(alias, names, row[start:end])
+        for populator in get_related_populators(klass_info, select, alias):  # type: ignore[call-arg]  # stubs: a later Django
+            populator.populate(row, obj)
+        return obj
+
+
+def _assigned_step(step, user):
+    of = ("self", "task") if connection.features.has_select_for_update_of else ()
+    related = ["task__" + name for name in TASK_RELATED]
+    return (
+        ApprovalStep.objects.select_for_update(of=of).select_related("task", *related).filter(pk=step, assigned_to=user)
+    )
+
+
+_ASSIGNED_STEP = CompiledSelect(_assigned_step, "step", "user")
+
+
+def lock_step(user, step_id) -> ApprovalStep:
+    """The approval step ``user`` is to decide, with its task (``step.task``, the people and
+    system of lock_task), both rows locked; NotFound when the user may not see the step.
+
+    A step assigned to the user is visible to them by definition (OpsTask.visible_to counts
+    "a step assigned to me"), so that case is one query by primary key and assignee (compiled
+    once); any other step is looked up through visible_steps and then its task locked, as
+    before, so a step the user may not see is "not found" before anything about its state is said."""
+    try:
+        step = _ASSIGNED_STEP.first(step=int(step_id), user=user.pk)
+        if step is None:
+            step = visible_steps(user).select_for_update().get(pk=step_id)
+            step.task = lock_task(pk=step.task_id)
+    except (ApprovalStep.DoesNotExist, ValueError, TypeError) as exc:
+        raise NotFound(f"승인 단계 {step_id}을(를) 찾을 수 없습니다") from exc
+    return step
+
+
 def next_task_id(today: dt.date | None = None) -> str:
     today = today or timezone.localdate()
     seq, _ = TaskSequence.objects.select_for_update().get_or_create(day=today)
@@ -132,14 +259,24 @@ def describe(task: OpsTask) -> str:
     )
 
 
-def enqueue_execution(task: OpsTask) -> None:
-    """Queue the run after commit, on the worker cluster the execution layer names for it (a site
-    gateway's queue, or None for the central one) through EXECUTION_QUEUE, a dotted path."""
+def enqueue_execution(task: OpsTask, *, with_change: bool = False) -> None:
+    """Queue the run on the worker cluster the execution layer names for it (a site gateway's
+    queue, or None for the central one) through EXECUTION_QUEUE, a dotted path; after the
+    commit of the caller's transaction.
+
+    ``with_change`` (the approval decision): with the ORM broker on this database the queue
+    row is written in the caller's transaction instead. A worker sees it only once that
+    commits and a rollback takes it back, as after a commit, but the change costs one write
+    turn, not a second transaction after the commit (for which django-q2 also closed and
+    reopened the connection). Any other broker (Redis), or running synchronously, is always
+    queued after the commit."""
     router = getattr(settings, "EXECUTION_QUEUE", "")
     cluster = import_string(router)(task) if router else None
-    transaction.on_commit(
-        partial(async_task, "execution.tasks.run_task", task.pk, task_name=f"run-{task.task_id}", cluster=cluster)
-    )
+    queue = partial(async_task, "execution.tasks.run_task", task.pk, task_name=f"run-{task.task_id}", cluster=cluster)
+    if with_change and connection.in_atomic_block and Conf.ORM == connection.alias and not Conf.SYNC:
+        queue()
+    else:
+        transaction.on_commit(queue)
 
 
 def users_in(*groups: str):

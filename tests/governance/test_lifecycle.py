@@ -3,6 +3,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django_q.models import OrmQ
+from django_q.tasks import async_task
 
 from audit.models import AuditEntry
 from governance import control, services
@@ -28,8 +30,10 @@ def test_deploy_needs_owner_then_pm_and_enqueues_execution(world, submit, django
     assert final.result == "APPROVED"
     task.refresh_from_db()
     assert task.status == Status.APPROVED and task.approved_at is not None
-    enqueued = [cb for cb in callbacks if getattr(cb, "func", None) and cb.args[:1] == ("execution.tasks.run_task",)]
-    assert len(enqueued) == 1 and enqueued[0].args[1] == task.pk
+    # With the ORM broker the run is queued in the decision's own transaction, not after it.
+    assert not [cb for cb in callbacks if getattr(cb, "func", None) is async_task]
+    queued = [(q.task["func"], q.task["args"]) for q in OrmQ.objects.all()]
+    assert queued == [("execution.tasks.run_task", (task.pk,))]
     actions = list(AuditEntry.objects.filter(task=task.task_id).values_list("action", flat=True))
     assert actions.count("approval.decided") == 2 and "task.submitted" in actions
 
