@@ -2,9 +2,11 @@
 
 (a) ansible-core, tuned: forks 16, pipelining, a control connection per host, no facts;
 (b) a bare paramiko reference: 16 threads, one connection per host, TCP_NODELAY;
-(c) GUARDiA: run_task() through the real engine (database, audit, events, safety gate), twice:
-    with a channel per step, and with the step supervisor (SSH_STEP_SESSION: one channel per
-    connection runs every step, see execution.transport.SUPERVISOR).
+(c) GUARDiA: run_task() through the real engine (database, audit, events, safety gate), three
+    times: with a channel per step, with the step supervisor (SSH_STEP_SESSION, the default: one
+    channel per connection runs every step, see execution.transport.SUPERVISOR), both with the
+    default batches of 50 and a safety gate after each, and with the supervisor and all servers
+    in one batch (one gate), as the bare script runs them.
 
 Each run deploys its own version; the script checks every server serves it afterwards.
 ansible-core is NOT a project dependency: install it into a separate venv
@@ -209,15 +211,15 @@ def bare_run(testbed, servers, body: bytes, sha: str, version: str) -> float:
     return elapsed
 
 
-def guardia_run(servers, sha: str, version: str, step_session: bool) -> float:
+def guardia_run(servers, sha: str, version: str, step_session: bool, one_batch: bool = False) -> float:
+    """The default strategy: batches of 50 (two here), a safety gate after each. ``one_batch``:
+    all servers in one batch (one gate), as the bare script runs them, to show what the batch
+    barriers cost."""
     from django.conf import settings
 
     settings.SSH_STEP_SESSION = step_session
-    task = common.approved_task(
-        servers,
-        "APP_DEPLOY",
-        {"artifact_sha256": sha, "version": version, "rollout": {"max_parallel": 16, "canary_share": 0}},
-    )
+    rollout = {"max_parallel": 16, "canary_share": 0, **({"batch_size": len(servers)} if one_batch else {})}
+    task = common.approved_task(servers, "APP_DEPLOY", {"artifact_sha256": sha, "version": version, "rollout": rollout})
     spans = ServerWatch()
     started = time.monotonic()
     try:
@@ -325,7 +327,12 @@ def main() -> None:
     urls = [s.health_url for s in servers]
     times: dict[str, float] = {}
     try:
-        runs = [("bare paramiko", "3.0.0"), ("GUARDiA channels", "4.0.0"), ("GUARDiA supervisor", "5.0.0")]
+        runs = [
+            ("bare paramiko", "3.0.0"),
+            ("GUARDiA channels", "4.0.0"),
+            ("GUARDiA supervisor", "5.0.0"),
+            ("GUARDiA one batch", "6.0.0"),
+        ]
         if not args.skip_ansible:
             runs.insert(0, ("ansible-core", "2.0.0"))
         for name, version in runs:
@@ -335,7 +342,13 @@ def main() -> None:
             elif name == "bare paramiko":
                 times[name] = bare_run(testbed, servers, body, info["sha256"], version)
             else:
-                times[name] = guardia_run(servers, info["sha256"], version, step_session=name.endswith("supervisor"))
+                times[name] = guardia_run(
+                    servers,
+                    info["sha256"],
+                    version,
+                    step_session=name != "GUARDiA channels",
+                    one_batch=name.endswith("batch"),
+                )
             served = common.served_versions(urls)
             print(
                 f"{name:18s} {times[name]:8.2f} s   load %.1f %.1f %.1f   served afterwards: {served}"

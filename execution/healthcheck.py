@@ -16,7 +16,9 @@ import http.client
 import ipaddress
 import re
 import ssl
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -29,6 +31,13 @@ LOG_OFFSET_PLACEHOLDER = "<log-size-before-startup+1>"
 
 # The commands built here are POSIX; /bin/sh starts in half the time of bash (see transport).
 SH = "/bin/sh"
+# The port wait polls every 10 ms at first, then 1.5 times longer each time up to 50 ms: a
+# service that opens its port soon after startup.sh is seen within a few ms, one that takes
+# seconds costs no more polls than a fixed 50 ms interval.
+PORT_POLL_FIRST = 0.01
+PORT_POLL_MAX = 0.05
+_probe_pool: ThreadPoolExecutor | None = None
+_probe_pool_lock = threading.Lock()
 
 
 @dataclass
@@ -133,6 +142,7 @@ def wait_port(ctx, name: str = "post-port") -> None:
 
     def probe():
         deadline = time.monotonic() + health.port_wait_seconds
+        interval = PORT_POLL_FIRST
         while True:
             if port_open(health.host, health.port):
                 return f"포트 {health.port} 응답"
@@ -142,7 +152,8 @@ def wait_port(ctx, name: str = "post-port") -> None:
                     f"포트 {health.port}이(가) {health.port_wait_seconds:g}초 안에 응답하지 않습니다 "
                     f"({ctx.server.server_id})",
                 )
-            ctx.sleep(0.05)
+            ctx.sleep(interval)
+            interval = min(PORT_POLL_MAX, interval * 1.5)
 
     ctx.check(
         name,
@@ -180,6 +191,28 @@ def http_get(url: str, timeout: float, *, server) -> tuple[int, str, int]:
     finally:
         connection.close()
     return status, body, int((time.monotonic() - started) * 1000)
+
+
+def running_version_later(health: Health, server, *, fetch_version: bool) -> Future:
+    """Is the service's port open, and (``fetch_version``) which version does its health URL
+    report? Asked on a pool thread, so the caller's next remote step runs meanwhile; the
+    future's result is (port open, version or None when it was not read)."""
+    global _probe_pool
+
+    def look() -> tuple[bool, str | None]:
+        running = port_open(health.host, health.port) if health.port else False
+        if not (running and fetch_version and health.url):
+            return running, None
+        try:
+            _status, body, _ms = http_get(health.url, timeout=5, server=server)
+        except ConnectionError:
+            return running, None
+        return running, served_version(body)
+
+    with _probe_pool_lock:
+        if _probe_pool is None:
+            _probe_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="guardia-probe")
+        return _probe_pool.submit(look)
 
 
 def check_http(ctx, name: str = "post-http", *, expect_version: str = "") -> None:

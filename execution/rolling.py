@@ -272,7 +272,10 @@ class ServerContext:
         if self.transport is None:
             from .transport import SSHTransport
 
-            transport = SSHTransport(self.server, task=self.task_ref)
+            # A service playbook (deploy, restart) runs many steps here: all through the supervisor.
+            transport = SSHTransport(
+                self.server, task=self.task_ref, many_steps=getattr(self.playbook, "SERVICE", False)
+            )
             transport.connect()
             self.transport = transport
         return self.transport

@@ -13,7 +13,8 @@ step on that server within a run. What it guarantees:
   its own process group on the server (setsid) whose id is recorded, so a timeout or a
   kill switch kills the remote work itself, not only our wait for it;
 - the exit code decides; output is captured up to a bound, its SHA-256 over the whole stream;
-- uploads are verified on the server with sha256sum before they are moved into place.
+- uploads are verified on the server with sha256sum before they are moved into place (the
+  hash and the move are one remote command, the move only when the hash matches).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ POSIX_SHELL = "/bin/sh"
 IDLE_WAKEUP_SECONDS = 1.0
 _Selector = getattr(selectors, "PollSelector", selectors.DefaultSelector)
 SHELL_PATH_RE = re.compile(r"^/[A-Za-z0-9/_.-]{1,64}$")
+SHA256_HEX_RE = re.compile(r"^[0-9a-f]{64}$")
 
 # The step supervisor (SSH_STEP_SESSION): one long-lived channel per connection running a POSIX
 # shell that reads its script from the channel (sh -s). Each step is one statement written to it,
@@ -216,8 +218,14 @@ class SSHTransport:
     # more for it, not less.
     supervise_from = 2
 
-    def __init__(self, server: Any, *, connect_timeout: float | None = None, task: str | None = None):
+    def __init__(
+        self, server: Any, *, connect_timeout: float | None = None, task: str | None = None, many_steps: bool = False
+    ):
+        """``many_steps``: the caller will run several commands on this connection (a deploy or a
+        restart), so the supervisor runs them all, the first one too."""
         self.server = server
+        if many_steps:
+            self.supervise_from = 1
         self.connect_timeout = connect_timeout or settings.SSH_CONNECT_TIMEOUT
         self.task = task  # task id for the audit entries this class writes itself
         self._transport: paramiko.Transport | None = None
@@ -674,24 +682,39 @@ class SSHTransport:
             raise self._lost_or_error(f"upload of {remote_path} to {self.label} failed", exc) from exc
         expected = digest.hexdigest()
         try:
-            self.verify_remote_sha256(partial, expected)
+            self.verify_remote_sha256(partial, expected, move_to=remote_path)
         except TransportError:
             self._remove_quietly(partial)
             raise
-        try:
-            sftp.posix_rename(partial, remote_path)
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise self._lost_or_error(f"could not move {partial} into place on {self.label}", exc) from exc
         return expected
 
-    def verify_remote_sha256(self, remote_path: str, expected: str) -> None:
-        """Hash the file on the server (sha256sum) and compare; raise TransportError if it differs."""
-        check = self.run(f"sha256sum -- {shlex.quote(remote_path)}", timeout=120, shell=POSIX_SHELL)
-        found = check.stdout.split()[0] if check.exit_code == 0 and check.stdout.split() else ""
+    def verify_remote_sha256(self, remote_path: str, expected: str, *, move_to: str | None = None) -> None:
+        """Hash the file on the server (sha256sum) and compare; raise TransportError if it differs.
+
+        With ``move_to`` the same command then moves the file there, only if the server's hash is
+        the expected one (one round trip instead of a second one for an SFTP rename); the hash it
+        printed is compared here all the same."""
+        path = shlex.quote(remote_path)
+        command = f"sha256sum -- {path}"
+        if move_to is not None:
+            if not SHA256_HEX_RE.match(expected):
+                raise TransportError(f"not a SHA-256: {expected!r}")
+            command = (
+                f'h=$(sha256sum -- {path}) || exit $?; printf "%s\\n" "$h"; '
+                f'[ "${{h%% *}}" = {expected} ] && mv -f -- {path} {shlex.quote(move_to)}'
+            )
+        check = self.run(command, timeout=120, shell=POSIX_SHELL)
+        words = check.stdout.split()
+        found = words[0] if words and (check.exit_code == 0 or move_to is not None) else ""
         if not hmac.compare_digest(found, expected):
             raise TransportError(
                 f"SHA-256 mismatch on {self.label}:{remote_path}: "
                 f"expected {expected}, server has {found or check.stderr.strip()[:200]}"
+            )
+        if check.exit_code != 0:
+            raise TransportError(
+                f"could not move {remote_path} into place on {self.label}: "
+                f"{check.stderr.strip()[:200] or f'exit status {check.exit_code}'}"
             )
 
     def get(self, remote_path: str, *, max_bytes: int = 64 * 1024 * KiB) -> bytes:

@@ -57,7 +57,14 @@ class AppDeploy(Playbook):
             f"printf 'free=%s\\npid=%s\\n' \"$(df -Pk {q(paths['deploy'])} | awk 'NR==2 {{print $4}}')\" "
             f'"$(cat {q(paths["pid"])} 2>/dev/null)"'
         )
-        result = ctx.run("pre-check", command, timeout=15)
+        probe = None
+        if not ctx.planning and ctx.health.port:
+            # The running version's health, so a rollback knows what "restored" looks like: read
+            # from the worker while the pre-check command runs on the server (a resumed run knows it).
+            probe = healthcheck.running_version_later(
+                ctx.health, ctx.server, fetch_version="old_version" not in ctx.state
+            )
+        result = ctx.run("pre-check", command, timeout=15, shell=healthcheck.SH)
         if ctx.planning:
             ctx.state["old_pid"] = ""  # read from this step's output when it runs
             ctx.check(
@@ -83,16 +90,10 @@ class AppDeploy(Playbook):
                 f"{paths['deploy']} 여유 공간이 {free_mb} MB뿐입니다 ({ctx.server.server_id}, "
                 f"필요 {ctx.health.min_free_disk_mb} MB)",
             )
-        if ctx.health.port:
-            # The running version's health, so a rollback knows what "restored" looks like.
-            running = healthcheck.port_open(ctx.health.host, ctx.health.port)
-            ctx.data["port_before"] = running
-            if running and ctx.health.url and "old_version" not in ctx.state:  # a resumed run knows it
-                try:
-                    _status, body, _ms = healthcheck.http_get(ctx.health.url, timeout=5, server=ctx.server)
-                    ctx.state["old_version"] = healthcheck.served_version(body)
-                except ConnectionError:
-                    pass
+        if probe is not None:
+            ctx.data["port_before"], version = probe.result()
+            if version is not None:
+                ctx.state["old_version"] = version
 
     def forward(self, ctx) -> None:
         paths = self.service_paths(ctx, self._paths(ctx))

@@ -129,6 +129,19 @@ def test_put_verifies_sha256_on_the_server_and_get_reads_back(testbed_cmdb, clea
             ssh.verify_remote_sha256(remote, "0" * 64)
 
 
+def test_a_staged_file_whose_hash_differs_is_not_moved_into_place(testbed_cmdb, clean_testbed):
+    server = testbed_cmdb[0]
+    target = Path(server.deploy_path, "moved.bin")
+    partial = Path(f"{target}.guardia-part")
+    partial.write_bytes(b"tampered")  # the testbed's servers are directories on this machine
+    with SSHTransport(server) as ssh:
+        with pytest.raises(TransportError, match="SHA-256 mismatch"):
+            ssh.verify_remote_sha256(str(partial), hashlib.sha256(b"original").hexdigest(), move_to=str(target))
+        assert partial.exists() and not target.exists()  # hashed and compared, never moved
+        ssh.verify_remote_sha256(str(partial), hashlib.sha256(b"tampered").hexdigest(), move_to=str(target))
+    assert target.read_bytes() == b"tampered" and not partial.exists()
+
+
 def test_put_into_a_full_disk_fails_cleanly(testbed_cmdb, clean_testbed):
     server = testbed_cmdb[5]
     clean_testbed.fault(server.server_id, "disk_full")
