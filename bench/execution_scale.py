@@ -30,6 +30,7 @@ import execution_common as common
 from django.conf import settings
 
 from cmdb.models import HealthCriteria
+from execution.engine import limit_malloc_arenas
 from execution.models import ServerRun, StepResult
 from execution.services import run_task
 
@@ -169,10 +170,14 @@ def main() -> None:
     parser.add_argument("--profile", default="", help="cProfile the rolling deploy's orchestrating thread")
     args = parser.parse_args()
     settings.SSH_STEP_SESSION = not args.channels
+    # As in a worker, whose first threads are the engine's: the testbed's and the served-version
+    # checks' threads below would otherwise get their own malloc arenas first.
+    limit_malloc_arenas()
     started = time.monotonic()
     testbed, servers = common.start_testbed(args.servers, args.sshd)
     print(
-        f"testbed: {args.servers} servers on {args.sshd} sshd up in {time.monotonic() - started:.1f} s ({load()})",
+        f"testbed: {args.servers} servers on {args.sshd} sshd up in {time.monotonic() - started:.1f} s ({load()}); "
+        f"this process: {_rss_mb('VmRSS'):.0f} MB",
         flush=True,
     )
     urls = [s.health_url for s in servers]

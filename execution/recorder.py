@@ -20,7 +20,6 @@ import datetime as dt
 import logging
 import queue
 import threading
-from dataclasses import asdict
 from typing import cast
 
 from channels.layers import get_channel_layer
@@ -98,16 +97,12 @@ class LiveSender:
                 if layer is None:
                     continue
                 try:
-                    loop.run_until_complete(_deliver(layer, items))
+                    # One message per group for the whole hop, its JSON encoded once for every socket.
+                    loop.run_until_complete(events.deliver(layer, items))
                 except Exception:  # Redis down must not break the run
                     log.warning("%d live events not delivered", len(items), exc_info=True)
         finally:
             loop.close()
-
-
-async def _deliver(layer, items: list[tuple[str, events.LiveEvent]]) -> None:
-    for group, event in items:
-        await layer.group_send(group, {"type": "live.event", "event": asdict(event)})
 
 
 class Recorder:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 import urllib.request
@@ -131,3 +132,15 @@ def press_stop_when(task, ready, *, delay: float = 0.0, stopped_at: list | None 
     thread = threading.Thread(target=operator)
     thread.start()
     return thread
+
+
+def live_events(layer, channel: str) -> list[dict]:
+    """Every live event waiting on an in-memory layer's channel, in order: a message carries one
+    event or a batch of them, encoded once for every socket (governance.events.group_messages)."""
+    from asgiref.sync import async_to_sync
+
+    received: list[dict] = []
+    while layer.channels.get(channel):
+        sent = json.loads(async_to_sync(layer.receive)(channel)["text"])
+        received.extend(sent if isinstance(sent, list) else [sent])
+    return received

@@ -21,6 +21,7 @@ from .engine_helpers import (
     commands_received,
     deploy_parameters,
     fast_port_wait,
+    live_events,
     press_stop_when,
     version_of,
 )
@@ -65,16 +66,7 @@ def test_rolling_deploy_to_two_groups(testbed_cmdb):
     assert audited.first().payload["institution"] == servers[0].system.institution.code
     # The result package for the PM and live progress over Channels.
     assert len(task.result_package["servers"]) == 10
-    kinds = set()
-    while True:
-        try:
-            message = async_to_sync(layer.receive)(channel) if layer.channels.get(channel) else None
-        except Exception:
-            message = None
-        if not message:
-            break
-        kinds.add(message["event"]["kind"])
-    assert {"group", "server", "step"} <= kinds
+    assert {"group", "server", "step"} <= {event["kind"] for event in live_events(layer, channel)}
 
 
 def test_ts02_health_fails_in_group_two_restores_the_whole_group(testbed, testbed_cmdb):

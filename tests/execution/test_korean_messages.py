@@ -91,7 +91,7 @@ def test_a_refused_certificate_is_korean_on_the_task_page(client):
 @pytest.mark.testbed
 def test_the_live_batch_line_is_the_saved_line(testbed_cmdb):  # noqa: F811
     from execution.services import run_task
-    from tests.execution.engine_helpers import approved_task, deploy_parameters
+    from tests.execution.engine_helpers import approved_task, deploy_parameters, live_events
 
     servers = sorted(testbed_cmdb, key=lambda s: s.server_id)[:2]
     task = approved_task(servers, parameters=deploy_parameters("2.0.0"))
@@ -101,11 +101,11 @@ def test_the_live_batch_line_is_the_saved_line(testbed_cmdb):  # noqa: F811
 
     assert run_task(task.pk) == "SUCCEEDED"
 
-    live = []
-    while layer.channels.get(channel):
-        event = async_to_sync(layer.receive)(channel)["event"]
-        if event["kind"] == "timeline" and event["data"]["action"] == "execution.group":
-            live.append(event["data"]["line"])
+    live = [
+        event["data"]["line"]
+        for event in live_events(layer, channel)
+        if event["kind"] == "timeline" and event["data"]["action"] == "execution.group"
+    ]
     saved = [line for line in task_timeline(task) if line["kind"] == "execution.group"]
     assert [line["text"] for line in live] == [line["text"] for line in saved] == ["그룹 1, 배치 0: 서버 2대 시작"]
     assert live[0]["kind_label"] == str(saved[0]["kind_label"]) == "배치 시작"

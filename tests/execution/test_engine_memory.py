@@ -1,0 +1,41 @@
+"""The engine's memory between groups: a closed connection's reference cycle is freed by the
+collection after its group, not kept until a full collection happens to run."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+from execution.engine import RunGarbage
+
+
+class Connection:
+    """A stand-in for a closed paramiko Transport: an object in a reference cycle with itself."""
+
+    def __init__(self) -> None:
+        self.handlers = {"close": self.close}
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_groups_cyclic_garbage_goes_at_the_groups_collection_and_the_freeze_ends_with_the_run():
+    before = gc.get_freeze_count()
+    with RunGarbage() as garbage:
+        assert gc.get_freeze_count() > before  # what was alive at the start is not walked again
+        gone = Connection()
+        ref = weakref.ref(gone)
+        del gone
+        assert ref() is not None  # a cycle: reference counting alone does not free it
+        garbage.collect()
+        assert ref() is None
+    assert gc.get_freeze_count() == before == 0
+
+
+def test_a_run_inside_a_run_leaves_the_outer_freeze_alone():
+    with RunGarbage() as outer:
+        frozen = gc.get_freeze_count()
+        with RunGarbage() as inner:
+            assert not inner.frozen and gc.get_freeze_count() == frozen
+        assert outer.frozen and gc.get_freeze_count() == frozen
+    assert gc.get_freeze_count() == 0
