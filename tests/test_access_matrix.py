@@ -29,6 +29,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.authtoken.models import Token
 
 from cmdb.roles import ROLES, STAFF_ROLES
+from tests.module_world import built_once
 
 ANON = "anonymous"
 ALL_ROLES = [ANON, *ROLES]
@@ -619,9 +620,8 @@ def build_world():
 @pytest.fixture(scope="module")
 def world(django_db_setup, django_db_blocker):
     """Built once; rolled back when the module is done."""
-    with django_db_blocker.unblock(), transaction.atomic():
-        yield build_world()
-        transaction.set_rollback(True)
+    with built_once(django_db_blocker, build_world) as world:
+        yield world
 
 
 def fill(value, objects: dict):

@@ -18,7 +18,9 @@ from django.utils import timezone
 
 from governance import reports, services
 from governance.models import ApprovalStep, OpsTask, Routing, Status
+from tests import factories
 from tests.factories import InstitutionFactory, ServerFactory, SystemFactory, SystemOwnerFactory, UserFactory
+from tests.module_world import built_once
 
 pytestmark = pytest.mark.django_db
 
@@ -37,10 +39,23 @@ SHAPES = [
 ]
 
 
-@pytest.fixture
-def history(world, django_capture_on_commit_callbacks):
+@pytest.fixture(scope="module")
+def world(django_db_setup, django_db_blocker):
+    """One world and its history for the module: the tests here only read them."""
+    with built_once(django_db_blocker, factories.governance_world) as world:
+        yield world
+
+
+@pytest.fixture(scope="module")
+def history(world, django_db_blocker):
+    with django_db_blocker.unblock():
+        return build_history(world)
+
+
+def build_history(world):
     """Tasks on the world's system and on a second institution's system, each filed through
-    submit_task, then aged and moved to a status, with extra steps added."""
+    submit_task (the enqueueing on commit never runs: the test's transaction is rolled back),
+    then aged and moved to a status, with extra steps added. Returns the second field user."""
     other_pm = UserFactory(username="pm2", role="pm")
     other_inst = InstitutionFactory(code="MOIS", name="행정안전부", tier=2, pm=other_pm)
     other_system = SystemFactory(code="GOV24", name="정부24", institution=other_inst)
@@ -60,10 +75,9 @@ def history(world, django_capture_on_commit_callbacks):
         for i, (status, months, lead, extra) in enumerate(SHAPES):
             if place and i % 3 == 2:
                 continue  # a different mix on the other institution
-            with django_capture_on_commit_callbacks(execute=False):
-                task = services.submit_task(
-                    requester, system=system, sub_type="MEMORY_CHECK", title=f"점검 {place}-{i}", targets=servers
-                )
+            task = services.submit_task(
+                requester, system=system, sub_type="MEMORY_CHECK", title=f"점검 {place}-{i}", targets=servers
+            )
             created = now - dt.timedelta(days=30 * months, hours=i)
             OpsTask.objects.filter(pk=task.pk).update(
                 status=status,

@@ -8,6 +8,10 @@ import pytest
 from governance import control, services
 from governance.errors import Forbidden, NotFound
 from governance.models import Status
+from tests.factories import governance_world
+from tests.module_world import built_once
+
+pytestmark = pytest.mark.django_db
 
 ROLES = ["requester", "owner", "outsider", "deputy", "pm", "security", "supervisor", "auditor", "admin"]
 
@@ -20,6 +24,13 @@ ALLOWED = {
     "stop": {"pm", "supervisor", "admin"},
     "edit_owner_table": {"owner"},
 }
+
+
+@pytest.fixture(scope="module")
+def world(django_db_setup, django_db_blocker):
+    """One world for the module (each test's changes are rolled back; none changes its objects)."""
+    with built_once(django_db_blocker, governance_world) as world:
+        yield world
 
 
 def perform(action, user, world, submit):

@@ -17,11 +17,16 @@ from governance.escalation import escalate_overdue_steps
 from governance.models import ApprovalStep, OpsTask, Routing, StatisticsRollup, StatisticsRollupState, Status
 from governance.routing import Assignment
 from governance.transitions import apply_transition, lock_task
-from tests.governance.test_counts import _expected, _independent_visible, assert_figures, history
+from tests.governance.test_counts import _expected, _independent_visible, assert_figures, build_history
 
 pytestmark = pytest.mark.django_db
 
-__all__ = ["history"]  # the fixture, shared with the per-role counts
+
+@pytest.fixture
+def history(world, django_capture_on_commit_callbacks):
+    """The per-role counts' history (tests/governance/test_counts.py), for each test anew: these change it."""
+    with django_capture_on_commit_callbacks(execute=False):
+        return build_history(world)
 
 
 def _user(world, history, role):
