@@ -11,7 +11,9 @@ queued on the ORM broker. Clients approve distinct steps, each with its owner's 
   (target p95 ≤ 100 ms).
 
 Also printed: the SQL statements of one decision (counted in this process through the same
-REST endpoint), the load average, and the audit chain verified after the run.
+REST endpoint), the CPU time the Daphne processes spent per approval in the closed loop (what
+bounds the throughput on a machine's cores, and far less skewed by other load than the
+rates), the load average, and the audit chain verified after the run.
 
 Run: .venv/bin/python bench/governance_approval_api.py                        (SQLite, 1 Daphne)
      .venv/bin/python bench/governance_approval_api.py --postgres --servers 2 (PostgreSQL 15)
@@ -26,6 +28,7 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 # As in production: DEBUG's cursor wrapper would format and keep every statement in the web
 # processes (the statement count below captures them on purpose, DEBUG or not).
@@ -140,6 +143,21 @@ def statements_per_decision(token: str, step_id: int) -> int:
     return len(queries)
 
 
+def web_cpu_seconds() -> float:
+    """CPU time (user + system) used so far by this run's Daphne processes (its children):
+    per approval, the web tier's own cost, which the machine's load does not inflate much."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and b"daphne" in cmdline:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def figures(name: str, latencies: list[float], errors: list[str], wall: float, target: str) -> None:
     ms = [x * 1000 for x in latencies]
     summary = "  ".join(f"p{round(q * 100)} {benchenv.percentile(ms, q):.1f}" for q in (0.5, 0.95, 0.99))
@@ -171,14 +189,14 @@ def main() -> None:
             list(pool.map(lambda i: closed_client(where[i], work[i][0], work[i][1][1:2], [], []), range(len(work))))
             latencies: list[float] = []
             errors: list[str] = []
-            began = time.perf_counter()
+            began, cpu_began = time.perf_counter(), web_cpu_seconds()
             list(
                 pool.map(
                     lambda i: closed_client(where[i], work[i][0], work[i][1][2 : per_client + 2], latencies, errors),
                     range(len(work)),
                 )
             )
-            closed_wall = time.perf_counter() - began
+            closed_wall, closed_cpu = time.perf_counter() - began, web_cpu_seconds() - cpu_began
         jobs = spare[: int(args.rate * args.seconds)]
         open_latencies, open_errors, open_wall = open_loop(addresses, jobs, args.rate, args.clients)
     report = verify_chain()
@@ -186,6 +204,7 @@ def main() -> None:
     print(f"database: {engine}, server: daphne × {args.servers}, statements per decision: {statements}")
     closed_target = "target ≥ 150/s, p95 ≤ 250 ms" if engine == "postgresql" else "target ≥ 100/s, p95 ≤ 400 ms"
     figures(f"closed loop, {args.clients} clients", latencies, errors, closed_wall, closed_target)
+    print(f"  web processes' CPU per approval (closed loop): {closed_cpu / max(len(latencies), 1) * 1000:.1f} ms")
     figures(f"open loop, {args.rate:g}/s Poisson", open_latencies, open_errors, open_wall, "target p95 ≤ 100 ms")
     print(
         f"tasks approved: {OpsTask.objects.filter(status=Status.APPROVED).count()}; audit chain: "
