@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import os
 import pstats
 import resource
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import execution_common as common
 from django.conf import settings
@@ -133,21 +135,9 @@ def timed_deploy(servers, version: str, rollout: dict, profile: str = "") -> tup
 
 
 # Where the orchestrating thread's time goes: cumulative time of the functions that stand for
-# each kind of work (they nest: audit appends are part of the recorder's drain).
-PROFILE_PARTS = (
-    ("recorder drain (rows, audit, events queued)", "execution/recorder.py", "drain"),
-    ("  audit appends, one at a time", "audit/services.py", "record"),
-    ("  audit appends, a drain's batch", "audit/services.py", "record_many"),
-    ("  step rows (bulk insert)", "django/db/models/query.py", "bulk_create"),
-    ("  server rows (one UPDATE per state change)", "execution/recorder.py", "_server"),
-    ("  redaction of outputs and commands", "cmdb/vault.py", "redact"),
-    ("  live events queued", "execution/recorder.py", "send"),
-    ("kill-switch polls", "execution/engine.py", "poll_stop"),
-    ("waiting on the workers", "concurrent/futures/_base.py", "wait"),
-    ("submitting work (thread hand-offs)", "concurrent/futures/thread.py", "submit"),
-    ("safety gates", "execution/engine.py", "safety_gate"),
-    ("SQL statements", "django/db/backends/utils.py", "execute"),
-)
+# each kind of work (they nest: audit appends are part of the recorder's drain), as
+# [label, file, function] rows of a data file beside this script.
+PROFILE_PARTS = json.loads(Path(__file__).with_name("execution_scale_profile.json").read_text(encoding="utf-8"))
 
 
 def summarise(stats: pstats.Stats) -> None:

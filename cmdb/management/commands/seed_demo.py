@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import os
 import secrets
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -25,47 +26,19 @@ from cmdb.roles import STAFF_ROLES, ensure_roles
 
 DEFAULT_PASSWORD = "guardia-demo-2026!"
 TESTBED_REGISTER = "testbed.register.register_testbed"
-TESTBED_SYSTEM = "NIA-TESTBED"
+TESTBED_SYSTEM = "NIA-TESTBED"  # its servers come from the running testbed (--testbed)
 
-# username, role, Korean first name
-USERS = [
-    ("sitemgr", "site_manager", "김현장"),
-    ("teamlead", "team_lead", "이팀장"),
-    ("teamlead2", "team_lead", "박부팀장"),
-    ("pm", "pm", "최피엠"),
-    ("secoff", "security_officer", "정보안"),
-    ("supervisor", "supervisor", "강감독"),
-    ("supervisor2", "supervisor", "한감독"),
-    ("auditor", "auditor", "윤감사"),
-    ("admin", "admin", "관리자"),
-]
-
-# code, name, aliases, tier, contact
-INSTITUTIONS = [
-    ("MOEF", "기획재정부", ["기재부", "재정부"], 1, "044-215-2114"),
-    ("MOIS", "행정안전부", ["행안부"], 1, "044-205-1114"),
-    ("MOLIT", "국토교통부", ["국토부"], 2, "044-201-3114"),
-    ("MOE", "교육부", [], 2, "044-203-6114"),
-    ("MOHW", "보건복지부", ["복지부"], 2, "044-202-2114"),
-    ("NIA", "한국지능정보사회진흥원", ["NIA", "지능정보원"], 3, "053-230-1114"),
-]
+# The demo's accounts (one per role), institutions and systems: data, kept in seed_demo.json.
+DEMO = json.loads(Path(__file__).with_name("seed_demo.json").read_text(encoding="utf-8"))
+# (username, role, Korean first name)
+USERS = [(row["username"], row["role"], row["first_name"]) for row in DEMO["users"]]
+INSTITUTIONS = DEMO["institutions"]
+SYSTEMS = DEMO["systems"]
 
 # The seed's story deploys to 예산시스템 WAS1: with six or more testbed servers the last three
 # stand in for its WAS1-3 (its window is open all day so the story runs at any hour).
 BUDGET_SYSTEM = "MOEF-BUDGET"
 BUDGET_ON_TESTBED = 3
-
-# code, name, institution, sensitive, window (start, end), servers, owner, deputy, supervisor
-SYSTEMS = [
-    ("MOEF-BUDGET", "예산시스템", "MOEF", True, (0, 0), 3, "teamlead", "teamlead2", "supervisor"),
-    ("MOEF-HR", "재정인사시스템", "MOEF", False, (0, 0), 3, "teamlead", "teamlead2", "supervisor"),
-    ("MOIS-MINWON", "민원포털", "MOIS", True, (0, 5), 3, "teamlead", "teamlead2", "supervisor"),
-    ("MOIS-GIS", "재난안전GIS", "MOIS", False, (19, 23), 2, "teamlead", "teamlead2", "supervisor"),
-    ("MOLIT-LAND", "토지정보시스템", "MOLIT", False, (21, 7), 3, "teamlead", "teamlead2", "supervisor"),
-    ("MOE-NEIS", "교육행정정보시스템", "MOE", True, (23, 5), 2, "teamlead", "teamlead2", "supervisor"),
-    ("MOHW-WELFARE", "복지정보시스템", "MOHW", False, (0, 0), 2, "teamlead2", "teamlead", "supervisor2"),
-    (TESTBED_SYSTEM, "테스트베드", "NIA", False, (0, 0), 2, "teamlead2", "teamlead", "supervisor2"),
-]
 
 
 def demo_password() -> str:
@@ -130,13 +103,13 @@ class Command(BaseCommand):
 
     def seed_cmdb(self, users: dict) -> None:
         institutions = {}
-        for code, name, aliases, tier, contact in INSTITUTIONS:
-            inst, _ = Institution.objects.get_or_create(code=code, defaults={"name": name})
-            inst.name, inst.tier, inst.contact, inst.pm = name, tier, contact, users["pm"]
-            inst.set_aliases(aliases)
+        for row in INSTITUTIONS:
+            inst, _ = Institution.objects.get_or_create(code=row["code"], defaults={"name": row["name"]})
+            inst.name, inst.tier, inst.contact, inst.pm = row["name"], row["tier"], row["contact"], users["pm"]
+            inst.set_aliases(row["aliases"])
             inst.full_clean()
             inst.save()
-            institutions[code] = inst
+            institutions[row["code"]] = inst
         for code in ("MOEF", "MOIS", "NIA"):  # NIA runs the testbed the walk-through deploys to
             institutions[code].site_managers.add(users["sitemgr"])
 
@@ -147,13 +120,14 @@ class Command(BaseCommand):
             credential.set_secret(secrets.token_urlsafe(18))
             credential.save()
 
-        for code, name, inst_code, sensitive, (start, end), n_servers, owner, deputy, supervisor in SYSTEMS:
+        for row in SYSTEMS:
+            code, inst_code, (start, end) = row["code"], row["institution"], row["window"]
             system, _ = System.objects.update_or_create(
                 code=code,
                 defaults={
-                    "name": name,
+                    "name": row["name"],
                     "institution": institutions[inst_code],
-                    "sensitive": sensitive,
+                    "sensitive": row["sensitive"],
                     "window_start": dt.time(start, 0),
                     "window_end": dt.time(end, 0),
                 },
@@ -161,9 +135,9 @@ class Command(BaseCommand):
             SystemOwner.objects.update_or_create(
                 system=system,
                 defaults={
-                    "owner": users[owner],
-                    "deputy": users[deputy],
-                    "supervisor": users[supervisor],
+                    "owner": users[row["owner"]],
+                    "deputy": users[row["deputy"]],
+                    "supervisor": users[row["supervisor"]],
                     "owner_is_active": True,
                     "sla_minutes": 10,
                 },
@@ -174,8 +148,8 @@ class Command(BaseCommand):
             )
             if code == TESTBED_SYSTEM:
                 continue  # its servers come from the running testbed (--testbed)
-            subnet = 10 + [s[0] for s in SYSTEMS].index(code)
-            for number in range(1, n_servers + 1):
+            subnet = 10 + [s["code"] for s in SYSTEMS].index(code)
+            for number in range(1, row["servers"] + 1):
                 server_id = f"{code.lower()}-was{number}"
                 Server.objects.update_or_create(
                     server_id=server_id,
@@ -193,7 +167,7 @@ class Command(BaseCommand):
                         "log_path": "/app/logs/catalina.out",
                         "service_port": 8080,
                         "health_url": f"http://10.{subnet}.0.{10 + number}:8080/health",
-                        "rolling_group": 1 if number <= max(1, n_servers // 2) else 2,
+                        "rolling_group": 1 if number <= max(1, row["servers"] // 2) else 2,
                         "canary": number == 1,
                     },
                 )
