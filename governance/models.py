@@ -349,7 +349,7 @@ class Routing(models.TextChoices):
 
     DIRECT = "DIRECT", _("직접")  # first in line: the system's owner, or one of the step's role
     DELEGATED = "DELEGATED", _("대리")  # the owner's deputy, the owner being away or excluded
-    ESCALATED = "ESCALATED", _("상향")  # the supervisor: no answer in time, or no one below could act
+    ESCALATED = "ESCALATED", _("상향")  # up the ladder: no answer in time, or no one below could act
     AUTO = "AUTO", _("자동 승인")
 
 
