@@ -178,7 +178,15 @@ def _stop_sql(conn) -> str:
 def execution_started(task_pk: int) -> OpsTask | None:
     """APPROVED -> EXECUTING, or None when the task must not run (gone, moved on, stopped)."""
     with transaction.atomic():
-        task = OpsTask.objects.select_for_update().select_related("system__institution").filter(pk=task_pk).first()
+        # Not the approved plan: the run renders its own and compares hashes (execution.services);
+        # held for the whole run, a 1,000-server plan was ~17 MB of parsed JSON in the worker.
+        task = (
+            OpsTask.objects.select_for_update()
+            .select_related("system__institution")
+            .defer("plan")
+            .filter(pk=task_pk)
+            .first()
+        )
         if task is None or task.status != Status.APPROVED:
             return None
         if task.stop_requested:
