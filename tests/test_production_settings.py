@@ -51,6 +51,7 @@ def test_bad_environment_value_names_the_variable(tmp_path):
     assert result.returncode != 0 and "GUARDIA_PRODUCTION" in result.stderr
 
 
+@pytest.mark.slow  # Django set up in a subprocess with the SQL Server backend loaded: seconds
 def test_sql_server_url_selects_mssql_django(tmp_path):
     """The SQL Server path resolves to mssql-django's engine and its backend loads (no server
     runs here, so nothing connects)."""
