@@ -36,16 +36,10 @@ CHROMIUM_ARGS = [
 ]
 
 
-def manage(env: dict, *args: str, timeout: float = 180) -> str:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=REPO,
-        env=env,
-        check=True,
-        timeout=timeout,
-        capture_output=True,
-        text=True,
-    )
+def manage(env: dict, *args: str, timeout: float = 180, check: bool = True) -> str:
+    """``manage.py`` with these arguments in a child process; its output (a failure raises unless ``check`` is off)."""
+    command = [sys.executable, "manage.py", *args]
+    done = subprocess.run(command, cwd=REPO, env=env, check=check, timeout=timeout, capture_output=True, text=True)
     return done.stdout
 
 
@@ -69,11 +63,7 @@ def demo_stack(base: Path, servers: int = 4):
         }
         manage(env, "migrate", "--noinput", "-v", "0")
         manage(env, "testbed", "up", "--servers", str(servers))
-        stack.callback(
-            lambda: subprocess.run(
-                [sys.executable, "manage.py", "testbed", "down"], cwd=REPO, env=env, timeout=120, capture_output=True
-            )
-        )
+        stack.callback(manage, env, "testbed", "down", timeout=120, check=False)
         manage(env, "seed_demo", "--testbed")
         tokens = {}
         for line in manage(env, "seed_demo", "--print-logins", "--with-tokens").splitlines():

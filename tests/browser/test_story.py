@@ -27,22 +27,8 @@ import sys
 
 import pytest
 
+from tests.browser import demo_stack as ui
 from tests.browser.axe import install, violations
-from tests.browser.demo_stack import (
-    DESKTOP,
-    PHONE,
-    approve_card,
-    demo_stack,
-    keep_failure_pages,
-    login,
-    manage,
-    mark_document,
-    new_context,
-    open_approval,
-    same_document,
-    screenshot,
-    wait_live,
-)
 from tests.intake.test_messenger_webhooks import Receiver
 from tests.live import ROOT
 from tests.waiting import wait_until
@@ -69,7 +55,7 @@ save_identity("story", identity)
 
 @pytest.fixture(scope="module")
 def story(tmp_path_factory):
-    with demo_stack(tmp_path_factory.mktemp("story"), servers=6) as stack:
+    with ui.demo_stack(tmp_path_factory.mktemp("story"), servers=6) as stack:
         yield stack
 
 
@@ -77,7 +63,7 @@ def story(tmp_path_factory):
 def messenger(story, tmp_path):
     """The team lead mapped to a webhook on a local receiver, and the bot process delivering."""
     receiver = Receiver()
-    manage(story.env, "shell", "-c", MAP_TEAMLEAD.format(url=receiver.url))
+    ui.manage(story.env, "shell", "-c", MAP_TEAMLEAD.format(url=receiver.url))
     log = open(tmp_path / "messenger_bot.log", "w")
     bot = subprocess.Popen(
         [sys.executable, "manage.py", "messenger_bot"], cwd=ROOT, env=story.env, stdout=log, stderr=subprocess.STDOUT
@@ -96,13 +82,13 @@ def test_the_story_end_to_end(story, messenger, browser, tmp_path):
 
     base = story.base_url
     war = tmp_path / "app.war"
-    manage(story.env, "demo_artifact", "--version", VERSION, "-o", str(war))
-    phone = new_context(browser, PHONE)
+    ui.manage(story.env, "demo_artifact", "--version", VERSION, "-o", str(war))
+    phone = ui.new_context(browser, ui.PHONE)
     install(phone)  # axe-core, for the question and its inputs only a script shows
-    desk = {name: new_context(browser, DESKTOP) for name in ("teamlead", "pm", "auditor")}
+    desk = {name: ui.new_context(browser, ui.DESKTOP) for name in ("teamlead", "pm", "auditor")}
     try:
         # 1. The site manager's request, in words, from the field app.
-        login(phone, base, "sitemgr").close()
+        ui.login(phone, base, "sitemgr").close()
         field = phone.new_page()
         field.goto(f"{base}/app/new")
         field.check("input[name=mode][value=text]")
@@ -120,7 +106,7 @@ def test_the_story_end_to_end(story, messenger, browser, tmp_path):
         expect(field.locator("#h-text-artifact")).to_contain_text(sha)
         assert violations(field) == []
         field.locator("#f-raw_request").scroll_into_view_if_needed()
-        screenshot(field, "story-1-field-artifact")
+        ui.screenshot(field, "story-1-field-artifact")
         version = field.locator("#f-text-version")
         if version.is_visible():  # asked only when the parse needs it
             version.fill(VERSION)
@@ -128,25 +114,25 @@ def test_the_story_end_to_end(story, messenger, browser, tmp_path):
         expect(preview).to_contain_text("실행 계획")
         expect(preview).to_contain_text(TARGET)
         expect(field.locator("#submit-button")).to_be_visible()
-        screenshot(field, "story-2-field-plan")
+        ui.screenshot(field, "story-2-field-plan")
         field.click("#submit-button")
         field.wait_for_url(re.compile(r"/app/#req-OPS-"))
         task_id = field.url.split("#req-")[1]
         row = field.locator(f"[data-task-row='{task_id}']")
         expect(row.locator(".badge")).to_have_text("승인 대기")
-        wait_live(field)
-        mark_document(field)
+        ui.wait_live(field)
+        ui.mark_document(field)
 
         # The requester's task page, open beside the list, follows the task live.
         task_page = phone.new_page()
         task_page.goto(f"{base}/console/tasks/{task_id}/")
         expect(task_page.locator("#task-status")).to_have_text("승인 대기")
-        wait_live(task_page)
-        mark_document(task_page)
+        ui.wait_live(task_page)
+        ui.mark_document(task_page)
 
         # 2. The owning team lead is asked in the messenger, with the plan's hash and a link;
         #    then he and the PM approve under "내 승인" with the plan in view.
-        plan_sha = manage(
+        plan_sha = ui.manage(
             story.env, "shell", "-c",
             f"from governance.models import OpsTask; print(OpsTask.objects.get(task_id='{task_id}').plan_sha256)",
         ).strip().splitlines()[-1]  # fmt: skip
@@ -157,43 +143,43 @@ def test_the_story_end_to_end(story, messenger, browser, tmp_path):
         )
         assert f"실행 계획 {plan_sha[:12]}" in asked[0] and "예산시스템" in asked[0]
         for approver in ("teamlead", "pm"):
-            page, card = open_approval(desk[approver], base, approver, task_id)
+            page, card = ui.open_approval(desk[approver], base, approver, task_id)
             expect(card).to_contain_text(TARGET)
             expect(card).to_contain_text("실행 계획")
             expect(card).to_contain_text(sha)  # the artifact the plan deploys, as the phone hashed it
             if approver == "teamlead":
                 card.scroll_into_view_if_needed()
-                screenshot(page, "story-3-teamlead-approval")
-            approve_card(page, card, task_id, f"{approver} 확인")
+                ui.screenshot(page, "story-3-teamlead-approval")
+            ui.approve_card(page, card, task_id, f"{approver} 확인")
 
         # 3. The rolling deploy on the testbed, followed live on the requester's task page.
         expect(task_page.locator("#task-status")).to_have_text("PM 검증 대기", timeout=90_000)
         expect(task_page.locator("#timeline li.live", has_text=TARGET).first).to_be_visible()
-        assert same_document(task_page)
+        assert ui.same_document(task_page)
         task_page.locator("#timeline").scroll_into_view_if_needed()
-        screenshot(task_page, "story-4-task-live")
+        ui.screenshot(task_page, "story-4-task-live")
 
         # 4. The PM validates the result package: WAS1 serves the new version.
         pm = desk["pm"].new_page()
         pm.goto(f"{base}/console/tasks/{task_id}/validate/")
         expect(pm.locator("#result-counts")).to_contain_text("대상 1대 · 성공 1대 · 실패 0대")
         expect(pm.locator(f"#server-{TARGET} .served-version")).to_have_text(VERSION)
-        screenshot(pm, "story-5-pm-validate")
+        ui.screenshot(pm, "story-5-pm-validate")
         pm.fill("#id_comments", "결과 확인")
         pm.click("#validation-form button[value=approve]")
         expect(pm.locator("#task-status")).to_have_text("완료")
 
         # 5. The requester's list says it is done, without a reload.
         expect(row.locator(".badge")).to_have_text("완료", timeout=15_000)
-        assert same_document(field)
-        screenshot(field, "story-6-field-done")
+        assert ui.same_document(field)
+        ui.screenshot(field, "story-6-field-done")
 
         # 6. The auditor verifies the chain and exports the report for this task.
-        auditor = login(desk["auditor"], base, "auditor")
+        auditor = ui.login(desk["auditor"], base, "auditor")
         auditor.goto(f"{base}/audit/verify/")
         auditor.click("#verify-button")
         expect(auditor.locator("#verify-result.ok")).to_contain_text("정상")
-        screenshot(auditor, "story-7-auditor-verify")
+        ui.screenshot(auditor, "story-7-auditor-verify")
         auditor.goto(f"{base}/audit/export/")
         auditor.select_option("#id_format", "csv")
         auditor.fill("#id_task", task_id)
@@ -206,7 +192,7 @@ def test_the_story_end_to_end(story, messenger, browser, tmp_path):
         assert entries and all(task_id in line for line in entries), lines[:5]
         assert any("approve" in line or "승인" in line for line in entries), entries
     except Exception:
-        keep_failure_pages({"phone": phone, **desk}, story.logs, "story")
+        ui.keep_failure_pages({"phone": phone, **desk}, story.logs, "story")
         raise
     finally:
         for context in (phone, *desk.values()):

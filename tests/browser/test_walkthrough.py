@@ -16,19 +16,7 @@ import zipfile
 
 import pytest
 
-from tests.browser.demo_stack import (
-    DESKTOP,
-    PHONE,
-    approve,
-    file_deploy,
-    login,
-    mark_document,
-    new_context,
-    same_document,
-    screenshot,
-    wait_live,
-    wait_settled,
-)
+from tests.browser import demo_stack as ui
 
 pytestmark = [pytest.mark.browser, pytest.mark.testbed]
 
@@ -45,22 +33,20 @@ def served_versions(demo) -> dict[str, str]:
 
 
 def subprocess_out(demo, *args: str) -> str:
-    from tests.browser.demo_stack import manage
-
-    return manage(demo.env, *args)
+    return ui.manage(demo.env, *args)
 
 
-@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+@pytest.mark.parametrize("viewport", [ui.DESKTOP, ui.PHONE], ids=["desktop", "phone"])
 def test_readme_walkthrough(demo, chromium, viewport, tmp_path):
     from playwright.sync_api import expect
 
-    tag = "desktop" if viewport is DESKTOP else "phone"
+    tag = "desktop" if viewport is ui.DESKTOP else "phone"
     before = served_versions(demo)
     base = demo.base_url
-    contexts = {name: new_context(chromium, viewport) for name in ("sitemgr", "teamlead2", "pm", "auditor")}
+    contexts = {name: ui.new_context(chromium, viewport) for name in ("sitemgr", "teamlead2", "pm", "auditor")}
     try:
         # 1. sitemgr: the sample artifact for 1.1.0, downloaded from the new-request page.
-        field = login(contexts["sitemgr"], base, "sitemgr")
+        field = ui.login(contexts["sitemgr"], base, "sitemgr")
         field.goto(f"{base}/console/requests/new/")
         field.select_option(
             "#pick-system", field.locator("#pick-system option", has_text="NIA-TESTBED").get_attribute("value")
@@ -83,22 +69,22 @@ def test_readme_walkthrough(demo, chromium, viewport, tmp_path):
             field.locator("#targets label", has_text=re.compile(rf"\b{server_id}\b")).locator("input").check()
         field.set_input_files("#id_artifact", str(war))
         if tag == "desktop":
-            screenshot(field, "sitemgr-new-request")
+            ui.screenshot(field, "sitemgr-new-request")
         field.click("#submit-request")
         field.wait_for_url(re.compile(r".*/console/tasks/OPS-[0-9-]+/$"))
         task_id = field.url.rstrip("/").rsplit("/", 1)[1]
         expect(field.locator("#task-status")).to_have_text("승인 대기")
-        wait_live(field)
-        mark_document(field)
+        ui.wait_live(field)
+        ui.mark_document(field)
 
         # 2. teamlead2 (the testbed system's owner), then pm, approve under "내 승인".
         for approver in ("teamlead2", "pm"):
-            page = login(contexts[approver], base, approver)
+            page = ui.login(contexts[approver], base, approver)
             page.goto(f"{base}/console/approvals/")
             card = page.locator("article", has_text=task_id)
             expect(card).to_be_visible()
             if tag == "desktop" and approver == "teamlead2":
-                screenshot(page, "teamlead2-approvals")
+                ui.screenshot(page, "teamlead2-approvals")
             card.locator("textarea[name=comments]").fill(f"{approver} 확인")
             card.locator("button[value=APPROVED]").click()
             expect(page.locator(".messages")).to_contain_text(task_id)
@@ -106,10 +92,10 @@ def test_readme_walkthrough(demo, chromium, viewport, tmp_path):
 
         # 3. The task page follows the deploy live, without a reload.
         expect(field.locator("#task-status")).to_have_text("PM 검증 대기", timeout=90_000)
-        assert same_document(field)
+        assert ui.same_document(field)
         expect(field.locator("#timeline li.live", has_text="teamlead2 확인")).to_have_count(1)
         expect(field.locator("#timeline li.live", has_text="srv-01").first).to_be_visible()
-        screenshot(field, f"sitemgr-task-live-{tag}")
+        ui.screenshot(field, f"sitemgr-task-live-{tag}")
 
         # 4. The servers really serve 1.1.0.
         after = served_versions(demo)
@@ -119,7 +105,7 @@ def test_readme_walkthrough(demo, chromium, viewport, tmp_path):
         pm = contexts["pm"].new_page()  # pm is still logged in from the approval
         pm.goto(f"{base}/console/")
         expect(pm.locator("#validation-prompt")).to_contain_text("검증 대기")
-        screenshot(pm, f"pm-dashboard-{tag}")
+        ui.screenshot(pm, f"pm-dashboard-{tag}")
         pm.goto(f"{base}/console/tasks/{task_id}/validate/")
         expect(pm.locator("#result-counts")).to_contain_text("대상 3대 · 성공 3대 · 실패 0대")
         expect(pm.locator("#result-counts")).to_contain_text("버전 문제 없음")
@@ -131,21 +117,21 @@ def test_readme_walkthrough(demo, chromium, viewport, tmp_path):
             expect(row).to_contain_text("HTTP 200")
             expect(row).to_contain_text("성공")
             assert row.get_attribute("data-version-problem") is None
-        screenshot(pm, f"pm-validate-{tag}")
+        ui.screenshot(pm, f"pm-validate-{tag}")
         pm.fill("#id_comments", "결과 확인")
         pm.click("#validation-form button[value=approve]")
         expect(pm.locator("#task-status")).to_have_text("완료")
 
         # 6. auditor: the chain verifies.
-        auditor = login(contexts["auditor"], base, "auditor")
+        auditor = ui.login(contexts["auditor"], base, "auditor")
         auditor.goto(f"{base}/audit/")
         if tag == "desktop":
-            screenshot(auditor, "auditor-audit")
+            ui.screenshot(auditor, "auditor-audit")
         auditor.goto(f"{base}/audit/verify/")
         auditor.click("#verify-button")
         expect(auditor.locator("#verify-result.ok")).to_contain_text("정상")
         if tag == "desktop":
-            screenshot(auditor, "auditor-verify")
+            ui.screenshot(auditor, "auditor-verify")
     except Exception:
         for name, context in contexts.items():
             for index, page in enumerate(context.pages):
@@ -162,13 +148,13 @@ def test_a_wrong_version_rolls_back_and_the_pm_page_would_say_why(demo):
     1.1.0 is refused by the health check on the server and rolled back."""
     from governance.demo_artifact import build_war
 
-    task = file_deploy(
+    task = ui.file_deploy(
         demo, "sitemgr", title="버전 불일치 확인", targets=["srv-04"], version=VERSION, artifact=build_war("9.9.9")
     )
     assert task["status"] == "PENDING_APPROVAL", task
-    approve(demo, "teamlead2", task["task_id"])
-    approve(demo, "pm", task["task_id"])
-    final = wait_settled(demo, task["task_id"])
+    ui.approve(demo, "teamlead2", task["task_id"])
+    ui.approve(demo, "pm", task["task_id"])
+    final = ui.wait_settled(demo, task["task_id"])
     assert final["status"] == "FAILED_ROLLED_BACK", final
     assert "9.9.9 버전을 제공합니다 (기대 1.1.0)" in final["failure_reason"], final
     assert served_versions(demo)["srv-04"] != "9.9.9"
