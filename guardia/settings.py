@@ -428,7 +428,9 @@ if CHANNEL_LAYER == "memory":
 elif CHANNEL_LAYER == "redis":
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            # channels_redis's pub/sub layer, unsubscribing closed sockets in batches that a
+            # second cancellation cannot interrupt (guardia/channel_layer.py).
+            "BACKEND": "guardia.channel_layer.PubSubChannelLayer",
             "CONFIG": {"hosts": [{"address": REDIS_URL}]},
         }
     }

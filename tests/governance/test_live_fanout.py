@@ -32,6 +32,7 @@ from governance.transitions import apply_transition, lock_task
 from guardia.channel_layer import PubSubChannelLayer
 from tests.factories import file_task, governance_world
 from tests.live import daphne, redis_server, service_env
+from tests.waiting import wait_until
 
 
 def session_of(user) -> str:
@@ -168,11 +169,14 @@ def test_300_sockets_on_one_daphne_get_a_transition_through_redis_pubsub(tmp_pat
 
             try:
                 seen, bad_closes = asyncio.run(scenario())
+                # Every socket's channel and the emptied task group leave Redis while Daphne runs on.
+                wait_until(lambda: not subscribed(redis_url), timeout=30, message="subscriptions left in Redis")
             finally:
                 channel_layers.backends.clear()
     log = (tmp_path / "daphne.log").read_text(errors="replace")
     assert seen == [Status.STATE_UNCERTAIN] * 300
     assert bad_closes == []
+    assert "cleaning-up channel" not in log, log[-2000:]
     # No consumer failed (a socket that is slow to shut down under load is not a failure here).
     assert "Exception inside application" not in log and "Too many connections" not in log, log[-2000:]
 
