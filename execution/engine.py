@@ -15,7 +15,6 @@ kills the remote process group of running steps and restores the current group: 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import logging
 import queue
@@ -62,9 +61,8 @@ def limit_malloc_arenas() -> None:
     if _arenas_limited or arenas <= 0:
         return
     _arenas_limited = True
-    name = ctypes.util.find_library("c")
-    try:
-        ctypes.CDLL(name).mallopt(M_ARENA_MAX, arenas)
+    try:  # the process's own symbols: no ldconfig subprocess to find libc
+        ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas)
     except (OSError, AttributeError):  # not glibc: nothing to limit
         pass
 
