@@ -30,14 +30,20 @@ def envbool(name: str, default: str) -> bool:
     raise ImproperlyConfigured(f"{name}: expected a boolean (true/false), got {value!r}")
 
 
-def envint(name: str, default: int) -> int:
+def envint(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer setting, refused at start-up when it is not one or falls outside its bounds."""
     raw = os.getenv(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name}: expected an integer, got {raw!r}") from exc
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}: expected at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(f"{name}: expected at most {maximum}, got {value}")
+    return value
 
 
 def envlist(name: str, default: str = "") -> list[str]:
@@ -206,17 +212,18 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # usual agency checklist: 10+ characters of 3+ classes, the last 5 passwords not reused,
 # a 90-day expiry warned 14 days ahead, a change at the first login after someone else
 # set the password; sessions end after 30 idle minutes or 12 hours, one per account.
-# 0 turns a limit off.
-PASSWORD_MIN_LENGTH = envint("GUARDIA_PASSWORD_MIN_LENGTH", 10)
-PASSWORD_MIN_CLASSES = envint("GUARDIA_PASSWORD_MIN_CLASSES", 3)
-PASSWORD_HISTORY = envint("GUARDIA_PASSWORD_HISTORY", 5)
-PASSWORD_MAX_AGE_DAYS = envint("GUARDIA_PASSWORD_MAX_AGE_DAYS", 90)
-PASSWORD_WARN_DAYS = envint("GUARDIA_PASSWORD_WARN_DAYS", 14)
+# 0 turns a limit off; a negative one is refused (there are four classes: lower case, upper
+# case, digits, symbols).
+PASSWORD_MIN_LENGTH = envint("GUARDIA_PASSWORD_MIN_LENGTH", 10, minimum=0)
+PASSWORD_MIN_CLASSES = envint("GUARDIA_PASSWORD_MIN_CLASSES", 3, minimum=0, maximum=4)
+PASSWORD_HISTORY = envint("GUARDIA_PASSWORD_HISTORY", 5, minimum=0)
+PASSWORD_MAX_AGE_DAYS = envint("GUARDIA_PASSWORD_MAX_AGE_DAYS", 90, minimum=0)
+PASSWORD_WARN_DAYS = envint("GUARDIA_PASSWORD_WARN_DAYS", 14, minimum=0)
 PASSWORD_FIRST_LOGIN_CHANGE = envbool("GUARDIA_PASSWORD_FIRST_LOGIN_CHANGE", "true")
-SESSION_IDLE_MINUTES = envint("GUARDIA_SESSION_IDLE_MINUTES", 30)
+SESSION_IDLE_MINUTES = envint("GUARDIA_SESSION_IDLE_MINUTES", 30, minimum=0)
 # In seconds, when set (non-zero): takes the place of the minutes, for a short demo or a test.
-SESSION_IDLE_SECONDS = envint("GUARDIA_SESSION_IDLE_SECONDS", 0)
-SESSION_MAX_HOURS = envint("GUARDIA_SESSION_MAX_HOURS", 12)
+SESSION_IDLE_SECONDS = envint("GUARDIA_SESSION_IDLE_SECONDS", 0, minimum=0)
+SESSION_MAX_HOURS = envint("GUARDIA_SESSION_MAX_HOURS", 12, minimum=0)
 SESSION_SINGLE = envbool("GUARDIA_SESSION_SINGLE", "true")
 LOGIN_NOTICE = envbool("GUARDIA_LOGIN_NOTICE", "true")
 # Second factor (TOTP, cmdb/otp.py): required at login for whoever holds the permission
@@ -482,9 +489,10 @@ if GATEWAY and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}", GATEWAY):
 if GATEWAY:
     Q_CLUSTER["cluster_name"] = f"{Q_CLUSTER['name']}-gw-{GATEWAY}"
 EXECUTION_QUEUE = "execution.gateways.queue_for_task"
-GATEWAY_HEARTBEAT_SECONDS = envint("GUARDIA_GATEWAY_HEARTBEAT_SECONDS", 10)
-GATEWAY_SILENT_SECONDS = envint("GUARDIA_GATEWAY_SILENT_SECONDS", 60)
-GATEWAY_SWEEP_SECONDS = envint("GUARDIA_GATEWAY_SWEEP_SECONDS", 60)
+# At least a second each: a heartbeat of 0 would spin its worker.
+GATEWAY_HEARTBEAT_SECONDS = envint("GUARDIA_GATEWAY_HEARTBEAT_SECONDS", 10, minimum=1)
+GATEWAY_SILENT_SECONDS = envint("GUARDIA_GATEWAY_SILENT_SECONDS", 60, minimum=1)
+GATEWAY_SWEEP_SECONDS = envint("GUARDIA_GATEWAY_SWEEP_SECONDS", 60, minimum=1)
 # Site profiles (docs/profiles.md): scan each server with an environment schema as the first
 # step of a run; rescan every server on a schedule (minutes, 0: no schedule); the drift report
 # marks scans older than this many hours as stale.
