@@ -34,6 +34,7 @@ from django.utils import timezone
 
 import audit
 
+from .compiled import CompiledSelect
 from .models import (
     ApprovalStep,
     OpsTask,
@@ -139,6 +140,10 @@ def scheduled_rebuild() -> dict | None:
     return rebuild("system")
 
 
+# The state row, locked: read by every transition (compiled once, see CompiledSelect).
+_LOCKED_STATE = CompiledSelect(lambda: StatisticsRollupState.objects.select_for_update().filter(pk=1))
+
+
 def before_transition(sender, instance, name, source, target, **kwargs) -> None:
     """Remember whether the task counted as approved in its old row (approve() sets it)."""
     instance._rollup_was_approved = instance.approved_at is not None
@@ -148,7 +153,7 @@ def on_transition(sender, instance, name, source, target, **kwargs) -> None:
     """Move a task's count from its old status row to its new one, if the rollup covers its month."""
     if source == target or not isinstance(instance, OpsTask):
         return
-    state = StatisticsRollupState.objects.select_for_update().filter(pk=1).first()
+    state = _LOCKED_STATE.first()
     if state is None or state.through is None or instance.created_at >= local_midnight(state.through):
         return
     steps = ApprovalStep.objects.filter(task=instance)

@@ -26,6 +26,7 @@ import audit
 from cmdb.models import Server, System, SystemOwner
 
 from . import attachments, plans, policy, rollup, routing
+from .compiled import CompiledSelect
 from .control import execution_allowed, global_stop_reason, require_step_up
 from .errors import Conflict, Forbidden, Invalid, NotFound
 from .models import ApprovalStep, Notification, OpsTask, Risk, Status, StepStatus, SubType
@@ -198,8 +199,16 @@ def _render_plan(sub_type: str, parameters: dict, system: System, targets: list,
 
 
 # --- approvals ----------------------------------------------------------------------
+# The task's next step to open, in order (compiled once: see compiled.CompiledSelect).
+NEXT_STEP = CompiledSelect(
+    lambda task: ApprovalStep.objects.filter(task_id=task, status=StepStatus.PENDING, activated_at__isnull=True)
+    .order_by("step_order"),
+    "task",
+)
+
+
 def _activate_next_step(task: OpsTask, now: dt.datetime | None = None) -> ApprovalStep | None:
-    step = task.steps.filter(status=StepStatus.PENDING, activated_at__isnull=True).order_by("step_order").first()
+    step = NEXT_STEP.first(task=task.pk)
     if step is None:
         return None
     assign_step(task, step, routing.assign(task, step.role), now or timezone.now())
@@ -324,7 +333,7 @@ def decide_step(user, step_id, decision: str, comments: str = "", plan_sha256: s
         playbook_version = str(task.plan.get("playbook_version") or task.playbook_version)
         step.status = StepStatus.APPROVED if decision == "APPROVED" else StepStatus.REJECTED
         step.actual_approver, step.comments, step.decided_at = user, comments, timezone.now()
-        step.save()
+        step.save(update_fields=["status", "actual_approver", "comments", "decided_at"])
         audit_task(
             user,
             "approval.decided",
