@@ -38,6 +38,11 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
+        # The pub/sub layer's own channel goes too (guardia.channel_layer), not only when
+        # Channels happens to cancel this consumer's receive.
+        release = getattr(self.channel_layer, "release_channel", None)
+        if release is not None:
+            await release(self.channel_name)
 
     async def dispatch(self, message: dict) -> None:
         # Forwarding an event touches no database, so it skips the base class's per-message

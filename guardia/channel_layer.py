@@ -44,6 +44,12 @@ class PubSubLoopLayer(RedisPubSubLoopLayer):
             raise
         return self.channel_layer.deserialize(message)
 
+    async def release_channel(self, channel: str) -> None:
+        """The consumer is leaving: forget its channel now. Its receive may never be cancelled
+        (Channels does not cancel one that had just got a message when the socket closed)."""
+        if self.channels.pop(channel, None) is not None:
+            self._leave(channel)
+
     async def group_discard(self, group: str, channel: str) -> None:
         group_channel = self._get_group_channel_name(group)
         members = self.groups.get(group_channel)
@@ -87,6 +93,9 @@ class PubSubLoopLayer(RedisPubSubLoopLayer):
 
 class PubSubChannelLayer(RedisPubSubChannelLayer):
     """GUARDIA_CHANNEL_LAYER=redis: channels_redis.pubsub.RedisPubSubChannelLayer with the above."""
+
+    async def release_channel(self, channel: str) -> None:
+        await self._get_layer().release_channel(channel)
 
     def _get_layer(self) -> PubSubLoopLayer:
         loop = asyncio.get_running_loop()
