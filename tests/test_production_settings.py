@@ -102,3 +102,24 @@ def test_production_settings_do_not_install_the_sshd_testbed(tmp_path):
     development = settings_in_subprocess(tmp_path)
     assert development.returncode == 0, development.stderr
     assert "testbed" in development.stdout.strip().split(",")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "refusal"),
+    [
+        ("GUARDIA_PASSWORD_MIN_CLASSES", "5", "expected at most 4, got 5"),
+        ("GUARDIA_PASSWORD_HISTORY", "-1", "expected at least 0, got -1"),
+        ("GUARDIA_GATEWAY_HEARTBEAT_SECONDS", "0", "expected at least 1, got 0"),
+        ("GUARDIA_SESSION_MAX_HOURS", "twelve", "expected an integer, got 'twelve'"),
+    ],
+)
+def test_an_integer_setting_out_of_its_bounds_stops_the_start_naming_it(tmp_path, variable, value, refusal):
+    result = settings_in_subprocess(tmp_path, **{variable: value})
+    assert result.returncode != 0
+    assert f"{variable}: {refusal}" in result.stderr
+    assert result.stdout == ""  # nothing was started
+
+
+def test_an_integer_setting_at_its_bound_is_taken(tmp_path):
+    result = settings_in_subprocess(tmp_path, GUARDIA_PASSWORD_MIN_CLASSES="4", GUARDIA_GATEWAY_HEARTBEAT_SECONDS="1")
+    assert result.returncode == 0, result.stderr
