@@ -596,10 +596,10 @@ GUARDIA_MAX_ATTACHMENT_MB = envint("GUARDIA_MAX_ATTACHMENT_MB", 512)
 # SSH: host keys are pinned in the CMDB; tests may relax nothing here.
 SSH_CONNECT_TIMEOUT = envint("GUARDIA_SSH_CONNECT_TIMEOUT", 10)
 SSH_COMMAND_TIMEOUT = envint("GUARDIA_SSH_COMMAND_TIMEOUT", 300)
-# A Linux server's steps from its connection's second command on run through one supervised
-# remote shell instead of a channel each (execution.transport.SUPERVISOR): fewer round trips,
-# the same records. On by default; false gives every step a channel of its own
-# (docs/execution.md "The step supervisor").
+# A Linux server's steps run through one supervised remote shell instead of a channel each
+# (execution.transport.SUPERVISOR; a deploy's or a restart's from the first command, the
+# others' from the second): fewer round trips, the same records. On by default; false gives
+# every step a channel of its own (docs/execution.md "The step supervisor").
 SSH_STEP_SESSION = envbool("GUARDIA_SSH_STEP_SESSION", "true")
 TESTBED_DIR = envpath("GUARDIA_TESTBED_DIR", DATA_DIR / "testbed")
 
