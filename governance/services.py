@@ -201,8 +201,9 @@ def _render_plan(sub_type: str, parameters: dict, system: System, targets: list,
 # --- approvals ----------------------------------------------------------------------
 # The task's next step to open, in order (compiled once: see compiled.CompiledSelect).
 NEXT_STEP = CompiledSelect(
-    lambda task: ApprovalStep.objects.filter(task_id=task, status=StepStatus.PENDING, activated_at__isnull=True)
-    .order_by("step_order"),
+    lambda task: ApprovalStep.objects.filter(
+        task_id=task, status=StepStatus.PENDING, activated_at__isnull=True
+    ).order_by("step_order"),
     "task",
 )
 
