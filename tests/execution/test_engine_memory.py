@@ -35,7 +35,9 @@ def test_a_groups_cyclic_garbage_goes_at_the_groups_collection_and_the_freeze_en
 def test_a_run_inside_a_run_leaves_the_outer_freeze_alone():
     with RunGarbage() as outer:
         frozen = gc.get_freeze_count()
+        # Frozen objects freed meanwhile leave the count (it can only shrink): the inner run
+        # neither freezes again (it would grow) nor unfreezes (it would fall to 0).
         with RunGarbage() as inner:
-            assert not inner.frozen and gc.get_freeze_count() == frozen
-        assert outer.frozen and gc.get_freeze_count() == frozen
+            assert not inner.frozen and 0 < gc.get_freeze_count() <= frozen
+        assert outer.frozen and 0 < gc.get_freeze_count() <= frozen
     assert gc.get_freeze_count() == 0

@@ -20,7 +20,6 @@ import websockets
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import channel_layers, get_channel_layer
 from channels.testing import WebsocketCommunicator
-from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 from django.db import connection, transaction
 from django.test import Client
@@ -190,13 +189,14 @@ def subscribed(redis_url: str) -> list[bytes]:
         client.close()
 
 
-@pytest.mark.parametrize("layer_class", [PubSubChannelLayer, RedisPubSubChannelLayer], ids=["ours", "channels_redis"])
-def test_sockets_closing_at_once_leave_no_subscription_behind(layer_class, caplog):
+def test_sockets_closing_at_once_leave_no_subscription_behind(caplog):
     """300 consumers leave at once and are cancelled a second time while they clean up (what
-    Daphne does to an application slow to shut down, and on stop). channels_redis's own layer
-    leaks most of their subscriptions and logs each; ours leaves none."""
+    Daphne does to an application slow to shut down, and on stop): none of their subscriptions
+    is left and nothing is logged. (channels_redis's own layer leaked most of them and logged
+    each in some runs of this scenario and none in others: it depends on where the second
+    cancellation lands, so it is not asserted here.)"""
     with redis_server() as redis_url:
-        layer = layer_class(hosts=[{"address": redis_url}])
+        layer = PubSubChannelLayer(hosts=[{"address": redis_url}])
 
         async def scenario() -> list[bytes]:
             names = [await layer.new_channel() for _ in range(300)]
@@ -212,11 +212,10 @@ def test_sockets_closing_at_once_leave_no_subscription_behind(layer_class, caplo
                 if not cancel_again:
                     await asyncio.wait(receiving, timeout=0.05)  # the first cancellations land
             await asyncio.gather(*receiving, return_exceptions=True)
-            if layer_class is PubSubChannelLayer:  # consumers whose receive was never cancelled
-                for _ in range(20):
-                    await layer.release_channel(await layer.new_channel())
-            # Ours: until the sweeper's UNSUBSCRIBE is through. channels_redis's: a leak stays.
-            deadline = asyncio.get_running_loop().time() + (10 if layer_class is PubSubChannelLayer else 1)
+            for _ in range(20):  # consumers whose receive was never cancelled
+                await layer.release_channel(await layer.new_channel())
+            # Until the sweeper's UNSUBSCRIBE is through.
+            deadline = asyncio.get_running_loop().time() + 10
             while (left := subscribed(redis_url)) and asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(0.05)
             await layer.flush()
@@ -224,10 +223,7 @@ def test_sockets_closing_at_once_leave_no_subscription_behind(layer_class, caplo
 
         left = asyncio.run(scenario())
     cleanup_errors = [r for r in caplog.records if "cleaning-up channel" in r.getMessage()]
-    if layer_class is PubSubChannelLayer:
-        assert left == [] and cleanup_errors == []
-    else:  # the failure this layer exists for
-        assert len(left) > 100 and cleanup_errors
+    assert left == [] and cleanup_errors == []
 
 
 @pytest.mark.django_db(transaction=True)
