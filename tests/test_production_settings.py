@@ -104,16 +104,18 @@ def test_production_settings_do_not_install_the_sshd_testbed(tmp_path):
     assert "testbed" in development.stdout.strip().split(",")
 
 
-@pytest.mark.parametrize(
-    ("variable", "value", "refusal"),
-    [
-        ("GUARDIA_PASSWORD_MIN_CLASSES", "5", "expected at most 4, got 5"),
-        ("GUARDIA_PASSWORD_HISTORY", "-1", "expected at least 0, got -1"),
-        ("GUARDIA_GATEWAY_HEARTBEAT_SECONDS", "0", "expected at least 1, got 0"),
-        ("GUARDIA_SESSION_MAX_HOURS", "twelve", "expected an integer, got 'twelve'"),
-    ],
-)
-def test_an_integer_setting_out_of_its_bounds_stops_the_start_naming_it(tmp_path, variable, value, refusal):
+# An integer setting given a value it refuses: the value, and the refusal it must name.
+REFUSED = {
+    "GUARDIA_PASSWORD_MIN_CLASSES": ("5", "expected at most 4, got 5"),
+    "GUARDIA_PASSWORD_HISTORY": ("-1", "expected at least 0, got -1"),
+    "GUARDIA_GATEWAY_HEARTBEAT_SECONDS": ("0", "expected at least 1, got 0"),
+    "GUARDIA_SESSION_MAX_HOURS": ("twelve", "expected an integer, got 'twelve'"),
+}
+
+
+@pytest.mark.parametrize("variable", sorted(REFUSED))
+def test_an_integer_setting_out_of_its_bounds_stops_the_start_naming_it(tmp_path, variable):
+    value, refusal = REFUSED[variable]
     result = settings_in_subprocess(tmp_path, **{variable: value})
     assert result.returncode != 0
     assert f"{variable}: {refusal}" in result.stderr
