@@ -58,16 +58,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         """Forward a group's events. The socket joined only groups its user may see (checked on
         connect); a task page's socket also drops anything not about its own task. The text
         was encoded once for every socket (events.group_messages) and goes out as it is."""
-        text = message.get("text")
-        if text is None:  # a single event sent as a dict (execution's live sender)
-            event = message["event"]
-            if self.task_id and event.get("task_id") != self.task_id:
-                return
-            await self.send_json(event)
-            return
         if self.task_id and message.get("task_id") != self.task_id:
             return
-        await self.send(text_data=text)
+        await self.send(text_data=message["text"])
 
     @database_sync_to_async
     def sees_everything(self, user) -> bool:

@@ -248,7 +248,6 @@ def test_a_task_socket_forwards_only_its_own_task():
         layer = get_channel_layer()
         for message in (
             events.group_messages([(group, about(other))])[0][1],  # encoded once, another task
-            {"type": "live.event", "event": asdict(about(other))},  # a single event as a dict
             events.group_messages([(group, about(other)), (group, about(mine))])[0][1],  # mixed
             events.group_messages([(group, about(mine))])[0][1],
         ):
