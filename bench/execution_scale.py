@@ -158,8 +158,10 @@ def main() -> None:
     parser.add_argument("--skip-bare", action="store_true")
     parser.add_argument("--channels", action="store_true", help="a channel per step (no step supervisor)")
     parser.add_argument("--profile", default="", help="cProfile the rolling deploy's orchestrating thread")
+    parser.add_argument("--no-preconnect", action="store_true", help="no next group's connections during the gate")
     args = parser.parse_args()
     settings.SSH_STEP_SESSION = not args.channels
+    settings.EXECUTION_PRECONNECT = not args.no_preconnect
     # As in a worker, whose first threads are the engine's: the testbed's and the served-version
     # checks' threads below would otherwise get their own malloc arenas first.
     limit_malloc_arenas()

@@ -159,6 +159,8 @@ class Engine:
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._live: LiveSender | None = None
+        self._prepared: dict[str, ServerContext] = {}  # the next group's, pre-connected (_preconnect)
+        self._early: list = []  # their connections' futures
         self.resume_from: dict = {}  # server id -> execution.journal.Observation (the reaper's resume)
         self.garbage = RunGarbage()
 
@@ -224,17 +226,19 @@ class Engine:
             )
             return self._finish(Outcome.FAILED_ROLLED_BACK, f"서버를 건드리기 전에 거부되었습니다: {exc}", [])
         done: list[ServerContext] = []
-        for group in groups:
+        for index, group in enumerate(groups):
             reason = self.poll_stop(force=True)
             if reason:
                 return self._finish(Outcome.ABORTED, f"{group.label_ko} 시작 전에 중지되었습니다: {reason}", done)
-            outcome = self.run_group(group, done)
+            outcome = self.run_group(group, done, groups[index + 1] if index + 1 < len(groups) else None)
             if outcome is not None:
                 return self._finish(outcome[0], outcome[1], done)
         return self._finish(Outcome.SUCCEEDED, "", done)
 
     # --- one group --------------------------------------------------------------------
-    def run_group(self, group: Group, done: list[ServerContext]) -> tuple[str, str] | None:
+    def run_group(
+        self, group: Group, done: list[ServerContext], following: Group | None = None
+    ) -> tuple[str, str] | None:
         servers = [srv.server_id for srv in group.servers]
         text = gettext("%(group)s: 서버 %(count)d대 시작") % {"group": group.label_ko, "count": len(servers)}
         self._event("group", "RUNNING", text, index=group.index, servers=servers)
@@ -246,12 +250,15 @@ class Engine:
             payload={"institution": self.institution_code, "text": text, "index": group.index, "servers": servers},
         )
         self._line(group_entry)
-        contexts = [self._context(srv) for srv in group.servers]
+        contexts = [
+            self._prepared.pop(srv.server_id) if srv.server_id in self._prepared else self._context(srv)
+            for srv in group.servers
+        ]
         self.active = contexts
         self.halt.clear()
         self.first_failure = None
         self._fail_count = 0
-        results = self.parallel(contexts, self._forward_one)
+        results = self.parallel(contexts, self._forward_one, then=lambda: self._preconnect(following))
         failures = {ctx: f for ctx, f in results.items() if f is not None and f.kind != "not_started"}
         if not failures and self.strategy.safety_gate and self.playbook.ROLLING:
             # The batch just finished, plus a bounded, rotating sample of earlier ones (see gate_sample).
@@ -276,7 +283,7 @@ class Engine:
                 bad = self.parallel(list(failures), self._rollback_one)
                 if any(bad.values()):
                     return self._manual(bad)
-            self.parallel([c for c in contexts if c not in failures], self._undrain)
+            self.parallel([c for c in contexts if c not in failures and c.state.get("drained")], self._undrain)
             self._close(contexts)
             self.garbage.collect()  # the group's closed connections (see RunGarbage)
             done.extend(c for c in contexts if c not in failures)
@@ -467,7 +474,23 @@ class Engine:
         return bad[0] if bad else None
 
     # --- plumbing ---------------------------------------------------------------------
-    def parallel(self, contexts: list[ServerContext], fn) -> dict:
+    def _preconnect(self, group: Group | None) -> None:
+        """Queue the next group's connections behind this group's servers (see
+        ServerContext.preconnect): the pool's threads that this group's last wave leaves idle,
+        and those the safety gate leaves idle, authenticate them, so the next group starts with
+        its connections open. No session, no command: the gate still holds the group, and a
+        group that never starts has them closed (_finish). EXECUTION_PRECONNECT off: none."""
+        if group is None or not self.playbook.ROLLING or not getattr(settings, "EXECUTION_PRECONNECT", True):
+            return
+        assert self._pool is not None
+        self._early = [f for f in self._early if not f.done()]
+        for srv in group.servers:
+            ctx = self._prepared[srv.server_id] = self._context(srv)
+            self._early.append(self._pool.submit(_in_worker, ServerContext.preconnect, ctx))
+
+    def parallel(self, contexts: list[ServerContext], fn, then=None) -> dict:
+        """``fn`` on every context on the pool, draining the recorder and polling the kill switch
+        while they run; ``then`` runs once every one of them is queued."""
         results: dict = {}
         if not contexts:
             return results
@@ -476,6 +499,8 @@ class Engine:
             # cost the orchestrating thread a GIL hand-off per thread (~700 starts at 1,000 servers).
             self._pool = ThreadPoolExecutor(max_workers=self.strategy.max_parallel, thread_name_prefix="guardia-ssh")
         futures = {self._pool.submit(_in_worker, fn, ctx): ctx for ctx in contexts}
+        if then is not None:
+            then()
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, timeout=0.05, return_when=FIRST_COMPLETED)
@@ -552,6 +577,8 @@ class Engine:
 
     def _finish(self, outcome: str, reason: str, done: list[ServerContext]) -> EngineResult:
         self.recorder.drain()
+        for future in self._early:  # a group that never starts: its connections not yet made never are
+            future.cancel()
         self._close(list(self.contexts.values()))
         execution = self.execution
         execution.outcome = outcome

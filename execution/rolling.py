@@ -257,6 +257,8 @@ class ServerContext:
         # the server, with the output to replay. They are recorded as skipped, never sent again.
         self.resume: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._connect_failed: Exception | None = None
+        self._preconnect = True  # may still be pre-connected (see preconnect); off once closed
         # The CMDB environment schema: a server that has one is scanned before its first step.
         self.env_schema = env_schema_for(engine, server)
         self._scanned = self.env_schema is None
@@ -269,19 +271,40 @@ class ServerContext:
 
     # --- connection -------------------------------------------------------------------
     def connect(self):
-        if self.transport is None:
-            from .transport import SSHTransport
+        with self._lock:  # a pre-connection of this server may be under way on another thread
+            if self.transport is None:
+                failed, self._connect_failed = self._connect_failed, None
+                if failed is not None:  # the pre-connection's refusal, audited once, surfaces here
+                    raise failed
+                self.transport = self._open()
+            return self.transport
 
-            # A service playbook (deploy, restart) runs many steps here: all through the supervisor.
-            transport = SSHTransport(
-                self.server, task=self.task_ref, many_steps=getattr(self.playbook, "SERVICE", False)
-            )
-            transport.connect()
-            self.transport = transport
-        return self.transport
+    def _open(self):
+        from .transport import SSHTransport
+
+        # A service playbook (deploy, restart) runs many steps here: all through the supervisor.
+        transport = SSHTransport(self.server, task=self.task_ref, many_steps=getattr(self.playbook, "SERVICE", False))
+        transport.connect()
+        return transport
+
+    def preconnect(self) -> None:
+        """Open this server's connection before its group starts: TCP, key exchange, the pinned
+        host key's check and authentication, nothing more. No session is opened and no command
+        sent (the supervisor's session starts with the first step), so a safety gate still
+        evaluated meanwhile holds every remote command of this group. A refusal is kept and
+        raised by the first step's connect(), where it is classified as if made then."""
+        with self._lock:
+            if not self._preconnect or self.transport is not None or self.engine.halt.is_set():
+                return
+            try:
+                self.transport = self._open()
+            except Exception as exc:
+                self._connect_failed = exc
 
     def close(self) -> None:
-        transport, self.transport = self.transport, None
+        with self._lock:  # after a pre-connection in flight, and none opened after this
+            transport, self.transport = self.transport, None
+            self._preconnect = False
         if transport is not None:
             try:
                 transport.close()

@@ -1,0 +1,62 @@
+"""The next group's connections are opened while the safety gate of the group before is
+evaluated (execution.engine.Engine._preconnect): authentication only. A gate that fails
+leaves those servers without a single command received, and their connections closed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+
+from execution.engine import Engine
+from execution.services import run_task
+from tests.waiting import wait_until
+
+from .engine_helpers import approved_task, commands_received, deploy_parameters, fast_port_wait, version_of
+
+
+def connections_to(server) -> int:
+    """Established TCP connections from this host to the server's sshd, read from the kernel."""
+    ip = socket.inet_aton(server.ip)
+    want = "{:08X}:{:04X}".format(int.from_bytes(ip, "little"), server.ssh_port)
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return sum(1 for row in rows if row[2] == want and row[3] == "01")
+
+
+@pytest.mark.testbed
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_gate_leaves_the_preconnected_group_untouched(testbed, testbed_cmdb, monkeypatch):
+    servers = testbed_cmdb
+    fast_port_wait(servers, 3)
+    first = [s for s in servers if s.rolling_group == 1]
+    second = [s for s in servers if s.rolling_group == 2]
+    victim = first[0]
+    before = {s.server_id: commands_received(testbed, s.server_id) for s in second}
+    task = approved_task(servers, parameters=deploy_parameters("2.0.0"))
+    real_gate = Engine.safety_gate
+    seen: dict[str, int] = {}
+
+    def gate_after_a_crash(engine, contexts):
+        if not seen:
+            # The next group is authenticated while this gate runs, and has received nothing.
+            wait_until(lambda: all(connections_to(s) for s in second), 10, 0.02)
+            seen.update({s.server_id: connections_to(s) for s in second})
+            assert {s.server_id: commands_received(testbed, s.server_id) for s in second} == before
+            # Then a server of the batch just done really goes down: the real gate must see it.
+            os.kill(int(Path(victim.app_path).parent.joinpath("run", "was.pid").read_text()), signal.SIGKILL)
+        return real_gate(engine, contexts)
+
+    monkeypatch.setattr(Engine, "safety_gate", gate_after_a_crash)
+    outcome = run_task(task.pk)
+    task.refresh_from_db()
+    assert outcome == "FAILED_ROLLED_BACK", task.failure_reason
+    assert task.failure_reason.startswith("안전 게이트:") and victim.server_id in task.failure_reason
+    assert seen and all(seen.values())
+    # Not one command reached the group the gate held, and its connections are gone.
+    assert {s.server_id: commands_received(testbed, s.server_id) for s in second} == before
+    assert [version_of(s) for s in second] == ["1.0.0"] * len(second)
+    wait_until(lambda: not any(connections_to(s) for s in second), 10, 0.05)
