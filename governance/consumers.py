@@ -14,6 +14,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     """ws/live/ (own inbox + console) and ws/tasks/<task_id>/ (one task's timeline)."""
 
     task_id = ""  # the task a task page's socket was allowed to watch (checked on connect)
+    # Group messages that came before the socket was accepted, sent right after it; None once open.
+    held: list[dict] | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -31,9 +33,30 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             self.groups_joined = [events.user_group(user.pk), events.BROADCAST_GROUP]
             if await self.sees_everything(user):
                 self.groups_joined.append(events.CONSOLE_GROUP)
+        # With the pub/sub layer (guardia.channel_layer) the process's one fan-out task hands
+        # this socket its groups' events directly (hand_over): no queue, task or decoding per
+        # socket. Attached before joining, so every group message takes that one path, in order.
+        attach = getattr(self.channel_layer, "attach", None)
+        if attach is not None:
+            self.held = []
+            attach(self.channel_name, self.hand_over)
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        while self.held:
+            await self.live_event(self.held.pop(0))
+        self.held = None
+
+    async def hand_over(self, message: dict) -> bool:
+        """Called by the layer's fan-out task with a group message (the same dict for every
+        socket of the process): sent at once, or held until the socket is accepted."""
+        if message["type"] != "live.event":
+            return False  # anything else takes Channels' ordinary path through dispatch
+        if self.held is not None:
+            self.held.append(message)
+        else:
+            await self.live_event(message)
+        return True
 
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "groups_joined", []):

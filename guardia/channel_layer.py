@@ -12,17 +12,38 @@ Here a cancelled receive only forgets the channel (no await, so nothing to inter
 hands its name to one sweeper task per process, which unsubscribes everything handed to it
 meanwhile in one UNSUBSCRIBE. A group left empty by group_discard goes the same way; the
 sweeper skips a group that someone joined again before it got to it.
+
+Group messages fan out in the process without a queue per socket: channels_redis puts each
+group message into every member channel's queue, and every consumer's task wakes, decodes its
+own copy and dispatches it. A consumer that registers a handler (``attach``) instead has it
+called with the message, decoded once, by one fan-out task per process that goes through the
+group's members in turn; messages leave in the order Redis delivered them, so each socket's
+frames keep that order. A member without a handler, or whose handler declines the message,
+gets it in its queue as before. A channel's handler goes with the channel: released on the
+consumer's disconnect, or its receive cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
 
-from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer
+from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
 from channels_redis.utils import _wrap_close
 
 log = logging.getLogger(__name__)
+
+# Called with a decoded group message; False hands it to the channel's queue instead.
+Handler = Callable[[dict], Awaitable[bool]]
+
+
+class _Shard(RedisSingleShardConnection):
+    def _receive_message(self, message) -> None:
+        if message is not None and self.channel_layer.fan_out_later(message):
+            return
+        super()._receive_message(message)
 
 
 class PubSubLoopLayer(RedisPubSubLoopLayer):
@@ -32,6 +53,43 @@ class PubSubLoopLayer(RedisPubSubLoopLayer):
         super().__init__(*args, **kwargs)
         self._leaving: set[str] = set()  # channel and group-channel names to unsubscribe
         self._sweeper: asyncio.Task | None = None
+        self._shards: list[RedisSingleShardConnection] = [_Shard(shard.host, self) for shard in self._shards]
+        self._handlers: dict[str, Handler] = {}  # channel name → its consumer's handler
+        self._fanning: deque[tuple[str, bytes]] = deque()  # group messages not yet fanned out
+        self._fanner: asyncio.Task | None = None
+
+    def attach(self, channel: str, handler: Handler) -> None:
+        if channel in self.channels:
+            self._handlers[channel] = handler
+
+    def fan_out_later(self, message: dict) -> bool:
+        """From the Redis reader: a group message goes to the fan-out task, in order."""
+        name = message["channel"]
+        name = name.decode() if isinstance(name, bytes) else name
+        if name not in self.groups:
+            return False
+        self._fanning.append((name, message["data"]))
+        if self._fanner is None or self._fanner.done():
+            self._fanner = asyncio.ensure_future(self._fan_out())
+        return True
+
+    async def _fan_out(self) -> None:
+        while self._fanning:
+            group_channel, data = self._fanning.popleft()
+            message = None
+            for channel in list(self.groups.get(group_channel, ())):
+                handler = self._handlers.get(channel)
+                if handler is not None:
+                    if message is None:
+                        message = self.channel_layer.deserialize(data)
+                    try:
+                        if await handler(message):
+                            continue
+                    except Exception:  # one socket's failure is not the others'
+                        log.warning("live message not handed to %s", channel, exc_info=True)
+                        continue
+                if channel in self.channels:
+                    self.channels[channel].put_nowait(data)
 
     async def receive(self, channel: str):
         if channel not in self.channels:
@@ -39,14 +97,17 @@ class PubSubLoopLayer(RedisPubSubLoopLayer):
         try:
             message = await self.channels[channel].get()
         except (TimeoutError, asyncio.CancelledError, GeneratorExit):
-            if self.channels.pop(channel, None) is not None:
-                self._leave(channel)
+            self._forget(channel)
             raise
         return self.channel_layer.deserialize(message)
 
     async def release_channel(self, channel: str) -> None:
         """The consumer is leaving: forget its channel now. Its receive may never be cancelled
         (Channels does not cancel one that had just got a message when the socket closed)."""
+        self._forget(channel)
+
+    def _forget(self, channel: str) -> None:
+        self._handlers.pop(channel, None)
         if self.channels.pop(channel, None) is not None:
             self._leave(channel)
 
@@ -62,6 +123,11 @@ class PubSubLoopLayer(RedisPubSubLoopLayer):
 
     async def flush(self) -> None:
         self._leaving.clear()
+        self._handlers.clear()
+        if self._fanner is not None:
+            self._fanner.cancel()
+            self._fanner = None
+        self._fanning.clear()
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -96,6 +162,11 @@ class PubSubChannelLayer(RedisPubSubChannelLayer):
 
     async def release_channel(self, channel: str) -> None:
         await self._get_layer().release_channel(channel)
+
+    def attach(self, channel: str, handler: Handler) -> None:
+        """Group messages for ``channel`` go to ``handler`` (decoded once per message for all
+        local members) instead of its queue; the handler returns False to have one queued."""
+        self._get_layer().attach(channel, handler)
 
     def _get_layer(self) -> PubSubLoopLayer:
         loop = asyncio.get_running_loop()
