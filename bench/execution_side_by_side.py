@@ -274,29 +274,35 @@ class ServerWatch:
 
 
 def print_timeline(task, spans: ServerWatch) -> None:
-    """Each forward step's mean duration and the mean gap before it (worker time between the
-    previous step's end and this step's start: the engine's own work, connect included)."""
+    """Each forward step's mean start and end, in ms from the worker taking the server (its
+    connect included), in the order the steps began. Steps that ran at the same time (the
+    upload beside the pre-check and the backup) show overlapping intervals, marked "||" when a
+    step began before the one listed before it had ended; "span" is the worker's whole time."""
     from execution.models import StepResult
 
-    timeline = Timeline()
-    rows = StepResult.objects.filter(server_run__execution__task=task, phase="forward").order_by("seq")
-    by_server: dict[str, list] = defaultdict(list)
+    offsets: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    whole: list[float] = []
+    rows = StepResult.objects.filter(server_run__execution__task=task, phase="forward")
     for row in rows.values("server_run__server_ref", "name", "started_at", "duration_ms"):
-        by_server[row["server_run__server_ref"]].append(row)
-    for server_id, steps in by_server.items():
-        if server_id not in spans.forward:
+        sid = row["server_run__server_ref"]
+        if sid not in spans.forward:
             continue
-        began, ended = spans.forward[server_id]
-        cursor = began
-        timeline.add("connect", spans.connect.get(server_id, 0.0))
-        for step in steps:
-            start = step["started_at"].timestamp()
-            gap = start - cursor - (spans.connect.get(server_id, 0.0) if cursor == began else 0.0)
-            timeline.add(f"(gap) {step['name']}", max(0.0, gap))
-            timeline.add(step["name"], step["duration_ms"] / 1000)
-            cursor = max(cursor, start + step["duration_ms"] / 1000)
-        timeline.add("(after last step)", max(0.0, ended - cursor))
-    timeline.print("GUARDiA")
+        began = spans.forward[sid][0]
+        start = row["started_at"].timestamp() - began
+        offsets[row["name"]].append((start, start + row["duration_ms"] / 1000))
+    for sid, (began, ended) in spans.forward.items():
+        whole.append(ended - began)
+        offsets["connect"].append((0.0, spans.connect.get(sid, 0.0)))
+    means = {
+        name: (sum(a for a, _ in pairs) / len(pairs), sum(b for _, b in pairs) / len(pairs))
+        for name, pairs in offsets.items()
+    }
+    parts, last_end = [], 0.0
+    for name, (a, b) in sorted(means.items(), key=lambda item: item[1]):
+        parts.append(f"{'|| ' if a < last_end - 0.001 else ''}{name} {1000 * a:.0f}-{1000 * b:.0f}")
+        last_end = max(last_end, b)
+    span = 1000 * sum(whole) / max(1, len(whole))
+    print(f"  GUARDiA timeline, mean ms from the server's start (span {span:.0f}): {', '.join(parts)}")
 
 
 def print_step_times(task) -> None:

@@ -127,6 +127,39 @@ class Uploads:
         }
 
 
+# What the approver reads beside the steps that run at the same time as an upload
+# (ServerContext.put_behind): fixed text, part of the hashed plan.
+CONCURRENT_WITH_UPLOAD = "업로드와 동시에 실행"
+UPLOAD_ALONGSIDE = (
+    "다음 단계와 동시에 전송 (별도 SFTP 채널): {names}. SHA-256 확인과 이동은 업로드와 이 단계들이 "
+    "모두 성공한 뒤 {verify} 단계에서"
+)
+
+
+class PlannedUpload:
+    """``put_behind`` while planning: the steps run before ``finish`` are marked as running at the
+    same time as the upload, and ``finish`` lists the SHA-256 check and move it runs afterwards."""
+
+    def __init__(self, ctx: PlanContext, step: dict, sha256: str, remote: str):
+        self.ctx, self.step, self.sha256, self.remote = ctx, step, sha256, remote
+        self.alongside: list[str] = []
+
+    def finish(self) -> None:
+        from .staging import VERIFY_SUFFIX
+        from .transport import PARTIAL_SUFFIX, hash_and_move
+
+        if self.ctx.beside is not self:
+            return
+        self.ctx.beside = None
+        verify = self.step["name"] + VERIFY_SUFFIX
+        self.step["concurrent"] = UPLOAD_ALONGSIDE.format(names=", ".join(self.alongside) or "-", verify=verify)
+        self.ctx.run(verify, hash_and_move(self.remote + PARTIAL_SUFFIX, self.sha256, self.remote), timeout=120)
+
+    def cancel(self) -> None:
+        if self.ctx.beside is self:
+            self.ctx.beside = None
+
+
 class PlanContext:
     """The Context a playbook sees while its plan is rendered: it records, it never connects."""
 
@@ -143,6 +176,7 @@ class PlanContext:
         self.steps: list[dict] = []
         self.checks: list[dict] = []
         self.env_variant = None  # the server's playbook variant (execution.profiles), set per plan
+        self.beside: PlannedUpload | None = None  # an upload the next steps run beside (put_behind)
 
     def run(
         self,
@@ -157,11 +191,20 @@ class PlanContext:
         step: dict[str, Any] = {"name": name, "command": mask(command), "timeout": timeout}
         if tuple(ok_codes) != (0,):
             step["ok_codes"] = "any" if len(ok_codes) >= 256 else list(ok_codes)
+        if self.beside is not None:
+            step["concurrent"] = CONCURRENT_WITH_UPLOAD
+            self.beside.alongside.append(name)
         self.steps.append(step)
         return PlannedResult()
 
     def put(self, name: str, local: Any, remote: str) -> None:
         self.steps.append({"name": name, "upload": self.uploads.describe(local, remote)})
+
+    def put_behind(self, name: str, local: Any, remote: str) -> PlannedUpload:
+        step = {"name": name, "upload": self.uploads.describe(local, remote)}
+        self.steps.append(step)
+        self.beside = PlannedUpload(self, step, str(local), remote)
+        return self.beside
 
     def check(self, name: str, fn, plan: dict | None = None) -> None:
         check = self.addressed(plan or {"kind": "worker"})

@@ -212,6 +212,70 @@ def _load_private_key(text: str) -> paramiko.PKey:
     )
 
 
+PARTIAL_SUFFIX = ".guardia-part"
+
+
+class UploadCancelled(TransportError):
+    """The kill switch (or the caller) cancelled an upload between two chunks; the partial file
+    was removed."""
+
+
+def hash_and_move(path: str, expected: str, move_to: str) -> str:
+    """One POSIX command: print the server's SHA-256 of ``path`` and move it to ``move_to`` only
+    when it is ``expected`` (the caller compares the printed hash as well, see judge_hash)."""
+    if not SHA256_HEX_RE.match(expected):
+        raise TransportError(f"not a SHA-256: {expected!r}")
+    quoted = shlex.quote(path)
+    return (
+        f'h=$(sha256sum -- {quoted}) || exit $?; printf "%s\\n" "$h"; '
+        f'[ "${{h%% *}}" = {expected} ] && mv -f -- {quoted} {shlex.quote(move_to)}'
+    )
+
+
+class Upload:
+    """One SFTP transfer running on its own thread (SSHTransport.start_put): wall-clock start and
+    end for the step row, the SHA-256 of what was sent, or the error that ended it."""
+
+    def __init__(self, transport: SSHTransport, local: str | os.PathLike | bytes, remote_path: str):
+        self.transport, self.local, self.remote = transport, local, remote_path
+        self.partial = remote_path + PARTIAL_SUFFIX
+        self.cancelled = threading.Event()
+        self.started = self.ended = 0.0
+        self.digest = ""
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._send, name="guardia-upload", daemon=True)
+
+    def start(self) -> None:
+        self.started = time.time()
+        self._thread.start()
+
+    def _send(self) -> None:
+        try:
+            self.digest = self.transport._send(self.local, self.partial, self.cancelled)
+        except BaseException as exc:  # handed to wait()'s caller
+            self.error = exc
+        finally:
+            self.ended = time.time()
+            with self.transport._lock:
+                self.transport._uploads.remove(self)
+
+    def wait(self) -> str:
+        """The SHA-256 sent; raises what ended the transfer (UploadCancelled, ConnectionLost, ...)."""
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.digest
+
+    def cancel(self) -> bool:
+        """Stop it, wait for its thread, and remove the partial file from the server whether or
+        not the transfer had finished. True if the transfer had finished (nothing was cut)."""
+        self.cancelled.set()
+        self._thread.join()
+        if self.error is None:
+            self.transport._remove_quietly(self.partial)
+        return self.error is None
+
+
 class SSHTransport:
     # With SSH_STEP_SESSION, the supervisor runs a connection's commands from this one on: a
     # connection that runs one command (RAW_COMMAND on a thousand servers) would pay a channel
@@ -238,6 +302,7 @@ class SSHTransport:
         self._step_id = 0
         self._commands = 0
         self._leftover = (b"", b"")  # what the supervisor wrote after the last step's end
+        self._uploads: list[Upload] = []  # transfers running beside the steps (start_put)
         self.remote_shell = "/bin/bash" if getattr(server, "os_type", "linux") == "linux" else "/bin/sh"
         # The supervisor needs setsid and base64 (util-linux, coreutils): Linux servers only.
         self.step_session = bool(getattr(settings, "SSH_STEP_SESSION", False)) and self.remote_shell == "/bin/bash"
@@ -642,10 +707,14 @@ class SSHTransport:
         return True
 
     def kill_running(self) -> bool:
-        """Kill the remote process group of the command now running (kill switch)."""
+        """Kill the remote process group of the command now running and cancel every upload
+        running beside it (kill switch)."""
         with self._lock:
             pgid = self._running_pgid
             self._kill_requested = pgid is not None
+            uploads = list(self._uploads)
+        for upload in uploads:
+            upload.cancelled.set()  # its thread stops before the next chunk and removes the partial file
         return self._kill_group(pgid)
 
     # -- files -----------------------------------------------------------------------------
@@ -662,8 +731,30 @@ class SSHTransport:
 
     def put(self, local: str | os.PathLike | bytes, remote_path: str) -> str:
         """Upload, verify SHA-256 on the server, then move into place. Returns the hex digest."""
+        partial = remote_path + PARTIAL_SUFFIX
+        expected = self._send(local, partial, None)
+        try:
+            self.verify_remote_sha256(partial, expected, move_to=remote_path)
+        except TransportError:
+            self._remove_quietly(partial)
+            raise
+        return expected
+
+    def start_put(self, local: str | os.PathLike | bytes, remote_path: str) -> Upload:
+        """The transfer of ``put`` to ``remote_path``'s partial name, on its own SFTP channel and
+        thread, while this connection's supervisor runs other steps. Nothing is moved: the hash
+        check and the move are ``hash_and_move``, a step of their own once the caller decides.
+        ``kill_running`` (the kill switch) cancels it between two chunks."""
+        upload = Upload(self, local, remote_path)
+        with self._lock:
+            self._uploads.append(upload)
+        upload.start()
+        return upload
+
+    def _send(self, local: str | os.PathLike | bytes, partial: str, cancelled: threading.Event | None) -> str:
+        """Write ``local`` to ``partial`` over SFTP; its SHA-256 as hex. On any failure (or
+        ``cancelled`` set) the partial file is removed and TransportError raised."""
         sftp = self._sftp_client()
-        partial = remote_path + ".guardia-part"
         digest = hashlib.sha256()
         try:
             source = io.BytesIO(local) if isinstance(local, bytes) else open(local, "rb")
@@ -675,18 +766,17 @@ class SSHTransport:
             with source, sftp.open(partial, "wb") as remote:
                 remote.set_pipelined(True)
                 while chunk := source.read(256 * KiB):
+                    if cancelled is not None and cancelled.is_set():
+                        raise UploadCancelled(f"upload of {partial} to {self.label} cancelled")
                     digest.update(chunk)
                     remote.write(chunk)
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            self._remove_quietly(partial)
-            raise self._lost_or_error(f"upload of {remote_path} to {self.label} failed", exc) from exc
-        expected = digest.hexdigest()
-        try:
-            self.verify_remote_sha256(partial, expected, move_to=remote_path)
-        except TransportError:
+        except UploadCancelled:
             self._remove_quietly(partial)
             raise
-        return expected
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            self._remove_quietly(partial)
+            raise self._lost_or_error(f"upload of {partial} to {self.label} failed", exc) from exc
+        return digest.hexdigest()
 
     def verify_remote_sha256(self, remote_path: str, expected: str, *, move_to: str | None = None) -> None:
         """Hash the file on the server (sha256sum) and compare; raise TransportError if it differs.
@@ -694,18 +784,18 @@ class SSHTransport:
         With ``move_to`` the same command then moves the file there, only if the server's hash is
         the expected one (one round trip instead of a second one for an SFTP rename); the hash it
         printed is compared here all the same."""
-        path = shlex.quote(remote_path)
-        command = f"sha256sum -- {path}"
         if move_to is not None:
-            if not SHA256_HEX_RE.match(expected):
-                raise TransportError(f"not a SHA-256: {expected!r}")
-            command = (
-                f'h=$(sha256sum -- {path}) || exit $?; printf "%s\\n" "$h"; '
-                f'[ "${{h%% *}}" = {expected} ] && mv -f -- {path} {shlex.quote(move_to)}'
-            )
+            command = hash_and_move(remote_path, expected, move_to)
+        else:
+            command = f"sha256sum -- {shlex.quote(remote_path)}"
         check = self.run(command, timeout=120, shell=POSIX_SHELL)
+        self.judge_hash(check, remote_path, expected, moved=move_to is not None)
+
+    def judge_hash(self, check: CommandResult, remote_path: str, expected: str, *, moved: bool) -> None:
+        """Raise TransportError unless ``check`` (the output of ``hash_and_move`` or of a bare
+        sha256sum) printed ``expected`` and, when it was to move the file, exited 0."""
         words = check.stdout.split()
-        found = words[0] if words and (check.exit_code == 0 or move_to is not None) else ""
+        found = words[0] if words and (check.exit_code == 0 or moved) else ""
         if not hmac.compare_digest(found, expected):
             raise TransportError(
                 f"SHA-256 mismatch on {self.label}:{remote_path}: "

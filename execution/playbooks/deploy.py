@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import posixpath
 
-from execution import healthcheck
+from execution import healthcheck, staging
 
 from ..errors import Refused, StepFailed
 from ..parameters import Param, q
@@ -18,12 +18,13 @@ def backup_dir(paths: dict, task_ref: str) -> str:
 
 
 class AppDeploy(Playbook):
-    """pre-check (disk, port, checksum) → upload to staging (SHA-256 verified on the server) →
-    backup → shutdown.sh → swap → startup.sh → post-check (new PID, port, HTTP, log)."""
+    """upload to staging (on its own SFTP channel) while pre-check (disk, PID, version) → backup
+    run; then SHA-256 verified on the server and moved to staging → shutdown.sh → swap →
+    startup.sh → port → post-check (new PID, log) → HTTP."""
 
     NAME = "APP_DEPLOY"
     SERVICE = True
-    VERSION = "1.3.0"
+    VERSION = "1.4.0"
     PARAMS = {
         "artifact_sha256": Param("sha256", required=True, help="SHA-256 of the stored artifact"),
         "artifact_name": Param("str", default="app.war", pattern=NAME_PATTERN),
@@ -99,16 +100,23 @@ class AppDeploy(Playbook):
 
     def forward(self, ctx) -> None:
         paths = self.service_paths(ctx, self._paths(ctx))
-        self.precheck(ctx, paths)
-        sha = self.params["artifact_sha256"]
-        ctx.put("upload", ctx.artifact_path(sha), paths["staging"])  # the transport checks SHA-256 remotely
+        # The artifact streams to its staging name on the SFTP channel while the supervisor runs
+        # the pre-check and the backup; its SHA-256 is checked and the file moved to the staging
+        # path only when all three succeeded. A failure or a stop before that removes the
+        # partial file: the server keeps nothing of the upload.
+        upload = staging.put_behind(ctx, "upload", ctx.artifact_path(self.params["artifact_sha256"]), paths["staging"])
+        try:
+            self.precheck(ctx, paths)
+            ctx.run(
+                "backup",
+                f"mkdir -p {q(posixpath.dirname(paths['saved']))} && cp -p {q(paths['live'])} {q(paths['saved'])}",
+                timeout=120,
+            )
+            ctx.state["backed_up"] = True
+            upload.finish()
+        finally:
+            upload.cancel()  # nothing when finish() completed
         ctx.state["staged"] = True
-        ctx.run(
-            "backup",
-            f"mkdir -p {q(posixpath.dirname(paths['saved']))} && cp -p {q(paths['live'])} {q(paths['saved'])}",
-            timeout=120,
-        )
-        ctx.state["backed_up"] = True
 
         def swap():
             ctx.state["swapped"] = True  # rollback restores from the backup whether or not mv finished

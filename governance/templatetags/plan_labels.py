@@ -17,6 +17,7 @@ STEP_LABELS = {
     "pre-disk": _("디스크 여유 공간 점검"),
     "pre-version": _("현재 버전 확인"),
     "upload": _("파일 업로드"),
+    "upload-verify": _("업로드 파일 SHA-256 확인 후 이동"),
     "verify": _("검증"),
     "backup": _("백업"),
     "shutdown": _("서비스 중지"),

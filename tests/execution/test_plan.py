@@ -145,11 +145,12 @@ def test_app_deploy_plan_lists_the_exact_commands_upload_health_and_rollback(ser
     step_set = plan["step_sets"][0]
     steps = {s["name"]: s for s in step_set["steps"]}
     assert [s["name"] for s in step_set["steps"]] == [
+        "upload",
         "pre-check",
         "pre-disk",
         "pre-version",
-        "upload",
         "backup",
+        "upload-verify",
         "shutdown",
         "swap",
         "startup",
@@ -159,6 +160,18 @@ def test_app_deploy_plan_lists_the_exact_commands_upload_health_and_rollback(ser
         "gate-health",
     ]
     assert steps["upload"]["upload"] == upload
+    # What runs at the same time, in the words the approver reads: the upload streams while the
+    # pre-check and the backup run; its SHA-256 check and the move come after all three.
+    assert steps["upload"]["concurrent"] == (
+        "다음 단계와 동시에 전송 (별도 SFTP 채널): pre-check, backup. SHA-256 확인과 이동은 업로드와 "
+        "이 단계들이 모두 성공한 뒤 upload-verify 단계에서"
+    )
+    assert steps["pre-check"]["concurrent"] == steps["backup"]["concurrent"] == "업로드와 동시에 실행"
+    assert "concurrent" not in steps["shutdown"] and "concurrent" not in steps["upload-verify"]
+    assert steps["upload-verify"]["command"] == (
+        f'h=$(sha256sum -- {staging}.guardia-part) || exit $?; printf "%s\\n" "$h"; '
+        f'[ "${{h%% *}}" = {sha} ] && mv -f -- {staging}.guardia-part {staging}'
+    )
     assert steps["backup"]["command"] == f"mkdir -p /app/backup/{REF} && cp -p {live} {saved}"
     assert steps["shutdown"]["command"] == "/app/bin/shutdown.sh"
     assert steps["swap"]["command"] == (

@@ -44,7 +44,9 @@ from tests.live import kill_group, qcluster
 pytestmark = [pytest.mark.testbed, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
-STEP_KINDS = ["pre-check", "upload", "backup", "shutdown", "swap", "startup", "port", "post-check", "http"]
+# In the order they are recorded: the upload's row when its transfer is collected, after the
+# pre-check and the backup it ran beside.
+STEP_KINDS = "pre-check backup upload upload-verify shutdown swap startup port post-check http".split()
 TRIALS = int(os.getenv("GUARDIA_KILL_TRIALS", "20"))
 
 

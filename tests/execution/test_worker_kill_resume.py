@@ -212,7 +212,8 @@ def _ssl_matches(trial, srv, succeeded):
 SCENARIOS = [
     Scenario(
         "APP_DEPLOY",
-        ["pre-check", "upload", "backup", "shutdown", "swap", "startup", "port", "post-check", "http"],
+        # As recorded: the upload's row when its transfer is collected, after the steps beside it.
+        ["pre-check", "backup", "upload", "upload-verify", "shutdown", "swap", "startup", "port", "post-check", "http"],
         _app_deploy_params,
         _nothing,
         _app_deploy_matches,
