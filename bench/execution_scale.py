@@ -14,6 +14,7 @@ that calls run_task: recorder, audit appends, events, waits on the workers), sum
 where the time goes, and saved to FILE for pstats.
 
 Run: .venv/bin/python bench/execution_scale.py [--servers 1000 --sshd 40] [--skip-bare] [--channels] [--profile F]
+     [--command-parallel 16,32] [--no-preconnect] [--ab-preconnect]
 """
 
 from __future__ import annotations
@@ -158,6 +159,13 @@ def main() -> None:
     parser.add_argument("--skip-bare", action="store_true")
     parser.add_argument("--channels", action="store_true", help="a channel per step (no step supervisor)")
     parser.add_argument("--profile", default="", help="cProfile the rolling deploy's orchestrating thread")
+    parser.add_argument(
+        "--command-parallel",
+        type=lambda text: [int(v) for v in text.split(",")],
+        default=[16],
+        help="max_parallel of the one-command runs, one run each (e.g. 16,32)",
+    )
+    parser.add_argument("--ab-preconnect", action="store_true", help="also deploy once without pre-connection")
     parser.add_argument("--no-preconnect", action="store_true", help="no next group's connections during the gate")
     args = parser.parse_args()
     settings.SSH_STEP_SESSION = not args.channels
@@ -186,6 +194,14 @@ def main() -> None:
                 f"bare paramiko reference: {bare:.1f} s ({load()}) served: {common.served_versions(urls)}", flush=True
             )
         rollout = {"batch_percent": 0.1, "max_parallel": 16}
+        if args.ab_preconnect:  # the same deploy without the next group's connections opened early, first
+            settings.EXECUTION_PRECONNECT = False
+            with phase("rolling deploy, no pre-connection"):
+                seconds, task, outcome = timed_deploy(servers, "1.9.0", rollout)
+            breakdown(task)
+            results["rolling deploy, no pre-connection"] = (seconds, 45, outcome)
+            print(f"rolling deploy, no pre-connection: {seconds:.1f} s ({load()}) {outcome}", flush=True)
+            settings.EXECUTION_PRECONNECT = True
         with phase("rolling deploy"):
             seconds, task, outcome = timed_deploy(servers, "2.0.0", rollout, args.profile)
         results["rolling deploy, 10 % batches"] = (seconds, 45, outcome)
@@ -196,12 +212,14 @@ def main() -> None:
             flush=True,
         )
 
-        with phase("one command"):
-            command = {"command": "uptime", "rollout": {"max_parallel": 16}}
-            seconds, task, outcome = timed(servers, "RAW_COMMAND", command)
-        breakdown(task)
-        results["one command on all"] = (seconds, 12, outcome)
-        print(f"one command: {seconds:.1f} s ({load()}) {outcome} {task.failure_reason}", flush=True)
+        for width in args.command_parallel:
+            name = "one command on all" + ("" if width == 16 else f", {width} in parallel")
+            with phase(name):
+                command = {"command": "uptime", "rollout": {"max_parallel": width}}
+                seconds, task, outcome = timed(servers, "RAW_COMMAND", command)
+            breakdown(task)
+            results[name] = (seconds, 12, outcome)
+            print(f"{name}: {seconds:.1f} s ({load()}) {outcome} {task.failure_reason}", flush=True)
 
         HealthCriteria.objects.filter(system=servers[0].system).update(port_wait_seconds=3)
         batch = [s for s in servers if s.rolling_group == 1][:100]

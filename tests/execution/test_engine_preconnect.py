@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from audit.models import AuditEntry
+from cmdb.models import Server
 from execution.engine import Engine
+from execution.models import ServerRun
 from execution.services import run_task
 from tests.waiting import wait_until
 
@@ -60,3 +63,23 @@ def test_a_failed_gate_leaves_the_preconnected_group_untouched(testbed, testbed_
     assert {s.server_id: commands_received(testbed, s.server_id) for s in second} == before
     assert [version_of(s) for s in second] == ["1.0.0"] * len(second)
     wait_until(lambda: not any(connections_to(s) for s in second), 10, 0.05)
+
+
+@pytest.mark.testbed
+@pytest.mark.django_db(transaction=True)
+def test_a_refusal_met_ahead_of_its_group_is_audited_once_and_reported_at_its_first_step(testbed, testbed_cmdb):
+    servers = testbed_cmdb
+    fast_port_wait(servers, 3)
+    target = [s for s in servers if s.rolling_group == 2][2]  # connected while group 1 runs
+    Server.objects.filter(pk=target.pk).update(host_key_fingerprint="SHA256:" + "A" * 43)
+    before = commands_received(testbed, target.server_id)
+    task = approved_task(servers, parameters=deploy_parameters("2.0.0"))
+
+    assert run_task(task.pk) == "FAILED_ROLLED_BACK"
+
+    task.refresh_from_db()
+    assert "호스트 키" in task.failure_reason and target.server_id in task.failure_reason
+    assert ServerRun.objects.get(execution__task=task, server_ref=target.server_id).state == "REFUSED"
+    assert AuditEntry.objects.filter(action="ssh.host_key_refused", target=target.server_id).count() == 1
+    assert commands_received(testbed, target.server_id) == before
+    assert [version_of(s) for s in servers if s.rolling_group == 2] == ["1.0.0"] * 5
