@@ -70,16 +70,14 @@ def test_a_failed_gate_leaves_the_preconnected_group_untouched(testbed, testbed_
 def test_a_refusal_met_ahead_of_its_group_is_audited_once_and_reported_at_its_first_step(testbed, testbed_cmdb):
     servers = testbed_cmdb
     fast_port_wait(servers, 3)
-    target = [s for s in servers if s.rolling_group == 2][2]  # connected while group 1 runs
+    second = [s for s in servers if s.rolling_group == 2]
+    target = second[2]  # connected while group 1 runs
     Server.objects.filter(pk=target.pk).update(host_key_fingerprint="SHA256:" + "A" * 43)
-    before = commands_received(testbed, target.server_id)
-    task = approved_task(servers, parameters=deploy_parameters("2.0.0"))
-
-    assert run_task(task.pk) == "FAILED_ROLLED_BACK"
-
-    task.refresh_from_db()
-    assert "호스트 키" in task.failure_reason and target.server_id in task.failure_reason
-    assert ServerRun.objects.get(execution__task=task, server_ref=target.server_id).state == "REFUSED"
+    logged = commands_received(testbed, target.server_id)
+    outcome = run_task(approved_task(servers, parameters=deploy_parameters("2.0.0")).pk)
+    run = ServerRun.objects.select_related("execution__task").get(server_ref=target.server_id)
+    assert (outcome, run.state) == ("FAILED_ROLLED_BACK", "REFUSED")
+    assert "호스트 키" in run.execution.task.failure_reason and target.server_id in run.execution.task.failure_reason
     assert AuditEntry.objects.filter(action="ssh.host_key_refused", target=target.server_id).count() == 1
-    assert commands_received(testbed, target.server_id) == before
-    assert [version_of(s) for s in servers if s.rolling_group == 2] == ["1.0.0"] * 5
+    assert commands_received(testbed, target.server_id) == logged
+    assert {version_of(s) for s in second} == {"1.0.0"}
