@@ -27,7 +27,6 @@ import logging
 import os
 import re
 import secrets
-import selectors
 import shlex
 import socket
 import threading
@@ -55,7 +54,6 @@ LOST_WHILE_RUNNING = gettext_lazy("명령 실행 중 %(server)s 연결이 끊겼
 # shell that starts in half the time of bash, which counts at seven commands a server.
 POSIX_SHELL = "/bin/sh"
 IDLE_WAKEUP_SECONDS = 1.0
-_Selector = getattr(selectors, "PollSelector", selectors.DefaultSelector)
 SHELL_PATH_RE = re.compile(r"^/[A-Za-z0-9/_.-]{1,64}$")
 SHA256_HEX_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -72,6 +70,27 @@ STEP_STATEMENT = (
     "setsid -w {shell} -c {inner} </dev/null; rc=$?; "
     "printf '\\n%s %s %s\\n' {nonce} {id} \"$rc\"; printf '\\n%s %s %s\\n' {nonce} {id} \"$rc\" >&2\n"
 )
+
+
+def _wakeup(channel: paramiko.Channel) -> threading.Event:
+    """An event set when output arrives on either of the channel's streams or the channel closes.
+
+    The wait loops block on it instead of on the channel's descriptor: paramiko makes an OS pipe
+    pair for a channel's fileno() and writes to it and reads from it on every packet (two system
+    calls and a wakeup per packet, two descriptors per channel), where a worker holding hundreds
+    of connections also passes select()'s 1024 limit."""
+    event = threading.Event()
+    channel.in_buffer.set_event(event)
+    channel.in_stderr_buffer.set_event(event)
+    return event
+
+
+def _wait(channel: paramiko.Channel, wakeup: threading.Event, seconds: float) -> None:
+    """Wait up to ``seconds`` for more output (or the channel's end). Cleared first and then
+    checked, so output that came in meanwhile is seen at once and a stale set never spins."""
+    wakeup.clear()
+    if not (channel.recv_ready() or channel.recv_stderr_ready() or channel.closed or channel.eof_received):
+        wakeup.wait(seconds)
 
 
 class _Framed:
@@ -298,6 +317,7 @@ class SSHTransport:
         self._running_pgid: int | None = None
         self._kill_requested = False
         self._steps: paramiko.Channel | None = None  # the step supervisor's channel (SSH_STEP_SESSION)
+        self._steps_wakeup = threading.Event()
         self._nonce = b""
         self._step_id = 0
         self._commands = 0
@@ -502,59 +522,52 @@ class SSHTransport:
         looking_for_pgid = True
         exit_seen = 0.0
         deadline = started + timeout
-        # poll(), not select(): select() refuses descriptors >= FD_SETSIZE (1024), which a worker
-        # holding hundreds of connections (plus its database and log files) passes. poll needs
-        # no descriptor of its own either (epoll would add one per running command).
-        selector = _Selector()
-        selector.register(channel, selectors.EVENT_READ)
-        try:
-            while True:
-                while channel.recv_ready():
-                    chunk = channel.recv(65536)
-                    digest.update(chunk)
-                    room = max_output - len(out)
-                    truncated |= len(chunk) > room
-                    out += chunk[:room]
-                while channel.recv_stderr_ready():
-                    chunk = channel.recv_stderr(65536)
-                    if looking_for_pgid:
-                        err += chunk
-                        match = PGID_RE.match(bytes(err))
-                        if match:
-                            pgid = int(match.group(1))
-                            del err[: match.end()]
-                            with self._lock:
-                                self._running_pgid = pgid
-                        # No marker on the first line (no setsid there?): keep stderr as it came.
-                        looking_for_pgid = match is None and b"\n" not in err and len(err) < 64
-                        continue
-                    room = max_output - len(err)
-                    truncated |= len(chunk) > room
-                    err += chunk[:room]
-                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
-                    # sshd may send the exit status before the last output: wait for EOF too, but
-                    # not forever (a background child holding stdout open would never give one).
-                    if channel.eof_received or exit_seen and time.monotonic() - exit_seen > EOF_GRACE_SECONDS:
-                        break
-                    exit_seen = exit_seen or time.monotonic()
-                if not self.connected:
-                    raise ConnectionLost(LOST_WHILE_RUNNING % {"server": self.label, "pgid": pgid})
-                now = time.monotonic()
-                if now >= deadline and not timed_out:
-                    timed_out = True
-                    self._kill_group(pgid)
-                    deadline = now + KILL_GRACE_SECONDS + 3  # wait for the channel to report the end
-                elif now >= deadline:
-                    break  # killed, but the channel never closed: give up waiting
-                wait = min(0.5, max(0.0, deadline - now))
-                if channel.eof_received or channel.closed:
-                    # All output is in (the pipe stays readable from now on, so select would
-                    # spin): only the exit status is missing.
-                    channel.status_event.wait(wait)
-                else:
-                    selector.select(wait)
-        finally:
-            selector.close()
+        wakeup = _wakeup(channel)
+        while True:
+            while channel.recv_ready():
+                chunk = channel.recv(65536)
+                digest.update(chunk)
+                room = max_output - len(out)
+                truncated |= len(chunk) > room
+                out += chunk[:room]
+            while channel.recv_stderr_ready():
+                chunk = channel.recv_stderr(65536)
+                if looking_for_pgid:
+                    err += chunk
+                    match = PGID_RE.match(bytes(err))
+                    if match:
+                        pgid = int(match.group(1))
+                        del err[: match.end()]
+                        with self._lock:
+                            self._running_pgid = pgid
+                    # No marker on the first line (no setsid there?): keep stderr as it came.
+                    looking_for_pgid = match is None and b"\n" not in err and len(err) < 64
+                    continue
+                room = max_output - len(err)
+                truncated |= len(chunk) > room
+                err += chunk[:room]
+            if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                # sshd may send the exit status before the last output: wait for EOF too, but
+                # not forever (a background child holding stdout open would never give one).
+                if channel.eof_received or exit_seen and time.monotonic() - exit_seen > EOF_GRACE_SECONDS:
+                    break
+                exit_seen = exit_seen or time.monotonic()
+            if not self.connected:
+                raise ConnectionLost(LOST_WHILE_RUNNING % {"server": self.label, "pgid": pgid})
+            now = time.monotonic()
+            if now >= deadline and not timed_out:
+                timed_out = True
+                self._kill_group(pgid)
+                deadline = now + KILL_GRACE_SECONDS + 3  # wait for the channel to report the end
+            elif now >= deadline:
+                break  # killed, but the channel never closed: give up waiting
+            wait = min(0.5, max(0.0, deadline - now))
+            if channel.eof_received or channel.closed:
+                # All output is in (the wakeup stays set from now on, so waiting on it would
+                # spin): only the exit status is missing.
+                channel.status_event.wait(wait)
+            else:
+                _wait(channel, wakeup, wait)
         status = channel.recv_exit_status() if channel.exit_status_ready() else -1
         if status == -1 and not self.connected:
             raise ConnectionLost(LOST_WHILE_RUNNING % {"server": self.label, "pgid": pgid})
@@ -597,6 +610,7 @@ class SSHTransport:
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise self._lost_or_error(f"could not start the step supervisor on {self.label}", exc) from exc
         self._steps, self._leftover = channel, (b"", b"")
+        self._steps_wakeup = _wakeup(channel)
         return channel
 
     def _end_steps(self) -> None:
@@ -640,8 +654,7 @@ class SSHTransport:
             err.feed(self._leftover[1])
         timed_out = False
         deadline = started + timeout
-        selector = _Selector()
-        selector.register(channel, selectors.EVENT_READ)
+        wakeup = self._steps_wakeup
         try:
             while not (out.done and err.done):
                 while channel.recv_ready():
@@ -667,9 +680,8 @@ class SSHTransport:
                 elif now >= deadline:
                     self._end_steps()  # killed, but no end came: this supervisor is not trusted again
                     break
-                selector.select(min(0.5, max(0.0, deadline - now)))
+                _wait(channel, wakeup, min(0.5, max(0.0, deadline - now)))
         finally:
-            selector.close()
             with self._lock:
                 self._running_pgid = None
         self._leftover = (out.leftover, err.leftover)
