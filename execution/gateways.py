@@ -44,6 +44,7 @@ from django.utils.translation import gettext as _
 
 import audit
 from cmdb.models import Gateway, Server
+from governance.compiled import CompiledValues
 from governance.models import OpsTask
 from governance.notify import Message, notify
 from governance.queries import visible_tasks
@@ -93,10 +94,20 @@ def check_single_gateway(servers: Iterable[Server]) -> None:
         )
 
 
+# A task's servers' gateways, read from the CMDB as it is now in one query compiled once (queuing
+# an approved run asks it on every final approval): the server's own, else its institution's.
+_TARGET_GATEWAYS = CompiledValues(
+    lambda task: OpsTask.targets.through.objects.filter(opstask_id=task).values_list(
+        "server__gateway__name", "server__system__institution__gateway__name"
+    ),
+    "task",
+)
+
+
 def task_gateway(task: OpsTask) -> str:
     """The gateway that runs a task: its servers' one gateway. Were they to span several (the CMDB
     changed after filing), the institution's; the plan rendered before the run then refuses it."""
-    names = gateways_of(task.targets.all())
+    names = {own or institution or CENTRAL for own, institution in _TARGET_GATEWAYS.rows(task=task.pk)}
     if len(names) == 1:
         return names.pop()
     gateway = task.system.institution.gateway

@@ -14,47 +14,59 @@ class CompiledSelect:
     vendor and run again with other values: Django builds and compiles a queryset on every
     call, and for a lock with a deep select_related that costs more than running it.
 
-    ``build(**values)`` makes the queryset; it is built once with sentinel integers, each of
-    which must appear exactly once among the compiled SQL's parameters, and each call puts
-    its own integers in their places. The row becomes model instances (with the related
-    objects of select_related) exactly as Django's own iterator builds them."""
+    ``build(**values)`` makes the queryset; it is built once with sentinel values (integers;
+    strings for the names listed in ``text``), each of which must appear among the compiled
+    SQL's parameters (once or more), and each call puts its own values, typed the same way, in
+    their places. The row becomes model instances (with the related objects of
+    select_related) exactly as Django's own iterator builds them."""
 
     _SENTINEL = -7_340_000_000_000
+    _ONE_ROW = True
 
-    def __init__(self, build: Callable[..., QuerySet], *names: str):
-        self.build, self.names = build, names
+    def __init__(self, build: Callable[..., QuerySet], *names: str, text: tuple[str, ...] = ()):
+        self.build, self.names, self.text = build, names + text, text
         self._compiled: dict[str, tuple] = {}
 
+    def _mark(self, index: int, name: str) -> int | str:
+        return f"\x00compiled {name}\x00" if name in self.text else self._SENTINEL - index
+
     def _compile(self, alias: str) -> tuple:
-        marks = {name: self._SENTINEL - i for i, name in enumerate(self.names)}
-        query = self.build(**marks)[:1].query
+        marks = {name: self._mark(i, name) for i, name in enumerate(self.names)}
+        queryset = self.build(**marks)
+        query = (queryset[:1] if self._ONE_ROW else queryset).query
         compiler = query.get_compiler(alias)
         sql, params = compiler.as_sql()
         slots = [(i, name) for i, value in enumerate(params) for name, mark in marks.items() if value == mark]
-        if sorted(name for _, name in slots) != sorted(self.names):
-            raise ValueError(f"CompiledSelect: each of {self.names} must be one parameter of the query")
+        if {name for _, name in slots} != set(self.names):
+            raise ValueError(f"CompiledSelect: each of {self.names} must be a parameter of the query")
         # The row's converters (dates, JSON...) depend on the fields and the vendor only.
         converters = compiler.get_converters([column[0] for column in compiler.select])
         compiled = (query, sql, list(params), slots, compiler.select, compiler.klass_info, compiler, converters)
         self._compiled[connections[alias].vendor] = compiled
         return compiled
 
-    def first(self, alias: str = "default", **values: int):
+    def _rows(self, alias: str, values: dict, fetch: Callable) -> tuple[list, tuple]:
+        """The compiled SQL run with ``values``; ``fetch(cursor)`` reads its rows (converted)."""
         db = connections[alias]
         compiled = self._compiled.get(db.vendor) or self._compile(alias)
-        query, sql, params, slots, select, klass_info, compiler, converters = compiled
+        query, sql, params, slots, _select, _klass_info, compiler, converters = compiled
         if query.select_for_update and not db.in_atomic_block:
             raise transaction.TransactionManagementError("select_for_update cannot be used outside of a transaction.")
         params = list(params)
         for index, name in slots:
-            params[index] = int(values[name])
+            params[index] = str(values[name]) if name in self.text else int(values[name])
         with db.cursor() as cursor:
             cursor.execute(sql, params)
-            row = cursor.fetchone()
-        if row is None:
+            rows = fetch(cursor)
+        if converters and rows:
+            rows = list(compiler.apply_converters(rows, converters))
+        return rows, compiled
+
+    def first(self, alias: str = "default", **values: int | str):
+        rows, compiled = self._rows(alias, values, lambda cursor: cursor.fetchmany(1))
+        if not rows:
             return None
-        if converters:
-            row = next(iter(compiler.apply_converters([row], converters)))
+        row, select, klass_info = rows[0], compiled[4], compiled[5]
         fields = klass_info["select_fields"]
         start, end = fields[0], fields[-1] + 1
         names = [column[0].target.attname for column in select[start:end]]
@@ -62,3 +74,14 @@ class CompiledSelect:
         for populator in get_related_populators(klass_info, select, alias):  # type: ignore[call-arg]  # stubs: a later Django
             populator.populate(row, obj)
         return obj
+
+
+class CompiledValues(CompiledSelect):
+    """The same for a ``values_list()`` query of any number of rows: ``rows(**values)`` gives
+    its tuples as Django would."""
+
+    _ONE_ROW = False
+
+    def rows(self, alias: str = "default", **values: int | str) -> list[tuple]:
+        found, _compiled = self._rows(alias, values, lambda cursor: cursor.fetchall())
+        return [tuple(row) for row in found]

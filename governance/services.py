@@ -31,6 +31,7 @@ from .control import execution_allowed, global_stop_reason, require_step_up
 from .errors import Conflict, Forbidden, Invalid, NotFound
 from .models import ApprovalStep, Notification, OpsTask, Risk, Status, StepStatus, SubType
 from .notify import Action, Message, notify
+from .queries import load_permissions
 from .transitions import (
     apply_transition,
     audit_task,
@@ -304,9 +305,9 @@ def decide_step(user, step_id, decision: str, comments: str = "", plan_sha256: s
     comments = (comments or "").strip()
     if decision == "REJECTED" and not comments:
         raise Invalid("반려 사유(의견)를 입력하세요.", field="comments")
-    # The caller's permissions are read before the write transaction (they are cached on the
-    # user object for the checks inside it), so SQLite's write turn is not held for them.
-    user.get_all_permissions()
+    # The caller's permissions are read before the write transaction (one compiled query, cached
+    # on the user object for the checks inside it), so SQLite's write turn is not held for them.
+    load_permissions(user)
     # One audit append at the end of the transaction for the decision, the transition and
     # the next step's assignment (transitions.one_append).
     with transaction.atomic(), one_append():

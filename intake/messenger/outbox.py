@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import audit
+from governance.compiled import CompiledSelect
 from governance.models import ApprovalStep, Risk
 
 from ..models import ChatChannel, MessengerIdentity, OutboxMessage
@@ -32,11 +33,19 @@ WEBHOOK_CHANNELS = (ChatChannel.MATTERMOST, ChatChannel.SLACK, ChatChannel.WEBHO
 LOW_RISK = (Risk.LOW, Risk.MEDIUM)
 
 
+# The person's messenger identity (the first enabled one, with its webhook), asked on every
+# notification: compiled once (see governance.compiled.CompiledSelect).
+_IDENTITY = CompiledSelect(
+    lambda user: MessengerIdentity.objects.select_related("webhook").filter(user=user, enabled=True).order_by("pk"),
+    "user",
+)
+
+
 class OutboxAdapter:
     """The notify() adapter (settings.NOTIFY_ADAPTERS): queue for the person's messenger."""
 
     def deliver(self, user, message) -> OutboxMessage | None:
-        identity = MessengerIdentity.objects.select_related("webhook").filter(user=user, enabled=True).first()
+        identity = _IDENTITY.first(user=user.pk)
         if identity is None:
             return None
         actions = [a.as_dict() for a in message.actions]
