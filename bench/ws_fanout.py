@@ -5,7 +5,8 @@ ws/tasks/<task_id>/ on one of ``--servers`` Daphne processes sharing a Redis. Th
 then commits real transitions of that task (row lock, FSM transition, audit entry, events
 published after commit) and every client times the "transition" event from the moment the
 transaction committed (an on-commit hook registered first in the transaction) to receipt.
-Prints connected / failed counts, p50/p95/max commit→receipt and the load average, for each
+Prints connected / failed counts, p50/p95/max commit→receipt (and, per transition, how much of
+it passed before this process had published the events) and the load average, for each
 ``--sockets`` figure in turn (targets: 2,000 connected with zero errors; 1,000 subscribed,
 p95 ≤ 200 ms; ``--servers 2`` with twice the clients).
 
@@ -14,13 +15,16 @@ or redis-lists (channels_redis's list-based layer), for both Daphne and this pro
 
 Run: .venv/bin/python bench/ws_fanout.py [--sockets 1000,2000 --servers 1 --rounds 5]
      .venv/bin/python bench/ws_fanout.py --sockets 2000 --servers 2
+     add --profile for each Daphne's cProfile over the timed transitions (guardia/asgi.py)
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import pstats
 import resource
+import signal
 import time
 
 os.environ.setdefault("GUARDIA_CHANNEL_LAYER", "redis")  # before Django reads its settings
@@ -35,6 +39,7 @@ from django.test import Client
 from redis import asyncio as aioredis
 
 from cmdb.models import Institution, System
+from governance import events
 from governance.models import OpsTask, Status
 from governance.transitions import apply_transition, lock_task
 
@@ -43,6 +48,7 @@ def _own_arguments(parser) -> None:
     parser.add_argument("--sockets", default="1000,2000", help="comma-separated socket counts, run in turn")
     parser.add_argument("--rounds", type=int, default=5, help="transitions per socket count")
     parser.add_argument("--sessions", type=int, default=50, help="signed-in users the sockets share")
+    parser.add_argument("--profile", action="store_true", help="cProfile each Daphne over the timed transitions")
 
 
 ARGS = benchenv.web_load_arguments(_own_arguments)
@@ -68,16 +74,29 @@ def populate(sessions: int) -> tuple[OpsTask, list[str]]:
     return task, cookies
 
 
-def commit_transition(task_pk: int) -> float:
+def commit_transition(task_pk: int) -> tuple[float, float]:
     """Put the task back to EXECUTING (not measured), then commit EXECUTING → STATE_UNCERTAIN
-    through the product's transition path; returns the moment the transaction committed."""
+    through the product's transition path; returns the moment the transaction committed and
+    the moment its events had been published to Redis."""
     OpsTask.objects.filter(pk=task_pk).update(status=Status.EXECUTING)
     committed: list[float] = []
     with transaction.atomic():
         transaction.on_commit(lambda: committed.append(time.perf_counter()))
         task = lock_task(pk=task_pk)
         apply_transition("bench", task, "lose_contact", "fan-out bench", reason="fan-out bench")
-    return committed[0]
+    return committed[0], PUBLISHED[-1]
+
+
+PUBLISHED: list[float] = []
+_deliver = events.deliver
+
+
+async def timed_deliver(layer, items) -> None:
+    await _deliver(layer, items)
+    PUBLISHED.append(time.perf_counter())
+
+
+events.deliver = timed_deliver  # events.send_many looks it up at each call
 
 
 class Fleet:
@@ -131,6 +150,7 @@ async def run(count: int, addresses: list[str], redis_url: str, task: OpsTask, c
     )
     connect_seconds = time.perf_counter() - began
     latencies: list[float] = []
+    publishing: list[float] = []  # commit → events published to Redis, per transition
     missing = 0
     servers, client = cpu_seconds(addresses), resource.getrusage(resource.RUSAGE_SELF)
     # Round 0 is not counted: this process's first publish loads the channel layer's code,
@@ -138,8 +158,9 @@ async def run(count: int, addresses: list[str], redis_url: str, task: OpsTask, c
     for number in range(rounds + 1):
         if number == 1:
             servers, client = cpu_seconds(addresses), resource.getrusage(resource.RUSAGE_SELF)
+            signal_daphne(addresses, signal.SIGUSR1 if ARGS.profile else 0)
         fleet.round = number
-        committed = await asyncio.to_thread(commit_transition, task.pk)
+        committed, published = await asyncio.to_thread(commit_transition, task.pk)
         deadline = time.perf_counter() + 10
         while len(fleet.received.get(number, [])) < len(fleet.sockets) and time.perf_counter() < deadline:
             await asyncio.sleep(0.01)
@@ -147,8 +168,10 @@ async def run(count: int, addresses: list[str], redis_url: str, task: OpsTask, c
         if number:
             missing += len(fleet.sockets) - len(arrivals)
             latencies += [(at - committed) * 1000 for at in arrivals]
+            publishing.append((published - committed) * 1000)
         await asyncio.sleep(0.2)
     servers = [after - before for before, after in zip(servers, cpu_seconds(addresses), strict=True)]
+    signal_daphne(addresses, signal.SIGUSR2 if ARGS.profile else 0)
     mine = resource.getrusage(resource.RUSAGE_SELF)
     client_cpu = mine.ru_utime + mine.ru_stime - client.ru_utime - client.ru_stime
     await fleet.close()
@@ -163,6 +186,10 @@ async def run(count: int, addresses: list[str], redis_url: str, task: OpsTask, c
         f"  {rounds} transitions: commit→receipt ms {summary}  max {max(latencies, default=0):.1f}; "
         f"events missing {missing}; {benchenv.load_line()}"
     )
+    print(
+        "  of which commit→published to Redis (this process's on-commit hooks and publish) ms: "
+        + ", ".join(f"{x:.1f}" for x in publishing)
+    )
     per_socket = sum(servers) / max(1, rounds * len(fleet.sockets)) * 1e6
     print(
         f"  CPU over the {rounds} transitions: Daphne {' + '.join(f'{x:.2f}' for x in servers)} s "
@@ -174,6 +201,17 @@ async def run(count: int, addresses: list[str], redis_url: str, task: OpsTask, c
     )
     for problem in (fleet.failed + fleet.closed)[:3]:
         print("  e.g.", problem)
+    if ARGS.profile:
+        print_profiles()
+
+
+def print_profiles() -> None:
+    """Each Daphne's profile over the timed transitions, the functions that took most time themselves."""
+    for path in sorted(benchenv.DATA_DIR.glob("daphne-profile.*")):
+        stats = pstats.Stats(str(path))
+        stats.sort_stats("tottime").print_stats(16)
+        stats.sort_stats("cumulative").print_stats(24)
+        path.rename(path.with_name(f"kept-{path.name}"))  # for pstats by hand; the run's data dir
 
 
 async def subscriptions_left(redis_url: str, patience: float = 30) -> int:
@@ -188,8 +226,9 @@ async def subscriptions_left(redis_url: str, patience: float = 30) -> int:
     return left
 
 
-def cpu_seconds(addresses: list[str]) -> list[float]:
-    """User + system CPU each Daphne process (a child of this one, found by its port) has used."""
+def daphne_processes() -> dict[str, tuple[int, float]]:
+    """Each Daphne process (a child of this one) by its port: its pid and the user + system
+    CPU seconds it has used."""
     ticks = os.sysconf("SC_CLK_TCK")
     found = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -199,8 +238,22 @@ def cpu_seconds(addresses: list[str]) -> list[float]:
         except OSError:
             continue
         if b"daphne" in argv and b"-p" in argv:
-            found[argv[argv.index(b"-p") + 1].decode()] = (int(stat[11]) + int(stat[12])) / ticks
-    return [found.get(address.rsplit(":", 1)[1], 0.0) for address in addresses]
+            found[argv[argv.index(b"-p") + 1].decode()] = (int(pid), (int(stat[11]) + int(stat[12])) / ticks)
+    return found
+
+
+def cpu_seconds(addresses: list[str]) -> list[float]:
+    found = daphne_processes()
+    return [found.get(address.rsplit(":", 1)[1], (0, 0.0))[1] for address in addresses]
+
+
+def signal_daphne(addresses: list[str], signum: int) -> None:
+    """Start (SIGUSR1) or stop and write (SIGUSR2) each Daphne's profile; 0 sends nothing."""
+    if not signum:
+        return
+    found = daphne_processes()
+    for address in addresses:
+        os.kill(found[address.rsplit(":", 1)[1]][0], signum)
 
 
 def main() -> None:
@@ -209,7 +262,8 @@ def main() -> None:
     task, cookies = populate(ARGS.sessions)
     counts = [int(n) for n in ARGS.sockets.split(",")]
     layer = os.environ["GUARDIA_CHANNEL_LAYER"]
-    with benchenv.web_servers(ARGS.servers, GUARDIA_CHANNEL_LAYER=layer) as (addresses, redis_url):
+    profile = {"GUARDIA_PROFILE_TO": str(benchenv.DATA_DIR / "daphne-profile")} if ARGS.profile else {}
+    with benchenv.web_servers(ARGS.servers, GUARDIA_CHANNEL_LAYER=layer, **profile) as (addresses, redis_url):
         # This process publishes through the same Redis the Daphne processes subscribe to.
         settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["address"] = redis_url
         channel_layers.backends.clear()

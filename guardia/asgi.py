@@ -7,6 +7,22 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "guardia.settings")
+
+if os.environ.get("GUARDIA_PROFILE_TO"):  # measuring only: bench/ws_fanout.py --profile
+    import cProfile
+    import signal
+
+    # SIGUSR1 starts profiling this process's main thread; SIGUSR2 stops it and writes the
+    # statistics to GUARDIA_PROFILE_TO.<pid>.
+    _profile = cProfile.Profile()
+
+    def _write_profile(*_) -> None:
+        _profile.disable()
+        _profile.dump_stats(f"{os.environ['GUARDIA_PROFILE_TO']}.{os.getpid()}")
+
+    signal.signal(signal.SIGUSR1, lambda *_: _profile.enable())
+    signal.signal(signal.SIGUSR2, _write_profile)
+
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app registry)
