@@ -14,7 +14,7 @@ that calls run_task: recorder, audit appends, events, waits on the workers), sum
 where the time goes, and saved to FILE for pstats.
 
 Run: .venv/bin/python bench/execution_scale.py [--servers 1000 --sshd 40] [--skip-bare] [--channels] [--profile F]
-     [--command-parallel 16,32] [--no-preconnect] [--ab-preconnect]
+     [--command-parallel 16,32] [--preconnect N] [--ab-preconnect]
 """
 
 from __future__ import annotations
@@ -166,10 +166,13 @@ def main() -> None:
         help="max_parallel of the one-command runs, one run each (e.g. 16,32)",
     )
     parser.add_argument("--ab-preconnect", action="store_true", help="also deploy once without pre-connection")
-    parser.add_argument("--no-preconnect", action="store_true", help="no next group's connections during the gate")
+    parser.add_argument(
+        "--preconnect", type=int, default=None, help="EXECUTION_PRECONNECT (0: none; default: the setting's)"
+    )
     args = parser.parse_args()
     settings.SSH_STEP_SESSION = not args.channels
-    settings.EXECUTION_PRECONNECT = not args.no_preconnect
+    if args.preconnect is not None:
+        settings.EXECUTION_PRECONNECT = args.preconnect
     # As in a worker, whose first threads are the engine's: the testbed's and the served-version
     # checks' threads below would otherwise get their own malloc arenas first.
     limit_malloc_arenas()
@@ -195,13 +198,17 @@ def main() -> None:
             )
         rollout = {"batch_percent": 0.1, "max_parallel": 16}
         if args.ab_preconnect:  # the same deploy without the next group's connections opened early, first
-            settings.EXECUTION_PRECONNECT = False
+            chosen = getattr(settings, "EXECUTION_PRECONNECT", None)
+            settings.EXECUTION_PRECONNECT = 0
             with phase("rolling deploy, no pre-connection"):
                 seconds, task, outcome = timed_deploy(servers, "1.9.0", rollout)
             breakdown(task)
             results["rolling deploy, no pre-connection"] = (seconds, 45, outcome)
             print(f"rolling deploy, no pre-connection: {seconds:.1f} s ({load()}) {outcome}", flush=True)
-            settings.EXECUTION_PRECONNECT = True
+            if chosen is None:
+                del settings.EXECUTION_PRECONNECT
+            else:
+                settings.EXECUTION_PRECONNECT = chosen
         with phase("rolling deploy"):
             seconds, task, outcome = timed_deploy(servers, "2.0.0", rollout, args.profile)
         results["rolling deploy, 10 % batches"] = (seconds, 45, outcome)

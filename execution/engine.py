@@ -14,6 +14,7 @@ kills the remote process group of running steps and restores the current group: 
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import gc
 import logging
@@ -160,6 +161,7 @@ class Engine:
         self._pool: ThreadPoolExecutor | None = None
         self._live: LiveSender | None = None
         self._prepared: dict[str, ServerContext] = {}  # the next group's, pre-connected (_preconnect)
+        self._lined_up: collections.deque[ServerContext] = collections.deque()  # not yet started (_feed)
         self._early: list = []  # their connections' futures
         self.resume_from: dict = {}  # server id -> execution.journal.Observation (the reaper's resume)
         self.garbage = RunGarbage()
@@ -258,7 +260,8 @@ class Engine:
         self.halt.clear()
         self.first_failure = None
         self._fail_count = 0
-        results = self.parallel(contexts, self._forward_one, then=lambda: self._preconnect(following))
+        self._preconnect(following)
+        results = self.parallel(contexts, self._forward_one)
         failures = {ctx: f for ctx, f in results.items() if f is not None and f.kind != "not_started"}
         if not failures and self.strategy.safety_gate and self.playbook.ROLLING:
             # The batch just finished, plus a bounded, rotating sample of earlier ones (see gate_sample).
@@ -475,22 +478,35 @@ class Engine:
 
     # --- plumbing ---------------------------------------------------------------------
     def _preconnect(self, group: Group | None) -> None:
-        """Queue the next group's connections behind this group's servers (see
-        ServerContext.preconnect): the pool's threads that this group's last wave leaves idle,
-        and those the safety gate leaves idle, authenticate them, so the next group starts with
-        its connections open. No session, no command: the gate still holds the group, and a
-        group that never starts has them closed (_finish). EXECUTION_PRECONNECT off: none."""
-        if group is None or not self.playbook.ROLLING or not getattr(settings, "EXECUTION_PRECONNECT", True):
-            return
-        assert self._pool is not None
+        """Line up the next group's first servers for early connections (ServerContext.preconnect),
+        at most EXECUTION_PRECONNECT of them (0: none). They are opened only on pool threads that
+        nothing else needs (_feed): those this group's last wave leaves idle, then those its
+        safety gate leaves idle, so the gate is never queued behind them and the next group
+        starts with connections open. No session, no command: the gate still holds the group,
+        and a group that never starts has them closed unused (_finish)."""
+        self._lined_up.clear()
         self._early = [f for f in self._early if not f.done()]
-        for srv in group.servers:
+        limit = int(getattr(settings, "EXECUTION_PRECONNECT", 2 * self.strategy.max_parallel))
+        if group is None or not self.playbook.ROLLING or limit <= 0:
+            return
+        for srv in group.servers[:limit]:
             ctx = self._prepared[srv.server_id] = self._context(srv)
+            self._lined_up.append(ctx)
+
+    def _feed(self, busy: int) -> None:
+        """Start lined-up early connections on the pool threads left idle by ``busy`` jobs."""
+        if self.halt.is_set():  # a failure or a stop: this group ends here, the next never starts
+            self._lined_up.clear()
+            return
+        self._early = [f for f in self._early if not f.done()]
+        assert self._pool is not None
+        while self._lined_up and busy + len(self._early) < self.strategy.max_parallel:
+            ctx = self._lined_up.popleft()
             self._early.append(self._pool.submit(_in_worker, ServerContext.preconnect, ctx))
 
-    def parallel(self, contexts: list[ServerContext], fn, then=None) -> dict:
+    def parallel(self, contexts: list[ServerContext], fn) -> dict:
         """``fn`` on every context on the pool, draining the recorder and polling the kill switch
-        while they run; ``then`` runs once every one of them is queued."""
+        while they run; idle threads meanwhile open lined-up early connections (_feed)."""
         results: dict = {}
         if not contexts:
             return results
@@ -499,10 +515,9 @@ class Engine:
             # cost the orchestrating thread a GIL hand-off per thread (~700 starts at 1,000 servers).
             self._pool = ThreadPoolExecutor(max_workers=self.strategy.max_parallel, thread_name_prefix="guardia-ssh")
         futures = {self._pool.submit(_in_worker, fn, ctx): ctx for ctx in contexts}
-        if then is not None:
-            then()
         pending = set(futures)
         while pending:
+            self._feed(len(pending))
             finished, pending = wait(pending, timeout=0.05, return_when=FIRST_COMPLETED)
             for future in finished:
                 results[futures[future]] = future.result()
@@ -577,8 +592,7 @@ class Engine:
 
     def _finish(self, outcome: str, reason: str, done: list[ServerContext]) -> EngineResult:
         self.recorder.drain()
-        for future in self._early:  # a group that never starts: its connections not yet made never are
-            future.cancel()
+        self._lined_up.clear()  # a group that never starts: its connections not yet made never are
         self._close(list(self.contexts.values()))
         execution = self.execution
         execution.outcome = outcome

@@ -45,9 +45,10 @@ def test_a_failed_gate_leaves_the_preconnected_group_untouched(testbed, testbed_
 
     def gate_after_a_crash(engine, contexts):
         if not seen:
-            # The next group is authenticated while this gate runs, and has received nothing.
-            wait_until(lambda: all(connections_to(s) for s in second), 10, 0.02)
-            seen.update({s.server_id: connections_to(s) for s in second})
+            # Group 1 (5 servers) left 3 of the 8 threads idle from its start: next-group servers
+            # are authenticated before this gate runs, and have received nothing.
+            wait_until(lambda: sum(1 for s in second if connections_to(s)) >= 3, 10, 0.02)
+            seen.update({s.server_id: connections_to(s) for s in second if connections_to(s)})
             assert {s.server_id: commands_received(testbed, s.server_id) for s in second} == before
             # Then a server of the batch just done really goes down: the real gate must see it.
             os.kill(int(Path(victim.app_path).parent.joinpath("run", "was.pid").read_text()), signal.SIGKILL)
@@ -58,7 +59,7 @@ def test_a_failed_gate_leaves_the_preconnected_group_untouched(testbed, testbed_
     task.refresh_from_db()
     assert outcome == "FAILED_ROLLED_BACK", task.failure_reason
     assert task.failure_reason.startswith("안전 게이트:") and victim.server_id in task.failure_reason
-    assert seen and all(seen.values())
+    assert len(seen) >= 3
     # Not one command reached the group the gate held, and its connections are gone.
     assert {s.server_id: commands_received(testbed, s.server_id) for s in second} == before
     assert [version_of(s) for s in second] == ["1.0.0"] * len(second)
