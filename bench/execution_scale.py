@@ -43,6 +43,20 @@ def load() -> str:
 
 
 PEAKS: dict[str, float] = {}
+TESTBED_PIDS: list[int] = []  # the testbed's sshd listeners and WAS host (see testbed_cpu)
+
+
+def testbed_cpu() -> float:
+    """CPU seconds of the testbed so far: its sshd listeners and WAS host with everything they
+    started and reaped (sessions, shells, the servers' scripts), read from /proc."""
+    total = 0
+    for pid in TESTBED_PIDS:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb(field: str) -> float:
@@ -62,7 +76,7 @@ def phase(name: str):
             refs.write("5")
     except OSError:
         pass
-    before, thread = resource.getrusage(resource.RUSAGE_SELF), time.thread_time()
+    before, thread, servers = resource.getrusage(resource.RUSAGE_SELF), time.thread_time(), testbed_cpu()
     try:
         yield
     finally:
@@ -71,6 +85,7 @@ def phase(name: str):
         PEAKS[name] = _rss_mb("VmHWM")
         print(
             f"  [{name}] process CPU {cpu:.1f} s (orchestrating thread {thread:.1f} s), "
+            f"testbed CPU (sshd, sessions, scripts) {testbed_cpu() - servers:.1f} s, "
             f"peak RSS {PEAKS[name]:.0f} MB, after {_rss_mb('VmRSS'):.0f} MB ({load()})",
             flush=True,
         )
@@ -178,6 +193,8 @@ def main() -> None:
     limit_malloc_arenas()
     started = time.monotonic()
     testbed, servers = common.start_testbed(args.servers, args.sshd)
+    host = testbed.manifest.get("was_host") or {}
+    TESTBED_PIDS.extend(p for p in [*(s.get("pid") for s in testbed.manifest["sshd"]), host.get("pid")] if p)
     print(
         f"testbed: {args.servers} servers on {args.sshd} sshd up in {time.monotonic() - started:.1f} s ({load()}); "
         f"this process: {_rss_mb('VmRSS'):.0f} MB",
