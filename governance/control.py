@@ -20,6 +20,7 @@ import audit
 from cmdb.models import System, SystemOwner
 
 from . import events, plans, policy
+from .compiled import CompiledSelect
 from .errors import Conflict, Forbidden, Invalid
 from .models import STOPPABLE, GlobalStop, OpsTask, Status, StepStatus, SubType
 from .notify import Message, notify
@@ -37,10 +38,14 @@ from .transitions import (
     users_in,
 )
 
-
 # --- kill switch --------------------------------------------------------------------
+# The engaged global stop, if any: asked by every final approval, run and console page
+# (compiled once, see CompiledSelect).
+_ENGAGED = CompiledSelect(lambda: GlobalStop.objects.filter(id=1, engaged=True))
+
+
 def global_stop_state() -> GlobalStop | None:
-    return GlobalStop.objects.filter(id=1, engaged=True).first()
+    return _ENGAGED.first()
 
 
 def global_stop_reason() -> str:
@@ -50,7 +55,7 @@ def global_stop_reason() -> str:
 
 
 def execution_allowed() -> bool:
-    return not GlobalStop.objects.filter(id=1, engaged=True).exists()
+    return global_stop_state() is None
 
 
 def _require_kill_switch(user) -> None:

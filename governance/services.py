@@ -353,7 +353,7 @@ def decide_step(user, step_id, decision: str, comments: str = "", plan_sha256: s
         )
         if decision == "REJECTED":
             task.steps.filter(status=StepStatus.PENDING).update(status=StepStatus.SKIPPED)
-            apply_transition(user, task, "reject", reason=comments)
+            apply_transition(user, task, "reject", reason=comments, changed=())
             notify(
                 task.requester,
                 Message(
@@ -374,6 +374,7 @@ def decide_step(user, step_id, decision: str, comments: str = "", plan_sha256: s
             "approve",
             reason=f"all approval steps approved (plan {task.plan_sha256[:12]}, "
             f"playbook {task.playbook} v{task.playbook_version})",
+            changed=("playbook_version",),
         )
         notify(
             task.requester,

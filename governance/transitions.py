@@ -119,7 +119,19 @@ def publish(task: OpsTask, kind: str, message: str = "", **data) -> None:
             events.send_on_commit(events.user_group(user_id), event)
 
 
-def apply_transition(actor, task: OpsTask, method: str, *args, reason: str = "") -> None:
+def _column_values(task: OpsTask) -> list:
+    return [field.value_from_object(task) for field in task._meta.concrete_fields]
+
+
+def apply_transition(
+    actor, task: OpsTask, method: str, *args, reason: str = "", changed: tuple[str, ...] | None = None
+) -> None:
+    """Run the FSM transition ``method`` on the locked task, save it, audit and publish it.
+
+    ``changed``: the fields the caller itself changed on the task before this call, when it
+    knows them all; the save then writes those, the ones the transition changed and
+    ``updated_at``, instead of every column (a task's plan is its largest, and a decision
+    need not encode and write it again). None (the default) writes every column."""
     source = task.status
     bound = getattr(task, method)
     if not can_proceed(bound, check_conditions=False):
@@ -127,11 +139,17 @@ def apply_transition(actor, task: OpsTask, method: str, *args, reason: str = "")
     # People pass the transition's own permission too; the system (a string actor) does not need one.
     if hasattr(actor, "has_perm") and not has_transition_perm(bound, actor):
         raise Forbidden(f"you may not {method} task {task.task_id}")
+    before = _column_values(task) if changed is not None else []
     try:
         bound(*args)
     except TransitionNotAllowed as exc:
         raise Conflict(f"task {task.task_id} is {source}; cannot {method}") from exc
-    task.save()
+    if changed is None:
+        task.save()
+    else:
+        fields = task._meta.concrete_fields
+        moved = [f.name for f, old, new in zip(fields, before, _column_values(task), strict=True) if old != new]
+        task.save(update_fields={*changed, *moved, "updated_at"})
     audit_task(actor, "task.transition", task, source=source, target=task.status, reason=reason)
     publish(task, "transition", reason or task.get_status_display())
 

@@ -124,4 +124,12 @@ def test_a_decision_through_a_token_costs_its_counted_statements(world, submit, 
     assert len(sql) <= (19 if decision == "APPROVED" else 16), f"{len(sql)} statements:\n" + "\n".join(sql)
     step.refresh_from_db()
     assert step.status == (StepStatus.APPROVED if decision == "APPROVED" else StepStatus.REJECTED)
+    # The task's row: only what the decision and its transition changed is written (not the plan).
+    (update,) = [s for s in sql if s.startswith('UPDATE "TB_OPS_TASK"')]
+    assert '"status" = ' in update and '"current_approver_id" = NULL' in update and '"plan"' not in update
+    saved = OpsTask.objects.get(pk=task.pk)
+    assert saved.status == decision and saved.current_approver is None and saved.plan == task.plan
+    assert (saved.approved_at is not None) == (decision == "APPROVED")
+    assert (saved.finished_at is not None) == (decision == "REJECTED")
+    assert saved.playbook_version == task.plan["playbook_version"] and saved.updated_at > task.updated_at
     assert verify_chain().ok
