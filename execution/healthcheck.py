@@ -16,12 +16,12 @@ import http.client
 import ipaddress
 import re
 import ssl
-import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from . import staging
 from .errors import ParameterError, StepFailed
 from .parameters import HEALTH_LIMITS, clean_health_limits, q, tighter
 from .probe import port_open
@@ -36,8 +36,6 @@ SH = "/bin/sh"
 # seconds costs no more polls than a fixed 50 ms interval.
 PORT_POLL_FIRST = 0.01
 PORT_POLL_MAX = 0.05
-_probe_pool: ThreadPoolExecutor | None = None
-_probe_pool_lock = threading.Lock()
 
 
 @dataclass
@@ -197,7 +195,6 @@ def running_version_later(health: Health, server, *, fetch_version: bool) -> Fut
     """Is the service's port open, and (``fetch_version``) which version does its health URL
     report? Asked on a pool thread, so the caller's next remote step runs meanwhile; the
     future's result is (port open, version or None when it was not read)."""
-    global _probe_pool
 
     def look() -> tuple[bool, str | None]:
         running = port_open(health.host, health.port) if health.port else False
@@ -209,16 +206,17 @@ def running_version_later(health: Health, server, *, fetch_version: bool) -> Fut
             return running, None
         return running, served_version(body)
 
-    with _probe_pool_lock:
-        if _probe_pool is None:
-            _probe_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="guardia-probe")
-        return _probe_pool.submit(look)
+    return staging.submit(look)
 
 
 def check_http(ctx, name: str = "post-http", *, expect_version: str = "") -> None:
+    if ctx.health.url:
+        ctx.check(name, *http_probe(ctx, name, expect_version))
+
+
+def http_probe(ctx, name: str, expect_version: str):
+    """The HTTP health check of ``check_http``: (the probe, what the plan shows of it)."""
     health = ctx.health
-    if not health.url:
-        return
 
     def probe():
         try:
@@ -246,17 +244,13 @@ def check_http(ctx, name: str = "post-http", *, expect_version: str = "") -> Non
             )
         return f"HTTP {status} in {latency} ms: {body.strip()[:80]}"
 
-    ctx.check(
-        name,
-        probe,
-        plan={
-            "kind": "http",
-            "url": health.url,
-            "expect_status": health.expected_status,
-            "max_latency_ms": health.max_latency_ms,
-            "expect_version": expect_version,
-        },
-    )
+    return probe, {
+        "kind": "http",
+        "url": health.url,
+        "expect_status": health.expected_status,
+        "max_latency_ms": health.max_latency_ms,
+        "expect_version": expect_version,
+    }
 
 
 def served_version(body: str) -> str:
@@ -357,5 +351,15 @@ def restart_was(
     ctx.state["started"] = True
     # The port first: startup.sh may return before the WAS has written its PID file.
     wait_port(ctx, f"{p}port")
-    post_check(ctx, f"{p}post-check", paths.get("pid", ""), old_pid or "", offset)
-    check_http(ctx, f"{p}http", expect_version=expect_version)
+    if p or not ctx.health.url:  # a rollback's restart keeps its checks one after the other
+        post_check(ctx, f"{p}post-check", paths.get("pid", ""), old_pid or "", offset)
+        check_http(ctx, f"{p}http", expect_version=expect_version)
+        return
+    # The HTTP probe from the worker while the post-check command runs on the server.
+    http = staging.check_beside(ctx, "http", *http_probe(ctx, "http", expect_version))
+    try:
+        post_check(ctx, "post-check", paths.get("pid", ""), old_pid or "", offset)
+    except BaseException:
+        http.finish(raise_failure=False)  # recorded as it ran; the post-check's failure is reported
+        raise
+    http.finish()

@@ -127,33 +127,42 @@ class Uploads:
         }
 
 
-# What the approver reads beside the steps that run at the same time as an upload
-# (ServerContext.put_behind): fixed text, part of the hashed plan.
+# What the approver reads beside steps that run at the same time (execution.staging): fixed
+# text, part of the hashed plan.
 CONCURRENT_WITH_UPLOAD = "업로드와 동시에 실행"
 UPLOAD_ALONGSIDE = (
     "다음 단계와 동시에 전송 (별도 SFTP 채널): {names}. SHA-256 확인과 이동은 업로드와 이 단계들이 "
     "모두 성공한 뒤 {verify} 단계에서"
 )
+CONCURRENT_WITH_CHECK = "{check} 점검과 동시에 실행"
+CHECK_ALONGSIDE = "다음 단계와 동시에 점검 (작업 서버에서): {names}"
 
 
-class PlannedUpload:
-    """``put_behind`` while planning: the steps run before ``finish`` are marked as running at the
-    same time as the upload, and ``finish`` lists the SHA-256 check and move it runs afterwards."""
+class PlannedBeside:
+    """``put_behind`` / ``check_beside`` while planning: the commands run before ``finish`` are
+    marked as running at the same time as it; an upload's ``finish`` then lists the SHA-256 check
+    and move it runs afterwards (``verify``: the artifact's SHA-256 and the target path)."""
 
-    def __init__(self, ctx: PlanContext, step: dict, sha256: str, remote: str):
-        self.ctx, self.step, self.sha256, self.remote = ctx, step, sha256, remote
+    def __init__(self, ctx: PlanContext, step: dict, verify: tuple[str, str] | None = None):
+        self.ctx, self.step, self.verify = ctx, step, verify
         self.alongside: list[str] = []
+        self.marker = CONCURRENT_WITH_UPLOAD if verify else CONCURRENT_WITH_CHECK.format(check=step["name"])
 
-    def finish(self) -> None:
+    def finish(self, *, raise_failure: bool = True) -> None:
         from .staging import VERIFY_SUFFIX
         from .transport import PARTIAL_SUFFIX, hash_and_move
 
         if self.ctx.beside is not self:
             return
         self.ctx.beside = None
+        names = ", ".join(self.alongside) or "-"
+        if self.verify is None:
+            self.step["concurrent"] = CHECK_ALONGSIDE.format(names=names)
+            return
+        sha256, remote = self.verify
         verify = self.step["name"] + VERIFY_SUFFIX
-        self.step["concurrent"] = UPLOAD_ALONGSIDE.format(names=", ".join(self.alongside) or "-", verify=verify)
-        self.ctx.run(verify, hash_and_move(self.remote + PARTIAL_SUFFIX, self.sha256, self.remote), timeout=120)
+        self.step["concurrent"] = UPLOAD_ALONGSIDE.format(names=names, verify=verify)
+        self.ctx.run(verify, hash_and_move(remote + PARTIAL_SUFFIX, sha256, remote), timeout=120)
 
     def cancel(self) -> None:
         if self.ctx.beside is self:
@@ -176,7 +185,7 @@ class PlanContext:
         self.steps: list[dict] = []
         self.checks: list[dict] = []
         self.env_variant = None  # the server's playbook variant (execution.profiles), set per plan
-        self.beside: PlannedUpload | None = None  # an upload the next steps run beside (put_behind)
+        self.beside: PlannedBeside | None = None  # what the next steps run beside (execution.staging)
 
     def run(
         self,
@@ -192,7 +201,7 @@ class PlanContext:
         if tuple(ok_codes) != (0,):
             step["ok_codes"] = "any" if len(ok_codes) >= 256 else list(ok_codes)
         if self.beside is not None:
-            step["concurrent"] = CONCURRENT_WITH_UPLOAD
+            step["concurrent"] = self.beside.marker
             self.beside.alongside.append(name)
         self.steps.append(step)
         return PlannedResult()
@@ -200,10 +209,15 @@ class PlanContext:
     def put(self, name: str, local: Any, remote: str) -> None:
         self.steps.append({"name": name, "upload": self.uploads.describe(local, remote)})
 
-    def put_behind(self, name: str, local: Any, remote: str) -> PlannedUpload:
+    def put_behind(self, name: str, local: Any, remote: str) -> PlannedBeside:
         step = {"name": name, "upload": self.uploads.describe(local, remote)}
         self.steps.append(step)
-        self.beside = PlannedUpload(self, step, str(local), remote)
+        self.beside = PlannedBeside(self, step, (str(local), remote))
+        return self.beside
+
+    def check_beside(self, name: str, fn, plan: dict) -> PlannedBeside:
+        self.check(name, fn, plan)
+        self.beside = PlannedBeside(self, self.steps[-1])
         return self.beside
 
     def check(self, name: str, fn, plan: dict | None = None) -> None:

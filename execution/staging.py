@@ -1,4 +1,5 @@
-"""An upload that runs beside the next steps of the same server (``put_behind``).
+"""Work that runs beside the next steps of the same server: an upload (``put_behind``) and a
+worker-side check (``check_beside``).
 
 The transfer goes to the target's partial name on the connection's own SFTP channel while the
 step supervisor runs the steps after it (a deploy's pre-check and backup); nothing is moved until
@@ -10,11 +11,18 @@ the transfer and removes the partial file, so a server whose pre-check fails kee
 
 The kill switch reaches the transfer through the transport (SSHTransport.kill_running cancels
 it between two chunks), and every step after it still passes the context's stop check.
+
+``check_beside`` starts a check made from the worker (the HTTP health probe) on a pool thread
+while the next remote step (the post-check) runs; ``finish()`` records it, with its own start
+and end, and raises its failure.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from django.utils.translation import gettext
@@ -23,6 +31,65 @@ from .errors import StepFailed
 from .rolling import Aborted, Lost, Record
 
 VERIFY_SUFFIX = "-verify"
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def submit(fn: Callable[[], Any]) -> Future:
+    """``fn`` on the worker's shared pool of probe threads (HTTP and port probes: they wait on the
+    network, not on the CPU)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="guardia-probe")
+        return _pool.submit(fn)
+
+
+def record(ctx: Any, seq: int, name: str, state: str, output: str, started: float, ended: float, **extra) -> None:
+    """One step row with its own number and clock (it may overlap the rows of the steps that ran
+    meanwhile): what ServerContext records for a step, from the work that ran beside it."""
+    data = {"seq": seq, "name": name, "phase": ctx.phase, "state": state, "output": output, "started": started}
+    data["duration"] = max(0.0, ended - started)
+    ctx.engine.records.put(Record("step", ctx.server.server_id, {**data, **extra}))
+
+
+def check_beside(ctx: Any, name: str, fn: Callable[[], Any], plan: dict) -> Any:
+    """``ctx.check(name, fn, plan)`` started now and collected by ``finish()`` after the steps run
+    meanwhile (while planning: listed, and those steps marked as running at the same time)."""
+    if ctx.planning:
+        return ctx.check_beside(name, fn, plan)
+    return CheckBeside(ctx, name, fn)
+
+
+class CheckBeside:
+    def __init__(self, ctx: Any, name: str, fn: Callable[[], Any]):
+        ctx._guard()
+        ctx.seq += 1
+        self.ctx, self.name, self.seq = ctx, name, ctx.seq
+        self.started = self.ended = time.time()
+
+        def timed() -> Any:
+            try:
+                return fn()
+            finally:
+                self.ended = time.time()
+
+        self.future = submit(timed)
+
+    def finish(self, *, raise_failure: bool = True) -> Any:
+        """Wait for the check and record it; its StepFailed is raised unless ``raise_failure`` is
+        False (a step run meanwhile failed first: that failure is the one reported)."""
+        ctx = self.ctx
+        try:
+            message = self.future.result()
+        except StepFailed as exc:
+            record(ctx, self.seq, self.name, "FAILED", exc.reason, self.started, self.ended)
+            if raise_failure:
+                raise
+            return None
+        if not ctx.quiet:
+            record(ctx, self.seq, self.name, "OK", str(message or ""), self.started, self.ended)
+        return message
 
 
 def put_behind(ctx: Any, name: str, local: Any, remote: str) -> Any:
@@ -50,22 +117,13 @@ class Behind:
         self.upload = transport.start_put(str(local) if not isinstance(local, bytes) else local, remote)
 
     def _record(self, state: str, output: str, **extra: Any) -> None:
-        upload, ctx = self.upload, self.ctx
+        upload = self.upload
         self.recorded = True
-        data = {
-            "seq": self.seq,
-            "name": self.name,
-            "phase": ctx.phase,
-            "command": f"sftp put {upload.partial} (beside the next steps; SHA-256 checked by "
-            f"{self.name}{VERIFY_SUFFIX})",
-            "state": state,
-            "output": output,
-            "started": upload.started,
-            "duration": max(0.0, (upload.ended or time.time()) - upload.started),
-            "audit": True,
-            **extra,
-        }
-        ctx.engine.records.put(Record("step", ctx.server.server_id, data))
+        command = f"sftp put {upload.partial} (beside the next steps; SHA-256 checked by {self.name}{VERIFY_SUFFIX})"
+        ended = upload.ended or time.time()
+        record(
+            self.ctx, self.seq, self.name, state, output, upload.started, ended, command=command, audit=True, **extra
+        )
 
     def finish(self) -> None:
         """Wait for the transfer, record it, then check its SHA-256 on the server and move it into

@@ -63,6 +63,9 @@ def test_upload_runs_beside_pre_check_and_backup_and_is_moved_only_after_them(te
     assert verify.exit_code == 0 and "mv -f --" in verify.command
     assert len(verify.output_excerpt.split()[0]) == 64  # the hash the server printed
     assert _staged_files(server) == []  # staged, then swapped into the app: no partial file left
+    # The HTTP probe began (from the worker) before the post-check command it runs beside.
+    assert rows["http"].seq < rows["post-check"].seq and rows["http"].started_at <= rows["post-check"].started_at
+    assert rows["http"].state == "OK" and "version=2.0.0" in rows["http"].output_excerpt
 
 
 def test_failed_pre_check_changes_nothing_and_removes_the_staged_upload(testbed_cmdb, testbed):

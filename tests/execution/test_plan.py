@@ -155,8 +155,8 @@ def test_app_deploy_plan_lists_the_exact_commands_upload_health_and_rollback(ser
         "swap",
         "startup",
         "port",
-        "post-check",
         "http",
+        "post-check",
         "gate-health",
     ]
     assert steps["upload"]["upload"] == upload
@@ -168,6 +168,9 @@ def test_app_deploy_plan_lists_the_exact_commands_upload_health_and_rollback(ser
     )
     assert steps["pre-check"]["concurrent"] == steps["backup"]["concurrent"] == "업로드와 동시에 실행"
     assert "concurrent" not in steps["shutdown"] and "concurrent" not in steps["upload-verify"]
+    # The HTTP probe from the worker while the post-check command runs on the server.
+    assert steps["http"]["concurrent"] == "다음 단계와 동시에 점검 (작업 서버에서): post-check"
+    assert steps["post-check"]["concurrent"] == "http 점검과 동시에 실행"
     assert steps["upload-verify"]["command"] == (
         f'h=$(sha256sum -- {staging}.guardia-part) || exit $?; printf "%s\\n" "$h"; '
         f'[ "${{h%% *}}" = {sha} ] && mv -f -- {staging}.guardia-part {staging}'
