@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "guardia.settings")
 
@@ -23,7 +23,11 @@ if os.environ.get("GUARDIA_PROFILE_TO"):  # measuring only: bench/ws_fanout.py -
     signal.signal(signal.SIGUSR1, lambda *_: _profile.enable())
     signal.signal(signal.SIGUSR2, _write_profile)
 
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # as get_asgi_application() does
+from guardia.handler import SyncStackASGIHandler  # noqa: E402  (needs the app registry)
+
+# Django's ASGI handler, its middleware and view run in one hop to the request's thread.
+django_asgi_app = SyncStackASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app registry)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
