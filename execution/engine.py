@@ -45,6 +45,10 @@ from .rolling import Aborted, Group, Lost, Record, RolloutStrategy, ServerContex
 
 log = logging.getLogger(__name__)
 STOP_POLL_SECONDS = 0.1
+# Early connections of the next group at most (EXECUTION_PRECONNECT): an authenticated, idle
+# paramiko connection holds ~30 KB here (100 of them: +3 MB), so a whole batch of 10 % of 1,000
+# servers fits; the bound is for sites with far larger batches.
+PRECONNECT_LIMIT = 256
 LOG_TAIL_LINES = 60
 
 
@@ -486,7 +490,7 @@ class Engine:
         and a group that never starts has them closed unused (_finish)."""
         self._lined_up.clear()
         self._early = [f for f in self._early if not f.done()]
-        limit = int(getattr(settings, "EXECUTION_PRECONNECT", 2 * self.strategy.max_parallel))
+        limit = int(getattr(settings, "EXECUTION_PRECONNECT", PRECONNECT_LIMIT))
         if group is None or not self.playbook.ROLLING or limit <= 0:
             return
         for srv in group.servers[:limit]:
