@@ -328,6 +328,9 @@ def main() -> None:
     parser.add_argument("--servers", type=int, default=100)
     parser.add_argument("--ansible", default="/tmp/ansible-venv/bin")
     parser.add_argument("--skip-ansible", action="store_true")
+    parser.add_argument(
+        "--skip-channels", action="store_true", help="leave out the run with a channel per step (shorter A/B runs)"
+    )
     args = parser.parse_args()
     testbed, servers = common.start_testbed(args.servers)
     urls = [s.health_url for s in servers]
@@ -344,6 +347,8 @@ def main() -> None:
         ]
         if not args.skip_ansible:
             runs.insert(0, ("ansible-core", "2.0.0"))
+        if args.skip_channels:
+            runs.remove(("GUARDiA channels", "4.0.0"))
         for name, version in runs:
             body, info = common.artifact(version)
             cpu = os.times()
