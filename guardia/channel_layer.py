@@ -35,6 +35,10 @@ from channels_redis.utils import _wrap_close
 
 log = logging.getLogger(__name__)
 
+# Sockets handed a message between two turns of the event loop: Twisted writes a frame on the
+# loop turn after it is queued, so the first sockets' frames leave while the rest are prepared.
+FAN_OUT_SLICE = 100
+
 # Called with a decoded group message; False hands it to the channel's queue instead.
 Handler = Callable[[dict], Awaitable[bool]]
 
@@ -77,7 +81,9 @@ class PubSubLoopLayer(RedisPubSubLoopLayer):
         while self._fanning:
             group_channel, data = self._fanning.popleft()
             message = None
-            for channel in list(self.groups.get(group_channel, ())):
+            for number, channel in enumerate(list(self.groups.get(group_channel, ()))):
+                if number and not number % FAN_OUT_SLICE:
+                    await asyncio.sleep(0)  # the frames queued so far go out on this loop turn
                 handler = self._handlers.get(channel)
                 if handler is not None:
                     if message is None:
