@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import re
 
 from execution import healthcheck, staging
 
@@ -11,6 +12,17 @@ from ..parameters import Param, q
 from .base import Playbook
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+
+
+def free_kib(df_output: str) -> int:
+    """Available KiB from ``df -Pk``'s data line (the field before the "NN%" capacity, so a
+    file-system or mount name with spaces does not shift it). ValueError when there is none."""
+    for line in reversed(df_output.splitlines()):
+        fields = line.split()
+        capacity = next((i for i in range(len(fields) - 1, 0, -1) if re.fullmatch(r"\d+%", fields[i])), None)
+        if capacity is not None and capacity >= 4:
+            return int(fields[capacity - 1])
+    raise ValueError("no df line")
 
 
 def backup_dir(paths: dict, task_ref: str) -> str:
@@ -54,11 +66,11 @@ class AppDeploy(Playbook):
         return paths
 
     def precheck(self, ctx, paths: dict) -> None:
-        # The PID with the shell's own read, the free space straight from df: two processes, where
-        # two command substitutions and cat took five (each one a fork on a busy server).
+        # The PID with the shell's own read, df's line read here (free_kib): one process, df, where
+        # command substitutions, cat and awk took up to five (each one a fork on a busy server).
         command = (
-            f"pid=; {{ read -r pid < {q(paths['pid'])}; }} 2>/dev/null; printf 'pid=%s\\nfree=' \"$pid\"; "
-            f"df -Pk {q(paths['deploy'])} | awk 'NR==2 {{print $4}}'"
+            f"pid=; {{ read -r pid < {q(paths['pid'])}; }} 2>/dev/null; printf 'pid=%s\\n' \"$pid\"; "
+            f"df -Pk {q(paths['deploy'])}"
         )
         probe = None
         if not ctx.planning and ctx.health.port:
@@ -80,9 +92,9 @@ class AppDeploy(Playbook):
                     "pre-version", None, plan={"kind": "http", "url": ctx.health.url, "purpose": "version_before"}
                 )
             return
-        found = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+        found = dict(line.split("=", 1) for line in result.stdout.splitlines() if line.startswith("pid="))
         try:
-            free_mb = int(found.get("free", "")) // 1024
+            free_mb = free_kib(result.stdout) // 1024
         except ValueError:
             raise StepFailed("pre-check", f"{ctx.server.server_id}의 디스크 여유 공간을 읽을 수 없습니다") from None
         ctx.state["old_pid"] = found.get("pid", "").strip()

@@ -78,7 +78,8 @@ def test_failed_pre_check_changes_nothing_and_removes_the_staged_upload(testbed_
     task = approved_task([server], parameters=_big_deploy("2.0.0", 2 << 20))
     run_task(task.pk)
     task.refresh_from_db()
-    assert task.status == Status.FAILED_ROLLED_BACK and "여유 공간" in task.failure_reason
+    # df's line was read (free space known) and judged too small.
+    assert task.status == Status.FAILED_ROLLED_BACK and "MB뿐입니다" in task.failure_reason
     rows = _rows(task, server)
     assert rows["pre-check"].state == "OK" and "backup" not in rows and "upload-verify" not in rows
     assert rows["upload"].state == "KILLED" and "취소" in rows["upload"].output_excerpt
