@@ -80,14 +80,16 @@ class PubSubLoopLayer(RedisPubSubLoopLayer):
     async def _fan_out(self) -> None:
         while self._fanning:
             group_channel, data = self._fanning.popleft()
-            message = None
+            try:
+                message = self.channel_layer.deserialize(data)
+            except Exception:  # a consumer would have died on it: nobody gets it
+                log.warning("undecodable message for %s dropped", group_channel, exc_info=True)
+                continue
             for number, channel in enumerate(list(self.groups.get(group_channel, ()))):
                 if number and not number % FAN_OUT_SLICE:
                     await asyncio.sleep(0)  # the frames queued so far go out on this loop turn
                 handler = self._handlers.get(channel)
                 if handler is not None:
-                    if message is None:
-                        message = self.channel_layer.deserialize(data)
                     try:
                         if await handler(message):
                             continue

@@ -78,12 +78,10 @@ def test_fanned_out_transitions_reach_only_allowed_sockets_one_frame_each(pubsub
         for task in (mine, other, mine):
             await sync_to_async(lose_contact)(task)
             await sync_to_async(OpsTask.objects.filter(pk=task.pk).update)(status="EXECUTING")
-        seen = {
-            "watchers": [await frames(s) for s in watchers],
-            "other": await frames(other_page),
-            "console": await frames(console),
-            "stranger": await frames(strangers_live),
-        }
+        *watched, other_got, console_got, stranger_got = await asyncio.gather(
+            *(frames(s) for s in [*watchers, other_page, console, strangers_live])
+        )
+        seen = {"watchers": watched, "other": other_got, "console": console_got, "stranger": stranger_got}
         for socket in [*watchers, other_page, console, strangers_live]:
             await socket.disconnect()
         return refused, seen, get_channel_layer()._get_layer()
@@ -135,7 +133,8 @@ def test_each_socket_gets_the_events_in_order_even_while_its_handshake_is_under_
             )
             sockets += [socket for socket, _ in opened]
         await publish(range(count, count + 1))  # one more, once every socket is open
-        got = [[e["data"]["n"] for frame in await frames(s) for e in frame] for s in sockets]
+        received = await asyncio.gather(*(frames(s) for s in sockets))
+        got = [[e["data"]["n"] for frame in framed for e in frame] for framed in received]
         for socket in sockets:
             await socket.disconnect()
         return got
