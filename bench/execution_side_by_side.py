@@ -21,10 +21,12 @@ Run: .venv/bin/python bench/execution_side_by_side.py [--servers 100] [--ansible
 from __future__ import annotations
 
 import argparse
+import cProfile
 import hashlib
 import io
 import json
 import os
+import pstats
 import socket
 import subprocess
 import sys
@@ -323,11 +325,47 @@ def print_step_times(task) -> None:
     print(f"  per server (RUNNING to SUCCEEDED): mean {sum(seconds) / max(1, len(seconds)):.2f} s")
 
 
+class ThreadProfile:
+    """cProfile in this thread and in every thread started meanwhile (the engine's workers,
+    paramiko's readers, the upload and probe threads), merged and written to ``path``; the top
+    entries by own time are printed. Calls that release the GIL count their wait for it too."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path, self.profiles = path, []
+
+    def _start(self, *_args) -> None:
+        profile = cProfile.Profile()
+        self.profiles.append(profile)
+        profile.enable()  # replaces this hook in the thread it runs in
+
+    def __enter__(self) -> ThreadProfile:
+        if self.path:
+            threading.setprofile(self._start)
+            self._start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.path:
+            return
+        threading.setprofile(None)
+        self.profiles[0].disable()
+        stats = pstats.Stats(self.profiles[0])
+        for profile in self.profiles[1:]:
+            profile.create_stats()
+            stats.add(profile)
+        stats.dump_stats(self.path)
+        print(f"  profile of every thread ({len(self.profiles)}) written to {self.path}; top by own time:")
+        stats.sort_stats("tottime").print_stats(25)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--servers", type=int, default=100)
     parser.add_argument("--ansible", default="/tmp/ansible-venv/bin")
     parser.add_argument("--skip-ansible", action="store_true")
+    parser.add_argument(
+        "--profile", metavar="PATH", help="cProfile every thread of the supervisor run, merged, written to PATH"
+    )
     parser.add_argument(
         "--skip-channels", action="store_true", help="leave out the run with a channel per step (shorter A/B runs)"
     )
@@ -357,13 +395,14 @@ def main() -> None:
             elif name.startswith("bare paramiko"):
                 times[name] = bare_run(testbed, servers, body, info["sha256"], version)
             else:
-                times[name] = guardia_run(
-                    servers,
-                    info["sha256"],
-                    version,
-                    step_session=name != "GUARDiA channels",
-                    one_batch=name.endswith("batch"),
-                )
+                with ThreadProfile(args.profile if name == "GUARDiA supervisor" else None):
+                    times[name] = guardia_run(
+                        servers,
+                        info["sha256"],
+                        version,
+                        step_session=name != "GUARDiA channels",
+                        one_batch=name.endswith("batch"),
+                    )
             # This process's CPU (workers, paramiko, the engine's own thread): what it takes from
             # the two cores the sshd, shells and WAS stand-ins share.
             used = os.times()
