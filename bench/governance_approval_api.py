@@ -13,7 +13,10 @@ queued on the ORM broker. Clients approve distinct steps, each with its owner's 
 Also printed: the SQL statements of one decision (counted in this process through the same
 REST endpoint), the CPU time the Daphne processes spent per approval in the closed loop (what
 bounds the throughput on a machine's cores, and far less skewed by other load than the
-rates), the load average, and the audit chain verified after the run.
+rates) and the benchmark clients' own CPU per request (they share the cores); the floor: the
+same clients, URL and tokens sending an authenticated GET that DRF answers 405 before any view
+code (middleware, token, Daphne and Django's handler: what any API request costs), with its
+rate, latency and CPU; the load average, and the audit chain verified after the run.
 
 Run: .venv/bin/python bench/governance_approval_api.py                        (SQLite, 1 Daphne)
      .venv/bin/python bench/governance_approval_api.py --postgres --servers 2 (PostgreSQL 15)
