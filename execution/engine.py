@@ -483,11 +483,10 @@ class Engine:
     # --- plumbing ---------------------------------------------------------------------
     def _preconnect(self, group: Group | None) -> None:
         """Line up the next group's first servers for early connections (ServerContext.preconnect),
-        at most EXECUTION_PRECONNECT of them (0: none). They are opened only on pool threads that
-        nothing else needs (_feed): those this group's last wave leaves idle, then those its
-        safety gate leaves idle, so the gate is never queued behind them and the next group
-        starts with connections open. No session, no command: the gate still holds the group,
-        and a group that never starts has them closed unused (_finish)."""
+        at most EXECUTION_PRECONNECT of them (0: none). They are queued once this group's last
+        wave has started (_feed), so the threads that wave leaves idle open them, and the safety
+        gate's checks take the threads they still hold. No session, no command: the gate still
+        holds the group, and a group that never starts has them closed unused (_finish)."""
         self._lined_up.clear()
         self._early = [f for f in self._early if not f.done()]
         limit = int(getattr(settings, "EXECUTION_PRECONNECT", PRECONNECT_LIMIT))
@@ -498,13 +497,14 @@ class Engine:
             self._lined_up.append(ctx)
 
     def _feed(self, busy: int) -> None:
-        """Start lined-up early connections on the pool threads left idle by ``busy`` jobs."""
+        """Queue the lined-up early connections once fewer than ``max_parallel`` jobs are left."""
         if self.halt.is_set():  # a failure or a stop: this group ends here, the next never starts
             self._lined_up.clear()
             return
-        self._early = [f for f in self._early if not f.done()]
+        if not self._lined_up or busy >= self.strategy.max_parallel:
+            return
         assert self._pool is not None
-        while self._lined_up and busy + len(self._early) < self.strategy.max_parallel:
+        while self._lined_up:
             ctx = self._lined_up.popleft()
             self._early.append(self._pool.submit(_in_worker, ServerContext.preconnect, ctx))
 
@@ -597,6 +597,8 @@ class Engine:
     def _finish(self, outcome: str, reason: str, done: list[ServerContext]) -> EngineResult:
         self.recorder.drain()
         self._lined_up.clear()  # a group that never starts: its connections not yet made never are
+        for future in self._early:
+            future.cancel()
         self._close(list(self.contexts.values()))
         execution = self.execution
         execution.outcome = outcome
