@@ -492,9 +492,16 @@ class Engine:
         limit = int(getattr(settings, "EXECUTION_PRECONNECT", PRECONNECT_LIMIT))
         if group is None or not self.playbook.ROLLING or limit <= 0:
             return
+        from .profiles import policies_for, policy_problem
+
+        policies = policies_for(self)
         for srv in group.servers[:limit]:
             ctx = self._prepared[srv.server_id] = self._context(srv)
-            self._lined_up.append(ctx)
+            # A server with an environment schema connects first through the site-profile gate,
+            # which checks the system's SSH policy before connecting: not early. Nor one that
+            # policy forbids (the policies the gate reads; the plan was checked against them).
+            if ctx.env_schema is None and not policy_problem(srv, policies.get(srv.system_id)):
+                self._lined_up.append(ctx)
 
     def _feed(self, busy: int) -> None:
         """Queue the lined-up early connections once fewer than ``max_parallel`` jobs are left."""
