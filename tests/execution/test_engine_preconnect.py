@@ -12,10 +12,13 @@ from pathlib import Path
 import pytest
 
 from audit.models import AuditEntry
-from cmdb.models import Server
+from cmdb.models import Credential, EnvSchema, SecurityPolicy, Server
+from execution import playbooks
 from execution.engine import Engine
 from execution.models import ServerRun
-from execution.services import run_task
+from execution.rolling import Group, RolloutStrategy
+from execution.services import ArtifactStore, run_task
+from tests.factories import CredentialFactory, ServerFactory
 from tests.waiting import wait_until
 
 from .engine_helpers import approved_task, commands_received, deploy_parameters, fast_port_wait, version_of
@@ -82,3 +85,27 @@ def test_a_refusal_met_ahead_of_its_group_is_audited_once_and_reported_at_its_fi
     assert AuditEntry.objects.filter(action="ssh.host_key_refused", target=target.server_id).count() == 1
     assert commands_received(testbed, target.server_id) == logged
     assert {version_of(s) for s in second} == {"1.0.0"}
+
+
+@pytest.mark.django_db
+def test_servers_their_profile_gate_or_ssh_policy_checks_first_are_never_lined_up_early():
+    plain = ServerFactory(credential=CredentialFactory(kind=Credential.Kind.PRIVATE_KEY), ssh_port=22)
+    others = [
+        ServerFactory(
+            system=plain.system, credential=CredentialFactory(kind=Credential.Kind.PRIVATE_KEY), ssh_port=port
+        )
+        for port in (22, 2222)
+    ]
+    EnvSchema.objects.create(server=others[0], middleware="jeus", was_home="/opt/was")  # the scan comes first
+    SecurityPolicy.objects.create(system=plain.system, ssh_auth="key", port_min=22, port_max=22)  # 2222 forbidden
+    servers = [plain, *others]
+    engine = Engine(
+        playbook=playbooks.build("SERVICE_RESTART", {}),
+        servers=servers,
+        strategy=RolloutStrategy(),
+        artifacts=ArtifactStore(),
+        inspection=None,
+    )
+    engine.contexts = {}  # as a run starts them
+    engine._preconnect(Group(1, "batch", 1, servers))
+    assert [ctx.server for ctx in engine._lined_up] == [plain]
