@@ -72,13 +72,12 @@ def test_a_failed_gate_leaves_the_preconnected_group_untouched(testbed, testbed_
 @pytest.mark.testbed
 @pytest.mark.django_db(transaction=True)
 def test_a_refusal_met_ahead_of_its_group_is_audited_once_and_reported_at_its_first_step(testbed, testbed_cmdb):
-    servers = testbed_cmdb
-    fast_port_wait(servers, 3)
-    second = [s for s in servers if s.rolling_group == 2]
+    second = [s for s in testbed_cmdb if s.rolling_group == 2]
     target = second[2]  # connected while group 1 runs
     Server.objects.filter(pk=target.pk).update(host_key_fingerprint="SHA256:" + "A" * 43)
     logged = commands_received(testbed, target.server_id)
-    outcome = run_task(approved_task(servers, parameters=deploy_parameters("2.0.0")).pk)
+    fast_port_wait(testbed_cmdb, 3)
+    outcome = run_task(approved_task(testbed_cmdb, parameters=deploy_parameters("2.0.0")).pk)
     run = ServerRun.objects.select_related("execution__task").get(server_ref=target.server_id)
     assert (outcome, run.state) == ("FAILED_ROLLED_BACK", "REFUSED")
     assert "호스트 키" in run.execution.task.failure_reason and target.server_id in run.execution.task.failure_reason
