@@ -74,7 +74,12 @@ def group_messages(items: list[tuple[str, LiveEvent]]) -> list[tuple[str, dict[s
 
 
 async def deliver(layer, items: list[tuple[str, LiveEvent]]) -> None:
-    for group, message in group_messages(items):
+    messages = group_messages(items)
+    send_many = getattr(layer, "group_send_many", None)
+    if send_many is not None:  # the pub/sub layer: one Redis round trip for all the groups
+        await send_many(messages)
+        return
+    for group, message in messages:
         await layer.group_send(group, message)
 
 

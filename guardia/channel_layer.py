@@ -21,6 +21,9 @@ group's members in turn; messages leave in the order Redis delivered them, so ea
 frames keep that order. A member without a handler, or whose handler declines the message,
 gets it in its queue as before. A channel's handler goes with the channel: released on the
 consumer's disconnect, or its receive cancelled.
+
+The sending side publishes a commit's messages for several groups in one pipeline per Redis
+shard (``group_send_many``): one round trip instead of one per group.
 """
 
 from __future__ import annotations
@@ -109,6 +112,21 @@ class PubSubLoopLayer(RedisPubSubLoopLayer):
             raise
         return self.channel_layer.deserialize(message)
 
+    async def group_send_many(self, messages: list[tuple[str, dict]]) -> None:
+        """Publish several group messages in one Redis round trip per shard, in the given order
+        (Redis delivers a connection's publications in the order it received them)."""
+        by_shard: dict[RedisSingleShardConnection, list[tuple[str, bytes]]] = {}
+        for group, message in messages:
+            name = self._get_group_channel_name(group)
+            by_shard.setdefault(self._get_shard(name), []).append((name, self.channel_layer.serialize(message)))
+        for shard, publications in by_shard.items():
+            async with shard._lock:
+                shard._ensure_redis()
+                pipe = shard._redis.pipeline(transaction=False)
+                for name, data in publications:
+                    pipe.publish(name, data)
+                await pipe.execute()
+
     async def release_channel(self, channel: str) -> None:
         """The consumer is leaving: forget its channel now. Its receive may never be cancelled
         (Channels does not cancel one that had just got a message when the socket closed)."""
@@ -170,6 +188,9 @@ class PubSubChannelLayer(RedisPubSubChannelLayer):
 
     async def release_channel(self, channel: str) -> None:
         await self._get_layer().release_channel(channel)
+
+    async def group_send_many(self, messages: list[tuple[str, dict]]) -> None:
+        await self._get_layer().group_send_many(messages)
 
     def attach(self, channel: str, handler: Handler) -> None:
         """Group messages for ``channel`` go to ``handler`` (decoded once per message for all
