@@ -255,6 +255,9 @@ class PlanContext:
     def sleep(self, seconds: float) -> None:
         """Nothing waits while planning."""
 
+    def journaled(self) -> None:
+        """Nothing is recorded while planning."""
+
     def artifact_path(self, sha256: str) -> ArtifactRef:
         return ArtifactRef(sha256)
 

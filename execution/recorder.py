@@ -142,6 +142,9 @@ class Recorder:
             _update_rows(list(self._dirty.values()), sorted(self._dirty_fields))
             # One chain-head round for the whole batch: the same entries, in the same order.
             entries = audit.record_many(self._appends) if self._appends else []
+        for item in items:  # a worker waiting for its steps to be in the journal (ServerContext.journaled)
+            if item.kind == "journaled":
+                item.data["committed"].set()
         for index, event in self._lines:
             event.data["line"] = live_line(entries[index])  # the task page's timeline line, as a reload renders it
         group = self.engine.live_group

@@ -27,6 +27,8 @@ from .errors import ParameterError, Refused, SecurityViolation, StepFailed
 from .parameters import Param, server_roots
 
 EXCERPT = 4000
+# How long a step waits for the steps before it to be committed (ServerContext.journaled).
+JOURNAL_WAIT_SECONDS = 60
 # The maintenance flag a load balancer reads: a file below the server's app_path, named like a
 # flag, so neither touch nor the rm that follows can reach a file outside the app or its artifact.
 DRAIN_FLAG = Param("path", roots=("app",), strictly_below=True, suffixes=(".flag", ".down"), max_length=255)
@@ -213,7 +215,7 @@ class Replayed:
 class Record:
     """One message from a worker to the orchestrating thread."""
 
-    kind: str  # "step" / "server"
+    kind: str  # "step" / "server" / "journaled" (set data["committed"] once what came before is committed)
     server_id: str
     data: dict[str, Any] = field(default_factory=dict)
 
@@ -336,6 +338,25 @@ class ServerContext:
                 raise Aborted(self.engine.halt_reason or gettext("중지 요청"))
         else:
             time.sleep(seconds)
+
+    def journaled(self) -> None:
+        """Wait until every step this server has recorded so far is committed to the journal.
+
+        Steps reach the database through the orchestrating thread's recorder a drain later. A
+        playbook calls this before a step whose effect the server cannot show (a site's data
+        script): a worker lost after sending it then leaves the step before it in the journal,
+        so recovery knows what to restore (execution.journal)."""
+        if self.phase != "forward":
+            return
+        committed = threading.Event()
+        self.engine.records.put(Record("journaled", self.server.server_id, {"committed": committed}))
+        deadline = time.monotonic() + JOURNAL_WAIT_SECONDS
+        while not committed.wait(0.05):
+            self._guard()
+            if time.monotonic() > deadline:
+                raise StepFailed(
+                    self.current_step or "journal", gettext("단계 기록이 저장되지 않아 다음 단계를 보내지 않습니다")
+                )
 
     def _already_done(self, name: str) -> Replayed | None:
         """The step's recorded result when a resumed run finds it done (see ``resume``)."""
