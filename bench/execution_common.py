@@ -3,10 +3,12 @@ approved tasks, 1 MiB artifacts, and a check of what every server serves."""
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import itertools
 import os
 import resource
+import shutil
 import tempfile
 import urllib.request
 
@@ -28,6 +30,8 @@ _numbers = itertools.count(1)
 
 def start_testbed(n: int, sshd: int | None = None) -> tuple[Testbed, list]:
     base = tempfile.mkdtemp(prefix="guardia-bench-tb-", dir=os.environ.get("GUARDIA_BENCH_TMP", "/tmp"))
+    if not os.environ.get("GUARDIA_BENCH_KEEP"):  # 1,000 servers' trees are ~2 GB: gone at exit
+        atexit.register(shutil.rmtree, base, ignore_errors=True)
     testbed = Testbed(base)
     testbed.up(n, sshd)
     return testbed, register_testbed(testbed.manifest)
