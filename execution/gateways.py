@@ -67,12 +67,18 @@ def queue_name(gateway: str) -> str | None:
     return f"{settings.Q_CLUSTER['name']}-gw-{gateway}" if gateway else None
 
 
-def gateways_of(servers: Iterable[Server]) -> set[str]:
-    """The gateway names the servers are reached through: the server's own (its network
+def _gateway_names(rows: Iterable[tuple[str | None, str | None]]) -> set[str]:
+    """From (server's gateway, its institution's gateway) rows: the server's own (its network
     segment), else its institution's, else "" (central)."""
-    pks = [s.pk for s in servers]
-    rows = Server.objects.filter(pk__in=pks).values_list("gateway__name", "system__institution__gateway__name")
     return {own or institution or CENTRAL for own, institution in rows}
+
+
+def gateways_of(servers: Iterable[Server]) -> set[str]:
+    """The gateway names the servers are reached through (see _gateway_names)."""
+    pks = [s.pk for s in servers]
+    return _gateway_names(
+        Server.objects.filter(pk__in=pks).values_list("gateway__name", "system__institution__gateway__name")
+    )
 
 
 def label(gateway: str) -> str:
@@ -107,7 +113,7 @@ _TARGET_GATEWAYS = CompiledValues(
 def task_gateway(task: OpsTask) -> str:
     """The gateway that runs a task: its servers' one gateway. Were they to span several (the CMDB
     changed after filing), the institution's; the plan rendered before the run then refuses it."""
-    names = {own or institution or CENTRAL for own, institution in _TARGET_GATEWAYS.rows(task=task.pk)}
+    names = _gateway_names(_TARGET_GATEWAYS.rows(task=task.pk))
     if len(names) == 1:
         return names.pop()
     gateway = task.system.institution.gateway
