@@ -2,7 +2,8 @@
 
 (a) ansible-core, tuned: forks 16, pipelining, a control connection per host, no facts;
 (b) a bare paramiko reference: 16 threads, one connection per host, TCP_NODELAY;
-(c) GUARDiA: run_task() through the real engine (database, audit, events, safety gate), three
+(c) GUARDiA: execution.tasks.run_task() as the django-q2 worker calls it (the task's servers
+    leased) through the real engine (database, audit, events, safety gate), three
     times: with a channel per step, with the step supervisor (SSH_STEP_SESSION, the default: one
     channel per connection runs every step, see execution.transport.SUPERVISOR), both with the
     default batches of 50 and a safety gate after each, and with the supervisor and all servers
@@ -40,7 +41,7 @@ from pathlib import Path
 
 import execution_common as common
 
-from execution.services import run_task
+from execution.tasks import run_task  # as django-q2 runs it: holding the lease
 
 
 def ansible_run(testbed, servers, body: bytes, sha: str, version: str, ansible_bin: str) -> float:
@@ -223,22 +224,59 @@ def guardia_run(servers, sha: str, version: str, step_session: bool, one_batch: 
     rollout = {"max_parallel": 16, "canary_share": 0, **({"batch_size": len(servers)} if one_batch else {})}
     task = common.approved_task(servers, "APP_DEPLOY", {"artifact_sha256": sha, "version": version, "rollout": rollout})
     spans = ServerWatch()
-    started = time.monotonic()
+    started = time.time()
     try:
         outcome = run_task(task.pk)
     finally:
         spans.undo()
-    elapsed = time.monotonic() - started
+    ended = time.time()
     task.refresh_from_db()
     assert outcome == "SUCCEEDED", task.failure_reason
     print_step_times(task)
     print_timeline(task, spans)
-    return elapsed
+    print_run_overhead(spans, started, ended)
+    return ended - started
+
+
+# What the run does outside the servers' own work, timed call by call (print_run_overhead):
+# the owner's dotted name and attribute, then the label printed.
+RUN_PARTS = """
+execution.leases acquire                    start: the task's servers leased
+governance.control execution_started        start: APPROVED -> EXECUTING
+execution.services validate_parameters      start: parameters checked
+governance.plans render_plan                start: plan rendered
+governance.plans plan_sha256                start: plan hashed
+execution.services criteria_for             start: health criteria
+execution.services.ArtifactStore verify     start: artifact verified
+execution.engine.Engine safety_gate         safety gate
+execution.engine.Engine _close              between groups: undrain, close, collect
+execution.engine.Engine _finish             end: run summary and package
+execution.recorder.Recorder drain           recorder drain, every call (orchestrating thread)
+governance.control execution_finished       end: EXECUTING -> PENDING_PM_VALIDATION
+execution.leases release                    end: the lease released
+"""
+
+
+def _run_parts() -> list[tuple[str, object, str]]:
+    """RUN_PARTS as (label, owner, attribute)."""
+    import importlib
+
+    parts = []
+    for line in RUN_PARTS.strip().splitlines():
+        owner_name, attribute, label = line.split(None, 2)
+        try:
+            owner: object = importlib.import_module(owner_name)
+        except ModuleNotFoundError:  # a class: its module, then the class
+            module_name, class_name = owner_name.rsplit(".", 1)
+            owner = getattr(importlib.import_module(module_name), class_name)
+        parts.append((label, owner, attribute))
+    return parts
 
 
 class ServerWatch:
     """Each server's worker span and connect time as the engine's worker thread sees them
-    (wall clock, like the step rows), taken by wrapping two methods for this run only."""
+    (wall clock, like the step rows), and the run's own parts (_run_parts), taken by wrapping
+    methods for this run only."""
 
     def __init__(self) -> None:
         from execution.engine import Engine
@@ -246,10 +284,15 @@ class ServerWatch:
 
         self.forward: dict[str, tuple[float, float]] = {}
         self.connect: dict[str, float] = {}
+        self.calls: dict[str, list[tuple[float, float]]] = defaultdict(list)
         self._originals = [
             (Engine, "_forward_one", Engine._forward_one),
             (ServerContext, "connect", ServerContext.connect),
         ]
+        for label, owner, name in _run_parts():
+            original = getattr(owner, name)
+            self._originals.append((owner, name, original))
+            setattr(owner, name, self._timed(label, original))
         forward_one, connect = Engine._forward_one, ServerContext.connect
 
         def timed_forward(engine, ctx):
@@ -270,9 +313,44 @@ class ServerWatch:
 
         Engine._forward_one, ServerContext.connect = timed_forward, timed_connect
 
+    def _timed(self, label: str, original):
+        def timed(*args, **kwargs):
+            began = time.time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.calls[label].append((began, time.time()))
+
+        return timed
+
     def undo(self) -> None:
-        for owner, name, original in self._originals:
+        for owner, name, original in reversed(self._originals):
             setattr(owner, name, original)
+
+
+def print_run_overhead(spans: ServerWatch, started: float, ended: float) -> None:
+    """Where the run's time outside the servers' spans goes: from run_task's call to the first
+    server's start, the gaps while no server of the run was working (the gate between batches),
+    and from the last server's end to run_task's return; then each timed part of the run
+    (_run_parts) with its calls and total wall time (the recorder's drain in all its calls)."""
+    intervals = sorted(spans.forward.values())
+    if not intervals:
+        return
+    idle, reach = 0.0, intervals[0][1]
+    for began, finished in intervals[1:]:
+        if began > reach:
+            idle += began - reach
+        reach = max(reach, finished)
+    head, tail = intervals[0][0] - started, ended - reach
+    print(
+        f"  run outside the servers: before the first {1000 * head:.0f} ms, no server working between them "
+        f"{1000 * idle:.0f} ms, after the last {1000 * tail:.0f} ms ({1000 * (head + idle + tail):.0f} ms in all)"
+    )
+    parts = []
+    for label, calls in spans.calls.items():
+        total = sum(b - a for a, b in calls)
+        parts.append(f"{label} {1000 * total:.0f} ms x{len(calls)}")
+    print("  run parts (wall, summed over calls): " + "; ".join(parts))
 
 
 def print_timeline(task, spans: ServerWatch) -> None:

@@ -24,18 +24,16 @@ from urllib.parse import urlsplit
 from . import staging
 from .errors import ParameterError, StepFailed
 from .parameters import HEALTH_LIMITS, clean_health_limits, q, tighter
-from .probe import port_open
+from .probe import port_open, wait_open
 
 MAX_BODY = 64 * 1024
 LOG_OFFSET_PLACEHOLDER = "<log-size-before-startup+1>"
 
 # The commands built here are POSIX; /bin/sh starts in half the time of bash (see transport).
 SH = "/bin/sh"
-# The port wait polls every 10 ms at first, then 1.5 times longer each time up to 50 ms: a
-# service that opens its port soon after startup.sh is seen within a few ms, one that takes
-# seconds costs no more polls than a fixed 50 ms interval.
-PORT_POLL_FIRST = 0.01
-PORT_POLL_MAX = 0.05
+# The port wait (probe.wait_open) resolves the address once and connects again after 10 ms,
+# then 1.5 times longer each time up to 40 ms: a service that opens its port soon after
+# startup.sh is seen within a few ms, one that takes seconds costs 25 connects a second.
 
 
 @dataclass
@@ -139,19 +137,14 @@ def wait_port(ctx, name: str = "post-port") -> None:
         return
 
     def probe():
-        deadline = time.monotonic() + health.port_wait_seconds
-        interval = PORT_POLL_FIRST
-        while True:
-            if port_open(health.host, health.port):
-                return f"포트 {health.port} 응답"
-            if time.monotonic() >= deadline:
-                raise StepFailed(
-                    name,
-                    f"포트 {health.port}이(가) {health.port_wait_seconds:g}초 안에 응답하지 않습니다 "
-                    f"({ctx.server.server_id})",
-                )
-            ctx.sleep(interval)
-            interval = min(PORT_POLL_MAX, interval * 1.5)
+        # The address resolved once for the whole wait (probe.wait_open), the pauses between
+        # connects growing to probe.WAIT_MAX; ctx.sleep ends the wait when the kill switch is pulled.
+        if wait_open(health.host, health.port, health.port_wait_seconds, sleep=ctx.sleep):
+            return f"포트 {health.port} 응답"
+        raise StepFailed(
+            name,
+            f"포트 {health.port}이(가) {health.port_wait_seconds:g}초 안에 응답하지 않습니다 ({ctx.server.server_id})",
+        )
 
     ctx.check(
         name,
