@@ -4,13 +4,14 @@ Only the engine's orchestrating thread calls ``drain()``; the SSH worker threads
 Records on a queue. One writer means one SQLite connection doing the writing for a run,
 in batches of one transaction, and workers that never wait for the database.
 
-Everything a server said passes through one redaction (cmdb.vault.redact, i.e.
-audit.scrub with the secrets this worker decrypted) here, before it is stored, audited or
-sent live: the step's command and output, the server's message, log tail and health
-answers. Whatever is built later from these rows (the result package the PM validates,
-the console's timeline) is therefore redacted too. When redaction changed an output, its
-stored SHA-256 is that of the redacted text, so a short secret cannot be recovered by
-hashing guesses.
+Everything a server said is redacted (audit.scrub with the secrets this worker decrypted,
+as cmdb.vault.redact does) before it is stored, audited or sent live: the step's command and
+output, the server's message, log tail and health answers. A step's command and output were
+redacted by its worker already; they are redacted here again only when a secret became known
+after the worker's pass (Recorder._redact), and everything else is redacted here. Whatever is
+built later from these rows (the result package the PM validates, the console's timeline) is
+therefore redacted too. When redaction changed an output, its stored SHA-256 is that of the
+redacted text, so a short secret cannot be recovered by hashing guesses.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from django.db.models import Field
 from django.utils import timezone
 
 import audit
+from audit import scrub
+from audit.rows import insert_rows, row_values
 from cmdb import vault
 from governance import events
 from governance.reports import live_line
@@ -42,11 +45,7 @@ def _insert_rows(objs: list[StepResult]) -> None:
     if not objs:
         return
     fields = [f for f in StepResult._meta.concrete_fields if not f.primary_key]
-    qn = connection.ops.quote_name
-    names, marks = ", ".join(qn(str(f.column)) for f in fields), ", ".join(["%s"] * len(fields))
-    rows = [[f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields] for obj in objs]
-    with connection.cursor() as cursor:
-        cursor.executemany(f"INSERT INTO {qn(StepResult._meta.db_table)} ({names}) VALUES ({marks})", rows)
+    insert_rows(StepResult._meta.db_table, fields, row_values(objs, fields, pre_save=True))
 
 
 def _update_rows(runs: list[ServerRun], names: list[str]) -> None:
@@ -55,7 +54,7 @@ def _update_rows(runs: list[ServerRun], names: list[str]) -> None:
     fields = [cast(Field, ServerRun._meta.get_field(name)) for name in names]
     qn = connection.ops.quote_name
     assignments = ", ".join(f"{qn(str(f.column))} = %s" for f in fields)
-    rows = [[f.get_db_prep_save(getattr(run, f.attname), connection) for f in fields] + [run.pk] for run in runs]
+    rows = [row + [run.pk] for row, run in zip(row_values(runs, fields), runs, strict=True)]
     with connection.cursor() as cursor:
         cursor.executemany(f"UPDATE {qn(ServerRun._meta.db_table)} SET {assignments} WHERE id = %s", rows)
 
@@ -115,6 +114,7 @@ class Recorder:
         self._lines: list[tuple[int, events.LiveEvent]] = []
         self._dirty: dict[int, ServerRun] = {}
         self._dirty_fields: set[str] = set()
+        self._known: tuple[str, ...] = ()
 
     def drain(self) -> int:
         items: list[Record] = []
@@ -129,6 +129,7 @@ class Recorder:
         steps: list[StepResult] = []
         self._appends, self._lines = [], []  # the batch's audit entries in order, and the step events showing them
         self._dirty, self._dirty_fields = {}, set()  # server rows changed by this batch, and which columns
+        self._known = vault.known_secrets()  # after every record taken: their workers' snapshots are older
         with transaction.atomic():
             for item in items:
                 if item.kind == "step":
@@ -163,7 +164,7 @@ class Recorder:
     def _step(self, item: Record, live: list) -> StepResult:
         data = item.data
         raw = str(data.get("output") or "")
-        output = vault.redact(raw)  # the whole output, before any excerpt could cut a key block in two
+        output = self._redact(raw, data)  # the whole output, before any excerpt could cut a key block in two
         run = self.runs[item.server_id]
         started = dt.datetime.fromtimestamp(data.get("started") or timezone.now().timestamp(), tz=dt.UTC)
         duration_ms = int((data.get("duration") or 0) * 1000)
@@ -176,7 +177,7 @@ class Recorder:
             seq=data["seq"],
             name=data["name"][:64],
             phase=data["phase"],
-            command=vault.redact(str(data.get("command", ""))),
+            command=self._redact(str(data.get("command", "")), data),
             exit_code=data.get("exit_code"),
             output_excerpt=output[-EXCERPT:],
             output_sha256=sha,
@@ -215,6 +216,17 @@ class Recorder:
             payload = {"institution": self.institution, "reason": output[:500]}
             self._appends.append((self.engine.actor, "security.violation", {**common, "payload": payload}))
         return step
+
+    def _redact(self, text: str, data: dict) -> str:
+        """``text`` as the step stores it: redacted with every secret known now. A worker's step
+        (ServerContext.run) was redacted with the known secrets of its own snapshot, whose count it
+        sends (redacted_with); the set only grows, so the same count is the same set and a second
+        pass would find nothing new. Redacted here again: when a secret became known meanwhile
+        (decrypted by another thread after the worker's pass), and whatever the worker did not redact
+        (checks, uploads, a transport's error, a resumed run's replayed output)."""
+        if data.get("redacted_with") == len(self._known):
+            return text
+        return scrub.redact_text(text, self._known)
 
     def _server(self, item: Record, live: list) -> None:
         data = item.data

@@ -20,6 +20,7 @@ from typing import Any
 
 from django.utils.translation import gettext
 
+from audit import scrub
 from cmdb import vault
 from governance.labels import group_label
 
@@ -398,7 +399,10 @@ class ServerContext:
         self.current_step = name
         transport = self.connect()
         started = time.time()
-        redacted = vault.redact(command)
+        # One snapshot of the secrets this process knows for the command and its output: the
+        # recorder redacts again only if more became known before it writes the step (its count).
+        known = vault.known_secrets()
+        redacted = scrub.redact_text(command, known)
         try:
             result = transport.run(command, timeout=timeout, **options)
         except SecurityViolation as exc:
@@ -414,8 +418,11 @@ class ServerContext:
             raise Lost(f"{name} 단계 중 {self.server.server_id} 연결이 끊겼습니다: {exc}") from exc
         # What a server printed is redacted before anything reads, stores or shows it: the
         # playbook's parsing (findings), the step record and a failure reason alike.
-        result.stdout, result.stderr = vault.redact(result.stdout or ""), vault.redact(result.stderr or "")
-        output = (result.stdout or "") + (result.stderr or "")
+        raw = (result.stdout or "", result.stderr or "")
+        result.stdout, result.stderr = (scrub.redact_text(text, known) for text in raw)
+        output = result.stdout + result.stderr
+        if result.stdout and result.stderr:  # as stored: also what only the two together show
+            output = scrub.redact_text(output, known)
         killed = getattr(result, "killed", False) or (
             self.phase == "forward" and self.engine.stopping and result.exit_code not in ok_codes
         )
@@ -426,8 +433,14 @@ class ServerContext:
             state = "TIMEOUT"
         elif result.exit_code not in ok_codes:
             state = "FAILED"
-        measured = {"exit_code": result.exit_code, "sha256": result.output_sha256, "duration": result.duration}
-        self._emit(name, command=redacted, output=output, state=state, audit=True, started=started, **measured)
+        # The transport's digest is the raw stream's: once redaction changed the output, the digest
+        # is the stored text's, so a short secret cannot be recovered by hashing guesses.
+        sha = result.output_sha256 if output == "".join(raw) else output_digest(output)
+        measured = {"exit_code": result.exit_code, "sha256": sha, "duration": result.duration}
+        self._emit(
+            name, command=redacted, output=output, state=state, audit=True, started=started,
+            redacted_with=len(known), **measured,
+        )  # fmt: skip
         if state == "KILLED":
             raise Aborted(self.engine.halt_reason or gettext("중지 요청"))
         if state == "TIMEOUT":
