@@ -37,6 +37,7 @@ from typing import Any
 import paramiko
 from django.conf import settings
 from django.utils.translation import gettext, gettext_lazy
+from paramiko.ssh_exception import IncompatiblePeer
 
 import audit
 from cmdb import vault
@@ -181,6 +182,106 @@ class CommandResult:
         return self.exit_code == 0 and not self.timed_out
 
 
+# The algorithms GUARDiA negotiates, in its order of preference (in SSH the client's order
+# decides among what both sides offer). Nothing else is offered, so a server that allows only
+# something weaker is refused by name (IncompatibleAlgorithms): no SHA-1 anywhere (ssh-rsa
+# signatures, hmac-sha1, diffie-hellman-group14-sha1/group-exchange-sha1), no DH group1, no CBC
+# or 3DES, no MD5 or truncated MACs, no compression.
+# Key exchange: the post-quantum hybrid where the server has it (OpenSSH 9.9 and later); then
+# ECDH on NIST P-256, which both ends compute with OpenSSL's constant-time code, while OpenSSH
+# up to 9.x computes curve25519 with its portable reference code (about 2 ms of the server's
+# CPU a connection, the largest single part of a one-command connection's cost on the server);
+# both are 128-bit security. Then curve25519 and the larger curves and groups.
+KEX_ALGORITHMS = (
+    "mlkem768x25519-sha256",
+    "ecdh-sha2-nistp256",
+    "curve25519-sha256@libssh.org",
+    "ecdh-sha2-nistp384",
+    "ecdh-sha2-nistp521",
+    "diffie-hellman-group16-sha512",
+    "diffie-hellman-group-exchange-sha256",
+    "diffie-hellman-group14-sha256",
+)
+# Host keys: the onboarding scan (scan_host_key) and every connection use this one order, so a
+# server presents the key type that was pinned. RSA only with SHA-2 signatures.
+HOST_KEY_ALGORITHMS = (
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "rsa-sha2-512",
+    "rsa-sha2-256",
+)
+# AEAD first (one primitive a packet, no separate MAC), then CTR with an encrypt-then-MAC SHA-2.
+CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes192-ctr", "aes256-ctr")
+MACS = ("hmac-sha2-256-etm@openssh.com", "hmac-sha2-512-etm@openssh.com", "hmac-sha2-256", "hmac-sha2-512")
+# User-key signature algorithms (an RSA credential signs with SHA-2 only).
+PUBKEY_ALGORITHMS = HOST_KEY_ALGORITHMS
+NEVER = {"pubkeys": ["ssh-rsa", "ssh-dss"], "keys": ["ssh-rsa", "ssh-dss"]}
+# What paramiko's refusal names -> the server's KEXINIT list it concerns, and our own list.
+_REFUSED_KIND = {
+    "kex": (gettext_lazy("SSH 키 교환"), "kex_algo_list", KEX_ALGORITHMS),
+    "host key": (gettext_lazy("SSH 호스트 키"), "server_key_algo_list", HOST_KEY_ALGORITHMS),
+    "ciphers": (gettext_lazy("SSH 암호화"), "server_encrypt_algo_list", CIPHERS),
+    "macs": (gettext_lazy("SSH 메시지 인증(MAC)"), "server_mac_algo_list", MACS),
+    "compression": (gettext_lazy("SSH 압축"), "server_compress_algo_list", ("none",)),
+}
+
+
+def _supported(kind: str, wanted: tuple[str, ...]) -> tuple[str, ...]:
+    """``wanted`` less what this paramiko does not implement (its ``_<kind>_info`` table)."""
+    known = getattr(paramiko.Transport, f"_{kind}_info")
+    return tuple(name for name in wanted if name in known)
+
+
+class _Transport(paramiko.Transport):
+    """paramiko's Transport offering only GUARDiA's algorithms, in its order, and remembering
+    the lists the server offered, so that a refusal can say what the server allows."""
+
+    def __init__(self, sock: socket.socket):
+        super().__init__(sock, disabled_algorithms=NEVER)
+        self.offered: dict[str, list[str]] = {}
+        self.agreed_kex = ""
+        options = self.get_security_options()
+        options.kex = _supported("kex", KEX_ALGORITHMS)
+        options.key_types = _supported("key", HOST_KEY_ALGORITHMS)
+        options.ciphers = _supported("cipher", CIPHERS)
+        options.digests = _supported("mac", MACS)
+        options.compression = ("none",)
+        self._preferred_pubkeys = _supported("key", PUBKEY_ALGORITHMS)
+
+    def _parse_kex_init(self, m: paramiko.Message) -> None:
+        super()._parse_kex_init(m)  # type: ignore[misc]
+        # paramiko drops its key-exchange engine once the keys are in use: keep the name.
+        kinds = self._kex_info  # type: ignore[attr-defined]
+        self.agreed_kex = next((n for n, cls in kinds.items() if type(self.kex_engine) is cls), "")
+
+    def _really_parse_kex_init(self, m: paramiko.Message, ignore_first_byte: bool = False) -> dict:
+        parsed = super()._really_parse_kex_init(m, ignore_first_byte)  # type: ignore[misc]
+        if not ignore_first_byte:  # the peer's KEXINIT (ignore_first_byte: our own, re-read)
+            self.offered = parsed
+        return parsed
+
+
+class IncompatibleAlgorithms(TransportError):
+    """The server offers none of the algorithms GUARDiA accepts for one part of the handshake."""
+
+
+def _incompatible(transport: _Transport, label: str, exc: Exception) -> TransportError:
+    text = str(exc)
+    for kind, (name, field, ours) in _REFUSED_KIND.items():
+        if f"acceptable {kind}" in text:
+            offered = [a for a in transport.offered.get(field, []) if not a.startswith(("ext-info-", "kex-strict-"))]
+            return IncompatibleAlgorithms(
+                gettext(
+                    "%(server)s 접속 거부: 서버가 허용하는 %(kind)s 알고리즘(%(offered)s)은 GUARDiA가 안전하다고 "
+                    "보는 목록(%(ours)s)에 없습니다"
+                )
+                % {"server": label, "kind": name, "offered": ", ".join(offered) or "-", "ours": ", ".join(ours)}
+            )
+    return TransportError(gettext("%(server)s와 SSH 핸드셰이크 실패: %(error)s") % {"server": label, "error": exc})
+
+
 def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH's format: SHA256: + unpadded base64 of SHA-256 of the public key blob."""
     return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
@@ -205,11 +306,13 @@ def scan_host_key(host: str, port: int, timeout: float = 10) -> str:
         raise TransportError(
             gettext("%(host)s:%(port)s 접속 실패: %(error)s") % {"host": host, "port": port, "error": exc}
         ) from exc
-    transport = paramiko.Transport(sock)
+    transport = _Transport(sock)
     try:
         transport.banner_timeout = timeout
         transport.start_client(timeout=timeout)
         return fingerprint(transport.get_remote_server_key())
+    except IncompatiblePeer as exc:
+        raise _incompatible(transport, f"{host}:{port}", exc) from exc
     except (paramiko.SSHException, EOFError, OSError) as exc:
         raise TransportError(
             gettext("%(host)s:%(port)s와 SSH 핸드셰이크 실패: %(error)s") % {"host": host, "port": port, "error": exc}
@@ -356,7 +459,7 @@ class SSHTransport:
             raise TransportError(
                 gettext("%(server)s 접속 실패: %(error)s") % {"server": self.label, "error": exc}
             ) from exc
-        transport = paramiko.Transport(sock)
+        transport = _Transport(sock)
         try:
             transport.banner_timeout = self.connect_timeout
             transport.auth_timeout = self.connect_timeout
@@ -381,6 +484,8 @@ class SSHTransport:
             ) from exc
         except (paramiko.SSHException, EOFError, OSError) as exc:
             transport.close()
+            if isinstance(exc, IncompatiblePeer):
+                raise _incompatible(transport, self.label, exc) from exc
             raise TransportError(
                 gettext("%(server)s와 SSH 핸드셰이크 실패: %(error)s") % {"server": self.label, "error": exc}
             ) from exc
@@ -392,6 +497,20 @@ class SSHTransport:
         sock.settimeout(IDLE_WAKEUP_SECONDS)
         self._transport = transport
         return self
+
+    @property
+    def algorithms(self) -> dict[str, str]:
+        """What this connection negotiated: key exchange, host key, cipher, MAC (none with AEAD)."""
+        transport = self._transport
+        if not isinstance(transport, _Transport):
+            return {}
+        aead = transport.local_cipher.endswith("-gcm@openssh.com")
+        return {
+            "kex": transport.agreed_kex,
+            "host_key": transport.host_key_type or "",
+            "cipher": transport.local_cipher,
+            "mac": "" if aead else str(transport.local_mac),
+        }
 
     def _verify_host_key(self, transport: paramiko.Transport) -> None:
         presented = fingerprint(transport.get_remote_server_key())
