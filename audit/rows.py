@@ -1,5 +1,5 @@
-"""Rows for a bulk insert, built and sent cheaply: the audit chain's batches (record_many) and the
-execution recorder's step rows, written by one thread while many others hold the GIL."""
+"""Rows for a bulk insert, built cheaply: the execution recorder's step rows, written by one thread
+that every SSH worker's records wait on (audit imports no other app, so any app may use this)."""
 
 from __future__ import annotations
 
@@ -28,20 +28,3 @@ def row_values(objs: list, fields: list, *, pre_save: bool = False) -> list[list
             row.append(value)
         rows.append(row)
     return rows
-
-
-def insert_rows(table: str, fields: list, rows: list[list]) -> None:
-    """``rows`` (row_values) into ``table`` in order, as many a statement as the backend takes
-    parameters for: on SQLite an executemany steps the statement once a row, and the thread gives
-    up the GIL each time, waiting up to a switch interval to get it back while SSH threads run."""
-    if not rows:
-        return
-    qn = connection.ops.quote_name
-    names = ", ".join(qn(f.column) for f in fields)
-    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    per = max(1, (connection.features.max_query_params or 65535) // len(fields))
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), per):
-            chunk = rows[start : start + per]
-            values = ", ".join([one] * len(chunk))
-            cursor.execute(f"INSERT INTO {qn(table)} ({names}) VALUES {values}", [v for row in chunk for v in row])

@@ -30,7 +30,7 @@ from django.utils import timezone
 
 import audit
 from audit import scrub
-from audit.rows import insert_rows, row_values
+from audit.rows import row_values
 from cmdb import vault
 from governance import events
 from governance.reports import live_line
@@ -45,7 +45,11 @@ def _insert_rows(objs: list[StepResult]) -> None:
     if not objs:
         return
     fields = [f for f in StepResult._meta.concrete_fields if not f.primary_key]
-    insert_rows(StepResult._meta.db_table, fields, row_values(objs, fields, pre_save=True))
+    qn = connection.ops.quote_name
+    names, marks = ", ".join(qn(str(f.column)) for f in fields), ", ".join(["%s"] * len(fields))
+    rows = row_values(objs, fields, pre_save=True)
+    with connection.cursor() as cursor:
+        cursor.executemany(f"INSERT INTO {qn(StepResult._meta.db_table)} ({names}) VALUES ({marks})", rows)
 
 
 def _update_rows(runs: list[ServerRun], names: list[str]) -> None:

@@ -1,5 +1,5 @@
-"""record_many: a batch's rows go in with multi-row INSERTs (audit.rows) across checkpoint
-intervals, and the chain they make verifies, on SQLite and on PostgreSQL."""
+"""record_many: a batch's rows go in across checkpoint intervals, in order, and the chain they
+make verifies, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
