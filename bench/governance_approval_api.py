@@ -30,7 +30,9 @@ import os
 import random
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,6 +204,78 @@ def closed_phase(pool: ThreadPoolExecutor, where: list[str], jobs: list[tuple[st
     return Phase(latencies, errors, wall, web_cpu_seconds() - web_began, own_cpu_seconds() - own_began)
 
 
+class WaitSampler:
+    """PostgreSQL only: what the database's client backends are doing during the closed loop,
+    sampled every few ms from pg_stat_activity on a connection of its own. A backend waiting for a
+    row lock shows ``active Lock:transactionid`` (or ``Lock:tuple``) with the statement it waits in;
+    one holding locks while the web process works shows ``idle in transaction`` with its last
+    statement; the commit's WAL flush shows ``IO:WALSync`` / ``LWLock:WALWrite``."""
+
+    QUERY = (
+        "SELECT state, coalesce(wait_event_type || ':' || wait_event, 'CPU'), left(regexp_replace(query, "
+        "'\\s+', ' ', 'g'), 48) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+        "AND pid <> pg_backend_pid() AND datname = current_database() AND state <> 'idle'"
+    )
+
+    def __init__(self, url: str) -> None:
+        self.url, self.samples, self.counts = url, 0, Counter[tuple[str, str, str]]()
+        self.port = url.rsplit(":", 1)[1].split("/")[0].encode()
+        self.cpu, self.own = [0.0, 0.0], 0
+        self.busy = Counter[int]()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            self.own = conn.info.backend_pid
+            while not self.stop.wait(0.004):
+                rows = conn.execute(self.QUERY).fetchall()
+                self.samples += 1
+                self.busy[len(rows)] += 1
+                self.counts.update((state, wait, query.split(" WHERE")[0]) for state, wait, query in rows)
+
+    def server_cpu_seconds(self) -> list[float]:
+        """CPU time (user + system) of this cluster's client backends, and of all its processes (its
+        postmaster, ``-p PORT``, and its children: the WAL writer, autovacuum, the checkpointer)."""
+        stats = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            stats.append((int(stat.parent.name), int(fields[1]), int(fields[11]) + int(fields[12]), cmdline))
+        main = {pid for pid, _, _, cmd in stats if cmd[0].endswith(b"postgres") and self._on_port(cmd)}
+        # Not the sampler's own backend: its queries are not the decisions' cost.
+        ours = [(cpu, cmd[0]) for pid, parent, cpu, cmd in stats if pid != self.own and (pid in main or parent in main)]
+        ticks = [sum(cpu for cpu, title in ours if b"127.0.0.1(" in title), sum(cpu for cpu, _ in ours)]
+        return [t / os.sysconf("SC_CLK_TCK") for t in ticks]
+
+    def _on_port(self, cmdline: list[bytes]) -> bool:
+        return any(a == b"-p" and b == self.port for a, b in zip(cmdline, cmdline[1:], strict=False))
+
+    def __enter__(self) -> WaitSampler:
+        self.cpu = [-x for x in self.server_cpu_seconds()]
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cpu = [a + b for a, b in zip(self.cpu, self.server_cpu_seconds(), strict=True)]
+        self.stop.set()
+        self.thread.join()
+
+    def print(self, approvals: int) -> None:
+        n = max(self.samples, 1)
+        backends, everything = (x / max(approvals, 1) * 1000 for x in self.cpu)
+        print(f"  CPU per approval: PostgreSQL {everything:.1f} ms, of which its client backends {backends:.1f} ms")
+        mean = sum(k * v for k, v in self.busy.items()) / n
+        print(f"  PostgreSQL backends in a transaction or statement, {self.samples} samples: mean {mean:.1f}")
+        for (state, wait, query), count in self.counts.most_common(24):
+            print(f"    {count / n:5.2f}  {state:<20} {wait:<26} {query}")
+
+
 def figures(name: str, latencies: list[float], errors: list[str], wall: float, target: str) -> None:
     ms = [x * 1000 for x in latencies]
     summary = "  ".join(f"p{round(q * 100)} {benchenv.percentile(ms, q):.1f}" for q in (0.5, 0.95, 0.99))
@@ -231,7 +305,9 @@ def main() -> None:
         with ThreadPoolExecutor(args.clients) as pool:
             # Warm-up: one request per client, so imports and connections are not measured.
             closed_phase(pool, where, [(token, steps[1:2]) for token, steps in work])
-            closed = closed_phase(pool, where, [(token, steps[2 : per_client + 2]) for token, steps in work])
+            url = os.environ.get("GUARDIA_DATABASE_URL", "")
+            with WaitSampler(url) if engine == "postgresql" else nullcontext() as sampler:
+                closed = closed_phase(pool, where, [(token, steps[2 : per_client + 2]) for token, steps in work])
             # The floor: the same clients, URL and token, answered by DRF (405) before any view code.
             floor = closed_phase(pool, where, [(token, [-1] * per_client) for token, _ in work])
         jobs = spare[: int(args.rate * args.seconds)]
@@ -242,6 +318,8 @@ def main() -> None:
     closed_target = "target ≥ 150/s, p95 ≤ 250 ms" if engine == "postgresql" else "target ≥ 100/s, p95 ≤ 400 ms"
     figures(f"closed loop, {args.clients} clients", *closed.timed, closed_target)
     closed.print_cpu("approval")
+    if sampler is not None:
+        sampler.print(len(closed.latencies))
     figures(f"floor: authenticated GET of the same URL (405), {args.clients} clients", *floor.timed, "no target")
     floor.print_cpu("request")
     figures(f"open loop, {args.rate:g}/s Poisson", open_latencies, open_errors, open_wall, "target p95 ≤ 100 ms")

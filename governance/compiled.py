@@ -56,6 +56,8 @@ class CompiledSelect:
         for index, name in slots:
             params[index] = str(values[name]) if name in self.text else int(values[name])
         with db.cursor() as cursor:
+            if db.vendor == "postgresql":
+                _bind_on_server(cursor)
             cursor.execute(sql, params)
             rows = fetch(cursor)
         if converters and rows:
@@ -74,6 +76,20 @@ class CompiledSelect:
         for populator in get_related_populators(klass_info, select, alias):  # type: ignore[call-arg]  # stubs: a later Django
             populator.populate(row, obj)
         return obj
+
+
+def _bind_on_server(cursor) -> None:
+    """PostgreSQL: run the statement through a server-side binding cursor (Django's own binds on
+    the client, so every run is planned again). psycopg then prepares it on the connection after a
+    few runs (``prepare_threshold``), and PostgreSQL reuses its plan: planning the step's lock, a
+    join of a dozen tables, cost ~3 ms of the database's CPU a decision, running it ~0.4 ms. The
+    SQL (``%s`` placeholders) and parameters are the same for both cursors; Django's wrapper
+    (errors, query log) stays around it."""
+    import psycopg
+
+    client = cursor.cursor
+    cursor.cursor = psycopg.Cursor(client.connection)
+    client.close()
 
 
 class CompiledValues(CompiledSelect):
