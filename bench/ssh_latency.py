@@ -96,7 +96,7 @@ VARIANTS = [
 ]
 
 
-def _cpu(pids: list[int]) -> float:
+def cpu_of(pids: list[int]) -> float:
     """CPU seconds of these processes and of the children they reaped (utime stime cutime cstime)."""
     ticks = 0
     for pid in pids:
@@ -122,7 +122,7 @@ def algorithm_costs(tb: Testbed, servers: list, connections: int) -> None:
         for label, name, value in VARIANTS:
             for constant, original in chosen.items():
                 setattr(transport, constant, value if constant == name else original)
-            before, testbed, started = resource.getrusage(resource.RUSAGE_SELF), _cpu(sshd), time.perf_counter()
+            before, testbed, started = resource.getrusage(resource.RUSAGE_SELF), cpu_of(sshd), time.perf_counter()
             with ThreadPoolExecutor(16) as pool:
                 list(pool.map(one, range(connections)))
             wall = time.perf_counter() - started
@@ -131,7 +131,7 @@ def algorithm_costs(tb: Testbed, servers: list, connections: int) -> None:
             controller = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / connections
             print(
                 f"  {label:40s} {wall / connections * 1000:5.1f} ms wall, controller {controller * 1000:4.1f} ms, "
-                f"sshd {(_cpu(sshd) - testbed) / connections * 1000:5.1f} ms CPU a connection; "
+                f"sshd {(cpu_of(sshd) - testbed) / connections * 1000:5.1f} ms CPU a connection; "
                 f"{negotiated[label]} ({load()})",
                 flush=True,
             )
