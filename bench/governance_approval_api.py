@@ -16,7 +16,10 @@ bounds the throughput on a machine's cores, and far less skewed by other load th
 rates) and the benchmark clients' own CPU per request (they share the cores); the floor: the
 same clients, URL and tokens sending an authenticated GET that DRF answers 405 before any view
 code (middleware, token, Daphne and Django's handler: what any API request costs), with its
-rate, latency and CPU; the load average, and the audit chain verified after the run.
+rate, latency and CPU; the load average, and the audit chain verified after the run. With
+``--postgres`` also, for the closed loop: what the database's backends wait on (pg_stat_activity
+sampled every few ms: the chain head's row lock, the client, the WAL flush) and PostgreSQL's CPU
+per approval.
 
 Run: .venv/bin/python bench/governance_approval_api.py                        (SQLite, 1 Daphne)
      .venv/bin/python bench/governance_approval_api.py --postgres --servers 2 (PostgreSQL 15)
