@@ -21,7 +21,7 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -537,13 +537,27 @@ class Engine:
             # One pool for the whole run: starting 16 threads for every batch, gate and hook
             # cost the orchestrating thread a GIL hand-off per thread (~700 starts at 1,000 servers).
             self._pool = ThreadPoolExecutor(max_workers=self.strategy.max_parallel, thread_name_prefix="guardia-ssh")
-        futures = {self._pool.submit(_in_worker, fn, ctx): ctx for ctx in contexts}
-        pending = set(futures)
-        while pending:
-            self._feed(len(pending))
-            finished, pending = wait(pending, timeout=0.05, return_when=FIRST_COMPLETED)
+        # Each future reports its own completion on a queue: a wait() over every pending future per
+        # completion installs and removes a waiter on each of them (up to 1,000 for a single group).
+        completed: queue.SimpleQueue[Future] = queue.SimpleQueue()
+        futures = {}
+        for ctx in contexts:
+            future = self._pool.submit(_in_worker, fn, ctx)
+            futures[future] = ctx
+            future.add_done_callback(completed.put)
+        left = len(futures)
+        while left:
+            self._feed(left)
+            finished: list[Future] = []
+            try:
+                finished.append(completed.get(timeout=0.05))
+                while True:
+                    finished.append(completed.get_nowait())
+            except queue.Empty:
+                pass
             for future in finished:
                 results[futures[future]] = future.result()
+            left -= len(finished)
             self.recorder.drain()
             self.poll_stop()
         self.recorder.drain()
