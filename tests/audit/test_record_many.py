@@ -64,7 +64,13 @@ def test_a_batch_across_checkpoints_makes_a_verifying_chain_on_sqlite(settings):
 
 @pytest.mark.postgres
 def test_a_batch_across_checkpoints_makes_a_verifying_chain_on_postgresql(pg_url, tmp_path):
-    env = django_env(pg_url, tmp_path)
+    import psycopg
+
+    # Its own database: the session's shared one holds other tests' entries, signed with their
+    # data directories' keys, which this test's verify could not check.
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE record_many")
+    env = django_env(pg_url.rsplit("/", 1)[0] + "/record_many", tmp_path)
     env["GUARDIA_AUDIT_CHECKPOINT_EVERY"] = "100"
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300)
     _check(_run(env))
