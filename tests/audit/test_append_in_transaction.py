@@ -1,4 +1,4 @@
-"""An audit append runs in its caller's transaction without a savepoint of its own: when it
+"""An audit append runs in its caller's transaction (on SQLite in a savepoint of its own): when it
 fails, the change it was recording cannot be committed, even by a caller that catches the error."""
 
 from __future__ import annotations
