@@ -19,14 +19,6 @@ WAIT_MAX = 0.04
 CONNECT_TIMEOUT = 0.5
 
 
-def port_open(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 class PortProbe:
     """host:port resolved once (getaddrinfo), then probed by connecting to what it resolved to,
     so a wait that connects many times asks the resolver once. A name that does not resolve yet
@@ -56,6 +48,11 @@ class PortProbe:
             except OSError:
                 continue
         return False
+
+
+def port_open(host: str, port: int, timeout: float = CONNECT_TIMEOUT) -> bool:
+    """One look: does host:port accept a connection now (the same probe the wait repeats)."""
+    return PortProbe(host, port).accepts(timeout=timeout)
 
 
 def wait_open(host: str, port: int, seconds: float, sleep: Callable[[float], None] = time.sleep) -> bool:
