@@ -17,6 +17,7 @@ from django.utils import timezone
 from . import canonical as canon
 from . import lines, merkle, mirror, signing, subchains
 from .models import AuditCheckpoint, AuditEntry, ChainHead
+from .rows import row_values
 from .scrub import scrub_payload, scrub_text
 
 GENESIS = canon.GENESIS
@@ -93,10 +94,20 @@ def _insert_sql(returning: bool) -> tuple[list, str]:
     return columns, sql
 
 
-def _insert_many(entries: list[AuditEntry]) -> None:
-    """One executemany for a batch (record_many); the entries' ids are not read back."""
+def _insert_many(entries: list[AuditEntry], payload_texts: list[str]) -> None:
+    """One executemany for a batch (record_many); the entries' ids are not read back.
+
+    A text column's value is the attribute itself (audit.rows.row_values). On SQLite the payload
+    column holds the payload's canonical text (CanonicalJSONEncoder: what its field would encode
+    again), which prepare() made already; elsewhere the field adapts it (jsonb on PostgreSQL)."""
     columns, sql = _insert_sql(returning=False)
-    rows = [[f.get_db_prep_save(getattr(e, f.attname), connection) for f in columns] for e in entries]
+    if connection.vendor == "sqlite":
+        at = next(i for i, f in enumerate(columns) if f.name == "payload")
+        rows = row_values(entries, columns[:at] + columns[at + 1 :])
+        for row, text in zip(rows, payload_texts, strict=True):
+            row.insert(at, text)
+    else:
+        rows = row_values(entries, columns)
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
     for entry in entries:
@@ -120,6 +131,67 @@ def _insert(entry: AuditEntry) -> None:
 _COLUMNS = frozenset({"task", "target", "command", "result_code", "output", "payload"})
 
 
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _json_copy(value: Any) -> Any:
+    """What ``json.loads(canon.payload_text(value))`` returns, built without the text, for a
+    payload of JSON's own types (str keys; str, int, float, bool, None, lists, dicts): objects'
+    keys in sorted order as the text has them. _NOT_PLAIN for anything the text would change
+    (a tuple, a non-str key, a date or a str subclass, which ``default=str`` or JSON turns into
+    something else)."""
+    kind = type(value)
+    if kind in _JSON_SCALARS:
+        return value
+    if kind is dict:
+        copy = {}
+        for key in sorted(value) if all(type(k) is str for k in value) else ():
+            item = copy[key] = _json_copy(value[key])
+            if item is _NOT_PLAIN:
+                return _NOT_PLAIN
+        return copy if len(copy) == len(value) else _NOT_PLAIN
+    if kind is list:
+        items = [_json_copy(v) for v in value]
+        return _NOT_PLAIN if any(item is _NOT_PLAIN for item in items) else items
+    return _NOT_PLAIN
+
+
+_NOT_PLAIN = object()
+
+
+def _payload(payload: dict | None) -> tuple[dict, str]:
+    """(the payload as stored, its canonical text), secret-looking keys redacted. A payload of
+    JSON's own types is copied as loading its text would give it back, and its text made once;
+    any other goes through the text twice (``default=str`` may change a value's type once)."""
+    scrubbed = scrub_payload(payload or {})
+    clean = _json_copy(scrubbed)
+    if clean is _NOT_PLAIN:
+        clean = json.loads(canon.payload_text(scrubbed))
+    return clean, canon.payload_text(clean)
+
+
+# Command texts that redaction left as they were, by their exact text: a rollout appends the same
+# few commands for every server (the recorder's are redacted already), and the rules' pass is
+# ~40 µs an entry. Only an unchanged text is kept (it is what the entry stores anyway, never a
+# secret the rules would have hidden); the rules are this process's constants, so a text's
+# verdict cannot change; any other text, even one character apart, is redacted from scratch.
+CLEAN_COMMANDS_SIZE = 4096
+CLEAN_COMMAND_MAX_CHARS = 4096
+_clean_commands: set[str] = set()
+
+
+def _command(command: Any) -> str:
+    text = _text(command, "command")
+    if text in _clean_commands:
+        return text
+    clean = scrub_text(text)
+    if clean == text and len(text) <= CLEAN_COMMAND_MAX_CHARS:
+        if len(_clean_commands) >= CLEAN_COMMANDS_SIZE:
+            _clean_commands.clear()
+        _clean_commands.add(text)
+    return clean
+
+
 def prepare(actor: Any, action: str, **columns: Any) -> tuple[dict[str, str], int | None, dict, str]:
     """The columns of one entry as ``record`` stores them: (fields, actor id, payload,
     canonical payload text), secrets redacted and lengths checked. ``columns`` are
@@ -133,16 +205,14 @@ def prepare(actor: Any, action: str, **columns: Any) -> tuple[dict[str, str], in
     name, actor_id = actor_fields(actor)
     if payload is not None and not isinstance(payload, dict):
         raise TypeError(f"audit.record: payload must be a dict, got {type(payload).__name__}")
-    ptext = canon.payload_text(scrub_payload(payload or {}))
-    clean_payload = json.loads(ptext)
-    ptext = canon.payload_text(clean_payload)  # default=str may have changed types once
+    clean_payload, ptext = _payload(payload)
     fields = {
         "actor": _text(name, "actor"),
         "action": _text(action, "action"),
         "institution": _text(clean_payload.get("institution", ""), "institution"),
         "task": _text(task, "task"),
         "target": _text(target, "target"),
-        "command": scrub_text(_text(command, "command")),
+        "command": _command(command),
         "result_code": _text(result_code, "result_code"),
         "result_hash": output_hash(output),
     }
@@ -209,6 +279,7 @@ def _append_locked(prepared: list[tuple[dict[str, str], int | None, dict, str]],
     every = max(int(getattr(settings, "AUDIT_CHECKPOINT_EVERY", 1000)), 1)
     entries: list[AuditEntry] = []
     unsaved: list[AuditEntry] = []
+    unsaved_texts: list[str] = []  # their payloads' canonical text
     head_seq, head_hash = _locked_head()
     mirror_lines: dict = {}  # day -> text, in order (a batch may span midnight)
     for fields, actor_id, clean_payload, ptext in prepared:
@@ -228,11 +299,12 @@ def _append_locked(prepared: list[tuple[dict[str, str], int | None, dict, str]],
             insert(entry)
         else:
             unsaved.append(entry)
+            unsaved_texts.append(ptext)
         mirror_text = lines.entry_line(text, entry.prev_hash, digest)
         if seq % every == 0:
             if unsaved:  # the checkpoint's sub-chain leaves are read from the rows
-                _insert_many(unsaved)
-                unsaved = []
+                _insert_many(unsaved, unsaved_texts)
+                unsaved, unsaved_texts = [], []
             checkpoint = _sign_checkpoint(seq, digest, "interval")
             mirror_text += _checkpoint_line(checkpoint)
         day = now.astimezone(canon._UTC).date()
@@ -240,20 +312,20 @@ def _append_locked(prepared: list[tuple[dict[str, str], int | None, dict, str]],
         head_seq, head_hash = seq, digest
         entries.append(entry)
     if entries:
-        _move_head(unsaved, head_seq, head_hash)
+        _move_head(unsaved, unsaved_texts, head_seq, head_hash)
     for day, text in mirror_lines.items():
         transaction.on_commit(partial(mirror.append, day, text))
     return entries
 
 
-def _move_head(unsaved: list[AuditEntry], seq: int, entry_hash: str) -> None:
+def _move_head(unsaved: list[AuditEntry], payload_texts: list[str], seq: int, entry_hash: str) -> None:
     """Insert the append's last rows and move the head to (seq, entry_hash). On PostgreSQL both
     go in one pipeline: one round trip instead of two while the head's row lock is held, which
     every audited change queues on (its errors are Django's, as for any statement)."""
     postgres = connection.vendor == "postgresql" and unsaved
     with connection.wrap_database_errors, connection.connection.pipeline() if postgres else nullcontext():
         if unsaved:
-            _insert_many(unsaved)
+            _insert_many(unsaved, payload_texts)
         with connection.cursor() as cursor:
             cursor.execute(f"UPDATE {_HEAD_TABLE} SET seq = %s, entry_hash = %s WHERE id = 1", [seq, entry_hash])
 
