@@ -33,7 +33,7 @@ from audit import scrub
 from audit.rows import row_values
 from cmdb import vault
 from governance import events
-from governance.reports import live_line
+from governance.reports import live_lines
 
 from .models import ServerRun, StepResult
 from .rolling import EXCERPT, Record, output_digest
@@ -150,8 +150,9 @@ class Recorder:
         for item in items:  # a worker waiting for its steps to be in the journal (ServerContext.journaled)
             if item.kind == "journaled":
                 item.data["committed"].set()
-        for index, event in self._lines:
-            event.data["line"] = live_line(entries[index])  # the task page's timeline line, as a reload renders it
+        # The task page's timeline line for each audited step, as a reload renders it.
+        for (_, event), line in zip(self._lines, live_lines([entries[index] for index, _ in self._lines]), strict=True):
+            event.data["line"] = line
         group = self.engine.live_group
         if group:
             # One event-loop hop for the whole batch: a hop per event (~1 ms each, 14,000 for

@@ -116,9 +116,17 @@ def line_payload(line: dict) -> dict:
 def live_line(source) -> dict:
     """The live event's line for an audit entry or a notification, in the site's language:
     one event reaches every viewer, whatever language the person who caused it browses in."""
+    return live_lines([source])[0]
+
+
+def live_lines(sources) -> list[dict]:
+    """live_line for each of ``sources``, the site's language switched to once for them all (a
+    rollout's recorder makes a line for every step it audits)."""
     with translation.override(settings.LANGUAGE_CODE):
-        line = notification_line(source) if isinstance(source, Notification) else audit_line(source)
-        return line_payload(line)
+        return [
+            line_payload(notification_line(source) if isinstance(source, Notification) else audit_line(source))
+            for source in sources
+        ]
 
 
 def task_timeline(task: OpsTask) -> list[dict]:
