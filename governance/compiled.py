@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import QuerySet
+from django.db.models import Field, Model, QuerySet
 from django.db.models.query import get_related_populators
 
 
@@ -101,3 +102,45 @@ class CompiledValues(CompiledSelect):
     def rows(self, alias: str = "default", **values: int | str) -> list[tuple]:
         found, _compiled = self._rows(alias, values, lambda cursor: cursor.fetchall())
         return [tuple(row) for row in found]
+
+
+_UPDATES: dict[tuple, str] = {}
+
+
+def _concrete(field) -> Field:
+    if not isinstance(field, Field) or field.column is None:
+        raise ValueError(f"update_row: {field} is not a column of the row")
+    return field
+
+
+def update_row(obj: Model, names: Iterable[str], where: dict[str, Any] | None = None, alias: str = "default") -> int:
+    """Write the fields ``names`` of the saved row ``obj`` as ``obj.save(update_fields=names)``
+    does (each field's ``pre_save``, so ``auto_now`` time stamps move, then its database
+    preparation), with the UPDATE's SQL built once per model, fields and database vendor instead
+    of by Django's compiler on every save (about as long as running it). ``where``: more
+    column values the row must still have, e.g. the state a transition started from, as
+    django-fsm's ConcurrentTransitionMixin checks. Sends no model signals: the models it is used
+    for have no save receivers. Returns the rows written: 0 when the row is gone or no longer
+    matches ``where``."""
+    db = connections[alias]
+    meta = obj._meta
+    names, where = sorted(names), where or {}
+    fields = [_concrete(meta.get_field(name)) for name in names]
+    conditions = [_concrete(meta.pk), *(_concrete(meta.get_field(name)) for name in where)]
+    key = (meta.label, tuple(names), tuple(where), db.vendor)
+    sql = _UPDATES.get(key)
+    if sql is None:
+        if any(hasattr(field, "get_placeholder") for field in fields):  # an expression in the SET: Django's way
+            raise ValueError(f"update_row: {names} need Django's compiler")
+        quote = db.ops.quote_name
+        assignments = ", ".join(f"{quote(str(field.column))} = %s" for field in fields)
+        matches = " AND ".join(f"{quote(str(field.column))} = %s" for field in conditions)
+        sql = _UPDATES[key] = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {matches}"
+    params = [field.get_db_prep_save(field.pre_save(obj, False), connection=db) for field in fields]
+    values = [obj.pk, *where.values()]
+    params += [field.get_db_prep_value(value, connection=db) for field, value in zip(conditions, values, strict=True)]
+    with db.cursor() as cursor:
+        if db.vendor == "postgresql":
+            _bind_on_server(cursor)
+        cursor.execute(sql, params)
+        return cursor.rowcount

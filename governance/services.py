@@ -26,7 +26,7 @@ import audit
 from cmdb.models import Server, System, SystemOwner
 
 from . import attachments, plans, policy, rollup, routing
-from .compiled import CompiledSelect
+from .compiled import CompiledSelect, update_row
 from .control import execution_allowed, global_stop_reason, require_step_up
 from .errors import Conflict, Forbidden, Invalid, NotFound
 from .models import ApprovalStep, Notification, OpsTask, Risk, Status, StepStatus, SubType
@@ -335,7 +335,7 @@ def decide_step(user, step_id, decision: str, comments: str = "", plan_sha256: s
         playbook_version = str(task.plan.get("playbook_version") or task.playbook_version)
         step.status = StepStatus.APPROVED if decision == "APPROVED" else StepStatus.REJECTED
         step.actual_approver, step.comments, step.decided_at = user, comments, timezone.now()
-        step.save(update_fields=["status", "actual_approver", "comments", "decided_at"])
+        update_row(step, ("status", "actual_approver", "comments", "decided_at"))  # the row is locked
         audit_task(
             user,
             "approval.decided",

@@ -18,14 +18,14 @@ from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
-from django_fsm import TransitionNotAllowed, can_proceed, has_transition_perm
+from django_fsm import ConcurrentTransition, TransitionNotAllowed, can_proceed, has_transition_perm
 from django_q.conf import Conf
 from django_q.tasks import async_task
 
 import audit
 
 from . import events, reports, routing
-from .compiled import CompiledSelect
+from .compiled import CompiledSelect, update_row
 from .errors import Conflict, Forbidden, NotFound
 from .models import ApprovalStep, OpsTask, TaskSequence
 from .queries import visible_steps
@@ -149,7 +149,11 @@ def apply_transition(
     else:
         fields = task._meta.concrete_fields
         moved = [f.name for f, old, new in zip(fields, before, _column_values(task), strict=True) if old != new]
-        task.save(update_fields={*changed, *moved, "updated_at"})
+        # As the FSM model's save(update_fields=...) does, its UPDATE compiled once: the row must
+        # still be in the state the transition started from.
+        if not update_row(task, {*changed, *moved, "updated_at"}, where={"status": source}):
+            raise ConcurrentTransition(f"task {task.task_id} changed since it was read")
+        task._update_initial_state()
     audit_task(actor, "task.transition", task, source=source, target=task.status, reason=reason)
     publish(task, "transition", reason or task.get_status_display())
 
