@@ -45,6 +45,13 @@ from .rolling import Aborted, Group, Lost, Record, RolloutStrategy, ServerContex
 
 log = logging.getLogger(__name__)
 STOP_POLL_SECONDS = 0.1
+# How often a parallel phase commits what its workers reported (Recorder.drain): every drain is a
+# transaction with its chain-head round, step and server rows, and a hop for its live events,
+# whether it carries one step or a hundred. A drain after every completion and every idle wake
+# made 1,304 of them in a 1,000-server rolling deploy (2.4 ms of the orchestrating thread each
+# beside what they carried); once an interval, 281. A worker waiting for its steps to be
+# committed (ServerContext.journaled) waits up to this much longer.
+DRAIN_SECONDS = 0.2
 # Early connections of the next group at most (EXECUTION_PRECONNECT): an authenticated, idle
 # paramiko connection holds ~30 KB here (100 of them: +3 MB), so a whole batch of 10 % of 1,000
 # servers fits; the bound is for sites with far larger batches.
@@ -171,6 +178,7 @@ class Engine:
         self.active: list[ServerContext] = []
         self.first_failure: tuple[ServerContext, Failure] | None = None
         self._last_poll = 0.0
+        self._last_drain = 0.0
         self._fail_count = 0
         self._gate_round = 0
         self._lock = threading.Lock()
@@ -558,7 +566,9 @@ class Engine:
             for future in finished:
                 results[futures[future]] = future.result()
             left -= len(finished)
-            self.recorder.drain()
+            if (now := time.monotonic()) - self._last_drain >= DRAIN_SECONDS:
+                self._last_drain = now
+                self.recorder.drain()
             self.poll_stop()
         self.recorder.drain()
         return results
