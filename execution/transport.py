@@ -67,10 +67,18 @@ SHA256_HEX_RE = re.compile(r"^[0-9a-f]{64}$")
 # a write on an open channel and one process start, instead of a channel open, an exec request,
 # and sshd starting a session, a login shell and a wrapper shell for it.
 SUPERVISOR = f"exec {POSIX_SHELL} -s"
-STEP_STATEMENT = (
-    "setsid -w {shell} -c {inner} </dev/null; rc=$?; "
-    "printf '\\n%s %s %s\\n' {nonce} {id} \"$rc\"; printf '\\n%s %s %s\\n' {nonce} {id} \"$rc\" >&2\n"
-)
+END_LINES = "printf '\\n%s %s %s\\n' {nonce} {id} \"$rc\"; printf '\\n%s %s %s\\n' {nonce} {id} \"$rc\" >&2"
+STEP_STATEMENT = "setsid -w {shell} -c {inner} </dev/null; rc=$?; " + END_LINES + "\n"
+# A chain (run_chain): several steps sent at once as one program, a POSIX shell in a new process
+# group that runs them one after the other, each from the same shell-quoted text and with stdin
+# from /dev/null as a step of its own, and writes each one's end line as it ends. It starts the
+# next only when the step before ended with an accepted status and no hold came (SIGUSR1 to the
+# chain's shell, sent when the run is stopping); a kill of its group ends the chain with the
+# step under way. The statement around it writes one more end line, the chain's own, when the
+# program is over, however it ended.
+CHAIN_STEP = "{shell} -c {command} </dev/null; rc=$?; " + END_LINES
+CHAIN_CONTINUE = 'case " {codes} " in *" $rc "*) ;; *) exit 0 ;; esac; [ -z "$hold" ] || exit 0'
+CHAIN_START = "trap 'hold=1' USR1; echo \"GUARDIA_PGID=$$\" >&2"
 
 
 def _wakeup(channel: paramiko.Channel) -> threading.Event:
@@ -116,6 +124,9 @@ class _Framed:
         self.kept += data[: max(0, room)]
 
     def feed(self, chunk: bytes) -> None:
+        if self.done:  # the next step's (a chain's steps follow each other on the stream)
+            self.leftover += chunk
+            return
         self.pending += chunk
         if self.looking_for_pgid:
             match = PGID_RE.match(bytes(self.pending))
@@ -180,6 +191,20 @@ class CommandResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and not self.timed_out
+
+    def ok_for(self, codes: tuple[int, ...]) -> bool:
+        return self.exit_code in codes and not self.timed_out and not self.killed
+
+
+@dataclass(frozen=True)
+class ChainStep:
+    """One step of SSHTransport.run_chain: what run() takes for a single command."""
+
+    command: str
+    timeout: float
+    ok_codes: tuple[int, ...] = (0,)
+    shell: str | None = None
+    max_output: int = 64 * KiB
 
 
 # The algorithms GUARDiA negotiates, in its order of preference (in SSH the client's order
@@ -594,18 +619,7 @@ class SSHTransport:
         """Run one command in its own remote process group. ``shell``: the interpreter of the
         command text (default: the server's shell, bash on Linux; POSIX_SHELL for our own)."""
         if check_sanitizer:
-            try:
-                sanitizer.check(command)
-            except SecurityViolation as exc:
-                audit.record(
-                    None,
-                    "sanitizer.blocked",
-                    task=self.task,
-                    target=self.server.server_id,
-                    command=vault.redact(command)[:2000],
-                    payload={"reason": exc.reason, "pattern": exc.pattern},
-                )
-                raise
+            self._sanitized(command)
         transport = self._require()
         self._commands += 1
         if self.step_session and (self._commands >= self.supervise_from or self._steps is not None):
@@ -630,6 +644,21 @@ class SSHTransport:
             with self._lock:
                 self._running_pgid = None
             channel.close()
+
+    def _sanitized(self, command: str) -> None:
+        """The sanitizer's check; a refusal is audited here and raised (nothing was sent)."""
+        try:
+            sanitizer.check(command)
+        except SecurityViolation as exc:
+            audit.record(
+                None,
+                "sanitizer.blocked",
+                task=self.task,
+                target=self.server.server_id,
+                command=vault.redact(command)[:2000],
+                payload={"reason": exc.reason, "pattern": exc.pattern},
+            )
+            raise
 
     def _collect(
         self, channel: paramiko.Channel, started: float, timeout: float, max_output: int, raise_on_timeout: bool
@@ -754,68 +783,221 @@ class SSHTransport:
         started = time.monotonic()
         channel = self._supervisor(transport)
         self._step_id += 1
-        marker = b"\n" + self._nonce + b" %d " % self._step_id
-        digest = hashlib.sha256()
-        out = _Framed(marker, max_output, digest)
-        err = _Framed(marker, max_output, pgid_first=True)
+        inner = shlex.quote('echo "GUARDIA_PGID=$$" >&2; ' + command)
+        statement = STEP_STATEMENT.format(shell=shell, inner=inner, nonce=self._nonce.decode(), id=self._step_id)
+        self._send_statement(channel, statement)
+        out, err = self._framed(max_output, pgid_first=True)
+        try:
+            timed_out = self._until_end(channel, self._steps_wakeup, out, err, started + timeout)
+        finally:
+            with self._lock:
+                self._running_pgid = None
+        return self._framed_result(out, err, self._step_id, started, timed_out, raise_on_timeout)
+
+    def _send_statement(self, channel: paramiko.Channel, statement: str) -> None:
         with self._lock:
             self._kill_requested = False
         try:
-            inner = shlex.quote('echo "GUARDIA_PGID=$$" >&2; ' + command)
-            statement = STEP_STATEMENT.format(shell=shell, inner=inner, nonce=self._nonce.decode(), id=self._step_id)
             channel.sendall(statement.encode())
         except (paramiko.SSHException, EOFError, OSError) as exc:
             self._end_steps()
             raise self._lost_or_error(f"could not start a command on {self.label}", exc) from exc
-        if self._leftover[0]:
-            out.feed(self._leftover[0])
-        if self._leftover[1]:
-            err.feed(self._leftover[1])
+
+    def _framed(self, max_output: int, pgid_first: bool = False) -> tuple[_Framed, _Framed]:
+        """The next step's two streams on the supervisor, fed first with what came after the last end."""
+        marker = b"\n" + self._nonce + b" "
+        out = _Framed(marker, max_output, hashlib.sha256())
+        err = _Framed(marker, max_output, pgid_first=pgid_first)
+        leftover, self._leftover = self._leftover, (b"", b"")
+        if leftover[0]:
+            out.feed(leftover[0])
+        if leftover[1]:
+            err.feed(leftover[1])
+        return out, err
+
+    def _until_end(
+        self,
+        channel: paramiko.Channel,
+        wakeup: threading.Event,
+        out: _Framed,
+        err: _Framed,
+        deadline: float,
+        hold: threading.Event | None = None,
+    ) -> bool:
+        """Read both streams up to their end lines; True when the step timed out (its group is
+        then killed). ``hold``: once set, the chain under way is told to start no further step."""
         timed_out = False
-        deadline = started + timeout
-        wakeup = self._steps_wakeup
-        try:
-            while not (out.done and err.done):
-                while channel.recv_ready():
-                    out.feed(channel.recv(65536))
-                while channel.recv_stderr_ready():
-                    err.feed(channel.recv_stderr(65536))
-                    if err.pgid is not None:
-                        with self._lock:
-                            self._running_pgid = err.pgid
-                if out.done and err.done:
-                    break
-                if (channel.eof_received or channel.closed or not self.connected) and not (
-                    channel.recv_ready() or channel.recv_stderr_ready()
-                ):
-                    # The supervisor is gone mid-step: whether the step took effect is unknown.
-                    self._end_steps()
-                    raise ConnectionLost(LOST_WHILE_RUNNING % {"server": self.label, "pgid": err.pgid})
-                now = time.monotonic()
-                if now >= deadline and not timed_out:
-                    timed_out = True
-                    self._kill_group(err.pgid)
-                    deadline = now + KILL_GRACE_SECONDS + 3  # wait for the supervisor to report the end
-                elif now >= deadline:
-                    self._end_steps()  # killed, but no end came: this supervisor is not trusted again
-                    break
-                _wait(channel, wakeup, min(0.5, max(0.0, deadline - now)))
-        finally:
-            with self._lock:
-                self._running_pgid = None
+        while not (out.done and err.done):
+            while channel.recv_ready():
+                out.feed(channel.recv(65536))
+            while channel.recv_stderr_ready():
+                err.feed(channel.recv_stderr(65536))
+                if err.pgid is not None:
+                    with self._lock:
+                        self._running_pgid = err.pgid
+            if out.done and err.done:
+                break
+            if (channel.eof_received or channel.closed or not self.connected) and not (
+                channel.recv_ready() or channel.recv_stderr_ready()
+            ):
+                # The supervisor is gone mid-step: whether the step took effect is unknown.
+                self._end_steps()
+                raise ConnectionLost(LOST_WHILE_RUNNING % {"server": self.label, "pgid": self._running_pgid})
+            if hold is not None and hold.is_set():
+                self._signal_chain("USR1")
+                hold = None
+            now = time.monotonic()
+            if now >= deadline and not timed_out:
+                timed_out = True
+                self._kill_group(self._running_pgid)
+                deadline = now + KILL_GRACE_SECONDS + 3  # wait for the supervisor to report the end
+            elif now >= deadline:
+                self._end_steps()  # killed, but no end came: this supervisor is not trusted again
+                break
+            # Waiting for a hold as well: look at it every 50 ms (a few dozen threads at most).
+            _wait(channel, wakeup, min(0.05 if hold is not None else 0.5, max(0.0, deadline - now)))
         self._leftover = (out.leftover, err.leftover)
-        status = int(out.trailer) if out.done and out.trailer.isdigit() else -1
+        return timed_out
+
+    def _framed_result(
+        self, out: _Framed, err: _Framed, step_id: int, started: float, timed_out: bool, raise_on_timeout: bool = False
+    ) -> CommandResult:
+        """The step's result from its end line (``<id> <status>``); -1 when another id ended it."""
+        ended, _, status = out.trailer.partition(b" ")
+        code = int(status) if out.done and ended == b"%d" % step_id and status.isdigit() else -1
         return self._result(
-            status,
+            code,
             out.kept,
             err.kept,
             started,
-            digest,
+            out.digest,
             timed_out,
             out.truncated or err.truncated,
             err.pgid,
             raise_on_timeout,
         )
+
+    # -- chains ----------------------------------------------------------------------------
+    def run_chain(self, steps: list[ChainStep], *, on_result=None, hold: threading.Event | None = None):
+        """Run ``steps`` as one program on the server (CHAIN_STEP): one write on the supervisor
+        (or one channel), one process group for all of them, no round trip between two steps.
+
+        Every command passes the sanitizer before anything is sent; a refusal names its step
+        (``exc.chain_index``) and nothing runs. The server starts a step only when the one before
+        ended with one of its ``ok_codes`` and no hold came: ``hold`` (the run's stop) is passed
+        on to the program as soon as it is set, and kill_running() kills the group, the step under
+        way and the rest with it. Each step's timeout counts from the end of the one before.
+        ``on_result(index, result)`` is called as each step ends. Returns the results of the steps
+        that ran, in order (fewer than ``steps`` when one failed, timed out, was killed or held).
+        A connection lost mid-chain raises ConnectionLost with ``chain_index``, the step under way
+        (the server may have gone on to the steps after it)."""
+        for index, step in enumerate(steps):
+            shell = step.shell or self.remote_shell
+            if not SHELL_PATH_RE.match(shell):
+                raise TransportError(f"not a shell path: {shell!r}")
+            try:
+                self._sanitized(step.command)
+            except SecurityViolation as exc:
+                exc.chain_index = index  # type: ignore[attr-defined]
+                raise
+        transport = self._require()
+        self._commands += len(steps)
+        started = time.monotonic()
+        if self.step_session:
+            channel, wakeup = self._supervisor(transport), self._steps_wakeup
+        else:
+            channel, wakeup = self._chain_channel(transport), None
+        first = self._step_id + 1
+        self._step_id += len(steps) + 1
+        end = self._step_id
+        nonce = self._nonce.decode()
+        parts = [CHAIN_START]
+        for index, step in enumerate(steps):
+            if index:
+                parts.append(CHAIN_CONTINUE.format(codes=" ".join(map(str, sorted(set(steps[index - 1].ok_codes))))))
+            command = shlex.quote(step.command)
+            parts.append(
+                CHAIN_STEP.format(shell=step.shell or self.remote_shell, command=command, nonce=nonce, id=first + index)
+            )
+        program = shlex.quote("; ".join(parts))
+        statement = (
+            f"setsid -w {POSIX_SHELL} -c {program} </dev/null; rc=$?; " + END_LINES.format(nonce=nonce, id=end) + "\n"
+        )
+        results: list[CommandResult] = []
+        try:
+            if wakeup is None:
+                self._exec_chain(channel, statement)
+                wakeup = _wakeup(channel)
+            else:
+                self._send_statement(channel, statement)
+            for index, step in enumerate(steps):
+                out, err = self._framed(step.max_output, pgid_first=not index)
+                try:
+                    timed_out = self._until_end(channel, wakeup, out, err, started + step.timeout, hold)
+                except ConnectionLost as exc:
+                    exc.chain_index = index  # type: ignore[attr-defined]
+                    raise
+                if index:
+                    err.pgid = results[0].pgid
+                result = self._framed_result(out, err, first + index, started, timed_out)
+                ended = out.trailer.partition(b" ")[0]
+                ran = ended == b"%d" % (first + index)
+                if ran or timed_out or result.killed:
+                    results.append(result)
+                    if on_result is not None:
+                        on_result(index, result)
+                if not ran or not result.ok_for(step.ok_codes):
+                    break
+                started = time.monotonic()
+            if ended != b"%d" % end and not channel.closed:
+                self._finish_chain(channel, wakeup, end)
+        finally:
+            with self._lock:
+                self._running_pgid = None
+            if not self.step_session:
+                channel.close()
+        return results
+
+    def _finish_chain(self, channel: paramiko.Channel, wakeup: threading.Event, end: int) -> None:
+        """Read up to the chain's own end line, so the supervisor's next step starts clean (after a
+        step that failed, the program ends at once). No end line within the grace: the supervisor
+        is not used again."""
+        out, err = self._framed(0)
+        self._until_end(channel, wakeup, out, err, time.monotonic() + KILL_GRACE_SECONDS + 5)
+        if not (out.done and out.trailer.partition(b" ")[0] == b"%d" % end):
+            self._end_steps()
+
+    def _chain_channel(self, transport: paramiko.Transport) -> paramiko.Channel:
+        self._nonce = b"GUARDIA-END-" + secrets.token_hex(16).encode()
+        self._leftover = (b"", b"")
+        try:
+            return transport.open_session(timeout=self.connect_timeout)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise self._lost_or_error(f"could not start a command on {self.label}", exc) from exc
+
+    def _exec_chain(self, channel: paramiko.Channel, statement: str) -> None:
+        with self._lock:
+            self._kill_requested = False
+        try:
+            channel.exec_command(f"exec {POSIX_SHELL} -c {shlex.quote(statement)}")
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise self._lost_or_error(f"could not start a command on {self.label}", exc) from exc
+
+    def _signal_chain(self, signal: str) -> bool:
+        """Send ``signal`` to the running chain's own shell (its group leader), not to its steps."""
+        with self._lock:
+            pgid = self._running_pgid
+        transport = self._transport
+        if not pgid or transport is None or not self.connected:
+            return False
+        try:
+            channel = transport.open_session(timeout=self.connect_timeout)
+            channel.exec_command(f"kill -s {signal} {int(pgid)} 2>/dev/null; exit 0")
+            channel.recv_exit_status()
+            channel.close()
+        except (paramiko.SSHException, EOFError, OSError):
+            return False
+        return True
 
     def _kill_group(self, pgid: int | None) -> bool:
         """TERM the remote process group, KILL it after a grace period. Returns False if we could not."""
