@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any
 
@@ -112,22 +113,50 @@ def send_many(items: list[tuple[str, LiveEvent]]) -> None:
 _outbox = threading.local()
 
 
+Built = Callable[[], list[tuple[str, LiveEvent]]]
+
+
 def send_on_commit(group: str, event: LiveEvent) -> None:
     """Queue an event for after the current transaction commits (at once outside one).
 
     Events of one transaction are flushed together by a single on_commit hook; after a
     rollback Django drops that hook, so the box is re-armed when the hook is missing."""
+    _queue((group, event))
+
+
+def build_on_commit(build: Built) -> None:
+    """send_on_commit for the events ``build()`` makes, made after the commit (in their place
+    among the transaction's other events): what is rendered there is not done while the
+    transaction still holds its locks (the audit chain head's, which every audited change
+    waits on). An error in ``build`` loses those events only, as a delivery error does."""
+    _queue(build)
+
+
+def _queue(item: tuple[str, LiveEvent] | Built) -> None:
     connection = transaction.get_connection()
     if not connection.in_atomic_block:
-        send(group, event)
+        send_many(_made([item]))
         return
     armed = any(func is _flush for _, func, _ in connection.run_on_commit)
     if not armed:
         _outbox.items = []
         transaction.on_commit(_flush)
-    _outbox.items.append((group, event))
+    _outbox.items.append(item)
+
+
+def _made(items: list) -> list[tuple[str, LiveEvent]]:
+    made: list[tuple[str, LiveEvent]] = []
+    for item in items:
+        if not callable(item):
+            made.append(item)
+            continue
+        try:
+            made += item()
+        except Exception:  # a live update that cannot be made never fails the operation
+            log.warning("live events not made", exc_info=True)
+    return made
 
 
 def _flush() -> None:
     items, _outbox.items = getattr(_outbox, "items", None) or [], []
-    send_many(items)
+    send_many(_made(items))

@@ -14,7 +14,7 @@ import logging
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -74,30 +74,32 @@ class InboxAdapter:
 
 
 def _push(notes: list[Notification]) -> None:
+    """Each note to its person's channel and, for a task's, to the task page's timeline (the same
+    line live as after a reload), made after the commit (events.build_on_commit)."""
+    events.build_on_commit(partial(_note_events, notes))
+
+
+def _note_events(notes: list[Notification]) -> list[tuple[str, events.LiveEvent]]:
+    from .reports import live_lines  # reports imports this module
+
+    made = []
+    lines = iter(live_lines([note for note in notes if note.task is not None]))
     for note in notes:
-        events.send_on_commit(
-            events.user_group(note.user_id),
-            events.LiveEvent(
-                kind="notification",
-                task_id=note.task.task_id if note.task else "",
-                message=note.message,
-                data={"id": note.pk, "link": note.link, "kind": note.kind},
-            ),
+        task_id = note.task.task_id if note.task else ""
+        data = {"id": note.pk, "link": note.link, "kind": note.kind}
+        made.append(
+            (
+                events.user_group(note.user_id),
+                events.LiveEvent("notification", task_id, message=note.message, data=data),
+            )
         )
         if note.task is not None:
-            # The task page's timeline shows notifications too: the same line live as after a reload.
-            from .reports import live_line  # reports imports this module
-
-            line = live_line(note)
-            events.send_on_commit(
-                events.task_group(note.task.task_id),
-                events.LiveEvent(
-                    kind="timeline",
-                    task_id=note.task.task_id,
-                    message=line["text"],
-                    data={"action": "notification", "line": line},
-                ),
+            line = next(lines)
+            data = {"action": "notification", "line": line}
+            made.append(
+                (events.task_group(task_id), events.LiveEvent("timeline", task_id, message=line["text"], data=data))
             )
+    return made
 
 
 @contextmanager

@@ -68,8 +68,8 @@ def one_append() -> Iterator[None]:
     finally:
         _collected.reset(token)
     entries = audit.record_many([item for _task_id, item in items])
-    for (task_id, _item), entry in zip(items, entries, strict=True):
-        publish_line(task_id, entry)
+    if entries:  # the lines are rendered after the commit, when the chain head's lock is released
+        events.build_on_commit(partial(_line_events, [task_id for task_id, _item in items], entries))
 
 
 def audit_task(actor, action: str, task: OpsTask, **payload):
@@ -89,13 +89,19 @@ def audit_task(actor, action: str, task: OpsTask, **payload):
 def publish_line(task_id: str, entry) -> None:
     """The task page's timeline gets the new line live, rendered by the same function as
     after a reload (reports.audit_line), so both read the same Korean text and KST time."""
-    line = reports.live_line(entry)
-    events.send_on_commit(
-        events.task_group(task_id),
-        events.LiveEvent(
-            kind="timeline", task_id=task_id, message=line["text"], data={"action": entry.action, "line": line}
-        ),
-    )
+    events.build_on_commit(partial(_line_events, [task_id], [entry]))
+
+
+def _line_events(task_ids: list[str], entries: list) -> list[tuple[str, events.LiveEvent]]:
+    return [
+        (
+            events.task_group(task_id),
+            events.LiveEvent(
+                kind="timeline", task_id=task_id, message=line["text"], data={"action": entry.action, "line": line}
+            ),
+        )
+        for task_id, entry, line in zip(task_ids, entries, reports.live_lines(entries), strict=True)
+    ]
 
 
 def publish(task: OpsTask, kind: str, message: str = "", **data) -> None:
