@@ -144,3 +144,36 @@ def update_row(obj: Model, names: Iterable[str], where: dict[str, Any] | None = 
             _bind_on_server(cursor)
         cursor.execute(sql, params)
         return cursor.rowcount
+
+
+_INSERTS: dict[tuple, str] = {}
+
+
+def insert_row(obj: Model, alias: str = "default") -> None:
+    """Insert the new row ``obj`` as ``obj.save()`` does (each field's ``pre_save`` and database
+    preparation, the generated primary key read back onto ``obj``), with the INSERT built once
+    per model and database vendor. Sends no model signals, as update_row. Where the database
+    cannot return the new key from the INSERT, Django's save does it."""
+    db = connections[alias]
+    meta = obj._meta
+    if not db.features.can_return_columns_from_insert or obj.pk is not None:
+        obj.save(using=alias)
+        return
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    key = (meta.label, db.vendor)
+    sql = _INSERTS.get(key)
+    if sql is None:
+        if any(hasattr(field, "get_placeholder") for field in fields):
+            raise ValueError(f"insert_row: {meta.label} needs Django's compiler")
+        quote = db.ops.quote_name
+        columns = ", ".join(quote(str(field.column)) for field in fields)
+        values = ", ".join(["%s"] * len(fields))
+        returning = quote(str(_concrete(meta.pk).column))
+        sql = _INSERTS[key] = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({values}) RETURNING {returning}"
+    params = [field.get_db_prep_save(field.pre_save(obj, True), connection=db) for field in fields]
+    with db.cursor() as cursor:
+        if db.vendor == "postgresql":
+            _bind_on_server(cursor)
+        cursor.execute(sql, params)
+        obj.pk = cursor.fetchone()[0]
+    obj._state.adding, obj._state.db = False, alias

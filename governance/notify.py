@@ -20,6 +20,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from . import events
+from .compiled import insert_row
 from .models import Notification, OpsTask
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class InboxAdapter:
         if pending is not None:
             pending.append(note)
             return note
-        note.save()
+        insert_row(note)  # compiled once: one inbox row per notification, the decision's hot path
         _push([note])
         return note
 

@@ -65,3 +65,23 @@ def test_a_transition_of_a_task_changed_since_it_was_read_is_refused_and_writes_
     after = _row(OpsTask, task.pk)
     assert after["status"] == Status.APPROVED and after["updated_at"] > before["updated_at"]
     assert {k for k in after if after[k] != before[k]} <= {"status", "updated_at", "approved_at", "current_approver_id"}
+
+
+def test_an_inbox_row_inserted_is_the_one_djangos_save_inserts(world, submit):
+    from governance.compiled import insert_row
+    from governance.models import Notification
+
+    task = submit("SERVICE_RESTART", targets=world.servers[:1])
+    now = timezone.now()
+    actions = [{"label": "승인", "decision": "APPROVED", "step": 7}]
+    made = [
+        Notification(user=world.owner, task=task, kind="approval", message="승인 요청", link="/x/", actions=actions,
+                     created_at=now)
+        for _ in range(2)
+    ]  # fmt: skip
+    made[0].save()
+    insert_row(made[1])
+    assert made[1].pk is not None and made[1].pk != made[0].pk and not made[1]._state.adding
+    djangos, ours = (_row(Notification, note.pk) for note in made)
+    assert {k: v for k, v in ours.items() if k != "id"} == {k: v for k, v in djangos.items() if k != "id"}
+    assert ours["actions"] == actions and ours["task_id"] == task.pk and ours["read_at"] is None
