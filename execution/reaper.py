@@ -354,11 +354,22 @@ class Recovery:
         )
 
     def _touched(self) -> list:
+        """The held servers the lost worker may have changed: every one it recorded as started,
+        and the not-yet-started ones of the first group that has any. A worker records a server's
+        start on its queue and the orchestrating thread commits it a drain later, so the group
+        under way may hold servers that started (even finished their restart) while their rows
+        still say PENDING; the groups after it cannot have begun, since a group starts only after
+        the one before ended and its rows were committed."""
         held = set(ServerLease.objects.filter(lease__task_id=self.task.pk).values_list("server_ref", flat=True))
+        pending = [r.group_index for r in self.runs if r.state == RunState.PENDING]
+        current = min(pending) if pending else None
         return [
             r
             for r in self.runs
-            if r.server is not None and r.server_ref in held and r.state not in (RunState.PENDING, RunState.REFUSED)
+            if r.server is not None
+            and r.server_ref in held
+            and r.state != RunState.REFUSED
+            and (r.state != RunState.PENDING or r.group_index == current)
         ]
 
     def recover(self) -> dict:
@@ -497,7 +508,7 @@ class Recovery:
         in_flight = {r.pk for r in self.in_flight}
         touched = self._touched()
         for run in self.runs:
-            if run.state == RunState.PENDING:
+            if run.state == RunState.PENDING and run not in touched:
                 engine.records.put(
                     _server_record(run.server_ref, RunState.ABORTED, _("시작하지 않음: 작업자 프로세스를 잃음"))
                 )
@@ -524,6 +535,9 @@ class Recovery:
                 return "uncertain"
             if not obs.changed and not obs.unknown:
                 entry["action"] = "none"
+                if run.state == RunState.PENDING:  # recorded as not started, and the server agrees
+                    engine._server(ctx, RunState.ABORTED, _("시작하지 않음: 작업자 프로세스를 잃음"))
+                    return "not_started"
                 engine._server(ctx, RunState.ROLLED_BACK, "re-verified on the server: nothing to undo")
                 return None
             ctx.state = obs.state
@@ -556,7 +570,7 @@ class Recovery:
             return Outcome.MANUAL_INTERVENTION_REQUIRED, f"{base}; 롤백 실패: 수동 조치가 필요합니다"
         if any(v == "uncertain" for v in results.values()):
             return Outcome.STATE_UNCERTAIN, f"{base}; 재검증하지 못한 서버가 있습니다"
-        count = len(results)
+        count = sum(1 for v in results.values() if v != "not_started")
         if self.task.stop_requested or OpsTask.objects.filter(pk=self.task.pk, stop_requested=True).exists():
             return Outcome.ABORTED, f"{base}; 킬 스위치로 중지되어 서버 {count}대를 복구했습니다"
         return Outcome.FAILED_ROLLED_BACK, f"{base}; 서버 {count}대를 재검증하고 롤백했습니다"

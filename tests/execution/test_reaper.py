@@ -8,6 +8,7 @@ workers killed by SIGKILL: test_worker_kill.py.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -152,3 +153,41 @@ def test_a_stuck_task_without_a_claim_has_its_servers_re_verified(testbed_cmdb, 
     assert ServerRun.objects.get(execution=execution).state == RunState.ROLLED_BACK
     assert version_of(srv) == "1.0.0"  # started again and healthy
     assert not ExecutionLease.objects.exists() and not ServerLease.objects.exists()
+
+
+def test_a_server_started_before_its_row_said_so_is_re_verified_and_restored(testbed_cmdb, clean_testbed, owner_and_pm):
+    """The worker records a server's start a drain after it begins: it may die with a server of
+    the group under way already changed while that server's row still says PENDING. The sweep
+    re-verifies the not-yet-started servers of that group too (and only of that group)."""
+    from execution.models import ServerRun
+    from tests.execution.engine_helpers import commands_received, war
+
+    first, changed, untouched, later = testbed_cmdb[:4]
+    parameters = deploy_parameters("2.6.0")
+    task = approved_task([first, changed, untouched, later], "APP_DEPLOY", parameters)
+    execution = left_running(task, [first, changed, untouched, later], in_flight=[first])
+    ServerRun.objects.filter(execution=execution, server_ref=later.server_id).update(group_index=1)
+    # What the lost worker did on ``changed`` before its start was committed: the backup, then the
+    # new artifact moved into place (the running service still the old one).
+    live = Path(changed.app_path) / "app.war"
+    original = live.read_bytes()
+    saved = Path(changed.backup_path) / task.task_id / "app.war"
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_bytes(original)
+    live.write_bytes(Path(war("2.6.0")["path"]).read_bytes())
+    before = {s.server_id: len(commands_received(clean_testbed, s.server_id)) for s in (untouched, later)}
+
+    reaper.sweep()
+
+    task.refresh_from_db()
+    runs = {r.server_ref: r for r in ServerRun.objects.filter(execution=execution)}
+    assert live.read_bytes() == original  # restored from its backup
+    assert runs[changed.server_id].state == RunState.ROLLED_BACK
+    assert runs[untouched.server_id].state == RunState.ABORTED and "시작하지 않음" in runs[untouched.server_id].message
+    assert runs[later.server_id].state == RunState.ABORTED
+    assert "sha256sum" in commands_received(clean_testbed, untouched.server_id)[before[untouched.server_id] :]
+    assert (
+        commands_received(clean_testbed, later.server_id)[before[later.server_id] :] == ""
+    )  # a later group: not contacted
+    assert task.status == Status.FAILED_ROLLED_BACK
+    assert [version_of(s) for s in (first, changed, untouched, later)] == ["1.0.0"] * 4
