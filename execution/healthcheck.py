@@ -17,6 +17,7 @@ import ipaddress
 import re
 import ssl
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -25,6 +26,7 @@ from . import staging
 from .errors import ParameterError, StepFailed
 from .parameters import HEALTH_LIMITS, clean_health_limits, q, tighter
 from .probe import port_open, wait_open
+from .rolling import Chained
 
 MAX_BODY = 64 * 1024
 LOG_OFFSET_PLACEHOLDER = "<log-size-before-startup+1>"
@@ -263,6 +265,10 @@ def offset_command(ctx) -> str:
     return f"(wc -c < {q(ctx.health.log_path)} 2>/dev/null || echo 0)"
 
 
+def _offset_read(ctx) -> None:
+    ctx.state["offset_step_done"] = True
+
+
 def last_int(text: str) -> int:
     try:
         return int(text.strip().splitlines()[-1])
@@ -310,6 +316,17 @@ def post_check(ctx, name: str, pid_file: str, old_pid: str, offset: int) -> None
         )
 
 
+@dataclass(frozen=True)
+class BeforeStart:
+    """A step that runs just before startup.sh and is known before the restart begins (a
+    deploy's swap): the shutdown, it and the startup go to the server as one chain.
+    ``on_start`` is called before the server may start it."""
+
+    name: str
+    command: str
+    on_start: Callable[[], None] | None = None
+
+
 def restart_was(
     ctx,
     paths: dict,
@@ -317,14 +334,17 @@ def restart_was(
     phase_prefix: str = "",
     script_timeout: float = 120,
     tolerate_shutdown_failure: bool = False,
-    before_start=None,
+    before_start: BeforeStart | Callable[[], tuple[str, str] | None] | None = None,
     expect_version: str = "",
     old_pid: str | None = None,
 ) -> None:
     """shutdown.sh → (swap) → startup.sh → port, new PID, log, HTTP. Shared by every restart.
 
-    ``before_start()`` may return (step name, command): it runs just before startup.sh,
-    together with the log-size read, so a deploy's swap costs no extra round trip.
+    ``before_start`` runs just before startup.sh, together with the log-size read, so a
+    deploy's swap costs no extra round trip. Forward, with no step before the start or a
+    BeforeStart, the three go to the server as one chain (ServerContext.run_chain: no round
+    trip between them, the next started only when the one before ended well); a callable
+    (which may upload files first) keeps them one at a time, as the rollback's restart does.
     """
     p = phase_prefix
     if old_pid is None and paths.get("pid"):
@@ -333,14 +353,31 @@ def restart_was(
     # Scripts run by path so their own shebang picks the shell (the site's bash scripts stay bash).
     # The variant's commands where the server's environment chose one (Playbook.service_paths).
     stop = paths.get("stop_command") or q(paths["scripts"] + "/shutdown.sh")
-    ctx.run(f"{p}shutdown", stop, timeout=script_timeout, ok_codes=ok, shell=SH)
-    ctx.state["stopped"] = True
-    step = before_start() if before_start is not None else None
-    name, command = step if step else (f"{p}log-offset", "true")
-    offset = last_int(ctx.run(name, f"{command} && {offset_command(ctx)}", timeout=120, shell=SH).stdout)
-    ctx.state["offset_step_done"] = True
     start = paths.get("start_command") or q(paths["scripts"] + "/startup.sh")
-    ctx.run(f"{p}startup", start, timeout=script_timeout, shell=SH)
+    if not p and (before_start is None or isinstance(before_start, BeforeStart)):
+        pre = before_start or BeforeStart(f"{p}log-offset", "true")
+
+        def stopped() -> None:
+            ctx.state["stopped"] = True
+            if pre.on_start is not None:
+                pre.on_start()
+
+        results = ctx.run_chain(
+            [
+                Chained(f"{p}shutdown", stop, timeout=script_timeout, ok_codes=ok, shell=SH),
+                Chained(pre.name, f"{pre.command} && {offset_command(ctx)}", timeout=120, shell=SH, on_start=stopped),
+                Chained(f"{p}startup", start, timeout=script_timeout, shell=SH, on_start=lambda: _offset_read(ctx)),
+            ]
+        )
+        offset = last_int(results[1].stdout)
+    else:
+        ctx.run(f"{p}shutdown", stop, timeout=script_timeout, ok_codes=ok, shell=SH)
+        ctx.state["stopped"] = True
+        step = before_start() if callable(before_start) else None
+        name, command = step if step else (f"{p}log-offset", "true")
+        offset = last_int(ctx.run(name, f"{command} && {offset_command(ctx)}", timeout=120, shell=SH).stdout)
+        _offset_read(ctx)
+        ctx.run(f"{p}startup", start, timeout=script_timeout, shell=SH)
     ctx.state["started"] = True
     # The port first: startup.sh may return before the WAS has written its PID file.
     wait_port(ctx, f"{p}port")

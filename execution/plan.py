@@ -135,6 +135,12 @@ UPLOAD_ALONGSIDE = (
     "모두 성공한 뒤 {verify} 단계에서"
 )
 CONCURRENT_WITH_CHECK = "{check} 점검과 동시에 실행"
+# Steps sent to the server as one chain (ServerContext.run_chain): fixed text, part of the hashed plan.
+CHAIN_FIRST = (
+    "다음 단계와 함께 한 번에 서버로 보냄: {names}. 서버는 앞 단계가 성공해야 다음 단계를 시작하며, "
+    "실패·시간 초과·중지 시 남은 단계는 시작하지 않음"
+)
+CHAIN_NEXT = "{previous} 단계가 성공하면 서버에서 바로 이어서 실행"
 CHECK_ALONGSIDE = "다음 단계와 동시에 점검 (작업 서버에서): {names}"
 
 
@@ -205,6 +211,18 @@ class PlanContext:
             self.beside.alongside.append(name)
         self.steps.append(step)
         return PlannedResult()
+
+    def run_chain(self, steps: list) -> list[PlannedResult]:
+        """Steps sent as one chain: each recorded as run() records it, marked as chained."""
+        results = []
+        for index, step in enumerate(steps):
+            if step.on_start is not None:
+                step.on_start()
+            results.append(self.run(step.name, step.command, timeout=step.timeout, ok_codes=step.ok_codes))
+            names = ", ".join(s.name for s in steps[1:])
+            previous = steps[index - 1].name
+            self.steps[-1]["chain"] = CHAIN_NEXT.format(previous=previous) if index else CHAIN_FIRST.format(names=names)
+        return results
 
     def put(self, name: str, local: Any, remote: str) -> None:
         self.steps.append({"name": name, "upload": self.uploads.describe(local, remote)})

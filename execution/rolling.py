@@ -212,6 +212,19 @@ class Replayed:
     output_sha256: str = ""
 
 
+@dataclass(frozen=True)
+class Chained:
+    """One step of ServerContext.run_chain. ``on_start``: called before the server may start
+    the step (what a rollback must know has begun, e.g. that the live file is being replaced)."""
+
+    name: str
+    command: str
+    timeout: float = 60
+    ok_codes: tuple[int, ...] = (0,)
+    shell: str | None = None
+    on_start: Any = None
+
+
 @dataclass
 class Record:
     """One message from a worker to the orchestrating thread."""
@@ -406,16 +419,88 @@ class ServerContext:
         try:
             result = transport.run(command, timeout=timeout, **options)
         except SecurityViolation as exc:
-            self._ended(name, redacted, "BLOCKED", exc, started, violation=True)
-            raise StepFailed(name, f"{exc} ({self.server.server_id})") from exc  # "명령 검사기 차단: <reason> [<text>]"
+            raise self._blocked(name, redacted, exc, started) from exc
         except CommandTimeout as exc:
             self._ended(name, redacted, "TIMEOUT", exc, started)
-            raise StepFailed(
-                name, f"{name} 단계가 {timeout:g}초 후 시간 초과되었습니다 ({self.server.server_id})"
-            ) from exc
+            raise StepFailed(name, self._timed_out(name, timeout)) from exc
         except ConnectionLost as exc:
-            self._ended(name, redacted, "LOST", exc, started)
-            raise Lost(f"{name} 단계 중 {self.server.server_id} 연결이 끊겼습니다: {exc}") from exc
+            raise self._lost(name, redacted, exc, started) from exc
+        state = self._record(name, redacted, known, result, ok_codes, started)
+        self._raise_for(name, state, result, timeout)
+        return result
+
+    def run_chain(self, steps: list[Chained]) -> list:
+        """Run ``steps`` one after the other as one program on the server (transport.run_chain):
+        no round trip between two of them. Each is recorded as it ends, exactly as run() records
+        it, and its ``on_start`` is called before the server may start it. The server starts a
+        step only when the one before ended well: a failure, a timeout or the kill switch ends
+        the chain there, and the run's stop holds it (the step under way ends, no other starts).
+        Raises as run() would for the step that ended it. A resumed run, or any phase but the
+        forward one, runs the steps one by one."""
+        from .transport import ChainStep, ConnectionLost
+
+        if self.phase != "forward" or any(step.name in self.resume for step in steps):
+            results = []
+            for step in steps:
+                if step.on_start is not None:
+                    step.on_start()
+                results.append(
+                    self.run(step.name, step.command, timeout=step.timeout, ok_codes=step.ok_codes, shell=step.shell)
+                )
+            return results
+        self._guard()
+        self.current_step = steps[0].name
+        transport = self.connect()
+        known = vault.known_secrets()
+        redacted = [scrub.redact_text(step.command, known) for step in steps]
+        started = [time.time()]
+        states: list[str] = []
+
+        def ended(index: int, result) -> None:
+            step = steps[index]
+            states.append(self._record(step.name, redacted[index], known, result, step.ok_codes, started[-1]))
+            started.append(time.time())
+            if index + 1 < len(steps) and states[-1] in ("OK", "KILLED", "TIMEOUT"):
+                # The next step starts now; after a step cut off midway (which may have done its
+                # work before it was killed), the rollback assumes it had ended and acts on it.
+                if states[-1] == "OK":
+                    self.current_step = steps[index + 1].name
+                if steps[index + 1].on_start is not None:
+                    steps[index + 1].on_start()
+
+        if steps[0].on_start is not None:
+            steps[0].on_start()
+        chain = [ChainStep(s.command, timeout=s.timeout, ok_codes=s.ok_codes, shell=s.shell) for s in steps]
+        try:
+            results = transport.run_chain(chain, on_result=ended, hold=self.engine.halt)
+        except SecurityViolation as exc:
+            index = getattr(exc, "chain_index", 0)
+            raise self._blocked(steps[index].name, redacted[index], exc, started[-1]) from exc
+        except ConnectionLost as exc:
+            index = getattr(exc, "chain_index", len(states))
+            for step in steps[index + 1 :]:  # the server may have gone on: rollback assumes it did
+                if step.on_start is not None:
+                    step.on_start()
+            raise self._lost(steps[index].name, redacted[index], exc, started[-1]) from exc
+        if results:
+            self._raise_for(steps[len(results) - 1].name, states[-1], results[-1], steps[len(results) - 1].timeout)
+        if len(results) < len(steps):  # held by the run's stop after a step that ended well
+            raise Aborted(self.engine.halt_reason or gettext("중지 요청"))
+        return results
+
+    def _blocked(self, name: str, redacted: str, exc: SecurityViolation, started: float) -> StepFailed:
+        self._ended(name, redacted, "BLOCKED", exc, started, violation=True)
+        return StepFailed(name, f"{exc} ({self.server.server_id})")  # "명령 검사기 차단: <reason> [<text>]"
+
+    def _lost(self, name: str, redacted: str, exc: Exception, started: float) -> Lost:
+        self._ended(name, redacted, "LOST", exc, started)
+        return Lost(f"{name} 단계 중 {self.server.server_id} 연결이 끊겼습니다: {exc}")
+
+    def _timed_out(self, name: str, timeout: float) -> str:
+        return f"{name} 단계가 {timeout:g}초 후 시간 초과되었습니다 ({self.server.server_id})"
+
+    def _record(self, name: str, redacted: str, known, result, ok_codes: tuple[int, ...], started: float) -> str:
+        """Redact what the server printed, judge the step and queue its record; returns its state."""
         # What a server printed is redacted before anything reads, stores or shows it: the
         # playbook's parsing (findings), the step record and a failure reason alike.
         raw = (result.stdout or "", result.stderr or "")
@@ -441,10 +526,13 @@ class ServerContext:
             name, command=redacted, output=output, state=state, audit=True, started=started,
             redacted_with=len(known), **measured,
         )  # fmt: skip
+        return state
+
+    def _raise_for(self, name: str, state: str, result, timeout: float) -> None:
         if state == "KILLED":
             raise Aborted(self.engine.halt_reason or gettext("중지 요청"))
         if state == "TIMEOUT":
-            raise StepFailed(name, f"{name} 단계가 {timeout:g}초 후 시간 초과되었습니다 ({self.server.server_id})")
+            raise StepFailed(name, self._timed_out(name, timeout))
         if state == "FAILED":
             detail = (result.stderr or result.stdout or "").strip().splitlines()[-1:] or [""]
             raise StepFailed(
@@ -452,7 +540,6 @@ class ServerContext:
                 f"{name} 단계가 종료 코드 {result.exit_code}로 끝났습니다 ({self.server.server_id})"
                 + (f": {detail[0][:200]}" if detail[0] else ""),
             )
-        return result
 
     def put(self, name: str, local, remote: str) -> None:
         from .transport import ConnectionLost, TransportError

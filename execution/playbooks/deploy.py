@@ -32,11 +32,11 @@ def backup_dir(paths: dict, task_ref: str) -> str:
 class AppDeploy(Playbook):
     """upload to staging (on its own SFTP channel) while pre-check (disk, PID, version) → backup
     run; then SHA-256 verified on the server and moved to staging → shutdown.sh → swap →
-    startup.sh → port → post-check (new PID, log) → HTTP."""
+    startup.sh (the three sent as one chain) → port → post-check (new PID, log) → HTTP."""
 
     NAME = "APP_DEPLOY"
     SERVICE = True
-    VERSION = "1.4.0"
+    VERSION = "1.5.0"
     PARAMS = {
         "artifact_sha256": Param("sha256", required=True, help="SHA-256 of the stored artifact"),
         "artifact_name": Param("str", default="app.war", pattern=NAME_PATTERN),
@@ -130,11 +130,11 @@ class AppDeploy(Playbook):
             upload.cancel()  # nothing when finish() completed
         ctx.state["staged"] = True
 
-        def swap():
+        def swapping():
             ctx.state["swapped"] = True  # rollback restores from the backup whether or not mv finished
             ctx.state["staged"] = False
-            return "swap", f"mv -f {q(paths['staging'])} {q(paths['live'])}"
 
+        swap = healthcheck.BeforeStart("swap", f"mv -f {q(paths['staging'])} {q(paths['live'])}", on_start=swapping)
         self.restart(ctx, paths, before_start=swap, expect_version=self.params["version"], old_pid=ctx.state["old_pid"])
 
     def rollback(self, ctx) -> None:

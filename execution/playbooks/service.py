@@ -17,7 +17,7 @@ KEY_SUFFIXES = (".key", ".pem")
 class ServiceRestart(Playbook):
     NAME = "SERVICE_RESTART"
     SERVICE = True
-    VERSION = "1.1.0"
+    VERSION = "1.2.0"
     PARAMS = {"script_timeout": Param("int", default=120, min=1, max=3600)}
 
     def forward(self, ctx) -> None:

@@ -112,6 +112,22 @@ def commands_received(testbed, server_id: str) -> str:
     return path.read_text() if path.exists() else ""
 
 
+def startup_hanging(testbed, server, version: str = "2.0.0"):
+    """A condition: the server's startup.sh under the "hang" fault has logged its start (after this
+    call) and now sleeps until killed. (The command log is no signal: a restart's chain names
+    startup.sh in the statement that begins with the shutdown.)"""
+    log = Path(testbed.server(server.server_id)["root"]) / "logs" / "catalina.out"
+    line = f"Deploying web application archive [app.war] version={version}".encode()
+    seen = log.stat().st_size if log.exists() else 0  # only what is logged from now on
+
+    def hanging() -> bool:
+        with log.open("rb") as f:
+            f.seek(seen)
+            return line in f.read()
+
+    return lambda: log.exists() and hanging()
+
+
 def press_stop_when(task, ready, *, delay: float = 0.0, stopped_at: list | None = None) -> threading.Thread:
     """A started thread that waits for ``ready()``, then ``delay`` seconds (so the stop lands while
     a step runs, not before it starts), then presses the task's stop as an operator would; the

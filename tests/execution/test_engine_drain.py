@@ -83,10 +83,9 @@ def order_on_server_text(text: str) -> list[str]:
             kinds.append("drain")
         elif "rm -f -- " in line and FLAG in line:
             kinds.append("undrain")
-        elif "shutdown.sh" in line:
-            kinds.append("shutdown")
-        elif "startup.sh" in line:
-            kinds.append("startup")
+        else:  # a restart's chain is one statement: its scripts in the order it runs them
+            found = [(line.find(f"{kind}.sh"), kind) for kind in ("shutdown", "startup") if f"{kind}.sh" in line]
+            kinds += [kind for _at, kind in sorted(found)]
     return kinds
 
 

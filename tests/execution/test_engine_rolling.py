@@ -23,6 +23,7 @@ from .engine_helpers import (
     fast_port_wait,
     live_events,
     press_stop_when,
+    startup_hanging,
     version_of,
 )
 
@@ -107,9 +108,7 @@ def test_kill_switch_mid_rollout_kills_the_running_step_and_restores_the_group(t
     testbed.fault(hung.server_id, "hang")
     task = approved_task(servers, parameters=deploy_parameters("2.0.0", script_timeout=60))
     stopped_at: list[float] = []
-    seen = len(commands_received(testbed, hung.server_id))
-    started_hung = lambda: "startup.sh" in commands_received(testbed, hung.server_id)[seen:]  # noqa: E731
-    thread = press_stop_when(task, started_hung, delay=0.3, stopped_at=stopped_at)
+    thread = press_stop_when(task, startup_hanging(testbed, hung), delay=0.3, stopped_at=stopped_at)
     started = time.monotonic()
     outcome = run_task(task.pk)
     thread.join()

@@ -18,7 +18,14 @@ from execution.services import ArtifactStore, run_task
 from governance.models import Notification, OpsTask, Status
 from tests.waiting import wait_until
 
-from .engine_helpers import approved_task, commands_received, deploy_parameters, fast_port_wait, version_of
+from .engine_helpers import (
+    approved_task,
+    commands_received,
+    deploy_parameters,
+    fast_port_wait,
+    startup_hanging,
+    version_of,
+)
 
 pytestmark = [pytest.mark.testbed, pytest.mark.django_db(transaction=True)]
 
@@ -28,10 +35,10 @@ def test_sshd_killed_mid_step_is_state_uncertain_with_an_alert(testbed, testbed_
     fast_port_wait(servers, 5)
     victim = servers[2]
     testbed.fault(victim.server_id, "hang")  # keeps the step running while the server "dies"
-    seen = len(commands_received(testbed, victim.server_id))
+    hanging = startup_hanging(testbed, victim)
 
     def pull_the_plug():
-        wait_until(lambda: "startup.sh" in commands_received(testbed, victim.server_id)[seen:], timeout=60)
+        wait_until(hanging, timeout=60)
         time.sleep(0.3)  # the server dies while the hung script runs, not before it starts
         testbed.fault(victim.server_id, "sshd_down")
 

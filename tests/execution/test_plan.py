@@ -441,6 +441,10 @@ def test_the_testbed_receives_exactly_the_planned_commands(testbed, testbed_cmdb
             assert ran == planned, server_id
             server = next(s for s in servers if s.server_id == server_id)
             assert hashlib.sha256((Path(server.app_path) / "app.war").read_bytes()).hexdigest() == upload["sha256"]
+        chained = {s["name"] for s in step_set["steps"] if "chain" in s}
+        assert chained == {"shutdown", "swap", "startup"}
         for name, command in planned:  # and each reached sshd as written (inside the engine's wrapper)
-            if name != "post-check":
+            if name in chained:  # inside the chain's program, itself quoted once more
+                assert shlex.quote(f"/bin/sh -c {shlex.quote(command)} </dev/null; rc=$?")[1:-1] in sent, command
+            elif name != "post-check":
                 assert shlex.quote('echo "GUARDIA_PGID=$$" >&2; ' + command)[1:-1] in sent, command

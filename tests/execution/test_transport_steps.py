@@ -23,6 +23,7 @@ from .engine_helpers import (
     deploy_parameters,
     fast_port_wait,
     press_stop_when,
+    startup_hanging,
     version_of,
 )
 
@@ -138,12 +139,15 @@ def test_app_deploy_records_every_step_as_with_a_channel_each(testbed_cmdb, test
         received = commands_received(testbed, s.server_id).splitlines()[logs[s.server_id] :]
         # A deploy runs many steps: one supervisor for all of them (the first one too) and the
         # SFTP subsystem, two sshd sessions where each step used to open one. The testbed's
-        # recorder logs each supervised step as it starts.
+        # recorder logs each supervised statement as it starts: pre-check, backup, upload-verify,
+        # the chain of shutdown, swap and startup (one statement), post-check.
         # The two open at the same time (the upload streams while the pre-check runs).
         sessions = [line for line in received if not line.startswith("setsid -w ")]
         assert len(sessions) == 2 and SUPERVISOR in sessions, received
         assert any("sftp" in line for line in sessions), received
-        assert len(received) - len(sessions) >= 7, received
+        assert len(received) - len(sessions) == 5, received
+        chain = [line for line in received if "shutdown.sh" in line]
+        assert len(chain) == 1 and "mv -f " in chain[0] and "startup.sh" in chain[0], received
 
 
 def _running(fragment: str) -> bool:
@@ -168,7 +172,7 @@ def test_kill_switch_kills_a_supervised_step_and_restores_the_group(testbed_cmdb
     script = f"{hung.script_path}/startup.sh"
     seen = len(commands_received(testbed, hung.server_id))
 
-    thread = press_stop_when(task, lambda: _running(script))
+    thread = press_stop_when(task, startup_hanging(testbed, hung))
     started = time.monotonic()
     outcome = run_task(task.pk)
     thread.join()

@@ -19,7 +19,7 @@ from governance.notify import Message, notify
 from intake.messenger.accounts import save_identity
 from intake.models import ChatChannel, MessengerIdentity, OutboxMessage
 from tests.execution.conftest import clean_testbed, testbed, testbed_cmdb  # noqa: F401 - the session sshd testbed
-from tests.execution.engine_helpers import commands_received, deploy_parameters, fast_port_wait
+from tests.execution.engine_helpers import deploy_parameters, fast_port_wait, startup_hanging
 from tests.factories import UserFactory
 from tests.synapse import BotThread, Person, synapse  # noqa: F401 - the session Synapse
 from tests.waiting import wait_until
@@ -132,12 +132,11 @@ def test_chat_request_approval_step_up_and_stop(synapse, testbed, testbed_cmdb):
         # manager is told the result.
         hung = servers[7]
         testbed.fault(hung.server_id, "hang")
-        seen = len(commands_received(testbed, hung.server_id))
         outcome: list[str] = []
         runner = threading.Thread(target=lambda: outcome.append(run_task(deploy.pk)))
         runner.start()
         try:
-            wait_until(lambda: "startup.sh" in commands_received(testbed, hung.server_id)[seen:], timeout=60)
+            wait_until(startup_hanging(testbed, hung), timeout=60)
             pm_chat.open_direct_room(bot.user_id)
             pm_chat.say(f"정지 {deploy.task_id} 현장 요청으로 중단")
             assert "정지 요청" in pm_chat.wait_for("정지 요청")["body"]
