@@ -451,6 +451,7 @@ class SSHTransport:
         self._commands = 0
         self._leftover = (b"", b"")  # what the supervisor wrote after the last step's end
         self._uploads: list[Upload] = []  # transfers running beside the steps (start_put)
+        self._held = False  # the chain under way was told to start no further step (run_chain)
         self.remote_shell = "/bin/bash" if getattr(server, "os_type", "linux") == "linux" else "/bin/sh"
         # The supervisor needs setsid and base64 (util-linux, coreutils): Linux servers only.
         self.step_session = bool(getattr(settings, "SSH_STEP_SESSION", False)) and self.remote_shell == "/bin/bash"
@@ -843,8 +844,8 @@ class SSHTransport:
                 # The supervisor is gone mid-step: whether the step took effect is unknown.
                 self._end_steps()
                 raise ConnectionLost(LOST_WHILE_RUNNING % {"server": self.label, "pgid": self._running_pgid})
-            if hold is not None and hold.is_set():
-                self._signal_chain("USR1")
+            if hold is not None and hold.is_set() and not self._held:
+                self._held = self._signal_chain("USR1")
                 hold = None
             now = time.monotonic()
             if now >= deadline and not timed_out:
@@ -924,6 +925,7 @@ class SSHTransport:
             f"setsid -w {POSIX_SHELL} -c {program} </dev/null; rc=$?; " + END_LINES.format(nonce=nonce, id=end) + "\n"
         )
         results: list[CommandResult] = []
+        self._held = False
         try:
             if wakeup is None:
                 self._exec_chain(channel, statement)
@@ -942,7 +944,9 @@ class SSHTransport:
                 result = self._framed_result(out, err, first + index, started, timed_out)
                 ended = out.trailer.partition(b" ")[0]
                 ran = ended == b"%d" % (first + index)
-                if ran or timed_out or result.killed:
+                # Ended by the chain's own end line: killed, timed out, or held before it began;
+                # otherwise the program died some other way under it (a failure, exit status unknown).
+                if ran or timed_out or result.killed or not self._held:
                     results.append(result)
                     if on_result is not None:
                         on_result(index, result)
@@ -951,6 +955,10 @@ class SSHTransport:
                 started = time.monotonic()
             if ended != b"%d" % end and not channel.closed:
                 self._finish_chain(channel, wakeup, end)
+        except BaseException:
+            if self.step_session:
+                self._end_steps()  # what is left of the chain's output must not reach the next step
+            raise
         finally:
             with self._lock:
                 self._running_pgid = None

@@ -144,6 +144,23 @@ def test_a_hold_lets_the_step_under_way_end_and_starts_no_other(testbed_cmdb, te
     assert not marker.exists()
 
 
+def test_a_chain_whose_shell_dies_under_a_step_reports_that_step_as_failed(testbed_cmdb, testbed, mode):
+    server = testbed_cmdb[7]
+    marker = _root(testbed, server) / f"chain-after-death-{mode}"
+    marker.unlink(missing_ok=True)
+    with SSHTransport(server) as ssh:
+        results = ssh.run_chain(
+            [
+                ChainStep("kill -s KILL $PPID; sleep 0.2; echo orphan", timeout=10),
+                ChainStep(f"touch {marker}", timeout=10),
+            ]
+        )
+        assert len(results) == 1 and results[0].exit_code is None and not results[0].ok_for((0,))
+        assert not results[0].killed and not results[0].timed_out
+        assert ssh.run("echo next", timeout=10).stdout == "next\n"
+    assert not marker.exists()
+
+
 def test_a_refused_command_anywhere_in_the_chain_sends_nothing(testbed_cmdb, testbed, mode):
     server = testbed_cmdb[5]
     marker = _root(testbed, server) / f"chain-before-refusal-{mode}"
