@@ -171,6 +171,14 @@ def test_app_deploy_plan_lists_the_exact_commands_upload_health_and_rollback(ser
     # The HTTP probe from the worker while the post-check command runs on the server.
     assert steps["http"]["concurrent"] == "다음 단계와 동시에 점검 (작업 서버에서): post-check"
     assert steps["post-check"]["concurrent"] == "http 점검과 동시에 실행"
+    # The restart's three steps go to the server as one chain, and the approver reads so.
+    assert steps["shutdown"]["chain"] == (
+        "다음 단계와 함께 한 번에 서버로 보냄: swap, startup. 서버는 앞 단계가 성공해야 다음 단계를 "
+        "시작하며, 실패·시간 초과·중지 시 남은 단계는 시작하지 않음"
+    )
+    assert steps["swap"]["chain"] == "shutdown 단계가 성공하면 서버에서 바로 이어서 실행"
+    assert steps["startup"]["chain"] == "swap 단계가 성공하면 서버에서 바로 이어서 실행"
+    assert not any("chain" in steps[name] for name in ("upload-verify", "port", "post-check"))
     assert steps["upload-verify"]["command"] == (
         f'h=$(sha256sum -- {staging}.guardia-part) || exit $?; printf "%s\\n" "$h"; '
         f'[ "${{h%% *}}" = {sha} ] && mv -f -- {staging}.guardia-part {staging}'

@@ -176,6 +176,9 @@ def test_approvals_page_and_task_page_show_the_exact_commands_and_the_form_carri
         assert task.parameters["artifact_sha256"] in text  # the artifact's hash
         assert "실행 계획" in text and "was-1" in text and "was-2" in text
         assert "백업" in text and "사후 점검" in text  # step names carry Korean labels
+        # The restart's steps sent as one chain say so beside each of them.
+        assert "다음 단계와 함께 한 번에 서버로 보냄: swap, startup." in text
+        assert "shutdown 단계가 성공하면 서버에서 바로 이어서 실행" in text
     # Someone who may see the task but decides nothing still sees the plan, without a form.
     page = console(world.auditor).get(f"/console/tasks/{task.task_id}/").content.decode()
     assert html.escape(commands[0]) in page and 'name="plan_sha256"' not in page
