@@ -320,11 +320,12 @@ def post_check(ctx, name: str, pid_file: str, old_pid: str, offset: int) -> None
 class BeforeStart:
     """A step that runs just before startup.sh and is known before the restart begins (a
     deploy's swap): the shutdown, it and the startup go to the server as one chain.
-    ``on_start`` is called before the server may start it."""
+    ``on_start`` is called before the server may start it, ``on_done`` once it ended well."""
 
     name: str
     command: str
     on_start: Callable[[], None] | None = None
+    on_done: Callable[[], None] | None = None
 
 
 def restart_was(
@@ -355,18 +356,30 @@ def restart_was(
     stop = paths.get("stop_command") or q(paths["scripts"] + "/shutdown.sh")
     start = paths.get("start_command") or q(paths["scripts"] + "/startup.sh")
     if not p and (before_start is None or isinstance(before_start, BeforeStart)):
-        pre = before_start or BeforeStart(f"{p}log-offset", "true")
+        pre = before_start or BeforeStart("log-offset", "true")
 
-        def stopped() -> None:
-            ctx.state["stopped"] = True
-            if pre.on_start is not None:
-                pre.on_start()
+        def stop_ended(state: str) -> None:
+            # Stopped, or cut off midway (killed, timed out, connection lost): the service may be
+            # down, so a rollback starts it again. A shutdown that failed stopped nothing.
+            if state != "FAILED":
+                ctx.state["stopped"] = True
+
+        def pre_ended(state: str) -> None:
+            if state == "OK" and pre.on_done is not None:
+                pre.on_done()
 
         results = ctx.run_chain(
             [
-                Chained(f"{p}shutdown", stop, timeout=script_timeout, ok_codes=ok, shell=SH),
-                Chained(pre.name, f"{pre.command} && {offset_command(ctx)}", timeout=120, shell=SH, on_start=stopped),
-                Chained(f"{p}startup", start, timeout=script_timeout, shell=SH, on_start=lambda: _offset_read(ctx)),
+                Chained("shutdown", stop, timeout=script_timeout, ok_codes=ok, shell=SH, on_end=stop_ended),
+                Chained(
+                    pre.name,
+                    f"{pre.command} && {offset_command(ctx)}",
+                    timeout=120,
+                    shell=SH,
+                    on_start=pre.on_start,
+                    on_end=pre_ended,
+                ),
+                Chained("startup", start, timeout=script_timeout, shell=SH, on_start=lambda: _offset_read(ctx)),
             ]
         )
         offset = last_int(results[1].stdout)

@@ -216,9 +216,9 @@ class PlanContext:
         """Steps sent as one chain: each recorded as run() records it, marked as chained."""
         results = []
         for index, step in enumerate(steps):
-            if step.on_start is not None:
-                step.on_start()
+            step.started()
             results.append(self.run(step.name, step.command, timeout=step.timeout, ok_codes=step.ok_codes))
+            step.ended("OK")
             names = ", ".join(s.name for s in steps[1:])
             previous = steps[index - 1].name
             self.steps[-1]["chain"] = CHAIN_NEXT.format(previous=previous) if index else CHAIN_FIRST.format(names=names)

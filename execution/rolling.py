@@ -214,8 +214,11 @@ class Replayed:
 
 @dataclass(frozen=True)
 class Chained:
-    """One step of ServerContext.run_chain. ``on_start``: called before the server may start
-    the step (what a rollback must know has begun, e.g. that the live file is being replaced)."""
+    """One step of ServerContext.run_chain. ``on_start()``: called before the server may start
+    the step (what a rollback must know may have begun, e.g. that the live file is being
+    replaced). ``on_end(state)``: called once the step ended, with its recorded state (OK,
+    FAILED, TIMEOUT, KILLED, or LOST when the connection went while it ran), so a step cut off
+    midway can be counted as having done its work."""
 
     name: str
     command: str
@@ -223,6 +226,15 @@ class Chained:
     ok_codes: tuple[int, ...] = (0,)
     shell: str | None = None
     on_start: Any = None
+    on_end: Any = None
+
+    def started(self) -> None:
+        if self.on_start is not None:
+            self.on_start()
+
+    def ended(self, state: str) -> None:
+        if self.on_end is not None:
+            self.on_end(state)
 
 
 @dataclass
@@ -432,22 +444,15 @@ class ServerContext:
     def run_chain(self, steps: list[Chained]) -> list:
         """Run ``steps`` one after the other as one program on the server (transport.run_chain):
         no round trip between two of them. Each is recorded as it ends, exactly as run() records
-        it, and its ``on_start`` is called before the server may start it. The server starts a
-        step only when the one before ended well: a failure, a timeout or the kill switch ends
-        the chain there, and the run's stop holds it (the step under way ends, no other starts).
-        Raises as run() would for the step that ended it. A resumed run, or any phase but the
-        forward one, runs the steps one by one."""
+        it, with its ``on_start`` before the server may start it and its ``on_end`` once it
+        ended. The server starts a step only when the one before ended well: a failure, a
+        timeout or the kill switch ends the chain there, and the run's stop holds it (the step
+        under way ends, no other starts). Raises as run() would for the step that ended it. A
+        resumed run, or any phase but the forward one, runs the steps one by one."""
         from .transport import ChainStep, ConnectionLost
 
         if self.phase != "forward" or any(step.name in self.resume for step in steps):
-            results = []
-            for step in steps:
-                if step.on_start is not None:
-                    step.on_start()
-                results.append(
-                    self.run(step.name, step.command, timeout=step.timeout, ok_codes=step.ok_codes, shell=step.shell)
-                )
-            return results
+            return [self._run_chained(step) for step in steps]
         self._guard()
         self.current_step = steps[0].name
         transport = self.connect()
@@ -460,16 +465,12 @@ class ServerContext:
             step = steps[index]
             states.append(self._record(step.name, redacted[index], known, result, step.ok_codes, started[-1]))
             started.append(time.time())
-            if index + 1 < len(steps) and states[-1] in ("OK", "KILLED", "TIMEOUT"):
-                # The next step starts now; after a step cut off midway (which may have done its
-                # work before it was killed), the rollback assumes it had ended and acts on it.
-                if states[-1] == "OK":
-                    self.current_step = steps[index + 1].name
-                if steps[index + 1].on_start is not None:
-                    steps[index + 1].on_start()
+            step.ended(states[-1])
+            if states[-1] == "OK" and index + 1 < len(steps):  # the server starts the next one now
+                self.current_step = steps[index + 1].name
+                steps[index + 1].started()
 
-        if steps[0].on_start is not None:
-            steps[0].on_start()
+        steps[0].started()
         chain = [ChainStep(s.command, timeout=s.timeout, ok_codes=s.ok_codes, shell=s.shell) for s in steps]
         try:
             results = transport.run_chain(chain, on_result=ended, hold=self.engine.halt)
@@ -478,15 +479,26 @@ class ServerContext:
             raise self._blocked(steps[index].name, redacted[index], exc, started[-1]) from exc
         except ConnectionLost as exc:
             index = getattr(exc, "chain_index", len(states))
+            steps[index].ended("LOST")
             for step in steps[index + 1 :]:  # the server may have gone on: rollback assumes it did
-                if step.on_start is not None:
-                    step.on_start()
+                step.started()
             raise self._lost(steps[index].name, redacted[index], exc, started[-1]) from exc
         if results:
             self._raise_for(steps[len(results) - 1].name, states[-1], results[-1], steps[len(results) - 1].timeout)
         if len(results) < len(steps):  # held by the run's stop after a step that ended well
             raise Aborted(self.engine.halt_reason or gettext("중지 요청"))
         return results
+
+    def _run_chained(self, step: Chained):
+        """One step of a chain run by itself (run()), with its ``on_start`` and ``on_end``."""
+        step.started()
+        try:
+            result = self.run(step.name, step.command, timeout=step.timeout, ok_codes=step.ok_codes, shell=step.shell)
+        except (Aborted, Lost, StepFailed) as exc:
+            step.ended({Aborted: "KILLED", Lost: "LOST"}.get(type(exc), "FAILED"))
+            raise
+        step.ended("OK")
+        return result
 
     def _blocked(self, name: str, redacted: str, exc: SecurityViolation, started: float) -> StepFailed:
         self._ended(name, redacted, "BLOCKED", exc, started, violation=True)

@@ -24,7 +24,16 @@ INITIAL_APP = b"version=1.0.0\n"
 SLOT_SPAN = 1100  # ports per slot: ssh 2200+k*1100.., http 18000+k*1100.. (below the ephemeral range)
 MAX_SLOTS = 12
 MAX_SERVERS = SLOT_SPAN - 2
-SCRIPT_FAULTS = {"health_fail", "health_500", "log_error", "startup_exit", "shutdown_exit", "hang", "rollback_fail"}
+SCRIPT_FAULTS = {
+    "health_fail",
+    "health_500",
+    "log_error",
+    "startup_exit",
+    "shutdown_exit",
+    "slow_shutdown",
+    "hang",
+    "rollback_fail",
+}
 # Faults that concern the application being started: by default they spare the version the
 # server runs when the fault is switched on, so a rollback to it succeeds (TS-02).
 NEW_VERSION_FAULTS = {"health_fail", "health_500", "log_error", "startup_exit", "hang"}

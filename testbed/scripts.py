@@ -106,6 +106,10 @@ tb_startup() {
 
 tb_shutdown() {
   local pid i
+  if fault_active slow_shutdown "$(app_version)"; then
+    log "INFO: shutdown.sh: waiting for requests in flight (injected fault slow_shutdown)"
+    sleep 2
+  fi
   if fault_active shutdown_exit "$(app_version)"; then
     log "SEVERE: shutdown.sh failed (injected fault shutdown_exit)"
     echo "shutdown failed" >&2

@@ -132,9 +132,13 @@ class AppDeploy(Playbook):
 
         def swapping():
             ctx.state["swapped"] = True  # rollback restores from the backup whether or not mv finished
-            ctx.state["staged"] = False
 
-        swap = healthcheck.BeforeStart("swap", f"mv -f {q(paths['staging'])} {q(paths['live'])}", on_start=swapping)
+        def swapped():
+            ctx.state["staged"] = False  # moved: nothing left to clean up (until then rollback removes it)
+
+        swap = healthcheck.BeforeStart(
+            "swap", f"mv -f {q(paths['staging'])} {q(paths['live'])}", on_start=swapping, on_done=swapped
+        )
         self.restart(ctx, paths, before_start=swap, expect_version=self.params["version"], old_pid=ctx.state["old_pid"])
 
     def rollback(self, ctx) -> None:
