@@ -175,7 +175,8 @@ def _payload(payload: dict | None) -> tuple[dict, str]:
 # ~40 µs an entry. Only an unchanged text is kept (it is what the entry stores anyway, never a
 # secret the rules would have hidden); the rules are this process's constants, so a text's
 # verdict cannot change; any other text, even one character apart, is redacted from scratch.
-CLEAN_COMMANDS_SIZE = 4096
+# Bounded low: where every server has its own paths nothing repeats, and the set is the worker's memory.
+CLEAN_COMMANDS_SIZE = 1024
 CLEAN_COMMAND_MAX_CHARS = 4096
 _clean_commands: set[str] = set()
 
