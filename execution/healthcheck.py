@@ -386,9 +386,16 @@ def restart_was(
     else:
         ctx.run(f"{p}shutdown", stop, timeout=script_timeout, ok_codes=ok, shell=SH)
         ctx.state["stopped"] = True
-        step = before_start() if callable(before_start) else None
+        if isinstance(before_start, BeforeStart):  # a rollback's restart: one step at a time
+            if before_start.on_start is not None:
+                before_start.on_start()
+            step: tuple[str, str] | None = (f"{p}{before_start.name}", before_start.command)
+        else:
+            step = before_start() if callable(before_start) else None
         name, command = step if step else (f"{p}log-offset", "true")
         offset = last_int(ctx.run(name, f"{command} && {offset_command(ctx)}", timeout=120, shell=SH).stdout)
+        if isinstance(before_start, BeforeStart) and before_start.on_done is not None:
+            before_start.on_done()
         _offset_read(ctx)
         ctx.run(f"{p}startup", start, timeout=script_timeout, shell=SH)
     ctx.state["started"] = True

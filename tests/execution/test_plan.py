@@ -456,3 +456,23 @@ def test_the_testbed_receives_exactly_the_planned_commands(testbed, testbed_cmdb
                 assert shlex.quote(f"/bin/sh -c {shlex.quote(command)} </dev/null; rc=$?")[1:-1] in sent, command
             elif name != "post-check":
                 assert shlex.quote('echo "GUARDIA_PGID=$$" >&2; ' + command)[1:-1] in sent, command
+
+
+@pytest.mark.django_db
+def test_a_restart_given_a_before_start_step_outside_the_forward_chain_runs_it_one_step_at_a_time():
+    """A rollback's restart (phase prefix) with a declared step before the start: the steps go
+    one at a time, the declared step under its prefixed name, its hooks called around it."""
+    from execution.healthcheck import BeforeStart, Health, restart_was
+    from execution.plan import PlanContext, Uploads
+
+    server = ServerFactory()
+    ctx = PlanContext(server, Health.for_server(server), "OPS-1", Uploads({}))
+    seen: list[str] = []
+    before = BeforeStart(
+        "swap", "mv -f /a /b", on_start=lambda: seen.append("start"), on_done=lambda: seen.append("done")
+    )
+    restart_was(ctx, {"scripts": "/app/bin", "pid": ""}, phase_prefix="rb-", before_start=before)
+    steps = [s for s in ctx.steps if "command" in s]
+    assert [s["name"] for s in steps][:3] == ["rb-shutdown", "rb-swap", "rb-startup"]
+    assert steps[1]["command"].startswith("mv -f /a /b && ") and not any("chain" in s for s in ctx.steps)
+    assert seen == ["start", "done"]
