@@ -175,7 +175,9 @@ class Engine:
         system = task.system if task else (inspection.system if inspection else None)
         self.institution_code = system.institution.code if system else ""
         self.records: queue.SimpleQueue[Record] = queue.SimpleQueue()
-        self.halt = threading.Event()
+        from .transport import Hold
+
+        self.halt = Hold()  # a threading.Event that also wakes the chains waiting on it
         self.halt_reason = ""
         self.stopping = False  # the kill switch (not just a failure elsewhere in the group)
         self.active: list[ServerContext] = []

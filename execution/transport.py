@@ -20,6 +20,7 @@ step on that server within a run. What it guarantees:
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import io
@@ -94,12 +95,46 @@ def _wakeup(channel: paramiko.Channel) -> threading.Event:
     return event
 
 
-def _wait(channel: paramiko.Channel, wakeup: threading.Event, seconds: float) -> None:
-    """Wait up to ``seconds`` for more output (or the channel's end). Cleared first and then
-    checked, so output that came in meanwhile is seen at once and a stale set never spins."""
+def _wait(channel: paramiko.Channel, wakeup: threading.Event, seconds: float, hold=None) -> None:
+    """Wait up to ``seconds`` for more output (or the channel's end, or ``hold`` once set).
+    Cleared first and then checked, so output that came in meanwhile is seen at once and a stale
+    set never spins."""
     wakeup.clear()
-    if not (channel.recv_ready() or channel.recv_stderr_ready() or channel.closed or channel.eof_received):
+    if not (
+        channel.recv_ready()
+        or channel.recv_stderr_ready()
+        or channel.closed
+        or channel.eof_received
+        or (hold is not None and hold.is_set())
+    ):
         wakeup.wait(seconds)
+
+
+class Hold(threading.Event):
+    """A run's stop flag that also wakes the chains waiting on it (``watching``): they pass it on
+    to their servers at once instead of looking at it every 50 ms."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._watchers: set[threading.Event] = set()
+        self._watchers_lock = threading.Lock()
+
+    def set(self) -> None:
+        super().set()  # before the wake-ups: a waiter that wakes sees it set (_wait checks it)
+        with self._watchers_lock:
+            watchers = list(self._watchers)
+        for event in watchers:
+            event.set()
+
+    @contextlib.contextmanager
+    def watching(self, event: threading.Event):
+        with self._watchers_lock:
+            self._watchers.add(event)
+        try:
+            yield
+        finally:
+            with self._watchers_lock:
+                self._watchers.discard(event)
 
 
 class _Framed:
@@ -844,8 +879,9 @@ class SSHTransport:
                 # The supervisor is gone mid-step: whether the step took effect is unknown.
                 self._end_steps()
                 raise ConnectionLost(LOST_WHILE_RUNNING % {"server": self.label, "pgid": self._running_pgid})
-            if hold is not None and hold.is_set() and not self._held:
-                self._held = self._signal_chain("USR1")
+            if hold is not None and hold.is_set():
+                if not self._held:  # once a chain (a failed attempt is not repeated within this step)
+                    self._held = self._signal_chain("USR1")
                 hold = None
             now = time.monotonic()
             if now >= deadline and not timed_out:
@@ -855,8 +891,10 @@ class SSHTransport:
             elif now >= deadline:
                 self._end_steps()  # killed, but no end came: this supervisor is not trusted again
                 break
-            # Waiting for a hold as well: look at it every 50 ms (a few dozen threads at most).
-            _wait(channel, wakeup, min(0.05 if hold is not None else 0.5, max(0.0, deadline - now)))
+            # Waiting for a hold as well: a Hold wakes this wait when it is set; any other event is
+            # looked at every 50 ms.
+            look = 0.05 if hold is not None and not isinstance(hold, Hold) else 0.5
+            _wait(channel, wakeup, min(look, max(0.0, deadline - now)), hold)
         self._leftover = (out.leftover, err.leftover)
         return timed_out
 
@@ -932,29 +970,8 @@ class SSHTransport:
                 wakeup = _wakeup(channel)
             else:
                 self._send_statement(channel, statement)
-            for index, step in enumerate(steps):
-                out, err = self._framed(step.max_output, pgid_first=not index)
-                try:
-                    timed_out = self._until_end(channel, wakeup, out, err, started + step.timeout, hold)
-                except ConnectionLost as exc:
-                    exc.chain_index = index  # type: ignore[attr-defined]
-                    raise
-                if index:
-                    err.pgid = results[0].pgid
-                result = self._framed_result(out, err, first + index, started, timed_out)
-                ended = out.trailer.partition(b" ")[0]
-                ran = ended == b"%d" % (first + index)
-                # Ended by the chain's own end line: killed, timed out, or held before it began;
-                # otherwise the program died some other way under it (a failure, exit status unknown).
-                if ran or timed_out or result.killed or not self._held:
-                    results.append(result)
-                    if on_result is not None:
-                        on_result(index, result)
-                if not ran or not result.ok_for(step.ok_codes):
-                    break
-                started = time.monotonic()
-            if ended != b"%d" % end and not channel.closed:
-                self._finish_chain(channel, wakeup, end)
+            with hold.watching(wakeup) if isinstance(hold, Hold) else contextlib.nullcontext():
+                self._read_chain(steps, channel, wakeup, hold, first, end, started, on_result, results)
         except BaseException:
             if self.step_session:
                 self._end_steps()  # what is left of the chain's output must not reach the next step
@@ -965,6 +982,35 @@ class SSHTransport:
             if not self.step_session:
                 channel.close()
         return results
+
+    def _read_chain(
+        self, steps, channel, wakeup, hold, first: int, end: int, started: float, on_result, results
+    ) -> None:
+        """run_chain's reading: each step's end line as it comes, then the chain's own."""
+        ended = b""
+        for index, step in enumerate(steps):
+            out, err = self._framed(step.max_output, pgid_first=not index)
+            try:
+                timed_out = self._until_end(channel, wakeup, out, err, started + step.timeout, hold)
+            except ConnectionLost as exc:
+                exc.chain_index = index  # type: ignore[attr-defined]
+                raise
+            if index:
+                err.pgid = results[0].pgid
+            result = self._framed_result(out, err, first + index, started, timed_out)
+            ended = out.trailer.partition(b" ")[0]
+            ran = ended == b"%d" % (first + index)
+            # Ended by the chain's own end line: killed, timed out, or held before it began;
+            # otherwise the program died some other way under it (a failure, exit status unknown).
+            if ran or timed_out or result.killed or not self._held:
+                results.append(result)
+                if on_result is not None:
+                    on_result(index, result)
+            if not ran or not result.ok_for(step.ok_codes):
+                break
+            started = time.monotonic()
+        if ended != b"%d" % end and not channel.closed:
+            self._finish_chain(channel, wakeup, end)
 
     def _finish_chain(self, channel: paramiko.Channel, wakeup: threading.Event, end: int) -> None:
         """Read up to the chain's own end line, so the supervisor's next step starts clean (after a

@@ -15,7 +15,7 @@ import pytest
 
 from audit.models import AuditEntry
 from execution import errors
-from execution.transport import ChainStep, ConnectionLost, SSHTransport
+from execution.transport import ChainStep, ConnectionLost, Hold, SSHTransport
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.testbed
@@ -126,11 +126,12 @@ def test_the_kill_switch_kills_the_chain_and_its_step(testbed_cmdb, testbed, mod
     assert not _running(tag) and not marker.exists()
 
 
-def test_a_hold_lets_the_step_under_way_end_and_starts_no_other(testbed_cmdb, testbed, mode):
+@pytest.mark.parametrize("kind", [threading.Event, Hold])  # looked at every 50 ms / wakes the wait
+def test_a_hold_lets_the_step_under_way_end_and_starts_no_other(testbed_cmdb, testbed, mode, kind):
     server = testbed_cmdb[4]
-    marker = _root(testbed, server) / f"chain-after-hold-{mode}"
+    marker = _root(testbed, server) / f"chain-after-hold-{mode}-{kind.__name__}"
     marker.unlink(missing_ok=True)
-    hold = threading.Event()
+    hold = kind()
     results = []
     with SSHTransport(server) as ssh:
         timer = threading.Timer(0.3, hold.set)
@@ -193,3 +194,16 @@ def _running(fragment: str) -> bool:
         except OSError:
             continue
     return False
+
+
+def test_a_hold_wakes_only_the_waits_watching_it():
+    hold, before, during = Hold(), threading.Event(), threading.Event()
+    with hold.watching(before):
+        pass
+    with hold.watching(during):
+        assert not during.is_set()
+        hold.set()
+        assert hold.is_set() and during.is_set()
+    assert not before.is_set()  # no longer watching when the hold came
+    hold.clear()
+    assert not hold.is_set() and hold.wait(0.01) is False  # still a plain Event otherwise
