@@ -879,10 +879,14 @@ class SSHTransport:
                 # The supervisor is gone mid-step: whether the step took effect is unknown.
                 self._end_steps()
                 raise ConnectionLost(LOST_WHILE_RUNNING % {"server": self.label, "pgid": self._running_pgid})
+            early = False  # the hold came before the chain's shell told its group id
             if hold is not None and hold.is_set():
-                if not self._held:  # once a chain (a failed attempt is not repeated within this step)
-                    self._held = self._signal_chain("USR1")
-                hold = None
+                with self._lock:
+                    early = self._running_pgid is None
+                if not early:
+                    if not self._held:  # once a chain (a failed attempt is not repeated within this step)
+                        self._held = self._signal_chain("USR1")
+                    hold = None
             now = time.monotonic()
             if now >= deadline and not timed_out:
                 timed_out = True
@@ -893,8 +897,8 @@ class SSHTransport:
                 break
             # Waiting for a hold as well: a Hold wakes this wait when it is set; any other event is
             # looked at every 50 ms.
-            look = 0.05 if hold is not None and not isinstance(hold, Hold) else 0.5
-            _wait(channel, wakeup, min(look, max(0.0, deadline - now)), hold)
+            look = 0.01 if early else 0.05 if hold is not None and not isinstance(hold, Hold) else 0.5
+            _wait(channel, wakeup, min(look, max(0.0, deadline - now)), None if early else hold)
         self._leftover = (out.leftover, err.leftover)
         return timed_out
 

@@ -176,13 +176,21 @@ def test_a_refused_command_anywhere_in_the_chain_sends_nothing(testbed_cmdb, tes
     assert entry.target == server.server_id and "rm -rf /" in entry.command
 
 
-def test_a_connection_lost_mid_chain_names_the_step(testbed_cmdb, mode):
-    with SSHTransport(testbed_cmdb[6]) as ssh:
-        timer = threading.Timer(0.5, lambda: ssh._transport.sock.close())
-        timer.start()
+def test_a_connection_lost_mid_chain_names_the_step(testbed_cmdb, testbed, mode):
+    server = testbed_cmdb[6]
+    begun = _root(testbed, server) / f"chain-second-step-{mode}"
+    begun.unlink(missing_ok=True)
+    with SSHTransport(server) as ssh:
+
+        def cut_when_the_second_step_runs():
+            wait_until(begun.exists, timeout=20)
+            ssh._transport.sock.close()
+
+        cutter = threading.Thread(target=cut_when_the_second_step_runs)
+        cutter.start()
         with pytest.raises(ConnectionLost) as lost:
-            ssh.run_chain([ChainStep("true", timeout=10), ChainStep("sleep 5", timeout=10)])
-        timer.join()
+            ssh.run_chain([ChainStep("true", timeout=30), ChainStep(f"touch {begun}; sleep 5", timeout=30)])
+        cutter.join()
         assert lost.value.chain_index == 1
 
 
@@ -194,6 +202,21 @@ def _running(fragment: str) -> bool:
         except OSError:
             continue
     return False
+
+
+def test_a_hold_set_before_the_chain_began_is_still_passed_on(testbed_cmdb, testbed, mode):
+    server = testbed_cmdb[8]
+    marker = _root(testbed, server) / f"chain-after-early-hold-{mode}"
+    marker.unlink(missing_ok=True)
+    hold = Hold()
+    hold.set()  # before the chain's shell has told its group id
+    with SSHTransport(server) as ssh:
+        results = ssh.run_chain(
+            [ChainStep("sleep 0.3; echo first", timeout=10), ChainStep(f"touch {marker}", timeout=10)], hold=hold
+        )
+        assert [(r.exit_code, r.stdout) for r in results] == [(0, "first\n")]
+        assert ssh.run("echo next", timeout=10).stdout == "next\n"
+    assert not marker.exists()
 
 
 def test_a_hold_wakes_only_the_waits_watching_it():
