@@ -112,6 +112,17 @@ def commands_received(testbed, server_id: str) -> str:
     return path.read_text() if path.exists() else ""
 
 
+def running(fragment: str) -> bool:
+    """A process on this machine (the testbed's servers are local) whose command line has ``fragment``."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and fragment in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode():
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def startup_hanging(testbed, server, version: str = "2.0.0"):
     """A condition: the server's startup.sh under the "hang" fault has logged its start (after this
     call) and now sleeps until killed. (The command log is no signal: a restart's chain names

@@ -16,6 +16,7 @@ import pytest
 from audit.models import AuditEntry
 from execution import errors
 from execution.transport import ChainStep, ConnectionLost, Hold, SSHTransport
+from tests.execution.engine_helpers import running
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.testbed
@@ -60,106 +61,76 @@ def test_each_step_reports_its_own_status_and_output_in_one_group(testbed_cmdb, 
         assert [r.stdout for r in again] == ["a\n", "b\n"]
 
 
-def test_a_failed_step_ends_the_chain_on_the_server(testbed_cmdb, testbed, mode):
-    server = testbed_cmdb[1]
-    marker = _root(testbed, server) / f"chain-after-failure-{mode}"
+def _ends_before_its_last(testbed, server, name: str, steps, *, hold=None, during=None, settle: float = 0.0):
+    """Run ``steps`` and, after them, a step that leaves a marker file; check that the marker step
+    never ran and that the connection runs a plain step afterwards; return the results.
+    ``during(ssh)``: called while the chain runs in another thread."""
+    marker = _root(testbed, server) / f"chain-{name}"
     marker.unlink(missing_ok=True)
+    chain = [*steps, ChainStep(f"touch {marker}", timeout=10)]
     with SSHTransport(server) as ssh:
-        results = ssh.run_chain(
-            [
-                ChainStep("echo first", timeout=10),
-                ChainStep("echo failing >&2; exit 4", timeout=10),
-                ChainStep(f"touch {marker}", timeout=10),
-            ]
-        )
-        assert [r.exit_code for r in results] == [0, 4] and results[1].stderr == "failing\n"
+        if during is None:
+            results = ssh.run_chain(chain, hold=hold)
+        else:
+            done: list = []
+            thread = threading.Thread(target=lambda: done.append(ssh.run_chain(chain, hold=hold)))
+            thread.start()
+            during(ssh)
+            thread.join(15)
+            results = done[0]
         assert ssh.run("echo next", timeout=10).stdout == "next\n"
+    time.sleep(settle)  # had the chain's shell survived, it would have gone on at once
     assert not marker.exists()
+    return results
+
+
+def test_a_failed_step_ends_the_chain_on_the_server(testbed_cmdb, testbed, mode):
+    steps = [ChainStep("echo first", timeout=10), ChainStep("echo failing >&2; exit 4", timeout=10)]
+    results = _ends_before_its_last(testbed, testbed_cmdb[1], f"failure-{mode}", steps)
+    assert [r.exit_code for r in results] == [0, 4] and results[1].stderr == "failing\n"
 
 
 def test_a_timeout_kills_the_step_and_nothing_after_it_runs(testbed_cmdb, testbed, mode):
-    server = testbed_cmdb[2]
-    marker = _root(testbed, server) / f"chain-after-timeout-{mode}"
-    marker.unlink(missing_ok=True)
-    with SSHTransport(server) as ssh:
-        started = time.monotonic()
-        results = ssh.run_chain(
-            [
-                ChainStep("echo quick", timeout=10),
-                ChainStep("sleep 30 & wait", timeout=1),
-                ChainStep(f"touch {marker}", timeout=10),
-            ]
-        )
-        assert time.monotonic() - started < 10
-        assert results[0].ok and results[1].timed_out and results[1].exit_code is None and len(results) == 2
-        assert ssh.run("echo next", timeout=10).stdout == "next\n"
-    time.sleep(0.5)  # had the chain's shell survived, it would have gone on at once
-    assert not marker.exists()
+    started = time.monotonic()
+    steps = [ChainStep("echo quick", timeout=10), ChainStep("sleep 30 & wait", timeout=1)]
+    results = _ends_before_its_last(testbed, testbed_cmdb[2], f"timeout-{mode}", steps, settle=0.5)
+    assert time.monotonic() - started < 12
+    assert results[0].ok and results[1].timed_out and results[1].exit_code is None and len(results) == 2
 
 
 def test_the_kill_switch_kills_the_chain_and_its_step(testbed_cmdb, testbed, mode):
-    server = testbed_cmdb[3]
-    marker = _root(testbed, server) / f"chain-after-kill-{mode}"
-    marker.unlink(missing_ok=True)
     tag = f"chain-kill-{mode}-{time.monotonic_ns()}"
     head, tail = tag[:6], tag[6:]  # joined by the step's shell: the chain's own command line never shows it
-    with SSHTransport(server) as ssh:
-        done: list = []
-        thread = threading.Thread(
-            target=lambda: done.append(
-                ssh.run_chain(
-                    [
-                        ChainStep("true", timeout=10),
-                        ChainStep(f'h={head}; exec -a "${{h}}{tail}" sleep 60', timeout=60, shell="/bin/bash"),
-                        ChainStep(f"touch {marker}", timeout=10),
-                    ]
-                )
-            )
-        )
-        thread.start()
-        wait_until(lambda: _running(tag), timeout=10)
+    steps = [
+        ChainStep("true", timeout=10),
+        ChainStep(f'h={head}; exec -a "${{h}}{tail}" sleep 60', timeout=60, shell="/bin/bash"),
+    ]
+
+    def kill_when_it_runs(ssh):
+        wait_until(lambda: running(tag), timeout=10)
         assert ssh.kill_running()
-        thread.join(15)
-        results = done[0]
-        assert len(results) == 2 and results[1].killed and not results[1].ok_for((0,))
-        assert ssh.run("echo next", timeout=10).stdout == "next\n"
-    assert not _running(tag) and not marker.exists()
+
+    results = _ends_before_its_last(testbed, testbed_cmdb[3], f"kill-{mode}", steps, during=kill_when_it_runs)
+    assert len(results) == 2 and results[1].killed and not results[1].ok_for((0,))
+    assert not running(tag)
 
 
 @pytest.mark.parametrize("kind", [threading.Event, Hold])  # looked at every 50 ms / wakes the wait
 def test_a_hold_lets_the_step_under_way_end_and_starts_no_other(testbed_cmdb, testbed, mode, kind):
-    server = testbed_cmdb[4]
-    marker = _root(testbed, server) / f"chain-after-hold-{mode}-{kind.__name__}"
-    marker.unlink(missing_ok=True)
     hold = kind()
-    results = []
-    with SSHTransport(server) as ssh:
-        timer = threading.Timer(0.3, hold.set)
-        timer.start()
-        results = ssh.run_chain(
-            [ChainStep("sleep 1; echo finished", timeout=10), ChainStep(f"touch {marker}", timeout=10)], hold=hold
-        )
-        timer.join()
-        assert ssh.run("echo next", timeout=10).stdout == "next\n"
+    timer = threading.Timer(0.3, hold.set)
+    timer.start()
+    steps = [ChainStep("sleep 1; echo finished", timeout=10)]
+    results = _ends_before_its_last(testbed, testbed_cmdb[4], f"hold-{mode}-{kind.__name__}", steps, hold=hold)
+    timer.join()
     assert [(r.exit_code, r.stdout) for r in results] == [(0, "finished\n")]  # not killed: it ended
-    assert not marker.exists()
 
 
 def test_a_chain_whose_shell_dies_under_a_step_reports_that_step_as_failed(testbed_cmdb, testbed, mode):
-    server = testbed_cmdb[7]
-    marker = _root(testbed, server) / f"chain-after-death-{mode}"
-    marker.unlink(missing_ok=True)
-    with SSHTransport(server) as ssh:
-        results = ssh.run_chain(
-            [
-                ChainStep("kill -s KILL $PPID; sleep 0.2; echo orphan", timeout=10),
-                ChainStep(f"touch {marker}", timeout=10),
-            ]
-        )
-        assert len(results) == 1 and results[0].exit_code is None and not results[0].ok_for((0,))
-        assert not results[0].killed and not results[0].timed_out
-        assert ssh.run("echo next", timeout=10).stdout == "next\n"
-    assert not marker.exists()
+    steps = [ChainStep("kill -s KILL $PPID; sleep 0.2; echo orphan", timeout=10)]
+    results = _ends_before_its_last(testbed, testbed_cmdb[7], f"death-{mode}", steps)
+    assert len(results) == 1 and results[0].exit_code is None and not results[0].ok_for((0,))
+    assert not results[0].killed and not results[0].timed_out
 
 
 def test_a_refused_command_anywhere_in_the_chain_sends_nothing(testbed_cmdb, testbed, mode):
@@ -194,29 +165,12 @@ def test_a_connection_lost_mid_chain_names_the_step(testbed_cmdb, testbed, mode)
         assert lost.value.chain_index == 1
 
 
-def _running(fragment: str) -> bool:
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and fragment in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode():
-                return True
-        except OSError:
-            continue
-    return False
-
-
 def test_a_hold_set_before_the_chain_began_is_still_passed_on(testbed_cmdb, testbed, mode):
-    server = testbed_cmdb[8]
-    marker = _root(testbed, server) / f"chain-after-early-hold-{mode}"
-    marker.unlink(missing_ok=True)
     hold = Hold()
     hold.set()  # before the chain's shell has told its group id
-    with SSHTransport(server) as ssh:
-        results = ssh.run_chain(
-            [ChainStep("sleep 0.3; echo first", timeout=10), ChainStep(f"touch {marker}", timeout=10)], hold=hold
-        )
-        assert [(r.exit_code, r.stdout) for r in results] == [(0, "first\n")]
-        assert ssh.run("echo next", timeout=10).stdout == "next\n"
-    assert not marker.exists()
+    steps = [ChainStep("sleep 0.3; echo first", timeout=10)]
+    results = _ends_before_its_last(testbed, testbed_cmdb[8], f"early-hold-{mode}", steps, hold=hold)
+    assert [(r.exit_code, r.stdout) for r in results] == [(0, "first\n")]
 
 
 def test_a_hold_wakes_only_the_waits_watching_it():

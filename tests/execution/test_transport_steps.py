@@ -23,6 +23,7 @@ from .engine_helpers import (
     deploy_parameters,
     fast_port_wait,
     press_stop_when,
+    running,
     startup_hanging,
     version_of,
 )
@@ -150,17 +151,6 @@ def test_app_deploy_records_every_step_as_with_a_channel_each(testbed_cmdb, test
         assert len(chain) == 1 and "mv -f " in chain[0] and "startup.sh" in chain[0], received
 
 
-def _running(fragment: str) -> bool:
-    """A process on this machine (the testbed's servers are local) whose command line has ``fragment``."""
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and fragment in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode():
-                return True
-        except OSError:
-            continue
-    return False
-
-
 @pytest.mark.django_db(transaction=True)
 def test_kill_switch_kills_a_supervised_step_and_restores_the_group(testbed_cmdb, testbed, monkeypatch):
     monkeypatch.setattr(SSHTransport, "supervise_from", 2)  # as in production (a deploy: many_steps)
@@ -177,7 +167,7 @@ def test_kill_switch_kills_a_supervised_step_and_restores_the_group(testbed_cmdb
     outcome = run_task(task.pk)
     thread.join()
     assert outcome == "ABORTED" and time.monotonic() - started < 30  # killed, not waited out
-    assert not _running(script)
+    assert not running(script)
     assert [version_of(s) for s in servers] == ["1.0.0"] * 4
     killed = StepResult.objects.get(
         server_run__execution__task=task, server_run__server_ref=hung.server_id, name="startup", phase="forward"
