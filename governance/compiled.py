@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import Field, Model, QuerySet
+from django.db.models import Field, Model, QuerySet, signals
 from django.db.models.query import get_related_populators
 
 
@@ -107,6 +107,11 @@ class CompiledValues(CompiledSelect):
 _UPDATES: dict[tuple, str] = {}
 
 
+def _has_save_receivers(obj: Model) -> bool:
+    """Receivers of the model's save signals, which only Django's save sends."""
+    return signals.pre_save.has_listeners(type(obj)) or signals.post_save.has_listeners(type(obj))
+
+
 def _concrete(field) -> Field:
     if not isinstance(field, Field) or field.column is None:
         raise ValueError(f"update_row: {field} is not a column of the row")
@@ -119,12 +124,17 @@ def update_row(obj: Model, names: Iterable[str], where: dict[str, Any] | None = 
     preparation), with the UPDATE's SQL built once per model, fields and database vendor instead
     of by Django's compiler on every save (about as long as running it). ``where``: more
     column values the row must still have, e.g. the state a transition started from, as
-    django-fsm's ConcurrentTransitionMixin checks. Sends no model signals: the models it is used
-    for have no save receivers. Returns the rows written: 0 when the row is gone or no longer
-    matches ``where``."""
+    django-fsm's ConcurrentTransitionMixin checks. A model with save receivers goes through
+    Django's save, so they still run. Returns the rows written: 0 when the row is gone or no
+    longer matches ``where``."""
     db = connections[alias]
     meta = obj._meta
     names, where = sorted(names), where or {}
+    if _has_save_receivers(obj):
+        if not type(obj)._base_manager.using(alias).filter(pk=obj.pk, **where).exists():
+            return 0
+        obj.save(using=alias, update_fields=names)
+        return 1
     fields = [_concrete(meta.get_field(name)) for name in names]
     conditions = [_concrete(meta.pk), *(_concrete(meta.get_field(name)) for name in where)]
     key = (meta.label, tuple(names), tuple(where), db.vendor)
@@ -152,11 +162,11 @@ _INSERTS: dict[tuple, str] = {}
 def insert_row(obj: Model, alias: str = "default") -> None:
     """Insert the new row ``obj`` as ``obj.save()`` does (each field's ``pre_save`` and database
     preparation, the generated primary key read back onto ``obj``), with the INSERT built once
-    per model and database vendor. Sends no model signals, as update_row. Where the database
-    cannot return the new key from the INSERT, Django's save does it."""
+    per model and database vendor. Where the database cannot return the new key from the INSERT,
+    or the model has save receivers, Django's save does it."""
     db = connections[alias]
     meta = obj._meta
-    if not db.features.can_return_columns_from_insert or obj.pk is not None:
+    if not db.features.can_return_columns_from_insert or obj.pk is not None or _has_save_receivers(obj):
         obj.save(using=alias)
         return
     fields = [field for field in meta.concrete_fields if not field.primary_key]

@@ -85,3 +85,30 @@ def test_an_inbox_row_inserted_is_the_one_djangos_save_inserts(world, submit):
     djangos, ours = (_row(Notification, note.pk) for note in made)
     assert {k: v for k, v in ours.items() if k != "id"} == {k: v for k, v in djangos.items() if k != "id"}
     assert ours["actions"] == actions and ours["task_id"] == task.pk and ours["read_at"] is None
+
+
+def test_a_model_with_save_receivers_is_written_by_djangos_save_so_they_run(world, submit):
+    from django.db.models.signals import post_save
+
+    from governance.compiled import insert_row
+    from governance.models import Notification
+
+    task = submit("SERVICE_RESTART", targets=world.servers[:1])
+    heard: list[tuple[str, bool]] = []
+
+    def receiver(sender, instance, created, **_kw):
+        heard.append((type(instance).__name__, created))
+
+    post_save.connect(receiver, sender=Notification, dispatch_uid="compiled-test")
+    post_save.connect(receiver, sender=OpsTask, dispatch_uid="compiled-test-task")
+    try:
+        note = Notification(user=world.owner, task=task, kind="info", message="m", link="/x/")
+        insert_row(note)
+        task.title = "바뀐 제목"
+        assert update_row(task, ["title"], where={"status": task.status}) == 1
+        assert update_row(task, ["title"], where={"status": "NOT-A-STATE"}) == 0  # still judged
+    finally:
+        post_save.disconnect(dispatch_uid="compiled-test", sender=Notification)
+        post_save.disconnect(dispatch_uid="compiled-test-task", sender=OpsTask)
+    assert heard == [("Notification", True), ("OpsTask", False)]
+    assert OpsTask.objects.get(pk=task.pk).title == "바뀐 제목" and Notification.objects.filter(pk=note.pk).exists()
