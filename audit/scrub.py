@@ -58,6 +58,45 @@ _RULES: list[tuple[re.Pattern, str]] = [
     (re.compile(r"(?i)(aws[\w.-]*[ \t]*(?:=|:)[ \t]*)([A-Za-z0-9/+=]{40})\b"), r"\1" + REDACTED),
 ]
 MIN_KNOWN = 4  # shorter known secrets would redact ordinary words
+# Every rule above needs one of these words (in any case): a header's name, a secret word or a part
+# of one, a tool's name, the "://" of a URL, an AWS key's prefix or the word "aws". A text holding
+# none of them cannot match any rule, so the rules are not searched in it: most of what the engine
+# records (ordinary commands and their output) is redacted by a few substring tests instead of
+# eleven expressions. The text is case-folded first, so a letter that a case-insensitive rule
+# matches is the letter looked for here (the two that fold otherwise, U+0130 and U+0131, are
+# mapped to "i").
+_TRIGGERS = (
+    "authorization",
+    "cookie",
+    "x-auth-",
+    "bearer",
+    "basic",
+    "passw",
+    "pwd",
+    "passphrase",
+    "secret",
+    "token",
+    "api",
+    "access",
+    "private",
+    "sshpass",
+    "mysql",
+    "://",
+    "akia",
+    "asia",
+    "agpa",
+    "aida",
+    "aroa",
+    "anpa",
+    "aws",
+)
+
+
+def _triggered(text: str) -> bool:
+    folded = text.casefold()
+    if not folded.isascii():
+        folded = folded.replace("\u0307", "").replace("\u0131", "i")
+    return any(word in folded for word in _TRIGGERS)
 
 
 def is_secret_key(name: str) -> bool:
@@ -82,11 +121,18 @@ def redact_text(text: str, known: Iterable[str] = ()) -> str:
         text = _PEM_BLOCK.sub(REDACTED_KEY, text)
         text = _PEM_OPEN.sub(REDACTED_KEY, text)
         text = _PEM_TAIL.sub(REDACTED_KEY, text)
-    for pattern, replacement in _RULES:
-        text = pattern.sub(replacement, text)
+    if _triggered(text):
+        text = apply_rules(text)
     for secret in sorted({s for s in known if s and len(s) >= MIN_KNOWN}, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, REDACTED)
+    return text
+
+
+def apply_rules(text: str) -> str:
+    """Every rule's replacement over ``text`` (``redact_text`` calls it when a trigger is there)."""
+    for pattern, replacement in _RULES:
+        text = pattern.sub(replacement, text)
     return text
 
 

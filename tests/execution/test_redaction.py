@@ -77,27 +77,62 @@ def test_the_vaults_known_secrets_are_redacted_from_output():
     assert scrub.redact_text("echo Known-Cred-Secret-77", known=["Known-Cred-Secret-77"]) == "echo [REDACTED]"
 
 
-@pytest.mark.parametrize(
-    ("text", "secret"),
-    [
-        ("password=hunter2", "hunter2"),
-        ("DB_PASSWORD: 'p@ss w0rd'", "p@ss w0rd"),
-        ('{"api_key": "k-123456"}', "k-123456"),
-        ("mysql -u root --password Hunter2!", "Hunter2!"),
-        ("sshpass -p s3cret ssh deploy@host", "s3cret"),
-        ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="),
-        ("curl -H 'Authorization: Bearer eyJhbGciOi.xyz.abc' http://x", "eyJhbGciOi.xyz.abc"),
-        ("Cookie: sessionid=abcdef123456", "abcdef123456"),
-        ("jdbc:oracle://scott:tiger@db:1521/ORCL", "tiger"),
-        ("key AKIAIOSFODNN7EXAMPLE in env", "AKIAIOSFODNN7EXAMPLE"),
-        (
-            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-        ),
-    ],
-)
+SECRET_FORMS = [
+    ("password=hunter2", "hunter2"),
+    ("DB_PASSWORD: 'p@ss w0rd'", "p@ss w0rd"),
+    ('{"api_key": "k-123456"}', "k-123456"),
+    ("mysql -u root --password Hunter2!", "Hunter2!"),
+    ("sshpass -p s3cret ssh deploy@host", "s3cret"),
+    ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="),
+    ("curl -H 'Authorization: Bearer eyJhbGciOi.xyz.abc' http://x", "eyJhbGciOi.xyz.abc"),
+    ("Cookie: sessionid=abcdef123456", "abcdef123456"),
+    ("jdbc:oracle://scott:tiger@db:1521/ORCL", "tiger"),
+    ("key AKIAIOSFODNN7EXAMPLE in env", "AKIAIOSFODNN7EXAMPLE"),
+    (
+        "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "secret"), SECRET_FORMS)
 def test_each_secret_form_is_redacted(text, secret):
     assert secret not in vault.redact(text)
+
+
+# Texts each rule of audit.scrub matches, in odd cases and with the letters that case-fold apart
+# (U+017F long s, U+0130 and U+0131 dotted and dotless i, U+212A Kelvin sign), and ordinary ones.
+TRIGGER_CORPUS = [
+    *(text for text, _ in SECRET_FORMS),
+    "PaSsWoRd=hunter2",
+    "pa\u017f\u017fword=hunter2",
+    "pr\u0130vate_key=abc123",
+    "pr\u0131vate-key: abc123",
+    "api\u212aey=abc123",
+    "X-Auth-Key: k-1234567",
+    "set-cookie: a=b",
+    "Proxy-Authorization: Digest abc",
+    "mysqladmin -u root -pS3cret status",
+    "AWS_SECRET=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "aws_x: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "ASIAIOSFODNN7EXAMPLE",
+    "--passphrase 'two words'",
+    "sftp://deploy:pw123@host/x",
+    "mv -f /srv/app/deploy/app.war.1234 /srv/app/app/app.war",
+    "pid=1234\nFilesystem 1024-blocks Used Available Capacity Mounted on\n/dev/sda1 100 50 50 50% /",
+]
+
+
+@pytest.mark.parametrize("text", TRIGGER_CORPUS)
+def test_a_text_without_a_trigger_word_is_redacted_as_the_rules_would(text):
+    # The trigger words only decide whether the rules are searched: the outcome is theirs.
+    assert scrub.redact_text(text) == scrub.apply_rules(text)
+
+
+def test_every_rule_is_exercised_by_the_trigger_corpus():
+    # So a rule whose words the triggers miss would show above as a text left unredacted.
+    for pattern, _replacement in scrub._RULES:
+        assert any(pattern.search(text) for text in TRIGGER_CORPUS), pattern.pattern
 
 
 def test_a_private_key_block_cut_by_an_excerpt_is_still_redacted(key_block):
