@@ -101,13 +101,20 @@ class RunGarbage:
     of everyone's GIL). So a 1,000-server run kept every connection it ever closed (~1,200 with
     the gates' reconnections) until it ended. The objects alive when the run starts are frozen
     (gc.freeze): a collection after each group then walks only what the run itself made, and
-    the memory it freed goes back to the kernel."""
+    the memory it freed goes back to the kernel.
+
+    What the worker's previous run left uncollected (its engine, contexts and closed connections
+    are cycles too) is collected before the freeze: frozen, it would stay for this whole run, and
+    the next run's peak would sit on top of the last one's garbage (at 1,000 servers a full
+    collection here takes well under 0.1 s and hands back ~10 MB)."""
 
     def __init__(self) -> None:
         self.frozen = False
 
     def __enter__(self) -> RunGarbage:
         if gc.isenabled() and gc.get_freeze_count() == 0:  # not when another run froze them already
+            gc.collect()
+            _release_free_memory()
             gc.freeze()
             self.frozen = True
         return self

@@ -32,6 +32,16 @@ def test_a_groups_cyclic_garbage_goes_at_the_groups_collection_and_the_freeze_en
     assert gc.get_freeze_count() == before == 0
 
 
+def test_what_an_earlier_run_left_uncollected_is_collected_before_the_freeze_not_kept_through_this_run():
+    left = Connection()  # an earlier run's closed connection, a cycle no collection has reached yet
+    ref = weakref.ref(left)
+    del left
+    assert ref() is not None
+    with RunGarbage():
+        # Frozen, it would be out of every collection's reach until the run ends.
+        assert ref() is None
+
+
 def test_a_run_inside_a_run_leaves_the_outer_freeze_alone():
     with RunGarbage() as outer:
         frozen = gc.get_freeze_count()
