@@ -14,7 +14,8 @@ that calls run_task: recorder, audit appends, events, waits on the workers), sum
 where the time goes, and saved to FILE for pstats.
 
 Run: .venv/bin/python bench/execution_scale.py [--servers 1000 --sshd 40] [--skip-bare] [--channels] [--profile F]
-     [--command-parallel 16,32] [--preconnect N] [--ab-preconnect]
+     [--command-parallel 16,32] [--preconnect N] [--ab-preconnect] [--memory | --memory-trace]
+--memory: the worker's memory sampled per phase and rolling group (bench/execution_memory.py).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def load() -> str:
 
 
 PEAKS: dict[str, float] = {}
+SAMPLER: list = []  # the --memory sampler (execution_memory.MemorySampler), when on
 TESTBED_PIDS: list[int] = []  # the testbed's sshd listeners and WAS host (see testbed_cpu)
 
 
@@ -71,6 +73,8 @@ def phase(name: str):
     kernel's high-water mark is reset first (/proc/self/clear_refs), so the bare script's peak
     is not counted as the engine's."""
     PEAKS["before"] = max(PEAKS.get("before", 0.0), _rss_mb("VmHWM"))
+    for sampler in SAMPLER:
+        sampler.phase, sampler.group = name, "-"
     try:
         with open("/proc/self/clear_refs", "w") as refs:
             refs.write("5")
@@ -83,6 +87,8 @@ def phase(name: str):
         after, thread = resource.getrusage(resource.RUSAGE_SELF), time.thread_time() - thread
         cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
         PEAKS[name] = _rss_mb("VmHWM")
+        for sampler in SAMPLER:
+            sampler.phase = f"after {name}"
         print(
             f"  [{name}] process CPU {cpu:.1f} s (orchestrating thread {thread:.1f} s), "
             f"testbed CPU (sshd, sessions, scripts) {testbed_cpu() - servers:.1f} s, "
@@ -125,29 +131,30 @@ def breakdown(task) -> None:
 LAST_RUN: list[float] = [0.0, 0.0]  # the last timed run's wall-clock start and end
 
 
-def timed(servers, sub_type: str, parameters: dict) -> tuple[float, object, str]:
-    task = common.approved_task(servers, sub_type, parameters)
+def timed(task, profile: str = "") -> tuple[float, object, str]:
+    """run_task on an approved task (filed and approved before the phase: the web tier's work,
+    with the plan rendered for approval, is not the worker's), optionally under cProfile."""
+    profiler = cProfile.Profile() if profile else None
     started, LAST_RUN[0] = time.monotonic(), time.time()
-    outcome = run_task(task.pk)
+    if profiler is not None:
+        profiler.enable()
+    try:
+        outcome = run_task(task.pk)
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(profile)
+            summarise(pstats.Stats(profiler))
     elapsed, LAST_RUN[1] = time.monotonic() - started, time.time()
     task.refresh_from_db()
     return elapsed, task, outcome
 
 
-def timed_deploy(servers, version: str, rollout: dict, profile: str = "") -> tuple[float, object, str]:
-    """timed() for a deploy of a fresh artifact of ``version`` with the rollout settings given."""
+def deploy_task(servers, version: str, rollout: dict):
+    """An approved deploy of a fresh artifact of ``version`` with the rollout settings given."""
     _body, info = common.artifact(version)
     parameters = {"artifact_sha256": info["sha256"], "version": version, "rollout": rollout}
-    if not profile:
-        return timed(servers, "APP_DEPLOY", parameters)
-    profiler = cProfile.Profile()
-    profiler.enable()
-    try:
-        return timed(servers, "APP_DEPLOY", parameters)
-    finally:
-        profiler.disable()
-        profiler.dump_stats(profile)
-        summarise(pstats.Stats(profiler))
+    return common.approved_task(servers, "APP_DEPLOY", parameters)
 
 
 # Where the orchestrating thread's time goes: cumulative time of the functions that stand for
@@ -184,7 +191,14 @@ def main() -> None:
     parser.add_argument(
         "--preconnect", type=int, default=None, help="EXECUTION_PRECONNECT (0: none; default: the setting's)"
     )
+    parser.add_argument("--memory", action="store_true", help="sample the memory per phase and group")
+    parser.add_argument("--memory-trace", action="store_true", help="--memory with tracemalloc at the peak (slow)")
     args = parser.parse_args()
+    if args.memory or args.memory_trace:
+        from execution_memory import MemorySampler
+
+        SAMPLER.append(MemorySampler(trace=args.memory_trace))
+        SAMPLER[0].start()
     settings.SSH_STEP_SESSION = not args.channels
     if args.preconnect is not None:
         settings.EXECUTION_PRECONNECT = args.preconnect
@@ -217,8 +231,9 @@ def main() -> None:
         if args.ab_preconnect:  # the same deploy without the next group's connections opened early, first
             chosen = getattr(settings, "EXECUTION_PRECONNECT", None)
             settings.EXECUTION_PRECONNECT = 0
+            task = deploy_task(servers, "1.9.0", rollout)
             with phase("rolling deploy, no pre-connection"):
-                seconds, task, outcome = timed_deploy(servers, "1.9.0", rollout)
+                seconds, task, outcome = timed(task)
             breakdown(task)
             results["rolling deploy, no pre-connection"] = (seconds, 45, outcome)
             print(f"rolling deploy, no pre-connection: {seconds:.1f} s ({load()}) {outcome}", flush=True)
@@ -226,8 +241,9 @@ def main() -> None:
                 del settings.EXECUTION_PRECONNECT
             else:
                 settings.EXECUTION_PRECONNECT = chosen
+        task = deploy_task(servers, "2.0.0", rollout)
         with phase("rolling deploy"):
-            seconds, task, outcome = timed_deploy(servers, "2.0.0", rollout, args.profile)
+            seconds, task, outcome = timed(task, args.profile)
         results["rolling deploy, 10 % batches"] = (seconds, 45, outcome)
         breakdown(task)
         print(
@@ -238,9 +254,10 @@ def main() -> None:
 
         for width in args.command_parallel:
             name = "one command on all" + ("" if width == 16 else f", {width} in parallel")
+            command = {"command": "uptime", "rollout": {"max_parallel": width}}
+            task = common.approved_task(servers, "RAW_COMMAND", command)
             with phase(name):
-                command = {"command": "uptime", "rollout": {"max_parallel": width}}
-                seconds, task, outcome = timed(servers, "RAW_COMMAND", command)
+                seconds, task, outcome = timed(task)
             breakdown(task)
             results[name] = (seconds, 12, outcome)
             print(f"{name}: {seconds:.1f} s ({load()}) {outcome} {task.failure_reason}", flush=True)
@@ -249,8 +266,9 @@ def main() -> None:
         batch = [s for s in servers if s.rolling_group == 1][:100]
         testbed.fault(batch[50].server_id, "health_fail")
         rollout = {"batch_size": 100, "max_parallel": 16, "canary_share": 0}
+        task = deploy_task(batch, "3.0.0", rollout)
         with phase("failed batch"):
-            seconds, task, outcome = timed_deploy(batch, "3.0.0", rollout)
+            seconds, task, outcome = timed(task)
         steps = StepResult.objects.filter(server_run__execution__task=task, phase="rollback")
         first = min(s.started_at.timestamp() for s in steps)
         last = max(s.started_at.timestamp() + s.duration_ms / 1000 for s in steps)
@@ -286,6 +304,9 @@ def main() -> None:
         f"  {'worker peak memory (engine runs)':34s} {peak:7.0f} MB (target < 200 MB: {verdict}; "
         f"whole process incl. the bare script {whole:.0f} MB)"
     )
+    for sampler in SAMPLER:
+        sampler.stop()
+        sampler.report()
 
 
 if __name__ == "__main__":
