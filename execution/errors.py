@@ -32,6 +32,10 @@ class StepFailed(Exception):
         super().__init__(reason)
 
 
+class StepTimedOut(StepFailed):
+    """A step that ran out of time and was killed midway: it may have done part of its work."""
+
+
 class Refused(Exception):
     """The playbook refuses to run at all (bad certificate, missing artifact): nothing touched."""
 

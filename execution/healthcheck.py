@@ -355,14 +355,16 @@ def restart_was(
     # The variant's commands where the server's environment chose one (Playbook.service_paths).
     stop = paths.get("stop_command") or q(paths["scripts"] + "/shutdown.sh")
     start = paths.get("start_command") or q(paths["scripts"] + "/startup.sh")
+
+    def stop_ended(state: str) -> None:
+        # Stopped, or cut off midway (killed, timed out, connection lost): the service may be
+        # down, so a rollback starts it again. A shutdown that failed stopped nothing.
+        if state != "FAILED":
+            ctx.state["stopped"] = True
+
+    shutdown = Chained(f"{p}shutdown", stop, timeout=script_timeout, ok_codes=ok, shell=SH, on_end=stop_ended)
     if not p and (before_start is None or isinstance(before_start, BeforeStart)):
         pre = before_start or BeforeStart("log-offset", "true")
-
-        def stop_ended(state: str) -> None:
-            # Stopped, or cut off midway (killed, timed out, connection lost): the service may be
-            # down, so a rollback starts it again. A shutdown that failed stopped nothing.
-            if state != "FAILED":
-                ctx.state["stopped"] = True
 
         def pre_ended(state: str) -> None:
             if state == "OK" and pre.on_done is not None:
@@ -370,7 +372,7 @@ def restart_was(
 
         results = ctx.run_chain(
             [
-                Chained("shutdown", stop, timeout=script_timeout, ok_codes=ok, shell=SH, on_end=stop_ended),
+                shutdown,
                 Chained(
                     pre.name,
                     f"{pre.command} && {offset_command(ctx)}",
@@ -384,8 +386,7 @@ def restart_was(
         )
         offset = last_int(results[1].stdout)
     else:
-        ctx.run(f"{p}shutdown", stop, timeout=script_timeout, ok_codes=ok, shell=SH)
-        ctx.state["stopped"] = True
+        ctx.run_one(shutdown)
         if isinstance(before_start, BeforeStart):  # a rollback's restart: one step at a time
             if before_start.on_start is not None:
                 before_start.on_start()

@@ -224,6 +224,13 @@ class PlanContext:
             self.steps[-1]["chain"] = CHAIN_NEXT.format(previous=previous) if index else CHAIN_FIRST.format(names=names)
         return results
 
+    def run_one(self, step) -> PlannedResult:
+        """A step run by itself: recorded as run() records it."""
+        step.started()
+        result = self.run(step.name, step.command, timeout=step.timeout, ok_codes=step.ok_codes)
+        step.ended("OK")
+        return result
+
     def put(self, name: str, local: Any, remote: str) -> None:
         self.steps.append({"name": name, "upload": self.uploads.describe(local, remote)})
 

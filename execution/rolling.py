@@ -24,7 +24,7 @@ from audit import scrub
 from cmdb import vault
 from governance.labels import group_label
 
-from .errors import ParameterError, Refused, SecurityViolation, StepFailed
+from .errors import ParameterError, Refused, SecurityViolation, StepFailed, StepTimedOut
 from .parameters import Param, server_roots
 
 EXCERPT = 4000
@@ -434,7 +434,7 @@ class ServerContext:
             raise self._blocked(name, redacted, exc, started) from exc
         except CommandTimeout as exc:
             self._ended(name, redacted, "TIMEOUT", exc, started)
-            raise StepFailed(name, self._timed_out(name, timeout)) from exc
+            raise StepTimedOut(name, self._timed_out(name, timeout)) from exc
         except ConnectionLost as exc:
             raise self._lost(name, redacted, exc, started) from exc
         state = self._record(name, redacted, known, result, ok_codes, started)
@@ -452,7 +452,7 @@ class ServerContext:
         from .transport import ChainStep, ConnectionLost
 
         if self.phase != "forward" or any(step.name in self.resume for step in steps):
-            return [self._run_chained(step) for step in steps]
+            return [self.run_one(step) for step in steps]
         self._guard()
         self.current_step = steps[0].name
         transport = self.connect()
@@ -489,13 +489,14 @@ class ServerContext:
             raise Aborted(self.engine.halt_reason or gettext("중지 요청"))
         return results
 
-    def _run_chained(self, step: Chained):
-        """One step of a chain run by itself (run()), with its ``on_start`` and ``on_end``."""
+    def run_one(self, step: Chained):
+        """One step run by itself (run()), with its ``on_start`` and its ``on_end`` told how it
+        ended (a step cut off midway, KILLED, TIMEOUT or LOST, may have done part of its work)."""
         step.started()
         try:
             result = self.run(step.name, step.command, timeout=step.timeout, ok_codes=step.ok_codes, shell=step.shell)
         except (Aborted, Lost, StepFailed) as exc:
-            step.ended({Aborted: "KILLED", Lost: "LOST"}.get(type(exc), "FAILED"))
+            step.ended({Aborted: "KILLED", Lost: "LOST", StepTimedOut: "TIMEOUT"}.get(type(exc), "FAILED"))
             raise
         step.ended("OK")
         return result
@@ -544,7 +545,7 @@ class ServerContext:
         if state == "KILLED":
             raise Aborted(self.engine.halt_reason or gettext("중지 요청"))
         if state == "TIMEOUT":
-            raise StepFailed(name, self._timed_out(name, timeout))
+            raise StepTimedOut(name, self._timed_out(name, timeout))
         if state == "FAILED":
             detail = (result.stderr or result.stdout or "").strip().splitlines()[-1:] or [""]
             raise StepFailed(

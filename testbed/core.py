@@ -31,6 +31,7 @@ SCRIPT_FAULTS = {
     "startup_exit",
     "shutdown_exit",
     "slow_shutdown",
+    "hung_shutdown",
     "hang",
     "rollback_fail",
 }

@@ -126,6 +126,9 @@ tb_shutdown() {
     echo "Tomcat was not running."
   fi
   rm -f "$PIDFILE"
+  # A stop that stopped the WAS and then never returns (a hung hook after it).
+  fault_active hung_shutdown "$(app_version)" && { log "INFO: shutdown.sh: hung (fault hung_shutdown)"; sleep 60; }
+  return 0
 }
 """
 

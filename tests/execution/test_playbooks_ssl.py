@@ -21,10 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from execution.certs import served_certificate_fingerprint
+from execution.models import StepResult
 from execution.services import run_task, store_artifact
 from governance.attachments import attachment_root, store_attachment
 
-from .engine_helpers import approved_task, commands_received, fast_port_wait
+from .engine_helpers import approved_task, commands_received, fast_port_wait, version_of
 
 pytestmark = [pytest.mark.testbed, pytest.mark.django_db(transaction=True)]
 HOST = "was.testbed.local"
@@ -172,3 +173,22 @@ def test_bad_certificate_is_refused_before_upload(testbed, tls_server, pki, prob
     assert ("만료되었습니다" if problem == "expired" else "짝이 맞지 않습니다") in task.failure_reason
     assert commands_received(testbed, server.server_id) == before_log
     assert (conf / "server.crt").read_bytes() == before_cert
+
+
+def test_a_shutdown_cut_off_after_the_stop_is_started_again_by_the_rollback(testbed, tls_server, pki):
+    # SSL_REPLACE restarts one step at a time (its files go up between the stop and the start).
+    # Its shutdown stops the WAS and then hangs past the step's timeout: the service is down
+    # though the step did not end well, so the rollback must start it again.
+    server, conf, front = tls_server
+    fast_port_wait([server], 5)
+    before = version_of(server)
+    testbed.fault(server.server_id, "hung_shutdown", times=1)
+    parameters = {**ssl_parameters(pki, conf, front.port, pki["good"], pki["key"]), "script_timeout": 2}
+    task = approved_task([server], sub_type="SSL_REPLACE", parameters=parameters)
+
+    assert run_task(task.pk) == "FAILED_ROLLED_BACK"
+
+    rows = StepResult.objects.filter(server_run__execution__task=task)
+    assert rows.get(name="shutdown").state == "TIMEOUT"
+    assert rows.filter(name="rb-startup", state="OK").exists(), list(rows.values_list("name", "state"))
+    assert version_of(server) == before != ""  # serving again, not left down
