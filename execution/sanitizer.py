@@ -200,13 +200,14 @@ INTERP_WORD = r"(?:\S*/)?(?:python|pypy|perl|ruby|php|node|lua)[\d.]*"
 # expression no match can do without: its backreference's brackets, a path, a command's name):
 # exact for a case-sensitive rule, in the text folded by audit.scrub.fold for a case-insensitive
 # one. An ordinary command holds few of them, and most of a check's time was these searches.
-_NEEDS: dict[re.Pattern[str], tuple[str, ...]] = {}
+_NEEDS: dict[re.Pattern[str], tuple[bool, tuple[str, ...]]] = {}  # pattern -> (folded?, literals)
 
 
 def _needing(literals: tuple[str, ...], pattern: re.Pattern[str]) -> re.Pattern[str]:
-    if pattern.flags & re.I:
+    folded = bool(pattern.flags & re.I)
+    if folded:
         assert all(literal == fold(literal) for literal in literals), literals
-    _NEEDS[pattern] = literals
+    _NEEDS[pattern] = (folded, literals)
     return pattern
 
 
@@ -215,13 +216,15 @@ def _search(pattern: re.Pattern[str], text: str, folded: list[str]) -> re.Match[
     (``folded`` holds the folded text once it was made)."""
     needs = _NEEDS.get(pattern)
     if needs is not None:
-        if pattern.flags & re.I:
+        haystack = text
+        if needs[0]:
             if not folded:
                 folded.append(fold(text))
             haystack = folded[0]
+        for literal in needs[1]:
+            if literal in haystack:
+                break
         else:
-            haystack = text
-        if not any(literal in haystack for literal in needs):
             return None
     return pattern.search(text)
 
