@@ -209,9 +209,14 @@ def execution_started(task_pk: int) -> OpsTask | None:
     return task
 
 
+# A run's end does not read the approved plan: at 1,000 servers it is megabytes of JSON that the
+# worker would parse and write back unchanged at the end of every run (its memory peak).
+WITHOUT_PLAN = ("plan",)
+
+
 def execution_finished(task_pk: int, package: dict) -> OpsTask:
     with transaction.atomic():
-        task = lock_task(pk=task_pk)
+        task = lock_task(pk=task_pk, defer=WITHOUT_PLAN)
         apply_transition("system", task, "finish_execution", package, reason="execution finished; PM validation")
         for pm in _validators_for(task):
             notify(
@@ -240,7 +245,7 @@ def execution_failed(task_pk: int, outcome: str, reason: str, package: dict | No
     if outcome not in FAILURE_METHODS:
         raise ValueError(f"unknown outcome {outcome!r}")
     with transaction.atomic():
-        task = lock_task(pk=task_pk)
+        task = lock_task(pk=task_pk, defer=WITHOUT_PLAN)
         if package:
             task.result_package = package
         apply_transition("system", task, FAILURE_METHODS[outcome], reason, reason=reason)

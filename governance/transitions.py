@@ -173,11 +173,13 @@ TASK_RELATED = (
 )
 
 
-def lock_task(task_id: str | None = None, pk: int | None = None) -> OpsTask:
+def lock_task(task_id: str | None = None, pk: int | None = None, defer: tuple[str, ...] = ()) -> OpsTask:
+    """The task row, locked, with its people and system. ``defer``: columns left unread (then
+    neither held nor written back by the transition's save)."""
     # Lock only the task row: PostgreSQL refuses FOR UPDATE on the nullable side of the
     # outer joins that bring the owner table along.
     of = ("self",) if connection.features.has_select_for_update_of else ()
-    query = OpsTask.objects.select_for_update(of=of).select_related(*TASK_RELATED)
+    query = OpsTask.objects.select_for_update(of=of).select_related(*TASK_RELATED).defer(*defer)
     try:
         return query.get(task_id=task_id) if task_id is not None else query.get(pk=pk)
     except OpsTask.DoesNotExist as exc:

@@ -3,13 +3,15 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django_q.models import OrmQ
 from django_q.tasks import async_task
 
 from audit.models import AuditEntry
 from governance import control, services
 from governance.errors import Conflict, Forbidden, Invalid
-from governance.models import Notification, Routing, Status, StepStatus
+from governance.models import Notification, OpsTask, Routing, Status, StepStatus
 
 
 def test_deploy_needs_owner_then_pm_and_enqueues_execution(world, submit, django_capture_on_commit_callbacks):
@@ -144,3 +146,26 @@ def test_requester_cancels_before_approval_only(world, submit):
     assert not task.steps.filter(status=StepStatus.PENDING).exists()
     with pytest.raises(Conflict):
         services.cancel_task(world.requester, task.task_id)
+
+
+@pytest.mark.parametrize("outcome", ["SUCCEEDED", "FAILED_ROLLED_BACK"])
+def test_a_runs_end_neither_reads_nor_rewrites_the_approved_plan(world, submit, outcome):
+    # At 1,000 servers the plan is megabytes of JSON: the end of a run leaves it in the database.
+    task = submit("SERVICE_RESTART")
+    services.decide_step(world.owner, task.steps.get().pk, "APPROVED")
+    control.execution_started(task.pk)
+    plan, plan_sha256 = OpsTask.objects.values_list("plan", "plan_sha256").get(pk=task.pk)
+    assert plan
+    with CaptureQueriesContext(connection) as queries:
+        if outcome == "SUCCEEDED":
+            ended = control.execution_finished(task.pk, {"diff": "", "log": "ok"})
+        else:
+            ended = control.execution_failed(task.pk, outcome, "port 18080 not answering", {"servers": []})
+    assert "plan" in ended.get_deferred_fields()
+    table, column = OpsTask._meta.db_table, OpsTask._meta.get_field("plan").column
+    task_sql = [q["sql"] for q in queries if f'"{table}"' in q["sql"]]
+    assert task_sql and not any(f'"{table}"."{column}"' in sql or f'"{column}" =' in sql for sql in task_sql), task_sql
+    task.refresh_from_db()
+    expected = Status.PENDING_PM_VALIDATION if outcome == "SUCCEEDED" else Status.FAILED_ROLLED_BACK
+    assert task.status == expected and (task.plan, task.plan_sha256) == (plan, plan_sha256)
+    assert task.result_package
