@@ -24,6 +24,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from audit.scrub import fold
 from cmdb.models import HealthCriteria
 from governance.attachments import attachment_root, is_sealed
 
@@ -44,11 +45,18 @@ LOG_TAIL_LINES = 60
 RESTARTS = {"APP_DEPLOY", "SERVICE_RESTART", "SSL_REPLACE"}  # playbooks whose health is an HTTP check
 
 
+# A command without any of these (case-folded, as _SECRETISH matches) has nothing it masks.
+_SECRET_WORDS = ("passw", "secret", "token", "private", "passphrase")
+
+
 def mask(command: str) -> str:
     """Secrets masked the same way in every process (never the process's list of known secrets,
     which would make the plan's hash depend on what the process happened to decrypt)."""
     if "-----BEGIN" in command:
         command = _PEM.sub(MASK, command)
+    folded = fold(command)
+    if not any(word in folded for word in _SECRET_WORDS):
+        return command
     return _SECRETISH.sub(rf"\1\2{MASK}", command)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from cmdb.models import HealthCriteria, Server
+from execution import plan as plan_module
 from execution import playbooks
 from execution.errors import ParameterError
 from execution.healthcheck import LOG_OFFSET_PLACEHOLDER
@@ -319,6 +320,26 @@ def test_secrets_in_a_command_are_masked(servers):
     )
     run = next(s for s in plan["step_sets"][0]["steps"] if s["name"] == "run")["command"]
     assert "hunter22" not in run and "password=****" in run
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "run PASSWORD=hunter22",
+        "run passwd: hunter22",
+        "run pa\u017f\u017fword=hunter22",  # long s: the expression matches it as "s"
+        "run PR\u0130VATE_KEY=abc",
+        "run pr\u0131vate key=abc",
+        "run api_to\u212aen=abc",  # Kelvin sign
+        "run Secret : x1 token=y2 passphrase=z3",
+        "mv -f /app/deploy/app.war /app/was/app.war",
+    ],
+)
+def test_a_command_is_masked_as_the_expression_alone_would(command):
+    # The words looked for first only decide whether the expression runs: the outcome is its own.
+    expected = plan_module._SECRETISH.sub(rf"\1\2{plan_module.MASK}", command)
+    assert plan_module.mask(command) == expected
+    assert (expected == command) == command.startswith("mv ")
 
 
 def test_servers_with_other_paths_get_their_own_step_set(system, artifact):
