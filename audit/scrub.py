@@ -16,6 +16,7 @@ output) pass the secrets they know in ``known``.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -108,7 +109,15 @@ def _triggered(text: str) -> bool:
 
 
 def is_secret_key(name: str) -> bool:
+    if type(name) is str:  # a str subclass could hash and compare like another key: not remembered
+        return _secret_key(name)
     return bool(_SECRET_KEY.search(str(name).lower()))
+
+
+# Payloads and result packages repeat the same few dozen keys thousands of times a run.
+@functools.lru_cache(maxsize=1024)
+def _secret_key(name: str) -> bool:
+    return bool(_SECRET_KEY.search(name.lower()))
 
 
 def scrub_payload(value: Any) -> Any:
@@ -124,14 +133,22 @@ def redact_text(text: str, known: Iterable[str] = ()) -> str:
     """``text`` with secrets replaced by [REDACTED] (private keys by [REDACTED PRIVATE KEY])."""
     if not text:
         return text
-    text = str(text)
+    return _redact(str(text), _longest_first(known))
+
+
+def _longest_first(known: Iterable[str]) -> list[str]:
+    """The known secrets worth looking for, the longest first (one that contains another goes whole)."""
+    return sorted({s for s in known if s and len(s) >= MIN_KNOWN}, key=len, reverse=True)
+
+
+def _redact(text: str, secrets: list[str]) -> str:
     if "PRIVATE KEY-----" in text:
         text = _PEM_BLOCK.sub(REDACTED_KEY, text)
         text = _PEM_OPEN.sub(REDACTED_KEY, text)
         text = _PEM_TAIL.sub(REDACTED_KEY, text)
     if _triggered(text):
         text = apply_rules(text)
-    for secret in sorted({s for s in known if s and len(s) >= MIN_KNOWN}, key=len, reverse=True):
+    for secret in secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text
@@ -151,11 +168,14 @@ def scrub_text(text: str) -> str:
 
 def redact_structure(value: Any, known: Iterable[str] = ()) -> Any:
     """Nested dicts/lists: secret-looking keys' values replaced, every string redacted."""
-    known = tuple(known)
+    return _structure(value, _longest_first(known))
+
+
+def _structure(value: Any, secrets: list[str]) -> Any:
     if isinstance(value, dict):
-        return {k: (REDACTED if is_secret_key(k) else redact_structure(v, known)) for k, v in value.items()}
+        return {k: (REDACTED if is_secret_key(k) else _structure(v, secrets)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [redact_structure(v, known) for v in value]
+        return [_structure(v, secrets) for v in value]
     if isinstance(value, str):
-        return redact_text(value, known)
+        return _redact(value, secrets) if value else value
     return value

@@ -159,3 +159,17 @@ def test_the_log_filter_uses_the_same_redaction(caplog):
     finally:
         logger.filters.clear()
     assert "AKIAIOSFODNN7EXAMPLE" not in caplog.text and "[REDACTED]" in caplog.text
+
+
+def test_a_structure_is_redacted_with_its_known_secrets_longest_first():
+    # One sorted list of known secrets serves every string of the structure: a secret that holds
+    # a shorter one still goes whole, in every nested value, and secret-looking keys stay masked.
+    known = ["abcd", "abcd-efgh-1234", "zz"]
+    value = {"log": ["x abcd-efgh-1234 y", {"inner": "abcd only"}], "db_password": "p", "n": 3, "empty": ""}
+    assert scrub.redact_structure(value, known) == {
+        "log": ["x [REDACTED] y", {"inner": "[REDACTED] only"}],
+        "db_password": "[REDACTED]",
+        "n": 3,
+        "empty": "",
+    }
+    assert scrub.is_secret_key("DB_Password") and scrub.is_secret_key("DB_Password") and not scrub.is_secret_key("n")
