@@ -373,8 +373,8 @@ def _append_on_server(prepared: list[tuple[dict[str, str], int | None, dict, str
     """PostgreSQL: the append as one pipeline (one round trip), the chain head's row lock taken
     by its first statement. Everything but the seq, the time and the previous hash is made here
     before the lock (each entry's canonical text after its time); the database puts those in,
-    hashes the text exactly as canon.chain_hash does and moves the head, so between the lock and
-    the commit no statement waits for this process (its thread, its GIL, a core) to come back.
+    hashes the text exactly as canon.chain_hash does and moves the head, so under the lock the only
+    wait for this process (its thread, its GIL, a core) is its answer to the pipeline: the commit.
     Checkpoints falling in the batch are signed after, the lock still held. None, with nothing
     written, if the head's row is missing: the caller's path rebuilds it."""
     insert_sql, head_sql, params = _server_sql()
